@@ -1,0 +1,219 @@
+import type { Clock } from "../clock.js";
+import { isLive, DEFAULT_TIMING } from "../controller/phases.js";
+import type { DataplaneBackend } from "../dataplane/types.js";
+import { isAlreadyExistsError, isConflictError, isNotFoundError } from "../datastore/errors.js";
+import type { Datastore, Watch } from "../datastore/types.js";
+import type { Logger } from "../log/logger.js";
+import {
+  CLUSTER_ENCRYPTION_NAME,
+  findAcknowledgement,
+  type ClusterEncryption,
+  type Node,
+  type NodeInput,
+} from "../model/index.js";
+import { desiredState, epochsNeeded, readyToAcknowledge, type AgentSettings } from "./desired.js";
+
+/** The node's key pairs by epoch; private keys stay in 0600 files on this node. */
+export interface EpochKeys {
+  /** Makes (and persists) the key pair of `epoch` if it is missing; returns its public key (base64). */
+  ensure(epoch: number): Promise<string>;
+  /** The private key of `epoch` (throws if absent). */
+  privateKey(epoch: number): Buffer;
+  /** Deletes the key files of every epoch not in `keep`. */
+  retain(keep: number[]): Promise<void>;
+}
+
+export interface AgentOptions {
+  settings: AgentSettings;
+  /** The node's own description, published at start. */
+  self: Pick<NodeInput, "underlay" | "podCIDRs" | "capabilities">;
+  store: Datastore;
+  backend: DataplaneBackend;
+  keys: EpochKeys;
+  clock: Clock;
+  logger: Logger;
+  /** Heartbeat period. Default 5 s (liveness window is 3x). */
+  heartbeatMs?: number;
+  /** Full resync period even without changes (repairs what was altered behind our back). Default 10 s. */
+  resyncMs?: number;
+}
+
+/**
+ * The node agent (DESIGN.md section 1): publishes its public keys, watches nodes and the cluster
+ * configuration, computes the desired data-plane state, reconciles it through its backend and
+ * acknowledges phases. Event handlers only record that something changed; one loop applies.
+ */
+export class Agent {
+  private readonly watches: Watch[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private dirty = true;
+  private running = false;
+  private stopped = false;
+  private lastErrors: string[] = [];
+  private nodes = new Map<string, Node>();
+  private cluster: ClusterEncryption | undefined;
+
+  constructor(private readonly o: AgentOptions) {}
+
+  get name(): string {
+    return this.o.settings.node;
+  }
+
+  async start(): Promise<void> {
+    await this.publish((n) => n);
+    await this.watchKind("nodes", (key, n) =>
+      n === undefined ? this.nodes.delete(key) : this.nodes.set(key, n as Node),
+    );
+    await this.watchKind("clusterencryptions", (key, c) => {
+      if (key === CLUSTER_ENCRYPTION_NAME) this.cluster = c as ClusterEncryption | undefined;
+    });
+    this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs ?? 5000));
+    this.timers.push(
+      setInterval(() => {
+        this.dirty = true;
+        void this.loop();
+      }, this.o.resyncMs ?? 10_000),
+    );
+    await this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    await Promise.all(this.watches.map((w) => w.close()));
+    await this.o.backend.close();
+  }
+
+  private async watchKind(
+    kind: "nodes" | "clusterencryptions",
+    apply: (key: string, value: unknown) => void,
+  ): Promise<void> {
+    const col = this.o.store.collection(kind);
+    const relist = async (): Promise<void> => {
+      const list = await col.list();
+      if (kind === "nodes") this.nodes.clear();
+      for (const item of list.items) apply(item.key, item.value);
+      this.dirty = true;
+      const w = await col.watch(list.revision, {
+        event: (e) => {
+          if (e.type === "DELETED") apply(e.key, undefined);
+          else if (e.type !== "INVALID") apply(e.key, e.object.value);
+          else this.o.logger.warn({ kind, key: e.key, error: e.error.message }, "ignoring invalid object");
+          this.dirty = true;
+          void this.loop();
+        },
+        gone: () => {
+          void relist();
+        },
+        error: (err) => this.o.logger.warn({ kind, err: err.message }, "watch problem; retrying"),
+      });
+      this.watches.push(w);
+    };
+    await relist();
+  }
+
+  /** Read-modify-write of our own Node object. */
+  private async publish(change: (n: NodeInput) => NodeInput): Promise<void> {
+    const col = this.o.store.collection("nodes");
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await col.get(this.name);
+      const base: NodeInput = cur?.value ?? { name: this.name, underlay: this.o.self.underlay };
+      const next = change({
+        ...base,
+        underlay: this.o.self.underlay,
+        podCIDRs: this.o.self.podCIDRs,
+        capabilities: this.o.self.capabilities,
+        backend: this.o.backend.kind === "fake" ? "none" : this.o.backend.kind,
+        heartbeat: new Date(this.o.clock.wallNow()).toISOString(),
+      });
+      try {
+        if (cur === undefined) await col.create(next);
+        else await col.update(next, { revision: cur.revision });
+        return;
+      } catch (e) {
+        // Lost a race with another write of our node: read again and retry.
+        if (!isConflictError(e) && !isNotFoundError(e) && !isAlreadyExistsError(e)) throw e;
+      }
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      await this.publish((n) => ({
+        ...n,
+        status: { ...n.status, mtu: this.o.settings.mtu, errors: this.lastErrors },
+      }));
+    } catch (e) {
+      this.o.logger.warn({ err: (e as Error).message }, "heartbeat failed");
+    }
+  }
+
+  /** The apply loop: one pass at a time, again while something changed meanwhile. */
+  private async loop(): Promise<void> {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    try {
+      while (this.dirty && !this.stopped) {
+        this.dirty = false;
+        await this.pass();
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async pass(): Promise<void> {
+    const c = this.cluster;
+    // Until the controller has initialised the cluster there is no epoch to key.
+    if (c === undefined || c.applied === undefined) return;
+    try {
+      const needed = epochsNeeded(c);
+      const publicKeys: Record<string, string> = {};
+      for (const e of needed) publicKeys[String(e)] = await this.o.keys.ensure(e);
+      const self = this.nodes.get(this.name);
+      if (self === undefined || JSON.stringify(self.publicKeys) !== JSON.stringify(publicKeys)) {
+        await this.publish((n) => ({ ...n, publicKeys }));
+        this.dirty = true; // our own watch event brings the new keys in
+      }
+      const nodes = [...this.nodes.values()];
+      const desired = desiredState(this.o.settings, c, nodes);
+      await this.o.backend.reconcile(desired, (e) => this.o.keys.privateKey(e));
+      this.lastErrors = [];
+      if (c.phase !== "idle" && c.target !== undefined) {
+        const now = this.o.clock.wallNow();
+        const livePeers = nodes.filter(
+          (n) =>
+            n.name !== this.name &&
+            isLive(n, now, DEFAULT_TIMING) &&
+            n.publicKeys[String(c.target!.epoch)] !== undefined,
+        );
+        const me = this.nodes.get(this.name);
+        const acked = me !== undefined && findAcknowledgement(me, c.target.epoch, c.phase) !== undefined;
+        // Peers that have not published the new key yet are waited for (they are live): readiness needs them all.
+        const allLive = nodes
+          .filter((n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING))
+          .map((n) => n.name);
+        if (
+          !acked &&
+          readyToAcknowledge(desired, c, c.phase === "prepare" ? allLive : livePeers.map((n) => n.name))
+        ) {
+          const ack = { epoch: c.target.epoch, phase: c.phase, at: new Date(now).toISOString() };
+          // The watch cache may not show our own last write yet: judge by the node as just read, so
+          // an acknowledgement is written once (duplicates would push older ones out of the history).
+          await this.publish((n) =>
+            (n.acknowledgements ?? []).some((a) => a.epoch === ack.epoch && a.phase === ack.phase)
+              ? n
+              : { ...n, acknowledgements: [...(n.acknowledgements ?? []), ack].slice(-16) },
+          );
+          this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
+        }
+      }
+      await this.o.keys.retain(needed);
+    } catch (e) {
+      this.lastErrors = [(e as Error).message.slice(0, 1000)];
+      this.o.logger.error({ err: (e as Error).message }, "reconcile failed; full resync next pass");
+      this.dirty = true;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}

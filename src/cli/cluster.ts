@@ -1,0 +1,109 @@
+import { readFileSync } from "node:fs";
+import { Command, Option } from "commander";
+import { ValidationError } from "../errors/index.js";
+import { clusterDown, clusterUp } from "../localcluster/cluster.js";
+import { parseClusterConfigText, resolveClusterConfig, type ClusterFlags } from "../localcluster/config.js";
+import { clusterInfo } from "../localcluster/plan.js";
+import { requireClusterState } from "../localcluster/state.js";
+import { openDatastore } from "./datastore.js";
+import { parseIntFlag } from "./flags.js";
+
+export function registerCluster(program: Command): void {
+  const cluster = program
+    .command("cluster")
+    .description("the local cluster: nodes and pods as network namespaces on this machine");
+
+  cluster
+    .command("up")
+    .description("build the local cluster, start the controller and agents, and wait until it is encrypted")
+    .option("--nodes <n>", "number of nodes (default 3)", parseIntFlag("--nodes", 1, 64))
+    .option("--pods-per-node <m>", "plain pods per node (default 2)", parseIntFlag("--pods-per-node", 0, 50))
+    .addOption(new Option("--mode <mode>", "encryption mode").choices(["wireguard", "ipsec"]))
+    .addOption(
+      new Option("--dataplane <kind>", "data plane for every node").choices(["auto", "kernel", "userspace"]),
+    )
+    .option("--datastore <url>", "local (default) or etcd://HOST:PORT")
+    .option("--config <file>", "cluster YAML (DESIGN.md section 8)")
+    .option("--disabled", "start with encryption switched off (plaintext)", false)
+    .option(
+      "--timeout <seconds>",
+      "how long to wait for the cluster to settle",
+      parseIntFlag("--timeout", 1, 3600),
+      90,
+    )
+    .action(async (o: ClusterFlags & { config?: string; timeout: number; disabled: boolean }) => {
+      let doc: unknown = {};
+      if (o.config !== undefined) {
+        let text: string;
+        try {
+          text = readFileSync(o.config, "utf8");
+        } catch (cause) {
+          throw new ValidationError("--config", `cannot read ${o.config}: ${(cause as Error).message}`, {
+            cause,
+          });
+        }
+        doc = parseClusterConfigText(text, o.config);
+      }
+      const flags: ClusterFlags = { ...o, ...(o.disabled ? { disabled: true } : {}) };
+      const config = resolveClusterConfig(doc, flags);
+      const state = await clusterUp(
+        config,
+        openDatastore,
+        (line) => process.stderr.write(`${line}\n`),
+        o.timeout * 1000,
+      );
+      const p = state.plan;
+      process.stdout.write(
+        `local cluster up: ${p.nodes.length} nodes, ${p.pods.length} pods, mode ${config.mode}, ` +
+          `encryption ${config.enabled ? "on" : "off"}, datastore ${config.datastore}\n` +
+          `next: podcrypt verify · podcrypt status · podcrypt rotate --wait · podcrypt cluster down\n`,
+      );
+    });
+
+  cluster
+    .command("down")
+    .description("stop every process and remove every namespace and file of the local cluster")
+    .action(async () => {
+      const r = await clusterDown();
+      process.stdout.write(
+        r.hadState || r.namespaces > 0
+          ? `local cluster down: ${r.processes} processes stopped, ${r.namespaces} namespaces removed\n`
+          : "no local cluster was running; nothing to remove\n",
+      );
+    });
+
+  cluster
+    .command("info")
+    .description("describe the local cluster: fabric, nodes, pods, services")
+    .option("--json", "machine-readable (DESIGN.md section 8)", false)
+    .action((o: { json: boolean }) => {
+      const state = requireClusterState();
+      const info = clusterInfo(state.plan) as ReturnType<typeof clusterInfo> & Record<string, unknown>;
+      if (o.json) {
+        process.stdout.write(JSON.stringify(info, null, 2) + "\n");
+        return;
+      }
+      const p = state.plan;
+      const lines = [
+        `fabric: netns ${p.fabric.netns}, bridge ${p.fabric.bridge} · mode ${p.config.mode} · encryption ${p.config.encryption} · datastore ${state.datastore}`,
+        "nodes:",
+        ...p.nodes.map(
+          (n) =>
+            `  ${n.name.padEnd(12)} netns ${n.netns.padEnd(16)} underlay ${n.underlayIPv4.padEnd(14)} pods ${n.podCIDR}`,
+        ),
+        "pods:",
+        ...p.pods.map(
+          (x) =>
+            `  ${`${x.namespace}/${x.name}`.padEnd(28)} on ${x.node.padEnd(10)} ${x.ip.padEnd(14)} ${Object.entries(
+              x.labels,
+            )
+              .map(([k, v]) => `${k}=${v}`)
+              .join(",")}`,
+        ),
+        ...(p.services.length > 0
+          ? ["services:", ...p.services.map((s) => `  ${s.namespace}/${s.name} ${s.ports.join(",")}`)]
+          : []),
+      ];
+      process.stdout.write(lines.join("\n") + "\n");
+    });
+}

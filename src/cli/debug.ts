@@ -1,0 +1,41 @@
+import { Command } from "commander";
+import { parsePortRef, serveEcho } from "../localcluster/echo.js";
+import { probe } from "../localcluster/probe.js";
+import { ValidationError } from "../errors/index.js";
+import { parseIntFlag } from "./flags.js";
+import { registerDebugEsp } from "./debug-esp.js";
+
+export function registerDebug(program: Command): void {
+  const debug = program
+    .command("debug")
+    .description("tools for looking inside (not needed in normal operation)");
+  registerDebugEsp(debug);
+  debug
+    .command("echo")
+    .description("answer on the given ports by echoing (what local-cluster pods run)")
+    .requiredOption("--ports <list>", "comma-separated tcp/PORT,udp/PORT")
+    .action(async (o: { ports: string }) => {
+      const close = await serveEcho(o.ports.split(",").map(parsePortRef));
+      await new Promise<void>((resolve) => {
+        for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve());
+      });
+      close();
+    });
+  debug
+    .command("probe")
+    .description(
+      "send marked UDP datagrams to echo services and print how many came back (what verify runs in pods)",
+    )
+    .requiredOption("--targets <list>", "comma-separated IP:PORT:MARKER")
+    .option("--count <n>", "datagrams per target", parseIntFlag("--count", 1, 1_000_000), 5)
+    .option("--seconds <s>", "spread over this many seconds", parseIntFlag("--seconds", 0, 3600), 2)
+    .action(async (o: { targets: string; count: number; seconds: number }) => {
+      const targets = o.targets.split(",").map((t) => {
+        const [ip, port, marker] = t.split(":");
+        if (ip === undefined || port === undefined || marker === undefined)
+          throw new ValidationError("--targets", `"${t}" is not IP:PORT:MARKER`);
+        return { ip, port: Number(port), marker };
+      });
+      process.stdout.write(JSON.stringify(await probe(targets, o.count, o.seconds)) + "\n");
+    });
+}

@@ -1,0 +1,92 @@
+import { Command } from "commander";
+import {
+  espGet,
+  espSocketPath,
+  DEFAULT_ESP_SOCKET_DIR,
+  type EspStatus,
+} from "../dataplane/esp-userspace/control.js";
+import { EspDaemon } from "../dataplane/esp-userspace/daemon.js";
+import { DEFAULT_ESP_MTU } from "../dataplane/esp-userspace/datapath.js";
+import { ESP_IN_UDP_PORT } from "../esp/udp.js";
+import { createLogger } from "../log/logger.js";
+import {
+  daemonizeUnlessForeground,
+  reportToParent,
+  runUntilStopped,
+  startReporting,
+  type DaemonModeEnv,
+} from "./daemonize.js";
+import { checkIfname, parseIntFlag } from "./flags.js";
+
+/** Set in the re-spawned child: stay in the foreground. */
+export const ENV_ESP_FOREGROUND = "PODCRYPT_ESP_FOREGROUND";
+/** Set in the re-spawned child: the fd on which it reports "ready" (or "error ...") to its parent. */
+const ENV_READY_FD = "PODCRYPT_ESP_READY_FD";
+const DAEMON_ENV: DaemonModeEnv = { foreground: ENV_ESP_FOREGROUND, readyFd: ENV_READY_FD, minReadyFd: 1 };
+
+interface EspFlags {
+  foreground: boolean;
+  port: number;
+  mtu: number;
+  socketDir: string;
+}
+
+async function runForeground(ifname: string, o: EspFlags): Promise<void> {
+  const logger = createLogger("esp").child({ ifname });
+  const daemon = new EspDaemon({ ifname, logger, port: o.port, mtu: o.mtu, socketDir: o.socketDir });
+  await startReporting(DAEMON_ENV, () => daemon.start());
+  logger.info({ control: daemon.socketPath, port: daemon.datapath.port }, "ESP daemon ready");
+  reportToParent(DAEMON_ENV, "ready");
+  await runUntilStopped(daemon, logger, () => daemon.close());
+}
+
+function formatStatus(s: EspStatus): string {
+  const lines = [
+    `interface: ${s.ifname} (pid ${s.pid}, udp ${s.port}, mtu ${s.mtu}) local ${s.local.name ?? "?"} ${s.local.address ?? ""}`,
+  ];
+  const drops = Object.entries(s.drops).filter(([, n]) => n > 0);
+  lines.push(`  drops: ${drops.length === 0 ? "none" : drops.map(([r, n]) => `${r}=${n}`).join(" ")}`);
+  for (const p of s.peers) {
+    lines.push(
+      `peer: ${p.name} ${p.endpoint.address}:${p.endpoint.port} allowed ${p.allowedIps.join(",")} key ID ${p.activeKeyId ?? "-"}`,
+      `  tx ${p.txBytes} B ${p.txPackets} pkts  rx ${p.rxBytes} B ${p.rxPackets} pkts`,
+    );
+    for (const sa of s.sas.filter((x) => x.peer === p.name)) {
+      lines.push(
+        `  ${sa.direction === "in" ? "in " : "out"} ${sa.spi} key ID ${sa.keyId}${sa.active === true ? " (active)" : ""}: ${sa.bytes} B ${sa.packets} pkts, ${sa.ageS} s${sa.rekeySoon ? ", rekey soon" : ""}`,
+      );
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Registers `podcrypt esp` (the daemon) and `podcrypt esp-stats` (its status). */
+export function registerEsp(program: Command): void {
+  program
+    .command("esp")
+    .description(
+      "userspace ESP daemon (RFC 4303/4106, ESP in UDP per RFC 3948): creates the TUN interface, binds UDP 4500 and " +
+        "serves the JSON control socket /var/run/podcrypt/esp/IFNAME.sock; daemonizes unless -f",
+    )
+    .argument("<ifname>", "TUN interface to create")
+    .option("-f, --foreground", "stay in the foreground instead of daemonizing", false)
+    .option("--port <port>", "UDP port of ESP in UDP", parseIntFlag("--port", 1, 65535), ESP_IN_UDP_PORT)
+    .option("--mtu <mtu>", "tunnel MTU", parseIntFlag("--mtu", 576, 9000), DEFAULT_ESP_MTU)
+    .option("--socket-dir <dir>", "control socket directory", DEFAULT_ESP_SOCKET_DIR)
+    .action(async (ifname: string, o: EspFlags) => {
+      checkIfname(ifname);
+      await daemonizeUnlessForeground(DAEMON_ENV, o.foreground, () => runForeground(ifname, o));
+    });
+
+  program
+    .command("esp-stats")
+    .description("SAs (SPI, key ID, bytes, packets, age), peers and drops of a running `podcrypt esp` daemon")
+    .argument("<ifname>", "interface of the daemon")
+    .option("--socket-dir <dir>", "control socket directory", DEFAULT_ESP_SOCKET_DIR)
+    .option("--json", "print the status document as JSON", false)
+    .action(async (ifname: string, o: { json: boolean; socketDir: string }) => {
+      checkIfname(ifname);
+      const s = await espGet(espSocketPath(ifname, o.socketDir));
+      process.stdout.write(o.json ? JSON.stringify(s, null, 2) + "\n" : formatStatus(s));
+    });
+}

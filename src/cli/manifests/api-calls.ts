@@ -1,0 +1,90 @@
+/**
+ * Which component needs which call of the Kubernetes datastore's client layer
+ * (src/datastore/kubernetes/api-calls.ts, the list of calls it really makes). Both the controller
+ * and the agent use that one client layer; this file says which of its calls each one makes, and
+ * which calls no podcrypt component is granted. test/manifests/rbac.test.ts checks that
+ * - the RBAC objects grant each component exactly its calls here, and
+ * - these calls plus NOT_GRANTED are exactly the client layer's calls (those without `onlyWith`).
+ */
+import type { ApiCall as ClientCall } from "../../datastore/kubernetes/api-calls.js";
+
+/** One permission a component holds. */
+export interface ComponentCall {
+  readonly component: "controller" | "agent";
+  readonly apiGroup: string;
+  /** Plural resource; `resource/subresource` for a subresource. */
+  readonly resource: string;
+  readonly verb: ClientCall["verb"];
+  /** `cluster`: any namespace or cluster-scoped; `own`: only podcrypt's namespace (leases). */
+  readonly scope: "cluster" | "own";
+}
+
+type Verb = ClientCall["verb"];
+const READ: Verb[] = ["get", "list", "watch"];
+const LEASE: Verb[] = ["get", "list", "watch", "create", "update", "delete"];
+
+function grant(
+  component: ComponentCall["component"],
+  apiGroup: string,
+  resource: string,
+  verbs: readonly Verb[],
+  scope: ComponentCall["scope"] = "cluster",
+): ComponentCall[] {
+  return verbs.map((verb) => ({ component, apiGroup, resource, verb, scope }));
+}
+
+/** The calls each component makes. */
+export const COMPONENT_CALLS: readonly ComponentCall[] = [
+  // controller: reads everything, owns ClusterEncryption, campaigns for leadership.
+  ...grant("controller", "", "nodes", [...READ, "patch"]),
+  ...grant("controller", "podcrypt.io", "clusterencryptions", [...READ, "create", "update"]),
+  ...grant("controller", "podcrypt.io", "encryptionpolicies", READ),
+  ...grant("controller", "starlingx.io", "ipsecpolicies", ["list"]),
+  ...grant("controller", "", "services", READ),
+  ...grant("controller", "", "endpoints", READ),
+  ...grant("controller", "coordination.k8s.io", "leases", LEASE, "own"),
+  // agent: publishes its node (annotations, by patch), reads the rest, heartbeats with a lease.
+  ...grant("agent", "", "nodes", [...READ, "patch"]),
+  ...grant("agent", "podcrypt.io", "clusterencryptions", READ),
+  ...grant("agent", "podcrypt.io", "encryptionpolicies", READ),
+  ...grant("agent", "starlingx.io", "ipsecpolicies", ["list"]),
+  ...grant("agent", "", "services", READ),
+  ...grant("agent", "", "endpoints", READ),
+  ...grant("agent", "coordination.k8s.io", "leases", LEASE, "own"),
+];
+
+/**
+ * Calls the client layer can make that no podcrypt component is granted, and why. A caller that
+ * needs one uses its own credentials (a person's kubeconfig), or the call belongs under `onlyWith`.
+ */
+export const NOT_GRANTED: readonly {
+  apiGroup: string;
+  resource: string;
+  verbs: readonly Verb[];
+  why: string;
+}[] = [
+  {
+    apiGroup: "podcrypt.io",
+    resource: "encryptionpolicies",
+    verbs: ["create", "update", "delete"],
+    why: "policies are written by people (kubectl, or `podcrypt policy apply` with their kubeconfig)",
+  },
+  {
+    apiGroup: "podcrypt.io",
+    resource: "clusterencryptions",
+    verbs: ["delete"],
+    why: "the configuration is deleted by people only (it is never attached to a lease)",
+  },
+  {
+    apiGroup: "",
+    resource: "services",
+    verbs: ["create", "update", "delete"],
+    why: "Kubernetes owns Services; writing them would let a component redirect traffic",
+  },
+  {
+    apiGroup: "",
+    resource: "endpoints",
+    verbs: ["create", "update", "delete"],
+    why: "the endpoints controller owns Endpoints; writing them would let a component redirect traffic",
+  },
+];

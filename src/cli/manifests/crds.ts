@@ -1,0 +1,309 @@
+/**
+ * The CustomResourceDefinitions podcrypt installs (DESIGN.md section 7): ClusterEncryption
+ * (cluster-scoped) and EncryptionPolicy (namespaced) in podcrypt.io/v1, and StarlingX's IPsecPolicy
+ * (starlingx.io/v1, cluster-scoped as upstream's `+kubebuilder:resource:scope=Cluster`). Schemas are
+ * structural OpenAPI v3 (every node typed, no $ref) so the API server prunes unknown fields and
+ * rejects what the parser in src/policy would reject anyway, as early as `kubectl apply`.
+ */
+
+/** A JSON-schema node as CRDs take it (OpenAPI v3 subset plus `x-kubernetes-*`). */
+export type JSONSchemaProps = { [key: string]: unknown };
+
+/** The CRD API group of podcrypt's own resources. */
+export const PODCRYPT_GROUP = "podcrypt.io";
+/** StarlingX's group, for IPsecPolicy accepted as is. */
+export const STARLINGX_GROUP = "starlingx.io";
+
+const str = (description: string, extra: JSONSchemaProps = {}): JSONSchemaProps => ({
+  type: "string",
+  description,
+  ...extra,
+});
+const bool = (description: string, dflt?: boolean): JSONSchemaProps => ({
+  type: "boolean",
+  description,
+  ...(dflt === undefined ? {} : { default: dflt }),
+});
+const int = (description: string, extra: JSONSchemaProps = {}): JSONSchemaProps => ({
+  type: "integer",
+  format: "int64",
+  description,
+  ...extra,
+});
+const time = (description: string): JSONSchemaProps => str(description, { format: "date-time" });
+const obj = (description: string, properties: Record<string, JSONSchemaProps>, required?: string[]) => ({
+  type: "object",
+  description,
+  properties,
+  ...(required === undefined ? {} : { required }),
+});
+
+const DNS1123_SUBDOMAIN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const DNS1123_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+const DNS1035_LABEL = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+const PROTO = "([Tt][Cc][Pp]|[Uu][Dd][Pp]|[Ss][Cc][Tt][Pp])/[0-9]{1,5}";
+/** `udp/53,tcp/9153`: syntax only; port range and duplicates are checked by src/policy and reported in status. */
+export const PORT_LIST_PATTERN = `^ *${PROTO}( *, *${PROTO})* *$`;
+const MODES = ["wireguard", "ipsec"];
+const PHASES = ["idle", "prepare", "switch", "retire"];
+const DURATION = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$";
+
+const condition = obj(
+  "A standard Kubernetes condition.",
+  {
+    type: str("Condition type, such as Accepted or Programmed."),
+    status: str("True, False or Unknown.", { enum: ["True", "False", "Unknown"] }),
+    reason: str("CamelCase reason."),
+    message: str("Human-readable detail, such as the validation error naming the field."),
+    observedGeneration: int("The .metadata.generation the condition was set for.", { minimum: 0 }),
+    lastTransitionTime: time("When status last changed."),
+  },
+  ["type", "status"],
+);
+
+const policyStatus = (extra: Record<string, JSONSchemaProps> = {}): JSONSchemaProps =>
+  obj("Written by the controller.", {
+    ...extra,
+    conditions: {
+      type: "array",
+      description: "Accepted and Programmed conditions.",
+      items: condition,
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["type"],
+    },
+    observedGeneration: int("The generation the status describes.", { minimum: 0 }),
+    programmedNodes: int("Nodes whose data plane has installed this policy's selectors.", { minimum: 0 }),
+    selectedEndpoints: int("Pod IPs the policy currently selects.", { minimum: 0 }),
+  });
+
+const rule = (kind: "EncryptionPolicy" | "IPsecPolicy"): JSONSchemaProps => {
+  const f =
+    kind === "IPsecPolicy"
+      ? { service: "servicename", namespace: "servicens", ports: "serviceports" }
+      : { service: "service", namespace: "namespace", ports: "ports" };
+  return obj(
+    "Encrypt traffic between pods and the pods of this service on these ports.",
+    {
+      name: str("Rule name, unique across all policies (it names data-plane objects).", {
+        maxLength: 253,
+        pattern: DNS1123_SUBDOMAIN,
+      }),
+      [f.service]: str("Service name.", { maxLength: 63, pattern: DNS1035_LABEL }),
+      [f.namespace]: str("Namespace of the service.", { maxLength: 63, pattern: DNS1123_LABEL }),
+      [f.ports]: str('Comma-separated proto/port list, such as "udp/53,tcp/53,tcp/9153" (tcp, udp, sctp).', {
+        pattern: PORT_LIST_PATTERN,
+        maxLength: 4096,
+      }),
+    },
+    ["name", f.service, f.namespace, f.ports],
+  );
+};
+
+const policySpec = (kind: "EncryptionPolicy" | "IPsecPolicy"): JSONSchemaProps =>
+  obj(
+    "What to encrypt.",
+    {
+      policies: {
+        type: "array",
+        description: "Rules; names are unique.",
+        minItems: 1,
+        maxItems: 1024,
+        items: rule(kind),
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+      },
+    },
+    ["policies"],
+  );
+
+/**
+ * ClusterEncryption keeps every model field (src/model/cluster-encryption.ts) but `name` in
+ * `.spec`, protocol state included, because the controller changes it with compare-and-swap
+ * together with the configuration (src/datastore/kubernetes/mapping.ts); `.status` holds only
+ * human-readable conditions. A test checks the schema against the model.
+ */
+export const CLUSTER_ENCRYPTION_STATUS_FIELDS = ["conditions", "observedGeneration"] as const;
+
+const clusterEncryptionSchema: JSONSchemaProps = obj(
+  "The cluster's encryption configuration (only the object named default is used) and the state of the phased protocol.",
+  {
+    apiVersion: str("APIVersion of this object."),
+    kind: str("Kind of this object."),
+    metadata: { type: "object" },
+    spec: obj("Configuration (desired state) and the protocol state the controller drives.", {
+      enabled: bool("Whether selected traffic is encrypted.", true),
+      mode: str("Data plane mode.", { enum: MODES, default: "wireguard" }),
+      cipher: str("Cipher; defaults to chacha20poly1305 (wireguard) or rfc4106(gcm(aes)) (ipsec).", {
+        minLength: 1,
+      }),
+      rotationInterval: str("Automatic key rotation period, such as 1h or 30m.", {
+        pattern: DURATION,
+        default: "1h",
+      }),
+      strict: bool("Fail closed: selected traffic never leaves a node in plaintext.", true),
+      hostEncryption: bool("Encrypt host-to-host traffic too.", false),
+      encryption: str("all inter-node pod traffic, or only what policies select.", {
+        enum: ["all", "selective"],
+        default: "all",
+      }),
+      rotateRequestedAt: time("Set by `podcrypt rotate`: rotate if later than lastCompletedAt."),
+      applied: obj(
+        "What the cluster runs now.",
+        { enabled: bool("Encrypted."), mode: str("Mode.", { enum: MODES }) },
+        ["enabled", "mode"],
+      ),
+      phase: str("Current phase; idle between runs.", { enum: PHASES }),
+      epoch: int("Epoch whose keys are in force.", { minimum: 0 }),
+      target: obj(
+        "Where the run in progress is taking the cluster.",
+        {
+          epoch: int("Target epoch.", { minimum: 0 }),
+          mode: str("Target mode.", { enum: MODES }),
+          enabled: bool("Target enabled."),
+        },
+        ["epoch", "mode", "enabled"],
+      ),
+      phaseStartedAt: obj("When each phase of the current or last run began.", {
+        prepare: time("prepare began."),
+        switch: time("switch began."),
+        retire: time("retire began."),
+      }),
+      lastCompletedAt: time("When the last run finished."),
+      timeouts: {
+        type: "array",
+        description: "Nodes that did not acknowledge in time.",
+        maxItems: 1024,
+        items: obj(
+          "A node that timed out.",
+          {
+            node: str("Node name."),
+            epoch: int("Epoch.", { minimum: 0 }),
+            phase: str("Phase.", { enum: PHASES }),
+            at: time("When."),
+          },
+          ["node", "epoch", "phase", "at"],
+        ),
+      },
+    }),
+    status: obj("Human-readable state, written by the controller.", {
+      conditions: {
+        type: "array",
+        description: "Ready and Progressing conditions.",
+        items: condition,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+      },
+      observedGeneration: int("The generation the status describes.", { minimum: 0 }),
+    }),
+  },
+);
+
+const policyRoot = (
+  kind: "EncryptionPolicy" | "IPsecPolicy",
+  extraStatus: Record<string, JSONSchemaProps> = {},
+) =>
+  obj(
+    kind === "IPsecPolicy"
+      ? "StarlingX IPsec policy (starlingx.io/v1), accepted as is: protects traffic to the listed services."
+      : "Selective encryption: traffic to the listed services is encrypted when ClusterEncryption.spec.encryption is selective.",
+    {
+      apiVersion: str("APIVersion of this object."),
+      kind: str("Kind of this object."),
+      metadata: { type: "object" },
+      spec: policySpec(kind),
+      status: policyStatus(extraStatus),
+    },
+    ["spec"],
+  );
+
+const policyColumns = [
+  {
+    name: "Accepted",
+    type: "string",
+    jsonPath: '.status.conditions[?(@.type=="Accepted")].status',
+    description: "Whether the policy validated",
+  },
+  {
+    name: "Programmed-Nodes",
+    type: "integer",
+    jsonPath: ".status.programmedNodes",
+    description: "Nodes that installed the policy",
+  },
+  { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+];
+
+function crd(
+  group: string,
+  kind: string,
+  plural: string,
+  scope: "Cluster" | "Namespaced",
+  schema: JSONSchemaProps,
+  columns: Record<string, unknown>[],
+  shortNames: string[],
+  categories: string[],
+): Record<string, unknown> {
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: `${plural}.${group}`, labels: { "app.kubernetes.io/part-of": "podcrypt" } },
+    spec: {
+      group,
+      scope,
+      names: { plural, singular: kind.toLowerCase(), kind, listKind: `${kind}List`, shortNames, categories },
+      versions: [
+        {
+          name: "v1",
+          served: true,
+          storage: true,
+          schema: { openAPIV3Schema: schema },
+          subresources: { status: {} },
+          additionalPrinterColumns: columns,
+        },
+      ],
+    },
+  };
+}
+
+/** The three CRDs, ClusterEncryption first. */
+export function customResourceDefinitions(): Record<string, unknown>[] {
+  return [
+    crd(
+      PODCRYPT_GROUP,
+      "ClusterEncryption",
+      "clusterencryptions",
+      "Cluster",
+      clusterEncryptionSchema,
+      [
+        { name: "Enabled", type: "boolean", jsonPath: ".spec.enabled" },
+        { name: "Mode", type: "string", jsonPath: ".spec.mode" },
+        { name: "Encryption", type: "string", jsonPath: ".spec.encryption" },
+        { name: "Phase", type: "string", jsonPath: ".spec.phase" },
+        { name: "Epoch", type: "integer", jsonPath: ".spec.epoch" },
+        { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+      ],
+      ["ce"],
+      ["podcrypt"],
+    ),
+    crd(
+      PODCRYPT_GROUP,
+      "EncryptionPolicy",
+      "encryptionpolicies",
+      "Namespaced",
+      policyRoot("EncryptionPolicy"),
+      policyColumns,
+      ["encpol"],
+      ["podcrypt"],
+    ),
+    crd(
+      STARLINGX_GROUP,
+      "IPsecPolicy",
+      "ipsecpolicies",
+      "Cluster",
+      // upstream's status is {status: string}; kept, with podcrypt's conditions beside it.
+      policyRoot("IPsecPolicy", { status: str("Upstream StarlingX summary field.") }),
+      policyColumns,
+      [],
+      ["podcrypt"],
+    ),
+  ];
+}

@@ -1,0 +1,82 @@
+/**
+ * Least-privilege RBAC for the controller and the agent. Written out rule by rule (not derived from
+ * the call list) so that test/manifests/rbac.test.ts can compare the two and catch drift either way.
+ *
+ * RBAC cannot restrict `patch nodes` to the agent's own node; a ValidatingAdmissionPolicy can, and
+ * is a follow-up.
+ */
+import { COMPONENT_NAMES, type ManifestOptions } from "./options.js";
+
+type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+const READ = ["get", "list", "watch"];
+const LEASES: Rule = {
+  apiGroups: ["coordination.k8s.io"],
+  resources: ["leases"],
+  verbs: ["get", "list", "watch", "create", "update", "delete"],
+};
+
+/**
+ * The ClusterRole rules of each component. Core `endpoints`, not EndpointSlices: the Kubernetes
+ * datastore reads Endpoints (src/datastore/kubernetes/mapping.ts).
+ */
+export const CLUSTER_RULES: Readonly<Record<"controller" | "agent", readonly Rule[]>> = {
+  controller: [
+    { apiGroups: [""], resources: ["nodes"], verbs: [...READ, "patch"] },
+    { apiGroups: [""], resources: ["services", "endpoints"], verbs: READ },
+    { apiGroups: ["podcrypt.io"], resources: ["clusterencryptions"], verbs: [...READ, "create", "update"] },
+    { apiGroups: ["podcrypt.io"], resources: ["encryptionpolicies"], verbs: READ },
+    { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies"], verbs: ["list"] },
+  ],
+  agent: [
+    { apiGroups: [""], resources: ["nodes"], verbs: [...READ, "patch"] },
+    { apiGroups: [""], resources: ["services", "endpoints"], verbs: READ },
+    { apiGroups: ["podcrypt.io"], resources: ["clusterencryptions", "encryptionpolicies"], verbs: READ },
+    { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies"], verbs: ["list"] },
+  ],
+};
+
+/** The Role rules of each component in podcrypt's own namespace (the datastore's leases). */
+export const NAMESPACE_RULES: Readonly<Record<"controller" | "agent", readonly Rule[]>> = {
+  controller: [LEASES],
+  agent: [LEASES],
+};
+
+/** ServiceAccounts, ClusterRoles, Roles and their bindings for both components. */
+export function rbacObjects(o: ManifestOptions): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const component of ["controller", "agent"] as const) {
+    const name = COMPONENT_NAMES[component];
+    const labels = { "app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "podcrypt" };
+    const subject = [{ kind: "ServiceAccount", name, namespace: o.namespace }];
+    out.push(
+      { apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: o.namespace, labels } },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "ClusterRole",
+        metadata: { name, labels },
+        rules: CLUSTER_RULES[component],
+      },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "ClusterRoleBinding",
+        metadata: { name, labels },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name },
+        subjects: subject,
+      },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "Role",
+        metadata: { name, namespace: o.namespace, labels },
+        rules: NAMESPACE_RULES[component],
+      },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "RoleBinding",
+        metadata: { name, namespace: o.namespace, labels },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+        subjects: subject,
+      },
+    );
+  }
+  return out;
+}

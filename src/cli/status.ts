@@ -1,0 +1,77 @@
+import { Command } from "commander";
+import { collectStatus, type ClusterStatus } from "../localcluster/status.js";
+import { requireClusterState } from "../localcluster/state.js";
+import { openDatastore } from "./datastore.js";
+
+function bytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : v.toFixed(2)} ${units[u]}`;
+}
+
+function ago(ms: number | undefined): string {
+  if (ms === undefined) return "never";
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return `${s} s ago`;
+}
+
+/** The human form of `podcrypt status`: `swanctl --list-sa` and `wg show` combined. */
+export function renderStatus(s: ClusterStatus): string {
+  const lines = [
+    `encryption: ${s.enabled ? "on" : "off"} · mode ${s.mode} · epoch ${s.epoch} · phase ${s.phase}` +
+      (s.target ? ` → epoch ${s.target.epoch} (${s.target.enabled ? s.target.mode : "off"})` : ""),
+  ];
+  if (s.timeouts.length > 0)
+    lines.push(`timeouts: ${s.timeouts.map((t) => `${t.node} in ${t.phase}@${t.epoch}`).join(", ")}`);
+  for (const n of s.nodes) {
+    lines.push(
+      `node ${n.name}: ${n.live ? "live" : "NOT REPORTING"} · backend ${n.backend} · key epochs ${n.epochs.join(",") || "-"}` +
+        (n.acknowledged ? ` · last ack ${n.acknowledged}` : ""),
+    );
+    for (const e of n.errors) lines.push(`  error: ${e}`);
+    for (const p of n.peers) {
+      if (p.state === "plaintext") {
+        lines.push(`  peer ${p.node}: plaintext (encryption off)`);
+        continue;
+      }
+      if (p.keyId !== null) {
+        // IPsec, as `swanctl --list-sa` shows a CHILD_SA: SPIs, counters and age of the pair.
+        const n = (x: number | null): string => String(x ?? 0);
+        lines.push(
+          `  peer ${p.node} [epoch ${p.epoch}, key ID ${p.keyId}, ${p.ifname}] ${p.state}` +
+            `${p.active === true ? ", sending" : ""}, ESP:AES_GCM_16-128, TUNNEL-in-UDP` +
+            `\n    endpoint: ${p.endpoint ?? "-"}, installed ${p.ageS ?? 0} s ago` +
+            `\n    in  ${p.spiIn ?? "-"}, ${p.rxBytes} bytes, ${n(p.rxPackets)} packets` +
+            `\n    out ${p.spiOut ?? "-"}, ${p.txBytes} bytes, ${n(p.txPackets)} packets`,
+        );
+        continue;
+      }
+      lines.push(
+        `  peer ${p.node} [epoch ${p.epoch}, ${p.ifname}] ${p.state}` +
+          `\n    public key: ${p.publicKey}\n    endpoint: ${p.endpoint ?? "-"}` +
+          `\n    latest handshake: ${ago(p.latestHandshake)}` +
+          `\n    transfer: ${bytes(p.rxBytes)} received, ${bytes(p.txBytes)} sent`,
+      );
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command("status")
+    .description(
+      "per node and peer: backend, epoch, peer key or ESP SAs (SPI in/out, key ID), bytes and packets each way, latest handshake or SA age, phase, errors",
+    )
+    .option("--json", "machine-readable (DESIGN.md section 9)", false)
+    .action(async (o: { json: boolean }) => {
+      const state = requireClusterState();
+      const s = await collectStatus(state, openDatastore);
+      process.stdout.write(o.json ? JSON.stringify(s, null, 2) + "\n" : renderStatus(s));
+    });
+}

@@ -1,0 +1,163 @@
+import {
+  findAcknowledgement,
+  parseDuration,
+  type ClusterEncryption,
+  type EncryptionMode,
+  type Node,
+  type Phase,
+} from "../model/index.js";
+
+/** Timing of the phased protocol (DESIGN.md section 3). */
+export interface PhaseTiming {
+  /** A live node that has not acknowledged a phase after this long is reported and skipped. Default 30 s. */
+  phaseTimeoutMs: number;
+  /** Wait after every node switched before old keys go, for packets in flight. Default 2 s. */
+  retireGraceMs: number;
+  /** A node whose heartbeat is older than this is not live (not waited for). Default 15 s. */
+  livenessMs: number;
+}
+
+export const DEFAULT_TIMING: PhaseTiming = {
+  phaseTimeoutMs: 30_000,
+  retireGraceMs: 2_000,
+  livenessMs: 15_000,
+};
+
+/** Why a run started. */
+export type RunReason = "enable" | "disable" | "mode-change" | "rotation-requested" | "rotation-scheduled";
+
+/** The controller's decision for one look at the cluster: the new ClusterEncryption, or nothing to do. */
+export interface Decision {
+  next?: ClusterEncryption;
+  /** Why, for the log. */
+  reason?: string;
+  /** Nodes newly reported as timed out. */
+  timedOut?: string[];
+  /** Milliseconds after which to look again even if nothing changes (timeouts, grace, schedule). */
+  recheckInMs?: number;
+}
+
+/** Whether `node` reported alive recently enough to be waited for. */
+export function isLive(node: Node, now: number, timing: PhaseTiming): boolean {
+  return node.heartbeat !== undefined && now - Date.parse(node.heartbeat) <= timing.livenessMs;
+}
+
+/** What the cluster runs now: the applied state, which only the end of a run changes. */
+export function applied(c: ClusterEncryption): { enabled: boolean; mode: EncryptionMode } {
+  return c.applied ?? { enabled: c.enabled, mode: c.mode };
+}
+
+function startReason(c: ClusterEncryption, now: number): RunReason | undefined {
+  const a = applied(c);
+  if (a.enabled !== c.enabled) return c.enabled ? "enable" : "disable";
+  if (c.enabled && a.mode !== c.mode) return "mode-change";
+  if (!c.enabled) return undefined;
+  const last = c.lastCompletedAt === undefined ? undefined : Date.parse(c.lastCompletedAt);
+  if (c.rotateRequestedAt !== undefined && (last === undefined || Date.parse(c.rotateRequestedAt) > last)) {
+    return "rotation-requested";
+  }
+  const interval = parseDuration(c.rotationInterval)!;
+  if (last !== undefined && now - last >= interval) return "rotation-scheduled";
+  return undefined;
+}
+
+const NEXT_PHASE: Record<Exclude<Phase, "idle">, Phase> = {
+  prepare: "switch",
+  switch: "retire",
+  retire: "idle",
+};
+
+/**
+ * One step of the make-before-break state machine, pure. `idle` starts a run when the desired
+ * state (enabled/mode) differs from the applied one, a rotation was requested, or the rotation
+ * interval passed; each phase advances once every live node acknowledged it (or timed out, which
+ * is recorded so the cluster never stalls); `switch` → `retire` waits the grace period.
+ */
+export function decide(
+  c: ClusterEncryption,
+  nodes: Node[],
+  now: number,
+  timing: PhaseTiming = DEFAULT_TIMING,
+): Decision {
+  const iso = new Date(now).toISOString();
+  if (c.phase === "idle") {
+    if (c.lastCompletedAt === undefined && c.applied === undefined) {
+      // First sight of the cluster: what is configured is what runs (agents install it directly).
+      return {
+        next: {
+          ...c,
+          applied: { enabled: c.enabled, mode: c.mode },
+          lastCompletedAt: iso,
+          epoch: Math.max(c.epoch, 1),
+        },
+        reason: "initialised",
+      };
+    }
+    const reason = startReason(c, now);
+    if (reason === undefined) {
+      const last = c.lastCompletedAt === undefined ? now : Date.parse(c.lastCompletedAt);
+      return { recheckInMs: Math.max(1000, last + parseDuration(c.rotationInterval)! - now) };
+    }
+    return {
+      next: {
+        ...c,
+        phase: "prepare",
+        target: { epoch: c.epoch + 1, enabled: c.enabled, mode: c.mode },
+        phaseStartedAt: { prepare: iso },
+        timeouts: [],
+      },
+      reason,
+    };
+  }
+  const target = c.target!;
+  const started = Date.parse(c.phaseStartedAt[c.phase] ?? iso);
+  const live = nodes.filter((n) => isLive(n, now, timing));
+  const waiting = live.filter((n) => findAcknowledgement(n, target.epoch, c.phase) === undefined);
+  const alreadyTimedOut = new Set(
+    c.timeouts.filter((t) => t.epoch === target.epoch && t.phase === c.phase).map((t) => t.node),
+  );
+  const blocking = waiting.filter((n) => !alreadyTimedOut.has(n.name));
+  if (blocking.length > 0) {
+    if (now - started < timing.phaseTimeoutMs) return { recheckInMs: started + timing.phaseTimeoutMs - now };
+    const names = blocking.map((n) => n.name);
+    return {
+      next: {
+        ...c,
+        timeouts: [
+          ...c.timeouts,
+          ...names.map((node) => ({ node, epoch: target.epoch, phase: c.phase, at: iso })),
+        ].slice(-1024),
+      },
+      reason: `timed out waiting for ${names.join(", ")} in ${c.phase}`,
+      timedOut: names,
+      recheckInMs: 0,
+    };
+  }
+  if (c.phase === "switch") {
+    const lastAck = Math.max(
+      started,
+      ...live.map((n) =>
+        Date.parse(findAcknowledgement(n, target.epoch, "switch")?.at ?? c.phaseStartedAt.switch ?? iso),
+      ),
+    );
+    if (now - lastAck < timing.retireGraceMs) return { recheckInMs: lastAck + timing.retireGraceMs - now };
+  }
+  const phase = NEXT_PHASE[c.phase];
+  if (phase === "idle") {
+    return {
+      next: {
+        ...c,
+        phase: "idle",
+        epoch: target.epoch,
+        applied: { enabled: target.enabled, mode: target.mode },
+        target: undefined,
+        lastCompletedAt: iso,
+      },
+      reason: `epoch ${target.epoch} complete`,
+    };
+  }
+  return {
+    next: { ...c, phase, phaseStartedAt: { ...c.phaseStartedAt, [phase]: iso } },
+    reason: `all nodes acknowledged ${c.phase}`,
+  };
+}

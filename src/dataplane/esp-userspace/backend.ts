@@ -1,0 +1,230 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { PodcryptError } from "../../errors/index.js";
+import { keyIdForEpoch } from "../../keys/derive.js";
+import type { Logger } from "../../log/logger.js";
+import { run } from "../../platform/netns/netns.js";
+import { projectRoot } from "../../paths.js";
+import { ESP_IN_UDP_PORT } from "../../esp/udp.js";
+import type { GenerationBackend, GenerationContext } from "../composite/types.js";
+import type { DesiredGeneration, ObservedPeer } from "../types.js";
+import { DEFAULT_ESP_SOCKET_DIR, espGet, espSet, espSocketPath, type EspStatus } from "./control.js";
+import { planEsp } from "./plan.js";
+
+export interface UserspaceEspOptions {
+  logger: Logger;
+  /** This node's name: bound into every derived ESP key (src/keys/derive.ts). */
+  node: string;
+  /** This node's underlay address (outer source of its ESP packets), for status and the tshark export. */
+  localAddress?: string;
+  /** ESP interface. Default: the generations' ifname without its slot digit, plus "e" (`podcrypt0` -> `podcrypte`). */
+  ifname?: string;
+  /** ESP-in-UDP port, the same on every node. Default 4500. */
+  port?: number;
+  /** Control socket directory. Default /var/run/podcrypt/esp. */
+  socketDir?: string;
+  /** Command that runs the podcrypt CLI (the daemon daemonizes). Default `node bin/podcrypt`. */
+  command?: { cmd: string; args: string[] };
+}
+
+/** The ESP interface name for generation interfaces such as `pc1w0`/`pc1w1` -> `pc1we`. */
+export function espIfname(generations: readonly DesiredGeneration[], fallback = "podcrypt"): string {
+  const base = generations[0]?.ifname.replace(/[01]$/, "") ?? fallback;
+  return `${base}e`.slice(0, 15);
+}
+
+async function linkExists(ifname: string): Promise<boolean> {
+  return run("ip", ["link", "show", "dev", ifname]).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * The userspace ESP data plane (a {@link GenerationBackend} under the node's CompositeBackend,
+ * which owns routes and strict rules): ONE daemon (`podcrypt esp`) and interface for every ipsec
+ * key generation, the SAs of all installed generations side by side in its SA database, the
+ * sending key ID per peer following the routes (see plan.ts). The agent derives the per-pair keys
+ * here and pushes SAs; the daemon never sees a private key. Every generation's tunnel routes point
+ * at the one ESP interface. The daemon outlives the agent.
+ */
+export class UserspaceEspBackend implements GenerationBackend {
+  readonly kind = "esp-userspace";
+  private pushed = new Map<string, string>();
+  private epochByKeyId = new Map<number, number>();
+  private ifname: string | undefined;
+
+  constructor(private readonly opts: UserspaceEspOptions) {}
+
+  private socket(ifname: string): string {
+    return espSocketPath(ifname, this.opts.socketDir ?? DEFAULT_ESP_SOCKET_DIR);
+  }
+
+  /** Pushes the generations' peers and SAs and activates the sending key ID per peer; removes nothing. */
+  async applyGenerations(
+    generations: DesiredGeneration[],
+    ctx: GenerationContext,
+  ): Promise<Map<string, string>> {
+    const ifname = this.opts.ifname ?? espIfname(generations);
+    await this.sync(ifname, generations, ctx, false);
+    await run("ip", ["link", "set", ifname, "mtu", String(ctx.mtu), "up"]);
+    return new Map(generations.map((g) => [g.ifname, ifname]));
+  }
+
+  /**
+   * Removes the SAs of key IDs and the peers no generation holds any more; with no ipsec generation
+   * left, deletes the interface (the daemon exits with it).
+   */
+  async retireGenerations(generations: DesiredGeneration[], ctx: GenerationContext): Promise<void> {
+    if (generations.length > 0) {
+      await this.sync(this.opts.ifname ?? espIfname(generations), generations, ctx, true);
+      return;
+    }
+    const ifname = this.opts.ifname ?? this.ifname;
+    if (ifname === undefined || !(await linkExists(ifname))) return;
+    await run("ip", ["link", "del", ifname]).catch(() => undefined);
+    this.opts.logger.info({ ifname }, "ESP data plane removed");
+    this.ifname = undefined;
+    this.pushed.clear();
+    this.epochByKeyId.clear();
+  }
+
+  private async sync(
+    ifname: string,
+    gens: DesiredGeneration[],
+    ctx: GenerationContext,
+    prune: boolean,
+  ): Promise<void> {
+    try {
+      const have = await this.ensureDaemon(ifname, ctx.mtu);
+      const plan = planEsp({
+        self: this.opts.node,
+        ...(this.opts.localAddress !== undefined ? { localAddress: this.opts.localAddress } : {}),
+        generations: gens,
+        routes: [...ctx.routes],
+        port: this.opts.port ?? ESP_IN_UDP_PORT,
+        privateKey: ctx.privateKey,
+        have,
+        pushed: this.pushed,
+        prune,
+      });
+      if (plan.request !== undefined) {
+        await espSet(this.socket(ifname), plan.request);
+        this.opts.logger.info(
+          {
+            ifname,
+            epochs: gens.map((g) => g.epoch),
+            sas: plan.request.sas?.length ?? 0,
+            activate: plan.request.activate ?? [],
+            removeKeyIds: plan.request.removeKeyIds ?? [],
+            removePeers: plan.request.removePeers ?? [],
+          },
+          prune ? "retired ESP SAs" : "configured ESP",
+        );
+      }
+      this.pushed = plan.pushed;
+      const byKeyId = prune ? new Map<number, number>() : new Map(this.epochByKeyId);
+      for (const g of gens) byKeyId.set(keyIdForEpoch(g.epoch), g.epoch);
+      this.epochByKeyId = byKeyId;
+      this.ifname = ifname;
+    } catch (e) {
+      // Resync in full next time: what the daemon holds is unknown.
+      this.pushed.clear();
+      throw e;
+    }
+  }
+
+  /** Starts the daemon if its control socket does not answer; returns its status. */
+  private async ensureDaemon(ifname: string, mtu: number): Promise<EspStatus> {
+    const sock = this.socket(ifname);
+    if (existsSync(sock)) {
+      try {
+        return await espGet(sock);
+      } catch {
+        // stale socket: start a new daemon
+      }
+    }
+    this.pushed.clear();
+    const c = this.opts.command ?? { cmd: process.execPath, args: [join(projectRoot(), "bin", "podcrypt")] };
+    const args = [
+      ...c.args,
+      "esp",
+      ifname,
+      "--port",
+      String(this.opts.port ?? ESP_IN_UDP_PORT),
+      "--mtu",
+      String(mtu),
+      "--socket-dir",
+      this.opts.socketDir ?? DEFAULT_ESP_SOCKET_DIR,
+    ];
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(c.cmd, args, {
+        stdio: ["ignore", "ignore", "pipe"],
+        env: { ...process.env, PODCRYPT_ESP_FOREGROUND: "" },
+      });
+      let err = "";
+      child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+      child.on("error", reject);
+      child.on("exit", (code) =>
+        code === 0
+          ? resolve()
+          : reject(
+              new PodcryptError(
+                "EDAEMON",
+                `podcrypt esp ${ifname} exited with ${code}: ${err.trim().slice(-500)}`,
+              ),
+            ),
+      );
+    });
+    for (let i = 0; i < 100; i++) {
+      try {
+        return await espGet(sock);
+      } catch {
+        await sleep(50);
+      }
+    }
+    throw new PodcryptError("EDAEMON", `podcrypt esp ${ifname}: control socket ${sock} did not answer`);
+  }
+
+  async observe(): Promise<ObservedPeer[]> {
+    if (this.ifname === undefined) return [];
+    const s = await espGet(this.socket(this.ifname)).catch(() => undefined);
+    if (s === undefined) return [];
+    const rows = new Map<string, ObservedPeer>();
+    for (const sa of s.sas) {
+      const k = `${sa.peer}|${sa.keyId}`;
+      let row = rows.get(k);
+      if (row === undefined) {
+        const endpoint = s.peers.find((p) => p.name === sa.peer)?.endpoint;
+        row = {
+          node: sa.peer,
+          epoch: this.epochByKeyId.get(sa.keyId) ?? 0,
+          ifname: s.ifname,
+          keyId: sa.keyId,
+          ...(endpoint !== undefined ? { endpoint: `${endpoint.address}:${endpoint.port}` } : {}),
+          txBytes: 0,
+          rxBytes: 0,
+          txPackets: 0,
+          rxPackets: 0,
+        };
+        rows.set(k, row);
+      }
+      if (sa.direction === "out") {
+        row.spiOut = sa.spi;
+        row.txBytes += sa.bytes;
+        row.txPackets = (row.txPackets ?? 0) + sa.packets;
+      } else {
+        row.spiIn = sa.spi;
+        row.rxBytes += sa.bytes;
+        row.rxPackets = (row.rxPackets ?? 0) + sa.packets;
+      }
+    }
+    return [...rows.values()].sort((a, b) => a.node.localeCompare(b.node) || a.epoch - b.epoch);
+  }
+
+  async close(): Promise<void> {
+    // The daemon, routes and rules stay: traffic must not depend on the agent process.
+  }
+}

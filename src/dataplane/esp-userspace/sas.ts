@@ -1,0 +1,56 @@
+/**
+ * The SAs one node installs for one peer in one epoch (DESIGN.md section 3): outbound self -> peer
+ * and inbound peer -> self, each keyed by `deriveEspKey` from this node's private key of the epoch
+ * and the peer's public key of the same epoch, SPI from `spiFor`, key ID from `keyIdForEpoch`. The
+ * peer computes the same two SAs with the roles swapped.
+ */
+import { deriveEspKey, keyIdForEpoch, spiFor } from "../../keys/derive.js";
+import type { EspSaConfig } from "./control.js";
+
+export interface PeerSaInput {
+  /** This node's name. */
+  self: string;
+  /** The peer's node name. */
+  peer: string;
+  epoch: number;
+  /** This node's X25519 private key of `epoch` (32 bytes). Not retained. */
+  privateKey: Buffer;
+  /** The peer's X25519 public key of `epoch` (32 bytes). */
+  peerPublicKey: Buffer;
+}
+
+/** `[inbound, outbound]` SA configurations for `peer` in `epoch`, ready for a `set`. */
+export function peerSas(i: PeerSaInput): [EspSaConfig, EspSaConfig] {
+  const keyId = keyIdForEpoch(i.epoch);
+  const out = deriveEspKey({
+    localPrivateKey: i.privateKey,
+    remotePublicKey: i.peerPublicKey,
+    sender: i.self,
+    receiver: i.peer,
+    epoch: i.epoch,
+  });
+  const inb = deriveEspKey({
+    localPrivateKey: i.privateKey,
+    remotePublicKey: i.peerPublicKey,
+    sender: i.peer,
+    receiver: i.self,
+    epoch: i.epoch,
+  });
+  const sa = (direction: "in" | "out", spi: number, m: { key: Buffer; salt: Buffer }): EspSaConfig => ({
+    direction,
+    peer: i.peer,
+    keyId,
+    spi,
+    key: m.key.toString("hex"),
+    salt: m.salt.toString("hex"),
+  });
+  const result: [EspSaConfig, EspSaConfig] = [
+    sa("in", spiFor(keyId, i.peer, i.self), inb),
+    sa("out", spiFor(keyId, i.self, i.peer), out),
+  ];
+  out.key.fill(0);
+  out.salt.fill(0);
+  inb.key.fill(0);
+  inb.salt.fill(0);
+  return result;
+}

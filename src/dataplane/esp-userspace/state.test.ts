@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { isPodcryptError, isValidationError } from "../../errors/index.js";
+import type { EspSaConfig } from "./control.js";
+import { EspState } from "./state.js";
+
+const sa = (over: Partial<EspSaConfig> = {}): EspSaConfig => ({
+  direction: "out",
+  peer: "b",
+  keyId: 1,
+  spi: 0x1000_0001,
+  key: "00".repeat(16),
+  salt: "11".repeat(4),
+  ...over,
+});
+const peer = { name: "b", endpoint: { address: "10.0.0.2", port: 4500 }, allowedIps: ["10.244.2.0/24"] };
+const meta = { ifname: "e0", pid: 1, port: 4500, mtu: 1400 };
+
+describe("EspState.apply", () => {
+  it("installs peers and SAs, activates, and reports without key material", () => {
+    const s = new EspState();
+    s.apply(
+      {
+        local: { name: "a", address: "10.0.0.1" },
+        peers: [peer],
+        sas: [sa(), sa({ direction: "in", spi: 0x1000_0002 })],
+        activate: [{ peer: "b", keyId: 1 }],
+      },
+      0,
+    );
+    const st = s.status(5000, meta);
+    assert.equal(st.peers[0]?.activeKeyId, 1);
+    assert.equal(st.sas.length, 2);
+    assert.equal(st.sas.find((x) => x.direction === "out")?.active, true);
+    assert.equal(st.sas[0]?.ageS, 5);
+    assert.ok(!JSON.stringify(st).includes("0".repeat(32)));
+    assert.equal(s.routes.lookup(Buffer.from([10, 244, 2, 9]))?.name, "b");
+  });
+
+  it("rejects a bad request as a whole and changes nothing (table)", () => {
+    const cases: Array<[string, Parameters<EspState["apply"]>[0], (e: unknown) => boolean]> = [
+      ["unknown peer", { sas: [sa({ peer: "zz" })] }, isValidationError],
+      ["bad endpoint", { peers: [{ ...peer, endpoint: { address: "nope", port: 1 } }] }, isValidationError],
+      ["bad CIDR", { peers: [{ ...peer, allowedIps: ["10.0.0.0/99"] }] }, isValidationError],
+      [
+        "activate without SA",
+        { peers: [peer], activate: [{ peer: "b", keyId: 2 }] },
+        (e) => isPodcryptError(e, "ENOSA"),
+      ],
+      [
+        "activate a removed key ID",
+        { peers: [peer], sas: [], removeKeyIds: [1], activate: [{ peer: "b", keyId: 1 }] },
+        (e) => isPodcryptError(e, "ENOSA"),
+      ],
+    ];
+    for (const [name, req, check] of cases) {
+      const s = new EspState();
+      s.apply({ peers: [{ ...peer, name: "c" }] }, 0);
+      if (name === "activate a removed key ID") s.apply({ peers: [peer], sas: [sa()] }, 0);
+      const before = JSON.stringify(s.status(0, meta));
+      assert.throws(() => s.apply(req, 0), check, name);
+      assert.equal(JSON.stringify(s.status(0, meta)), before, name);
+    }
+  });
+
+  it("rotates: activate 2 and remove 1 in one request; exports outer addresses per direction", () => {
+    const s = new EspState();
+    s.apply(
+      {
+        local: { name: "a", address: "10.0.0.1" },
+        peers: [peer],
+        sas: [sa()],
+        activate: [{ peer: "b", keyId: 1 }],
+      },
+      0,
+    );
+    s.apply(
+      { sas: [sa({ keyId: 2, spi: 0x2000_0001 }), sa({ direction: "in", keyId: 2, spi: 0x2000_0002 })] },
+      0,
+    );
+    s.apply({ activate: [{ peer: "b", keyId: 2 }], removeKeyIds: [1] }, 0);
+    assert.equal(s.db.outbound("b")?.keyId, 2);
+    assert.deepEqual(s.db.keyIds(), [2]);
+    const ex = s.exportSas();
+    assert.deepEqual(ex.map((x) => [x.direction, x.src, x.dst]).sort(), [
+      ["in", "10.0.0.2", "10.0.0.1"],
+      ["out", "10.0.0.1", "10.0.0.2"],
+    ]);
+  });
+
+  it("removing a peer removes its SAs and routes", () => {
+    const s = new EspState();
+    s.apply({ peers: [peer], sas: [sa()], activate: [{ peer: "b", keyId: 1 }] }, 0);
+    s.apply({ removePeers: ["b"] }, 0);
+    assert.equal(s.db.all().length, 0);
+    assert.equal(s.routes.lookup(Buffer.from([10, 244, 2, 9])), undefined);
+  });
+});

@@ -1,0 +1,243 @@
+/**
+ * The configuration half of the userspace ESP daemon, without I/O: local identity, peers (inner
+ * CIDRs in a longest-prefix-match table, outer endpoint), the SA database, and the per-peer
+ * counters the packet path updates. `apply` validates a whole `set` before changing anything.
+ */
+import { isIP } from "node:net";
+import { PodcryptError, ValidationError } from "../../errors/index.js";
+import { ESP_DROP_REASONS, type EspDropReason } from "../../esp/drops.js";
+import { InboundSa, OutboundSa, describeSa, formatSpi, type Sa } from "../../esp/sa.js";
+import { SaDatabase } from "../../esp/sadb.js";
+import { AllowedIps, parseAllowedIp } from "../../wireguard/allowed-ips.js";
+import type {
+  EspDatapathDropReason,
+  EspExportedSa,
+  EspPeerConfig,
+  EspSaConfig,
+  EspSetRequest,
+  EspStatus,
+} from "./control.js";
+
+export const DATAPATH_DROP_REASONS: readonly EspDatapathDropReason[] = [
+  "no-route",
+  "no-sa",
+  "no-endpoint",
+  "bad-source",
+  "oversize",
+];
+
+/** A peer as the packet path sees it. */
+export interface EspPeer {
+  readonly name: string;
+  endpoint: { address: string; port: number };
+  allowedIps: string[];
+  txBytes: number;
+  txPackets: number;
+  rxBytes: number;
+  rxPackets: number;
+}
+
+/** Datapath counters that live beside the configuration (updated by the packet path). */
+export interface EspCounters {
+  txPackets: number;
+  txBytes: number;
+  rxPackets: number;
+  rxBytes: number;
+  sendErrors: number;
+  tunWriteErrors: number;
+}
+
+/** Identity, peers and SAs of one ESP interface. */
+export class EspState {
+  readonly db = new SaDatabase();
+  readonly routes = new AllowedIps<EspPeer>();
+  readonly peers = new Map<string, EspPeer>();
+  readonly counters: EspCounters = {
+    txPackets: 0,
+    txBytes: 0,
+    rxPackets: 0,
+    rxBytes: 0,
+    sendErrors: 0,
+    tunWriteErrors: 0,
+  };
+  readonly drops = Object.fromEntries(DATAPATH_DROP_REASONS.map((r) => [r, 0])) as Record<
+    EspDatapathDropReason,
+    number
+  >;
+  local: { name: string | null; address: string | null } = { name: null, address: null };
+
+  /**
+   * Applies a `set` (order in src/dataplane/esp-userspace/control.ts). Everything is checked
+   * first: a ValidationError or PodcryptError leaves the state unchanged.
+   */
+  apply(req: Omit<EspSetRequest, "op">, now: number): void {
+    // ---- validate ----------------------------------------------------------------------------
+    const local = req.local;
+    if (local?.address !== undefined && isIP(local.address) === 0)
+      throw new ValidationError("local.address", `not an IP address: ${JSON.stringify(local.address)}`);
+    const removedPeers = new Set(req.removePeers ?? []);
+    const peers = new Map<string, EspPeerConfig>();
+    (req.peers ?? []).forEach((p, i) => {
+      if (isIP(p.endpoint.address) === 0)
+        throw new ValidationError(`peers[${i}].endpoint.address`, `not an IP address: ${p.endpoint.address}`);
+      p.allowedIps.forEach((c, j) => parseAllowedIp(c, `peers[${i}].allowedIps[${j}]`));
+      if (peers.has(p.name)) throw new ValidationError(`peers[${i}].name`, `duplicate peer ${p.name}`);
+      peers.set(p.name, p);
+    });
+    const peerExists = (name: string): boolean =>
+      peers.has(name) || (this.peers.has(name) && !removedPeers.has(name));
+    const localAddress = local?.address ?? this.local.address ?? undefined;
+    const removedKeyIds = new Set(req.removeKeyIds ?? []);
+    const sas: Sa[] = (req.sas ?? []).map((s, i) => {
+      if (!peerExists(s.peer)) throw new ValidationError(`sas[${i}].peer`, `unknown peer ${s.peer}`);
+      const endpoint = peers.get(s.peer)?.endpoint ?? this.peers.get(s.peer)!.endpoint;
+      return buildSa(s, endpoint.address, localAddress, now, `sas[${i}]`);
+    });
+    (req.activate ?? []).forEach((a, i) => {
+      const pushed = sas.some((s) => s.direction === "out" && s.peer === a.peer && s.keyId === a.keyId);
+      const installed = this.db.outboundFor(a.peer, a.keyId) !== undefined;
+      const survives = installed && !removedKeyIds.has(a.keyId) && !removedPeers.has(a.peer);
+      if (!pushed && !survives)
+        throw new PodcryptError(
+          "ENOSA",
+          `activate[${i}]: no outbound SA for peer ${a.peer} key ID ${a.keyId}`,
+          {
+            context: { peer: a.peer, keyId: a.keyId },
+          },
+        );
+    });
+
+    // ---- apply -------------------------------------------------------------------------------
+    for (const id of removedKeyIds) this.db.removeKeyId(id);
+    for (const name of removedPeers) {
+      const p = this.peers.get(name);
+      if (p === undefined) continue;
+      this.routes.removeByPeer(p);
+      this.peers.delete(name);
+      this.db.removePeer(name);
+    }
+    if (local !== undefined) this.local = { name: local.name, address: local.address ?? this.local.address };
+    for (const cfg of peers.values()) {
+      let p = this.peers.get(cfg.name);
+      if (p === undefined) {
+        p = {
+          name: cfg.name,
+          endpoint: cfg.endpoint,
+          allowedIps: [],
+          txBytes: 0,
+          txPackets: 0,
+          rxBytes: 0,
+          rxPackets: 0,
+        };
+        this.peers.set(cfg.name, p);
+      }
+      p.endpoint = { ...cfg.endpoint };
+      this.routes.removeByPeer(p);
+      for (const c of cfg.allowedIps) this.routes.insertText(c, p);
+      p.allowedIps = [...cfg.allowedIps];
+    }
+    for (const sa of sas) {
+      if (sa.direction === "in") this.db.installInbound(sa);
+      else this.db.installOutbound(sa);
+    }
+    for (const a of req.activate ?? []) this.db.activateOutbound(a.peer, a.keyId);
+  }
+
+  /** The status document (no key material). */
+  status(now: number, meta: { ifname: string; pid: number; port: number; mtu: number }): EspStatus {
+    const drops = { ...this.db.drops.snapshot(), ...this.drops } as EspStatus["drops"];
+    return {
+      ...meta,
+      local: { ...this.local },
+      peers: [...this.peers.values()]
+        .map((p) => ({
+          name: p.name,
+          endpoint: { ...p.endpoint },
+          allowedIps: [...p.allowedIps],
+          activeKeyId: this.db.outbound(p.name)?.keyId ?? null,
+          txBytes: p.txBytes,
+          txPackets: p.txPackets,
+          rxBytes: p.rxBytes,
+          rxPackets: p.rxPackets,
+        }))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+      sas: this.db.all().map((sa) => {
+        const info = describeSa(sa);
+        return {
+          direction: info.direction,
+          peer: info.peer,
+          keyId: info.keyId,
+          spi: formatSpi(info.spi),
+          bytes: info.bytes,
+          packets: info.packets,
+          ageS: Math.max(0, Math.round((now - info.createdAt) / 1000)),
+          sequence: info.sequence,
+          ...(sa.direction === "out" ? { active: this.db.outbound(sa.peer) === sa } : {}),
+          rekeySoon: info.rekeySoon,
+          replayDrops: info.replayDrops,
+          authFailures: info.authFailures,
+        };
+      }),
+      drops,
+      counters: { ...this.counters },
+    };
+  }
+
+  /**
+   * Every SA with its key material and the outer addresses as configured now, for the tshark
+   * export. Never log the result.
+   */
+  exportSas(): EspExportedSa[] {
+    const local = this.local.address ?? "*";
+    return this.db.all().map((sa) => {
+      const remote = this.peers.get(sa.peer)?.endpoint.address ?? "*";
+      return {
+        direction: sa.direction,
+        peer: sa.peer,
+        keyId: sa.keyId,
+        spi: sa.spi,
+        icvLength: sa.icvLength,
+        src: sa.direction === "out" ? local : remote,
+        dst: sa.direction === "out" ? remote : local,
+        key: sa.key.toString("hex"),
+        salt: sa.salt.toString("hex"),
+      };
+    });
+  }
+
+  /** Drops by reason, codec and datapath together. */
+  dropSnapshot(): Record<EspDropReason | EspDatapathDropReason, number> {
+    return { ...this.db.drops.snapshot(), ...this.drops };
+  }
+}
+
+export { ESP_DROP_REASONS };
+
+function buildSa(s: EspSaConfig, remote: string, local: string | undefined, now: number, field: string): Sa {
+  const key = Buffer.from(s.key, "hex");
+  const salt = Buffer.from(s.salt, "hex");
+  const params = {
+    spi: s.spi,
+    keyId: s.keyId,
+    key,
+    salt,
+    peer: s.peer,
+    createdAt: now,
+    ...(s.icvLength !== undefined ? { icvLength: s.icvLength } : {}),
+    ...(s.esn !== undefined ? { esn: s.esn } : {}),
+    ...(s.direction === "out"
+      ? { srcAddress: local, dstAddress: remote }
+      : { srcAddress: remote, dstAddress: local }),
+  };
+  try {
+    const sa = s.direction === "in" ? new InboundSa(params) : new OutboundSa(params);
+    return sa;
+  } catch (e) {
+    if (e instanceof ValidationError)
+      throw new ValidationError(`${field}.${e.field}`, e.message.slice(e.field.length + 2), { cause: e });
+    throw e;
+  } finally {
+    key.fill(0);
+    salt.fill(0);
+  }
+}

@@ -1,0 +1,333 @@
+/**
+ * A stateful in-memory data plane (kind `fake`) for unit tests of the agent and controller and for
+ * the scale bench: it keeps what a real reconciler would have installed (generations with their
+ * peers, routes, strict-mode drops, MTU), applies `reconcile` as ordered steps like the real
+ * backends do, and can be told to fail (`failNext`) at any step, leaving the steps before it
+ * applied, as a kernel or daemon error half-way through a pass would. After a failure the next
+ * pass is a full resync (counted in `stats.fullResyncs`), as DESIGN.md section 2 requires.
+ *
+ * It never sees a private key after the call: each generation records the public key derived from
+ * the private key it was given, so tests can check that a node uses the key it published.
+ */
+import { PodcryptError } from "../../errors/index.js";
+import { publicFromPrivate } from "../../keys/x25519.js";
+import type { EncryptionMode } from "../../model/index.js";
+import type {
+  DataplaneBackend,
+  DesiredNodeState,
+  DesiredPeer,
+  DesiredRoute,
+  DesiredStrict,
+  ObservedPeer,
+} from "../types.js";
+
+/** A step of a reconcile pass, in the order they are applied; a fault can target one. */
+export type FakeStep = "generations" | "peers" | "routes" | "strict" | "prune";
+
+/** One installed key generation. */
+export interface FakeGeneration {
+  readonly epoch: number;
+  readonly mode: EncryptionMode;
+  readonly slot: 0 | 1;
+  readonly ifname: string;
+  readonly listenPort: number;
+  /** Base64 public key of the private key the generation was installed with. */
+  readonly publicKey: string;
+  /** Peers by node name. */
+  readonly peers: ReadonlyMap<string, DesiredPeer>;
+}
+
+/** Counters of what the fake did. */
+export interface FakeStats {
+  reconciles: number;
+  failures: number;
+  /** Passes that started from scratch because the previous one failed (in-sync flag cleared). */
+  fullResyncs: number;
+  /** Passes that changed nothing. */
+  noops: number;
+  generationsAdded: number;
+  generationsRemoved: number;
+  peersSet: number;
+  peersRemoved: number;
+  routesSet: number;
+  routesRemoved: number;
+  strictChanges: number;
+}
+
+interface Fault {
+  step: FakeStep | "any";
+  error: Error;
+}
+
+interface MutableGeneration {
+  epoch: number;
+  mode: EncryptionMode;
+  slot: 0 | 1;
+  ifname: string;
+  listenPort: number;
+  publicKey: string;
+  peers: Map<string, DesiredPeer>;
+}
+
+const samePeer = (a: DesiredPeer, b: DesiredPeer): boolean =>
+  a.publicKey === b.publicKey &&
+  a.endpoint.address === b.endpoint.address &&
+  a.endpoint.port === b.endpoint.port &&
+  a.allowedIps.length === b.allowedIps.length &&
+  a.allowedIps.every((x, i) => x === b.allowedIps[i]);
+
+function sameRoute(a: DesiredRoute, b: DesiredRoute): boolean {
+  if (a.kind !== b.kind || a.dst !== b.dst) return false;
+  if (a.kind === "tunnel") return a.dev === (b as typeof a).dev;
+  if (a.kind === "plain") return a.via === (b as typeof a).via && a.dev === (b as typeof a).dev;
+  return true;
+}
+
+const sameStrict = (a: DesiredStrict | undefined, b: DesiredStrict): boolean =>
+  a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+
+/** An error with an errno-style code, as the real reconcilers surface kernel and daemon failures. */
+export function fakeErrno(code: string, message = `fake data plane: ${code}`): PodcryptError {
+  return new PodcryptError(code, message, { context: { backend: "fake" } });
+}
+
+/** The stateful fake data plane. */
+export class FakeDataplane implements DataplaneBackend {
+  readonly kind = "fake" as const;
+  private readonly gens = new Map<number, MutableGeneration>();
+  private readonly routeTable = new Map<string, DesiredRoute>();
+  private strictState: DesiredStrict | undefined;
+  private mtuValue: number | undefined;
+  private inSync = false;
+  private closed = false;
+  private readonly faults: Fault[] = [];
+  private persistent: Fault | undefined;
+  private readonly listeners = new Set<() => void>();
+  readonly stats: FakeStats = {
+    reconciles: 0,
+    failures: 0,
+    fullResyncs: 0,
+    noops: 0,
+    generationsAdded: 0,
+    generationsRemoved: 0,
+    peersSet: 0,
+    peersRemoved: 0,
+    routesSet: 0,
+    routesRemoved: 0,
+    strictChanges: 0,
+  };
+  /** Every epoch ever installed, in order (a generation re-added after removal appears again). */
+  readonly installHistory: number[] = [];
+
+  /** Makes the next pass fail with `error` when it reaches `step` (default: at its start). Queued, one per pass. */
+  failNext(error: Error = fakeErrno("EIO"), step: FakeStep | "any" = "any"): void {
+    this.faults.push({ step, error });
+  }
+
+  /** Makes every pass fail with `error` at `step` until `recover()` (a wedged data plane). */
+  failAlways(error: Error = fakeErrno("EIO"), step: FakeStep | "any" = "any"): void {
+    this.persistent = { step, error };
+  }
+
+  /** Ends `failAlways`. */
+  recover(): void {
+    this.persistent = undefined;
+  }
+
+  /** Calls `cb` after every pass that changed something (success or partial). Returns an unsubscribe. */
+  onChange(cb: () => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  /** Installed generations, by ascending epoch. */
+  generations(): FakeGeneration[] {
+    return [...this.gens.values()].sort((a, b) => a.epoch - b.epoch);
+  }
+
+  generation(epoch: number): FakeGeneration | undefined {
+    return this.gens.get(epoch);
+  }
+
+  /** Epochs installed now, ascending. */
+  epochs(): number[] {
+    return [...this.gens.keys()].sort((a, b) => a - b);
+  }
+
+  /** Whether generation `epoch` (any, when omitted) holds a peer for `node` (with `publicKey`, when given). */
+  hasPeer(node: string, epoch?: number, publicKey?: string): boolean {
+    const gens = epoch === undefined ? [...this.gens.values()] : [this.gens.get(epoch)].filter((g) => g);
+    return gens.some((g) => {
+      const p = g!.peers.get(node);
+      return p !== undefined && (publicKey === undefined || p.publicKey === publicKey);
+    });
+  }
+
+  /** The route installed for `dst`. */
+  route(dst: string): DesiredRoute | undefined {
+    return this.routeTable.get(dst);
+  }
+
+  routes(): DesiredRoute[] {
+    return [...this.routeTable.values()].sort((a, b) => a.dst.localeCompare(b.dst));
+  }
+
+  get strict(): DesiredStrict | undefined {
+    return this.strictState;
+  }
+
+  get mtu(): number | undefined {
+    return this.mtuValue;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private maybeFail(step: FakeStep, pending: Fault | undefined): void {
+    const f = pending ?? this.persistent;
+    if (f !== undefined && (f.step === "any" || f.step === step)) throw f.error;
+  }
+
+  async reconcile(desired: DesiredNodeState, privateKey: (epoch: number) => Buffer): Promise<void> {
+    if (this.closed) throw new PodcryptError("ECLOSED", "fake data plane is closed");
+    this.stats.reconciles++;
+    const fullResync = !this.inSync;
+    if (fullResync && this.stats.reconciles > 1) this.stats.fullResyncs++;
+    this.inSync = false;
+    const fault = this.faults.shift();
+    const before = this.changeCount();
+    try {
+      this.maybeFail("generations", fault);
+      // Make before break: new generations and peers first, routes next, old generations last.
+      for (const g of desired.generations) {
+        const have = this.gens.get(g.epoch);
+        if (
+          have !== undefined &&
+          have.mode === g.mode &&
+          have.slot === g.slot &&
+          have.ifname === g.ifname &&
+          have.listenPort === g.listenPort
+        )
+          continue;
+        // The slot's interface is shared by epochs e and e±2: the older one must be gone.
+        for (const other of this.gens.values()) {
+          if (other.epoch !== g.epoch && other.ifname === g.ifname) {
+            throw fakeErrno("EEXIST", `fake data plane: ${g.ifname} still holds epoch ${other.epoch}`);
+          }
+        }
+        const publicKey = publicFromPrivate(privateKey(g.epoch)).toString("base64");
+        this.gens.set(g.epoch, {
+          epoch: g.epoch,
+          mode: g.mode,
+          slot: g.slot,
+          ifname: g.ifname,
+          listenPort: g.listenPort,
+          publicKey,
+          peers: have?.peers ?? new Map(),
+        });
+        this.stats.generationsAdded++;
+        this.installHistory.push(g.epoch);
+      }
+      this.maybeFail("peers", fault);
+      for (const g of desired.generations) {
+        const gen = this.gens.get(g.epoch)!;
+        for (const p of g.peers) {
+          const have = gen.peers.get(p.node);
+          if (have !== undefined && samePeer(have, p)) continue;
+          gen.peers.set(p.node, { ...p, endpoint: { ...p.endpoint }, allowedIps: [...p.allowedIps] });
+          this.stats.peersSet++;
+        }
+        if (gen.peers.size !== g.peers.length) {
+          const want = new Set(g.peers.map((p) => p.node));
+          for (const node of [...gen.peers.keys()]) {
+            if (!want.has(node)) {
+              gen.peers.delete(node);
+              this.stats.peersRemoved++;
+            }
+          }
+        }
+      }
+      this.maybeFail("routes", fault);
+      for (const r of desired.routes) {
+        const have = this.routeTable.get(r.dst);
+        if (have !== undefined && sameRoute(have, r)) continue;
+        this.routeTable.set(r.dst, { ...r });
+        this.stats.routesSet++;
+      }
+      if (this.routeTable.size !== desired.routes.length) {
+        const want = new Set(desired.routes.map((r) => r.dst));
+        for (const dst of [...this.routeTable.keys()]) {
+          if (!want.has(dst)) {
+            this.routeTable.delete(dst);
+            this.stats.routesRemoved++;
+          }
+        }
+      }
+      this.maybeFail("strict", fault);
+      if (!sameStrict(this.strictState, desired.strict)) {
+        this.strictState = structuredClone(desired.strict);
+        this.stats.strictChanges++;
+      }
+      this.mtuValue = desired.mtu;
+      this.maybeFail("prune", fault);
+      const keep = new Set(desired.generations.map((g) => g.epoch));
+      for (const epoch of [...this.gens.keys()]) {
+        if (!keep.has(epoch)) {
+          this.gens.delete(epoch);
+          this.stats.generationsRemoved++;
+        }
+      }
+      this.inSync = true;
+    } catch (e) {
+      this.stats.failures++;
+      throw e;
+    } finally {
+      if (this.changeCount() === before) this.stats.noops++;
+      else for (const cb of [...this.listeners]) cb();
+    }
+  }
+
+  private changeCount(): number {
+    const s = this.stats;
+    return (
+      s.generationsAdded +
+      s.generationsRemoved +
+      s.peersSet +
+      s.peersRemoved +
+      s.routesSet +
+      s.routesRemoved +
+      s.strictChanges
+    );
+  }
+
+  async observe(): Promise<ObservedPeer[]> {
+    if (this.closed) throw new PodcryptError("ECLOSED", "fake data plane is closed");
+    return this.generations().flatMap((g) =>
+      [...g.peers.values()].map((p) => ({
+        node: p.node,
+        epoch: g.epoch,
+        ifname: g.ifname,
+        publicKey: p.publicKey,
+        endpoint: `${p.endpoint.address}:${p.endpoint.port}`,
+        txBytes: 0,
+        rxBytes: 0,
+      })),
+    );
+  }
+
+  /** Releases the handle; what is installed stays (traffic would keep flowing without the agent). */
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  /** A new handle on the same installed state, as a restarted agent would open (the fake "kernel" survives). */
+  reopen(): FakeDataplane {
+    const next = new FakeDataplane();
+    for (const [e, g] of this.gens) next.gens.set(e, { ...g, peers: new Map(g.peers) });
+    for (const [d, r] of this.routeTable) next.routeTable.set(d, r);
+    next.strictState = this.strictState;
+    next.mtuValue = this.mtuValue;
+    return next;
+  }
+}

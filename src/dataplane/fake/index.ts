@@ -1,0 +1,2 @@
+export { FakeDataplane, fakeErrno, type FakeGeneration, type FakeStats, type FakeStep } from "./backend.js";
+export { MemoryEpochKeys } from "./keys.js";

@@ -1,0 +1,88 @@
+import type { EncryptionMode } from "../model/index.js";
+
+/** A peer of one key generation: another node, reached at `endpoint`, owning `allowedIps`. */
+export interface DesiredPeer {
+  node: string;
+  /** The peer's public key for this generation's epoch (base64). */
+  publicKey: string;
+  endpoint: { address: string; port: number };
+  /** The peer's pod CIDRs (and host address with host encryption). */
+  allowedIps: string[];
+}
+
+/**
+ * One key generation: the data-plane state of one epoch. Two generations coexist during a phased
+ * run (make before break); `slot` (epoch mod 2) picks the interface name and port so they never
+ * collide.
+ */
+export interface DesiredGeneration {
+  epoch: number;
+  mode: EncryptionMode;
+  slot: 0 | 1;
+  /** Interface the generation's traffic is routed into (`podcrypt0`/`podcrypt1` by default). */
+  ifname: string;
+  listenPort: number;
+  peers: DesiredPeer[];
+}
+
+/** Where traffic to a remote node's pods goes. */
+export type DesiredRoute =
+  | { dst: string; kind: "tunnel"; dev: string }
+  | { dst: string; kind: "plain"; via: string; dev: string }
+  /** Selected traffic with no usable tunnel yet: dropped (strict mode), never sent in plaintext. */
+  | { dst: string; kind: "blackhole" };
+
+/** Fail-closed rules (DESIGN.md section 4). */
+export interface DesiredStrict {
+  /** Drop cluster pod traffic leaving through the underlay unencrypted. */
+  dropOutbound: boolean;
+  /** Drop cluster pod traffic arriving from the underlay unencrypted. */
+  dropInbound: boolean;
+  /** The underlay interface. */
+  underlayIf: string;
+  /** This node's pod CIDRs and the other nodes' pod CIDRs. */
+  localPodCidrs: string[];
+  remotePodCidrs: string[];
+}
+
+/** Everything the agent wants installed on its node. */
+export interface DesiredNodeState {
+  generations: DesiredGeneration[];
+  routes: DesiredRoute[];
+  strict: DesiredStrict;
+  /** MTU of the tunnel interfaces. */
+  mtu: number;
+}
+
+/** Per-peer counters read back from a data plane, for status (DESIGN.md section 9). */
+export interface ObservedPeer {
+  node: string;
+  epoch: number;
+  ifname: string;
+  /** WireGuard: peer public key; IPsec: SPIs. */
+  publicKey?: string;
+  spiIn?: string;
+  spiOut?: string;
+  keyId?: number;
+  endpoint?: string;
+  txBytes: number;
+  rxBytes: number;
+  txPackets?: number;
+  rxPackets?: number;
+  /** Milliseconds since the epoch of the latest handshake (WireGuard), if any. */
+  latestHandshake?: number;
+}
+
+/** One backend's reconciler: the only code that touches the kernel or a data-plane daemon. */
+export interface DataplaneBackend {
+  readonly kind: "wireguard-userspace" | "wireguard-kernel" | "esp-userspace" | "xfrm" | "fake";
+  /**
+   * Installs `desired` idempotently: reads what is installed, applies the difference. A failure
+   * forces a full resync on the next call. `privateKey(epoch)` gives the node's own key.
+   */
+  reconcile(desired: DesiredNodeState, privateKey: (epoch: number) => Buffer): Promise<void>;
+  /** Reads per-peer counters. */
+  observe(): Promise<ObservedPeer[]>;
+  /** Releases handles; never tears down installed state (traffic keeps flowing without the agent). */
+  close(): Promise<void>;
+}

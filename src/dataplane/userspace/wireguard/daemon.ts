@@ -1,0 +1,281 @@
+/**
+ * The userspace WireGuard daemon behind `podcrypt wireguard IFNAME`: the protocol core
+ * ({@link Device}), the packet path ({@link WireguardDatapath}), the UAPI socket that `wg` talks to
+ * ({@link UapiServer}) and a JSON status socket with the drop counters, wired together.
+ *
+ * Status socket: `/var/run/podcrypt/wireguard/IFNAME.sock` (mode 0600). A client connects and reads
+ * one JSON document (see {@link DaemonStatus}), then the server closes. It lives outside
+ * /var/run/wireguard on purpose: `wg show` treats every `*.sock` there as a UAPI socket. Read it
+ * with `podcrypt wireguard-stats IFNAME`.
+ *
+ * Test hook: `PODCRYPT_WG_TIME_SCALE=N` (default 1) makes the protocol timers run N times faster
+ * (REKEY_AFTER_TIME 120 s becomes 120/N s, and so do REKEY_TIMEOUT, keepalives and rejects), so a
+ * test can watch several re-keys in a short run. Wall-clock handshake times are not scaled.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync, unlinkSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { join } from "node:path";
+import { EventEmitter } from "node:events";
+import { systemClock, type Clock } from "../../../clock.js";
+import { isValidationError, PodcryptError } from "../../../errors/index.js";
+import type { Logger } from "../../../log/logger.js";
+import { Device } from "../../../wireguard/device.js";
+import type { DropReason } from "../../../wireguard/contract.js";
+import { UapiErrno, UapiError } from "../../../wireguard/uapi/errors.js";
+import { formatEndpoint, formatPrefix, parsePrefix, type IpPrefix } from "../../../wireguard/uapi/ip.js";
+import { listenUnixOwnerOnly, UapiServer } from "../../../wireguard/uapi/server.js";
+import type { UapiDevice, UapiDeviceState, UapiPeerUpdate } from "../../../wireguard/uapi/types.js";
+import { WireguardDatapath, type DatapathCounters } from "./datapath.js";
+
+/** Directory of the daemons' JSON status sockets. */
+export const DEFAULT_STATUS_DIR = "/var/run/podcrypt/wireguard";
+
+/** The status socket path of an interface. */
+export function statusSocketPath(ifname: string, dir = DEFAULT_STATUS_DIR): string {
+  return join(dir, `${ifname}.sock`);
+}
+
+/** What the status socket answers (no key material: public keys only, base64 as `wg` prints them). */
+export interface DaemonStatus {
+  readonly ifname: string;
+  readonly pid: number;
+  readonly listenPort: number;
+  readonly publicKey: string | null;
+  /** Drops by reason: the data path's own counts (every packet it dropped, with or without a peer). */
+  readonly drops: Record<DropReason, number>;
+  /** Drops the core counted (handshake failures, cookies, ...), device-wide. */
+  readonly coreDrops: Readonly<Partial<Record<DropReason, number>>>;
+  readonly datapath: Omit<DatapathCounters, "drops">;
+  readonly peers: ReadonlyArray<{
+    readonly publicKey: string;
+    readonly endpoint: string | null;
+    readonly rxBytes: number;
+    readonly txBytes: number;
+    /** Seconds since the epoch of the latest handshake, 0 for never. */
+    readonly lastHandshake: number;
+    readonly drops: Readonly<Partial<Record<DropReason, number>>>;
+  }>;
+}
+
+/**
+ * A clock whose monotonic time runs `scale` times as fast as the system's (wall time unchanged),
+ * for tests that need to see timers fire (PODCRYPT_WG_TIME_SCALE).
+ */
+export function scaledClock(scale: number, base: Clock = systemClock): Clock {
+  if (scale === 1) return base;
+  const origin = base.now();
+  return { now: () => origin + (base.now() - origin) * scale, wallNow: () => base.wallNow() };
+}
+
+/** Reads PODCRYPT_WG_TIME_SCALE (a positive number, default 1). */
+export function timeScaleFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env["PODCRYPT_WG_TIME_SCALE"];
+  if (raw === undefined || raw === "") return 1;
+  const n = Number(raw);
+  if (!(n > 0) || !Number.isFinite(n))
+    throw new PodcryptError("EINVAL", `PODCRYPT_WG_TIME_SCALE must be a positive number, got "${raw}"`);
+  return n;
+}
+
+const toPrefixText = (p: IpPrefix): string => formatPrefix(p);
+
+/**
+ * Maps the UAPI port onto a {@link Device} and its {@link WireguardDatapath}: the device keeps the
+ * configuration, the data path owns the socket (listen port and fwmark are applied there first,
+ * so a port in use leaves the device unchanged).
+ */
+export class DeviceUapiAdapter implements UapiDevice {
+  constructor(
+    private readonly device: Device,
+    private readonly datapath: WireguardDatapath,
+  ) {}
+
+  state(): UapiDeviceState {
+    return {
+      privateKey: this.device.privateKey,
+      listenPort: this.datapath.listenPort,
+      fwmark: this.device.fwmark,
+      peers: this.device.peers().map((p) => ({
+        publicKey: p.publicKey,
+        presharedKey: p.presharedKey,
+        endpoint: p.endpoint,
+        lastHandshakeNs: BigInt(p.lastHandshakeTimeSec) * 1_000_000_000n + BigInt(p.lastHandshakeTimeNsec),
+        rxBytes: p.rxBytes,
+        txBytes: p.txBytes,
+        persistentKeepalive: p.persistentKeepaliveInterval,
+        allowedIps: p.allowedIps.map((a) => parsePrefix(`${a.address}/${a.cidr}`)!),
+      })),
+    };
+  }
+
+  publicKey(): Buffer | undefined {
+    return this.device.publicKey;
+  }
+
+  setPrivateKey(key: Buffer | undefined): void {
+    this.device.setPrivateKey(key);
+  }
+
+  setListenPort(port: number): void {
+    try {
+      const bound = this.datapath.setListenPort(port);
+      this.device.listenPort = bound;
+    } catch (e) {
+      throw new UapiError(UapiErrno.PORT_IN_USE, `failed to bind port ${port}`, { cause: e });
+    }
+  }
+
+  setFwmark(mark: number): void {
+    try {
+      this.datapath.setFwmark(mark);
+    } catch (e) {
+      throw new UapiError(UapiErrno.PORT_IN_USE, "failed to set fwmark", { cause: e });
+    }
+    this.device.fwmark = mark;
+  }
+
+  removeAllPeers(): void {
+    this.device.removeAllPeers();
+  }
+
+  hasPeer(publicKey: Buffer): boolean {
+    return this.device.hasPeer(publicKey);
+  }
+
+  upsertPeer(u: UapiPeerUpdate): void {
+    try {
+      if (!this.device.upsertPeer(u.publicKey)) return;
+      if (u.presharedKey !== undefined) this.device.setPresharedKey(u.publicKey, u.presharedKey ?? undefined);
+      if (u.endpoint !== undefined) this.device.setEndpoint(u.publicKey, u.endpoint);
+      if (u.replaceAllowedIps) this.device.replaceAllowedIps(u.publicKey, u.allowedIps.map(toPrefixText));
+      else for (const a of u.allowedIps) this.device.addAllowedIp(u.publicKey, toPrefixText(a));
+      // Last, as wireguard-go's handlePostConfig: turning it on sends a keepalive to the endpoint.
+      if (u.persistentKeepalive !== undefined)
+        this.device.setPersistentKeepalive(u.publicKey, u.persistentKeepalive);
+    } catch (e) {
+      if (isValidationError(e)) throw new UapiError(UapiErrno.INVALID, e.message, { cause: e });
+      throw e;
+    }
+  }
+
+  removePeer(publicKey: Buffer): void {
+    this.device.removePeer(publicKey);
+  }
+}
+
+/** Options of {@link WireguardDaemon}. */
+export interface WireguardDaemonOptions {
+  readonly ifname: string;
+  readonly logger: Logger;
+  /** Tunnel MTU. Default the data path's (1420). */
+  readonly mtu?: number;
+  /** UAPI socket directory. Default /var/run/wireguard. */
+  readonly socketDir?: string;
+  /** Status socket directory. Default {@link DEFAULT_STATUS_DIR}. */
+  readonly statusDir?: string;
+  /** Clock for the core and the data path. Default the system clock scaled by PODCRYPT_WG_TIME_SCALE. */
+  readonly clock?: Clock;
+}
+
+/** Events of {@link WireguardDaemon}. */
+export interface WireguardDaemonEvents {
+  /** The TUN interface was deleted: the daemon should shut down. */
+  "interface-gone": [];
+}
+
+/**
+ * One userspace WireGuard interface: creates the TUN device and UDP socket (port 0 until `wg set
+ * listen-port`, like wireguard-go), then serves the UAPI and status sockets. `close()` removes
+ * both sockets and the interface.
+ */
+export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
+  readonly device: Device;
+  readonly datapath: WireguardDatapath;
+  readonly uapi: UapiServer;
+  readonly statusPath: string;
+  private readonly status: Server;
+  private statusListening = false;
+  private closed = false;
+
+  constructor(private readonly options: WireguardDaemonOptions) {
+    super();
+    const clock = options.clock ?? scaledClock(timeScaleFromEnv());
+    this.device = new Device({ clock, random: (n) => randomBytes(n) });
+    this.datapath = new WireguardDatapath({
+      ifname: options.ifname,
+      listenPort: 0,
+      core: this.device,
+      logger: options.logger.child({ part: "datapath" }),
+      clock,
+      ...(options.mtu !== undefined ? { mtu: options.mtu } : {}),
+    });
+    this.uapi = new UapiServer({
+      ifname: options.ifname,
+      device: new DeviceUapiAdapter(this.device, this.datapath),
+      logger: options.logger.child({ part: "uapi" }),
+      ...(options.socketDir !== undefined ? { socketDir: options.socketDir } : {}),
+    });
+    this.statusPath = statusSocketPath(options.ifname, options.statusDir);
+    this.status = createServer((socket) => {
+      socket.on("error", () => socket.destroy());
+      socket.end(JSON.stringify(this.snapshot()) + "\n");
+    });
+  }
+
+  /** Opens the interface and socket, then the UAPI and status sockets. On failure nothing stays open. */
+  async start(): Promise<void> {
+    this.datapath.on("interface-gone", () => this.emit("interface-gone"));
+    this.datapath.start();
+    this.device.listenPort = this.datapath.listenPort;
+    try {
+      await this.uapi.listen();
+      mkdirSync(this.options.statusDir ?? DEFAULT_STATUS_DIR, { recursive: true, mode: 0o755 });
+      await listenUnixOwnerOnly(this.status, this.statusPath);
+      this.statusListening = true;
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  /** Counters and peers for the status socket (public keys only). */
+  snapshot(): DaemonStatus {
+    const { drops, ...datapath } = this.datapath.counters();
+    const pub = this.device.publicKey;
+    return {
+      ifname: this.options.ifname,
+      pid: process.pid,
+      listenPort: this.datapath.listenPort,
+      publicKey: pub === undefined ? null : pub.toString("base64"),
+      drops,
+      coreDrops: this.device.drops().total,
+      datapath,
+      peers: this.device.peers().map((p) => ({
+        publicKey: p.publicKey.toString("base64"),
+        endpoint: p.endpoint === undefined ? null : formatEndpoint(p.endpoint),
+        rxBytes: p.rxBytes,
+        txBytes: p.txBytes,
+        lastHandshake: p.lastHandshakeTimeSec,
+        drops: p.drops,
+      })),
+    };
+  }
+
+  /** Closes the sockets (removing their files) and the interface. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.uapi.close();
+    if (this.statusListening) {
+      this.statusListening = false;
+      await new Promise<void>((resolve) => this.status.close(() => resolve()));
+      try {
+        unlinkSync(this.statusPath);
+      } catch {
+        // already removed
+      }
+    }
+    this.datapath.close();
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Desired state of the kernel WireGuard backend: what the agent hands to
+ * {@link WireguardKernelReconciler.reconcile}. Plain data, no classes: build it from the cluster
+ * model and compare it with `assert.deepEqual` in tests.
+ */
+
+/** One peer of an interface (wg(8) `[Peer]`). */
+export interface WgPeerSpec {
+  /** The peer's public key, base64 (44 characters). */
+  publicKey: string;
+  /** Where to send to; undefined leaves it to be learned from the peer's packets. */
+  endpoint?: { address: string; port: number };
+  /** CIDRs routed to this peer inside the tunnel (cryptokey routing). Host bits are ignored. */
+  allowedIps: string[];
+  /** Seconds between keepalives; 0 or undefined: off. */
+  persistentKeepalive?: number;
+  /** Optional preshared key, base64. Key material. */
+  presharedKey?: string;
+}
+
+/** One kernel WireGuard interface with its addresses and routes. */
+export interface WgInterfaceSpec {
+  /** Interface name (at most 15 characters); must start with the reconciler's `prefix`. */
+  ifname: string;
+  /** This node's private key for the interface, base64. Key material: never logged. */
+  privateKey: string;
+  listenPort: number;
+  /** SO_MARK of the interface's UDP packets; 0 or undefined: none. */
+  fwmark?: number;
+  /** Interface MTU (DESIGN.md section 6: external MTU - 60 on an IPv4 underlay). */
+  mtu: number;
+  /** Addresses on the interface, CIDR ("10.244.1.0/32"); may be empty. */
+  addresses: string[];
+  /** Destinations routed into the interface (the remote pod CIDRs). */
+  routes: string[];
+  /** Routing table of those routes (default 254, "main"). */
+  table?: number;
+  peers: WgPeerSpec[];
+}
+
+/** Everything the backend owns on a node: interfaces whose name starts with the prefix. */
+export interface WgKernelDesired {
+  interfaces: WgInterfaceSpec[];
+}

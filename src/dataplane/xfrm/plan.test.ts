@@ -1,0 +1,145 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { InstalledXfrmPolicy, InstalledXfrmState } from "../../platform/netlink/xfrm-text.js";
+import { AEAD_NAME, normaliseXfrm, planXfrm } from "./plan.js";
+import { DEFAULT_OWNED_REQIDS } from "./reconciler.js";
+import type { XfrmDesired } from "./types.js";
+
+const R = DEFAULT_OWNED_REQIDS.min + 1;
+const KEY = Buffer.from("0102030405060708091011121314151617181920", "hex");
+const desired: XfrmDesired = normaliseXfrm(
+  {
+    states: [
+      {
+        src: "10.0.0.1",
+        dst: "10.0.0.2",
+        spi: 0x1001,
+        reqid: R,
+        key: KEY,
+        encap: { sport: 4500, dport: 4500 },
+      },
+    ],
+    policies: [
+      {
+        dir: "out",
+        src: "10.1.0.0/24",
+        dst: "10.2.0.7/24",
+        tmpl: { src: "10.0.0.1", dst: "10.0.0.2", reqid: R },
+      },
+    ],
+  },
+  DEFAULT_OWNED_REQIDS,
+);
+
+function installed(): { states: InstalledXfrmState[]; policies: InstalledXfrmPolicy[] } {
+  return {
+    states: [
+      {
+        src: "10.0.0.1",
+        dst: "10.0.0.2",
+        proto: "esp",
+        spi: 0x1001,
+        reqid: R,
+        mode: "tunnel",
+        aead: { name: AEAD_NAME, keyHex: KEY.toString("hex"), icvBits: 128 },
+        encap: { type: "espinudp", sport: 4500, dport: 4500 },
+        bytes: 100,
+        packets: 1,
+      },
+    ],
+    policies: [
+      {
+        src: "10.1.0.0/24",
+        dst: "10.2.0.0/24",
+        dir: "out",
+        priority: 0,
+        tmpls: [{ src: "10.0.0.1", dst: "10.0.0.2", proto: "esp", reqid: R, mode: "tunnel" }],
+      },
+    ],
+  };
+}
+
+const ADD_STATE =
+  `xfrm state add src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x1001 reqid ${R} mode tunnel` +
+  ` aead rfc4106(gcm(aes)) 0x${KEY.toString("hex")} 128 encap espinudp 4500 4500 0.0.0.0`;
+const ADD_POLICY = `xfrm policy add src 10.1.0.0/24 dst 10.2.0.0/24 dir out priority 0 tmpl src 10.0.0.1 dst 10.0.0.2 proto esp reqid ${R} mode tunnel`;
+const DEL_STATE = "xfrm state delete src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x1001";
+
+describe("planXfrm", () => {
+  it("adds SAs before the policies that use them", () => {
+    assert.deepEqual(planXfrm(desired, { states: [], policies: [] }, DEFAULT_OWNED_REQIDS), [
+      ADD_STATE,
+      ADD_POLICY,
+    ]);
+  });
+  it("plans nothing when the kernel matches (counters are not state)", () => {
+    assert.deepEqual(planXfrm(desired, installed(), DEFAULT_OWNED_REQIDS), []);
+  });
+  it("replaces an SA whose key changed (keys cannot be updated in place)", () => {
+    const s = installed();
+    s.states[0]!.aead!.keyHex = "00".repeat(20);
+    assert.deepEqual(planXfrm(desired, s, DEFAULT_OWNED_REQIDS), [DEL_STATE, ADD_STATE]);
+  });
+  it("replaces an SA that lost its encapsulation", () => {
+    const s = installed();
+    delete s.states[0]!.encap;
+    assert.deepEqual(planXfrm(desired, s, DEFAULT_OWNED_REQIDS), [DEL_STATE, ADD_STATE]);
+  });
+  it("updates a policy whose template changed", () => {
+    const s = installed();
+    s.policies[0]!.tmpls[0]!.dst = "10.0.0.9";
+    assert.deepEqual(planXfrm(desired, s, DEFAULT_OWNED_REQIDS), [
+      ADD_POLICY.replace("policy add", "policy update"),
+    ]);
+  });
+  it("removes stale owned policies before stale owned SAs, and never touches foreign ones", () => {
+    const s = installed();
+    s.states.push({ ...s.states[0]!, spi: 0x2002 }, { ...s.states[0]!, spi: 0x3003, reqid: 5 });
+    s.policies.push(
+      { ...s.policies[0]!, dir: "in", tmpls: [{ ...s.policies[0]!.tmpls[0]!, reqid: R }] },
+      { ...s.policies[0]!, dir: "fwd", tmpls: [{ ...s.policies[0]!.tmpls[0]!, reqid: 5 }] },
+    );
+    assert.deepEqual(planXfrm(desired, s, DEFAULT_OWNED_REQIDS), [
+      "xfrm policy delete src 10.1.0.0/24 dst 10.2.0.0/24 dir in",
+      "xfrm state delete src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x2002",
+    ]);
+  });
+  it("writes selectors with ports and marks", () => {
+    const d = normaliseXfrm(
+      {
+        states: [],
+        policies: [
+          {
+            dir: "out",
+            src: "10.1.0.0/24",
+            dst: "10.2.0.0/24",
+            proto: "udp",
+            dport: 53,
+            mark: { value: 0xd00, mask: 0xf00 },
+            priority: 10,
+            tmpl: { src: "10.0.0.1", dst: "10.0.0.2", reqid: R },
+          },
+        ],
+      },
+      DEFAULT_OWNED_REQIDS,
+    );
+    assert.deepEqual(planXfrm(d, { states: [], policies: [] }, DEFAULT_OWNED_REQIDS), [
+      `xfrm policy add src 10.1.0.0/24 dst 10.2.0.0/24 proto udp dport 53 dir out mark 0xd00 mask 0xf00 priority 10 tmpl src 10.0.0.1 dst 10.0.0.2 proto esp reqid ${R} mode tunnel`,
+    ]);
+  });
+  it("rejects what the kernel would refuse or podcrypt must not own, naming the field", () => {
+    const s = { src: "10.0.0.1", dst: "10.0.0.2", spi: 0x1001, reqid: R, key: KEY };
+    assert.throws(
+      () => normaliseXfrm({ states: [{ ...s, key: Buffer.alloc(16) }], policies: [] }, DEFAULT_OWNED_REQIDS),
+      /states\[0\]\.key/,
+    );
+    assert.throws(
+      () => normaliseXfrm({ states: [{ ...s, spi: 7 }], policies: [] }, DEFAULT_OWNED_REQIDS),
+      /states\[0\]\.spi/,
+    );
+    assert.throws(
+      () => normaliseXfrm({ states: [{ ...s, reqid: 5 }], policies: [] }, DEFAULT_OWNED_REQIDS),
+      /states\[0\]\.reqid/,
+    );
+  });
+});

@@ -1,0 +1,497 @@
+import {
+  Etcd3,
+  EtcdLeaseInvalidError,
+  type IKeyValue,
+  type IOptions,
+  type Lease as EtcdLease,
+  type Watcher,
+} from "etcd3";
+import type { ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
+import { decodeObject, encodeObject } from "../codec.js";
+import { Campaign, type ElectionPort } from "../election.js";
+import {
+  AlreadyExistsError,
+  ClosedError,
+  ConflictError,
+  DatastoreError,
+  LeaseExpiredError,
+  NotFoundError,
+  RevisionGoneError,
+  UnavailableError,
+  isDatastoreError,
+} from "../errors.js";
+import { SerialQueue } from "../serial.js";
+import type {
+  CampaignOptions,
+  Collection,
+  Datastore,
+  DeleteOptions,
+  InvalidObject,
+  LeaderElection,
+  Lease,
+  LeaseOptions,
+  ListResult,
+  Stored,
+  UpdateOptions,
+  Watch,
+  WatchEvent,
+  WatchListener,
+  WriteOptions,
+} from "../types.js";
+
+/** Options of the etcd datastore. */
+export interface EtcdDatastoreOptions {
+  /** etcd endpoints, e.g. `["http://127.0.0.1:2379"]`. */
+  hosts: string[] | string;
+  /** Key prefix. Default `/podcrypt/`. Objects live at `<prefix><kind>/<key>`. */
+  prefix?: string;
+  /** Extra etcd3 client options (TLS, auth, dial timeout). */
+  client?: Omit<IOptions, "hosts">;
+}
+
+const LEADER_KIND = "__leaders";
+
+/** Maps etcd3/grpc failures to datastore errors, keeping the cause. */
+function mapError(e: unknown, leaseId?: string): Error {
+  if (isDatastoreError(e)) return e;
+  if (e instanceof EtcdLeaseInvalidError) return new LeaseExpiredError(leaseId ?? "unknown", { cause: e });
+  const msg = e instanceof Error ? e.message : String(e);
+  if (/lease not found/i.test(msg)) return new LeaseExpiredError(leaseId ?? "unknown", { cause: e });
+  if (/closed/i.test(msg) && e instanceof Error && e.name === "ClientClosedError") return new ClosedError();
+  return new UnavailableError(`etcd: ${msg}`, { cause: e });
+}
+
+async function wrap<T>(fn: () => Promise<T>, leaseId?: string): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw mapError(e, leaseId);
+  }
+}
+
+/**
+ * The `etcd` datastore: objects as JSON under `/podcrypt/<kind>/<key>`, mod_revision as the
+ * object revision, transactions for compare-and-swap, watches that resume from the last delivered
+ * revision after a reconnect (compaction → `gone`), etcd leases for liveness and leadership.
+ */
+export class EtcdDatastore implements Datastore {
+  readonly backend = "etcd" as const;
+  /** @internal */ readonly client: Etcd3;
+  /** @internal */ readonly prefix: string;
+  private readonly collections = new Map<ResourceKind, EtcdCollection<ResourceKind>>();
+  private readonly watches = new Set<EtcdWatch<unknown>>();
+  private readonly leases = new Set<EtcdLeaseHandle>();
+  private readonly campaigns = new Set<Campaign>();
+  private closed = false;
+
+  constructor(options: EtcdDatastoreOptions) {
+    this.client = new Etcd3({ ...options.client, hosts: options.hosts });
+    this.prefix = options.prefix ?? "/podcrypt/";
+  }
+
+  /** @internal */ assertOpen(): void {
+    if (this.closed) throw new ClosedError();
+  }
+
+  /** @internal */ keyOf(kind: string, key: string): string {
+    return `${this.prefix}${kind}/${key}`;
+  }
+
+  collection<K extends ResourceKind>(kind: K): Collection<K> {
+    let c = this.collections.get(kind);
+    if (c === undefined) {
+      c = new EtcdCollection(this, kind) as unknown as EtcdCollection<ResourceKind>;
+      this.collections.set(kind, c);
+    }
+    return c as unknown as Collection<K>;
+  }
+
+  async grantLease(ttlSeconds: number, options: LeaseOptions = {}): Promise<Lease> {
+    this.assertOpen();
+    const ttl = Math.max(1, Math.ceil(ttlSeconds));
+    const lease = this.client.lease(ttl, { autoKeepAlive: options.autoKeepAlive ?? true });
+    lease.on("lost", () => {}); // handled through onLost; avoid unhandled 'error'-like crashes
+    const id = await wrap(() => lease.grant());
+    const h = new EtcdLeaseHandle(this, lease, id, ttl);
+    this.leases.add(h);
+    return h;
+  }
+
+  /** @internal */ forgetLease(h: EtcdLeaseHandle): void {
+    this.leases.delete(h);
+  }
+
+  private electionPort(): ElectionPort {
+    return {
+      grantLease: (ttl) => this.grantLease(ttl),
+      tryAcquire: (name, identity, leaseId) =>
+        wrap(async () => {
+          const key = this.keyOf(LEADER_KIND, name);
+          const r = await this.client
+            .if(key, "Create", "==", 0)
+            .then(this.client.put(key).value(JSON.stringify({ identity })).lease(leaseId))
+            .commit();
+          return r.succeeded;
+        }, leaseId),
+      release: (name, leaseId) =>
+        wrap(async () => {
+          const key = this.keyOf(LEADER_KIND, name);
+          await this.client.if(key, "Lease", "==", leaseId).then(this.client.delete().key(key)).commit();
+        }),
+      waitForChange: async (name, maxWaitMs, signal) => {
+        if (signal.aborted) return;
+        let w: Watcher | undefined;
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(t);
+            signal.removeEventListener("abort", done);
+            resolve();
+          };
+          const t = setTimeout(done, maxWaitMs);
+          signal.addEventListener("abort", done, { once: true });
+          this.client
+            .watch()
+            .key(this.keyOf(LEADER_KIND, name))
+            .create()
+            .then((watcher) => {
+              w = watcher;
+              watcher.on("data", done);
+              watcher.on("error", done);
+              // A change may have happened before the watch started: look once.
+              void this.client
+                .get(this.keyOf(LEADER_KIND, name))
+                .then((v) => (v === null ? done() : undefined))
+                .catch(done);
+            })
+            .catch(done);
+        });
+        await w?.cancel().catch(() => {});
+      },
+    };
+  }
+
+  async campaign(name: string, identity: string, options: CampaignOptions): Promise<LeaderElection> {
+    this.assertOpen();
+    const c = new Campaign(this.electionPort(), name, identity, options.ttlSeconds);
+    this.campaigns.add(c);
+    c.start();
+    return c;
+  }
+
+  async leader(name: string): Promise<string | undefined> {
+    this.assertOpen();
+    const v = await wrap(() => this.client.get(this.keyOf(LEADER_KIND, name)).string());
+    if (v === null) return undefined;
+    return (JSON.parse(v) as { identity?: string }).identity;
+  }
+
+  /** @internal */ trackWatch(w: EtcdWatch<unknown>, add: boolean): void {
+    if (add) this.watches.add(w);
+    else this.watches.delete(w);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.campaigns].map((c) => c.stop(false)));
+    for (const l of this.leases) l.release();
+    await Promise.all([...this.watches].map((w) => w.close()));
+    this.client.close();
+  }
+}
+
+class EtcdCollection<K extends ResourceKind> implements Collection<K> {
+  constructor(
+    private readonly ds: EtcdDatastore,
+    readonly kind: K,
+  ) {}
+
+  private get kindPrefix(): string {
+    return this.ds.keyOf(this.kind, "");
+  }
+
+  /** @internal */ decode(kv: IKeyValue): ReturnType<typeof decodeObject<K>> {
+    const key = kv.key.toString().slice(this.kindPrefix.length);
+    const lease = kv.lease !== undefined && String(kv.lease) !== "0" ? String(kv.lease) : undefined;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(kv.value.toString());
+    } catch {
+      raw = undefined;
+    }
+    return decodeObject(this.kind, key, raw, String(kv.mod_revision), lease);
+  }
+
+  async get(key: string): Promise<Stored<ResourceByKind[K]> | undefined> {
+    this.ds.assertOpen();
+    const res = await wrap(() => this.ds.client.get(this.ds.keyOf(this.kind, key)).exec());
+    const kv = res.kvs[0];
+    if (kv === undefined) return undefined;
+    const d = this.decode(kv);
+    if (!d.ok) throw d.invalid.error;
+    return d.stored;
+  }
+
+  async list(): Promise<ListResult<ResourceByKind[K]>> {
+    this.ds.assertOpen();
+    const res = await wrap(() =>
+      this.ds.client.getAll().prefix(this.kindPrefix).sort("Key", "Ascend").exec(),
+    );
+    const items: Stored<ResourceByKind[K]>[] = [];
+    const invalid: InvalidObject[] = [];
+    for (const kv of res.kvs) {
+      const d = this.decode(kv);
+      if (d.ok) items.push(d.stored);
+      else invalid.push(d.invalid);
+    }
+    return { items, invalid, revision: String(res.header.revision) };
+  }
+
+  private put(etcdKey: string, value: unknown, lease: string | null | undefined) {
+    const p = this.ds.client.put(etcdKey).value(JSON.stringify(value));
+    if (lease === undefined) return p.ignoreLease();
+    if (lease === null) return p;
+    return p.lease(lease);
+  }
+
+  private stored(
+    key: string,
+    value: ResourceByKind[K],
+    revision: string,
+    lease: string | undefined,
+  ): Stored<ResourceByKind[K]> {
+    return lease === undefined ? { key, value, revision } : { key, value, revision, lease };
+  }
+
+  async create(
+    input: ResourceInputByKind[K],
+    options: WriteOptions = {},
+  ): Promise<Stored<ResourceByKind[K]>> {
+    this.ds.assertOpen();
+    const { key, value } = encodeObject(this.kind, input);
+    const ek = this.ds.keyOf(this.kind, key);
+    const lease = options.lease ?? undefined;
+    const r = await wrap(
+      () =>
+        this.ds.client
+          .if(ek, "Create", "==", 0)
+          .then(this.put(ek, value, lease ?? null))
+          .commit(),
+      lease,
+    );
+    if (!r.succeeded) throw new AlreadyExistsError(this.kind, key);
+    return this.stored(key, value, String(r.header.revision), lease);
+  }
+
+  async update(
+    input: ResourceInputByKind[K],
+    options: UpdateOptions = {},
+  ): Promise<Stored<ResourceByKind[K]>> {
+    this.ds.assertOpen();
+    const { key, value } = encodeObject(this.kind, input);
+    const ek = this.ds.keyOf(this.kind, key);
+    const cmp =
+      options.revision !== undefined
+        ? this.ds.client.if(ek, "Mod", "==", options.revision)
+        : this.ds.client.if(ek, "Create", ">", 0);
+    const r = await wrap(
+      () =>
+        cmp
+          .then(this.put(ek, value, options.lease))
+          .else(this.ds.client.get(ek))
+          .commit(),
+      options.lease ?? undefined,
+    );
+    if (!r.succeeded) {
+      const kv = r.responses[0]?.response_range?.kvs[0];
+      if (options.revision === undefined) throw new NotFoundError(this.kind, key);
+      throw new ConflictError(this.kind, key, options.revision, kv ? String(kv.mod_revision) : undefined);
+    }
+    let lease: string | undefined;
+    if (options.lease === undefined) {
+      // The lease was kept: read it back cheaply from the revision we wrote.
+      const kv = (await wrap(() => this.ds.client.get(ek).exec())).kvs[0];
+      lease =
+        kv && String(kv.lease) !== "0" && String(kv.mod_revision) === String(r.header.revision)
+          ? String(kv.lease)
+          : undefined;
+    } else lease = options.lease ?? undefined;
+    return this.stored(key, value, String(r.header.revision), lease);
+  }
+
+  async delete(key: string, options: DeleteOptions = {}): Promise<void> {
+    this.ds.assertOpen();
+    const ek = this.ds.keyOf(this.kind, key);
+    const cmp =
+      options.revision !== undefined
+        ? this.ds.client.if(ek, "Mod", "==", options.revision)
+        : this.ds.client.if(ek, "Create", ">", 0);
+    const r = await wrap(() =>
+      cmp.then(this.ds.client.delete().key(ek)).else(this.ds.client.get(ek)).commit(),
+    );
+    if (!r.succeeded) {
+      const kv = r.responses[0]?.response_range?.kvs[0];
+      if (options.revision === undefined || kv === undefined) {
+        if (options.revision === undefined) throw new NotFoundError(this.kind, key);
+        throw new ConflictError(this.kind, key, options.revision, undefined);
+      }
+      throw new ConflictError(this.kind, key, options.revision, String(kv.mod_revision));
+    }
+  }
+
+  async watch(fromRevision: string, listener: WatchListener<ResourceByKind[K]>): Promise<Watch> {
+    this.ds.assertOpen();
+    const w = new EtcdWatch<ResourceByKind[K]>(
+      this.ds,
+      this as unknown as EtcdCollection<ResourceKind>,
+      this.kindPrefix,
+      BigInt(fromRevision),
+      listener,
+    );
+    this.ds.trackWatch(w as EtcdWatch<unknown>, true);
+    try {
+      await w.start();
+    } catch (e) {
+      this.ds.trackWatch(w as EtcdWatch<unknown>, false);
+      throw mapError(e);
+    }
+    return w;
+  }
+}
+
+class EtcdWatch<T> implements Watch {
+  private last: bigint;
+  private watcher: Watcher | undefined;
+  private closed = false;
+  private serverCanceled = false;
+  private readonly queue: SerialQueue;
+
+  constructor(
+    private readonly ds: EtcdDatastore,
+    private readonly coll: EtcdCollection<ResourceKind>,
+    private readonly prefix: string,
+    from: bigint,
+    private readonly listener: WatchListener<T>,
+  ) {
+    this.last = from;
+    this.queue = new SerialQueue((e) => listener.error?.(e instanceof Error ? e : new Error(String(e))));
+  }
+
+  get revision(): string {
+    return String(this.last);
+  }
+
+  async start(): Promise<void> {
+    const w = this.ds.client
+      .watch()
+      .prefix(this.prefix)
+      .startRevision(String(this.last + 1n))
+      .watcher();
+    this.watcher = w;
+    // etcd3 moves its own start revision to the header revision on (re)connect, which can skip
+    // events in flight; we always resume right after the last revision we delivered instead.
+    w.on("connecting", (req) => {
+      (req as { start_revision?: unknown }).start_revision = String(this.last + 1n);
+    });
+    w.on("data", (res) => {
+      if (this.closed) return;
+      if (res.compact_revision !== undefined && String(res.compact_revision) !== "0" && res.canceled)
+        return this.goneAt(String(res.compact_revision));
+      for (const ev of res.events) {
+        const kv = ev.kv;
+        const rev = BigInt(String(kv.mod_revision));
+        if (rev <= this.last) continue; // duplicate after a reconnect
+        this.last = rev;
+        const e = this.toEvent(ev.type, kv);
+        this.queue.push(() => this.listener.event(e));
+      }
+    });
+    w.on("disconnected", (err: Error) =>
+      this.listener.error?.(new UnavailableError("etcd watch disconnected", { cause: err })),
+    );
+    w.on("error", (err: Error) => {
+      // etcd cancels a watch whose start revision was compacted (3.4 may send no reason); any
+      // server-side cancel leaves the consumer behind, so it relists.
+      if (/compacted|Watcher canceled/i.test(err.message)) this.goneAt(undefined);
+      else this.listener.error?.(err);
+    });
+    await new Promise<void>((resolve, reject) => {
+      w.once("connected", () => resolve());
+      w.once("error", reject);
+    });
+  }
+
+  private goneAt(compact: string | undefined): void {
+    if (this.closed) return;
+    const err = new RevisionGoneError(
+      this.coll.kind,
+      String(this.last),
+      compact === undefined ? {} : { compactRevision: compact },
+    );
+    // The server already dropped this watcher: etcd3's cancel() would wait for a reply forever.
+    this.serverCanceled = true;
+    void this.close().then(() => this.listener.gone(err));
+  }
+
+  private toEvent(type: string, kv: IKeyValue): WatchEvent<T> {
+    const key = kv.key.toString().slice(this.prefix.length);
+    const revision = String(kv.mod_revision);
+    if (type === "Delete") return { type: "DELETED", key, revision };
+    const d = this.coll.decode(kv);
+    if (!d.ok) return { type: "INVALID", key, revision, error: d.invalid.error };
+    const added = String(kv.create_revision) === String(kv.mod_revision);
+    return { type: added ? "ADDED" : "MODIFIED", key, revision, object: d.stored as Stored<T> };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.ds.trackWatch(this as EtcdWatch<unknown>, false);
+    if (!this.serverCanceled) await this.watcher?.cancel().catch(() => {});
+    await this.queue.close();
+  }
+}
+
+class EtcdLeaseHandle implements Lease {
+  private readonly lostCbs = new Set<(e: DatastoreError) => void>();
+  private released = false;
+
+  constructor(
+    private readonly ds: EtcdDatastore,
+    private readonly lease: EtcdLease,
+    readonly id: string,
+    readonly ttlSeconds: number,
+  ) {
+    lease.on("lost", (err) => {
+      if (this.released) return;
+      const e = new LeaseExpiredError(id, { cause: err });
+      for (const cb of this.lostCbs) cb(e);
+      this.lostCbs.clear();
+    });
+  }
+
+  async keepAlive(): Promise<void> {
+    const r = await wrap(() => this.lease.keepaliveOnce(), this.id);
+    if (Number(r.TTL) <= 0) throw new LeaseExpiredError(this.id);
+  }
+
+  async revoke(): Promise<void> {
+    this.released = true;
+    this.lostCbs.clear();
+    this.ds.forgetLease(this);
+    await wrap(() => this.lease.revoke(), this.id).catch((e: unknown) => {
+      if (!(e instanceof LeaseExpiredError)) throw e;
+    });
+  }
+
+  release(): void {
+    this.released = true;
+    this.ds.forgetLease(this);
+    this.lease.release();
+  }
+
+  onLost(cb: (err: DatastoreError) => void): () => void {
+    this.lostCbs.add(cb);
+    return () => this.lostCbs.delete(cb);
+  }
+}

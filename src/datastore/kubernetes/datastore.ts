@@ -1,0 +1,752 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { type ResourceByKind, type ResourceInputByKind, type ResourceKind } from "../../model/index.js";
+import { decodeObject, encodeObject } from "../codec.js";
+import { Campaign, type ElectionPort } from "../election.js";
+import {
+  AlreadyExistsError,
+  ClosedError,
+  ConflictError,
+  DatastoreError,
+  LeaseExpiredError,
+  NotFoundError,
+  RevisionGoneError,
+  UnavailableError,
+} from "../errors.js";
+import { SerialQueue } from "../serial.js";
+import type {
+  CampaignOptions,
+  Collection,
+  Datastore,
+  DeleteOptions,
+  Lease,
+  LeaseOptions,
+  LeaderElection,
+  ListResult,
+  Stored,
+  UpdateOptions,
+  Watch,
+  WatchEvent,
+  WatchListener,
+  WriteOptions,
+} from "../types.js";
+import { KubeClient, isKubeApiError } from "./client.js";
+import {
+  apiPath,
+  fromIpsecPolicy,
+  fromKube,
+  IPSEC_POLICY_REF,
+  LEASE_LABEL,
+  locate,
+  MANAGED_LABEL,
+  NODE_ANNOTATIONS,
+  REFS,
+  toKube,
+  type KubeObject,
+  type ResourceRef,
+} from "./mapping.js";
+import { Informer, ResumableWatch } from "./watch.js";
+
+/** Annotation counting writes of a node record: "1" right after create (tells ADDED from MODIFIED). */
+export const NODE_WRITE_ANNOTATION = "podcrypt.io/write";
+
+const LEASES: ResourceRef = {
+  group: "coordination.k8s.io",
+  version: "v1",
+  plural: "leases",
+  kind: "Lease",
+  namespaced: true,
+};
+
+/** Options of the Kubernetes datastore. */
+export interface KubernetesDatastoreOptions {
+  /** How to reach the API server (in a pod: `kc.loadFromCluster()`). */
+  kubeConfig: KubeConfig;
+  /**
+   * Namespace of the datastore's own Leases and of cluster-wide EncryptionPolicies. Must exist.
+   * Default `podcrypt-system`.
+   */
+  namespace?: string;
+  /** Holder identity written into granted Leases. Default the host name. */
+  identity?: string;
+  /**
+   * `nodes.create` for a node Kubernetes does not know creates the Node object (tests, and
+   * clusters whose nodes register late). Default false: NotFoundError, and no `create nodes` RBAC.
+   */
+  createMissingNodes?: boolean;
+  /** How often lease expiry is checked. Default 200 ms. */
+  leaseCheckMs?: number;
+  /** Clock. Default `() => new Date()`. */
+  now?: () => Date;
+}
+
+/** Kubernetes MicroTime: RFC 3339 with microseconds. */
+function microTime(d: Date): string {
+  return d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+}
+
+function unavailable(e: unknown): unknown {
+  return isKubeApiError(e, 0)
+    ? new UnavailableError(`Kubernetes API unreachable: ${(e as Error).message}`, { cause: e })
+    : e;
+}
+
+interface TrackedLease {
+  resourceVersion: string;
+  observedAt: number;
+  ttlMs: number;
+}
+
+/**
+ * The `kubernetes` datastore (DESIGN.md section 7): CRDs ClusterEncryption and EncryptionPolicy,
+ * node records as `podcrypt.io/` Node annotations, Services and Endpoints, coordination Leases for
+ * liveness and leadership. See mapping.ts for the object mapping.
+ *
+ * Revisions are Kubernetes resourceVersions (in practice etcd revisions: numeric, increasing).
+ * Differences from the interface's ideal, all documented here:
+ * - A node record's revision is its Node's resourceVersion, which other writers (kubelet status,
+ *   labels) also move: compare-and-swap on a node may conflict because of them (callers retry),
+ *   and watches drop Node changes that leave the record unchanged.
+ * - Node records are annotations, so a Node event alone does not say what the record was before.
+ *   A node watch lists Nodes when it starts and uses that snapshot for every later event. For
+ *   events between `fromRevision` and that snapshot it falls back to `podcrypt.io/write` (1 right
+ *   after create: ADDED, otherwise MODIFIED), and a record created and deleted in that window
+ *   without the watch seeing it is not reported.
+ * - Leases are coordination.k8s.io Leases labelled `podcrypt.io/managed=grant`. Kubernetes has no
+ *   server-side expiry: every datastore client tracks the Leases and, when one was not renewed
+ *   within its duration of local time (client-go's rule, immune to clock skew), deletes it and
+ *   every object labelled `podcrypt.io/lease=<id>`. Expiry therefore needs at least one live client.
+ * - Watch.revision also advances on BOOKMARK events, so a resumed watch starts from a recent
+ *   resourceVersion and is less likely to get 410 Gone.
+ */
+export class KubernetesDatastore implements Datastore {
+  readonly backend = "kubernetes" as const;
+  readonly client: KubeClient;
+  private readonly namespace: string;
+  private readonly identity: string;
+  private readonly now: () => Date;
+  private readonly collections = new Map<ResourceKind, KubeCollection<ResourceKind>>();
+  private readonly tracked = new Map<string, TrackedLease>();
+  private readonly leaseWaiters = new Map<string, Set<() => void>>();
+  private readonly leases = new Set<KubeLease>();
+  private readonly campaigns = new Set<Campaign>();
+  /** Open watches, closed with the store. */
+  readonly watches = new Set<{ close(): Promise<void> }>();
+  private informer: Informer | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(readonly options: KubernetesDatastoreOptions) {
+    this.client = new KubeClient(options.kubeConfig);
+    this.namespace = options.namespace ?? "podcrypt-system";
+    this.identity = options.identity ?? hostname();
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** Connects and starts lease tracking; resolves once the Leases are listed. */
+  static async connect(options: KubernetesDatastoreOptions): Promise<KubernetesDatastore> {
+    const ds = new KubernetesDatastore(options);
+    await ds.startLeaseTracking();
+    return ds;
+  }
+
+  /** The namespace of the datastore's Leases and cluster-wide policies. */
+  get leaseNamespace(): string {
+    return this.namespace;
+  }
+
+  private async startLeaseTracking(): Promise<void> {
+    const observe = (o: KubeObject): void => {
+      const name = o.metadata?.name ?? "";
+      for (const w of this.leaseWaiters.get(name) ?? []) w();
+      if (o.metadata?.labels?.[MANAGED_LABEL] !== "grant") return;
+      const spec = (o["spec"] ?? {}) as { leaseDurationSeconds?: number };
+      const prev = this.tracked.get(name);
+      if (prev?.resourceVersion === o.metadata?.resourceVersion) return;
+      this.tracked.set(name, {
+        resourceVersion: o.metadata?.resourceVersion ?? "",
+        observedAt: Date.now(),
+        ttlMs: (spec.leaseDurationSeconds ?? 1) * 1000,
+      });
+    };
+    const selector = `${MANAGED_LABEL} in (grant,leader)`;
+    this.informer = new Informer(
+      this.options.kubeConfig,
+      apiPath(LEASES, this.namespace),
+      () => this.client.list(LEASES, this.namespace, selector),
+      {
+        added: observe,
+        modified: observe,
+        deleted: (o) => {
+          const name = o.metadata?.name ?? "";
+          for (const w of this.leaseWaiters.get(name) ?? []) w();
+          if (this.tracked.delete(name)) void this.sweepAttached(name).catch(() => {});
+        },
+      },
+      { labelSelector: selector },
+    );
+    await this.informer.start();
+    this.checkTimer = setInterval(() => void this.expireLeases(), this.options.leaseCheckMs ?? 200);
+    this.checkTimer.unref();
+  }
+
+  private async expireLeases(): Promise<void> {
+    const now = Date.now();
+    for (const [name, t] of [...this.tracked]) {
+      if (now - t.observedAt <= t.ttlMs) continue;
+      try {
+        await this.client.delete(LEASES, this.namespace, name, t.resourceVersion);
+        this.tracked.delete(name);
+        await this.sweepAttached(name);
+      } catch (e) {
+        // 409: renewed meanwhile (the informer will tell); 404: someone else expired it.
+        if (isKubeApiError(e, 404)) this.tracked.delete(name);
+      }
+    }
+  }
+
+  /** Deletes every object attached to lease `id` (and leader records that name it). */
+  async sweepAttached(id: string): Promise<void> {
+    const selector = `${LEASE_LABEL}=${id}`;
+    for (const kind of Object.keys(REFS) as ResourceKind[]) {
+      const col = this.collection(kind);
+      const { items } = await this.client.list(REFS[kind], "", selector);
+      for (const o of items) {
+        const rec = fromKube(kind, o, this.namespace);
+        if (rec === undefined) continue;
+        await col.delete(rec.key, { revision: o.metadata?.resourceVersion ?? "" }).catch(() => {});
+      }
+    }
+    const { items } = await this.client.list(LEASES, this.namespace, selector);
+    for (const o of items) {
+      await this.client
+        .delete(LEASES, this.namespace, o.metadata?.name ?? "", o.metadata?.resourceVersion)
+        .catch(() => {});
+    }
+  }
+
+  /** Resolves when the Lease `name` changes, after `maxWaitMs`, or when `signal` aborts. */
+  private waitForLease(name: string, maxWaitMs: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.leaseWaiters.get(name);
+      if (set === undefined) {
+        set = new Set();
+        this.leaseWaiters.set(name, set);
+      }
+      const s = set;
+      const done = (): void => {
+        clearTimeout(timer);
+        s.delete(done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, maxWaitMs);
+      s.add(done);
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  /** Throws ClosedError after close. */
+  checkOpen(): void {
+    if (this.closed) throw new ClosedError();
+  }
+
+  /** The label value for `lease` after checking it is alive (LeaseExpiredError otherwise). */
+  async leaseLabel(lease: string): Promise<string> {
+    const obj = await this.client.get(LEASES, this.namespace, lease).catch((e: unknown) => {
+      throw unavailable(e);
+    });
+    if (obj === undefined || obj.metadata?.labels?.[MANAGED_LABEL] !== "grant")
+      throw new LeaseExpiredError(lease);
+    return lease;
+  }
+
+  collection<K extends ResourceKind>(kind: K): Collection<K> {
+    let c = this.collections.get(kind);
+    if (c === undefined) {
+      c = new KubeCollection(this, kind, this.namespace, this.options.createMissingNodes === true) as never;
+      this.collections.set(kind, c!);
+    }
+    return c as unknown as Collection<K>;
+  }
+
+  /**
+   * StarlingX IPsecPolicy objects (starlingx.io/v1), converted to EncryptionPolicy and validated
+   * like them (read only; keys `namespace/name`).
+   */
+  async ipsecPolicies(): Promise<ListResult<ResourceByKind["encryptionpolicies"]>> {
+    const { items, resourceVersion } = await this.client.list(IPSEC_POLICY_REF, "");
+    const out: Stored<ResourceByKind["encryptionpolicies"]>[] = [];
+    const invalid: ListResult<ResourceByKind["encryptionpolicies"]>["invalid"] = [];
+    for (const o of items) {
+      const key = `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
+      const d = decodeObject(
+        "encryptionpolicies",
+        key,
+        fromIpsecPolicy(o),
+        o.metadata?.resourceVersion ?? "",
+        undefined,
+      );
+      if (d.ok) out.push(d.stored);
+      else invalid.push(d.invalid);
+    }
+    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return { items: out, invalid, revision: resourceVersion };
+  }
+
+  async grantLease(ttlSeconds: number, options: LeaseOptions = {}): Promise<Lease> {
+    this.checkOpen();
+    const ttl = Math.max(1, Math.ceil(ttlSeconds));
+    const name = `podcrypt-lease-${randomBytes(8).toString("hex")}`;
+    const now = microTime(this.now());
+    await this.client
+      .create(LEASES, this.namespace, {
+        metadata: { name, labels: { [MANAGED_LABEL]: "grant" } },
+        spec: { holderIdentity: this.identity, leaseDurationSeconds: ttl, acquireTime: now, renewTime: now },
+      })
+      .catch((e: unknown) => {
+        throw unavailable(e);
+      });
+    const lease = new KubeLease(this, name, ttl, LEASES);
+    this.leases.add(lease);
+    if (options.autoKeepAlive !== false) lease.startKeepAlive();
+    return lease;
+  }
+
+  /** Renews lease `name` (KubeLease.keepAlive). */
+  async renew(name: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const cur = await this.client.get(LEASES, this.namespace, name).catch((e: unknown) => {
+        throw unavailable(e);
+      });
+      if (cur === undefined) throw new LeaseExpiredError(name);
+      const spec = { ...(cur["spec"] as object), renewTime: microTime(this.now()) };
+      try {
+        await this.client.replace(LEASES, this.namespace, name, { metadata: cur.metadata ?? {}, spec });
+        return;
+      } catch (e) {
+        if (isKubeApiError(e, 404)) throw new LeaseExpiredError(name, { cause: e });
+        if (!isKubeApiError(e, 409) || attempt >= 3) throw unavailable(e);
+      }
+    }
+  }
+
+  /** Revokes lease `name`: deletes it and what is attached. */
+  async revoke(name: string): Promise<void> {
+    await this.client.delete(LEASES, this.namespace, name).catch((e: unknown) => {
+      if (!isKubeApiError(e, 404)) throw unavailable(e);
+    });
+    this.tracked.delete(name);
+    await this.sweepAttached(name);
+  }
+
+  private leaderRecord(name: string): string {
+    return `podcrypt-leader-${name}`;
+  }
+
+  async campaign(name: string, identity: string, options: CampaignOptions): Promise<LeaderElection> {
+    this.checkOpen();
+    const port: ElectionPort = {
+      grantLease: (ttl) => this.grantLease(ttl),
+      tryAcquire: async (n, id, leaseId) => {
+        try {
+          const now = microTime(this.now());
+          await this.client.create(LEASES, this.namespace, {
+            metadata: {
+              name: this.leaderRecord(n),
+              labels: { [MANAGED_LABEL]: "leader", [LEASE_LABEL]: leaseId },
+            },
+            spec: {
+              holderIdentity: id,
+              leaseDurationSeconds: options.ttlSeconds,
+              acquireTime: now,
+              renewTime: now,
+            },
+          });
+          return true;
+        } catch (e) {
+          if (isKubeApiError(e, 409)) return false;
+          throw unavailable(e);
+        }
+      },
+      release: async (n, leaseId) => {
+        const cur = await this.client.get(LEASES, this.namespace, this.leaderRecord(n));
+        if (cur?.metadata?.labels?.[LEASE_LABEL] !== leaseId) return;
+        await this.client
+          .delete(LEASES, this.namespace, this.leaderRecord(n), cur.metadata.resourceVersion)
+          .catch((e: unknown) => {
+            if (!isKubeApiError(e, 404) && !isKubeApiError(e, 409)) throw e;
+          });
+      },
+      waitForChange: (n, maxWaitMs, signal) => this.waitForLease(this.leaderRecord(n), maxWaitMs, signal),
+    };
+    const c = new Campaign(port, name, identity, options.ttlSeconds);
+    this.campaigns.add(c);
+    c.start();
+    return c;
+  }
+
+  async leader(name: string): Promise<string | undefined> {
+    this.checkOpen();
+    const rec = await this.client.get(LEASES, this.namespace, this.leaderRecord(name)).catch((e: unknown) => {
+      throw unavailable(e);
+    });
+    return (rec?.["spec"] as { holderIdentity?: string } | undefined)?.holderIdentity;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
+    this.informer?.close();
+    for (const l of this.leases) l.release();
+    await Promise.allSettled([...this.campaigns].map((c) => c.stop(false)));
+    await Promise.allSettled([...this.watches].map((w) => w.close()));
+  }
+}
+
+/** A coordination Lease granted by the datastore. */
+class KubeLease implements Lease {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly lost = new Set<(err: DatastoreError) => void>();
+  private ended = false;
+
+  constructor(
+    private readonly ds: KubernetesDatastore,
+    readonly id: string,
+    readonly ttlSeconds: number,
+    _ref: ResourceRef,
+  ) {}
+
+  startKeepAlive(): void {
+    const every = Math.max(100, (this.ttlSeconds * 1000) / 3);
+    this.timer = setInterval(() => {
+      this.keepAlive().catch((e: unknown) => {
+        if (e instanceof LeaseExpiredError) {
+          this.release();
+          for (const cb of this.lost) cb(e);
+        }
+      });
+    }, every);
+    this.timer.unref();
+  }
+
+  async keepAlive(): Promise<void> {
+    if (this.ended) throw new LeaseExpiredError(this.id);
+    await this.ds.renew(this.id);
+  }
+
+  async revoke(): Promise<void> {
+    this.release();
+    this.ended = true;
+    await this.ds.revoke(this.id);
+  }
+
+  release(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  onLost(cb: (err: DatastoreError) => void): () => void {
+    this.lost.add(cb);
+    return () => this.lost.delete(cb);
+  }
+}
+
+/** One kind's objects in Kubernetes. */
+class KubeCollection<K extends ResourceKind> implements Collection<K> {
+  private readonly ref: ResourceRef;
+
+  constructor(
+    private readonly ds: KubernetesDatastore,
+    readonly kind: K,
+    private readonly namespace: string,
+    private readonly createMissingNodes: boolean,
+  ) {
+    this.ref = REFS[kind];
+  }
+
+  private decode(obj: KubeObject): Stored<ResourceByKind[K]> | undefined {
+    const rec = fromKube(this.kind, obj, this.namespace);
+    if (rec === undefined) return undefined;
+    const lease = obj.metadata?.labels?.[LEASE_LABEL];
+    const d = decodeObject(this.kind, rec.key, rec.raw, obj.metadata?.resourceVersion ?? "", lease);
+    if (!d.ok) throw d.invalid.error;
+    return d.stored;
+  }
+
+  private async fetch(key: string): Promise<KubeObject | undefined> {
+    const { namespace, name } = locate(this.kind, key, this.namespace);
+    try {
+      return await this.ds.client.get(this.ref, namespace, name);
+    } catch (e) {
+      throw unavailable(e);
+    }
+  }
+
+  async get(key: string): Promise<Stored<ResourceByKind[K]> | undefined> {
+    this.ds.checkOpen();
+    const obj = await this.fetch(key);
+    return obj === undefined ? undefined : this.decode(obj);
+  }
+
+  async list(): Promise<ListResult<ResourceByKind[K]>> {
+    this.ds.checkOpen();
+    const { items, resourceVersion } = await this.ds.client.list(this.ref, "").catch((e: unknown) => {
+      throw unavailable(e);
+    });
+    const out: Stored<ResourceByKind[K]>[] = [];
+    const invalid: ListResult<ResourceByKind[K]>["invalid"] = [];
+    for (const o of items) {
+      const rec = fromKube(this.kind, o, this.namespace);
+      if (rec === undefined) continue;
+      const d = decodeObject(
+        this.kind,
+        rec.key,
+        rec.raw,
+        o.metadata?.resourceVersion ?? "",
+        o.metadata?.labels?.[LEASE_LABEL],
+      );
+      if (d.ok) out.push(d.stored);
+      else invalid.push(d.invalid);
+    }
+    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return { items: out, invalid, revision: resourceVersion };
+  }
+
+  private async leaseValue(
+    lease: string | null | undefined,
+    current: string | undefined,
+  ): Promise<string | null> {
+    if (lease === undefined) return current ?? null;
+    if (lease === null) return null;
+    return this.ds.leaseLabel(lease);
+  }
+
+  private result(obj: KubeObject): Stored<ResourceByKind[K]> {
+    const s = this.decode(obj);
+    if (s === undefined) throw new UnavailableError(`${this.kind}: the API server returned no record`);
+    return s;
+  }
+
+  async create(
+    value: ResourceInputByKind[K],
+    options: WriteOptions = {},
+  ): Promise<Stored<ResourceByKind[K]>> {
+    this.ds.checkOpen();
+    const { key, value: v } = encodeObject(this.kind, value);
+    const lease = await this.leaseValue(options.lease, undefined);
+    const parts = toKube(this.kind, v);
+    if (lease !== null) parts.labels[LEASE_LABEL] = lease;
+    const { namespace, name } = locate(this.kind, key, this.namespace);
+    if (this.kind === "nodes") {
+      for (;;) {
+        const cur = await this.fetch(key);
+        const annotations = { ...parts.annotations, [NODE_WRITE_ANNOTATION]: "1" };
+        try {
+          if (cur === undefined) {
+            if (!this.createMissingNodes)
+              throw new NotFoundError("nodes", `${key} (no such Kubernetes Node)`);
+            return this.result(
+              await this.ds.client.create(this.ref, "", {
+                metadata: { name, labels: parts.labels, annotations },
+              }),
+            );
+          }
+          if (fromKube("nodes", cur, this.namespace) !== undefined)
+            throw new AlreadyExistsError(this.kind, key);
+          return this.result(
+            await this.ds.client.patchNode(name, {
+              metadata: {
+                resourceVersion: cur.metadata?.resourceVersion,
+                labels: { ...parts.labels, [LEASE_LABEL]: lease },
+                annotations,
+              },
+            }),
+          );
+        } catch (e) {
+          if (!isKubeApiError(e, 409)) throw unavailable(e);
+        }
+      }
+    }
+    try {
+      return this.result(
+        await this.ds.client.create(this.ref, namespace, {
+          metadata: { name, labels: parts.labels },
+          ...parts.body,
+        }),
+      );
+    } catch (e) {
+      if (isKubeApiError(e, 409)) throw new AlreadyExistsError(this.kind, key, { cause: e });
+      if (isKubeApiError(e, 404)) throw new NotFoundError("namespaces", namespace, { cause: e });
+      throw unavailable(e);
+    }
+  }
+
+  async update(
+    value: ResourceInputByKind[K],
+    options: UpdateOptions = {},
+  ): Promise<Stored<ResourceByKind[K]>> {
+    this.ds.checkOpen();
+    const { key, value: v } = encodeObject(this.kind, value);
+    const parts = toKube(this.kind, v);
+    const { namespace, name } = locate(this.kind, key, this.namespace);
+    for (;;) {
+      const cur = await this.fetch(key);
+      if (cur === undefined || fromKube(this.kind, cur, this.namespace) === undefined)
+        throw new NotFoundError(this.kind, key);
+      const rv = cur.metadata?.resourceVersion ?? "";
+      if (options.revision !== undefined && options.revision !== rv)
+        throw new ConflictError(this.kind, key, options.revision, rv);
+      const lease = await this.leaseValue(options.lease, cur.metadata?.labels?.[LEASE_LABEL]);
+      try {
+        if (this.kind === "nodes") {
+          const clear = Object.fromEntries(Object.values(NODE_ANNOTATIONS).map((a) => [a, null]));
+          const count = Number(cur.metadata?.annotations?.[NODE_WRITE_ANNOTATION] ?? "1");
+          return this.result(
+            await this.ds.client.patchNode(name, {
+              metadata: {
+                resourceVersion: rv,
+                labels: { [LEASE_LABEL]: lease },
+                annotations: { ...clear, ...parts.annotations, [NODE_WRITE_ANNOTATION]: String(count + 1) },
+              },
+            }),
+          );
+        }
+        const labels = { ...(cur.metadata?.labels ?? {}), ...parts.labels };
+        if (lease === null) Reflect.deleteProperty(labels, LEASE_LABEL);
+        else labels[LEASE_LABEL] = lease;
+        const body: KubeObject = {
+          ...cur,
+          ...parts.body,
+          metadata: { ...cur.metadata, labels, resourceVersion: rv },
+        };
+        return this.result(await this.ds.client.replace(this.ref, namespace, name, body));
+      } catch (e) {
+        if (isKubeApiError(e, 404)) throw new NotFoundError(this.kind, key, { cause: e });
+        if (!isKubeApiError(e, 409)) throw unavailable(e);
+        if (options.revision !== undefined)
+          throw new ConflictError(this.kind, key, options.revision, undefined, { cause: e });
+      }
+    }
+  }
+
+  async delete(key: string, options: DeleteOptions = {}): Promise<void> {
+    this.ds.checkOpen();
+    const { namespace, name } = locate(this.kind, key, this.namespace);
+    if (this.kind !== "nodes") {
+      try {
+        await this.ds.client.delete(this.ref, namespace, name, options.revision);
+        return;
+      } catch (e) {
+        if (isKubeApiError(e, 404)) throw new NotFoundError(this.kind, key, { cause: e });
+        if (isKubeApiError(e, 409))
+          throw new ConflictError(this.kind, key, options.revision ?? "", undefined, { cause: e });
+        throw unavailable(e);
+      }
+    }
+    for (;;) {
+      const cur = await this.fetch(key);
+      if (cur === undefined || fromKube("nodes", cur, this.namespace) === undefined)
+        throw new NotFoundError(this.kind, key);
+      const rv = cur.metadata?.resourceVersion ?? "";
+      if (options.revision !== undefined && options.revision !== rv)
+        throw new ConflictError(this.kind, key, options.revision, rv);
+      const count = Number(cur.metadata?.annotations?.[NODE_WRITE_ANNOTATION] ?? "1");
+      const clear = Object.fromEntries(Object.values(NODE_ANNOTATIONS).map((a) => [a, null]));
+      try {
+        await this.ds.client.patchNode(name, {
+          metadata: {
+            resourceVersion: rv,
+            labels: { [LEASE_LABEL]: null },
+            annotations: { ...clear, [NODE_WRITE_ANNOTATION]: String(count + 1) },
+          },
+        });
+        return;
+      } catch (e) {
+        if (isKubeApiError(e, 404)) throw new NotFoundError(this.kind, key, { cause: e });
+        if (!isKubeApiError(e, 409)) throw unavailable(e);
+        if (options.revision !== undefined)
+          throw new ConflictError(this.kind, key, options.revision, undefined, { cause: e });
+      }
+    }
+  }
+
+  async watch(fromRevision: string, listener: WatchListener<ResourceByKind[K]>): Promise<Watch> {
+    this.ds.checkOpen();
+    const queue = new SerialQueue((e) => listener.error?.(e as Error));
+    // What this watch last saw per key: the record's JSON (with its lease), or null when absent.
+    const known = new Map<string, string | null>();
+    const emit = (e: WatchEvent<ResourceByKind[K]>): void => queue.push(() => listener.event(e));
+    // Node records are annotations: their removal is a Node MODIFIED, which tells nothing about a
+    // record the watch never saw. A snapshot taken now says which records existed, for every event
+    // after it.
+    const seed = new Map<string, string>();
+    let seedRevision = Infinity;
+    if (this.kind === "nodes") {
+      const snap = await this.ds.client.list(this.ref, "").catch((e: unknown) => {
+        throw unavailable(e);
+      });
+      for (const o of snap.items) {
+        const rec = fromKube(this.kind, o, this.namespace);
+        if (rec !== undefined)
+          seed.set(rec.key, JSON.stringify([rec.raw, o.metadata?.labels?.[LEASE_LABEL] ?? null]));
+      }
+      seedRevision = Number(snap.resourceVersion);
+    }
+    const onEvent = (type: "ADDED" | "MODIFIED" | "DELETED", obj: KubeObject): void => {
+      const rec = fromKube(this.kind, obj, this.namespace);
+      const meta = obj.metadata ?? {};
+      const key =
+        rec?.key ??
+        (meta.namespace === undefined ? (meta.name ?? "") : `${meta.namespace}/${meta.name ?? ""}`);
+      const revision = meta.resourceVersion ?? "";
+      let prev = known.get(key);
+      if (prev === undefined && Number(revision) > seedRevision) prev = seed.get(key) ?? null;
+      if (type === "DELETED" || rec === undefined) {
+        if (rec !== undefined || (prev !== undefined && prev !== null))
+          emit({ type: "DELETED", key, revision });
+        known.set(key, null);
+        return;
+      }
+      const lease = meta.labels?.[LEASE_LABEL];
+      const json = JSON.stringify([rec.raw, lease ?? null]);
+      if (prev === json) return;
+      known.set(key, json);
+      const fresh =
+        prev === null ||
+        (prev === undefined &&
+          (type === "ADDED" || (this.kind === "nodes" && meta.annotations?.[NODE_WRITE_ANNOTATION] === "1")));
+      const d = decodeObject(this.kind, key, rec.raw, revision, lease);
+      if (!d.ok) emit({ type: "INVALID", key, revision, error: d.invalid.error });
+      else emit({ type: fresh ? "ADDED" : "MODIFIED", key, revision, object: d.stored });
+    };
+    const rw = new ResumableWatch(this.ds.options.kubeConfig, apiPath(this.ref, ""), fromRevision, {
+      event: onEvent,
+      gone: (cause) => {
+        queue.push(() => listener.gone(new RevisionGoneError(this.kind, rw.revision, { cause })));
+      },
+      error: (e) => listener.error?.(unavailable(e) as Error),
+    });
+    try {
+      await rw.start();
+    } catch (e) {
+      rw.close();
+      if (isKubeApiError(e, 410)) throw new RevisionGoneError(this.kind, fromRevision, { cause: e });
+      throw new UnavailableError(`${this.kind}: watch failed: ${(e as Error).message}`, { cause: e });
+    }
+    const handle = {
+      get revision(): string {
+        return rw.revision;
+      },
+      close: async (): Promise<void> => {
+        rw.close();
+        this.ds.watches.delete(handle);
+        await queue.close();
+      },
+    };
+    this.ds.watches.add(handle);
+    return handle;
+  }
+}

@@ -1,0 +1,6 @@
+/** The `kubernetes` datastore backend. */
+export { KubernetesDatastore, NODE_WRITE_ANNOTATION, type KubernetesDatastoreOptions } from "./datastore.js";
+export { API_CALLS, type ApiCall } from "./api-calls.js";
+export { KubeClient, KubeApiError, isKubeApiError } from "./client.js";
+export { Informer, ResumableWatch, type InformerHandlers, type ResumableWatchHandlers } from "./watch.js";
+export * from "./mapping.js";

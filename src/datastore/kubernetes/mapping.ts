@@ -1,0 +1,281 @@
+/**
+ * How each podcrypt resource kind is stored in Kubernetes objects, as pure functions.
+ *
+ * - nodes: annotations `podcrypt.io/*` of the Kubernetes Node of the same name (public keys,
+ *   acknowledgements, underlay, ... each a JSON annotation). A Node without `podcrypt.io/underlay`
+ *   holds no record.
+ * - clusterencryptions: podcrypt.io/v1 ClusterEncryption (cluster-scoped); every model field but
+ *   `name` in `spec`. The protocol state (phase, epoch, target) is in spec too, because the
+ *   controller changes it with compare-and-swap together with the configuration; `status` is left
+ *   to human-readable conditions.
+ * - encryptionpolicies: podcrypt.io/v1 EncryptionPolicy (namespaced), `spec.policies`. A policy
+ *   without namespace (cluster-wide) is stored in the datastore's namespace with label
+ *   `podcrypt.io/scope=cluster`.
+ * - services: core/v1 Service, `spec.selector` and `spec.ports` (`tcp/80` ↔ `{protocol: TCP, port: 80}`).
+ * - endpoints: core/v1 Endpoints, one subset's addresses (`ip`, `nodeName`, `targetRef` Pod).
+ * - starlingx.io/v1 IPsecPolicy (read only) converts to an EncryptionPolicy.
+ *
+ * Objects attached to a datastore lease carry the label `podcrypt.io/lease=<lease id>`.
+ */
+import type { ResourceKind, ResourceByKind } from "../../model/index.js";
+
+/** A Kubernetes object as JSON (the parts podcrypt reads). */
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+
+/** Where a kind lives in the Kubernetes API. */
+export interface ResourceRef {
+  /** "" for core. */
+  readonly group: string;
+  readonly version: string;
+  readonly plural: string;
+  readonly kind: string;
+  readonly namespaced: boolean;
+}
+
+/** Label tying an object to a datastore lease. */
+export const LEASE_LABEL = "podcrypt.io/lease";
+/** Label marking a cluster-wide EncryptionPolicy (stored in the datastore's namespace). */
+export const SCOPE_LABEL = "podcrypt.io/scope";
+/** Label on the coordination Leases the datastore manages: `grant` or `leader`. */
+export const MANAGED_LABEL = "podcrypt.io/managed";
+
+/** The Node annotations of a node record; `underlay` marks that a record exists. */
+export const NODE_ANNOTATIONS = {
+  underlay: "podcrypt.io/underlay",
+  podCIDRs: "podcrypt.io/pod-cidrs",
+  capabilities: "podcrypt.io/capabilities",
+  publicKeys: "podcrypt.io/public-keys",
+  acknowledgements: "podcrypt.io/acknowledgements",
+  backend: "podcrypt.io/backend",
+  heartbeat: "podcrypt.io/heartbeat",
+  status: "podcrypt.io/status",
+} as const;
+
+/** The Kubernetes resource of each kind. */
+export const REFS: { readonly [K in ResourceKind]: ResourceRef } = {
+  nodes: { group: "", version: "v1", plural: "nodes", kind: "Node", namespaced: false },
+  clusterencryptions: {
+    group: "podcrypt.io",
+    version: "v1",
+    plural: "clusterencryptions",
+    kind: "ClusterEncryption",
+    namespaced: false,
+  },
+  encryptionpolicies: {
+    group: "podcrypt.io",
+    version: "v1",
+    plural: "encryptionpolicies",
+    kind: "EncryptionPolicy",
+    namespaced: true,
+  },
+  services: { group: "", version: "v1", plural: "services", kind: "Service", namespaced: true },
+  endpoints: { group: "", version: "v1", plural: "endpoints", kind: "Endpoints", namespaced: true },
+};
+
+/** StarlingX's IPsecPolicy, read as EncryptionPolicy. */
+export const IPSEC_POLICY_REF: ResourceRef = {
+  group: "starlingx.io",
+  version: "v1",
+  plural: "ipsecpolicies",
+  kind: "IPsecPolicy",
+  namespaced: true,
+};
+
+/** The API path of a collection (`namespace` "" = all namespaces) or of one object. */
+export function apiPath(ref: ResourceRef, namespace: string, name?: string): string {
+  const base = ref.group === "" ? `/api/${ref.version}` : `/apis/${ref.group}/${ref.version}`;
+  const ns = ref.namespaced && namespace !== "" ? `/namespaces/${encodeURIComponent(namespace)}` : "";
+  return `${base}${ns}/${ref.plural}${name === undefined ? "" : `/${encodeURIComponent(name)}`}`;
+}
+
+/** Where the object of `key` lives: its Kubernetes namespace ("" if cluster-scoped) and name. */
+export function locate(
+  kind: ResourceKind,
+  key: string,
+  defaultNamespace: string,
+): { namespace: string; name: string } {
+  const i = key.indexOf("/");
+  if (!REFS[kind].namespaced) return { namespace: "", name: key };
+  if (i < 0) return { namespace: defaultNamespace, name: key };
+  return { namespace: key.slice(0, i), name: key.slice(i + 1) };
+}
+
+function parseJson(s: string | undefined): unknown {
+  if (s === undefined) return undefined;
+  try {
+    return JSON.parse(s) as unknown;
+  } catch {
+    return s; // left as the raw string: validation names the field
+  }
+}
+
+/** The part of a Kubernetes object that holds a `kind` value, as written by `toKube`. */
+export interface KubeParts {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  /** Top-level fields other than metadata (spec, subsets). */
+  body: Record<string, unknown>;
+}
+
+/** The Kubernetes representation of a validated value. */
+export function toKube<K extends ResourceKind>(kind: K, value: ResourceByKind[K]): KubeParts {
+  const parts: KubeParts = { labels: {}, annotations: {}, body: {} };
+  switch (kind) {
+    case "nodes": {
+      const n = value as ResourceByKind["nodes"];
+      const a = parts.annotations;
+      a[NODE_ANNOTATIONS.underlay] = JSON.stringify(n.underlay);
+      a[NODE_ANNOTATIONS.podCIDRs] = JSON.stringify(n.podCIDRs);
+      a[NODE_ANNOTATIONS.capabilities] = JSON.stringify(n.capabilities);
+      a[NODE_ANNOTATIONS.publicKeys] = JSON.stringify(n.publicKeys);
+      a[NODE_ANNOTATIONS.acknowledgements] = JSON.stringify(n.acknowledgements);
+      a[NODE_ANNOTATIONS.backend] = n.backend;
+      if (n.heartbeat !== undefined) a[NODE_ANNOTATIONS.heartbeat] = n.heartbeat;
+      if (n.status !== undefined) a[NODE_ANNOTATIONS.status] = JSON.stringify(n.status);
+      break;
+    }
+    case "clusterencryptions": {
+      const { name: _name, ...spec } = value as ResourceByKind["clusterencryptions"];
+      parts.body["spec"] = spec;
+      break;
+    }
+    case "encryptionpolicies": {
+      const p = value as ResourceByKind["encryptionpolicies"];
+      if (p.namespace === undefined) parts.labels[SCOPE_LABEL] = "cluster";
+      parts.body["spec"] = { policies: p.policies };
+      break;
+    }
+    case "services": {
+      const s = value as ResourceByKind["services"];
+      parts.body["spec"] = {
+        selector: s.selector,
+        ports: s.ports.map((p) => {
+          const [proto, port] = p.split("/");
+          return {
+            name: `${proto!.toLowerCase()}-${port!}`,
+            protocol: proto!.toUpperCase(),
+            port: Number(port),
+          };
+        }),
+      };
+      break;
+    }
+    case "endpoints": {
+      const e = value as ResourceByKind["endpoints"];
+      const addresses = e.addresses.map((a) => ({
+        ip: a.ip,
+        ...(a.node === undefined ? {} : { nodeName: a.node }),
+        ...(a.pod === undefined ? {} : { targetRef: { kind: "Pod", name: a.pod, namespace: e.namespace } }),
+      }));
+      parts.body["subsets"] = addresses.length === 0 ? [] : [{ addresses }];
+      break;
+    }
+  }
+  return parts;
+}
+
+/**
+ * The podcrypt key and unvalidated value held by a Kubernetes object, or `undefined` when the
+ * object holds no record of `kind` (a Node without podcrypt annotations).
+ */
+export function fromKube(
+  kind: ResourceKind,
+  obj: KubeObject,
+  defaultNamespace: string,
+): { key: string; raw: Record<string, unknown> } | undefined {
+  const meta = obj.metadata ?? {};
+  const name = meta.name ?? "";
+  const ns = meta.namespace ?? "";
+  const spec = (obj["spec"] ?? {}) as Record<string, unknown>;
+  switch (kind) {
+    case "nodes": {
+      const a = meta.annotations ?? {};
+      if (a[NODE_ANNOTATIONS.underlay] === undefined) return undefined;
+      const raw: Record<string, unknown> = {
+        name,
+        underlay: parseJson(a[NODE_ANNOTATIONS.underlay]),
+        podCIDRs: parseJson(a[NODE_ANNOTATIONS.podCIDRs]),
+        capabilities: parseJson(a[NODE_ANNOTATIONS.capabilities]),
+        publicKeys: parseJson(a[NODE_ANNOTATIONS.publicKeys]),
+        acknowledgements: parseJson(a[NODE_ANNOTATIONS.acknowledgements]),
+        backend: a[NODE_ANNOTATIONS.backend],
+        heartbeat: a[NODE_ANNOTATIONS.heartbeat],
+        status: parseJson(a[NODE_ANNOTATIONS.status]),
+      };
+      for (const k of Object.keys(raw)) if (raw[k] === undefined) Reflect.deleteProperty(raw, k);
+      return { key: name, raw };
+    }
+    case "clusterencryptions":
+      return { key: name, raw: { ...spec, name } };
+    case "encryptionpolicies": {
+      const cluster = meta.labels?.[SCOPE_LABEL] === "cluster" && ns === defaultNamespace;
+      return cluster
+        ? { key: name, raw: { name, policies: spec["policies"] } }
+        : { key: `${ns}/${name}`, raw: { name, namespace: ns, policies: spec["policies"] } };
+    }
+    case "services": {
+      const ports = Array.isArray(spec["ports"])
+        ? (spec["ports"] as { protocol?: string; port?: number }[])
+        : [];
+      return {
+        key: `${ns}/${name}`,
+        raw: {
+          name,
+          namespace: ns,
+          selector: spec["selector"] ?? {},
+          ports: ports.map((p) => `${(p.protocol ?? "TCP").toLowerCase()}/${String(p.port)}`),
+        },
+      };
+    }
+    case "endpoints": {
+      const subsets = Array.isArray(obj["subsets"]) ? (obj["subsets"] as { addresses?: unknown[] }[]) : [];
+      const addresses = subsets.flatMap((s) =>
+        (s.addresses ?? []).map((x) => {
+          const a = x as { ip?: string; nodeName?: string; targetRef?: { kind?: string; name?: string } };
+          return {
+            ip: a.ip,
+            ...(a.nodeName === undefined || a.nodeName === null ? {} : { node: a.nodeName }),
+            ...(a.targetRef?.kind === "Pod" && a.targetRef.name !== undefined
+              ? { pod: a.targetRef.name }
+              : {}),
+          };
+        }),
+      );
+      return { key: `${ns}/${name}`, raw: { name, namespace: ns, addresses } };
+    }
+  }
+}
+
+/**
+ * A StarlingX IPsecPolicy as an EncryptionPolicy input: `spec.policies[].servicename`,
+ * `servicens`, `serviceports` become `service`, `namespace`, `ports`; rule names are made
+ * `<servicename>-<index>` when absent.
+ */
+export function fromIpsecPolicy(obj: KubeObject): Record<string, unknown> {
+  const spec = (obj["spec"] ?? {}) as { policies?: unknown };
+  const rules = Array.isArray(spec.policies) ? (spec.policies as Record<string, unknown>[]) : spec.policies;
+  return {
+    name: obj.metadata?.name,
+    namespace: obj.metadata?.namespace,
+    policies: Array.isArray(rules)
+      ? rules.map((r, i) => ({
+          name: r["name"] ?? `${String(r["servicename"])}-${i}`,
+          service: r["servicename"],
+          namespace: r["servicens"],
+          ports: r["serviceports"],
+        }))
+      : rules,
+  };
+}

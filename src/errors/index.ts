@@ -1,0 +1,2 @@
+export { PodcryptError, isPodcryptError } from "./podcrypt-error.js";
+export { ValidationError, isValidationError } from "./validation-error.js";

@@ -1,0 +1,145 @@
+/**
+ * The node's private keys on disk, one file per epoch: `<dir>/epoch-<n>.key` holding the base64
+ * private key. Files are 0600 in a 0700 directory and written atomically (temp file, fsync,
+ * rename, fsync of the directory: CONTRIBUTING.md), so a crash leaves the old file or the new
+ * one, never half of one. After a restart `load` finds every epoch again; `retire` unlinks.
+ */
+import { randomBytes as cryptoRandomBytes } from "node:crypto";
+import { constants as fsConstants } from "node:fs";
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import type { RandomBytes } from "../clock.js";
+import { PodcryptError, ValidationError } from "../errors/index.js";
+import { decodeKey, encodeKey, generateKeyPair, publicFromPrivate, type NodeKeyPair } from "./x25519.js";
+
+const FILE_RE = /^epoch-([1-9][0-9]{0,15})\.key$/;
+const TEMP_RE = /^\.epoch-.*\.tmp$/;
+
+function fileName(epoch: number): string {
+  if (!Number.isSafeInteger(epoch) || epoch < 1)
+    throw new ValidationError("epoch", "must be a positive integer");
+  return `epoch-${epoch}.key`;
+}
+
+function isErrno(e: unknown, code: string): boolean {
+  return typeof e === "object" && e !== null && (e as { code?: unknown }).code === code;
+}
+
+export class KeyStore {
+  private readonly pairs = new Map<number, NodeKeyPair>();
+  /** Calls of `ensure` in flight, so concurrent callers get the same key. */
+  private readonly pending = new Map<number, Promise<NodeKeyPair>>();
+
+  /** `dir` is created (0700) on first use; `random` makes the private keys. */
+  constructor(
+    readonly dir: string,
+    private readonly random: RandomBytes = cryptoRandomBytes,
+  ) {}
+
+  /**
+   * Reads every epoch file (after a restart). Removes temp files a crash left behind. Refuses a
+   * key file readable by group or others (PodcryptError "EKEYPERM") rather than use a key that
+   * may have leaked. Returns the epochs found, ascending.
+   */
+  async load(): Promise<number[]> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    this.pairs.clear();
+    for (const name of await fs.readdir(this.dir)) {
+      if (TEMP_RE.test(name)) {
+        await fs.rm(path.join(this.dir, name), { force: true });
+        continue;
+      }
+      const m = FILE_RE.exec(name);
+      if (m === null) continue;
+      const file = path.join(this.dir, name);
+      const st = await fs.stat(file);
+      if ((st.mode & 0o077) !== 0) {
+        throw new PodcryptError("EKEYPERM", "key file is readable by group or others", {
+          context: { file, mode: (st.mode & 0o777).toString(8) },
+        });
+      }
+      const privateKey = decodeKey(await fs.readFile(file, "utf8"), file);
+      this.pairs.set(Number(m[1]), { privateKey, publicKey: publicFromPrivate(privateKey) });
+    }
+    return this.epochs();
+  }
+
+  /** Epochs held, ascending. */
+  epochs(): number[] {
+    return [...this.pairs.keys()].sort((a, b) => a - b);
+  }
+
+  /** The key pair of `epoch`, if held. */
+  get(epoch: number): NodeKeyPair | undefined {
+    return this.pairs.get(epoch);
+  }
+
+  /**
+   * The key pair of `epoch`, made and stored if it does not exist yet. Idempotent: an existing
+   * key (in memory or on disk) is never replaced, so a retried "prepare" keeps the published key.
+   */
+  async ensure(epoch: number): Promise<NodeKeyPair> {
+    const have = this.pairs.get(epoch);
+    if (have !== undefined) return have;
+    let p = this.pending.get(epoch);
+    if (p === undefined) {
+      p = this.make(epoch).finally(() => this.pending.delete(epoch));
+      this.pending.set(epoch, p);
+    }
+    return p;
+  }
+
+  private async make(epoch: number): Promise<NodeKeyPair> {
+    const file = path.join(this.dir, fileName(epoch));
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    try {
+      const privateKey = decodeKey(await fs.readFile(file, "utf8"), file);
+      const pair = { privateKey, publicKey: publicFromPrivate(privateKey) };
+      this.pairs.set(epoch, pair);
+      return pair;
+    } catch (e) {
+      if (!isErrno(e, "ENOENT")) throw e;
+    }
+    const pair = generateKeyPair(this.random);
+    await this.writeAtomic(file, `${encodeKey(pair.privateKey)}\n`);
+    this.pairs.set(epoch, pair);
+    return pair;
+  }
+
+  /** Unlinks the key of `epoch` (retire). Absent is not an error. */
+  async retire(epoch: number): Promise<void> {
+    await fs.rm(path.join(this.dir, fileName(epoch)), { force: true });
+    this.pairs.delete(epoch);
+  }
+
+  /** Retires every epoch below `epoch`. Returns the epochs removed. */
+  async retireBefore(epoch: number): Promise<number[]> {
+    const old = this.epochs().filter((e) => e < epoch);
+    for (const e of old) await this.retire(e);
+    return old;
+  }
+
+  private async writeAtomic(file: string, content: string): Promise<void> {
+    const tmp = path.join(this.dir, `.${path.basename(file)}.${cryptoRandomBytes(6).toString("hex")}.tmp`);
+    const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL;
+    const fh = await fs.open(tmp, flags, 0o600);
+    try {
+      await fh.writeFile(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await fs.rename(tmp, file);
+    } catch (e) {
+      await fs.rm(tmp, { force: true });
+      throw e;
+    }
+    const d = await fs.open(this.dir, "r");
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  }
+}

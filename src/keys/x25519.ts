@@ -1,0 +1,88 @@
+/**
+ * Node key pairs: X25519 (RFC 7748) through node:crypto. A node makes one pair per epoch and
+ * publishes only the public key (DESIGN.md section 3). Keys travel as standard base64 of the
+ * 32 raw bytes, the encoding WireGuard tools use.
+ */
+import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from "node:crypto";
+import type { RandomBytes } from "../clock.js";
+import { PodcryptError, ValidationError } from "../errors/index.js";
+
+export const X25519_KEY_LENGTH = 32;
+
+/** PKCS#8 and SPKI DER prefixes for a raw X25519 key (RFC 8410 sections 4 and 7). */
+const PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
+const SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
+
+export interface NodeKeyPair {
+  /** 32-byte private scalar, clamped (RFC 7748 section 5). Never logged. */
+  readonly privateKey: Buffer;
+  /** 32-byte public key (u-coordinate). */
+  readonly publicKey: Buffer;
+}
+
+/** Clamps a 32-byte scalar as RFC 7748 section 5 decodeScalar25519 does, into a copy. */
+export function clamp(scalar: Buffer): Buffer {
+  const k = Buffer.from(scalar);
+  k[0]! &= 248;
+  k[31]! &= 127;
+  k[31]! |= 64;
+  return k;
+}
+
+function privateKeyObject(privateKey: Buffer): KeyObject {
+  if (privateKey.length !== X25519_KEY_LENGTH) {
+    throw new ValidationError("privateKey", `must be ${X25519_KEY_LENGTH} bytes, got ${privateKey.length}`);
+  }
+  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, privateKey]), format: "der", type: "pkcs8" });
+}
+
+function publicKeyObject(publicKey: Buffer): KeyObject {
+  if (publicKey.length !== X25519_KEY_LENGTH) {
+    throw new ValidationError("publicKey", `must be ${X25519_KEY_LENGTH} bytes, got ${publicKey.length}`);
+  }
+  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: "der", type: "spki" });
+}
+
+/** The public key of a private key (X25519 of the base point, RFC 7748 section 6.1). */
+export function publicFromPrivate(privateKey: Buffer): Buffer {
+  const spki = createPublicKey(privateKeyObject(privateKey)).export({ format: "der", type: "spki" });
+  return Buffer.from(spki.subarray(spki.length - X25519_KEY_LENGTH));
+}
+
+/** A fresh key pair from the injected randomness (32 bytes, clamped). */
+export function generateKeyPair(random: RandomBytes): NodeKeyPair {
+  const privateKey = clamp(random(X25519_KEY_LENGTH));
+  return { privateKey, publicKey: publicFromPrivate(privateKey) };
+}
+
+/**
+ * X25519(privateKey, publicKey). Throws PodcryptError "EKEYAGREEMENT" when the peer's public key
+ * is a low-order point (the result would be all zeros: RFC 7748 section 6.1 says to check).
+ */
+export function sharedSecret(privateKey: Buffer, publicKey: Buffer): Buffer {
+  let out: Buffer;
+  try {
+    out = diffieHellman({ privateKey: privateKeyObject(privateKey), publicKey: publicKeyObject(publicKey) });
+  } catch (cause) {
+    if (cause instanceof ValidationError) throw cause;
+    throw new PodcryptError("EKEYAGREEMENT", "X25519 failed: the peer's public key is not usable", { cause });
+  }
+  if (out.every((b) => b === 0)) {
+    throw new PodcryptError("EKEYAGREEMENT", "X25519 gave the all-zero value: peer public key of low order");
+  }
+  return out;
+}
+
+/** Base64 of a 32-byte key. */
+export function encodeKey(key: Buffer): string {
+  return key.toString("base64");
+}
+
+/** Parses base64 of exactly 32 bytes; `field` names the input in the ValidationError. */
+export function decodeKey(text: string, field = "key"): Buffer {
+  const t = text.trim();
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(t)) {
+    throw new ValidationError(field, "must be the base64 encoding of 32 bytes (44 characters ending in '=')");
+  }
+  return Buffer.from(t, "base64");
+}

@@ -1,0 +1,234 @@
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { espSocketPath } from "../dataplane/esp-userspace/control.js";
+import { uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js";
+import { PodcryptError } from "../errors/index.js";
+import { listNetns } from "../platform/netns/netns.js";
+import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
+import type { Datastore } from "../datastore/types.js";
+import type { ClusterConfig } from "./config.js";
+import { VERIFY_PORT } from "./echo.js";
+import { NETNS_PREFIX, planCluster, type ClusterPlan } from "./plan.js";
+import { alive, startDaemon, stopProcesses } from "./processes.js";
+import {
+  clusterHome,
+  readClusterState,
+  removeClusterHome,
+  writeClusterState,
+  type ClusterState,
+} from "./state.js";
+import { createTopology, destroyTopology } from "./topology.js";
+import { collectStatus, type ClusterStatus } from "./status.js";
+
+/** Interface prefix of node `index` in the local cluster: the UAPI socket directory is shared by all nodes. */
+export function nodeIfPrefix(index: number): string {
+  return `pc${index}w`;
+}
+
+/** The datastore URL the daemons of a local cluster use. */
+export function datastoreUrl(config: ClusterConfig, home: string): string {
+  return config.datastore === "local" ? `local:${join(home, "store")}` : config.datastore;
+}
+
+export type Progress = (line: string) => void;
+
+/** Whether the cluster is in the state `up` waits for: every node reporting, and encrypted when enabled. */
+export function isSettled(status: ClusterStatus, plan: ClusterPlan): { ok: boolean; waiting: string[] } {
+  const waiting: string[] = [];
+  if (status.phase !== "idle") waiting.push(`phase ${status.phase}`);
+  for (const n of plan.nodes) {
+    const s = status.nodes.find((x) => x.name === n.name);
+    if (s === undefined || !s.live) {
+      waiting.push(`${n.name}: agent not reporting`);
+      continue;
+    }
+    if (!status.enabled) continue;
+    for (const other of plan.nodes) {
+      if (other.name === n.name) continue;
+      const p = s.peers.find((q) => q.node === other.name && q.epoch === status.epoch);
+      if (p === undefined) waiting.push(`${n.name}→${other.name}: no peer`);
+      // WireGuard: a handshake completed; IPsec: both SAs of the pair installed.
+      else if (p.state !== "established")
+        waiting.push(`${n.name}→${other.name}: ${p.keyId === null ? "no handshake" : "SAs not installed"}`);
+    }
+  }
+  return { ok: waiting.length === 0, waiting };
+}
+
+/**
+ * `podcrypt cluster up`: builds the namespaces, starts the real controller and agents (which start
+ * the data planes), and returns once the cluster is encrypted (or plaintext with `--disabled`).
+ * Everything it creates is recorded first, so `down` can remove it even if `up` crashes midway.
+ */
+export async function clusterUp(
+  config: ClusterConfig,
+  openStore: (url: string) => Promise<Datastore>,
+  progress: Progress,
+  timeoutMs = 90_000,
+): Promise<ClusterState> {
+  const home = clusterHome();
+  const existing = readClusterState(home);
+  if (existing !== undefined) {
+    throw new PodcryptError(
+      "ECLUSTEREXISTS",
+      `a local cluster is already running (since ${existing.createdAt}): run \`podcrypt cluster down\` first`,
+    );
+  }
+  const leftovers = (await listNetns()).filter((n) => n.startsWith(NETNS_PREFIX));
+  if (leftovers.length > 0) {
+    throw new PodcryptError(
+      "ECLUSTEREXISTS",
+      `namespaces of an earlier cluster remain (${leftovers.slice(0, 3).join(", ")}...): run \`podcrypt cluster down\` first`,
+    );
+  }
+  const started = Date.now();
+  const plan = planCluster(config);
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  const url = datastoreUrl(config, home);
+  const state: ClusterState = {
+    version: 1,
+    createdAt: new Date().toISOString(),
+    plan,
+    datastore: url,
+    processes: [],
+  };
+  writeClusterState(state, home);
+
+  progress(`creating ${plan.nodes.length} nodes and ${plan.pods.length} pods (network namespaces)`);
+  await createTopology(plan);
+
+  const store = await openStore(url);
+  try {
+    const clusters = store.collection("clusterencryptions");
+    if ((await clusters.get(CLUSTER_ENCRYPTION_NAME)) === undefined) {
+      await clusters.create({
+        name: CLUSTER_ENCRYPTION_NAME,
+        enabled: config.enabled,
+        mode: config.mode,
+        encryption: config.encryption,
+      });
+    }
+    for (const s of plan.services) {
+      await store
+        .collection("services")
+        .create({ name: s.name, namespace: s.namespace, selector: s.selector, ports: s.ports })
+        .catch(() => undefined);
+    }
+  } finally {
+    await store.close();
+  }
+
+  progress("starting controller and agents");
+  const add = (p: ClusterState["processes"][number]): void => {
+    state.processes.push(p);
+    writeClusterState(state, home);
+  };
+  add(
+    startDaemon(home, "controller", "controller", [
+      "controller",
+      "--datastore",
+      url,
+      "--identity",
+      "controller-1",
+    ]),
+  );
+  for (const n of plan.nodes) {
+    add(
+      startDaemon(
+        home,
+        "agent",
+        `agent-${n.name}`,
+        [
+          "agent",
+          "--node",
+          n.name,
+          "--datastore",
+          url,
+          "--state-dir",
+          join(home, "nodes", n.name),
+          "--underlay-ip",
+          n.underlayIPv4,
+          "--pod-cidr",
+          n.podCIDR,
+          "--if-prefix",
+          nodeIfPrefix(n.index),
+          "--dataplane",
+          n.dataplane,
+        ],
+        n.netns,
+      ),
+    );
+  }
+  for (const p of plan.pods) {
+    add(
+      startDaemon(
+        home,
+        "echo",
+        `pod-${p.namespace}-${p.name}`,
+        ["debug", "echo", "--ports", [`tcp/${VERIFY_PORT}`, `udp/${VERIFY_PORT}`, ...p.ports].join(",")],
+        p.netns,
+      ),
+    );
+  }
+
+  progress(
+    config.enabled
+      ? "waiting until every pair of nodes is encrypted"
+      : "waiting until every node reports (encryption disabled)",
+  );
+  let last = "";
+  for (;;) {
+    const dead = state.processes.filter((p) => p.role !== "echo" && !alive(p.pid));
+    if (dead.length > 0) {
+      throw new PodcryptError(
+        "EUP",
+        `${dead.map((d) => d.name).join(", ")} exited; see ${dead[0]!.log} (then \`podcrypt cluster down\`)`,
+      );
+    }
+    const status = await collectStatus(state, openStore).catch(() => undefined);
+    if (status !== undefined) {
+      const s = isSettled(status, plan);
+      if (s.ok) break;
+      const line = `  ${s.waiting.length} pending: ${s.waiting.slice(0, 3).join("; ")}${s.waiting.length > 3 ? "; ..." : ""}`;
+      if (line !== last) progress(line);
+      last = line;
+    }
+    if (Date.now() - started > timeoutMs) {
+      throw new PodcryptError(
+        "EUP",
+        `the cluster did not settle within ${timeoutMs / 1000} s (${last.trim()}); logs in ${join(home, "logs")}`,
+      );
+    }
+    await sleep(250);
+  }
+  progress(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return state;
+}
+
+/** `podcrypt cluster down`: stops every process and removes every namespace and file `up` made. */
+export async function clusterDown(): Promise<{ processes: number; namespaces: number; hadState: boolean }> {
+  const home = clusterHome();
+  let state: ClusterState | undefined;
+  try {
+    state = readClusterState(home);
+  } catch {
+    state = undefined;
+  }
+  const pids = state?.processes.map((p) => p.pid) ?? [];
+  await stopProcesses(pids.filter(alive));
+  const namespaces = await destroyTopology();
+  // Daemons killed with their namespaces leave their control sockets behind (the directories are shared).
+  for (const n of state?.plan.nodes ?? []) {
+    const prefix = nodeIfPrefix(n.index);
+    for (const sock of [
+      espSocketPath(`${prefix}e`),
+      uapiSocketPath(`${prefix}0`),
+      uapiSocketPath(`${prefix}1`),
+    ])
+      rmSync(sock, { force: true });
+  }
+  const hadState = state !== undefined || existsSync(home);
+  removeClusterHome(home);
+  return { processes: pids.length, namespaces: namespaces.length, hadState };
+}

@@ -1,0 +1,163 @@
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { ValidationError } from "../errors/index.js";
+
+const NAME = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
+const PORT = /^(tcp|udp)\/([0-9]{1,5})$/;
+
+const dataplane = z.enum(["auto", "kernel", "userspace"]);
+const labels = z.record(z.string(), z.string());
+
+const nodeSchema = z.strictObject({
+  name: z.string().regex(NAME, "must be a DNS label of at most 32 characters"),
+  dataplane: dataplane.optional(),
+  pods: z.number().int().min(0).max(50).optional(),
+});
+const podSchema = z.strictObject({
+  name: z.string().regex(NAME, "must be a DNS label of at most 32 characters"),
+  namespace: z.string().regex(NAME).default("default"),
+  node: z.string(),
+  labels: labels.default({}),
+});
+const portSchema = z.string().refine((p) => {
+  const m = PORT.exec(p);
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
+}, "must be tcp/PORT or udp/PORT with PORT 1-65535");
+const serviceSchema = z.strictObject({
+  name: z.string().regex(NAME),
+  namespace: z.string().regex(NAME).default("default"),
+  selector: labels,
+  ports: z.array(portSchema).min(1),
+});
+
+/** The `--config` YAML of DESIGN.md section 8 (contract). Every field is optional. */
+export const clusterConfigSchema = z.strictObject({
+  mode: z.enum(["wireguard", "ipsec"]).default("wireguard"),
+  encryption: z.enum(["all", "selective"]).default("all"),
+  dataplane: dataplane.default("auto"),
+  datastore: z.string().default("local"),
+  enabled: z.boolean().default(true),
+  nodes: z.array(nodeSchema).max(64).optional(),
+  pods: z.array(podSchema).default([]),
+  services: z.array(serviceSchema).default([]),
+});
+
+export type ClusterConfigInput = z.input<typeof clusterConfigSchema>;
+
+export interface NodeSpec {
+  name: string;
+  dataplane: "auto" | "kernel" | "userspace";
+  pods: number;
+}
+export interface PodSpec {
+  name: string;
+  namespace: string;
+  node: string;
+  labels: Record<string, string>;
+}
+export interface ServiceSpec {
+  name: string;
+  namespace: string;
+  selector: Record<string, string>;
+  ports: string[];
+}
+
+/** A fully resolved cluster description: defaults applied, references checked. */
+export interface ClusterConfig {
+  mode: "wireguard" | "ipsec";
+  encryption: "all" | "selective";
+  datastore: string;
+  enabled: boolean;
+  nodes: NodeSpec[];
+  pods: PodSpec[];
+  services: ServiceSpec[];
+}
+
+/** Flags of `cluster up` that override or fill the config file. */
+export interface ClusterFlags {
+  nodes?: number;
+  podsPerNode?: number;
+  mode?: "wireguard" | "ipsec";
+  dataplane?: "auto" | "kernel" | "userspace";
+  datastore?: string;
+  disabled?: boolean;
+}
+
+export const DEFAULT_NODES = 3;
+export const DEFAULT_PODS_PER_NODE = 2;
+
+/** Parses the YAML text of a config file; errors name the field (`nodes[1].name: ...`). */
+export function parseClusterConfigText(text: string, source = "config"): ClusterConfigInput {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (cause) {
+    throw new ValidationError(source, `not valid YAML: ${(cause as Error).message}`, { cause });
+  }
+  return (doc ?? {}) as ClusterConfigInput;
+}
+
+/** Validates a config document, applies flags and defaults, and checks cross references. */
+export function resolveClusterConfig(input: unknown, flags: ClusterFlags = {}): ClusterConfig {
+  const parsed = clusterConfigSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path
+      .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
+      .join("")
+      .replace(/^\./, "");
+    throw new ValidationError(field, issue.message);
+  }
+  const c = parsed.data;
+  const defaultDataplane = flags.dataplane ?? c.dataplane;
+  let nodes: NodeSpec[];
+  if (c.nodes !== undefined && flags.nodes === undefined) {
+    nodes = c.nodes.map((n) => ({
+      name: n.name,
+      dataplane: n.dataplane ?? defaultDataplane,
+      pods: flags.podsPerNode ?? n.pods ?? DEFAULT_PODS_PER_NODE,
+    }));
+  } else {
+    const count = flags.nodes ?? DEFAULT_NODES;
+    if (count < 1 || count > 64) throw new ValidationError("nodes", `must be from 1 to 64, got ${count}`);
+    nodes = Array.from({ length: count }, (_, i) => ({
+      name: `node-${i + 1}`,
+      dataplane: defaultDataplane,
+      pods: flags.podsPerNode ?? DEFAULT_PODS_PER_NODE,
+    }));
+  }
+  if (nodes.length === 0) throw new ValidationError("nodes", "at least one node is needed");
+  const names = new Set<string>();
+  nodes.forEach((n, i) => {
+    if (names.has(n.name)) throw new ValidationError(`nodes[${i}].name`, `duplicate node name "${n.name}"`);
+    names.add(n.name);
+  });
+  const podKeys = new Set<string>();
+  c.pods.forEach((p, i) => {
+    if (!names.has(p.node)) throw new ValidationError(`pods[${i}].node`, `no node named "${p.node}"`);
+    const key = `${p.namespace}/${p.name}`;
+    if (podKeys.has(key)) throw new ValidationError(`pods[${i}].name`, `duplicate pod ${key}`);
+    podKeys.add(key);
+  });
+  const svcKeys = new Set<string>();
+  c.services.forEach((s, i) => {
+    const key = `${s.namespace}/${s.name}`;
+    if (svcKeys.has(key)) throw new ValidationError(`services[${i}].name`, `duplicate service ${key}`);
+    svcKeys.add(key);
+  });
+  const pods: PodSpec[] = [];
+  for (const n of nodes) {
+    for (let j = 1; j <= n.pods; j++)
+      pods.push({ name: `${n.name}-pod-${j}`, namespace: "default", node: n.name, labels: { app: "demo" } });
+  }
+  pods.push(...c.pods);
+  return {
+    mode: flags.mode ?? c.mode,
+    encryption: c.encryption,
+    datastore: flags.datastore ?? c.datastore,
+    enabled: flags.disabled === true ? false : c.enabled,
+    nodes,
+    pods,
+    services: c.services,
+  };
+}

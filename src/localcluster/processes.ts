@@ -1,0 +1,64 @@
+import { spawn } from "node:child_process";
+import { closeSync, mkdirSync, openSync } from "node:fs";
+import { join } from "node:path";
+import { projectRoot } from "../paths.js";
+import type { ClusterProcess } from "./state.js";
+
+/**
+ * Starts a podcrypt subcommand as a detached daemon (in `netns` when given), logging to
+ * `<home>/logs/<name>.log`. The process survives the CLI that started it; `cluster down` stops it.
+ */
+export function startDaemon(
+  home: string,
+  role: ClusterProcess["role"],
+  name: string,
+  args: string[],
+  netns?: string,
+  env: Record<string, string> = {},
+): ClusterProcess {
+  const logs = join(home, "logs");
+  mkdirSync(logs, { recursive: true, mode: 0o700 });
+  const log = join(logs, `${name}.log`);
+  const fd = openSync(log, "a", 0o600);
+  const podcrypt = [process.execPath, join(projectRoot(), "bin", "podcrypt")];
+  const argv =
+    netns === undefined ? [...podcrypt, ...args] : ["ip", "netns", "exec", netns, ...podcrypt, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), {
+    detached: true,
+    stdio: ["ignore", fd, fd],
+    env: { ...process.env, ...env },
+  });
+  closeSync(fd);
+  child.unref();
+  return { role, name, pid: child.pid!, ...(netns === undefined ? {} : { netns }), log };
+}
+
+/** Whether `pid` is alive. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stops processes: SIGTERM, then SIGKILL after `graceMs` for those still alive. */
+export async function stopProcesses(pids: number[], graceMs = 2000): Promise<void> {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // gone
+    }
+  }
+  const deadline = Date.now() + graceMs;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  for (const pid of pids.filter(alive)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+}

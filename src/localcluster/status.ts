@@ -1,0 +1,191 @@
+import { existsSync } from "node:fs";
+import { applied, DEFAULT_TIMING, isLive } from "../controller/phases.js";
+import type { Datastore } from "../datastore/types.js";
+import { espGet, espSocketPath, type EspStatus } from "../dataplane/esp-userspace/control.js";
+import { uapiGet, uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js";
+import { keyIdForEpoch } from "../keys/derive.js";
+import { CLUSTER_ENCRYPTION_NAME, type Node } from "../model/index.js";
+import type { ClusterState } from "./state.js";
+
+/** One peer of one node, as `status` shows it (DESIGN.md section 9 contract fields first). */
+export interface PeerStatus {
+  node: string;
+  /** `established` (handshake done / SA installed), `connecting`, or `plaintext` when encryption is off. */
+  state: "established" | "connecting" | "plaintext";
+  keyId: number | null;
+  txBytes: number;
+  rxBytes: number;
+  txPackets: number | null;
+  rxPackets: number | null;
+  epoch: number;
+  ifname?: string;
+  publicKey?: string;
+  endpoint?: string;
+  latestHandshake?: number;
+  /** IPsec: the SA pair of this key ID, as `swanctl --list-sa` shows it (SPIs as 0x + 8 hex digits). */
+  spiIn?: string;
+  spiOut?: string;
+  /** IPsec: seconds since the older of the two SAs was installed. */
+  ageS?: number;
+  /** IPsec: the outbound SA of this key ID is the one sending to the peer. */
+  active?: boolean;
+}
+
+export interface NodeStatus {
+  name: string;
+  backend: string;
+  live: boolean;
+  heartbeat?: string;
+  epochs: number[];
+  acknowledged?: string;
+  errors: string[];
+  peers: PeerStatus[];
+}
+
+export interface ClusterStatus {
+  enabled: boolean;
+  mode: string;
+  phase: string;
+  epoch: number;
+  target?: { epoch: number; enabled: boolean; mode: string };
+  desired: { enabled: boolean; mode: string };
+  timeouts: Array<{ node: string; epoch: number; phase: string }>;
+  nodes: NodeStatus[];
+}
+
+function keyOwner(nodes: Node[], key: string): { node: string; epoch: number } | undefined {
+  for (const n of nodes)
+    for (const [e, k] of Object.entries(n.publicKeys))
+      if (k === key) return { node: n.name, epoch: Number(e) };
+  return undefined;
+}
+
+/**
+ * One row per peer and key ID of an ESP daemon: the inbound and outbound SA of that key ID, with
+ * bytes and packets each way. The epoch is the newest of the node's key epochs with that key ID.
+ */
+export function espPeerRows(s: EspStatus, epochs: number[]): PeerStatus[] {
+  const rows = new Map<string, PeerStatus>();
+  for (const sa of s.sas) {
+    const k = `${sa.peer}|${sa.keyId}`;
+    let row = rows.get(k);
+    if (row === undefined) {
+      const endpoint = s.peers.find((p) => p.name === sa.peer)?.endpoint;
+      const epoch = epochs.filter((e) => keyIdForEpoch(e) === sa.keyId).sort((a, b) => b - a)[0];
+      row = {
+        node: sa.peer,
+        state: "connecting",
+        keyId: sa.keyId,
+        txBytes: 0,
+        rxBytes: 0,
+        txPackets: 0,
+        rxPackets: 0,
+        epoch: epoch ?? -1,
+        ifname: s.ifname,
+        ...(endpoint === undefined ? {} : { endpoint: `${endpoint.address}:${endpoint.port}` }),
+        ageS: sa.ageS,
+        active: false,
+      };
+      rows.set(k, row);
+    }
+    row.ageS = Math.max(row.ageS ?? 0, sa.ageS);
+    if (sa.direction === "out") {
+      row.spiOut = sa.spi;
+      row.txBytes += sa.bytes;
+      row.txPackets = (row.txPackets ?? 0) + sa.packets;
+      row.active = sa.active === true;
+    } else {
+      row.spiIn = sa.spi;
+      row.rxBytes += sa.bytes;
+      row.rxPackets = (row.rxPackets ?? 0) + sa.packets;
+    }
+    // Both SAs of the pair installed: the peer is reachable the ipsec way.
+    if (row.spiIn !== undefined && row.spiOut !== undefined) row.state = "established";
+  }
+  return [...rows.values()];
+}
+
+/** Reads the cluster's state from the datastore and each node's data plane counters. */
+export async function collectStatus(
+  state: ClusterState,
+  openStore: (url: string) => Promise<Datastore>,
+): Promise<ClusterStatus> {
+  const store = await openStore(state.datastore);
+  let nodes: Node[];
+  let cluster;
+  try {
+    cluster = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
+    nodes = (await store.collection("nodes").list()).items.map((i) => i.value);
+  } finally {
+    await store.close();
+  }
+  const now = Date.now();
+  const a = cluster === undefined ? { enabled: false, mode: "wireguard" as const } : applied(cluster);
+  const out: ClusterStatus = {
+    enabled: a.enabled,
+    mode: a.mode,
+    phase: cluster?.phase ?? "idle",
+    epoch: cluster?.epoch ?? 0,
+    ...(cluster?.target === undefined ? {} : { target: cluster.target }),
+    desired: { enabled: cluster?.enabled ?? false, mode: cluster?.mode ?? "wireguard" },
+    timeouts: (cluster?.timeouts ?? []).map((t) => ({ node: t.node, epoch: t.epoch, phase: t.phase })),
+    nodes: [],
+  };
+  for (const pn of state.plan.nodes) {
+    const n = nodes.find((x) => x.name === pn.name);
+    const peers: PeerStatus[] = [];
+    for (const slot of [0, 1]) {
+      const ifname = `pc${pn.index}w${slot}`;
+      if (!existsSync(uapiSocketPath(ifname))) continue;
+      const dev = await uapiGet(ifname).catch(() => undefined);
+      for (const p of dev?.peers ?? []) {
+        const owner = keyOwner(nodes, p.publicKey);
+        peers.push({
+          node: owner?.node ?? "?",
+          state: p.lastHandshake > 0 ? "established" : "connecting",
+          keyId: null,
+          txBytes: p.txBytes,
+          rxBytes: p.rxBytes,
+          txPackets: null,
+          rxPackets: null,
+          epoch: owner?.epoch ?? -1,
+          ifname,
+          publicKey: p.publicKey,
+          ...(p.endpoint === undefined ? {} : { endpoint: p.endpoint }),
+          ...(p.lastHandshake > 0 ? { latestHandshake: p.lastHandshake } : {}),
+        });
+      }
+    }
+    const esp = espSocketPath(`pc${pn.index}we`);
+    if (existsSync(esp)) {
+      const st = await espGet(esp).catch(() => undefined);
+      if (st !== undefined) peers.push(...espPeerRows(st, Object.keys(n?.publicKeys ?? {}).map(Number)));
+    }
+    if (!a.enabled && peers.length === 0) {
+      for (const other of state.plan.nodes.filter((o) => o.name !== pn.name)) {
+        peers.push({
+          node: other.name,
+          state: "plaintext",
+          keyId: null,
+          txBytes: 0,
+          rxBytes: 0,
+          txPackets: null,
+          rxPackets: null,
+          epoch: out.epoch,
+        });
+      }
+    }
+    const last = n?.acknowledgements.at(-1);
+    out.nodes.push({
+      name: pn.name,
+      backend: n?.backend ?? "none",
+      live: n !== undefined && isLive(n, now, DEFAULT_TIMING),
+      ...(n?.heartbeat === undefined ? {} : { heartbeat: n.heartbeat }),
+      epochs: Object.keys(n?.publicKeys ?? {}).map(Number),
+      ...(last === undefined ? {} : { acknowledged: `${last.phase}@${last.epoch}` }),
+      errors: n?.status?.errors ?? [],
+      peers: peers.sort((x, y) => x.node.localeCompare(y.node) || x.epoch - y.epoch),
+    });
+  }
+  return out;
+}

@@ -1,0 +1,96 @@
+import { listNetns, deleteNetns, run } from "../platform/netns/netns.js";
+import { tunnelMtu } from "../mtu/mtu.js";
+import { NETNS_PREFIX, POD_GATEWAY, type ClusterPlan } from "./plan.js";
+
+/** External MTU of the fabric (the underlay of the local cluster). */
+export const FABRIC_MTU = 1500;
+
+/** `ip -batch` runs many commands in one process: one per namespace keeps `up` fast. */
+async function ipBatch(netns: string | undefined, commands: string[]): Promise<void> {
+  if (commands.length === 0) return;
+  const args = netns === undefined ? ["-batch", "-"] : ["-n", netns, "-batch", "-"];
+  await run("ip", args, { input: commands.join("\n") + "\n", timeoutMs: 60_000 });
+}
+
+async function sysctl(netns: string, settings: string[]): Promise<void> {
+  await run("ip", ["netns", "exec", netns, "sysctl", "-qw", ...settings]);
+}
+
+/**
+ * Creates the namespaces, links, addresses and intra-node routes of `plan`. Routes between nodes
+ * and everything about encryption belong to the agents, so nothing here can leak plaintext: until
+ * an agent runs, a node has no route to another node's pods at all.
+ */
+export async function createTopology(plan: ClusterPlan): Promise<void> {
+  const all = [plan.fabric.netns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns)];
+  await ipBatch(
+    undefined,
+    all.map((ns) => `netns add ${ns}`),
+  );
+  await ipBatch(undefined, [
+    ...plan.nodes.map(
+      (n) =>
+        `link add ${n.fabricIf} netns ${plan.fabric.netns} type veth peer name ${n.underlayIf} netns ${n.netns}`,
+    ),
+    ...plan.pods.map(
+      (p) =>
+        `link add ${p.hostIf} netns ${plan.nodes.find((n) => n.name === p.node)!.netns} type veth peer name eth0 netns ${p.netns}`,
+    ),
+  ]);
+  await ipBatch(plan.fabric.netns, [
+    "link set lo up",
+    `link add ${plan.fabric.bridge} type bridge`,
+    `link set ${plan.fabric.bridge} up`,
+    ...plan.nodes.flatMap((n) => [
+      `link set ${n.fabricIf} master ${plan.fabric.bridge}`,
+      `link set ${n.fabricIf} up`,
+    ]),
+  ]);
+  const podMtu = tunnelMtu({
+    extMtu: FABRIC_MTU,
+    mode: plan.config.mode,
+    udpEncap: plan.config.mode === "ipsec",
+  });
+  await Promise.all(
+    plan.nodes.map(async (n) => {
+      const pods = plan.pods.filter((p) => p.node === n.name);
+      await sysctl(n.netns, [
+        "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.default.rp_filter=0",
+      ]);
+      await ipBatch(n.netns, [
+        "link set lo up",
+        // Pods route through this link-local gateway; the node answers ARP for it on every pod veth.
+        `addr add ${POD_GATEWAY}/32 dev lo`,
+        `link set ${n.underlayIf} mtu ${FABRIC_MTU}`,
+        `addr add ${n.underlayIPv4}/24 dev ${n.underlayIf}`,
+        `addr add ${n.underlayIPv6}/64 dev ${n.underlayIf} nodad`,
+        `link set ${n.underlayIf} up`,
+        ...pods.flatMap((p) => [`link set ${p.hostIf} up`, `route add ${p.ip}/32 dev ${p.hostIf}`]),
+      ]);
+    }),
+  );
+  await Promise.all(
+    plan.pods.map((p) =>
+      ipBatch(p.netns, [
+        "link set lo up",
+        `link set eth0 mtu ${podMtu}`,
+        `addr add ${p.ip}/32 dev eth0`,
+        "link set eth0 up",
+        `route add ${POD_GATEWAY} dev eth0 scope link`,
+        `route add default via ${POD_GATEWAY} dev eth0`,
+      ]),
+    ),
+  );
+}
+
+/** Deletes every namespace of the local cluster (killing what runs inside), whatever state it is in. */
+export async function destroyTopology(): Promise<string[]> {
+  const ours = (await listNetns()).filter((ns) => ns.startsWith(NETNS_PREFIX));
+  // Pods first, then nodes, then the fabric: the veths go with their namespaces.
+  ours.sort((a, b) => b.length - a.length);
+  await Promise.all(ours.map((ns) => deleteNetns(ns)));
+  return ours;
+}

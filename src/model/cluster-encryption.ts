@@ -1,0 +1,90 @@
+import { z } from "zod";
+import { duration, encryptionMode, epochNumber, objectName, phase, timestamp } from "./common.js";
+
+/** The one ClusterEncryption object every component reads. */
+export const CLUSTER_ENCRYPTION_NAME = "default";
+
+/** Default cipher per mode: WireGuard's fixed suite; IPsec as DESIGN.md section 2. */
+export const DEFAULT_CIPHER = { wireguard: "chacha20poly1305", ipsec: "rfc4106(gcm(aes))" } as const;
+
+/** Where the controller is taking the cluster: set when a run starts, cleared when it ends. */
+export const targetSchema = z.strictObject({
+  epoch: epochNumber,
+  mode: encryptionMode,
+  enabled: z.boolean(),
+});
+
+/** A node that did not acknowledge a phase in time; the run went on without it. */
+export const nodeTimeoutSchema = z.strictObject({
+  node: objectName,
+  epoch: epochNumber,
+  phase,
+  at: timestamp,
+});
+
+/**
+ * The cluster's encryption configuration and the state of the phased protocol (DESIGN.md sections
+ * 3, 4, 5, 7). Written by the controller (and by the CLI for `enabled`/`mode`/`rotationInterval`
+ * requests); read by every agent.
+ */
+export const clusterEncryptionSchema = z
+  .strictObject({
+    /** Always `default`. */
+    name: z.literal(CLUSTER_ENCRYPTION_NAME, { message: `must be "${CLUSTER_ENCRYPTION_NAME}"` }),
+    /** Whether selected traffic is encrypted. Default true. */
+    enabled: z.boolean().default(true),
+    /** Data plane mode. Default `wireguard`. */
+    mode: encryptionMode.default("wireguard"),
+    /** Cipher; defaults to DEFAULT_CIPHER[mode]. */
+    cipher: z.string().min(1).optional(),
+    /** Automatic rotation period, e.g. `1h` (default), `30m`. */
+    rotationInterval: duration.default("1h"),
+    /** Fail closed: drop selected plaintext (DESIGN.md section 4). Default true. */
+    strict: z.boolean().default(true),
+    /** Encrypt host-to-host traffic too. Default false. */
+    hostEncryption: z.boolean().default(false),
+    /** `all` inter-node pod traffic (default) or only what EncryptionPolicy objects select. */
+    encryption: z.enum(["all", "selective"]).default("all"),
+    /**
+     * What the cluster runs now (written by the controller at the end of each run). `enabled` and
+     * `mode` above are the desired state: when they differ from this, the controller starts a run.
+     * Absent until the controller first saw the cluster.
+     */
+    applied: z.strictObject({ enabled: z.boolean(), mode: encryptionMode }).optional(),
+    /** Set by `podcrypt rotate`: a rotation is wanted if this is later than `lastCompletedAt`. */
+    rotateRequestedAt: timestamp.optional(),
+    /** Current protocol phase; `idle` when no run is in progress. */
+    phase: phase.default("idle"),
+    /** The epoch whose keys are in force (the one being left while a run is in progress). */
+    epoch: epochNumber.default(0),
+    /** Set while a run is in progress. */
+    target: targetSchema.optional(),
+    /** When each phase of the current (or last) run began. */
+    phaseStartedAt: z
+      .strictObject({
+        prepare: timestamp.optional(),
+        switch: timestamp.optional(),
+        retire: timestamp.optional(),
+      })
+      .default({}),
+    /** When the last run finished (drives the automatic rotation schedule). */
+    lastCompletedAt: timestamp.optional(),
+    /** Nodes that timed out in the current or last run. */
+    timeouts: z.array(nodeTimeoutSchema).max(1024).default([]),
+  })
+  .superRefine((c, ctx) => {
+    if (c.phase !== "idle" && c.target === undefined)
+      ctx.addIssue({ code: "custom", path: ["target"], message: `is required while phase is ${c.phase}` });
+    if (c.target !== undefined && c.target.epoch <= c.epoch)
+      ctx.addIssue({ code: "custom", path: ["target", "epoch"], message: "must be greater than epoch" });
+  });
+
+/** The cluster's encryption configuration and protocol state. */
+export type ClusterEncryption = z.output<typeof clusterEncryptionSchema>;
+/** A ClusterEncryption as written by callers: defaulted fields may be left out. */
+export type ClusterEncryptionInput = z.input<typeof clusterEncryptionSchema>;
+
+/** The cipher in force: the configured one or the mode's default. */
+export function effectiveCipher(c: ClusterEncryption): string {
+  return c.cipher ?? DEFAULT_CIPHER[c.mode];
+}

@@ -1,0 +1,89 @@
+import { z } from "zod";
+import { epochNumber, cidr, objectName, phase, publicKey, timestamp } from "./common.js";
+
+/** Which data plane a node runs (DESIGN.md section 2); `none` before the first reconcile or when disabled. */
+export const backendKind = z.enum([
+  "wireguard-kernel",
+  "wireguard-userspace",
+  "xfrm",
+  "esp-userspace",
+  "none",
+]);
+/** Which data plane a node runs. */
+export type BackendKind = z.infer<typeof backendKind>;
+
+/** An agent's acknowledgement that it finished `phase` of `epoch` for all its peers. */
+export const acknowledgementSchema = z.strictObject({
+  epoch: epochNumber,
+  phase,
+  at: timestamp,
+});
+/** An agent's acknowledgement that it finished `phase` of `epoch` for all its peers. */
+export type Acknowledgement = z.infer<typeof acknowledgementSchema>;
+
+/** What the agent has installed, for `podcrypt status`. Optional; agents fill what they know. */
+export const nodeStatusSchema = z.strictObject({
+  /** Epoch whose keys the node currently sends with. */
+  sendingEpoch: epochNumber.optional(),
+  /** Tunnel MTU the agent set (DESIGN.md section 6). */
+  mtu: z.number().int().min(576).max(65535).optional(),
+  /** Human-readable problems the agent hit on its last reconcile (never key material). */
+  errors: z.array(z.string().max(1024)).max(32).default([]),
+});
+
+/** Epoch numbers as decimal strings, the record key of `Node.publicKeys`. */
+const epochKey = z.string().regex(/^(0|[1-9]\d*)$/, "must be a decimal epoch number");
+
+/**
+ * A node of the cluster as its agent publishes it (DESIGN.md section 7). Written by the node's own
+ * agent only; the controller reads it.
+ */
+export const nodeSchema = z
+  .strictObject({
+    name: objectName,
+    /** Underlay (host) addresses the data plane sends to. At least one of the two. */
+    underlay: z.strictObject({
+      ipv4: z.ipv4({ message: "must be an IPv4 address" }).optional(),
+      ipv6: z.ipv6({ message: "must be an IPv6 address" }).optional(),
+    }),
+    /** Pod CIDRs routed to this node. */
+    podCIDRs: z.array(cidr).default([]),
+    /** What the node's kernel offers; `--dataplane auto` picks from these. */
+    capabilities: z
+      .strictObject({
+        wireguardKernel: z.boolean().default(false),
+        xfrmKernel: z.boolean().default(false),
+      })
+      .default({ wireguardKernel: false, xfrmKernel: false }),
+    /** Public keys by epoch (decimal string): `{"3": "base64..."}`. Private keys never leave the node. */
+    publicKeys: z.record(epochKey, publicKey).default({}),
+    /** Latest acknowledgements, newest last; the controller looks for `{epoch, phase}` of the run in progress. */
+    acknowledgements: z.array(acknowledgementSchema).max(16).default([]),
+    /** The data plane in use. */
+    backend: backendKind.default("none"),
+    /** Last time the agent reported alive. */
+    heartbeat: timestamp.optional(),
+    status: nodeStatusSchema.optional(),
+  })
+  .superRefine((n, ctx) => {
+    if (n.underlay.ipv4 === undefined && n.underlay.ipv6 === undefined)
+      ctx.addIssue({ code: "custom", path: ["underlay"], message: "needs an ipv4 or ipv6 address" });
+  });
+
+/** A node of the cluster as its agent publishes it. */
+export type Node = z.output<typeof nodeSchema>;
+/** A Node as written by callers: fields with defaults may be left out. */
+export type NodeInput = z.input<typeof nodeSchema>;
+
+/** The newest acknowledgement of `node` for `epoch`/`phase`, if any. */
+export function findAcknowledgement(
+  node: Node,
+  epoch: number,
+  ph: Acknowledgement["phase"],
+): Acknowledgement | undefined {
+  for (let i = node.acknowledgements.length - 1; i >= 0; i--) {
+    const a = node.acknowledgements[i]!;
+    if (a.epoch === epoch && a.phase === ph) return a;
+  }
+  return undefined;
+}

@@ -1,0 +1,32 @@
+import type { z } from "zod";
+import { ValidationError } from "../errors/index.js";
+
+/** Dotted field path of a zod issue: `["policies", 0, "ports"]` → `policies.0.ports`. */
+export function fieldPath(path: readonly PropertyKey[], prefix = ""): string {
+  const parts = path.map((p) => String(p));
+  if (prefix !== "") parts.unshift(prefix);
+  return parts.join(".");
+}
+
+/**
+ * Parses `input` with `schema`, applying defaults. On failure throws a ValidationError whose
+ * `field` is the dotted path of the first problem (prefixed by `prefix`, e.g. the resource kind) and
+ * whose message lists every problem, each with its own path.
+ */
+export function parseWith<S extends z.ZodType>(schema: S, input: unknown, prefix = ""): z.output<S> {
+  const r = schema.safeParse(input);
+  if (r.success) return r.data;
+  const issues = r.error.issues;
+  const first = issues[0]!;
+  const msg = issues
+    .map((i) => {
+      const f = fieldPath(i.path);
+      return f === "" ? i.message : `${f}: ${i.message}`;
+    })
+    .join("; ");
+  const field = fieldPath(first.path, prefix);
+  throw new ValidationError(field, issues.length === 1 ? first.message : msg, {
+    cause: r.error,
+    context: { issues: issues.map((i) => ({ field: fieldPath(i.path, prefix), message: i.message })) },
+  });
+}

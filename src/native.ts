@@ -1,0 +1,164 @@
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { PodcryptError } from "./errors/index.js";
+import { projectRoot } from "./paths.js";
+
+/**
+ * Watches a file descriptor for readability on the libuv loop (uv_poll_t), so TUN and UDP reads
+ * wake the event loop without threadpool reads. The callback gets `status` (0, or a negated errno
+ * when the fd reported an error, e.g. a deleted TUN interface; the watcher has then stopped) and
+ * the libuv event bits. The fd is never closed by the watcher.
+ */
+export interface FdWatcher {
+  /** Starts (or resumes) watching. */
+  start(): void;
+  /** Pauses watching; `start()` resumes. */
+  stop(): void;
+  /** Stops for good and releases the libuv handle. */
+  close(): void;
+}
+
+/** Size of one endpoint entry: 16 address bytes | port BE16 | family (4 or 6) | 0. */
+export const ENDPOINT_ENTRY_SIZE = 20;
+
+/** The functions of native/ (addon.cc, tun.cc, poll.cc, udp.cc, aead.cc). */
+export interface NativeAddon {
+  /** Opens (creating if needed) TUN interface `name`, non-blocking, without packet information. */
+  openTun(name: string): { fd: number; name: string };
+  /** Closes a file descriptor this addon returned. */
+  closeFd(fd: number): void;
+
+  /** See {@link FdWatcher}. */
+  FdWatcher: new (fd: number, callback: (status: number, events: number) => void) => FdWatcher;
+
+  /**
+   * Reads up to `max` packets from a TUN fd without blocking: packet i lands at
+   * `arena[i*slotSize + headroom]` (at most `capacity` bytes), its length in `lengths[i]`.
+   * Returns the count (0: nothing queued) or a negated errno (EBADFD/EIO: the interface is gone).
+   */
+  tunRead(
+    fd: number,
+    arena: Buffer,
+    slotSize: number,
+    headroom: number,
+    capacity: number,
+    max: number,
+    lengths: Uint32Array,
+  ): number;
+  /** Writes packets `arena[offsets[i]]`, `lengths[i]` bytes each; returns how many were taken, or a negated errno. */
+  tunWrite(fd: number, arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
+  /** Sets the MTU of an interface (SIOCSIFMTU) in the calling thread's namespace. */
+  setMtu(ifname: string, mtu: number): void;
+  /** The MTU of an interface (SIOCGIFMTU). */
+  getMtu(ifname: string): number;
+  /** Sets or clears IFF_UP on an interface. */
+  setLinkUp(ifname: string, up: boolean): void;
+  /** The ifindex of an interface, 0 when it does not exist. */
+  interfaceIndex(ifname: string): number;
+
+  /**
+   * Opens a non-blocking UDP socket bound to `port` (0: ephemeral): dual-stack `[::]` with
+   * IPV6_V6ONLY=0 when IPv6 exists, else `0.0.0.0`; 8 MiB buffers; SO_MARK when `fwmark` is not 0;
+   * UDP_GRO when `gro` and the kernel has it (`gro` in the result says whether it is on).
+   */
+  udpOpen(
+    port: number,
+    fwmark: number,
+    gro?: boolean,
+  ): { fd: number; port: number; family: 4 | 6; gro: boolean };
+  /** Sets SO_MARK (0 clears it). */
+  udpSetMark(fd: number, mark: number): void;
+  /**
+   * recvmmsg without blocking: datagram i at `arena[i*slotSize + headroom]`, its length in
+   * `lengths[i]` (0xFFFFFFFF when longer than `capacity`), its source entry at `from[i*20]`.
+   * With `segments`, `segments[i]` is the UDP GRO segment size of buffer i (0: a single datagram;
+   * else consecutive datagrams of that size from one source, the last maybe shorter).
+   * Returns the count, 0 when nothing is queued, or a negated errno.
+   */
+  udpRecv(
+    fd: number,
+    arena: Buffer,
+    slotSize: number,
+    headroom: number,
+    capacity: number,
+    max: number,
+    lengths: Uint32Array,
+    from: Buffer,
+    segments?: Uint32Array,
+  ): number;
+  /**
+   * sendmmsg: datagram i is `arena[offsets[i]]`, `lengths[i]` bytes, to the entry
+   * `endpoints[endpointIndex[i]*20]`. `gso` groups runs to one endpoint with UDP_SEGMENT. Waits up
+   * to 100 ms for buffer space on EAGAIN. When the kernel refuses GSO, the run goes datagram by
+   * datagram and `info[0]` is set to 1. Returns how many datagrams left, or a negated errno.
+   */
+  udpSend(
+    fd: number,
+    arena: Buffer,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    endpoints: Buffer,
+    endpointIndex: Uint32Array,
+    count: number,
+    gso: boolean,
+    info?: Uint32Array,
+  ): number;
+  /** Writes the 20-byte entry of `address`:`port` at `out[offset]`; false when not an IP literal. */
+  encodeEndpoint(address: string, port: number, out: Buffer, offset: number): boolean;
+  /** Reads a 20-byte entry back. */
+  decodeEndpoint(buf: Buffer, offset: number): { address: string; port: number };
+
+  /**
+   * WireGuard transport data (whitepaper 5.4.6), in place: for each i, pads the plaintext at
+   * `offsets[i]+16` (`lengths[i]` bytes) to a multiple of 16 (not past `mtu`), encrypts it with
+   * key `keys[keyIndex[i]*32]` and nonce `counters[i]`, appends the tag, writes the 16-byte header
+   * (type 4, `receivers[i]`, counter) at `offsets[i]`, and sets `lengths[i]` to the message length.
+   */
+  sealBatch(
+    arena: Buffer,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    keys: Buffer,
+    keyIndex: Uint32Array,
+    receivers: Uint32Array,
+    counters: Float64Array,
+    mtu: number,
+    count: number,
+  ): void;
+  /**
+   * Opens data messages in place: message i at `offsets[i]` (`lengths[i]` bytes) with key
+   * `keys[keyIndex[i]*32]`. Sets `counters[i]`, `ok[i]` (1: tag verified) and `lengths[i]` (padded
+   * plaintext length at `offsets[i]+16`, 0 on failure). Returns the number that verified.
+   */
+  openBatch(
+    arena: Buffer,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    keys: Buffer,
+    keyIndex: Uint32Array,
+    counters: Float64Array,
+    ok: Uint8Array,
+    count: number,
+  ): number;
+}
+
+let cached: NativeAddon | undefined;
+
+/** Loads build/Release/podcrypt_native.node, built by `npm ci` (node-gyp). */
+export function native(): NativeAddon {
+  if (cached === undefined) {
+    const require = createRequire(import.meta.url);
+    try {
+      cached = require(join(projectRoot(), "build", "Release", "podcrypt_native.node")) as NativeAddon;
+    } catch (cause) {
+      throw new PodcryptError(
+        "ENATIVE",
+        "the native addon is not built: run `npm ci` (or `npm run install`)",
+        {
+          cause,
+        },
+      );
+    }
+  }
+  return cached;
+}

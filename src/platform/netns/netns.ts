@@ -1,0 +1,69 @@
+import { execFile, spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { promisify } from "node:util";
+import { PodcryptError } from "../../errors/index.js";
+
+const execFileP = promisify(execFile);
+
+/** Runs a command (no shell) and returns stdout; failures carry stderr in the message. */
+export async function run(
+  cmd: string,
+  args: readonly string[],
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<string> {
+  try {
+    const child = execFileP(cmd, args, { timeout: options.timeoutMs ?? 30_000, maxBuffer: 64 * 1024 * 1024 });
+    if (options.input !== undefined) {
+      child.child.stdin?.end(options.input);
+    }
+    const { stdout } = await child;
+    return stdout;
+  } catch (cause) {
+    const stderr = (cause as { stderr?: string }).stderr?.trim() ?? "";
+    throw new PodcryptError("ECOMMAND", `${cmd} ${args.join(" ")} failed${stderr ? `: ${stderr}` : ""}`, {
+      cause,
+    });
+  }
+}
+
+/** Runs `cmd` inside network namespace `ns` (`ip netns exec`). */
+export function runIn(
+  ns: string,
+  cmd: string,
+  args: readonly string[],
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<string> {
+  return run("ip", ["netns", "exec", ns, cmd, ...args], options);
+}
+
+/** Spawns a long-running process inside `ns`. */
+export function spawnIn(
+  ns: string,
+  cmd: string,
+  args: readonly string[],
+  options: SpawnOptions = {},
+): ChildProcess {
+  return spawn("ip", ["netns", "exec", ns, cmd, ...args], { stdio: "ignore", ...options });
+}
+
+/** Names of the network namespaces that exist now. */
+export async function listNetns(): Promise<string[]> {
+  const out = await run("ip", ["-j", "netns", "list"]).catch(() => "[]");
+  if (out.trim() === "") return [];
+  return (JSON.parse(out) as Array<{ name: string }>).map((n) => n.name);
+}
+
+/** Deletes a namespace, killing what still runs in it first; absent namespaces are not an error. */
+export async function deleteNetns(ns: string): Promise<void> {
+  const pids = (await run("ip", ["netns", "pids", ns]).catch(() => ""))
+    .split(/\s+/)
+    .filter((p) => p !== "")
+    .map(Number);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  await run("ip", ["netns", "del", ns]).catch(() => undefined);
+}

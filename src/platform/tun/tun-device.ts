@@ -1,0 +1,94 @@
+import { PodcryptError } from "../../errors/index.js";
+import { native, type FdWatcher } from "../../native.js";
+
+/** errno values (Linux) that mean the TUN device or its fd is gone. */
+const GONE_ERRNOS = new Set([9 /* EBADF */, 5 /* EIO */, 77 /* EBADFD */, 19 /* ENODEV */, 6 /* ENXIO */]);
+
+/** True when a negated errno returned by a TUN read or write means the interface was deleted. */
+export function isInterfaceGoneErrno(negErrno: number): boolean {
+  return GONE_ERRNOS.has(-negErrno);
+}
+
+/**
+ * A Linux TUN interface (IFF_TUN | IFF_NO_PI, non-blocking) with batched packet I/O through the
+ * native addon. Created in the network namespace of the calling thread. Closing the fd removes a
+ * non-persistent interface.
+ */
+export class TunDevice {
+  private closed = false;
+
+  private constructor(
+    /** The interface name the kernel gave (the requested one, or `tun%d` expanded). */
+    readonly name: string,
+    /** The TUN file descriptor. */
+    readonly fd: number,
+  ) {}
+
+  /** Opens (creating if needed) interface `ifname`. Throws PodcryptError ETUN on failure. */
+  static open(ifname: string): TunDevice {
+    try {
+      const { fd, name } = native().openTun(ifname);
+      return new TunDevice(name, fd);
+    } catch (cause) {
+      throw new PodcryptError("ETUN", `cannot open TUN interface ${ifname}: ${(cause as Error).message}`, {
+        cause,
+        context: { ifname },
+      });
+    }
+  }
+
+  /**
+   * Reads up to `max` packets without blocking into `arena` slots (packet i at
+   * `i*slotSize + headroom`, at most `capacity` bytes, length in `lengths[i]`). Returns the count or
+   * a negated errno (see {@link isInterfaceGoneErrno}).
+   */
+  readBatch(
+    arena: Buffer,
+    slotSize: number,
+    headroom: number,
+    capacity: number,
+    max: number,
+    lengths: Uint32Array,
+  ): number {
+    return native().tunRead(this.fd, arena, slotSize, headroom, capacity, max, lengths);
+  }
+
+  /** Writes `count` packets (`arena[offsets[i]]`, `lengths[i]` bytes); returns how many the kernel took or a negated errno. */
+  writeBatch(arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number {
+    return native().tunWrite(this.fd, arena, offsets, lengths, count);
+  }
+
+  /** Calls `callback(status)` whenever the fd is readable; status < 0 is a negated errno (device gone). */
+  watch(callback: (status: number) => void): FdWatcher {
+    const watcher = new (native().FdWatcher)(this.fd, (status) => callback(status));
+    watcher.start();
+    return watcher;
+  }
+
+  /** Sets the interface MTU (SIOCSIFMTU). */
+  setMtu(mtu: number): void {
+    native().setMtu(this.name, mtu);
+  }
+
+  /** The interface MTU as the kernel has it. */
+  mtu(): number {
+    return native().getMtu(this.name);
+  }
+
+  /** Brings the interface up or down. */
+  setUp(up: boolean): void {
+    native().setLinkUp(this.name, up);
+  }
+
+  /** Whether the interface still exists in this namespace (it is gone after `ip link del`). */
+  exists(): boolean {
+    return native().interfaceIndex(this.name) !== 0;
+  }
+
+  /** Closes the fd (idempotent). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    native().closeFd(this.fd);
+  }
+}

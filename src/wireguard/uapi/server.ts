@@ -1,0 +1,200 @@
+import { chmodSync, mkdirSync, unlinkSync } from "node:fs";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { join } from "node:path";
+import { PodcryptError } from "../../errors/index.js";
+import type { Logger } from "../../log/logger.js";
+import { executeGet, executeSet, type UapiResult } from "./apply.js";
+import { UapiErrno } from "./errors.js";
+import { errnoTrailer } from "./protocol.js";
+import type { UapiDevice } from "./types.js";
+
+/** Where wireguard-go and `wg` put UAPI sockets (ipc/uapi_unix.go `socketDirectory`). */
+export const DEFAULT_SOCKET_DIR = "/var/run/wireguard";
+
+/** The UAPI socket path of an interface: `DIR/IFNAME.sock`. */
+export function uapiSocketPath(ifname: string, dir = DEFAULT_SOCKET_DIR): string {
+  return join(dir, `${ifname}.sock`);
+}
+
+/** Largest request accepted on one connection (a `wg setconf` of thousands of peers fits). */
+const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+
+/** Options of {@link UapiServer}. */
+export interface UapiServerOptions {
+  /** Interface name; the socket is `socketDir/IFNAME.sock`. */
+  readonly ifname: string;
+  readonly device: UapiDevice;
+  readonly logger: Logger;
+  /** Default {@link DEFAULT_SOCKET_DIR}. */
+  readonly socketDir?: string;
+}
+
+/** Opens a unix socket server at `path` like wireguard-go's UAPIOpen: owner-only, stale sockets replaced. */
+export async function listenUnixOwnerOnly(server: Server, path: string): Promise<void> {
+  const attempt = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const onError = (e: Error): void => reject(e);
+      server.once("error", onError);
+      // umask 077 while binding so the socket is never reachable by others, not even briefly.
+      const old = process.umask(0o077);
+      try {
+        server.listen(path, () => {
+          server.removeListener("error", onError);
+          resolve();
+        });
+      } finally {
+        process.umask(old);
+      }
+    });
+  try {
+    await attempt();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EADDRINUSE") throw e;
+    const live = await new Promise<boolean>((resolve) => {
+      const c = connect(path);
+      c.once("connect", () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once("error", () => resolve(false));
+    });
+    if (live)
+      throw new PodcryptError("EUAPI_IN_USE", `UAPI socket ${path} is in use by another process`, {
+        context: { path },
+      });
+    unlinkSync(path);
+    await attempt();
+  }
+  chmodSync(path, 0o600);
+}
+
+/**
+ * The UAPI socket server (https://www.wireguard.com/xplatform/): one connection carries one or
+ * more `get=1`/`set=1` requests, each answered with its lines and `errno=N` plus a blank line, as
+ * wireguard-go's IpcHandle does (`wg` sends one request and closes). Requests are applied one at a
+ * time across connections. An unknown operation line closes the connection.
+ */
+export class UapiServer {
+  readonly path: string;
+  private readonly server: Server;
+  private readonly connections = new Set<Socket>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private listening = false;
+
+  constructor(private readonly options: UapiServerOptions) {
+    this.path = uapiSocketPath(options.ifname, options.socketDir);
+    this.server = createServer({ allowHalfOpen: true }, (socket) => this.handle(socket));
+  }
+
+  /** Creates the socket directory (0755, as wireguard-go) and starts listening. */
+  async listen(): Promise<void> {
+    mkdirSync(this.options.socketDir ?? DEFAULT_SOCKET_DIR, { recursive: true, mode: 0o755 });
+    await listenUnixOwnerOnly(this.server, this.path);
+    this.listening = true;
+    this.options.logger.info({ socket: this.path }, "UAPI listening");
+  }
+
+  /** Stops accepting, drops open connections and removes the socket file. Idempotent. */
+  async close(): Promise<void> {
+    for (const c of this.connections) c.destroy();
+    if (!this.listening) return;
+    this.listening = false;
+    // net.Server.close unlinks the socket file it created.
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    try {
+      unlinkSync(this.path);
+    } catch {
+      // already removed
+    }
+  }
+
+  private serialized<T>(fn: () => Promise<T> | T): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private logResult(op: string, r: UapiResult): void {
+    if (r.error !== undefined)
+      this.options.logger.warn({ op, errno: r.errno, err: r.error.message }, "UAPI request failed");
+  }
+
+  private handle(socket: Socket): void {
+    this.connections.add(socket);
+    socket.on("close", () => this.connections.delete(socket));
+    socket.on("error", () => socket.destroy());
+    let buf = "";
+    let ended = false;
+    let busy = false;
+
+    const pump = async (): Promise<void> => {
+      if (busy) return;
+      busy = true;
+      try {
+        for (;;) {
+          const nl = buf.indexOf("\n");
+          if (nl < 0) {
+            if (ended) socket.end();
+            return;
+          }
+          const op = buf.slice(0, nl);
+          if (op === "get=1") {
+            if (buf.length < nl + 2) {
+              if (ended) socket.end();
+              return;
+            }
+            const next = buf[nl + 1];
+            buf = buf.slice(nl + 2);
+            if (next !== "\n") {
+              socket.write(errnoTrailer(UapiErrno.INVALID));
+              this.options.logger.warn({ op: "get" }, "UAPI get with trailing characters");
+              continue;
+            }
+            const r = await this.serialized(() => executeGet(this.options.device));
+            this.logResult("get", r);
+            socket.write(r.text + errnoTrailer(r.errno));
+          } else if (op === "set=1") {
+            const rest = buf.slice(nl + 1);
+            let end = rest.startsWith("\n") ? 0 : rest.indexOf("\n\n");
+            let consumed: number;
+            if (end >= 0) {
+              consumed = end + (end === 0 ? 1 : 2);
+              end = end === 0 ? 0 : end + 1;
+            } else if (ended) {
+              end = rest.length;
+              consumed = rest.length;
+            } else {
+              return;
+            }
+            const body = rest.slice(0, end);
+            buf = rest.slice(consumed);
+            const r = await this.serialized(() => executeSet(this.options.device, body));
+            this.logResult("set", r);
+            socket.write(errnoTrailer(r.errno));
+          } else {
+            this.options.logger.warn({ length: op.length }, "invalid UAPI operation, closing connection");
+            socket.destroy();
+            return;
+          }
+        }
+      } finally {
+        busy = false;
+      }
+    };
+
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      buf += chunk;
+      if (buf.length > MAX_REQUEST_BYTES) {
+        this.options.logger.warn({ bytes: buf.length }, "UAPI request too large, closing connection");
+        socket.destroy();
+        return;
+      }
+      void pump();
+    });
+    socket.on("end", () => {
+      ended = true;
+      void pump();
+    });
+  }
+}

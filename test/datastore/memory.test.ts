@@ -1,0 +1,8 @@
+import { runConformance } from "./conformance.js";
+import { MemoryDatastore } from "../../src/datastore/memory/index.js";
+
+const root = new MemoryDatastore();
+runConformance("memory", async () => {
+  const store = root.connect();
+  return { store, close: () => store.close() };
+});

@@ -1,0 +1,313 @@
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import Ajv from "ajv";
+import { CustomResourceDefinition } from "kubernetes-models/apiextensions.k8s.io/v1";
+import { DaemonSet, Deployment } from "kubernetes-models/apps/v1";
+import {
+  ClusterRole,
+  ClusterRoleBinding,
+  Role,
+  RoleBinding,
+} from "kubernetes-models/rbac.authorization.k8s.io/v1";
+import { ConfigMap, Namespace, ServiceAccount } from "kubernetes-models/v1";
+import { parseAllDocuments, parse } from "yaml";
+import { clusterEncryptionSchema } from "../../src/model/cluster-encryption.js";
+import { projectRoot } from "../../src/paths.js";
+import { packageVersion, staleKustomizeFiles, writeKustomizeBase } from "../../src/cli/manifests.js";
+import { CLUSTER_ENCRYPTION_STATUS_FIELDS, customResourceDefinitions } from "../../src/cli/manifests/crds.js";
+import { defaultManifestOptions, type ManifestOptions } from "../../src/cli/manifests/options.js";
+import { manifestObjects, type KubeObject } from "../../src/cli/manifests/render.js";
+import { structuralErrors } from "./structural.js";
+
+const root = projectRoot();
+const defaults = defaultManifestOptions(packageVersion());
+const ipsecOpts: ManifestOptions = { ...defaults, mode: "ipsec", namespace: "enc", controllerReplicas: 1 };
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const VALIDATORS: Record<string, new (data: any) => { validate(): void }> = {
+  "v1/Namespace": Namespace,
+  "v1/ServiceAccount": ServiceAccount,
+  "v1/ConfigMap": ConfigMap,
+  "apps/v1/Deployment": Deployment,
+  "apps/v1/DaemonSet": DaemonSet,
+  "rbac.authorization.k8s.io/v1/ClusterRole": ClusterRole,
+  "rbac.authorization.k8s.io/v1/ClusterRoleBinding": ClusterRoleBinding,
+  "rbac.authorization.k8s.io/v1/Role": Role,
+  "rbac.authorization.k8s.io/v1/RoleBinding": RoleBinding,
+  "apiextensions.k8s.io/v1/CustomResourceDefinition": CustomResourceDefinition,
+};
+
+const id = (o: KubeObject) => {
+  const m = o["metadata"] as { name: string; namespace?: string };
+  return `${String(o["apiVersion"])}/${String(o["kind"])}/${m.namespace ?? ""}/${m.name}`;
+};
+const crdNamed = (objects: KubeObject[], plural: string) =>
+  objects.find(
+    (o) =>
+      o["kind"] === "CustomResourceDefinition" &&
+      (o["metadata"] as { name: string }).name.startsWith(`${plural}.`),
+  )!;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const versionOf = (crd: KubeObject): any => (crd["spec"] as { versions: unknown[] }).versions[0];
+
+describe("every manifest validates against the Kubernetes OpenAPI schemas", () => {
+  for (const [what, opts] of [
+    ["defaults", defaults],
+    ["--mode ipsec, other namespace, 1 replica", ipsecOpts],
+  ] as const)
+    it(what, () => {
+      const objects = manifestObjects(opts);
+      assert.equal(objects.length, 17);
+      assert.equal(new Set(objects.map(id)).size, objects.length, "no object twice");
+      for (const o of objects) {
+        const V = VALIDATORS[`${String(o["apiVersion"])}/${String(o["kind"])}`];
+        assert.ok(V, `no validator for ${id(o)}`);
+        assert.doesNotThrow(() => new V(o).validate(), `${id(o)} is invalid`);
+      }
+    });
+
+  it("the validator is not a rubber stamp", () => {
+    const ds = manifestObjects(defaults).find((o) => o["kind"] === "DaemonSet")!;
+    const bad = structuredClone(ds) as { spec: { template: { spec: { hostNetwork: unknown } } } };
+    bad.spec.template.spec.hostNetwork = "yes";
+    assert.throws(
+      () => new DaemonSet(bad as unknown as ConstructorParameters<typeof DaemonSet>[0]).validate(),
+      /hostNetwork must be boolean/,
+    );
+  });
+});
+
+describe("CRDs", () => {
+  const crds = customResourceDefinitions();
+
+  for (const crd of crds) {
+    const name = (crd["metadata"] as { name: string }).name;
+    it(`${name} is structural, with status subresource and valid printer columns`, () => {
+      const v = versionOf(crd);
+      assert.deepEqual(structuralErrors(v.schema.openAPIV3Schema), []);
+      assert.deepEqual(v.subresources, { status: {} });
+      assert.ok(v.additionalPrinterColumns.length >= 2);
+      for (const c of v.additionalPrinterColumns) {
+        assert.match(c.jsonPath, /^\./);
+        assert.ok(["integer", "number", "string", "boolean", "date"].includes(c.type), c.name);
+      }
+      assert.equal(
+        name,
+        `${crd["spec"] && (crd["spec"] as { names: { plural: string } }).names.plural}.${(crd["spec"] as { group: string }).group}`,
+      );
+    });
+  }
+
+  it("scopes: ClusterEncryption and IPsecPolicy cluster-scoped (as StarlingX), EncryptionPolicy namespaced", () => {
+    assert.deepEqual(
+      crds.map((c) => [(c["metadata"] as { name: string }).name, (c["spec"] as { scope: string }).scope]),
+      [
+        ["clusterencryptions.podcrypt.io", "Cluster"],
+        ["encryptionpolicies.podcrypt.io", "Namespaced"],
+        ["ipsecpolicies.starlingx.io", "Cluster"],
+      ],
+    );
+  });
+
+  it("the structural checker finds violations", () => {
+    assert.deepEqual(
+      structuralErrors({
+        type: "object",
+        properties: {
+          a: { description: "untyped" },
+          b: { type: "array" },
+          c: { type: "object", properties: {}, additionalProperties: { type: "string" } },
+          d: { $ref: "#/x", type: "string" },
+          metadata: { type: "object", properties: {}, required: ["name"] },
+        },
+      }),
+      [
+        "openAPIV3Schema.properties.a: type is missing",
+        "openAPIV3Schema.properties.b: an array needs one items schema",
+        "openAPIV3Schema.properties.c: properties and additionalProperties together",
+        "openAPIV3Schema.properties.d: $ref is not allowed",
+        "openAPIV3Schema.properties.metadata: only {type: object} is allowed",
+      ],
+    );
+  });
+
+  it("ClusterEncryption spec holds exactly the model's fields (the datastore keeps them all in spec)", () => {
+    const schema = versionOf(crds[0]!).schema.openAPIV3Schema;
+    const spec = Object.keys(schema.properties.spec.properties).sort();
+    const model = Object.keys(clusterEncryptionSchema.shape).filter((k) => k !== "name");
+    assert.deepEqual(spec, model.sort());
+    assert.deepEqual(
+      Object.keys(schema.properties.status.properties).sort(),
+      [...CLUSTER_ENCRYPTION_STATUS_FIELDS].sort(),
+    );
+  });
+
+  it("a ClusterEncryption as the Kubernetes datastore writes it validates against the CRD", () => {
+    const ajv = new Ajv({ allErrors: true, unknownFormats: "ignore" });
+    const v = ajv.compile(structuredClone(versionOf(crds[0]!).schema.openAPIV3Schema));
+    const model = clusterEncryptionSchema.parse({
+      name: "default",
+      phase: "prepare",
+      target: { epoch: 2, mode: "ipsec", enabled: true },
+      epoch: 1,
+      phaseStartedAt: { prepare: "2026-01-01T00:00:00Z" },
+      timeouts: [{ node: "n1", epoch: 1, phase: "switch", at: "2026-01-01T00:00:00Z" }],
+    });
+    const { name: _name, ...spec } = model;
+    const doc = {
+      apiVersion: "podcrypt.io/v1",
+      kind: "ClusterEncryption",
+      metadata: { name: "default" },
+      spec,
+    };
+    assert.ok(v(doc), ajv.errorsText(v.errors));
+    assert.equal(v({ ...doc, spec: { ...spec, phase: "finish" } }), false);
+  });
+
+  describe("custom resources validate against their CRD schema", () => {
+    const ajv = new Ajv({ allErrors: true, unknownFormats: "ignore" });
+    const validatorFor = (plural: string) => {
+      const schema = structuredClone(versionOf(crdNamed(crds, plural)).schema.openAPIV3Schema);
+      return ajv.compile(schema);
+    };
+    const fixture = (f: string) =>
+      parseAllDocuments(readFileSync(join(root, "test/policy/fixtures", f), "utf8")).map(
+        (d) => d.toJS() as KubeObject,
+      );
+
+    it("the seed's IPsecPolicy examples, unchanged", () => {
+      const v = validatorFor("ipsecpolicies");
+      for (const f of ["starlingx-ipsecpolicy.yaml", "starlingx-ipsecpolicy-updated.yaml"])
+        for (const doc of fixture(f)) assert.ok(v(doc), `${f}: ${ajv.errorsText(v.errors)}`);
+    });
+    it("the EncryptionPolicy fixtures", () => {
+      const v = validatorFor("encryptionpolicies");
+      for (const doc of fixture("encryptionpolicy.yaml").slice(0, 1))
+        assert.ok(v(doc), ajv.errorsText(v.errors));
+    });
+    const bad: [string, Record<string, unknown>, RegExp][] = [
+      ["bad port syntax", { serviceports: "udp53" }, /serviceports/],
+      ["unknown protocol", { serviceports: "icmp/8" }, /serviceports/],
+      ["missing servicens", { servicens: undefined }, /servicens/],
+      ["upper-case service", { servicename: "DNS" }, /servicename/],
+    ];
+    for (const [what, change, field] of bad)
+      it(`the IPsecPolicy schema refuses ${what}`, () => {
+        const v = validatorFor("ipsecpolicies");
+        const rule = {
+          name: "r",
+          servicename: "dns",
+          servicens: "kube-system",
+          serviceports: "udp/53",
+          ...change,
+        };
+        const doc = {
+          apiVersion: "starlingx.io/v1",
+          kind: "IPsecPolicy",
+          metadata: { name: "x" },
+          spec: { policies: [JSON.parse(JSON.stringify(rule))] },
+        };
+        assert.equal(v(doc), false);
+        assert.match(ajv.errorsText(v.errors), field);
+      });
+  });
+});
+
+describe("workloads", () => {
+  const objects = manifestObjects(ipsecOpts);
+  const get = (kind: string) => objects.find((o) => o["kind"] === kind)!;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const podSpec = (kind: string): any => (get(kind)["spec"] as any).template.spec;
+
+  it("agent DaemonSet: host network, NET_ADMIN, every node, state and wireguard host paths, probes, resources", () => {
+    const spec = podSpec("DaemonSet");
+    assert.equal(spec.hostNetwork, true);
+    assert.deepEqual(spec.tolerations, [{ operator: "Exists" }]);
+    const c = spec.containers[0];
+    assert.ok(c.securityContext.capabilities.add.includes("NET_ADMIN"));
+    assert.deepEqual(c.securityContext.capabilities.drop, ["ALL"]);
+    const hostPaths = spec.volumes
+      .filter((v: { hostPath?: unknown }) => v.hostPath)
+      .map((v: { hostPath: { path: string } }) => v.hostPath.path);
+    assert.ok(hostPaths.includes("/var/lib/podcrypt") && hostPaths.includes("/var/run/wireguard"));
+    for (const m of c.volumeMounts)
+      assert.ok(
+        spec.volumes.some((v: { name: string }) => v.name === m.name),
+        m.name,
+      );
+    assert.ok(c.livenessProbe.httpGet && c.readinessProbe.httpGet && c.resources.requests.cpu);
+    assert.equal(
+      c.env.find((e: { name: string }) => e.name === "NODE_NAME").valueFrom.fieldRef.fieldPath,
+      "spec.nodeName",
+    );
+  });
+
+  it("controller Deployment: replicas, non-root, own service account, in the namespace", () => {
+    const d = get("Deployment") as { metadata: { namespace: string }; spec: { replicas: number } };
+    assert.equal(d.metadata.namespace, "enc");
+    assert.equal(d.spec.replicas, 1);
+    assert.equal(podSpec("Deployment").securityContext.runAsNonRoot, true);
+    assert.equal(podSpec("Deployment").serviceAccountName, "podcrypt-controller");
+  });
+
+  it("--mode lands in the ConfigMap", () => {
+    const cm = get("ConfigMap") as { data: Record<string, string> };
+    const config = parse(cm.data["config.yaml"]!) as { cluster: { mode: string }; namespace: string };
+    assert.equal(config.cluster.mode, "ipsec");
+    assert.equal(config.namespace, "enc");
+  });
+
+  it("images follow --image", () => {
+    const objs = manifestObjects({ ...defaults, image: "registry.local/podcrypt:dev" });
+    const images = objs.flatMap((o) => {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      const t = (o["spec"] as any)?.template?.spec?.containers ?? [];
+      return t.map((c: { image: string }) => c.image);
+    });
+    assert.deepEqual(images, ["registry.local/podcrypt:dev", "registry.local/podcrypt:dev"]);
+  });
+});
+
+describe("deploy/ kustomize base", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "podcrypt-manifests-"));
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it("is up to date with the generator (npm run manifests rewrites it)", () => {
+    assert.deepEqual(staleKustomizeFiles(join(root, "deploy"), defaults), []);
+  });
+
+  it("the staleness check notices an edit", () => {
+    writeKustomizeBase(tmp, defaults);
+    assert.deepEqual(staleKustomizeFiles(tmp, defaults), []);
+    writeFileSync(
+      join(tmp, "agent.yaml"),
+      readFileSync(join(tmp, "agent.yaml"), "utf8").replace("hostNetwork: true", "hostNetwork: false"),
+    );
+    assert.deepEqual(staleKustomizeFiles(tmp, defaults), ["agent.yaml"]);
+  });
+
+  it("kustomization.yaml lists every file, and the files hold exactly the generated objects", () => {
+    const dir = join(root, "deploy");
+    const k = parse(readFileSync(join(dir, "kustomization.yaml"), "utf8")) as { resources: string[] };
+    const objects = k.resources.flatMap((f) =>
+      parseAllDocuments(readFileSync(join(dir, f), "utf8")).map((d) => d.toJS() as KubeObject),
+    );
+    assert.deepEqual(objects, manifestObjects(defaults));
+  });
+
+  const kubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" });
+  it(
+    "`kubectl kustomize deploy` renders the same objects",
+    { skip: kubectl.status === 0 ? false : "kubectl is not installed" },
+    () => {
+      const out = execFileSync("kubectl", ["kustomize", join(root, "deploy")], { encoding: "utf8" });
+      const rendered = parseAllDocuments(out).map((d) => d.toJS() as KubeObject);
+      const sortById = (xs: KubeObject[]) => [...xs].sort((a, b) => (id(a) < id(b) ? -1 : 1));
+      assert.deepEqual(sortById(rendered), sortById(manifestObjects(defaults)));
+    },
+  );
+});

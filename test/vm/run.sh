@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The kernel test tier: boots Debian's kernel under qemu (test/vm/boot.sh) and runs the compiled VM
+# suite (dist/test/vm/*.test.js) inside it with the WireGuard, ESP and XFRM modules loaded. Prints
+# the suite's spec report, writes its TAP report to TAP_OUT, exits non-zero when a test fails, the
+# VM cannot boot, or it times out. The tests must be built first (npm run build; npm test does).
+#   usage: test/vm/run.sh [TAP_OUT] [TEST_FILE.js ...]
+#   env:   see boot.sh (PODCRYPT_VM_TIMEOUT, PODCRYPT_VM_VERBOSE, ...)
+# Cost (2-core host, TCG): about 4 s from qemu start to the suite, about 10 s for an empty run.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+tap_out=${1:-}
+[ $# -gt 0 ] && shift
+cd "$repo"
+if [ $# -gt 0 ]; then
+  files=("$@")
+else
+  shopt -s nullglob
+  files=(dist/test/vm/*.test.js)
+  shopt -u nullglob
+fi
+if [ ${#files[@]} -eq 0 ]; then
+  echo "== tier vm: no tests (build first: npm run build)"
+  exit 0
+fi
+for f in "${files[@]}"; do
+  case $f in /*) ;; *) f=$repo/$f ;; esac
+  [ -f "$f" ] || { echo "test/vm/run.sh: $f not found" >&2; exit 2; }
+done
+
+work=$(mktemp -d /tmp/podcrypt-vm.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp "$here/stage2-tests.sh" "$work/stage2.sh"
+printf 'PODCRYPT_REPO=%q\nPODCRYPT_VM_FILES=%q\n' "$repo" "${files[*]}" >"$work/env.sh"
+
+echo "== tier vm (${#files[@]} files, Debian kernel under qemu)"
+start=$(date +%s)
+status=0
+"$here/boot.sh" "$work" || status=$?
+[ -f "$work/spec.txt" ] && cat "$work/spec.txt"
+[ -n "$tap_out" ] && [ -f "$work/vm.tap" ] && cp "$work/vm.tap" "$tap_out"
+if [ "$status" -ne 0 ] && [ ! -f "$work/vm.tap" ]; then
+  echo "test/vm/run.sh: no test results; console:" >&2
+  tail -n 40 "$work/console.log" >&2
+fi
+echo "== tier vm: status $status in $(($(date +%s) - start)) s"
+exit "$status"
