@@ -12,6 +12,7 @@
  * Agents use the production defaults (heartbeat 5 s, resync 10 s) unless told otherwise.
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { FakeFabric } from "../../src/dataplane/fake/index.js";
 import { DEFAULT_TIMING, type PhaseTiming } from "../../src/controller/phases.js";
 import { EtcdDatastore } from "../../src/datastore/etcd/index.js";
 import type { Datastore } from "../../src/datastore/types.js";
@@ -144,8 +145,10 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     log(`starting ${n} agents on ${clientsN} etcd clients`);
     const t0 = Date.now();
+    const fabric = new FakeFabric();
     const make = (i: number): SimNode =>
       simNode(clients[i % clientsN]!, i, {
+        fabric,
         heartbeatMs,
         ...(o.resyncMs === undefined ? {} : { resyncMs: o.resyncMs }),
       });

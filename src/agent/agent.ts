@@ -11,7 +11,17 @@ import {
   type Node,
   type NodeInput,
 } from "../model/index.js";
-import { desiredState, epochsNeeded, readyToAcknowledge, type AgentSettings } from "./desired.js";
+import {
+  desiredState,
+  epochsNeeded,
+  readyToAcknowledge,
+  sessionsFrom,
+  unswitched,
+  type AgentSettings,
+} from "./desired.js";
+
+/** How soon a pass waiting for something the data plane does by itself (a handshake) looks again. */
+const RECHECK_MS = 250;
 
 /** The node's key pairs by epoch; private keys stay in 0600 files on this node. */
 export interface EpochKeys {
@@ -52,6 +62,7 @@ export class Agent {
   private lastErrors: string[] = [];
   private nodes = new Map<string, Node>();
   private cluster: ClusterEncryption | undefined;
+  private recheck: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -80,6 +91,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.recheck);
     await Promise.all(this.watches.map((w) => w.close()));
     await this.o.backend.close();
   }
@@ -148,6 +160,16 @@ export class Agent {
     }
   }
 
+  /** Runs another pass after {@link RECHECK_MS}, once, unless one is already scheduled. */
+  private recheckSoon(): void {
+    if (this.recheck !== undefined || this.stopped) return;
+    this.recheck = setTimeout(() => {
+      this.recheck = undefined;
+      this.dirty = true;
+      void this.loop();
+    }, RECHECK_MS);
+  }
+
   /** The apply loop: one pass at a time, again while something changed meanwhile. */
   private async loop(): Promise<void> {
     if (this.running || this.stopped) return;
@@ -162,6 +184,7 @@ export class Agent {
     }
   }
 
+  /** One pass: keys, desired state, reconcile, acknowledgement. */
   private async pass(): Promise<void> {
     const c = this.cluster;
     // Until the controller has initialised the cluster there is no epoch to key.
@@ -176,28 +199,30 @@ export class Agent {
         this.dirty = true; // our own watch event brings the new keys in
       }
       const nodes = [...this.nodes.values()];
-      const desired = desiredState(this.o.settings, c, nodes);
+      // Sessions matter only while a WireGuard generation takes peers over from an older one.
+      const takeover = c.phase === "switch" && c.target?.enabled === true && c.target.mode === "wireguard";
+      const sessions = sessionsFrom(takeover ? await this.o.backend.observe() : []);
+      const desired = desiredState(this.o.settings, c, nodes, sessions);
       await this.o.backend.reconcile(desired, (e) => this.o.keys.privateKey(e));
       this.lastErrors = [];
       if (c.phase !== "idle" && c.target !== undefined) {
+        const target = c.target;
         const now = this.o.clock.wallNow();
-        const livePeers = nodes.filter(
-          (n) =>
-            n.name !== this.name &&
-            isLive(n, now, DEFAULT_TIMING) &&
-            n.publicKeys[String(c.target!.epoch)] !== undefined,
-        );
+        const live = nodes.filter((n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING));
         const me = this.nodes.get(this.name);
-        const acked = me !== undefined && findAcknowledgement(me, c.target.epoch, c.phase) !== undefined;
-        // Peers that have not published the new key yet are waited for (they are live): readiness needs them all.
-        const allLive = nodes
-          .filter((n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING))
-          .map((n) => n.name);
+        const acked = me !== undefined && findAcknowledgement(me, target.epoch, c.phase) !== undefined;
+        // Prepare waits for every live peer's key; switch for the sessions of peers that prepared.
+        const prepared = live.filter((n) => findAcknowledgement(n, target.epoch, "prepare") !== undefined);
         if (
           !acked &&
-          readyToAcknowledge(desired, c, c.phase === "prepare" ? allLive : livePeers.map((n) => n.name))
+          readyToAcknowledge(
+            desired,
+            c,
+            live.map((n) => n.name),
+            prepared,
+          )
         ) {
-          const ack = { epoch: c.target.epoch, phase: c.phase, at: new Date(now).toISOString() };
+          const ack = { epoch: target.epoch, phase: c.phase, at: new Date(now).toISOString() };
           // The watch cache may not show our own last write yet: judge by the node as just read, so
           // an acknowledgement is written once (duplicates would push older ones out of the history).
           await this.publish((n) =>
@@ -207,6 +232,10 @@ export class Agent {
           );
           this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
         }
+        // Sessions come up on their own (handshakes): while a peer still waits for one, look again
+        // shortly rather than at the next resync.
+        const gen = desired.generations.find((g) => g.epoch === target.epoch);
+        if (takeover && gen !== undefined && unswitched(desired, gen, live).length > 0) this.recheckSoon();
       }
       await this.o.keys.retain(needed);
     } catch (e) {

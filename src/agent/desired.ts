@@ -1,6 +1,6 @@
 import { applied } from "../controller/phases.js";
 import type { ClusterEncryption, EncryptionMode, Node } from "../model/index.js";
-import type { DesiredGeneration, DesiredNodeState, DesiredRoute } from "../dataplane/types.js";
+import type { DesiredGeneration, DesiredNodeState, DesiredRoute, ObservedPeer } from "../dataplane/types.js";
 
 /** Node-local settings of the agent. */
 export interface AgentSettings {
@@ -62,12 +62,37 @@ export function strictFor(c: ClusterEncryption): { dropOutbound: boolean; dropIn
 }
 
 /**
- * The desired data-plane state of `settings.node`, pure: generations with the peers that
- * published keys for their epoch, routes to every other node's pods (through the sending
- * generation, in plaintext when encryption is off, or a blackhole when the peer has no key yet),
- * and strict-mode drops.
+ * Whether a WireGuard session of generation `epoch` with the peer whose key is `publicKey` is up
+ * (a handshake completed), as the data plane reports it.
  */
-export function desiredState(settings: AgentSettings, c: ClusterEncryption, nodes: Node[]): DesiredNodeState {
+export type SessionCheck = (epoch: number, publicKey: string) => boolean;
+
+/** A {@link SessionCheck} over what the data plane observed. */
+export function sessionsFrom(observed: readonly ObservedPeer[]): SessionCheck {
+  const up = new Set(
+    observed.filter((o) => o.latestHandshake !== undefined).map((o) => `${o.epoch}/${o.publicKey}`),
+  );
+  return (epoch, publicKey) => up.has(`${epoch}/${publicKey}`);
+}
+
+/**
+ * The desired data-plane state of `settings.node`, pure: generations with the peers that
+ * published keys for their epoch, routes to every other node's pods, and strict-mode drops.
+ *
+ * A peer's pods are routed through the sending generation, except that a WireGuard generation
+ * takes over a peer from an older generation that still carries it only once its session with
+ * that peer is up (`sessions`): a handshake that collided or reached a peer not yet listening is
+ * retried only after REKEY_TIMEOUT (5 s), and the packets queued meanwhile would arrive as one
+ * burst, or never if the generation were retired first. With no older generation (enable) the
+ * sending one takes the traffic at once, queueing it until the session is up: plaintext is no
+ * longer allowed. Encryption off routes in plaintext; a peer no generation knows is blackholed.
+ */
+export function desiredState(
+  settings: AgentSettings,
+  c: ClusterEncryption,
+  nodes: Node[],
+  sessions: SessionCheck,
+): DesiredNodeState {
   const self = nodes.find((n) => n.name === settings.node);
   const others = nodes.filter((n) => n.name !== settings.node).sort((a, b) => a.name.localeCompare(b.name));
   const { installed, sending } = generationsFor(c);
@@ -95,20 +120,26 @@ export function desiredState(settings: AgentSettings, c: ClusterEncryption, node
       }),
     };
   });
+  const carrier = (n: Node): DesiredGeneration | undefined => {
+    const peerOf = (g: DesiredGeneration) => g.peers.find((p) => p.node === n.name);
+    const next = generations.find((g) => g.epoch === sending!.epoch && peerOf(g) !== undefined);
+    const older = generations.find((g) => g.epoch !== sending!.epoch && peerOf(g) !== undefined);
+    if (next === undefined) return older;
+    if (older === undefined || next.mode !== "wireguard") return next;
+    return sessions(next.epoch, peerOf(next)!.publicKey) ? next : older;
+  };
   const routes: DesiredRoute[] = [];
   for (const n of others) {
+    const via = n.underlay.ipv4 ?? n.underlay.ipv6;
+    const gen = sending === undefined ? undefined : carrier(n);
     for (const dst of n.podCIDRs) {
       if (sending === undefined) {
-        const via = n.underlay.ipv4 ?? n.underlay.ipv6;
         if (via !== undefined) routes.push({ dst, kind: "plain", via, dev: settings.underlayIf });
-        continue;
+      } else {
+        routes.push(
+          gen === undefined ? { dst, kind: "blackhole" } : { dst, kind: "tunnel", dev: gen.ifname },
+        );
       }
-      // Prefer the sending generation; fall back to another installed one that knows the peer.
-      const order = [...generations].sort((a, b) =>
-        a.epoch === sending.epoch ? -1 : b.epoch === sending.epoch ? 1 : 0,
-      );
-      const gen = order.find((g) => g.peers.some((p) => p.node === n.name));
-      routes.push(gen === undefined ? { dst, kind: "blackhole" } : { dst, kind: "tunnel", dev: gen.ifname });
     }
   }
   return {
@@ -125,17 +156,33 @@ export function desiredState(settings: AgentSettings, c: ClusterEncryption, node
 }
 
 /**
- * Whether this node has done its part of the current phase, given what is installed: for
- * `prepare` with encryption as the target, the new generation must hold every live peer that is
- * itself live (a peer's key may come later; the controller times such peers out).
+ * Whether this node has done its part of the current phase. `prepare` (encryption as the target):
+ * the new generation holds every live peer (`livePeers`; a peer's key may come later, and the
+ * controller times out peers that never publish one). `switch`: every peer in `prepared` (live,
+ * and acknowledged prepare, so its end of the new generation exists) is routed through the new
+ * generation, which in WireGuard mode means its session is up (see {@link desiredState}). A peer
+ * that never prepared is not waited for: the controller reports it, not this node.
  */
 export function readyToAcknowledge(
   desired: DesiredNodeState,
   c: ClusterEncryption,
-  livePeers: string[],
+  livePeers: readonly string[],
+  prepared: readonly Node[],
 ): boolean {
-  if (c.phase !== "prepare" || c.target === undefined || !c.target.enabled) return true;
-  const gen = desired.generations.find((g) => g.epoch === c.target!.epoch);
+  if (c.phase === "idle" || c.phase === "retire" || c.target === undefined || !c.target.enabled) return true;
+  const target = c.target;
+  const gen = desired.generations.find((g) => g.epoch === target.epoch);
   if (gen === undefined) return false;
-  return livePeers.every((p) => gen.peers.some((q) => q.node === p));
+  if (c.phase === "prepare") return livePeers.every((p) => gen.peers.some((q) => q.node === p));
+  return unswitched(desired, gen, prepared).length === 0;
+}
+
+/** The nodes among `peers` whose pods are not routed through generation `gen` yet. */
+export function unswitched(
+  desired: DesiredNodeState,
+  gen: DesiredGeneration,
+  peers: readonly Node[],
+): string[] {
+  const dev = new Map(desired.routes.map((r) => [r.dst, r.kind === "tunnel" ? r.dev : undefined]));
+  return peers.filter((n) => n.podCIDRs.some((dst) => dev.get(dst) !== gen.ifname)).map((n) => n.name);
 }

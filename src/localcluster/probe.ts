@@ -7,29 +7,68 @@ export interface ProbeTarget {
   marker: string;
 }
 
+/** What came back for one target. */
+export interface ProbeResult {
+  echoed: number;
+  /**
+   * Runs of consecutive datagrams that never came back, as `[first, last]` sequence numbers
+   * (0-based, sent `seconds / count` apart), so a loss can be placed in time.
+   */
+  lost: Array<[number, number]>;
+}
+
+/** The datagram payload of probe `seq` to `marker`: the marker, `#`, the sequence number. */
+export function probePayload(marker: string, seq: number): string {
+  return `${marker}#${seq}`;
+}
+
+/** Runs of missing sequence numbers in `0..count-1`. Pure. */
+export function missingRuns(seen: Uint8Array): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  for (let i = 0; i < seen.length; i++) {
+    if (seen[i] === 1) continue;
+    const start = i;
+    while (i + 1 < seen.length && seen[i + 1] !== 1) i++;
+    runs.push([start, i]);
+  }
+  return runs;
+}
+
 /**
- * Sends `count` UDP datagrams carrying each target's marker, spread over `seconds`, and reports
- * for each marker how many echoes came back. Runs inside a pod's namespace.
+ * Sends `count` UDP datagrams carrying each target's marker and a sequence number, spread over
+ * `seconds`, and reports for each marker how many distinct ones were echoed back and which were
+ * not. Runs inside a pod's namespace.
  */
 export async function probe(
   targets: ProbeTarget[],
   count: number,
   seconds: number,
-): Promise<Record<string, number>> {
+): Promise<Record<string, ProbeResult>> {
   const sock = createSocket("udp4");
-  const received: Record<string, number> = Object.fromEntries(targets.map((t) => [t.marker, 0]));
+  const seen = new Map(targets.map((t) => [t.marker, new Uint8Array(count)]));
   sock.on("message", (msg) => {
     const text = msg.toString("utf8");
-    if (text in received) received[text]!++;
+    const hash = text.lastIndexOf("#");
+    const got = seen.get(text.slice(0, hash));
+    const seq = Number(text.slice(hash + 1));
+    if (got !== undefined && Number.isInteger(seq) && seq >= 0 && seq < count) got[seq] = 1;
   });
   await new Promise<void>((resolve) => sock.bind(0, resolve));
   const gap = (seconds * 1000) / Math.max(1, count);
+  const start = Date.now();
   for (let i = 0; i < count; i++) {
-    for (const t of targets) sock.send(t.marker, t.port, t.ip);
-    await new Promise((r) => setTimeout(r, gap));
+    for (const t of targets) sock.send(probePayload(t.marker, i), t.port, t.ip);
+    // Paced against the start, so a slow wake-up does not stretch the run.
+    const wait = start + (i + 1) * gap - Date.now();
+    await new Promise((r) => setTimeout(r, Math.max(0, wait)));
   }
   // Echoes still in flight (a handshake in progress, a loaded machine) get two seconds to return.
   await new Promise((r) => setTimeout(r, 2000));
   sock.close();
-  return received;
+  return Object.fromEntries(
+    [...seen].map(([marker, got]) => [
+      marker,
+      { echoed: got.reduce((a, b) => a + b, 0), lost: missingRuns(got) },
+    ]),
+  );
 }

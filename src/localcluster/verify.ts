@@ -7,6 +7,7 @@ import { PodcryptError } from "../errors/index.js";
 import { projectRoot } from "../paths.js";
 import { run } from "../platform/netns/netns.js";
 import { VERIFY_PORT } from "./echo.js";
+import type { ProbeResult } from "./probe.js";
 import type { ClusterState } from "./state.js";
 
 /** One ordered node pair's result (DESIGN.md section 9: `verify --json`). */
@@ -19,6 +20,8 @@ export interface PairResult {
   plaintextSeen: boolean;
   sent: number;
   echoed: number;
+  /** Runs of datagrams that never came back: when (ms after the first was sent) and how many. */
+  losses: Array<{ atMs: number; untilMs: number; packets: number }>;
 }
 
 export interface VerifyResult {
@@ -103,6 +106,7 @@ export async function verifyCluster(state: ClusterState, seconds: number, count 
           plaintextSeen: false,
           sent: count,
           echoed: 0,
+          losses: [],
         };
         pairs.push(pair);
         const list = bySource.get(src.netns) ?? [];
@@ -135,10 +139,17 @@ export async function verifyCluster(state: ClusterState, seconds: number, count 
             timeoutMs: (seconds + 30) * 1000,
           },
         );
-        const echoed = JSON.parse(out) as Record<string, number>;
+        const results = JSON.parse(out) as Record<string, ProbeResult>;
+        const gapMs = (seconds * 1000) / count;
         for (const l of list) {
-          l.pair.echoed = echoed[l.marker] ?? 0;
-          l.pair.delivered = l.pair.echoed > 0;
+          const r = results[l.marker] ?? { echoed: 0, lost: [[0, count - 1]] };
+          l.pair.echoed = r.echoed;
+          l.pair.delivered = r.echoed === count;
+          l.pair.losses = r.lost.map(([a, b]) => ({
+            atMs: Math.round(a * gapMs),
+            untilMs: Math.round(b * gapMs),
+            packets: b - a + 1,
+          }));
         }
       }),
     );

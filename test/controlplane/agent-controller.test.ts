@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import type { Controller } from "../../src/controller/controller.js";
 import type { PhaseTiming } from "../../src/controller/phases.js";
-import { fakeErrno } from "../../src/dataplane/fake/index.js";
+import { FakeFabric, fakeErrno } from "../../src/dataplane/fake/index.js";
 import { MemoryDatastore } from "../../src/datastore/memory/index.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { findAcknowledgement, type Phase } from "../../src/model/index.js";
@@ -19,6 +19,7 @@ import {
   requestRotation,
   simController,
   simNode,
+  simPodCidr,
   waitUntil,
   type SimNode,
 } from "./sim.js";
@@ -35,6 +36,7 @@ afterEach(async () => {
 
 interface Lab {
   root: MemoryDatastore;
+  fabric: FakeFabric;
   nodes: SimNode[];
   addNode(index: number): Promise<SimNode>;
   startController(
@@ -47,13 +49,15 @@ interface Lab {
 function lab(): Lab {
   const root = new MemoryDatastore({ sweepIntervalMs: 50 });
   cleanups.push(() => root.close());
+  const fabric = new FakeFabric();
   const nodes: SimNode[] = [];
   return {
     root,
+    fabric,
     nodes,
     async addNode(index) {
       const store = root.connect({ sweepIntervalMs: 50 });
-      const n = simNode(store, index, AGENT);
+      const n = simNode(store, index, { ...AGENT, fabric });
       nodes.push(n);
       cleanups.push(async () => {
         await n.agent.stop();
@@ -154,6 +158,36 @@ describe("agent + controller over the memory datastore (fake data planes)", () =
       assert.ok(n.keys.retired.includes(1));
       assert.equal(n.backend.strict?.dropOutbound, true, "strict mode held throughout");
     }
+  });
+
+  it("a WireGuard peer moves to the new generation only once its session is up; the run waits for it", async () => {
+    const l = lab();
+    await l.startController("controller-1");
+    for (let i = 1; i <= 3; i++) await l.addNode(i);
+    await settle(l, 1);
+    const [a, b, c] = l.nodes as [SimNode, SimNode, SimNode];
+    // Handshakes between node-0001 and node-0002 are lost (a collision, a peer not listening yet).
+    l.fabric.block(a.name, b.name);
+    await requestRotation(l.root);
+    await waitUntil(async () => (await readCluster(l.root))?.phase === "switch", 5_000, "switch");
+    const dev = (n: SimNode, peer: number): string | undefined => {
+      const r = n.backend.route(simPodCidr(peer));
+      return r?.kind === "tunnel" ? r.dev : r?.kind;
+    };
+    // Each of the pair keeps the other on the old generation; node-0003 moved to the new one.
+    await waitUntil(async () => dev(a, 3) === "podcrypt0" && dev(c, 1) === "podcrypt0", 5_000, "c switched");
+    assert.equal(dev(a, 2), "podcrypt1");
+    assert.equal(dev(b, 1), "podcrypt1");
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal((await readCluster(l.root))?.phase, "switch", "the run waits for the blocked pair");
+    const me = (await l.root.collection("nodes").get(a.name))!.value;
+    assert.equal(findAcknowledgement(me, 2, "switch"), undefined, "node-0001 has not switched");
+
+    l.fabric.unblock(a.name, b.name);
+    await settle(l, 2);
+    assert.deepEqual((await readCluster(l.root))!.timeouts, [], "nobody timed out");
+    assert.equal(dev(a, 2), "podcrypt0");
+    assert.equal(dev(b, 1), "podcrypt0");
   });
 
   it("a node that joins mid-prepare catches up and the run finishes without timeouts", async () => {

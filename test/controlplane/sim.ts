@@ -7,7 +7,7 @@ import type { AgentSettings } from "../../src/agent/desired.js";
 import { systemClock, type Clock } from "../../src/clock.js";
 import { Controller } from "../../src/controller/controller.js";
 import type { PhaseTiming } from "../../src/controller/phases.js";
-import { FakeDataplane, MemoryEpochKeys } from "../../src/dataplane/fake/index.js";
+import { FakeDataplane, FakeFabric, MemoryEpochKeys } from "../../src/dataplane/fake/index.js";
 import { isConflictError } from "../../src/datastore/errors.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { createLogger, type Logger } from "../../src/log/logger.js";
@@ -45,6 +45,8 @@ export interface SimNodeOptions {
   /** Use this backend instead of a fresh FakeDataplane (a restarted agent reopening its data plane). */
   backend?: FakeDataplane;
   keys?: MemoryEpochKeys;
+  /** The network handshakes cross: a session needs both ends configured (default: peers answer at once). */
+  fabric?: FakeFabric;
 }
 
 /** A logger that writes nothing unless PODCRYPT_TEST_LOG is set (to a pino level). */
@@ -55,7 +57,9 @@ export function testLogger(component: string): Logger {
 /** Makes (does not start) a simulated node's agent. */
 export function simNode(store: Datastore, index: number, o: SimNodeOptions = {}): SimNode {
   const name = simNodeName(index);
-  const backend = o.backend ?? new FakeDataplane();
+  const backend =
+    o.backend ??
+    new FakeDataplane(o.fabric === undefined ? {} : { fabric: { node: name, network: o.fabric } });
   const keys = o.keys ?? new MemoryEpochKeys();
   const settings: AgentSettings = {
     node: name,

@@ -113,47 +113,40 @@ describe(
       assert.ok(total(later) > total(before), `counters grew: ${total(before)} -> ${total(later)}`);
     });
 
-    // Known failure, reported in the output rather than failing the run: since the composite backend
-    // (b819d4c) one pair sometimes loses packets across a rotation (41 and 1210 of 15000 seen; 0 in
-    // every run before it). Issue 3 stays open until this passes again.
-    it(
-      "10 rotations under continuous traffic between every pair: 0 lost, 0 plaintext, epochs advance, old keys gone",
-      { todo: "loss across some rotations since the composite backend; under investigation" },
-      async () => {
-        const epochBefore = (JSON.parse((await podcrypt(["status", "--json"])).stdout) as { epoch: number })
-          .epoch;
-        const rotations = 10;
-        // 100 datagrams/s to every other node from one pod per node, across all the rotations.
-        const traffic = podcrypt(["verify", "--json", "--seconds", "150", "--count", "15000"], 400_000);
-        await new Promise((r) => setTimeout(r, 3000));
-        const started = Date.now();
-        for (let i = 0; i < rotations; i++) {
-          const rot = await podcrypt(["rotate", "--wait", "--timeout", "120"]);
-          assert.equal(rot.code, 0, `rotation ${i + 1}: ${rot.stderr}`);
-        }
-        const rotatedMs = Date.now() - started;
-        const v = JSON.parse((await traffic).stdout) as {
-          pairs: Array<{ from: string; to: string; sent: number; echoed: number; plaintextSeen: boolean }>;
-        };
-        for (const p of v.pairs) {
-          assert.equal(p.plaintextSeen, false, `${p.from}->${p.to} plaintext`);
-          assert.equal(p.echoed, p.sent, `${p.from}->${p.to} lost ${p.sent - p.echoed} of ${p.sent}`);
-        }
-        const epochAfter = (JSON.parse((await podcrypt(["status", "--json"])).stdout) as { epoch: number })
-          .epoch;
-        assert.equal(epochAfter, epochBefore + rotations);
-        // Retired private keys are gone: each node keeps only the current epoch's key file.
-        for (const node of ["node-1", "node-2", "node-3"]) {
-          assert.deepEqual(
-            readdirSync(join(home, "nodes", node)).filter((f) => f.endsWith(".key")),
-            [`epoch-${epochAfter}.key`],
-          );
-        }
-        process.stdout.write(
-          `# ${rotations} rotations in ${(rotatedMs / 1000).toFixed(1)} s under traffic, 0 lost\n`,
+    it("10 rotations under continuous traffic between every pair: 0 lost, 0 plaintext, epochs advance, old keys gone", async () => {
+      const epochBefore = (JSON.parse((await podcrypt(["status", "--json"])).stdout) as { epoch: number })
+        .epoch;
+      const rotations = 10;
+      // 100 datagrams/s to every other node from one pod per node, across all the rotations.
+      const traffic = podcrypt(["verify", "--json", "--seconds", "150", "--count", "15000"], 400_000);
+      await new Promise((r) => setTimeout(r, 3000));
+      const started = Date.now();
+      for (let i = 0; i < rotations; i++) {
+        const rot = await podcrypt(["rotate", "--wait", "--timeout", "120"]);
+        assert.equal(rot.code, 0, `rotation ${i + 1}: ${rot.stderr}`);
+      }
+      const rotatedMs = Date.now() - started;
+      const v = JSON.parse((await traffic).stdout) as {
+        pairs: Array<{ from: string; to: string; sent: number; echoed: number; plaintextSeen: boolean }>;
+      };
+      for (const p of v.pairs) {
+        assert.equal(p.plaintextSeen, false, `${p.from}->${p.to} plaintext`);
+        assert.equal(p.echoed, p.sent, `${p.from}->${p.to} lost ${p.sent - p.echoed} of ${p.sent}`);
+      }
+      const epochAfter = (JSON.parse((await podcrypt(["status", "--json"])).stdout) as { epoch: number })
+        .epoch;
+      assert.equal(epochAfter, epochBefore + rotations);
+      // Retired private keys are gone: each node keeps only the current epoch's key file.
+      for (const node of ["node-1", "node-2", "node-3"]) {
+        assert.deepEqual(
+          readdirSync(join(home, "nodes", node)).filter((f) => f.endsWith(".key")),
+          [`epoch-${epochAfter}.key`],
         );
-      },
-    );
+      }
+      process.stdout.write(
+        `# ${rotations} rotations in ${(rotatedMs / 1000).toFixed(1)} s under traffic, 0 lost\n`,
+      );
+    });
 
     it("disable and enable under traffic lose nothing; verify then fails and passes", async () => {
       const traffic = podcrypt(["verify", "--json", "--seconds", "25", "--count", "2500"], 240_000);

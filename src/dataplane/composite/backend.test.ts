@@ -164,6 +164,8 @@ function setup() {
 }
 
 const privateKey = (): Buffer => Buffer.alloc(32, 7);
+/** Every WireGuard session up: routes follow the sending generation at once. */
+const sessionsUp = (): boolean => true;
 
 describe("CompositeBackend", () => {
   it("switches wireguard -> ipsec -> wireguard -> off -> ipsec make-before-break", async () => {
@@ -174,6 +176,7 @@ describe("CompositeBackend", () => {
         settings,
         cluster({ mode: "wireguard", applied: { enabled: true, mode: "wireguard" }, epoch }),
         nodes([epoch]),
+        sessionsUp,
       ),
       privateKey,
     );
@@ -192,7 +195,7 @@ describe("CompositeBackend", () => {
       ["off", "ipsec"],
     ] as const) {
       for (const c of run(epoch, from, to)) {
-        await backend.reconcile(desiredState(settings, c, nodes([epoch, epoch + 1])), privateKey);
+        await backend.reconcile(desiredState(settings, c, nodes([epoch, epoch + 1]), sessionsUp), privateKey);
         const r = node.routes.get("10.244.2.0/24")!;
         seen.push(`${c.phase}:${r.kind === "tunnel" ? r.dev : r.kind}`);
       }
@@ -220,9 +223,9 @@ describe("CompositeBackend", () => {
     const { node, backend } = setup();
     const [prepare, sw, retire] = run(4, "wireguard", "ipsec");
     for (const c of [prepare!, sw!])
-      await backend.reconcile(desiredState(settings, c, nodes([4, 5])), privateKey);
+      await backend.reconcile(desiredState(settings, c, nodes([4, 5]), sessionsUp), privateKey);
     node.log.length = 0;
-    await backend.reconcile(desiredState(settings, retire!, nodes([5])), privateKey);
+    await backend.reconcile(desiredState(settings, retire!, nodes([5]), sessionsUp), privateKey);
     assert.deepEqual(node.log, ["apply esp-userspace 5", "routes"]);
     assert.ok(!node.ifaces.has("pc1w0"), "the WireGuard generation is retired after routes left it");
   });
@@ -230,9 +233,9 @@ describe("CompositeBackend", () => {
   it("catches up in one pass when the agent missed the switch: routes move before the old generation goes", async () => {
     const { node, backend } = setup();
     const [prepare, , retire] = run(4, "wireguard", "ipsec");
-    await backend.reconcile(desiredState(settings, prepare!, nodes([4, 5])), privateKey);
+    await backend.reconcile(desiredState(settings, prepare!, nodes([4, 5]), sessionsUp), privateKey);
     assert.equal((node.routes.get("10.244.3.0/24") as { dev?: string }).dev, "pc1w0");
-    await backend.reconcile(desiredState(settings, retire!, nodes([5])), privateKey);
+    await backend.reconcile(desiredState(settings, retire!, nodes([5]), sessionsUp), privateKey);
     assert.equal((node.routes.get("10.244.3.0/24") as { dev?: string }).dev, "pc1we");
     assert.deepEqual(node.violations, []);
     assert.deepEqual([...node.ifaces], ["pc1we"]);
@@ -247,15 +250,18 @@ describe("CompositeBackend", () => {
     });
     const c = cluster({ mode: "ipsec", applied: { enabled: true, mode: "ipsec" }, epoch: 1 });
     await assert.rejects(
-      backend.reconcile(desiredState(settings, c, nodes([1])), privateKey),
+      backend.reconcile(desiredState(settings, c, nodes([1]), sessionsUp), privateKey),
       /no data plane for mode ipsec/,
     );
     assert.equal(node.strict.invalidations, 1);
     const ok = cluster({ mode: "wireguard", applied: { enabled: true, mode: "wireguard" }, epoch: 1 });
     node.failRoutesOnce = true;
-    await assert.rejects(backend.reconcile(desiredState(settings, ok, nodes([1])), privateKey), /EBUSY/);
+    await assert.rejects(
+      backend.reconcile(desiredState(settings, ok, nodes([1]), sessionsUp), privateKey),
+      /EBUSY/,
+    );
     assert.equal(node.strict.invalidations, 2);
-    await backend.reconcile(desiredState(settings, ok, nodes([1])), privateKey);
+    await backend.reconcile(desiredState(settings, ok, nodes([1]), sessionsUp), privateKey);
     assert.deepEqual(node.violations, []);
   });
 });

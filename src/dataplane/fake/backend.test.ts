@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { DesiredGeneration, DesiredNodeState } from "../types.js";
-import { FakeDataplane, fakeErrno } from "./backend.js";
+import { ManualClock } from "../../clock.js";
+import { FakeDataplane, FakeFabric, fakeErrno } from "./backend.js";
 import { MemoryEpochKeys } from "./keys.js";
 
 function gen(epoch: number, peers: Array<[string, string]>): DesiredGeneration {
@@ -166,5 +167,42 @@ describe("FakeDataplane", () => {
     assert.deepEqual(keys.epochs(), [2]);
     assert.deepEqual(keys.retired, [1]);
     assert.throws(() => keys.privateKey(1), /no key pair/);
+  });
+
+  it("on a fabric, a session exists only once both ends hold each other with the keys in use", async () => {
+    const clock = new ManualClock();
+    const fabric = new FakeFabric();
+    const [ka, kb] = [new MemoryEpochKeys(), new MemoryEpochKeys()];
+    const [pa, pb] = [await ka.ensure(2), await kb.ensure(2)];
+    const a = new FakeDataplane({ fabric: { node: "a", network: fabric }, clock });
+    const b = new FakeDataplane({ fabric: { node: "b", network: fabric }, clock });
+    await a.reconcile(state([gen(2, [["b", pb]])], "podcrypt0"), (e) => ka.privateKey(e));
+    const none = await a.observe();
+    assert.equal(none[0]?.latestHandshake, undefined, "b has no generation yet");
+    // b holds a, but under a wrong key: still no session.
+    await b.reconcile(state([gen(2, [["a", "WRONG"]])], "podcrypt0"), (e) => kb.privateKey(e));
+    assert.equal((await a.observe())[0]?.latestHandshake, undefined);
+    await b.reconcile(state([gen(2, [["a", pa]])], "podcrypt0"), (e) => kb.privateKey(e));
+    clock.advance(1000);
+    const up = clock.wallNow();
+    assert.equal((await a.observe())[0]?.latestHandshake, up);
+    assert.equal((await b.observe())[0]?.latestHandshake, up);
+    clock.advance(1000);
+    assert.equal((await a.observe())[0]?.latestHandshake, up, "the first handshake time is kept");
+    // A reopened handle (restarted agent) still sees the session; a retired generation loses it.
+    assert.equal((await a.reopen().observe())[0]?.latestHandshake, up);
+    await a.reconcile(state([]), (e) => ka.privateKey(e));
+    assert.deepEqual(await a.observe(), []);
+  });
+
+  it("without a fabric every configured WireGuard peer answers at once; ESP has no handshakes", async () => {
+    const keys = new MemoryEpochKeys();
+    await keys.ensure(1);
+    const fake = new FakeDataplane();
+    await fake.reconcile(state([gen(1, [["b", "B1"]])]), (e) => keys.privateKey(e));
+    assert.equal(typeof (await fake.observe())[0]?.latestHandshake, "number");
+    const esp = new FakeDataplane();
+    await esp.reconcile(state([{ ...gen(1, [["b", "B1"]]), mode: "ipsec" }]), (e) => keys.privateKey(e));
+    assert.equal((await esp.observe())[0]?.latestHandshake, undefined);
   });
 });

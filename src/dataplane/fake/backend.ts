@@ -9,6 +9,7 @@
  * It never sees a private key after the call: each generation records the public key derived from
  * the private key it was given, so tests can check that a node uses the key it published.
  */
+import { systemClock, type Clock } from "../../clock.js";
 import { PodcryptError } from "../../errors/index.js";
 import { publicFromPrivate } from "../../keys/x25519.js";
 import type { EncryptionMode } from "../../model/index.js";
@@ -91,6 +92,48 @@ export function fakeErrno(code: string, message = `fake data plane: ${code}`): P
   return new PodcryptError(code, message, { context: { backend: "fake" } });
 }
 
+/**
+ * The network between fake data planes: a WireGuard session between two nodes' generations of one
+ * epoch exists once each holds the other as a peer under the public key the other really uses,
+ * as a real handshake needs. Data planes join it through {@link FakeDataplaneOptions.fabric}.
+ */
+export class FakeFabric {
+  private readonly planes = new Map<string, FakeDataplane>();
+  private readonly blocked = new Set<string>();
+
+  /** Loses every handshake between `a` and `b` until {@link unblock} (a lossy or partitioned path). */
+  block(a: string, b: string): void {
+    this.blocked.add([a, b].sort().join("|"));
+  }
+
+  unblock(a: string, b: string): void {
+    this.blocked.delete([a, b].sort().join("|"));
+  }
+
+  /** Registers `plane` as node `node` (a reopened data plane replaces its predecessor). */
+  join(node: string, plane: FakeDataplane): void {
+    this.planes.set(node, plane);
+  }
+
+  /** Whether `node`'s generation `epoch` could complete a handshake with `self`'s (key `selfKey`). */
+  reachable(node: string, epoch: number, expectKey: string, self: string, selfKey: string): boolean {
+    if (this.blocked.has([node, self].sort().join("|"))) return false;
+    const g = this.planes.get(node)?.generation(epoch);
+    return g !== undefined && g.publicKey === expectKey && g.peers.get(self)?.publicKey === selfKey;
+  }
+}
+
+export interface FakeDataplaneOptions {
+  /**
+   * Where handshakes go. Without one, every configured WireGuard peer answers at once (a
+   * handshake completes when the peer is configured); with one, only peers whose own data plane
+   * holds this node with the right key do.
+   */
+  fabric?: { node: string; network: FakeFabric };
+  /** Wall clock of handshake times. Default: the system clock. */
+  clock?: Clock;
+}
+
 /** The stateful fake data plane. */
 export class FakeDataplane implements DataplaneBackend {
   readonly kind = "fake" as const;
@@ -118,6 +161,12 @@ export class FakeDataplane implements DataplaneBackend {
   };
   /** Every epoch ever installed, in order (a generation re-added after removal appears again). */
   readonly installHistory: number[] = [];
+  /** Wall-clock ms of the first completed handshake, by `epoch/node/publicKey`. */
+  private readonly handshakes = new Map<string, number>();
+
+  constructor(private readonly options: FakeDataplaneOptions = {}) {
+    options.fabric?.network.join(options.fabric.node, this);
+  }
 
   /** Makes the next pass fail with `error` when it reaches `step` (default: at its start). Queued, one per pass. */
   failNext(error: Error = fakeErrno("EIO"), step: FakeStep | "any" = "any"): void {
@@ -275,6 +324,8 @@ export class FakeDataplane implements DataplaneBackend {
       for (const epoch of [...this.gens.keys()]) {
         if (!keep.has(epoch)) {
           this.gens.delete(epoch);
+          for (const k of [...this.handshakes.keys()])
+            if (k.startsWith(`${epoch}/`)) this.handshakes.delete(k);
           this.stats.generationsRemoved++;
         }
       }
@@ -304,16 +355,34 @@ export class FakeDataplane implements DataplaneBackend {
   async observe(): Promise<ObservedPeer[]> {
     if (this.closed) throw new PodcryptError("ECLOSED", "fake data plane is closed");
     return this.generations().flatMap((g) =>
-      [...g.peers.values()].map((p) => ({
-        node: p.node,
-        epoch: g.epoch,
-        ifname: g.ifname,
-        publicKey: p.publicKey,
-        endpoint: `${p.endpoint.address}:${p.endpoint.port}`,
-        txBytes: 0,
-        rxBytes: 0,
-      })),
+      [...g.peers.values()].map((p) => {
+        const latestHandshake = g.mode === "wireguard" ? this.handshakeOf(g, p) : undefined;
+        return {
+          node: p.node,
+          epoch: g.epoch,
+          ifname: g.ifname,
+          publicKey: p.publicKey,
+          endpoint: `${p.endpoint.address}:${p.endpoint.port}`,
+          txBytes: 0,
+          rxBytes: 0,
+          ...(latestHandshake === undefined ? {} : { latestHandshake }),
+        };
+      }),
     );
+  }
+
+  /** When the session of generation `g` with peer `p` came up, if it has. */
+  private handshakeOf(g: FakeGeneration, p: DesiredPeer): number | undefined {
+    const key = `${g.epoch}/${p.node}/${p.publicKey}`;
+    const seen = this.handshakes.get(key);
+    if (seen !== undefined) return seen;
+    const f = this.options.fabric;
+    if (f !== undefined && !f.network.reachable(p.node, g.epoch, p.publicKey, f.node, g.publicKey)) {
+      return undefined;
+    }
+    const at = (this.options.clock ?? systemClock).wallNow();
+    this.handshakes.set(key, at);
+    return at;
   }
 
   /** Releases the handle; what is installed stays (traffic would keep flowing without the agent). */
@@ -323,9 +392,10 @@ export class FakeDataplane implements DataplaneBackend {
 
   /** A new handle on the same installed state, as a restarted agent would open (the fake "kernel" survives). */
   reopen(): FakeDataplane {
-    const next = new FakeDataplane();
+    const next = new FakeDataplane(this.options);
     for (const [e, g] of this.gens) next.gens.set(e, { ...g, peers: new Map(g.peers) });
     for (const [d, r] of this.routeTable) next.routeTable.set(d, r);
+    for (const [k, at] of this.handshakes) next.handshakes.set(k, at);
     next.strictState = this.strictState;
     next.mtuValue = this.mtuValue;
     return next;

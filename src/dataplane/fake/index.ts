@@ -1,2 +1,9 @@
-export { FakeDataplane, fakeErrno, type FakeGeneration, type FakeStats, type FakeStep } from "./backend.js";
+export {
+  FakeDataplane,
+  FakeFabric,
+  fakeErrno,
+  type FakeGeneration,
+  type FakeStats,
+  type FakeStep,
+} from "./backend.js";
 export { MemoryEpochKeys } from "./keys.js";

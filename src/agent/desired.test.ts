@@ -1,0 +1,214 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { ObservedPeer } from "../dataplane/types.js";
+import { parseResource, type ClusterEncryption, type Node, type Phase } from "../model/index.js";
+import {
+  desiredState,
+  generationsFor,
+  readyToAcknowledge,
+  sessionsFrom,
+  strictFor,
+  type AgentSettings,
+} from "./desired.js";
+
+const SETTINGS: AgentSettings = {
+  node: "node-1",
+  ifPrefix: "podcrypt",
+  wireguardPort: 51820,
+  underlayIf: "eth0",
+  mtu: 1420,
+};
+
+const KEY = (c: string): string => Buffer.alloc(32, c).toString("base64");
+/** Every session up / none up. */
+const ALL_UP = (): boolean => true;
+const NONE_UP = (): boolean => false;
+
+function node(i: number, keys: Record<string, string>): Node {
+  return parseResource("nodes", {
+    name: `node-${i}`,
+    underlay: { ipv4: `172.30.0.${10 + i}` },
+    podCIDRs: [`10.244.${i}.0/24`],
+    publicKeys: keys,
+  });
+}
+
+/** A cluster in `phase` of the run from `from` (epoch 4) to `to` (epoch 5). */
+function cluster(
+  phase: Phase,
+  from: { enabled: boolean; mode?: "wireguard" | "ipsec" },
+  to: { enabled: boolean; mode?: "wireguard" | "ipsec" } = from,
+): ClusterEncryption {
+  const at = "2026-12-01T00:00:00.000Z";
+  return parseResource("clusterencryptions", {
+    name: "default",
+    enabled: to.enabled,
+    mode: to.mode ?? "wireguard",
+    applied: { enabled: from.enabled, mode: from.mode ?? "wireguard" },
+    epoch: 4,
+    phase,
+    lastCompletedAt: at,
+    ...(phase === "idle"
+      ? {}
+      : {
+          target: { epoch: 5, enabled: to.enabled, mode: to.mode ?? "wireguard" },
+          phaseStartedAt: { prepare: at },
+        }),
+  });
+}
+
+const ON = { enabled: true };
+const OFF = { enabled: false };
+
+describe("generationsFor: what a node holds and sends with in each phase", () => {
+  const cases: Array<[string, ClusterEncryption, number[], number | undefined]> = [
+    ["idle, on", cluster("idle", ON), [4], 4],
+    ["idle, off", cluster("idle", OFF), [], undefined],
+    ["rotation prepare: both, sending old", cluster("prepare", ON), [4, 5], 4],
+    ["rotation switch: both, sending new", cluster("switch", ON), [4, 5], 5],
+    ["rotation retire: new only", cluster("retire", ON), [5], 5],
+    ["enable prepare: new, sending plaintext", cluster("prepare", OFF, ON), [5], undefined],
+    ["enable switch: new, sending it", cluster("switch", OFF, ON), [5], 5],
+    ["disable switch: old kept, sending plaintext", cluster("switch", ON, OFF), [4], undefined],
+    ["disable retire: nothing", cluster("retire", ON, OFF), [], undefined],
+  ];
+  for (const [name, c, installed, sending] of cases) {
+    it(name, () => {
+      const g = generationsFor(c);
+      assert.deepEqual(
+        g.installed.map((x) => x.epoch),
+        installed,
+      );
+      assert.equal(g.sending?.epoch, sending);
+    });
+  }
+});
+
+describe("strictFor: plaintext is dropped exactly when no node may send it", () => {
+  const cases: Array<[string, ClusterEncryption, boolean, boolean]> = [
+    ["idle on", cluster("idle", ON), true, true],
+    ["idle off", cluster("idle", OFF), false, false],
+    ["enable prepare: still plaintext both ways", cluster("prepare", OFF, ON), false, false],
+    // This node sends encrypted; peers that have not switched yet may still send plaintext.
+    ["enable switch", cluster("switch", OFF, ON), true, false],
+    ["enable retire", cluster("retire", OFF, ON), true, true],
+    ["disable prepare: receive plaintext from now on", cluster("prepare", ON, OFF), true, false],
+    ["disable switch", cluster("switch", ON, OFF), false, false],
+    ["rotation switch", cluster("switch", ON), true, true],
+  ];
+  for (const [name, c, out, inb] of cases) {
+    it(name, () => assert.deepEqual(strictFor(c), { dropOutbound: out, dropInbound: inb }));
+  }
+  it("nothing is dropped when strict mode is off", () => {
+    assert.deepEqual(strictFor({ ...cluster("idle", ON), strict: false }), {
+      dropOutbound: false,
+      dropInbound: false,
+    });
+  });
+});
+
+describe("desiredState", () => {
+  const nodes = [
+    node(1, { "4": KEY("a"), "5": KEY("b") }),
+    node(2, { "4": KEY("c"), "5": KEY("d") }),
+    node(3, { "4": KEY("e") }), // has not published epoch 5 yet
+  ];
+
+  it("routes through the sending generation, falling back to one that knows the peer", () => {
+    const d = desiredState(SETTINGS, cluster("switch", ON), nodes, ALL_UP);
+    assert.deepEqual(
+      d.generations.map((g) => [g.epoch, g.ifname, g.listenPort, g.peers.map((p) => p.node)]),
+      [
+        [4, "podcrypt0", 51820, ["node-2", "node-3"]],
+        [5, "podcrypt1", 51821, ["node-2"]],
+      ],
+    );
+    assert.deepEqual(d.routes, [
+      { dst: "10.244.2.0/24", kind: "tunnel", dev: "podcrypt1" },
+      { dst: "10.244.3.0/24", kind: "tunnel", dev: "podcrypt0" },
+    ]);
+    assert.deepEqual(d.strict.localPodCidrs, ["10.244.1.0/24"]);
+    assert.deepEqual(d.strict.remotePodCidrs, ["10.244.2.0/24", "10.244.3.0/24"]);
+  });
+
+  it("blackholes a peer no generation knows, and routes in plaintext when off", () => {
+    const retire = desiredState(SETTINGS, cluster("retire", ON), nodes, ALL_UP);
+    assert.deepEqual(retire.routes[1], { dst: "10.244.3.0/24", kind: "blackhole" });
+    const off = desiredState(SETTINGS, cluster("idle", OFF), nodes, ALL_UP);
+    assert.deepEqual(off.generations, []);
+    assert.deepEqual(off.routes[0], { dst: "10.244.2.0/24", kind: "plain", via: "172.30.0.12", dev: "eth0" });
+  });
+});
+
+describe("WireGuard takeover: a peer moves to the new generation only once its session is up", () => {
+  const nodes = [
+    node(1, { "4": KEY("a"), "5": KEY("b") }),
+    node(2, { "4": KEY("c"), "5": KEY("d") }),
+    node(3, { "4": KEY("e"), "5": KEY("f") }),
+  ];
+  const observed = (epoch: number, key: string, latestHandshake?: number): ObservedPeer => ({
+    node: "?",
+    epoch,
+    ifname: "podcrypt1",
+    publicKey: key,
+    txBytes: 0,
+    rxBytes: 0,
+    ...(latestHandshake === undefined ? {} : { latestHandshake }),
+  });
+
+  it("per peer, by the handshakes the data plane reports for the new epoch", () => {
+    // node-2's session on epoch 5 is up; node-3 is configured but has not completed a handshake,
+    // and an old-epoch handshake with it does not count.
+    const sessions = sessionsFrom([
+      observed(5, KEY("d"), 1),
+      observed(5, KEY("f")),
+      observed(4, KEY("f"), 1),
+    ]);
+    const d = desiredState(SETTINGS, cluster("switch", ON), nodes, sessions);
+    assert.deepEqual(d.routes, [
+      { dst: "10.244.2.0/24", kind: "tunnel", dev: "podcrypt1" },
+      { dst: "10.244.3.0/24", kind: "tunnel", dev: "podcrypt0" },
+    ]);
+  });
+
+  it("enable has no older generation: the new one takes the traffic at once, never plaintext", () => {
+    const d = desiredState(SETTINGS, cluster("switch", OFF, ON), nodes, NONE_UP);
+    assert.ok(d.routes.every((r) => r.kind === "tunnel" && r.dev === "podcrypt1"));
+  });
+
+  it("IPsec needs no session: the new SAs take over at once", () => {
+    const ipsec = { enabled: true, mode: "ipsec" as const };
+    const d = desiredState(SETTINGS, cluster("switch", ipsec), nodes, NONE_UP);
+    assert.ok(d.routes.every((r) => r.kind === "tunnel" && r.dev === "podcrypt1"));
+  });
+});
+
+describe("readyToAcknowledge", () => {
+  const prepared = (i: number, keys: Record<string, string>): Node => ({
+    ...node(i, keys),
+    acknowledgements: [{ epoch: 5, phase: "prepare", at: "2026-12-01T00:00:01.000Z" }],
+  });
+  const nodes = [node(1, { "4": KEY("a"), "5": KEY("b") }), prepared(2, { "4": KEY("c"), "5": KEY("d") })];
+
+  it("prepare: the new generation holds every live peer, including ones whose key is still missing", () => {
+    const c = cluster("prepare", ON);
+    assert.equal(readyToAcknowledge(desiredState(SETTINGS, c, nodes, NONE_UP), c, ["node-2"], []), true);
+    const late = [nodes[0]!, node(2, { "4": KEY("c") })];
+    assert.equal(readyToAcknowledge(desiredState(SETTINGS, c, late, NONE_UP), c, ["node-2"], []), false);
+  });
+
+  it("switch: every prepared peer routed through the new generation (its session up)", () => {
+    const c = cluster("switch", ON);
+    const waiting = desiredState(SETTINGS, c, nodes, NONE_UP);
+    assert.equal(readyToAcknowledge(waiting, c, ["node-2"], [nodes[1]!]), false);
+    const up = desiredState(SETTINGS, c, nodes, ALL_UP);
+    assert.equal(readyToAcknowledge(up, c, ["node-2"], [nodes[1]!]), true);
+    // A peer that never prepared is not waited for (the controller reports it).
+    assert.equal(readyToAcknowledge(waiting, c, ["node-2"], []), true);
+  });
+
+  it("retire, idle and a disable run need nothing", () => {
+    for (const c of [cluster("retire", ON), cluster("idle", ON), cluster("switch", ON, OFF)])
+      assert.equal(readyToAcknowledge(desiredState(SETTINGS, c, nodes, NONE_UP), c, ["node-2"], []), true);
+  });
+});
