@@ -54,7 +54,13 @@ export async function setupPair(
   lab: NetnsLab,
   implA: Impl,
   implB: Impl,
-  options: { ipv6?: boolean; endpoints?: "both" | "a-only" | "b-only"; env?: Record<string, string> } = {},
+  options: {
+    ipv6?: boolean;
+    endpoints?: "both" | "a-only" | "b-only";
+    env?: Record<string, string>;
+    /** Runs once both daemons are up, before either end is configured (e.g. to start a capture). */
+    beforeConfigure?: (a: TunnelEnd, b: TunnelEnd) => Promise<void>;
+  } = {},
 ): Promise<Pair> {
   const tag = randomBytes(2).toString("hex");
   const nsA = await lab.netns(`a${tag}`);
@@ -90,6 +96,12 @@ export async function setupPair(
   if (failed !== undefined) {
     await stopDaemons(daemons);
     throw failed.reason;
+  }
+  try {
+    await options.beforeConfigure?.(a, b);
+  } catch (e) {
+    await stopDaemons(daemons);
+    throw e;
   }
   await configureEnd(a, b, { endpoint: options.endpoints !== "b-only" });
   await configureEnd(b, a, { endpoint: options.endpoints !== "a-only" });

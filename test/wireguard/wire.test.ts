@@ -47,8 +47,8 @@ async function sendDatagrams(
   });
 }
 
-/** Captures UDP on `ns`'s eth0 while `during` runs; returns the pcap path. */
-async function capture(ns: string, name: string, during: () => Promise<void>): Promise<string> {
+/** Starts capturing UDP on `ns`'s eth0; the returned function stops it and gives the pcap path. */
+async function startCapture(ns: string, name: string): Promise<() => Promise<string>> {
   const file = join(dir, `${name}.pcap`);
   const t = spawn(ns, "tshark", ["-i", "eth0", "-f", "udp", "-w", file], {
     stdio: ["ignore", "ignore", "pipe"],
@@ -64,31 +64,40 @@ async function capture(ns: string, name: string, during: () => Promise<void>): P
       }
     });
   });
-  try {
-    await during();
+  return async () => {
     await new Promise((r) => setTimeout(r, 500));
-  } finally {
     await new Promise<void>((resolve) => {
       t.once("exit", () => resolve());
       t.kill("SIGINT");
     });
-  }
-  return file;
+    return file;
+  };
 }
 
 const sum = (o: Readonly<Partial<Record<string, number>>>): number =>
   Object.values(o).reduce<number>((a, b) => a + (b ?? 0), 0);
 
 test("the underlay carries only valid WireGuard; replays and garbage are dropped and counted", async () => {
-  const p = await setupPair(lab, "podcrypt", "podcrypt", { endpoints: "a-only" });
+  // The capture starts before the ends are configured: the first handshake (which the interfaces'
+  // own IPv6 traffic may set off at once) must be in it.
+  let stop: (() => Promise<string>) | undefined;
+  const p = await setupPair(lab, "podcrypt", "podcrypt", {
+    endpoints: "a-only",
+    beforeConfigure: async (_a, b) => {
+      stop = await startCapture(b.ns, "tunnel");
+    },
+  });
   running.push(p);
   const { a, b } = p;
-  const pcap = await capture(b.ns, "tunnel", async () => {
+  let pcap: string;
+  try {
     await pingUntilUp(a.ns, INNER_IP.b4);
     await ping(a.ns, INNER_IP.b4, 3);
     await ping(b.ns, INNER_IP.a6, 3);
     await iperf3(spawn, a.ns, b.ns, INNER_IP.b4, 1);
-  });
+  } finally {
+    pcap = await stop!();
+  }
 
   const decode = ["-d", `udp.port==${b.port},wg`];
   const fields = await runIn(b.ns, "tshark", [
