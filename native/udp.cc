@@ -442,6 +442,57 @@ Napi::Value DecodeEndpoint(const Napi::CallbackInfo& info) {
   return out;
 }
 
+#ifndef UDP_ENCAP
+#define UDP_ENCAP 100
+#endif
+#ifndef UDP_ENCAP_ESPINUDP
+#define UDP_ENCAP_ESPINUDP 2
+#endif
+
+// espInUdpOpen(port, family): fd. A blocking UDP socket of `family` (4, or 6 with IPV6_V6ONLY)
+// bound to the wildcard address and `port`, marked UDP_ENCAP_ESPINUDP (RFC 3948): the kernel then
+// hands ESP arriving in UDP on that port to XFRM instead of to the socket. Only the non-ESP
+// datagrams (IKE, NAT-keepalives) would reach the socket.
+Napi::Value EspInUdpOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t port = info[0].As<Napi::Number>().Uint32Value();
+  uint32_t fam = info[1].As<Napi::Number>().Uint32Value();
+  if (port == 0 || port > 65535) throw Napi::RangeError::New(env, "espInUdpOpen: port out of range");
+  if (fam != 4 && fam != 6) throw Napi::RangeError::New(env, "espInUdpOpen: family must be 4 or 6");
+  int family = fam == 6 ? AF_INET6 : AF_INET;
+  int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw Napi::Error::New(env, std::string("socket: ") + strerror(errno));
+  auto fail = [&](const char* what) {
+    std::string msg = std::string(what) + ": " + strerror(errno);
+    close(fd);
+    throw Napi::Error::New(env, msg);
+  };
+  int one = 1;
+  if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) {
+    fail("IPV6_V6ONLY");
+  }
+  int encap = UDP_ENCAP_ESPINUDP;
+  if (setsockopt(fd, SOL_UDP, UDP_ENCAP, &encap, sizeof(encap)) < 0) fail("UDP_ENCAP");
+  sockaddr_storage ss;
+  memset(&ss, 0, sizeof(ss));
+  socklen_t len;
+  if (family == AF_INET6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_addr = in6addr_any;
+    s6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(sockaddr_in6);
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+    s4->sin_family = AF_INET;
+    s4->sin_addr.s_addr = htonl(INADDR_ANY);
+    s4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(sockaddr_in);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) fail("bind");
+  return Napi::Number::New(env, fd);
+}
+
 }  // namespace
 
 void InitUdp(Napi::Env env, Napi::Object exports) {
@@ -451,6 +502,7 @@ void InitUdp(Napi::Env env, Napi::Object exports) {
   exports.Set("udpSend", Napi::Function::New(env, UdpSend));
   exports.Set("encodeEndpoint", Napi::Function::New(env, EncodeEndpoint));
   exports.Set("decodeEndpoint", Napi::Function::New(env, DecodeEndpoint));
+  exports.Set("espInUdpOpen", Napi::Function::New(env, EspInUdpOpen));
 }
 
 }  // namespace podcrypt

@@ -107,6 +107,12 @@ export interface NativeAddon {
   encodeEndpoint(address: string, port: number, out: Buffer, offset: number): boolean;
   /** Reads a 20-byte entry back. */
   decodeEndpoint(buf: Buffer, offset: number): { address: string; port: number };
+  /**
+   * Opens a blocking UDP socket of `family` (6: IPV6_V6ONLY) bound to the wildcard address and
+   * `port`, marked UDP_ENCAP_ESPINUDP (RFC 3948), so the kernel hands ESP arriving in UDP on that
+   * port to XFRM. Returns the fd; holding it open is what keeps kernel ESP-in-UDP decapsulation on.
+   */
+  espInUdpOpen(port: number, family: 4 | 6): number;
 
   /**
    * WireGuard transport data (whitepaper 5.4.6), in place: for each i, pads the plaintext at

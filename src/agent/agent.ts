@@ -10,7 +10,9 @@ import {
   type ClusterEncryption,
   type Node,
   type NodeInput,
+  type ResourceByKind,
 } from "../model/index.js";
+import { fromStored, resolveSelectors } from "../policy/index.js";
 import {
   desiredState,
   epochsNeeded,
@@ -18,7 +20,13 @@ import {
   sessionsFrom,
   unswitched,
   type AgentSettings,
+  type NodeSelection,
 } from "./desired.js";
+import { SelectionTracker, selectionHash } from "./selection.js";
+
+/** The kinds the agent watches. */
+const WATCHED = ["nodes", "clusterencryptions", "encryptionpolicies", "services", "endpoints"] as const;
+type WatchedKind = (typeof WATCHED)[number];
 
 /** How soon a pass waiting for something the data plane does by itself (a handshake) looks again. */
 const RECHECK_MS = 250;
@@ -60,9 +68,18 @@ export class Agent {
   private running = false;
   private stopped = false;
   private lastErrors: string[] = [];
-  private nodes = new Map<string, Node>();
-  private cluster: ClusterEncryption | undefined;
+  /** What the agent watches, as last seen (each relist replaces a kind's map). */
+  private readonly seen: { [K in WatchedKind]: Map<string, ResourceByKind[K]> } = {
+    nodes: new Map(),
+    clusterencryptions: new Map(),
+    encryptionpolicies: new Map(),
+    services: new Map(),
+    endpoints: new Map(),
+  };
   private recheck: NodeJS.Timeout | undefined;
+  private readonly selection = new SelectionTracker();
+  /** The selector-set hash this node last published. */
+  private publishedSelection: string | undefined;
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -70,14 +87,17 @@ export class Agent {
     return this.o.settings.node;
   }
 
+  private get nodes(): Map<string, Node> {
+    return this.seen.nodes;
+  }
+
+  private get cluster(): ClusterEncryption | undefined {
+    return this.seen.clusterencryptions.get(CLUSTER_ENCRYPTION_NAME);
+  }
+
   async start(): Promise<void> {
     await this.publish((n) => n);
-    await this.watchKind("nodes", (key, n) =>
-      n === undefined ? this.nodes.delete(key) : this.nodes.set(key, n as Node),
-    );
-    await this.watchKind("clusterencryptions", (key, c) => {
-      if (key === CLUSTER_ENCRYPTION_NAME) this.cluster = c as ClusterEncryption | undefined;
-    });
+    for (const kind of WATCHED) await this.mirror(kind);
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs ?? 5000));
     this.timers.push(
       setInterval(() => {
@@ -96,20 +116,19 @@ export class Agent {
     await this.o.backend.close();
   }
 
-  private async watchKind(
-    kind: "nodes" | "clusterencryptions",
-    apply: (key: string, value: unknown) => void,
-  ): Promise<void> {
+  /** Keeps `this.seen[kind]` equal to the datastore: list, then watch from the list's revision. */
+  private async mirror<K extends WatchedKind>(kind: K): Promise<void> {
     const col = this.o.store.collection(kind);
+    const map = this.seen[kind] as Map<string, ResourceByKind[K]>;
     const relist = async (): Promise<void> => {
       const list = await col.list();
-      if (kind === "nodes") this.nodes.clear();
-      for (const item of list.items) apply(item.key, item.value);
+      map.clear();
+      for (const item of list.items) map.set(item.key, item.value);
       this.dirty = true;
       const w = await col.watch(list.revision, {
         event: (e) => {
-          if (e.type === "DELETED") apply(e.key, undefined);
-          else if (e.type !== "INVALID") apply(e.key, e.object.value);
+          if (e.type === "DELETED") map.delete(e.key);
+          else if (e.type !== "INVALID") map.set(e.key, e.object.value);
           else this.o.logger.warn({ kind, key: e.key, error: e.error.message }, "ignoring invalid object");
           this.dirty = true;
           void this.loop();
@@ -122,6 +141,26 @@ export class Agent {
       this.watches.push(w);
     };
     await relist();
+  }
+
+  /**
+   * Selective encryption: the selector set from policies, services and endpoints as stored, and
+   * what of it to install now (src/agent/selection.ts); `hash` is what this node publishes once
+   * installed.
+   */
+  private selectionNow(now: number): { selection: NodeSelection; hash: string } {
+    const policies = [...this.seen.encryptionpolicies.values()].map(fromStored);
+    const { selectors } = resolveSelectors({
+      policies,
+      services: [...this.seen.services.values()],
+      endpoints: [...this.seen.endpoints.values()],
+      pods: [],
+    });
+    const hash = selectionHash(selectors);
+    const everyone = [...this.nodes.values()]
+      .filter((n) => n.name === this.name || isLive(n, now, DEFAULT_TIMING))
+      .every((n) => (n.name === this.name ? this.publishedSelection : n.status?.selection) === hash);
+    return { selection: this.selection.update(selectors, everyone), hash };
   }
 
   /** Read-modify-write of our own Node object. */
@@ -202,9 +241,19 @@ export class Agent {
       // Sessions matter only while a WireGuard generation takes peers over from an older one.
       const takeover = c.phase === "switch" && c.target?.enabled === true && c.target.mode === "wireguard";
       const sessions = sessionsFrom(takeover ? await this.o.backend.observe() : []);
-      const desired = desiredState(this.o.settings, c, nodes, sessions);
+      const selective = c.encryption === "selective" ? this.selectionNow(this.o.clock.wallNow()) : undefined;
+      const desired = desiredState(this.o.settings, c, nodes, sessions, selective?.selection);
       await this.o.backend.reconcile(desired, (e) => this.o.keys.privateKey(e));
       this.lastErrors = [];
+      if (selective !== undefined && this.publishedSelection !== selective.hash) {
+        // Installed: tell the others. Their publishing (a Node event here) is what settles the set.
+        await this.publish((n) => ({
+          ...n,
+          status: { ...n.status, errors: n.status?.errors ?? [], selection: selective.hash },
+        }));
+        this.publishedSelection = selective.hash;
+        this.o.logger.info({ selection: selective.hash }, "selected traffic installed");
+      }
       if (c.phase !== "idle" && c.target !== undefined) {
         const target = c.target;
         const now = this.o.clock.wallNow();

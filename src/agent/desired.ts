@@ -1,6 +1,13 @@
 import { applied } from "../controller/phases.js";
 import type { ClusterEncryption, EncryptionMode, Node } from "../model/index.js";
-import type { DesiredGeneration, DesiredNodeState, DesiredRoute, ObservedPeer } from "../dataplane/types.js";
+import type {
+  DesiredGeneration,
+  DesiredNodeState,
+  DesiredRoute,
+  ObservedPeer,
+  SelectorMatch,
+} from "../dataplane/types.js";
+import type { Selector } from "../policy/types.js";
 
 /** Node-local settings of the agent. */
 export interface AgentSettings {
@@ -67,6 +74,18 @@ export function strictFor(c: ClusterEncryption): { dropOutbound: boolean; dropIn
  */
 export type SessionCheck = (epoch: number, publicKey: string) => boolean;
 
+/**
+ * The selectors (of every node) this node encrypts and expects encrypted, in selective mode: see
+ * src/agent/selection.ts for how a policy change moves through the two.
+ */
+export interface NodeSelection {
+  encrypt: readonly Selector[];
+  expectEncrypted: readonly Selector[];
+}
+
+/** Nothing selected. */
+export const NO_SELECTION: NodeSelection = { encrypt: [], expectEncrypted: [] };
+
 /** A {@link SessionCheck} over what the data plane observed. */
 export function sessionsFrom(observed: readonly ObservedPeer[]): SessionCheck {
   const up = new Set(
@@ -86,12 +105,17 @@ export function sessionsFrom(observed: readonly ObservedPeer[]): SessionCheck {
  * burst, or never if the generation were retired first. With no older generation (enable) the
  * sending one takes the traffic at once, queueing it until the session is up: plaintext is no
  * longer allowed. Encryption off routes in plaintext; a peer no generation knows is blackholed.
+ *
+ * Selective encryption (`c.encryption` "selective"): the main table routes every peer's pods in
+ * plaintext and the `selected` table through the tunnel as above; only traffic of `selection`
+ * is marked to look the latter up (and is what strict mode guards).
  */
 export function desiredState(
   settings: AgentSettings,
   c: ClusterEncryption,
   nodes: Node[],
   sessions: SessionCheck,
+  selection: NodeSelection = NO_SELECTION,
 ): DesiredNodeState {
   const self = nodes.find((n) => n.name === settings.node);
   const others = nodes.filter((n) => n.name !== settings.node).sort((a, b) => a.name.localeCompare(b.name));
@@ -122,37 +146,59 @@ export function desiredState(
   });
   const carrier = (n: Node): DesiredGeneration | undefined => {
     const peerOf = (g: DesiredGeneration) => g.peers.find((p) => p.node === n.name);
-    const next = generations.find((g) => g.epoch === sending!.epoch && peerOf(g) !== undefined);
-    const older = generations.find((g) => g.epoch !== sending!.epoch && peerOf(g) !== undefined);
+    if (sending === undefined) return generations.find((g) => peerOf(g) !== undefined);
+    const next = generations.find((g) => g.epoch === sending.epoch && peerOf(g) !== undefined);
+    const older = generations.find((g) => g.epoch !== sending.epoch && peerOf(g) !== undefined);
     if (next === undefined) return older;
     if (older === undefined || next.mode !== "wireguard") return next;
     return sessions(next.epoch, peerOf(next)!.publicKey) ? next : older;
   };
+  const selective = c.encryption === "selective";
   const routes: DesiredRoute[] = [];
   for (const n of others) {
     const via = n.underlay.ipv4 ?? n.underlay.ipv6;
-    const gen = sending === undefined ? undefined : carrier(n);
+    const gen = carrier(n);
     for (const dst of n.podCIDRs) {
-      if (sending === undefined) {
-        if (via !== undefined) routes.push({ dst, kind: "plain", via, dev: settings.underlayIf });
-      } else {
-        routes.push(
-          gen === undefined ? { dst, kind: "blackhole" } : { dst, kind: "tunnel", dev: gen.ifname },
-        );
-      }
+      const plain = via === undefined ? [] : [{ dst, kind: "plain" as const, via, dev: settings.underlayIf }];
+      const tunnel: DesiredRoute[] =
+        gen !== undefined
+          ? [{ dst, kind: "tunnel", dev: gen.ifname }]
+          : sending !== undefined
+            ? [{ dst, kind: "blackhole" }]
+            : [];
+      if (!selective) routes.push(...(sending === undefined ? plain : tunnel));
+      else routes.push(...plain, ...tunnel.map((r) => ({ ...r, table: "selected" as const })));
     }
   }
-  return {
-    generations,
-    routes,
-    strict: {
-      ...strictFor(c),
-      underlayIf: settings.underlayIf,
-      localPodCidrs: [...(self?.podCIDRs ?? [])],
-      remotePodCidrs: others.flatMap((n) => n.podCIDRs),
-    },
-    mtu: settings.mtu,
+  const strict = {
+    ...strictFor(c),
+    underlayIf: settings.underlayIf,
+    localPodCidrs: [...(self?.podCIDRs ?? [])],
+    remotePodCidrs: others.flatMap((n) => n.podCIDRs),
   };
+  if (selective) {
+    const matches = (list: readonly Selector[]): SelectorMatch[] =>
+      list.map((x) => ({
+        protocol: x.protocol,
+        port: x.port,
+        podIPs: [...x.podIPs],
+        local: x.node === settings.node,
+      }));
+    return {
+      generations,
+      routes,
+      strict: {
+        ...strict,
+        selection: {
+          // Marks only while this node sends encrypted; before that the selected table is not used.
+          encrypt: sending === undefined ? [] : matches(selection.encrypt),
+          expectEncrypted: matches(selection.expectEncrypted),
+        },
+      },
+      mtu: settings.mtu,
+    };
+  }
+  return { generations, routes, strict, mtu: settings.mtu };
 }
 
 /**
@@ -183,6 +229,6 @@ export function unswitched(
   gen: DesiredGeneration,
   peers: readonly Node[],
 ): string[] {
-  const dev = new Map(desired.routes.map((r) => [r.dst, r.kind === "tunnel" ? r.dev : undefined]));
+  const dev = new Map(desired.routes.flatMap((r) => (r.kind === "tunnel" ? [[r.dst, r.dev] as const] : [])));
   return peers.filter((n) => n.podCIDRs.some((dst) => dev.get(dst) !== gen.ifname)).map((n) => n.name);
 }

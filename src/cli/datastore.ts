@@ -1,8 +1,9 @@
 import { Option } from "commander";
-import { ValidationError } from "../errors/index.js";
 import { EtcdDatastore } from "../datastore/etcd/index.js";
 import type { Datastore } from "../datastore/types.js";
 import { LocalDatastore } from "../datastore/local/index.js";
+import { PodcryptError, ValidationError } from "../errors/index.js";
+import { readClusterState } from "../localcluster/state.js";
 
 /** Default directory of the `local` datastore outside the local cluster. */
 export const DEFAULT_LOCAL_STORE = "/var/lib/podcrypt/store";
@@ -16,6 +17,42 @@ const LOCAL_POLLING = { pollIntervalMs: 1000, sweepIntervalMs: 1000 };
 /** The `--datastore` flag (DESIGN.md section 9): `local`, `local:DIR` or `etcd://HOST:PORT[,HOST:PORT]`. */
 export function datastoreOption(): Option {
   return new Option("--datastore <url>", "datastore: local, local:DIR or etcd://HOST:PORT").default("local");
+}
+
+/**
+ * The `--datastore` flag of commands that act on a running cluster (rotate, enable, disable,
+ * policy): no default, since without it they act on the local cluster.
+ */
+export function clusterDatastoreOption(): Option {
+  return new Option(
+    "--datastore <url>",
+    "the cluster's datastore: local:DIR or etcd://HOST:PORT (default: the running local cluster's)",
+  );
+}
+
+/** Opens the datastore of a cluster-operating command: `--datastore` when given, else the local cluster's. */
+export async function openClusterDatastore(flag: string | undefined): Promise<Datastore> {
+  if (flag !== undefined) return openDatastore(flag);
+  const state = readClusterState();
+  if (state === undefined)
+    throw new PodcryptError(
+      "ENOCLUSTER",
+      "no local cluster is running: start one with `podcrypt cluster up`, or name a cluster's datastore with --datastore",
+    );
+  return openDatastore(state.datastore);
+}
+
+/** Runs `fn` on the datastore {@link openClusterDatastore} opens, closing it afterwards. */
+export async function withClusterDatastore<T>(
+  flag: string | undefined,
+  fn: (s: Datastore) => Promise<T>,
+): Promise<T> {
+  const store = await openClusterDatastore(flag);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
 }
 
 /** Opens the datastore a `--datastore` value names; the error names the flag when it is malformed. */

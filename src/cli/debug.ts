@@ -26,15 +26,25 @@ export function registerDebug(program: Command): void {
     .description(
       "send marked UDP datagrams to echo services and print how many came back (what verify runs in pods)",
     )
-    .requiredOption("--targets <list>", "comma-separated IP:PORT:MARKER")
+    .requiredOption("--targets <list>", "comma-separated udp:IP:PORT:MARKER or tcp:IP:PORT:MARKER")
     .option("--count <n>", "datagrams per target", parseIntFlag("--count", 1, 1_000_000), 5)
     .option("--seconds <s>", "spread over this many seconds", parseIntFlag("--seconds", 0, 3600), 2)
     .action(async (o: { targets: string; count: number; seconds: number }) => {
       const targets = o.targets.split(",").map((t) => {
-        const [ip, port, marker] = t.split(":");
-        if (ip === undefined || port === undefined || marker === undefined)
-          throw new ValidationError("--targets", `"${t}" is not IP:PORT:MARKER`);
-        return { ip, port: Number(port), marker };
+        const [protocol, ip, port, marker, extra] = t.split(":");
+        const n = Number(port);
+        if (
+          (protocol !== "udp" && protocol !== "tcp") ||
+          ip === undefined ||
+          !Number.isInteger(n) ||
+          n < 1 ||
+          n > 65535 ||
+          marker === undefined ||
+          marker === "" ||
+          extra !== undefined
+        )
+          throw new ValidationError("--targets", `"${t}" is not udp:IP:PORT:MARKER or tcp:IP:PORT:MARKER`);
+        return { protocol: protocol as "udp" | "tcp", ip, port: n, marker };
       });
       process.stdout.write(JSON.stringify(await probe(targets, o.count, o.seconds)) + "\n");
     });

@@ -12,6 +12,7 @@ import { registerPhaseCommands } from "./phase-commands.js";
 import { registerStatus } from "./status.js";
 import { registerVerify } from "./verify.js";
 import { registerWireguard } from "./wireguard.js";
+import { registerXfrmEncap } from "./xfrm-encap.js";
 
 /** Builds the `podcrypt` command tree. Each command lives in its own file under src/cli/. */
 export function buildProgram(): Command {
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
     registerManifests,
     registerWireguard,
     registerEsp,
+    registerXfrmEncap,
     registerAgent,
     registerController,
     registerDebug,

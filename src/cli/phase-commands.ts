@@ -4,8 +4,7 @@ import { isConflictError } from "../datastore/errors.js";
 import type { Datastore } from "../datastore/types.js";
 import { PodcryptError } from "../errors/index.js";
 import { CLUSTER_ENCRYPTION_NAME, type ClusterEncryption, type EncryptionMode } from "../model/index.js";
-import { requireClusterState } from "../localcluster/state.js";
-import { openDatastore } from "./datastore.js";
+import { clusterDatastoreOption, openClusterDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
 async function change(
@@ -56,10 +55,9 @@ async function waitIdle(
 async function runPhaseCommand(
   what: string,
   edit: (c: ClusterEncryption) => ClusterEncryption,
-  o: { wait: boolean; timeout: number },
+  o: { wait: boolean; timeout: number; datastore?: string },
 ): Promise<void> {
-  const state = requireClusterState();
-  const store = await openDatastore(state.datastore);
+  const store = await openClusterDatastore(o.datastore);
   try {
     const before = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
     const after = await change(store, edit);
@@ -88,6 +86,7 @@ async function runPhaseCommand(
 
 const waitOptions = (c: Command): Command =>
   c
+    .addOption(clusterDatastoreOption())
     .option("--wait", "wait until the run completed (every phase acknowledged)", false)
     .option(
       "--timeout <seconds>",
@@ -101,7 +100,7 @@ export function registerPhaseCommands(program: Command): void {
     program
       .command("rotate")
       .description("rotate every node's keys now (prepare → switch → retire, no packet lost)"),
-  ).action((o: { wait: boolean; timeout: number }) =>
+  ).action((o: { wait: boolean; timeout: number; datastore?: string }) =>
     runPhaseCommand(
       "rotation",
       (c) => {
@@ -117,11 +116,11 @@ export function registerPhaseCommands(program: Command): void {
       .command("enable")
       .description("switch encryption on (make before break: plaintext accepted until every node encrypts)")
       .addOption(new Option("--mode <mode>", "encryption mode").choices(["wireguard", "ipsec"])),
-  ).action((o: { wait: boolean; timeout: number; mode?: EncryptionMode }) =>
+  ).action((o: { wait: boolean; timeout: number; datastore?: string; mode?: EncryptionMode }) =>
     runPhaseCommand("enable", (c) => ({ ...c, enabled: true, ...(o.mode ? { mode: o.mode } : {}) }), o),
   );
   waitOptions(program.command("disable").description("switch encryption off (no packet lost)")).action(
-    (o: { wait: boolean; timeout: number }) =>
+    (o: { wait: boolean; timeout: number; datastore?: string }) =>
       runPhaseCommand("disable", (c) => ({ ...c, enabled: false }), o),
   );
 }

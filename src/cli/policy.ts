@@ -1,37 +1,10 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { stringify } from "yaml";
-import { LocalDatastore } from "../datastore/local/index.js";
-import type { Datastore } from "../datastore/types.js";
-import { PodcryptError, ValidationError } from "../errors/index.js";
+import { PodcryptError } from "../errors/index.js";
 import { formatPortList, parsePolicyText, policyKey, toManifest } from "../policy/index.js";
 import { applyPolicies, deletePolicy, listPolicies } from "../policy/store.js";
-
-/** Default directory of the `local` datastore (the same as the daemons' default). */
-const DEFAULT_LOCAL_STORE = "/var/lib/podcrypt/store";
-
-/**
- * Opens the store `--datastore` names. Only the local store is wired here for now; the shared
- * opener (src/cli/datastore.ts) replaces this once it is in.
- */
-async function openStore(url: string): Promise<Datastore> {
-  if (url === "local") return LocalDatastore.open({ dir: DEFAULT_LOCAL_STORE });
-  if (url.startsWith("local:") && url.slice(6).startsWith("/"))
-    return LocalDatastore.open({ dir: url.slice(6) });
-  throw new ValidationError(
-    "--datastore",
-    `"${url}" is not supported by policy commands yet (use local or local:DIR)`,
-  );
-}
-
-async function withStore<T>(url: string, fn: (s: Datastore) => Promise<T>): Promise<T> {
-  const store = await openStore(url);
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
+import { clusterDatastoreOption, withClusterDatastore } from "./datastore.js";
 
 function readInput(file: string): string {
   try {
@@ -46,7 +19,6 @@ export function registerPolicy(program: Command): void {
   const policy = program
     .command("policy")
     .description("selective encryption: EncryptionPolicy and StarlingX IPsecPolicy");
-  const storeFlag = ["--datastore <url>", "datastore: local or local:DIR", "local"] as const;
 
   policy
     .command("apply")
@@ -56,8 +28,8 @@ export function registerPolicy(program: Command): void {
     .requiredOption("-f, --filename <file>", "policy file, - for stdin")
     .option("--dry-run", "validate and print the normalized policies; store nothing", false)
     .option("--json", "print the result as JSON", false)
-    .option(...storeFlag)
-    .action(async (o: { filename: string; dryRun: boolean; json: boolean; datastore: string }) => {
+    .addOption(clusterDatastoreOption())
+    .action(async (o: { filename: string; dryRun: boolean; json: boolean; datastore?: string }) => {
       const r = parsePolicyText(readInput(o.filename), o.filename);
       const first = r.errors[0];
       if (first !== undefined) {
@@ -74,7 +46,7 @@ export function registerPolicy(program: Command): void {
         );
         return;
       }
-      const results = await withStore(o.datastore, (s) => applyPolicies(s, r.policies));
+      const results = await withClusterDatastore(o.datastore, (s) => applyPolicies(s, r.policies));
       process.stdout.write(
         o.json
           ? JSON.stringify(results) + "\n"
@@ -86,9 +58,9 @@ export function registerPolicy(program: Command): void {
     .command("delete")
     .description("delete a policy: NAME, or NAMESPACE/NAME when the name is in several namespaces")
     .argument("<name>")
-    .option(...storeFlag)
-    .action(async (name: string, o: { datastore: string }) => {
-      const key = await withStore(o.datastore, (s) => deletePolicy(s, name));
+    .addOption(clusterDatastoreOption())
+    .action(async (name: string, o: { datastore?: string }) => {
+      const key = await withClusterDatastore(o.datastore, (s) => deletePolicy(s, name));
       process.stdout.write(`policy ${key} deleted\n`);
     });
 
@@ -100,9 +72,9 @@ export function registerPolicy(program: Command): void {
       "print [{key, kind, name, namespace, rules: [{name, service, namespace, ports}]}]",
       false,
     )
-    .option(...storeFlag)
-    .action(async (o: { json: boolean; datastore: string }) => {
-      const { policies, invalid } = await withStore(o.datastore, (s) => listPolicies(s));
+    .addOption(clusterDatastoreOption())
+    .action(async (o: { json: boolean; datastore?: string }) => {
+      const { policies, invalid } = await withClusterDatastore(o.datastore, (s) => listPolicies(s));
       const rows = policies.map(({ key, policy: p }) => ({
         key,
         kind: p.kind,

@@ -25,12 +25,47 @@ export interface DesiredGeneration {
   peers: DesiredPeer[];
 }
 
-/** Where traffic to a remote node's pods goes. */
-export type DesiredRoute =
+/**
+ * Where traffic to a remote node's pods goes. Routes live in the main table, or with `table:
+ * "selected"` in podcrypt's own table, which only packets marked as selected (selective
+ * encryption) look up first.
+ */
+export type DesiredRoute = (
   | { dst: string; kind: "tunnel"; dev: string }
   | { dst: string; kind: "plain"; via: string; dev: string }
   /** Selected traffic with no usable tunnel yet: dropped (strict mode), never sent in plaintext. */
-  | { dst: string; kind: "blackhole" };
+  | { dst: string; kind: "blackhole" }
+) & { table?: "selected" };
+
+/** Transport protocols a selector names. */
+export type SelectorProtocol = "tcp" | "udp" | "sctp";
+
+/**
+ * Traffic of one port of some pods (selective encryption, DESIGN.md section 5): with `local`
+ * false, packets *to* `podIPs` (remote pods) on `protocol`/`port`; with `local` true, this node's
+ * pods' replies *from* that port.
+ */
+export interface SelectorMatch {
+  protocol: SelectorProtocol;
+  port: number;
+  /** Sorted, unique, never empty; one address family per match is not required. */
+  podIPs: string[];
+  local: boolean;
+}
+
+/**
+ * Selective encryption on this node: what is marked and policy-routed into the tunnel, and what
+ * must not arrive from the underlay in plaintext (strict mode). The two differ while a policy
+ * change propagates: traffic a change adds is encrypted at once but expected encrypted only once
+ * every node encrypts it, and traffic it removes stays encrypted until every node stopped
+ * expecting it.
+ */
+export interface DesiredSelection {
+  /** Marked (sent through the `selected` routing table): to remote selected pods, and our selected pods' replies. */
+  encrypt: SelectorMatch[];
+  /** Dropped when it arrives from the underlay unencrypted (with `dropInbound`): to our selected pods, and remote ones' replies. */
+  expectEncrypted: SelectorMatch[];
+}
 
 /** Fail-closed rules (DESIGN.md section 4). */
 export interface DesiredStrict {
@@ -43,6 +78,11 @@ export interface DesiredStrict {
   /** This node's pod CIDRs and the other nodes' pod CIDRs. */
   localPodCidrs: string[];
   remotePodCidrs: string[];
+  /**
+   * Selective encryption: only this traffic is encrypted (the drops above then apply to it, not to
+   * all pod traffic). Absent when all inter-node pod traffic is encrypted.
+   */
+  selection?: DesiredSelection;
 }
 
 /** Everything the agent wants installed on its node. */

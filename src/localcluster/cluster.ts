@@ -9,7 +9,7 @@ import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
 import type { Datastore } from "../datastore/types.js";
 import type { ClusterConfig } from "./config.js";
 import { VERIFY_PORT } from "./echo.js";
-import { NETNS_PREFIX, planCluster, type ClusterPlan } from "./plan.js";
+import { NETNS_PREFIX, planCluster, servicePods, type ClusterPlan } from "./plan.js";
 import { alive, startDaemon, stopProcesses } from "./processes.js";
 import {
   clusterHome,
@@ -109,10 +109,19 @@ export async function clusterUp(
         encryption: config.encryption,
       });
     }
+    // What Kubernetes' endpoints controller would publish: the pods each service selects.
     for (const s of plan.services) {
       await store
         .collection("services")
         .create({ name: s.name, namespace: s.namespace, selector: s.selector, ports: s.ports })
+        .catch(() => undefined);
+      await store
+        .collection("endpoints")
+        .create({
+          name: s.name,
+          namespace: s.namespace,
+          addresses: servicePods(plan, s).map((p) => ({ ip: p.ip, pod: p.name, node: p.node })),
+        })
         .catch(() => undefined);
     }
   } finally {

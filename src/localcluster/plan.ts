@@ -102,6 +102,11 @@ export function planCluster(config: ClusterConfig): ClusterPlan {
   };
 }
 
+/** The pods a service selects (its namespace, every selector label matching), as endpoints would list them. */
+export function servicePods(plan: ClusterPlan, service: ServiceSpec): PlannedPod[] {
+  return plan.pods.filter((p) => p.namespace === service.namespace && selects(service.selector, p.labels));
+}
+
 /** The `cluster info --json` document (DESIGN.md section 8, contract). */
 export function clusterInfo(plan: ClusterPlan): object {
   return {

@@ -1,7 +1,12 @@
 import { createSocket } from "node:dgram";
+import { connect } from "node:net";
 
-/** One marked probe: datagrams carrying `marker` to `ip:port`, echoed back by the pod's echo service. */
+/**
+ * One marked probe: messages carrying `marker` to `ip:port`, echoed back by the pod's echo
+ * service: UDP datagrams, or lines on one TCP connection.
+ */
 export interface ProbeTarget {
+  protocol: "udp" | "tcp";
   ip: string;
   port: number;
   marker: string;
@@ -34,10 +39,42 @@ export function missingRuns(seen: Uint8Array): Array<[number, number]> {
   return runs;
 }
 
+/** Marks `seq` of `seen` when `text` is `marker#seq` for a marker in `seen`. */
+function record(seen: ReadonlyMap<string, Uint8Array>, text: string): void {
+  const hash = text.lastIndexOf("#");
+  const got = seen.get(text.slice(0, hash));
+  const seq = Number(text.slice(hash + 1));
+  if (got !== undefined && Number.isInteger(seq) && seq >= 0 && seq < got.length) got[seq] = 1;
+}
+
+/** A TCP connection to `t` that sends probe lines and records the echoed ones. */
+function tcpProbe(
+  t: ProbeTarget,
+  seen: ReadonlyMap<string, Uint8Array>,
+): { send(i: number): void; close(): void } {
+  const sock = connect({ host: t.ip, port: t.port });
+  sock.setNoDelay(true);
+  sock.on("error", () => undefined); // counted as lost
+  let buffered = "";
+  sock.setEncoding("utf8");
+  sock.on("data", (d: string) => {
+    buffered += d;
+    for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
+      record(seen, buffered.slice(0, nl));
+      buffered = buffered.slice(nl + 1);
+    }
+  });
+  return {
+    send: (i) => void (sock.writable && sock.write(probePayload(t.marker, i) + "\n")),
+    close: () => sock.destroy(),
+  };
+}
+
 /**
- * Sends `count` UDP datagrams carrying each target's marker and a sequence number, spread over
- * `seconds`, and reports for each marker how many distinct ones were echoed back and which were
- * not. Runs inside a pod's namespace.
+ * Sends `count` messages carrying each target's marker and a sequence number, spread over
+ * `seconds` (UDP: one datagram each; TCP: one line each on a connection per target), and reports
+ * for each marker how many distinct ones were echoed back and which were not. Runs inside a pod's
+ * namespace.
  */
 export async function probe(
   targets: ProbeTarget[],
@@ -46,18 +83,16 @@ export async function probe(
 ): Promise<Record<string, ProbeResult>> {
   const sock = createSocket("udp4");
   const seen = new Map(targets.map((t) => [t.marker, new Uint8Array(count)]));
-  sock.on("message", (msg) => {
-    const text = msg.toString("utf8");
-    const hash = text.lastIndexOf("#");
-    const got = seen.get(text.slice(0, hash));
-    const seq = Number(text.slice(hash + 1));
-    if (got !== undefined && Number.isInteger(seq) && seq >= 0 && seq < count) got[seq] = 1;
-  });
+  sock.on("message", (msg) => record(seen, msg.toString("utf8")));
   await new Promise<void>((resolve) => sock.bind(0, resolve));
+  const tcp = new Map(targets.filter((t) => t.protocol === "tcp").map((t) => [t.marker, tcpProbe(t, seen)]));
   const gap = (seconds * 1000) / Math.max(1, count);
   const start = Date.now();
   for (let i = 0; i < count; i++) {
-    for (const t of targets) sock.send(probePayload(t.marker, i), t.port, t.ip);
+    for (const t of targets) {
+      if (t.protocol === "udp") sock.send(probePayload(t.marker, i), t.port, t.ip);
+      else tcp.get(t.marker)!.send(i);
+    }
     // Paced against the start, so a slow wake-up does not stretch the run.
     const wait = start + (i + 1) * gap - Date.now();
     await new Promise((r) => setTimeout(r, Math.max(0, wait)));
@@ -65,6 +100,7 @@ export async function probe(
   // Echoes still in flight (a handshake in progress, a loaded machine) get two seconds to return.
   await new Promise((r) => setTimeout(r, 2000));
   sock.close();
+  for (const c of tcp.values()) c.close();
   return Object.fromEntries(
     [...seen].map(([marker, got]) => [
       marker,

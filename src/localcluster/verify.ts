@@ -6,29 +6,138 @@ import { join } from "node:path";
 import { PodcryptError } from "../errors/index.js";
 import { projectRoot } from "../paths.js";
 import { run } from "../platform/netns/netns.js";
-import { VERIFY_PORT } from "./echo.js";
+import type { Datastore } from "../datastore/types.js";
+import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
+import { fromStored, resolveSelectors } from "../policy/index.js";
+import type { Selector } from "../policy/types.js";
+import { parsePortRef, VERIFY_PORT } from "./echo.js";
+import { servicePods, type ClusterPlan, type PlannedPod } from "./plan.js";
 import type { ProbeResult } from "./probe.js";
 import type { ClusterState } from "./state.js";
 
-/** One ordered node pair's result (DESIGN.md section 9: `verify --json`). */
+/**
+ * One check: marked traffic from a pod on `from` to a pod on `to` on one port (DESIGN.md section
+ * 9: `verify --json`, whose contract fields come first). Encrypting all traffic, there is one per
+ * ordered node pair (the pods' echo port, udp/7); selective, also one per service port of every
+ * service with a pod on `to`, `selected` telling whether policies select it.
+ */
 export interface PairResult {
   from: string;
   to: string;
-  fromPod: string;
-  toPod: string;
+  /** Every message came back (and, when `selected`, none crossed the underlay in plaintext). */
   delivered: boolean;
   plaintextSeen: boolean;
+  fromPod: string;
+  toPod: string;
+  protocol: "udp" | "tcp";
+  port: number;
+  /** The service whose port this is (absent for the echo port every pod answers on). */
+  service?: string;
+  /** Whether this traffic must be encrypted: always when encrypting all, by policy when selective. */
+  selected: boolean;
   sent: number;
   echoed: number;
-  /** Runs of datagrams that never came back: when (ms after the first was sent) and how many. */
+  /** Runs of messages that never came back: when (ms after the first was sent) and how many. */
   losses: Array<{ atMs: number; untilMs: number; packets: number }>;
 }
 
 export interface VerifyResult {
   ok: boolean;
+  /** No selected traffic was seen in plaintext. */
   encrypted: boolean;
+  selective: boolean;
   pairs: PairResult[];
   capture: { packets: number; bytes: number };
+}
+
+/** What to check, before anything is sent. */
+export interface PlannedCheck {
+  from: string;
+  to: string;
+  src: PlannedPod;
+  dst: PlannedPod;
+  protocol: "udp" | "tcp";
+  port: number;
+  service?: string;
+  selected: boolean;
+}
+
+/**
+ * The checks of a verify run, pure. Every ordered node pair gets its echo-port check (selected
+ * unless selective). Selective: for every service, every port, and every other node hosting one
+ * of its pods, a check from a pod on each node to that pod, selected when `selectors` (resolved
+ * policies) cover the pod's IP on that port.
+ */
+export function planChecks(
+  plan: ClusterPlan,
+  selective: boolean,
+  selectors: readonly Selector[],
+): PlannedCheck[] {
+  const checks: PlannedCheck[] = [];
+  const firstPod = (node: string) => plan.pods.find((p) => p.node === node);
+  for (const a of plan.nodes) {
+    const src = firstPod(a.name);
+    if (src === undefined) continue;
+    for (const b of plan.nodes) {
+      if (a.name === b.name) continue;
+      const dst = firstPod(b.name);
+      if (dst !== undefined)
+        checks.push({
+          from: a.name,
+          to: b.name,
+          src,
+          dst,
+          protocol: "udp",
+          port: VERIFY_PORT,
+          selected: !selective,
+        });
+      if (!selective) continue;
+      for (const svc of plan.services) {
+        const pod = servicePods(plan, svc).find((p) => p.node === b.name);
+        if (pod === undefined) continue;
+        for (const text of svc.ports) {
+          const { protocol, port } = parsePortRef(text);
+          const selected = selectors.some(
+            (x) => x.protocol === protocol && x.port === port && x.podIPs.includes(pod.ip),
+          );
+          checks.push({
+            from: a.name,
+            to: b.name,
+            src,
+            dst: pod,
+            protocol,
+            port,
+            service: `${svc.namespace}/${svc.name}`,
+            selected,
+          });
+        }
+      }
+    }
+  }
+  return checks;
+}
+
+/** The selector set the cluster's policies resolve to now, and whether encryption is selective. */
+async function selection(state: ClusterState, openStore: (url: string) => Promise<Datastore>) {
+  const store = await openStore(state.datastore);
+  try {
+    const c = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
+    if (c?.encryption !== "selective") return { selective: false, selectors: [] };
+    const [policies, services, endpoints] = await Promise.all([
+      store.collection("encryptionpolicies").list(),
+      store.collection("services").list(),
+      store.collection("endpoints").list(),
+    ]);
+    const { selectors } = resolveSelectors({
+      policies: policies.items.map((p) => fromStored(p.value)),
+      services: services.items.map((x) => x.value),
+      endpoints: endpoints.items.map((x) => x.value),
+      pods: [],
+    });
+    return { selective: true, selectors };
+  } finally {
+    await store.close();
+  }
 }
 
 /** Starts tcpdump on the fabric bridge; resolves once it listens. */
@@ -78,46 +187,49 @@ async function startCapture(state: ClusterState, file: string): Promise<() => Pr
 }
 
 /**
- * `podcrypt verify`: for every ordered pair of nodes, a pod on the first sends UDP datagrams
- * carrying a unique marker to a pod on the second (which echoes them), while the fabric bridge is
- * captured. A pair fails when its marker shows up in the capture (plaintext on the underlay) or
- * no echo came back. With encryption off, every pair is expected to be plaintext: verify fails.
+ * `podcrypt verify`: runs the checks of {@link planChecks} (marked messages from a pod on one
+ * node to a pod on another, which echoes them) while the fabric bridge is captured. A check fails
+ * when a message did not come back, or when it is selected and its marker shows up in the
+ * capture (plaintext on the underlay). With encryption off every selected check sees plaintext.
  */
-export async function verifyCluster(state: ClusterState, seconds: number, count = 5): Promise<VerifyResult> {
+export async function verifyCluster(
+  state: ClusterState,
+  openStore: (url: string) => Promise<Datastore>,
+  seconds: number,
+  count = 5,
+): Promise<VerifyResult> {
   const nonce = randomBytes(6).toString("hex");
+  const { selective, selectors } = await selection(state, openStore);
+  const checks = planChecks(state.plan, selective, selectors);
+  const marker = (c: PlannedCheck): string =>
+    `PODCRYPT-VERIFY-${nonce}-${c.from}-${c.to}-${c.protocol}${c.port}-${c.dst.name}`;
   const file = join(tmpdir(), `podcrypt-verify-${nonce}.pcap`);
   const stop = await startCapture(state, file);
-  const pairs: PairResult[] = [];
+  const pairs: PairResult[] = checks.map((c) => ({
+    from: c.from,
+    to: c.to,
+    delivered: false,
+    plaintextSeen: false,
+    fromPod: c.src.name,
+    toPod: c.dst.name,
+    protocol: c.protocol,
+    port: c.port,
+    ...(c.service === undefined ? {} : { service: c.service }),
+    selected: c.selected,
+    sent: count,
+    echoed: 0,
+    losses: [],
+  }));
   try {
-    const bySource = new Map<string, Array<{ pair: PairResult; ip: string; marker: string }>>();
-    for (const a of state.plan.nodes) {
-      const src = state.plan.pods.find((p) => p.node === a.name);
-      if (src === undefined) continue;
-      for (const b of state.plan.nodes) {
-        if (a.name === b.name) continue;
-        const dst = state.plan.pods.find((p) => p.node === b.name);
-        if (dst === undefined) continue;
-        const pair: PairResult = {
-          from: a.name,
-          to: b.name,
-          fromPod: src.name,
-          toPod: dst.name,
-          delivered: false,
-          plaintextSeen: false,
-          sent: count,
-          echoed: 0,
-          losses: [],
-        };
-        pairs.push(pair);
-        const list = bySource.get(src.netns) ?? [];
-        list.push({ pair, ip: dst.ip, marker: `PODCRYPT-VERIFY-${nonce}-${a.name}-${b.name}` });
-        bySource.set(src.netns, list);
-      }
-    }
+    const bySource = new Map<string, number[]>();
+    checks.forEach((c, i) => bySource.set(c.src.netns, [...(bySource.get(c.src.netns) ?? []), i]));
     const podcrypt = join(projectRoot(), "bin", "podcrypt");
+    const gapMs = (seconds * 1000) / count;
     await Promise.all(
-      [...bySource].map(async ([netns, list]) => {
-        const targets = list.map((l) => `${l.ip}:${VERIFY_PORT}:${l.marker}`).join(",");
+      [...bySource].map(async ([netns, indices]) => {
+        const targets = indices.map(
+          (i) => `${checks[i]!.protocol}:${checks[i]!.dst.ip}:${checks[i]!.port}:${marker(checks[i]!)}`,
+        );
         const out = await run(
           "ip",
           [
@@ -129,23 +241,21 @@ export async function verifyCluster(state: ClusterState, seconds: number, count 
             "debug",
             "probe",
             "--targets",
-            targets,
+            targets.join(","),
             "--count",
             String(count),
             "--seconds",
             String(seconds),
           ],
-          {
-            timeoutMs: (seconds + 30) * 1000,
-          },
+          { timeoutMs: (seconds + 30) * 1000 },
         );
         const results = JSON.parse(out) as Record<string, ProbeResult>;
-        const gapMs = (seconds * 1000) / count;
-        for (const l of list) {
-          const r = results[l.marker] ?? { echoed: 0, lost: [[0, count - 1]] };
-          l.pair.echoed = r.echoed;
-          l.pair.delivered = r.echoed === count;
-          l.pair.losses = r.lost.map(([a, b]) => ({
+        for (const i of indices) {
+          const r = results[marker(checks[i]!)] ?? { echoed: 0, lost: [[0, count - 1]] };
+          const p = pairs[i]!;
+          p.echoed = r.echoed;
+          p.delivered = r.echoed === count;
+          p.losses = r.lost.map(([a, b]) => ({
             atMs: Math.round(a * gapMs),
             untilMs: Math.round(b * gapMs),
             packets: b - a + 1,
@@ -158,13 +268,14 @@ export async function verifyCluster(state: ClusterState, seconds: number, count 
   }
   const capture = readFileSync(file);
   rmSync(file, { force: true });
-  for (const p of pairs) p.plaintextSeen = capture.includes(`PODCRYPT-VERIFY-${nonce}-${p.from}-${p.to}`);
+  checks.forEach((c, i) => (pairs[i]!.plaintextSeen = capture.includes(marker(c))));
   // pcap: 24-byte header, then 16-byte record headers.
   let packets = 0;
   for (let off = 24; off + 16 <= capture.length; packets++) off += 16 + capture.readUInt32LE(off + 8);
   return {
-    ok: pairs.length > 0 && pairs.every((p) => p.delivered && !p.plaintextSeen),
-    encrypted: pairs.every((p) => !p.plaintextSeen),
+    ok: pairs.length > 0 && pairs.every((p) => p.delivered && !(p.selected && p.plaintextSeen)),
+    encrypted: pairs.every((p) => !(p.selected && p.plaintextSeen)),
+    selective,
     pairs,
     capture: { packets, bytes: capture.length },
   };

@@ -29,6 +29,14 @@ export const nodeStatusSchema = z.strictObject({
   mtu: z.number().int().min(576).max(65535).optional(),
   /** Human-readable problems the agent hit on its last reconcile (never key material). */
   errors: z.array(z.string().max(1024)).max(32).default([]),
+  /**
+   * Selective encryption: hash of the selector set the node has installed (src/agent/selection.ts);
+   * once every live node shows the same one, the set is in force everywhere.
+   */
+  selection: z
+    .string()
+    .regex(/^[0-9a-f]{16}$/, "must be 16 hex digits")
+    .optional(),
 });
 
 /** Epoch numbers as decimal strings, the record key of `Node.publicKeys`. */

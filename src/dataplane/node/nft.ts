@@ -1,34 +1,101 @@
 import { run } from "../../platform/netns/netns.js";
-import type { DesiredStrict } from "../types.js";
+import type { DesiredStrict, SelectorMatch } from "../types.js";
 
-/** nftables table that holds podcrypt's fail-closed rules. */
+/** nftables table that holds podcrypt's fail-closed rules and its selective-encryption marks. */
 export const NFT_TABLE = "podcrypt";
 
 /**
- * The ruleset of DESIGN.md section 4 as nft text. Pod traffic between this node and the others
- * may cross the underlay only inside the tunnel (whose packets are UDP between node addresses,
- * so they never match): anything else matching the pod CIDRs on the underlay interface is
- * dropped and counted.
+ * The packet mark of selected traffic (selective encryption): set in prerouting, looked up by the
+ * `ip rule` that sends marked packets to the `selected` routing table. One bit, so marks of other
+ * components (kube-proxy 0x4000/0x8000, Calico's upper bits) are left alone.
+ */
+export const SELECT_MARK = 0x00100000;
+
+const hex = (n: number): string => `0x${n.toString(16).padStart(8, "0")}`;
+
+/**
+ * One nft rule per address family matching `matches` by `side` address and port: `daddr . proto .
+ * dport` for traffic to the pods, `saddr . proto . sport` for their replies. Empty when none.
+ */
+function selectorRules(matches: readonly SelectorMatch[], side: "to" | "from", action: string): string[] {
+  const rules: string[] = [];
+  for (const family of ["ip", "ip6"] as const) {
+    const elements = matches.flatMap((m) =>
+      m.podIPs
+        .filter((ip) => ip.includes(":") === (family === "ip6"))
+        .map((ip) => `${ip} . ${m.protocol} . ${m.port}`),
+    );
+    if (elements.length === 0) continue;
+    const [addr, port] = side === "to" ? ["daddr", "dport"] : ["saddr", "sport"];
+    rules.push(
+      `    ${family} ${addr} . meta l4proto . th ${port} { ${[...new Set(elements)].join(", ")} } ${action}`,
+    );
+  }
+  return rules;
+}
+
+/**
+ * The node's ruleset as nft text (DESIGN.md sections 4 and 5), replaced as one transaction.
+ *
+ * Encrypting all pod traffic: pod traffic between this node and the others may cross the underlay
+ * only inside the tunnel (whose packets are UDP between node addresses, so they never match):
+ * anything else matching the pod CIDRs on the underlay interface is dropped and counted.
+ *
+ * Selective: chain `select` marks the selected traffic ({@link SELECT_MARK}) so policy routing
+ * sends it into the tunnel; strict mode drops marked packets leaving through the underlay, and
+ * selected traffic arriving from it in plaintext.
  */
 export function strictRuleset(s: DesiredStrict): string {
   const set = (cidrs: string[]): string => `{ ${cidrs.join(", ")} }`;
   const v4 = (cidrs: string[]): string[] => cidrs.filter((c) => !c.includes(":"));
   const local = v4(s.localPodCidrs);
   const remote = v4(s.remotePodCidrs);
+  const chain = (name: string, hook: string, priority: string, body: string[]): string[] =>
+    body.length === 0
+      ? []
+      : [`  chain ${name} { type filter hook ${hook} priority ${priority}; policy accept;`, ...body, "  }"];
   const rules: string[] = [];
-  if (s.dropOutbound && local.length > 0 && remote.length > 0) {
+  const sel = s.selection;
+  if (sel !== undefined) {
+    const mark = `meta mark set meta mark | ${hex(SELECT_MARK)} counter`;
+    const byLocal = (l: boolean) => sel.encrypt.filter((m) => m.local === l);
     rules.push(
-      `  chain out { type filter hook postrouting priority 0; policy accept;`,
-      `    oifname "${s.underlayIf}" ip saddr ${set(local)} ip daddr ${set(remote)} counter drop comment "podcrypt: plaintext out"`,
-      "  }",
+      ...chain("select", "prerouting", "mangle", [
+        ...selectorRules(byLocal(false), "to", mark),
+        ...selectorRules(byLocal(true), "from", mark),
+      ]),
     );
-  }
-  if (s.dropInbound && local.length > 0 && remote.length > 0) {
-    rules.push(
-      `  chain in { type filter hook prerouting priority 0; policy accept;`,
-      `    iifname "${s.underlayIf}" ip saddr ${set(remote)} ip daddr ${set(local)} counter drop comment "podcrypt: plaintext in"`,
-      "  }",
-    );
+    if (s.dropOutbound)
+      rules.push(
+        ...chain("out", "postrouting", "0", [
+          `    oifname "${s.underlayIf}" meta mark & ${hex(SELECT_MARK)} != 0 counter drop comment "podcrypt: plaintext out"`,
+        ]),
+      );
+    if (s.dropInbound) {
+      const drop = `iifname "${s.underlayIf}" counter drop comment "podcrypt: plaintext in"`;
+      const expect = (l: boolean) => sel.expectEncrypted.filter((m) => m.local === l);
+      rules.push(
+        ...chain("in", "prerouting", "0", [
+          ...selectorRules(expect(true), "to", drop),
+          ...selectorRules(expect(false), "from", drop),
+        ]),
+      );
+    }
+  } else {
+    if (s.dropOutbound && local.length > 0 && remote.length > 0) {
+      rules.push(
+        ...chain("out", "postrouting", "0", [
+          `    oifname "${s.underlayIf}" ip saddr ${set(local)} ip daddr ${set(remote)} counter drop comment "podcrypt: plaintext out"`,
+        ]),
+      );
+    }
+    if (s.dropInbound && local.length > 0 && remote.length > 0) {
+      rules.push(
+        ...chain("in", "prerouting", "0", [
+          `    iifname "${s.underlayIf}" ip saddr ${set(remote)} ip daddr ${set(local)} counter drop comment "podcrypt: plaintext in"`,
+        ]),
+      );
+    }
   }
   // Create-then-delete makes the replacement one atomic transaction whether or not the table exists.
   return [

@@ -1,12 +1,27 @@
 import { run } from "../../platform/netns/netns.js";
 import type { DesiredRoute } from "../types.js";
+import { SELECT_MARK } from "./nft.js";
 
-/** The routing table podcrypt programs (main: the local cluster's nodes have no other routes). */
+/**
+ * The routing table of selected traffic (selective encryption): packets carrying
+ * {@link SELECT_MARK} look it up first (rule priority {@link SELECTED_RULE_PRIORITY}); what it
+ * does not route falls through to the main table.
+ */
+export const SELECTED_TABLE = 5040;
+export const SELECTED_RULE_PRIORITY = 5040;
+
 interface IpRoute {
   dst: string;
   type?: string;
   gateway?: string;
   dev?: string;
+}
+
+interface IpRule {
+  priority?: number;
+  fwmark?: string;
+  fwmask?: string;
+  table?: string;
 }
 
 function normalise(dst: string): string {
@@ -25,41 +40,70 @@ function same(want: DesiredRoute, have: IpRoute): boolean {
 }
 
 function command(r: DesiredRoute): string {
+  const table = r.table === "selected" ? ` table ${SELECTED_TABLE}` : "";
   switch (r.kind) {
     case "blackhole":
-      return `route replace blackhole ${r.dst}`;
+      return `route replace blackhole ${r.dst}${table}`;
     case "tunnel":
-      return `route replace ${r.dst} dev ${r.dev}`;
+      return `route replace ${r.dst} dev ${r.dev}${table}`;
     case "plain":
-      return `route replace ${r.dst} via ${r.via} dev ${r.dev}`;
+      return `route replace ${r.dst} via ${r.via} dev ${r.dev}${table}`;
   }
 }
 
+const markArg = `0x${SELECT_MARK.toString(16)}/0x${SELECT_MARK.toString(16)}`;
+
+function isSelectedRule(r: IpRule): boolean {
+  return r.priority === SELECTED_RULE_PRIORITY && r.table === String(SELECTED_TABLE);
+}
+
 /**
- * Routes to other nodes' pod CIDRs: reads the installed ones (`ip -j route`), replaces what
- * differs and deletes routes inside `managed` (the cluster pod CIDRs) that are no longer wanted,
- * in one `ip -batch` process. `ip route replace` swaps a route atomically, so moving traffic from
- * one generation's interface to the next loses nothing. Returns the number of changes.
+ * Routes to other nodes' pod CIDRs: reads the installed ones (`ip -j route`, the main table and
+ * podcrypt's `selected` table), replaces what differs and deletes routes that are no longer wanted
+ * (in main only those `managed` accepts, the cluster pod CIDRs; in the selected table all), and
+ * keeps the `ip rule` of marked packets exactly when some route wants the selected table, all in
+ * one `ip -batch` process. `ip route replace` swaps a route atomically, so moving traffic from one
+ * generation's interface to the next loses nothing. Returns the number of changes.
  */
 export async function reconcileRoutes(
   desired: DesiredRoute[],
   managed: (dst: string) => boolean,
 ): Promise<number> {
-  const installed = JSON.parse(
-    (await run("ip", ["-j", "route", "show", "table", "main"])) || "[]",
-  ) as IpRoute[];
-  const byDst = new Map(installed.map((r) => [normalise(r.dst), r]));
+  const [mainJson, selectedJson, rulesJson] = await Promise.all([
+    run("ip", ["-j", "route", "show", "table", "main"]),
+    run("ip", ["-j", "route", "show", "table", String(SELECTED_TABLE)]).catch(() => "[]"),
+    run("ip", ["-j", "rule", "show"]),
+  ]);
+  const tables = {
+    main: new Map((JSON.parse(mainJson || "[]") as IpRoute[]).map((r) => [normalise(r.dst), r])),
+    selected: new Map((JSON.parse(selectedJson || "[]") as IpRoute[]).map((r) => [normalise(r.dst), r])),
+  };
   const commands: string[] = [];
-  const wanted = new Set<string>();
+  const wanted = { main: new Set<string>(), selected: new Set<string>() };
   for (const r of desired) {
-    wanted.add(r.dst);
-    const have = byDst.get(r.dst);
+    const t = r.table ?? "main";
+    wanted[t].add(r.dst);
+    const have = tables[t].get(r.dst);
     if (have === undefined || !same(r, have)) commands.push(command(r));
   }
-  for (const [dst, r] of byDst) {
-    if (!wanted.has(dst) && managed(dst) && r.dev?.startsWith("pcp") !== true)
+  for (const [dst, r] of tables.main) {
+    if (!wanted.main.has(dst) && managed(dst) && r.dev?.startsWith("pcp") !== true)
       commands.push(`route del ${dst}${r.type === "blackhole" ? " type blackhole" : ""}`);
   }
+  for (const [dst, r] of tables.selected) {
+    if (!wanted.selected.has(dst))
+      commands.push(
+        `route del ${dst}${r.type === "blackhole" ? " type blackhole" : ""} table ${SELECTED_TABLE}`,
+      );
+  }
+  const rules = (JSON.parse(rulesJson || "[]") as IpRule[]).filter(isSelectedRule);
+  const wantRule = wanted.selected.size > 0;
+  const ruleOk = rules.length === 1 && rules[0]!.fwmark === `0x${SELECT_MARK.toString(16)}`;
+  if (!wantRule || !ruleOk)
+    for (let i = 0; i < rules.length; i++) commands.push(`rule del priority ${SELECTED_RULE_PRIORITY}`);
+  // The rule is added after the routes it leads to exist (the batch runs in order).
+  if (wantRule && !ruleOk)
+    commands.push(`rule add priority ${SELECTED_RULE_PRIORITY} fwmark ${markArg} lookup ${SELECTED_TABLE}`);
   if (commands.length > 0) await run("ip", ["-batch", "-"], { input: commands.join("\n") + "\n" });
   return commands.length;
 }

@@ -1,7 +1,7 @@
 import { ValidationError } from "../../errors/index.js";
 import { canonicalCidr, canonicalIp } from "../../platform/netlink/addr.js";
 import type { InstalledXfrmPolicy, InstalledXfrmState } from "../../platform/netlink/xfrm-text.js";
-import type { XfrmDesired, XfrmPolicySpec, XfrmSaSpec } from "./types.js";
+import type { XfrmDesired, XfrmLinkSpec, XfrmPolicySpec, XfrmSaSpec } from "./types.js";
 
 /** Range of reqids the backend owns: states and policies with others are never touched. */
 export interface ReqidRange {
@@ -11,11 +11,48 @@ export interface ReqidRange {
 
 export const AEAD_NAME = "rfc4106(gcm(aes))";
 
+/** A link as `ip -j -d link show` reports it (only what the plan compares). */
+export interface InstalledXfrmLink {
+  ifname: string;
+  /** `linkinfo.info_kind` ("xfrm", "wireguard", "tun", ... or "" for none). */
+  kind: string;
+  /** `if_id` of an XFRM interface. */
+  ifId?: number;
+  /** The lower device of an XFRM interface (`link`). */
+  dev?: string;
+  mtu: number;
+  up: boolean;
+}
+
+/** What is installed, as read in one pass. */
+export interface XfrmInstalled {
+  states: InstalledXfrmState[];
+  policies: InstalledXfrmPolicy[];
+  /** Every link of the namespace by name (absent: links are not planned). */
+  links?: Map<string, InstalledXfrmLink>;
+}
+
+/** What a pass may remove besides replacing what differs. */
+export interface PruneOptions {
+  /**
+   * Owned states, policies and XFRM interfaces that are not desired are removed: all of them
+   * ("all", the default), or only those whose `if_id` is in the set (a generation backend
+   * installing some generations must not remove another's).
+   */
+  prune?: "all" | ReadonlySet<number>;
+  /** Whether an XFRM interface of that name is the backend's. Default: none is. */
+  ownsLink?: (ifname: string) => boolean;
+}
+
 /** Validates and canonicalises `desired` (addresses as the kernel prints them). */
 export function normaliseXfrm(desired: XfrmDesired, owned: ReqidRange): XfrmDesired {
   const checkReqid = (reqid: number, field: string): void => {
     if (!Number.isInteger(reqid) || reqid < owned.min || reqid > owned.max)
       throw new ValidationError(field, `reqid ${reqid} outside the owned range ${owned.min}..${owned.max}`);
+  };
+  const checkIfId = (ifId: number | undefined, field: string): void => {
+    if (ifId !== undefined && (!Number.isInteger(ifId) || ifId < 1 || ifId > 0xffffffff))
+      throw new ValidationError(field, "must be 1..2^32-1");
   };
   const states = desired.states.map((s, i): XfrmSaSpec => {
     const at = `states[${i}]`;
@@ -23,6 +60,7 @@ export function normaliseXfrm(desired: XfrmDesired, owned: ReqidRange): XfrmDesi
     if (!Number.isInteger(s.spi) || s.spi < 256 || s.spi > 0xffffffff)
       throw new ValidationError(`${at}.spi`, "must be 256..2^32-1 (RFC 4303: 1..255 reserved)");
     checkReqid(s.reqid, `${at}.reqid`);
+    checkIfId(s.ifId, `${at}.ifId`);
     return {
       ...s,
       src: canonicalIp(s.src, `${at}.src`),
@@ -33,6 +71,7 @@ export function normaliseXfrm(desired: XfrmDesired, owned: ReqidRange): XfrmDesi
   const policies = desired.policies.map((p, i): XfrmPolicySpec => {
     const at = `policies[${i}]`;
     checkReqid(p.tmpl.reqid, `${at}.tmpl.reqid`);
+    checkIfId(p.ifId, `${at}.ifId`);
     if ((p.sport !== undefined || p.dport !== undefined) && p.proto === undefined)
       throw new ValidationError(`${at}.proto`, "ports need a protocol");
     return {
@@ -47,12 +86,25 @@ export function normaliseXfrm(desired: XfrmDesired, owned: ReqidRange): XfrmDesi
       },
     };
   });
-  return { states, policies };
+  const names = new Set<string>();
+  const links = (desired.links ?? []).map((l, i): XfrmLinkSpec => {
+    const at = `links[${i}]`;
+    if (!/^[\w.-]{1,15}$/.test(l.ifname)) throw new ValidationError(`${at}.ifname`, "not an interface name");
+    if (names.has(l.ifname)) throw new ValidationError(`${at}.ifname`, `duplicate ${l.ifname}`);
+    names.add(l.ifname);
+    if (!/^[\w.-]{1,15}$/.test(l.dev)) throw new ValidationError(`${at}.dev`, "not an interface name");
+    checkIfId(l.ifId, `${at}.ifId`);
+    if (!Number.isInteger(l.mtu) || l.mtu < 576 || l.mtu > 65535)
+      throw new ValidationError(`${at}.mtu`, "out of range");
+    return { ...l };
+  });
+  return { states, policies, ...(desired.links === undefined ? {} : { links }) };
 }
 
+const hex = (n: number): string => `0x${n.toString(16)}`;
 const stateKey = (s: { src: string; dst: string; spi: number }): string => `${s.src}|${s.dst}|${s.spi}`;
 const markText = (m?: { value: number; mask: number }): string =>
-  m ? `0x${m.value.toString(16)}/0x${m.mask.toString(16)}` : "-";
+  m ? `${hex(m.value)}/${hex(m.mask)}` : "-";
 const policyKey = (p: {
   dir: string;
   src: string;
@@ -61,8 +113,11 @@ const policyKey = (p: {
   sport?: number;
   dport?: number;
   mark?: { value: number; mask: number };
+  ifId?: number;
 }): string =>
-  [p.dir, p.src, p.dst, p.proto ?? "-", p.sport ?? "-", p.dport ?? "-", markText(p.mark)].join("|");
+  [p.dir, p.src, p.dst, p.proto ?? "-", p.sport ?? "-", p.dport ?? "-", markText(p.mark), p.ifId ?? 0].join(
+    "|",
+  );
 
 function stateMatches(want: XfrmSaSpec, have: InstalledXfrmState): boolean {
   return (
@@ -77,7 +132,8 @@ function stateMatches(want: XfrmSaSpec, have: InstalledXfrmState): boolean {
         have.encap.sport === want.encap.sport &&
         have.encap.dport === want.encap.dport
       : have.encap === undefined) &&
-    markText(have.mark) === markText(want.mark)
+    markText(have.mark) === markText(want.mark) &&
+    (have.ifId ?? 0) === (want.ifId ?? 0)
   );
 }
 
@@ -95,28 +151,31 @@ function policyMatches(want: XfrmPolicySpec, have: InstalledXfrmPolicy): boolean
   );
 }
 
+/** The selector, direction, mark and interface ID: what identifies a policy. */
 function selector(p: XfrmPolicySpec | InstalledXfrmPolicy): string {
   let s = `src ${p.src} dst ${p.dst}`;
   if (p.proto !== undefined) s += ` proto ${p.proto}`;
   if (p.sport !== undefined) s += ` sport ${p.sport}`;
   if (p.dport !== undefined) s += ` dport ${p.dport}`;
   s += ` dir ${p.dir}`;
-  if (p.mark) s += ` mark 0x${p.mark.value.toString(16)} mask 0x${p.mark.mask.toString(16)}`;
+  if (p.mark) s += ` mark ${hex(p.mark.value)} mask ${hex(p.mark.mask)}`;
+  if (p.ifId !== undefined) s += ` if_id ${hex(p.ifId)}`;
   return s;
 }
 
-/** The `ip xfrm state add` line of an SA. Contains key material. */
+/** The `ip xfrm state add` line of an SA. Contains key material: only ever fed to `ip -batch` on stdin. */
 export function stateAddLine(s: XfrmSaSpec): string {
-  let line =
-    `xfrm state add src ${s.src} dst ${s.dst} proto esp spi 0x${s.spi.toString(16)} reqid ${s.reqid} mode tunnel` +
-    ` aead ${AEAD_NAME} 0x${s.key.toString("hex")} ${s.icvBits ?? 128}`;
+  let line = `xfrm state add src ${s.src} dst ${s.dst} proto esp spi ${hex(s.spi)} reqid ${s.reqid} mode tunnel`;
+  if (s.replayWindow !== undefined && s.replayWindow > 0) line += ` replay-window ${s.replayWindow}`;
+  line += ` aead ${AEAD_NAME} 0x${s.key.toString("hex")} ${s.icvBits ?? 128}`;
   if (s.encap) line += ` encap espinudp ${s.encap.sport} ${s.encap.dport} 0.0.0.0`;
-  if (s.mark) line += ` mark 0x${s.mark.value.toString(16)} mask 0x${s.mark.mask.toString(16)}`;
+  if (s.mark) line += ` mark ${hex(s.mark.value)} mask ${hex(s.mark.mask)}`;
+  if (s.ifId !== undefined) line += ` if_id ${hex(s.ifId)}`;
   return line;
 }
 
 function stateDeleteLine(s: { src: string; dst: string; spi: number }): string {
-  return `xfrm state delete src ${s.src} dst ${s.dst} proto esp spi 0x${s.spi.toString(16)}`;
+  return `xfrm state delete src ${s.src} dst ${s.dst} proto esp spi ${hex(s.spi)}`;
 }
 
 function policyLine(verb: "add" | "update", p: XfrmPolicySpec): string {
@@ -128,25 +187,43 @@ function policyLine(verb: "add" | "update", p: XfrmPolicySpec): string {
 
 /**
  * `ip -batch` lines that turn `installed` into `desired` (normalised), touching only states and
- * policies whose reqid is in `owned`. Order keeps traffic flowing: changed SAs are replaced and new
- * ones added before policies point at them; stale policies go before stale SAs.
+ * policies whose reqid is in `owned` and XFRM interfaces `ownsLink` accepts. Order keeps traffic
+ * flowing: interfaces exist before SAs name their `if_id`, changed SAs are replaced and new ones
+ * added before policies point at them; stale policies go before stale SAs, stale interfaces last.
  */
 export function planXfrm(
   desired: XfrmDesired,
-  installed: { states: InstalledXfrmState[]; policies: InstalledXfrmPolicy[] },
+  installed: XfrmInstalled,
   owned: ReqidRange,
+  options: PruneOptions = {},
 ): string[] {
+  const prune = options.prune ?? "all";
+  const prunable = (ifId: number | undefined): boolean => prune === "all" || prune.has(ifId ?? 0);
   const isOwned = (reqid: number): boolean => reqid >= owned.min && reqid <= owned.max;
+  const lines: string[] = [];
+
+  const links = installed.links;
+  const wantLinks = new Map((desired.links ?? []).map((l) => [l.ifname, l]));
+  if (links !== undefined) {
+    for (const want of wantLinks.values()) {
+      const have = links.get(want.ifname);
+      const same = have?.kind === "xfrm" && have.ifId === want.ifId && have.dev === want.dev;
+      // A leftover of our name but another kind or if_id cannot be changed in place.
+      if (have !== undefined && !same) lines.push(`link del dev ${want.ifname}`);
+      if (!same) lines.push(`link add name ${want.ifname} type xfrm dev ${want.dev} if_id ${hex(want.ifId)}`);
+      if (!same || have.mtu !== want.mtu) lines.push(`link set dev ${want.ifname} mtu ${want.mtu}`);
+      if (!same || !have.up) lines.push(`link set dev ${want.ifname} up`);
+    }
+  }
+
   const haveStates = new Map(installed.states.filter((s) => s.proto === "esp").map((s) => [stateKey(s), s]));
   const wantStates = new Map(desired.states.map((s) => [stateKey(s), s]));
-  const lines: string[] = [];
   for (const [key, want] of wantStates) {
     const have = haveStates.get(key);
     if (have && stateMatches(want, have)) continue;
     if (have) lines.push(stateDeleteLine(have)); // keys and algorithms cannot be updated in place
     lines.push(stateAddLine(want));
   }
-  const ownedPolicies = installed.policies.filter((p) => p.tmpls.some((t) => isOwned(t.reqid)));
   const havePolicies = new Map(installed.policies.map((p) => [policyKey(p), p]));
   const wantPolicies = new Map(desired.policies.map((p) => [policyKey(p), p]));
   for (const [key, want] of wantPolicies) {
@@ -154,9 +231,42 @@ export function planXfrm(
     if (!have) lines.push(policyLine("add", want));
     else if (!policyMatches(want, have)) lines.push(policyLine("update", want));
   }
-  for (const p of ownedPolicies)
-    if (!wantPolicies.has(policyKey(p))) lines.push(`xfrm policy delete ${selector(p)}`);
+  for (const p of installed.policies)
+    if (p.tmpls.some((t) => isOwned(t.reqid)) && !wantPolicies.has(policyKey(p)) && prunable(p.ifId))
+      lines.push(`xfrm policy delete ${selector(p)}`);
   for (const [key, have] of haveStates)
-    if (isOwned(have.reqid) && !wantStates.has(key)) lines.push(stateDeleteLine(have));
+    if (isOwned(have.reqid) && !wantStates.has(key) && prunable(have.ifId)) lines.push(stateDeleteLine(have));
+  if (links !== undefined && options.ownsLink !== undefined) {
+    for (const l of links.values())
+      if (l.kind === "xfrm" && options.ownsLink(l.ifname) && !wantLinks.has(l.ifname) && prunable(l.ifId))
+        lines.push(`link del dev ${l.ifname}`);
+  }
   return lines;
+}
+
+interface IpLinkJson {
+  ifname: string;
+  mtu: number;
+  link?: string | null;
+  flags?: string[];
+  linkinfo?: { info_kind?: string; info_data?: { if_id?: string | number } };
+}
+
+/** Parses `ip -j -d link show` output. */
+export function parseLinks(json: string): Map<string, InstalledXfrmLink> {
+  const t = json.trim();
+  const out = new Map<string, InstalledXfrmLink>();
+  if (t === "") return out;
+  for (const l of JSON.parse(t) as IpLinkJson[]) {
+    const ifId = l.linkinfo?.info_data?.if_id;
+    out.set(l.ifname, {
+      ifname: l.ifname,
+      kind: l.linkinfo?.info_kind ?? "",
+      ...(ifId === undefined ? {} : { ifId: Number(ifId) }),
+      ...(typeof l.link === "string" ? { dev: l.link } : {}),
+      mtu: l.mtu,
+      up: (l.flags ?? []).includes("UP"),
+    });
+  }
+  return out;
 }

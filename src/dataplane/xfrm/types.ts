@@ -21,6 +21,10 @@ export interface XfrmSaSpec {
   encap?: { sport: number; dport: number };
   /** Only packets with this mark use the SA (outbound selection), e.g. key-ID marks. */
   mark?: { value: number; mask: number };
+  /** XFRM interface ID: the SA carries only the traffic of the interface with this `if_id`. */
+  ifId?: number;
+  /** Anti-replay window of an inbound SA in packets (RFC 4303 section 3.4.3). Default 0 (off). */
+  replayWindow?: number;
 }
 
 /** One policy (`ip xfrm policy`), identified by (dir, selector, mark). */
@@ -35,11 +39,31 @@ export interface XfrmPolicySpec {
   mark?: { value: number; mask: number };
   /** Lower priority value wins (default 0). */
   priority?: number;
+  /**
+   * XFRM interface ID: the policy then only applies to traffic routed into (out) or received on
+   * (in, fwd) the interface with this `if_id`, so routes decide what is encrypted.
+   */
+  ifId?: number;
   /** The template: the tunnel endpoints and the SA's reqid (tunnel mode, ESP). */
   tmpl: { src: string; dst: string; reqid: number };
+}
+
+/**
+ * An XFRM interface (`ip link add NAME type xfrm dev UNDERLAY if_id N`): route-based IPsec. Traffic
+ * routed into it is matched against the policies with its `if_id`; what the SAs with that `if_id`
+ * decapsulate arrives on it.
+ */
+export interface XfrmLinkSpec {
+  ifname: string;
+  ifId: number;
+  /** The underlay interface the encapsulated packets leave by. */
+  dev: string;
+  mtu: number;
 }
 
 export interface XfrmDesired {
   states: XfrmSaSpec[];
   policies: XfrmPolicySpec[];
+  /** XFRM interfaces (route-based mode); none for policy-based use. */
+  links?: XfrmLinkSpec[];
 }

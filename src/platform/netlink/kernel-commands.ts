@@ -13,8 +13,8 @@ import { PodcryptError } from "../../errors/index.js";
  * Every method takes the network namespace to act in (`undefined`: the caller's own).
  */
 export interface KernelCommands {
-  /** `ip [-n ns] ARGS...`, returning stdout. */
-  ip(netns: string | undefined, args: readonly string[]): Promise<string>;
+  /** `ip [-n ns] ARGS...`, returning stdout; `input` goes to its stdin (e.g. a read-only `-batch -`). */
+  ip(netns: string | undefined, args: readonly string[], options?: { input?: string }): Promise<string>;
   /**
    * `ip [-n ns] -batch -` with one command per line (without the leading `ip`). Stops at the first
    * failing line and rejects with `ECOMMAND`, naming that line; earlier lines stay applied.
@@ -52,8 +52,8 @@ export class ProcessKernelCommands implements KernelCommands {
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
-  ip(netns: string | undefined, args: readonly string[]): Promise<string> {
-    return this.exec(this.ipPath, [...nsArgs(netns), ...args]);
+  ip(netns: string | undefined, args: readonly string[], options: { input?: string } = {}): Promise<string> {
+    return this.exec(this.ipPath, [...nsArgs(netns), ...args], options.input);
   }
 
   async ipBatch(netns: string | undefined, lines: readonly string[]): Promise<void> {
@@ -102,7 +102,8 @@ export class ProcessKernelCommands implements KernelCommands {
         reject(new PodcryptError("ECOMMAND", `${cmd} could not be started: ${cause.message}`, { cause })),
       );
       child.on("close", (code, signal) => {
-        const stderr = Buffer.concat(err).toString("utf8").trim();
+        // ip and wg may echo an argument they reject, and arguments fed on stdin carry keys.
+        const stderr = redactSecrets(Buffer.concat(err).toString("utf8").trim());
         if (code === 0) resolve(Buffer.concat(out).toString("utf8"));
         else
           reject(
@@ -126,6 +127,16 @@ function nsArgs(netns: string | undefined): string[] {
 /** Hides key material (hex after `aead`/`enc`/`auth`) from error messages. */
 export function redactBatchLine(line: string): string {
   return line.replace(/\b(aead|enc|auth|auth-trunc|comp)\s+(\S+)\s+0x[0-9a-fA-F]+/g, "$1 $2 0x<redacted>");
+}
+
+/**
+ * Hides anything that may be key material in tool output: long hex strings (XFRM keys) and
+ * base64 32-byte keys (WireGuard). Public keys are hidden too; messages stay actionable.
+ */
+export function redactSecrets(text: string): string {
+  return redactBatchLine(text)
+    .replace(/\b(0x)?[0-9a-fA-F]{32,}\b/g, "<redacted>")
+    .replace(/[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=/g, "<redacted key>");
 }
 
 function redactArgs(args: readonly string[]): string {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { canonicalCidr, canonicalIp, formatEndpoint } from "./addr.js";
-import { redactBatchLine } from "./kernel-commands.js";
+import { redactBatchLine, redactSecrets } from "./kernel-commands.js";
 import { parseWgDump } from "./wg-dump.js";
 import { parseXfrmPolicies, parseXfrmStates } from "./xfrm-text.js";
 
@@ -92,6 +92,42 @@ describe("parseXfrmPolicies", () => {
   });
 });
 
+// Route-based IPsec (XFRM interfaces), captured the same way: states and policies carry if_id.
+const IF_ID_STATE = `src 10.1.0.1 dst 10.1.0.2
+	proto esp spi 0x11000001(285212673) reqid 1346568193(0x50430001) mode tunnel
+	replay-window 0 seq 0x00000000 flag  (0x00000000)
+	aead rfc4106(gcm(aes)) 0x0102030405060708091011121314151617181920 (160 bits) 128
+	encap type espinudp sport 4500 dport 4500 addr 0.0.0.0
+	anti-replay esn context:
+	 seq-hi 0x0, seq 0x0, oseq-hi 0x0, oseq 0x0
+	 replay_window 1024, bitmap-length 32
+	 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 
+	if_id 0x50430010
+	sel src 0.0.0.0/0 dst 0.0.0.0/0 uid 0
+	lifetime current:
+	  84(bytes), 1(packets)
+	  add 2026-12-01 20:00:46 use -
+`;
+const IF_ID_POLICY = `src 0.0.0.0/0 dst 10.244.2.0/24 
+	dir out priority 0 ptype main 
+	tmpl src 10.1.0.1 dst 10.1.0.2
+		proto esp reqid 1346568194 mode tunnel
+	if_id 0x50430011
+`;
+
+describe("XFRM interface IDs", () => {
+  it("reads if_id of states and policies", () => {
+    const [s] = parseXfrmStates(IF_ID_STATE);
+    assert.equal(s?.ifId, 0x50430010);
+    assert.equal(s?.reqid, 0x50430001);
+    assert.equal(s?.packets, 1);
+    const [p] = parseXfrmPolicies(IF_ID_POLICY);
+    assert.equal(p?.ifId, 0x50430011);
+    assert.equal(p?.tmpls[0]?.reqid, 0x50430002);
+    assert.equal(parseXfrmStates(STATES_S)[0]?.ifId, undefined);
+  });
+});
+
 describe("parseWgDump", () => {
   it("reads interfaces and peers, mapping (none) and off", () => {
     const dump =
@@ -149,5 +185,13 @@ describe("addresses", () => {
     const line =
       "xfrm state add src 1.1.1.1 dst 2.2.2.2 proto esp spi 1 aead rfc4106(gcm(aes)) 0xdeadbeef 128";
     assert.equal(redactBatchLine(line).includes("deadbeef"), false);
+  });
+  it("redacts keys that tools echo in their errors", () => {
+    const key = "0x0102030405060708091011121314151617181920";
+    const wgKey = "eA1QK2CR8t0aJbXzXIDYDBkwWVj5WdsrgqTzRvbQgEU=";
+    const out = redactSecrets(`Error: argument "${key}" is wrong; Key is not the correct length: \`${wgKey}\``);
+    assert.equal(out.includes("0102030405"), false);
+    assert.equal(out.includes(wgKey), false);
+    assert.match(out, /argument "<redacted>" is wrong/);
   });
 });

@@ -16,6 +16,8 @@ export interface InstalledXfrmState {
   aead?: { name: string; keyHex: string; icvBits: number };
   encap?: { type: string; sport: number; dport: number };
   mark?: { value: number; mask: number };
+  /** XFRM interface ID (`if_id`), when the state has one (route-based IPsec). */
+  ifId?: number;
   /** Counters from `lifetime current` (only with `ip -s`). */
   bytes?: number;
   packets?: number;
@@ -32,6 +34,8 @@ export interface InstalledXfrmPolicy {
   dir: "in" | "out" | "fwd";
   priority: number;
   mark?: { value: number; mask: number };
+  /** XFRM interface ID (`if_id`), when the policy has one: it then only applies to that interface's traffic. */
+  ifId?: number;
   /** Templates in order (podcrypt installs exactly one). */
   tmpls: { src: string; dst: string; proto: string; spi?: number; reqid: number; mode: string }[];
 }
@@ -44,6 +48,11 @@ function blocks(text: string): string[][] {
     else out[out.length - 1]?.push(line);
   }
   return out;
+}
+
+function parseIfId(body: string): number | undefined {
+  const m = /^\s+if_id (0x[0-9a-f]+)/m.exec(body);
+  return m ? Number(m[1]) : undefined;
 }
 
 function parseMark(text: string): { value: number; mask: number } | undefined {
@@ -73,6 +82,8 @@ export function parseXfrmStates(text: string): InstalledXfrmState[] {
     if (encap) state.encap = { type: encap[1]!, sport: Number(encap[2]), dport: Number(encap[3]) };
     const mark = parseMark(body.replace(/output-mark \S+/g, ""));
     if (mark) state.mark = mark;
+    const ifId = parseIfId(body);
+    if (ifId !== undefined && ifId !== 0) state.ifId = ifId;
     const cur = /lifetime current:\s*\n\s*(\d+)\(bytes\), (\d+)\(packets\)/.exec(body);
     if (cur) {
       state.bytes = Number(cur[1]);
@@ -107,6 +118,8 @@ export function parseXfrmPolicies(text: string): InstalledXfrmPolicy[] {
     if (dport) policy.dport = Number(dport[1]);
     const mark = parseMark(body);
     if (mark) policy.mark = mark;
+    const ifId = parseIfId(body);
+    if (ifId !== undefined && ifId !== 0) policy.ifId = ifId;
     const tmplRe =
       /^\s+tmpl src (\S+) dst (\S+)\s*\n\s+proto (\S+)(?: spi (0x[0-9a-f]+))? reqid (\d+) mode (\S+)/gm;
     for (const t of body.matchAll(tmplRe)) {
