@@ -140,6 +140,51 @@ describe("desiredState", () => {
   });
 });
 
+describe("desiredState, selective encryption", () => {
+  const nodes = [node(1, { "4": KEY("a"), "5": KEY("b") }), node(2, { "4": KEY("c"), "5": KEY("d") })];
+  const selective = (c: ClusterEncryption): ClusterEncryption => ({ ...c, encryption: "selective" });
+  const dns = { node: "node-2", protocol: "udp" as const, port: 53, podIPs: ["10.244.2.5"], sources: [] };
+  const web = { node: "node-1", protocol: "tcp" as const, port: 80, podIPs: ["10.244.1.7"], sources: [] };
+
+  it("routes pods in plaintext in main and through the tunnel in the selected table", () => {
+    const d = desiredState(SETTINGS, selective(cluster("idle", ON)), nodes, ALL_UP, {
+      encrypt: [dns, web],
+      expectEncrypted: [dns],
+    });
+    assert.deepEqual(d.routes, [
+      { dst: "10.244.2.0/24", kind: "plain", via: "172.30.0.12", dev: "eth0" },
+      { dst: "10.244.2.0/24", kind: "tunnel", dev: "podcrypt0", table: "selected" },
+    ]);
+    assert.deepEqual(d.strict.selection, {
+      encrypt: [
+        { protocol: "udp", port: 53, podIPs: ["10.244.2.5"], local: false },
+        { protocol: "tcp", port: 80, podIPs: ["10.244.1.7"], local: true },
+      ],
+      expectEncrypted: [{ protocol: "udp", port: 53, podIPs: ["10.244.2.5"], local: false }],
+    });
+  });
+
+  it("marks nothing until this node sends encrypted (enable prepare), then marks", () => {
+    const sel = { encrypt: [dns], expectEncrypted: [] };
+    const prepare = desiredState(SETTINGS, selective(cluster("prepare", OFF, ON)), nodes, ALL_UP, sel);
+    assert.deepEqual(prepare.strict.selection?.encrypt, []);
+    // The selected table already leads into the new generation, so marking later moves nothing.
+    assert.deepEqual(prepare.routes[1], {
+      dst: "10.244.2.0/24",
+      kind: "tunnel",
+      dev: "podcrypt1",
+      table: "selected",
+    });
+    const sw = desiredState(SETTINGS, selective(cluster("switch", OFF, ON)), nodes, ALL_UP, sel);
+    assert.equal(sw.strict.selection?.encrypt.length, 1);
+  });
+
+  it("encryption off: plaintext routes only, nothing in the selected table", () => {
+    const d = desiredState(SETTINGS, selective(cluster("idle", OFF)), nodes, ALL_UP);
+    assert.deepEqual(d.routes, [{ dst: "10.244.2.0/24", kind: "plain", via: "172.30.0.12", dev: "eth0" }]);
+  });
+});
+
 describe("WireGuard takeover: a peer moves to the new generation only once its session is up", () => {
   const nodes = [
     node(1, { "4": KEY("a"), "5": KEY("b") }),

@@ -23,7 +23,7 @@ function ago(ms: number | undefined): string {
 /** The human form of `podcrypt status`: `swanctl --list-sa` and `wg show` combined. */
 export function renderStatus(s: ClusterStatus): string {
   const lines = [
-    `encryption: ${s.enabled ? "on" : "off"} · mode ${s.mode} · epoch ${s.epoch} · phase ${s.phase}` +
+    `encryption: ${s.enabled ? "on" : "off"} · mode ${s.mode} · ${s.encryption === "selective" ? "selective (what policies select)" : "all pod traffic"} · epoch ${s.epoch} · phase ${s.phase}` +
       (s.target ? ` → epoch ${s.target.epoch} (${s.target.enabled ? s.target.mode : "off"})` : ""),
   ];
   if (s.timeouts.length > 0)
@@ -31,7 +31,8 @@ export function renderStatus(s: ClusterStatus): string {
   for (const n of s.nodes) {
     lines.push(
       `node ${n.name}: ${n.live ? "live" : "NOT REPORTING"} · backend ${n.backend} · key epochs ${n.epochs.join(",") || "-"}` +
-        (n.acknowledged ? ` · last ack ${n.acknowledged}` : ""),
+        (n.acknowledged ? ` · last ack ${n.acknowledged}` : "") +
+        (s.encryption === "selective" ? ` · selection ${n.selection ?? "none yet"}` : ""),
     );
     for (const e of n.errors) lines.push(`  error: ${e}`);
     for (const p of n.peers) {

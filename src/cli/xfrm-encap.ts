@@ -21,7 +21,9 @@ export function registerXfrmEncap(program: Command): void {
       if (o.status) {
         const s = await askHolder(o.port);
         if (s === undefined) {
-          process.stderr.write(`podcrypt: no ESP-in-UDP holder of port ${o.port} in this network namespace\n`);
+          process.stderr.write(
+            `podcrypt: no ESP-in-UDP holder of port ${o.port} in this network namespace\n`,
+          );
           process.exitCode = 1;
           return;
         }

@@ -39,12 +39,16 @@ export interface NodeStatus {
   epochs: number[];
   acknowledged?: string;
   errors: string[];
+  /** Selective encryption: hash of the selector set the node has installed (equal on every node once a policy change is in force). */
+  selection?: string;
   peers: PeerStatus[];
 }
 
 export interface ClusterStatus {
   enabled: boolean;
   mode: string;
+  /** `all` inter-node pod traffic, or `selective` (only what policies select). */
+  encryption: "all" | "selective";
   phase: string;
   epoch: number;
   target?: { epoch: number; enabled: boolean; mode: string };
@@ -124,6 +128,7 @@ export async function collectStatus(
   const out: ClusterStatus = {
     enabled: a.enabled,
     mode: a.mode,
+    encryption: cluster?.encryption ?? "all",
     phase: cluster?.phase ?? "idle",
     epoch: cluster?.epoch ?? 0,
     ...(cluster?.target === undefined ? {} : { target: cluster.target }),
@@ -184,6 +189,7 @@ export async function collectStatus(
       epochs: Object.keys(n?.publicKeys ?? {}).map(Number),
       ...(last === undefined ? {} : { acknowledged: `${last.phase}@${last.epoch}` }),
       errors: n?.status?.errors ?? [],
+      ...(n?.status?.selection === undefined ? {} : { selection: n.status.selection }),
       peers: peers.sort((x, y) => x.node.localeCompare(y.node) || x.epoch - y.epoch),
     });
   }

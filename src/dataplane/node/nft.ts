@@ -15,9 +15,15 @@ const hex = (n: number): string => `0x${n.toString(16).padStart(8, "0")}`;
 
 /**
  * One nft rule per address family matching `matches` by `side` address and port: `daddr . proto .
- * dport` for traffic to the pods, `saddr . proto . sport` for their replies. Empty when none.
+ * dport` for traffic to the pods, `saddr . proto . sport` for their replies, each after `prefix`
+ * (e.g. an interface match). Empty when none.
  */
-function selectorRules(matches: readonly SelectorMatch[], side: "to" | "from", action: string): string[] {
+function selectorRules(
+  matches: readonly SelectorMatch[],
+  side: "to" | "from",
+  action: string,
+  prefix = "",
+): string[] {
   const rules: string[] = [];
   for (const family of ["ip", "ip6"] as const) {
     const elements = matches.flatMap((m) =>
@@ -28,7 +34,7 @@ function selectorRules(matches: readonly SelectorMatch[], side: "to" | "from", a
     if (elements.length === 0) continue;
     const [addr, port] = side === "to" ? ["daddr", "dport"] : ["saddr", "sport"];
     rules.push(
-      `    ${family} ${addr} . meta l4proto . th ${port} { ${[...new Set(elements)].join(", ")} } ${action}`,
+      `    ${prefix}${family} ${addr} . meta l4proto . th ${port} { ${[...new Set(elements)].join(", ")} } ${action}`,
     );
   }
   return rules;
@@ -72,12 +78,13 @@ export function strictRuleset(s: DesiredStrict): string {
         ]),
       );
     if (s.dropInbound) {
-      const drop = `iifname "${s.underlayIf}" counter drop comment "podcrypt: plaintext in"`;
+      const iif = `iifname "${s.underlayIf}" `;
+      const drop = `counter drop comment "podcrypt: plaintext in"`;
       const expect = (l: boolean) => sel.expectEncrypted.filter((m) => m.local === l);
       rules.push(
         ...chain("in", "prerouting", "0", [
-          ...selectorRules(expect(true), "to", drop),
-          ...selectorRules(expect(false), "from", drop),
+          ...selectorRules(expect(true), "to", drop, iif),
+          ...selectorRules(expect(false), "from", drop, iif),
         ]),
       );
     }

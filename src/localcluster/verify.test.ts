@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { resolveClusterConfig } from "./config.js";
+import { planCluster } from "./plan.js";
+import { planChecks } from "./verify.js";
+
+const plan = planCluster(
+  resolveClusterConfig({
+    encryption: "selective",
+    nodes: [
+      { name: "node-1", pods: 1 },
+      { name: "node-2", pods: 1 },
+    ],
+    pods: [
+      { name: "dns-1", namespace: "kube-system", node: "node-2", labels: { app: "dns" } },
+      { name: "web-1", namespace: "default", node: "node-1", labels: { app: "web" } },
+    ],
+    services: [
+      { name: "kube-dns", namespace: "kube-system", selector: { app: "dns" }, ports: ["udp/53", "tcp/53"] },
+      { name: "web", namespace: "default", selector: { app: "web" }, ports: ["tcp/80"] },
+    ],
+  }),
+);
+
+const row = (c: ReturnType<typeof planChecks>[number]): string =>
+  `${c.from}>${c.to} ${c.protocol}/${c.port} ${c.dst.name} ${c.selected ? "selected" : "plain"}`;
+
+describe("planChecks", () => {
+  it("encrypting all: one echo-port check per ordered node pair, all selected", () => {
+    assert.deepEqual(planChecks(plan, false, []).map(row), [
+      "node-1>node-2 udp/7 node-2-pod-1 selected",
+      "node-2>node-1 udp/7 node-1-pod-1 selected",
+    ]);
+  });
+
+  it("selective: every service port on every other node, selected as the selectors say", () => {
+    const dnsIp = plan.pods.find((p) => p.name === "dns-1")!.ip;
+    const selectors = [{ node: "node-2", protocol: "udp" as const, port: 53, podIPs: [dnsIp], sources: [] }];
+    assert.deepEqual(planChecks(plan, true, selectors).map(row), [
+      "node-1>node-2 udp/7 node-2-pod-1 plain",
+      "node-1>node-2 udp/53 dns-1 selected",
+      "node-1>node-2 tcp/53 dns-1 plain",
+      "node-2>node-1 udp/7 node-1-pod-1 plain",
+      "node-2>node-1 tcp/80 web-1 plain",
+    ]);
+  });
+});

@@ -1,0 +1,275 @@
+/**
+ * Selective encryption end to end (issue 7 acceptance 1 and 2), in the local cluster, in both
+ * modes: the StarlingX seed's IPsecPolicy applied unchanged encrypts kube-dns (udp/53, tcp/53,
+ * tcp/9153) and leaves web (tcp/80) in plaintext; its update drops udp/53 without losing a packet
+ * on the ports still selected (and without one of them crossing in plaintext meanwhile); its
+ * deletion returns everything to plaintext. Invalid policies are refused, naming the field, while
+ * traffic carries on untouched.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
+import { projectRoot } from "../../src/paths.js";
+import { listNetns } from "../../src/platform/netns/netns.js";
+
+const execFileP = promisify(execFile);
+const root = projectRoot();
+const fixture = (f: string): string => join(root, "test/policy/fixtures", f);
+const SEED = fixture("starlingx-ipsecpolicy.yaml");
+const SEED_UPDATED = fixture("starlingx-ipsecpolicy-updated.yaml");
+
+interface Check {
+  from: string;
+  to: string;
+  protocol: string;
+  port: number;
+  service?: string;
+  selected: boolean;
+  delivered: boolean;
+  plaintextSeen: boolean;
+  sent: number;
+  echoed: number;
+}
+interface Verify {
+  ok: boolean;
+  selective: boolean;
+  pairs: Check[];
+}
+
+const CONFIG = (mode: string): string => `mode: ${mode}
+encryption: selective
+nodes:
+  - {name: node-1, pods: 1}
+  - {name: node-2, pods: 1}
+  - {name: node-3, pods: 1}
+pods:
+  - {name: dns-1, namespace: kube-system, node: node-2, labels: {app: dns}}
+  - {name: dns-2, namespace: kube-system, node: node-3, labels: {app: dns}}
+  - {name: web-1, namespace: default, node: node-1, labels: {app: web}}
+services:
+  - {name: kube-dns, namespace: kube-system, selector: {app: dns}, ports: [udp/53, tcp/53, tcp/9153]}
+  - {name: web, namespace: default, selector: {app: web}, ports: [tcp/80]}
+`;
+
+/** Invalid policies of issue 7, each with the error it must give (the field named). */
+const INVALID: Array<{ what: string; rule: string; error: RegExp }> = [
+  { what: "bad port syntax", rule: "serviceports: udp53", error: /serviceports: .*udp53/ },
+  { what: "unknown protocol", rule: "serviceports: foo/53", error: /serviceports: .*"foo"/ },
+  { what: "a protocol without ports", rule: "serviceports: icmp/53", error: /serviceports: .*icmp/ },
+  { what: "port 0", rule: "serviceports: tcp/0", error: /serviceports: port 0 is out of range 1-65535/ },
+  {
+    what: "port above 65535",
+    rule: "serviceports: tcp/65536",
+    error: /serviceports: port 65536 is out of range/,
+  },
+  { what: "missing service name", rule: "servicename: null", error: /servicename: / },
+  { what: "missing namespace", rule: "servicens: null", error: /servicens: is missing/ },
+];
+
+function invalidPolicy(rule: string): string {
+  const fields: Record<string, string> = {
+    servicename: "servicename: kube-dns",
+    servicens: "servicens: kube-system",
+    serviceports: "serviceports: udp/53",
+  };
+  const key = rule.split(":")[0]!;
+  fields[key] = rule;
+  const body = Object.values(fields)
+    .filter((l) => !l.endsWith(": null"))
+    .map((l) => `      ${l}`)
+    .join("\n");
+  return `apiVersion: starlingx.io/v1\nkind: IPsecPolicy\nmetadata: {name: broken}\nspec:\n  policies:\n    - name: r1\n${body}\n`;
+}
+
+const DUPLICATE = `apiVersion: starlingx.io/v1
+kind: IPsecPolicy
+metadata: {name: twice}
+spec:
+  policies:
+    - {name: same, servicename: web, servicens: default, serviceports: tcp/80}
+    - {name: same, servicename: kube-dns, servicens: kube-system, serviceports: tcp/53}
+`;
+
+const busy = (await listNetns()).some((n) => n.startsWith(NETNS_PREFIX));
+
+for (const mode of ["wireguard", "ipsec"] as const) {
+  describe(
+    `selective encryption in the local cluster (${mode})`,
+    { skip: busy ? "a local cluster is already running on this machine" : false },
+    () => {
+      const home = mkdtempSync(join(tmpdir(), `podcrypt-selective-${mode}-`));
+      const env = { ...process.env, PODCRYPT_HOME: home };
+      const podcrypt = async (args: string[], timeoutMs = 180_000) => {
+        try {
+          const r = await execFileP(process.execPath, [join(root, "bin", "podcrypt"), ...args], {
+            env,
+            timeout: timeoutMs,
+            maxBuffer: 16 << 20,
+          });
+          return { code: 0, stdout: r.stdout, stderr: r.stderr };
+        } catch (e) {
+          const x = e as { code?: number; stdout?: string; stderr?: string };
+          return {
+            code: typeof x.code === "number" ? x.code : 1,
+            stdout: x.stdout ?? "",
+            stderr: x.stderr ?? "",
+          };
+        }
+      };
+      const verify = async (seconds = 2, count = 5): Promise<Verify> =>
+        JSON.parse(
+          (await podcrypt(["verify", "--json", "--seconds", String(seconds), "--count", String(count)]))
+            .stdout,
+        ) as Verify;
+      /** Hash every node shows once a policy change is in force everywhere. */
+      const selection = async (): Promise<string[]> => {
+        const s = JSON.parse((await podcrypt(["status", "--json"])).stdout) as {
+          nodes: Array<{ selection?: string }>;
+        };
+        return s.nodes.map((n) => n.selection ?? "");
+      };
+      /** Waits until every node installed a selector set other than `previous` (the same one everywhere). */
+      const settledAfter = async (previous: string): Promise<string> => {
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          const hashes = await selection();
+          if (hashes.every((h) => h === hashes[0] && h !== previous && h !== "")) return hashes[0]!;
+          if (Date.now() > deadline) throw new Error(`selection did not settle: ${hashes.join(", ")}`);
+          await new Promise((r) => setTimeout(r, 300));
+        }
+      };
+      const byPort = (v: Verify, protocol: string, port: number): Check[] =>
+        v.pairs.filter((p) => p.protocol === protocol && p.port === port);
+      let current = "";
+
+      before(async () => {
+        const config = join(home, "cluster.yaml");
+        writeFileSync(config, CONFIG(mode));
+        const up = await podcrypt(["cluster", "up", "--config", config, "--timeout", "150"]);
+        assert.equal(up.code, 0, `cluster up failed: ${up.stderr}`);
+        current = (await selection())[0] ?? "";
+      });
+      after(async () => {
+        await podcrypt(["cluster", "down"]);
+        rmSync(home, { recursive: true, force: true });
+      });
+
+      it("the seed's IPsecPolicy, unchanged: kube-dns only as ciphertext, web in plaintext", async () => {
+        const a = await podcrypt(["policy", "apply", "-f", SEED]);
+        assert.equal(a.code, 0, a.stderr);
+        current = await settledAfter(current);
+        const v = await verify();
+        assert.equal(v.selective, true);
+        for (const [protocol, port] of [
+          ["udp", 53],
+          ["tcp", 53],
+          ["tcp", 9153],
+        ] as const) {
+          const checks = byPort(v, protocol, port);
+          assert.equal(
+            checks.length,
+            4,
+            `${protocol}/${port}: from every node to the dns pods of the others`,
+          );
+          for (const c of checks)
+            assert.deepEqual(
+              [c.selected, c.delivered, c.plaintextSeen],
+              [true, true, false],
+              JSON.stringify(c),
+            );
+        }
+        const web = byPort(v, "tcp", 80);
+        assert.equal(web.length, 2);
+        for (const c of web)
+          assert.deepEqual(
+            [c.selected, c.delivered, c.plaintextSeen],
+            [false, true, true],
+            JSON.stringify(c),
+          );
+        assert.equal(v.ok, true);
+      });
+
+      it("the seed's update drops udp/53: only udp/53 turns plaintext, 0 lost, tcp never in plaintext", async () => {
+        const traffic = verify(14, 1400);
+        await new Promise((r) => setTimeout(r, 4000));
+        const a = await podcrypt(["policy", "apply", "-f", SEED_UPDATED]);
+        assert.equal(a.code, 0, a.stderr);
+        assert.match(a.stdout, /updated/);
+        current = await settledAfter(current);
+        const during = await traffic;
+        for (const c of during.pairs) {
+          assert.equal(
+            c.echoed,
+            c.sent,
+            `lost ${c.sent - c.echoed} of ${c.from}->${c.to} ${c.protocol}/${c.port}`,
+          );
+          if (c.protocol === "tcp" && (c.port === 53 || c.port === 9153))
+            assert.equal(c.plaintextSeen, false, `${c.from}->${c.to} tcp/${c.port} crossed in plaintext`);
+        }
+        assert.ok(
+          byPort(during, "udp", 53).every((c) => c.plaintextSeen),
+          "udp/53 went plaintext during the run",
+        );
+        const v = await verify();
+        for (const c of byPort(v, "udp", 53)) assert.deepEqual([c.selected, c.plaintextSeen], [false, true]);
+        for (const c of [...byPort(v, "tcp", 53), ...byPort(v, "tcp", 9153)])
+          assert.deepEqual([c.selected, c.plaintextSeen], [true, false]);
+        assert.equal(v.ok, true);
+      });
+
+      if (mode === "wireguard") {
+        it("invalid policies are refused, naming the field, and traffic is unaffected", async () => {
+          const traffic = verify(10, 1000);
+          for (const bad of [
+            ...INVALID,
+            { what: "duplicate rule names", rule: "", error: /duplicate rule name "same"/ },
+          ]) {
+            const file = join(home, "bad.yaml");
+            writeFileSync(file, bad.rule === "" ? DUPLICATE : invalidPolicy(bad.rule));
+            const r = await podcrypt(["policy", "apply", "-f", file]);
+            assert.equal(r.code, 1, `${bad.what} must be refused`);
+            assert.match(r.stderr, bad.error, `${bad.what}: ${r.stderr}`);
+          }
+          const l = JSON.parse((await podcrypt(["policy", "list", "--json"])).stdout) as {
+            policies: Array<{ key: string }>;
+          };
+          assert.deepEqual(
+            l.policies.map((p) => p.key),
+            ["ipsecpolicy-kube-dns-sample"],
+            "nothing stored",
+          );
+          assert.deepEqual(
+            await selection(),
+            [current, current, current],
+            "the installed selection is unchanged",
+          );
+          const v = await traffic;
+          for (const c of v.pairs) {
+            assert.equal(
+              c.echoed,
+              c.sent,
+              `lost ${c.sent - c.echoed} of ${c.from}->${c.to} ${c.protocol}/${c.port}`,
+            );
+            if (c.selected)
+              assert.equal(c.plaintextSeen, false, `${c.from}->${c.to} ${c.protocol}/${c.port}`);
+          }
+        });
+      }
+
+      it("deleting the policy returns all traffic to plaintext, losing nothing", async () => {
+        const d = await podcrypt(["policy", "delete", "ipsecpolicy-kube-dns-sample"]);
+        assert.equal(d.code, 0, d.stderr);
+        current = await settledAfter(current);
+        const v = await verify();
+        assert.equal(v.ok, true, JSON.stringify(v.pairs.filter((p) => !p.delivered)));
+        for (const c of v.pairs)
+          assert.deepEqual([c.selected, c.plaintextSeen], [false, true], JSON.stringify(c));
+      });
+    },
+  );
+}
