@@ -2,14 +2,13 @@ import { randomBytes } from "node:crypto";
 import { Command, Option } from "commander";
 import { Agent, type EpochKeys } from "../agent/agent.js";
 import { systemClock } from "../clock.js";
-import { CompositeBackend } from "../dataplane/composite/backend.js";
-import { UserspaceEspBackend } from "../dataplane/esp-userspace/backend.js";
-import { UserspaceWireguardBackend } from "../dataplane/wireguard-userspace/backend.js";
 import { ValidationError } from "../errors/index.js";
 import { KeyStore } from "../keys/index.js";
 import { createLogger } from "../log/logger.js";
 import { tunnelMtu } from "../mtu/mtu.js";
+import { ProcessKernelCommands } from "../platform/netlink/kernel-commands.js";
 import { run } from "../platform/netns/netns.js";
+import { chooseDataplanes, detectKernel, nodeBackend, type DataplaneRequest } from "./agent-dataplane.js";
 import { datastoreOption, openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
@@ -44,6 +43,11 @@ export function registerAgent(program: Command): void {
     .option("--state-dir <dir>", "where private keys live (0600 files)", "/var/lib/podcrypt/agent")
     .requiredOption("--underlay-ip <ip>", "this node's underlay address peers send to")
     .option("--pod-cidr <cidr...>", "pod CIDRs routed to this node", [])
+    .option(
+      "--cluster-cidr <cidr...>",
+      "the cluster's pod CIDRs: routes inside them (outside --pod-cidr) are the agent's to prune",
+      [],
+    )
     .option("--underlay-if <ifname>", "the underlay interface (MTU detected from it)", "eth0")
     .option("--if-prefix <prefix>", "tunnel interface prefix (generation slots 0 and 1)", "podcrypt")
     .option(
@@ -53,7 +57,12 @@ export function registerAgent(program: Command): void {
       51820,
     )
     .addOption(
-      new Option("--dataplane <kind>", "data plane").choices(["auto", "kernel", "userspace"]).default("auto"),
+      new Option(
+        "--dataplane <kind>",
+        "data plane: kernel WireGuard/XFRM when the kernel has them (auto), always (kernel, else fail) or never",
+      )
+        .choices(["auto", "kernel", "userspace"])
+        .default("auto"),
     )
     .addOption(
       new Option("--wireguard-daemon <cmd>", "userspace daemon to run")
@@ -67,13 +76,27 @@ export function registerAgent(program: Command): void {
         stateDir: string;
         underlayIp: string;
         podCidr: string[];
+        clusterCidr: string[];
         underlayIf: string;
         ifPrefix: string;
         wireguardPort: number;
-        dataplane: string;
+        dataplane: DataplaneRequest;
         wireguardDaemon: "podcrypt" | "wireguard-go";
       }) => {
         const logger = createLogger("agent").child({ node: o.node });
+        // Before anything is opened: with --dataplane kernel on a kernel without the modules the
+        // agent stops here, saying what is missing.
+        const caps = await detectKernel(new ProcessKernelCommands(), o.underlayIf);
+        const choice = chooseDataplanes(o.dataplane, caps);
+        logger.info(
+          {
+            dataplane: o.dataplane,
+            choice,
+            ...(caps.wireguard.ok ? {} : { noKernelWireguard: caps.wireguard.reason }),
+            ...(caps.ipsec.ok ? {} : { noKernelXfrm: caps.ipsec.reason }),
+          },
+          "data planes chosen",
+        );
         const store = await openDatastore(o.datastore);
         const keys = new KeyStore(o.stateDir, (n) => randomBytes(n));
         await keys.load();
@@ -84,8 +107,6 @@ export function registerAgent(program: Command): void {
           tunnelMtu({ extMtu, mode: "wireguard", ipv6 }),
           tunnelMtu({ extMtu, mode: "ipsec", ipv6, udpEncap: true }),
         );
-        const clusterPods = (dst: string): boolean =>
-          dst.startsWith("10.") || o.podCidr.some((c) => c === dst);
         const agent = new Agent({
           settings: {
             node: o.node,
@@ -97,20 +118,19 @@ export function registerAgent(program: Command): void {
           self: {
             underlay: o.underlayIp.includes(":") ? { ipv6: o.underlayIp } : { ipv4: o.underlayIp },
             podCIDRs: o.podCidr,
-            capabilities: { wireguardKernel: false, xfrmKernel: false },
+            capabilities: { wireguardKernel: caps.wireguard.ok, xfrmKernel: caps.ipsec.ok },
           },
           store,
-          backend: new CompositeBackend({
-            backends: {
-              wireguard: new UserspaceWireguardBackend({ logger, daemon: o.wireguardDaemon }),
-              ipsec: new UserspaceEspBackend({
-                logger,
-                node: o.node,
-                localAddress: o.underlayIp,
-                ifname: `${o.ifPrefix}e`.slice(0, 15),
-              }),
-            },
-            managedRoute: clusterPods,
+          backend: nodeBackend({
+            node: o.node,
+            logger,
+            choice,
+            underlayIp: o.underlayIp,
+            underlayIf: o.underlayIf,
+            ifPrefix: o.ifPrefix,
+            podCidrs: o.podCidr,
+            clusterCidrs: o.clusterCidr,
+            wireguardDaemon: o.wireguardDaemon,
           }),
           keys: epochKeys(keys),
           clock: systemClock,

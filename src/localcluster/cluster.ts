@@ -9,7 +9,7 @@ import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
 import type { Datastore } from "../datastore/types.js";
 import type { ClusterConfig } from "./config.js";
 import { VERIFY_PORT } from "./echo.js";
-import { NETNS_PREFIX, planCluster, servicePods, type ClusterPlan } from "./plan.js";
+import { CLUSTER_POD_CIDR, NETNS_PREFIX, planCluster, servicePods, type ClusterPlan } from "./plan.js";
 import { alive, startDaemon, stopProcesses } from "./processes.js";
 import {
   clusterHome,
@@ -160,6 +160,8 @@ export async function clusterUp(
           n.underlayIPv4,
           "--pod-cidr",
           n.podCIDR,
+          "--cluster-cidr",
+          CLUSTER_POD_CIDR,
           "--if-prefix",
           nodeIfPrefix(n.index),
           "--dataplane",

@@ -5,6 +5,7 @@ import { espGet, espSocketPath, type EspStatus } from "../dataplane/esp-userspac
 import { uapiGet, uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js";
 import { keyIdForEpoch } from "../keys/derive.js";
 import { CLUSTER_ENCRYPTION_NAME, type Node } from "../model/index.js";
+import { kernelWireguardRows, kernelXfrmRows } from "./kernel-status.js";
 import type { ClusterState } from "./state.js";
 
 /** One peer of one node, as `status` shows it (DESIGN.md section 9 contract fields first). */
@@ -136,9 +137,33 @@ export async function collectStatus(
     timeouts: (cluster?.timeouts ?? []).map((t) => ({ node: t.node, epoch: t.epoch, phase: t.phase })),
     nodes: [],
   };
-  for (const pn of state.plan.nodes) {
+  // Kernel data planes: read in each node's namespace (side by side: a few processes per node).
+  const modes = new Set([a.mode, cluster?.target?.mode]);
+  const kernel = await Promise.all(
+    state.plan.nodes.map(async (pn) => {
+      const n = nodes.find((x) => x.name === pn.name);
+      const rows: PeerStatus[] = [];
+      const errors: string[] = [];
+      // A node that runs a kernel data plane may hold both kinds during a mode switch.
+      if (n === undefined || (n.backend !== "wireguard-kernel" && n.backend !== "xfrm"))
+        return { rows, errors };
+      const read = async (what: string, f: () => Promise<PeerStatus[]>): Promise<void> => {
+        try {
+          rows.push(...(await f()));
+        } catch (e) {
+          errors.push(`status: reading ${what} failed: ${(e as Error).message}`.slice(0, 1000));
+        }
+      };
+      if (n.capabilities.wireguardKernel && modes.has("wireguard"))
+        await read("kernel WireGuard", () => kernelWireguardRows(pn, nodes));
+      if (n.capabilities.xfrmKernel && modes.has("ipsec"))
+        await read("kernel XFRM", () => kernelXfrmRows(pn, state.plan.nodes, n));
+      return { rows, errors };
+    }),
+  );
+  for (const [i, pn] of state.plan.nodes.entries()) {
     const n = nodes.find((x) => x.name === pn.name);
-    const peers: PeerStatus[] = [];
+    const peers: PeerStatus[] = [...kernel[i]!.rows];
     for (const slot of [0, 1]) {
       const ifname = `pc${pn.index}w${slot}`;
       if (!existsSync(uapiSocketPath(ifname))) continue;
@@ -188,7 +213,7 @@ export async function collectStatus(
       ...(n?.heartbeat === undefined ? {} : { heartbeat: n.heartbeat }),
       epochs: Object.keys(n?.publicKeys ?? {}).map(Number),
       ...(last === undefined ? {} : { acknowledged: `${last.phase}@${last.epoch}` }),
-      errors: n?.status?.errors ?? [],
+      errors: [...(n?.status?.errors ?? []), ...kernel[i]!.errors],
       ...(n?.status?.selection === undefined ? {} : { selection: n.status.selection }),
       peers: peers.sort((x, y) => x.node.localeCompare(y.node) || x.epoch - y.epoch),
     });

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { InstalledWgInterface } from "../../platform/netlink/wg-dump.js";
-import { normaliseDesired, planWireguard, wgConfig, type WgKernelSnapshot } from "./plan.js";
+import { normaliseDesired, parseLinks, planWireguard, wgConfig, type WgKernelSnapshot } from "./plan.js";
 import type { WgKernelDesired } from "./types.js";
 
 const PRIV = "eA1QK2CR8t0aJbXzXIDYDBkwWVj5WdsrgqTzRvbQgEU=";
 const PEER = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
 const PEER2 = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
+const owns = (n: string): boolean => /^podcrypt[01]$/.test(n);
 
 const desired: WgKernelDesired = {
   interfaces: [
@@ -15,10 +16,8 @@ const desired: WgKernelDesired = {
       privateKey: PRIV,
       listenPort: 51820,
       mtu: 1420,
-      addresses: ["10.94.0.1/32"],
-      routes: ["10.244.2.7/24"],
       peers: [
-        { publicKey: PEER, endpoint: { address: "10.0.0.2", port: 51820 }, allowedIps: ["10.244.2.0/24"] },
+        { publicKey: PEER, endpoint: { address: "10.0.0.2", port: 51820 }, allowedIps: ["10.244.2.7/24"] },
       ],
     },
   ],
@@ -45,27 +44,28 @@ function installedMatching(): WgKernelSnapshot {
   };
   return {
     links: new Map([
-      ["podcrypt0", { ifname: "podcrypt0", mtu: 1420, up: true, addresses: ["10.94.0.1/32"] }],
+      ["eth0", { ifname: "eth0", kind: "veth", mtu: 1500, up: true }],
+      ["podcrypt0", { ifname: "podcrypt0", kind: "wireguard", mtu: 1420, up: true }],
     ]),
     devices: new Map([["podcrypt0", dev]]),
-    routes: [{ dst: "10.244.2.0/24", dev: "podcrypt0", table: 254 }],
   };
 }
 
-const plan = (snap: WgKernelSnapshot, d: WgKernelDesired = desired) =>
-  planWireguard(normaliseDesired(d, "podcrypt"), snap, "podcrypt", 77);
+const plan = (snap: WgKernelSnapshot, d: WgKernelDesired = desired, prune = false) =>
+  planWireguard(normaliseDesired(d, owns), snap, { owns, prune });
 
 describe("planWireguard", () => {
-  it("creates everything on an empty node", () => {
-    const p = plan({ links: new Map(), devices: new Map(), routes: [] });
+  it("creates the interface, brings it up, then configures it", () => {
+    const p = plan({ links: new Map(), devices: new Map() });
     assert.deepEqual(p.ipLines, [
       "link add dev podcrypt0 type wireguard",
-      "address add 10.94.0.1/32 dev podcrypt0",
       "link set dev podcrypt0 mtu 1420",
       "link set dev podcrypt0 up",
-      "route replace 10.244.2.0/24 dev podcrypt0 table 254 proto 77",
     ]);
-    assert.equal(p.syncconf.length, 1);
+    assert.deepEqual(
+      p.syncconf.map((s) => s.ifname),
+      ["podcrypt0"],
+    );
   });
 
   it("plans nothing when the kernel matches (counters and handshakes are not state)", () => {
@@ -101,24 +101,20 @@ describe("planWireguard", () => {
       { ip: ["link set dev podcrypt0 mtu 1420"] },
     ],
     [
-      "a removed route",
-      (s) => (s.routes = []),
-      { ip: ["route replace 10.244.2.0/24 dev podcrypt0 table 254 proto 77"] },
-    ],
-    [
-      "a stray route of ours",
-      (s) => s.routes.push({ dst: "10.9.0.0/16", dev: "podcrypt0", table: 254 }),
-      { ip: ["route del 10.9.0.0/16 table 254 proto 77"] },
-    ],
-    [
-      "an extra address",
-      (s) => s.links.get("podcrypt0")!.addresses.push("10.1.1.1/24"),
-      { ip: ["address del 10.1.1.1/24 dev podcrypt0"] },
-    ],
-    [
-      "a stale interface of ours",
-      (s) => s.links.set("podcrypt1", { ifname: "podcrypt1", mtu: 1420, up: true, addresses: [] }),
-      { ip: ["link del dev podcrypt1"] },
+      "a leftover of another kind under the name",
+      (s) => {
+        s.links.set("podcrypt0", { ifname: "podcrypt0", kind: "tun", mtu: 1420, up: true });
+        s.devices.delete("podcrypt0");
+      },
+      {
+        ip: [
+          "link del dev podcrypt0",
+          "link add dev podcrypt0 type wireguard",
+          "link set dev podcrypt0 mtu 1420",
+          "link set dev podcrypt0 up",
+        ],
+        sync: true,
+      },
     ],
   ];
   for (const [name, drift, want] of drifts) {
@@ -131,10 +127,13 @@ describe("planWireguard", () => {
     });
   }
 
-  it("leaves interfaces without the prefix alone", () => {
+  it("removes an undesired interface of its own only when pruning, and never a foreign one", () => {
     const snap = installedMatching();
-    snap.links.set("wg0", { ifname: "wg0", mtu: 1420, up: true, addresses: [] });
-    assert.deepEqual(plan(snap), { ipLines: [], syncconf: [] });
+    snap.links.set("podcrypt1", { ifname: "podcrypt1", kind: "wireguard", mtu: 1420, up: true });
+    snap.links.set("wg0", { ifname: "wg0", kind: "wireguard", mtu: 1420, up: true });
+    snap.links.set("podcrypte", { ifname: "podcrypte", kind: "tun", mtu: 1420, up: true });
+    assert.deepEqual(plan(snap).ipLines, []);
+    assert.deepEqual(plan(snap, desired, true).ipLines, ["link del dev podcrypt1"]);
   });
 
   it("rejects bad desired state naming the field", () => {
@@ -147,11 +146,26 @@ describe("planWireguard", () => {
   });
 
   it("writes wg(8) configuration", () => {
-    const [iface] = normaliseDesired(desired, "podcrypt");
+    const [iface] = normaliseDesired(desired, owns);
     assert.equal(
       wgConfig(iface!),
       `[Interface]\nPrivateKey = ${PRIV}\nListenPort = 51820\nFwMark = off\n\n[Peer]\nPublicKey = ${PEER}\n` +
         "Endpoint = 10.0.0.2:51820\nAllowedIPs = 10.244.2.0/24\nPersistentKeepalive = off\n",
     );
+  });
+
+  it("reads links as `ip -j -d link show` prints them", () => {
+    // Captured from iproute2 6.1 (test VM), trimmed to the fields that matter.
+    const json =
+      '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536},' +
+      '{"ifindex":5,"ifname":"pc1w0","flags":["POINTOPOINT","NOARP","UP","LOWER_UP"],"mtu":1412,' +
+      '"linkinfo":{"info_kind":"wireguard"}}]';
+    assert.deepEqual(parseLinks(json).get("pc1w0"), {
+      ifname: "pc1w0",
+      kind: "wireguard",
+      mtu: 1412,
+      up: true,
+    });
+    assert.equal(parseLinks(json).get("lo")?.kind, "");
   });
 });

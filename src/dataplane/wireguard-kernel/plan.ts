@@ -3,27 +3,21 @@ import { canonicalCidr, formatEndpoint } from "../../platform/netlink/addr.js";
 import type { InstalledWgInterface } from "../../platform/netlink/wg-dump.js";
 import type { WgInterfaceSpec, WgKernelDesired } from "./types.js";
 
-/** A WireGuard link as `ip -j -d addr show` reports it. */
-export interface InstalledWgLink {
+/** A link as `ip -j -d link show` reports it (only what the plan compares). */
+export interface InstalledLink {
   ifname: string;
+  /** `linkinfo.info_kind` ("wireguard", "tun", ... or "" for none). */
+  kind: string;
   mtu: number;
   up: boolean;
-  /** Global addresses, canonical CIDR. */
-  addresses: string[];
-}
-
-/** A route the backend installed (recognised by its `proto`). */
-export interface InstalledRoute {
-  dst: string;
-  dev: string;
-  table: number;
 }
 
 /** What is installed now, as read in one pass. */
 export interface WgKernelSnapshot {
-  links: Map<string, InstalledWgLink>;
+  /** Every link of the namespace by name. */
+  links: Map<string, InstalledLink>;
+  /** `wg show all dump`, by interface. */
   devices: Map<string, InstalledWgInterface>;
-  routes: InstalledRoute[];
 }
 
 /** What one pass applies: `ip -batch` lines, then one `wg syncconf` per listed interface. */
@@ -32,18 +26,29 @@ export interface WgKernelPlan {
   syncconf: { ifname: string; config: string }[];
 }
 
-const MAIN_TABLE = 254;
+/** Which interfaces are the backend's, and whether a pass removes those not desired. */
+export interface WgPlanScope {
+  owns: (ifname: string) => boolean;
+  /** Delete owned WireGuard interfaces that are not desired (retire). Default false. */
+  prune?: boolean;
+}
 
 /**
  * Validates `desired` and puts it in canonical form (sorted CIDRs, masked host bits), so it
  * compares with what the kernel reports. Throws ValidationError naming the field.
  */
-export function normaliseDesired(desired: WgKernelDesired, prefix: string): WgInterfaceSpec[] {
+export function normaliseDesired(
+  desired: WgKernelDesired,
+  owns: (ifname: string) => boolean,
+): WgInterfaceSpec[] {
   const seen = new Set<string>();
   return desired.interfaces.map((iface, i) => {
     const at = `interfaces[${i}]`;
-    if (!iface.ifname.startsWith(prefix) || iface.ifname.length > 15 || !/^[\w.-]+$/.test(iface.ifname))
-      throw new ValidationError(`${at}.ifname`, `must start with "${prefix}", at most 15 characters`);
+    if (!owns(iface.ifname) || iface.ifname.length > 15 || !/^[\w.-]+$/.test(iface.ifname))
+      throw new ValidationError(
+        `${at}.ifname`,
+        `"${iface.ifname}" is not an interface name this backend owns`,
+      );
     if (seen.has(iface.ifname)) throw new ValidationError(`${at}.ifname`, `duplicate ${iface.ifname}`);
     seen.add(iface.ifname);
     if (!isKey(iface.privateKey)) throw new ValidationError(`${at}.privateKey`, "not a base64 32-byte key");
@@ -55,9 +60,6 @@ export function normaliseDesired(desired: WgKernelDesired, prefix: string): WgIn
     return {
       ...iface,
       fwmark: iface.fwmark ?? 0,
-      table: iface.table ?? MAIN_TABLE,
-      addresses: sortedUnique(iface.addresses.map((a, j) => canonicalAddress(a, `${at}.addresses[${j}]`))),
-      routes: sortedUnique(iface.routes.map((r, j) => canonicalCidr(r, `${at}.routes[${j}]`))),
       peers: iface.peers.map((p, j) => {
         const pat = `${at}.peers[${j}]`;
         if (!isKey(p.publicKey)) throw new ValidationError(`${pat}.publicKey`, "not a base64 32-byte key");
@@ -76,48 +78,32 @@ export function normaliseDesired(desired: WgKernelDesired, prefix: string): WgIn
 }
 
 /**
- * The difference between `desired` (normalised) and `installed`, as commands. Interfaces and
- * routes the backend owns (name starts with `prefix`, route `proto` is `routeProto`) that are not
- * desired are removed; anything else on the node is left alone. Empty plan: nothing to do.
+ * The difference between `desired` (normalised) and `installed`, as commands. A link of a desired
+ * name but another kind (a leftover) is replaced; with `prune`, owned WireGuard interfaces that are
+ * not desired are removed. Anything else on the node is left alone. Empty plan: nothing to do.
  */
 export function planWireguard(
   desired: WgInterfaceSpec[],
   installed: WgKernelSnapshot,
-  prefix: string,
-  routeProto: number,
+  scope: WgPlanScope,
 ): WgKernelPlan {
   const ipLines: string[] = [];
   const syncconf: WgKernelPlan["syncconf"] = [];
   const wanted = new Set(desired.map((d) => d.ifname));
-  for (const name of installed.links.keys()) {
-    if (name.startsWith(prefix) && !wanted.has(name)) ipLines.push(`link del dev ${name}`);
-  }
   for (const d of desired) {
     const link = installed.links.get(d.ifname);
-    if (!link) ipLines.push(`link add dev ${d.ifname} type wireguard`);
-    const have = new Set(link?.addresses ?? []);
-    for (const a of d.addresses) if (!have.has(a)) ipLines.push(`address add ${a} dev ${d.ifname}`);
-    for (const a of have) if (!d.addresses.includes(a)) ipLines.push(`address del ${a} dev ${d.ifname}`);
-    if (!link || link.mtu !== d.mtu) ipLines.push(`link set dev ${d.ifname} mtu ${d.mtu}`);
-    if (!link || !link.up) ipLines.push(`link set dev ${d.ifname} up`);
-    const device = installed.devices.get(d.ifname);
+    const ok = link?.kind === "wireguard";
+    if (link !== undefined && !ok) ipLines.push(`link del dev ${d.ifname}`);
+    if (!ok) ipLines.push(`link add dev ${d.ifname} type wireguard`);
+    if (!ok || link.mtu !== d.mtu) ipLines.push(`link set dev ${d.ifname} mtu ${d.mtu}`);
+    if (!ok || !link.up) ipLines.push(`link set dev ${d.ifname} up`);
+    const device = ok ? installed.devices.get(d.ifname) : undefined;
     if (!device || !deviceMatches(d, device)) syncconf.push({ ifname: d.ifname, config: wgConfig(d) });
   }
-  const wantedRoutes = new Map<string, { dev: string; table: number }>();
-  for (const d of desired)
-    for (const r of d.routes) wantedRoutes.set(`${r}|${d.table}`, { dev: d.ifname, table: d.table! });
-  const haveRoutes = new Map(installed.routes.map((r) => [`${r.dst}|${r.table}`, r]));
-  for (const [key, want] of wantedRoutes) {
-    const have = haveRoutes.get(key);
-    if (have?.dev !== want.dev) {
-      const dst = key.split("|")[0]!;
-      ipLines.push(`route replace ${dst} dev ${want.dev} table ${want.table} proto ${routeProto}`);
-    }
-  }
-  for (const [key, have] of haveRoutes) {
-    // Routes on a deleted link vanish with it.
-    if (!wantedRoutes.has(key) && (wanted.has(have.dev) || !have.dev.startsWith(prefix)))
-      ipLines.push(`route del ${have.dst} table ${have.table} proto ${routeProto}`);
+  if (scope.prune === true) {
+    for (const l of installed.links.values())
+      if (l.kind === "wireguard" && scope.owns(l.ifname) && !wanted.has(l.ifname))
+        ipLines.push(`link del dev ${l.ifname}`);
   }
   return { ipLines, syncconf };
 }
@@ -134,8 +120,8 @@ function deviceMatches(d: WgInterfaceSpec, dev: InstalledWgInterface): boolean {
     if (q.persistentKeepalive !== (p.persistentKeepalive ?? 0)) return false;
     const ep = p.endpoint ? formatEndpoint(p.endpoint.address, p.endpoint.port) : undefined;
     if (ep !== undefined && q.endpoint !== ep) return false;
-    const ips = sortedUnique(q.allowedIps.map((c) => canonicalCidr(c)));
-    if (ips.join(",") !== p.allowedIps.join(",")) return false;
+    if (sortedUnique(q.allowedIps.map((c) => canonicalCidr(c))).join(",") !== p.allowedIps.join(","))
+      return false;
   }
   return true;
 }
@@ -154,16 +140,30 @@ export function wgConfig(d: WgInterfaceSpec): string {
   return lines.join("\n") + "\n";
 }
 
-function isKey(k: string): boolean {
-  return /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/.test(k);
+interface IpLinkJson {
+  ifname: string;
+  mtu: number;
+  flags?: string[];
+  linkinfo?: { info_kind?: string };
 }
 
-function canonicalAddress(a: string, field: string): string {
-  // An interface address keeps its host bits: only validate the form.
-  canonicalCidr(a, field);
-  const [ip, len] = a.split("/");
-  const host = canonicalCidr(`${ip}`, field).split("/")[0];
-  return `${host}/${len ?? (a.includes(":") ? 128 : 32)}`;
+/** Parses `ip -j -d link show` output. */
+export function parseLinks(json: string): Map<string, InstalledLink> {
+  const t = json.trim();
+  const out = new Map<string, InstalledLink>();
+  if (t === "") return out;
+  for (const l of JSON.parse(t) as IpLinkJson[])
+    out.set(l.ifname, {
+      ifname: l.ifname,
+      kind: l.linkinfo?.info_kind ?? "",
+      mtu: l.mtu,
+      up: (l.flags ?? []).includes("UP"),
+    });
+  return out;
+}
+
+function isKey(k: string): boolean {
+  return /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/.test(k);
 }
 
 function sortedUnique(xs: string[]): string[] {

@@ -1,7 +1,7 @@
 /**
- * Desired state of the kernel WireGuard backend: what the agent hands to
- * {@link WireguardKernelReconciler.reconcile}. Plain data, no classes: build it from the cluster
- * model and compare it with `assert.deepEqual` in tests.
+ * Desired state of the kernel WireGuard backend: what {@link WireguardKernelReconciler.reconcile}
+ * installs. Plain data, no classes: build it from the generations and compare it with
+ * `assert.deepEqual` in tests. Routes are not here: the node's CompositeBackend owns them.
  */
 
 /** One peer of an interface (wg(8) `[Peer]`). */
@@ -18,9 +18,9 @@ export interface WgPeerSpec {
   presharedKey?: string;
 }
 
-/** One kernel WireGuard interface with its addresses and routes. */
+/** One kernel WireGuard interface. */
 export interface WgInterfaceSpec {
-  /** Interface name (at most 15 characters); must start with the reconciler's `prefix`. */
+  /** Interface name (at most 15 characters); must be one the reconciler owns. */
   ifname: string;
   /** This node's private key for the interface, base64. Key material: never logged. */
   privateKey: string;
@@ -29,16 +29,10 @@ export interface WgInterfaceSpec {
   fwmark?: number;
   /** Interface MTU (DESIGN.md section 6: external MTU - 60 on an IPv4 underlay). */
   mtu: number;
-  /** Addresses on the interface, CIDR ("10.244.1.0/32"); may be empty. */
-  addresses: string[];
-  /** Destinations routed into the interface (the remote pod CIDRs). */
-  routes: string[];
-  /** Routing table of those routes (default 254, "main"). */
-  table?: number;
   peers: WgPeerSpec[];
 }
 
-/** Everything the backend owns on a node: interfaces whose name starts with the prefix. */
+/** Interfaces to install. */
 export interface WgKernelDesired {
   interfaces: WgInterfaceSpec[];
 }

@@ -168,11 +168,10 @@ export class ProcessEncapHolder implements EncapHolderPort {
     }
     if (this.known) this.logger.warn({ port: this.port }, "ESP-in-UDP holder gone; starting a new one");
     this.known = false;
-    const child = spawn(
-      this.command.cmd,
-      [...this.command.args, "xfrm-encap", "--port", String(this.port)],
-      { detached: true, stdio: ["ignore", "ignore", "pipe"] },
-    );
+    const child = spawn(this.command.cmd, [...this.command.args, "xfrm-encap", "--port", String(this.port)], {
+      detached: true,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     let err = "";
     let exited: string | undefined;
     child.stderr?.setEncoding("utf8");

@@ -127,6 +127,97 @@ describe("planXfrm", () => {
       `xfrm policy add src 10.1.0.0/24 dst 10.2.0.0/24 proto udp dport 53 dir out mark 0xd00 mask 0xf00 priority 10 tmpl src 10.0.0.1 dst 10.0.0.2 proto esp reqid ${R} mode tunnel`,
     ]);
   });
+  it("keeps two generations' policies apart by if_id and prunes only the scope asked for", () => {
+    const gen = (ifId: number, reqid: number): XfrmDesired =>
+      normaliseXfrm(
+        {
+          links: [{ ifname: `pc${ifId & 1}`, ifId, dev: "eth0", mtu: 1400 }],
+          states: [{ src: "10.0.0.1", dst: "10.0.0.2", spi: 0x1000 + ifId, reqid, key: KEY, ifId }],
+          policies: [
+            {
+              dir: "out",
+              src: "0.0.0.0/0",
+              dst: "10.2.0.0/24",
+              ifId,
+              tmpl: { src: "10.0.0.1", dst: "10.0.0.2", reqid },
+            },
+          ],
+        },
+        DEFAULT_OWNED_REQIDS,
+      );
+    const a = gen(0x50430010, R);
+    const b = gen(0x50430011, R + 1);
+    const empty = { states: [], policies: [], links: new Map() };
+    const first = planXfrm(a, empty, DEFAULT_OWNED_REQIDS, { prune: new Set([0x50430010]) });
+    assert.deepEqual(first.slice(0, 3), [
+      "link add name pc0 type xfrm dev eth0 if_id 0x50430010",
+      "link set dev pc0 mtu 1400",
+      "link set dev pc0 up",
+    ]);
+    assert.match(first[3]!, / if_id 0x50430010$/);
+    assert.equal(
+      first[4],
+      `xfrm policy add src 0.0.0.0/0 dst 10.2.0.0/24 dir out if_id 0x50430010 priority 0 tmpl src 10.0.0.1 dst 10.0.0.2 proto esp reqid ${R} mode tunnel`,
+    );
+    // Installed: generation a. Applying b alone (its own scope) must not touch a.
+    const installedA = {
+      links: new Map([
+        ["pc0", { ifname: "pc0", kind: "xfrm", ifId: 0x50430010, dev: "eth0", mtu: 1400, up: true }],
+      ]),
+      states: [
+        {
+          src: "10.0.0.1",
+          dst: "10.0.0.2",
+          proto: "esp",
+          spi: 0x1000 + 0x50430010,
+          reqid: R,
+          mode: "tunnel",
+          aead: { name: AEAD_NAME, keyHex: KEY.toString("hex"), icvBits: 128 },
+          ifId: 0x50430010,
+        },
+      ],
+      policies: [
+        {
+          src: "0.0.0.0/0",
+          dst: "10.2.0.0/24",
+          dir: "out" as const,
+          priority: 0,
+          ifId: 0x50430010,
+          tmpls: [{ src: "10.0.0.1", dst: "10.0.0.2", proto: "esp", reqid: R, mode: "tunnel" }],
+        },
+      ],
+    };
+    assert.deepEqual(planXfrm(a, installedA, DEFAULT_OWNED_REQIDS), []);
+    const applyB = planXfrm(b, installedA, DEFAULT_OWNED_REQIDS, {
+      prune: new Set([0x50430011]),
+      ownsLink: (n) => /^pc[01]$/.test(n),
+    });
+    assert.equal(applyB.filter((l) => l.includes("delete") || l.startsWith("link del")).length, 0);
+    // Retiring a: everything of it goes, policies before states, the interface last.
+    const retire = planXfrm({ ...b, states: [], policies: [], links: [] }, installedA, DEFAULT_OWNED_REQIDS, {
+      ownsLink: (n) => /^pc[01]$/.test(n),
+    });
+    assert.deepEqual(retire, [
+      "xfrm policy delete src 0.0.0.0/0 dst 10.2.0.0/24 dir out if_id 0x50430010",
+      `xfrm state delete src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x${(0x1000 + 0x50430010).toString(16)}`,
+      "link del dev pc0",
+    ]);
+  });
+  it("replaces an interface of the wrong if_id or kind", () => {
+    const d = normaliseXfrm(
+      { links: [{ ifname: "pc0", ifId: 7, dev: "eth0", mtu: 1400 }], states: [], policies: [] },
+      DEFAULT_OWNED_REQIDS,
+    );
+    const links = new Map([
+      ["pc0", { ifname: "pc0", kind: "xfrm", ifId: 8, dev: "eth0", mtu: 1400, up: true }],
+    ]);
+    assert.deepEqual(planXfrm(d, { states: [], policies: [], links }, DEFAULT_OWNED_REQIDS), [
+      "link del dev pc0",
+      "link add name pc0 type xfrm dev eth0 if_id 0x7",
+      "link set dev pc0 mtu 1400",
+      "link set dev pc0 up",
+    ]);
+  });
   it("rejects what the kernel would refuse or podcrypt must not own, naming the field", () => {
     const s = { src: "10.0.0.1", dst: "10.0.0.2", spi: 0x1001, reqid: R, key: KEY };
     assert.throws(

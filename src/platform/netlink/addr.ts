@@ -64,3 +64,24 @@ export function formatEndpoint(address: string, port: number): string {
   const ip = canonicalIp(address, "endpoint.address");
   return isIPv6(ip) ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
+
+/** The address of a canonical or plain IP as a bigint, with its bit width. */
+function ipBits(address: string): { value: bigint; bits: 32 | 128 } {
+  if (isIPv4(address))
+    return { value: address.split(".").reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n), bits: 32 };
+  return { value: ipv6Bytes(address).reduce((acc, b) => (acc << 8n) | BigInt(b), 0n), bits: 128 };
+}
+
+/**
+ * Whether CIDR `inner` lies inside CIDR `outer` (same family, prefix at least as long, same
+ * network bits). A bare address counts as a host CIDR. Throws ValidationError on garbage.
+ */
+export function cidrContains(outer: string, inner: string): boolean {
+  const [oa, ol] = canonicalCidr(outer, "outer").split("/");
+  const [ia, il] = canonicalCidr(inner, "inner").split("/");
+  const o = ipBits(oa!);
+  const i = ipBits(ia!);
+  if (o.bits !== i.bits || Number(il) < Number(ol)) return false;
+  const shift = BigInt(o.bits - Number(ol));
+  return o.value >> shift === i.value >> shift;
+}

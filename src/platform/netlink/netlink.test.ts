@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { canonicalCidr, canonicalIp, formatEndpoint } from "./addr.js";
+import { canonicalCidr, canonicalIp, cidrContains, formatEndpoint } from "./addr.js";
 import { redactBatchLine, redactSecrets } from "./kernel-commands.js";
 import { parseWgDump } from "./wg-dump.js";
 import { parseXfrmPolicies, parseXfrmStates } from "./xfrm-text.js";
@@ -177,6 +177,20 @@ describe("addresses", () => {
     assert.throws(() => canonicalCidr("nope"), /not a CIDR/);
     assert.throws(() => canonicalIp("1.2.3"), /not an IP/);
   });
+  it("tells whether one CIDR lies inside another", () => {
+    const cases: [string, string, boolean][] = [
+      ["10.244.0.0/16", "10.244.3.0/24", true],
+      ["10.244.0.0/16", "10.244.3.7", true],
+      ["10.244.0.0/16", "10.245.0.0/24", false],
+      ["10.244.0.0/16", "10.0.0.0/8", false],
+      ["0.0.0.0/0", "192.0.2.1/32", true],
+      ["fd00::/64", "fd00::5/128", true],
+      ["fd00::/64", "fd01::/64", false],
+      ["10.0.0.0/8", "fd00::/64", false],
+    ];
+    for (const [outer, inner, want] of cases)
+      assert.equal(cidrContains(outer, inner), want, `${outer} ⊇ ${inner}`);
+  });
   it("formats endpoints as wg prints them", () => {
     assert.equal(formatEndpoint("10.0.0.1", 51820), "10.0.0.1:51820");
     assert.equal(formatEndpoint("FD00::0:1", 1), "[fd00::1]:1");
@@ -189,7 +203,9 @@ describe("addresses", () => {
   it("redacts keys that tools echo in their errors", () => {
     const key = "0x0102030405060708091011121314151617181920";
     const wgKey = "eA1QK2CR8t0aJbXzXIDYDBkwWVj5WdsrgqTzRvbQgEU=";
-    const out = redactSecrets(`Error: argument "${key}" is wrong; Key is not the correct length: \`${wgKey}\``);
+    const out = redactSecrets(
+      `Error: argument "${key}" is wrong; Key is not the correct length: \`${wgKey}\``,
+    );
     assert.equal(out.includes("0102030405"), false);
     assert.equal(out.includes(wgKey), false);
     assert.match(out, /argument "<redacted>" is wrong/);

@@ -8,7 +8,8 @@ import { join } from "node:path";
  * may contain dots, so no dotted form).
  */
 export async function setSysctl(path: readonly string[], value: string): Promise<void> {
-  for (const p of path) if (p === "" || p.includes("/") || p === "..") throw new Error(`bad sysctl path ${path.join("/")}`);
+  for (const p of path)
+    if (p === "" || p.includes("/") || p === "..") throw new Error(`bad sysctl path ${path.join("/")}`);
   const file = join("/proc/sys", ...path);
   if ((await readFile(file, "utf8")).trim() === value) return;
   await writeFile(file, value);
