@@ -1,10 +1,12 @@
-// podcrypt's native addon: only what Node has no API for (TUN, batched UDP, fd readiness) and the
+// podcrypt's native addon: only what Node has no API for (TUN, batched UDP, fd readiness, sockets in
+// other network namespaces) and the
 // batched AEAD of the WireGuard fast path.
 #include <napi.h>
 #include <unistd.h>
 
 #include "aead.h"
 #include "batch.h"
+#include "netns.h"
 #include "poll.h"
 #include "tun.h"
 
@@ -36,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   podcrypt::InitTunBatch(env, exports);
   podcrypt::InitUdp(env, exports);
   podcrypt::InitAead(env, exports);
+  podcrypt::InitNetns(env, exports);
   return exports;
 }
 

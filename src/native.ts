@@ -55,6 +55,12 @@ export interface NativeAddon {
   setLinkUp(ifname: string, up: boolean): void;
   /** The ifindex of an interface, 0 when it does not exist. */
   interfaceIndex(ifname: string): number;
+  /**
+   * A non-blocking TCP socket listening on `host:port` inside the network namespace at `nsPath`
+   * (e.g. `/run/netns/NAME`), created there with setns(2) and the calling thread moved back.
+   * Returns its fd (for `net.Server.listen({fd})`); throws naming the namespace on failure.
+   */
+  listenTcpInNetns(nsPath: string, host: string, port: number): number;
 
   /**
    * Opens a non-blocking UDP socket bound to `port` (0: ephemeral): dual-stack `[::]` with

@@ -1,6 +1,7 @@
 import { Option } from "commander";
 import { EtcdDatastore } from "../datastore/etcd/index.js";
 import type { Datastore } from "../datastore/types.js";
+import { KubernetesDatastore, kubeConfigOf } from "../datastore/kubernetes/index.js";
 import { LocalDatastore } from "../datastore/local/index.js";
 import { PodcryptError, ValidationError } from "../errors/index.js";
 import { readClusterState } from "../localcluster/state.js";
@@ -14,9 +15,16 @@ export const DEFAULT_LOCAL_STORE = "/var/lib/podcrypt/store";
  */
 const LOCAL_POLLING = { pollIntervalMs: 1000, sweepIntervalMs: 1000 };
 
-/** The `--datastore` flag (DESIGN.md section 9): `local`, `local:DIR` or `etcd://HOST:PORT[,HOST:PORT]`. */
+/**
+ * The `--datastore` flag (DESIGN.md section 9): `local`, `local:DIR`, `etcd://HOST:PORT[,HOST:PORT]`,
+ * `kubernetes` (in a pod: the service account; elsewhere $KUBECONFIG or ~/.kube/config) or
+ * `kubernetes:KUBECONFIG`.
+ */
 export function datastoreOption(): Option {
-  return new Option("--datastore <url>", "datastore: local, local:DIR or etcd://HOST:PORT").default("local");
+  return new Option(
+    "--datastore <url>",
+    "datastore: local, local:DIR, etcd://HOST:PORT, kubernetes or kubernetes:KUBECONFIG",
+  ).default("local");
 }
 
 /**
@@ -70,5 +78,10 @@ export async function openDatastore(url: string): Promise<Datastore> {
       throw new ValidationError("--datastore", `"${url}" is not etcd://HOST:PORT[,HOST:PORT...]`);
     return new EtcdDatastore({ hosts: hosts.map((h) => `http://${h}`) });
   }
-  throw new ValidationError("--datastore", `"${url}" is not one of local, local:DIR, etcd://HOST:PORT`);
+  if (url === "kubernetes" || url.startsWith("kubernetes:"))
+    return KubernetesDatastore.connect({ kubeConfig: kubeConfigOf(url) });
+  throw new ValidationError(
+    "--datastore",
+    `"${url}" is not one of local, local:DIR, etcd://HOST:PORT, kubernetes, kubernetes:KUBECONFIG`,
+  );
 }

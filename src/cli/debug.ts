@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { parsePortRef, serveEcho } from "../localcluster/echo.js";
 import { probe } from "../localcluster/probe.js";
+import { relayTarget, startRelay } from "../localcluster/relay.js";
 import { ValidationError } from "../errors/index.js";
 import { parseIntFlag } from "./flags.js";
 import { registerDebugEsp } from "./debug-esp.js";
@@ -20,6 +21,23 @@ export function registerDebug(program: Command): void {
         for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve());
       });
       close();
+    });
+  debug
+    .command("relay")
+    .description(
+      "forward HOST:PORT (a datastore on loopback) from inside the given network namespaces to the host (what the local cluster runs for a non-local datastore)",
+    )
+    .requiredOption("--to <host:port>", "the datastore's loopback address")
+    .requiredOption("--netns <list>", "comma-separated network namespace names")
+    .action(async (o: { to: string; netns: string }) => {
+      const target = relayTarget(`etcd://${o.to}`);
+      if (target === undefined) throw new ValidationError("--to", `"${o.to}" is not HOST:PORT`);
+      const close = await startRelay(target, o.netns.split(","));
+      process.stdout.write(`relaying ${o.to} into ${o.netns}\n`);
+      await new Promise<void>((resolve) => {
+        for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve());
+      });
+      await close();
     });
   debug
     .command("probe")

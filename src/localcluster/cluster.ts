@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { espSocketPath } from "../dataplane/esp-userspace/control.js";
@@ -6,16 +6,19 @@ import { uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js"
 import { PodcryptError } from "../errors/index.js";
 import { listNetns } from "../platform/netns/netns.js";
 import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
+import { kubeServer } from "../datastore/kubernetes/kubeconfig.js";
 import type { Datastore } from "../datastore/types.js";
 import type { ClusterConfig } from "./config.js";
 import { VERIFY_PORT } from "./echo.js";
 import { CLUSTER_POD_CIDR, NETNS_PREFIX, planCluster, servicePods, type ClusterPlan } from "./plan.js";
 import { alive, startDaemon, stopProcesses } from "./processes.js";
+import { relayTarget } from "./relay.js";
 import {
   clusterHome,
   readClusterState,
   removeClusterHome,
   writeClusterState,
+  type ClusterProcess,
   type ClusterState,
 } from "./state.js";
 import { createTopology, destroyTopology } from "./topology.js";
@@ -84,6 +87,11 @@ export async function clusterUp(
   }
   const started = Date.now();
   const plan = planCluster(config);
+  // A datastore on the host's loopback is relayed into the node namespaces (src/localcluster/relay.ts).
+  const relay = relayTarget(
+    config.datastore,
+    config.datastore.startsWith("kubernetes") ? kubeServer(config.datastore) : undefined,
+  );
   mkdirSync(home, { recursive: true, mode: 0o700 });
   const url = datastoreUrl(config, home);
   const state: ClusterState = {
@@ -128,11 +136,25 @@ export async function clusterUp(
     await store.close();
   }
 
-  progress("starting controller and agents");
   const add = (p: ClusterState["processes"][number]): void => {
     state.processes.push(p);
     writeClusterState(state, home);
   };
+  if (relay !== undefined) {
+    progress(`relaying the datastore at ${relay.host}:${relay.port} into the node namespaces`);
+    const p = startDaemon(home, "relay", "relay", [
+      "debug",
+      "relay",
+      "--to",
+      relay.host.includes(":") ? `[${relay.host}]:${relay.port}` : `${relay.host}:${relay.port}`,
+      "--netns",
+      plan.nodes.map((n) => n.netns).join(","),
+    ]);
+    add(p);
+    await waitForLog(p, "relaying", 20_000);
+  }
+
+  progress("starting controller and agents");
   add(
     startDaemon(home, "controller", "controller", [
       "controller",
@@ -215,6 +237,18 @@ export async function clusterUp(
   }
   progress(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return state;
+}
+
+/** Resolves once `p`'s log holds `text`; throws if it exits or `timeoutMs` passes first. */
+async function waitForLog(p: ClusterProcess, text: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = existsSync(p.log) ? readFileSync(p.log, "utf8") : "";
+    if (log.includes(text)) return;
+    if (!alive(p.pid) || Date.now() > deadline)
+      throw new PodcryptError("EUP", `${p.name} did not start: ${log.trim().slice(-500) || "no output"}`);
+    await sleep(100);
+  }
 }
 
 /** `podcrypt cluster down`: stops every process and removes every namespace and file `up` made. */

@@ -10,7 +10,7 @@ export function clusterHome(): string {
 
 /** A process `cluster up` started, so `down` can stop it even after a crash of `up`. */
 export interface ClusterProcess {
-  role: "controller" | "agent" | "echo" | "etcd";
+  role: "controller" | "agent" | "echo" | "etcd" | "relay";
   name: string;
   pid: number;
   netns?: string;
