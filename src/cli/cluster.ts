@@ -3,6 +3,7 @@ import { Command, Option } from "commander";
 import { ValidationError } from "../errors/index.js";
 import { clusterDown, clusterUp } from "../localcluster/cluster.js";
 import { parseClusterConfigText, resolveClusterConfig, type ClusterFlags } from "../localcluster/config.js";
+import { addNode, removeNode } from "../localcluster/nodes.js";
 import { clusterInfo } from "../localcluster/plan.js";
 import { requireClusterState } from "../localcluster/state.js";
 import { openDatastore } from "./datastore.js";
@@ -22,7 +23,10 @@ export function registerCluster(program: Command): void {
     .addOption(
       new Option("--dataplane <kind>", "data plane for every node").choices(["auto", "kernel", "userspace"]),
     )
-    .option("--datastore <url>", "local (default) or etcd://HOST:PORT")
+    .option(
+      "--datastore <url>",
+      "local (default), etcd://HOST:PORT or kubernetes:KUBECONFIG (a datastore on 127.0.0.1 is relayed into the nodes)",
+    )
     .option("--config <file>", "cluster YAML (DESIGN.md section 8)")
     .option("--disabled", "start with encryption switched off (plaintext)", false)
     .option(
@@ -69,6 +73,55 @@ export function registerCluster(program: Command): void {
         r.hadState || r.namespaces > 0
           ? `local cluster down: ${r.processes} processes stopped, ${r.namespaces} namespaces removed\n`
           : "no local cluster was running; nothing to remove\n",
+      );
+    });
+
+  cluster
+    .command("add-node")
+    .description(
+      "add a node (with its pods) to the running local cluster and wait until every node has a session with it",
+    )
+    .option("--name <name>", "node name (default: the next node-N)")
+    .option("--pods <m>", "plain pods on it", parseIntFlag("--pods", 0, 50), 2)
+    .addOption(
+      new Option("--dataplane <kind>", "its data plane")
+        .choices(["auto", "kernel", "userspace"])
+        .default("auto"),
+    )
+    .option("--timeout <seconds>", "how long to wait", parseIntFlag("--timeout", 1, 3600), 90)
+    .action(
+      async (o: {
+        name?: string;
+        pods: number;
+        dataplane: "auto" | "kernel" | "userspace";
+        timeout: number;
+      }) => {
+        const r = await addNode(
+          openDatastore,
+          (line) => process.stderr.write(`${line}\n`),
+          { ...(o.name === undefined ? {} : { name: o.name }), pods: o.pods, dataplane: o.dataplane },
+          o.timeout * 1000,
+        );
+        process.stdout.write(
+          `node ${r.node.name} added (underlay ${r.node.underlayIPv4}, pods ${r.node.podCIDR}); every node reached it in ${(r.convergedMs / 1000).toFixed(1)} s\n`,
+        );
+      },
+    );
+
+  cluster
+    .command("remove-node")
+    .description("remove a node from the running local cluster and wait until no node keeps it as a peer")
+    .argument("<name>", "the node to remove")
+    .option("--timeout <seconds>", "how long to wait", parseIntFlag("--timeout", 1, 3600), 90)
+    .action(async (name: string, o: { timeout: number }) => {
+      const r = await removeNode(
+        openDatastore,
+        (line) => process.stderr.write(`${line}\n`),
+        name,
+        o.timeout * 1000,
+      );
+      process.stdout.write(
+        `node ${name} removed; every node dropped it in ${(r.convergedMs / 1000).toFixed(1)} s\n`,
       );
     });
 

@@ -1,7 +1,5 @@
 import { Option } from "commander";
-import { EtcdDatastore } from "../datastore/etcd/index.js";
 import type { Datastore } from "../datastore/types.js";
-import { KubernetesDatastore, kubeConfigOf } from "../datastore/kubernetes/index.js";
 import { LocalDatastore } from "../datastore/local/index.js";
 import { PodcryptError, ValidationError } from "../errors/index.js";
 import { readClusterState } from "../localcluster/state.js";
@@ -76,10 +74,14 @@ export async function openDatastore(url: string): Promise<Datastore> {
     const hosts = url.slice("etcd://".length).split(",");
     if (hosts.some((h) => !/^[\w.-]+:\d{1,5}$/.test(h)))
       throw new ValidationError("--datastore", `"${url}" is not etcd://HOST:PORT[,HOST:PORT...]`);
+    // Loaded on use: the client libraries cost a second or more of start-up each.
+    const { EtcdDatastore } = await import("../datastore/etcd/index.js");
     return new EtcdDatastore({ hosts: hosts.map((h) => `http://${h}`) });
   }
-  if (url === "kubernetes" || url.startsWith("kubernetes:"))
+  if (url === "kubernetes" || url.startsWith("kubernetes:")) {
+    const { KubernetesDatastore, kubeConfigOf } = await import("../datastore/kubernetes/index.js");
     return KubernetesDatastore.connect({ kubeConfig: kubeConfigOf(url) });
+  }
   throw new ValidationError(
     "--datastore",
     `"${url}" is not one of local, local:DIR, etcd://HOST:PORT, kubernetes, kubernetes:KUBECONFIG`,

@@ -6,13 +6,20 @@ import { uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js"
 import { PodcryptError } from "../errors/index.js";
 import { listNetns } from "../platform/netns/netns.js";
 import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
-import { kubeServer } from "../datastore/kubernetes/kubeconfig.js";
 import type { Datastore } from "../datastore/types.js";
 import type { ClusterConfig } from "./config.js";
 import { VERIFY_PORT } from "./echo.js";
-import { CLUSTER_POD_CIDR, NETNS_PREFIX, planCluster, servicePods, type ClusterPlan } from "./plan.js";
+import {
+  CLUSTER_POD_CIDR,
+  NETNS_PREFIX,
+  planCluster,
+  servicePods,
+  type ClusterPlan,
+  type PlannedNode,
+  type PlannedPod,
+} from "./plan.js";
 import { alive, startDaemon, stopProcesses } from "./processes.js";
-import { relayTarget } from "./relay.js";
+import { datastoreRelay, type RelayTarget } from "./relay.js";
 import {
   clusterHome,
   readClusterState,
@@ -88,10 +95,7 @@ export async function clusterUp(
   const started = Date.now();
   const plan = planCluster(config);
   // A datastore on the host's loopback is relayed into the node namespaces (src/localcluster/relay.ts).
-  const relay = relayTarget(
-    config.datastore,
-    config.datastore.startsWith("kubernetes") ? kubeServer(config.datastore) : undefined,
-  );
+  const relay = await datastoreRelay(config.datastore);
   mkdirSync(home, { recursive: true, mode: 0o700 });
   const url = datastoreUrl(config, home);
   const state: ClusterState = {
@@ -117,21 +121,7 @@ export async function clusterUp(
         encryption: config.encryption,
       });
     }
-    // What Kubernetes' endpoints controller would publish: the pods each service selects.
-    for (const s of plan.services) {
-      await store
-        .collection("services")
-        .create({ name: s.name, namespace: s.namespace, selector: s.selector, ports: s.ports })
-        .catch(() => undefined);
-      await store
-        .collection("endpoints")
-        .create({
-          name: s.name,
-          namespace: s.namespace,
-          addresses: servicePods(plan, s).map((p) => ({ ip: p.ip, pod: p.name, node: p.node })),
-        })
-        .catch(() => undefined);
-    }
+    await publishServices(store, plan);
   } finally {
     await store.close();
   }
@@ -142,16 +132,7 @@ export async function clusterUp(
   };
   if (relay !== undefined) {
     progress(`relaying the datastore at ${relay.host}:${relay.port} into the node namespaces`);
-    const p = startDaemon(home, "relay", "relay", [
-      "debug",
-      "relay",
-      "--to",
-      relay.host.includes(":") ? `[${relay.host}]:${relay.port}` : `${relay.host}:${relay.port}`,
-      "--netns",
-      plan.nodes.map((n) => n.netns).join(","),
-    ]);
-    add(p);
-    await waitForLog(p, "relaying", 20_000);
+    await startRelayDaemon(home, relay, "relay", plan.nodes, add);
   }
 
   progress("starting controller and agents");
@@ -164,52 +145,112 @@ export async function clusterUp(
       "controller-1",
     ]),
   );
-  for (const n of plan.nodes) {
-    add(
-      startDaemon(
-        home,
-        "agent",
-        `agent-${n.name}`,
-        [
-          "agent",
-          "--node",
-          n.name,
-          "--datastore",
-          url,
-          "--state-dir",
-          join(home, "nodes", n.name),
-          "--underlay-ip",
-          n.underlayIPv4,
-          "--pod-cidr",
-          n.podCIDR,
-          "--cluster-cidr",
-          CLUSTER_POD_CIDR,
-          "--if-prefix",
-          nodeIfPrefix(n.index),
-          "--dataplane",
-          n.dataplane,
-        ],
-        n.netns,
-      ),
-    );
-  }
-  for (const p of plan.pods) {
-    add(
-      startDaemon(
-        home,
-        "echo",
-        `pod-${p.namespace}-${p.name}`,
-        ["debug", "echo", "--ports", [`tcp/${VERIFY_PORT}`, `udp/${VERIFY_PORT}`, ...p.ports].join(",")],
-        p.netns,
-      ),
-    );
-  }
+  for (const n of plan.nodes) add(startAgent(home, url, n));
+  for (const p of plan.pods) add(startPod(home, p));
 
   progress(
     config.enabled
       ? "waiting until every pair of nodes is encrypted"
       : "waiting until every node reports (encryption disabled)",
   );
+  await waitSettled(state, openStore, progress, started + timeoutMs);
+  progress(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return state;
+}
+
+/**
+ * Creates or updates the services of `plan` and their endpoints, as Kubernetes' endpoints
+ * controller would publish them: the pods each service selects.
+ */
+export async function publishServices(store: Datastore, plan: ClusterPlan): Promise<void> {
+  for (const s of plan.services) {
+    await store
+      .collection("services")
+      .create({ name: s.name, namespace: s.namespace, selector: s.selector, ports: s.ports })
+      .catch(() => undefined);
+    const endpoints = {
+      name: s.name,
+      namespace: s.namespace,
+      addresses: servicePods(plan, s).map((p) => ({ ip: p.ip, pod: p.name, node: p.node })),
+    };
+    const col = store.collection("endpoints");
+    const cur = await col.get(`${s.namespace}/${s.name}`);
+    if (cur === undefined) await col.create(endpoints);
+    else if (JSON.stringify(cur.value.addresses) !== JSON.stringify(endpoints.addresses))
+      await col.update(endpoints, { revision: cur.revision });
+  }
+}
+
+/** Starts the agent of node `n` inside its namespace. */
+export function startAgent(home: string, url: string, n: PlannedNode): ClusterProcess {
+  return startDaemon(
+    home,
+    "agent",
+    `agent-${n.name}`,
+    [
+      "agent",
+      "--node",
+      n.name,
+      "--datastore",
+      url,
+      "--state-dir",
+      join(home, "nodes", n.name),
+      "--underlay-ip",
+      n.underlayIPv4,
+      "--pod-cidr",
+      n.podCIDR,
+      "--cluster-cidr",
+      CLUSTER_POD_CIDR,
+      "--if-prefix",
+      nodeIfPrefix(n.index),
+      "--dataplane",
+      n.dataplane,
+    ],
+    n.netns,
+  );
+}
+
+/** Starts pod `p`'s echo service (the verify port and the ports of the services selecting it). */
+export function startPod(home: string, p: PlannedPod): ClusterProcess {
+  return startDaemon(
+    home,
+    "echo",
+    `pod-${p.namespace}-${p.name}`,
+    ["debug", "echo", "--ports", [`tcp/${VERIFY_PORT}`, `udp/${VERIFY_PORT}`, ...p.ports].join(",")],
+    p.netns,
+  );
+}
+
+/** Starts a datastore relay into the namespaces of `nodes` and waits until it listens. */
+export async function startRelayDaemon(
+  home: string,
+  relay: RelayTarget,
+  name: string,
+  nodes: readonly PlannedNode[],
+  add: (p: ClusterProcess) => void,
+): Promise<void> {
+  const p = startDaemon(home, "relay", name, [
+    "debug",
+    "relay",
+    "--to",
+    relay.host.includes(":") ? `[${relay.host}]:${relay.port}` : `${relay.host}:${relay.port}`,
+    "--netns",
+    nodes.map((n) => n.netns).join(","),
+  ]);
+  add(p);
+  await waitForLog(p, "relaying", 20_000);
+}
+
+/**
+ * Waits until the cluster is settled ({@link isSettled}), printing what it waits for; fails when
+ * a daemon exits or `deadline` (ms since the epoch) passes.
+ */
+export async function waitSettled(
+  state: ClusterState,
+  openStore: (url: string) => Promise<Datastore>,
+  progress: Progress,
+  deadline: number,
+): Promise<void> {
   let last = "";
   for (;;) {
     const dead = state.processes.filter((p) => p.role !== "echo" && !alive(p.pid));
@@ -221,22 +262,20 @@ export async function clusterUp(
     }
     const status = await collectStatus(state, openStore).catch(() => undefined);
     if (status !== undefined) {
-      const s = isSettled(status, plan);
-      if (s.ok) break;
+      const s = isSettled(status, state.plan);
+      if (s.ok) return;
       const line = `  ${s.waiting.length} pending: ${s.waiting.slice(0, 3).join("; ")}${s.waiting.length > 3 ? "; ..." : ""}`;
       if (line !== last) progress(line);
       last = line;
     }
-    if (Date.now() - started > timeoutMs) {
+    if (Date.now() > deadline) {
       throw new PodcryptError(
         "EUP",
-        `the cluster did not settle within ${timeoutMs / 1000} s (${last.trim()}); logs in ${join(home, "logs")}`,
+        `the cluster did not settle in time (${last.trim()}); logs in ${join(clusterHome(), "logs")}`,
       );
     }
     await sleep(250);
   }
-  progress(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  return state;
 }
 
 /** Resolves once `p`'s log holds `text`; throws if it exits or `timeoutMs` passes first. */

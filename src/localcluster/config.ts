@@ -48,6 +48,11 @@ export interface NodeSpec {
   name: string;
   dataplane: "auto" | "kernel" | "userspace";
   pods: number;
+  /**
+   * Position that numbers the node's addresses (underlay .10+index, pods 10.244.index.0/24).
+   * Default: its place in the list; nodes added to a running cluster keep theirs when others leave.
+   */
+  index?: number;
 }
 export interface PodSpec {
   name: string;

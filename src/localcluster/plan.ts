@@ -56,7 +56,7 @@ function selects(selector: Record<string, string>, labels: Record<string, string
 /** Lays out names and addresses for a resolved config. Pure. */
 export function planCluster(config: ClusterConfig): ClusterPlan {
   const nodes = config.nodes.map((n, i): PlannedNode => {
-    const index = i + 1;
+    const index = n.index ?? i + 1;
     return {
       name: n.name,
       index,

@@ -43,6 +43,14 @@ export function relayTarget(url: string, kubeServer?: string): RelayTarget | und
   return { host, port };
 }
 
+/** The relay target of a datastore URL ({@link relayTarget}), reading a kubeconfig when it names one. */
+export async function datastoreRelay(url: string): Promise<RelayTarget | undefined> {
+  if (!url.startsWith("kubernetes")) return relayTarget(url);
+  // Loaded on use: the Kubernetes client costs seconds of start-up.
+  const { kubeServer } = await import("../datastore/kubernetes/kubeconfig.js");
+  return relayTarget(url, kubeServer(url));
+}
+
 function pipeBoth(a: Socket, b: Socket): void {
   a.pipe(b);
   b.pipe(a);

@@ -1,6 +1,6 @@
 import { listNetns, deleteNetns, run } from "../platform/netns/netns.js";
 import { tunnelMtu } from "../mtu/mtu.js";
-import { NETNS_PREFIX, POD_GATEWAY, type ClusterPlan } from "./plan.js";
+import { NETNS_PREFIX, POD_GATEWAY, type ClusterPlan, type PlannedNode, type PlannedPod } from "./plan.js";
 
 /** External MTU of the fabric (the underlay of the local cluster). */
 export const FABRIC_MTU = 1500;
@@ -22,38 +22,49 @@ async function sysctl(netns: string, settings: string[]): Promise<void> {
  * an agent runs, a node has no route to another node's pods at all.
  */
 export async function createTopology(plan: ClusterPlan): Promise<void> {
-  const all = [plan.fabric.netns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns)];
-  await ipBatch(
-    undefined,
-    all.map((ns) => `netns add ${ns}`),
-  );
-  await ipBatch(undefined, [
-    ...plan.nodes.map(
-      (n) =>
-        `link add ${n.fabricIf} netns ${plan.fabric.netns} type veth peer name ${n.underlayIf} netns ${n.netns}`,
-    ),
-    ...plan.pods.map(
-      (p) =>
-        `link add ${p.hostIf} netns ${plan.nodes.find((n) => n.name === p.node)!.netns} type veth peer name eth0 netns ${p.netns}`,
-    ),
-  ]);
+  await ipBatch(undefined, [`netns add ${plan.fabric.netns}`]);
   await ipBatch(plan.fabric.netns, [
     "link set lo up",
     `link add ${plan.fabric.bridge} type bridge`,
     `link set ${plan.fabric.bridge} up`,
-    ...plan.nodes.flatMap((n) => [
+  ]);
+  await addNodes(plan, plan.nodes, plan.pods);
+}
+
+/** Creates `nodes` (attached to the fabric) and `pods` (on nodes of `plan`), as {@link createTopology}. */
+export async function addNodes(
+  plan: ClusterPlan,
+  nodes: readonly PlannedNode[],
+  pods: readonly PlannedPod[],
+): Promise<void> {
+  const nodeOf = (p: PlannedPod): PlannedNode => plan.nodes.find((n) => n.name === p.node)!;
+  await ipBatch(
+    undefined,
+    [...nodes.map((n) => n.netns), ...pods.map((p) => p.netns)].map((ns) => `netns add ${ns}`),
+  );
+  await ipBatch(undefined, [
+    ...nodes.map(
+      (n) =>
+        `link add ${n.fabricIf} netns ${plan.fabric.netns} type veth peer name ${n.underlayIf} netns ${n.netns}`,
+    ),
+    ...pods.map(
+      (p) => `link add ${p.hostIf} netns ${nodeOf(p).netns} type veth peer name eth0 netns ${p.netns}`,
+    ),
+  ]);
+  await ipBatch(
+    plan.fabric.netns,
+    nodes.flatMap((n) => [
       `link set ${n.fabricIf} master ${plan.fabric.bridge}`,
       `link set ${n.fabricIf} up`,
     ]),
-  ]);
+  );
   const podMtu = tunnelMtu({
     extMtu: FABRIC_MTU,
     mode: plan.config.mode,
     udpEncap: plan.config.mode === "ipsec",
   });
   await Promise.all(
-    plan.nodes.map(async (n) => {
-      const pods = plan.pods.filter((p) => p.node === n.name);
+    nodes.map(async (n) => {
       await sysctl(n.netns, [
         "net.ipv4.ip_forward=1",
         "net.ipv6.conf.all.forwarding=1",
@@ -68,12 +79,22 @@ export async function createTopology(plan: ClusterPlan): Promise<void> {
         `addr add ${n.underlayIPv4}/24 dev ${n.underlayIf}`,
         `addr add ${n.underlayIPv6}/64 dev ${n.underlayIf} nodad`,
         `link set ${n.underlayIf} up`,
-        ...pods.flatMap((p) => [`link set ${p.hostIf} up`, `route add ${p.ip}/32 dev ${p.hostIf}`]),
       ]);
     }),
   );
+  // Node-side pod links (also of pods added to existing nodes).
+  const byNode = new Map<string, PlannedPod[]>();
+  for (const p of pods) byNode.set(nodeOf(p).netns, [...(byNode.get(nodeOf(p).netns) ?? []), p]);
   await Promise.all(
-    plan.pods.map((p) =>
+    [...byNode].map(([ns, list]) =>
+      ipBatch(
+        ns,
+        list.flatMap((p) => [`link set ${p.hostIf} up`, `route add ${p.ip}/32 dev ${p.hostIf}`]),
+      ),
+    ),
+  );
+  await Promise.all(
+    pods.map((p) =>
       ipBatch(p.netns, [
         "link set lo up",
         `link set eth0 mtu ${podMtu}`,
@@ -84,6 +105,12 @@ export async function createTopology(plan: ClusterPlan): Promise<void> {
       ]),
     ),
   );
+}
+
+/** Deletes the namespaces of `nodes` and `pods` (killing what runs inside). */
+export async function removeNodes(nodes: readonly PlannedNode[], pods: readonly PlannedPod[]): Promise<void> {
+  await Promise.all(pods.map((p) => deleteNetns(p.netns)));
+  await Promise.all(nodes.map((n) => deleteNetns(n.netns)));
 }
 
 /** Deletes every namespace of the local cluster (killing what runs inside), whatever state it is in. */

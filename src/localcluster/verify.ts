@@ -39,6 +39,8 @@ export interface PairResult {
   echoed: number;
   /** Runs of messages that never came back: when (ms after the first was sent) and how many. */
   losses: Array<{ atMs: number; untilMs: number; packets: number }>;
+  /** Why the check could not run, when it could not. */
+  error?: string;
 }
 
 export interface VerifyResult {
@@ -230,25 +232,34 @@ export async function verifyCluster(
         const targets = indices.map(
           (i) => `${checks[i]!.protocol}:${checks[i]!.dst.ip}:${checks[i]!.port}:${marker(checks[i]!)}`,
         );
-        const out = await run(
-          "ip",
-          [
-            "netns",
-            "exec",
-            netns,
-            process.execPath,
-            podcrypt,
-            "debug",
-            "probe",
-            "--targets",
-            targets.join(","),
-            "--count",
-            String(count),
-            "--seconds",
-            String(seconds),
-          ],
-          { timeoutMs: (seconds + 30) * 1000 },
-        );
+        // A sender that could not run (its pod's namespace went away, as when its node is removed
+        // mid-run) fails its own checks only.
+        let out: string;
+        try {
+          out = await run(
+            "ip",
+            [
+              "netns",
+              "exec",
+              netns,
+              process.execPath,
+              podcrypt,
+              "debug",
+              "probe",
+              "--targets",
+              targets.join(","),
+              "--count",
+              String(count),
+              "--seconds",
+              String(seconds),
+            ],
+            { timeoutMs: (seconds + 30) * 1000 },
+          );
+        } catch (e) {
+          for (const i of indices)
+            pairs[i]!.error = `the sender in ${netns} failed: ${(e as Error).message.slice(0, 300)}`;
+          return;
+        }
         const results = JSON.parse(out) as Record<string, ProbeResult>;
         for (const i of indices) {
           const r = results[marker(checks[i]!)] ?? { echoed: 0, lost: [[0, count - 1]] };

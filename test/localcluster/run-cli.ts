@@ -1,0 +1,72 @@
+/** The real CLI as a user runs it, against a local cluster kept in its own PODCRYPT_HOME. */
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
+import { projectRoot } from "../../src/paths.js";
+import { listNetns } from "../../src/platform/netns/netns.js";
+
+const execFileP = promisify(execFile);
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A PODCRYPT_HOME of its own and the CLI run in it. `remove()` deletes the directory. */
+export function clusterCli(tag: string): {
+  home: string;
+  podcrypt: (args: string[], timeoutMs?: number) => Promise<CliResult>;
+  remove: () => void;
+} {
+  const home = mkdtempSync(join(tmpdir(), `podcrypt-${tag}-`));
+  const env = { ...process.env, PODCRYPT_HOME: home };
+  return {
+    home,
+    podcrypt: async (args, timeoutMs = 180_000) => {
+      try {
+        const r = await execFileP(process.execPath, [join(projectRoot(), "bin", "podcrypt"), ...args], {
+          env,
+          timeout: timeoutMs,
+          maxBuffer: 16 << 20,
+        });
+        return { code: 0, stdout: r.stdout, stderr: r.stderr };
+      } catch (e) {
+        const x = e as { code?: number; stdout?: string; stderr?: string };
+        return {
+          code: typeof x.code === "number" ? x.code : 1,
+          stdout: x.stdout ?? "",
+          stderr: x.stderr ?? "",
+        };
+      }
+    },
+    remove: () => rmSync(home, { recursive: true, force: true }),
+  };
+}
+
+/** Why a local-cluster suite must not run now (a cluster someone else started holds the `pc-` names), or false. */
+export async function clusterBusy(): Promise<string | false> {
+  return (await listNetns()).some((n) => n.startsWith(NETNS_PREFIX))
+    ? "a local cluster is already running on this machine"
+    : false;
+}
+
+/** verify's JSON, as the tests read it. */
+export interface VerifyJson {
+  ok: boolean;
+  pairs: Array<{
+    from: string;
+    to: string;
+    delivered: boolean;
+    plaintextSeen: boolean;
+    protocol: string;
+    port: number;
+    selected: boolean;
+    sent: number;
+    echoed: number;
+    error?: string;
+  }>;
+}
