@@ -24,6 +24,13 @@ import {
 } from "./desired.js";
 import { SelectionTracker, selectionHash } from "./selection.js";
 
+/** Whether two versions of a Node differ only in what no pass reads (heartbeat, MTU, errors). */
+function sameForPass(a: Node, b: Node): boolean {
+  const key = (n: Node) =>
+    JSON.stringify([n.underlay, n.podCIDRs, n.publicKeys, n.acknowledgements, n.status?.selection]);
+  return key(a) === key(b);
+}
+
 /** The kinds the agent watches. */
 const WATCHED = ["nodes", "clusterencryptions", "encryptionpolicies", "services", "endpoints"] as const;
 type WatchedKind = (typeof WATCHED)[number];
@@ -127,9 +134,20 @@ export class Agent {
       this.dirty = true;
       const w = await col.watch(list.revision, {
         event: (e) => {
+          const before = map.get(e.key);
           if (e.type === "DELETED") map.delete(e.key);
           else if (e.type !== "INVALID") map.set(e.key, e.object.value);
           else this.o.logger.warn({ kind, key: e.key, error: e.error.message }, "ignoring invalid object");
+          const after = map.get(e.key);
+          // Heartbeats change a Node every few seconds on every node: only what a pass reads wakes it
+          // (liveness itself is looked at again by the periodic resync).
+          if (
+            kind === "nodes" &&
+            before !== undefined &&
+            after !== undefined &&
+            sameForPass(before as Node, after as Node)
+          )
+            return;
           this.dirty = true;
           void this.loop();
         },

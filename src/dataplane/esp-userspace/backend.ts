@@ -12,6 +12,7 @@ import type { GenerationBackend, GenerationContext } from "../composite/types.js
 import type { DesiredGeneration, ObservedPeer } from "../types.js";
 import { DEFAULT_ESP_SOCKET_DIR, espGet, espSet, espSocketPath, type EspStatus } from "./control.js";
 import { planEsp } from "./plan.js";
+import { ensureLinkUp } from "../../platform/tun/tun-device.js";
 
 export interface UserspaceEspOptions {
   logger: Logger;
@@ -69,7 +70,7 @@ export class UserspaceEspBackend implements GenerationBackend {
   ): Promise<Map<string, string>> {
     const ifname = this.opts.ifname ?? espIfname(generations);
     await this.sync(ifname, generations, ctx, false);
-    await run("ip", ["link", "set", ifname, "mtu", String(ctx.mtu), "up"]);
+    ensureLinkUp(ifname, ctx.mtu);
     return new Map(generations.map((g) => [g.ifname, ifname]));
   }
 

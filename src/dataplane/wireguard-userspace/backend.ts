@@ -9,6 +9,7 @@ import { projectRoot } from "../../paths.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
 import type { DesiredGeneration, ObservedPeer } from "../types.js";
 import { b64ToHex, uapiGet, uapiSet, uapiSocketPath, type UapiDevice } from "./uapi-client.js";
+import { ensureLinkUp } from "../../platform/tun/tun-device.js";
 
 async function linkExists(ifname: string): Promise<boolean> {
   return run("ip", ["link", "show", "dev", ifname]).then(
@@ -172,7 +173,7 @@ export class UserspaceWireguardBackend implements GenerationBackend {
         "configured generation",
       );
     }
-    await run("ip", ["link", "set", gen.ifname, "mtu", String(mtu), "up"]);
+    ensureLinkUp(gen.ifname, mtu);
     this.installed.set(gen.ifname, {
       ifname: gen.ifname,
       epoch: gen.epoch,

@@ -18,10 +18,21 @@ export async function run(
     const { stdout } = await child;
     return stdout;
   } catch (cause) {
-    const stderr = (cause as { stderr?: string }).stderr?.trim() ?? "";
-    throw new PodcryptError("ECOMMAND", `${cmd} ${args.join(" ")} failed${stderr ? `: ${stderr}` : ""}`, {
-      cause,
-    });
+    const c = cause as { stderr?: string; killed?: boolean; code?: number | string };
+    const stderr = c.stderr?.trim() ?? "";
+    const line = `${cmd} ${args.join(" ")}`;
+    const how =
+      c.killed === true
+        ? `timed out after ${(options.timeoutMs ?? 30_000) / 1000} s`
+        : typeof c.code === "number"
+          ? `failed with exit code ${c.code}`
+          : "failed";
+    // The command line can be long (batches, target lists): its start names it well enough.
+    throw new PodcryptError(
+      "ECOMMAND",
+      `${line.length > 160 ? `${line.slice(0, 160)}...` : line} ${how}${stderr ? `: ${stderr}` : ""}`,
+      { cause },
+    );
   }
 }
 
