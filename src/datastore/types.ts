@@ -10,7 +10,7 @@
  * the field.
  */
 import type { ValidationError } from "../errors/index.js";
-import type { ResourceByKind, ResourceInputByKind, ResourceKind } from "../model/index.js";
+import type { PolicyStatus, ResourceByKind, ResourceInputByKind, ResourceKind } from "../model/index.js";
 import type { RevisionGoneError, DatastoreError } from "./errors.js";
 
 /**
@@ -32,6 +32,11 @@ export interface Stored<T> {
   readonly revision: Revision;
   /** The lease the object is attached to, if any: it is deleted when that lease ends. */
   readonly lease?: LeaseId;
+  /**
+   * Kubernetes' `metadata.generation` (moves with the object's spec, not its status); the other
+   * backends keep none.
+   */
+  readonly generation?: number;
 }
 
 /** An object whose stored form does not validate (written by someone else, or an older version). */
@@ -39,6 +44,10 @@ export interface InvalidObject {
   readonly key: string;
   readonly revision: Revision;
   readonly error: ValidationError;
+  /** As Stored.generation. */
+  readonly generation?: number;
+  /** A policy's status as stored (Datastore.writePolicyStatus), when it validates. */
+  readonly status?: PolicyStatus;
 }
 
 /** A consistent snapshot of one kind. */
@@ -216,6 +225,14 @@ export interface Datastore {
   campaign(name: string, identity: string, options: CampaignOptions): Promise<LeaderElection>;
   /** The identity of the current leader of `name`, if any. */
   leader(name: string): Promise<string | undefined>;
+  /**
+   * Writes the status of the policy under `key` (kind `encryptionpolicies`), whether its stored
+   * form validates or not, leaving the rest of it as it is: in Kubernetes through the status
+   * subresource of its EncryptionPolicy or IPsecPolicy, elsewhere as the stored object's `status`.
+   * ConflictError when the object's revision is no longer `options.revision`, NotFoundError when
+   * it is gone. Returns the revision the write made.
+   */
+  writePolicyStatus(key: string, status: PolicyStatus, options: { revision: Revision }): Promise<Revision>;
   /**
    * Closes watches, stops keep-alives and campaigns, releases connections. Leases are NOT revoked
    * and leadership is not resigned: they end after their TTL (resign/revoke first for a clean

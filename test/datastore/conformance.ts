@@ -154,6 +154,66 @@ export function runConformance(
       assert.equal(await store.collection("nodes").get(n), undefined);
     });
 
+    it("policy status: written alone, conditional on the revision, seen by watchers", async () => {
+      const { store } = await open();
+      const policies = store.collection("encryptionpolicies");
+      const name = uniq("status");
+      const created = await policies.create({
+        name,
+        namespace: "default",
+        policies: [{ name: uniq("r"), service: "web", namespace: "default", ports: "tcp/80" }],
+      });
+      assert.equal(created.value.status, undefined);
+      const events: string[] = [];
+      const w = await policies.watch(created.revision, {
+        event: (e) => {
+          if (e.key === created.key)
+            events.push(
+              e.type === "MODIFIED" ? `MODIFIED ${e.object.value.status?.programmedNodes}` : e.type,
+            );
+        },
+        gone: () => {},
+      });
+      const status = {
+        conditions: [
+          {
+            type: "Programmed" as const,
+            status: "False" as const,
+            reason: "Pending",
+            message: "programmed on 1 of 2 nodes",
+            lastTransitionTime: "2026-01-01T00:00:00Z",
+          },
+        ],
+        programmedNodes: 1,
+        nodes: 2,
+        selectedEndpoints: 1,
+      };
+      try {
+        const rev = await store.writePolicyStatus(created.key, status, { revision: created.revision });
+        assert.notEqual(rev, created.revision);
+        const got = await policies.get(created.key);
+        assert.deepEqual(got?.value.status, status);
+        assert.deepEqual(got?.value.policies, created.value.policies, "the rules are untouched");
+        assert.equal(got?.revision, rev);
+        await assert.rejects(
+          store.writePolicyStatus(created.key, status, { revision: created.revision }),
+          isConflictError,
+        );
+        await assert.rejects(
+          store.writePolicyStatus(created.key, { ...status, nodes: -1 }, { revision: rev }),
+          (e: unknown) => isValidationError(e) && e.field === "status.nodes",
+        );
+        await assert.rejects(
+          store.writePolicyStatus(`default/${uniq("absent")}`, status, { revision: rev }),
+          isNotFoundError,
+        );
+        await waitFor(() => events.includes("MODIFIED 1"), 10_000, "the status change");
+      } finally {
+        await w.close();
+        await policies.delete(created.key);
+      }
+    });
+
     it("compare-and-swap: stale revisions conflict, concurrent writers exactly one wins", async () => {
       const a = (await open()).store.collection("nodes");
       const b = (await open()).store.collection("nodes");

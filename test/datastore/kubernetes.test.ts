@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
-import { isRevisionGoneError } from "../../src/datastore/index.js";
+import { isConflictError, isNotFoundError, isRevisionGoneError } from "../../src/datastore/index.js";
 import { API_CALLS, Informer, KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
 import { KubeApiServer, podcryptCrds } from "../kube-apiserver/index.js";
 import { runConformance, sampleNode, waitFor } from "./conformance.js";
@@ -172,45 +172,151 @@ describe("kubernetes datastore: watches, 410 Gone, bookmarks, IPsecPolicy, API c
     }
   });
 
-  it("reads StarlingX IPsecPolicy objects as EncryptionPolicy", async () => {
+  it("StarlingX IPsecPolicy objects are the cluster-wide policies: list, watch, write, status", async () => {
     const s = await server();
     const ds = await open();
     const t = s.store.lookup("starlingx.io", "v1", "ipsecpolicies")!;
-    s.store.create(t, "default", {
-      apiVersion: "starlingx.io/v1",
-      kind: "IPsecPolicy",
-      metadata: { name: "dns-policy" },
-      spec: {
+    const policies = ds.collection("encryptionpolicies");
+    const start = await policies.list();
+    const seen: string[] = [];
+    const w = await policies.watch(start.revision, {
+      event: (e) => {
+        seen.push(`${e.type} ${e.key}${e.type === "INVALID" ? ` ${e.error.field}` : ""}`);
+      },
+      gone: () => {},
+    });
+    try {
+      // kubectl apply of the seed's example, unchanged (rule names given), and one without names.
+      s.store.create(t, "", {
+        apiVersion: "starlingx.io/v1",
+        kind: "IPsecPolicy",
+        metadata: { name: "dns-policy" },
+        spec: {
+          policies: [
+            { servicename: "kube-dns", servicens: "kube-system", serviceports: "udp/53,tcp/53,tcp/9153" },
+          ],
+        },
+      });
+      s.store.create(t, "", {
+        metadata: { name: "bad-policy" },
+        spec: { policies: [{ servicename: "web", servicens: "default", serviceports: "tcp/99999" }] },
+      });
+      // A namespaced EncryptionPolicy beside them.
+      await policies.create({
+        name: "web",
+        namespace: "default",
+        policies: [{ name: "web", service: "web", namespace: "default", ports: "tcp/80" }],
+      });
+      await waitFor(() => seen.length === 3, 10_000, "three events");
+      assert.deepEqual(seen, [
+        "ADDED dns-policy",
+        "INVALID bad-policy spec.policies[0].serviceports",
+        "ADDED default/web",
+      ]);
+      const res = await policies.list();
+      assert.deepEqual(
+        res.items.map((i) => [i.key, i.value.policies]),
+        [
+          ["default/web", [{ name: "web", service: "web", namespace: "default", ports: "tcp/80" }]],
+          [
+            "dns-policy",
+            [
+              {
+                name: "kube-dns-0",
+                service: "kube-dns",
+                namespace: "kube-system",
+                ports: "udp/53,tcp/53,tcp/9153",
+              },
+            ],
+          ],
+        ],
+      );
+      assert.deepEqual(
+        res.invalid.map((i) => [i.key, i.error.field, i.generation]),
+        [["bad-policy", "spec.policies[0].serviceports", 1]],
+      );
+      // A cluster-wide policy written through the datastore is an IPsecPolicy, in StarlingX's fields.
+      await policies.create({
+        name: "all-dns",
+        policies: [{ name: "dns", service: "kube-dns", namespace: "kube-system", ports: "udp/53" }],
+      });
+      assert.deepEqual(s.store.get(t, "", "all-dns")["spec"], {
         policies: [
-          { servicename: "kube-dns", servicens: "kube-system", serviceports: "udp/53,tcp/53,tcp/9153" },
+          { name: "dns", servicename: "kube-dns", servicens: "kube-system", serviceports: "udp/53" },
+        ],
+      });
+      // Status goes through the status subresource, conditional on the revision, valid or not.
+      const status = {
+        conditions: [
+          {
+            type: "Accepted" as const,
+            status: "False" as const,
+            reason: "Invalid",
+            message: "spec.policies[0].serviceports: bad",
+            lastTransitionTime: "2026-01-01T00:00:00Z",
+            observedGeneration: 1,
+          },
+        ],
+        programmedNodes: 0,
+        nodes: 3,
+        selectedEndpoints: 0,
+        observedGeneration: 1,
+      };
+      const bad = res.invalid[0]!;
+      const rev = await ds.writePolicyStatus("bad-policy", status, { revision: bad.revision });
+      await assert.rejects(
+        ds.writePolicyStatus("bad-policy", status, { revision: bad.revision }),
+        isConflictError,
+      );
+      await assert.rejects(ds.writePolicyStatus("nope", status, { revision: rev }), isNotFoundError);
+      assert.deepEqual((await policies.list()).invalid[0]?.status, status);
+      const web = (await policies.get("default/web"))!;
+      await ds.writePolicyStatus("default/web", { ...status, conditions: [] }, { revision: web.revision });
+      const after = (await policies.get("default/web"))!;
+      assert.deepEqual(after.value.status?.nodes, 3);
+      assert.equal(after.generation, 1, "a status write leaves the generation");
+      // An update of the policy keeps the status (subresource) and moves the generation.
+      await policies.update({
+        ...after.value,
+        policies: [{ ...after.value.policies[0]!, ports: "tcp/8080" }],
+      });
+      const updated = (await policies.get("default/web"))!;
+      assert.equal(updated.generation, 2);
+      assert.equal(updated.value.status?.nodes, 3);
+      await policies.delete("all-dns");
+      await policies.delete("default/web");
+    } finally {
+      await w.close();
+      s.store.delete(t, "", "dns-policy", {});
+      s.store.delete(t, "", "bad-policy", {});
+    }
+  });
+
+  it("nodeNetwork reads a Node's addresses and pod CIDRs", async () => {
+    const s = await server();
+    const ds = await open();
+    s.store.create(nodeType(s), "", {
+      metadata: { name: "net-node" },
+      spec: { podCIDR: "10.244.7.0/24", podCIDRs: ["10.244.7.0/24", "fd00:7::/64"] },
+      status: {
+        addresses: [
+          { type: "Hostname", address: "net-node" },
+          { type: "InternalIP", address: "192.0.2.7" },
         ],
       },
     });
-    s.store.create(t, "default", {
-      metadata: { name: "bad-policy" },
-      spec: { policies: [{ servicename: "web", servicens: "default", serviceports: "tcp/99999" }] },
-    });
-    const res = await ds.ipsecPolicies();
-    assert.deepEqual(
-      res.items.map((i) => [i.key, i.value.policies]),
-      [
-        [
-          "default/dns-policy",
-          [
-            {
-              name: "kube-dns-0",
-              service: "kube-dns",
-              namespace: "kube-system",
-              ports: "udp/53,tcp/53,tcp/9153",
-            },
-          ],
+    try {
+      assert.deepEqual(await ds.nodeNetwork("net-node"), {
+        addresses: [
+          { type: "Hostname", address: "net-node" },
+          { type: "InternalIP", address: "192.0.2.7" },
         ],
-      ],
-    );
-    assert.deepEqual(
-      res.invalid.map((i) => [i.key, i.error.field]),
-      [["default/bad-policy", "policies.0.ports"]],
-    );
+        podCIDRs: ["10.244.7.0/24", "fd00:7::/64"],
+      });
+      await assert.rejects(ds.nodeNetwork("no-such-node"), isNotFoundError);
+    } finally {
+      s.store.delete(nodeType(s), "", "net-node", {});
+    }
   });
 
   it("every API request the client layer made is in API_CALLS", async () => {

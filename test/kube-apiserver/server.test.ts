@@ -309,7 +309,7 @@ describe("kube-apiserver test server", () => {
     const clusterPath = await call(s, "GET", "/apis/podcrypt.io/v1/namespaces/default/clusterencryptions");
     assert.equal(clusterPath.code, 404, "cluster-scoped resources have no namespaced path");
 
-    const ipsec = await call(s, "POST", "/apis/starlingx.io/v1/namespaces/default/ipsecpolicies", {
+    const ipsec = await call(s, "POST", "/apis/starlingx.io/v1/ipsecpolicies", {
       metadata: { name: "dns" },
       spec: { policies: [{ servicename: "kube-dns", servicens: "kube-system", serviceports: "udp/53" }] },
     });
@@ -324,7 +324,7 @@ describe("kube-apiserver test server", () => {
       "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ipsecpolicies.starlingx.io",
     );
     assert.equal(delCrd.code, 200);
-    const gone = await call(s, "GET", "/apis/starlingx.io/v1/namespaces/default/ipsecpolicies/dns");
+    const gone = await call(s, "GET", "/apis/starlingx.io/v1/ipsecpolicies/dns");
     assert.equal(gone.code, 404);
   });
 

@@ -35,19 +35,23 @@ function grant(
 
 /** The calls each component makes. */
 export const COMPONENT_CALLS: readonly ComponentCall[] = [
-  // controller: reads everything, owns ClusterEncryption, campaigns for leadership.
+  // controller: reads everything, owns ClusterEncryption, writes policy status, campaigns for
+  // leadership.
   ...grant("controller", "", "nodes", [...READ, "patch"]),
   ...grant("controller", "podcrypt.io", "clusterencryptions", [...READ, "create", "update"]),
   ...grant("controller", "podcrypt.io", "encryptionpolicies", READ),
-  ...grant("controller", "starlingx.io", "ipsecpolicies", ["list"]),
+  ...grant("controller", "podcrypt.io", "encryptionpolicies/status", ["patch"]),
+  ...grant("controller", "starlingx.io", "ipsecpolicies", READ),
+  ...grant("controller", "starlingx.io", "ipsecpolicies/status", ["patch"]),
   ...grant("controller", "", "services", READ),
   ...grant("controller", "", "endpoints", READ),
   ...grant("controller", "coordination.k8s.io", "leases", LEASE, "own"),
-  // agent: publishes its node (annotations, by patch), reads the rest, heartbeats with a lease.
+  // agent: publishes its node (annotations, by patch; its addresses and pod CIDRs read with the
+  // same get), reads the rest, heartbeats with a lease.
   ...grant("agent", "", "nodes", [...READ, "patch"]),
   ...grant("agent", "podcrypt.io", "clusterencryptions", READ),
   ...grant("agent", "podcrypt.io", "encryptionpolicies", READ),
-  ...grant("agent", "starlingx.io", "ipsecpolicies", ["list"]),
+  ...grant("agent", "starlingx.io", "ipsecpolicies", READ),
   ...grant("agent", "", "services", READ),
   ...grant("agent", "", "endpoints", READ),
   ...grant("agent", "coordination.k8s.io", "leases", LEASE, "own"),
@@ -68,6 +72,12 @@ export const NOT_GRANTED: readonly {
     resource: "encryptionpolicies",
     verbs: ["create", "update", "delete"],
     why: "policies are written by people (kubectl, or `podcrypt policy apply` with their kubeconfig)",
+  },
+  {
+    apiGroup: "starlingx.io",
+    resource: "ipsecpolicies",
+    verbs: ["create", "update", "delete"],
+    why: "cluster-wide policies are written by people, as EncryptionPolicies are",
   },
   {
     apiGroup: "podcrypt.io",

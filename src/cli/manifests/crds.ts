@@ -72,7 +72,10 @@ const policyStatus = (extra: Record<string, JSONSchemaProps> = {}): JSONSchemaPr
       "x-kubernetes-list-map-keys": ["type"],
     },
     observedGeneration: int("The generation the status describes.", { minimum: 0 }),
-    programmedNodes: int("Nodes whose data plane has installed this policy's selectors.", { minimum: 0 }),
+    programmedNodes: int("Live nodes whose data plane has installed this policy's selectors.", {
+      minimum: 0,
+    }),
+    nodes: int("Live nodes: the policy is Programmed when programmedNodes reaches it.", { minimum: 0 }),
     selectedEndpoints: int("Pod IPs the policy currently selects.", { minimum: 0 }),
   });
 
@@ -224,10 +227,22 @@ const policyColumns = [
     description: "Whether the policy validated",
   },
   {
+    name: "Programmed",
+    type: "string",
+    jsonPath: '.status.conditions[?(@.type=="Programmed")].status',
+    description: "Whether every live node installed the policy",
+  },
+  {
     name: "Programmed-Nodes",
     type: "integer",
     jsonPath: ".status.programmedNodes",
     description: "Nodes that installed the policy",
+  },
+  {
+    name: "Nodes",
+    type: "integer",
+    jsonPath: ".status.nodes",
+    description: "Live nodes",
   },
   { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
 ];

@@ -25,13 +25,16 @@ export const CLUSTER_RULES: Readonly<Record<"controller" | "agent", readonly Rul
     { apiGroups: [""], resources: ["services", "endpoints"], verbs: READ },
     { apiGroups: ["podcrypt.io"], resources: ["clusterencryptions"], verbs: [...READ, "create", "update"] },
     { apiGroups: ["podcrypt.io"], resources: ["encryptionpolicies"], verbs: READ },
-    { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies"], verbs: ["list"] },
+    { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies"], verbs: READ },
+    // Policy conditions (Accepted, Programmed): the status subresource only, never the spec.
+    { apiGroups: ["podcrypt.io"], resources: ["encryptionpolicies/status"], verbs: ["patch"] },
+    { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies/status"], verbs: ["patch"] },
   ],
   agent: [
     { apiGroups: [""], resources: ["nodes"], verbs: [...READ, "patch"] },
     { apiGroups: [""], resources: ["services", "endpoints"], verbs: READ },
     { apiGroups: ["podcrypt.io"], resources: ["clusterencryptions", "encryptionpolicies"], verbs: READ },
-    { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies"], verbs: ["list"] },
+    { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies"], verbs: READ },
   ],
 };
 

@@ -6,8 +6,8 @@ import {
   type Lease as EtcdLease,
   type Watcher,
 } from "etcd3";
-import type { ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
-import { decodeObject, encodeObject } from "../codec.js";
+import type { PolicyStatus, ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
+import { decodeObject, encodeObject, withPolicyStatus } from "../codec.js";
 import { Campaign, type ElectionPort } from "../election.js";
 import {
   AlreadyExistsError,
@@ -183,6 +183,31 @@ export class EtcdDatastore implements Datastore {
     const v = await wrap(() => this.client.get(this.keyOf(LEADER_KIND, name)).string());
     if (v === null) return undefined;
     return (JSON.parse(v) as { identity?: string }).identity;
+  }
+
+  async writePolicyStatus(key: string, status: PolicyStatus, options: { revision: string }): Promise<string> {
+    this.assertOpen();
+    const kind = "encryptionpolicies";
+    const ek = this.keyOf(kind, key);
+    const kv = (await wrap(() => this.client.get(ek).exec())).kvs[0];
+    if (kv === undefined) throw new NotFoundError(kind, key);
+    if (String(kv.mod_revision) !== options.revision)
+      throw new ConflictError(kind, key, options.revision, String(kv.mod_revision));
+    let raw: unknown;
+    try {
+      raw = JSON.parse(kv.value.toString());
+    } catch {
+      raw = undefined;
+    }
+    const value = withPolicyStatus(key, raw, status);
+    const r = await wrap(() =>
+      this.client
+        .if(ek, "Mod", "==", options.revision)
+        .then(this.client.put(ek).value(JSON.stringify(value)).ignoreLease())
+        .commit(),
+    );
+    if (!r.succeeded) throw new ConflictError(kind, key, options.revision, undefined);
+    return String(r.header.revision);
   }
 
   /** @internal */ trackWatch(w: EtcdWatch<unknown>, add: boolean): void {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { systemClock, type Clock } from "../../clock.js";
-import type { ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
-import { decodeObject, encodeObject } from "../codec.js";
+import type { PolicyStatus, ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
+import { decodeObject, encodeObject, withPolicyStatus } from "../codec.js";
 import { Campaign, type ElectionPort } from "../election.js";
 import {
   AlreadyExistsError,
@@ -199,6 +199,19 @@ export class JournalDatastore implements Datastore {
       if (l === undefined || l.expiresAt <= this.now()) return undefined;
     }
     return (rec.value as { identity?: string }).identity;
+  }
+
+  async writePolicyStatus(key: string, status: PolicyStatus, options: { revision: string }): Promise<string> {
+    this.assertOpen();
+    const kind = "encryptionpolicies";
+    return this.backing.transaction(async (tx) => {
+      const cur = await tx.get(kind, key);
+      if (cur === undefined) throw new NotFoundError(kind, key);
+      if (String(cur.revision) !== options.revision)
+        throw new ConflictError(kind, key, options.revision, String(cur.revision));
+      const r = await tx.put(kind, key, withPolicyStatus(key, cur.value, status), cur.lease);
+      return String(r.revision);
+    });
   }
 
   /** @internal */ trackWatch(w: JournalWatch<unknown>, add: boolean): void {

@@ -38,23 +38,34 @@ const call = (
 /** The calls, grouped by resource. */
 export const API_CALLS: readonly ApiCall[] = [
   // Node records live in podcrypt.io/ annotations and labels of the Kubernetes Node.
-  call("", "nodes", "get", "collection(nodes).get/create/update/delete"),
+  call("", "nodes", "get", "collection(nodes).get/create/update/delete, nodeNetwork()"),
   call("", "nodes", "list", "collection(nodes).list, lease sweeping"),
   call("", "nodes", "watch", "collection(nodes).watch"),
   call("", "nodes", "patch", "collection(nodes).create/update/delete, lease sweeping"),
   call("", "nodes", "create", "collection(nodes).create of a node Kubernetes does not know", {
     onlyWith: "createMissingNodes",
   }),
-  // Custom resources.
-  ...(["clusterencryptions", "encryptionpolicies"] as const).flatMap((r) => [
-    call("podcrypt.io", r, "get", `collection(${r}).get/update`),
-    call("podcrypt.io", r, "list", `collection(${r}).list, lease sweeping`),
-    call("podcrypt.io", r, "watch", `collection(${r}).watch`),
-    call("podcrypt.io", r, "create", `collection(${r}).create`),
-    call("podcrypt.io", r, "update", `collection(${r}).update`),
-    call("podcrypt.io", r, "delete", `collection(${r}).delete, lease sweeping`),
+  // Custom resources. Policies are EncryptionPolicies (namespaced) and IPsecPolicies (cluster-wide).
+  ...(
+    [
+      ["podcrypt.io", "clusterencryptions", "clusterencryptions"],
+      ["podcrypt.io", "encryptionpolicies", "encryptionpolicies"],
+      ["starlingx.io", "ipsecpolicies", "encryptionpolicies"],
+    ] as const
+  ).flatMap(([g, r, kind]) => [
+    call(g, r, "get", `collection(${kind}).get/update`),
+    call(g, r, "list", `collection(${kind}).list, lease sweeping`),
+    call(g, r, "watch", `collection(${kind}).watch`),
+    call(g, r, "create", `collection(${kind}).create`),
+    call(g, r, "update", `collection(${kind}).update`),
+    call(g, r, "delete", `collection(${kind}).delete, lease sweeping`),
   ]),
-  call("starlingx.io", "ipsecpolicies", "list", "ipsecPolicies()"),
+  call("podcrypt.io", "encryptionpolicies", "patch", "writePolicyStatus (namespaced policies)", {
+    subresource: "status",
+  }),
+  call("starlingx.io", "ipsecpolicies", "patch", "writePolicyStatus (cluster-wide policies)", {
+    subresource: "status",
+  }),
   // Services and endpoints that policies refer to.
   ...(["services", "endpoints"] as const).flatMap((r) => [
     call("", r, "get", `collection(${r}).get/update`),

@@ -210,6 +210,23 @@ export class KubeClient {
     return plain(await this.run(() => this.core.patchNode({ name, body: patch }, mergePatch)));
   }
 
+  /**
+   * JSON merge patch of a custom resource's status subresource (`metadata.resourceVersion` in the
+   * patch makes it conditional: 409 on mismatch).
+   */
+  async patchStatus(ref: ResourceRef, namespace: string, name: string, patch: object): Promise<KubeObject> {
+    return plain(
+      await this.run(() =>
+        ref.namespaced
+          ? this.custom.patchNamespacedCustomObjectStatus(
+              { ...this.cr(ref), namespace, name, body: patch },
+              mergePatch,
+            )
+          : this.custom.patchClusterCustomObjectStatus({ ...this.cr(ref), name, body: patch }, mergePatch),
+      ),
+    );
+  }
+
   /** DELETE, conditional on `resourceVersion` when given. */
   async delete(ref: ResourceRef, namespace: string, name: string, resourceVersion?: string): Promise<void> {
     const body = resourceVersion === undefined ? {} : { body: { preconditions: { resourceVersion } } };

@@ -1,7 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { type ResourceByKind, type ResourceInputByKind, type ResourceKind } from "../../model/index.js";
+import {
+  parseWith,
+  policyStatusSchema,
+  type PolicyStatus,
+  type ResourceByKind,
+  type ResourceInputByKind,
+  type ResourceKind,
+} from "../../model/index.js";
+import { ValidationError } from "../../errors/index.js";
 import { decodeObject, encodeObject } from "../codec.js";
 import { Campaign, type ElectionPort } from "../election.js";
 import {
@@ -34,14 +42,14 @@ import type {
 import { KubeClient, isKubeApiError } from "./client.js";
 import {
   apiPath,
-  fromIpsecPolicy,
   fromKube,
-  IPSEC_POLICY_REF,
   LEASE_LABEL,
   locate,
   MANAGED_LABEL,
   NODE_ANNOTATIONS,
+  policyStatusPatch,
   REFS,
+  refsOf,
   toKube,
   type KubeObject,
   type ResourceRef,
@@ -63,10 +71,7 @@ const LEASES: ResourceRef = {
 export interface KubernetesDatastoreOptions {
   /** How to reach the API server (in a pod: `kc.loadFromCluster()`). */
   kubeConfig: KubeConfig;
-  /**
-   * Namespace of the datastore's own Leases and of cluster-wide EncryptionPolicies. Must exist.
-   * Default `podcrypt-system`.
-   */
+  /** Namespace of the datastore's own Leases. Must exist. Default `podcrypt-system`. */
   namespace?: string;
   /** Holder identity written into granted Leases. Default the host name. */
   identity?: string;
@@ -79,6 +84,34 @@ export interface KubernetesDatastoreOptions {
   leaseCheckMs?: number;
   /** Clock. Default `() => new Date()`. */
   now?: () => Date;
+}
+
+/** Whether resourceVersion `a` is older than `b` (both numeric in practice; else neither is). */
+function olderRevision(a: string, b: string): boolean {
+  return /^\d+$/.test(a) && /^\d+$/.test(b) && BigInt(a) < BigInt(b);
+}
+
+/**
+ * A policy's validation error in the terms of its Kubernetes object: `policies.0.ports` of an
+ * IPsecPolicy is `spec.policies[0].serviceports`, of an EncryptionPolicy `spec.policies[0].ports`.
+ */
+function kubeFieldError(ref: ResourceRef, e: ValidationError): ValidationError {
+  if (ref.group !== "podcrypt.io" && ref.group !== "starlingx.io") return e;
+  const ipsec = ref.group === "starlingx.io";
+  const rename = (field: string): string => {
+    const m = /^policies(?:\.(\d+)(?:\.(\w+))?)?(.*)$/.exec(field);
+    if (m === null) return field === "name" ? "metadata.name" : field;
+    const sub =
+      m[2] === undefined
+        ? ""
+        : `.${ipsec ? ({ service: "servicename", namespace: "servicens", ports: "serviceports" }[m[2]] ?? m[2]) : m[2]}`;
+    return `spec.policies${m[1] === undefined ? "" : `[${m[1]}]`}${sub}${m[3] ?? ""}`;
+  };
+  const prefix = `${e.field}: `;
+  const detail = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
+  const issues = (e.context["issues"] as { field: string; message: string }[] | undefined) ?? [];
+  const text = issues.length > 1 ? issues.map((i) => `${rename(i.field)}: ${i.message}`).join("; ") : detail;
+  return new ValidationError(rename(e.field), text, { cause: e, context: { kind: ref.kind } });
 }
 
 /** Kubernetes MicroTime: RFC 3339 with microseconds. */
@@ -211,11 +244,13 @@ export class KubernetesDatastore implements Datastore {
     const selector = `${LEASE_LABEL}=${id}`;
     for (const kind of Object.keys(REFS) as ResourceKind[]) {
       const col = this.collection(kind);
-      const { items } = await this.client.list(REFS[kind], "", selector);
-      for (const o of items) {
-        const rec = fromKube(kind, o, this.namespace);
-        if (rec === undefined) continue;
-        await col.delete(rec.key, { revision: o.metadata?.resourceVersion ?? "" }).catch(() => {});
+      for (const ref of refsOf(kind)) {
+        const { items } = await this.client.list(ref, "", selector);
+        for (const o of items) {
+          const rec = fromKube(kind, o, ref);
+          if (rec === undefined) continue;
+          await col.delete(rec.key, { revision: o.metadata?.resourceVersion ?? "" }).catch(() => {});
+        }
       }
     }
     const { items } = await this.client.list(LEASES, this.namespace, selector);
@@ -265,34 +300,59 @@ export class KubernetesDatastore implements Datastore {
   collection<K extends ResourceKind>(kind: K): Collection<K> {
     let c = this.collections.get(kind);
     if (c === undefined) {
-      c = new KubeCollection(this, kind, this.namespace, this.options.createMissingNodes === true) as never;
+      c = new KubeCollection(this, kind, this.options.createMissingNodes === true) as never;
       this.collections.set(kind, c!);
     }
     return c as unknown as Collection<K>;
   }
 
   /**
-   * StarlingX IPsecPolicy objects (starlingx.io/v1), converted to EncryptionPolicy and validated
-   * like them (read only; keys `namespace/name`).
+   * Writes a policy's status through the status subresource of its EncryptionPolicy (key
+   * `namespace/name`) or IPsecPolicy (key `name`): a JSON merge patch conditional on the
+   * resourceVersion: the one call is `patch <resource>/status`.
    */
-  async ipsecPolicies(): Promise<ListResult<ResourceByKind["encryptionpolicies"]>> {
-    const { items, resourceVersion } = await this.client.list(IPSEC_POLICY_REF, "");
-    const out: Stored<ResourceByKind["encryptionpolicies"]>[] = [];
-    const invalid: ListResult<ResourceByKind["encryptionpolicies"]>["invalid"] = [];
-    for (const o of items) {
-      const key = `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
-      const d = decodeObject(
-        "encryptionpolicies",
-        key,
-        fromIpsecPolicy(o),
-        o.metadata?.resourceVersion ?? "",
-        undefined,
-      );
-      if (d.ok) out.push(d.stored);
-      else invalid.push(d.invalid);
+  async writePolicyStatus(key: string, status: PolicyStatus, options: { revision: string }): Promise<string> {
+    this.checkOpen();
+    const valid = parseWith(policyStatusSchema, status, "status");
+    const { ref, namespace, name } = locate("encryptionpolicies", key);
+    try {
+      const obj = await this.client.patchStatus(ref, namespace, name, {
+        metadata: { resourceVersion: options.revision },
+        status: policyStatusPatch(valid),
+      });
+      return obj.metadata?.resourceVersion ?? "";
+    } catch (e) {
+      if (isKubeApiError(e, 404)) throw new NotFoundError("encryptionpolicies", key, { cause: e });
+      if (isKubeApiError(e, 409))
+        throw new ConflictError("encryptionpolicies", key, options.revision, undefined, { cause: e });
+      throw unavailable(e);
     }
-    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    return { items: out, invalid, revision: resourceVersion };
+  }
+
+  /**
+   * What Kubernetes says about the network of Node `name` (as the kubelet and the node IPAM
+   * controller publish it): `status.addresses` by type and `spec.podCIDRs` (or the older
+   * `spec.podCIDR`). NotFoundError when there is no such Node. One `get nodes` call.
+   */
+  async nodeNetwork(
+    name: string,
+  ): Promise<{ addresses: { type: string; address: string }[]; podCIDRs: string[] }> {
+    this.checkOpen();
+    const obj = await this.client.get(REFS.nodes, "", name).catch((e: unknown) => {
+      throw unavailable(e);
+    });
+    if (obj === undefined) throw new NotFoundError("nodes", `${name} (no such Kubernetes Node)`);
+    const status = (obj["status"] ?? {}) as { addresses?: { type?: unknown; address?: unknown }[] };
+    const spec = (obj["spec"] ?? {}) as { podCIDRs?: unknown; podCIDR?: unknown };
+    const addresses = (Array.isArray(status.addresses) ? status.addresses : [])
+      .filter((a) => typeof a.type === "string" && typeof a.address === "string")
+      .map((a) => ({ type: a.type as string, address: a.address as string }));
+    const podCIDRs = Array.isArray(spec.podCIDRs)
+      ? spec.podCIDRs.filter((c): c is string => typeof c === "string")
+      : typeof spec.podCIDR === "string"
+        ? [spec.podCIDR]
+        : [];
+    return { addresses, podCIDRs };
   }
 
   async grantLease(ttlSeconds: number, options: LeaseOptions = {}): Promise<Lease> {
@@ -454,32 +514,47 @@ class KubeLease implements Lease {
   }
 }
 
-/** One kind's objects in Kubernetes. */
+/** One kind's objects in Kubernetes (encryptionpolicies: two resources, see mapping.ts). */
 class KubeCollection<K extends ResourceKind> implements Collection<K> {
-  private readonly ref: ResourceRef;
+  private readonly refs: readonly ResourceRef[];
 
   constructor(
     private readonly ds: KubernetesDatastore,
     readonly kind: K,
-    private readonly namespace: string,
     private readonly createMissingNodes: boolean,
   ) {
-    this.ref = REFS[kind];
+    this.refs = refsOf(kind);
   }
 
-  private decode(obj: KubeObject): Stored<ResourceByKind[K]> | undefined {
-    const rec = fromKube(this.kind, obj, this.namespace);
+  /** The object's record, or an InvalidObject; `undefined` when it holds none (a plain Node). */
+  decodeAny(obj: KubeObject, ref: ResourceRef): ReturnType<typeof decodeObject<K>> | undefined {
+    const rec = fromKube(this.kind, obj, ref);
     if (rec === undefined) return undefined;
-    const lease = obj.metadata?.labels?.[LEASE_LABEL];
-    const d = decodeObject(this.kind, rec.key, rec.raw, obj.metadata?.resourceVersion ?? "", lease);
+    const meta = obj.metadata ?? {};
+    const generation = typeof meta["generation"] === "number" ? meta["generation"] : undefined;
+    const d = decodeObject(
+      this.kind,
+      rec.key,
+      rec.raw,
+      meta.resourceVersion ?? "",
+      meta.labels?.[LEASE_LABEL],
+      this.kind === "encryptionpolicies" ? generation : undefined,
+    );
+    if (d.ok) return d;
+    return { ok: false, invalid: { ...d.invalid, error: kubeFieldError(ref, d.invalid.error) } };
+  }
+
+  private decode(obj: KubeObject, ref: ResourceRef): Stored<ResourceByKind[K]> | undefined {
+    const d = this.decodeAny(obj, ref);
+    if (d === undefined) return undefined;
     if (!d.ok) throw d.invalid.error;
     return d.stored;
   }
 
   private async fetch(key: string): Promise<KubeObject | undefined> {
-    const { namespace, name } = locate(this.kind, key, this.namespace);
+    const { ref, namespace, name } = locate(this.kind, key);
     try {
-      return await this.ds.client.get(this.ref, namespace, name);
+      return await this.ds.client.get(ref, namespace, name);
     } catch (e) {
       throw unavailable(e);
     }
@@ -488,31 +563,34 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
   async get(key: string): Promise<Stored<ResourceByKind[K]> | undefined> {
     this.ds.checkOpen();
     const obj = await this.fetch(key);
-    return obj === undefined ? undefined : this.decode(obj);
+    return obj === undefined ? undefined : this.decode(obj, locate(this.kind, key).ref);
   }
 
+  /**
+   * Lists every resource of the kind. With two (policies), the revision is the first list's: a
+   * watch from it may deliver again a change of the second that its list already showed, never
+   * miss one (resourceVersions are cluster-wide).
+   */
   async list(): Promise<ListResult<ResourceByKind[K]>> {
     this.ds.checkOpen();
-    const { items, resourceVersion } = await this.ds.client.list(this.ref, "").catch((e: unknown) => {
-      throw unavailable(e);
-    });
     const out: Stored<ResourceByKind[K]>[] = [];
     const invalid: ListResult<ResourceByKind[K]>["invalid"] = [];
-    for (const o of items) {
-      const rec = fromKube(this.kind, o, this.namespace);
-      if (rec === undefined) continue;
-      const d = decodeObject(
-        this.kind,
-        rec.key,
-        rec.raw,
-        o.metadata?.resourceVersion ?? "",
-        o.metadata?.labels?.[LEASE_LABEL],
-      );
-      if (d.ok) out.push(d.stored);
-      else invalid.push(d.invalid);
+    let revision: string | undefined;
+    for (const ref of this.refs) {
+      const res = await this.ds.client.list(ref, "").catch((e: unknown) => {
+        throw unavailable(e);
+      });
+      revision ??= res.resourceVersion;
+      for (const o of res.items) {
+        const d = this.decodeAny(o, ref);
+        if (d === undefined) continue;
+        if (d.ok) out.push(d.stored);
+        else invalid.push(d.invalid);
+      }
     }
     out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    return { items: out, invalid, revision: resourceVersion };
+    invalid.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return { items: out, invalid, revision: revision ?? "" };
   }
 
   private async leaseValue(
@@ -524,8 +602,8 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     return this.ds.leaseLabel(lease);
   }
 
-  private result(obj: KubeObject): Stored<ResourceByKind[K]> {
-    const s = this.decode(obj);
+  private result(obj: KubeObject, ref: ResourceRef): Stored<ResourceByKind[K]> {
+    const s = this.decode(obj, ref);
     if (s === undefined) throw new UnavailableError(`${this.kind}: the API server returned no record`);
     return s;
   }
@@ -539,7 +617,7 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     const lease = await this.leaseValue(options.lease, undefined);
     const parts = toKube(this.kind, v);
     if (lease !== null) parts.labels[LEASE_LABEL] = lease;
-    const { namespace, name } = locate(this.kind, key, this.namespace);
+    const { ref, namespace, name } = locate(this.kind, key);
     if (this.kind === "nodes") {
       for (;;) {
         const cur = await this.fetch(key);
@@ -549,13 +627,13 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
             if (!this.createMissingNodes)
               throw new NotFoundError("nodes", `${key} (no such Kubernetes Node)`);
             return this.result(
-              await this.ds.client.create(this.ref, "", {
+              await this.ds.client.create(ref, "", {
                 metadata: { name, labels: parts.labels, annotations },
               }),
+              ref,
             );
           }
-          if (fromKube("nodes", cur, this.namespace) !== undefined)
-            throw new AlreadyExistsError(this.kind, key);
+          if (fromKube("nodes", cur) !== undefined) throw new AlreadyExistsError(this.kind, key);
           return this.result(
             await this.ds.client.patchNode(name, {
               metadata: {
@@ -564,6 +642,7 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
                 annotations,
               },
             }),
+            ref,
           );
         } catch (e) {
           if (!isKubeApiError(e, 409)) throw unavailable(e);
@@ -572,10 +651,11 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     }
     try {
       return this.result(
-        await this.ds.client.create(this.ref, namespace, {
+        await this.ds.client.create(ref, namespace, {
           metadata: { name, labels: parts.labels },
           ...parts.body,
         }),
+        ref,
       );
     } catch (e) {
       if (isKubeApiError(e, 409)) throw new AlreadyExistsError(this.kind, key, { cause: e });
@@ -591,10 +671,10 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     this.ds.checkOpen();
     const { key, value: v } = encodeObject(this.kind, value);
     const parts = toKube(this.kind, v);
-    const { namespace, name } = locate(this.kind, key, this.namespace);
+    const { ref, namespace, name } = locate(this.kind, key);
     for (;;) {
       const cur = await this.fetch(key);
-      if (cur === undefined || fromKube(this.kind, cur, this.namespace) === undefined)
+      if (cur === undefined || fromKube(this.kind, cur, ref) === undefined)
         throw new NotFoundError(this.kind, key);
       const rv = cur.metadata?.resourceVersion ?? "";
       if (options.revision !== undefined && options.revision !== rv)
@@ -612,6 +692,7 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
                 annotations: { ...clear, ...parts.annotations, [NODE_WRITE_ANNOTATION]: String(count + 1) },
               },
             }),
+            ref,
           );
         }
         const labels = { ...(cur.metadata?.labels ?? {}), ...parts.labels };
@@ -622,7 +703,7 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
           ...parts.body,
           metadata: { ...cur.metadata, labels, resourceVersion: rv },
         };
-        return this.result(await this.ds.client.replace(this.ref, namespace, name, body));
+        return this.result(await this.ds.client.replace(ref, namespace, name, body), ref);
       } catch (e) {
         if (isKubeApiError(e, 404)) throw new NotFoundError(this.kind, key, { cause: e });
         if (!isKubeApiError(e, 409)) throw unavailable(e);
@@ -634,10 +715,10 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
 
   async delete(key: string, options: DeleteOptions = {}): Promise<void> {
     this.ds.checkOpen();
-    const { namespace, name } = locate(this.kind, key, this.namespace);
+    const { ref, namespace, name } = locate(this.kind, key);
     if (this.kind !== "nodes") {
       try {
-        await this.ds.client.delete(this.ref, namespace, name, options.revision);
+        await this.ds.client.delete(ref, namespace, name, options.revision);
         return;
       } catch (e) {
         if (isKubeApiError(e, 404)) throw new NotFoundError(this.kind, key, { cause: e });
@@ -648,8 +729,7 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     }
     for (;;) {
       const cur = await this.fetch(key);
-      if (cur === undefined || fromKube("nodes", cur, this.namespace) === undefined)
-        throw new NotFoundError(this.kind, key);
+      if (cur === undefined || fromKube("nodes", cur) === undefined) throw new NotFoundError(this.kind, key);
       const rv = cur.metadata?.resourceVersion ?? "";
       if (options.revision !== undefined && options.revision !== rv)
         throw new ConflictError(this.kind, key, options.revision, rv);
@@ -685,18 +765,18 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     const seed = new Map<string, string>();
     let seedRevision = Infinity;
     if (this.kind === "nodes") {
-      const snap = await this.ds.client.list(this.ref, "").catch((e: unknown) => {
+      const snap = await this.ds.client.list(this.refs[0]!, "").catch((e: unknown) => {
         throw unavailable(e);
       });
       for (const o of snap.items) {
-        const rec = fromKube(this.kind, o, this.namespace);
+        const rec = fromKube(this.kind, o);
         if (rec !== undefined)
           seed.set(rec.key, JSON.stringify([rec.raw, o.metadata?.labels?.[LEASE_LABEL] ?? null]));
       }
       seedRevision = Number(snap.resourceVersion);
     }
-    const onEvent = (type: "ADDED" | "MODIFIED" | "DELETED", obj: KubeObject): void => {
-      const rec = fromKube(this.kind, obj, this.namespace);
+    const onEvent = (ref: ResourceRef, type: "ADDED" | "MODIFIED" | "DELETED", obj: KubeObject): void => {
+      const rec = fromKube(this.kind, obj, ref);
       const meta = obj.metadata ?? {};
       const key =
         rec?.key ??
@@ -718,30 +798,46 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
         prev === null ||
         (prev === undefined &&
           (type === "ADDED" || (this.kind === "nodes" && meta.annotations?.[NODE_WRITE_ANNOTATION] === "1")));
-      const d = decodeObject(this.kind, key, rec.raw, revision, lease);
+      const d = this.decodeAny(obj, ref)!;
       if (!d.ok) emit({ type: "INVALID", key, revision, error: d.invalid.error });
       else emit({ type: fresh ? "ADDED" : "MODIFIED", key, revision, object: d.stored });
     };
-    const rw = new ResumableWatch(this.ds.options.kubeConfig, apiPath(this.ref, ""), fromRevision, {
-      event: onEvent,
-      gone: (cause) => {
-        queue.push(() => listener.gone(new RevisionGoneError(this.kind, rw.revision, { cause })));
-      },
-      error: (e) => listener.error?.(unavailable(e) as Error),
-    });
+    const streams: ResumableWatch[] = [];
+    let goneOnce = false;
+    for (const ref of this.refs) {
+      const rw: ResumableWatch = new ResumableWatch(
+        this.ds.options.kubeConfig,
+        apiPath(ref, ""),
+        fromRevision,
+        {
+          event: (type, obj) => onEvent(ref, type, obj),
+          gone: (cause) => {
+            // One stream gone: the whole watch is; the consumer relists every resource.
+            for (const s of streams) s.close();
+            if (goneOnce) return;
+            goneOnce = true;
+            queue.push(() => listener.gone(new RevisionGoneError(this.kind, rw.revision, { cause })));
+          },
+          error: (e) => listener.error?.(unavailable(e) as Error),
+        },
+      );
+      streams.push(rw);
+    }
     try {
-      await rw.start();
+      for (const rw of streams) await rw.start();
     } catch (e) {
-      rw.close();
-      if (isKubeApiError(e, 410)) throw new RevisionGoneError(this.kind, fromRevision, { cause: e });
+      for (const rw of streams) rw.close();
+      if (isKubeApiError(e, 410) || (e as { statusCode?: number }).statusCode === 410)
+        throw new RevisionGoneError(this.kind, fromRevision, { cause: e });
       throw new UnavailableError(`${this.kind}: watch failed: ${(e as Error).message}`, { cause: e });
     }
     const handle = {
+      /** The oldest position of its streams: resuming from it misses nothing. */
       get revision(): string {
-        return rw.revision;
+        return streams.map((s) => s.revision).reduce((a, b) => (olderRevision(b, a) ? b : a));
       },
       close: async (): Promise<void> => {
-        rw.close();
+        for (const rw of streams) rw.close();
         this.ds.watches.delete(handle);
         await queue.close();
       },

@@ -7,8 +7,9 @@ import {
   fromKube,
   locate,
   NODE_ANNOTATIONS,
+  IPSEC_POLICY_REF,
+  policyStatusOf,
   REFS,
-  SCOPE_LABEL,
   toKube,
   type KubeObject,
 } from "./mapping.js";
@@ -52,7 +53,7 @@ const samples: { [K in ResourceKind]: unknown } = {
 
 /** What the API server would store for `parts` at `key`. */
 function asObject(kind: ResourceKind, key: string, parts: ReturnType<typeof toKube>): KubeObject {
-  const { namespace, name } = locate(kind, key, "podcrypt-system");
+  const { namespace, name } = locate(kind, key);
   return {
     metadata: {
       name,
@@ -71,7 +72,7 @@ test("every kind round-trips through its Kubernetes form", () => {
       (value as { namespace?: string }).namespace === undefined
         ? (value as { name: string }).name
         : `${(value as { namespace: string }).namespace}/${(value as { name: string }).name}`;
-    const back = fromKube(kind, asObject(kind, key, toKube(kind, value)), "podcrypt-system");
+    const back = fromKube(kind, asObject(kind, key, toKube(kind, value)));
     assert.ok(back, kind);
     assert.equal(back.key, key, kind);
     assert.deepEqual(parseResource(kind, back.raw), value, kind);
@@ -82,51 +83,76 @@ test("node records are podcrypt.io annotations; a Node without them holds none",
   const parts = toKube("nodes", parseResource("nodes", samples.nodes));
   assert.deepEqual(JSON.parse(parts.annotations[NODE_ANNOTATIONS.publicKeys]!), { "3": KEY });
   assert.ok(Object.keys(parts.annotations).every((k) => k.startsWith("podcrypt.io/")));
-  assert.equal(fromKube("nodes", { metadata: { name: "n", annotations: { other: "x" } } }, "ns"), undefined);
-  const broken = fromKube(
-    "nodes",
-    { metadata: { name: "n", annotations: { [NODE_ANNOTATIONS.underlay]: "{not json" } } },
-    "ns",
-  );
+  assert.equal(fromKube("nodes", { metadata: { name: "n", annotations: { other: "x" } } }), undefined);
+  const broken = fromKube("nodes", {
+    metadata: { name: "n", annotations: { [NODE_ANNOTATIONS.underlay]: "{not json" } },
+  });
   assert.throws(() => parseResource("nodes", broken!.raw), /underlay/);
 });
 
-test("a cluster-wide policy lives in the datastore namespace with the scope label", () => {
+test("a cluster-wide policy is a StarlingX IPsecPolicy, rules in its own field names", () => {
   const value = parseResource("encryptionpolicies", {
     name: "all-dns",
     policies: [{ name: "r", service: "s", namespace: "n", ports: "tcp/1" }],
   });
   const parts = toKube("encryptionpolicies", value);
-  assert.equal(parts.labels[SCOPE_LABEL], "cluster");
-  assert.deepEqual(locate("encryptionpolicies", "all-dns", "podcrypt-system"), {
-    namespace: "podcrypt-system",
+  assert.deepEqual(parts.body["spec"], {
+    policies: [{ name: "r", servicename: "s", servicens: "n", serviceports: "tcp/1" }],
+  });
+  assert.deepEqual(locate("encryptionpolicies", "all-dns"), {
+    ref: IPSEC_POLICY_REF,
+    namespace: "",
     name: "all-dns",
   });
   const back = fromKube(
     "encryptionpolicies",
     asObject("encryptionpolicies", "all-dns", parts),
-    "podcrypt-system",
+    IPSEC_POLICY_REF,
   );
   assert.equal(back?.key, "all-dns");
+  assert.deepEqual(parseResource("encryptionpolicies", back!.raw), value);
   assert.equal(
-    fromKube(
-      "encryptionpolicies",
-      { metadata: { name: "x", namespace: "other", labels: { [SCOPE_LABEL]: "cluster" } }, spec: {} },
-      "podcrypt-system",
-    )?.key,
+    fromKube("encryptionpolicies", { metadata: { name: "x", namespace: "other" }, spec: {} })?.key,
     "other/x",
   );
+});
+
+test("policy status: podcrypt's fields only, and only when they validate", () => {
+  const status = {
+    conditions: [
+      {
+        type: "Accepted",
+        status: "True",
+        reason: "Valid",
+        message: "the policy is valid",
+        lastTransitionTime: "2026-01-01T00:00:00Z",
+      },
+    ],
+    programmedNodes: 2,
+    nodes: 3,
+    selectedEndpoints: 4,
+  };
+  // StarlingX's own summary field sits beside podcrypt's.
+  assert.deepEqual(policyStatusOf({ metadata: {}, status: { ...status, status: "ok" } }), status);
+  assert.equal(policyStatusOf({ metadata: {}, status: { ...status, programmedNodes: -1 } }), undefined);
+  const obj = {
+    metadata: { name: "p", namespace: "ns" },
+    spec: { policies: [{ name: "r", service: "s", namespace: "n", ports: "tcp/1" }] },
+    status: { conditions: "garbage" },
+  };
+  const back = fromKube("encryptionpolicies", obj);
+  assert.equal(back?.raw["status"], undefined, "a broken status does not make the policy invalid");
+  assert.doesNotThrow(() => parseResource("encryptionpolicies", back!.raw));
 });
 
 test("IPsecPolicy converts field by field", () => {
   assert.deepEqual(
     fromIpsecPolicy({
-      metadata: { name: "p", namespace: "ns" },
+      metadata: { name: "p" },
       spec: { policies: [{ servicename: "web", servicens: "default", serviceports: "tcp/80" }] },
     }),
     {
       name: "p",
-      namespace: "ns",
       policies: [{ name: "web-0", service: "web", namespace: "default", ports: "tcp/80" }],
     },
   );

@@ -8,16 +8,22 @@
  *   `name` in `spec`. The protocol state (phase, epoch, target) is in spec too, because the
  *   controller changes it with compare-and-swap together with the configuration; `status` is left
  *   to human-readable conditions.
- * - encryptionpolicies: podcrypt.io/v1 EncryptionPolicy (namespaced), `spec.policies`. A policy
- *   without namespace (cluster-wide) is stored in the datastore's namespace with label
- *   `podcrypt.io/scope=cluster`.
+ * - encryptionpolicies: two Kubernetes kinds, as the model's two scopes (src/policy fromStored):
+ *   a namespaced policy (key `namespace/name`) is a podcrypt.io/v1 EncryptionPolicy, `spec.policies`
+ *   as the model's rules; a cluster-wide one (key `name`) is a starlingx.io/v1 IPsecPolicy
+ *   (cluster-scoped, as StarlingX's), its rules spelled `servicename`/`servicens`/`serviceports`.
+ *   Both keep podcrypt's policy status in `.status` (the status subresource).
  * - services: core/v1 Service, `spec.selector` and `spec.ports` (`tcp/80` ↔ `{protocol: TCP, port: 80}`).
  * - endpoints: core/v1 Endpoints, one subset's addresses (`ip`, `nodeName`, `targetRef` Pod).
- * - starlingx.io/v1 IPsecPolicy (read only) converts to an EncryptionPolicy.
  *
  * Objects attached to a datastore lease carry the label `podcrypt.io/lease=<lease id>`.
  */
-import type { ResourceKind, ResourceByKind } from "../../model/index.js";
+import {
+  policyStatusSchema,
+  type PolicyStatus,
+  type ResourceByKind,
+  type ResourceKind,
+} from "../../model/index.js";
 
 /** A Kubernetes object as JSON (the parts podcrypt reads). */
 export interface KubeObject {
@@ -46,8 +52,6 @@ export interface ResourceRef {
 
 /** Label tying an object to a datastore lease. */
 export const LEASE_LABEL = "podcrypt.io/lease";
-/** Label marking a cluster-wide EncryptionPolicy (stored in the datastore's namespace). */
-export const SCOPE_LABEL = "podcrypt.io/scope";
 /** Label on the coordination Leases the datastore manages: `grant` or `leader`. */
 export const MANAGED_LABEL = "podcrypt.io/managed";
 
@@ -63,7 +67,7 @@ export const NODE_ANNOTATIONS = {
   status: "podcrypt.io/status",
 } as const;
 
-/** The Kubernetes resource of each kind. */
+/** The Kubernetes resource of each kind (for encryptionpolicies, that of namespaced policies). */
 export const REFS: { readonly [K in ResourceKind]: ResourceRef } = {
   nodes: { group: "", version: "v1", plural: "nodes", kind: "Node", namespaced: false },
   clusterencryptions: {
@@ -84,14 +88,19 @@ export const REFS: { readonly [K in ResourceKind]: ResourceRef } = {
   endpoints: { group: "", version: "v1", plural: "endpoints", kind: "Endpoints", namespaced: true },
 };
 
-/** StarlingX's IPsecPolicy, read as EncryptionPolicy. */
+/** StarlingX's IPsecPolicy (cluster-scoped): the cluster-wide encryptionpolicies. */
 export const IPSEC_POLICY_REF: ResourceRef = {
   group: "starlingx.io",
   version: "v1",
   plural: "ipsecpolicies",
   kind: "IPsecPolicy",
-  namespaced: true,
+  namespaced: false,
 };
+
+/** Every Kubernetes resource holding objects of `kind`. */
+export function refsOf(kind: ResourceKind): readonly ResourceRef[] {
+  return kind === "encryptionpolicies" ? [REFS.encryptionpolicies, IPSEC_POLICY_REF] : [REFS[kind]];
+}
 
 /** The API path of a collection (`namespace` "" = all namespaces) or of one object. */
 export function apiPath(ref: ResourceRef, namespace: string, name?: string): string {
@@ -100,16 +109,16 @@ export function apiPath(ref: ResourceRef, namespace: string, name?: string): str
   return `${base}${ns}/${ref.plural}${name === undefined ? "" : `/${encodeURIComponent(name)}`}`;
 }
 
-/** Where the object of `key` lives: its Kubernetes namespace ("" if cluster-scoped) and name. */
+/** Where the object of `key` lives: its Kubernetes resource, namespace ("" if cluster-scoped) and name. */
 export function locate(
   kind: ResourceKind,
   key: string,
-  defaultNamespace: string,
-): { namespace: string; name: string } {
+): { ref: ResourceRef; namespace: string; name: string } {
   const i = key.indexOf("/");
-  if (!REFS[kind].namespaced) return { namespace: "", name: key };
-  if (i < 0) return { namespace: defaultNamespace, name: key };
-  return { namespace: key.slice(0, i), name: key.slice(i + 1) };
+  if (kind === "encryptionpolicies" && i < 0) return { ref: IPSEC_POLICY_REF, namespace: "", name: key };
+  const ref = REFS[kind];
+  if (!ref.namespaced || i < 0) return { ref, namespace: "", name: key };
+  return { ref, namespace: key.slice(0, i), name: key.slice(i + 1) };
 }
 
 function parseJson(s: string | undefined): unknown {
@@ -153,8 +162,17 @@ export function toKube<K extends ResourceKind>(kind: K, value: ResourceByKind[K]
     }
     case "encryptionpolicies": {
       const p = value as ResourceByKind["encryptionpolicies"];
-      if (p.namespace === undefined) parts.labels[SCOPE_LABEL] = "cluster";
-      parts.body["spec"] = { policies: p.policies };
+      parts.body["spec"] = {
+        policies:
+          p.namespace === undefined
+            ? p.policies.map((r) => ({
+                name: r.name,
+                servicename: r.service,
+                servicens: r.namespace,
+                serviceports: r.ports,
+              }))
+            : p.policies,
+      };
       break;
     }
     case "services": {
@@ -187,13 +205,45 @@ export function toKube<K extends ResourceKind>(kind: K, value: ResourceByKind[K]
 }
 
 /**
- * The podcrypt key and unvalidated value held by a Kubernetes object, or `undefined` when the
- * object holds no record of `kind` (a Node without podcrypt annotations).
+ * podcrypt's policy status in a policy object's `.status`, when it validates (an IPsecPolicy's
+ * own `status.status` string and anything else there are not podcrypt's). A status that does not
+ * validate is left out: it must never make the policy itself invalid.
+ */
+export function policyStatusOf(obj: KubeObject): PolicyStatus | undefined {
+  const st = obj["status"];
+  if (typeof st !== "object" || st === null) return undefined;
+  const s = st as Record<string, unknown>;
+  const pick = Object.fromEntries(
+    ["conditions", "programmedNodes", "nodes", "selectedEndpoints", "observedGeneration"]
+      .filter((k) => s[k] !== undefined && s[k] !== null)
+      .map((k) => [k, s[k]]),
+  );
+  const r = policyStatusSchema.safeParse(pick);
+  return r.success ? r.data : undefined;
+}
+
+/**
+ * The merge patch of a policy's status subresource that makes podcrypt's part of it `status`
+ * (fields it does not set are removed; an IPsecPolicy's own `status.status` is left alone).
+ */
+export function policyStatusPatch(status: PolicyStatus): Record<string, unknown> {
+  return {
+    conditions: status.conditions,
+    programmedNodes: status.programmedNodes,
+    nodes: status.nodes,
+    selectedEndpoints: status.selectedEndpoints,
+    observedGeneration: status.observedGeneration ?? null,
+  };
+}
+
+/**
+ * The podcrypt key and unvalidated value held by a Kubernetes object of resource `ref`, or
+ * `undefined` when the object holds no record of `kind` (a Node without podcrypt annotations).
  */
 export function fromKube(
   kind: ResourceKind,
   obj: KubeObject,
-  defaultNamespace: string,
+  ref: ResourceRef = REFS[kind],
 ): { key: string; raw: Record<string, unknown> } | undefined {
   const meta = obj.metadata ?? {};
   const name = meta.name ?? "";
@@ -220,10 +270,11 @@ export function fromKube(
     case "clusterencryptions":
       return { key: name, raw: { ...spec, name } };
     case "encryptionpolicies": {
-      const cluster = meta.labels?.[SCOPE_LABEL] === "cluster" && ns === defaultNamespace;
-      return cluster
-        ? { key: name, raw: { name, policies: spec["policies"] } }
-        : { key: `${ns}/${name}`, raw: { name, namespace: ns, policies: spec["policies"] } };
+      const status = policyStatusOf(obj);
+      const withStatus = (raw: Record<string, unknown>) => (status === undefined ? raw : { ...raw, status });
+      if (ref.kind === IPSEC_POLICY_REF.kind && ref.group === IPSEC_POLICY_REF.group)
+        return { key: name, raw: withStatus(fromIpsecPolicy(obj)) };
+      return { key: `${ns}/${name}`, raw: withStatus({ name, namespace: ns, policies: spec["policies"] }) };
     }
     case "services": {
       const ports = Array.isArray(spec["ports"])
@@ -259,16 +310,15 @@ export function fromKube(
 }
 
 /**
- * A StarlingX IPsecPolicy as an EncryptionPolicy input: `spec.policies[].servicename`,
- * `servicens`, `serviceports` become `service`, `namespace`, `ports`; rule names are made
- * `<servicename>-<index>` when absent.
+ * A StarlingX IPsecPolicy (cluster-scoped) as a cluster-wide EncryptionPolicy input:
+ * `spec.policies[].servicename`, `servicens`, `serviceports` become `service`, `namespace`,
+ * `ports`; rule names are made `<servicename>-<index>` when absent.
  */
 export function fromIpsecPolicy(obj: KubeObject): Record<string, unknown> {
   const spec = (obj["spec"] ?? {}) as { policies?: unknown };
   const rules = Array.isArray(spec.policies) ? (spec.policies as Record<string, unknown>[]) : spec.policies;
   return {
     name: obj.metadata?.name,
-    namespace: obj.metadata?.namespace,
     policies: Array.isArray(rules)
       ? rules.map((r, i) => ({
           name: r["name"] ?? `${String(r["servicename"])}-${i}`,
