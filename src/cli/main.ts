@@ -1,48 +1,47 @@
 import { Command, CommanderError } from "commander";
 import { isPodcryptError } from "../errors/index.js";
-import { registerAgent } from "./agent.js";
-import { registerCluster } from "./cluster.js";
-import { registerController } from "./controller.js";
-import { registerDebug } from "./debug.js";
-import { registerEsp } from "./esp.js";
-import { registerManifests } from "./manifests.js";
-import { registerMtu } from "./mtu.js";
-import { registerPolicy } from "./policy.js";
-import { registerPhaseCommands } from "./phase-commands.js";
-import { registerStatus } from "./status.js";
-import { registerVerify } from "./verify.js";
-import { registerWireguard } from "./wireguard.js";
-import { registerXfrmEncap } from "./xfrm-encap.js";
+type Register = (program: Command) => void;
 
-/** Builds the `podcrypt` command tree. Each command lives in its own file under src/cli/. */
-export function buildProgram(): Command {
+/**
+ * Each command's file, loaded on demand: a process that runs one command (an agent, a data-plane
+ * daemon, a pod's echo server, a probe) then loads only that command's code, not every library of
+ * every other (start-up is paid by dozens of processes in a local cluster). Keys are the command
+ * names each file registers; the order is the one `--help` lists.
+ */
+const COMMANDS: ReadonlyArray<[names: readonly string[], load: () => Promise<Register>]> = [
+  [["cluster"], async () => (await import("./cluster.js")).registerCluster],
+  [["status"], async () => (await import("./status.js")).registerStatus],
+  [["verify"], async () => (await import("./verify.js")).registerVerify],
+  [["rotate", "enable", "disable"], async () => (await import("./phase-commands.js")).registerPhaseCommands],
+  [["mtu"], async () => (await import("./mtu.js")).registerMtu],
+  [["policy"], async () => (await import("./policy.js")).registerPolicy],
+  [["manifests"], async () => (await import("./manifests.js")).registerManifests],
+  [["wireguard", "wireguard-stats"], async () => (await import("./wireguard.js")).registerWireguard],
+  [["esp", "esp-stats"], async () => (await import("./esp.js")).registerEsp],
+  [["xfrm-encap"], async () => (await import("./xfrm-encap.js")).registerXfrmEncap],
+  [["agent"], async () => (await import("./agent.js")).registerAgent],
+  [["controller"], async () => (await import("./controller.js")).registerController],
+  [["debug"], async () => (await import("./debug.js")).registerDebug],
+];
+
+/**
+ * Builds the `podcrypt` command tree. Each command lives in its own file under src/cli/. With
+ * `only`, just the file of that command is loaded (when it names one); otherwise all of them.
+ */
+export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command("podcrypt")
     .description("Transparent encryption of traffic between the nodes of a Kubernetes cluster.")
     .version(process.env["npm_package_version"] ?? "0.1.0")
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
-  for (const register of [
-    registerCluster,
-    registerStatus,
-    registerVerify,
-    registerPhaseCommands,
-    registerMtu,
-    registerPolicy,
-    registerManifests,
-    registerWireguard,
-    registerEsp,
-    registerXfrmEncap,
-    registerAgent,
-    registerController,
-    registerDebug,
-  ])
-    register(program);
+  const one = COMMANDS.filter(([names]) => only !== undefined && names.includes(only));
+  for (const [, load] of one.length > 0 ? one : COMMANDS) (await load())(program);
   return program;
 }
 
 /** Runs the CLI; errors become one line on stderr and a non-zero exit (2 for usage errors). */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv[0]);
   try {
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;

@@ -40,6 +40,7 @@ import {
   createInitiation,
   createResponse,
   deriveSession,
+  HandshakeState,
   type Handshake,
   type HandshakeEnv,
   type StaticIdentity,
@@ -532,12 +533,24 @@ export class Device implements DatapathCore {
     if (e !== undefined && e.handshake === hs) this.indexTable.delete(hs.localIndex);
   }
 
+  /** Forgets a forked initiation of `peer` (superseded by a newer one, or the peer's keys go). */
+  private releasePendingInitiation(peer: Peer): void {
+    const p = peer.pendingInitiation;
+    if (p === undefined) return;
+    this.releaseHandshakeIndex(p);
+    p.clear();
+    p.presharedKey.fill(0);
+    p.precomputedStaticStatic?.fill(0);
+    peer.pendingInitiation = undefined;
+  }
+
   /** wireguard-go SendHandshakeInitiation: at most one initiation per REKEY_TIMEOUT. */
   private sendHandshakeInitiation(peer: Peer, isRetry: boolean, now: number): void {
     if (!isRetry) peer.timers.handshakeAttempts = 0;
     if (this.identity === undefined) return;
     if (now - peer.lastSentHandshake < REKEY_TIMEOUT) return;
     peer.lastSentHandshake = now;
+    this.releasePendingInitiation(peer);
     const msg = createInitiation(this.identity, peer.handshake, this.env(now, peer));
     if (msg === undefined) return;
     const raw = encodeInitiation(msg);
@@ -556,18 +569,33 @@ export class Device implements DatapathCore {
     now: number,
   ): void {
     let found: Peer | undefined;
+    let fork: Handshake | undefined;
     const r = consumeInitiation(
       identity,
       msg,
       (pk) => {
-        found = this.peersByKey.get(keyId(pk));
-        return found?.handshake;
+        const p = this.peersByKey.get(keyId(pk));
+        if (p?.handshake.state === HandshakeState.InitiationCreated) fork = p.handshake.forkInitiation();
+        found = p;
+        return p?.handshake;
       },
       now,
     );
-    if (r === undefined || typeof r === "string" || found === undefined)
+    if (r === undefined || typeof r === "string" || found === undefined) {
+      fork?.clear();
       return this.drop("handshake-failed", found);
+    }
     const peer = found;
+    if (fork !== undefined) {
+      // Both ends initiated at once. The reference implementations let the peer's initiation
+      // overwrite ours and reject the response to it, so neither end gets a sending session until
+      // a retry REKEY_TIMEOUT later (and the retries may collide again). Our initiation lives on
+      // under its index instead: its response still completes a session of ours.
+      this.releasePendingInitiation(peer);
+      this.indexTable.rebind(fork.localIndex, fork);
+      peer.handshake.localIndex = 0;
+      peer.pendingInitiation = fork;
+    }
     peer.timers.anyAuthenticatedPacketTraversal(now, peer.persistentKeepalive);
     peer.timers.anyAuthenticatedPacketReceived();
     peer.endpoint = { address: from.address, port: from.port };
@@ -602,6 +630,7 @@ export class Device implements DatapathCore {
     peer.timers.anyAuthenticatedPacketReceived();
     const keys = deriveSession(hs);
     if (keys === undefined) return this.drop("handshake-failed", peer);
+    if (peer.pendingInitiation === hs) peer.pendingInitiation = undefined;
     this.beginSession(peer, new Keypair(keys, now, peer));
     peer.timers.sessionDerived(now);
     this.handshakeComplete(peer);
@@ -635,6 +664,8 @@ export class Device implements DatapathCore {
   }
 
   private handshakeComplete(peer: Peer): void {
+    // A session is up: an initiation still waiting beside it is no longer needed.
+    this.releasePendingInitiation(peer);
     peer.timers.handshakeComplete();
     peer.lastHandshakeWall = this.clock.wallNow();
   }
@@ -647,6 +678,7 @@ export class Device implements DatapathCore {
 
   /** wireguard-go ExpireCurrentKeypairs: current/next stop sending; the handshake restarts. */
   private expireCurrentKeypairs(peer: Peer, now: number): void {
+    this.releasePendingInitiation(peer);
     this.releaseHandshakeIndex(peer.handshake);
     peer.handshake.clear();
     peer.lastSentHandshake = now - REKEY_TIMEOUT - 1000;
@@ -656,6 +688,7 @@ export class Device implements DatapathCore {
 
   /** Whitepaper 6.3: erase all keys of a peer after 3 x REJECT_AFTER_TIME without a new session. */
   private zeroKeyMaterial(peer: Peer): void {
+    this.releasePendingInitiation(peer);
     for (const kp of peer.keypairs.all()) this.deleteKeypair(kp);
     peer.keypairs.previous = peer.keypairs.current = peer.keypairs.next = undefined;
     this.releaseHandshakeIndex(peer.handshake);

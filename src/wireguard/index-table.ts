@@ -42,6 +42,12 @@ export class IndexTable<P> {
     e.keypair = keypair;
   }
 
+  /** Points `index` (a handshake's) at `handshake` instead. */
+  rebind(index: number, handshake: Handshake): void {
+    const e = this.entries.get(index);
+    if (e !== undefined) e.handshake = handshake;
+  }
+
   lookup(index: number): IndexEntry<P> | undefined {
     return this.entries.get(index);
   }

@@ -77,6 +77,24 @@ export class Handshake {
       identity === undefined ? undefined : dh(identity.privateKey, this.remoteStatic);
   }
 
+  /**
+   * A copy of an initiation in flight (state InitiationCreated) that can still consume its
+   * response once this handshake goes on to answer the peer's own initiation: see
+   * Device.handleInitiation (simultaneous initiations).
+   */
+  forkInitiation(): Handshake {
+    const f = new Handshake(this.remoteStatic);
+    f.state = this.state;
+    f.hash = Buffer.from(this.hash);
+    f.chainKey = Buffer.from(this.chainKey);
+    f.presharedKey = Buffer.from(this.presharedKey);
+    f.localEphemeral = Buffer.from(this.localEphemeral);
+    f.localIndex = this.localIndex;
+    f.precomputedStaticStatic =
+      this.precomputedStaticStatic === undefined ? undefined : Buffer.from(this.precomputedStaticStatic);
+    return f;
+  }
+
   /** Erases the ephemeral state of an in-progress handshake (keeps timestamps and static data). */
   clear(): void {
     this.hash.fill(0);

@@ -18,6 +18,11 @@ export class Peer implements DatapathPeer {
   /** Persistent keepalive interval in seconds; 0 = off (whitepaper 6.5). */
   persistentKeepalive = 0;
   readonly handshake: Handshake;
+  /**
+   * Our initiation that was in flight when the peer's own initiation arrived and `handshake`
+   * went on to answer it: its response is still accepted (see Device.handleInitiation).
+   */
+  pendingInitiation: Handshake | undefined;
   readonly cookieGenerator: CookieGenerator;
   readonly keypairs = new Keypairs<Peer>();
   readonly timers: PeerTimers;
