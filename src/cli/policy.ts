@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { stringify } from "yaml";
 import { PodcryptError } from "../errors/index.js";
+import { policyCondition, type PolicyStatus } from "../model/index.js";
 import { formatPortList, parsePolicyText, policyKey, toManifest } from "../policy/index.js";
 import { applyPolicies, deletePolicy, listPolicies } from "../policy/store.js";
 import { clusterDatastoreOption, withClusterDatastore } from "./datastore.js";
@@ -12,6 +13,21 @@ function readInput(file: string): string {
   } catch (e) {
     throw new PodcryptError("EREAD", `cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/**
+ * The STATUS column of `policy list`: what the controller last reported. `-` until it has;
+ * `Invalid` when the stored object does not validate; `Programmed N/M` once every live node
+ * installed the policies' selectors, else the Programmed reason (`Pending N/M`, `NotSelective` ...).
+ */
+export function statusSummary(status: PolicyStatus | undefined): string {
+  if (status === undefined) return "-";
+  if (policyCondition(status, "Accepted")?.status === "False") return "Invalid";
+  const p = policyCondition(status, "Programmed");
+  if (p === undefined) return "Accepted";
+  const counts = `${status.programmedNodes}/${status.nodes}`;
+  if (p.status === "True") return `Programmed ${counts}`;
+  return p.reason === "Pending" ? `Pending ${counts}` : p.reason;
 }
 
 /** `podcrypt policy apply -f FILE [--dry-run] | delete NAME | list [--json]` (DESIGN.md sections 5, 9). */
@@ -69,13 +85,13 @@ export function registerPolicy(program: Command): void {
     .description("list the stored policies")
     .option(
       "--json",
-      "print [{key, kind, name, namespace, rules: [{name, service, namespace, ports}]}]",
+      "print {policies: [{key, kind, name, namespace, rules: [{name, service, namespace, ports}], status}], invalid: [{key, error, status}]}; status is the controller's report ({conditions, programmedNodes, nodes, selectedEndpoints}) or null",
       false,
     )
     .addOption(clusterDatastoreOption())
     .action(async (o: { json: boolean; datastore?: string }) => {
       const { policies, invalid } = await withClusterDatastore(o.datastore, (s) => listPolicies(s));
-      const rows = policies.map(({ key, policy: p }) => ({
+      const rows = policies.map(({ key, policy: p, status }) => ({
         key,
         kind: p.kind,
         name: p.name,
@@ -86,16 +102,20 @@ export function registerPolicy(program: Command): void {
           namespace: r.namespace,
           ports: formatPortList(r.ports),
         })),
+        status: status ?? null,
       }));
       if (o.json) {
-        process.stdout.write(JSON.stringify({ policies: rows, invalid }) + "\n");
+        const bad = invalid.map((i) => ({ ...i, status: i.status ?? null }));
+        process.stdout.write(JSON.stringify({ policies: rows, invalid: bad }) + "\n");
         return;
       }
-      const lines = ["POLICY\tRULE\tSERVICE\tPORTS"];
-      for (const { policy: p } of policies)
+      const lines = ["POLICY\tRULE\tSERVICE\tPORTS\tSTATUS"];
+      for (const { policy: p, status } of policies)
         for (const r of p.rules)
-          lines.push(`${policyKey(p)}\t${r.name}\t${r.namespace}/${r.service}\t${formatPortList(r.ports)}`);
-      for (const i of invalid) lines.push(`${i.key}\t(invalid: ${i.error})`);
+          lines.push(
+            `${policyKey(p)}\t${r.name}\t${r.namespace}/${r.service}\t${formatPortList(r.ports)}\t${statusSummary(status)}`,
+          );
+      for (const i of invalid) lines.push(`${i.key}\t(invalid: ${i.error})\t\t\t${statusSummary(i.status)}`);
       process.stdout.write(lines.join("\n") + "\n");
     });
 }

@@ -2,10 +2,16 @@ import type { Clock } from "../clock.js";
 import { isConflictError } from "../datastore/errors.js";
 import type { Datastore, LeaderElection, Watch } from "../datastore/types.js";
 import type { Logger } from "../log/logger.js";
-import { CLUSTER_ENCRYPTION_NAME, type ClusterEncryption, type Node } from "../model/index.js";
+import {
+  CLUSTER_ENCRYPTION_NAME,
+  type ClusterEncryption,
+  type ClusterEncryptionInput,
+  type Node,
+} from "../model/index.js";
 import { decide, DEFAULT_TIMING, type PhaseTiming } from "./phases.js";
+import { PolicyStatusController } from "./policy-status.js";
 
-/** Name of the controller's leader election. */
+/** Default name of the controller's leader election. */
 export const CONTROLLER_ELECTION = "podcrypt-controller";
 
 export interface ControllerOptions {
@@ -16,6 +22,30 @@ export interface ControllerOptions {
   timing?: PhaseTiming;
   /** Leadership lease TTL in seconds: a crashed leader is replaced within about this. Default 5. */
   leaseTtlSeconds?: number;
+  /** Name of the leader election (Kubernetes: the Lease `podcrypt-leader-<name>`). Default CONTROLLER_ELECTION. */
+  electionName?: string;
+  /**
+   * The ClusterEncryption the leader creates when it finds none (the configuration file's
+   * `cluster` section). Default: every field at its default (enabled, wireguard, all traffic).
+   */
+  seed?: Omit<ClusterEncryptionInput, "name">;
+  /** Write policy status (Accepted, Programmed) while leader. Default true. */
+  policyStatus?: boolean;
+}
+
+/** What the controller's health endpoints look at. */
+export interface ControllerHealth {
+  /** Whether the election runs (a standby that campaigns is healthy). */
+  campaigning: boolean;
+  leader: boolean;
+  /** Wall-clock ms of the last step that succeeded, and of the first of the failures since, if any. */
+  lastStepOkAt: number | undefined;
+  failingSince: number | undefined;
+  /** Steps that threw, in total. */
+  stepFailures: number;
+  /** Policy status writes made and failed, in total. */
+  policyStatusWrites: number;
+  policyStatusFailures: number;
 }
 
 /**
@@ -30,6 +60,11 @@ export class Controller {
   private running = false;
   private dirty = false;
   private stopped = false;
+  private policyStatus: PolicyStatusController | undefined;
+  private lastStepOkAt: number | undefined;
+  private failingSince: number | undefined;
+  private stepFailures = 0;
+  private readonly statusCounters = { writes: 0, failures: 0 };
 
   constructor(private readonly o: ControllerOptions) {}
 
@@ -37,9 +72,28 @@ export class Controller {
     return this.election?.isLeader ?? false;
   }
 
+  /** The name of the election it campaigns in. */
+  get electionName(): string {
+    return this.o.electionName ?? CONTROLLER_ELECTION;
+  }
+
+  /** For /healthz, /readyz and /metrics. */
+  health(): ControllerHealth {
+    const live = this.policyStatus?.counters ?? { writes: 0, failures: 0 };
+    return {
+      campaigning: this.election !== undefined && !this.stopped,
+      leader: this.isLeader,
+      lastStepOkAt: this.lastStepOkAt,
+      failingSince: this.failingSince,
+      stepFailures: this.stepFailures,
+      policyStatusWrites: this.statusCounters.writes + live.writes,
+      policyStatusFailures: this.statusCounters.failures + live.failures,
+    };
+  }
+
   /** Joins the election; acts only while leader. Resolves once campaigning started. */
   async start(): Promise<void> {
-    this.election = await this.o.store.campaign(CONTROLLER_ELECTION, this.o.identity, {
+    this.election = await this.o.store.campaign(this.electionName, this.o.identity, {
       ttlSeconds: this.o.leaseTtlSeconds ?? 5,
     });
     this.election.onChange((leader) => {
@@ -59,13 +113,22 @@ export class Controller {
 
   private async unwatch(): Promise<void> {
     const ws = this.watches.splice(0);
-    await Promise.all(ws.map((w) => w.close()));
+    const ps = this.policyStatus;
+    this.policyStatus = undefined;
+    if (ps !== undefined) {
+      this.statusCounters.writes += ps.counters.writes;
+      this.statusCounters.failures += ps.counters.failures;
+    }
+    await Promise.all([...ws.map((w) => w.close()), ps?.stop()]);
   }
 
   private async lead(): Promise<void> {
     const clusters = this.o.store.collection("clusterencryptions");
     if ((await clusters.get(CLUSTER_ENCRYPTION_NAME)) === undefined) {
-      await clusters.create({ name: CLUSTER_ENCRYPTION_NAME }).catch(() => undefined);
+      await clusters
+        .create({ ...this.o.seed, name: CLUSTER_ENCRYPTION_NAME })
+        .then(() => this.o.logger.info({ seed: this.o.seed ?? {} }, "created the cluster configuration"))
+        .catch(() => undefined);
     }
     for (const kind of ["nodes", "clusterencryptions"] as const) {
       const col = this.o.store.collection(kind);
@@ -80,6 +143,15 @@ export class Controller {
         );
       };
       await start();
+    }
+    if (this.o.policyStatus !== false && this.isLeader && !this.stopped) {
+      const ps = new PolicyStatusController({
+        store: this.o.store,
+        clock: this.o.clock,
+        logger: this.o.logger.child({ part: "policy-status" }),
+      });
+      this.policyStatus = ps;
+      await ps.start();
     }
     this.kick();
   }
@@ -96,8 +168,12 @@ export class Controller {
       while (this.dirty && !this.stopped && this.isLeader) {
         this.dirty = false;
         await this.step();
+        this.lastStepOkAt = this.o.clock.wallNow();
+        this.failingSince = undefined;
       }
     } catch (e) {
+      this.stepFailures++;
+      this.failingSince ??= this.o.clock.wallNow();
       this.o.logger.error({ err: (e as Error).message }, "controller step failed");
       this.schedule(1000);
     } finally {

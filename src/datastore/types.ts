@@ -79,6 +79,10 @@ export type WatchEvent<T> =
       readonly key: string;
       readonly revision: Revision;
       readonly error: ValidationError;
+      /** As InvalidObject.generation. */
+      readonly generation?: number;
+      /** As InvalidObject.status. */
+      readonly status?: PolicyStatus;
     };
 
 /** Receives a watch's events. */

@@ -5,7 +5,7 @@
  */
 import { PodcryptError, ValidationError } from "../errors/index.js";
 import type { Datastore } from "../datastore/types.js";
-import { objectKey } from "../model/index.js";
+import { objectKey, type PolicyStatus } from "../model/index.js";
 import { checkPolicySet, fromStored, toStored, type ParsedPolicy } from "./parse.js";
 import type { Policy } from "./types.js";
 
@@ -20,16 +20,30 @@ export interface ApplyResult {
 export interface PolicyListEntry {
   readonly key: string;
   readonly policy: Policy;
+  /** What the controller reported (Accepted, Programmed on N of M nodes), once it has. */
+  readonly status?: PolicyStatus;
 }
 
-/** Every valid stored policy, and the keys of stored ones that do not validate (with their error). */
-export async function listPolicies(
-  store: Datastore,
-): Promise<{ policies: PolicyListEntry[]; invalid: { key: string; error: string }[] }> {
+/**
+ * Every valid stored policy, and the keys of stored ones that do not validate (with their error),
+ * each with the status the controller wrote, if any.
+ */
+export async function listPolicies(store: Datastore): Promise<{
+  policies: PolicyListEntry[];
+  invalid: { key: string; error: string; status?: PolicyStatus }[];
+}> {
   const r = await store.collection("encryptionpolicies").list();
   return {
-    policies: r.items.map((s) => ({ key: s.key, policy: fromStored(s.value) })),
-    invalid: r.invalid.map((i) => ({ key: i.key, error: i.error.message })),
+    policies: r.items.map((s) => ({
+      key: s.key,
+      policy: fromStored(s.value),
+      ...(s.value.status === undefined ? {} : { status: s.value.status }),
+    })),
+    invalid: r.invalid.map((i) => ({
+      key: i.key,
+      error: i.error.message,
+      ...(i.status === undefined ? {} : { status: i.status }),
+    })),
   };
 }
 

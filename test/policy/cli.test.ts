@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { parse } from "yaml";
+import { LocalDatastore } from "../../src/datastore/local/index.js";
 import { projectRoot } from "../../src/paths.js";
 
 const root = projectRoot();
@@ -62,11 +63,91 @@ describe("podcrypt policy", () => {
       listed.policies.map((p) => [p.key, p.rules.map((r) => r.ports)]),
       [["ipsecpolicy-kube-dns-sample", ["udp/53,tcp/53,tcp/9153", "tcp/9402"]]],
     );
+    assert.equal((listed.policies[0] as unknown as { status: unknown }).status, null, "no report yet");
+    assert.match(
+      podcrypt("policy", "list", "--datastore", store).stdout,
+      /^POLICY\tRULE\tSERVICE\tPORTS\tSTATUS\n.*\t-\n/,
+    );
     const d = podcrypt("policy", "delete", "ipsecpolicy-kube-dns-sample", "--datastore", store);
     assert.equal(d.status, 0, d.stderr);
     const again = podcrypt("policy", "delete", "ipsecpolicy-kube-dns-sample", "--datastore", store);
     assert.equal(again.status, 1);
     assert.match(again.stderr, /no policy named "ipsecpolicy-kube-dns-sample"/);
+  });
+});
+
+describe("podcrypt policy list shows the controller's status", () => {
+  it("STATUS column and the JSON status field, for valid and invalid policies", async () => {
+    const dir = join(tmp, "status-store");
+    const ds = await LocalDatastore.open({ dir, pollIntervalMs: 1000, sweepIntervalMs: 0 });
+    const at = "2026-01-01T00:00:00Z";
+    try {
+      const p = await ds.collection("encryptionpolicies").create({
+        name: "dns",
+        namespace: "kube-system",
+        policies: [{ name: "dns", service: "kube-dns", namespace: "kube-system", ports: "udp/53" }],
+      });
+      const status = {
+        conditions: [
+          {
+            type: "Accepted" as const,
+            status: "True" as const,
+            reason: "Valid",
+            message: "ok",
+            lastTransitionTime: at,
+          },
+          {
+            type: "Programmed" as const,
+            status: "False" as const,
+            reason: "Pending",
+            message: "programmed on 2 of 3 nodes",
+            lastTransitionTime: at,
+          },
+        ],
+        programmedNodes: 2,
+        nodes: 3,
+        selectedEndpoints: 2,
+      };
+      await ds.writePolicyStatus(p.key, status, { revision: p.revision });
+      // A policy stored by an older version, in a form that no longer validates.
+      await ds.backing.transaction((tx) =>
+        tx.put(
+          "encryptionpolicies",
+          "old",
+          { name: "old", policies: [{ name: "x", service: "s", namespace: "n", ports: "tcp/0" }] },
+          undefined,
+        ),
+      );
+      const bad = (await ds.collection("encryptionpolicies").list()).invalid[0]!;
+      const badStatus = {
+        ...status,
+        conditions: [
+          {
+            ...status.conditions[0]!,
+            status: "False" as const,
+            reason: "Invalid",
+            message: bad.error.message,
+          },
+        ],
+        programmedNodes: 0,
+      };
+      await ds.writePolicyStatus("old", badStatus, { revision: bad.revision });
+    } finally {
+      await ds.close();
+    }
+    const text = podcrypt("policy", "list", "--datastore", `local:${dir}`);
+    assert.equal(text.status, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      /^EncryptionPolicy\/kube-system\/dns\tdns\tkube-system\/kube-dns\tudp\/53\tPending 2\/3$/m,
+    );
+    assert.match(text.stdout, /^old\t\(invalid: policies\.0\.ports: .*\)\t\t\tInvalid$/m);
+    const json = JSON.parse(podcrypt("policy", "list", "--json", "--datastore", `local:${dir}`).stdout) as {
+      policies: { status: { programmedNodes: number; nodes: number } }[];
+      invalid: { key: string; status: { conditions: { reason: string }[] } }[];
+    };
+    assert.deepEqual([json.policies[0]!.status.programmedNodes, json.policies[0]!.status.nodes], [2, 3]);
+    assert.equal(json.invalid[0]!.status.conditions[0]!.reason, "Invalid");
   });
 });
 

@@ -463,7 +463,7 @@ class EtcdWatch<T> implements Watch {
     const revision = String(kv.mod_revision);
     if (type === "Delete") return { type: "DELETED", key, revision };
     const d = this.coll.decode(kv);
-    if (!d.ok) return { type: "INVALID", key, revision, error: d.invalid.error };
+    if (!d.ok) return { ...d.invalid, type: "INVALID", key, revision };
     const added = String(kv.create_revision) === String(kv.mod_revision);
     return { type: added ? "ADDED" : "MODIFIED", key, revision, object: d.stored as Stored<T> };
   }

@@ -407,7 +407,7 @@ class JournalWatch<T> implements Watch {
     const revision = String(e.rev);
     if (e.type === "DELETE") return { type: "DELETED", key: e.key, revision };
     const d = decodeObject(this.kind, e.key, e.value, revision, e.lease);
-    if (!d.ok) return { type: "INVALID", key: e.key, revision, error: d.invalid.error };
+    if (!d.ok) return { ...d.invalid, type: "INVALID", key: e.key, revision };
     return { type: e.created ? "ADDED" : "MODIFIED", key: e.key, revision, object: d.stored as Stored<T> };
   }
 

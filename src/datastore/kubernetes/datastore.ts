@@ -799,7 +799,7 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
         (prev === undefined &&
           (type === "ADDED" || (this.kind === "nodes" && meta.annotations?.[NODE_WRITE_ANNOTATION] === "1")));
       const d = this.decodeAny(obj, ref)!;
-      if (!d.ok) emit({ type: "INVALID", key, revision, error: d.invalid.error });
+      if (!d.ok) emit({ ...d.invalid, type: "INVALID", key, revision });
       else emit({ type: fresh ? "ADDED" : "MODIFIED", key, revision, object: d.stored });
     };
     const streams: ResumableWatch[] = [];
