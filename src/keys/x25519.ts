@@ -29,18 +29,44 @@ export function clamp(scalar: Buffer): Buffer {
   return k;
 }
 
+/**
+ * The KeyObject of each private key buffer in use, so that deriving the keys of many peers from
+ * one node key parses it once (OpenSSL's PKCS#8 decoding is most of an X25519 agreement's cost).
+ * Entries die with their buffer; the copy detects a buffer changed in place (zeroed on retire).
+ */
+const privateKeyObjects = new WeakMap<Buffer, { copy: Buffer; object: KeyObject }>();
+
 function privateKeyObject(privateKey: Buffer): KeyObject {
   if (privateKey.length !== X25519_KEY_LENGTH) {
     throw new ValidationError("privateKey", `must be ${X25519_KEY_LENGTH} bytes, got ${privateKey.length}`);
   }
-  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, privateKey]), format: "der", type: "pkcs8" });
+  const cached = privateKeyObjects.get(privateKey);
+  if (cached !== undefined && cached.copy.equals(privateKey)) return cached.object;
+  const object = createPrivateKey({
+    key: Buffer.concat([PKCS8_PREFIX, privateKey]),
+    format: "der",
+    type: "pkcs8",
+  });
+  privateKeyObjects.set(privateKey, { copy: Buffer.from(privateKey), object });
+  return object;
 }
+
+/** As {@link privateKeyObjects}, for peer keys: both directions of a pair use the same one. */
+const publicKeyObjects = new WeakMap<Buffer, { copy: Buffer; object: KeyObject }>();
 
 function publicKeyObject(publicKey: Buffer): KeyObject {
   if (publicKey.length !== X25519_KEY_LENGTH) {
     throw new ValidationError("publicKey", `must be ${X25519_KEY_LENGTH} bytes, got ${publicKey.length}`);
   }
-  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: "der", type: "spki" });
+  const cached = publicKeyObjects.get(publicKey);
+  if (cached !== undefined && cached.copy.equals(publicKey)) return cached.object;
+  const object = createPublicKey({
+    key: Buffer.concat([SPKI_PREFIX, publicKey]),
+    format: "der",
+    type: "spki",
+  });
+  publicKeyObjects.set(publicKey, { copy: Buffer.from(publicKey), object });
+  return object;
 }
 
 /** The public key of a private key (X25519 of the base point, RFC 7748 section 6.1). */

@@ -10,7 +10,9 @@ out=/run/podcrypt-vm
 echo "podcrypt-vm: up after $(cut -d' ' -f1 /proc/uptime)s, kernel $(uname -r)"
 # Loaded up front, crypto included: every module the kernel would autoload later costs a modprobe
 # round trip through 9p in the middle of a test.
-modprobe -a wireguard esp4 xfrm_user ip_tunnel ipip veth dummy \
+# xfrm_interface for route-based IPsec; nf_tables, bridge and tun for the local cluster (strict
+# rules, the fabric bridge, userspace data planes).
+modprobe -a wireguard esp4 xfrm_user xfrm_interface ip_tunnel ipip veth dummy bridge tun nf_tables \
   aesni_intel gcm ghash_clmulni_intel seqiv drbg ctr || { echo "podcrypt-vm: modprobe failed"; exit 3; }
 # The first ESP SA instantiates seqiv(rfc4106(gcm(aes))), and the kernel first asks modprobe (over
 # 9p, emulated) for modules of that name: tens of seconds on a busy host. Pay it here, once.

@@ -1,13 +1,15 @@
 import { formatSpi } from "../../esp/sa.js";
 import { ESP_IN_UDP_PORT } from "../../esp/udp.js";
 import { keyIdOfSpi } from "../../keys/derive.js";
+import { decodeKey } from "../../keys/x25519.js";
 import type { Logger } from "../../log/logger.js";
 import { ProcessKernelCommands, type KernelCommands } from "../../platform/netlink/kernel-commands.js";
 import { setSysctl } from "../../platform/sysctl/sysctl.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
-import type { DesiredGeneration, ObservedPeer } from "../types.js";
+import { peerSas } from "../esp-userspace/sas.js";
+import type { DesiredGeneration, DesiredPeer, ObservedPeer } from "../types.js";
 import { ProcessEncapHolder, type EncapHolderPort } from "./encap.js";
-import { XFRM_REQID_BASE, xfrmDesired, type XfrmOwners } from "./generations.js";
+import { XFRM_REQID_BASE, xfrmDesired, type PeerSaPair, type XfrmOwners } from "./generations.js";
 import { XfrmReconciler } from "./reconciler.js";
 
 export interface KernelXfrmOptions {
@@ -46,6 +48,7 @@ export class KernelXfrmBackend implements GenerationBackend {
   private readonly reconciler: XfrmReconciler;
   private readonly encap: EncapHolderPort;
   private readonly port: number;
+  private readonly material = new Map<string, PeerSaPair>();
   private owners: XfrmOwners = { generationByIfId: new Map(), nodeByAddress: new Map() };
   private readonly isOurs: (ifname: string) => boolean;
 
@@ -60,6 +63,29 @@ export class KernelXfrmBackend implements GenerationBackend {
     this.encap = o.encap ?? new ProcessEncapHolder(this.port, o.logger);
   }
 
+  /**
+   * The SA pair of a peer in an epoch, derived once (an X25519 agreement and two HKDFs) and kept
+   * while a generation holds that peer with that key: most passes change nothing and must stay
+   * cheap with hundreds of peers. Kept in memory only, like the private keys they come from.
+   */
+  private sas(generations: DesiredGeneration[], ctx: GenerationContext) {
+    return (epoch: number, peer: DesiredPeer, field: string): PeerSaPair => {
+      const id = `${epoch}|${peer.node}|${peer.publicKey}`;
+      let pair = this.material.get(id);
+      if (pair === undefined) {
+        pair = peerSas({
+          self: this.o.node,
+          peer: peer.node,
+          epoch,
+          privateKey: ctx.privateKey(epoch),
+          peerPublicKey: decodeKey(peer.publicKey, field),
+        });
+        this.material.set(id, pair);
+      }
+      return pair;
+    };
+  }
+
   private desired(generations: DesiredGeneration[], ctx: GenerationContext) {
     return xfrmDesired({
       self: this.o.node,
@@ -69,7 +95,16 @@ export class KernelXfrmBackend implements GenerationBackend {
       mtu: ctx.mtu,
       generations,
       privateKey: ctx.privateKey,
+      sas: this.sas(generations, ctx),
     });
+  }
+
+  /** Forgets derived SAs no generation of `generations` holds. */
+  private forget(generations: DesiredGeneration[]): void {
+    const keep = new Set(
+      generations.flatMap((g) => g.peers.map((p) => `${g.epoch}|${p.node}|${p.publicKey}`)),
+    );
+    for (const id of [...this.material.keys()]) if (!keep.has(id)) this.material.delete(id);
   }
 
   /**
@@ -99,6 +134,7 @@ export class KernelXfrmBackend implements GenerationBackend {
     const d = this.desired(generations, ctx);
     const r = await this.reconciler.reconcile(d, "all");
     this.owners = d.owners;
+    this.forget(generations);
     if (generations.length === 0) await this.encap.stop();
     if (r.changed) this.o.logger.info({ epochs: generations.map((g) => g.epoch), lines: r.lines }, "retired");
   }

@@ -21,7 +21,7 @@
 import { keyIdForEpoch } from "../../keys/derive.js";
 import { decodeKey } from "../../keys/x25519.js";
 import { peerSas } from "../esp-userspace/sas.js";
-import type { DesiredGeneration } from "../types.js";
+import type { DesiredGeneration, DesiredPeer } from "../types.js";
 import type { XfrmDesired, XfrmPolicySpec, XfrmSaSpec } from "./types.js";
 
 /** Reqid of key ID k: `XFRM_REQID_BASE + k`, inside the reqids the backend owns. */
@@ -53,7 +53,15 @@ export interface XfrmGenerationsInput {
   generations: readonly DesiredGeneration[];
   /** The node's private key of an epoch. */
   privateKey: (epoch: number) => Buffer;
+  /**
+   * The `[inbound, outbound]` SA pair of a peer in an epoch. Default: derived by `peerSas`; the
+   * backend passes a memo of it, so a pass that changes nothing derives nothing.
+   */
+  sas?: (epoch: number, peer: DesiredPeer, field: string) => PeerSaPair;
 }
+
+/** `[inbound, outbound]`, as esp-userspace/sas.ts `peerSas` returns them. */
+export type PeerSaPair = ReturnType<typeof peerSas>;
 
 /** Who an installed SA belongs to, for observe(): by `if_id`, the generation; by address, the peer. */
 export interface XfrmOwners {
@@ -80,13 +88,16 @@ export function xfrmDesired(i: XfrmGenerationsInput): XfrmDesired & { owners: Xf
     g.peers.forEach((p, j) => {
       const remote = p.endpoint.address;
       owners.nodeByAddress.set(remote, p.node);
-      const [inb, out] = peerSas({
-        self: i.self,
-        peer: p.node,
-        epoch: g.epoch,
-        privateKey: i.privateKey(g.epoch),
-        peerPublicKey: decodeKey(p.publicKey, `generations[${g.epoch}].peers[${j}].publicKey`),
-      });
+      const field = `generations[${g.epoch}].peers[${j}].publicKey`;
+      const [inb, out] =
+        i.sas?.(g.epoch, p, field) ??
+        peerSas({
+          self: i.self,
+          peer: p.node,
+          epoch: g.epoch,
+          privateKey: i.privateKey(g.epoch),
+          peerPublicKey: decodeKey(p.publicKey, field),
+        });
       const key = (sa: { key: string; salt: string }): Buffer => Buffer.from(sa.key + sa.salt, "hex");
       states.push(
         { src: i.localAddress, dst: remote, spi: out.spi, reqid, key: key(out), encap, ifId },
