@@ -71,7 +71,9 @@ async function measure(name: string, k: TimedKernel, pass: () => Promise<unknown
   }
   runs.sort((a, b) => a - b);
   const median = runs[2]!;
-  process.stdout.write(`${name}: ${median.toFixed(1)} ms (median of 5; min ${runs[0]!.toFixed(1)}, max ${runs[4]!.toFixed(1)})\n`);
+  process.stdout.write(
+    `${name}: ${median.toFixed(1)} ms (median of 5; min ${runs[0]!.toFixed(1)}, max ${runs[4]!.toFixed(1)})\n`,
+  );
 }
 
 const noSysctl = async (): Promise<void> => undefined;
@@ -84,7 +86,9 @@ const noSysctl = async (): Promise<void> => undefined;
     fake.wgDevices.delete("pct1");
     await b.applyGenerations([gen("wireguard")], ctx);
   });
-  await measure(`WireGuard ${count} peers, no-change pass`, k, () => b.applyGenerations([gen("wireguard")], ctx));
+  await measure(`WireGuard ${count} peers, no-change pass`, k, () =>
+    b.applyGenerations([gen("wireguard")], ctx),
+  );
   await measure(`WireGuard ${count} peers, observe`, k, () => b.observe());
 }
 {
