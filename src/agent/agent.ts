@@ -1,5 +1,5 @@
 import type { Clock } from "../clock.js";
-import { isLive, DEFAULT_TIMING } from "../controller/phases.js";
+import { applied, isLive, DEFAULT_TIMING } from "../controller/phases.js";
 import type { DataplaneBackend } from "../dataplane/types.js";
 import { isAlreadyExistsError, isConflictError, isNotFoundError } from "../datastore/errors.js";
 import type { Datastore, Watch } from "../datastore/types.js";
@@ -181,6 +181,30 @@ export class Agent {
     return { selection: this.selection.update(selectors, everyone), hash };
   }
 
+  /**
+   * IPsec: when an outbound SA of the current epoch nears the end of its sequence numbers, asks
+   * the controller for a rotation now (DESIGN.md section 3), once per epoch.
+   */
+  private async askForEarlyRotation(c: ClusterEncryption): Promise<void> {
+    const a = applied(c);
+    if (c.phase !== "idle" || !a.enabled || a.mode !== "ipsec") return;
+    if (this.nodes.get(this.name)?.status?.rotationWanted?.epoch === c.epoch) return;
+    const running = (await this.o.backend.observe())
+      .filter((p) => p.epoch === c.epoch && p.rekeySoon === true)
+      .map((p) => p.node);
+    if (running.length === 0) return;
+    const rotationWanted = {
+      epoch: c.epoch,
+      reason: `ESP sequence numbers of the SAs to ${running.join(", ")} near their end`.slice(0, 256),
+      at: new Date(this.o.clock.wallNow()).toISOString(),
+    };
+    await this.publish((n) => ({
+      ...n,
+      status: { ...n.status, errors: n.status?.errors ?? [], rotationWanted },
+    }));
+    this.o.logger.warn({ epoch: c.epoch, peers: running }, "asking for an early rotation");
+  }
+
   /** Read-modify-write of our own Node object. */
   private async publish(change: (n: NodeInput) => NodeInput): Promise<void> {
     const col = this.o.store.collection("nodes");
@@ -304,6 +328,7 @@ export class Agent {
         const gen = desired.generations.find((g) => g.epoch === target.epoch);
         if (takeover && gen !== undefined && unswitched(desired, gen, live).length > 0) this.recheckSoon();
       }
+      await this.askForEarlyRotation(c);
       await this.o.keys.retain(needed);
     } catch (e) {
       this.lastErrors = [(e as Error).message.slice(0, 1000)];

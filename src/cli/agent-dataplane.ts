@@ -83,6 +83,8 @@ export interface NodeDataplaneOptions {
   /** The cluster's pod CIDRs (`--cluster-cidr`): routes inside them are the agent's. */
   clusterCidrs: readonly string[];
   wireguardDaemon: "podcrypt" | "wireguard-go";
+  /** Userspace ESP: packets an outbound SA sends before it asks for an early rotation (default: 3/4 of 2^32). */
+  espRekeyAfterPackets?: number;
 }
 
 /**
@@ -132,6 +134,7 @@ export function nodeBackend(o: NodeDataplaneOptions): DataplaneBackend {
           node: o.node,
           localAddress: o.underlayIp,
           ifname: `${o.ifPrefix}e`.slice(0, 15),
+          ...(o.espRekeyAfterPackets === undefined ? {} : { rekeyAfterPackets: o.espRekeyAfterPackets }),
         });
   const managed = new ManagedRoutes(o.podCidrs, o.clusterCidrs);
   const composite = new CompositeBackend({ backends: { wireguard, ipsec }, managedRoute: managed.has });

@@ -94,6 +94,26 @@ describe("controller phases", () => {
     assert.equal(decide(ipsec, [], T0).reason, "mode-change");
   });
 
+  it("rotates early when a live node's SAs of the current epoch run out of sequence numbers", () => {
+    const c = cluster({
+      epoch: 3,
+      applied: { enabled: true, mode: "ipsec" },
+      mode: "ipsec",
+      lastCompletedAt: iso(T0),
+    });
+    const wanting = (epoch: number, heartbeat = T0 + 1000): Node => ({
+      ...node("a", heartbeat),
+      status: { errors: [], rotationWanted: { epoch, reason: "ESP sequence numbers", at: iso(T0 + 900) } },
+    });
+    const d = decide(c, [wanting(3)], T0 + 1000);
+    assert.equal(d.next?.phase, "prepare");
+    assert.equal(d.reason, "rotation-early");
+    assert.equal(d.next?.target?.epoch, 4);
+    // A request about an epoch already left, or from a node no longer live, starts nothing.
+    assert.equal(decide(c, [wanting(2)], T0 + 1000).next, undefined);
+    assert.equal(decide(c, [wanting(3, T0 - 60_000)], T0 + 1000).next, undefined);
+  });
+
   it("rotates on schedule", () => {
     const c = cluster({
       epoch: 1,

@@ -24,7 +24,8 @@ export const DEFAULT_TIMING: PhaseTiming = {
 };
 
 /** Why a run started. */
-export type RunReason = "enable" | "disable" | "mode-change" | "rotation-requested" | "rotation-scheduled";
+export type RunReason =
+  "enable" | "disable" | "mode-change" | "rotation-requested" | "rotation-early" | "rotation-scheduled";
 
 /** The controller's decision for one look at the cluster: the new ClusterEncryption, or nothing to do. */
 export interface Decision {
@@ -47,7 +48,12 @@ export function applied(c: ClusterEncryption): { enabled: boolean; mode: Encrypt
   return c.applied ?? { enabled: c.enabled, mode: c.mode };
 }
 
-function startReason(c: ClusterEncryption, now: number): RunReason | undefined {
+function startReason(
+  c: ClusterEncryption,
+  nodes: readonly Node[],
+  now: number,
+  timing: PhaseTiming,
+): RunReason | undefined {
   const a = applied(c);
   if (a.enabled !== c.enabled) return c.enabled ? "enable" : "disable";
   if (c.enabled && a.mode !== c.mode) return "mode-change";
@@ -56,6 +62,9 @@ function startReason(c: ClusterEncryption, now: number): RunReason | undefined {
   if (c.rotateRequestedAt !== undefined && (last === undefined || Date.parse(c.rotateRequestedAt) > last)) {
     return "rotation-requested";
   }
+  // A node whose SAs of the current epoch run out of sequence numbers asked for one.
+  if (nodes.some((n) => n.status?.rotationWanted?.epoch === c.epoch && isLive(n, now, timing)))
+    return "rotation-early";
   const interval = parseDuration(c.rotationInterval)!;
   if (last !== undefined && now - last >= interval) return "rotation-scheduled";
   return undefined;
@@ -93,7 +102,7 @@ export function decide(
         reason: "initialised",
       };
     }
-    const reason = startReason(c, now);
+    const reason = startReason(c, nodes, now, timing);
     if (reason === undefined) {
       const last = c.lastCompletedAt === undefined ? now : Date.parse(c.lastCompletedAt);
       return { recheckInMs: Math.max(1000, last + parseDuration(c.rotationInterval)! - now) };

@@ -111,6 +111,8 @@ export interface ObservedPeer {
   rxPackets?: number;
   /** Milliseconds since the epoch of the latest handshake (WireGuard), if any. */
   latestHandshake?: number;
+  /** IPsec: the outbound SA's sequence numbers near their end; the cluster should rotate now. */
+  rekeySoon?: boolean;
 }
 
 /** One backend's reconciler: the only code that touches the kernel or a data-plane daemon. */

@@ -41,6 +41,32 @@ export interface PairResult {
   losses: Array<{ atMs: number; untilMs: number; packets: number }>;
   /** Why the check could not run, when it could not. */
   error?: string;
+  /**
+   * When its marker was first and last seen in plaintext on the underlay (ms since the epoch), and
+   * last seen from each source address (the probing pod's requests, the echoing pod's replies).
+   */
+  plaintextAt?: { first: number; last: number; lastBySource: Record<string, number> };
+}
+
+/** The IPv4 source address of an Ethernet frame, if it carries IPv4. */
+function ipv4Source(frame: Buffer): string | undefined {
+  if (frame.length < 34 || frame.readUInt16BE(12) !== 0x0800) return undefined;
+  return [...frame.subarray(26, 30)].join(".");
+}
+
+/** The records of a classic pcap file (tcpdump -w): capture time in ms and the frame bytes. */
+export function pcapRecords(pcap: Buffer): Array<{ at: number; data: Buffer }> {
+  const out: Array<{ at: number; data: Buffer }> = [];
+  if (pcap.length < 24) return out;
+  // Magic a1b2c3d4 (microseconds) in the writer's byte order; tcpdump writes the host's (LE here).
+  const le = pcap.readUInt32LE(0) === 0xa1b2c3d4;
+  const u32 = (off: number): number => (le ? pcap.readUInt32LE(off) : pcap.readUInt32BE(off));
+  for (let off = 24; off + 16 <= pcap.length;) {
+    const len = u32(off + 8);
+    out.push({ at: u32(off) * 1000 + u32(off + 4) / 1000, data: pcap.subarray(off + 16, off + 16 + len) });
+    off += 16 + len;
+  }
+  return out;
 }
 
 export interface VerifyResult {
@@ -279,10 +305,21 @@ export async function verifyCluster(
   }
   const capture = readFileSync(file);
   rmSync(file, { force: true });
-  checks.forEach((c, i) => (pairs[i]!.plaintextSeen = capture.includes(marker(c))));
-  // pcap: 24-byte header, then 16-byte record headers.
-  let packets = 0;
-  for (let off = 24; off + 16 <= capture.length; packets++) off += 16 + capture.readUInt32LE(off + 8);
+  const records = pcapRecords(capture);
+  checks.forEach((c, i) => {
+    const m = marker(c);
+    const seen = records.filter((r) => r.data.includes(m));
+    const p = pairs[i]!;
+    p.plaintextSeen = seen.length > 0;
+    if (seen.length === 0) return;
+    const bySource: Record<string, number> = {};
+    for (const r of seen) {
+      const src = ipv4Source(r.data);
+      if (src !== undefined) bySource[src] = r.at;
+    }
+    p.plaintextAt = { first: seen[0]!.at, last: seen.at(-1)!.at, lastBySource: bySource };
+  });
+  const packets = records.length;
   return {
     ok: pairs.length > 0 && pairs.every((p) => p.delivered && !(p.selected && p.plaintextSeen)),
     encrypted: pairs.every((p) => !(p.selected && p.plaintextSeen)),

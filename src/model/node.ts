@@ -37,6 +37,13 @@ export const nodeStatusSchema = z.strictObject({
     .string()
     .regex(/^[0-9a-f]{16}$/, "must be 16 hex digits")
     .optional(),
+  /**
+   * The node asks for a rotation before the schedule (IPsec: an outbound SA of `epoch` nears the
+   * end of its sequence numbers). The controller starts one when `epoch` is still current.
+   */
+  rotationWanted: z
+    .strictObject({ epoch: epochNumber, reason: z.string().max(256), at: timestamp })
+    .optional(),
 });
 
 /** Epoch numbers as decimal strings, the record key of `Node.publicKeys`. */

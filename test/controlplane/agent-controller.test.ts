@@ -20,6 +20,7 @@ import {
   simController,
   simNode,
   simPodCidr,
+  updateCluster,
   waitUntil,
   type SimNode,
 } from "./sim.js";
@@ -266,6 +267,29 @@ describe("agent + controller over the memory datastore (fake data planes)", () =
     process.stdout.write(
       `# rotation with one silent node: ${took} ms (phase timeout ${timing.phaseTimeoutMs} ms)\n`,
     );
+  });
+
+  it("IPsec: SAs running out of sequence numbers make their node ask, and the cluster rotates early", async () => {
+    const l = lab();
+    await l.startController("controller-1");
+    for (let i = 1; i <= 3; i++) await l.addNode(i);
+    await settle(l, 1);
+    await updateCluster(l.root, (c) => ({ ...c, mode: "ipsec" }));
+    await waitUntil(async () => idleAt(await readCluster(l.root), 2), 10_000, "the switch to ipsec");
+    const before = (await readCluster(l.root))!;
+    assert.equal(before.applied?.mode, "ipsec");
+    l.nodes[1]!.backend.exhaustSequence(before.epoch);
+    await waitUntil(
+      async () => idleAt(await readCluster(l.root), before.epoch + 1),
+      10_000,
+      "an early rotation to the next epoch",
+    );
+    const me = (await l.root.collection("nodes").get(l.nodes[1]!.name))!.value;
+    assert.equal(me.status?.rotationWanted?.epoch, before.epoch);
+    assert.match(me.status?.rotationWanted?.reason ?? "", /sequence numbers/);
+    // The new epoch's SAs are fresh: nothing more is asked for.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await readCluster(l.root))!.epoch, before.epoch + 1);
   });
 
   it("two controllers: the leader crashes (no resign) and the standby takes over and drives a rotation", async () => {

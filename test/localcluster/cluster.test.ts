@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { LocalDatastore } from "../../src/datastore/local/index.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { projectRoot } from "../../src/paths.js";
@@ -148,7 +149,7 @@ describe(
       );
     });
 
-    it("disable and enable under traffic lose nothing; verify then fails and passes", async () => {
+    it("disable and enable under traffic lose nothing; no node sends plaintext once it switched", async () => {
       const traffic = podcrypt(["verify", "--json", "--seconds", "25", "--count", "2500"], 240_000);
       await new Promise((r) => setTimeout(r, 2000));
       assert.equal((await podcrypt(["disable", "--wait", "--timeout", "120"])).code, 0);
@@ -156,11 +157,48 @@ describe(
       assert.equal(off.code, 1, "verify must fail on a plaintext cluster");
       const offv = JSON.parse(off.stdout) as { pairs: Array<{ plaintextSeen: boolean }> };
       assert.ok(offv.pairs.every((p) => p.plaintextSeen));
-      assert.equal((await podcrypt(["enable", "--wait", "--timeout", "120"])).code, 0);
+      const enable = await podcrypt(["enable", "--wait", "--timeout", "120"]);
+      assert.equal(enable.code, 0);
       const v = JSON.parse((await traffic).stdout) as {
-        pairs: Array<{ from: string; to: string; sent: number; echoed: number }>;
+        pairs: Array<{
+          from: string;
+          to: string;
+          sent: number;
+          echoed: number;
+          plaintextAt?: { lastBySource: Record<string, number> };
+        }>;
       };
       for (const p of v.pairs) assert.equal(p.echoed, p.sent, `${p.from}->${p.to} lost ${p.sent - p.echoed}`);
+      // From the moment a node switched to sending encrypted in the enable run (its switch
+      // acknowledgement is written after its routes moved), none of its pods' packets crossed the
+      // underlay in plaintext: neither their requests nor their echoes.
+      const { epoch } = JSON.parse((await podcrypt(["status", "--json"])).stdout) as { epoch: number };
+      const store = await LocalDatastore.open({ dir: join(home, "store") });
+      const switched = new Map<string, number>();
+      try {
+        for (const { value: n } of (await store.collection("nodes").list()).items) {
+          const ack = n.acknowledgements.find((a) => a.epoch === epoch && a.phase === "switch");
+          assert.ok(ack, `${n.name} acknowledged switch@${epoch}`);
+          switched.set(n.name, Date.parse(ack.at));
+        }
+      } finally {
+        await store.close();
+      }
+      const info = JSON.parse((await podcrypt(["cluster", "info", "--json"])).stdout) as {
+        pods: Array<{ node: string; ip: string }>;
+      };
+      const nodeOf = new Map(info.pods.map((x) => [x.ip, x.node]));
+      let checked = 0;
+      for (const p of v.pairs)
+        for (const [ip, last] of Object.entries(p.plaintextAt?.lastBySource ?? {})) {
+          const node = nodeOf.get(ip)!;
+          assert.ok(
+            last <= switched.get(node)!,
+            `${node} sent ${p.from}->${p.to} traffic in plaintext ${last - switched.get(node)!} ms after it switched`,
+          );
+          checked++;
+        }
+      assert.ok(checked >= 6, "plaintext (while disabled) was seen and placed in time");
       assert.equal((await podcrypt(["verify"])).code, 0);
     });
 

@@ -28,6 +28,11 @@ export interface UserspaceEspOptions {
   socketDir?: string;
   /** Command that runs the podcrypt CLI (the daemon daemonizes). Default `node bin/podcrypt`. */
   command?: { cmd: string; args: string[] };
+  /**
+   * Packets an outbound SA sends before it asks for an early rotation (DESIGN.md section 3).
+   * Default: three quarters of the 32-bit sequence space.
+   */
+  rekeyAfterPackets?: number;
 }
 
 /** The ESP interface name for generation interfaces such as `pc1w0`/`pc1w1` -> `pc1we`. */
@@ -107,6 +112,7 @@ export class UserspaceEspBackend implements GenerationBackend {
         routes: [...ctx.routes],
         port: this.opts.port ?? ESP_IN_UDP_PORT,
         privateKey: ctx.privateKey,
+        ...(this.opts.rekeyAfterPackets === undefined ? {} : { rekeyAfter: this.opts.rekeyAfterPackets }),
         have,
         pushed: this.pushed,
         prune,
@@ -213,6 +219,7 @@ export class UserspaceEspBackend implements GenerationBackend {
         rows.set(k, row);
       }
       if (sa.direction === "out") {
+        if (sa.rekeySoon) row.rekeySoon = true;
         row.spiOut = sa.spi;
         row.txBytes += sa.bytes;
         row.txPackets = (row.txPackets ?? 0) + sa.packets;

@@ -53,6 +53,11 @@ export const espSaSchema = z.object({
   salt: hex(4),
   icvLength: z.union([z.literal(8), z.literal(12), z.literal(16)]).optional(),
   esn: z.boolean().optional(),
+  /**
+   * Outbound only: the sequence number from which the SA asks for an early rotation
+   * (`rekeySoon`). Default: three quarters of the sequence space.
+   */
+  rekeyAfter: z.number().int().min(1).optional(),
 });
 export type EspSaConfig = z.infer<typeof espSaSchema>;
 

@@ -27,6 +27,8 @@ export interface PlanInput {
   port: number;
   /** The node's private key of an epoch. */
   privateKey: (epoch: number) => Buffer;
+  /** Sequence number from which outbound SAs ask for an early rotation (default: theirs). */
+  rekeyAfter?: number;
   /** What the daemon has now. */
   have: EspStatus;
   /**
@@ -154,6 +156,7 @@ export function planEsp(i: PlanInput): Plan {
         epoch: g.epoch,
         privateKey: i.privateKey(g.epoch),
         peerPublicKey: decodeKey(p.publicKey, `generations[${g.epoch}].peers.${p.node}.publicKey`),
+        ...(i.rekeyAfter === undefined ? {} : { rekeyAfter: i.rekeyAfter }),
       });
       sas.push(...pair);
       pushed.set(id, material);

@@ -17,6 +17,8 @@ export interface PeerSaInput {
   privateKey: Buffer;
   /** The peer's X25519 public key of `epoch` (32 bytes). */
   peerPublicKey: Buffer;
+  /** Sequence number from which the outbound SA asks for an early rotation (default: the SA's own). */
+  rekeyAfter?: number;
 }
 
 /** `[inbound, outbound]` SA configurations for `peer` in `epoch`, ready for a `set`. */
@@ -46,7 +48,10 @@ export function peerSas(i: PeerSaInput): [EspSaConfig, EspSaConfig] {
   });
   const result: [EspSaConfig, EspSaConfig] = [
     sa("in", spiFor(keyId, i.peer, i.self), inb),
-    sa("out", spiFor(keyId, i.self, i.peer), out),
+    {
+      ...sa("out", spiFor(keyId, i.self, i.peer), out),
+      ...(i.rekeyAfter === undefined ? {} : { rekeyAfter: i.rekeyAfter }),
+    },
   ];
   out.key.fill(0);
   out.salt.fill(0);

@@ -225,6 +225,7 @@ function buildSa(s: EspSaConfig, remote: string, local: string | undefined, now:
     createdAt: now,
     ...(s.icvLength !== undefined ? { icvLength: s.icvLength } : {}),
     ...(s.esn !== undefined ? { esn: s.esn } : {}),
+    ...(s.rekeyAfter !== undefined && s.direction === "out" ? { rekeyThreshold: s.rekeyAfter } : {}),
     ...(s.direction === "out"
       ? { srcAddress: local, dstAddress: remote }
       : { srcAddress: remote, dstAddress: local }),

@@ -163,6 +163,8 @@ export class FakeDataplane implements DataplaneBackend {
   readonly installHistory: number[] = [];
   /** Wall-clock ms of the first completed handshake, by `epoch/node/publicKey`. */
   private readonly handshakes = new Map<string, number>();
+  /** Epochs whose (IPsec) outbound SAs report that their sequence numbers near the end. */
+  private readonly exhausting = new Set<number>();
 
   constructor(private readonly options: FakeDataplaneOptions = {}) {
     options.fabric?.network.join(options.fabric.node, this);
@@ -176,6 +178,11 @@ export class FakeDataplane implements DataplaneBackend {
   /** Makes every pass fail with `error` at `step` until `recover()` (a wedged data plane). */
   failAlways(error: Error = fakeErrno("EIO"), step: FakeStep | "any" = "any"): void {
     this.persistent = { step, error };
+  }
+
+  /** From now on, the IPsec SAs of `epoch` report `rekeySoon` (their sequence numbers near the end). */
+  exhaustSequence(epoch: number): void {
+    this.exhausting.add(epoch);
   }
 
   /** Ends `failAlways`. */
@@ -366,6 +373,7 @@ export class FakeDataplane implements DataplaneBackend {
           txBytes: 0,
           rxBytes: 0,
           ...(latestHandshake === undefined ? {} : { latestHandshake }),
+          ...(g.mode === "ipsec" && this.exhausting.has(g.epoch) ? { rekeySoon: true } : {}),
         };
       }),
     );
