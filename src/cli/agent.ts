@@ -2,14 +2,29 @@ import { randomBytes } from "node:crypto";
 import { Command, Option } from "commander";
 import { Agent, type EpochKeys } from "../agent/agent.js";
 import { systemClock } from "../clock.js";
+import type { Datastore } from "../datastore/types.js";
 import { ValidationError } from "../errors/index.js";
+import { instrumentBackend } from "../health/backend-probe.js";
+import { agentLiveness, agentReconcileReadiness, allOf, HEALTH_TIMING } from "../health/checks.js";
+import { observeDatastore } from "../health/datastore-probe.js";
+import { agentRegistry } from "../health/metrics.js";
+import { HealthServer } from "../health/server.js";
 import { KeyStore } from "../keys/index.js";
 import { createLogger } from "../log/logger.js";
 import { tunnelMtu } from "../mtu/mtu.js";
 import { ProcessKernelCommands } from "../platform/netlink/kernel-commands.js";
 import { run } from "../platform/netns/netns.js";
 import { chooseDataplanes, detectKernel, nodeBackend, type DataplaneRequest } from "./agent-dataplane.js";
-import { datastoreOption, openDatastore } from "./datastore.js";
+import { resolveNodeName, resolveNodeNetwork, underlayInterfaceOf } from "./agent-node.js";
+import {
+  AGENT_DEFAULTS,
+  loadDaemonConfig,
+  logLevelOption,
+  MAX_HEARTBEAT_SECONDS,
+  parseListenAddress,
+  pick,
+} from "./config.js";
+import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
 /** EpochKeys over the 0600 key files of src/keys. */
@@ -34,116 +49,228 @@ async function linkMtu(ifname: string): Promise<number> {
   return mtu;
 }
 
+/** The flags of `podcrypt agent`; undefined when not given (the config file or default applies). */
+interface AgentFlags {
+  config?: string;
+  node?: string;
+  datastore?: string;
+  namespace?: string;
+  stateDir?: string;
+  underlayIp?: string;
+  podCidr?: string[];
+  clusterCidr?: string[];
+  underlayIf?: string;
+  ifPrefix?: string;
+  wireguardPort?: number;
+  dataplane?: DataplaneRequest;
+  wireguardDaemon: "podcrypt" | "wireguard-go";
+  heartbeatSeconds?: number;
+  healthAddress?: string;
+  logLevel?: string;
+}
+
+/** Runs until SIGTERM/SIGINT. Everything it opened is closed again if start-up fails. */
+async function runAgent(o: AgentFlags): Promise<void> {
+  const file = o.config === undefined ? {} : loadDaemonConfig(o.config);
+  const cfg = file.agent ?? {};
+  const node = resolveNodeName(o.node, process.env);
+  const logger = createLogger("agent", {
+    level: pick(o.logLevel, file.log?.level, AGENT_DEFAULTS.logLevel),
+  }).child({
+    node,
+  });
+  const healthAddress = pick(o.healthAddress, cfg.healthAddress, AGENT_DEFAULTS.healthAddress);
+  const listen = healthAddress === "off" ? undefined : parseListenAddress(healthAddress);
+  if (healthAddress !== "off" && listen === undefined)
+    throw new ValidationError("--health-address", `"${healthAddress}" is not HOST:PORT or off`);
+  const dataplane = pick(o.dataplane, cfg.dataplane, AGENT_DEFAULTS.dataplane);
+  const ifPrefix = pick(o.ifPrefix, undefined, AGENT_DEFAULTS.ifPrefix);
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+  };
+  try {
+    const raw: Datastore = await openDatastore(pick(o.datastore, file.datastore, AGENT_DEFAULTS.datastore), {
+      namespace: o.namespace ?? file.namespace ?? process.env["POD_NAMESPACE"],
+      identity: node,
+    });
+    closers.push(() => raw.close());
+    const net = await resolveNodeNetwork(raw, node, { underlayIp: o.underlayIp, podCidr: o.podCidr });
+    const underlayIf = o.underlayIf ?? cfg.underlayInterface ?? (await underlayInterfaceOf(net.underlayIp));
+    // With --dataplane kernel on a kernel without the modules the agent stops here, saying what is missing.
+    const caps = await detectKernel(new ProcessKernelCommands(), underlayIf);
+    const choice = chooseDataplanes(dataplane, caps);
+    logger.info(
+      {
+        dataplane,
+        choice,
+        underlayIp: net.underlayIp,
+        podCIDRs: net.podCIDRs,
+        underlayIf,
+        from: net.source,
+        ...(caps.wireguard.ok ? {} : { noKernelWireguard: caps.wireguard.reason }),
+        ...(caps.ipsec.ok ? {} : { noKernelXfrm: caps.ipsec.reason }),
+      },
+      "node and data planes",
+    );
+    const { store, reach } = observeDatastore(raw, systemClock);
+    const keys = new KeyStore(pick(o.stateDir, cfg.stateDir, AGENT_DEFAULTS.stateDir), (n) => randomBytes(n));
+    await keys.load();
+    const extMtu = await linkMtu(underlayIf);
+    const ipv6 = net.underlayIp.includes(":");
+    // Generations of both modes share the tunnel MTU during a mode switch: the smaller one fits both.
+    const mtu = Math.min(
+      tunnelMtu({ extMtu, mode: "wireguard", ipv6 }),
+      tunnelMtu({ extMtu, mode: "ipsec", ipv6, udpEncap: true }),
+    );
+    const { backend, record } = instrumentBackend(
+      nodeBackend({
+        node,
+        logger,
+        choice,
+        underlayIp: net.underlayIp,
+        underlayIf,
+        ifPrefix,
+        podCidrs: net.podCIDRs,
+        clusterCidrs: o.clusterCidr ?? cfg.clusterCIDRs ?? [],
+        wireguardDaemon: o.wireguardDaemon,
+      }),
+      systemClock,
+    );
+    if (listen !== undefined) {
+      const registry = agentRegistry({
+        node,
+        clock: systemClock,
+        backend,
+        record,
+        reach,
+        choice,
+        drops: {
+          wireguardUserspace: choice.wireguard === "userspace" ? [`${ifPrefix}0`, `${ifPrefix}1`] : [],
+          espUserspace: choice.ipsec === "userspace" ? `${ifPrefix}e`.slice(0, 15) : undefined,
+          kernelXfrm: choice.ipsec === "kernel",
+        },
+      });
+      const health = await HealthServer.start({
+        ...listen,
+        registry,
+        logger,
+        liveness: () => agentLiveness(record, reach, Date.now()),
+        readiness: async () =>
+          allOf(
+            await reach.check(() => raw.collection("nodes").get(node), HEALTH_TIMING.datastoreFreshMs),
+            agentReconcileReadiness(record, Date.now()),
+          ),
+      });
+      closers.push(() => health.close());
+      logger.info({ address: `${listen.host}:${health.port}` }, "serving /healthz, /readyz and /metrics");
+    }
+    const heartbeatSeconds = pick(o.heartbeatSeconds, cfg.heartbeatSeconds, AGENT_DEFAULTS.heartbeatSeconds);
+    const agent = new Agent({
+      settings: {
+        node,
+        ifPrefix,
+        wireguardPort: pick(o.wireguardPort, cfg.wireguardPort, AGENT_DEFAULTS.wireguardPort),
+        underlayIf,
+        mtu,
+      },
+      self: {
+        underlay: ipv6 ? { ipv6: net.underlayIp } : { ipv4: net.underlayIp },
+        podCIDRs: net.podCIDRs,
+        capabilities: { wireguardKernel: caps.wireguard.ok, xfrmKernel: caps.ipsec.ok },
+      },
+      store,
+      backend,
+      keys: epochKeys(keys),
+      clock: systemClock,
+      logger,
+      heartbeatMs: heartbeatSeconds * 1000,
+    });
+    logger.info({ mtu, extMtu, dataplane, heartbeatSeconds }, "agent starting");
+    closers.push(() => agent.stop());
+    await agent.start();
+    await new Promise<void>((resolve) => {
+      for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve());
+    });
+    logger.info("agent stopping; the data plane keeps running");
+  } finally {
+    await closeAll();
+  }
+}
+
 export function registerAgent(program: Command): void {
+  const d = AGENT_DEFAULTS;
   program
     .command("agent")
-    .description("the node agent: makes this node's keys, publishes public keys, programs the data plane")
-    .requiredOption("--node <name>", "this node's name")
-    .addOption(datastoreOption())
-    .option("--state-dir <dir>", "where private keys live (0600 files)", "/var/lib/podcrypt/agent")
-    .requiredOption("--underlay-ip <ip>", "this node's underlay address peers send to")
-    .option("--pod-cidr <cidr...>", "pod CIDRs routed to this node", [])
+    .description(
+      "the node agent: makes this node's keys, publishes public keys, programs the data plane. Settings come from " +
+        "the flags, else the --config file, else the defaults shown; on the kubernetes datastore a DaemonSet pod " +
+        "needs only $NODE_NAME (its Node gives the underlay address and pod CIDRs)",
+    )
+    .option(
+      "--config <file>",
+      "configuration file: the podcrypt-config ConfigMap's config.yaml (sections agent, log)",
+    )
+    .option("--node <name>", "this node's name (default $NODE_NAME)")
+    .option(
+      "--datastore <url>",
+      `datastore: local, local:DIR, etcd://HOST:PORT, kubernetes or kubernetes:KUBECONFIG (config: datastore; default ${d.datastore})`,
+    )
+    .option(
+      "--namespace <ns>",
+      "kubernetes datastore: namespace of podcrypt's Leases (config: namespace; default $POD_NAMESPACE, else podcrypt-system)",
+    )
+    .option(
+      "--state-dir <dir>",
+      `where private keys live, 0600 files (config: agent.stateDir; default ${d.stateDir})`,
+    )
+    .option(
+      "--underlay-ip <ip>",
+      "this node's underlay address peers send to (kubernetes datastore: default the Node's InternalIP)",
+    )
+    .option(
+      "--pod-cidr <cidr...>",
+      "pod CIDRs routed to this node (kubernetes datastore: default the Node's spec.podCIDRs)",
+    )
     .option(
       "--cluster-cidr <cidr...>",
-      "the cluster's pod CIDRs: routes inside them (outside --pod-cidr) are the agent's to prune",
-      [],
+      "the cluster's pod CIDRs: routes inside them (outside --pod-cidr) are the agent's to prune (config: agent.clusterCIDRs)",
     )
-    .option("--underlay-if <ifname>", "the underlay interface (MTU detected from it)", "eth0")
-    .option("--if-prefix <prefix>", "tunnel interface prefix (generation slots 0 and 1)", "podcrypt")
+    .option(
+      "--underlay-if <ifname>",
+      "the underlay interface, MTU detected from it (config: agent.underlayInterface; default the interface holding the underlay address)",
+    )
+    .option(
+      "--if-prefix <prefix>",
+      `tunnel interface prefix, generation slots 0 and 1 (default ${d.ifPrefix})`,
+    )
     .option(
       "--wireguard-port <port>",
-      "WireGuard listen port of slot 0 (slot 1 uses the next)",
+      `WireGuard listen port of slot 0, slot 1 uses the next (config: agent.wireguardPort; default ${d.wireguardPort})`,
       parseIntFlag("--wireguard-port", 1, 65534),
-      51820,
     )
     .addOption(
       new Option(
         "--dataplane <kind>",
-        "data plane: kernel WireGuard/XFRM when the kernel has them (auto), always (kernel, else fail) or never",
-      )
-        .choices(["auto", "kernel", "userspace"])
-        .default("auto"),
+        `data plane: kernel WireGuard/XFRM when the kernel has them (auto), always (kernel, else fail) or never (config: agent.dataplane; default ${d.dataplane})`,
+      ).choices(["auto", "kernel", "userspace"]),
     )
     .addOption(
       new Option("--wireguard-daemon <cmd>", "userspace daemon to run")
         .choices(["podcrypt", "wireguard-go"])
         .default(process.env["PODCRYPT_WIREGUARD_DAEMON"] ?? "podcrypt"),
     )
-    .action(
-      async (o: {
-        node: string;
-        datastore: string;
-        stateDir: string;
-        underlayIp: string;
-        podCidr: string[];
-        clusterCidr: string[];
-        underlayIf: string;
-        ifPrefix: string;
-        wireguardPort: number;
-        dataplane: DataplaneRequest;
-        wireguardDaemon: "podcrypt" | "wireguard-go";
-      }) => {
-        const logger = createLogger("agent").child({ node: o.node });
-        // Before anything is opened: with --dataplane kernel on a kernel without the modules the
-        // agent stops here, saying what is missing.
-        const caps = await detectKernel(new ProcessKernelCommands(), o.underlayIf);
-        const choice = chooseDataplanes(o.dataplane, caps);
-        logger.info(
-          {
-            dataplane: o.dataplane,
-            choice,
-            ...(caps.wireguard.ok ? {} : { noKernelWireguard: caps.wireguard.reason }),
-            ...(caps.ipsec.ok ? {} : { noKernelXfrm: caps.ipsec.reason }),
-          },
-          "data planes chosen",
-        );
-        const store = await openDatastore(o.datastore);
-        const keys = new KeyStore(o.stateDir, (n) => randomBytes(n));
-        await keys.load();
-        const extMtu = await linkMtu(o.underlayIf);
-        const ipv6 = o.underlayIp.includes(":");
-        // Generations of both modes share the tunnel MTU during a mode switch: the smaller one fits both.
-        const mtu = Math.min(
-          tunnelMtu({ extMtu, mode: "wireguard", ipv6 }),
-          tunnelMtu({ extMtu, mode: "ipsec", ipv6, udpEncap: true }),
-        );
-        const agent = new Agent({
-          settings: {
-            node: o.node,
-            ifPrefix: o.ifPrefix,
-            wireguardPort: o.wireguardPort,
-            underlayIf: o.underlayIf,
-            mtu,
-          },
-          self: {
-            underlay: o.underlayIp.includes(":") ? { ipv6: o.underlayIp } : { ipv4: o.underlayIp },
-            podCIDRs: o.podCidr,
-            capabilities: { wireguardKernel: caps.wireguard.ok, xfrmKernel: caps.ipsec.ok },
-          },
-          store,
-          backend: nodeBackend({
-            node: o.node,
-            logger,
-            choice,
-            underlayIp: o.underlayIp,
-            underlayIf: o.underlayIf,
-            ifPrefix: o.ifPrefix,
-            podCidrs: o.podCidr,
-            clusterCidrs: o.clusterCidr,
-            wireguardDaemon: o.wireguardDaemon,
-          }),
-          keys: epochKeys(keys),
-          clock: systemClock,
-          logger,
-        });
-        logger.info({ mtu, extMtu, dataplane: o.dataplane }, "agent starting");
-        await agent.start();
-        await new Promise<void>((resolve) => {
-          for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve());
-        });
-        await agent.stop();
-        await store.close();
-        logger.info("agent stopped; the data plane keeps running");
-      },
-    );
+    .option(
+      "--heartbeat-seconds <s>",
+      `how often the node reports alive, 1-${MAX_HEARTBEAT_SECONDS} (config: agent.heartbeatSeconds; default ${d.heartbeatSeconds})`,
+      parseIntFlag("--heartbeat-seconds", 1, MAX_HEARTBEAT_SECONDS),
+    )
+    .option(
+      "--health-address <host:port>",
+      `where /healthz, /readyz and /metrics listen; port 0 for any free one, off for none (config: agent.healthAddress; default ${d.healthAddress})`,
+    )
+    .addOption(logLevelOption(d.logLevel))
+    .action(async (o: AgentFlags) => {
+      await runAgent(o);
+    });
 }

@@ -2,39 +2,128 @@ import { hostname } from "node:os";
 import { Command } from "commander";
 import { systemClock } from "../clock.js";
 import { Controller } from "../controller/controller.js";
+import { ValidationError } from "../errors/index.js";
+import { allOf, controllerLiveness, controllerReadiness, HEALTH_TIMING } from "../health/checks.js";
+import { observeDatastore } from "../health/datastore-probe.js";
+import { controllerRegistry } from "../health/metrics.js";
+import { HealthServer } from "../health/server.js";
 import { createLogger } from "../log/logger.js";
-import { datastoreOption, openDatastore } from "./datastore.js";
+import { CONTROLLER_DEFAULTS, loadDaemonConfig, logLevelOption, parseListenAddress, pick } from "./config.js";
+import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
+/** The flags of `podcrypt controller`; undefined when not given. */
+interface ControllerFlags {
+  config?: string;
+  datastore?: string;
+  namespace?: string;
+  identity?: string;
+  election?: string;
+  leaseTtl?: number;
+  healthAddress?: string;
+  logLevel?: string;
+}
+
+/** Runs until SIGTERM/SIGINT, then resigns so a standby takes over at once. */
+async function runController(o: ControllerFlags): Promise<void> {
+  const file = o.config === undefined ? {} : loadDaemonConfig(o.config);
+  const cfg = file.controller ?? {};
+  const d = CONTROLLER_DEFAULTS;
+  // In a pod the pod's name tells replicas apart; elsewhere host and pid do.
+  const identity = o.identity ?? process.env["POD_NAME"] ?? `${hostname()}-${process.pid}`;
+  const logger = createLogger("controller", { level: pick(o.logLevel, file.log?.level, d.logLevel) }).child({
+    identity,
+  });
+  const healthAddress = pick(o.healthAddress, cfg.healthAddress, d.healthAddress);
+  const listen = healthAddress === "off" ? undefined : parseListenAddress(healthAddress);
+  if (healthAddress !== "off" && listen === undefined)
+    throw new ValidationError("--health-address", `"${healthAddress}" is not HOST:PORT or off`);
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    const raw = await openDatastore(pick(o.datastore, file.datastore, d.datastore), {
+      namespace: o.namespace ?? file.namespace ?? process.env["POD_NAMESPACE"],
+      identity,
+    });
+    closers.push(() => raw.close());
+    const { store, reach } = observeDatastore(raw, systemClock);
+    const electionName = pick(o.election, cfg.leaderElection?.name, d.electionName);
+    const controller = new Controller({
+      store,
+      identity,
+      clock: systemClock,
+      logger,
+      electionName,
+      leaseTtlSeconds: pick(o.leaseTtl, cfg.leaderElection?.ttlSeconds, d.leaseTtlSeconds),
+      ...(file.cluster === undefined ? {} : { seed: file.cluster }),
+    });
+    if (listen !== undefined) {
+      const health = await HealthServer.start({
+        ...listen,
+        registry: controllerRegistry(() => controller.health(), reach),
+        logger,
+        liveness: () => controllerLiveness(controller.health(), Date.now()),
+        readiness: async () =>
+          allOf(
+            await reach.check(() => raw.leader(electionName), HEALTH_TIMING.datastoreFreshMs),
+            controllerReadiness(controller.health(), Date.now()),
+          ),
+      });
+      closers.push(() => health.close());
+      logger.info({ address: `${listen.host}:${health.port}` }, "serving /healthz, /readyz and /metrics");
+    }
+    // Resign on the way out (a clean hand-over), whether start-up failed or a signal came.
+    closers.push(() => controller.stop());
+    await controller.start();
+    logger.info({ election: electionName }, "controller started");
+    await new Promise<void>((resolve) => {
+      for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve());
+    });
+  } finally {
+    for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+  }
+}
+
 export function registerController(program: Command): void {
+  const d = CONTROLLER_DEFAULTS;
   program
     .command("controller")
     .description(
-      "the leader-elected controller: drives enable, disable and key rotation through prepare → switch → retire",
+      "the leader-elected controller: drives enable, disable and key rotation through prepare → switch → retire, " +
+        "and writes policy status (Accepted, Programmed on N of M nodes). Settings come from the flags, else the " +
+        "--config file, else the defaults shown; the file's cluster section seeds ClusterEncryption default when " +
+        "the leader finds none",
     )
-    .addOption(datastoreOption())
+    .option(
+      "--config <file>",
+      "configuration file: the podcrypt-config ConfigMap's config.yaml (sections controller, cluster, log)",
+    )
+    .option(
+      "--datastore <url>",
+      `datastore: local, local:DIR, etcd://HOST:PORT, kubernetes or kubernetes:KUBECONFIG (config: datastore; default ${d.datastore})`,
+    )
+    .option(
+      "--namespace <ns>",
+      "kubernetes datastore: namespace of podcrypt's Leases (config: namespace; default $POD_NAMESPACE, else podcrypt-system)",
+    )
     .option(
       "--identity <id>",
-      "this controller's identity in the leader election",
-      `${hostname()}-${process.pid}`,
+      "this controller's identity in the leader election (default $POD_NAME, else HOST-PID)",
     )
-    .option("--lease-ttl <seconds>", "leadership lease TTL", parseIntFlag("--lease-ttl", 1, 3600), 5)
-    .action(async (o: { datastore: string; identity: string; leaseTtl: number }) => {
-      const logger = createLogger("controller").child({ identity: o.identity });
-      const store = await openDatastore(o.datastore);
-      const controller = new Controller({
-        store,
-        identity: o.identity,
-        clock: systemClock,
-        logger,
-        leaseTtlSeconds: o.leaseTtl,
-      });
-      await controller.start();
-      logger.info("controller started");
-      await new Promise<void>((resolve) => {
-        for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve());
-      });
-      await controller.stop();
-      await store.close();
+    .option(
+      "--election <name>",
+      `leader election name; kubernetes: the Lease podcrypt-leader-NAME (config: controller.leaderElection.name; default ${d.electionName})`,
+    )
+    .option(
+      "--lease-ttl <seconds>",
+      `leadership lease TTL: a crashed leader is replaced within about this (config: controller.leaderElection.ttlSeconds; default ${d.leaseTtlSeconds})`,
+      parseIntFlag("--lease-ttl", 1, 3600),
+    )
+    .option(
+      "--health-address <host:port>",
+      `where /healthz, /readyz and /metrics listen; port 0 for any free one, off for none (config: controller.healthAddress; default ${d.healthAddress})`,
+    )
+    .addOption(logLevelOption(d.logLevel))
+    .action(async (o: ControllerFlags) => {
+      await runController(o);
     });
 }

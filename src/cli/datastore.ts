@@ -61,8 +61,16 @@ export async function withClusterDatastore<T>(
   }
 }
 
+/** Options of {@link openDatastore} that only some backends use. */
+export interface OpenDatastoreOptions {
+  /** kubernetes: namespace of the datastore's Leases (default podcrypt-system). */
+  namespace?: string | undefined;
+  /** kubernetes: holder identity written into the Leases it grants (default the host name). */
+  identity?: string | undefined;
+}
+
 /** Opens the datastore a `--datastore` value names; the error names the flag when it is malformed. */
-export async function openDatastore(url: string): Promise<Datastore> {
+export async function openDatastore(url: string, options: OpenDatastoreOptions = {}): Promise<Datastore> {
   if (url === "local") return LocalDatastore.open({ dir: DEFAULT_LOCAL_STORE, ...LOCAL_POLLING });
   if (url.startsWith("local:")) {
     const dir = url.slice("local:".length);
@@ -80,7 +88,13 @@ export async function openDatastore(url: string): Promise<Datastore> {
   }
   if (url === "kubernetes" || url.startsWith("kubernetes:")) {
     const { KubernetesDatastore, kubeConfigOf } = await import("../datastore/kubernetes/index.js");
-    return KubernetesDatastore.connect({ kubeConfig: kubeConfigOf(url) });
+    return KubernetesDatastore.connect({
+      kubeConfig: kubeConfigOf(url),
+      ...(options.namespace === undefined || options.namespace === ""
+        ? {}
+        : { namespace: options.namespace }),
+      ...(options.identity === undefined ? {} : { identity: options.identity }),
+    });
   }
   throw new ValidationError(
     "--datastore",

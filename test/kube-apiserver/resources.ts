@@ -53,7 +53,7 @@ function builtin(
   };
 }
 
-/** The built-in types this server serves (those podcrypt reads or writes, and Namespaces). */
+/** The built-in types this server serves (those podcrypt reads or writes, Namespaces and RBAC). */
 export const BUILTIN_TYPES: readonly ResourceType[] = [
   builtin("", "v1", "namespaces", "Namespace", false, {
     statusSubresource: true,
@@ -64,6 +64,13 @@ export const BUILTIN_TYPES: readonly ResourceType[] = [
   builtin("", "v1", "endpoints", "Endpoints", true),
   builtin("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true),
   builtin("coordination.k8s.io", "v1", "leases", "Lease", true),
+  // RBAC, for the authorizer of ./rbac.ts (and `kubectl apply` of the generated manifests).
+  builtin("", "v1", "serviceaccounts", "ServiceAccount", true),
+  builtin("", "v1", "configmaps", "ConfigMap", true),
+  builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false),
+  builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false),
+  builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
+  builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true),
   builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, {
     statusSubresource: true,
   }),

@@ -15,7 +15,10 @@ import {
 } from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import { ConfigMap, Namespace, ServiceAccount } from "kubernetes-models/v1";
 import { parseAllDocuments, parse } from "yaml";
+import { parseDaemonConfig, parseListenAddress } from "../../src/cli/config.js";
+import { policyStatusPatch } from "../../src/datastore/kubernetes/mapping.js";
 import { clusterEncryptionSchema } from "../../src/model/cluster-encryption.js";
+import { policyStatusSchema, type PolicyStatus } from "../../src/model/encryption-policy.js";
 import { projectRoot } from "../../src/paths.js";
 import { packageVersion, staleKustomizeFiles, writeKustomizeBase } from "../../src/cli/manifests.js";
 import { CLUSTER_ENCRYPTION_STATUS_FIELDS, customResourceDefinitions } from "../../src/cli/manifests/crds.js";
@@ -195,6 +198,43 @@ describe("CRDs", () => {
       ["missing servicens", { servicens: undefined }, /servicens/],
       ["upper-case service", { servicename: "DNS" }, /servicename/],
     ];
+    it("a policy status as the controller writes it validates, on both kinds; the schema has the model's fields", () => {
+      const status: PolicyStatus = {
+        conditions: [
+          {
+            type: "Accepted",
+            status: "True",
+            reason: "Valid",
+            message: "the policy is valid",
+            lastTransitionTime: "2026-01-01T00:00:00Z",
+            observedGeneration: 3,
+          },
+          {
+            type: "Programmed",
+            status: "False",
+            reason: "Pending",
+            message: "programmed on 2 of 3 nodes",
+            lastTransitionTime: "2026-01-01T00:00:00Z",
+            observedGeneration: 3,
+          },
+        ],
+        programmedNodes: 2,
+        nodes: 3,
+        selectedEndpoints: 4,
+        observedGeneration: 3,
+      };
+      for (const [plural, doc] of [
+        ["ipsecpolicies", fixture("starlingx-ipsecpolicy.yaml")[0]!],
+        ["encryptionpolicies", fixture("encryptionpolicy.yaml")[0]!],
+      ] as const) {
+        const v = validatorFor(plural);
+        assert.ok(v({ ...doc, status: policyStatusPatch(status) }), `${plural}: ${ajv.errorsText(v.errors)}`);
+        assert.equal(v({ ...doc, status: { ...policyStatusPatch(status), nodes: -1 } }), false);
+        const schema = versionOf(crdNamed(crds, plural)).schema.openAPIV3Schema;
+        const fields = Object.keys(schema.properties.status.properties).filter((k) => k !== "status");
+        assert.deepEqual(fields.sort(), Object.keys(policyStatusSchema.shape).sort(), plural);
+      }
+    });
     for (const [what, change, field] of bad)
       it(`the IPsecPolicy schema refuses ${what}`, () => {
         const v = validatorFor("ipsecpolicies");
@@ -252,6 +292,41 @@ describe("workloads", () => {
     assert.equal(d.spec.replicas, 1);
     assert.equal(podSpec("Deployment").securityContext.runAsNonRoot, true);
     assert.equal(podSpec("Deployment").serviceAccountName, "podcrypt-controller");
+  });
+
+  it("the ConfigMap's config.yaml is what the daemons read, and the probes use its health ports", () => {
+    for (const opts of [defaults, ipsecOpts]) {
+      const objs = manifestObjects(opts);
+      const cm = objs.find((o) => o["kind"] === "ConfigMap") as { data: Record<string, string> };
+      const config = parseDaemonConfig(cm.data["config.yaml"]!, "config.yaml");
+      assert.equal(config.datastore, "kubernetes");
+      for (const [kind, section] of [
+        ["DaemonSet", config.agent],
+        ["Deployment", config.controller],
+      ] as const) {
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        const c = (objs.find((o) => o["kind"] === kind)!["spec"] as any).template.spec.containers[0];
+        assert.deepEqual(c.args.slice(1), ["--config", "/etc/podcrypt/config.yaml"], kind);
+        const port = parseListenAddress(section!.healthAddress!)!.port;
+        assert.equal(c.livenessProbe.httpGet.port, port, kind);
+        assert.equal(c.readinessProbe.httpGet.port, port, kind);
+        assert.equal(c.ports[0].containerPort, port, kind);
+        assert.deepEqual(
+          [c.livenessProbe.httpGet.path, c.readinessProbe.httpGet.path],
+          ["/healthz", "/readyz"],
+        );
+      }
+      // The agent's keys go where the state host path is mounted.
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      const ds = (objs.find((o) => o["kind"] === "DaemonSet")!["spec"] as any).template.spec;
+      const mounts = ds.containers[0].volumeMounts.map((m: { mountPath: string }) => m.mountPath);
+      assert.ok(mounts.includes(config.agent!.stateDir), "stateDir is a mounted host path");
+      assert.ok(mounts.includes("/var/run/podcrypt"), "the userspace data planes' sockets are writable");
+    }
+    assert.throws(
+      () => parseDaemonConfig("agent:\n  heartbeatSeconds: 10\n", "config.yaml"),
+      /^ValidationError: config\.yaml: agent\.heartbeatSeconds: must be at most 5/,
+    );
   });
 
   it("--mode lands in the ConfigMap", () => {

@@ -1,20 +1,28 @@
 /**
  * The Namespace, the ConfigMap, the controller Deployment and the agent DaemonSet.
  *
- * What the daemons must honour (the contract these objects set):
- * - `podcrypt controller|agent --datastore kubernetes --config /etc/podcrypt/config.yaml`;
- * - env NODE_NAME (agent), POD_NAME, POD_NAMESPACE (lease namespace);
- * - HTTP `/healthz` (liveness) and `/readyz` (readiness) on HEALTH_PORTS, address from config;
- * - agent state under /var/lib/podcrypt (keys, mode 0600), UAPI sockets under /var/run/wireguard.
+ * What the daemons honour (the contract these objects set):
+ * - `podcrypt controller|agent --config /etc/podcrypt/config.yaml`, the file of {@link configFile}
+ *   (src/cli/config.ts validates it; every field in it is used);
+ * - env NODE_NAME (agent: its Node gives the underlay address and pod CIDRs), POD_NAME
+ *   (controller identity), POD_NAMESPACE;
+ * - HTTP `/healthz` (liveness), `/readyz` (readiness) and `/metrics` on HEALTH_PORTS, on the
+ *   configured `healthAddress`;
+ * - agent state under /var/lib/podcrypt (keys, mode 0600), WireGuard UAPI sockets under
+ *   /var/run/wireguard, the userspace data planes' status and control sockets under /var/run/podcrypt.
  */
 import { stringify } from "yaml";
+import type { DaemonConfig } from "../config.js";
 import { COMPONENT_NAMES, CONFIG_MAP_NAME, HEALTH_PORTS, type ManifestOptions } from "./options.js";
 
 const partOf = { "app.kubernetes.io/part-of": "podcrypt" };
 const labelsOf = (name: string) => ({ "app.kubernetes.io/name": name, ...partOf });
 
-/** The configuration file both daemons read (mounted from the ConfigMap). */
-export function configFile(o: ManifestOptions): Record<string, unknown> {
+/** Where the agent keeps its private keys: a host path, so they outlive the pod. */
+const STATE_DIR = "/var/lib/podcrypt";
+
+/** The configuration file both daemons read (mounted from the ConfigMap), as src/cli/config.ts reads it. */
+export function configFile(o: ManifestOptions): DaemonConfig {
   return {
     datastore: "kubernetes",
     namespace: o.namespace,
@@ -22,13 +30,13 @@ export function configFile(o: ManifestOptions): Record<string, unknown> {
     cluster: { enabled: true, mode: o.mode, encryption: "all", strict: true, rotationInterval: "1h" },
     agent: {
       dataplane: "auto",
-      stateDir: "/var/lib/podcrypt",
-      heartbeatSeconds: 10,
-      healthPort: HEALTH_PORTS.agent,
+      stateDir: STATE_DIR,
+      heartbeatSeconds: 5,
+      healthAddress: `0.0.0.0:${HEALTH_PORTS.agent}`,
     },
     controller: {
-      leaderElection: { leaseName: COMPONENT_NAMES.controller, ttlSeconds: 15 },
-      healthPort: HEALTH_PORTS.controller,
+      leaderElection: { name: COMPONENT_NAMES.controller, ttlSeconds: 15 },
+      healthAddress: `0.0.0.0:${HEALTH_PORTS.controller}`,
     },
     log: { level: "info" },
   };
@@ -54,8 +62,9 @@ function probes(port: number) {
   };
 }
 
+const CONFIG_DIR = "/etc/podcrypt";
 const configVolume = { name: "config", configMap: { name: CONFIG_MAP_NAME } };
-const configMount = { name: "config", mountPath: "/etc/podcrypt", readOnly: true };
+const configMount = { name: "config", mountPath: CONFIG_DIR, readOnly: true };
 
 /** The Namespace, ConfigMap, controller Deployment and agent DaemonSet. */
 export function workloadObjects(o: ManifestOptions): Record<string, unknown>[] {
@@ -116,7 +125,7 @@ export function workloadObjects(o: ManifestOptions): Record<string, unknown>[] {
               {
                 name: "controller",
                 image: o.image,
-                args: ["controller", "--datastore", "kubernetes", "--config", "/etc/podcrypt/config.yaml"],
+                args: ["controller", "--config", `${CONFIG_DIR}/config.yaml`],
                 env: [fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace")],
                 ports: [{ name: "health", containerPort: HEALTH_PORTS.controller, protocol: "TCP" }],
                 ...probes(HEALTH_PORTS.controller),
@@ -155,7 +164,7 @@ export function workloadObjects(o: ManifestOptions): Record<string, unknown>[] {
               {
                 name: "agent",
                 image: o.image,
-                args: ["agent", "--datastore", "kubernetes", "--config", "/etc/podcrypt/config.yaml"],
+                args: ["agent", "--config", `${CONFIG_DIR}/config.yaml`],
                 env: [
                   fieldEnv("NODE_NAME", "spec.nodeName"),
                   fieldEnv("POD_NAME", "metadata.name"),
@@ -185,8 +194,9 @@ export function workloadObjects(o: ManifestOptions): Record<string, unknown>[] {
                 },
                 volumeMounts: [
                   configMount,
-                  { name: "state", mountPath: "/var/lib/podcrypt" },
+                  { name: "state", mountPath: STATE_DIR },
                   { name: "wireguard-run", mountPath: "/var/run/wireguard" },
+                  { name: "podcrypt-run", mountPath: "/var/run/podcrypt" },
                   { name: "tun", mountPath: "/dev/net/tun" },
                   { name: "modules", mountPath: "/lib/modules", readOnly: true },
                 ],
@@ -194,8 +204,9 @@ export function workloadObjects(o: ManifestOptions): Record<string, unknown>[] {
             ],
             volumes: [
               configVolume,
-              { name: "state", hostPath: { path: "/var/lib/podcrypt", type: "DirectoryOrCreate" } },
+              { name: "state", hostPath: { path: STATE_DIR, type: "DirectoryOrCreate" } },
               { name: "wireguard-run", hostPath: { path: "/var/run/wireguard", type: "DirectoryOrCreate" } },
+              { name: "podcrypt-run", hostPath: { path: "/var/run/podcrypt", type: "DirectoryOrCreate" } },
               { name: "tun", hostPath: { path: "/dev/net/tun", type: "CharDevice" } },
               { name: "modules", hostPath: { path: "/lib/modules", type: "Directory" } },
             ],

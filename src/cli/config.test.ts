@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { isValidationError } from "../errors/index.js";
+import { defaultManifestOptions } from "./manifests/options.js";
+import { configFile } from "./manifests/workloads.js";
+import { stringify } from "yaml";
+import { parseDaemonConfig, parseListenAddress, pick } from "./config.js";
+
+/** Asserts that parsing `text` fails naming `field`. */
+function rejects(text: string, field: string, message: RegExp): void {
+  assert.throws(
+    () => parseDaemonConfig(text, "config.yaml"),
+    (e: unknown) => {
+      assert.ok(isValidationError(e), String(e));
+      assert.equal(e.field, `config.yaml: ${field}`);
+      assert.match(e.message, message);
+      return true;
+    },
+  );
+}
+
+describe("daemon configuration file", () => {
+  it("reads what `podcrypt manifests` writes, field for field", () => {
+    const generated = configFile(defaultManifestOptions("1.2.3"));
+    assert.deepEqual(parseDaemonConfig(stringify(generated)), generated);
+  });
+
+  it("an empty file is no configuration", () => {
+    assert.deepEqual(parseDaemonConfig(""), {});
+  });
+
+  const cases: [string, string, string, RegExp][] = [
+    ["unknown field", "agent:\n  healthPort: 9809\n", "agent", /healthPort/],
+    [
+      "heartbeat past the liveness window",
+      "agent:\n  heartbeatSeconds: 10\n",
+      "agent.heartbeatSeconds",
+      /at most 5/,
+    ],
+    ["relative state directory", "agent:\n  stateDir: keys\n", "agent.stateDir", /absolute/],
+    ["bad health address", 'controller:\n  healthAddress: "9808"\n', "controller.healthAddress", /HOST:PORT/],
+    ["bad mode", "cluster:\n  mode: tls\n", "cluster.mode", /wireguard/],
+    [
+      "bad rotation interval",
+      "cluster:\n  rotationInterval: hourly\n",
+      "cluster.rotationInterval",
+      /duration/,
+    ],
+    ["bad log level", "log:\n  level: loud\n", "log.level", /info/],
+    ["bad namespace", "namespace: Podcrypt\n", "namespace", /DNS-1123/],
+    [
+      "bad election name",
+      "controller:\n  leaderElection:\n    name: A_B\n",
+      "controller.leaderElection.name",
+      /DNS-1123/,
+    ],
+    ["bad cluster CIDR", "agent:\n  clusterCIDRs: [10.0.0.0/33]\n", "agent.clusterCIDRs.0", /CIDR/],
+  ];
+  for (const [what, text, field, message] of cases)
+    it(`refuses ${what}, naming ${field}`, () => rejects(text, field, message));
+
+  it("refuses YAML that does not parse, naming the file", () => {
+    assert.throws(
+      () => parseDaemonConfig("agent: [", "config.yaml"),
+      /^ValidationError: config\.yaml: not valid YAML/,
+    );
+  });
+
+  it("listen addresses", () => {
+    assert.deepEqual(parseListenAddress("0.0.0.0:9809"), { host: "0.0.0.0", port: 9809 });
+    assert.deepEqual(parseListenAddress("[::]:0"), { host: "::", port: 0 });
+    assert.deepEqual(parseListenAddress("localhost:80"), { host: "localhost", port: 80 });
+    assert.equal(parseListenAddress("9809"), undefined);
+    assert.equal(parseListenAddress("a:70000"), undefined);
+  });
+
+  it("a flag beats the file, the file beats the default", () => {
+    assert.equal(pick("flag", "file", "default"), "flag");
+    assert.equal(pick(undefined, "file", "default"), "file");
+    assert.equal(pick(undefined, undefined, "default"), "default");
+    assert.equal(pick(0, 5, 9), 0, "a flag of 0 is given");
+  });
+});

@@ -1,0 +1,172 @@
+/**
+ * The daemons' configuration file (`podcrypt agent|controller --config FILE`): the `config.yaml`
+ * of the ConfigMap `podcrypt manifests` generates (src/cli/manifests/workloads.ts writes it from
+ * {@link DaemonConfig}, so the two cannot drift). Both daemons read the same file, each its own
+ * sections; flags given on the command line override the file, and the file overrides the
+ * built-in defaults ({@link AGENT_DEFAULTS}, {@link CONTROLLER_DEFAULTS}).
+ */
+import { readFileSync } from "node:fs";
+import { Option } from "commander";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { ValidationError } from "../errors/index.js";
+import { cidr, duration, encryptionMode, namespaceName, objectName, parseWith } from "../model/index.js";
+
+/** A `HOST:PORT` (`[v6]:PORT`) listen address, or `off`. Port 0 takes any free port. */
+export const listenAddress = z
+  .string()
+  .refine(
+    (s) => s === "off" || parseListenAddress(s) !== undefined,
+    'must be HOST:PORT (such as 0.0.0.0:9809 or [::]:9809, port 0 for any free one) or "off"',
+  );
+
+/** `HOST:PORT` split, or undefined when it is not one. */
+export function parseListenAddress(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
+  const port = Number(m?.[3]);
+  if (m === null || !(port >= 0 && port <= 65535)) return undefined;
+  return { host: m[1] ?? m[2]!, port };
+}
+
+/** Liveness is 15 s after a heartbeat (src/controller/phases.ts): at most 5 s keeps three beats in it. */
+export const MAX_HEARTBEAT_SECONDS = 5;
+
+/** pino's levels. */
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+const logSchema = z.strictObject({
+  /** pino level. Default info. */
+  level: z.enum(LOG_LEVELS).optional(),
+});
+
+/** `--log-level`, shared by both daemons. */
+export function logLevelOption(dflt: string): Option {
+  return new Option("--log-level <level>", `log level (config: log.level; default ${dflt})`).choices(
+    LOG_LEVELS,
+  );
+}
+
+/**
+ * What the controller creates as ClusterEncryption "default" when it finds none (later changes
+ * are made with `podcrypt enable|disable|rotate` or by editing the object, not here).
+ */
+const clusterSchema = z.strictObject({
+  enabled: z.boolean().optional(),
+  mode: encryptionMode.optional(),
+  encryption: z.enum(["all", "selective"]).optional(),
+  strict: z.boolean().optional(),
+  rotationInterval: duration.optional(),
+  hostEncryption: z.boolean().optional(),
+});
+
+const agentSchema = z.strictObject({
+  /** `--dataplane`. */
+  dataplane: z.enum(["auto", "kernel", "userspace"]).optional(),
+  /** `--state-dir`: the node's private keys (0600 files). */
+  stateDir: z.string().startsWith("/", "must be an absolute path").optional(),
+  /** `--heartbeat-seconds`. */
+  heartbeatSeconds: z
+    .number()
+    .int("must be an integer")
+    .min(1, "must be at least 1")
+    .max(
+      MAX_HEARTBEAT_SECONDS,
+      `must be at most ${MAX_HEARTBEAT_SECONDS} (nodes count as live for 15 s after a heartbeat)`,
+    )
+    .optional(),
+  /** `--health-address`: /healthz, /readyz, /metrics. */
+  healthAddress: listenAddress.optional(),
+  /** `--underlay-if`. */
+  underlayInterface: z
+    .string()
+    .regex(/^[^/\s:]{1,15}$/, "must be an interface name")
+    .optional(),
+  /** `--cluster-cidr`. */
+  clusterCIDRs: z.array(cidr).optional(),
+  /** `--wireguard-port`. */
+  wireguardPort: z.number().int().min(1).max(65534).optional(),
+});
+
+const controllerSchema = z.strictObject({
+  leaderElection: z
+    .strictObject({
+      /** `--election`: the election's name (Kubernetes: the Lease `podcrypt-leader-<name>`). */
+      name: objectName.optional(),
+      /** `--lease-ttl`. */
+      ttlSeconds: z.number().int().min(1).max(3600).optional(),
+    })
+    .optional(),
+  /** `--health-address`. */
+  healthAddress: listenAddress.optional(),
+});
+
+/** The configuration file. Every field is optional. */
+export const daemonConfigSchema = z.strictObject({
+  /** `--datastore`. */
+  datastore: z.string().min(1).optional(),
+  /** `--namespace`: the Kubernetes datastore's namespace (its Leases). */
+  namespace: namespaceName.optional(),
+  log: logSchema.optional(),
+  cluster: clusterSchema.optional(),
+  agent: agentSchema.optional(),
+  controller: controllerSchema.optional(),
+});
+/** The configuration file. */
+export type DaemonConfig = z.infer<typeof daemonConfigSchema>;
+
+/** Built-in defaults of the agent (what the manifests expect where they set nothing). */
+export const AGENT_DEFAULTS = {
+  datastore: "local",
+  stateDir: "/var/lib/podcrypt/agent",
+  dataplane: "auto",
+  heartbeatSeconds: MAX_HEARTBEAT_SECONDS,
+  healthAddress: "0.0.0.0:9809",
+  wireguardPort: 51820,
+  ifPrefix: "podcrypt",
+  logLevel: "info",
+} as const;
+
+/** Built-in defaults of the controller. */
+export const CONTROLLER_DEFAULTS = {
+  datastore: "local",
+  electionName: "podcrypt-controller",
+  leaseTtlSeconds: 5,
+  healthAddress: "0.0.0.0:9808",
+  logLevel: "info",
+} as const;
+
+/**
+ * Reads and validates the configuration file. ValidationError naming the field as
+ * `FILE: agent.heartbeatSeconds: ...`, or the file when it cannot be read or parsed.
+ */
+export function loadDaemonConfig(file: string): DaemonConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (cause) {
+    throw new ValidationError("--config", `cannot read ${file}: ${(cause as Error).message}`, { cause });
+  }
+  return parseDaemonConfig(text, file);
+}
+
+/** Validates the text of a configuration file (`source` names it in errors). */
+export function parseDaemonConfig(text: string, source = "config"): DaemonConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (cause) {
+    throw new ValidationError(source, `not valid YAML: ${(cause as Error).message}`, { cause });
+  }
+  try {
+    return parseWith(daemonConfigSchema, doc ?? {});
+  } catch (e) {
+    if (!(e instanceof ValidationError)) throw e;
+    const detail = e.field === "" ? e.message : e.message.slice(e.field.length + 2);
+    throw new ValidationError(e.field === "" ? source : `${source}: ${e.field}`, detail, { cause: e });
+  }
+}
+
+/** The first value that is defined: flag, then file, then default. */
+export function pick<T>(flag: T | undefined, file: T | undefined, dflt: T): T {
+  return flag ?? file ?? dflt;
+}

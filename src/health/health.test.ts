@@ -1,0 +1,299 @@
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { ManualClock } from "../clock.js";
+import type { ControllerHealth } from "../controller/controller.js";
+import { FakeDataplane, fakeErrno } from "../dataplane/fake/backend.js";
+import { MemoryEpochKeys } from "../dataplane/fake/keys.js";
+import type { DesiredNodeState } from "../dataplane/types.js";
+import { UnavailableError } from "../datastore/errors.js";
+import { MemoryBackingState, MemoryDatastore } from "../datastore/memory/index.js";
+import { isPodcryptError } from "../errors/index.js";
+import { createLogger } from "../log/logger.js";
+import { instrumentBackend, ReconcileRecord } from "./backend-probe.js";
+import {
+  agentLiveness,
+  agentReconcileReadiness,
+  allOf,
+  controllerLiveness,
+  controllerReadiness,
+  HEALTH_TIMING,
+} from "./checks.js";
+import { observeDatastore, Reachability } from "./datastore-probe.js";
+import { parseXfrmStat } from "./drops.js";
+import { agentRegistry, controllerRegistry } from "./metrics.js";
+import { HealthServer, type CheckResult } from "./server.js";
+
+const T0 = Date.parse("2026-02-01T00:00:00Z");
+const logger = createLogger("test", { level: "silent" });
+
+function desired(peers: string[]): DesiredNodeState {
+  return {
+    generations: [
+      {
+        epoch: 3,
+        mode: "wireguard",
+        slot: 1,
+        ifname: "podcrypt1",
+        listenPort: 51821,
+        peers: peers.map((node, i) => ({
+          node,
+          publicKey: Buffer.alloc(32, i + 1).toString("base64"),
+          endpoint: { address: `192.0.2.${i + 2}`, port: 51821 },
+          allowedIps: [`10.244.${i + 2}.0/24`],
+        })),
+      },
+    ],
+    routes: [],
+    strict: {
+      dropOutbound: true,
+      dropInbound: true,
+      underlayIf: "eth0",
+      localPodCidrs: ["10.244.1.0/24"],
+      remotePodCidrs: [],
+    },
+    mtu: 1420,
+  };
+}
+
+describe("health checks", () => {
+  const clock = new ManualClock(0, T0);
+  const reach = new Reachability(clock);
+
+  it("agent readiness: no reconcile yet, ok, failing within the grace, failing past it", () => {
+    const r = new ReconcileRecord();
+    assert.equal(agentReconcileReadiness(r, T0).ok, false);
+    r.lastOkAt = T0;
+    assert.deepEqual(agentReconcileReadiness(r, T0 + 1000), { ok: true, detail: "last reconcile succeeded" });
+    r.failingSince = T0 + 1000;
+    r.lastError = "netlink: EIO";
+    assert.equal(agentReconcileReadiness(r, T0 + 1000 + HEALTH_TIMING.failureGraceMs).ok, true);
+    const late = agentReconcileReadiness(r, T0 + 2000 + HEALTH_TIMING.failureGraceMs);
+    assert.equal(late.ok, false);
+    assert.match(late.detail, /reconcile failing for 31 s: netlink: EIO/);
+  });
+
+  it("agent liveness fails only for a stuck loop, never before the cluster is initialised", () => {
+    const r = new ReconcileRecord();
+    r.lastEndedAt = T0;
+    const idle = T0 + HEALTH_TIMING.stuckMs + 1000;
+    assert.equal(agentLiveness(r, reach, idle).ok, true, "not initialised: no reconciles expected");
+    reach.cluster = { applied: { enabled: true, mode: "wireguard" } } as Reachability["cluster"];
+    assert.match(agentLiveness(r, reach, idle).detail, /no reconcile for 301 s/);
+    r.lastEndedAt = idle - 1000;
+    assert.equal(agentLiveness(r, reach, idle).ok, true);
+    r.inProgressSince = T0;
+    assert.match(agentLiveness(r, reach, idle).detail, /a reconcile has been running for 301 s/);
+  });
+
+  it("controller: a standby is ready, a failing leader is not; liveness needs the campaign", () => {
+    const h: ControllerHealth = {
+      campaigning: true,
+      leader: false,
+      lastStepOkAt: undefined,
+      failingSince: undefined,
+      stepFailures: 0,
+      policyStatusWrites: 0,
+      policyStatusFailures: 0,
+    };
+    assert.deepEqual(controllerReadiness(h, T0), { ok: true, detail: "standby, campaigning" });
+    const failing = { ...h, leader: true, failingSince: T0 };
+    assert.equal(controllerReadiness(failing, T0 + 10_000).ok, true);
+    assert.equal(controllerReadiness(failing, T0 + HEALTH_TIMING.failureGraceMs + 1).ok, false);
+    assert.equal(controllerLiveness(failing, T0 + HEALTH_TIMING.failureGraceMs + 1).ok, true);
+    assert.equal(controllerLiveness(failing, T0 + HEALTH_TIMING.stuckMs + 1).ok, false);
+    assert.equal(controllerLiveness({ ...h, campaigning: false }, T0).ok, false);
+    assert.deepEqual(allOf({ ok: true, detail: "a" }, { ok: false, detail: "b" }), {
+      ok: false,
+      detail: "a; b",
+    });
+  });
+});
+
+describe("instrumented backend and observed datastore", () => {
+  it("records reconciles, failures and the failure run", async () => {
+    const clock = new ManualClock(0, T0);
+    const fake = new FakeDataplane({ clock });
+    const keys = new MemoryEpochKeys();
+    await keys.ensure(3);
+    const { backend, record } = instrumentBackend(fake, clock);
+    await backend.reconcile(desired(["b"]), (e) => keys.privateKey(e));
+    assert.deepEqual([record.reconciles, record.failures, record.lastOkAt], [1, 0, T0]);
+    fake.failNext(fakeErrno("EBUSY"));
+    clock.advance(1000);
+    await assert.rejects(backend.reconcile(desired(["b"]), (e) => keys.privateKey(e)));
+    assert.deepEqual([record.reconciles, record.failures, record.failingSince], [2, 1, T0 + 1000]);
+    assert.match(record.lastError!, /EBUSY/);
+    clock.advance(1000);
+    await backend.reconcile(desired(["b"]), (e) => keys.privateKey(e));
+    assert.equal(record.failingSince, undefined);
+    assert.equal(record.inProgressSince, undefined);
+  });
+
+  it("learns reachability from the calls made, and probes only when quiet", async () => {
+    const clock = new ManualClock(0, T0);
+    const state = new MemoryBackingState();
+    const raw = new MemoryDatastore({ clock, state, sweepIntervalMs: 0 });
+    const { store, reach } = observeDatastore(raw, clock);
+    try {
+      await store.collection("clusterencryptions").create({ name: "default", epoch: 4 });
+      const seen = await store.collection("clusterencryptions").get("default");
+      assert.equal(reach.cluster?.epoch, seen?.value.epoch);
+      assert.ok(reach.fresh(1000));
+      state.failNext("transaction", new UnavailableError("etcd: connection refused"));
+      clock.advance(10);
+      await assert.rejects(store.collection("nodes").list());
+      assert.equal(reach.fresh(1000), false, "a failure since the last success");
+      let probes = 0;
+      const probe = async () => {
+        probes++;
+        return raw.collection("nodes").list();
+      };
+      assert.deepEqual(await reach.check(probe, 1000), { ok: true, detail: "datastore reachable" });
+      assert.equal(probes, 1);
+      await reach.check(probe, 1000);
+      assert.equal(probes, 1, "fresh: no probe");
+      clock.advance(10);
+      const down: CheckResult = await reach.check(async () => {
+        throw new UnavailableError("down");
+      }, 0);
+      assert.deepEqual(down, { ok: false, detail: "datastore unreachable: down" });
+      // Typed answers show the store was reached.
+      clock.advance(10);
+      await assert.rejects(
+        store.collection("nodes").update({ name: "absent", underlay: { ipv4: "192.0.2.1" } }),
+      );
+      assert.ok(reach.fresh(1000));
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("metrics", () => {
+  it("agent: per-peer counters, handshake, reconciles, epoch and phase in Prometheus text", async () => {
+    const clock = new ManualClock(0, T0);
+    const fake = new FakeDataplane({ clock });
+    const keys = new MemoryEpochKeys();
+    await keys.ensure(3);
+    const { backend, record } = instrumentBackend(fake, clock);
+    await backend.reconcile(desired(["node-2", "node-3"]), (e) => keys.privateKey(e));
+    const reach = new Reachability(clock);
+    reach.record();
+    reach.cluster = { epoch: 3, phase: "idle", enabled: true } as Reachability["cluster"];
+    const text = await agentRegistry({
+      node: "node-1",
+      clock,
+      backend,
+      record,
+      reach,
+      choice: { wireguard: "userspace", ipsec: "kernel" },
+      drops: { wireguardUserspace: ["pcmetrics-test0"], espUserspace: undefined, kernelXfrm: false },
+    }).metrics();
+    const line = (re: RegExp) => assert.match(text, re);
+    line(/^# TYPE podcrypt_peer_transmit_bytes_total counter$/m);
+    line(/^podcrypt_peer_transmit_bytes_total\{peer="node-2",epoch="3",ifname="podcrypt1"\} 0$/m);
+    line(/^podcrypt_peer_receive_bytes_total\{peer="node-3",epoch="3",ifname="podcrypt1"\} 0$/m);
+    line(
+      new RegExp(
+        `^podcrypt_peer_latest_handshake_timestamp_seconds\\{peer="node-2",epoch="3",ifname="podcrypt1"\\} ${T0 / 1000}$`,
+        "m",
+      ),
+    );
+    line(/^podcrypt_agent_reconciles_total 1$/m);
+    line(/^podcrypt_agent_reconcile_failures_total 0$/m);
+    line(/^podcrypt_cluster_epoch 3$/m);
+    line(/^podcrypt_cluster_phase\{phase="idle"\} 1$/m);
+    line(/^podcrypt_cluster_phase\{phase="prepare"\} 0$/m);
+    line(/^podcrypt_datastore_reachable 1$/m);
+    line(/^podcrypt_agent_info\{node="node-1",wireguard="userspace",ipsec="kernel"\} 1$/m);
+    line(/^# TYPE podcrypt_dataplane_dropped_packets_total counter$/m);
+    line(/^process_cpu_user_seconds_total /m);
+    // No daemon answers on that interface's socket: no drop series, and no error.
+    assert.doesNotMatch(text, /^podcrypt_dataplane_dropped_packets_total\{/m);
+  });
+
+  it("controller: leadership and policy status writes", async () => {
+    const reach = new Reachability(new ManualClock(0, T0));
+    const h: ControllerHealth = {
+      campaigning: true,
+      leader: true,
+      lastStepOkAt: T0,
+      failingSince: undefined,
+      stepFailures: 2,
+      policyStatusWrites: 7,
+      policyStatusFailures: 1,
+    };
+    const text = await controllerRegistry(() => h, reach).metrics();
+    assert.match(text, /^podcrypt_controller_leader 1$/m);
+    assert.match(text, /^podcrypt_controller_step_failures_total 2$/m);
+    assert.match(text, /^podcrypt_policy_status_writes_total 7$/m);
+    assert.match(text, /^podcrypt_policy_status_write_failures_total 1$/m);
+    assert.match(text, /^podcrypt_datastore_reachable 0$/m);
+  });
+
+  it("parses /proc/net/xfrm_stat", () => {
+    assert.deepEqual(parseXfrmStat("XfrmInError             \t0\nXfrmInNoStates          \t12\nnoise\n"), [
+      ["XfrmInError", 0],
+      ["XfrmInNoStates", 12],
+    ]);
+  });
+});
+
+describe("health server", () => {
+  const servers: HealthServer[] = [];
+  after(async () => {
+    await Promise.all(servers.map((s) => s.close()));
+  });
+
+  it("answers /healthz, /readyz and /metrics; 503 names the problem; others 404/405", async () => {
+    let ready: CheckResult = { ok: false, detail: "no reconcile yet" };
+    const reach = new Reachability(new ManualClock(0, T0));
+    const s = await HealthServer.start({
+      host: "127.0.0.1",
+      port: 0,
+      logger,
+      registry: controllerRegistry(
+        () => ({
+          campaigning: true,
+          leader: false,
+          lastStepOkAt: undefined,
+          failingSince: undefined,
+          stepFailures: 0,
+          policyStatusWrites: 0,
+          policyStatusFailures: 0,
+        }),
+        reach,
+      ),
+      liveness: () => ({ ok: true, detail: "standby" }),
+      readiness: () => ready,
+    });
+    servers.push(s);
+    const url = (p: string) => `http://127.0.0.1:${s.port}${p}`;
+    const h = await fetch(url("/healthz"));
+    assert.deepEqual([h.status, await h.text()], [200, "ok: standby\n"]);
+    const r = await fetch(url("/readyz"));
+    assert.deepEqual([r.status, await r.text()], [503, "not ok: no reconcile yet\n"]);
+    ready = { ok: true, detail: "fine" };
+    assert.equal((await fetch(url("/readyz"))).status, 200);
+    const m = await fetch(url("/metrics"));
+    assert.equal(m.status, 200);
+    assert.match(m.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    assert.match(await m.text(), /^podcrypt_controller_leader 0$/m);
+    assert.equal((await fetch(url("/nope"))).status, 404);
+    assert.equal((await fetch(url("/healthz"), { method: "POST" })).status, 405);
+    // The port is taken now: a second server says where and what to do.
+    await assert.rejects(
+      HealthServer.start({
+        host: "127.0.0.1",
+        port: s.port,
+        logger,
+        registry: controllerRegistry(() => ({}) as ControllerHealth, reach),
+        liveness: () => ({ ok: true, detail: "" }),
+        readiness: () => ({ ok: true, detail: "" }),
+      }),
+      (e: unknown) =>
+        isPodcryptError(e, "EHEALTHLISTEN") &&
+        /127\.0\.0\.1:\d+ .*EADDRINUSE.*--health-address/.test(e.message),
+    );
+  });
+});

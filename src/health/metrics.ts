@@ -1,0 +1,247 @@
+/**
+ * The daemons' Prometheus metrics (prom-client), each daemon with its own Registry (no global
+ * state). Values are read when scraped: per-peer counters from the data plane (`observe`), drops
+ * from the data-plane daemons (./drops.ts), the cluster's epoch and phase from the datastore
+ * traffic (./datastore-probe.ts), reconcile and controller counts from what the daemons recorded.
+ *
+ * Agent:
+ *   podcrypt_peer_{receive,transmit}_{bytes,packets}_total{peer,epoch,ifname}
+ *   podcrypt_peer_latest_handshake_timestamp_seconds{peer,epoch,ifname}   (WireGuard)
+ *   podcrypt_peer_key_id{peer,epoch,ifname}                               (IPsec SPI key ID)
+ *   podcrypt_agent_reconciles_total, podcrypt_agent_reconcile_failures_total,
+ *   podcrypt_agent_last_reconcile_success_timestamp_seconds
+ *   podcrypt_dataplane_dropped_packets_total{dataplane,ifname,layer,reason}
+ *   podcrypt_agent_info{node,wireguard,ipsec} 1
+ * Controller:
+ *   podcrypt_controller_leader, podcrypt_controller_step_failures_total,
+ *   podcrypt_policy_status_writes_total, podcrypt_policy_status_write_failures_total
+ * Both:
+ *   podcrypt_cluster_epoch, podcrypt_cluster_target_epoch, podcrypt_cluster_phase{phase},
+ *   podcrypt_cluster_encryption_enabled, podcrypt_datastore_reachable, and prom-client's process
+ *   and Node.js metrics.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
+import type { Clock } from "../clock.js";
+import type { ControllerHealth } from "../controller/controller.js";
+import type { DataplaneBackend, ObservedPeer } from "../dataplane/types.js";
+import type { ReconcileRecord } from "./backend-probe.js";
+import { HEALTH_TIMING } from "./checks.js";
+import type { Reachability } from "./datastore-probe.js";
+import { readDrops, type DropSample, type DropSources } from "./drops.js";
+
+const PHASES = ["idle", "prepare", "switch", "retire"] as const;
+
+/** `fn`'s result, shared by every metric of one scrape (reused for `ttlMs`). */
+function sharedRead<T>(fn: () => Promise<T>, clock: Clock, ttlMs = 1000): () => Promise<T> {
+  let at = -Infinity;
+  let value: Promise<T> | undefined;
+  return () => {
+    const now = clock.now();
+    if (value === undefined || now - at > ttlMs) {
+      at = now;
+      value = fn();
+    }
+    return value;
+  };
+}
+
+/** A counter whose values are read from elsewhere at scrape time. */
+function mirroredCounter<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: () =>
+    Promise<Array<[Partial<Record<L, string>>, number]>> | Array<[Partial<Record<L, string>>, number]>,
+): void {
+  new Counter<L>({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    async collect() {
+      const values = await read();
+      this.reset();
+      for (const [labels, v] of values) this.inc(labels, Math.max(0, v));
+    },
+  });
+}
+
+function mirroredGauge<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: () =>
+    Promise<Array<[Partial<Record<L, string>>, number]>> | Array<[Partial<Record<L, string>>, number]>,
+): void {
+  new Gauge<L>({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    async collect() {
+      const values = await read();
+      this.reset();
+      for (const [labels, v] of values) this.set(labels, v);
+    },
+  });
+}
+
+/** The cluster and datastore metrics both daemons export. */
+function clusterMetrics(registry: Registry, reach: Reachability): void {
+  mirroredGauge(registry, "podcrypt_cluster_epoch", "Epoch whose keys are in force.", [], () =>
+    reach.cluster === undefined ? [] : [[{}, reach.cluster.epoch]],
+  );
+  mirroredGauge(
+    registry,
+    "podcrypt_cluster_target_epoch",
+    "Epoch the run in progress (rotation, enable, disable) is taking the cluster to.",
+    [],
+    () => (reach.cluster?.target === undefined ? [] : [[{}, reach.cluster.target.epoch]]),
+  );
+  mirroredGauge(
+    registry,
+    "podcrypt_cluster_phase",
+    "1 for the current phase of the key protocol.",
+    ["phase"],
+    () =>
+      reach.cluster === undefined
+        ? []
+        : PHASES.map((p) => [{ phase: p }, reach.cluster!.phase === p ? 1 : 0]),
+  );
+  mirroredGauge(
+    registry,
+    "podcrypt_cluster_encryption_enabled",
+    "1 when the cluster's desired state is encrypted.",
+    [],
+    () => (reach.cluster === undefined ? [] : [[{}, reach.cluster.enabled ? 1 : 0]]),
+  );
+  mirroredGauge(
+    registry,
+    "podcrypt_datastore_reachable",
+    `1 when a datastore call succeeded in the last ${HEALTH_TIMING.datastoreFreshMs / 1000} s and none failed since.`,
+    [],
+    () => [[{}, reach.fresh(HEALTH_TIMING.datastoreFreshMs) ? 1 : 0]],
+  );
+}
+
+/** What the agent's metrics read. */
+export interface AgentMetricsSources {
+  node: string;
+  clock: Clock;
+  backend: DataplaneBackend;
+  record: ReconcileRecord;
+  reach: Reachability;
+  drops: DropSources;
+  /** The data plane of each mode (`kernel` or `userspace`). */
+  choice: { wireguard: string; ipsec: string };
+}
+
+/** The agent's registry. */
+export function agentRegistry(src: AgentMetricsSources): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  clusterMetrics(registry, src.reach);
+  const peers = sharedRead(() => src.backend.observe().catch((): ObservedPeer[] => []), src.clock);
+  const drops = sharedRead(() => readDrops(src.drops).catch((): DropSample[] => []), src.clock);
+  type PeerLabel = "peer" | "epoch" | "ifname";
+  const labels = (p: ObservedPeer) => ({ peer: p.node, epoch: String(p.epoch), ifname: p.ifname });
+  const perPeer = (
+    name: string,
+    help: string,
+    value: (p: ObservedPeer) => number | undefined,
+    gauge = false,
+  ): void => {
+    const read = async (): Promise<Array<[Partial<Record<PeerLabel, string>>, number]>> =>
+      (await peers()).flatMap((p) => {
+        const v = value(p);
+        return v === undefined ? [] : [[labels(p), v]];
+      });
+    (gauge ? mirroredGauge : mirroredCounter)(registry, name, help, ["peer", "epoch", "ifname"], read);
+  };
+  perPeer(
+    "podcrypt_peer_receive_bytes_total",
+    "Bytes received from the peer (decrypted payload).",
+    (p) => p.rxBytes,
+  );
+  perPeer("podcrypt_peer_transmit_bytes_total", "Bytes sent to the peer.", (p) => p.txBytes);
+  perPeer("podcrypt_peer_receive_packets_total", "Packets received from the peer.", (p) => p.rxPackets);
+  perPeer("podcrypt_peer_transmit_packets_total", "Packets sent to the peer.", (p) => p.txPackets);
+  perPeer(
+    "podcrypt_peer_latest_handshake_timestamp_seconds",
+    "When the latest WireGuard handshake with the peer completed (Unix seconds).",
+    (p) =>
+      p.latestHandshake === undefined || p.latestHandshake === 0 ? undefined : p.latestHandshake / 1000,
+    true,
+  );
+  perPeer(
+    "podcrypt_peer_key_id",
+    "IPsec key ID (carried in the SPI) of the peer's SA pair.",
+    (p) => p.keyId,
+    true,
+  );
+  mirroredCounter(registry, "podcrypt_agent_reconciles_total", "Data-plane reconciles run.", [], () => [
+    [{}, src.record.reconciles],
+  ]);
+  mirroredCounter(
+    registry,
+    "podcrypt_agent_reconcile_failures_total",
+    "Data-plane reconciles that failed (each is followed by a full resync).",
+    [],
+    () => [[{}, src.record.failures]],
+  );
+  mirroredGauge(
+    registry,
+    "podcrypt_agent_last_reconcile_success_timestamp_seconds",
+    "When the last reconcile succeeded (Unix seconds).",
+    [],
+    () => (src.record.lastOkAt === undefined ? [] : [[{}, src.record.lastOkAt / 1000]]),
+  );
+  mirroredCounter(
+    registry,
+    "podcrypt_dataplane_dropped_packets_total",
+    "Packets the data plane dropped, by reason (where the data plane counts them).",
+    ["dataplane", "ifname", "layer", "reason"],
+    async () =>
+      (await drops()).map((d) => [
+        { dataplane: d.dataplane, ifname: d.ifname, layer: d.layer, reason: d.reason },
+        d.packets,
+      ]),
+  );
+  new Gauge({
+    name: "podcrypt_agent_info",
+    help: "The node and the data plane chosen for each mode.",
+    labelNames: ["node", "wireguard", "ipsec"],
+    registers: [registry],
+  }).set({ node: src.node, wireguard: src.choice.wireguard, ipsec: src.choice.ipsec }, 1);
+  return registry;
+}
+
+/** The controller's registry. */
+export function controllerRegistry(health: () => ControllerHealth, reach: Reachability): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  clusterMetrics(registry, reach);
+  mirroredGauge(registry, "podcrypt_controller_leader", "1 while this controller leads.", [], () => [
+    [{}, health().leader ? 1 : 0],
+  ]);
+  mirroredCounter(
+    registry,
+    "podcrypt_controller_step_failures_total",
+    "Steps of the phased protocol that failed (retried after 1 s).",
+    [],
+    () => [[{}, health().stepFailures]],
+  );
+  mirroredCounter(registry, "podcrypt_policy_status_writes_total", "Policy status writes.", [], () => [
+    [{}, health().policyStatusWrites],
+  ]);
+  mirroredCounter(
+    registry,
+    "podcrypt_policy_status_write_failures_total",
+    "Policy status writes that failed (conflicts excluded).",
+    [],
+    () => [[{}, health().policyStatusFailures]],
+  );
+  return registry;
+}

@@ -1,0 +1,96 @@
+/**
+ * The agent on the Kubernetes datastore finds its underlay address and pod CIDRs on its Node, as a
+ * DaemonSet pod must (it has only $NODE_NAME): against the test API server, with the agent's
+ * own service account token under the generated RBAC (one `get nodes`, nothing else).
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { KubeConfig } from "@kubernetes/client-node";
+import { resolveNodeNetwork } from "../../src/cli/agent-node.js";
+import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
+import { isValidationError } from "../../src/errors/index.js";
+import { KubeApiServer } from "../kube-apiserver/index.js";
+import { installPodcrypt, SERVICE_ACCOUNT_USERS } from "../kube-apiserver/rbac.js";
+
+const field = (f: string, re: RegExp) => (e: unknown) =>
+  isValidationError(e) && e.field === f && re.test(e.message);
+
+describe("agent node network from the Node object (kubernetes datastore)", () => {
+  let server: KubeApiServer;
+  let store: KubernetesDatastore;
+  before(async () => {
+    server = await installPodcrypt({ tokens: { agent: "agent-token", admin: "admin-token" } });
+    const nodes = server.store.lookup("", "v1", "nodes")!;
+    server.store.create(nodes, "", {
+      metadata: { name: "dual" },
+      spec: { podCIDRs: ["10.244.4.0/24", "fd00:4::/64"] },
+      status: {
+        addresses: [
+          { type: "Hostname", address: "dual" },
+          { type: "InternalIP", address: "fd30::14" },
+          { type: "InternalIP", address: "172.30.0.14" },
+        ],
+      },
+    });
+    server.store.create(nodes, "", {
+      metadata: { name: "bare" },
+      status: { addresses: [{ type: "Hostname", address: "bare" }] },
+    });
+    server.store.create(nodes, "", {
+      metadata: { name: "no-cidr" },
+      status: { addresses: [{ type: "InternalIP", address: "172.30.0.15" }] },
+    });
+    const kc = new KubeConfig();
+    kc.loadFromOptions(server.kubeconfig("agent-token"));
+    store = await KubernetesDatastore.connect({ kubeConfig: kc, namespace: "podcrypt-system" });
+  });
+  after(async () => {
+    await store?.close();
+    await server?.close();
+  });
+
+  it("the IPv4 InternalIP and spec.podCIDRs, as the kubelet and node IPAM publish them", async () => {
+    assert.deepEqual(await resolveNodeNetwork(store, "dual", {}), {
+      underlayIp: "172.30.0.14",
+      podCIDRs: ["10.244.4.0/24", "fd00:4::/64"],
+      source: { underlayIp: "node", podCIDRs: "node" },
+    });
+  });
+
+  it("flags win, each on its own", async () => {
+    assert.deepEqual(await resolveNodeNetwork(store, "dual", { underlayIp: "fd30::14" }), {
+      underlayIp: "fd30::14",
+      podCIDRs: ["10.244.4.0/24", "fd00:4::/64"],
+      source: { underlayIp: "flag", podCIDRs: "node" },
+    });
+    assert.deepEqual((await resolveNodeNetwork(store, "dual", { podCidr: ["10.9.0.0/24"] })).podCIDRs, [
+      "10.9.0.0/24",
+    ]);
+  });
+
+  it("what is missing is named, with the flag to pass", async () => {
+    await assert.rejects(
+      resolveNodeNetwork(store, "ghost", {}),
+      field("--node", /Kubernetes has no Node named "ghost"/),
+    );
+    await assert.rejects(
+      resolveNodeNetwork(store, "bare", {}),
+      field("--underlay-ip", /no InternalIP.*Hostname bare/),
+    );
+    await assert.rejects(resolveNodeNetwork(store, "no-cidr", {}), field("--pod-cidr", /no spec\.podCIDRs/));
+  });
+
+  it("with the agent's token: only `get nodes` (and the datastore's lease tracking), none refused", () => {
+    const agent = server.requests.filter((r) => r.user === SERVICE_ACCOUNT_USERS.agent);
+    assert.ok(agent.some((r) => r.verb === "get" && r.resource === "nodes"));
+    assert.deepEqual(
+      agent.filter((r) => r.code === 403),
+      [],
+    );
+    assert.deepEqual([...new Set(agent.map((r) => `${r.verb} ${r.resource}`))].sort(), [
+      "get nodes",
+      "list leases",
+      "watch leases",
+    ]);
+  });
+});
