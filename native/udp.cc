@@ -295,7 +295,11 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
   uint32_t* endpointIndex = TypedArg<uint32_t>(info[5], "endpointIndex", count);
   bool gso = info.Length() > 7 && info[7].ToBoolean().Value();
   uint32_t* info_out = info.Length() > 8 && info[8].IsTypedArray() ? TypedArg<uint32_t>(info[8], "info", 1) : nullptr;
+  // info[0]: set to 1 when the kernel refused UDP GSO; info[1] (when present): the errno of the
+  // last datagram the kernel refused (EMSGSIZE, EPERM from a firewall, ...), 0 when none was.
+  size_t info_len = info_out != nullptr ? info[8].As<Napi::TypedArray>().ElementLength() : 0;
   if (info_out != nullptr) info_out[0] = 0;
+  if (info_len > 1) info_out[1] = 0;
   if (count > kMaxBatch) throw Napi::RangeError::New(env, "udpSend: batch too large");
   int family = SocketFamily(fd);
   if (family < 0) return Napi::Number::New(env, -errno);
@@ -369,10 +373,13 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
     }
     if (errno == EBADF || errno == ENOTSOCK) return Napi::Number::New(env, -errno);
     msghdr& h = s.msgs[m].msg_hdr;
-    if (h.msg_iovlen > 1 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
-      // The kernel or the route's device cannot do UDP GSO: send this run one datagram at a time
-      // and tell the caller (info[0] = 1) to stop asking for GSO.
-      if (info_out != nullptr) info_out[0] = 1;
+    int refused = errno;
+    bool unsupported = refused == EIO || refused == EINVAL || refused == ENOPROTOOPT || refused == EOPNOTSUPP;
+    if (h.msg_iovlen > 1 && (unsupported || refused == EMSGSIZE)) {
+      // The kernel or the route's device cannot do UDP GSO (tell the caller, info[0] = 1, to stop
+      // asking for it), or one datagram of the run is too big for the path: send this run one
+      // datagram at a time, so only what cannot go is lost.
+      if (unsupported && info_out != nullptr) info_out[0] = 1;
       for (size_t k = 0; k < h.msg_iovlen; k++) {
         msghdr single = h;
         single.msg_iov = h.msg_iov + k;
@@ -384,7 +391,10 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
           r1 = sendmsg(fd, &single, 0);
         } while (r1 < 0 && errno == EINTR);
         if (r1 >= 0) sent++;
+        else if (info_len > 1) info_out[1] = static_cast<uint32_t>(errno);
       }
+    } else if (info_len > 1) {
+      info_out[1] = static_cast<uint32_t>(refused);
     }
     m++;  // this datagram was refused (ENETUNREACH, EPERM from a firewall, ...): skip it
   }

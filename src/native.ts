@@ -96,7 +96,9 @@ export interface NativeAddon {
    * sendmmsg: datagram i is `arena[offsets[i]]`, `lengths[i]` bytes, to the entry
    * `endpoints[endpointIndex[i]*20]`. `gso` groups runs to one endpoint with UDP_SEGMENT. Waits up
    * to 100 ms for buffer space on EAGAIN. When the kernel refuses GSO, the run goes datagram by
-   * datagram and `info[0]` is set to 1. Returns how many datagrams left, or a negated errno.
+   * datagram and `info[0]` is set to 1; a run with a datagram too big for the path (EMSGSIZE) goes
+   * datagram by datagram too, losing only that one. `info[1]`, when present, gets the errno of the
+   * last datagram refused (0: none). Returns how many datagrams left, or a negated errno.
    */
   udpSend(
     fd: number,

@@ -42,12 +42,13 @@ export function registerDebug(program: Command): void {
   debug
     .command("probe")
     .description(
-      "send marked UDP datagrams to echo services and print how many came back (what verify runs in pods)",
+      "send marked UDP datagrams or TCP lines to echo services and print how many came back (what verify runs in pods)",
     )
     .requiredOption("--targets <list>", "comma-separated udp:IP:PORT:MARKER or tcp:IP:PORT:MARKER")
     .option("--count <n>", "datagrams per target", parseIntFlag("--count", 1, 1_000_000), 5)
     .option("--seconds <s>", "spread over this many seconds", parseIntFlag("--seconds", 0, 3600), 2)
-    .action(async (o: { targets: string; count: number; seconds: number }) => {
+    .option("--size <bytes>", "pad each message to this many bytes", parseIntFlag("--size", 0, 65000), 0)
+    .action(async (o: { targets: string; count: number; seconds: number; size: number }) => {
       const targets = o.targets.split(",").map((t) => {
         const [protocol, ip, port, marker, extra] = t.split(":");
         const n = Number(port);
@@ -64,6 +65,6 @@ export function registerDebug(program: Command): void {
           throw new ValidationError("--targets", `"${t}" is not udp:IP:PORT:MARKER or tcp:IP:PORT:MARKER`);
         return { protocol: protocol as "udp" | "tcp", ip, port: n, marker };
       });
-      process.stdout.write(JSON.stringify(await probe(targets, o.count, o.seconds)) + "\n");
+      process.stdout.write(JSON.stringify(await probe(targets, o.count, o.seconds, o.size)) + "\n");
     });
 }

@@ -6,6 +6,7 @@ import { uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js"
 import { PodcryptError } from "../errors/index.js";
 import { listNetns } from "../platform/netns/netns.js";
 import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
+import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import type { Datastore } from "../datastore/types.js";
 import type { ClusterConfig } from "./config.js";
 import { VERIFY_PORT } from "./echo.js";
@@ -39,6 +40,28 @@ export function nodeIfPrefix(index: number): string {
 /** The datastore URL the daemons of a local cluster use. */
 export function datastoreUrl(config: ClusterConfig, home: string): string {
   return config.datastore === "local" ? `local:${join(home, "store")}` : config.datastore;
+}
+
+/** The URL each daemon role uses: its own from the config's `datastores`, else the cluster's. */
+export function roleDatastores(state: Pick<ClusterState, "datastore" | "datastores">): {
+  controller: string;
+  agent: string;
+} {
+  return state.datastores ?? { controller: state.datastore, agent: state.datastore };
+}
+
+/**
+ * On the kubernetes datastore, registers the plan's nodes as kubelets would (Node objects with
+ * their InternalIP and pod CIDR), where Kubernetes has none yet: agents read them from there.
+ */
+export async function registerKubernetesNodes(
+  store: Datastore,
+  nodes: readonly PlannedNode[],
+): Promise<void> {
+  if (store.backend !== "kubernetes") return;
+  const k8s = store as unknown as Pick<KubernetesDatastore, "registerNode">;
+  for (const n of nodes)
+    await k8s.registerNode({ name: n.name, internalIP: n.underlayIPv4, podCIDRs: [n.podCIDR] });
 }
 
 export type Progress = (line: string) => void;
@@ -94,15 +117,20 @@ export async function clusterUp(
   }
   const started = Date.now();
   const plan = planCluster(config);
-  // A datastore on the host's loopback is relayed into the node namespaces (src/localcluster/relay.ts).
-  const relay = await datastoreRelay(config.datastore);
   mkdirSync(home, { recursive: true, mode: 0o700 });
   const url = datastoreUrl(config, home);
+  const roles =
+    config.datastores === undefined
+      ? undefined
+      : { controller: config.datastores.controller ?? url, agent: config.datastores.agent ?? url };
+  // A datastore on the host's loopback is relayed into the node namespaces (src/localcluster/relay.ts).
+  const relay = await datastoreRelay(roles?.agent ?? config.datastore);
   const state: ClusterState = {
     version: 1,
     createdAt: new Date().toISOString(),
     plan,
     datastore: url,
+    ...(roles === undefined ? {} : { datastores: roles }),
     processes: [],
   };
   writeClusterState(state, home);
@@ -122,6 +150,7 @@ export async function clusterUp(
       });
     }
     await publishServices(store, plan);
+    await registerKubernetesNodes(store, plan.nodes);
   } finally {
     await store.close();
   }
@@ -136,16 +165,20 @@ export async function clusterUp(
   }
 
   progress("starting controller and agents");
+  const { controller: controllerUrl, agent: agentUrl } = roleDatastores(state);
   add(
     startDaemon(home, "controller", "controller", [
       "controller",
       "--datastore",
-      url,
+      controllerUrl,
       "--identity",
       "controller-1",
+      // The host's port 9808 stays free (another controller may start beside this one).
+      "--health-address",
+      "127.0.0.1:0",
     ]),
   );
-  for (const n of plan.nodes) add(startAgent(home, url, n));
+  for (const n of plan.nodes) add(startAgent(home, agentUrl, n));
   for (const p of plan.pods) add(startPod(home, p));
 
   progress(
@@ -181,24 +214,26 @@ export async function publishServices(store: Datastore, plan: ClusterPlan): Prom
   }
 }
 
-/** Starts the agent of node `n` inside its namespace. */
+/**
+ * Starts the agent of node `n` inside its namespace. On the kubernetes datastore it runs as in a
+ * DaemonSet: $NODE_NAME only, its underlay address and pod CIDR read from its Node object.
+ */
 export function startAgent(home: string, url: string, n: PlannedNode): ClusterProcess {
+  const kubernetes = url === "kubernetes" || url.startsWith("kubernetes:");
+  const identity = kubernetes
+    ? []
+    : ["--node", n.name, "--underlay-ip", n.underlayIPv4, "--pod-cidr", n.podCIDR];
   return startDaemon(
     home,
     "agent",
     `agent-${n.name}`,
     [
       "agent",
-      "--node",
-      n.name,
+      ...identity,
       "--datastore",
       url,
       "--state-dir",
       join(home, "nodes", n.name),
-      "--underlay-ip",
-      n.underlayIPv4,
-      "--pod-cidr",
-      n.podCIDR,
       "--cluster-cidr",
       CLUSTER_POD_CIDR,
       "--if-prefix",
@@ -207,6 +242,7 @@ export function startAgent(home: string, url: string, n: PlannedNode): ClusterPr
       n.dataplane,
     ],
     n.netns,
+    kubernetes ? { NODE_NAME: n.name } : {},
   );
 }
 

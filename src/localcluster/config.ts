@@ -36,6 +36,14 @@ export const clusterConfigSchema = z.strictObject({
   encryption: z.enum(["all", "selective"]).default("all"),
   dataplane: dataplane.default("auto"),
   datastore: z.string().default("local"),
+  /**
+   * Per-role datastore URLs (default: `datastore` for both), e.g. one kubeconfig per service
+   * account on the kubernetes datastore; `datastore` stays the one `cluster up`, status, verify
+   * and policy use.
+   */
+  datastores: z
+    .strictObject({ controller: z.string().min(1).optional(), agent: z.string().min(1).optional() })
+    .optional(),
   enabled: z.boolean().default(true),
   nodes: z.array(nodeSchema).max(64).optional(),
   pods: z.array(podSchema).default([]),
@@ -72,6 +80,8 @@ export interface ClusterConfig {
   mode: "wireguard" | "ipsec";
   encryption: "all" | "selective";
   datastore: string;
+  /** Per-role datastore URLs, when they differ from `datastore`. */
+  datastores?: { controller?: string; agent?: string };
   enabled: boolean;
   nodes: NodeSpec[];
   pods: PodSpec[];
@@ -160,6 +170,7 @@ export function resolveClusterConfig(input: unknown, flags: ClusterFlags = {}): 
     mode: flags.mode ?? c.mode,
     encryption: c.encryption,
     datastore: flags.datastore ?? c.datastore,
+    ...(c.datastores === undefined ? {} : { datastores: c.datastores }),
     enabled: flags.disabled === true ? false : c.enabled,
     nodes,
     pods,

@@ -13,6 +13,8 @@ import { objectName } from "../model/index.js";
 import {
   nodeIfPrefix,
   publishServices,
+  registerKubernetesNodes,
+  roleDatastores,
   startAgent,
   startPod,
   startRelayDaemon,
@@ -96,11 +98,15 @@ export async function addNode(
     state.processes.push(p);
     writeClusterState(state, home);
   };
-  const relay = await datastoreRelay(state.datastore);
+  const agentUrl = roleDatastores(state).agent;
+  const relay = await datastoreRelay(agentUrl);
   if (relay !== undefined) await startRelayDaemon(home, relay, `relay-${name}`, [added], add);
-  await withStore(state, openStore, (s) => publishServices(s, next));
+  await withStore(state, openStore, async (s) => {
+    await publishServices(s, next);
+    await registerKubernetesNodes(s, [added]);
+  });
   const started = Date.now();
-  add(startAgent(home, state.datastore, added));
+  add(startAgent(home, agentUrl, added));
   for (const p of addedPods) add(startPod(home, p));
   progress("waiting until every node has a session with it");
   const convergedMs = await until(`every node has a session with ${name}`, started + timeoutMs, async () => {

@@ -23,5 +23,8 @@ describe("probe", () => {
 
   it("puts the marker first, so a capture shows it whatever the sequence number", () => {
     assert.equal(probePayload("PODCRYPT-VERIFY-ab-node-1-node-2", 42), "PODCRYPT-VERIFY-ab-node-1-node-2#42");
+    const full = probePayload("M", 7, 1410);
+    assert.equal(full.length, 1410);
+    assert.match(full, /^M#7\.+$/);
   });
 });

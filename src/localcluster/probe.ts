@@ -22,9 +22,13 @@ export interface ProbeResult {
   lost: Array<[number, number]>;
 }
 
-/** The datagram payload of probe `seq` to `marker`: the marker, `#`, the sequence number. */
-export function probePayload(marker: string, seq: number): string {
-  return `${marker}#${seq}`;
+/**
+ * The payload of probe `seq` to `marker`: the marker, `#`, the sequence number, padded with dots
+ * to `size` bytes (so full-sized packets test the MTU of the whole path).
+ */
+export function probePayload(marker: string, seq: number, size = 0): string {
+  const text = `${marker}#${seq}`;
+  return text.length >= size ? text : text.padEnd(size, ".");
 }
 
 /** Runs of missing sequence numbers in `0..count-1`. Pure. */
@@ -40,17 +44,19 @@ export function missingRuns(seen: Uint8Array): Array<[number, number]> {
 }
 
 /** Marks `seq` of `seen` when `text` is `marker#seq` for a marker in `seen`. */
-function record(seen: ReadonlyMap<string, Uint8Array>, text: string): void {
+function record(seen: ReadonlyMap<string, Uint8Array>, padded: string): void {
+  const text = padded.replace(/\.+$/, "");
   const hash = text.lastIndexOf("#");
   const got = seen.get(text.slice(0, hash));
   const seq = Number(text.slice(hash + 1));
   if (got !== undefined && Number.isInteger(seq) && seq >= 0 && seq < got.length) got[seq] = 1;
 }
 
-/** A TCP connection to `t` that sends probe lines and records the echoed ones. */
+/** A TCP connection to `t` that sends probe lines (of `size` bytes) and records the echoed ones. */
 function tcpProbe(
   t: ProbeTarget,
   seen: ReadonlyMap<string, Uint8Array>,
+  size: number,
 ): { send(i: number): void; close(): void } {
   const sock = connect({ host: t.ip, port: t.port });
   sock.setNoDelay(true);
@@ -65,14 +71,14 @@ function tcpProbe(
     }
   });
   return {
-    send: (i) => void (sock.writable && sock.write(probePayload(t.marker, i) + "\n")),
+    send: (i) => void (sock.writable && sock.write(probePayload(t.marker, i, size - 1) + "\n")),
     close: () => sock.destroy(),
   };
 }
 
 /**
- * Sends `count` messages carrying each target's marker and a sequence number, spread over
- * `seconds` (UDP: one datagram each; TCP: one line each on a connection per target), and reports
+ * Sends `count` messages of `size` bytes carrying each target's marker and a sequence number,
+ * spread over `seconds` (UDP: one datagram each; TCP: one line each on a connection per target), and reports
  * for each marker how many distinct ones were echoed back and which were not. Runs inside a pod's
  * namespace.
  */
@@ -80,17 +86,20 @@ export async function probe(
   targets: ProbeTarget[],
   count: number,
   seconds: number,
+  size = 0,
 ): Promise<Record<string, ProbeResult>> {
   const sock = createSocket("udp4");
   const seen = new Map(targets.map((t) => [t.marker, new Uint8Array(count)]));
   sock.on("message", (msg) => record(seen, msg.toString("utf8")));
   await new Promise<void>((resolve) => sock.bind(0, resolve));
-  const tcp = new Map(targets.filter((t) => t.protocol === "tcp").map((t) => [t.marker, tcpProbe(t, seen)]));
+  const tcp = new Map(
+    targets.filter((t) => t.protocol === "tcp").map((t) => [t.marker, tcpProbe(t, seen, size)]),
+  );
   const gap = (seconds * 1000) / Math.max(1, count);
   const start = Date.now();
   for (let i = 0; i < count; i++) {
     for (const t of targets) {
-      if (t.protocol === "udp") sock.send(probePayload(t.marker, i), t.port, t.ip);
+      if (t.protocol === "udp") sock.send(probePayload(t.marker, i, size), t.port, t.ip);
       else tcp.get(t.marker)!.send(i);
     }
     // Paced against the start, so a slow wake-up does not stretch the run.

@@ -22,8 +22,10 @@ export interface ClusterState {
   version: 1;
   createdAt: string;
   plan: ClusterPlan;
-  /** Datastore URL the daemons use (`local:DIR` or `etcd://HOST:PORT`). */
+  /** Datastore URL the daemons use (`local:DIR`, `etcd://HOST:PORT`, `kubernetes:KUBECONFIG`). */
   datastore: string;
+  /** The controller's and the agents' own datastore URLs, when the config gave them (else `datastore`). */
+  datastores?: { controller: string; agent: string };
   processes: ClusterProcess[];
 }
 

@@ -1,5 +1,5 @@
 import { listNetns, deleteNetns, run } from "../platform/netns/netns.js";
-import { tunnelMtu } from "../mtu/mtu.js";
+import { podMtu } from "../mtu/mtu.js";
 import { NETNS_PREFIX, POD_GATEWAY, type ClusterPlan, type PlannedNode, type PlannedPod } from "./plan.js";
 
 /** External MTU of the fabric (the underlay of the local cluster). */
@@ -58,11 +58,8 @@ export async function addNodes(
       `link set ${n.fabricIf} up`,
     ]),
   );
-  const podMtu = tunnelMtu({
-    extMtu: FABRIC_MTU,
-    mode: plan.config.mode,
-    udpEncap: plan.config.mode === "ipsec",
-  });
+  // As the agents' tunnels: the smaller of both modes, so a mode switch never changes it.
+  const mtu = podMtu(FABRIC_MTU);
   await Promise.all(
     nodes.map(async (n) => {
       await sysctl(n.netns, [
@@ -97,7 +94,7 @@ export async function addNodes(
     pods.map((p) =>
       ipBatch(p.netns, [
         "link set lo up",
-        `link set eth0 mtu ${podMtu}`,
+        `link set eth0 mtu ${mtu}`,
         `addr add ${p.ip}/32 dev eth0`,
         "link set eth0 up",
         `route add ${POD_GATEWAY} dev eth0 scope link`,

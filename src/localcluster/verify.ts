@@ -10,7 +10,9 @@ import type { Datastore } from "../datastore/types.js";
 import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
 import { fromStored, resolveSelectors } from "../policy/index.js";
 import type { Selector } from "../policy/types.js";
+import { podMtu } from "../mtu/mtu.js";
 import { parsePortRef, VERIFY_PORT } from "./echo.js";
+import { FABRIC_MTU } from "./topology.js";
 import { servicePods, type ClusterPlan, type PlannedPod } from "./plan.js";
 import type { ProbeResult } from "./probe.js";
 import type { ClusterState } from "./state.js";
@@ -278,6 +280,10 @@ export async function verifyCluster(
               String(count),
               "--seconds",
               String(seconds),
+              // Full-sized datagrams (the pods' MTU, less IPv4 and UDP headers): a path whose MTU
+              // is wrong anywhere (tunnel, ESP overhead) loses them.
+              "--size",
+              String(podMtu(FABRIC_MTU) - 28),
             ],
             { timeoutMs: (seconds + 30) * 1000 },
           );

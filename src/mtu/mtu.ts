@@ -21,10 +21,12 @@ export const MAX_EXT_MTU = 65535;
 
 /**
  * Tunnel MTU from the external MTU (DESIGN.md section 6):
- * - IPsec over IPIP: `EXTMTU - 46 - ((EXTMTU - 46) mod 4)` (MKE SecureOverlay formula); ESP in
- *   UDP adds 8 more bytes of overhead.
- * - IPsec without IPIP: ESP tunnel mode is 20 (outer IPv4, 40 for IPv6) + 8 (SPI, seq) + 8 (IV) +
- *   up to 3+2 (padding, trailer) + 16 (ICV); rounded down to a multiple of 4 like the IPIP formula.
+ * - IPsec over IPIP: `EXTMTU - 46 - ((EXTMTU - 46) mod 4)` (the MKE SecureOverlay formula, which
+ *   fits ESP with an 8-byte ICV); ESP in UDP adds 8 more bytes of overhead.
+ * - IPsec in tunnel mode (podcrypt's own, 16-byte ICV): the outer IP header (20, or 40 over IPv6),
+ *   the UDP header when encapsulated (8), SPI and sequence number (8), the explicit IV (8) and the
+ *   ICV (16) surround a payload of the inner packet plus 2 trailer bytes padded to a multiple of
+ *   4: the largest inner packet whose ESP packet still fits.
  * - WireGuard: `EXTMTU - 60` over IPv4, `- 80` over IPv6.
  */
 export function tunnelMtu(input: MtuInput): number {
@@ -40,9 +42,21 @@ export function tunnelMtu(input: MtuInput): number {
     return extMtu - (input.ipv6 === true ? 80 : 60);
   }
   const udp = input.udpEncap === true ? 8 : 0;
-  const outerIp = input.ipv6 === true ? 40 : 20;
-  // IPIP inner header (20) + ESP (26 worst case before alignment) = 46, as in the seeds.
-  const overhead = (input.ipip === true ? 46 : outerIp + 26) + udp;
-  const room = extMtu - overhead;
-  return room - (room % 4);
+  if (input.ipip === true) {
+    const room = extMtu - 46 - udp;
+    return room - (room % 4);
+  }
+  const payload = extMtu - (input.ipv6 === true ? 40 : 20) - udp - 8 - 8 - 16;
+  return payload - (payload % 4) - 2;
+}
+
+/**
+ * The MTU a node gives its tunnel interfaces and pods: the smaller of both modes' (ESP in UDP for
+ * IPsec), so switching modes never changes it.
+ */
+export function podMtu(extMtu: number, ipv6 = false): number {
+  return Math.min(
+    tunnelMtu({ extMtu, mode: "wireguard", ipv6 }),
+    tunnelMtu({ extMtu, mode: "ipsec", ipv6, udpEncap: true }),
+  );
 }

@@ -16,7 +16,13 @@ import { encapsulate } from "../../esp/codec.js";
 import { receiveDatagram, ESP_IN_UDP_PORT } from "../../esp/udp.js";
 import type { Logger } from "../../log/logger.js";
 import type { FdWatcher } from "../../native.js";
-import { TunDevice, isInterfaceGoneErrno } from "../../platform/tun/tun-device.js";
+import {
+  MAX_TUNNEL_MTU,
+  MIN_TUNNEL_MTU,
+  TunDevice,
+  checkTunnelMtu,
+  isInterfaceGoneErrno,
+} from "../../platform/tun/tun-device.js";
 import { BatchUdpSocket, ENDPOINT_ENTRY_SIZE, encodeEndpoint } from "../../platform/udp/batch-udp-socket.js";
 import type { EspPeer, EspState } from "./state.js";
 
@@ -86,7 +92,10 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   private readonly txEndpoints: Buffer;
   private readonly txPeers: EspPeer[] = [];
   private readonly txInner: Uint32Array;
-  private readonly sendInfo = new Uint32Array(1);
+  /** [GSO refused, errno of the last datagram refused] of the last send (NativeAddon.udpSend). */
+  private readonly sendInfo = new Uint32Array(2);
+  /** The errno last logged for a refused datagram, so a steady refusal is logged once. */
+  private lastRefusal = 0;
   // Datagrams received, and inner packets to write.
   private readonly rxSlot = roundUp(RX_CAPACITY, 64);
   private readonly rxArena: Buffer;
@@ -108,7 +117,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.portValue = o.port ?? ESP_IN_UDP_PORT;
     if (!Number.isInteger(this.batch) || this.batch < 1 || this.batch > 1024)
       throw new PodcryptError("EINVAL", "batchSize must be 1..1024", { context: { batchSize: this.batch } });
-    checkMtu(this.mtuValue);
+    checkTunnelMtu(this.mtuValue);
     if (!Number.isInteger(this.portValue) || this.portValue < 0 || this.portValue > 65535)
       throw new PodcryptError("EINVAL", "port must be 0..65535", { context: { port: this.portValue } });
     const n = this.batch;
@@ -155,15 +164,29 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.tunWatcher = tun.watch((status) => this.onTunReadable(status));
     this.udpWatcher = udp.watch((status) => this.onUdpReadable(status));
     this.timer = setInterval(() => {
-      if (!this.closed && this.tun !== undefined && !this.tun.exists()) this.interfaceGone(0);
+      if (this.closed || this.tun === undefined) return;
+      if (!this.tun.exists()) this.interfaceGone(0);
+      else this.followMtu();
     }, ESP_TICK_MS);
     this.timer.unref();
     this.logger.info({ ifname: tun.name, port: this.portValue, mtu: this.mtuValue }, "ESP datapath started");
   }
 
+  /**
+   * Adopts an MTU set on the interface from outside (`ip link set mtu`, the agent): packets up to
+   * it must fit the buffers, or reads would cut them short.
+   */
+  private followMtu(): void {
+    const mtu = this.tun!.mtu();
+    if (mtu === this.mtuValue || mtu < MIN_TUNNEL_MTU || mtu > MAX_TUNNEL_MTU) return;
+    this.logger.info({ from: this.mtuValue, to: mtu }, "interface MTU changed");
+    this.mtuValue = mtu;
+    this.allocateTx();
+  }
+
   /** Changes the tunnel MTU, on the interface too. */
   setMtu(mtu: number): void {
-    checkMtu(mtu);
+    checkTunnelMtu(mtu);
     if (mtu === this.mtuValue) return;
     if (this.tun !== undefined && !this.closed) this.tun.setMtu(mtu);
     this.mtuValue = mtu;
@@ -277,6 +300,13 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
       this.gso = false;
       this.logger.warn("UDP GSO refused by the kernel: sending datagram by datagram");
     }
+    if (this.sendInfo[1] !== 0 && this.sendInfo[1] !== this.lastRefusal) {
+      this.lastRefusal = this.sendInfo[1]!;
+      this.logger.warn(
+        { errno: this.lastRefusal },
+        "the kernel refused a datagram: dropped (logged once per errno)",
+      );
+    }
     const c = state.counters;
     if (sent < 0) {
       this.logger.warn({ errno: -sent }, "UDP send failed");
@@ -370,9 +400,4 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.tunWatcher?.stop();
     this.emit("interface-gone");
   }
-}
-
-function checkMtu(mtu: number): void {
-  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000)
-    throw new PodcryptError("EINVAL", "mtu must be 576..9000", { context: { mtu } });
 }

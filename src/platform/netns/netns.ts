@@ -13,6 +13,9 @@ export async function run(
   try {
     const child = execFileP(cmd, args, { timeout: options.timeoutMs ?? 30_000, maxBuffer: 64 * 1024 * 1024 });
     if (options.input !== undefined) {
+      // A command that exits without reading all of its input (it failed early) closes the pipe:
+      // its exit status reports that, not an EPIPE thrown from here.
+      child.child.stdin?.on("error", () => undefined);
       child.child.stdin?.end(options.input);
     }
     const { stdout } = await child;

@@ -114,3 +114,15 @@ export function ensureLinkUp(ifname: string, mtu: number): void {
     );
   }
 }
+
+/** MTUs the userspace data planes accept for their tunnels (their buffers are sized from it). */
+export const MIN_TUNNEL_MTU = 576;
+export const MAX_TUNNEL_MTU = 9000;
+
+/** Throws PodcryptError EINVAL unless `mtu` is an integer in {@link MIN_TUNNEL_MTU}..{@link MAX_TUNNEL_MTU}. */
+export function checkTunnelMtu(mtu: number): void {
+  if (!Number.isInteger(mtu) || mtu < MIN_TUNNEL_MTU || mtu > MAX_TUNNEL_MTU)
+    throw new PodcryptError("EINVAL", `mtu must be ${MIN_TUNNEL_MTU}..${MAX_TUNNEL_MTU}`, {
+      context: { mtu },
+    });
+}

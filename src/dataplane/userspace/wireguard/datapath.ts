@@ -9,7 +9,13 @@ import {
   decodeEndpoint,
   encodeEndpoint,
 } from "../../../platform/udp/batch-udp-socket.js";
-import { TunDevice, isInterfaceGoneErrno } from "../../../platform/tun/tun-device.js";
+import {
+  MAX_TUNNEL_MTU,
+  MIN_TUNNEL_MTU,
+  TunDevice,
+  checkTunnelMtu,
+  isInterfaceGoneErrno,
+} from "../../../platform/tun/tun-device.js";
 import type {
   DatapathCore,
   DatapathPeer,
@@ -174,7 +180,10 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
   private readonly clock: Clock;
   private readonly batch: number;
   private gso: boolean;
-  private readonly sendInfo = new Uint32Array(1);
+  /** [GSO refused, errno of the last datagram refused] of the last send (NativeAddon.udpSend). */
+  private readonly sendInfo = new Uint32Array(2);
+  /** The errno last logged for a refused datagram, so a steady refusal is logged once. */
+  private lastRefusal = 0;
   private readonly linkUp: boolean;
   private mtuValue: number;
   private port: number;
@@ -275,7 +284,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     this.fwmark = options.fwmark ?? 0;
     if (!Number.isInteger(this.batch) || this.batch < 1 || this.batch > 1024)
       throw new PodcryptError("EINVAL", "batchSize must be 1..1024", { context: { batchSize: this.batch } });
-    checkMtu(this.mtuValue);
+    checkTunnelMtu(this.mtuValue);
     if (!Number.isInteger(this.port) || this.port < 0 || this.port > 65535)
       throw new PodcryptError("EINVAL", "listenPort must be 0..65535", {
         context: { listenPort: this.port },
@@ -404,7 +413,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
 
   /** Changes the tunnel MTU (on the interface too, once started). */
   setMtu(mtu: number): void {
-    checkMtu(mtu);
+    checkTunnelMtu(mtu);
     if (this.tun !== undefined && !this.closed) this.tun.setMtu(mtu);
     this.mtuValue = mtu;
     this.allocateTx();
@@ -573,6 +582,13 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
       if (this.gso && this.sendInfo[0] === 1) {
         this.gso = false;
         this.logger.warn("UDP GSO refused by the kernel: sending datagram by datagram");
+      }
+      if (this.sendInfo[1] !== 0 && this.sendInfo[1] !== this.lastRefusal) {
+        this.lastRefusal = this.sendInfo[1]!;
+        this.logger.warn(
+          { errno: this.lastRefusal },
+          "the kernel refused a datagram: dropped (logged once per errno)",
+        );
       }
       if (sent < 0) {
         this.logger.warn({ errno: -sent }, "UDP send failed");
@@ -873,7 +889,22 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
       this.interfaceGone(0);
       return;
     }
+    this.followMtu();
     this.core.tick(this.clock.now());
+  }
+
+  /**
+   * Adopts an MTU set on the interface from outside (`ip link set mtu`, the agent), as
+   * wireguard-go follows its TUN's MTU events: packets up to it must fit the buffers, or reads
+   * would cut them short.
+   */
+  private followMtu(): void {
+    if (this.tun === undefined) return;
+    const mtu = this.tun.mtu();
+    if (mtu === this.mtuValue || mtu < MIN_TUNNEL_MTU || mtu > MAX_TUNNEL_MTU) return;
+    this.logger.info({ from: this.mtuValue, to: mtu }, "interface MTU changed");
+    this.mtuValue = mtu;
+    this.allocateTx();
   }
 
   private interfaceGone(negErrno: number): void {
@@ -899,11 +930,6 @@ function findGroup(groups: Group[], peer: DatapathPeer, keypair: TransportKeypai
 
 function roundUp(n: number, to: number): number {
   return Math.ceil(n / to) * to;
-}
-
-function checkMtu(mtu: number): void {
-  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000)
-    throw new PodcryptError("EINVAL", "mtu must be 576..9000", { context: { mtu } });
 }
 
 let addon: NativeAddon | undefined;
