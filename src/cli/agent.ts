@@ -11,7 +11,7 @@ import { agentRegistry } from "../health/metrics.js";
 import { HealthServer } from "../health/server.js";
 import { KeyStore } from "../keys/index.js";
 import { createLogger } from "../log/logger.js";
-import { tunnelMtu } from "../mtu/mtu.js";
+import { podMtu } from "../mtu/mtu.js";
 import { ProcessKernelCommands } from "../platform/netlink/kernel-commands.js";
 import { run } from "../platform/netns/netns.js";
 import { chooseDataplanes, detectKernel, nodeBackend, type DataplaneRequest } from "./agent-dataplane.js";
@@ -119,10 +119,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
     const extMtu = await linkMtu(underlayIf);
     const ipv6 = net.underlayIp.includes(":");
     // Generations of both modes share the tunnel MTU during a mode switch: the smaller one fits both.
-    const mtu = Math.min(
-      tunnelMtu({ extMtu, mode: "wireguard", ipv6 }),
-      tunnelMtu({ extMtu, mode: "ipsec", ipv6, udpEncap: true }),
-    );
+    const mtu = podMtu(extMtu, ipv6);
     const { backend, record } = instrumentBackend(
       nodeBackend({
         node,

@@ -375,9 +375,10 @@ export class PolicyStatusController {
       cluster: this.cluster,
       now: this.o.clock.wallNow(),
     });
-    for (const w of writes) {
+    const changed = writes.filter((w) => !sameStatus(w.status, w.current));
+    this.o.logger.debug({ policies: writes.length, changed: changed.length }, "policy status computed");
+    for (const w of changed) {
       if (this.stopped) return;
-      if (sameStatus(w.status, w.current)) continue;
       try {
         const revision = await this.o.store.writePolicyStatus(w.key, w.status, { revision: w.revision });
         this.counters.writes++;

@@ -3,4 +3,10 @@ export { ObjectStore, PATCH_TYPES, type KubeObject, type ObjectMeta, type WatchE
 export { podcryptCrds } from "./crds.js";
 export { ApiStatusError, type Status } from "./status.js";
 export type { ResourceType } from "./resources.js";
-export { installPodcrypt, rbacAllows, serviceAccountUser, SERVICE_ACCOUNT_USERS } from "./rbac.js";
+export {
+  installPodcrypt,
+  kubeconfigYaml,
+  rbacAllows,
+  serviceAccountUser,
+  SERVICE_ACCOUNT_USERS,
+} from "./rbac.js";

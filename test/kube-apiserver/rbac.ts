@@ -12,6 +12,7 @@
  * with `*`. Not modelled: aggregated ClusterRoles, non-resource URLs (the server does not authorize
  * them), escalation checks on writes of RBAC objects.
  */
+import { stringify } from "yaml";
 import { manifestObjects } from "../../src/cli/manifests/render.js";
 import { defaultManifestOptions } from "../../src/cli/manifests/options.js";
 import { COMPONENT_NAMES } from "../../src/cli/manifests/options.js";
@@ -101,6 +102,22 @@ export function rbacAllows(
     if (rulesOf(role).some((x) => allows(x, r))) return true;
   }
   return false;
+}
+
+/**
+ * A kubeconfig file's YAML for `server` as `user` with bearer `token`, as a service account's
+ * would be (the server speaks plain HTTP on loopback, which client-node accepts only with
+ * insecure-skip-tls-verify).
+ */
+export function kubeconfigYaml(server: string, user: string, token: string): string {
+  return stringify({
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: "test", cluster: { server, "insecure-skip-tls-verify": true } }],
+    users: [{ name: user, user: { token } }],
+    contexts: [{ name: user, context: { cluster: "test", user } }],
+    "current-context": user,
+  });
 }
 
 /** Options of {@link installPodcrypt}. */

@@ -42,8 +42,9 @@ export const API_CALLS: readonly ApiCall[] = [
   call("", "nodes", "list", "collection(nodes).list, lease sweeping"),
   call("", "nodes", "watch", "collection(nodes).watch"),
   call("", "nodes", "patch", "collection(nodes).create/update/delete, lease sweeping"),
-  call("", "nodes", "create", "collection(nodes).create of a node Kubernetes does not know", {
-    onlyWith: "createMissingNodes",
+  call("", "nodes", "create", "collection(nodes).create of a node Kubernetes does not know; registerNode()", {
+    onlyWith:
+      "createMissingNodes, or registerNode() (the local cluster registering its nodes as kubelets do)",
   }),
   // Custom resources. Policies are EncryptionPolicies (namespaced) and IPsecPolicies (cluster-wide).
   ...(

@@ -330,6 +330,32 @@ export class KubernetesDatastore implements Datastore {
   }
 
   /**
+   * Registers Node `name` as a kubelet does when Kubernetes has none: `status.addresses` with its
+   * InternalIP and `spec.podCIDRs`, as the kubelet and the node IPAM controller would publish them.
+   * For clusters without kubelets (the local cluster, tests); podcrypt's components are not granted
+   * `create nodes`. Returns whether it created the Node (false: there is one, left as it is).
+   */
+  async registerNode(o: { name: string; internalIP: string; podCIDRs: readonly string[] }): Promise<boolean> {
+    this.checkOpen();
+    try {
+      await this.client.create(REFS.nodes, "", {
+        metadata: { name: o.name, labels: { "kubernetes.io/hostname": o.name } },
+        spec: { podCIDR: o.podCIDRs[0], podCIDRs: [...o.podCIDRs] },
+        status: {
+          addresses: [
+            { type: "InternalIP", address: o.internalIP },
+            { type: "Hostname", address: o.name },
+          ],
+        },
+      });
+      return true;
+    } catch (e) {
+      if (isKubeApiError(e, 409)) return false;
+      throw unavailable(e);
+    }
+  }
+
+  /**
    * What Kubernetes says about the network of Node `name` (as the kubelet and the node IPAM
    * controller publish it): `status.addresses` by type and `spec.podCIDRs` (or the older
    * `spec.podCIDR`). NotFoundError when there is no such Node. One `get nodes` call.
