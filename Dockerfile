@@ -27,5 +27,7 @@ COPY --from=build /src/dist ./dist
 COPY --from=build /src/build/Release ./build/Release
 COPY --from=build /src/bin ./bin
 ENV NODE_ENV=production
+# /healthz, /readyz and /metrics: the controller on 9808, the agent on 9809 (host network).
+EXPOSE 9808 9809
 ENTRYPOINT ["/opt/podcrypt/bin/podcrypt"]
 CMD ["--help"]

@@ -14,25 +14,13 @@ export const DEFAULT_LOCAL_STORE = "/var/lib/podcrypt/store";
 const LOCAL_POLLING = { pollIntervalMs: 1000, sweepIntervalMs: 1000 };
 
 /**
- * The `--datastore` flag (DESIGN.md section 9): `local`, `local:DIR`, `etcd://HOST:PORT[,HOST:PORT]`,
- * `kubernetes` (in a pod: the service account; elsewhere $KUBECONFIG or ~/.kube/config) or
- * `kubernetes:KUBECONFIG`.
- */
-export function datastoreOption(): Option {
-  return new Option(
-    "--datastore <url>",
-    "datastore: local, local:DIR, etcd://HOST:PORT, kubernetes or kubernetes:KUBECONFIG",
-  ).default("local");
-}
-
-/**
  * The `--datastore` flag of commands that act on a running cluster (rotate, enable, disable,
  * policy): no default, since without it they act on the local cluster.
  */
 export function clusterDatastoreOption(): Option {
   return new Option(
     "--datastore <url>",
-    "the cluster's datastore: local:DIR or etcd://HOST:PORT (default: the running local cluster's)",
+    "the cluster's datastore: local:DIR, etcd://HOST:PORT, kubernetes or kubernetes:KUBECONFIG (default: the running local cluster's)",
   );
 }
 

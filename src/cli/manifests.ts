@@ -45,9 +45,20 @@ export function writeKustomizeBase(dir: string, o: ManifestOptions): string[] {
 export function registerManifests(program: Command): void {
   program
     .command("manifests")
-    .description("print the Kubernetes manifests: CRDs, RBAC, controller Deployment, agent DaemonSet, config")
+    .description(
+      "print the Kubernetes manifests: CRDs (ClusterEncryption, EncryptionPolicy, StarlingX IPsecPolicy, with " +
+        "status subresources), least-privilege RBAC per component, the controller Deployment, the agent DaemonSet " +
+        "and the podcrypt-config ConfigMap. Both daemons run as `podcrypt controller|agent --config " +
+        "/etc/podcrypt/config.yaml` (see their --help): agents need only $NODE_NAME, their Node gives the underlay " +
+        "address and pod CIDRs; /healthz, /readyz and /metrics on ports 9808 (controller) and 9809 (agent)",
+    )
     .addOption(
-      new Option("--mode <mode>", "encryption mode").choices(["wireguard", "ipsec"]).default("wireguard"),
+      new Option(
+        "--mode <mode>",
+        "encryption mode the controller seeds ClusterEncryption with (config cluster.mode)",
+      )
+        .choices(["wireguard", "ipsec"])
+        .default("wireguard"),
     )
     .option("--namespace <ns>", "namespace of the controller and agents", "podcrypt-system")
     .option("--image <ref>", "container image (default podcrypt/podcrypt:<version>)")
