@@ -155,6 +155,7 @@ for (const mode of ["wireguard", "ipsec"] as const)
       };
 
       before(async () => {
+        t0 = Date.now();
         server = await installPodcrypt({ tokens: TOKENS });
         const config = { ...(parse(CLUSTER(mode)) as Record<string, unknown>) };
         config["datastore"] = kubeconfig("admin", TOKENS.admin);
