@@ -18,11 +18,10 @@ import { chooseDataplanes, detectKernel, nodeBackend, type DataplaneRequest } fr
 import { resolveNodeName, resolveNodeNetwork, underlayInterfaceOf } from "./agent-node.js";
 import {
   AGENT_DEFAULTS,
+  agentSettings,
   loadDaemonConfig,
   logLevelOption,
   MAX_HEARTBEAT_SECONDS,
-  parseListenAddress,
-  pick,
 } from "./config.js";
 import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
@@ -72,31 +71,20 @@ interface AgentFlags {
 /** Runs until SIGTERM/SIGINT. Everything it opened is closed again if start-up fails. */
 async function runAgent(o: AgentFlags): Promise<void> {
   const file = o.config === undefined ? {} : loadDaemonConfig(o.config);
-  const cfg = file.agent ?? {};
+  const set = agentSettings(o, file, process.env);
   const node = resolveNodeName(o.node, process.env);
-  const logger = createLogger("agent", {
-    level: pick(o.logLevel, file.log?.level, AGENT_DEFAULTS.logLevel),
-  }).child({
-    node,
-  });
-  const healthAddress = pick(o.healthAddress, cfg.healthAddress, AGENT_DEFAULTS.healthAddress);
-  const listen = healthAddress === "off" ? undefined : parseListenAddress(healthAddress);
-  if (healthAddress !== "off" && listen === undefined)
-    throw new ValidationError("--health-address", `"${healthAddress}" is not HOST:PORT or off`);
-  const dataplane = pick(o.dataplane, cfg.dataplane, AGENT_DEFAULTS.dataplane);
-  const ifPrefix = pick(o.ifPrefix, undefined, AGENT_DEFAULTS.ifPrefix);
+  const logger = createLogger("agent", { level: set.logLevel }).child({ node });
+  const { dataplane } = set;
+  const ifPrefix = o.ifPrefix ?? AGENT_DEFAULTS.ifPrefix;
   const closers: (() => Promise<void>)[] = [];
   const closeAll = async (): Promise<void> => {
     for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
   };
   try {
-    const raw: Datastore = await openDatastore(pick(o.datastore, file.datastore, AGENT_DEFAULTS.datastore), {
-      namespace: o.namespace ?? file.namespace ?? process.env["POD_NAMESPACE"],
-      identity: node,
-    });
+    const raw: Datastore = await openDatastore(set.datastore, { namespace: set.namespace, identity: node });
     closers.push(() => raw.close());
     const net = await resolveNodeNetwork(raw, node, { underlayIp: o.underlayIp, podCidr: o.podCidr });
-    const underlayIf = o.underlayIf ?? cfg.underlayInterface ?? (await underlayInterfaceOf(net.underlayIp));
+    const underlayIf = set.underlayIf ?? (await underlayInterfaceOf(net.underlayIp));
     // With --dataplane kernel on a kernel without the modules the agent stops here, saying what is missing.
     const caps = await detectKernel(new ProcessKernelCommands(), underlayIf);
     const choice = chooseDataplanes(dataplane, caps);
@@ -114,7 +102,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
       "node and data planes",
     );
     const { store, reach } = observeDatastore(raw, systemClock);
-    const keys = new KeyStore(pick(o.stateDir, cfg.stateDir, AGENT_DEFAULTS.stateDir), (n) => randomBytes(n));
+    const keys = new KeyStore(set.stateDir, (n) => randomBytes(n));
     await keys.load();
     const extMtu = await linkMtu(underlayIf);
     const ipv6 = net.underlayIp.includes(":");
@@ -129,11 +117,12 @@ async function runAgent(o: AgentFlags): Promise<void> {
         underlayIf,
         ifPrefix,
         podCidrs: net.podCIDRs,
-        clusterCidrs: o.clusterCidr ?? cfg.clusterCIDRs ?? [],
+        clusterCidrs: set.clusterCidrs,
         wireguardDaemon: o.wireguardDaemon,
       }),
       systemClock,
     );
+    const listen = set.health;
     if (listen !== undefined) {
       const registry = agentRegistry({
         node,
@@ -162,12 +151,12 @@ async function runAgent(o: AgentFlags): Promise<void> {
       closers.push(() => health.close());
       logger.info({ address: `${listen.host}:${health.port}` }, "serving /healthz, /readyz and /metrics");
     }
-    const heartbeatSeconds = pick(o.heartbeatSeconds, cfg.heartbeatSeconds, AGENT_DEFAULTS.heartbeatSeconds);
+    const { heartbeatSeconds } = set;
     const agent = new Agent({
       settings: {
         node,
         ifPrefix,
-        wireguardPort: pick(o.wireguardPort, cfg.wireguardPort, AGENT_DEFAULTS.wireguardPort),
+        wireguardPort: set.wireguardPort,
         underlayIf,
         mtu,
       },

@@ -4,7 +4,7 @@ import { isValidationError } from "../errors/index.js";
 import { defaultManifestOptions } from "./manifests/options.js";
 import { configFile } from "./manifests/workloads.js";
 import { stringify } from "yaml";
-import { parseDaemonConfig, parseListenAddress, pick } from "./config.js";
+import { agentSettings, controllerSettings, parseDaemonConfig, parseListenAddress, pick } from "./config.js";
 
 /** Asserts that parsing `text` fails naming `field`. */
 function rejects(text: string, field: string, message: RegExp): void {
@@ -79,5 +79,82 @@ describe("daemon configuration file", () => {
     assert.equal(pick(undefined, "file", "default"), "file");
     assert.equal(pick(undefined, undefined, "default"), "default");
     assert.equal(pick(0, 5, 9), 0, "a flag of 0 is given");
+  });
+
+  const generated = parseDaemonConfig(stringify(configFile(defaultManifestOptions("1.2.3"))));
+
+  it("agent: every field of the generated file is used, and each flag beats it", () => {
+    assert.deepEqual(agentSettings({}, generated, { POD_NAMESPACE: "ignored-when-the-file-says" }), {
+      datastore: "kubernetes",
+      namespace: "podcrypt-system",
+      stateDir: "/var/lib/podcrypt",
+      clusterCidrs: [],
+      underlayIf: undefined,
+      wireguardPort: 51820,
+      dataplane: "auto",
+      heartbeatSeconds: 5,
+      health: { host: "0.0.0.0", port: 9809 },
+      logLevel: "info",
+    });
+    const flags = {
+      datastore: "local:/tmp/x",
+      namespace: "other",
+      stateDir: "/keys",
+      clusterCidr: ["10.0.0.0/8"],
+      underlayIf: "ens3",
+      wireguardPort: 4000,
+      dataplane: "userspace" as const,
+      heartbeatSeconds: 2,
+      healthAddress: "off",
+      logLevel: "debug",
+    };
+    assert.deepEqual(agentSettings(flags, generated, {}), {
+      datastore: "local:/tmp/x",
+      namespace: "other",
+      stateDir: "/keys",
+      clusterCidrs: ["10.0.0.0/8"],
+      underlayIf: "ens3",
+      wireguardPort: 4000,
+      dataplane: "userspace",
+      heartbeatSeconds: 2,
+      health: undefined,
+      logLevel: "debug",
+    });
+    // No file: the defaults, and the pod's namespace.
+    const none = agentSettings({}, {}, { POD_NAMESPACE: "enc" });
+    assert.deepEqual(
+      [none.datastore, none.namespace, none.stateDir, none.health],
+      ["local", "enc", "/var/lib/podcrypt/agent", { host: "0.0.0.0", port: 9809 }],
+    );
+    assert.throws(
+      () => agentSettings({ healthAddress: "9809" }, {}, {}),
+      /--health-address: "9809" is not HOST:PORT/,
+    );
+  });
+
+  it("controller: every field of the generated file is used, and each flag beats it", () => {
+    const s = controllerSettings({}, generated, { POD_NAME: "podcrypt-controller-7d9f" }, "host-1");
+    assert.deepEqual(s, {
+      datastore: "kubernetes",
+      namespace: "podcrypt-system",
+      identity: "podcrypt-controller-7d9f",
+      electionName: "podcrypt-controller",
+      leaseTtlSeconds: 15,
+      health: { host: "0.0.0.0", port: 9808 },
+      logLevel: "info",
+      seed: { enabled: true, mode: "wireguard", encryption: "all", strict: true, rotationInterval: "1h" },
+    });
+    const f = controllerSettings(
+      { identity: "c-2", election: "other", leaseTtl: 3, healthAddress: "127.0.0.1:0", logLevel: "warn" },
+      generated,
+      { POD_NAME: "p" },
+      "host-1",
+    );
+    assert.deepEqual(
+      [f.identity, f.electionName, f.leaseTtlSeconds, f.health, f.logLevel],
+      ["c-2", "other", 3, { host: "127.0.0.1", port: 0 }, "warn"],
+    );
+    assert.equal(controllerSettings({}, {}, {}, "host-1").identity, "host-1");
+    assert.equal(controllerSettings({}, {}, {}, "host-1").leaseTtlSeconds, 5);
   });
 });

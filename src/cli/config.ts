@@ -56,7 +56,7 @@ const clusterSchema = z.strictObject({
   encryption: z.enum(["all", "selective"]).optional(),
   strict: z.boolean().optional(),
   rotationInterval: duration.optional(),
-  hostEncryption: z.boolean().optional(),
+  // hostEncryption is not offered: no data plane encrypts host-to-host traffic yet.
 });
 
 const agentSchema = z.strictObject({
@@ -169,4 +169,112 @@ export function parseDaemonConfig(text: string, source = "config"): DaemonConfig
 /** The first value that is defined: flag, then file, then default. */
 export function pick<T>(flag: T | undefined, file: T | undefined, dflt: T): T {
   return flag ?? file ?? dflt;
+}
+
+/** The flags of `podcrypt agent` that have a config-file counterpart; undefined when not given. */
+export interface AgentSettingFlags {
+  datastore?: string | undefined;
+  namespace?: string | undefined;
+  stateDir?: string | undefined;
+  clusterCidr?: string[] | undefined;
+  underlayIf?: string | undefined;
+  wireguardPort?: number | undefined;
+  dataplane?: "auto" | "kernel" | "userspace" | undefined;
+  heartbeatSeconds?: number | undefined;
+  healthAddress?: string | undefined;
+  logLevel?: string | undefined;
+}
+
+/** The agent's settings: each the flag, else the file, else the default. */
+export interface AgentSettings {
+  datastore: string;
+  /** Kubernetes Leases namespace; undefined: the datastore's default. */
+  namespace: string | undefined;
+  stateDir: string;
+  clusterCidrs: string[];
+  /** Undefined: the interface that holds the underlay address. */
+  underlayIf: string | undefined;
+  wireguardPort: number;
+  dataplane: "auto" | "kernel" | "userspace";
+  heartbeatSeconds: number;
+  /** Undefined: no health server (`off`). */
+  health: { host: string; port: number } | undefined;
+  logLevel: string;
+}
+
+function health(address: string): { host: string; port: number } | undefined {
+  if (address === "off") return undefined;
+  const listen = parseListenAddress(address);
+  if (listen === undefined)
+    throw new ValidationError("--health-address", `"${address}" is not HOST:PORT or off`);
+  return listen;
+}
+
+/** Resolves the agent's settings from its flags, its configuration file and the environment. */
+export function agentSettings(
+  o: AgentSettingFlags,
+  file: DaemonConfig,
+  env: NodeJS.ProcessEnv,
+): AgentSettings {
+  const cfg = file.agent ?? {};
+  const d = AGENT_DEFAULTS;
+  return {
+    datastore: pick(o.datastore, file.datastore, d.datastore),
+    namespace: o.namespace ?? file.namespace ?? (env["POD_NAMESPACE"] || undefined),
+    stateDir: pick(o.stateDir, cfg.stateDir, d.stateDir),
+    clusterCidrs: o.clusterCidr ?? cfg.clusterCIDRs ?? [],
+    underlayIf: o.underlayIf ?? cfg.underlayInterface,
+    wireguardPort: pick(o.wireguardPort, cfg.wireguardPort, d.wireguardPort),
+    dataplane: pick(o.dataplane, cfg.dataplane, d.dataplane),
+    heartbeatSeconds: pick(o.heartbeatSeconds, cfg.heartbeatSeconds, d.heartbeatSeconds),
+    health: health(pick(o.healthAddress, cfg.healthAddress, d.healthAddress)),
+    logLevel: pick(o.logLevel, file.log?.level, d.logLevel),
+  };
+}
+
+/** The flags of `podcrypt controller` that have a config-file counterpart. */
+export interface ControllerSettingFlags {
+  datastore?: string | undefined;
+  namespace?: string | undefined;
+  identity?: string | undefined;
+  election?: string | undefined;
+  leaseTtl?: number | undefined;
+  healthAddress?: string | undefined;
+  logLevel?: string | undefined;
+}
+
+/** The controller's settings: each the flag, else the file, else the default. */
+export interface ControllerSettings {
+  datastore: string;
+  namespace: string | undefined;
+  /** The flag, else $POD_NAME, else `host-pid` (given by the caller). */
+  identity: string;
+  electionName: string;
+  leaseTtlSeconds: number;
+  health: { host: string; port: number } | undefined;
+  logLevel: string;
+  /** ClusterEncryption fields the leader creates "default" with, when there is none. */
+  seed: DaemonConfig["cluster"];
+}
+
+/** Resolves the controller's settings; `fallbackIdentity` is used without --identity and $POD_NAME. */
+export function controllerSettings(
+  o: ControllerSettingFlags,
+  file: DaemonConfig,
+  env: NodeJS.ProcessEnv,
+  fallbackIdentity: string,
+): ControllerSettings {
+  const cfg = file.controller ?? {};
+  const d = CONTROLLER_DEFAULTS;
+  return {
+    datastore: pick(o.datastore, file.datastore, d.datastore),
+    namespace: o.namespace ?? file.namespace ?? (env["POD_NAMESPACE"] || undefined),
+    // In a pod the pod's name tells replicas apart; elsewhere host and pid do.
+    identity: o.identity ?? (env["POD_NAME"] || fallbackIdentity),
+    electionName: pick(o.election, cfg.leaderElection?.name, d.electionName),
+    leaseTtlSeconds: pick(o.leaseTtl, cfg.leaderElection?.ttlSeconds, d.leaseTtlSeconds),
+    health: health(pick(o.healthAddress, cfg.healthAddress, d.healthAddress)),
+    logLevel: pick(o.logLevel, file.log?.level, d.logLevel),
+    seed: file.cluster,
+  };
 }

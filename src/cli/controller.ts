@@ -2,13 +2,12 @@ import { hostname } from "node:os";
 import { Command } from "commander";
 import { systemClock } from "../clock.js";
 import { Controller } from "../controller/controller.js";
-import { ValidationError } from "../errors/index.js";
 import { allOf, controllerLiveness, controllerReadiness, HEALTH_TIMING } from "../health/checks.js";
 import { observeDatastore } from "../health/datastore-probe.js";
 import { controllerRegistry } from "../health/metrics.js";
 import { HealthServer } from "../health/server.js";
 import { createLogger } from "../log/logger.js";
-import { CONTROLLER_DEFAULTS, loadDaemonConfig, logLevelOption, parseListenAddress, pick } from "./config.js";
+import { CONTROLLER_DEFAULTS, controllerSettings, loadDaemonConfig, logLevelOption } from "./config.js";
 import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
@@ -27,34 +26,23 @@ interface ControllerFlags {
 /** Runs until SIGTERM/SIGINT, then resigns so a standby takes over at once. */
 async function runController(o: ControllerFlags): Promise<void> {
   const file = o.config === undefined ? {} : loadDaemonConfig(o.config);
-  const cfg = file.controller ?? {};
-  const d = CONTROLLER_DEFAULTS;
-  // In a pod the pod's name tells replicas apart; elsewhere host and pid do.
-  const identity = o.identity ?? process.env["POD_NAME"] ?? `${hostname()}-${process.pid}`;
-  const logger = createLogger("controller", { level: pick(o.logLevel, file.log?.level, d.logLevel) }).child({
-    identity,
-  });
-  const healthAddress = pick(o.healthAddress, cfg.healthAddress, d.healthAddress);
-  const listen = healthAddress === "off" ? undefined : parseListenAddress(healthAddress);
-  if (healthAddress !== "off" && listen === undefined)
-    throw new ValidationError("--health-address", `"${healthAddress}" is not HOST:PORT or off`);
+  const set = controllerSettings(o, file, process.env, `${hostname()}-${process.pid}`);
+  const { identity, electionName } = set;
+  const logger = createLogger("controller", { level: set.logLevel }).child({ identity });
+  const listen = set.health;
   const closers: (() => Promise<void>)[] = [];
   try {
-    const raw = await openDatastore(pick(o.datastore, file.datastore, d.datastore), {
-      namespace: o.namespace ?? file.namespace ?? process.env["POD_NAMESPACE"],
-      identity,
-    });
+    const raw = await openDatastore(set.datastore, { namespace: set.namespace, identity });
     closers.push(() => raw.close());
     const { store, reach } = observeDatastore(raw, systemClock);
-    const electionName = pick(o.election, cfg.leaderElection?.name, d.electionName);
     const controller = new Controller({
       store,
       identity,
       clock: systemClock,
       logger,
       electionName,
-      leaseTtlSeconds: pick(o.leaseTtl, cfg.leaderElection?.ttlSeconds, d.leaseTtlSeconds),
-      ...(file.cluster === undefined ? {} : { seed: file.cluster }),
+      leaseTtlSeconds: set.leaseTtlSeconds,
+      ...(set.seed === undefined ? {} : { seed: set.seed }),
     });
     if (listen !== undefined) {
       const health = await HealthServer.start({
