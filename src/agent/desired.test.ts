@@ -216,6 +216,27 @@ describe("WireGuard takeover: a peer moves to the new generation only once its s
     ]);
   });
 
+  it("prepare never routes into the new generation, whatever its sessions (rotation and mode change)", () => {
+    for (const c of [
+      cluster("prepare", ON),
+      cluster("prepare", ON, { enabled: true, mode: "ipsec" }),
+      cluster("prepare", { enabled: true, mode: "ipsec" }, ON),
+    ])
+      for (const sessions of [NONE_UP, ALL_UP]) {
+        const d = desiredState(SETTINGS, c, nodes, sessions);
+        assert.ok(
+          d.routes.every((r) => r.kind === "tunnel" && r.dev === "podcrypt0"),
+          `${c.applied?.mode}->${c.target?.mode}: ${JSON.stringify(d.routes)}`,
+        );
+      }
+  });
+
+  it("a peer only the new generation knows (joined mid-run) is reached through it", () => {
+    const joined = [...nodes.slice(0, 2), node(3, { "5": KEY("f") })];
+    const d = desiredState(SETTINGS, cluster("prepare", ON), joined, NONE_UP);
+    assert.deepEqual(d.routes.at(-1), { dst: "10.244.3.0/24", kind: "tunnel", dev: "podcrypt1" });
+  });
+
   it("enable has no older generation: the new one takes the traffic at once, never plaintext", () => {
     const d = desiredState(SETTINGS, cluster("switch", OFF, ON), nodes, NONE_UP);
     assert.ok(d.routes.every((r) => r.kind === "tunnel" && r.dev === "podcrypt1"));

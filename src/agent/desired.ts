@@ -148,8 +148,11 @@ export function desiredState(
     const peerOf = (g: DesiredGeneration) => g.peers.find((p) => p.node === n.name);
     if (sending === undefined) return generations.find((g) => peerOf(g) !== undefined);
     const next = generations.find((g) => g.epoch === sending.epoch && peerOf(g) !== undefined);
-    const older = generations.find((g) => g.epoch !== sending.epoch && peerOf(g) !== undefined);
-    if (next === undefined) return older;
+    // A peer the sending generation does not know yet is reached through any that does.
+    if (next === undefined) return generations.find((g) => peerOf(g) !== undefined);
+    // Only an *older* generation keeps a peer until the sending one's session is up (switch); a
+    // newer one (prepare) never takes traffic before its run switches.
+    const older = generations.find((g) => g.epoch < sending.epoch && peerOf(g) !== undefined);
     if (older === undefined || next.mode !== "wireguard") return next;
     return sessions(next.epoch, peerOf(next)!.publicKey) ? next : older;
   };

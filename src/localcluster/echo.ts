@@ -1,6 +1,7 @@
 import { createSocket } from "node:dgram";
 import { createServer } from "node:net";
 import { ValidationError } from "../errors/index.js";
+import { PROBE_SOCKET_BUFFER } from "./probe.js";
 
 /** The port every local-cluster pod answers on for `verify` (echo, RFC 862). */
 export const VERIFY_PORT = 7;
@@ -27,7 +28,7 @@ export async function serveEcho(ports: PortRef[]): Promise<() => void> {
   const closers: Array<() => void> = [];
   for (const p of ports) {
     if (p.protocol === "udp") {
-      const s = createSocket("udp4");
+      const s = createSocket({ type: "udp4", recvBufferSize: PROBE_SOCKET_BUFFER });
       s.on("message", (msg, rinfo) => s.send(msg, rinfo.port, rinfo.address));
       s.on("error", () => undefined);
       await new Promise<void>((resolve) => s.bind(p.port, "0.0.0.0", resolve));

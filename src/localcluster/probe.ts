@@ -1,6 +1,9 @@
 import { createSocket } from "node:dgram";
 import { connect } from "node:net";
 
+/** Receive buffer of the probe's and the echo servers' UDP sockets, in bytes. */
+export const PROBE_SOCKET_BUFFER = 4 << 20;
+
 /**
  * One marked probe: messages carrying `marker` to `ip:port`, echoed back by the pod's echo
  * service: UDP datagrams, or lines on one TCP connection.
@@ -88,7 +91,9 @@ export async function probe(
   seconds: number,
   size = 0,
 ): Promise<Record<string, ProbeResult>> {
-  const sock = createSocket("udp4");
+  // A measuring socket must not lose what the network delivered: a deep receive queue rides out
+  // a starved process (the kernel caps it at net.core.rmem_max).
+  const sock = createSocket({ type: "udp4", recvBufferSize: PROBE_SOCKET_BUFFER });
   const seen = new Map(targets.map((t) => [t.marker, new Uint8Array(count)]));
   sock.on("message", (msg) => record(seen, msg.toString("utf8")));
   await new Promise<void>((resolve) => sock.bind(0, resolve));
