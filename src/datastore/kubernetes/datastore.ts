@@ -132,9 +132,10 @@ interface TrackedLease {
 }
 
 /**
- * The `kubernetes` datastore (DESIGN.md section 7): CRDs ClusterEncryption and EncryptionPolicy,
- * node records as `podcrypt.io/` Node annotations, Services and Endpoints, coordination Leases for
- * liveness and leadership. See mapping.ts for the object mapping.
+ * The `kubernetes` datastore (DESIGN.md section 7): CRDs ClusterEncryption, EncryptionPolicy and
+ * StarlingX's IPsecPolicy (the cluster-wide policies), node records as `podcrypt.io/` Node
+ * annotations, Services and Endpoints, coordination Leases for liveness and leadership; policy
+ * status through the policies' status subresource. See mapping.ts for the object mapping.
  *
  * Revisions are Kubernetes resourceVersions (in practice etcd revisions: numeric, increasing).
  * Differences from the interface's ideal, all documented here:
@@ -152,6 +153,12 @@ interface TrackedLease {
  *   every object labelled `podcrypt.io/lease=<id>`. Expiry therefore needs at least one live client.
  * - Watch.revision also advances on BOOKMARK events, so a resumed watch starts from a recent
  *   resourceVersion and is less likely to get 410 Gone.
+ * - Policies live in two resources (EncryptionPolicy, IPsecPolicy), listed one after the other:
+ *   the list's revision is the first list's, so a watch from it may deliver once more a change of
+ *   IPsecPolicies that the list already showed (never miss one; resourceVersions are
+ *   cluster-wide). A policy watch is one stream per resource; Watch.revision is the older one's.
+ * - An update of a policy keeps its status (the status subresource); Stored.generation is its
+ *   metadata.generation, which moves with the spec only.
  */
 export class KubernetesDatastore implements Datastore {
   readonly backend = "kubernetes" as const;
