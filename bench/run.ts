@@ -2,16 +2,18 @@
  * `npm run bench`: iperf3 TCP throughput (both directions) and ping latency through
  *   - podcrypt ↔ podcrypt      (`podcrypt wireguard -f` on both ends, configured with `wg`),
  *   - wireguard-go ↔ wireguard-go (Debian's, configured the same way),
+ *   - esp-userspace            (`podcrypt esp` on both ends, per-pair SAs as the agent derives them),
  *   - plain veth               (the underlay itself, the ceiling),
  * each between two fresh network namespaces, one after the other in one run, then a table with
  * ratios against wireguard-go and veth.
  *
- *   node dist/bench/run.js [--seconds S] [--pings N] [--only podcrypt,wireguard-go,veth] [--json]
+ *   node dist/bench/run.js [--seconds S] [--pings N] [--only podcrypt,wireguard-go,esp-userspace,veth] [--json]
  *
  * Defaults: 5 s per iperf3 direction, 20 pings. All traffic stays inside namespaces this run makes
  * (named pct-<id>-*, removed at the end, also on Ctrl-C). A row that fails reports its error and
  * the others still run; the exit status is non-zero then.
  */
+import { espPair, installEpoch } from "../test/esp-dataplane/lab.js";
 import { NetnsGroup } from "../test/helpers/netns.js";
 import {
   configureEnd,
@@ -26,7 +28,7 @@ import {
 
 /** One row of the result. */
 export interface BenchRow {
-  readonly name: "podcrypt" | "wireguard-go" | "veth";
+  readonly name: (typeof ROWS)[number];
   /** iperf3 TCP, a -> b, Mbit/s. */
   readonly mbps?: number;
   /** iperf3 TCP, b -> a (-R), Mbit/s. */
@@ -36,7 +38,7 @@ export interface BenchRow {
   readonly error?: string;
 }
 
-const ROWS = ["podcrypt", "wireguard-go", "veth"] as const;
+const ROWS = ["podcrypt", "wireguard-go", "esp-userspace", "veth"] as const;
 
 function parseArgs(argv: string[]): { seconds: number; pings: number; only: Set<string>; json: boolean } {
   const value = (flag: string): string | undefined => {
@@ -45,7 +47,7 @@ function parseArgs(argv: string[]): { seconds: number; pings: number; only: Set<
   };
   if (argv.includes("--help")) {
     process.stdout.write(
-      "usage: npm run bench -- [--seconds S] [--pings N] [--only podcrypt,wireguard-go,veth] [--json]\n",
+      `usage: npm run bench -- [--seconds S] [--pings N] [--only ${ROWS.join(",")}] [--json]\n`,
     );
     process.exit(0);
   }
@@ -116,9 +118,21 @@ class Bench {
     return { name, mbps, mbpsReverse, rttMs };
   }
 
+  /** The userspace ESP pair of test/esp-dataplane/lab.ts with epoch 1's SAs; returns a, b and b's inner address. */
+  async esp(): Promise<[string, string, string]> {
+    const p = await espPair(this.lab, "e");
+    this.disposers.push(() => p.dispose());
+    await installEpoch(p, 1, true);
+    await pingUntilUp(p.a.ns, p.b.inner);
+    return [p.a.ns, p.b.ns, p.b.inner];
+  }
+
+  private readonly disposers: Array<() => void> = [];
+
   /** SIGTERM, 300 ms, SIGKILL, then the namespaces go. */
   async stopAll(): Promise<void> {
     await this.lab.cleanup(300);
+    for (const d of this.disposers.splice(0)) d();
   }
 }
 
@@ -138,18 +152,13 @@ export async function runBench(options: {
       if (!options.only.has(name)) continue;
       const row = (bench = new Bench());
       try {
-        const [a, b] =
-          name === "veth" ? await row.pair("v") : await row.tunnel(name, name === "podcrypt" ? "p" : "g");
-        rows.push(
-          await row.measure(
-            name,
-            a,
-            b,
-            name === "veth" ? "10.77.0.2" : "10.66.0.2",
-            options.seconds,
-            options.pings,
-          ),
-        );
+        const [a, b, target] =
+          name === "veth"
+            ? [...(await row.pair("v")), "10.77.0.2"]
+            : name === "esp-userspace"
+              ? await row.esp()
+              : [...(await row.tunnel(name, name === "podcrypt" ? "p" : "g")), "10.66.0.2"];
+        rows.push(await row.measure(name, a, b, target, options.seconds, options.pings));
       } catch (e) {
         rows.push({ name, error: e instanceof Error ? e.message.split("\n")[0]!.slice(0, 300) : String(e) });
       } finally {
@@ -167,13 +176,14 @@ const fmt = (n: number | undefined, digits = 0): string => (n === undefined ? "-
 const ratio = (a: number | undefined, b: number | undefined): string =>
   a === undefined || b === undefined || b === 0 ? "-" : `${(a / b).toFixed(2)}x`;
 
-/** The human table: throughput both ways, RTT, and ratios against wireguard-go and veth. */
+/** The human table: throughput both ways, RTT, and ratios against wireguard-go, podcrypt's WireGuard and veth. */
 export function formatTable(rows: readonly BenchRow[], seconds: number): string {
   const wgo = rows.find((r) => r.name === "wireguard-go");
+  const pwg = rows.find((r) => r.name === "podcrypt");
   const veth = rows.find((r) => r.name === "veth");
   const lines = [
     `iperf3 TCP ${seconds}s each way, ping RTT; ratios of a->b throughput`,
-    `${"path".padEnd(14)}${"a->b Mbit/s".padStart(13)}${"b->a Mbit/s".padStart(13)}${"rtt ms".padStart(9)}${"vs wg-go".padStart(10)}${"vs veth".padStart(9)}`,
+    `${"path".padEnd(14)}${"a->b Mbit/s".padStart(13)}${"b->a Mbit/s".padStart(13)}${"rtt ms".padStart(9)}${"vs wg-go".padStart(10)}${"vs podcrypt".padStart(13)}${"vs veth".padStart(9)}`,
   ];
   for (const r of rows) {
     if (r.error !== undefined) {
@@ -182,7 +192,7 @@ export function formatTable(rows: readonly BenchRow[], seconds: number): string 
     }
     lines.push(
       `${r.name.padEnd(14)}${fmt(r.mbps).padStart(13)}${fmt(r.mbpsReverse).padStart(13)}${fmt(r.rttMs, 3).padStart(9)}` +
-        `${ratio(r.mbps, wgo?.mbps).padStart(10)}${ratio(r.mbps, veth?.mbps).padStart(9)}`,
+        `${ratio(r.mbps, wgo?.mbps).padStart(10)}${ratio(r.mbps, pwg?.mbps).padStart(13)}${ratio(r.mbps, veth?.mbps).padStart(9)}`,
     );
   }
   return lines.join("\n") + "\n";
@@ -193,12 +203,14 @@ async function main(): Promise<void> {
   const rows = await runBench(options);
   if (options.json) {
     const wgo = rows.find((r) => r.name === "wireguard-go")?.mbps;
+    const pwg = rows.find((r) => r.name === "podcrypt")?.mbps;
     const out = {
       seconds: options.seconds,
       pings: options.pings,
       rows: rows.map((r) => ({
         ...r,
         ratioToWireguardGo: r.mbps !== undefined && wgo ? r.mbps / wgo : undefined,
+        ratioToPodcryptWireguard: r.mbps !== undefined && pwg ? r.mbps / pwg : undefined,
       })),
     };
     process.stdout.write(JSON.stringify(out, null, 2) + "\n");

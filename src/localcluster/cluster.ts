@@ -296,7 +296,11 @@ export async function waitSettled(
         `${dead.map((d) => d.name).join(", ")} exited; see ${dead[0]!.log} (then \`podcrypt cluster down\`)`,
       );
     }
+    const asked = Date.now();
     const status = await collectStatus(state, openStore).catch(() => undefined);
+    // Looking costs the agents something too (the store's lock, the kernel reads): on a slow
+    // machine, look no more often than a look takes.
+    const pause = Math.max(250, Date.now() - asked);
     if (status !== undefined) {
       const s = isSettled(status, state.plan);
       if (s.ok) return;
@@ -310,7 +314,7 @@ export async function waitSettled(
         `the cluster did not settle in time (${last.trim()}); logs in ${join(clusterHome(), "logs")}`,
       );
     }
-    await sleep(250);
+    await sleep(pause);
   }
 }
 

@@ -102,7 +102,7 @@ describe("podcrypt esp between two namespaces", () => {
     const r = await ping(p.a.ns, p.b.inner, ["-c", "5", "-i", "0.1", "-W", "5"]);
     assert.equal(r.received, 5);
     const mbps = await iperf3((...a) => lab.spawn(...a), p.a.ns, p.b.ns, p.b.inner, 2);
-    // Only that bulk TCP flows: the figures belong to bench/esp (this machine is shared and loaded).
+    // Only that bulk TCP flows: the figures belong to `npm run bench` (this machine is shared and loaded).
     assert.ok(mbps > 0.5, `iperf3 ${mbps} Mbit/s`);
     const sa = await status(p.a);
     const out = sa.sas.find((s) => s.direction === "out" && s.keyId === 1);

@@ -1,7 +1,7 @@
 /**
  * Two namespaces joined by a veth pair, each running `podcrypt esp -f` and configured through its
  * control socket with SAs for the other, as an agent would push them. Shared by the namespace
- * tests and bench/esp.
+ * tests and the ESP row of bench/run.ts.
  *
  *   a: underlay 10.78.0.1/24 on eth0, inner 10.68.1.1/24 on the ESP interface
  *   b: underlay 10.78.0.2/24 on eth0, inner 10.68.2.1/24 on the ESP interface

@@ -214,10 +214,13 @@ for (const mode of ["wireguard", "ipsec"] as const)
       });
 
       after(async () => {
-        const down = await podcrypt(["cluster", "down"]);
-        if (down.code !== 0) process.stderr.write(`cluster down: ${down.stderr}\n`);
-        await server?.close();
-        rmSync(home, { recursive: true, force: true });
+        try {
+          const down = await podcrypt(["cluster", "down"]);
+          if (down.code !== 0) process.stderr.write(`cluster down: ${down.stderr}\n`);
+          await server?.close();
+        } finally {
+          rmSync(home, { recursive: true, force: true });
+        }
         process.stdout.write(
           `# timings (s from start): ${Object.entries(times)
             .map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`)

@@ -62,12 +62,16 @@ describe("podcrypt controller --config (the generated ConfigMap) on the kubernet
   });
 
   after(async () => {
-    if (child !== undefined && child.exitCode === null) {
-      child.kill("SIGKILL");
-      await new Promise((r) => child!.once("exit", r));
+    try {
+      if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child!.once("exit", r));
+        child.kill("SIGKILL");
+        await exited;
+      }
+      await server?.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-    await server?.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("seeds ClusterEncryption from the cluster section and leads under its election name and TTL", async () => {
