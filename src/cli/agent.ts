@@ -63,6 +63,7 @@ interface AgentFlags {
   wireguardPort?: number;
   dataplane?: DataplaneRequest;
   wireguardDaemon: "podcrypt" | "wireguard-go";
+  espRekeyAfterPackets?: number;
   heartbeatSeconds?: number;
   healthAddress?: string;
   logLevel?: string;
@@ -119,6 +120,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
         podCidrs: net.podCIDRs,
         clusterCidrs: set.clusterCidrs,
         wireguardDaemon: o.wireguardDaemon,
+        ...(o.espRekeyAfterPackets === undefined ? {} : { espRekeyAfterPackets: o.espRekeyAfterPackets }),
       }),
       systemClock,
     );
@@ -245,6 +247,15 @@ export function registerAgent(program: Command): void {
       new Option("--wireguard-daemon <cmd>", "userspace daemon to run")
         .choices(["podcrypt", "wireguard-go"])
         .default(process.env["PODCRYPT_WIREGUARD_DAEMON"] ?? "podcrypt"),
+    )
+    .addOption(
+      new Option(
+        "--esp-rekey-after-packets <n>",
+        "userspace ESP: ask the controller for an early rotation once an outbound SA has sent this many packets " +
+          "(default: at 3/4 of the 32-bit sequence space)",
+      )
+        .env("PODCRYPT_ESP_REKEY_AFTER_PACKETS")
+        .argParser(parseIntFlag("--esp-rekey-after-packets", 1, 0xffffffff)),
     )
     .option(
       "--heartbeat-seconds <s>",

@@ -16,14 +16,20 @@ export interface CliResult {
   stderr: string;
 }
 
-/** A PODCRYPT_HOME of its own and the CLI run in it. `remove()` deletes the directory. */
-export function clusterCli(tag: string): {
+/**
+ * A PODCRYPT_HOME of its own and the CLI run in it, with `extraEnv` on top of this process's
+ * environment (the daemons `cluster up` starts inherit it). `remove()` deletes the directory.
+ */
+export function clusterCli(
+  tag: string,
+  extraEnv: Record<string, string> = {},
+): {
   home: string;
   podcrypt: (args: string[], timeoutMs?: number) => Promise<CliResult>;
   remove: () => void;
 } {
   const home = mkdtempSync(join(tmpdir(), `podcrypt-${tag}-`));
-  const env = { ...process.env, PODCRYPT_HOME: home };
+  const env = { ...process.env, ...extraEnv, PODCRYPT_HOME: home };
   return {
     home,
     podcrypt: async (args, timeoutMs = 180_000) => {
