@@ -38,6 +38,16 @@ type WatchedKind = (typeof WATCHED)[number];
 /** How soon a pass waiting for something the data plane does by itself (a handshake) looks again. */
 const RECHECK_MS = 250;
 
+/**
+ * How long a watch event waits for the ones behind it before a pass runs. Every node writes its
+ * acknowledgement within moments of the others: one pass for the burst, not one per node (on 500
+ * nodes, hundreds of passes over 500 peers each). A pass that took long (many peers, a busy
+ * machine) makes the next wait up to twice as long as it took, at most {@link MAX_COALESCE_MS}:
+ * the agent then spends at most about a third of its time in passes, however fast events come.
+ */
+const COALESCE_MS = 20;
+const MAX_COALESCE_MS = 1000;
+
 /** The node's key pairs by epoch; private keys stay in 0600 files on this node. */
 export interface EpochKeys {
   /** Makes (and persists) the key pair of `epoch` if it is missing; returns its public key (base64). */
@@ -61,6 +71,8 @@ export interface AgentOptions {
   heartbeatMs?: number;
   /** Full resync period even without changes (repairs what was altered behind our back). Default 10 s. */
   resyncMs?: number;
+  /** How long a watch event waits for others before the pass it asks for. Default {@link COALESCE_MS}. */
+  coalesceMs?: number;
 }
 
 /**
@@ -84,6 +96,9 @@ export class Agent {
     endpoints: new Map(),
   };
   private recheck: NodeJS.Timeout | undefined;
+  private coalesce: NodeJS.Timeout | undefined;
+  /** How long the last pass took (wall clock, ms). */
+  private lastPassMs = 0;
   private readonly selection = new SelectionTracker();
   /** The selector-set hash this node last published. */
   private publishedSelection: string | undefined;
@@ -119,6 +134,7 @@ export class Agent {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.recheck);
+    clearTimeout(this.coalesce);
     await Promise.all(this.watches.map((w) => w.close()));
     await this.o.backend.close();
   }
@@ -131,7 +147,7 @@ export class Agent {
       const list = await col.list();
       map.clear();
       for (const item of list.items) map.set(item.key, item.value);
-      this.dirty = true;
+      this.changed();
       const w = await col.watch(list.revision, {
         event: (e) => {
           const before = map.get(e.key);
@@ -148,8 +164,7 @@ export class Agent {
             sameForPass(before as Node, after as Node)
           )
             return;
-          this.dirty = true;
-          void this.loop();
+          this.changed();
         },
         gone: () => {
           void relist();
@@ -198,36 +213,45 @@ export class Agent {
       reason: `ESP sequence numbers of the SAs to ${running.join(", ")} near their end`.slice(0, 256),
       at: new Date(this.o.clock.wallNow()).toISOString(),
     };
-    await this.publish((n) => ({
-      ...n,
-      status: { ...n.status, errors: n.status?.errors ?? [], rotationWanted },
-    }));
-    this.o.logger.warn({ epoch: c.epoch, peers: running }, "asking for an early rotation");
+    const asked = await this.publish((n) =>
+      n.status?.rotationWanted?.epoch === c.epoch
+        ? undefined
+        : { ...n, status: { ...n.status, errors: n.status?.errors ?? [], rotationWanted } },
+    );
+    if (asked) this.o.logger.warn({ epoch: c.epoch, peers: running }, "asking for an early rotation");
   }
 
-  /** Read-modify-write of our own Node object. */
-  private async publish(change: (n: NodeInput) => NodeInput): Promise<void> {
+  /**
+   * Read-modify-write of our own Node object. `change` returns undefined when the node as stored
+   * already says what it would write: then nothing is written (every write of a Node wakes every
+   * agent, and the watch cache this agent judges by may lag its own last write). Returns whether
+   * it wrote.
+   */
+  private async publish(change: (n: NodeInput) => NodeInput | undefined): Promise<boolean> {
     const col = this.o.store.collection("nodes");
     for (let attempt = 0; attempt < 5; attempt++) {
       const cur = await col.get(this.name);
       const base: NodeInput = cur?.value ?? { name: this.name, underlay: this.o.self.underlay };
-      const next = change({
+      const refreshed: NodeInput = {
         ...base,
         underlay: this.o.self.underlay,
         podCIDRs: this.o.self.podCIDRs,
         capabilities: this.o.self.capabilities,
         backend: this.o.backend.kind === "fake" ? "none" : this.o.backend.kind,
         heartbeat: new Date(this.o.clock.wallNow()).toISOString(),
-      });
+      };
+      const next = change(refreshed);
+      if (next === undefined && cur !== undefined) return false;
       try {
-        if (cur === undefined) await col.create(next);
-        else await col.update(next, { revision: cur.revision });
-        return;
+        if (cur === undefined) await col.create(next ?? refreshed);
+        else await col.update(next!, { revision: cur.revision });
+        return true;
       } catch (e) {
         // Lost a race with another write of our node: read again and retry.
         if (!isConflictError(e) && !isNotFoundError(e) && !isAlreadyExistsError(e)) throw e;
       }
     }
+    return false;
   }
 
   private async heartbeat(): Promise<void> {
@@ -239,6 +263,20 @@ export class Agent {
     } catch (e) {
       this.o.logger.warn({ err: (e as Error).message }, "heartbeat failed");
     }
+  }
+
+  /** A watched object changed: one pass soon, for this change and those right behind it. */
+  private changed(): void {
+    this.dirty = true;
+    if (this.coalesce !== undefined || this.stopped) return;
+    const least = this.o.coalesceMs ?? COALESCE_MS;
+    this.coalesce = setTimeout(
+      () => {
+        this.coalesce = undefined;
+        void this.loop();
+      },
+      Math.min(MAX_COALESCE_MS, Math.max(least, 2 * this.lastPassMs)),
+    );
   }
 
   /** Runs another pass after {@link RECHECK_MS}, once, unless one is already scheduled. */
@@ -256,9 +294,12 @@ export class Agent {
     if (this.running || this.stopped) return;
     this.running = true;
     try {
-      while (this.dirty && !this.stopped) {
+      // Changes seen during a pass wait for their coalescing timer, which runs the loop again.
+      while (this.dirty && !this.stopped && this.coalesce === undefined) {
         this.dirty = false;
+        const started = this.o.clock.now();
         await this.pass();
+        this.lastPassMs = this.o.clock.now() - started;
       }
     } finally {
       this.running = false;
@@ -276,8 +317,10 @@ export class Agent {
       for (const e of needed) publicKeys[String(e)] = await this.o.keys.ensure(e);
       const self = this.nodes.get(this.name);
       if (self === undefined || JSON.stringify(self.publicKeys) !== JSON.stringify(publicKeys)) {
-        await this.publish((n) => ({ ...n, publicKeys }));
-        this.dirty = true; // our own watch event brings the new keys in
+        const wanted = JSON.stringify(publicKeys);
+        await this.publish((n) =>
+          JSON.stringify(n.publicKeys) === wanted ? undefined : { ...n, publicKeys },
+        );
       }
       const nodes = [...this.nodes.values()];
       // Sessions matter only while a WireGuard generation takes peers over from an older one.
@@ -289,10 +332,11 @@ export class Agent {
       this.lastErrors = [];
       if (selective !== undefined && this.publishedSelection !== selective.hash) {
         // Installed: tell the others. Their publishing (a Node event here) is what settles the set.
-        await this.publish((n) => ({
-          ...n,
-          status: { ...n.status, errors: n.status?.errors ?? [], selection: selective.hash },
-        }));
+        await this.publish((n) =>
+          n.status?.selection === selective.hash
+            ? undefined
+            : { ...n, status: { ...n.status, errors: n.status?.errors ?? [], selection: selective.hash } },
+        );
         this.publishedSelection = selective.hash;
         this.o.logger.info({ selection: selective.hash }, "selected traffic installed");
       }
@@ -316,12 +360,12 @@ export class Agent {
           const ack = { epoch: target.epoch, phase: c.phase, at: new Date(now).toISOString() };
           // The watch cache may not show our own last write yet: judge by the node as just read, so
           // an acknowledgement is written once (duplicates would push older ones out of the history).
-          await this.publish((n) =>
+          const wrote = await this.publish((n) =>
             (n.acknowledgements ?? []).some((a) => a.epoch === ack.epoch && a.phase === ack.phase)
-              ? n
+              ? undefined
               : { ...n, acknowledgements: [...(n.acknowledgements ?? []), ack].slice(-16) },
           );
-          this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
+          if (wrote) this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
         }
         // Sessions come up on their own (handshakes): while a peer still waits for one, look again
         // shortly rather than at the next resync.

@@ -118,7 +118,10 @@ export function desiredState(
   selection: NodeSelection = NO_SELECTION,
 ): DesiredNodeState {
   const self = nodes.find((n) => n.name === settings.node);
-  const others = nodes.filter((n) => n.name !== settings.node).sort((a, b) => a.name.localeCompare(b.name));
+  // Code-unit order (not localeCompare): the same on every node, and cheap on hundreds of nodes.
+  const others = nodes
+    .filter((n) => n.name !== settings.node)
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const { installed, sending } = generationsFor(c);
   const generations: DesiredGeneration[] = installed.map((g) => {
     const slot = (g.epoch % 2) as 0 | 1;
@@ -144,8 +147,10 @@ export function desiredState(
       }),
     };
   });
+  // Every pass looks up every peer in every generation: by map, not by scanning (500 nodes).
+  const peersBy = new Map(generations.map((g) => [g, new Map(g.peers.map((p) => [p.node, p]))]));
   const carrier = (n: Node): DesiredGeneration | undefined => {
-    const peerOf = (g: DesiredGeneration) => g.peers.find((p) => p.node === n.name);
+    const peerOf = (g: DesiredGeneration) => peersBy.get(g)!.get(n.name);
     if (sending === undefined) return generations.find((g) => peerOf(g) !== undefined);
     const next = generations.find((g) => g.epoch === sending.epoch && peerOf(g) !== undefined);
     // A peer the sending generation does not know yet is reached through any that does.
@@ -222,7 +227,10 @@ export function readyToAcknowledge(
   const target = c.target;
   const gen = desired.generations.find((g) => g.epoch === target.epoch);
   if (gen === undefined) return false;
-  if (c.phase === "prepare") return livePeers.every((p) => gen.peers.some((q) => q.node === p));
+  if (c.phase === "prepare") {
+    const held = new Set(gen.peers.map((q) => q.node));
+    return livePeers.every((p) => held.has(p));
+  }
   return unswitched(desired, gen, prepared).length === 0;
 }
 

@@ -1,11 +1,12 @@
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Command, Option } from "commander";
 import { ValidationError } from "../errors/index.js";
 import { clusterDown, clusterUp } from "../localcluster/cluster.js";
 import { parseClusterConfigText, resolveClusterConfig, type ClusterFlags } from "../localcluster/config.js";
 import { addNode, removeNode } from "../localcluster/nodes.js";
 import { clusterInfo } from "../localcluster/plan.js";
-import { requireClusterState } from "../localcluster/state.js";
+import { clusterHome, readClusterState, requireClusterState } from "../localcluster/state.js";
 import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
@@ -55,7 +56,12 @@ export function registerCluster(program: Command): void {
         openDatastore,
         (line) => process.stderr.write(`${line}\n`),
         o.timeout * 1000,
-      );
+      ).catch((e: unknown) => {
+        // What was built stays for a look (logs, status); say how to remove it.
+        if (e instanceof Error && readClusterState(clusterHome()) !== undefined)
+          e.message += `\n  the cluster is left as it is for a look (logs in ${join(clusterHome(), "logs")}); remove it with \`podcrypt cluster down\``;
+        throw e;
+      });
       const p = state.plan;
       process.stdout.write(
         `local cluster up: ${p.nodes.length} nodes, ${p.pods.length} pods, mode ${config.mode}, ` +

@@ -77,6 +77,12 @@ export function registerDebugEsp(debug: Command): void {
     .option("--json", "without --tshark: the SAs as JSON (no keys)", false)
     .action(async (o: { tshark: boolean; socketDir: string; json: boolean }) => {
       const sas = await collectClusterSas(o.socketDir);
+      if (sas.length === 0)
+        throw new PodcryptError(
+          "ENOSA",
+          `no ESP SAs: no userspace ESP daemon answers in ${o.socketDir} ` +
+            "(is a local cluster running with --mode ipsec? kernel XFRM SAs are in `ip xfrm state`)",
+        );
       if (o.tshark) {
         process.stderr.write(KEY_EXPORT_WARNING);
         process.stdout.write(sas.map((sa) => exportedSaLine(sa) + "\n").join(""));

@@ -1,12 +1,16 @@
 import { Command, Option } from "commander";
-import { tunnelMtu, type Mode } from "../mtu/mtu.js";
+import { MAX_EXT_MTU, MIN_EXT_MTU, tunnelMtu, type Mode } from "../mtu/mtu.js";
 import { parseIntFlag } from "./flags.js";
 
 export function registerMtu(program: Command): void {
   program
     .command("mtu")
     .description("print the tunnel (pod-facing) MTU for an external MTU (DESIGN.md section 6)")
-    .requiredOption("--ext-mtu <n>", "MTU of the underlay interface", parseIntFlag("--ext-mtu"))
+    .requiredOption(
+      "--ext-mtu <n>",
+      "MTU of the underlay interface",
+      parseIntFlag("--ext-mtu", MIN_EXT_MTU, MAX_EXT_MTU),
+    )
     .addOption(
       new Option("--mode <mode>", "encryption mode").choices(["wireguard", "ipsec"]).default("wireguard"),
     )

@@ -45,7 +45,10 @@ export const clusterConfigSchema = z.strictObject({
     .strictObject({ controller: z.string().min(1).optional(), agent: z.string().min(1).optional() })
     .optional(),
   enabled: z.boolean().default(true),
-  nodes: z.array(nodeSchema).max(64).optional(),
+  nodes: z
+    .array(nodeSchema, { error: "must be a list of nodes, e.g. [{name: node-1, pods: 2}]" })
+    .max(64)
+    .optional(),
   pods: z.array(podSchema).default([]),
   services: z.array(serviceSchema).default([]),
 });

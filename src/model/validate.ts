@@ -18,14 +18,16 @@ export function parseWith<S extends z.ZodType>(schema: S, input: unknown, prefix
   if (r.success) return r.data;
   const issues = r.error.issues;
   const first = issues[0]!;
-  const msg = issues
-    .map((i) => {
-      const f = fieldPath(i.path);
-      return f === "" ? i.message : `${f}: ${i.message}`;
-    })
-    .join("; ");
   const field = fieldPath(first.path, prefix);
-  throw new ValidationError(field, issues.length === 1 ? first.message : msg, {
+  // The error names the first field itself; every further problem follows with its own path.
+  const msg = [
+    first.message,
+    ...issues.slice(1).map((i) => {
+      const f = fieldPath(i.path, prefix);
+      return f === "" ? i.message : `${f}: ${i.message}`;
+    }),
+  ].join("; ");
+  throw new ValidationError(field, msg, {
     cause: r.error,
     context: { issues: issues.map((i) => ({ field: fieldPath(i.path, prefix), message: i.message })) },
   });

@@ -58,6 +58,11 @@ function mapError(e: unknown, leaseId?: string): Error {
   const msg = e instanceof Error ? e.message : String(e);
   if (/lease not found/i.test(msg)) return new LeaseExpiredError(leaseId ?? "unknown", { cause: e });
   if (/closed/i.test(msg) && e instanceof Error && e.name === "ClientClosedError") return new ClosedError();
+  // grpc's "14 UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED
+  // 127.0.0.1:2379. Resolution note: ": the last error is what a person needs.
+  const unreachable = /UNAVAILABLE.*Last error: (?:Error: )?(.*?)\.?\s*(?:Resolution note:.*)?$/s.exec(msg);
+  if (unreachable !== null)
+    return new UnavailableError(`etcd: cannot connect (${unreachable[1]})`, { cause: e });
   return new UnavailableError(`etcd: ${msg}`, { cause: e });
 }
 
