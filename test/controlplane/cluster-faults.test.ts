@@ -4,45 +4,20 @@
  * killed with a standby ready, and the key files left on disk after a rotation.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { promisify } from "node:util";
 import { openDatastore } from "../../src/cli/datastore.js";
 import { CONTROLLER_ELECTION } from "../../src/controller/controller.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { alive, startDaemon } from "../../src/localcluster/processes.js";
 import { readClusterState, writeClusterState, type ClusterProcess } from "../../src/localcluster/state.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
-import { projectRoot } from "../../src/paths.js";
+import { clusterCli, type CliResult } from "../localcluster/run-cli.js";
 
-const execFileP = promisify(execFile);
-const home = mkdtempSync(join(tmpdir(), "podcrypt-faults-test-"));
-const env = { ...process.env, PODCRYPT_HOME: home };
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the real CLI, as a user would. */
-async function podcrypt(args: string[], timeoutMs = 180_000): Promise<Result> {
-  try {
-    const r = await execFileP(process.execPath, [join(projectRoot(), "bin", "podcrypt"), ...args], {
-      env,
-      timeout: timeoutMs,
-      maxBuffer: 16 << 20,
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof x.code === "number" ? x.code : 1, stdout: x.stdout ?? "", stderr: x.stderr ?? "" };
-  }
-}
+const { home, podcrypt } = clusterCli("faults-test");
+type Result = CliResult;
 
 interface Status {
   phase: string;

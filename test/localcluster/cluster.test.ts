@@ -1,40 +1,14 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { promisify } from "node:util";
 import { LocalDatastore } from "../../src/datastore/local/index.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
-import { projectRoot } from "../../src/paths.js";
 import { iperf3Between } from "./bulk.js";
+import { clusterCli } from "./run-cli.js";
 
-const execFileP = promisify(execFile);
-const home = mkdtempSync(join(tmpdir(), "podcrypt-cluster-test-"));
-const env = { ...process.env, PODCRYPT_HOME: home };
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the real CLI, as a user would. */
-async function podcrypt(args: string[], timeoutMs = 180_000): Promise<Result> {
-  try {
-    const r = await execFileP(process.execPath, [join(projectRoot(), "bin", "podcrypt"), ...args], {
-      env,
-      timeout: timeoutMs,
-      maxBuffer: 16 << 20,
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof x.code === "number" ? x.code : 1, stdout: x.stdout ?? "", stderr: x.stderr ?? "" };
-  }
-}
+const { home, podcrypt } = clusterCli("cluster-test");
 
 async function ours(): Promise<string[]> {
   return (await listNetns()).filter((n) => n.startsWith(NETNS_PREFIX));

@@ -1,40 +1,18 @@
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { keyIdForEpoch } from "../../src/keys/derive.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
 import { FABRIC_BRIDGE, FABRIC_NETNS, NETNS_PREFIX } from "../../src/localcluster/plan.js";
-import { projectRoot } from "../../src/paths.js";
 import { iperf3Between } from "./bulk.js";
+import { clusterCli } from "./run-cli.js";
 
 const execFileP = promisify(execFile);
-const home = mkdtempSync(join(tmpdir(), "podcrypt-ipsec-test-"));
-const env = { ...process.env, PODCRYPT_HOME: home };
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the real CLI, as a user would. */
-async function podcrypt(args: string[], timeoutMs = 180_000): Promise<Result> {
-  try {
-    const r = await execFileP(process.execPath, [join(projectRoot(), "bin", "podcrypt"), ...args], {
-      env,
-      timeout: timeoutMs,
-      maxBuffer: 16 << 20,
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof x.code === "number" ? x.code : 1, stdout: x.stdout ?? "", stderr: x.stderr ?? "" };
-  }
-}
+const { home, podcrypt } = clusterCli("ipsec-test");
 
 interface Status {
   enabled: boolean;

@@ -23,7 +23,12 @@ import {
   checkTunnelMtu,
   isInterfaceGoneErrno,
 } from "../../platform/tun/tun-device.js";
-import { BatchUdpSocket, ENDPOINT_ENTRY_SIZE, encodeEndpoint } from "../../platform/udp/batch-udp-socket.js";
+import {
+  BatchSender,
+  BatchUdpSocket,
+  ENDPOINT_ENTRY_SIZE,
+  encodeEndpoint,
+} from "../../platform/udp/batch-udp-socket.js";
 import type { EspPeer, EspState } from "./state.js";
 
 /** Default tunnel MTU: 1500 minus outer IPv4 (20), UDP (8), ESP header+IV (16), trailer (<= 5), ICV (16), rounded down. */
@@ -68,7 +73,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly batch: number;
-  private gso: boolean;
+  private readonly sender: BatchSender;
   private mtuValue: number;
   private portValue: number;
   private tun: TunDevice | undefined;
@@ -92,10 +97,6 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   private readonly txEndpoints: Buffer;
   private readonly txPeers: EspPeer[] = [];
   private readonly txInner: Uint32Array;
-  /** [GSO refused, errno of the last datagram refused] of the last send (NativeAddon.udpSend). */
-  private readonly sendInfo = new Uint32Array(2);
-  /** The errno last logged for a refused datagram, so a steady refusal is logged once. */
-  private lastRefusal = 0;
   // Datagrams received, and inner packets to write.
   private readonly rxSlot = roundUp(RX_CAPACITY, 64);
   private readonly rxArena: Buffer;
@@ -112,7 +113,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.logger = o.logger;
     this.clock = o.clock ?? systemClock;
     this.batch = o.batchSize ?? DEFAULT_ESP_BATCH;
-    this.gso = o.gso ?? true;
+    this.sender = new BatchSender(o.gso ?? true, this.logger);
     this.mtuValue = o.mtu ?? DEFAULT_ESP_MTU;
     this.portValue = o.port ?? ESP_IN_UDP_PORT;
     if (!Number.isInteger(this.batch) || this.batch < 1 || this.batch > 1024)
@@ -286,27 +287,15 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
       count++;
     }
     if (count === 0) return;
-    const sent = udp.sendBatch(
+    const sent = this.sender.send(
+      udp,
       this.txArena,
       this.txOffsets,
       this.txLengths,
       this.txEndpoints,
       this.txEndpointIndex,
       count,
-      this.gso,
-      this.sendInfo,
     );
-    if (this.gso && this.sendInfo[0] === 1) {
-      this.gso = false;
-      this.logger.warn("UDP GSO refused by the kernel: sending datagram by datagram");
-    }
-    if (this.sendInfo[1] !== 0 && this.sendInfo[1] !== this.lastRefusal) {
-      this.lastRefusal = this.sendInfo[1]!;
-      this.logger.warn(
-        { errno: this.lastRefusal },
-        "the kernel refused a datagram: dropped (logged once per errno)",
-      );
-    }
     const c = state.counters;
     if (sent < 0) {
       this.logger.warn({ errno: -sent }, "UDP send failed");

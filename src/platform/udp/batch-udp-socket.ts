@@ -1,4 +1,5 @@
 import { PodcryptError } from "../../errors/index.js";
+import type { Logger } from "../../log/logger.js";
 import { ENDPOINT_ENTRY_SIZE, native, type FdWatcher } from "../../native.js";
 
 export { ENDPOINT_ENTRY_SIZE };
@@ -92,4 +93,47 @@ export function encodeEndpoint(address: string, port: number, out: Buffer, offse
 /** Reads an endpoint entry back as `{address, port}` (IPv4 dotted, IPv6 compressed). */
 export function decodeEndpoint(buf: Buffer, offset: number): { address: string; port: number } {
   return native().decodeEndpoint(buf, offset);
+}
+
+/**
+ * Sends the data batches of one data path: with UDP GSO while the kernel takes it (its first
+ * refusal turns GSO off for good, logged once), and a datagram the kernel refuses (EMSGSIZE, ...)
+ * dropped with its errno logged once per errno, so a flood of them never floods the log.
+ */
+export class BatchSender {
+  private gso: boolean;
+  private readonly info = new Uint32Array(2);
+  private lastRefusal = 0;
+
+  constructor(
+    gso: boolean,
+    private readonly logger: Pick<Logger, "warn">,
+  ) {
+    this.gso = gso;
+  }
+
+  /** `udp.sendBatch` of `count` datagrams; returns how many the kernel took, or a negated errno. */
+  send(
+    udp: BatchUdpSocket,
+    arena: Buffer,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    endpoints: Buffer,
+    endpointIndex: Uint32Array,
+    count: number,
+  ): number {
+    const sent = udp.sendBatch(arena, offsets, lengths, endpoints, endpointIndex, count, this.gso, this.info);
+    if (this.gso && this.info[0] === 1) {
+      this.gso = false;
+      this.logger.warn("UDP GSO refused by the kernel: sending datagram by datagram");
+    }
+    if (this.info[1] !== 0 && this.info[1] !== this.lastRefusal) {
+      this.lastRefusal = this.info[1]!;
+      this.logger.warn(
+        { errno: this.lastRefusal },
+        "the kernel refused a datagram: dropped (logged once per errno)",
+      );
+    }
+    return sent;
+  }
 }

@@ -4,6 +4,7 @@ import { PodcryptError } from "../../../errors/index.js";
 import type { Logger } from "../../../log/logger.js";
 import { native, type FdWatcher, type NativeAddon } from "../../../native.js";
 import {
+  BatchSender,
   BatchUdpSocket,
   ENDPOINT_ENTRY_SIZE,
   decodeEndpoint,
@@ -179,11 +180,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly batch: number;
-  private gso: boolean;
-  /** [GSO refused, errno of the last datagram refused] of the last send (NativeAddon.udpSend). */
-  private readonly sendInfo = new Uint32Array(2);
-  /** The errno last logged for a refused datagram, so a steady refusal is logged once. */
-  private lastRefusal = 0;
+  private readonly sender: BatchSender;
   private readonly linkUp: boolean;
   private mtuValue: number;
   private port: number;
@@ -277,7 +274,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
     this.batch = options.batchSize ?? DEFAULT_BATCH;
-    this.gso = options.gso ?? true;
+    this.sender = new BatchSender(options.gso ?? true, this.logger);
     this.linkUp = options.linkUp ?? false;
     this.mtuValue = options.mtu ?? DEFAULT_MTU;
     this.port = options.listenPort;
@@ -569,27 +566,15 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
         count,
       );
       this.txKeys.fill(0, 0, 32 * keys);
-      const sent = udp.sendBatch(
+      const sent = this.sender.send(
+        udp,
         arena,
         this.txOffsets,
         this.txLengths,
         this.txEndpoints,
         this.txEndpointIndex,
         count,
-        this.gso,
-        this.sendInfo,
       );
-      if (this.gso && this.sendInfo[0] === 1) {
-        this.gso = false;
-        this.logger.warn("UDP GSO refused by the kernel: sending datagram by datagram");
-      }
-      if (this.sendInfo[1] !== 0 && this.sendInfo[1] !== this.lastRefusal) {
-        this.lastRefusal = this.sendInfo[1]!;
-        this.logger.warn(
-          { errno: this.lastRefusal },
-          "the kernel refused a datagram: dropped (logged once per errno)",
-        );
-      }
       if (sent < 0) {
         this.logger.warn({ errno: -sent }, "UDP send failed");
         this.stats.sendErrors += count;
