@@ -1,11 +1,8 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
-import {
-  DEFAULT_ESP_SOCKET_DIR,
-  espExportSas,
-  type EspExportedSa,
-} from "../dataplane/esp-userspace/control.js";
+import type { EspExportedSa } from "../dataplane/esp-userspace/control.js";
+import { DEFAULT_ESP_SOCKET_DIR } from "../dataplane/esp-userspace/socket-path.js";
 import { PodcryptError } from "../errors/index.js";
 import { OutboundSa, formatSpi } from "../esp/sa.js";
 import { tsharkEspSaLine } from "../esp/tshark.js";
@@ -33,6 +30,9 @@ export async function collectClusterSas(dir = DEFAULT_ESP_SOCKET_DIR): Promise<E
       },
     );
   }
+  // Loaded on use: the control protocol's schemas load zod, which every other `debug` command
+  // (the pods' echo servers and probes, started by the dozen in a local cluster) goes without.
+  const { espExportSas } = await import("../dataplane/esp-userspace/control.js");
   const seen = new Map<string, EspExportedSa>();
   for (const f of files.sort()) {
     const sas = await espExportSas(join(dir, f)).catch(() => undefined);

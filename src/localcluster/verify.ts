@@ -170,6 +170,9 @@ async function selection(state: ClusterState, openStore: (url: string) => Promis
   }
 }
 
+/** How long tcpdump may take to start listening. */
+const CAPTURE_START_S = 120;
+
 /** Starts tcpdump on the fabric bridge; resolves once it listens. */
 async function startCapture(state: ClusterState, file: string): Promise<() => Promise<void>> {
   const child = spawn(
@@ -193,10 +196,13 @@ async function startCapture(state: ClusterState, file: string): Promise<() => Pr
   );
   await new Promise<void>((resolve, reject) => {
     let err = "";
-    const timer = setTimeout(
-      () => reject(new PodcryptError("ECAPTURE", `tcpdump did not start: ${err}`)),
-      10_000,
-    );
+    // A start-up allowance, not a check: on an emulated or overloaded machine starting tcpdump in
+    // the fabric's namespace takes tens of seconds. One that does not start is stopped, or this
+    // process would wait for it to exit.
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new PodcryptError("ECAPTURE", `tcpdump did not start within ${CAPTURE_START_S} s: ${err}`));
+    }, CAPTURE_START_S * 1000);
     child.stderr!.on("data", (d: Buffer) => {
       err += d.toString();
       if (err.includes("listening on")) {
@@ -285,7 +291,9 @@ export async function verifyCluster(
               "--size",
               String(podMtu(FABRIC_MTU) - 28),
             ],
-            { timeoutMs: (seconds + 30) * 1000 },
+            // Its run plus a start-up allowance: a node process takes tens of seconds to start
+            // on an emulated or overloaded machine.
+            { timeoutMs: (seconds + 120) * 1000 },
           );
         } catch (e) {
           for (const i of indices)

@@ -4,7 +4,11 @@
 # the suite's spec report, writes its TAP report to TAP_OUT, exits non-zero when a test fails, the
 # VM cannot boot, or it times out. The tests must be built first (npm run build; npm test does).
 #   usage: test/vm/run.sh [TAP_OUT] [TEST_FILE.js ...]
-#   env:   see boot.sh (PODCRYPT_VM_TIMEOUT, PODCRYPT_VM_VERBOSE, ...)
+#   env:   see boot.sh (PODCRYPT_VM_TIMEOUT, PODCRYPT_VM_VERBOSE, ...); PODCRYPT_VM_PATTERN runs
+#          only the tests whose name matches (node --test-name-pattern; hooks still run);
+#          PODCRYPT_VM_CLUSTERS=all, or some of kernel-wireguard,kernel-ipsec,mixed-wireguard,mixed-ipsec,
+#          picks the local clusters cluster.test.ts brings up (default: none, see README.md "Cost");
+#          PODCRYPT_VM_DATASTORE=local runs them on the local datastore instead of etcd
 # Cost (2-core host, TCG): about 4 s from qemu start to the suite, about 10 s for an empty run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +35,8 @@ done
 work=$(mktemp -d /tmp/podcrypt-vm.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cp "$here/stage2-tests.sh" "$work/stage2.sh"
-printf 'PODCRYPT_REPO=%q\nPODCRYPT_VM_FILES=%q\n' "$repo" "${files[*]}" >"$work/env.sh"
+printf 'PODCRYPT_REPO=%q\nPODCRYPT_VM_FILES=%q\nPODCRYPT_VM_PATTERN=%q\nexport PODCRYPT_VM_CLUSTERS=%q PODCRYPT_VM_DATASTORE=%q\n' \
+  "$repo" "${files[*]}" "${PODCRYPT_VM_PATTERN:-}" "${PODCRYPT_VM_CLUSTERS:-}" "${PODCRYPT_VM_DATASTORE:-}" >"$work/env.sh"
 
 echo "== tier vm (${#files[@]} files, Debian kernel under qemu)"
 start=$(date +%s)

@@ -2,7 +2,9 @@
 # Runs inside the test VM (chrooted into the host root; see initramfs-init.sh): loads the kernel
 # modules the kernel data planes need, then node:test over the compiled VM suite. The spec report
 # goes to the console and spec.txt, the TAP report to vm.tap, both in the results share.
-#   env (from run.sh via env.sh): PODCRYPT_REPO, PODCRYPT_VM_FILES (space-separated, relative to the repo)
+#   env (from run.sh via env.sh): PODCRYPT_REPO, PODCRYPT_VM_FILES (space-separated, relative to the repo),
+#   PODCRYPT_VM_PATTERN (node --test-name-pattern, optional); PODCRYPT_VM_CLUSTERS and
+#   PODCRYPT_VM_DATASTORE are exported for cluster.test.ts
 set -u
 out=/run/podcrypt-vm
 # shellcheck disable=SC1091
@@ -22,8 +24,10 @@ ip netns add podcrypt-vm-warmup &&
   ip netns del podcrypt-vm-warmup || { echo "podcrypt-vm: ESP warm-up failed"; exit 3; }
 echo "podcrypt-vm: modules ready after $(cut -d' ' -f1 /proc/uptime)s"
 cd "$PODCRYPT_REPO" || exit 3
+pattern=()
+[ -n "${PODCRYPT_VM_PATTERN:-}" ] && pattern=(--test-name-pattern="$PODCRYPT_VM_PATTERN")
 # shellcheck disable=SC2086
-node --test --test-concurrency=1 \
+node --test --test-concurrency=1 "${pattern[@]}" \
   --test-reporter=spec --test-reporter-destination="$out/spec.txt" \
   --test-reporter=tap --test-reporter-destination="$out/vm.tap" $PODCRYPT_VM_FILES
 rc=$?

@@ -14,18 +14,11 @@
  * changes, so a rejected request leaves the daemon as it was.
  */
 import { connect } from "node:net";
-import { join } from "node:path";
 import { z } from "zod";
 import { PodcryptError } from "../../errors/index.js";
 import type { EspDropReason } from "../../esp/drops.js";
 
-/** Directory of the ESP daemons' control sockets (all nodes of the local cluster share it). */
-export const DEFAULT_ESP_SOCKET_DIR = "/var/run/podcrypt/esp";
-
-/** The control socket path of interface `ifname`. */
-export function espSocketPath(ifname: string, dir = DEFAULT_ESP_SOCKET_DIR): string {
-  return join(dir, `${ifname}.sock`);
-}
+export { DEFAULT_ESP_SOCKET_DIR, espSocketPath } from "./socket-path.js";
 
 const hex = (bytes: number): z.ZodString =>
   z.string().regex(new RegExp(`^[0-9a-fA-F]{${bytes * 2}}$`), `must be ${bytes} bytes of hex`);
