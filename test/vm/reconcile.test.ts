@@ -7,9 +7,14 @@
  * peers each way through the same backends and reports the cost as diagnostics.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { GenerationContext } from "../../src/dataplane/composite/types.js";
 import type { DesiredGeneration } from "../../src/dataplane/types.js";
+import { espSet, espSocketPath } from "../../src/dataplane/esp-userspace/control.js";
+import { peerSas } from "../../src/dataplane/esp-userspace/sas.js";
 import { KernelWireguardBackend } from "../../src/dataplane/wireguard-kernel/backend.js";
 import { KernelXfrmBackend } from "../../src/dataplane/xfrm/backend.js";
 import type { EncapHolderPort } from "../../src/dataplane/xfrm/encap.js";
@@ -18,6 +23,7 @@ import { generateKeyPair } from "../../src/keys/x25519.js";
 import { createLogger } from "../../src/log/logger.js";
 import { ProcessKernelCommands } from "../../src/platform/netlink/kernel-commands.js";
 import { runIn } from "../../src/platform/netns/netns.js";
+import { startEspDaemon } from "../esp-dataplane/lab.js";
 import { NetnsLab } from "../helpers/netns.js";
 import { holdEspInUdpSocket, xfrmStateCounters } from "./kernel-helpers.js";
 import { vmOnly } from "./vm-env.js";
@@ -232,6 +238,73 @@ describe("kernel XFRM backend", () => {
         assert.equal((await kernel.ip(a.ns, ["xfrm", "policy", "list"])).trim(), "");
       } finally {
         await lab.cleanup();
+      }
+    },
+  );
+});
+
+describe("kernel XFRM ↔ podcrypt userspace ESP (issue 5 acceptance 5)", () => {
+  it(
+    "a kernel XFRM node and a userspace ESP node with the agents' derived SAs carry pings both ways",
+    { skip: vmOnly },
+    async () => {
+      const lab = new NetnsLab();
+      const socketDir = mkdtempSync(join(tmpdir(), "podcrypt-vm-esp-"));
+      try {
+        const [a, b] = await twoNodes(lab, "ix");
+        // a: the kernel backend, as an agent with `dataplane: kernel` programs it.
+        const ba = new KernelXfrmBackend({
+          logger,
+          node: a.name,
+          localAddress: a.address,
+          underlayIf: "eth0",
+          ifPrefix: "pct",
+          kernel,
+          netns: a.ns,
+          encap: labHolder(lab, a.ns),
+        });
+        await ba.applyGenerations([generation("ipsec", a, b, 1)], ctxOf(a));
+        await route(a, b, "pct1");
+        // b: `podcrypt esp`, given the SAs an agent derives for the pair (src/dataplane/esp-userspace/sas.ts).
+        const ifname = `pce${lab.id}`.slice(0, 15);
+        const { stderr } = await startEspDaemon((...x) => lab.spawn(...x), b.ns, ifname, socketDir);
+        const socket = espSocketPath(ifname, socketDir);
+        await kernel.ipBatch(b.ns, [`link set dev ${ifname} up mtu 1400`]);
+        await espSet(socket, {
+          local: { name: b.name, address: b.address },
+          peers: [{ name: a.name, endpoint: { address: a.address, port: 4500 }, allowedIps: [a.pods] }],
+        });
+        const sas = peerSas({
+          self: b.name,
+          peer: a.name,
+          epoch: 1,
+          privateKey: b.keys.get(1)!.privateKey,
+          peerPublicKey: a.keys.get(1)!.publicKey,
+        });
+        await espSet(socket, { sas, activate: [{ peer: a.name, keyId: sas[1].keyId }] });
+        await route(b, a, ifname);
+
+        await ping(a, b).catch((e: unknown) =>
+          assert.fail(`kernel → userspace: ${String(e)}\n${stderr.join("")}`),
+        );
+        await ping(b, a).catch((e: unknown) =>
+          assert.fail(`userspace → kernel: ${String(e)}\n${stderr.join("")}`),
+        );
+        // The kernel counts only what it encrypted, and what it authenticated and decrypted.
+        const spi = (from: Side, to: Side): string =>
+          `0x${spiFor(keyIdForEpoch(1), from.name, to.name).toString(16).padStart(8, "0")}`;
+        const counters = await xfrmStateCounters(a.ns);
+        assert.ok(
+          (counters.get(spi(a, b))?.packets ?? 0) >= 4,
+          `kernel sent: ${JSON.stringify([...counters])}`,
+        );
+        assert.ok(
+          (counters.get(spi(b, a))?.packets ?? 0) >= 4,
+          `kernel accepted the userspace ESP: ${JSON.stringify([...counters])}`,
+        );
+      } finally {
+        await lab.cleanup();
+        rmSync(socketDir, { recursive: true, force: true });
       }
     },
   );
