@@ -24,6 +24,7 @@ import { createLogger } from "../../src/log/logger.js";
 import { ProcessKernelCommands } from "../../src/platform/netlink/kernel-commands.js";
 import { runIn } from "../../src/platform/netns/netns.js";
 import { startEspDaemon } from "../esp-dataplane/lab.js";
+import { startDaemon, wgSet } from "../wireguard/lab.js";
 import { NetnsLab } from "../helpers/netns.js";
 import { holdEspInUdpSocket, xfrmStateCounters } from "./kernel-helpers.js";
 import { vmOnly } from "./vm-env.js";
@@ -238,6 +239,59 @@ describe("kernel XFRM backend", () => {
         assert.equal((await kernel.ip(a.ns, ["xfrm", "policy", "list"])).trim(), "");
       } finally {
         await lab.cleanup();
+      }
+    },
+  );
+});
+
+describe("kernel WireGuard ↔ podcrypt userspace WireGuard", () => {
+  it(
+    "the kernel backend's generation and `podcrypt wireguard` carry pings both ways, each side counting",
+    { skip: vmOnly },
+    async () => {
+      const lab = new NetnsLab();
+      try {
+        const [a, b] = await twoNodes(lab, "iw");
+        // a: kernel WireGuard, as an agent with `dataplane: kernel` programs it.
+        const ba = new KernelWireguardBackend({ logger, ifPrefix: "pct", kernel, netns: a.ns });
+        await ba.applyGenerations([generation("wireguard", a, b, 1)], ctxOf(a));
+        await route(a, b, "pct1");
+        // b: podcrypt's userspace daemon, configured with `wg` as a userspace node's agent would.
+        const ifname = `pcw${lab.id}`.slice(0, 15);
+        await startDaemon((...x) => lab.spawn(...x), "podcrypt", b.ns, ifname);
+        await wgSet(
+          b.ns,
+          ifname,
+          [
+            "listen-port",
+            "51821",
+            "peer",
+            a.keys.get(1)!.publicKey.toString("base64"),
+            "allowed-ips",
+            a.pods,
+            "endpoint",
+            `${a.address}:51821`,
+          ],
+          b.keys.get(1)!.privateKey.toString("base64"),
+        );
+        await kernel.ipBatch(b.ns, [`link set dev ${ifname} up mtu 1400`]);
+        await route(b, a, ifname);
+
+        await ping(a, b);
+        await ping(b, a);
+        const [kernelPeer] = await ba.observe();
+        assert.ok((kernelPeer?.latestHandshake ?? 0) > 0, `kernel handshake: ${JSON.stringify(kernelPeer)}`);
+        assert.ok(
+          (kernelPeer?.rxBytes ?? 0) > 0 && (kernelPeer?.txBytes ?? 0) > 0,
+          JSON.stringify(kernelPeer),
+        );
+        const transfer = (await runIn(b.ns, "wg", ["show", ifname, "transfer"])).trim().split(/\s+/);
+        assert.ok(
+          Number(transfer[1]) > 0 && Number(transfer[2]) > 0,
+          `podcrypt transfer: ${transfer.join(" ")}`,
+        );
+      } finally {
+        await lab.cleanup(300);
       }
     },
   );
