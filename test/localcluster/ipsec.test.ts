@@ -8,7 +8,7 @@ import { keyIdForEpoch } from "../../src/keys/derive.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
 import { FABRIC_BRIDGE, FABRIC_NETNS, NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { iperf3Between } from "./bulk.js";
-import { clusterCli } from "./run-cli.js";
+import { clusterCli, type VerifyJson } from "./run-cli.js";
 
 const execFileP = promisify(execFile);
 
@@ -43,17 +43,7 @@ async function status(): Promise<Status> {
   return JSON.parse(r.stdout) as Status;
 }
 
-interface Verify {
-  ok: boolean;
-  pairs: Array<{
-    from: string;
-    to: string;
-    delivered: boolean;
-    plaintextSeen: boolean;
-    sent: number;
-    echoed: number;
-  }>;
-}
+type Verify = VerifyJson;
 
 async function ours(): Promise<string[]> {
   return (await listNetns()).filter((n) => n.startsWith(NETNS_PREFIX));

@@ -73,6 +73,8 @@ export interface VerifyJson {
     selected: boolean;
     sent: number;
     echoed: number;
+    /** Runs of lost datagrams: when, and how many. */
+    losses: Array<{ atMs: number; untilMs: number; packets: number }>;
     error?: string;
   }>;
 }

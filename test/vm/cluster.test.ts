@@ -26,6 +26,7 @@ import { projectRoot } from "../../src/paths.js";
 import { parseWgDump } from "../../src/platform/netlink/wg-dump.js";
 import { parseXfrmStates } from "../../src/platform/netlink/xfrm-text.js";
 import { listNetns, run, runIn } from "../../src/platform/netns/netns.js";
+import { type VerifyJson } from "../localcluster/run-cli.js";
 import { vmOnly } from "./vm-env.js";
 
 const execFileP = promisify(execFile);
@@ -61,19 +62,7 @@ interface Status {
   nodes: Array<{ name: string; backend: string; errors: string[]; peers: Peer[] }>;
 }
 
-interface Verify {
-  ok: boolean;
-  pairs: Array<{
-    from: string;
-    to: string;
-    delivered: boolean;
-    plaintextSeen: boolean;
-    sent: number;
-    echoed: number;
-    losses: Array<{ atMs: number; untilMs: number; packets: number }>;
-    error?: string;
-  }>;
-}
+type Verify = VerifyJson;
 
 /** One local cluster in its own PODCRYPT_HOME, driven through the CLI. */
 class Cluster {
