@@ -15,8 +15,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -28,6 +27,7 @@ import { projectRoot } from "../../src/paths.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
 import { installPodcrypt, kubeconfigYaml, SERVICE_ACCOUNT_USERS } from "../kube-apiserver/rbac.js";
 import type { KubeApiServer } from "../kube-apiserver/server.js";
+import { clusterCli } from "../localcluster/run-cli.js";
 
 const execFileP = promisify(execFile);
 const root = projectRoot();
@@ -66,29 +66,11 @@ for (const mode of ["wireguard", "ipsec"] as const)
     `Kubernetes: controller and agents on the API test server with the generated CRDs and RBAC (${mode})`,
     { skip: busy ? "a local cluster is already running on this machine" : false },
     () => {
-      const home = mkdtempSync(join(tmpdir(), `podcrypt-k8s-acceptance-${mode}-`));
-      const env = { ...process.env, PODCRYPT_HOME: home };
+      const { home, podcrypt } = clusterCli(`k8s-acceptance-${mode}`, { timeoutMs: 240_000 });
       let server: KubeApiServer;
       let t0 = Date.now();
       const times: Record<string, number> = {};
 
-      const podcrypt = async (args: string[], timeoutMs = 240_000) => {
-        try {
-          const r = await execFileP(process.execPath, [join(root, "bin", "podcrypt"), ...args], {
-            env,
-            timeout: timeoutMs,
-            maxBuffer: 16 << 20,
-          });
-          return { code: 0, stdout: r.stdout, stderr: r.stderr };
-        } catch (e) {
-          const x = e as { code?: number; stdout?: string; stderr?: string };
-          return {
-            code: typeof x.code === "number" ? x.code : 1,
-            stdout: x.stdout ?? "",
-            stderr: x.stderr ?? "",
-          };
-        }
-      };
       /** A request to the API server as the admin (kubectl's part in this test). */
       const api = async (method: string, path: string, body?: unknown) => {
         const res = await fetch(`${server.url}${path}`, {

@@ -1,4 +1,5 @@
 /** Bulk TCP between two pods of the local cluster (iperf3 from Debian), as an application would push data. */
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { runIn } from "../../src/platform/netns/netns.js";
 
@@ -28,4 +29,21 @@ export async function iperf3Between(
   } finally {
     server.kill("SIGKILL");
   }
+}
+
+/**
+ * iperf3 from a pod of node-1 to a pod of node-2 of the running local cluster (found with
+ * `podcrypt cluster info --json`): asserts that data moved and prints the rate.
+ */
+export async function bulkBetweenNodes(
+  podcrypt: (args: string[]) => Promise<{ stdout: string }>,
+): Promise<void> {
+  const info = JSON.parse((await podcrypt(["cluster", "info", "--json"])).stdout) as {
+    pods: Array<{ node: string; netns: string; ip: string }>;
+  };
+  const a = info.pods.find((p) => p.node === "node-1")!;
+  const b = info.pods.find((p) => p.node === "node-2")!;
+  const mbps = await iperf3Between(a.netns, b.netns, b.ip);
+  assert.ok(mbps > 1, `iperf3 node-1 -> node-2: ${mbps.toFixed(1)} Mbit/s`);
+  process.stdout.write(`# iperf3 between pods of node-1 and node-2: ${mbps.toFixed(0)} Mbit/s\n`);
 }

@@ -12,7 +12,7 @@ import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
 
 const THRESHOLD = 1500;
 const { home, podcrypt, remove } = clusterCli("esp-exhaustion", {
-  PODCRYPT_ESP_REKEY_AFTER_PACKETS: String(THRESHOLD),
+  env: { PODCRYPT_ESP_REKEY_AFTER_PACKETS: String(THRESHOLD) },
 });
 
 const epochOf = async (): Promise<number> => {

@@ -17,22 +17,23 @@ export interface CliResult {
 }
 
 /**
- * A PODCRYPT_HOME of its own and the CLI run in it, with `extraEnv` on top of this process's
- * environment (the daemons `cluster up` starts inherit it). `remove()` deletes the directory.
+ * A PODCRYPT_HOME of its own and the CLI run in it, with `options.env` on top of this process's
+ * environment (the daemons `cluster up` starts inherit it) and `options.timeoutMs` as the default
+ * limit of a command (180 s). `remove()` deletes the directory.
  */
 export function clusterCli(
   tag: string,
-  extraEnv: Record<string, string> = {},
+  options: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): {
   home: string;
   podcrypt: (args: string[], timeoutMs?: number) => Promise<CliResult>;
   remove: () => void;
 } {
   const home = mkdtempSync(join(tmpdir(), `podcrypt-${tag}-`));
-  const env = { ...process.env, ...extraEnv, PODCRYPT_HOME: home };
+  const env = { ...process.env, ...options.env, PODCRYPT_HOME: home };
   return {
     home,
-    podcrypt: async (args, timeoutMs = 180_000) => {
+    podcrypt: async (args, timeoutMs = options.timeoutMs ?? 180_000) => {
       try {
         const r = await execFileP(process.execPath, [join(projectRoot(), "bin", "podcrypt"), ...args], {
           env,

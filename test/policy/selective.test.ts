@@ -7,17 +7,14 @@
  * traffic carries on untouched.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { promisify } from "node:util";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { projectRoot } from "../../src/paths.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
+import { clusterCli } from "../localcluster/run-cli.js";
 
-const execFileP = promisify(execFile);
 const root = projectRoot();
 const fixture = (f: string): string => join(root, "test/policy/fixtures", f);
 const SEED = fixture("starlingx-ipsecpolicy.yaml");
@@ -102,25 +99,7 @@ for (const mode of ["wireguard", "ipsec"] as const) {
     `selective encryption in the local cluster (${mode})`,
     { skip: busy ? "a local cluster is already running on this machine" : false },
     () => {
-      const home = mkdtempSync(join(tmpdir(), `podcrypt-selective-${mode}-`));
-      const env = { ...process.env, PODCRYPT_HOME: home };
-      const podcrypt = async (args: string[], timeoutMs = 180_000) => {
-        try {
-          const r = await execFileP(process.execPath, [join(root, "bin", "podcrypt"), ...args], {
-            env,
-            timeout: timeoutMs,
-            maxBuffer: 16 << 20,
-          });
-          return { code: 0, stdout: r.stdout, stderr: r.stderr };
-        } catch (e) {
-          const x = e as { code?: number; stdout?: string; stderr?: string };
-          return {
-            code: typeof x.code === "number" ? x.code : 1,
-            stdout: x.stdout ?? "",
-            stderr: x.stderr ?? "",
-          };
-        }
-      };
+      const { home, podcrypt } = clusterCli(`selective-${mode}`);
       const verify = async (seconds = 2, count = 5): Promise<Verify> =>
         JSON.parse(
           (await podcrypt(["verify", "--json", "--seconds", String(seconds), "--count", String(count)]))

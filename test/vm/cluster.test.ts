@@ -13,29 +13,19 @@
  * brings one cluster up and takes it down again even when a test fails.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { promisify } from "node:util";
 import { EtcdTestServer } from "../datastore/etcd-server.js";
 import { XFRM_REQID_BASE } from "../../src/dataplane/xfrm/generations.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
-import { projectRoot } from "../../src/paths.js";
 import { parseWgDump } from "../../src/platform/netlink/wg-dump.js";
 import { parseXfrmStates } from "../../src/platform/netlink/xfrm-text.js";
 import { listNetns, run, runIn } from "../../src/platform/netns/netns.js";
-import { type VerifyJson } from "../localcluster/run-cli.js";
+import { clusterCli, type CliResult, type VerifyJson } from "../localcluster/run-cli.js";
 import { vmOnly } from "./vm-env.js";
 
-const execFileP = promisify(execFile);
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+type Result = CliResult;
 
 interface Peer {
   node: string;
@@ -66,29 +56,22 @@ type Verify = VerifyJson;
 
 /** One local cluster in its own PODCRYPT_HOME, driven through the CLI. */
 class Cluster {
-  private dir: string | undefined;
+  private cli: ReturnType<typeof clusterCli> | undefined;
 
-  /** The cluster's PODCRYPT_HOME, made on first use (a skipped suite makes none). */
+  /** The CLI in the cluster's own PODCRYPT_HOME, made on first use (a skipped suite makes none). */
+  private get run(): ReturnType<typeof clusterCli> {
+    this.cli ??= clusterCli("vm-cluster", { timeoutMs: 900_000 });
+    return this.cli;
+  }
+
   get home(): string {
-    this.dir ??= mkdtempSync(join(tmpdir(), "podcrypt-vm-cluster-"));
-    return this.dir;
+    return this.run.home;
   }
 
   /** Runs the real CLI; `t` gets the duration as a diagnostic. */
-  async podcrypt(args: string[], t?: TestContext, timeoutMs = 900_000): Promise<Result> {
+  async podcrypt(args: string[], t?: TestContext, timeoutMs?: number): Promise<Result> {
     const started = Date.now();
-    let r: Result;
-    try {
-      const out = await execFileP(process.execPath, [join(projectRoot(), "bin", "podcrypt"), ...args], {
-        env: { ...process.env, PODCRYPT_HOME: this.home },
-        timeout: timeoutMs,
-        maxBuffer: 16 << 20,
-      });
-      r = { code: 0, stdout: out.stdout, stderr: out.stderr };
-    } catch (e) {
-      const x = e as { code?: number; stdout?: string; stderr?: string };
-      r = { code: typeof x.code === "number" ? x.code : 1, stdout: x.stdout ?? "", stderr: x.stderr ?? "" };
-    }
+    const r = await this.run.podcrypt(args, timeoutMs);
     // Test hooks have no diagnostic(): there the timings go to stdout, which the runner reports.
     const line = `podcrypt ${args.join(" ")}: exit ${r.code} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
     if (t !== undefined && typeof t.diagnostic === "function") t.diagnostic(line);
@@ -163,10 +146,10 @@ class Cluster {
   }
 
   async down(): Promise<void> {
-    if (this.dir === undefined) return;
+    if (this.cli === undefined) return;
     await this.podcrypt(["cluster", "down"]);
     await this.etcd?.stop();
-    rmSync(this.dir, { recursive: true, force: true });
+    this.cli.remove();
   }
 }
 
