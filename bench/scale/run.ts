@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/scale/run.js [--agents N] [--clients K] [--rotations R] [--heartbeat-ms MS] [--timeout-s S] [--json]`
+ * `node dist/bench/scale/run.js [--agents N] [--workers W] [--clients K] [--rotations R] [--heartbeat-ms MS] [--timeout-s S] [--watch-per-agent] [--cpu-prof FILE] [--json]`
  *
  * N simulated agents (default 500) and the controller in this process against a real etcd:
  * time for a node join to reach every agent and for a full rotation. Targets (issue 3): join
@@ -24,7 +24,9 @@ function flag(name: string, fallback?: number): number | undefined {
 function table(r: ScaleResult): string {
   const rows: Array<[string, string, string]> = [
     ["agents (+1 joining)", String(r.agents), ""],
-    ["etcd clients shared by the agents", String(r.clients), ""],
+    ["worker threads hosting the agents", String(r.workers), ""],
+    ["etcd clients per worker, shared by its agents", String(r.clients), ""],
+    ["watches", r.sharedWatches ? "one per client and kind" : "one per agent and kind", ""],
     ["agent heartbeat", `${r.heartbeatMs} ms`, ""],
     ["start all agents", `${r.startMs} ms`, ""],
     ["initial convergence (all peers everywhere)", `${r.initialConvergeMs} ms`, ""],
@@ -56,11 +58,17 @@ function table(r: ScaleResult): string {
     rows.push(["  nodes timed out", String(x.timeouts), ""]);
   }
   rows.push([
-    "event-loop delay p50 / p99 / max",
+    "worker event-loop delay p50 / p99 / max (worst worker)",
+    `${r.workerLoopDelay.p50.toFixed(0)} / ${r.workerLoopDelay.p99.toFixed(0)} / ${r.workerLoopDelay.max.toFixed(0)} ms`,
+    "",
+  ]);
+  rows.push([
+    "controller thread event-loop delay p50 / p99 / max",
     `${r.loopDelay.p50.toFixed(0)} / ${r.loopDelay.p99.toFixed(0)} / ${r.loopDelay.max.toFixed(0)} ms`,
     "",
   ]);
   rows.push(["reconcile passes per agent (join + rotations)", r.passesPerAgent.toFixed(1), ""]);
+  rows.push(["CPU time of the process (join + rotations)", `${r.cpuSeconds.toFixed(1)} s`, ""]);
   rows.push(["RSS", `${r.rssMb} MiB`, ""]);
   const w0 = Math.max(...rows.map((x) => x[0].length));
   const w1 = Math.max(...rows.map((x) => x[1].length));
@@ -69,13 +77,23 @@ function table(r: ScaleResult): string {
 
 const json = process.argv.includes("--json");
 const clients = flag("--clients");
+const workers = flag("--workers");
 const heartbeatMs = flag("--heartbeat-ms");
+const profAt = process.argv.indexOf("--cpu-prof");
+const cpuProfile = profAt < 0 ? undefined : process.argv[profAt + 1];
+if (profAt >= 0 && (cpuProfile === undefined || cpuProfile.startsWith("--"))) {
+  process.stderr.write("--cpu-prof needs a file name\n");
+  process.exit(2);
+}
 try {
   const r = await runScale({
     agents: flag("--agents", 500)!,
     rotations: flag("--rotations", 1)!,
     timeoutMs: flag("--timeout-s", 120)! * 1000,
+    watchPerAgent: process.argv.includes("--watch-per-agent"),
+    ...(cpuProfile === undefined ? {} : { cpuProfile }),
     ...(clients === undefined ? {} : { clients }),
+    ...(workers === undefined ? {} : { workers }),
     ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
     progress: (l) => process.stderr.write(`# ${l}\n`),
   });

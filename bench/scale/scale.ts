@@ -1,7 +1,7 @@
 /**
  * The control plane at scale (issue 3, acceptance 7): N simulated nodes — the real Agent class
- * with a stateful FakeDataplane and in-memory key pairs each — and the real Controller in this
- * process, against a real etcd (Debian's /usr/bin/etcd on free 127.0.0.1 ports, temp data dir).
+ * with a stateful FakeDataplane and in-memory key pairs each — and the real Controller, against a
+ * real etcd (Debian's /usr/bin/etcd on free 127.0.0.1 ports, temp data dir).
  *
  * Measures:
  *   - join: a new agent starts → every one of the N data planes holds it as a peer (and the new
@@ -10,9 +10,20 @@
  *     holds exactly the new generation with every peer under its published key (the controller's
  *     default timing, so the 2 s retire grace is included).
  * Agents use the production defaults (heartbeat 5 s, resync 10 s) unless told otherwise.
+ *
+ * The agents run in worker threads (agents-worker.ts, one per core by default), each worker with
+ * its own etcd clients; the controller and the measurements run in the main thread. By default the
+ * agents of one etcd client share its watch of each kind (test/controlplane/shared-watch.ts): each
+ * event is received and decoded once per client and handed to each of its agents, as each agent on
+ * a real node would decode it once on its own core. Every agent still reads and writes its own
+ * Node through etcd, and handles, reconciles and acknowledges on its own. `watchPerAgent` gives
+ * every agent its own etcd watches (then a thread decodes every event once per agent it hosts,
+ * which is what limits that variant). Handshakes complete as soon as a peer is configured (no
+ * FakeFabric: the data planes are spread over threads).
  */
+import { availableParallelism } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { FakeFabric } from "../../src/dataplane/fake/index.js";
+import { Worker } from "node:worker_threads";
 import { DEFAULT_TIMING, type PhaseTiming } from "../../src/controller/phases.js";
 import { EtcdDatastore } from "../../src/datastore/etcd/index.js";
 import type { Datastore } from "../../src/datastore/types.js";
@@ -24,16 +35,21 @@ import {
   readCluster,
   requestRotation,
   simController,
-  simNode,
+  simNodeName,
   waitUntil,
-  type SimNode,
 } from "../../test/controlplane/sim.js";
+import { startProfile } from "./profile.js";
+import type { Condition, Reply, Request, WorkerSetup } from "./protocol.js";
 
 export interface ScaleOptions {
   /** Simulated agents before the join. Default 500. */
   agents: number;
-  /** etcd clients the agents share (agent i uses client i mod clients). Default: one per agent up to 50. */
+  /** Worker threads hosting the agents. Default: the machine's cores. */
+  workers?: number;
+  /** etcd clients per worker, shared by its agents. Default 2. */
   clients?: number;
+  /** Every agent with etcd watches of its own instead of its client's shared ones. Default false. */
+  watchPerAgent?: boolean;
   /** Rotations to time. Default 1. */
   rotations?: number;
   heartbeatMs?: number;
@@ -43,6 +59,11 @@ export interface ScaleOptions {
   timeoutMs?: number;
   /** Progress lines (stderr in the CLI). */
   progress?: (line: string) => void;
+  /**
+   * Writes V8 CPU profiles of the measurements (join and rotations, not the start): the main
+   * thread's to this file, worker k's to this file with `.worker-k` before its extension.
+   */
+  cpuProfile?: string;
 }
 
 export interface ScaleRotation {
@@ -65,17 +86,24 @@ export interface ScaleRotation {
 
 export interface ScaleResult {
   agents: number;
+  workers: number;
+  /** etcd clients per worker. */
   clients: number;
+  /** Whether the agents of a client shared its watches (see the module comment). */
+  sharedWatches: boolean;
   heartbeatMs: number;
   startMs: number;
   /** After start, until every data plane holds every peer. */
   initialConvergeMs: number;
   join: { ms: number; joinerMs: number };
   rotations: ScaleRotation[];
-  /** Event-loop delay while measuring (ms): this process hosts all agents and the controller. */
+  /** Event-loop delay while measuring (ms): the main thread (controller) and the worst worker. */
   loopDelay: { p50: number; p99: number; max: number };
+  workerLoopDelay: { p50: number; p99: number; max: number };
   /** Reconcile passes per agent during the measurements (mean). */
   passesPerAgent: number;
+  /** CPU time of this process (all threads: every agent and the controller) during the measurements. */
+  cpuSeconds: number;
   rssMb: number;
 }
 
@@ -104,11 +132,50 @@ async function ackStats(
   return { slowestAckMs, duplicateAcks, prepareAckEvicted };
 }
 
+/** A worker thread and the requests it has yet to answer. */
+class AgentWorker {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  private next = 0;
+
+  constructor(setup: WorkerSetup) {
+    this.worker = new Worker(new URL("./agents-worker.js", import.meta.url), { workerData: setup });
+    this.worker.on("message", (r: Reply) => {
+      const p = this.pending.get(r.id);
+      this.pending.delete(r.id);
+      if (r.error !== undefined) p?.reject(new Error(r.error));
+      else p?.resolve(r);
+    });
+    this.worker.on("error", (e) => this.failAll(e));
+    this.worker.on("exit", (code) => this.failAll(new Error(`agent worker exited with status ${code}`)));
+  }
+
+  private failAll(e: Error): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  call(r: DistributiveOmit<Request, "id">): Promise<Reply> {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...r, id });
+    });
+  }
+
+  async terminate(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
 /** Runs the scale measurement; cleans up everything it started, also on failure. */
 export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   const log = o.progress ?? (() => {});
   const n = o.agents;
-  const clientsN = Math.max(1, Math.min(o.clients ?? Math.min(n, 50), n + 1));
+  const workersN = Math.max(1, Math.min(o.workers ?? availableParallelism(), n));
+  const clientsN = Math.max(1, o.clients ?? 2);
   const timing = o.timing ?? DEFAULT_TIMING;
   const timeoutMs = o.timeoutMs ?? 120_000;
   const heartbeatMs = o.heartbeatMs ?? 5_000;
@@ -120,10 +187,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   const stores: Datastore[] = [];
-  const nodes: SimNode[] = [];
+  const workers: AgentWorker[] = [];
   let controllerStop: (() => Promise<void>) | undefined;
   const delay = monitorEventLoopDelay({ resolution: 10 });
-  const starting: Promise<void>[] = [];
   try {
     const open = (): Datastore => {
       const s = new EtcdDatastore({ hosts: server.endpoint });
@@ -131,9 +197,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       return s;
     };
     const observer = open();
-    const controllerStore = open();
-    const clients = Array.from({ length: clientsN }, open);
-    const controller = simController(controllerStore, "controller-1", timing);
+    const controller = simController(open(), "controller-1", timing);
     controllerStop = () => controller.stop();
     await controller.start();
     await waitUntil(
@@ -142,61 +206,72 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       "controller initialising",
       50,
     );
-
-    log(`starting ${n} agents on ${clientsN} etcd clients`);
-    const t0 = Date.now();
-    const fabric = new FakeFabric();
-    const make = (i: number): SimNode =>
-      simNode(clients[i % clientsN]!, i, {
-        fabric,
-        heartbeatMs,
-        ...(o.resyncMs === undefined ? {} : { resyncMs: o.resyncMs }),
-      });
-    for (let i = 1; i <= n; i += 25) {
-      const batch = Array.from({ length: Math.min(25, n - i + 1) }, (_, k) => make(i + k));
-      nodes.push(...batch);
-      // Agent.start() resolves only when its apply loop drains, which under a steady stream of
-      // Node events (heartbeats of hundreds of agents) may take very long: wait for each agent's
-      // first watch instead (its first reconcile), and let start() finish in the background.
-      for (const b of batch) starting.push(b.agent.start());
-      await waitUntil(
-        () => batch.every((b) => b.backend.stats.reconciles > 0),
-        timeoutMs,
-        "agents starting",
-        5,
+    const setup: WorkerSetup = {
+      endpoint: server.endpoint,
+      clients: clientsN,
+      sharedWatches: o.watchPerAgent !== true,
+      heartbeatMs,
+      ...(o.resyncMs === undefined ? {} : { resyncMs: o.resyncMs }),
+    };
+    for (let k = 0; k < workersN; k++) workers.push(new AgentWorker(setup));
+    /** Worker k hosts agents k+1, k+1+W, ... */
+    const hostOf = (i: number): AgentWorker => workers[(i - 1) % workersN]!;
+    /** The time the condition held on every worker (the last of their answers). */
+    const everywhere = async (condition: Condition, what: string): Promise<number> =>
+      Math.max(
+        ...(await Promise.all(workers.map((w) => w.call({ op: "until", condition, what, timeoutMs })))).map(
+          (r) => r.at!,
+        ),
       );
-    }
+
+    log(
+      `starting ${n} agents in ${workersN} worker threads, ${clientsN} etcd clients each` +
+        (setup.sharedWatches ? " (watches shared per client)" : ""),
+    );
+    const t0 = Date.now();
+    await Promise.all(
+      workers.map((w, k) =>
+        w.call({
+          op: "start",
+          indices: Array.from({ length: n }, (_, i) => i + 1).filter((i) => (i - 1) % workersN === k),
+          timeoutMs,
+        }),
+      ),
+    );
     const startMs = Date.now() - t0;
-    const peersOf = (s: SimNode, epoch: number): number => s.backend.generation(epoch)?.peers.size ?? -1;
-    await waitUntil(() => nodes.every((s) => peersOf(s, 1) === n - 1), timeoutMs, "initial convergence", 20);
+    await everywhere({ kind: "peers", epoch: 1, count: n - 1 }, "initial convergence");
     const initialConvergeMs = Date.now() - t0;
     log(`started in ${startMs} ms, converged after ${initialConvergeMs} ms`);
 
+    const profile = (k: number | undefined): string | undefined =>
+      o.cpuProfile === undefined
+        ? undefined
+        : k === undefined
+          ? o.cpuProfile
+          : o.cpuProfile.replace(/(\.[^./]*)?$/, `.worker-${k}$1`);
     delay.enable();
-    const passes0 = nodes.reduce((a, s) => a + s.backend.stats.reconciles, 0);
+    const mainProfile = o.cpuProfile === undefined ? undefined : await startProfile();
+    const cpu0 = process.cpuUsage();
+    const passes0 = (
+      await Promise.all(workers.map((w, k) => w.call({ op: "measure", ...opt("profile", profile(k)) })))
+    ).reduce((a, r) => a + r.reconciles!, 0);
 
     // Join: node n+1 starts; every data plane must hold it.
-    const joiner = make(n + 1);
+    const joiner = simNodeName(n + 1);
     const tj = Date.now();
-    nodes.push(joiner);
-    starting.push(joiner.agent.start());
-    const others = nodes.slice(0, n);
-    let joinerMs = -1;
-    await waitUntil(
-      () => {
-        if (joinerMs < 0 && peersOf(joiner, 1) === n) joinerMs = Date.now() - tj;
-        return others.every((s) => s.backend.hasPeer(joiner.name, 1));
-      },
-      timeoutMs,
-      "the join to reach every agent",
-      5,
-    ).catch((e: unknown) => {
-      const k = others.filter((s) => s.backend.hasPeer(joiner.name, 1)).length;
-      throw new Error(`${(e as Error).message}: ${k}/${others.length} agents hold the new peer`);
-    });
-    const joinMs = Date.now() - tj;
-    await waitUntil(() => peersOf(joiner, 1) === n, timeoutMs, "the joiner to hold every peer", 5);
-    if (joinerMs < 0) joinerMs = Date.now() - tj;
+    const reached = everywhere({ kind: "has-peer", node: joiner, epoch: 1 }, "the join to reach every agent");
+    await hostOf(n + 1).call({ op: "start", indices: [n + 1], timeoutMs });
+    const joinMs = (await reached) - tj;
+    const joinerMs =
+      (
+        await hostOf(n + 1).call({
+          op: "until",
+          condition: { kind: "peers", epoch: 1, count: n },
+          names: [joiner],
+          what: "the joiner to hold every peer",
+          timeoutMs,
+        })
+      ).at! - tj;
     log(`join reached all ${n} agents in ${joinMs} ms (the joiner had all peers after ${joinerMs} ms)`);
 
     const rotations: ScaleRotation[] = [];
@@ -205,33 +280,29 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       const next = before + 1;
       const tr = Date.now();
       await requestRotation(observer);
+      const done = everywhere({ kind: "only", epoch: next, count: n }, `rotation to epoch ${next}`);
       let idleSeen = 0;
       await waitUntil(
         async () => {
-          if (idleSeen === 0 && idleAt(await readCluster(observer), next)) idleSeen = Date.now();
-          return (
-            idleSeen !== 0 && nodes.every((s) => s.backend.epochs().length === 1 && peersOf(s, next) === n)
-          );
+          if (idleAt(await readCluster(observer), next)) idleSeen = Date.now();
+          return idleSeen !== 0;
         },
         timeoutMs,
-        `rotation to epoch ${next}`,
+        `the controller to finish epoch ${next}`,
         10,
-      ).catch(async (e: unknown) => {
+      );
+      const allDone = await done.catch(async (e: unknown) => {
         const c = await readCluster(observer);
-        const k = nodes.filter((s) => s.backend.epochs().length === 1 && peersOf(s, next) === n).length;
         throw new Error(
-          `${(e as Error).message}: cluster ${c?.phase} (epoch ${c?.epoch}, ${c?.timeouts.length} timeouts), ${k}/${nodes.length} data planes done`,
+          `${(e as Error).message}: cluster ${c?.phase} (epoch ${c?.epoch}, ${c?.timeouts.length} timeouts)`,
         );
       });
-      const ms = Date.now() - tr;
+      const ms = Math.max(idleSeen, allDone) - tr;
       const c = (await readCluster(observer))!;
-      const keys = await publishedKeys(observer);
-      for (const s of nodes) {
-        for (const p of s.backend.generation(next)!.peers.values()) {
-          if (keys.get(`${p.node}/${next}`) !== p.publicKey)
-            throw new Error(`${s.name} holds a stale key for ${p.node} after rotation to ${next}`);
-        }
-      }
+      const keys = [...(await publishedKeys(observer))]
+        .filter(([k]) => k.endsWith(`/${next}`))
+        .map(([k, v]): [string, string] => [k.slice(0, k.lastIndexOf("/")), v]);
+      await Promise.all(workers.map((w) => w.call({ op: "check-keys", epoch: next, keys })));
       const at = (x: string | undefined): number => (x === undefined ? NaN : Date.parse(x));
       const ps = c.phaseStartedAt;
       rotations.push({
@@ -242,18 +313,25 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
           switch: at(ps.retire) - at(ps.switch),
           retire: at(c.lastCompletedAt) - at(ps.retire),
         },
-        tailMs: Date.now() - idleSeen,
+        tailMs: Math.max(0, allDone - idleSeen),
         ...(await ackStats(observer, next, c)),
         timeouts: c.timeouts.filter((t) => t.epoch === next).length,
       });
       log(`rotation ${before}→${next} in ${ms} ms`);
     }
     delay.disable();
-    await Promise.all(starting);
-    const passes = nodes.reduce((a, s) => a + s.backend.stats.reconciles, 0) - passes0;
+    const ends = await Promise.all(
+      workers.map((w, k) => w.call({ op: "measured", ...opt("profile", profile(k)) })),
+    );
+    const cpu = process.cpuUsage(cpu0);
+    if (mainProfile !== undefined) await mainProfile.stop(profile(undefined)!);
+    const passes = ends.reduce((a, r) => a + r.reconciles!, 0) - passes0;
+    const worst = (f: "p50" | "p99" | "max") => Math.max(...ends.map((r) => r.loopDelayMs![f]));
     return {
       agents: n,
+      workers: workersN,
       clients: clientsN,
+      sharedWatches: setup.sharedWatches,
       heartbeatMs,
       startMs,
       initialConvergeMs,
@@ -264,7 +342,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         p99: delay.percentile(99) / 1e6,
         max: delay.max / 1e6,
       },
-      passesPerAgent: passes / nodes.length,
+      workerLoopDelay: { p50: worst("p50"), p99: worst("p99"), max: worst("max") },
+      passesPerAgent: passes / (n + 1),
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
       rssMb: Math.round(process.memoryUsage().rss / 2 ** 20),
     };
   } finally {
@@ -272,9 +352,19 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     process.off("SIGTERM", onSignal);
     delay.disable();
     log("cleaning up");
-    await Promise.all(nodes.map((s) => s.agent.stop().catch(() => {})));
+    // A wedged worker must not keep the bench (and etcd) alive: terminate after 30 s regardless.
+    await Promise.race([
+      Promise.allSettled(workers.map((w) => w.call({ op: "stop" }))),
+      new Promise((r) => setTimeout(r, 30_000).unref()),
+    ]);
+    await Promise.allSettled(workers.map((w) => w.terminate()));
     await controllerStop?.().catch(() => {});
     await Promise.all(stores.map((s) => s.close().catch(() => {})));
     await server.stop();
   }
+}
+
+/** `{ [key]: value }`, or nothing when `value` is undefined (exactOptionalPropertyTypes). */
+function opt<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }

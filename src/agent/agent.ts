@@ -14,6 +14,7 @@ import {
 } from "../model/index.js";
 import { fromStored, resolveSelectors } from "../policy/index.js";
 import {
+  DesiredMemo,
   desiredState,
   epochsNeeded,
   readyToAcknowledge,
@@ -24,11 +25,15 @@ import {
 } from "./desired.js";
 import { SelectionTracker, selectionHash } from "./selection.js";
 
-/** Whether two versions of a Node differ only in what no pass reads (heartbeat, MTU, errors). */
-function sameForPass(a: Node, b: Node): boolean {
-  const key = (n: Node) =>
-    JSON.stringify([n.underlay, n.podCIDRs, n.publicKeys, n.acknowledgements, n.status?.selection]);
-  return key(a) === key(b);
+/** The parts of a Node every pass reads besides its keys, as a string, serialised once per version. */
+const shapeKeys = new WeakMap<Node, string>();
+function shapeKey(n: Node): string {
+  let k = shapeKeys.get(n);
+  if (k === undefined) {
+    k = JSON.stringify([n.underlay, n.podCIDRs, n.status?.selection]);
+    shapeKeys.set(n, k);
+  }
+  return k;
 }
 
 /** The kinds the agent watches. */
@@ -37,6 +42,14 @@ type WatchedKind = (typeof WATCHED)[number];
 
 /** How soon a pass waiting for something the data plane does by itself (a handshake) looks again. */
 const RECHECK_MS = 250;
+
+/**
+ * In prepare, how long a peer's new key may wait for the others before a pass installs it. The
+ * node acknowledges only once it holds every live peer's key, and the key that completes the set
+ * starts a pass at once; the keys before it (hundreds, on 500 nodes, each a Node event) are
+ * installed in passes at most this far apart instead of one pass per burst.
+ */
+const KEY_BATCH_MS = 5000;
 
 /**
  * How long a watch event waits for the ones behind it before a pass runs. Every node writes its
@@ -95,8 +108,13 @@ export class Agent {
     services: new Map(),
     endpoints: new Map(),
   };
-  private recheck: NodeJS.Timeout | undefined;
+  /** A pass due at a time (a recheck, a batch of keys): the timer and when it fires. */
+  private due: { timer: NodeJS.Timeout; at: number } | undefined;
   private coalesce: NodeJS.Timeout | undefined;
+  /** What the passes derived from each node (desired.ts), for the next pass. */
+  private readonly memo = new DesiredMemo();
+  /** In prepare: the live peers whose key for the target epoch the last pass did not have. */
+  private awaitingKeys = new Set<string>();
   /** How long the last pass took (wall clock, ms). */
   private lastPassMs = 0;
   private readonly selection = new SelectionTracker();
@@ -133,7 +151,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
-    clearTimeout(this.recheck);
+    clearTimeout(this.due?.timer);
     clearTimeout(this.coalesce);
     await Promise.all(this.watches.map((w) => w.close()));
     await this.o.backend.close();
@@ -155,15 +173,11 @@ export class Agent {
           else if (e.type !== "INVALID") map.set(e.key, e.object.value);
           else this.o.logger.warn({ kind, key: e.key, error: e.error.message }, "ignoring invalid object");
           const after = map.get(e.key);
-          // Heartbeats change a Node every few seconds on every node: only what a pass reads wakes it
-          // (liveness itself is looked at again by the periodic resync).
-          if (
-            kind === "nodes" &&
-            before !== undefined &&
-            after !== undefined &&
-            sameForPass(before as Node, after as Node)
-          )
-            return;
+          if (kind === "nodes") {
+            const wake = this.wakeFor(before as Node | undefined, after as Node | undefined);
+            if (wake === "batch") this.passWithin(KEY_BATCH_MS);
+            if (wake !== "now") return;
+          }
           this.changed();
         },
         gone: () => {
@@ -279,14 +293,47 @@ export class Agent {
     );
   }
 
-  /** Runs another pass after {@link RECHECK_MS}, once, unless one is already scheduled. */
-  private recheckSoon(): void {
-    if (this.recheck !== undefined || this.stopped) return;
-    this.recheck = setTimeout(() => {
-      this.recheck = undefined;
-      this.dirty = true;
-      void this.loop();
-    }, RECHECK_MS);
+  /**
+   * How soon a change of a Node from `a` to `b` needs a pass. Heartbeats, MTU and errors never do
+   * (liveness is looked at again by the periodic resync), nor this node's own writes coming back,
+   * nor keys of epochs no generation uses (the old one, pruned after retire). Other nodes'
+   * acknowledgements matter only to the switch phase, which waits for the peers that acknowledged
+   * prepare: written in prepare or retire (on 500 nodes, each a Node event at every agent) they
+   * need no pass, the map holds them for the pass the switch itself starts. A new key in prepare
+   * is batched ({@link KEY_BATCH_MS}) unless it is the last one awaited.
+   */
+  private wakeFor(a: Node | undefined, b: Node | undefined): "now" | "batch" | "none" {
+    if (a === undefined || b === undefined || shapeKey(a) !== shapeKey(b)) return "now";
+    const c = this.cluster;
+    if (b.name === this.name || c === undefined) return "none";
+    const target = c.target;
+    for (const e of epochsNeeded(c)) {
+      const k = String(e);
+      if (a.publicKeys[k] === b.publicKeys[k]) continue;
+      if (c.phase === "prepare" && e === target?.epoch && a.publicKeys[k] === undefined) {
+        if (this.awaitingKeys.delete(b.name)) return this.awaitingKeys.size === 0 ? "now" : "batch";
+      }
+      return "now";
+    }
+    if (c.phase !== "switch" || target === undefined) return "none";
+    const prepared = (n: Node) => findAcknowledgement(n, target.epoch, "prepare") !== undefined;
+    return prepared(a) === prepared(b) ? "none" : "now";
+  }
+
+  /** Runs a pass within `ms`, unless one is due sooner already. */
+  private passWithin(ms: number): void {
+    if (this.stopped) return;
+    const at = this.o.clock.now() + ms;
+    if (this.due !== undefined && this.due.at <= at) return;
+    clearTimeout(this.due?.timer);
+    this.due = {
+      at,
+      timer: setTimeout(() => {
+        this.due = undefined;
+        this.dirty = true;
+        void this.loop();
+      }, ms),
+    };
   }
 
   /** The apply loop: one pass at a time, again while something changed meanwhile. */
@@ -297,6 +344,9 @@ export class Agent {
       // Changes seen during a pass wait for their coalescing timer, which runs the loop again.
       while (this.dirty && !this.stopped && this.coalesce === undefined) {
         this.dirty = false;
+        // This pass sees every change so far: a pass due later for one of them is not needed.
+        clearTimeout(this.due?.timer);
+        this.due = undefined;
         const started = this.o.clock.now();
         await this.pass();
         this.lastPassMs = this.o.clock.now() - started;
@@ -327,7 +377,7 @@ export class Agent {
       const takeover = c.phase === "switch" && c.target?.enabled === true && c.target.mode === "wireguard";
       const sessions = sessionsFrom(takeover ? await this.o.backend.observe() : []);
       const selective = c.encryption === "selective" ? this.selectionNow(this.o.clock.wallNow()) : undefined;
-      const desired = desiredState(this.o.settings, c, nodes, sessions, selective?.selection);
+      const desired = desiredState(this.o.settings, c, nodes, sessions, selective?.selection, this.memo);
       await this.o.backend.reconcile(desired, (e) => this.o.keys.privateKey(e));
       this.lastErrors = [];
       if (selective !== undefined && this.publishedSelection !== selective.hash) {
@@ -344,6 +394,12 @@ export class Agent {
         const target = c.target;
         const now = this.o.clock.wallNow();
         const live = nodes.filter((n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING));
+        const key = String(target.epoch);
+        this.awaitingKeys = new Set(
+          c.phase === "prepare" && target.enabled
+            ? live.filter((n) => n.publicKeys[key] === undefined).map((n) => n.name)
+            : [],
+        );
         const me = this.nodes.get(this.name);
         const acked = me !== undefined && findAcknowledgement(me, target.epoch, c.phase) !== undefined;
         // Prepare waits for every live peer's key; switch for the sessions of peers that prepared.
@@ -370,7 +426,8 @@ export class Agent {
         // Sessions come up on their own (handshakes): while a peer still waits for one, look again
         // shortly rather than at the next resync.
         const gen = desired.generations.find((g) => g.epoch === target.epoch);
-        if (takeover && gen !== undefined && unswitched(desired, gen, live).length > 0) this.recheckSoon();
+        if (takeover && gen !== undefined && unswitched(desired, gen, live).length > 0)
+          this.passWithin(RECHECK_MS);
       }
       await this.askForEarlyRotation(c);
       await this.o.keys.retain(needed);

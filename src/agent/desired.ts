@@ -3,6 +3,7 @@ import type { ClusterEncryption, EncryptionMode, Node } from "../model/index.js"
 import type {
   DesiredGeneration,
   DesiredNodeState,
+  DesiredPeer,
   DesiredRoute,
   ObservedPeer,
   SelectorMatch,
@@ -88,10 +89,104 @@ export const NO_SELECTION: NodeSelection = { encrypt: [], expectEncrypted: [] };
 
 /** A {@link SessionCheck} over what the data plane observed. */
 export function sessionsFrom(observed: readonly ObservedPeer[]): SessionCheck {
-  const up = new Set(
-    observed.filter((o) => o.latestHandshake !== undefined).map((o) => `${o.epoch}/${o.publicKey}`),
-  );
-  return (epoch, publicKey) => up.has(`${epoch}/${publicKey}`);
+  const up = new Map<number, Set<string>>();
+  for (const o of observed) {
+    if (o.latestHandshake === undefined || o.publicKey === undefined) continue;
+    let keys = up.get(o.epoch);
+    if (keys === undefined) up.set(o.epoch, (keys = new Set()));
+    keys.add(o.publicKey);
+  }
+  return (epoch, publicKey) => up.get(epoch)?.has(publicKey) === true;
+}
+
+const sameList = (a: readonly string[], b: readonly string[]): boolean =>
+  a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
+
+/** What passes derived from one node, valid while its address and pod CIDRs stay as they were. */
+interface Derived {
+  node: Node;
+  address: string | undefined;
+  podCIDRs: readonly string[];
+  /** By `epoch * 65536 + port`: the key the entry was made for, and the entry. */
+  peers: Map<number, { publicKey: string | undefined; entry: DesiredPeer | undefined }>;
+  /** By route shape (see {@link DesiredMemo.routesTo}). */
+  routes: Map<string, readonly DesiredRoute[]>;
+}
+
+/**
+ * What an agent's passes derive from each node, kept for the next pass: on 500 nodes a pass then
+ * builds entries only for what changed (a key, an address), not for the heartbeat that made a new
+ * version of every Node, and a data plane can tell an unchanged peer or route by identity. The
+ * entries are shared between passes: nothing may modify them.
+ */
+export class DesiredMemo {
+  private readonly byName = new Map<string, Derived>();
+
+  private derived(n: Node): Derived {
+    let d = this.byName.get(n.name);
+    if (d !== undefined && d.node === n) return d;
+    const address = n.underlay.ipv4 ?? n.underlay.ipv6;
+    if (d === undefined || d.address !== address || !sameList(d.podCIDRs, n.podCIDRs)) {
+      d = { node: n, address, podCIDRs: n.podCIDRs, peers: new Map(), routes: new Map() };
+      this.byName.set(n.name, d);
+    } else d.node = n;
+    return d;
+  }
+
+  /** Node `n`'s peer entry in the generation of `epoch` listening on `port`, if it published a key. */
+  peer(n: Node, epoch: number, port: number): DesiredPeer | undefined {
+    const d = this.derived(n);
+    const k = epoch * 65_536 + port;
+    const publicKey = n.publicKeys[String(epoch)];
+    let p = d.peers.get(k);
+    if (p === undefined || p.publicKey !== publicKey) {
+      const address = d.address;
+      const entry =
+        publicKey === undefined || address === undefined
+          ? undefined
+          : { node: n.name, publicKey, endpoint: { address, port }, allowedIps: [...n.podCIDRs] };
+      d.peers.set(k, (p = { publicKey, entry }));
+    }
+    return p.entry;
+  }
+
+  /**
+   * The routes to node `n`'s pods. The tunnel way is through interface `via`, or a blackhole when
+   * `via` is null (nothing to encrypt with yet, so never plaintext); without `encrypting` traffic
+   * goes in plaintext over `underlayIf`. Selective encryption routes in plaintext in the main table
+   * and the tunnel way in the `selected` table.
+   */
+  routesTo(
+    n: Node,
+    via: string | null,
+    encrypting: boolean,
+    selective: boolean,
+    underlayIf: string,
+  ): readonly DesiredRoute[] {
+    const d = this.derived(n);
+    const k = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}`;
+    let out = d.routes.get(k);
+    if (out === undefined) {
+      const gw = d.address;
+      out = n.podCIDRs.flatMap((dst): DesiredRoute[] => {
+        const plain: DesiredRoute[] =
+          gw === undefined ? [] : [{ dst, kind: "plain", via: gw, dev: underlayIf }];
+        const tunnel: DesiredRoute[] =
+          via !== null ? [{ dst, kind: "tunnel", dev: via }] : encrypting ? [{ dst, kind: "blackhole" }] : [];
+        if (!selective) return encrypting ? tunnel : plain;
+        return [...plain, ...tunnel.map((r) => ({ ...r, table: "selected" as const }))];
+      });
+      d.routes.set(k, out);
+    }
+    return out;
+  }
+
+  /** Forgets the nodes not in `nodes` once it holds more than them. */
+  prune(nodes: readonly Node[]): void {
+    if (this.byName.size <= nodes.length) return;
+    const names = new Set(nodes.map((n) => n.name));
+    for (const name of this.byName.keys()) if (!names.has(name)) this.byName.delete(name);
+  }
 }
 
 /**
@@ -116,7 +211,9 @@ export function desiredState(
   nodes: Node[],
   sessions: SessionCheck,
   selection: NodeSelection = NO_SELECTION,
+  memo: DesiredMemo = new DesiredMemo(),
 ): DesiredNodeState {
+  memo.prune(nodes);
   const self = nodes.find((n) => n.name === settings.node);
   // Code-unit order (not localeCompare): the same on every node, and cheap on hundreds of nodes.
   const others = nodes
@@ -132,25 +229,11 @@ export function desiredState(
       slot,
       ifname: `${settings.ifPrefix}${slot}`,
       listenPort,
-      peers: others.flatMap((n) => {
-        const key = n.publicKeys[String(g.epoch)];
-        const address = n.underlay.ipv4 ?? n.underlay.ipv6;
-        if (key === undefined || address === undefined) return [];
-        return [
-          {
-            node: n.name,
-            publicKey: key,
-            endpoint: { address, port: listenPort },
-            allowedIps: [...n.podCIDRs],
-          },
-        ];
-      }),
+      peers: others.map((n) => memo.peer(n, g.epoch, listenPort)).filter((p) => p !== undefined),
     };
   });
-  // Every pass looks up every peer in every generation: by map, not by scanning (500 nodes).
-  const peersBy = new Map(generations.map((g) => [g, new Map(g.peers.map((p) => [p.node, p]))]));
   const carrier = (n: Node): DesiredGeneration | undefined => {
-    const peerOf = (g: DesiredGeneration) => peersBy.get(g)!.get(n.name);
+    const peerOf = (g: DesiredGeneration) => memo.peer(n, g.epoch, g.listenPort);
     if (sending === undefined) return generations.find((g) => peerOf(g) !== undefined);
     const next = generations.find((g) => g.epoch === sending.epoch && peerOf(g) !== undefined);
     // A peer the sending generation does not know yet is reached through any that does.
@@ -164,19 +247,9 @@ export function desiredState(
   const selective = c.encryption === "selective";
   const routes: DesiredRoute[] = [];
   for (const n of others) {
-    const via = n.underlay.ipv4 ?? n.underlay.ipv6;
-    const gen = carrier(n);
-    for (const dst of n.podCIDRs) {
-      const plain = via === undefined ? [] : [{ dst, kind: "plain" as const, via, dev: settings.underlayIf }];
-      const tunnel: DesiredRoute[] =
-        gen !== undefined
-          ? [{ dst, kind: "tunnel", dev: gen.ifname }]
-          : sending !== undefined
-            ? [{ dst, kind: "blackhole" }]
-            : [];
-      if (!selective) routes.push(...(sending === undefined ? plain : tunnel));
-      else routes.push(...plain, ...tunnel.map((r) => ({ ...r, table: "selected" as const })));
-    }
+    const via = carrier(n)?.ifname ?? null;
+    for (const r of memo.routesTo(n, via, sending !== undefined, selective, settings.underlayIf))
+      routes.push(r);
   }
   const strict = {
     ...strictFor(c),

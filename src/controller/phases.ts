@@ -38,9 +38,15 @@ export interface Decision {
   recheckInMs?: number;
 }
 
+/** Heartbeat times by Node version: every pass of every agent asks about every node. */
+const heartbeats = new WeakMap<Node, number>();
+
 /** Whether `node` reported alive recently enough to be waited for. */
 export function isLive(node: Node, now: number, timing: PhaseTiming): boolean {
-  return node.heartbeat !== undefined && now - Date.parse(node.heartbeat) <= timing.livenessMs;
+  if (node.heartbeat === undefined) return false;
+  let at = heartbeats.get(node);
+  if (at === undefined) heartbeats.set(node, (at = Date.parse(node.heartbeat)));
+  return now - at <= timing.livenessMs;
 }
 
 /** What the cluster runs now: the applied state, which only the end of a run changes. */

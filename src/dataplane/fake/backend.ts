@@ -84,8 +84,18 @@ function sameRoute(a: DesiredRoute, b: DesiredRoute): boolean {
   return true;
 }
 
+const sameList = (a: readonly string[], b: readonly string[]): boolean =>
+  a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
+
+/** Field by field: the pod CIDR lists have an entry per node (500), compared on every pass. */
 const sameStrict = (a: DesiredStrict | undefined, b: DesiredStrict): boolean =>
-  a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+  a !== undefined &&
+  a.dropOutbound === b.dropOutbound &&
+  a.dropInbound === b.dropInbound &&
+  a.underlayIf === b.underlayIf &&
+  sameList(a.localPodCidrs, b.localPodCidrs) &&
+  sameList(a.remotePodCidrs, b.remotePodCidrs) &&
+  JSON.stringify(a.selection) === JSON.stringify(b.selection);
 
 /** An error with an errno-style code, as the real reconcilers surface kernel and daemon failures. */
 export function fakeErrno(code: string, message = `fake data plane: ${code}`): PodcryptError {
@@ -163,6 +173,8 @@ export class FakeDataplane implements DataplaneBackend {
   readonly installHistory: number[] = [];
   /** Wall-clock ms of the first completed handshake, by `epoch/node/publicKey`. */
   private readonly handshakes = new Map<string, number>();
+  /** What {@link observe} reported for installed peers whose session is up, by peer entry. */
+  private readonly observedUp = new WeakMap<DesiredPeer, ObservedPeer>();
   /** Epochs whose (IPsec) outbound SAs report that their sequence numbers near the end. */
   private readonly exhausting = new Set<number>();
 
@@ -363,8 +375,11 @@ export class FakeDataplane implements DataplaneBackend {
     if (this.closed) throw new PodcryptError("ECLOSED", "fake data plane is closed");
     return this.generations().flatMap((g) =>
       [...g.peers.values()].map((p) => {
+        // A WireGuard peer whose session is up reads the same until it changes (a new object).
+        const known = this.observedUp.get(p);
+        if (known !== undefined && known.epoch === g.epoch) return known;
         const latestHandshake = g.mode === "wireguard" ? this.handshakeOf(g, p) : undefined;
-        return {
+        const o: ObservedPeer = {
           node: p.node,
           epoch: g.epoch,
           ifname: g.ifname,
@@ -375,6 +390,8 @@ export class FakeDataplane implements DataplaneBackend {
           ...(latestHandshake === undefined ? {} : { latestHandshake }),
           ...(g.mode === "ipsec" && this.exhausting.has(g.epoch) ? { rekeySoon: true } : {}),
         };
+        if (latestHandshake !== undefined) this.observedUp.set(p, o);
+        return o;
       }),
     );
   }

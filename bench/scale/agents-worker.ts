@@ -1,0 +1,126 @@
+/**
+ * A worker thread of bench/scale hosting some of the simulated agents (real Agent class, fake data
+ * planes, in-memory keys) on its own etcd clients, so that the agents are spread over the machine's
+ * cores as they would be over nodes. The main thread asks it to start agents and to report when a
+ * condition holds for all of its agents (it polls them here, every few milliseconds, and answers
+ * with the wall-clock time it first saw the condition hold).
+ */
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { parentPort, workerData } from "node:worker_threads";
+import { EtcdDatastore } from "../../src/datastore/etcd/index.js";
+import { SharedWatchStore } from "../../test/controlplane/shared-watch.js";
+import { simNode, waitUntil, type SimNode } from "../../test/controlplane/sim.js";
+import { startProfile, type Profile } from "./profile.js";
+import type { Condition, Reply, Request, WorkerSetup } from "./protocol.js";
+
+const setup = workerData as WorkerSetup;
+const stores = Array.from({ length: setup.clients }, () => {
+  const s = new EtcdDatastore({ hosts: setup.endpoint });
+  return setup.sharedWatches ? new SharedWatchStore(s) : s;
+});
+const nodes: SimNode[] = [];
+const starting: Promise<void>[] = [];
+const delay = monitorEventLoopDelay({ resolution: 10 });
+let profile: Profile | undefined;
+
+const peersOf = (s: SimNode, epoch: number): number => s.backend.generation(epoch)?.peers.size ?? -1;
+
+function holds(c: Condition, s: SimNode): boolean {
+  switch (c.kind) {
+    case "started":
+      return s.backend.stats.reconciles > 0;
+    case "peers":
+      return peersOf(s, c.epoch) === c.count;
+    case "has-peer":
+      return s.name === c.node || s.backend.hasPeer(c.node, c.epoch);
+    case "only":
+      return s.backend.epochs().length === 1 && peersOf(s, c.epoch) === c.count;
+  }
+}
+
+function among(names: readonly string[] | undefined): SimNode[] {
+  if (names === undefined) return nodes;
+  const want = new Set(names);
+  return nodes.filter((s) => want.has(s.name));
+}
+
+async function handle(r: Request): Promise<Reply> {
+  switch (r.op) {
+    case "start": {
+      // Batches of 25: each agent's first reconcile before the next batch, as nodes booting.
+      for (let i = 0; i < r.indices.length; i += 25) {
+        const batch = r.indices.slice(i, i + 25).map((index) =>
+          simNode(stores[index % stores.length]!, index, {
+            heartbeatMs: setup.heartbeatMs,
+            ...(setup.resyncMs === undefined ? {} : { resyncMs: setup.resyncMs }),
+          }),
+        );
+        nodes.push(...batch);
+        // start() resolves when its apply loop drains, which under the event stream of hundreds of
+        // agents may take long: its first reconcile is what counts.
+        for (const b of batch) starting.push(b.agent.start());
+        await waitUntil(
+          () => batch.every((b) => holds({ kind: "started" }, b)),
+          r.timeoutMs,
+          "agents starting",
+          5,
+        );
+      }
+      return { id: r.id, at: Date.now() };
+    }
+    case "until": {
+      const who = () => among(r.names);
+      await waitUntil(() => who().every((s) => holds(r.condition, s)), r.timeoutMs, r.what, 5).catch(
+        (e: unknown) => {
+          const k = who().filter((s) => holds(r.condition, s)).length;
+          throw new Error(`${(e as Error).message}: ${k}/${who().length} agents of this worker`);
+        },
+      );
+      return { id: r.id, at: Date.now() };
+    }
+    case "check-keys": {
+      const keys = new Map(r.keys);
+      for (const s of nodes) {
+        for (const p of s.backend.generation(r.epoch)?.peers.values() ?? []) {
+          if (keys.get(p.node) !== p.publicKey)
+            throw new Error(`${s.name} holds a stale key for ${p.node} after rotation to ${r.epoch}`);
+        }
+      }
+      return { id: r.id };
+    }
+    case "measure": {
+      if (r.profile !== undefined) profile = await startProfile();
+      delay.reset();
+      delay.enable();
+      return { id: r.id, reconciles: nodes.reduce((a, s) => a + s.backend.stats.reconciles, 0) };
+    }
+    case "measured": {
+      delay.disable();
+      if (profile !== undefined && r.profile !== undefined) await profile.stop(r.profile);
+      profile = undefined;
+      return {
+        id: r.id,
+        reconciles: nodes.reduce((a, s) => a + s.backend.stats.reconciles, 0),
+        agents: nodes.length,
+        loopDelayMs: {
+          p50: delay.percentile(50) / 1e6,
+          p99: delay.percentile(99) / 1e6,
+          max: delay.max / 1e6,
+        },
+      };
+    }
+    case "stop": {
+      await Promise.allSettled(starting);
+      await Promise.allSettled(nodes.map((s) => s.agent.stop()));
+      await Promise.allSettled(stores.map((s) => s.close()));
+      return { id: r.id };
+    }
+  }
+}
+
+parentPort!.on("message", (r: Request) => {
+  handle(r).then(
+    (reply) => parentPort!.postMessage(reply),
+    (e: unknown) => parentPort!.postMessage({ id: r.id, error: (e as Error).message }),
+  );
+});
