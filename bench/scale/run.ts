@@ -49,6 +49,11 @@ function table(r: ScaleResult): string {
       "",
     ]);
     rows.push([
+      "  median ack after phase start: prepare / switch / retire",
+      `${x.medianAckMs.prepare} / ${x.medianAckMs.switch} / ${x.medianAckMs.retire} ms`,
+      "",
+    ]);
+    rows.push([
       "  slowest ack after phase start: prepare / switch / retire",
       `${x.slowestAckMs.prepare} / ${x.slowestAckMs.switch} / ${x.slowestAckMs.retire} ms`,
       "",

@@ -74,6 +74,8 @@ export interface ScaleRotation {
   tailMs: number;
   /** Per phase: when the slowest node acknowledged, after the phase began (ms). */
   slowestAckMs: { prepare: number; switch: number; retire: number };
+  /** Per phase: when half of the nodes had acknowledged, after the phase began (ms). */
+  medianAckMs: { prepare: number; switch: number; retire: number };
   /**
    * Acknowledgements of this epoch written more than once (summed over nodes; a lower bound, the
    * Node keeps only its last 16). Each is a Node write every agent and the controller processes.
@@ -111,15 +113,18 @@ async function ackStats(
   store: Datastore,
   epoch: number,
   c: ClusterEncryption,
-): Promise<Pick<ScaleRotation, "slowestAckMs" | "duplicateAcks" | "prepareAckEvicted">> {
+): Promise<Pick<ScaleRotation, "slowestAckMs" | "medianAckMs" | "duplicateAcks" | "prepareAckEvicted">> {
   const nodes = (await store.collection("nodes").list()).items.map((i) => i.value);
   const slowestAckMs = { prepare: NaN, switch: NaN, retire: NaN };
+  const medianAckMs = { ...slowestAckMs };
   for (const ph of ["prepare", "switch", "retire"] as const) {
     const start = Date.parse(c.phaseStartedAt[ph] ?? "");
     const acks = nodes
       .map((n) => Date.parse(findAcknowledgement(n, epoch, ph)?.at ?? ""))
       .filter(Number.isFinite);
-    slowestAckMs[ph] = acks.length === 0 ? NaN : Math.max(...acks) - start;
+    acks.sort((a, b) => a - b);
+    slowestAckMs[ph] = acks.length === 0 ? NaN : acks[acks.length - 1]! - start;
+    medianAckMs[ph] = acks.length === 0 ? NaN : acks[Math.floor(acks.length / 2)]! - start;
   }
   let duplicateAcks = 0;
   for (const n of nodes) {
@@ -129,7 +134,7 @@ async function ackStats(
   const prepareAckEvicted = nodes.filter(
     (n) => findAcknowledgement(n, epoch, "prepare") === undefined,
   ).length;
-  return { slowestAckMs, duplicateAcks, prepareAckEvicted };
+  return { slowestAckMs, medianAckMs, duplicateAcks, prepareAckEvicted };
 }
 
 /** A worker thread and the requests it has yet to answer. */
@@ -139,7 +144,10 @@ class AgentWorker {
   private next = 0;
 
   constructor(setup: WorkerSetup) {
-    this.worker = new Worker(new URL("./agents-worker.js", import.meta.url), { workerData: setup });
+    this.worker = new Worker(new URL("./agents-worker.js", import.meta.url), {
+      workerData: setup,
+      resourceLimits: { maxYoungGenerationSizeMb: 256 },
+    });
     this.worker.on("message", (r: Reply) => {
       const p = this.pending.get(r.id);
       this.pending.delete(r.id);

@@ -82,7 +82,10 @@ export interface AgentOptions {
   logger: Logger;
   /** Heartbeat period. Default 5 s (liveness window is 3x). */
   heartbeatMs?: number;
-  /** Full resync period even without changes (repairs what was altered behind our back). Default 10 s. */
+  /**
+   * A full pass runs at least this often even without changes (repairs what was altered behind
+   * our back): this long after the last pass, whatever started it. Default 10 s.
+   */
   resyncMs?: number;
   /** How long a watch event waits for others before the pass it asks for. Default {@link COALESCE_MS}. */
   coalesceMs?: number;
@@ -108,6 +111,8 @@ export class Agent {
     services: new Map(),
     endpoints: new Map(),
   };
+  /** The periodic full pass, re-armed after every pass. */
+  private resync: NodeJS.Timeout | undefined;
   /** A pass due at a time (a recheck, a batch of keys): the timer and when it fires. */
   private due: { timer: NodeJS.Timeout; at: number } | undefined;
   private coalesce: NodeJS.Timeout | undefined;
@@ -139,18 +144,19 @@ export class Agent {
     await this.publish((n) => n);
     for (const kind of WATCHED) await this.mirror(kind);
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs ?? 5000));
-    this.timers.push(
-      setInterval(() => {
-        this.dirty = true;
-        void this.loop();
-      }, this.o.resyncMs ?? 10_000),
-    );
+    // Every pass is a full reconcile: the periodic one is due only after a quiet period (on 500
+    // nodes, a rotation's event-driven passes are enough, and a resync on top is one more each).
+    this.resync = setTimeout(() => {
+      this.dirty = true;
+      void this.loop();
+    }, this.o.resyncMs ?? 10_000);
     await this.loop();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.resync);
     clearTimeout(this.due?.timer);
     clearTimeout(this.coalesce);
     await Promise.all(this.watches.map((w) => w.close()));
@@ -350,6 +356,7 @@ export class Agent {
         const started = this.o.clock.now();
         await this.pass();
         this.lastPassMs = this.o.clock.now() - started;
+        if (!this.stopped) this.resync?.refresh();
       }
     } finally {
       this.running = false;
@@ -366,12 +373,15 @@ export class Agent {
       const publicKeys: Record<string, string> = {};
       for (const e of needed) publicKeys[String(e)] = await this.o.keys.ensure(e);
       const self = this.nodes.get(this.name);
-      if (self === undefined || JSON.stringify(self.publicKeys) !== JSON.stringify(publicKeys)) {
-        const wanted = JSON.stringify(publicKeys);
-        await this.publish((n) =>
-          JSON.stringify(n.publicKeys) === wanted ? undefined : { ...n, publicKeys },
-        );
-      }
+      const wanted = JSON.stringify(publicKeys);
+      const keysChange = (n: NodeInput): NodeInput | undefined =>
+        JSON.stringify(n.publicKeys) === wanted ? undefined : { ...n, publicKeys };
+      // A new key is announced at once. A retired one goes with this pass's acknowledgement, or at
+      // its end: one write instead of two (on 500 nodes, each is an event at every agent).
+      let pruneLater = false;
+      if (self === undefined || needed.some((e) => self.publicKeys[String(e)] !== publicKeys[String(e)]))
+        await this.publish(keysChange);
+      else pruneLater = JSON.stringify(self.publicKeys) !== wanted;
       const nodes = [...this.nodes.values()];
       // Sessions matter only while a WireGuard generation takes peers over from an older one.
       const takeover = c.phase === "switch" && c.target?.enabled === true && c.target.mode === "wireguard";
@@ -416,12 +426,17 @@ export class Agent {
           const ack = { epoch: target.epoch, phase: c.phase, at: new Date(now).toISOString() };
           // The watch cache may not show our own last write yet: judge by the node as just read, so
           // an acknowledgement is written once (duplicates would push older ones out of the history).
-          const wrote = await this.publish((n) =>
-            (n.acknowledgements ?? []).some((a) => a.epoch === ack.epoch && a.phase === ack.phase)
-              ? undefined
-              : { ...n, acknowledgements: [...(n.acknowledgements ?? []), ack].slice(-16) },
-          );
-          if (wrote) this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
+          let acknowledging = false;
+          const wrote = await this.publish((n) => {
+            const keyed = pruneLater ? (keysChange(n) ?? n) : n;
+            const acks = n.acknowledgements ?? [];
+            acknowledging = !acks.some((a) => a.epoch === ack.epoch && a.phase === ack.phase);
+            if (acknowledging) return { ...keyed, acknowledgements: [...acks, ack].slice(-16) };
+            return keyed === n ? undefined : keyed;
+          });
+          if (wrote) pruneLater = false;
+          if (wrote && acknowledging)
+            this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
         }
         // Sessions come up on their own (handshakes): while a peer still waits for one, look again
         // shortly rather than at the next resync.
@@ -429,6 +444,7 @@ export class Agent {
         if (takeover && gen !== undefined && unswitched(desired, gen, live).length > 0)
           this.passWithin(RECHECK_MS);
       }
+      if (pruneLater) await this.publish(keysChange);
       await this.askForEarlyRotation(c);
       await this.o.keys.retain(needed);
     } catch (e) {

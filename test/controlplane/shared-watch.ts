@@ -32,6 +32,18 @@ interface Subscriber<T> {
   queue: Promise<void> | undefined;
 }
 
+/** Hands `e` to the subscriber's listener; a promise if the listener returned one. */
+function run<T>(s: Subscriber<T>, e: WatchEvent<T>): Promise<void> | undefined {
+  s.revision = e.revision;
+  try {
+    const r = s.listener.event(e);
+    if (r instanceof Promise) return r.catch((err: unknown) => s.listener.error?.(err as Error));
+  } catch (err) {
+    s.listener.error?.(err as Error);
+  }
+  return undefined;
+}
+
 /** One upstream watch of a kind and the subscribers it feeds. */
 class FanOut<T> {
   private readonly subs = new Set<Subscriber<T>>();
@@ -95,24 +107,13 @@ class FanOut<T> {
   }
 
   private feed(s: Subscriber<T>, e: WatchEvent<T>): void {
-    const run = (): void | Promise<void> => {
-      s.revision = e.revision;
-      try {
-        const r = s.listener.event(e);
-        if (r instanceof Promise) return r.catch((err: unknown) => s.listener.error?.(err as Error));
-      } catch (err) {
-        s.listener.error?.(err as Error);
-      }
-    };
-    if (s.queue !== undefined) {
-      s.queue = s.queue.then(run);
-      return;
-    }
-    const r = run();
-    if (r instanceof Promise)
-      s.queue = r.then(() => {
-        s.queue = undefined;
-      });
+    // In order: behind the subscriber's pending event, if its listener returned a promise.
+    const r = s.queue === undefined ? run(s, e) : s.queue.then(() => run(s, e));
+    if (r === undefined) return;
+    const p: Promise<void> = r.then(() => {
+      if (s.queue === p) s.queue = undefined;
+    });
+    s.queue = p;
   }
 
   async close(): Promise<void> {
