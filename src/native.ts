@@ -98,7 +98,8 @@ export interface NativeAddon {
    * to 100 ms for buffer space on EAGAIN. When the kernel refuses GSO, the run goes datagram by
    * datagram and `info[0]` is set to 1; a run with a datagram too big for the path (EMSGSIZE) goes
    * datagram by datagram too, losing only that one. `info[1]`, when present, gets the errno of the
-   * last datagram refused (0: none). Returns how many datagrams left, or a negated errno.
+   * last datagram refused (0: none). `family`, the socket's as opened, saves a getsockname per
+   * batch (looked up when absent). Returns how many datagrams left, or a negated errno.
    */
   udpSend(
     fd: number,
@@ -110,6 +111,7 @@ export interface NativeAddon {
     count: number,
     gso: boolean,
     info?: Uint32Array,
+    family?: 4 | 6,
   ): number;
   /** Writes the 20-byte entry of `address`:`port` at `out[offset]`; false when not an IP literal. */
   encodeEndpoint(address: string, port: number, out: Buffer, offset: number): boolean;

@@ -62,7 +62,18 @@ export class BatchUdpSocket {
     gso = false,
     info?: Uint32Array,
   ): number {
-    return native().udpSend(this.fd, arena, offsets, lengths, endpoints, endpointIndex, count, gso, info);
+    return native().udpSend(
+      this.fd,
+      arena,
+      offsets,
+      lengths,
+      endpoints,
+      endpointIndex,
+      count,
+      gso,
+      info,
+      this.family,
+    );
   }
 
   /** Sets SO_MARK (0 clears it). */
