@@ -7,7 +7,8 @@
 #   env:   see boot.sh (PODCRYPT_VM_TIMEOUT, PODCRYPT_VM_VERBOSE, ...); PODCRYPT_VM_PATTERN runs
 #          only the tests whose name matches (node --test-name-pattern; hooks still run);
 #          PODCRYPT_VM_CLUSTERS=all, or some of kernel-wireguard,kernel-ipsec,mixed-wireguard,mixed-ipsec,
-#          picks the local clusters cluster.test.ts brings up (default: none, see README.md "Cost");
+#          picks the local clusters cluster.test.ts brings up (default: mixed-wireguard,mixed-ipsec;
+#          none for no cluster; see README.md "Local clusters");
 #          PODCRYPT_VM_DATASTORE=local runs them on the local datastore instead of etcd
 # Cost (2-core host, TCG): about 4 s from qemu start to the suite, about 10 s for an empty run.
 set -euo pipefail
