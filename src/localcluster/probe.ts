@@ -23,6 +23,8 @@ export interface ProbeResult {
    * (0-based, sent `seconds / count` apart), so a loss can be placed in time.
    */
   lost: Array<[number, number]>;
+  /** When the first datagram was sent (ms since the epoch), to place losses in wall-clock time. */
+  startedAt: number;
 }
 
 /**
@@ -118,7 +120,7 @@ export async function probe(
   return Object.fromEntries(
     [...seen].map(([marker, got]) => [
       marker,
-      { echoed: got.reduce((a, b) => a + b, 0), lost: missingRuns(got) },
+      { echoed: got.reduce((a, b) => a + b, 0), lost: missingRuns(got), startedAt: start },
     ]),
   );
 }

@@ -39,8 +39,11 @@ export interface PairResult {
   selected: boolean;
   sent: number;
   echoed: number;
-  /** Runs of messages that never came back: when (ms after the first was sent) and how many. */
-  losses: Array<{ atMs: number; untilMs: number; packets: number }>;
+  /**
+   * Runs of messages that never came back: when (ms after the first was sent, and the wall-clock
+   * time of the run's first message) and how many.
+   */
+  losses: Array<{ atMs: number; untilMs: number; at: string; packets: number }>;
   /** Why the check could not run, when it could not. */
   error?: string;
   /**
@@ -302,13 +305,18 @@ export async function verifyCluster(
         }
         const results = JSON.parse(out) as Record<string, ProbeResult>;
         for (const i of indices) {
-          const r = results[marker(checks[i]!)] ?? { echoed: 0, lost: [[0, count - 1]] };
+          const r = results[marker(checks[i]!)] ?? {
+            echoed: 0,
+            lost: [[0, count - 1]],
+            startedAt: Date.now(),
+          };
           const p = pairs[i]!;
           p.echoed = r.echoed;
           p.delivered = r.echoed === count;
           p.losses = r.lost.map(([a, b]) => ({
             atMs: Math.round(a * gapMs),
             untilMs: Math.round(b * gapMs),
+            at: new Date(r.startedAt + Math.round(a * gapMs)).toISOString(),
             packets: b - a + 1,
           }));
         }

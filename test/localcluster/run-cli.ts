@@ -75,7 +75,7 @@ export interface VerifyJson {
     sent: number;
     echoed: number;
     /** Runs of lost datagrams: when, and how many. */
-    losses: Array<{ atMs: number; untilMs: number; packets: number }>;
+    losses: Array<{ atMs: number; untilMs: number; at: string; packets: number }>;
     error?: string;
   }>;
 }

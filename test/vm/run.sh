@@ -7,7 +7,8 @@
 #   env:   see boot.sh (PODCRYPT_VM_TIMEOUT, PODCRYPT_VM_VERBOSE, ...); PODCRYPT_VM_PATTERN runs
 #          only the tests whose name matches (node --test-name-pattern; hooks still run);
 #          PODCRYPT_VM_CLUSTERS=all, or some of kernel-wireguard,kernel-ipsec,mixed-wireguard,mixed-ipsec,
-#          picks the local clusters cluster.test.ts brings up (default: none, see README.md "Cost");
+#          picks the local clusters cluster.test.ts brings up (default: mixed-wireguard,mixed-ipsec;
+#          none for no cluster; see README.md "Local clusters");
 #          PODCRYPT_VM_DATASTORE=local runs them on the local datastore instead of etcd
 # Cost (2-core host, TCG): about 4 s from qemu start to the suite, about 10 s for an empty run.
 set -euo pipefail
@@ -31,6 +32,10 @@ for f in "${files[@]}"; do
   case $f in /*) ;; *) f=$repo/$f ;; esac
   [ -f "$f" ] || { echo "test/vm/run.sh: $f not found" >&2; exit 2; }
 done
+
+# bin/podcrypt runs the CLI's bundle only when it is newer than the last tsc build: remake it, so the
+# VM's many podcrypt processes each read a few files over 9p instead of hundreds (README.md, "Cost").
+node scripts/bundle.mjs
 
 work=$(mktemp -d /tmp/podcrypt-vm.XXXXXX)
 trap 'rm -rf "$work"' EXIT

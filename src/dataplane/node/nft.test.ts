@@ -25,7 +25,7 @@ describe("strictRuleset", () => {
 
   it("encrypting all traffic: drops pod-to-pod plaintext on the underlay both ways", () => {
     assert.deepEqual(ruleLines(strictRuleset(base)), [
-      'oifname "eth0" ip saddr { 10.244.1.0/24 } ip daddr { 10.244.2.0/24, 10.244.3.0/24 } counter drop comment "podcrypt: plaintext out"',
+      'oifname "eth0" ip saddr { 10.244.1.0/24 } ip daddr { 10.244.2.0/24, 10.244.3.0/24 } rt ipsec missing counter drop comment "podcrypt: plaintext out"',
       'iifname "eth0" ip saddr { 10.244.2.0/24, 10.244.3.0/24 } ip daddr { 10.244.1.0/24 } counter drop comment "podcrypt: plaintext in"',
     ]);
     assert.deepEqual(ruleLines(strictRuleset({ ...base, dropOutbound: false, dropInbound: false })), []);
@@ -47,7 +47,7 @@ describe("strictRuleset", () => {
       `ip daddr . meta l4proto . th dport { 10.244.2.5 . udp . 53 } ${mark}`,
       `ip6 daddr . meta l4proto . th dport { fd00::5 . udp . 53 } ${mark}`,
       `ip saddr . meta l4proto . th sport { 10.244.1.7 . tcp . 80 } ${mark}`,
-      'oifname "eth0" meta mark & 0x00100000 != 0 counter drop comment "podcrypt: plaintext out"',
+      'oifname "eth0" meta mark & 0x00100000 != 0 rt ipsec missing counter drop comment "podcrypt: plaintext out"',
       'iifname "eth0" ip saddr . meta l4proto . th sport { 10.244.2.5 . udp . 53 } counter drop comment "podcrypt: plaintext in"',
     ]);
     assert.match(text, /chain select \{ type filter hook prerouting priority mangle;/);

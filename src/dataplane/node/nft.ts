@@ -11,6 +11,14 @@ export const NFT_TABLE = "podcrypt";
  */
 export const SELECT_MARK = 0x00100000;
 
+/**
+ * Outbound drops match only packets the kernel will not encrypt. Kernel XFRM (route-based, in
+ * tunnel mode) passes a pod's packet through POSTROUTING *before* ESP, with the underlay as its
+ * output device (the device of the IPsec bundle's route): without this, strict mode dropped all
+ * kernel-IPsec traffic between pods. `rt ipsec missing`: the packet's route has no XFRM bundle.
+ */
+const NOT_IPSEC = "rt ipsec missing";
+
 const hex = (n: number): string => `0x${n.toString(16).padStart(8, "0")}`;
 
 /**
@@ -74,7 +82,7 @@ export function strictRuleset(s: DesiredStrict): string {
     if (s.dropOutbound)
       rules.push(
         ...chain("out", "postrouting", "0", [
-          `    oifname "${s.underlayIf}" meta mark & ${hex(SELECT_MARK)} != 0 counter drop comment "podcrypt: plaintext out"`,
+          `    oifname "${s.underlayIf}" meta mark & ${hex(SELECT_MARK)} != 0 ${NOT_IPSEC} counter drop comment "podcrypt: plaintext out"`,
         ]),
       );
     if (s.dropInbound) {
@@ -92,7 +100,7 @@ export function strictRuleset(s: DesiredStrict): string {
     if (s.dropOutbound && local.length > 0 && remote.length > 0) {
       rules.push(
         ...chain("out", "postrouting", "0", [
-          `    oifname "${s.underlayIf}" ip saddr ${set(local)} ip daddr ${set(remote)} counter drop comment "podcrypt: plaintext out"`,
+          `    oifname "${s.underlayIf}" ip saddr ${set(local)} ip daddr ${set(remote)} ${NOT_IPSEC} counter drop comment "podcrypt: plaintext out"`,
         ]),
       );
     }

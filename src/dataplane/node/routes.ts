@@ -1,3 +1,4 @@
+import { PodcryptError } from "../../errors/index.js";
 import { run } from "../../platform/netns/netns.js";
 import type { DesiredRoute } from "../types.js";
 import { SELECT_MARK } from "./nft.js";
@@ -12,6 +13,8 @@ export const SELECTED_RULE_PRIORITY = 5040;
 
 interface IpRoute {
   dst: string;
+  /** Absent for the main table. */
+  table?: string;
   type?: string;
   gateway?: string;
   dev?: string;
@@ -58,26 +61,32 @@ function isSelectedRule(r: IpRule): boolean {
 }
 
 /**
- * Routes to other nodes' pod CIDRs: reads the installed ones (`ip -j route`, the main table and
- * podcrypt's `selected` table), replaces what differs and deletes routes that are no longer wanted
- * (in main only those `managed` accepts, the cluster pod CIDRs; in the selected table all), and
- * keeps the `ip rule` of marked packets exactly when some route wants the selected table, all in
- * one `ip -batch` process. `ip route replace` swaps a route atomically, so moving traffic from one
+ * Routes to other nodes' pod CIDRs: reads the installed ones (the main table, podcrypt's `selected`
+ * table and the rules, in one `ip -j -batch` process), replaces what differs and deletes routes
+ * that are no longer wanted (in main only those `managed` accepts, the cluster pod CIDRs; in the
+ * selected table all), and keeps the `ip rule` of marked packets exactly when some route wants the
+ * selected table, all in one `ip -batch` process. `ip route replace` swaps a route atomically, so moving traffic from one
  * generation's interface to the next loses nothing. Returns the number of changes.
  */
 export async function reconcileRoutes(
   desired: DesiredRoute[],
   managed: (dst: string) => boolean,
 ): Promise<number> {
-  const [mainJson, selectedJson, rulesJson] = await Promise.all([
-    run("ip", ["-j", "route", "show", "table", "main"]),
-    run("ip", ["-j", "route", "show", "table", String(SELECTED_TABLE)]).catch(() => "[]"),
-    run("ip", ["-j", "rule", "show"]),
-  ]);
-  const tables = {
-    main: new Map((JSON.parse(mainJson || "[]") as IpRoute[]).map((r) => [normalise(r.dst), r])),
-    selected: new Map((JSON.parse(selectedJson || "[]") as IpRoute[]).map((r) => [normalise(r.dst), r])),
-  };
+  // Both reads in one process (each prints one line of JSON; neither fails on a missing table): a
+  // pass runs every few seconds on every node, and a process start is what costs there. `table
+  // all` names the table of every route outside main.
+  const lines = (await run("ip", ["-4", "-j", "-batch", "-"], { input: "route show table all\nrule show\n" }))
+    .split("\n")
+    .filter((l) => l !== "");
+  if (lines.length !== 2)
+    throw new PodcryptError("ECOMMAND", `ip -j -batch printed ${lines.length} lines for 2 reads`, {
+      context: { lines: lines.length },
+    });
+  const [routesJson, rulesJson] = lines as [string, string];
+  const routes = JSON.parse(routesJson) as IpRoute[];
+  const inTable = (...names: Array<string | undefined>): Map<string, IpRoute> =>
+    new Map(routes.filter((r) => names.includes(r.table)).map((r) => [normalise(r.dst), r]));
+  const tables = { main: inTable(undefined, "main"), selected: inTable(String(SELECTED_TABLE)) };
   const commands: string[] = [];
   const wanted = { main: new Set<string>(), selected: new Set<string>() };
   for (const r of desired) {
@@ -96,7 +105,7 @@ export async function reconcileRoutes(
         `route del ${dst}${r.type === "blackhole" ? " type blackhole" : ""} table ${SELECTED_TABLE}`,
       );
   }
-  const rules = (JSON.parse(rulesJson || "[]") as IpRule[]).filter(isSelectedRule);
+  const rules = (JSON.parse(rulesJson) as IpRule[]).filter(isSelectedRule);
   const wantRule = wanted.selected.size > 0;
   const ruleOk = rules.length === 1 && rules[0]!.fwmark === `0x${SELECT_MARK.toString(16)}`;
   if (!wantRule || !ruleOk)

@@ -76,6 +76,11 @@ describe("KernelWireguardBackend", () => {
     await backend.retireGenerations([gen(1)], ctx);
     assert.equal(kernel.calls.ipBatch, before.ipBatch);
     assert.equal(kernel.calls.wgSyncconf, before.wgSyncconf);
+    assert.deepEqual(
+      [kernel.calls.ip - before.ip, kernel.calls.wg - before.wg],
+      [1, 1],
+      "apply and retire plan from one read",
+    );
     assert.equal(kernel.wgDevices.get("pc1w1")!.peers[0]!.txBytes, 100);
   });
 

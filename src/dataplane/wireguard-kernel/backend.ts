@@ -99,7 +99,8 @@ export class KernelWireguardBackend implements GenerationBackend {
 
   /** Deletes the interface of every generation not in `generations`. */
   async retireGenerations(generations: DesiredGeneration[], ctx: GenerationContext): Promise<void> {
-    const r = await this.reconciler.reconcile(this.desired(generations, ctx), true);
+    // Routes and strict rules moved since applyGenerations; links and WireGuard devices did not.
+    const r = await this.reconciler.reconcile(this.desired(generations, ctx), true, { reuseRead: true });
     const keep = new Set(generations.map((g) => g.ifname));
     for (const k of [...this.installed.keys()]) if (!keep.has(k)) this.installed.delete(k);
     const removed = r.plan.ipLines.filter((l) => l.startsWith("link del")).length;

@@ -41,6 +41,8 @@ export class WireguardKernelReconciler {
   private readonly netns: string | undefined;
   private readonly owns: (ifname: string) => boolean;
   private lastOk = false;
+  /** What the last pass read, when it changed nothing (so it is still what is installed). */
+  private unchanged: WgKernelSnapshot | undefined;
 
   constructor(
     private readonly kernel: KernelCommands,
@@ -57,12 +59,20 @@ export class WireguardKernelReconciler {
 
   /**
    * Makes the kernel's interfaces of `desired` match it; with `prune`, also deletes the owned
-   * WireGuard interfaces `desired` does not list.
+   * WireGuard interfaces `desired` does not list. With `reuseRead`, a pass right after one without
+   * `reuseRead` that changed nothing plans from that pass's read instead of reading again (one node
+   * pass applies, moves routes, then retires: two reads of the same state otherwise).
    */
-  async reconcile(desired: WgKernelDesired, prune = false): Promise<ReconcileResult> {
+  async reconcile(
+    desired: WgKernelDesired,
+    prune = false,
+    options: { reuseRead?: boolean } = {},
+  ): Promise<ReconcileResult> {
     this.lastOk = false;
     const want = normaliseDesired(desired, this.owns);
-    const snapshot = await this.read();
+    const reused = options.reuseRead === true ? this.unchanged : undefined;
+    this.unchanged = undefined;
+    const snapshot = reused ?? (await this.read());
     const plan = planWireguard(want, snapshot, { owns: this.owns, prune });
     try {
       await this.kernel.ipBatch(this.netns, plan.ipLines);
@@ -78,6 +88,8 @@ export class WireguardKernelReconciler {
       });
     }
     this.lastOk = true;
+    if (plan.ipLines.length + plan.syncconf.length === 0 && options.reuseRead !== true)
+      this.unchanged = snapshot;
     const created = want.map((w) => w.ifname).filter((n) => snapshot.links.get(n)?.kind !== "wireguard");
     return { changed: plan.ipLines.length + plan.syncconf.length > 0, plan, created };
   }

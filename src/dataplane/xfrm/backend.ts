@@ -132,7 +132,8 @@ export class KernelXfrmBackend implements GenerationBackend {
   /** Removes every owned interface, SA and policy `generations` do not hold; with none left, the holder. */
   async retireGenerations(generations: DesiredGeneration[], ctx: GenerationContext): Promise<void> {
     const d = this.desired(generations, ctx);
-    const r = await this.reconciler.reconcile(d, "all");
+    // Routes and strict rules moved since applyGenerations; links, SAs and policies did not.
+    const r = await this.reconciler.reconcile(d, "all", { reuseRead: true });
     this.owners = d.owners;
     this.forget(generations);
     if (generations.length === 0) await this.encap.stop();

@@ -41,6 +41,8 @@ export class XfrmReconciler {
   private readonly owned: ReqidRange;
   private readonly ownsLink: ((ifname: string) => boolean) | undefined;
   private lastOk = false;
+  /** What the last pass read, when it changed nothing (so it is still what is installed). */
+  private unchanged: XfrmSnapshot | undefined;
 
   constructor(
     private readonly kernel: KernelCommands,
@@ -58,15 +60,21 @@ export class XfrmReconciler {
 
   /**
    * Makes the kernel match `desired`; returns the number of lines applied (0: nothing changed).
-   * `prune` limits what not desired is removed (default: everything owned).
+   * `prune` limits what not desired is removed (default: everything owned). With `reuseRead`, a
+   * pass right after one without `reuseRead` that changed nothing plans from that pass's read
+   * instead of reading again (apply, then routes, then retire: two reads of the same state).
    */
   async reconcile(
     desired: XfrmDesired,
     prune: PruneOptions["prune"] = "all",
+    options: { reuseRead?: boolean } = {},
   ): Promise<{ changed: boolean; lines: number }> {
     this.lastOk = false;
     const want = normaliseXfrm(desired, this.owned);
-    const lines = planXfrm(want, await this.read(), this.owned, {
+    const reused = options.reuseRead === true ? this.unchanged : undefined;
+    this.unchanged = undefined;
+    const snapshot = reused ?? (await this.read());
+    const lines = planXfrm(want, snapshot, this.owned, {
       prune,
       ...(this.ownsLink === undefined ? {} : { ownsLink: this.ownsLink }),
     });
@@ -79,6 +87,7 @@ export class XfrmReconciler {
       });
     }
     this.lastOk = true;
+    if (lines.length === 0 && options.reuseRead !== true) this.unchanged = snapshot;
     return { changed: lines.length > 0, lines: lines.length };
   }
 
