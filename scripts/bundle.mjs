@@ -6,8 +6,8 @@
 // else dist/src/cli/main.js. Run after `tsc -p tsconfig.build.json` (`npm run build` does).
 import { build } from "esbuild";
 import { readFileSync } from "node:fs";
-import { rm } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { readdir, rm, stat } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -29,8 +29,7 @@ const etcdProtoPath = {
   },
 };
 
-await rm(outdir, { recursive: true, force: true });
-await build({
+const result = await build({
   entryPoints: { main: join(root, "dist", "src", "cli", "main.js") },
   outdir,
   bundle: true,
@@ -47,5 +46,16 @@ await build({
     js: "import { createRequire as __podcryptRequire } from 'node:module'; const require = __podcryptRequire(import.meta.url);",
   },
   plugins: [etcdProtoPath],
+  metafile: true,
   logLevel: "warning",
 });
+
+// A daemon started before this build loads its command's chunks lazily, later: the chunks of
+// earlier builds stay for a day (their names carry a content hash, so nothing is overwritten).
+const current = new Set(Object.keys(result.metafile.outputs).map((f) => resolve(f)));
+const chunks = join(outdir, "chunks");
+const dayAgo = Date.now() - 24 * 3600 * 1000;
+for (const name of await readdir(chunks)) {
+  const file = join(chunks, name);
+  if (!current.has(file) && (await stat(file)).mtimeMs < dayAgo) await rm(file);
+}
