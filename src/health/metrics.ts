@@ -45,62 +45,57 @@ function sharedRead<T>(fn: () => Promise<T>, clock: Clock, ttlMs = 1000): () => 
   };
 }
 
-/** A counter whose values are read from elsewhere at scrape time. */
-function mirroredCounter<L extends string>(
-  registry: Registry,
-  name: string,
-  help: string,
-  labelNames: readonly L[],
-  read: () =>
-    Promise<Array<[Partial<Record<L, string>>, number]>> | Array<[Partial<Record<L, string>>, number]>,
-): void {
-  new Counter<L>({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    async collect() {
-      const values = await read();
-      this.reset();
-      for (const [labels, v] of values) this.inc(labels, Math.max(0, v));
-    },
-  });
-}
+/** Label values and a reading, as a metric's `read` returns them. */
+type Readings<L extends string> = Array<[Partial<Record<L, string>>, number]>;
 
-function mirroredGauge<L extends string>(
+/**
+ * A metric that reads its values at each scrape (`read`) instead of being updated as things
+ * happen: a counter mirrors a count kept elsewhere (never below 0), a gauge a current value.
+ */
+function mirrored<L extends string>(
+  type: "counter" | "gauge",
   registry: Registry,
   name: string,
   help: string,
   labelNames: readonly L[],
-  read: () =>
-    Promise<Array<[Partial<Record<L, string>>, number]>> | Array<[Partial<Record<L, string>>, number]>,
+  read: () => Promise<Readings<L>> | Readings<L>,
 ): void {
-  new Gauge<L>({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    async collect() {
-      const values = await read();
-      this.reset();
-      for (const [labels, v] of values) this.set(labels, v);
-    },
-  });
+  const config = { name, help, labelNames, registers: [registry] };
+  if (type === "counter")
+    new Counter<L>({
+      ...config,
+      async collect() {
+        const values = await read();
+        this.reset();
+        for (const [labels, v] of values) this.inc(labels, Math.max(0, v));
+      },
+    });
+  else
+    new Gauge<L>({
+      ...config,
+      async collect() {
+        const values = await read();
+        this.reset();
+        for (const [labels, v] of values) this.set(labels, v);
+      },
+    });
 }
 
 /** The cluster and datastore metrics both daemons export. */
 function clusterMetrics(registry: Registry, reach: Reachability): void {
-  mirroredGauge(registry, "podcrypt_cluster_epoch", "Epoch whose keys are in force.", [], () =>
+  mirrored("gauge", registry, "podcrypt_cluster_epoch", "Epoch whose keys are in force.", [], () =>
     reach.cluster === undefined ? [] : [[{}, reach.cluster.epoch]],
   );
-  mirroredGauge(
+  mirrored(
+    "gauge",
     registry,
     "podcrypt_cluster_target_epoch",
     "Epoch the run in progress (rotation, enable, disable) is taking the cluster to.",
     [],
     () => (reach.cluster?.target === undefined ? [] : [[{}, reach.cluster.target.epoch]]),
   );
-  mirroredGauge(
+  mirrored(
+    "gauge",
     registry,
     "podcrypt_cluster_phase",
     "1 for the current phase of the key protocol.",
@@ -110,14 +105,16 @@ function clusterMetrics(registry: Registry, reach: Reachability): void {
         ? []
         : PHASES.map((p) => [{ phase: p }, reach.cluster!.phase === p ? 1 : 0]),
   );
-  mirroredGauge(
+  mirrored(
+    "gauge",
     registry,
     "podcrypt_cluster_encryption_enabled",
     "1 when the cluster's desired state is encrypted.",
     [],
     () => (reach.cluster === undefined ? [] : [[{}, reach.cluster.enabled ? 1 : 0]]),
   );
-  mirroredGauge(
+  mirrored(
+    "gauge",
     registry,
     "podcrypt_datastore_reachable",
     `1 when a datastore call succeeded in the last ${HEALTH_TIMING.datastoreFreshMs / 1000} s and none failed since.`,
@@ -153,12 +150,12 @@ export function agentRegistry(src: AgentMetricsSources): Registry {
     value: (p: ObservedPeer) => number | undefined,
     gauge = false,
   ): void => {
-    const read = async (): Promise<Array<[Partial<Record<PeerLabel, string>>, number]>> =>
+    const read = async (): Promise<Readings<PeerLabel>> =>
       (await peers()).flatMap((p) => {
         const v = value(p);
         return v === undefined ? [] : [[labels(p), v]];
       });
-    (gauge ? mirroredGauge : mirroredCounter)(registry, name, help, ["peer", "epoch", "ifname"], read);
+    mirrored(gauge ? "gauge" : "counter", registry, name, help, ["peer", "epoch", "ifname"], read);
   };
   perPeer(
     "podcrypt_peer_receive_bytes_total",
@@ -181,24 +178,27 @@ export function agentRegistry(src: AgentMetricsSources): Registry {
     (p) => p.keyId,
     true,
   );
-  mirroredCounter(registry, "podcrypt_agent_reconciles_total", "Data-plane reconciles run.", [], () => [
+  mirrored("counter", registry, "podcrypt_agent_reconciles_total", "Data-plane reconciles run.", [], () => [
     [{}, src.record.reconciles],
   ]);
-  mirroredCounter(
+  mirrored(
+    "counter",
     registry,
     "podcrypt_agent_reconcile_failures_total",
     "Data-plane reconciles that failed (each is followed by a full resync).",
     [],
     () => [[{}, src.record.failures]],
   );
-  mirroredGauge(
+  mirrored(
+    "gauge",
     registry,
     "podcrypt_agent_last_reconcile_success_timestamp_seconds",
     "When the last reconcile succeeded (Unix seconds).",
     [],
     () => (src.record.lastOkAt === undefined ? [] : [[{}, src.record.lastOkAt / 1000]]),
   );
-  mirroredCounter(
+  mirrored(
+    "counter",
     registry,
     "podcrypt_dataplane_dropped_packets_total",
     "Packets the data plane dropped, by reason (where the data plane counts them).",
@@ -223,20 +223,22 @@ export function controllerRegistry(health: () => ControllerHealth, reach: Reacha
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   clusterMetrics(registry, reach);
-  mirroredGauge(registry, "podcrypt_controller_leader", "1 while this controller leads.", [], () => [
+  mirrored("gauge", registry, "podcrypt_controller_leader", "1 while this controller leads.", [], () => [
     [{}, health().leader ? 1 : 0],
   ]);
-  mirroredCounter(
+  mirrored(
+    "counter",
     registry,
     "podcrypt_controller_step_failures_total",
     "Steps of the phased protocol that failed (retried after 1 s).",
     [],
     () => [[{}, health().stepFailures]],
   );
-  mirroredCounter(registry, "podcrypt_policy_status_writes_total", "Policy status writes.", [], () => [
+  mirrored("counter", registry, "podcrypt_policy_status_writes_total", "Policy status writes.", [], () => [
     [{}, health().policyStatusWrites],
   ]);
-  mirroredCounter(
+  mirrored(
+    "counter",
     registry,
     "podcrypt_policy_status_write_failures_total",
     "Policy status writes that failed (conflicts excluded).",
