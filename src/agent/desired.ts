@@ -8,6 +8,7 @@ import type {
   ObservedPeer,
   SelectorMatch,
 } from "../dataplane/types.js";
+import { sameList } from "../lists.js";
 import type { Selector } from "../policy/types.js";
 
 /** Node-local settings of the agent. */
@@ -99,14 +100,15 @@ export function sessionsFrom(observed: readonly ObservedPeer[]): SessionCheck {
   return (epoch, publicKey) => up.get(epoch)?.has(publicKey) === true;
 }
 
-const sameList = (a: readonly string[], b: readonly string[]): boolean =>
-  a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
+/** The address a node is reached at over the underlay. */
+const addressOf = (n: Node): string | undefined => n.underlay.ipv4 ?? n.underlay.ipv6;
 
-/** What passes derived from one node, valid while its address and pod CIDRs stay as they were. */
+/**
+ * What passes derived from one node: valid while the latest version (`node`) has the address and
+ * pod CIDRs of the version it was made from.
+ */
 interface Derived {
   node: Node;
-  address: string | undefined;
-  podCIDRs: readonly string[];
   /** By `epoch * 65536 + port`: the key the entry was made for, and the entry. */
   peers: Map<number, { publicKey: string | undefined; entry: DesiredPeer | undefined }>;
   /** By route shape (see {@link DesiredMemo.routesTo}). */
@@ -125,9 +127,8 @@ export class DesiredMemo {
   private derived(n: Node): Derived {
     let d = this.byName.get(n.name);
     if (d !== undefined && d.node === n) return d;
-    const address = n.underlay.ipv4 ?? n.underlay.ipv6;
-    if (d === undefined || d.address !== address || !sameList(d.podCIDRs, n.podCIDRs)) {
-      d = { node: n, address, podCIDRs: n.podCIDRs, peers: new Map(), routes: new Map() };
+    if (d === undefined || addressOf(d.node) !== addressOf(n) || !sameList(d.node.podCIDRs, n.podCIDRs)) {
+      d = { node: n, peers: new Map(), routes: new Map() };
       this.byName.set(n.name, d);
     } else d.node = n;
     return d;
@@ -140,7 +141,7 @@ export class DesiredMemo {
     const publicKey = n.publicKeys[String(epoch)];
     let p = d.peers.get(k);
     if (p === undefined || p.publicKey !== publicKey) {
-      const address = d.address;
+      const address = addressOf(n);
       const entry =
         publicKey === undefined || address === undefined
           ? undefined
@@ -167,7 +168,7 @@ export class DesiredMemo {
     const k = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}`;
     let out = d.routes.get(k);
     if (out === undefined) {
-      const gw = d.address;
+      const gw = addressOf(n);
       out = n.podCIDRs.flatMap((dst): DesiredRoute[] => {
         const plain: DesiredRoute[] =
           gw === undefined ? [] : [{ dst, kind: "plain", via: gw, dev: underlayIf }];

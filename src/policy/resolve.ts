@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { sameList } from "../lists.js";
 import { ruleKey } from "./parse.js";
 import type {
   EndpointsInput,
@@ -134,10 +135,6 @@ export function resolveSelectors(inputs: ResolveInputs): SelectorSet {
     a.source < b.source ? -1 : a.source > b.source ? 1 : a.message < b.message ? -1 : 1,
   );
   return { selectors, warnings };
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /**

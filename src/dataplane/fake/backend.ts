@@ -12,6 +12,7 @@
 import { systemClock, type Clock } from "../../clock.js";
 import { PodcryptError } from "../../errors/index.js";
 import { publicFromPrivate } from "../../keys/x25519.js";
+import { sameList } from "../../lists.js";
 import type { EncryptionMode } from "../../model/index.js";
 import type {
   DataplaneBackend,
@@ -74,8 +75,7 @@ const samePeer = (a: DesiredPeer, b: DesiredPeer): boolean =>
   a.publicKey === b.publicKey &&
   a.endpoint.address === b.endpoint.address &&
   a.endpoint.port === b.endpoint.port &&
-  a.allowedIps.length === b.allowedIps.length &&
-  a.allowedIps.every((x, i) => x === b.allowedIps[i]);
+  sameList(a.allowedIps, b.allowedIps);
 
 function sameRoute(a: DesiredRoute, b: DesiredRoute): boolean {
   if (a.kind !== b.kind || a.dst !== b.dst) return false;
@@ -83,9 +83,6 @@ function sameRoute(a: DesiredRoute, b: DesiredRoute): boolean {
   if (a.kind === "plain") return a.via === (b as typeof a).via && a.dev === (b as typeof a).dev;
   return true;
 }
-
-const sameList = (a: readonly string[], b: readonly string[]): boolean =>
-  a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
 
 /** Field by field: the pod CIDR lists have an entry per node (500), compared on every pass. */
 const sameStrict = (a: DesiredStrict | undefined, b: DesiredStrict): boolean =>

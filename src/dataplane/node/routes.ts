@@ -65,8 +65,9 @@ function isSelectedRule(r: IpRule): boolean {
  * table and the rules, in one `ip -j -batch` process), replaces what differs and deletes routes
  * that are no longer wanted (in main only those `managed` accepts, the cluster pod CIDRs; in the
  * selected table all), and keeps the `ip rule` of marked packets exactly when some route wants the
- * selected table, all in one `ip -batch` process. `ip route replace` swaps a route atomically, so moving traffic from one
- * generation's interface to the next loses nothing. Returns the number of changes.
+ * selected table, all in one `ip -batch` process. `ip route replace` swaps a route atomically, so
+ * moving traffic from one generation's interface to the next loses nothing. Returns the number of
+ * changes.
  */
 export async function reconcileRoutes(
   desired: DesiredRoute[],
