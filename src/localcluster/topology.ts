@@ -62,11 +62,13 @@ export async function addNodes(
   const mtu = podMtu(FABRIC_MTU);
   await Promise.all(
     nodes.map(async (n) => {
+      // Strict reverse-path filtering, as some distributions ship it (RHEL): the agents must cope
+      // with it (src/dataplane/node/rpf.ts), and every zero-loss test checks that they do.
       await sysctl(n.netns, [
         "net.ipv4.ip_forward=1",
         "net.ipv6.conf.all.forwarding=1",
-        "net.ipv4.conf.all.rp_filter=0",
-        "net.ipv4.conf.default.rp_filter=0",
+        "net.ipv4.conf.all.rp_filter=1",
+        "net.ipv4.conf.default.rp_filter=1",
       ]);
       await ipBatch(n.netns, [
         "link set lo up",

@@ -5,7 +5,7 @@
 # so files the script writes there come back to the host. The script's exit status lands in
 # DIR/rc; the console log in DIR/console.log.
 #   usage: boot.sh DIR
-#   env:   PODCRYPT_VM_TIMEOUT  seconds before the VM is killed (default 900)
+#   env:   PODCRYPT_VM_TIMEOUT  seconds before the VM is killed (default 2700: the whole tier with all clusters takes about 20 minutes)
 #          PODCRYPT_VM_KERNEL   kernel image (default: newest /boot/vmlinuz-*-amd64 with modules)
 #          PODCRYPT_VM_VERBOSE  1: copy the console to stderr as it runs
 #          PODCRYPT_VM_MEM / PODCRYPT_VM_SMP  guest memory in MiB (1024) and CPUs (2)
@@ -45,12 +45,12 @@ qemu=(
   -device virtio-rng-pci
 )
 if [ "${PODCRYPT_VM_VERBOSE:-0}" = 1 ]; then
-  timeout -k 10 "${PODCRYPT_VM_TIMEOUT:-900}" "${qemu[@]}" </dev/null 2>&1 | tee "$log" >&2 || status=$?
+  timeout -k 10 "${PODCRYPT_VM_TIMEOUT:-2700}" "${qemu[@]}" </dev/null 2>&1 | tee "$log" >&2 || status=$?
 else
-  timeout -k 10 "${PODCRYPT_VM_TIMEOUT:-900}" "${qemu[@]}" </dev/null >"$log" 2>&1 || status=$?
+  timeout -k 10 "${PODCRYPT_VM_TIMEOUT:-2700}" "${qemu[@]}" </dev/null >"$log" 2>&1 || status=$?
 fi
 if [ "$status" = 124 ] || [ "$status" = 137 ]; then
-  echo "boot.sh: VM timed out after ${PODCRYPT_VM_TIMEOUT:-900}s; console tail:" >&2
+  echo "boot.sh: VM timed out after ${PODCRYPT_VM_TIMEOUT:-2700}s; console tail:" >&2
   tail -n 30 "$log" >&2
   exit 124
 fi

@@ -109,8 +109,13 @@ describe("kernel WireGuard backend", () => {
     const lab = new NetnsLab();
     try {
       const [a, b] = await twoNodes(lab, "rw");
+      // Strict reverse-path filtering, as some distributions set it: the backend's loose setting on
+      // its interfaces must win, and (with its host address) accept a rotation's asymmetric routes.
+      const sysctl = (s: Side) => (path: readonly string[], value: string) =>
+        runIn(s.ns, "sysctl", ["-qw", `${path.join(".")}=${value}`]).then(() => undefined);
+      for (const s of [a, b]) await sysctl(s)(["net", "ipv4", "conf", "all", "rp_filter"], "1");
       const backend = (s: Side) =>
-        new KernelWireguardBackend({ logger, ifPrefix: "pct", kernel, netns: s.ns });
+        new KernelWireguardBackend({ logger, ifPrefix: "pct", kernel, netns: s.ns, sysctl: sysctl(s) });
       const ba = backend(a);
       const bb = backend(b);
       await ba.applyGenerations([generation("wireguard", a, b, 1)], ctxOf(a));
@@ -139,7 +144,10 @@ describe("kernel WireGuard backend", () => {
         [b, a, bb],
       ] as const)
         await bk.applyGenerations([generation("wireguard", s, p, 2)], ctxOf(s));
+      // One end switches first: a's pings reach b on pct0 while b routes back through pct1, and b's
+      // replies reach a on pct1 while a routes to b through pct0. Both are delivered (RPF_ADDRESS).
       await route(a, b, "pct0");
+      await ping(a, b);
       await route(b, a, "pct0");
       await ping(a, b);
       await ba.retireGenerations([generation("wireguard", a, b, 2)], ctxOf(a));

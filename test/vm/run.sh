@@ -7,9 +7,10 @@
 #   env:   see boot.sh (PODCRYPT_VM_TIMEOUT, PODCRYPT_VM_VERBOSE, ...); PODCRYPT_VM_PATTERN runs
 #          only the tests whose name matches (node --test-name-pattern; hooks still run);
 #          PODCRYPT_VM_CLUSTERS=all, or some of kernel-wireguard,kernel-ipsec,mixed-wireguard,mixed-ipsec,
-#          picks the local clusters cluster.test.ts brings up (default: mixed-wireguard,mixed-ipsec;
-#          none for no cluster; see README.md "Local clusters");
-#          PODCRYPT_VM_DATASTORE=local runs them on the local datastore instead of etcd
+#          picks the local clusters cluster.test.ts brings up (default: all four; none for no
+#          cluster; see README.md "Local clusters");
+#          PODCRYPT_VM_DATASTORE=local runs them on the local datastore instead of etcd;
+#          PODCRYPT_VM_KEEP_LOGS=DIR keeps each cluster's controller and agent logs in DIR/<cluster>
 # Cost (2-core host, TCG): about 4 s from qemu start to the suite, about 10 s for an empty run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,6 +43,12 @@ trap 'rm -rf "$work"' EXIT
 cp "$here/stage2-tests.sh" "$work/stage2.sh"
 printf 'PODCRYPT_REPO=%q\nPODCRYPT_VM_FILES=%q\nPODCRYPT_VM_PATTERN=%q\nexport PODCRYPT_VM_CLUSTERS=%q PODCRYPT_VM_DATASTORE=%q\n' \
   "$repo" "${files[*]}" "${PODCRYPT_VM_PATTERN:-}" "${PODCRYPT_VM_CLUSTERS:-}" "${PODCRYPT_VM_DATASTORE:-}" >"$work/env.sh"
+# The clusters' logs go to the results share (mounted at /run/podcrypt-vm inside), then to the host.
+keep_logs=${PODCRYPT_VM_KEEP_LOGS:-}
+if [ -n "$keep_logs" ]; then
+  mkdir -p "$keep_logs" "$work/logs"
+  echo "export PODCRYPT_VM_KEEP_LOGS=/run/podcrypt-vm/logs" >>"$work/env.sh"
+fi
 
 echo "== tier vm (${#files[@]} files, Debian kernel under qemu)"
 start=$(date +%s)
@@ -49,6 +56,7 @@ status=0
 "$here/boot.sh" "$work" || status=$?
 [ -f "$work/spec.txt" ] && cat "$work/spec.txt"
 [ -n "$tap_out" ] && [ -f "$work/vm.tap" ] && cp "$work/vm.tap" "$tap_out"
+[ -n "$keep_logs" ] && cp -r "$work/logs/." "$keep_logs/" && echo "== tier vm: cluster logs in $keep_logs"
 if [ "$status" -ne 0 ] && [ ! -f "$work/vm.tap" ]; then
   echo "test/vm/run.sh: no test results; console:" >&2
   tail -n 40 "$work/console.log" >&2

@@ -18,6 +18,12 @@ class FakeNode implements NodePorts {
   readonly violations: string[] = [];
   readonly log: string[] = [];
   failRoutesOnce = false;
+  /** rp_filter by interface, as loosenUnderlay leaves it. */
+  readonly rpFilter = new Map<string, string>();
+
+  loosenUnderlay = async (ifname: string): Promise<void> => {
+    this.rpFilter.set(ifname, "2");
+  };
 
   private check(when: string): void {
     for (const r of this.routes.values()) {
@@ -181,6 +187,7 @@ describe("CompositeBackend", () => {
       privateKey,
     );
     assert.equal(backend.kind, "wireguard-userspace");
+    assert.deepEqual([...node.rpFilter], [["eth0", "2"]], "loose reverse-path filtering on the underlay");
     assert.deepEqual(node.routes.get("10.244.2.0/24"), {
       dst: "10.244.2.0/24",
       kind: "tunnel",

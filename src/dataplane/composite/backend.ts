@@ -1,6 +1,7 @@
 import { PodcryptError } from "../../errors/index.js";
 import type { EncryptionMode } from "../../model/index.js";
 import { StrictReconciler } from "../node/nft.js";
+import { loosenUnderlay } from "../node/rpf.js";
 import { reconcileRoutes } from "../node/routes.js";
 import type {
   DataplaneBackend,
@@ -13,6 +14,12 @@ import type { GenerationBackend, GenerationContext } from "./types.js";
 
 /** The node-level ports the composite owns: routes and strict rules (real: `ip` and `nft`). */
 export interface NodePorts {
+  /**
+   * Loose reverse-path filtering on the underlay (default: its `rp_filter` sysctl set to 2): while
+   * encryption is switched on or off, a peer's plaintext still arrives there after this node routes
+   * to it through a tunnel, which strict filtering (a distribution default, e.g. RHEL's) drops.
+   */
+  loosenUnderlay(ifname: string): Promise<unknown>;
   /** Replaces the cluster routes with `routes` (only destinations `managed` accepts are pruned). */
   reconcileRoutes(routes: DesiredRoute[], managed: (dst: string) => boolean): Promise<unknown>;
   strict: {
@@ -41,6 +48,7 @@ const MODES: readonly EncryptionMode[] = ["wireguard", "ipsec"];
  * (WireGuard generations to the WireGuard data plane, ipsec ones to ESP) and owns what they share,
  * routes and strict rules, so those are reconciled once per pass and in this order:
  *
+ *   0. loose reverse-path filtering on the underlay (tunnels get theirs from their backends);
  *   1. strict.relax: drops that go away are lifted before any route moves;
  *   2. every backend installs its generations (receive side first: make before break);
  *   3. routes, tunnel routes pointed at the interface that carries their generation;
@@ -55,7 +63,7 @@ export class CompositeBackend implements DataplaneBackend {
   private lastMode: EncryptionMode;
 
   constructor(private readonly o: CompositeOptions) {
-    this.ports = o.ports ?? { reconcileRoutes, strict: new StrictReconciler() };
+    this.ports = o.ports ?? { loosenUnderlay, reconcileRoutes, strict: new StrictReconciler() };
     this.lastMode = o.backends.wireguard !== undefined ? "wireguard" : "ipsec";
   }
 
@@ -78,6 +86,7 @@ export class CompositeBackend implements DataplaneBackend {
     const ctx: GenerationContext = { routes: desired.routes, mtu: desired.mtu, privateKey };
     const byMode = (m: EncryptionMode) => desired.generations.filter((g) => g.mode === m);
     try {
+      await this.ports.loosenUnderlay(desired.strict.underlayIf);
       await this.ports.strict.relax(desired.strict);
       const carrier = new Map<string, string>();
       const modeOf = new Map<string, EncryptionMode>();

@@ -13,6 +13,7 @@ import type { DesiredGeneration, ObservedPeer } from "../types.js";
 import { DEFAULT_ESP_SOCKET_DIR, espGet, espSet, espSocketPath, type EspStatus } from "./control.js";
 import { planEsp } from "./plan.js";
 import { ensureLinkUp } from "../../platform/tun/tun-device.js";
+import { ensureTunnelRpf } from "../node/rpf.js";
 
 export interface UserspaceEspOptions {
   logger: Logger;
@@ -76,6 +77,8 @@ export class UserspaceEspBackend implements GenerationBackend {
     const ifname = this.opts.ifname ?? espIfname(generations);
     await this.sync(ifname, generations, ctx, false);
     ensureLinkUp(ifname, ctx.mtu);
+    // A mode switch moves routes between this interface and WireGuard's, one end at a time.
+    await ensureTunnelRpf(ifname);
     return new Map(generations.map((g) => [g.ifname, ifname]));
   }
 

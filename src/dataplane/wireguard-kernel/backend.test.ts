@@ -6,6 +6,7 @@ import { FakeKernel } from "../../platform/netlink/fake-kernel.js";
 import type { GenerationContext } from "../composite/types.js";
 import type { DesiredGeneration } from "../types.js";
 import { PEER_KEEPALIVE_S } from "../wireguard-userspace/backend.js";
+import { RPF_ADDRESS } from "../node/rpf.js";
 import { KernelWireguardBackend } from "./backend.js";
 
 const logger = createLogger("test", { level: "silent" });
@@ -53,7 +54,13 @@ describe("KernelWireguardBackend", () => {
   it("creates one interface per generation with the node's key, its peers and keepalives", async () => {
     const { kernel, backend, ctx, sysctls } = setup();
     assert.deepEqual([...(await backend.applyGenerations([gen(1)], ctx))], [["pc1w1", "pc1w1"]]);
-    assert.deepEqual(kernel.links.get("pc1w1"), { ifname: "pc1w1", kind: "wireguard", mtu: 1412, up: true });
+    assert.deepEqual(kernel.links.get("pc1w1"), {
+      ifname: "pc1w1",
+      kind: "wireguard",
+      mtu: 1412,
+      up: true,
+      hostAddresses: [RPF_ADDRESS],
+    });
     const dev = kernel.wgDevices.get("pc1w1")!;
     assert.equal(dev.privateKey, own.get(1)!.privateKey.toString("base64"));
     assert.equal(dev.listenPort, 51821);
@@ -92,11 +99,13 @@ describe("KernelWireguardBackend", () => {
     dev.peers[0]!.endpoint = "172.30.0.99:1";
     dev.listenPort = 9;
     kernel.links.get("pc1w1")!.mtu = 1300;
+    kernel.links.get("pc1w1")!.hostAddresses = [];
     await backend.applyGenerations([gen(1)], ctx);
     assert.equal(kernel.wgDevices.get("pc1w1")!.peers.length, 2);
     assert.equal(kernel.wgDevices.get("pc1w1")!.peers[0]!.endpoint, "172.30.0.12:51821");
     assert.equal(kernel.wgDevices.get("pc1w1")!.listenPort, 51821);
     assert.equal(kernel.links.get("pc1w1")!.mtu, 1412);
+    assert.deepEqual(kernel.links.get("pc1w1")!.hostAddresses, [RPF_ADDRESS]);
     kernel.links.delete("pc1w1");
     kernel.wgDevices.delete("pc1w1");
     kernel.links.set("pc1w1", { ifname: "pc1w1", kind: "tun", mtu: 1420, up: true });

@@ -1,6 +1,7 @@
 import type { Logger } from "../../log/logger.js";
 import { ProcessKernelCommands, type KernelCommands } from "../../platform/netlink/kernel-commands.js";
 import { setSysctl } from "../../platform/sysctl/sysctl.js";
+import { RPF_ADDRESS, TUNNEL_RP_FILTER } from "../node/rpf.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
 import type { DesiredGeneration, ObservedPeer } from "../types.js";
 import { PEER_KEEPALIVE_S } from "../wireguard-userspace/backend.js";
@@ -51,6 +52,7 @@ export class KernelWireguardBackend implements GenerationBackend {
         privateKey: ctx.privateKey(g.epoch).toString("base64"),
         listenPort: g.listenPort,
         mtu: ctx.mtu,
+        hostAddresses: [RPF_ADDRESS],
         peers: g.peers.map((p) => ({
           publicKey: p.publicKey,
           endpoint: p.endpoint,
@@ -74,7 +76,7 @@ export class KernelWireguardBackend implements GenerationBackend {
         peers: new Map(g.peers.map((p) => [p.publicKey, p.node])),
       });
     for (const ifname of this.sysctlTargets(generations, r.created))
-      await (this.o.sysctl ?? setSysctl)(["net", "ipv4", "conf", ifname, "rp_filter"], "2");
+      await (this.o.sysctl ?? setSysctl)(["net", "ipv4", "conf", ifname, "rp_filter"], TUNNEL_RP_FILTER);
     if (r.changed)
       this.o.logger.info(
         {
@@ -88,9 +90,9 @@ export class KernelWireguardBackend implements GenerationBackend {
   }
 
   /**
-   * Loose reverse-path filtering on the generation interfaces: during a rotation a peer may still
-   * send on the old generation while this node routes to it through the new one. In another
-   * namespace (tests) only with an injected `sysctl`.
+   * Loose reverse-path filtering on the generation interfaces (with {@link RPF_ADDRESS}): during a
+   * rotation a peer may still send on the old generation while this node routes to it through the
+   * new one. In another namespace (tests) only with an injected `sysctl`.
    */
   private sysctlTargets(generations: DesiredGeneration[], created: string[]): string[] {
     if (this.o.netns !== undefined && this.o.sysctl === undefined) return [];

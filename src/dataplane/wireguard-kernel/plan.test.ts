@@ -16,6 +16,7 @@ const desired: WgKernelDesired = {
       privateKey: PRIV,
       listenPort: 51820,
       mtu: 1420,
+      hostAddresses: ["169.254.51.82/32"],
       peers: [
         { publicKey: PEER, endpoint: { address: "10.0.0.2", port: 51820 }, allowedIps: ["10.244.2.7/24"] },
       ],
@@ -44,8 +45,11 @@ function installedMatching(): WgKernelSnapshot {
   };
   return {
     links: new Map([
-      ["eth0", { ifname: "eth0", kind: "veth", mtu: 1500, up: true }],
-      ["podcrypt0", { ifname: "podcrypt0", kind: "wireguard", mtu: 1420, up: true }],
+      ["eth0", { ifname: "eth0", kind: "veth", mtu: 1500, up: true, hostAddresses: [] }],
+      [
+        "podcrypt0",
+        { ifname: "podcrypt0", kind: "wireguard", mtu: 1420, up: true, hostAddresses: ["169.254.51.82/32"] },
+      ],
     ]),
     devices: new Map([["podcrypt0", dev]]),
   };
@@ -60,6 +64,7 @@ describe("planWireguard", () => {
     assert.deepEqual(p.ipLines, [
       "link add dev podcrypt0 type wireguard",
       "link set dev podcrypt0 mtu 1420",
+      "addr replace 169.254.51.82/32 dev podcrypt0 scope host",
       "link set dev podcrypt0 up",
     ]);
     assert.deepEqual(
@@ -101,9 +106,20 @@ describe("planWireguard", () => {
       { ip: ["link set dev podcrypt0 mtu 1420"] },
     ],
     [
+      "a removed host address",
+      (s) => (s.links.get("podcrypt0")!.hostAddresses = []),
+      { ip: ["addr replace 169.254.51.82/32 dev podcrypt0 scope host"] },
+    ],
+    [
       "a leftover of another kind under the name",
       (s) => {
-        s.links.set("podcrypt0", { ifname: "podcrypt0", kind: "tun", mtu: 1420, up: true });
+        s.links.set("podcrypt0", {
+          ifname: "podcrypt0",
+          kind: "tun",
+          mtu: 1420,
+          up: true,
+          hostAddresses: [],
+        });
         s.devices.delete("podcrypt0");
       },
       {
@@ -111,6 +127,7 @@ describe("planWireguard", () => {
           "link del dev podcrypt0",
           "link add dev podcrypt0 type wireguard",
           "link set dev podcrypt0 mtu 1420",
+          "addr replace 169.254.51.82/32 dev podcrypt0 scope host",
           "link set dev podcrypt0 up",
         ],
         sync: true,
@@ -129,9 +146,10 @@ describe("planWireguard", () => {
 
   it("removes an undesired interface of its own only when pruning, and never a foreign one", () => {
     const snap = installedMatching();
-    snap.links.set("podcrypt1", { ifname: "podcrypt1", kind: "wireguard", mtu: 1420, up: true });
-    snap.links.set("wg0", { ifname: "wg0", kind: "wireguard", mtu: 1420, up: true });
-    snap.links.set("podcrypte", { ifname: "podcrypte", kind: "tun", mtu: 1420, up: true });
+    const link = (ifname: string, kind: string) => ({ ifname, kind, mtu: 1420, up: true, hostAddresses: [] });
+    snap.links.set("podcrypt1", link("podcrypt1", "wireguard"));
+    snap.links.set("wg0", link("wg0", "wireguard"));
+    snap.links.set("podcrypte", link("podcrypte", "tun"));
     assert.deepEqual(plan(snap).ipLines, []);
     assert.deepEqual(plan(snap, desired, true).ipLines, ["link del dev podcrypt1"]);
   });
@@ -143,6 +161,12 @@ describe("planWireguard", () => {
     const badName = structuredClone(desired);
     badName.interfaces[0]!.ifname = "wg0";
     assert.throws(() => plan(installedMatching(), badName), /interfaces\[0\]\.ifname/);
+    const badAddress = structuredClone(desired);
+    badAddress.interfaces[0]!.hostAddresses = ["169.254.51.82/24"];
+    assert.throws(
+      () => plan(installedMatching(), badAddress),
+      /interfaces\[0\]\.hostAddresses\[0\]: 169\.254\.51\.82\/24 is not an IPv4 \/32/,
+    );
   });
 
   it("writes wg(8) configuration", () => {
@@ -154,17 +178,21 @@ describe("planWireguard", () => {
     );
   });
 
-  it("reads links as `ip -j -d link show` prints them", () => {
-    // Captured from iproute2 6.1 (test VM), trimmed to the fields that matter.
+  it("reads links and their host addresses as `ip -j -d addr show` prints them", () => {
+    // As iproute2 6.1 prints them (test VM), trimmed to the fields that matter.
     const json =
-      '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536},' +
+      '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,' +
+      '"addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host","label":"lo"}]},' +
       '{"ifindex":5,"ifname":"pc1w0","flags":["POINTOPOINT","NOARP","UP","LOWER_UP"],"mtu":1412,' +
-      '"linkinfo":{"info_kind":"wireguard"}}]';
+      '"linkinfo":{"info_kind":"wireguard"},"addr_info":[' +
+      '{"family":"inet","local":"169.254.51.82","prefixlen":32,"scope":"host","label":"pc1w0"},' +
+      '{"family":"inet","local":"10.0.0.9","prefixlen":32,"scope":"global","label":"pc1w0"}]}]';
     assert.deepEqual(parseLinks(json).get("pc1w0"), {
       ifname: "pc1w0",
       kind: "wireguard",
       mtu: 1412,
       up: true,
+      hostAddresses: ["169.254.51.82/32"],
     });
     assert.equal(parseLinks(json).get("lo")?.kind, "");
   });

@@ -3,13 +3,15 @@ import { canonicalCidr, formatEndpoint } from "../../platform/netlink/addr.js";
 import type { InstalledWgInterface } from "../../platform/netlink/wg-dump.js";
 import type { WgInterfaceSpec, WgKernelDesired } from "./types.js";
 
-/** A link as `ip -j -d link show` reports it (only what the plan compares). */
+/** A link as `ip -j -d addr show` reports it (only what the plan compares). */
 export interface InstalledLink {
   ifname: string;
   /** `linkinfo.info_kind` ("wireguard", "tun", ... or "" for none). */
   kind: string;
   mtu: number;
   up: boolean;
+  /** Its host-scoped IPv4 addresses, `a.b.c.d/len`. */
+  hostAddresses: string[];
 }
 
 /** What is installed now, as read in one pass. */
@@ -57,8 +59,17 @@ export function normaliseDesired(
     if (!Number.isInteger(iface.mtu) || iface.mtu < 576 || iface.mtu > 65535)
       throw new ValidationError(`${at}.mtu`, "out of range");
     const peerKeys = new Set<string>();
+    const hostAddresses = sortedUnique(
+      (iface.hostAddresses ?? []).map((a, k) => {
+        const c = canonicalCidr(a, `${at}.hostAddresses[${k}]`);
+        if (c.includes(":") || !c.endsWith("/32"))
+          throw new ValidationError(`${at}.hostAddresses[${k}]`, `${a} is not an IPv4 /32`);
+        return c;
+      }),
+    );
     return {
       ...iface,
+      hostAddresses,
       fwmark: iface.fwmark ?? 0,
       peers: iface.peers.map((p, j) => {
         const pat = `${at}.peers[${j}]`;
@@ -96,6 +107,9 @@ export function planWireguard(
     if (link !== undefined && !ok) ipLines.push(`link del dev ${d.ifname}`);
     if (!ok) ipLines.push(`link add dev ${d.ifname} type wireguard`);
     if (!ok || link.mtu !== d.mtu) ipLines.push(`link set dev ${d.ifname} mtu ${d.mtu}`);
+    for (const a of d.hostAddresses ?? [])
+      if (!ok || !link.hostAddresses.includes(a))
+        ipLines.push(`addr replace ${a} dev ${d.ifname} scope host`);
     if (!ok || !link.up) ipLines.push(`link set dev ${d.ifname} up`);
     const device = ok ? installed.devices.get(d.ifname) : undefined;
     if (!device || !deviceMatches(d, device)) syncconf.push({ ifname: d.ifname, config: wgConfig(d) });
@@ -145,9 +159,10 @@ interface IpLinkJson {
   mtu: number;
   flags?: string[];
   linkinfo?: { info_kind?: string };
+  addr_info?: Array<{ family?: string; local?: string; prefixlen?: number; scope?: string }>;
 }
 
-/** Parses `ip -j -d link show` output. */
+/** Parses `ip -j -d addr show` output (`ip -j -d link show`, without addresses, parses too). */
 export function parseLinks(json: string): Map<string, InstalledLink> {
   const t = json.trim();
   const out = new Map<string, InstalledLink>();
@@ -158,6 +173,9 @@ export function parseLinks(json: string): Map<string, InstalledLink> {
       kind: l.linkinfo?.info_kind ?? "",
       mtu: l.mtu,
       up: (l.flags ?? []).includes("UP"),
+      hostAddresses: (l.addr_info ?? [])
+        .filter((a) => a.family === "inet" && a.scope === "host" && a.local !== undefined)
+        .map((a) => `${a.local}/${a.prefixlen ?? 32}`),
     });
   return out;
 }

@@ -30,7 +30,7 @@ export interface ReconcileResult {
 
 /**
  * The kernel WireGuard backend's reconciler: the only code that changes kernel WireGuard
- * interfaces. Each pass reads what it owns (`ip -j -d link show`, `wg show all dump`: two
+ * interfaces. Each pass reads what it owns (`ip -j -d addr show`, `wg show all dump`: two
  * processes, whatever the peer count), diffs it against the desired state and applies only the
  * difference (one `ip -batch`, one `wg syncconf` per changed interface with the configuration on
  * stdin): nothing when they match, so sessions and counters survive; whatever was removed or
@@ -97,7 +97,7 @@ export class WireguardKernelReconciler {
   /** Reads the namespace's links and WireGuard devices (with counters and handshakes). */
   async read(): Promise<WgKernelSnapshot> {
     const [links, dump] = await Promise.all([
-      this.kernel.ip(this.netns, ["-j", "-d", "link", "show"]),
+      this.kernel.ip(this.netns, ["-j", "-d", "addr", "show"]),
       this.kernel.wg(this.netns, ["show", "all", "dump"]),
     ]);
     return { links: parseLinks(links), devices: parseWgDump(dump) };

@@ -29,6 +29,11 @@ export interface WgInterfaceSpec {
   fwmark?: number;
   /** Interface MTU (DESIGN.md section 6: external MTU - 60 on an IPv4 underlay). */
   mtu: number;
+  /**
+   * IPv4 addresses (`a.b.c.d/32`) the interface carries with host scope: never a source address,
+   * there so reverse-path filtering can accept packets on it (see the backend's RPF_ADDRESS).
+   */
+  hostAddresses?: string[];
   peers: WgPeerSpec[];
 }
 

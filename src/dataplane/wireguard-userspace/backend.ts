@@ -10,6 +10,7 @@ import type { GenerationBackend, GenerationContext } from "../composite/types.js
 import type { DesiredGeneration, ObservedPeer } from "../types.js";
 import { b64ToHex, uapiGet, uapiSet, uapiSocketPath, type UapiDevice } from "./uapi-client.js";
 import { ensureLinkUp } from "../../platform/tun/tun-device.js";
+import { ensureTunnelRpf } from "../node/rpf.js";
 
 async function linkExists(ifname: string): Promise<boolean> {
   return run("ip", ["link", "show", "dev", ifname]).then(
@@ -174,6 +175,7 @@ export class UserspaceWireguardBackend implements GenerationBackend {
       );
     }
     ensureLinkUp(gen.ifname, mtu);
+    await ensureTunnelRpf(gen.ifname);
     this.installed.set(gen.ifname, {
       ifname: gen.ifname,
       epoch: gen.epoch,

@@ -5,6 +5,7 @@ import { decodeKey } from "../../keys/x25519.js";
 import type { Logger } from "../../log/logger.js";
 import { ProcessKernelCommands, type KernelCommands } from "../../platform/netlink/kernel-commands.js";
 import { setSysctl } from "../../platform/sysctl/sysctl.js";
+import { TUNNEL_RP_FILTER } from "../node/rpf.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
 import { peerSas } from "../esp-userspace/sas.js";
 import type { DesiredGeneration, DesiredPeer, ObservedPeer } from "../types.js";
@@ -146,13 +147,14 @@ export class KernelXfrmBackend implements GenerationBackend {
   }
 
   /**
-   * Loose reverse-path filtering on the generation interfaces: during a rotation a peer may still
-   * send on the old generation while this node routes to it through the new one, and strict
-   * rp_filter would drop those packets.
+   * Loose reverse-path filtering on the generation interfaces, as on every tunnel (src/dataplane/
+   * node/rpf.ts): during a rotation a peer may still send on the old generation while this node
+   * routes to it through the new one. What XFRM decrypted carries a security path, which the
+   * kernel's check skips, so these interfaces need no RPF_ADDRESS.
    */
   private async loosenRpFilter(ifname: string): Promise<void> {
     if (this.o.netns !== undefined && this.o.sysctl === undefined) return;
-    await (this.o.sysctl ?? setSysctl)(["net", "ipv4", "conf", ifname, "rp_filter"], "2");
+    await (this.o.sysctl ?? setSysctl)(["net", "ipv4", "conf", ifname, "rp_filter"], TUNNEL_RP_FILTER);
   }
 
   /** One row per peer and key ID: its inbound and outbound SA with counters (`ip -s xfrm state`). */

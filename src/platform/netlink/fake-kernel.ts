@@ -20,6 +20,8 @@ export interface FakeLink {
   up: boolean;
   ifId?: number;
   dev?: string;
+  /** IPv4 addresses of host scope, `a.b.c.d/32` (absent: none). */
+  hostAddresses?: string[];
 }
 
 export interface FakeWgPeer {
@@ -145,6 +147,7 @@ export class FakeKernel implements KernelCommands {
   private show(words: string[], flags: Set<string>): string {
     const cmd = words.join(" ");
     if (/^link show( type \w+)?$/.test(cmd) && flags.has("-j")) return this.linksJson(words[3]);
+    if (cmd === "addr show" && flags.has("-j")) return this.linksJson(undefined, true);
     if (/^xfrm state( list)?$/.test(cmd)) return this.statesText(flags.has("-s"));
     if (/^xfrm policy( list)?$/.test(cmd)) return this.policiesText();
     return fail(undefined, `fake kernel cannot show "${cmd}"`);
@@ -304,6 +307,15 @@ export class FakeKernel implements KernelCommands {
       if (w.includes("down")) l.up = false;
       return;
     }
+    if (head === "addr replace") {
+      const name = at("dev")!;
+      const l = this.links.get(name);
+      if (l === undefined) fail(line, `Cannot find device "${name}"`);
+      if (at("scope") !== "host" || !/^[\d.]+\/32$/.test(w[2]!))
+        fail(line, "fake kernel: only host /32 addresses");
+      l.hostAddresses = [...new Set([...(l.hostAddresses ?? []), w[2]!])];
+      return;
+    }
     if (`${head} ${w[2]}` === "xfrm state add") {
       const key = `${at("dst")}|${num("spi")}`;
       if (this.states.has(key)) fail(line, "RTNETLINK answers: File exists");
@@ -370,7 +382,8 @@ export class FakeKernel implements KernelCommands {
     fail(line, `fake kernel cannot apply "${w.join(" ")}"`);
   }
 
-  private linksJson(type?: string): string {
+  /** `ip -j link show [type T]`; with `addresses`, `ip -j addr show` (each link with its addr_info). */
+  private linksJson(type?: string, addresses = false): string {
     let i = 0;
     const rows = [...this.links.values()]
       .filter((l) => type === undefined || l.kind === type)
@@ -389,6 +402,17 @@ export class FakeKernel implements KernelCommands {
                 ...(l.ifId === undefined ? {} : { info_data: { if_id: hex(l.ifId) } }),
               },
             }),
+        ...(addresses
+          ? {
+              addr_info: (l.hostAddresses ?? []).map((a) => ({
+                family: "inet",
+                local: a.split("/")[0],
+                prefixlen: Number(a.split("/")[1]),
+                scope: "host",
+                label: l.ifname,
+              })),
+            }
+          : {}),
       }));
     return JSON.stringify(rows) + "\n";
   }
