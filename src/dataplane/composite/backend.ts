@@ -12,7 +12,10 @@ import type {
 } from "../types.js";
 import type { GenerationBackend, GenerationContext } from "./types.js";
 
-/** The node-level ports the composite owns: routes and strict rules (real: `ip` and `nft`). */
+/**
+ * The node-level ports the composite owns: the underlay's reverse-path filtering, routes and strict
+ * rules (real: a sysctl, `ip` and `nft`).
+ */
 export interface NodePorts {
   /**
    * Loose reverse-path filtering on the underlay (default: its `rp_filter` sysctl set to 2): while

@@ -5,7 +5,7 @@ import { decodeKey } from "../../keys/x25519.js";
 import type { Logger } from "../../log/logger.js";
 import { ProcessKernelCommands, type KernelCommands } from "../../platform/netlink/kernel-commands.js";
 import { setSysctl } from "../../platform/sysctl/sysctl.js";
-import { TUNNEL_RP_FILTER } from "../node/rpf.js";
+import { LOOSE_RP_FILTER } from "../node/rpf.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
 import { peerSas } from "../esp-userspace/sas.js";
 import type { DesiredGeneration, DesiredPeer, ObservedPeer } from "../types.js";
@@ -154,7 +154,7 @@ export class KernelXfrmBackend implements GenerationBackend {
    */
   private async loosenRpFilter(ifname: string): Promise<void> {
     if (this.o.netns !== undefined && this.o.sysctl === undefined) return;
-    await (this.o.sysctl ?? setSysctl)(["net", "ipv4", "conf", ifname, "rp_filter"], TUNNEL_RP_FILTER);
+    await (this.o.sysctl ?? setSysctl)(["net", "ipv4", "conf", ifname, "rp_filter"], LOOSE_RP_FILTER);
   }
 
   /** One row per peer and key ID: its inbound and outbound SA with counters (`ip -s xfrm state`). */
