@@ -9,6 +9,7 @@
 #          PODCRYPT_VM_KERNEL   kernel image (default: newest /boot/vmlinuz-*-amd64 with modules)
 #          PODCRYPT_VM_VERBOSE  1: copy the console to stderr as it runs
 #          PODCRYPT_VM_MEM / PODCRYPT_VM_SMP  guest memory in MiB (1024) and CPUs (2)
+#          PODCRYPT_VM_REPO     a checkout to share on its own, seen at its path (run.sh sets it)
 # Exit status: the script's, or 124 on timeout, or 125 when the VM died before the script ended.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,6 +45,13 @@ qemu=(
   -virtfs "local,path=$dir,mount_tag=results,security_model=none"
   -device virtio-rng-pci
 )
+# PODCRYPT_VM_REPO: the checkout, shared again on its own so that one under /tmp (which the guest
+# mounts a tmpfs over) is still seen at its path.
+rm -f "$dir/repo-path"
+if [ -n "${PODCRYPT_VM_REPO:-}" ]; then
+  qemu+=(-virtfs "local,path=$PODCRYPT_VM_REPO,mount_tag=repo,security_model=none,readonly=on,multidevs=remap")
+  printf '%s\n' "$PODCRYPT_VM_REPO" >"$dir/repo-path"
+fi
 if [ "${PODCRYPT_VM_VERBOSE:-0}" = 1 ]; then
   timeout -k 10 "${PODCRYPT_VM_TIMEOUT:-2700}" "${qemu[@]}" </dev/null 2>&1 | tee "$log" >&2 || status=$?
 else

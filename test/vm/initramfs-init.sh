@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # PID 1 of the podcrypt test VM (busybox, inside the initramfs). It loads the 9p modules, mounts
 # the host root read-only at /newroot, gives it writable tmpfs for /tmp, /run (/var/run), /var/tmp
-# and /dev/shm, mounts the host's results directory (9p tag "results") at /run/podcrypt-vm, runs
+# and /dev/shm, mounts the host's results directory (9p tag "results") at /run/podcrypt-vm (and the
+# checkout, tag "repo", where those hid it), runs
 # /run/podcrypt-vm/stage2.sh in a chroot of the host root, records its exit status in
 # /run/podcrypt-vm/rc and powers off. Any failure before the chroot writes a reason to the console
 # and powers off; the host notices that no rc file appeared.
@@ -42,6 +43,16 @@ mount -t tmpfs -o mode=755 tmpfs /newroot/run
 mkdir -p /newroot/run/podcrypt-vm /newroot/run/netns /newroot/run/lock
 mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,msize=512000 results /newroot/run/podcrypt-vm ||
   fail "mounting the results share failed"
+# A checkout under a path the tmpfs mounts above hide (a clone in /tmp): boot.sh shares it as "repo"
+# and names it in repo-path; mount it at the same path.
+if [ -f /newroot/run/podcrypt-vm/repo-path ]; then
+  repo=$(cat /newroot/run/podcrypt-vm/repo-path)
+  if [ ! -f "/newroot$repo/package.json" ]; then
+    mkdir -p "/newroot$repo" &&
+      mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 repo "/newroot$repo" ||
+      fail "mounting the checkout at $repo failed"
+  fi
+fi
 ip link set lo up 2>/dev/null
 # Module autoloading (veth, dummy, xfrm algorithms...) runs the kernel's modprobe helper in this
 # initramfs's root, not the chroot's: point it at the host root's modprobe.

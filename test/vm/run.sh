@@ -53,7 +53,7 @@ fi
 echo "== tier vm (${#files[@]} files, Debian kernel under qemu)"
 start=$(date +%s)
 status=0
-"$here/boot.sh" "$work" || status=$?
+PODCRYPT_VM_REPO=$repo "$here/boot.sh" "$work" || status=$?
 [ -f "$work/spec.txt" ] && cat "$work/spec.txt"
 [ -n "$tap_out" ] && [ -f "$work/vm.tap" ] && cp "$work/vm.tap" "$tap_out"
 [ -n "$keep_logs" ] && cp -r "$work/logs/." "$keep_logs/" && echo "== tier vm: cluster logs in $keep_logs"
