@@ -23,8 +23,10 @@ function podcrypt(...args: string[]) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+// After every suite of the file: the status suite below keeps its store in `tmp` too.
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
 describe("podcrypt policy", () => {
-  after(() => rmSync(tmp, { recursive: true, force: true }));
   const seed = join(root, "test/policy/fixtures/starlingx-ipsecpolicy.yaml");
 
   it("apply --dry-run prints the normalized seed policy", () => {
