@@ -19,8 +19,16 @@ import { setSysctl } from "../../platform/sysctl/sysctl.js";
  */
 export const RPF_ADDRESS = "169.254.51.82/32";
 
-/** The `net.ipv4.conf.<if>.rp_filter` value podcrypt sets on its tunnels and the underlay: loose. */
-export const LOOSE_RP_FILTER = "2";
+/** Sets a sysctl, by path components (platform/sysctl's `setSysctl`, or a test's). */
+export type SysctlSetter = (path: readonly string[], value: string) => Promise<void>;
+
+/**
+ * Loose reverse-path filtering (`net.ipv4.conf.<ifname>.rp_filter` 2), what podcrypt sets on its
+ * tunnels and the underlay, through `set` (default: this process's namespace).
+ */
+export function looseRpFilter(ifname: string, set: SysctlSetter = setSysctl): Promise<void> {
+  return set(["net", "ipv4", "conf", ifname, "rp_filter"], "2");
+}
 
 /**
  * Loose reverse-path filtering with {@link RPF_ADDRESS} on a tunnel interface of this process's
@@ -32,7 +40,7 @@ export async function ensureTunnelRpf(ifname: string): Promise<void> {
   const address = RPF_ADDRESS.split("/")[0];
   if (!(networkInterfaces()[ifname] ?? []).some((a) => a.family === "IPv4" && a.address === address))
     await run("ip", ["addr", "replace", RPF_ADDRESS, "dev", ifname, "scope", "host"]);
-  await setSysctl(["net", "ipv4", "conf", ifname, "rp_filter"], LOOSE_RP_FILTER);
+  await looseRpFilter(ifname);
 }
 
 /**
@@ -42,7 +50,7 @@ export async function ensureTunnelRpf(ifname: string): Promise<void> {
  */
 export async function loosenUnderlay(ifname: string): Promise<void> {
   try {
-    await setSysctl(["net", "ipv4", "conf", ifname, "rp_filter"], LOOSE_RP_FILTER);
+    await looseRpFilter(ifname);
   } catch (cause) {
     const missing = (cause as NodeJS.ErrnoException).code === "ENOENT";
     throw new PodcryptError(

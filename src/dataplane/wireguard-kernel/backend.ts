@@ -1,7 +1,6 @@
 import type { Logger } from "../../log/logger.js";
 import { ProcessKernelCommands, type KernelCommands } from "../../platform/netlink/kernel-commands.js";
-import { setSysctl } from "../../platform/sysctl/sysctl.js";
-import { RPF_ADDRESS, LOOSE_RP_FILTER } from "../node/rpf.js";
+import { RPF_ADDRESS, looseRpFilter, type SysctlSetter } from "../node/rpf.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
 import type { DesiredGeneration, ObservedPeer } from "../types.js";
 import { PEER_KEEPALIVE_S } from "../wireguard-userspace/backend.js";
@@ -17,7 +16,7 @@ export interface KernelWireguardOptions {
   /** Network namespace to act in (tests); default the process's own. */
   netns?: string;
   /** Sets a sysctl of this namespace (default: writes /proc/sys; skipped with `netns`). */
-  sysctl?: (path: readonly string[], value: string) => Promise<void>;
+  sysctl?: SysctlSetter;
 }
 
 interface Installed {
@@ -76,7 +75,7 @@ export class KernelWireguardBackend implements GenerationBackend {
         peers: new Map(g.peers.map((p) => [p.publicKey, p.node])),
       });
     for (const ifname of this.sysctlTargets(generations, r.created))
-      await (this.o.sysctl ?? setSysctl)(["net", "ipv4", "conf", ifname, "rp_filter"], LOOSE_RP_FILTER);
+      await looseRpFilter(ifname, this.o.sysctl);
     if (r.changed)
       this.o.logger.info(
         {

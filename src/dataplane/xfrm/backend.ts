@@ -4,8 +4,7 @@ import { keyIdOfSpi } from "../../keys/derive.js";
 import { decodeKey } from "../../keys/x25519.js";
 import type { Logger } from "../../log/logger.js";
 import { ProcessKernelCommands, type KernelCommands } from "../../platform/netlink/kernel-commands.js";
-import { setSysctl } from "../../platform/sysctl/sysctl.js";
-import { LOOSE_RP_FILTER } from "../node/rpf.js";
+import { looseRpFilter, type SysctlSetter } from "../node/rpf.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
 import { peerSas } from "../esp-userspace/sas.js";
 import type { DesiredGeneration, DesiredPeer, ObservedPeer } from "../types.js";
@@ -32,7 +31,7 @@ export interface KernelXfrmOptions {
   /** Default: a `podcrypt xfrm-encap` daemon in this namespace. */
   encap?: EncapHolderPort;
   /** Sets a sysctl of this namespace (default: writes /proc/sys; skipped with `netns`). */
-  sysctl?: (path: readonly string[], value: string) => Promise<void>;
+  sysctl?: SysctlSetter;
 }
 
 /**
@@ -154,7 +153,7 @@ export class KernelXfrmBackend implements GenerationBackend {
    */
   private async loosenRpFilter(ifname: string): Promise<void> {
     if (this.o.netns !== undefined && this.o.sysctl === undefined) return;
-    await (this.o.sysctl ?? setSysctl)(["net", "ipv4", "conf", ifname, "rp_filter"], LOOSE_RP_FILTER);
+    await looseRpFilter(ifname, this.o.sysctl);
   }
 
   /** One row per peer and key ID: its inbound and outbound SA with counters (`ip -s xfrm state`). */
