@@ -1,12 +1,20 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command, Option } from "commander";
-import { ValidationError } from "../errors/index.js";
-import { clusterDown, clusterUp } from "../localcluster/cluster.js";
+import { PodcryptError, ValidationError } from "../errors/index.js";
+import { clusterDown, clusterUp, startSupervisor } from "../localcluster/cluster.js";
+import { alive } from "../localcluster/processes.js";
+import { runSupervisor } from "../localcluster/supervisor.js";
+import { createLogger } from "../log/logger.js";
 import { parseClusterConfigText, resolveClusterConfig, type ClusterFlags } from "../localcluster/config.js";
 import { addNode, removeNode } from "../localcluster/nodes.js";
 import { clusterInfo } from "../localcluster/plan.js";
-import { clusterHome, readClusterState, requireClusterState } from "../localcluster/state.js";
+import {
+  clusterHome,
+  readClusterState,
+  requireClusterState,
+  writeClusterState,
+} from "../localcluster/state.js";
 import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
@@ -79,6 +87,44 @@ export function registerCluster(program: Command): void {
         r.hadState || r.namespaces > 0
           ? `local cluster down: ${r.processes} processes stopped, ${r.namespaces} namespaces removed\n`
           : "no local cluster was running; nothing to remove\n",
+      );
+    });
+
+  cluster
+    .command("supervise")
+    .description(
+      "start the local cluster's supervisor again when it died (`cluster up` starts it): it adopts the running processes and restarts those that die",
+    )
+    .option("--foreground", "run the supervisor in this process (as `cluster up` starts it)", false)
+    .action(async (o: { foreground: boolean }) => {
+      const home = clusterHome();
+      const state = requireClusterState(home);
+      const running = state.processes.find((p) => p.role === "supervisor" && alive(p.pid));
+      if (o.foreground) {
+        if (running !== undefined && running.pid !== process.pid)
+          throw new PodcryptError(
+            "ESUPERVISOR",
+            `the cluster's supervisor already runs (pid ${running.pid})`,
+          );
+        const stop = new AbortController();
+        for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => stop.abort());
+        await runSupervisor(
+          home,
+          () => readClusterState(home, true),
+          createLogger("supervisor"),
+          stop.signal,
+        );
+        return;
+      }
+      if (running !== undefined) {
+        process.stdout.write(`the cluster's supervisor runs (pid ${running.pid})\n`);
+        return;
+      }
+      const raw = readClusterState(home, true)!;
+      raw.processes = [...raw.processes.filter((p) => p.role !== "supervisor"), startSupervisor(home)];
+      writeClusterState(raw, home);
+      process.stdout.write(
+        `supervisor started (pid ${raw.processes.at(-1)!.pid}); log in ${join(home, "logs", "supervisor.log")}\n`,
       );
     });
 

@@ -26,13 +26,26 @@ export function renderStatus(s: ClusterStatus): string {
     `encryption: ${s.enabled ? "on" : "off"} · mode ${s.mode} · ${s.encryption === "selective" ? "selective (what policies select)" : "all pod traffic"} · epoch ${s.epoch} · phase ${s.phase}` +
       (s.target ? ` → epoch ${s.target.epoch} (${s.target.enabled ? s.target.mode : "off"})` : ""),
   ];
+  for (const c of s.controllers)
+    lines.push(
+      `controller ${c.name} (${c.identity}): ${c.running ? (c.leader ? "leader" : "standby") : "NOT RUNNING"} · pid ${c.pid} · restarts ${c.restarts}` +
+        (c.lastRestart ? ` (last ${c.lastRestart})` : ""),
+    );
+  if (s.supervisor !== undefined && !s.supervisor.running)
+    lines.push(
+      `supervisor: NOT RUNNING (pid ${s.supervisor.pid}): nothing restarts what dies; start it with \`podcrypt cluster supervise\``,
+    );
   if (s.timeouts.length > 0)
     lines.push(`timeouts: ${s.timeouts.map((t) => `${t.node} in ${t.phase}@${t.epoch}`).join(", ")}`);
   for (const n of s.nodes) {
     lines.push(
       `node ${n.name}: ${n.live ? "live" : "NOT REPORTING"} · backend ${n.backend} · key epochs ${n.epochs.join(",") || "-"}` +
         (n.acknowledged ? ` · last ack ${n.acknowledged}` : "") +
-        (s.encryption === "selective" ? ` · selection ${n.selection ?? "none yet"}` : ""),
+        (s.encryption === "selective" ? ` · selection ${n.selection ?? "none yet"}` : "") +
+        ` · restarts: agent ${n.restarts.agent}` +
+        (n.restarts.lastAgent ? ` (last ${n.restarts.lastAgent})` : "") +
+        `, data plane ${n.restarts.dataplane}` +
+        (n.restarts.lastDataplane ? ` (last ${n.restarts.lastDataplane})` : ""),
     );
     for (const e of n.errors) lines.push(`  error: ${e}`);
     for (const p of n.peers) {

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { espSocketPath } from "../dataplane/esp-userspace/control.js";
@@ -29,8 +29,25 @@ import {
   type ClusterProcess,
   type ClusterState,
 } from "./state.js";
+import { readSupervisorRecord } from "./supervisor.js";
 import { createTopology, destroyTopology } from "./topology.js";
 import { collectStatus, type ClusterStatus } from "./status.js";
+
+/** The controllers `cluster up` runs: process name and election identity (whichever takes the lease first leads). */
+export const CONTROLLERS: ReadonlyArray<readonly [name: string, identity: string]> = [
+  ["controller", "controller-1"],
+  ["controller-2", "controller-2"],
+];
+
+/**
+ * Starts the cluster's supervisor (src/localcluster/supervisor.ts) in the background. Not
+ * supervised itself: `podcrypt cluster supervise` starts a new one when it died.
+ */
+export function startSupervisor(home: string): ClusterProcess {
+  const p = startDaemon(home, "supervisor", "supervisor", ["cluster", "supervise", "--foreground"]);
+  delete p.argv;
+  return p;
+}
 
 /** Interface prefix of node `index` in the local cluster: the UAPI socket directory is shared by all nodes. */
 export function nodeIfPrefix(index: number): string {
@@ -134,6 +151,12 @@ export async function clusterUp(
     processes: [],
   };
   writeClusterState(state, home);
+  // The supervisor watches cluster.json: what is added below is kept running from then on.
+  const add = (p: ClusterState["processes"][number]): void => {
+    state.processes.push(p);
+    writeClusterState(state, home);
+  };
+  add(startSupervisor(home));
 
   progress(`creating ${plan.nodes.length} nodes and ${plan.pods.length} pods (network namespaces)`);
   await createTopology(plan);
@@ -155,29 +178,27 @@ export async function clusterUp(
     await store.close();
   }
 
-  const add = (p: ClusterState["processes"][number]): void => {
-    state.processes.push(p);
-    writeClusterState(state, home);
-  };
   if (relay !== undefined) {
     progress(`relaying the datastore at ${relay.host}:${relay.port} into the node namespaces`);
     await startRelayDaemon(home, relay, "relay", plan.nodes, add);
   }
 
-  progress("starting controller and agents");
+  progress("starting controllers (a leader and a standby) and agents");
   const { controller: controllerUrl, agent: agentUrl } = roleDatastores(state);
-  add(
-    startDaemon(home, "controller", "controller", [
-      "controller",
-      "--datastore",
-      controllerUrl,
-      "--identity",
-      "controller-1",
-      // The host's port 9808 stays free (another controller may start beside this one).
-      "--health-address",
-      "127.0.0.1:0",
-    ]),
-  );
+  // Two replicas, as the manifests' Deployment runs them: the lease elects one, the other waits.
+  for (const [name, identity] of CONTROLLERS)
+    add(
+      startDaemon(home, "controller", name, [
+        "controller",
+        "--datastore",
+        controllerUrl,
+        "--identity",
+        identity,
+        // The host's port 9808 stays free (another controller may start beside this one).
+        "--health-address",
+        "127.0.0.1:0",
+      ]),
+    );
   for (const n of plan.nodes) add(startAgent(home, agentUrl, n));
   for (const p of plan.pods) add(startPod(home, p));
 
@@ -289,7 +310,9 @@ export async function waitSettled(
 ): Promise<void> {
   let last = "";
   for (;;) {
-    const dead = state.processes.filter((p) => p.role !== "echo" && !alive(p.pid));
+    // cluster.json with the supervisor's record: the instance of each process that runs now.
+    const current = readClusterState(clusterHome()) ?? state;
+    const dead = current.processes.filter((p) => p.role !== "echo" && !alive(p.pid));
     if (dead.length > 0) {
       throw new PodcryptError(
         "EUP",
@@ -339,7 +362,20 @@ export async function clusterDown(): Promise<{ processes: number; namespaces: nu
   } catch {
     state = undefined;
   }
-  const pids = state?.processes.map((p) => p.pid) ?? [];
+  // The supervisor first, so nothing is restarted while the rest stops; then every process by the
+  // pid running now, and any other the supervisor ever recorded.
+  const supervisors = [
+    ...(state?.processes.filter((p) => p.role === "supervisor").map((p) => p.pid) ?? []),
+    readSupervisorRecord(home)?.pid,
+  ].filter((p): p is number => p !== undefined);
+  await stopProcesses(supervisors.filter(alive));
+  try {
+    state = readClusterState(home) ?? state;
+  } catch {
+    // keep what was read
+  }
+  const recorded = Object.values(readSupervisorRecord(home)?.processes ?? {}).map((r) => r.pid);
+  const pids = [...new Set([...(state?.processes.map((p) => p.pid) ?? []), ...recorded, ...supervisors])];
   await stopProcesses(pids.filter(alive));
   const namespaces = await destroyTopology();
   // Daemons killed with their namespaces leave their control sockets behind (the directories are shared).
@@ -352,7 +388,7 @@ export async function clusterDown(): Promise<{ processes: number; namespaces: nu
     ])
       rmSync(sock, { force: true });
   }
-  const hadState = state !== undefined || existsSync(home);
+  const hadState = state !== undefined || (existsSync(home) && readdirSync(home).length > 0);
   removeClusterHome(home);
   return { processes: pids.length, namespaces: namespaces.length, hadState };
 }

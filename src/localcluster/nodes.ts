@@ -159,6 +159,9 @@ export async function removeNode(
     (p) => (p.netns !== undefined && netns.has(p.netns)) || p.name === `relay-${name}`,
   );
   progress(`removing ${name}: stopping its agent and ${pods.length} pods`);
+  // Out of cluster.json first, so the supervisor does not restart them.
+  state.processes = state.processes.filter((p) => !mine.includes(p));
+  writeClusterState(state, home);
   await stopProcesses(mine.map((p) => p.pid));
   await removeNodes([node], pods);
   const prefix = nodeIfPrefix(node.index);
@@ -178,7 +181,6 @@ export async function removeNode(
     ),
     pods: config.pods.filter((p) => p.node !== name),
   });
-  state.processes = state.processes.filter((p) => !mine.includes(p));
   writeClusterState(state, home);
   const started = Date.now();
   await withStore(state, openStore, async (s) => {

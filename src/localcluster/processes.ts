@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { projectRoot } from "../paths.js";
 import type { ClusterProcess } from "./state.js";
@@ -7,6 +7,8 @@ import type { ClusterProcess } from "./state.js";
 /**
  * Starts a podcrypt subcommand as a detached daemon (in `netns` when given), logging to
  * `<home>/logs/<name>.log`. The process survives the CLI that started it; `cluster down` stops it.
+ * The record carries `args` and `env`, so the cluster's supervisor can start it again; `onExit`
+ * hears how it ended while this process runs.
  */
 export function startDaemon(
   home: string,
@@ -15,6 +17,7 @@ export function startDaemon(
   args: string[],
   netns?: string,
   env: Record<string, string> = {},
+  onExit?: (code: number | null, signal: NodeJS.Signals | null) => void,
 ): ClusterProcess {
   const logs = join(home, "logs");
   mkdirSync(logs, { recursive: true, mode: 0o700 });
@@ -29,15 +32,29 @@ export function startDaemon(
     env: { ...process.env, ...env },
   });
   closeSync(fd);
+  if (onExit !== undefined) child.on("exit", onExit);
   child.unref();
-  return { role, name, pid: child.pid!, ...(netns === undefined ? {} : { netns }), log };
+  return {
+    role,
+    name,
+    pid: child.pid!,
+    ...(netns === undefined ? {} : { netns }),
+    log,
+    argv: args,
+    ...(Object.keys(env).length === 0 ? {} : { env }),
+  };
 }
 
-/** Whether `pid` is alive. */
+/**
+ * Whether `pid` is alive. A zombie counts as dead: a daemon whose starter exited is reaped by init,
+ * which may take its time.
+ */
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // pid (comm) STATE ...: comm may hold spaces and parentheses, the state follows the last ")".
+    return stat[stat.lastIndexOf(")") + 2] !== "Z";
   } catch {
     return false;
   }

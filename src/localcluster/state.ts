@@ -1,7 +1,8 @@
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { PodcryptError } from "../errors/index.js";
 import type { ClusterPlan } from "./plan.js";
+import { readSupervisorRecord } from "./supervisor.js";
 
 /** Where the local cluster keeps its state: `$PODCRYPT_HOME` or /var/lib/podcrypt/local. */
 export function clusterHome(): string {
@@ -10,11 +11,21 @@ export function clusterHome(): string {
 
 /** A process `cluster up` started, so `down` can stop it even after a crash of `up`. */
 export interface ClusterProcess {
-  role: "controller" | "agent" | "echo" | "etcd" | "relay";
+  role: "controller" | "agent" | "echo" | "etcd" | "relay" | "supervisor";
   name: string;
+  /** The process running now (the supervisor's record, when it restarted it, wins over the first). */
   pid: number;
   netns?: string;
   log: string;
+  /** The podcrypt arguments it runs with: the supervisor restarts a process that has them. */
+  argv?: string[];
+  /** Environment on top of the cluster's it runs with. */
+  env?: Record<string, string>;
+  /** Restarts by the supervisor (from supervisor.json). */
+  restarts?: number;
+  /** The last restart (ISO 8601), and how the instance before it ended when known. */
+  lastRestart?: string;
+  lastExit?: string;
 }
 
 /** The record of a running local cluster. */
@@ -33,12 +44,23 @@ export function statePath(home = clusterHome()): string {
   return join(home, "cluster.json");
 }
 
-/** Reads the running cluster's state, or undefined when none runs. */
-export function readClusterState(home = clusterHome()): ClusterState | undefined {
+/**
+ * Reads the running cluster's state, or undefined when none runs. The supervisor's record
+ * (src/localcluster/supervisor.ts) is laid over it: the pid of the instance running now and its
+ * restarts; `raw` reads cluster.json as written.
+ */
+export function readClusterState(home = clusterHome(), raw = false): ClusterState | undefined {
   const p = statePath(home);
   if (!existsSync(p)) return undefined;
   try {
-    return JSON.parse(readFileSync(p, "utf8")) as ClusterState;
+    const state = JSON.parse(readFileSync(p, "utf8")) as ClusterState;
+    const sup = raw ? undefined : readSupervisorRecord(home);
+    if (sup !== undefined)
+      state.processes = state.processes.map((x) => {
+        const r = sup.processes[x.name];
+        return r === undefined ? x : { ...x, ...r };
+      });
+    return state;
   } catch (cause) {
     throw new PodcryptError("ESTATE", `cannot read ${p}; run \`podcrypt cluster down\` to clean up`, {
       cause,
@@ -65,6 +87,11 @@ export function writeClusterState(state: ClusterState, home = clusterHome()): vo
   renameSync(`${p}.tmp`, p);
 }
 
+/**
+ * Removes everything in the cluster's home but the directory itself, which may be a mount point
+ * (a volume) that cannot be removed.
+ */
 export function removeClusterHome(home = clusterHome()): void {
-  rmSync(home, { recursive: true, force: true });
+  if (!existsSync(home)) return;
+  for (const f of readdirSync(home)) rmSync(join(home, f), { recursive: true, force: true });
 }

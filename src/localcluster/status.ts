@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { CONTROLLER_ELECTION } from "../controller/controller.js";
 import { applied, DEFAULT_TIMING, isLive } from "../controller/phases.js";
 import type { Datastore } from "../datastore/types.js";
 import { espGet, espSocketPath, type EspStatus } from "../dataplane/esp-userspace/control.js";
@@ -6,6 +7,7 @@ import { uapiGet, uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-c
 import { keyIdForEpoch } from "../keys/derive.js";
 import { CLUSTER_ENCRYPTION_NAME, type Node } from "../model/index.js";
 import { kernelWireguardRows, kernelXfrmRows } from "./kernel-status.js";
+import { alive } from "./processes.js";
 import type { ClusterState } from "./state.js";
 
 /** One peer of one node, as `status` shows it (DESIGN.md section 9 contract fields first). */
@@ -42,7 +44,25 @@ export interface NodeStatus {
   errors: string[];
   /** Selective encryption: hash of the selector set the node has installed (equal on every node once a policy change is in force). */
   selection?: string;
+  /**
+   * Restarts of the node's components: the agent by the cluster's supervisor, the data-plane
+   * daemons by the agent (from the node's status record); the last of each (ISO 8601).
+   */
+  restarts: { agent: number; lastAgent?: string; dataplane: number; lastDataplane?: string };
   peers: PeerStatus[];
+}
+
+/** One controller replica of the local cluster. */
+export interface ControllerStatus {
+  name: string;
+  /** Its identity in the leader election. */
+  identity: string;
+  pid: number;
+  running: boolean;
+  /** It holds the controller lease. */
+  leader: boolean;
+  restarts: number;
+  lastRestart?: string;
 }
 
 export interface ClusterStatus {
@@ -56,6 +76,9 @@ export interface ClusterStatus {
   desired: { enabled: boolean; mode: string };
   timeouts: Array<{ node: string; epoch: number; phase: string }>;
   nodes: NodeStatus[];
+  /** The local cluster's controllers (a leader and a standby) and its supervisor. */
+  controllers: ControllerStatus[];
+  supervisor?: { pid: number; running: boolean };
 }
 
 function keyOwner(nodes: Node[], key: string): { node: string; epoch: number } | undefined {
@@ -118,9 +141,11 @@ export async function collectStatus(
   const store = await openStore(state.datastore);
   let nodes: Node[];
   let cluster;
+  let leader: string | undefined;
   try {
     cluster = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
     nodes = (await store.collection("nodes").list()).items.map((i) => i.value);
+    leader = await store.leader(CONTROLLER_ELECTION);
   } finally {
     await store.close();
   }
@@ -136,7 +161,24 @@ export async function collectStatus(
     desired: { enabled: cluster?.enabled ?? false, mode: cluster?.mode ?? "wireguard" },
     timeouts: (cluster?.timeouts ?? []).map((t) => ({ node: t.node, epoch: t.epoch, phase: t.phase })),
     nodes: [],
+    controllers: state.processes
+      .filter((p) => p.role === "controller")
+      .map((p) => {
+        const i = p.argv?.indexOf("--identity") ?? -1;
+        const identity = i >= 0 ? (p.argv![i + 1] ?? p.name) : p.name;
+        return {
+          name: p.name,
+          identity,
+          pid: p.pid,
+          running: alive(p.pid),
+          leader: leader === identity,
+          restarts: p.restarts ?? 0,
+          ...(p.lastRestart === undefined ? {} : { lastRestart: p.lastRestart }),
+        };
+      }),
   };
+  const sup = state.processes.find((p) => p.role === "supervisor");
+  if (sup !== undefined) out.supervisor = { pid: sup.pid, running: alive(sup.pid) };
   // Kernel data planes: read in each node's namespace (side by side: a few processes per node).
   const modes = new Set([a.mode, cluster?.target?.mode]);
   const kernel = await Promise.all(
@@ -206,6 +248,8 @@ export async function collectStatus(
       }
     }
     const last = n?.acknowledgements.at(-1);
+    const agent = state.processes.find((p) => p.role === "agent" && p.netns === pn.netns);
+    const daemons = n?.status?.daemonRestarts;
     out.nodes.push({
       name: pn.name,
       backend: n?.backend ?? "none",
@@ -215,6 +259,12 @@ export async function collectStatus(
       ...(last === undefined ? {} : { acknowledged: `${last.phase}@${last.epoch}` }),
       errors: [...(n?.status?.errors ?? []), ...kernel[i]!.errors],
       ...(n?.status?.selection === undefined ? {} : { selection: n.status.selection }),
+      restarts: {
+        agent: agent?.restarts ?? 0,
+        ...(agent?.lastRestart === undefined ? {} : { lastAgent: agent.lastRestart }),
+        dataplane: daemons?.count ?? 0,
+        ...(daemons?.last === undefined ? {} : { lastDataplane: daemons.last }),
+      },
       peers: peers.sort((x, y) => x.node.localeCompare(y.node) || x.epoch - y.epoch),
     });
   }
