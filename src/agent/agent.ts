@@ -125,6 +125,8 @@ export class Agent {
   private readonly selection = new SelectionTracker();
   /** The selector-set hash this node last published. */
   private publishedSelection: string | undefined;
+  /** Data-plane daemons replaced since this agent started, and the last time (for status). */
+  private daemonRestarts: { count: number; last?: string } = { count: 0 };
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -274,11 +276,33 @@ export class Agent {
     return false;
   }
 
+  /**
+   * A data-plane daemon died (noticed at once, src/dataplane/node/daemon-watch.ts): a pass now,
+   * not after the coalescing delay, which starts a new daemon and pushes it the full state; the
+   * restart is counted in the node's status record.
+   */
+  daemonDied(ifname: string): void {
+    if (this.stopped) return;
+    this.daemonRestarts = {
+      count: this.daemonRestarts.count + 1,
+      last: new Date(this.o.clock.wallNow()).toISOString(),
+    };
+    this.o.logger.warn(
+      { ifname, restarts: this.daemonRestarts.count },
+      "data-plane daemon died; starting a new one with the full state",
+    );
+    this.dirty = true;
+    clearTimeout(this.coalesce);
+    this.coalesce = undefined;
+    void this.loop().then(() => this.heartbeat());
+  }
+
   private async heartbeat(): Promise<void> {
+    const restarts = this.daemonRestarts.count === 0 ? {} : { daemonRestarts: { ...this.daemonRestarts } };
     try {
       await this.publish((n) => ({
         ...n,
-        status: { ...n.status, mtu: this.o.settings.mtu, errors: this.lastErrors },
+        status: { ...n.status, mtu: this.o.settings.mtu, errors: this.lastErrors, ...restarts },
       }));
     } catch (e) {
       this.o.logger.warn({ err: (e as Error).message }, "heartbeat failed");

@@ -85,6 +85,8 @@ export interface NodeDataplaneOptions {
   wireguardDaemon: "podcrypt" | "wireguard-go";
   /** Userspace ESP: packets an outbound SA sends before it asks for an early rotation (default: 3/4 of 2^32). */
   espRekeyAfterPackets?: number;
+  /** A userspace data-plane daemon died (its interface): reconcile at once to replace it. */
+  onDaemonDeath?: (ifname: string) => void;
 }
 
 /**
@@ -119,7 +121,11 @@ export function nodeBackend(o: NodeDataplaneOptions): DataplaneBackend {
   const wireguard: GenerationBackend =
     o.choice.wireguard === "kernel"
       ? new KernelWireguardBackend({ logger: o.logger, ifPrefix: o.ifPrefix })
-      : new UserspaceWireguardBackend({ logger: o.logger, daemon: o.wireguardDaemon });
+      : new UserspaceWireguardBackend({
+          logger: o.logger,
+          daemon: o.wireguardDaemon,
+          ...(o.onDaemonDeath === undefined ? {} : { onDaemonDeath: o.onDaemonDeath }),
+        });
   const ipsec: GenerationBackend =
     o.choice.ipsec === "kernel"
       ? new KernelXfrmBackend({
@@ -135,6 +141,7 @@ export function nodeBackend(o: NodeDataplaneOptions): DataplaneBackend {
           localAddress: o.underlayIp,
           ifname: `${o.ifPrefix}e`.slice(0, 15),
           ...(o.espRekeyAfterPackets === undefined ? {} : { rekeyAfterPackets: o.espRekeyAfterPackets }),
+          ...(o.onDaemonDeath === undefined ? {} : { onDaemonDeath: o.onDaemonDeath }),
         });
   const managed = new ManagedRoutes(o.podCidrs, o.clusterCidrs);
   const composite = new CompositeBackend({ backends: { wireguard, ipsec }, managedRoute: managed.has });

@@ -109,8 +109,11 @@ async function runAgent(o: AgentFlags): Promise<void> {
     const ipv6 = net.underlayIp.includes(":");
     // Generations of both modes share the tunnel MTU during a mode switch: the smaller one fits both.
     const mtu = podMtu(extMtu, ipv6);
+    // A dead daemon is the agent's to replace (set once the agent exists; no daemon runs before).
+    let daemonDied = (_ifname: string): void => undefined;
     const { backend, record } = instrumentBackend(
       nodeBackend({
+        onDaemonDeath: (ifname) => daemonDied(ifname),
         node,
         logger,
         choice,
@@ -174,6 +177,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
       logger,
       heartbeatMs: heartbeatSeconds * 1000,
     });
+    daemonDied = (ifname) => agent.daemonDied(ifname);
     logger.info({ mtu, extMtu, dataplane, heartbeatSeconds }, "agent starting");
     closers.push(() => agent.stop());
     await agent.start();

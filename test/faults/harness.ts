@@ -23,6 +23,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { after, before, describe } from "node:test";
+import { alive } from "../../src/localcluster/processes.js";
 import { readClusterState, type ClusterProcess } from "../../src/localcluster/state.js";
 import { clusterBusy, clusterCli, type CliResult, type VerifyJson } from "../localcluster/run-cli.js";
 
@@ -35,8 +36,17 @@ export interface StatusJson {
     live: boolean;
     heartbeat?: string;
     errors: string[];
+    restarts: { agent: number; lastAgent?: string; dataplane: number; lastDataplane?: string };
     peers: Array<{ node: string; epoch: number; state: string }>;
     [k: string]: unknown;
+  }>;
+  controllers: Array<{
+    name: string;
+    identity: string;
+    pid: number;
+    running: boolean;
+    leader: boolean;
+    restarts: number;
   }>;
   [k: string]: unknown;
 }
@@ -79,6 +89,16 @@ export interface FaultCluster {
   traffic(seconds: number): Promise<VerifyJson>;
   /** Waits until every node reports and every pair is established again (`timeoutMs`, default 60 s). */
   settled(timeoutMs?: number): Promise<void>;
+  /**
+   * kill -9 of the recorded process `name`; resolves once the supervisor runs a new instance, with
+   * the time that took (ms).
+   */
+  killAndAwaitRestart(name: string): Promise<{ killedAt: number; restartMs: number }>;
+  /**
+   * Holds the recorded process `name` stopped (SIGSTOP), as dead to the cluster but not to the
+   * supervisor (a dead agent would be restarted at once); the returned function resumes it.
+   */
+  freeze(name: string): () => void;
 }
 
 /**
@@ -157,6 +177,27 @@ export function faultSuite(
           );
           assert.ok(r.stdout.trim().startsWith("{"), `verify printed no JSON (exit ${r.code}): ${r.stderr}`);
           return JSON.parse(r.stdout) as VerifyJson;
+        },
+        async killAndAwaitRestart(name) {
+          const old = this.process(name);
+          const killedAt = Date.now();
+          process.kill(old.pid, "SIGKILL");
+          await waitUntil(
+            () => {
+              const now = this.process(name);
+              return now.pid !== old.pid && alive(now.pid);
+            },
+            15_000,
+            `the supervisor to restart ${name}`,
+          );
+          return { killedAt, restartMs: Date.now() - killedAt };
+        },
+        freeze(name) {
+          const { pid } = this.process(name);
+          process.kill(pid, "SIGSTOP");
+          return () => {
+            if (alive(pid)) process.kill(pid, "SIGCONT");
+          };
         },
         async settled(timeoutMs = 60_000) {
           let last = "";

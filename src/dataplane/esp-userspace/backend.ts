@@ -13,6 +13,7 @@ import type { DesiredGeneration, ObservedPeer } from "../types.js";
 import { DEFAULT_ESP_SOCKET_DIR, espGet, espSet, espSocketPath, type EspStatus } from "./control.js";
 import { planEsp } from "./plan.js";
 import { ensureLinkUp } from "../../platform/tun/tun-device.js";
+import { DaemonWatch } from "../node/daemon-watch.js";
 import { ensureTunnelRpf } from "../node/rpf.js";
 
 export interface UserspaceEspOptions {
@@ -34,6 +35,11 @@ export interface UserspaceEspOptions {
    * Default: three quarters of the 32-bit sequence space.
    */
   rekeyAfterPackets?: number;
+  /**
+   * Called at once when the daemon dies (not when this backend removes it): the caller runs a
+   * reconcile, which starts a new daemon and pushes it every SA.
+   */
+  onDaemonDeath?: (ifname: string) => void;
 }
 
 /** The ESP interface name for generation interfaces such as `pc1w0`/`pc1w1` -> `pc1we`. */
@@ -62,8 +68,15 @@ export class UserspaceEspBackend implements GenerationBackend {
   private pushed = new Map<string, string>();
   private epochByKeyId = new Map<number, number>();
   private ifname: string | undefined;
+  private readonly watch: DaemonWatch;
 
-  constructor(private readonly opts: UserspaceEspOptions) {}
+  constructor(private readonly opts: UserspaceEspOptions) {
+    this.watch = new DaemonWatch((ifname) => {
+      // Whatever the daemon held is gone: push everything to the next one.
+      this.pushed.clear();
+      opts.onDaemonDeath?.(ifname);
+    });
+  }
 
   private socket(ifname: string): string {
     return espSocketPath(ifname, this.opts.socketDir ?? DEFAULT_ESP_SOCKET_DIR);
@@ -93,6 +106,7 @@ export class UserspaceEspBackend implements GenerationBackend {
     }
     const ifname = this.opts.ifname ?? this.ifname;
     if (ifname === undefined || !(await linkExists(ifname))) return;
+    this.watch.forget(ifname);
     await run("ip", ["link", "del", ifname]).catch(() => undefined);
     this.opts.logger.info({ ifname }, "ESP data plane removed");
     this.ifname = undefined;
@@ -151,7 +165,9 @@ export class UserspaceEspBackend implements GenerationBackend {
     const sock = this.socket(ifname);
     if (existsSync(sock)) {
       try {
-        return await espGet(sock);
+        const status = await espGet(sock);
+        this.watch.watch(ifname, sock);
+        return status;
       } catch {
         // stale socket: start a new daemon
       }
@@ -190,7 +206,9 @@ export class UserspaceEspBackend implements GenerationBackend {
     });
     for (let i = 0; i < 100; i++) {
       try {
-        return await espGet(sock);
+        const status = await espGet(sock);
+        this.watch.watch(ifname, sock);
+        return status;
       } catch {
         await sleep(50);
       }
@@ -237,5 +255,6 @@ export class UserspaceEspBackend implements GenerationBackend {
 
   async close(): Promise<void> {
     // The daemon, routes and rules stay: traffic must not depend on the agent process.
+    this.watch.close();
   }
 }

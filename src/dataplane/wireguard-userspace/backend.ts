@@ -10,6 +10,7 @@ import type { GenerationBackend, GenerationContext } from "../composite/types.js
 import type { DesiredGeneration, ObservedPeer } from "../types.js";
 import { b64ToHex, uapiGet, uapiSet, uapiSocketPath, type UapiDevice } from "./uapi-client.js";
 import { ensureLinkUp } from "../../platform/tun/tun-device.js";
+import { DaemonWatch } from "../node/daemon-watch.js";
 import { ensureTunnelRpf } from "../node/rpf.js";
 
 async function linkExists(ifname: string): Promise<boolean> {
@@ -26,6 +27,11 @@ export interface UserspaceWireguardOptions {
   logger: Logger;
   /** Command that starts a daemon for an interface: `podcrypt wireguard` (default) or `wireguard-go`. */
   daemon?: "podcrypt" | "wireguard-go";
+  /**
+   * Called at once when a daemon this backend configured dies (not when it retires one): the
+   * caller runs a reconcile, which starts a new daemon and pushes it the full configuration.
+   */
+  onDaemonDeath?: (ifname: string) => void;
 }
 
 interface Installed {
@@ -43,8 +49,15 @@ interface Installed {
 export class UserspaceWireguardBackend implements GenerationBackend {
   readonly kind = "wireguard-userspace";
   private readonly installed = new Map<string, Installed>();
+  private readonly watch: DaemonWatch;
 
-  constructor(private readonly opts: UserspaceWireguardOptions) {}
+  constructor(private readonly opts: UserspaceWireguardOptions) {
+    this.watch = new DaemonWatch((ifname) => {
+      // Whatever the daemon held is gone: configure the next one in full.
+      this.installed.delete(ifname);
+      opts.onDaemonDeath?.(ifname);
+    });
+  }
 
   /** Each generation runs on its own interface, `gen.ifname`. */
   async applyGenerations(
@@ -65,6 +78,7 @@ export class UserspaceWireguardBackend implements GenerationBackend {
     for (const ifname of await this.tunnelInterfaces()) {
       if (!keep.has(ifname)) {
         // Deleting the interface makes the daemon exit and remove its socket.
+        this.watch.forget(ifname);
         await run("ip", ["link", "del", ifname]).catch(() => undefined);
         this.installed.delete(ifname);
         this.opts.logger.info({ ifname }, "retired generation");
@@ -87,6 +101,7 @@ export class UserspaceWireguardBackend implements GenerationBackend {
     if (existsSync(sock)) {
       try {
         await uapiGet(ifname);
+        this.watch.watch(ifname, sock);
         return;
       } catch (cause) {
         // A daemon that still owns its interface is alive but busy: never start a second one.
@@ -128,6 +143,7 @@ export class UserspaceWireguardBackend implements GenerationBackend {
         try {
           await uapiGet(ifname);
           child.stderr?.destroy();
+          this.watch.watch(ifname, sock);
           return;
         } catch {
           // not answering yet
@@ -206,5 +222,6 @@ export class UserspaceWireguardBackend implements GenerationBackend {
 
   async close(): Promise<void> {
     // Daemons, routes and rules stay: traffic must not depend on the agent process.
+    this.watch.close();
   }
 }
