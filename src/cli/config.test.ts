@@ -66,6 +66,13 @@ describe("daemon configuration file", () => {
     );
   });
 
+  it("refuses an unresolved YAML alias as a ValidationError naming the file", () => {
+    assert.throws(() => parseDaemonConfig("agent:\n  node: *missing\n", "config.yaml"), {
+      name: "ValidationError",
+      message: /^config\.yaml: not valid YAML: Unresolved alias .*missing/,
+    });
+  });
+
   it("listen addresses", () => {
     assert.deepEqual(parseListenAddress("0.0.0.0:9809"), { host: "0.0.0.0", port: 9809 });
     assert.deepEqual(parseListenAddress("[::]:0"), { host: "::", port: 0 });
