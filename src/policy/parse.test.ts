@@ -306,7 +306,10 @@ describe("parsePolicyText", () => {
     });
     // Exponential expansion ("billion laughs"): refused, not expanded.
     let bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
-    for (let i = 1; i < 12; i++) bomb += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(", ")}]\n`;
+    for (let i = 1; i < 12; i++)
+      bomb += `a${i}: &a${i} [${Array(10)
+        .fill(`*a${i - 1}`)
+        .join(", ")}]\n`;
     assert.throws(() => parsePoliciesOrThrow(bomb), { name: "ValidationError", message: /alias/i });
   });
 
