@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { Command, Option } from "commander";
 import { Agent, type EpochKeys } from "../agent/agent.js";
+import type { RefusedClaim } from "../agent/claims.js";
+import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import { systemClock } from "../clock.js";
 import type { Datastore } from "../datastore/types.js";
 import { ValidationError } from "../errors/index.js";
@@ -125,6 +127,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
       systemClock,
     );
     const listen = set.health;
+    let refused = (): readonly RefusedClaim[] => [];
     if (listen !== undefined) {
       const registry = agentRegistry({
         node,
@@ -133,6 +136,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
         record,
         reach,
         choice,
+        refused: () => refused(),
         drops: {
           wireguardUserspace: choice.wireguard === "userspace" ? [`${ifPrefix}0`, `${ifPrefix}1`] : [],
           espUserspace: choice.ipsec === "userspace" ? `${ifPrefix}e`.slice(0, 15) : undefined,
@@ -173,7 +177,12 @@ async function runAgent(o: AgentFlags): Promise<void> {
       clock: systemClock,
       logger,
       heartbeatMs: heartbeatSeconds * 1000,
+      // Kubernetes is the authority on what each node was assigned: peers are believed only there.
+      ...(raw.backend === "kubernetes"
+        ? { authority: (onChange: () => void) => (raw as KubernetesDatastore).watchNodeAuthorities(onChange) }
+        : {}),
     });
+    refused = () => agent.refused;
     logger.info({ mtu, extMtu, dataplane, heartbeatSeconds }, "agent starting");
     closers.push(() => agent.stop());
     await agent.start();

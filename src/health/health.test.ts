@@ -188,6 +188,11 @@ describe("metrics", () => {
       reach,
       choice: { wireguard: "userspace", ipsec: "kernel" },
       drops: { wireguardUserspace: ["pcmetrics-test0"], espUserspace: undefined, kernelXfrm: false },
+      refused: () => [
+        { node: "node-3", field: "podCIDRs", value: "10.244.2.128/25", reason: "outside-assigned-pod-cidrs" },
+        { node: "node-3", field: "podCIDRs", value: "10.244.2.64/26", reason: "outside-assigned-pod-cidrs" },
+        { node: "node-4", field: "underlay", value: "192.0.2.9", reason: "no-such-node" },
+      ],
     }).metrics();
     const line = (re: RegExp) => assert.match(text, re);
     line(/^# TYPE podcrypt_peer_transmit_bytes_total counter$/m);
@@ -200,6 +205,11 @@ describe("metrics", () => {
       ),
     );
     line(/^podcrypt_agent_reconciles_total 1$/m);
+    line(/^# TYPE podcrypt_agent_refused_claims gauge$/m);
+    line(
+      /^podcrypt_agent_refused_claims\{peer="node-3",field="podCIDRs",reason="outside-assigned-pod-cidrs"\} 2$/m,
+    );
+    line(/^podcrypt_agent_refused_claims\{peer="node-4",field="underlay",reason="no-such-node"\} 1$/m);
     line(/^podcrypt_agent_reconcile_failures_total 0$/m);
     line(/^podcrypt_cluster_epoch 3$/m);
     line(/^podcrypt_cluster_phase\{phase="idle"\} 1$/m);
