@@ -1,6 +1,8 @@
 import { existsSync } from "node:fs";
 import { CONTROLLER_ELECTION } from "../controller/controller.js";
 import { applied, DEFAULT_TIMING, isLive } from "../controller/phases.js";
+import { vetClaims, type NodeAuthority, type RefusedClaim } from "../agent/claims.js";
+import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import type { Datastore } from "../datastore/types.js";
 import { espGet, espSocketPath, type EspStatus } from "../dataplane/esp-userspace/control.js";
 import { uapiGet, uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js";
@@ -75,6 +77,11 @@ export interface ClusterStatus {
   target?: { epoch: number; enabled: boolean; mode: string };
   desired: { enabled: boolean; mode: string };
   timeouts: Array<{ node: string; epoch: number; phase: string }>;
+  /**
+   * Claims of node records that agents refuse and do not apply (src/agent/claims.ts): pod CIDRs
+   * or addresses outside what Kubernetes assigned the node, pod CIDRs overlapping another node's.
+   */
+  refusedClaims: RefusedClaim[];
   nodes: NodeStatus[];
   /** The local cluster's controllers (a leader and a standby) and its supervisor. */
   controllers: ControllerStatus[];
@@ -142,10 +149,12 @@ export async function collectStatus(
   let nodes: Node[];
   let cluster;
   let leader: string | undefined;
+  let authority: Map<string, NodeAuthority> | undefined;
   try {
     cluster = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
     nodes = (await store.collection("nodes").list()).items.map((i) => i.value);
     leader = await store.leader(CONTROLLER_ELECTION);
+    if (store.backend === "kubernetes") authority = await (store as KubernetesDatastore).nodeAuthorities();
   } finally {
     await store.close();
   }
@@ -160,6 +169,9 @@ export async function collectStatus(
     ...(cluster?.target === undefined ? {} : { target: cluster.target }),
     desired: { enabled: cluster?.enabled ?? false, mode: cluster?.mode ?? "wireguard" },
     timeouts: (cluster?.timeouts ?? []).map((t) => ({ node: t.node, epoch: t.epoch, phase: t.phase })),
+    // As every agent judges them (no node's own view: overlaps refuse both claimants).
+    refusedClaims: vetClaims(nodes, "", authority === undefined ? undefined : (n) => authority.get(n))
+      .refused,
     nodes: [],
     controllers: state.processes
       .filter((p) => p.role === "controller")

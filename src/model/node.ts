@@ -41,9 +41,7 @@ export const nodeStatusSchema = z.strictObject({
    * Data-plane daemons (userspace WireGuard, ESP) the agent started again after they died: how
    * many since the agent started, and the last one.
    */
-  daemonRestarts: z
-    .strictObject({ count: z.number().int().min(0), last: timestamp.optional() })
-    .optional(),
+  daemonRestarts: z.strictObject({ count: z.number().int().min(0), last: timestamp.optional() }).optional(),
   /**
    * The node asks for a rotation before the schedule (IPsec: an outbound SA of `epoch` nears the
    * end of its sequence numbers). The controller starts one when `epoch` is still current.
