@@ -1,8 +1,8 @@
 /**
  * Faults of the control plane on the real local cluster (3 nodes, userspace WireGuard), driven
  * through the CLI as a user would: an agent killed with SIGKILL under traffic (the cluster's
- * supervisor restarts it), the leading controller killed (the standby `cluster up` runs takes
- * over), and the key files left on disk after a rotation.
+ * supervisor restarts it), the leading controller killed (beside the standby `cluster up` runs),
+ * and the key files left on disk after a rotation.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -165,7 +165,7 @@ describe(
       assert.equal((await podcrypt(["verify"])).code, 0);
     });
 
-    it("the leading controller dies under traffic: traffic is unaffected, the standby takes over, the dead one comes back", async () => {
+    it("the leading controller dies under traffic: traffic is unaffected, it comes back and a controller leads again", async () => {
       const state = readClusterState(home)!;
       const store = await openDatastore(state.datastore);
       try {
@@ -183,18 +183,24 @@ describe(
         await sleep(2000);
         const killedAt = Date.now();
         process.kill(first.pid, "SIGKILL");
+        // The dead leader's lease expires after its TTL; then the standby and the restarted
+        // controller (same identity) race for it: either may lead, one must.
+        await sleep(5000);
+        let now = controllers;
         await waitUntil(
-          async () => (await store.leader(CONTROLLER_ELECTION)) === standby.identity,
+          async () => {
+            now = (await status()).controllers;
+            return now.some((c) => c.leader && c.running && c.pid !== first.pid);
+          },
           30_000,
-          `${standby.identity} to lead`,
+          "a running controller to lead",
         );
         const takeoverMs = Date.now() - killedAt;
         assertNoLoss(await traffic, "controller kill -9");
         process.stdout.write(`# controller takeover after kill -9: ${takeoverMs} ms (lease TTL 5 s)\n`);
-        const again = (await status()).controllers.find((c) => c.name === first.name)!;
+        const again = now.find((c) => c.name === first.name)!;
         assert.ok(again.running && again.pid !== first.pid, "the supervisor restarted the dead controller");
         assert.equal(again.restarts, first.restarts + 1);
-        assert.equal(again.leader, false, "the restarted controller waits as standby");
 
         // The new leader acts: a rotation completes.
         const epoch = (await status()).epoch;
