@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { describeCrash, fuzz, regressionInputs } from "./engine.js";
+import { describeCrash, fuzz, invariant, regressionInputs, type FuzzTarget } from "./engine.js";
 import { allTargets } from "./targets.js";
 
 /** Overrides every target's own bounded count (`bounded`, a second or two of work each). */
@@ -29,4 +29,27 @@ describe(`fuzz targets (seed ${SEED})`, () => {
       assert.ok(stats.outcomes > 1, `${target.name}: the inputs reached only one outcome`);
     });
   }
+});
+
+describe("fuzz engine", () => {
+  // A planted bug: a "decoder" that breaks on a length byte past the buffer's end.
+  const planted: FuzzTarget = {
+    name: "planted",
+    bounded: 0,
+    seeds: () => [Buffer.from([3, 1, 2, 3]), Buffer.from([0])],
+    check(b) {
+      const n = b[0] ?? 0;
+      invariant(n <= b.length - 1, `length byte ${n} past the end`);
+      return `len ${n}`;
+    },
+  };
+
+  it("finds a planted bug, deterministically from its seed, and reproduces it", () => {
+    const first = fuzz(planted, { seed: 77, iterations: 10_000, save: false });
+    assert.ok(first.crash !== undefined, "the planted bug was found");
+    assert.match(String(first.crash.error), /FuzzFailure: length byte \d+ past the end/);
+    const again = fuzz(planted, { seed: 77, iterations: 10_000, save: false });
+    assert.equal(again.crash?.iteration, first.crash.iteration, "same seed, same run");
+    assert.match(describeCrash(first.crash), /--target planted --seed 77 --iterations \d+/);
+  });
 });
