@@ -247,7 +247,7 @@ export class Agent {
    * can switch to the new keys at once.
    */
   private async publishSaInstance(): Promise<void> {
-    const saInstance = this.o.backend.saInstance?.();
+    const saInstance = this.o.backend.saInstance();
     if (saInstance === undefined) return;
     const wrote = await this.publish((n) => (n.saInstance === saInstance ? undefined : { ...n, saInstance }));
     if (wrote) this.o.logger.info({ saInstance }, "published SA instance");

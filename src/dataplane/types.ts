@@ -138,5 +138,5 @@ export interface DataplaneBackend {
    * IPsec: this node's SA instance as the data plane holds it after the last reconcile (the agent
    * publishes it); undefined while no IPsec data plane runs. See src/dataplane/esp-userspace/instance.ts.
    */
-  saInstance?(): string | undefined;
+  saInstance(): string | undefined;
 }
