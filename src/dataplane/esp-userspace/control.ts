@@ -117,7 +117,7 @@ export type EspDatapathDropReason =
   | "no-sa" // the peer has no active outbound SA (strict: never sent in plaintext)
   | "no-endpoint" // the peer's endpoint is not an IP literal
   | "bad-source" // decrypted inner source outside the sending peer's allowed IPs
-  | "oversize"; // datagram longer than the receive buffer
+  | "oversize"; // datagram longer than the receive buffer, or TUN packet longer than the largest MTU
 
 export interface EspPeerStatus {
   name: string;
@@ -148,6 +148,8 @@ export interface EspStatus {
     rxBytes: number;
     sendErrors: number;
     tunWriteErrors: number;
+    /** Exceptions caught in the packet path's readiness callbacks (each lost its batch, never the daemon). */
+    callbackErrors: number;
   };
 }
 

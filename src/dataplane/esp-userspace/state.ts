@@ -45,6 +45,8 @@ export interface EspCounters {
   rxBytes: number;
   sendErrors: number;
   tunWriteErrors: number;
+  /** Exceptions caught in the packet path's readiness callbacks (each lost its batch, never the daemon). */
+  callbackErrors: number;
 }
 
 /** Identity, peers and SAs of one ESP interface. */
@@ -59,6 +61,7 @@ export class EspState {
     rxBytes: 0,
     sendErrors: 0,
     tunWriteErrors: 0,
+    callbackErrors: 0,
   };
   readonly drops = Object.fromEntries(DATAPATH_DROP_REASONS.map((r) => [r, 0])) as Record<
     EspDatapathDropReason,
