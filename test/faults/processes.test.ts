@@ -12,47 +12,40 @@ for (const mode of ["wireguard", "ipsec"] as const) {
       assertTraffic(await c().traffic(5), {}, "steady");
     });
 
-    // IPsec: a new ESP daemon restarts its sequence numbers under the same keys, and peers drop its
-    // packets as replays until the next rotation; the row runs there once every ESP daemon start
-    // brings fresh key material.
-    it(
-      "kill -9 of a data-plane daemon loses under 1 s on that node's pairs; the agent replaces it at once",
-      { skip: mode === "ipsec" ? "ESP keys are not yet fresh per daemon start" : false },
-      async () => {
-        const cl = c();
-        const restartsBefore = (await cl.status()).nodes.find((n) => n.name === "node-2")!.restarts.dataplane;
-        const pid = daemonPid("node-2", mode);
-        assert.ok(pid !== undefined, `node-2 runs a ${mode} daemon`);
-        const traffic = cl.traffic(10);
-        await sleep(3000);
-        const killedAt = Date.now();
-        process.kill(pid, "SIGKILL");
-        await waitUntil(
-          () => {
-            const now = daemonPid("node-2", mode);
-            return now !== undefined && now !== pid;
-          },
-          10_000,
-          "a new daemon",
-        );
-        const respawnMs = Date.now() - killedAt;
-        const v = await traffic;
-        // Under 1 s of traffic: fewer datagrams than one second carries, on node-2's pairs only.
-        const worst = assertTraffic(v, { faulty: "node-2", maxLost: RATE - 1 }, "daemon kill -9");
-        const gapMs = Math.max(0, ...v.pairs.flatMap((p) => p.losses.map((l) => l.untilMs - l.atMs)));
-        process.stdout.write(
-          `# ${mode}: daemon kill -9: new daemon after ${respawnMs} ms, worst pair lost ${worst} datagrams, longest gap ${gapMs} ms\n`,
-        );
-        await waitUntil(
-          async () =>
-            (await cl.status()).nodes.find((n) => n.name === "node-2")!.restarts.dataplane ===
-            restartsBefore + 1,
-          15_000,
-          "status to count the daemon's restart",
-        );
-        await cl.settled();
-      },
-    );
+    it("kill -9 of a data-plane daemon loses under 1 s on that node's pairs; the agent replaces it at once", async () => {
+      const cl = c();
+      const restartsBefore = (await cl.status()).nodes.find((n) => n.name === "node-2")!.restarts.dataplane;
+      const pid = daemonPid("node-2", mode);
+      assert.ok(pid !== undefined, `node-2 runs a ${mode} daemon`);
+      const traffic = cl.traffic(10);
+      await sleep(3000);
+      const killedAt = Date.now();
+      process.kill(pid, "SIGKILL");
+      await waitUntil(
+        () => {
+          const now = daemonPid("node-2", mode);
+          return now !== undefined && now !== pid;
+        },
+        10_000,
+        "a new daemon",
+      );
+      const respawnMs = Date.now() - killedAt;
+      const v = await traffic;
+      // Under 1 s of traffic: fewer datagrams than one second carries, on node-2's pairs only.
+      const worst = assertTraffic(v, { faulty: "node-2", maxLost: RATE - 1 }, "daemon kill -9");
+      const gapMs = Math.max(0, ...v.pairs.flatMap((p) => p.losses.map((l) => l.untilMs - l.atMs)));
+      process.stdout.write(
+        `# ${mode}: daemon kill -9: new daemon after ${respawnMs} ms, worst pair lost ${worst} datagrams, longest gap ${gapMs} ms\n`,
+      );
+      await waitUntil(
+        async () =>
+          (await cl.status()).nodes.find((n) => n.name === "node-2")!.restarts.dataplane ===
+          restartsBefore + 1,
+        15_000,
+        "status to count the daemon's restart",
+      );
+      await cl.settled();
+    });
 
     it("kill -9 of an agent loses 0; the supervisor restarts it and it reports again", async () => {
       const cl = c();

@@ -50,6 +50,8 @@ export class UserspaceWireguardBackend implements GenerationBackend {
   readonly kind = "wireguard-userspace";
   private readonly installed = new Map<string, Installed>();
   private readonly watch: DaemonWatch;
+  /** Interfaces being deleted on purpose: their daemons' exits are no deaths. */
+  private readonly retiring = new Set<string>();
 
   constructor(private readonly opts: UserspaceWireguardOptions) {
     this.watch = new DaemonWatch((ifname) => {
@@ -79,6 +81,7 @@ export class UserspaceWireguardBackend implements GenerationBackend {
       if (!keep.has(ifname)) {
         // Deleting the interface makes the daemon exit and remove its socket.
         this.watch.forget(ifname);
+        this.retiring.add(ifname);
         await run("ip", ["link", "del", ifname]).catch(() => undefined);
         this.installed.delete(ifname);
         this.opts.logger.info({ ifname }, "retired generation");
@@ -115,25 +118,42 @@ export class UserspaceWireguardBackend implements GenerationBackend {
       daemon === "wireguard-go"
         ? ["wireguard-go", [ifname]]
         : [process.execPath, [join(projectRoot(), "bin", "podcrypt"), "wireguard", ifname]];
-    // The daemon forks itself into the background; ready means its UAPI socket answers. A launcher
-    // that exits non-zero before that failed (its stderr says why).
+    // `podcrypt wireguard` starts in the foreground as this process's (detached) child: one Node.js
+    // start-up instead of two (it would re-spawn itself), its log goes to this agent's stderr, and
+    // its exit code or signal is known here. wireguard-go forks itself into the background. Ready
+    // means its UAPI socket answers; a daemon that exits before that failed.
+    const foreground = daemon === "podcrypt";
     let failure: PodcryptError | undefined;
-    // The daemon re-executes itself with WG_PROCESS_FOREGROUND=1 appended to its environment; an
-    // inherited value would shadow that and make every child fork again.
+    let ready = false;
+    // WG_PROCESS_FOREGROUND: "1" for our daemon; for wireguard-go, an inherited value would shadow
+    // the one it appends when it re-executes itself and make every child fork again.
     const env: NodeJS.ProcessEnv = { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: "1" };
-    delete env["WG_PROCESS_FOREGROUND"];
-    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"], detached: true, env });
+    if (foreground) env["WG_PROCESS_FOREGROUND"] = "1";
+    else delete env["WG_PROCESS_FOREGROUND"];
+    const child = spawn(cmd, args, {
+      stdio: ["ignore", "ignore", foreground ? "inherit" : "pipe"],
+      detached: true,
+      env,
+    });
     let err = "";
     child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
     child.on(
       "error",
       (e) => (failure = new PodcryptError("EDAEMON", `${daemon} ${ifname}: ${e.message}`, { cause: e })),
     );
-    child.on("exit", (code) => {
-      if (code !== 0)
+    child.on("exit", (code, signal) => {
+      const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
+      if (ready) {
+        // Its death is handled where the watch notices it; here only how it ended.
+        if (foreground)
+          this.opts.logger.warn({ ifname, pid: child.pid, exit: how }, "WireGuard daemon exited");
+        return;
+      }
+      if (foreground || code !== 0)
         failure = new PodcryptError(
           "EDAEMON",
-          `${daemon} ${ifname} exited with ${code}: ${err.trim().slice(-300)}`,
+          `${daemon} ${ifname} exited (${how}) before its UAPI socket answered` +
+            (foreground ? " (its log is above in this log)" : `: ${err.trim().slice(-300)}`),
         );
     });
     child.unref();
@@ -142,6 +162,7 @@ export class UserspaceWireguardBackend implements GenerationBackend {
       if (existsSync(sock)) {
         try {
           await uapiGet(ifname);
+          ready = true;
           child.stderr?.destroy();
           this.watch.watch(ifname, sock);
           return;
