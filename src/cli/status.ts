@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { describeRefusal } from "../agent/claims.js";
 import { collectStatus, type ClusterStatus } from "../localcluster/status.js";
 import { requireClusterState } from "../localcluster/state.js";
 import { openDatastore } from "./datastore.js";
@@ -28,6 +29,7 @@ export function renderStatus(s: ClusterStatus): string {
   ];
   if (s.timeouts.length > 0)
     lines.push(`timeouts: ${s.timeouts.map((t) => `${t.node} in ${t.phase}@${t.epoch}`).join(", ")}`);
+  for (const r of s.refusedClaims) lines.push(`REFUSED: ${describeRefusal(r)}`);
   for (const n of s.nodes) {
     lines.push(
       `node ${n.name}: ${n.live ? "live" : "NOT REPORTING"} · backend ${n.backend} · key epochs ${n.epochs.join(",") || "-"}` +

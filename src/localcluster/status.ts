@@ -1,5 +1,7 @@
 import { existsSync } from "node:fs";
 import { applied, DEFAULT_TIMING, isLive } from "../controller/phases.js";
+import { vetClaims, type NodeAuthority, type RefusedClaim } from "../agent/claims.js";
+import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import type { Datastore } from "../datastore/types.js";
 import { espGet, espSocketPath, type EspStatus } from "../dataplane/esp-userspace/control.js";
 import { uapiGet, uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js";
@@ -55,6 +57,11 @@ export interface ClusterStatus {
   target?: { epoch: number; enabled: boolean; mode: string };
   desired: { enabled: boolean; mode: string };
   timeouts: Array<{ node: string; epoch: number; phase: string }>;
+  /**
+   * Claims of node records that agents refuse and do not apply (src/agent/claims.ts): pod CIDRs
+   * or addresses outside what Kubernetes assigned the node, pod CIDRs overlapping another node's.
+   */
+  refusedClaims: RefusedClaim[];
   nodes: NodeStatus[];
 }
 
@@ -118,9 +125,11 @@ export async function collectStatus(
   const store = await openStore(state.datastore);
   let nodes: Node[];
   let cluster;
+  let authority: Map<string, NodeAuthority> | undefined;
   try {
     cluster = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
     nodes = (await store.collection("nodes").list()).items.map((i) => i.value);
+    if (store.backend === "kubernetes") authority = await (store as KubernetesDatastore).nodeAuthorities();
   } finally {
     await store.close();
   }
@@ -135,6 +144,9 @@ export async function collectStatus(
     ...(cluster?.target === undefined ? {} : { target: cluster.target }),
     desired: { enabled: cluster?.enabled ?? false, mode: cluster?.mode ?? "wireguard" },
     timeouts: (cluster?.timeouts ?? []).map((t) => ({ node: t.node, epoch: t.epoch, phase: t.phase })),
+    // As every agent judges them (no node's own view: overlaps refuse both claimants).
+    refusedClaims: vetClaims(nodes, "", authority === undefined ? undefined : (n) => authority.get(n))
+      .refused,
     nodes: [],
   };
   // Kernel data planes: read in each node's namespace (side by side: a few processes per node).
