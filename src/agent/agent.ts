@@ -261,13 +261,19 @@ export class Agent {
   /**
    * IPsec: publishes the SA instance the data plane holds, once it holds it. The data plane
    * installed its inbound SAs under it in the reconcile just done, so peers that see the new value
-   * can switch to the new keys at once.
+   * can switch to the new keys at once. With no IPsec data plane left (a switch to WireGuard) the
+   * value is withdrawn: the next IPsec data plane has a new one, and peers must wait for it rather
+   * than install SAs under a stale one (which a prepare phase would acknowledge, and lose traffic).
    */
   private async publishSaInstance(): Promise<void> {
     const saInstance = this.o.backend.saInstance();
-    if (saInstance === undefined) return;
-    const wrote = await this.publish((n) => (n.saInstance === saInstance ? undefined : { ...n, saInstance }));
-    if (wrote) this.o.logger.info({ saInstance }, "published SA instance");
+    const wrote = await this.publish((n) => {
+      if (n.saInstance === saInstance) return undefined;
+      if (saInstance !== undefined) return { ...n, saInstance };
+      const { saInstance: _withdrawn, ...rest } = n;
+      return rest;
+    });
+    if (wrote) this.o.logger.info({ saInstance: saInstance ?? null }, "published SA instance");
   }
 
   /**
