@@ -31,7 +31,7 @@ const shapeKeys = new WeakMap<Node, string>();
 function shapeKey(n: Node): string {
   let k = shapeKeys.get(n);
   if (k === undefined) {
-    k = JSON.stringify([n.underlay, n.podCIDRs, n.status?.selection]);
+    k = JSON.stringify([n.underlay, n.podCIDRs, n.status?.selection, n.saInstance]);
     shapeKeys.set(n, k);
   }
   return k;
@@ -259,6 +259,24 @@ export class Agent {
   }
 
   /**
+   * IPsec: publishes the SA instance the data plane holds, once it holds it. The data plane
+   * installed its inbound SAs under it in the reconcile just done, so peers that see the new value
+   * can switch to the new keys at once. With no IPsec data plane left (a switch to WireGuard) the
+   * value is withdrawn: the next IPsec data plane has a new one, and peers must wait for it rather
+   * than install SAs under a stale one (which a prepare phase would acknowledge, and lose traffic).
+   */
+  private async publishSaInstance(): Promise<void> {
+    const saInstance = this.o.backend.saInstance();
+    const wrote = await this.publish((n) => {
+      if (n.saInstance === saInstance) return undefined;
+      if (saInstance !== undefined) return { ...n, saInstance };
+      const { saInstance: _withdrawn, ...rest } = n;
+      return rest;
+    });
+    if (wrote) this.o.logger.info({ saInstance: saInstance ?? null }, "published SA instance");
+  }
+
+  /**
    * Read-modify-write of our own Node object. `change` returns undefined when the node as stored
    * already says what it would write: then nothing is written (every write of a Node wakes every
    * agent, and the watch cache this agent judges by may lag its own last write). Returns whether
@@ -418,6 +436,7 @@ export class Agent {
       const selective = c.encryption === "selective" ? this.selectionNow(this.o.clock.wallNow()) : undefined;
       const desired = desiredState(this.o.settings, c, nodes, sessions, selective?.selection, this.memo);
       await this.o.backend.reconcile(desired, (e) => this.o.keys.privateKey(e));
+      await this.publishSaInstance();
       this.lastErrors = [];
       if (selective !== undefined && this.publishedSelection !== selective.hash) {
         // Installed: tell the others. Their publishing (a Node event here) is what settles the set.

@@ -109,8 +109,11 @@ const addressOf = (n: Node): string | undefined => n.underlay.ipv4 ?? n.underlay
  */
 interface Derived {
   node: Node;
-  /** By `epoch * 65536 + port`: the key the entry was made for, and the entry. */
-  peers: Map<number, { publicKey: string | undefined; entry: DesiredPeer | undefined }>;
+  /** By `epoch * 65536 + port`: the key and SA instance the entry was made for, and the entry. */
+  peers: Map<
+    number,
+    { publicKey: string | undefined; saInstance: string | undefined; entry: DesiredPeer | undefined }
+  >;
   /** By route shape (see {@link DesiredMemo.routesTo}). */
   routes: Map<string, readonly DesiredRoute[]>;
 }
@@ -139,14 +142,21 @@ export class DesiredMemo {
     const d = this.derived(n);
     const k = epoch * 65_536 + port;
     const publicKey = n.publicKeys[String(epoch)];
+    const saInstance = n.saInstance;
     let p = d.peers.get(k);
-    if (p === undefined || p.publicKey !== publicKey) {
+    if (p === undefined || p.publicKey !== publicKey || p.saInstance !== saInstance) {
       const address = addressOf(n);
-      const entry =
+      const entry: DesiredPeer | undefined =
         publicKey === undefined || address === undefined
           ? undefined
-          : { node: n.name, publicKey, endpoint: { address, port }, allowedIps: [...n.podCIDRs] };
-      d.peers.set(k, (p = { publicKey, entry }));
+          : {
+              node: n.name,
+              publicKey,
+              ...(saInstance === undefined ? {} : { saInstance }),
+              endpoint: { address, port },
+              allowedIps: [...n.podCIDRs],
+            };
+      d.peers.set(k, (p = { publicKey, saInstance, entry }));
     }
     return p.entry;
   }
@@ -221,6 +231,11 @@ export function desiredState(
     .filter((n) => n.name !== settings.node)
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const { installed, sending } = generationsFor(c);
+  // IPsec keys bind both nodes' SA instances: a peer that published none yet gets no SA.
+  const peerIn = (g: { epoch: number; mode: EncryptionMode }, n: Node, port: number) => {
+    const p = memo.peer(n, g.epoch, port);
+    return g.mode === "ipsec" && p?.saInstance === undefined ? undefined : p;
+  };
   const generations: DesiredGeneration[] = installed.map((g) => {
     const slot = (g.epoch % 2) as 0 | 1;
     const listenPort = settings.wireguardPort + slot;
@@ -230,11 +245,11 @@ export function desiredState(
       slot,
       ifname: `${settings.ifPrefix}${slot}`,
       listenPort,
-      peers: others.map((n) => memo.peer(n, g.epoch, listenPort)).filter((p) => p !== undefined),
+      peers: others.map((n) => peerIn(g, n, listenPort)).filter((p) => p !== undefined),
     };
   });
   const carrier = (n: Node): DesiredGeneration | undefined => {
-    const peerOf = (g: DesiredGeneration) => memo.peer(n, g.epoch, g.listenPort);
+    const peerOf = (g: DesiredGeneration) => peerIn(g, n, g.listenPort);
     if (sending === undefined) return generations.find((g) => peerOf(g) !== undefined);
     const next = generations.find((g) => g.epoch === sending.epoch && peerOf(g) !== undefined);
     // A peer the sending generation does not know yet is reached through any that does.
@@ -278,9 +293,15 @@ export function desiredState(
         },
       },
       mtu: settings.mtu,
+      ...instanceOf(self),
     };
   }
-  return { generations, routes, strict, mtu: settings.mtu };
+  return { generations, routes, strict, mtu: settings.mtu, ...instanceOf(self) };
+}
+
+/** The SA instance `self` published, as a {@link DesiredNodeState} field. */
+function instanceOf(self: Node | undefined): { saInstance?: string } {
+  return self?.saInstance === undefined ? {} : { saInstance: self.saInstance };
 }
 
 /**

@@ -24,6 +24,7 @@ import {
   loadDaemonConfig,
   logLevelOption,
   MAX_HEARTBEAT_SECONDS,
+  readMetricsToken,
 } from "./config.js";
 import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
@@ -68,6 +69,7 @@ interface AgentFlags {
   espRekeyAfterPackets?: number;
   heartbeatSeconds?: number;
   healthAddress?: string;
+  metricsTokenFile?: string;
   logLevel?: string;
 }
 
@@ -75,6 +77,7 @@ interface AgentFlags {
 async function runAgent(o: AgentFlags): Promise<void> {
   const file = o.config === undefined ? {} : loadDaemonConfig(o.config);
   const set = agentSettings(o, file, process.env);
+  const metricsToken = readMetricsToken(set.metricsTokenFile);
   const node = resolveNodeName(o.node, process.env);
   const logger = createLogger("agent", { level: set.logLevel }).child({ node });
   const { dataplane } = set;
@@ -150,6 +153,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
       });
       const health = await HealthServer.start({
         ...listen,
+        token: metricsToken,
         registry,
         logger,
         liveness: () => agentLiveness(record, reach, Date.now()),
@@ -278,7 +282,11 @@ export function registerAgent(program: Command): void {
     )
     .option(
       "--health-address <host:port>",
-      `where /healthz, /readyz and /metrics listen; port 0 for any free one, off for none (config: agent.healthAddress; default ${d.healthAddress})`,
+      `where /healthz, /readyz, /metrics and /statusz listen; port 0 for any free one, off for none (config: agent.healthAddress; default ${d.healthAddress})`,
+    )
+    .option(
+      "--metrics-token-file <file>",
+      "file holding a bearer token that /metrics and /statusz then require (config: agent.metricsTokenFile; default none: /metrics open, /statusz for loopback clients only)",
     )
     .addOption(logLevelOption(d.logLevel))
     .action(async (o: AgentFlags) => {

@@ -11,13 +11,12 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
 import { NetnsLab } from "../helpers/netns.js";
+import { blast, receiveDuring } from "../helpers/udp-blast.js";
 import { espPair, installEpoch, status, type EspPair } from "./lab.js";
 
 const lab = new NetnsLab();
 let p!: EspPair;
 after(() => (p as EspPair | undefined)?.dispose());
-
-const PORT = 9911;
 
 before(async () => {
   p = await espPair(lab, "m");
@@ -30,71 +29,12 @@ before(async () => {
   }
 });
 
-/**
- * Counts UDP datagrams of each size arriving at `ns`:PORT while `during` runs; returns
- * size -> count. The receiver is a node process in the namespace, stopped after `during`.
- */
-async function receiveDuring(ns: string, during: () => Promise<void>): Promise<Map<number, number>> {
-  const code = `
-    const dgram = require("node:dgram");
-    const counts = {};
-    const s = dgram.createSocket({ type: "udp4", recvBufferSize: 32 << 20 });
-    s.on("message", (m) => (counts[m.length] = (counts[m.length] ?? 0) + 1));
-    s.bind(${PORT}, () => process.stdout.write("ready\\n"));
-    process.on("SIGTERM", () => { process.stdout.write(JSON.stringify(counts) + "\\n"); process.exit(0); });`;
-  const child = lab.spawn(ns, process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout?.on("data", (d: Buffer) => {
-      out += d.toString();
-      if (out.includes("ready")) resolve();
-    });
-    child.once("exit", (c) => reject(new Error(`receiver exited ${c}`)));
-  });
-  await ready;
-  try {
-    await during();
-    await new Promise((r) => setTimeout(r, 500));
-  } finally {
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    await exited;
-  }
-  const line = out.trim().split("\n").pop()!;
-  return new Map(Object.entries(JSON.parse(line) as Record<string, number>).map(([k, v]) => [Number(k), v]));
-}
-
-/**
- * Sends `count` UDP datagrams of `size` payload bytes from `ns` to `host`:PORT as fast as the
- * socket takes them, so the daemon reads full batches. With `mtu`, the sending process first sets
- * that MTU on `ifname` and blasts right after it, before the daemon's periodic MTU check runs.
- */
-async function blast(
-  ns: string,
-  host: string,
-  size: number,
-  count: number,
-  mtu?: { ifname: string; mtu: number },
-): Promise<void> {
-  const code = `
-    const dgram = require("node:dgram");
-    const { execFileSync } = require("node:child_process");
-    const s = dgram.createSocket({ type: "udp4", sendBufferSize: 32 << 20 });
-    s.bind(0, () => {
-      const payload = Buffer.alloc(${size}, 0x5a);
-      ${mtu === undefined ? "" : `execFileSync("ip", ["link", "set", "${mtu.ifname}", "mtu", "${mtu.mtu}"]);`}
-      let pending = ${count};
-      for (let i = 0; i < ${count}; i++) s.send(payload, ${PORT}, "${host}", () => { if (--pending === 0) s.close(); });
-    });`;
-  await runIn(ns, process.execPath, ["-e", code], { timeoutMs: 60_000 });
-}
-
 describe("podcrypt esp when the interface MTU is raised under traffic", () => {
   it("keeps running and forwards packets longer than the MTU it started with", async () => {
     const before = await status(p.a);
     assert.equal(before.mtu, 1420);
     // 3000-byte UDP payloads: 3028-byte inner packets, more than twice the start MTU's buffers.
-    const got = await receiveDuring(p.b.ns, async () => {
+    const got = await receiveDuring(lab, p.b.ns, async () => {
       await runIn(p.b.ns, "ip", ["link", "set", p.b.ifname, "mtu", "4000"]);
       await blast(p.a.ns, p.b.inner, 1000, 512);
       await blast(p.a.ns, p.b.inner, 3000, 1024, { ifname: p.a.ifname, mtu: 4000 });
@@ -114,7 +54,7 @@ describe("podcrypt esp when the interface MTU is raised under traffic", () => {
     // 9500 is more than the daemon's largest tunnel MTU (9000): it keeps its buffers and status.
     for (const e of [p.a, p.b]) await runIn(e.ns, "ip", ["link", "set", e.ifname, "mtu", "9500"]);
     const before = await status(p.a);
-    const got = await receiveDuring(p.b.ns, async () => {
+    const got = await receiveDuring(lab, p.b.ns, async () => {
       await blast(p.a.ns, p.b.inner, 8900, 512);
       await blast(p.a.ns, p.b.inner, 9200, 256);
     });

@@ -231,6 +231,12 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
           description: "Public keys (base64 X25519) by epoch. Private keys never leave the node.",
           additionalProperties: str("Base64 public key.", { pattern: "^[A-Za-z0-9+/]{43}=$" }),
         },
+        saInstance: str(
+          "IPsec: the node's current SA instance, bound into every ESP key and SPI of its pairs.",
+          {
+            pattern: "^[0-9a-f]{32}$",
+          },
+        ),
         acknowledgements: {
           type: "array",
           description: "Latest acknowledgements of protocol phases, newest last.",

@@ -22,6 +22,7 @@ const samples: { [K in ResourceKind]: unknown } = {
     underlay: { ipv4: "192.0.2.1" },
     podCIDRs: ["10.244.1.0/24"],
     publicKeys: { "3": KEY },
+    saInstance: "5a".repeat(16),
     acknowledgements: [{ epoch: 3, phase: "prepare", at: "2026-01-01T00:00:00Z" }],
     backend: "wireguard-userspace",
     heartbeat: "2026-01-01T00:00:01Z",
@@ -84,6 +85,7 @@ test("node records are PodcryptNodes: the record in spec, its status in .status"
   assert.equal(REFS.nodes.kind, "PodcryptNode");
   assert.equal(REFS.nodes.group, "podcrypt.io");
   assert.deepEqual((parts.body["spec"] as { publicKeys: unknown }).publicKeys, { "3": KEY });
+  assert.equal((parts.body["spec"] as { saInstance?: unknown }).saInstance, "5a".repeat(16));
   assert.equal((parts.body["spec"] as { name?: unknown }).name, undefined);
   assert.deepEqual(parts.body["status"], { errors: ["e"] });
   const broken = fromKube("nodes", { metadata: { name: "n" }, spec: { underlay: "not an object" } });
