@@ -55,6 +55,11 @@ export interface ClusterStatus {
   target?: { epoch: number; enabled: boolean; mode: string };
   desired: { enabled: boolean; mode: string };
   timeouts: Array<{ node: string; epoch: number; phase: string }>;
+  /**
+   * Nodes that missed a rotation (agent down): the others keep `epoch` for them until they catch
+   * up or `until`; `switchAt` once they are catching up. Runs wait meanwhile.
+   */
+  lagging: Array<{ node: string; epoch: number; since: string; until: string; switchAt?: string }>;
   nodes: NodeStatus[];
 }
 
@@ -135,6 +140,7 @@ export async function collectStatus(
     ...(cluster?.target === undefined ? {} : { target: cluster.target }),
     desired: { enabled: cluster?.enabled ?? false, mode: cluster?.mode ?? "wireguard" },
     timeouts: (cluster?.timeouts ?? []).map((t) => ({ node: t.node, epoch: t.epoch, phase: t.phase })),
+    lagging: (cluster?.lagging ?? []).map((l) => ({ ...l })),
     nodes: [],
   };
   // Kernel data planes: read in each node's namespace (side by side: a few processes per node).
