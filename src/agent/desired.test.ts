@@ -4,6 +4,7 @@ import type { ObservedPeer } from "../dataplane/types.js";
 import { parseResource, type ClusterEncryption, type Node, type Phase } from "../model/index.js";
 import {
   catchUpAcknowledgement,
+  DesiredMemo,
   desiredState,
   epochsNeeded,
   generationsFor,
@@ -26,12 +27,17 @@ const KEY = (c: string): string => Buffer.alloc(32, c).toString("base64");
 const ALL_UP = (): boolean => true;
 const NONE_UP = (): boolean => false;
 
-function node(i: number, keys: Record<string, string>): Node {
+function node(
+  i: number,
+  keys: Record<string, string>,
+  saInstance: string | null = `${i}`.padStart(32, "0"),
+): Node {
   return parseResource("nodes", {
     name: `node-${i}`,
     underlay: { ipv4: `172.30.0.${10 + i}` },
     podCIDRs: [`10.244.${i}.0/24`],
     publicKeys: keys,
+    ...(saInstance === null ? {} : { saInstance }),
   });
 }
 
@@ -139,6 +145,38 @@ describe("desiredState", () => {
     const off = desiredState(SETTINGS, cluster("idle", OFF), nodes, ALL_UP);
     assert.deepEqual(off.generations, []);
     assert.deepEqual(off.routes[0], { dst: "10.244.2.0/24", kind: "plain", via: "172.30.0.12", dev: "eth0" });
+  });
+
+  it("IPsec: a peer without an SA instance is in no ipsec generation (blackholed); WireGuard needs none", () => {
+    const memo = new DesiredMemo();
+    const without = [node(1, { "4": KEY("a") }), node(2, { "4": KEY("c") }, null)];
+    const ipsec = desiredState(
+      SETTINGS,
+      cluster("idle", { enabled: true, mode: "ipsec" }),
+      without,
+      ALL_UP,
+      undefined,
+      memo,
+    );
+    assert.deepEqual(ipsec.generations[0]?.peers, []);
+    assert.deepEqual(ipsec.routes, [{ dst: "10.244.2.0/24", kind: "blackhole" }]);
+    assert.equal(ipsec.saInstance, "1".padStart(32, "0"), "this node's published instance");
+    const wg = desiredState(SETTINGS, cluster("idle", ON), without, ALL_UP);
+    assert.deepEqual(
+      wg.generations[0]?.peers.map((p) => p.node),
+      ["node-2"],
+    );
+    // Its instance published: in the generation with it (the memo notices the change).
+    const withIt = [without[0]!, node(2, { "4": KEY("c") }, "ab".repeat(16))];
+    const later = desiredState(
+      SETTINGS,
+      cluster("idle", { enabled: true, mode: "ipsec" }),
+      withIt,
+      ALL_UP,
+      undefined,
+      memo,
+    );
+    assert.equal(later.generations[0]?.peers[0]?.saInstance, "ab".repeat(16));
   });
 });
 

@@ -134,8 +134,11 @@ const addressOf = (n: Node): string | undefined => n.underlay.ipv4 ?? n.underlay
  */
 interface Derived {
   node: Node;
-  /** By `epoch * 65536 + port`: the key the entry was made for, and the entry. */
-  peers: Map<number, { publicKey: string | undefined; entry: DesiredPeer | undefined }>;
+  /** By `epoch * 65536 + port`: the key and SA instance the entry was made for, and the entry. */
+  peers: Map<
+    number,
+    { publicKey: string | undefined; saInstance: string | undefined; entry: DesiredPeer | undefined }
+  >;
   /** By route shape (see {@link DesiredMemo.routesTo}). */
   routes: Map<string, readonly DesiredRoute[]>;
 }
@@ -164,14 +167,21 @@ export class DesiredMemo {
     const d = this.derived(n);
     const k = epoch * 65_536 + port;
     const publicKey = n.publicKeys[String(epoch)];
+    const saInstance = n.saInstance;
     let p = d.peers.get(k);
-    if (p === undefined || p.publicKey !== publicKey) {
+    if (p === undefined || p.publicKey !== publicKey || p.saInstance !== saInstance) {
       const address = addressOf(n);
-      const entry =
+      const entry: DesiredPeer | undefined =
         publicKey === undefined || address === undefined
           ? undefined
-          : { node: n.name, publicKey, endpoint: { address, port }, allowedIps: [...n.podCIDRs] };
-      d.peers.set(k, (p = { publicKey, entry }));
+          : {
+              node: n.name,
+              publicKey,
+              ...(saInstance === undefined ? {} : { saInstance }),
+              endpoint: { address, port },
+              allowedIps: [...n.podCIDRs],
+            };
+      d.peers.set(k, (p = { publicKey, saInstance, entry }));
     }
     return p.entry;
   }
@@ -251,6 +261,11 @@ export function desiredState(
   // A generation kept for lagging nodes holds only them, except at a lagging node itself.
   const keptOnly = (epoch: number): boolean =>
     selfLag?.epoch !== epoch && lagged.some((l) => l.epoch === epoch);
+  // IPsec keys bind both nodes' SA instances: a peer that published none yet gets no SA.
+  const peerIn = (g: { epoch: number; mode: EncryptionMode }, n: Node, port: number) => {
+    const p = memo.peer(n, g.epoch, port);
+    return g.mode === "ipsec" && p?.saInstance === undefined ? undefined : p;
+  };
   const generations: DesiredGeneration[] = installed.map((g) => {
     const slot = (g.epoch % 2) as 0 | 1;
     const listenPort = settings.wireguardPort + slot;
@@ -263,12 +278,12 @@ export function desiredState(
       listenPort,
       peers: others
         .filter((n) => !kept || lagging.get(n.name)?.epoch === g.epoch)
-        .map((n) => memo.peer(n, g.epoch, listenPort))
+        .map((n) => peerIn(g, n, listenPort))
         .filter((p) => p !== undefined),
     };
   });
   const carrier = (n: Node): DesiredGeneration | undefined => {
-    const peerOf = (g: DesiredGeneration) => memo.peer(n, g.epoch, g.listenPort);
+    const peerOf = (g: DesiredGeneration) => peerIn(g, n, g.listenPort);
     const holds = (g: DesiredGeneration): boolean =>
       peerOf(g) !== undefined && (!keptOnly(g.epoch) || lagging.get(n.name)?.epoch === g.epoch);
     if (sending === undefined) return generations.find(holds);
@@ -320,9 +335,15 @@ export function desiredState(
         },
       },
       mtu: settings.mtu,
+      ...instanceOf(self),
     };
   }
-  return { generations, routes, strict, mtu: settings.mtu };
+  return { generations, routes, strict, mtu: settings.mtu, ...instanceOf(self) };
+}
+
+/** The SA instance `self` published, as a {@link DesiredNodeState} field. */
+function instanceOf(self: Node | undefined): { saInstance?: string } {
+  return self?.saInstance === undefined ? {} : { saInstance: self.saInstance };
 }
 
 /**

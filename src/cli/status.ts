@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { describeRefusal } from "../agent/claims.js";
 import { collectStatus, type ClusterStatus } from "../localcluster/status.js";
 import { requireClusterState } from "../localcluster/state.js";
 import { answered, DEFAULT_DATASTORE_TIMEOUT_S, openDatastore } from "./datastore.js";
@@ -35,6 +36,7 @@ export function renderStatus(s: ClusterStatus): string {
         (l.switchAt ? `; catching up since ${l.switchAt}` : "; waiting for its agent") +
         "; new runs wait",
     );
+  for (const r of s.refusedClaims) lines.push(`REFUSED: ${describeRefusal(r)}`);
   for (const n of s.nodes) {
     lines.push(
       `node ${n.name}: ${n.live ? "live" : "NOT REPORTING"} · backend ${n.backend} · key epochs ${n.epochs.join(",") || "-"}` +
@@ -85,11 +87,8 @@ export function registerStatus(program: Command): void {
     )
     .action(async (o: { json: boolean; timeout: number }) => {
       const state = requireClusterState();
-      const s = await answered(
-        state.datastore,
-        "reading the cluster state",
-        o.timeout * 1000,
-        collectStatus(state, openDatastore),
+      const s = await collectStatus(state, openDatastore, (reads) =>
+        answered(state.datastore, "reading the cluster state", o.timeout * 1000, reads),
       );
       process.stdout.write(o.json ? JSON.stringify(s, null, 2) + "\n" : renderStatus(s));
     });

@@ -294,7 +294,7 @@ describe("workloads", () => {
     assert.equal(podSpec("Deployment").serviceAccountName, "podcrypt-controller");
   });
 
-  it("the ConfigMap's config.yaml is what the daemons read, and the probes use its health ports", () => {
+  it("the ConfigMap's config.yaml is what the daemons read; health listens on the pod IP, where the probes go", () => {
     for (const opts of [defaults, ipsecOpts]) {
       const objs = manifestObjects(opts);
       const cm = objs.find((o) => o["kind"] === "ConfigMap") as { data: Record<string, string> };
@@ -306,8 +306,23 @@ describe("workloads", () => {
       ] as const) {
         // eslint-disable-next-line @typescript-eslint/no-explicit-any
         const c = (objs.find((o) => o["kind"] === kind)!["spec"] as any).template.spec.containers[0];
-        assert.deepEqual(c.args.slice(1), ["--config", "/etc/podcrypt/config.yaml"], kind);
-        const port = parseListenAddress(section!.healthAddress!)!.port;
+        assert.deepEqual(c.args.slice(1, 3), ["--config", "/etc/podcrypt/config.yaml"], kind);
+        // The daemons default to loopback; the kubelet probes the pod IP (the node's for the
+        // hostNetwork agent), which Kubernetes substitutes for $(POD_IP) from the env.
+        assert.equal(section!.healthAddress, undefined, "no health address in the shared file");
+        assert.equal(c.args[3], "--health-address", kind);
+        const address = (c.args[4] as string).replace("$(POD_IP)", "10.1.2.3");
+        assert.deepEqual(parseListenAddress(address)?.host, "10.1.2.3", kind);
+        assert.equal(
+          parseListenAddress((c.args[4] as string).replace("$(POD_IP)", "fd00::7"))?.host,
+          "fd00::7",
+        );
+        assert.equal(
+          c.env.find((e: { name: string }) => e.name === "POD_IP").valueFrom.fieldRef.fieldPath,
+          "status.podIP",
+          kind,
+        );
+        const port = parseListenAddress(address)!.port;
         assert.equal(c.livenessProbe.httpGet.port, port, kind);
         assert.equal(c.readinessProbe.httpGet.port, port, kind);
         assert.equal(c.ports[0].containerPort, port, kind);

@@ -9,6 +9,7 @@ import {
   type ResourceInputByKind,
   type ResourceKind,
 } from "../../model/index.js";
+import type { AuthoritySource, NodeAuthority } from "../../agent/claims.js";
 import { ValidationError } from "../../errors/index.js";
 import { decodeObject, encodeObject } from "../codec.js";
 import { Campaign, type ElectionPort } from "../election.js";
@@ -84,6 +85,30 @@ export interface KubernetesDatastoreOptions {
   leaseCheckMs?: number;
   /** Clock. Default `() => new Date()`. */
   now?: () => Date;
+}
+
+/** A Node's addresses (`status.addresses`) and pod CIDRs (`spec.podCIDRs`, or the older `spec.podCIDR`). */
+export function nodeNetworkOf(obj: KubeObject): {
+  addresses: { type: string; address: string }[];
+  podCIDRs: string[];
+} {
+  const status = (obj["status"] ?? {}) as { addresses?: { type?: unknown; address?: unknown }[] };
+  const spec = (obj["spec"] ?? {}) as { podCIDRs?: unknown; podCIDR?: unknown };
+  const addresses = (Array.isArray(status.addresses) ? status.addresses : [])
+    .filter((a) => typeof a.type === "string" && typeof a.address === "string")
+    .map((a) => ({ type: a.type as string, address: a.address as string }));
+  const podCIDRs = Array.isArray(spec.podCIDRs)
+    ? spec.podCIDRs.filter((c): c is string => typeof c === "string")
+    : typeof spec.podCIDR === "string"
+      ? [spec.podCIDR]
+      : [];
+  return { addresses, podCIDRs };
+}
+
+/** What a Node says Kubernetes assigned it, as claims are vetted against (src/agent/claims.ts). */
+export function authorityOf(obj: KubeObject): NodeAuthority {
+  const { addresses, podCIDRs } = nodeNetworkOf(obj);
+  return { podCIDRs, addresses: addresses.map((a) => a.address) };
 }
 
 /** Whether resourceVersion `a` is older than `b` (both numeric in practice; else neither is). */
@@ -375,17 +400,63 @@ export class KubernetesDatastore implements Datastore {
       throw unavailable(e);
     });
     if (obj === undefined) throw new NotFoundError("nodes", `${name} (no such Kubernetes Node)`);
-    const status = (obj["status"] ?? {}) as { addresses?: { type?: unknown; address?: unknown }[] };
-    const spec = (obj["spec"] ?? {}) as { podCIDRs?: unknown; podCIDR?: unknown };
-    const addresses = (Array.isArray(status.addresses) ? status.addresses : [])
-      .filter((a) => typeof a.type === "string" && typeof a.address === "string")
-      .map((a) => ({ type: a.type as string, address: a.address as string }));
-    const podCIDRs = Array.isArray(spec.podCIDRs)
-      ? spec.podCIDRs.filter((c): c is string => typeof c === "string")
-      : typeof spec.podCIDR === "string"
-        ? [spec.podCIDR]
-        : [];
-    return { addresses, podCIDRs };
+    return nodeNetworkOf(obj);
+  }
+
+  /**
+   * What Kubernetes assigned every Node (`spec.podCIDRs`, `status.addresses`): the authority agents
+   * vet peers' claims against (src/agent/claims.ts). One `list nodes` call.
+   */
+  async nodeAuthorities(): Promise<Map<string, NodeAuthority>> {
+    this.checkOpen();
+    const { items } = await this.client.list(REFS.nodes, "").catch((e: unknown) => {
+      throw unavailable(e);
+    });
+    return new Map(items.map((o) => [o.metadata?.name ?? "", authorityOf(o)]));
+  }
+
+  /**
+   * {@link nodeAuthorities} kept current by a Node informer, closed with the store. `onChange`
+   * runs when what Kubernetes assigned some node changed (not on every Node write: kubelet
+   * heartbeats and record writes move Nodes all the time).
+   */
+  async watchNodeAuthorities(onChange: () => void): Promise<AuthoritySource> {
+    this.checkOpen();
+    const current = new Map<string, { authority: NodeAuthority; json: string }>();
+    const set = (o: KubeObject): void => {
+      const name = o.metadata?.name ?? "";
+      const authority = authorityOf(o);
+      const json = JSON.stringify(authority);
+      if (current.get(name)?.json === json) return;
+      current.set(name, { authority, json });
+      onChange();
+    };
+    const informer = new Informer(
+      this.options.kubeConfig,
+      apiPath(REFS.nodes, ""),
+      () => this.client.list(REFS.nodes, ""),
+      {
+        added: set,
+        modified: set,
+        deleted: (o) => {
+          if (current.delete(o.metadata?.name ?? "")) onChange();
+        },
+      },
+    );
+    await informer.start().catch((e: unknown) => {
+      informer.close();
+      throw unavailable(e);
+    });
+    const source: AuthoritySource = {
+      lookup: (name) => current.get(name)?.authority,
+      close: () => {
+        informer.close();
+        this.watches.delete(closer);
+      },
+    };
+    const closer = { close: async () => source.close() };
+    this.watches.add(closer);
+    return source;
   }
 
   async grantLease(ttlSeconds: number, options: LeaseOptions = {}): Promise<Lease> {

@@ -22,6 +22,7 @@ const samples: { [K in ResourceKind]: unknown } = {
     underlay: { ipv4: "192.0.2.1" },
     podCIDRs: ["10.244.1.0/24"],
     publicKeys: { "3": KEY },
+    saInstance: "5a".repeat(16),
     acknowledgements: [{ epoch: 3, phase: "prepare", at: "2026-01-01T00:00:00Z" }],
     backend: "wireguard-userspace",
     heartbeat: "2026-01-01T00:00:01Z",
@@ -82,6 +83,7 @@ test("every kind round-trips through its Kubernetes form", () => {
 test("node records are podcrypt.io annotations; a Node without them holds none", () => {
   const parts = toKube("nodes", parseResource("nodes", samples.nodes));
   assert.deepEqual(JSON.parse(parts.annotations[NODE_ANNOTATIONS.publicKeys]!), { "3": KEY });
+  assert.equal(parts.annotations[NODE_ANNOTATIONS.saInstance], "5a".repeat(16));
   assert.ok(Object.keys(parts.annotations).every((k) => k.startsWith("podcrypt.io/")));
   assert.equal(fromKube("nodes", { metadata: { name: "n", annotations: { other: "x" } } }), undefined);
   const broken = fromKube("nodes", {

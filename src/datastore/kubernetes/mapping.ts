@@ -61,6 +61,7 @@ export const NODE_ANNOTATIONS = {
   podCIDRs: "podcrypt.io/pod-cidrs",
   capabilities: "podcrypt.io/capabilities",
   publicKeys: "podcrypt.io/public-keys",
+  saInstance: "podcrypt.io/sa-instance",
   acknowledgements: "podcrypt.io/acknowledgements",
   backend: "podcrypt.io/backend",
   heartbeat: "podcrypt.io/heartbeat",
@@ -149,6 +150,7 @@ export function toKube<K extends ResourceKind>(kind: K, value: ResourceByKind[K]
       a[NODE_ANNOTATIONS.podCIDRs] = JSON.stringify(n.podCIDRs);
       a[NODE_ANNOTATIONS.capabilities] = JSON.stringify(n.capabilities);
       a[NODE_ANNOTATIONS.publicKeys] = JSON.stringify(n.publicKeys);
+      if (n.saInstance !== undefined) a[NODE_ANNOTATIONS.saInstance] = n.saInstance;
       a[NODE_ANNOTATIONS.acknowledgements] = JSON.stringify(n.acknowledgements);
       a[NODE_ANNOTATIONS.backend] = n.backend;
       if (n.heartbeat !== undefined) a[NODE_ANNOTATIONS.heartbeat] = n.heartbeat;
@@ -259,6 +261,7 @@ export function fromKube(
         podCIDRs: parseJson(a[NODE_ANNOTATIONS.podCIDRs]),
         capabilities: parseJson(a[NODE_ANNOTATIONS.capabilities]),
         publicKeys: parseJson(a[NODE_ANNOTATIONS.publicKeys]),
+        saInstance: a[NODE_ANNOTATIONS.saInstance],
         acknowledgements: parseJson(a[NODE_ANNOTATIONS.acknowledgements]),
         backend: a[NODE_ANNOTATIONS.backend],
         heartbeat: a[NODE_ANNOTATIONS.heartbeat],
