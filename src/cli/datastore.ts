@@ -1,6 +1,7 @@
 import { Option } from "commander";
 import type { Datastore } from "../datastore/types.js";
 import { LocalDatastore } from "../datastore/local/index.js";
+import { etcdConnection, isEtcdUrl, parseEtcdUrl } from "../datastore/etcd/url.js";
 import { PodcryptError, ValidationError } from "../errors/index.js";
 import { readClusterState } from "../localcluster/state.js";
 
@@ -20,7 +21,7 @@ const LOCAL_POLLING = { pollIntervalMs: 1000, sweepIntervalMs: 1000 };
 export function clusterDatastoreOption(): Option {
   return new Option(
     "--datastore <url>",
-    "the cluster's datastore: local:DIR, etcd://HOST:PORT, kubernetes or kubernetes:KUBECONFIG (default: the running local cluster's)",
+    "the cluster's datastore: local:DIR, etcds://HOST:PORT?ca=FILE&cert=FILE&key=FILE&user=NAME&password-file=FILE, etcd://HOST:PORT (plaintext: loopback only unless ?allow-insecure=true), kubernetes or kubernetes:KUBECONFIG (default: the running local cluster's)",
   );
 }
 
@@ -66,13 +67,11 @@ export async function openDatastore(url: string, options: OpenDatastoreOptions =
       throw new ValidationError("--datastore", `local:DIR needs an absolute directory, got "${dir}"`);
     return LocalDatastore.open({ dir, ...LOCAL_POLLING });
   }
-  if (url.startsWith("etcd://")) {
-    const hosts = url.slice("etcd://".length).split(",");
-    if (hosts.some((h) => !/^[\w.-]+:\d{1,5}$/.test(h)))
-      throw new ValidationError("--datastore", `"${url}" is not etcd://HOST:PORT[,HOST:PORT...]`);
+  if (isEtcdUrl(url)) {
+    const { hosts, ...client } = etcdConnection(parseEtcdUrl(url));
     // Loaded on use: the client libraries cost a second or more of start-up each.
     const { EtcdDatastore } = await import("../datastore/etcd/index.js");
-    return new EtcdDatastore({ hosts: hosts.map((h) => `http://${h}`) });
+    return new EtcdDatastore({ hosts, client });
   }
   if (url === "kubernetes" || url.startsWith("kubernetes:")) {
     const { KubernetesDatastore, kubeConfigOf } = await import("../datastore/kubernetes/index.js");
@@ -86,6 +85,6 @@ export async function openDatastore(url: string, options: OpenDatastoreOptions =
   }
   throw new ValidationError(
     "--datastore",
-    `"${url}" is not one of local, local:DIR, etcd://HOST:PORT, kubernetes, kubernetes:KUBECONFIG`,
+    `"${url}" is not one of local, local:DIR, etcds://HOST:PORT[?...], etcd://HOST:PORT, kubernetes, kubernetes:KUBECONFIG`,
   );
 }
