@@ -19,6 +19,8 @@ namespace {
 constexpr uint32_t kHeader = 16;
 constexpr uint32_t kTag = 16;
 constexpr uint32_t kKey = 32;
+// Longest plaintext one EVP update takes (its length is an int); far beyond any datagram.
+constexpr size_t kMaxChunk = 1u << 30;
 
 struct Ctx {
   EVP_CIPHER* cipher = nullptr;
@@ -52,10 +54,12 @@ inline uint64_t GetLe64(const uint8_t* p) {
 
 // WireGuard's padding rule (as wireguard-go calculatePaddingSize): pad to a multiple of 16 but
 // never past the MTU.
-inline uint32_t PaddedLength(uint32_t len, uint32_t mtu) {
-  if (mtu == 0) return (len + 15) & ~15u;
-  uint32_t last = len > mtu ? len % mtu : len;
-  uint32_t padded = (last + 15) & ~15u;
+// In size_t: for a length near 2^32 the uint32 sums wrap, and a "padded" length smaller than the
+// plaintext would pass the caller's bound check and then zero-fill gigabytes.
+inline size_t PaddedLength(size_t len, size_t mtu) {
+  if (mtu == 0) return (len + 15) & ~static_cast<size_t>(15);
+  size_t last = len > mtu ? len % mtu : len;
+  size_t padded = (last + 15) & ~static_cast<size_t>(15);
   if (padded > mtu) padded = mtu;
   return len + (padded - last);
 }
@@ -83,10 +87,10 @@ Napi::Value SealBatch(const Napi::CallbackInfo& info) {
   size_t arenaLen = arena.Length();
   size_t keyCount = keys.Length() / kKey;
   for (uint32_t i = 0; i < count; i++) {
-    uint32_t len = lengths[i];
-    uint32_t padded = PaddedLength(len, mtu);
+    size_t len = lengths[i];
+    size_t padded = PaddedLength(len, mtu);
     size_t off = offsets[i];
-    if (off + kHeader + padded + kTag > arenaLen || keyIndex[i] >= keyCount) {
+    if (off + kHeader + padded + kTag > arenaLen || padded > kMaxChunk || keyIndex[i] >= keyCount) {
       throw Napi::RangeError::New(env, "sealBatch: packet outside the arena or bad key index");
     }
     uint8_t* msg = base + off;
@@ -96,7 +100,7 @@ Napi::Value SealBatch(const Napi::CallbackInfo& info) {
     uint8_t nonce[12] = {0};
     PutLe64(nonce + 4, counter);
     int outl = 0;
-    if (EVP_CipherInit_ex(ctx.enc, nullptr, nullptr, keys.Data() + keyIndex[i] * kKey, nonce, 1) != 1 ||
+    if (EVP_CipherInit_ex(ctx.enc, nullptr, nullptr, keys.Data() + static_cast<size_t>(keyIndex[i]) * kKey, nonce, 1) != 1 ||
         (padded > 0 && EVP_EncryptUpdate(ctx.enc, data, &outl, data, static_cast<int>(padded)) != 1) ||
         EVP_EncryptFinal_ex(ctx.enc, data + padded, &outl) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx.enc, EVP_CTRL_AEAD_GET_TAG, kTag, data + padded) != 1) {
@@ -110,7 +114,7 @@ Napi::Value SealBatch(const Napi::CallbackInfo& info) {
     msg[6] = (r >> 16) & 0xff;
     msg[7] = (r >> 24) & 0xff;
     PutLe64(msg + 8, counter);
-    lengths[i] = kHeader + padded + kTag;
+    lengths[i] = static_cast<uint32_t>(kHeader + padded + kTag);  // padded <= kMaxChunk
   }
   return env.Undefined();
 }
@@ -141,7 +145,8 @@ Napi::Value OpenBatch(const Napi::CallbackInfo& info) {
     ok[i] = 0;
     uint32_t len = lengths[i];
     size_t off = offsets[i];
-    if (len < kHeader + kTag || off + len > arenaLen || keyIndex[i] >= keyCount) {
+    if (len < kHeader + kTag || off + len > arenaLen || len - kHeader - kTag > kMaxChunk ||
+        keyIndex[i] >= keyCount) {
       lengths[i] = 0;
       continue;
     }
@@ -154,7 +159,7 @@ Napi::Value OpenBatch(const Napi::CallbackInfo& info) {
     PutLe64(nonce + 4, counter);
     int outl = 0;
     bool authentic =
-        EVP_CipherInit_ex(ctx.dec, nullptr, nullptr, keys.Data() + keyIndex[i] * kKey, nonce, 0) == 1 &&
+        EVP_CipherInit_ex(ctx.dec, nullptr, nullptr, keys.Data() + static_cast<size_t>(keyIndex[i]) * kKey, nonce, 0) == 1 &&
         EVP_CIPHER_CTX_ctrl(ctx.dec, EVP_CTRL_AEAD_SET_TAG, kTag, data + clen) == 1 &&
         (clen == 0 || EVP_DecryptUpdate(ctx.dec, data, &outl, data, static_cast<int>(clen)) == 1) &&
         EVP_DecryptFinal_ex(ctx.dec, data + clen, &outl) == 1;

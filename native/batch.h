@@ -29,9 +29,12 @@ struct RecvSlots {
   uint32_t max;
   uint32_t* lengths;
 
-  // Whether headroom + capacity fits a slot and `max` slots fit the arena.
+  // Whether headroom + capacity fits a slot and `max` slots fit the arena. In size_t: the operands
+  // come from JS as uint32 and their uint32 sum or product would wrap (headroom 1 + capacity
+  // 0xFFFFFFFF "fits" any slot), letting a read write past the arena.
   bool Fit() const {
-    return !(headroom + capacity > slot || static_cast<size_t>(slot) * max > arena.Length());
+    return static_cast<size_t>(headroom) + capacity <= slot &&
+           static_cast<size_t>(slot) * max <= arena.Length();
   }
 };
 

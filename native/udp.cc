@@ -310,8 +310,9 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
   uint32_t nmsgs = 0;
   uint32_t i = 0;
   while (i < count) {
-    uint32_t e = endpointIndex[i];
-    if (static_cast<size_t>(e + 1) * kEntry > endpoints.Length() ||
+    // size_t throughout: e + 1 in uint32 wraps to 0 for e = 0xFFFFFFFF and would pass the check.
+    size_t e = endpointIndex[i];
+    if ((e + 1) * kEntry > endpoints.Length() ||
         static_cast<size_t>(offsets[i]) + lengths[i] > arena.Length()) {
       throw Napi::RangeError::New(env, "udpSend: datagram or endpoint outside its buffer");
     }
@@ -346,7 +347,7 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
       c->cmsg_level = SOL_UDP;
       c->cmsg_type = UDP_SEGMENT;
       c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-      uint16_t seg = static_cast<uint16_t>(lengths[i]);
+      uint16_t seg = static_cast<uint16_t>(lengths[i]);  // <= kMaxGsoBytes in a run
       memcpy(CMSG_DATA(c), &seg, sizeof(seg));
     }
     s.segments[nmsgs] = alen == 0 ? 0 : run;  // an inexpressible address is skipped below

@@ -121,3 +121,77 @@ describe("native endpoint entries", () => {
     assert.throws(() => addon.encodeEndpoint("10.0.0.1", 1, Buffer.alloc(10), 0));
   });
 });
+
+// Lengths, offsets and indices cross into native code as uint32: every bound check there must be
+// done in size_t, or a value near 2^32 wraps and passes it.
+describe("native bound checks at the uint32 boundary", () => {
+  const addon = native();
+
+  it("udpRecv refuses headroom + capacity that wraps in uint32 (it used to 'fit' a 64-byte slot)", () => {
+    const s = addon.udpOpen(0, 0);
+    try {
+      const arena = Buffer.alloc(64);
+      assert.throws(
+        () =>
+          addon.udpRecv(
+            s.fd,
+            arena,
+            64,
+            1,
+            0xffffffff,
+            1,
+            new Uint32Array(1),
+            Buffer.alloc(ENDPOINT_ENTRY_SIZE),
+          ),
+        { name: "RangeError", message: /slots do not fit/ },
+      );
+      // The largest capacity that does fit is still accepted (nothing is queued: 0).
+      assert.equal(
+        addon.udpRecv(s.fd, arena, 64, 1, 63, 1, new Uint32Array(1), Buffer.alloc(ENDPOINT_ENTRY_SIZE)),
+        0,
+      );
+    } finally {
+      addon.closeFd(s.fd);
+    }
+  });
+
+  it("udpSend refuses endpoint index 0xFFFFFFFF (index + 1 wrapped to 0 and passed the check)", () => {
+    const s = addon.udpOpen(0, 0);
+    try {
+      assert.throws(
+        () =>
+          addon.udpSend(
+            s.fd,
+            Buffer.alloc(64),
+            new Uint32Array([0]),
+            new Uint32Array([8]),
+            Buffer.alloc(ENDPOINT_ENTRY_SIZE),
+            new Uint32Array([0xffffffff]),
+            1,
+            false,
+          ),
+        { name: "RangeError", message: /outside its buffer/ },
+      );
+    } finally {
+      addon.closeFd(s.fd);
+    }
+  });
+
+  it("sealBatch refuses a plaintext length near 2^32 (its padded length wrapped to 0)", () => {
+    assert.throws(
+      () =>
+        addon.sealBatch(
+          Buffer.alloc(256),
+          new Uint32Array([0]),
+          new Uint32Array([0xfffffff8]),
+          Buffer.alloc(32),
+          new Uint32Array([0]),
+          new Uint32Array([1]),
+          new Float64Array([0]),
+          0,
+          1,
+        ),
+      { name: "RangeError", message: /outside the arena/ },
+    );
+  });
+});

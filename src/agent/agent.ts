@@ -10,12 +10,14 @@ import {
   type ClusterEncryption,
   type Node,
   type NodeInput,
+  type Phase,
   type ResourceByKind,
 } from "../model/index.js";
 import { fromStored, resolveSelectors } from "../policy/index.js";
 import {
   DesiredMemo,
   desiredState,
+  catchUpAcknowledgement,
   epochsNeeded,
   readyToAcknowledge,
   sessionsFrom,
@@ -24,13 +26,14 @@ import {
   type NodeSelection,
 } from "./desired.js";
 import { SelectionTracker, selectionHash } from "./selection.js";
+import { describeRefusal, vetClaims, type AuthoritySource, type RefusedClaim } from "./claims.js";
 
 /** The parts of a Node every pass reads besides its keys, as a string, serialised once per version. */
 const shapeKeys = new WeakMap<Node, string>();
 function shapeKey(n: Node): string {
   let k = shapeKeys.get(n);
   if (k === undefined) {
-    k = JSON.stringify([n.underlay, n.podCIDRs, n.status?.selection]);
+    k = JSON.stringify([n.underlay, n.podCIDRs, n.status?.selection, n.saInstance]);
     shapeKeys.set(n, k);
   }
   return k;
@@ -89,6 +92,12 @@ export interface AgentOptions {
   resyncMs?: number;
   /** How long a watch event waits for others before the pass it asks for. Default {@link COALESCE_MS}. */
   coalesceMs?: number;
+  /**
+   * Follows what the cluster's authority assigned each node (Kubernetes: the Nodes' pod CIDRs and
+   * addresses), calling `onChange` when that changes; peers' claims are vetted against it
+   * (src/agent/claims.ts). Without it (local, etcd) only overlapping claims are refused.
+   */
+  authority?: (onChange: () => void) => Promise<AuthoritySource>;
 }
 
 /**
@@ -125,6 +134,9 @@ export class Agent {
   private readonly selection = new SelectionTracker();
   /** The selector-set hash this node last published. */
   private publishedSelection: string | undefined;
+  private authority: AuthoritySource | undefined;
+  /** Peers' claims the last pass refused (src/agent/claims.ts), as their descriptions. */
+  private refusedNow = new Map<string, RefusedClaim>();
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -140,7 +152,13 @@ export class Agent {
     return this.seen.clusterencryptions.get(CLUSTER_ENCRYPTION_NAME);
   }
 
+  /** Peers' claims the last pass refused and did not apply. */
+  get refused(): readonly RefusedClaim[] {
+    return [...this.refusedNow.values()];
+  }
+
   async start(): Promise<void> {
+    if (this.o.authority !== undefined) this.authority = await this.o.authority(() => this.changed());
     await this.publish((n) => n);
     for (const kind of WATCHED) await this.mirror(kind);
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs ?? 5000));
@@ -159,6 +177,7 @@ export class Agent {
     clearTimeout(this.resync);
     clearTimeout(this.due?.timer);
     clearTimeout(this.coalesce);
+    this.authority?.close();
     await Promise.all(this.watches.map((w) => w.close()));
     await this.o.backend.close();
   }
@@ -242,6 +261,24 @@ export class Agent {
   }
 
   /**
+   * IPsec: publishes the SA instance the data plane holds, once it holds it. The data plane
+   * installed its inbound SAs under it in the reconcile just done, so peers that see the new value
+   * can switch to the new keys at once. With no IPsec data plane left (a switch to WireGuard) the
+   * value is withdrawn: the next IPsec data plane has a new one, and peers must wait for it rather
+   * than install SAs under a stale one (which a prepare phase would acknowledge, and lose traffic).
+   */
+  private async publishSaInstance(): Promise<void> {
+    const saInstance = this.o.backend.saInstance();
+    const wrote = await this.publish((n) => {
+      if (n.saInstance === saInstance) return undefined;
+      if (saInstance !== undefined) return { ...n, saInstance };
+      const { saInstance: _withdrawn, ...rest } = n;
+      return rest;
+    });
+    if (wrote) this.o.logger.info({ saInstance: saInstance ?? null }, "published SA instance");
+  }
+
+  /**
    * Read-modify-write of our own Node object. `change` returns undefined when the node as stored
    * already says what it would write: then nothing is written (every write of a Node wakes every
    * agent, and the watch cache this agent judges by may lag its own last write). Returns whether
@@ -283,6 +320,16 @@ export class Agent {
     } catch (e) {
       this.o.logger.warn({ err: (e as Error).message }, "heartbeat failed");
     }
+  }
+
+  /** Logs claims refused for the first time (and those no longer refused), keeps them for metrics. */
+  private noteRefused(refused: readonly RefusedClaim[]): void {
+    const now = new Map(refused.map((r) => [describeRefusal(r), r]));
+    for (const [text, r] of now)
+      if (!this.refusedNow.has(text)) this.o.logger.warn({ peer: r.node, claim: r.value }, text);
+    for (const [text, r] of this.refusedNow)
+      if (!now.has(text)) this.o.logger.info({ peer: r.node, claim: r.value }, `no longer refused: ${text}`);
+    this.refusedNow = now;
   }
 
   /** A watched object changed: one pass soon, for this change and those right behind it. */
@@ -382,13 +429,21 @@ export class Agent {
       if (self === undefined || needed.some((e) => self.publicKeys[String(e)] !== publicKeys[String(e)]))
         await this.publish(keysChange);
       else pruneLater = JSON.stringify(self.publicKeys) !== wanted;
-      const nodes = [...this.nodes.values()];
-      // Sessions matter only while a WireGuard generation takes peers over from an older one.
-      const takeover = c.phase === "switch" && c.target?.enabled === true && c.target.mode === "wireguard";
+      // Only what a peer may claim is used in this pass, from desired state to acknowledgement.
+      const { nodes, refused } = vetClaims([...this.nodes.values()], this.name, this.authority?.lookup);
+      this.noteRefused(refused);
+      // Sessions matter only while a WireGuard generation takes peers over from an older one: in a
+      // run's switch, or as pairs with a lagging node move to the current epoch.
+      const takeover =
+        (c.phase === "switch" && c.target?.enabled === true && c.target.mode === "wireguard") ||
+        (c.phase === "idle" &&
+          applied(c).mode === "wireguard" &&
+          c.lagging.some((l) => l.switchAt !== undefined));
       const sessions = sessionsFrom(takeover ? await this.o.backend.observe() : []);
       const selective = c.encryption === "selective" ? this.selectionNow(this.o.clock.wallNow()) : undefined;
       const desired = desiredState(this.o.settings, c, nodes, sessions, selective?.selection, this.memo);
       await this.o.backend.reconcile(desired, (e) => this.o.keys.privateKey(e));
+      await this.publishSaInstance();
       this.lastErrors = [];
       if (selective !== undefined && this.publishedSelection !== selective.hash) {
         // Installed: tell the others. Their publishing (a Node event here) is what settles the set.
@@ -400,17 +455,33 @@ export class Agent {
         this.publishedSelection = selective.hash;
         this.o.logger.info({ selection: selective.hash }, "selected traffic installed");
       }
+      const now = this.o.clock.wallNow();
+      const live = nodes.filter((n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING));
+      const acknowledge = async (epoch: number, phase: Phase): Promise<void> => {
+        const ack = { epoch, phase, at: new Date(now).toISOString() };
+        // The watch cache may not show our own last write yet: judge by the node as just read, so
+        // an acknowledgement is written once (duplicates would push older ones out of the history).
+        let acknowledging = false;
+        const wrote = await this.publish((n) => {
+          const keyed = pruneLater ? (keysChange(n) ?? n) : n;
+          const acks = n.acknowledgements ?? [];
+          acknowledging = !acks.some((a) => a.epoch === ack.epoch && a.phase === ack.phase);
+          if (acknowledging) return { ...keyed, acknowledgements: [...acks, ack].slice(-16) };
+          return keyed === n ? undefined : keyed;
+        });
+        if (wrote) pruneLater = false;
+        if (wrote && acknowledging)
+          this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
+      };
+      const me = this.nodes.get(this.name);
       if (c.phase !== "idle" && c.target !== undefined) {
         const target = c.target;
-        const now = this.o.clock.wallNow();
-        const live = nodes.filter((n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING));
         const key = String(target.epoch);
         this.awaitingKeys = new Set(
           c.phase === "prepare" && target.enabled
             ? live.filter((n) => n.publicKeys[key] === undefined).map((n) => n.name)
             : [],
         );
-        const me = this.nodes.get(this.name);
         const acked = me !== undefined && findAcknowledgement(me, target.epoch, c.phase) !== undefined;
         // Prepare waits for every live peer's key; switch for the sessions of peers that prepared.
         const prepared = live.filter((n) => findAcknowledgement(n, target.epoch, "prepare") !== undefined);
@@ -422,27 +493,24 @@ export class Agent {
             live.map((n) => n.name),
             prepared,
           )
-        ) {
-          const ack = { epoch: target.epoch, phase: c.phase, at: new Date(now).toISOString() };
-          // The watch cache may not show our own last write yet: judge by the node as just read, so
-          // an acknowledgement is written once (duplicates would push older ones out of the history).
-          let acknowledging = false;
-          const wrote = await this.publish((n) => {
-            const keyed = pruneLater ? (keysChange(n) ?? n) : n;
-            const acks = n.acknowledgements ?? [];
-            acknowledging = !acks.some((a) => a.epoch === ack.epoch && a.phase === ack.phase);
-            if (acknowledging) return { ...keyed, acknowledgements: [...acks, ack].slice(-16) };
-            return keyed === n ? undefined : keyed;
-          });
-          if (wrote) pruneLater = false;
-          if (wrote && acknowledging)
-            this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
-        }
+        )
+          await acknowledge(target.epoch, c.phase);
         // Sessions come up on their own (handshakes): while a peer still waits for one, look again
         // shortly rather than at the next resync.
         const gen = desired.generations.find((g) => g.epoch === target.epoch);
         if (takeover && gen !== undefined && unswitched(desired, gen, live).length > 0)
           this.passWithin(RECHECK_MS);
+      }
+      // This node missed a rotation (its agent was down): catch up with the current epoch.
+      const lag = c.lagging.find((l) => l.node === this.name);
+      if (lag !== undefined && c.phase === "idle") {
+        const phase = catchUpAcknowledgement(desired, c, this.name, live);
+        if (
+          phase !== undefined &&
+          (me === undefined || findAcknowledgement(me, c.epoch, phase) === undefined)
+        )
+          await acknowledge(c.epoch, phase);
+        else if (phase === undefined && lag.switchAt !== undefined) this.passWithin(RECHECK_MS);
       }
       if (pruneLater) await this.publish(keysChange);
       await this.askForEarlyRotation(c);

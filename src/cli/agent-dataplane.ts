@@ -148,5 +148,6 @@ export function nodeBackend(o: NodeDataplaneOptions): DataplaneBackend {
     },
     observe: () => composite.observe(),
     close: () => composite.close(),
+    saInstance: () => composite.saInstance(),
   };
 }

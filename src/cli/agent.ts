@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { Command, Option } from "commander";
 import { Agent, type EpochKeys } from "../agent/agent.js";
+import type { RefusedClaim } from "../agent/claims.js";
+import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import { systemClock } from "../clock.js";
 import type { Datastore } from "../datastore/types.js";
 import { ValidationError } from "../errors/index.js";
@@ -22,6 +24,7 @@ import {
   loadDaemonConfig,
   logLevelOption,
   MAX_HEARTBEAT_SECONDS,
+  readMetricsToken,
 } from "./config.js";
 import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
@@ -66,6 +69,7 @@ interface AgentFlags {
   espRekeyAfterPackets?: number;
   heartbeatSeconds?: number;
   healthAddress?: string;
+  metricsTokenFile?: string;
   logLevel?: string;
 }
 
@@ -73,6 +77,7 @@ interface AgentFlags {
 async function runAgent(o: AgentFlags): Promise<void> {
   const file = o.config === undefined ? {} : loadDaemonConfig(o.config);
   const set = agentSettings(o, file, process.env);
+  const metricsToken = readMetricsToken(set.metricsTokenFile);
   const node = resolveNodeName(o.node, process.env);
   const logger = createLogger("agent", { level: set.logLevel }).child({ node });
   const { dataplane } = set;
@@ -82,7 +87,12 @@ async function runAgent(o: AgentFlags): Promise<void> {
     for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
   };
   try {
-    const raw: Datastore = await openDatastore(set.datastore, { namespace: set.namespace, identity: node });
+    const raw: Datastore = await openDatastore(set.datastore, {
+      namespace: set.namespace,
+      identity: node,
+      // The controller expires the datastore's Leases; agents may only read them.
+      expireLeases: false,
+    });
     closers.push(() => raw.close());
     const net = await resolveNodeNetwork(raw, node, { underlayIp: o.underlayIp, podCidr: o.podCidr });
     const underlayIf = set.underlayIf ?? (await underlayInterfaceOf(net.underlayIp));
@@ -125,6 +135,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
       systemClock,
     );
     const listen = set.health;
+    let refused = (): readonly RefusedClaim[] => [];
     if (listen !== undefined) {
       const registry = agentRegistry({
         node,
@@ -133,6 +144,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
         record,
         reach,
         choice,
+        refused: () => refused(),
         drops: {
           wireguardUserspace: choice.wireguard === "userspace" ? [`${ifPrefix}0`, `${ifPrefix}1`] : [],
           espUserspace: choice.ipsec === "userspace" ? `${ifPrefix}e`.slice(0, 15) : undefined,
@@ -141,6 +153,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
       });
       const health = await HealthServer.start({
         ...listen,
+        token: metricsToken,
         registry,
         logger,
         liveness: () => agentLiveness(record, reach, Date.now()),
@@ -173,7 +186,12 @@ async function runAgent(o: AgentFlags): Promise<void> {
       clock: systemClock,
       logger,
       heartbeatMs: heartbeatSeconds * 1000,
+      // Kubernetes is the authority on what each node was assigned: peers are believed only there.
+      ...(raw.backend === "kubernetes"
+        ? { authority: (onChange: () => void) => (raw as KubernetesDatastore).watchNodeAuthorities(onChange) }
+        : {}),
     });
+    refused = () => agent.refused;
     logger.info({ mtu, extMtu, dataplane, heartbeatSeconds }, "agent starting");
     closers.push(() => agent.stop());
     await agent.start();
@@ -264,7 +282,11 @@ export function registerAgent(program: Command): void {
     )
     .option(
       "--health-address <host:port>",
-      `where /healthz, /readyz and /metrics listen; port 0 for any free one, off for none (config: agent.healthAddress; default ${d.healthAddress})`,
+      `where /healthz, /readyz, /metrics and /statusz listen; port 0 for any free one, off for none (config: agent.healthAddress; default ${d.healthAddress})`,
+    )
+    .option(
+      "--metrics-token-file <file>",
+      "file holding a bearer token that /metrics and /statusz then require (config: agent.metricsTokenFile; default none: /metrics open, /statusz for loopback clients only)",
     )
     .addOption(logLevelOption(d.logLevel))
     .action(async (o: AgentFlags) => {

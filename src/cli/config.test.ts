@@ -1,10 +1,20 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { isValidationError } from "../errors/index.js";
 import { defaultManifestOptions } from "./manifests/options.js";
 import { configFile } from "./manifests/workloads.js";
 import { stringify } from "yaml";
-import { agentSettings, controllerSettings, parseDaemonConfig, parseListenAddress, pick } from "./config.js";
+import {
+  agentSettings,
+  controllerSettings,
+  parseDaemonConfig,
+  parseListenAddress,
+  pick,
+  readMetricsToken,
+} from "./config.js";
 
 /** Asserts that parsing `text` fails naming `field`. */
 function rejects(text: string, field: string, message: RegExp): void {
@@ -66,12 +76,45 @@ describe("daemon configuration file", () => {
     );
   });
 
+  it("refuses an unresolved YAML alias as a ValidationError naming the file", () => {
+    assert.throws(() => parseDaemonConfig("agent:\n  node: *missing\n", "config.yaml"), {
+      name: "ValidationError",
+      message: /^config\.yaml: not valid YAML: Unresolved alias .*missing/,
+    });
+  });
+
+  it("reads the metrics token file, refusing an unreadable or empty one", () => {
+    const dir = mkdtempSync(join(tmpdir(), "podcrypt-token-"));
+    try {
+      const file = join(dir, "token");
+      writeFileSync(file, "  abc123\n", { mode: 0o600 });
+      assert.equal(readMetricsToken(file), "abc123");
+      assert.equal(readMetricsToken(undefined), undefined);
+      writeFileSync(file, "\n");
+      assert.throws(
+        () => readMetricsToken(file),
+        /^ValidationError: --metrics-token-file: .* must hold one token/,
+      );
+      assert.throws(
+        () => readMetricsToken(join(dir, "missing")),
+        /^ValidationError: --metrics-token-file: cannot read/,
+      );
+      assert.equal(parseDaemonConfig("agent:\n  metricsTokenFile: /t\n").agent?.metricsTokenFile, "/t");
+      assert.throws(() => parseDaemonConfig("controller:\n  metricsTokenFile: rel\n"), /absolute path/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("listen addresses", () => {
     assert.deepEqual(parseListenAddress("0.0.0.0:9809"), { host: "0.0.0.0", port: 9809 });
     assert.deepEqual(parseListenAddress("[::]:0"), { host: "::", port: 0 });
     assert.deepEqual(parseListenAddress("localhost:80"), { host: "localhost", port: 80 });
     assert.equal(parseListenAddress("9809"), undefined);
     assert.equal(parseListenAddress("a:70000"), undefined);
+    // A bare IPv6 literal, as $(POD_IP):9809 expands on an IPv6 cluster; not other colon soup.
+    assert.deepEqual(parseListenAddress("fd00::5:9809"), { host: "fd00::5", port: 9809 });
+    assert.equal(parseListenAddress("a:b:9809"), undefined);
   });
 
   it("a flag beats the file, the file beats the default", () => {
@@ -93,7 +136,9 @@ describe("daemon configuration file", () => {
       wireguardPort: 51820,
       dataplane: "auto",
       heartbeatSeconds: 5,
-      health: { host: "0.0.0.0", port: 9809 },
+      // Loopback by default: the manifests pass --health-address $(POD_IP):9809.
+      health: { host: "127.0.0.1", port: 9809 },
+      metricsTokenFile: undefined,
       logLevel: "info",
     });
     const flags = {
@@ -106,6 +151,7 @@ describe("daemon configuration file", () => {
       dataplane: "userspace" as const,
       heartbeatSeconds: 2,
       healthAddress: "off",
+      metricsTokenFile: "/run/secrets/token",
       logLevel: "debug",
     };
     assert.deepEqual(agentSettings(flags, generated, {}), {
@@ -118,13 +164,14 @@ describe("daemon configuration file", () => {
       dataplane: "userspace",
       heartbeatSeconds: 2,
       health: undefined,
+      metricsTokenFile: "/run/secrets/token",
       logLevel: "debug",
     });
     // No file: the defaults, and the pod's namespace.
     const none = agentSettings({}, {}, { POD_NAMESPACE: "enc" });
     assert.deepEqual(
       [none.datastore, none.namespace, none.stateDir, none.health],
-      ["local", "enc", "/var/lib/podcrypt/agent", { host: "0.0.0.0", port: 9809 }],
+      ["local", "enc", "/var/lib/podcrypt/agent", { host: "127.0.0.1", port: 9809 }],
     );
     assert.throws(
       () => agentSettings({ healthAddress: "9809" }, {}, {}),
@@ -140,7 +187,8 @@ describe("daemon configuration file", () => {
       identity: "podcrypt-controller-7d9f",
       electionName: "podcrypt-controller",
       leaseTtlSeconds: 15,
-      health: { host: "0.0.0.0", port: 9808 },
+      health: { host: "127.0.0.1", port: 9808 },
+      metricsTokenFile: undefined,
       logLevel: "info",
       seed: { enabled: true, mode: "wireguard", encryption: "all", strict: true, rotationInterval: "1h" },
     });

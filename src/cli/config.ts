@@ -6,6 +6,7 @@
  * built-in defaults ({@link AGENT_DEFAULTS}, {@link CONTROLLER_DEFAULTS}).
  */
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { Option } from "commander";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
@@ -20,12 +21,37 @@ export const listenAddress = z
     'must be HOST:PORT (such as 0.0.0.0:9809 or [::]:9809, port 0 for any free one) or "off"',
   );
 
-/** `HOST:PORT` split, or undefined when it is not one. */
+/**
+ * `HOST:PORT` split, or undefined when it is not one. An IPv6 host is bracketed (`[::1]:9809`),
+ * or bare when it is an IPv6 literal (`fd00::5:9809`: the last colon separates the port), as the
+ * manifests' `$(POD_IP):9809` expands on an IPv6 cluster.
+ */
 export function parseListenAddress(s: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
-  const port = Number(m?.[3]);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)|([0-9a-fA-F:.]+)):(\d{1,5})$/.exec(s);
+  const port = Number(m?.[4]);
   if (m === null || !(port >= 0 && port <= 65535)) return undefined;
-  return { host: m[1] ?? m[2]!, port };
+  if (m[3] !== undefined && isIP(m[3]) !== 6) return undefined;
+  return { host: m[1] ?? m[2] ?? m[3]!, port };
+}
+
+/**
+ * The bearer token in `file` (`--metrics-token-file`), surrounding whitespace removed; undefined
+ * without a file. A ValidationError names the file when it cannot be read or holds no token.
+ */
+export function readMetricsToken(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (cause) {
+    throw new ValidationError("--metrics-token-file", `cannot read ${file}: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  const token = text.trim();
+  if (token === "" || /\s/.test(token))
+    throw new ValidationError("--metrics-token-file", `${file} must hold one token (no whitespace inside)`);
+  return token;
 }
 
 /** Liveness is 15 s after a heartbeat (src/controller/phases.ts): at most 5 s keeps three beats in it. */
@@ -74,8 +100,10 @@ const agentSchema = z.strictObject({
       `must be at most ${MAX_HEARTBEAT_SECONDS} (nodes count as live for 15 s after a heartbeat)`,
     )
     .optional(),
-  /** `--health-address`: /healthz, /readyz, /metrics. */
+  /** `--health-address`: /healthz, /readyz, /metrics, /statusz. */
   healthAddress: listenAddress.optional(),
+  /** `--metrics-token-file`: the bearer token /metrics and /statusz require. */
+  metricsTokenFile: z.string().startsWith("/", "must be an absolute path").optional(),
   /** `--underlay-if`. */
   underlayInterface: z
     .string()
@@ -98,6 +126,8 @@ const controllerSchema = z.strictObject({
     .optional(),
   /** `--health-address`. */
   healthAddress: listenAddress.optional(),
+  /** `--metrics-token-file`. */
+  metricsTokenFile: z.string().startsWith("/", "must be an absolute path").optional(),
 });
 
 /** The configuration file. Every field is optional. */
@@ -120,7 +150,9 @@ export const AGENT_DEFAULTS = {
   stateDir: "/var/lib/podcrypt/agent",
   dataplane: "auto",
   heartbeatSeconds: MAX_HEARTBEAT_SECONDS,
-  healthAddress: "0.0.0.0:9809",
+  // Loopback: nothing else on the network reaches health or metrics unless asked for (the
+  // manifests pass the pod's IP, which for the agent is the node's).
+  healthAddress: "127.0.0.1:9809",
   wireguardPort: 51820,
   ifPrefix: "podcrypt",
   logLevel: "info",
@@ -131,7 +163,7 @@ export const CONTROLLER_DEFAULTS = {
   datastore: "local",
   electionName: "podcrypt-controller",
   leaseTtlSeconds: 5,
-  healthAddress: "0.0.0.0:9808",
+  healthAddress: "127.0.0.1:9808",
   logLevel: "info",
 } as const;
 
@@ -182,6 +214,7 @@ export interface AgentSettingFlags {
   dataplane?: "auto" | "kernel" | "userspace" | undefined;
   heartbeatSeconds?: number | undefined;
   healthAddress?: string | undefined;
+  metricsTokenFile?: string | undefined;
   logLevel?: string | undefined;
 }
 
@@ -199,6 +232,8 @@ export interface AgentSettings {
   heartbeatSeconds: number;
   /** Undefined: no health server (`off`). */
   health: { host: string; port: number } | undefined;
+  /** Undefined: /metrics open, /statusz for loopback clients only. */
+  metricsTokenFile: string | undefined;
   logLevel: string;
 }
 
@@ -228,6 +263,7 @@ export function agentSettings(
     dataplane: pick(o.dataplane, cfg.dataplane, d.dataplane),
     heartbeatSeconds: pick(o.heartbeatSeconds, cfg.heartbeatSeconds, d.heartbeatSeconds),
     health: health(pick(o.healthAddress, cfg.healthAddress, d.healthAddress)),
+    metricsTokenFile: o.metricsTokenFile ?? cfg.metricsTokenFile,
     logLevel: pick(o.logLevel, file.log?.level, d.logLevel),
   };
 }
@@ -240,6 +276,7 @@ export interface ControllerSettingFlags {
   election?: string | undefined;
   leaseTtl?: number | undefined;
   healthAddress?: string | undefined;
+  metricsTokenFile?: string | undefined;
   logLevel?: string | undefined;
 }
 
@@ -252,6 +289,8 @@ export interface ControllerSettings {
   electionName: string;
   leaseTtlSeconds: number;
   health: { host: string; port: number } | undefined;
+  /** Undefined: /metrics open, /statusz for loopback clients only. */
+  metricsTokenFile: string | undefined;
   logLevel: string;
   /** ClusterEncryption fields the leader creates "default" with, when there is none. */
   seed: DaemonConfig["cluster"];
@@ -274,6 +313,7 @@ export function controllerSettings(
     electionName: pick(o.election, cfg.leaderElection?.name, d.electionName),
     leaseTtlSeconds: pick(o.leaseTtl, cfg.leaderElection?.ttlSeconds, d.leaseTtlSeconds),
     health: health(pick(o.healthAddress, cfg.healthAddress, d.healthAddress)),
+    metricsTokenFile: o.metricsTokenFile ?? cfg.metricsTokenFile,
     logLevel: pick(o.logLevel, file.log?.level, d.logLevel),
     seed: file.cluster,
   };

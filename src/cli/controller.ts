@@ -7,7 +7,13 @@ import { observeDatastore } from "../health/datastore-probe.js";
 import { controllerRegistry } from "../health/metrics.js";
 import { HealthServer } from "../health/server.js";
 import { createLogger } from "../log/logger.js";
-import { CONTROLLER_DEFAULTS, controllerSettings, loadDaemonConfig, logLevelOption } from "./config.js";
+import {
+  CONTROLLER_DEFAULTS,
+  controllerSettings,
+  loadDaemonConfig,
+  logLevelOption,
+  readMetricsToken,
+} from "./config.js";
 import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
@@ -20,6 +26,7 @@ interface ControllerFlags {
   election?: string;
   leaseTtl?: number;
   healthAddress?: string;
+  metricsTokenFile?: string;
   logLevel?: string;
 }
 
@@ -27,6 +34,7 @@ interface ControllerFlags {
 async function runController(o: ControllerFlags): Promise<void> {
   const file = o.config === undefined ? {} : loadDaemonConfig(o.config);
   const set = controllerSettings(o, file, process.env, `${hostname()}-${process.pid}`);
+  const metricsToken = readMetricsToken(set.metricsTokenFile);
   const { identity, electionName } = set;
   const logger = createLogger("controller", { level: set.logLevel }).child({ identity });
   const listen = set.health;
@@ -47,6 +55,7 @@ async function runController(o: ControllerFlags): Promise<void> {
     if (listen !== undefined) {
       const health = await HealthServer.start({
         ...listen,
+        token: metricsToken,
         registry: controllerRegistry(() => controller.health(), reach),
         logger,
         liveness: () => controllerLiveness(controller.health(), Date.now()),
@@ -108,7 +117,11 @@ export function registerController(program: Command): void {
     )
     .option(
       "--health-address <host:port>",
-      `where /healthz, /readyz and /metrics listen; port 0 for any free one, off for none (config: controller.healthAddress; default ${d.healthAddress})`,
+      `where /healthz, /readyz, /metrics and /statusz listen; port 0 for any free one, off for none (config: controller.healthAddress; default ${d.healthAddress})`,
+    )
+    .option(
+      "--metrics-token-file <file>",
+      "file holding a bearer token that /metrics and /statusz then require (config: controller.metricsTokenFile; default none: /metrics open, /statusz for loopback clients only)",
     )
     .addOption(logLevelOption(d.logLevel))
     .action(async (o: ControllerFlags) => {

@@ -1,6 +1,7 @@
 import { Option } from "commander";
 import type { Datastore } from "../datastore/types.js";
 import { LocalDatastore } from "../datastore/local/index.js";
+import { etcdConnection, isEtcdUrl, parseEtcdUrl } from "../datastore/etcd/url.js";
 import { PodcryptError, ValidationError } from "../errors/index.js";
 import { readClusterState } from "../localcluster/state.js";
 
@@ -20,7 +21,7 @@ const LOCAL_POLLING = { pollIntervalMs: 1000, sweepIntervalMs: 1000 };
 export function clusterDatastoreOption(): Option {
   return new Option(
     "--datastore <url>",
-    "the cluster's datastore: local:DIR, etcd://HOST:PORT, kubernetes or kubernetes:KUBECONFIG (default: the running local cluster's)",
+    "the cluster's datastore: local:DIR, etcds://HOST:PORT?ca=FILE&cert=FILE&key=FILE&user=NAME&password-file=FILE, etcd://HOST:PORT (plaintext: loopback only unless ?allow-insecure=true), kubernetes or kubernetes:KUBECONFIG (default: the running local cluster's)",
   );
 }
 
@@ -36,17 +37,91 @@ export async function openClusterDatastore(flag: string | undefined): Promise<Da
   return openDatastore(state.datastore);
 }
 
-/** Runs `fn` on the datastore {@link openClusterDatastore} opens, closing it afterwards. */
+/** How long a command waits for the datastore when it has no `--timeout`, in seconds. */
+export const DEFAULT_DATASTORE_TIMEOUT_S = 10;
+
+/** The datastore a cluster-operating command talks to, for messages. */
+export function clusterDatastoreName(flag: string | undefined): string {
+  return flag ?? readClusterState()?.datastore ?? "(none)";
+}
+
+/**
+ * `p`, or a clear error: a PodcryptError `EDATASTORE_TIMEOUT` naming the datastore and what it did
+ * not answer when `p` takes longer than `ms`, `ENOSPC` naming the path when the disk is full, and
+ * the file and errno when the local datastore's files cannot be read or written. A client that
+ * keeps retrying after the deadline (etcd's does) would hold the process open: an unreferenced
+ * timer then ends it a moment after the error was printed.
+ */
+export async function answered<T>(
+  datastore: string,
+  what: string,
+  ms: number,
+  p: Promise<T>,
+  /** The timeout to name in the message (the command's, when `ms` is what is left of it). */
+  timeoutS = ms / 1000,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      setTimeout(() => process.exit(process.exitCode ?? 1), 200).unref();
+      reject(
+        new PodcryptError(
+          "EDATASTORE_TIMEOUT",
+          `the datastore ${datastore} did not answer within ${timeoutS} s (${what}): is it running and reachable?`,
+          { context: { datastore, what } },
+        ),
+      );
+    }, ms);
+  });
+  try {
+    return await Promise.race([p.catch((e: unknown) => Promise.reject(storeError(datastore, e))), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A file-system error of the datastore as a PodcryptError naming the path; anything else as is. */
+function storeError(datastore: string, e: unknown): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err?.code !== "string" || !/^E[A-Z]+$/.test(err.code) || err.code.startsWith("EDATASTORE"))
+    return e;
+  const where = err.path ?? datastore;
+  if (err.code === "ENOSPC")
+    return new PodcryptError(
+      "ENOSPC",
+      `${where}: the disk is full (ENOSPC): free space for the datastore ${datastore}`,
+      {
+        cause: e,
+        context: { path: where },
+      },
+    );
+  if (err.code === "EACCES" || err.code === "EPERM" || err.code === "EIO" || err.code === "EROFS")
+    return new PodcryptError(err.code, `the datastore ${datastore}: cannot use ${where} (${err.code})`, {
+      cause: e,
+      context: { path: where },
+    });
+  return e;
+}
+
+/**
+ * Runs `fn` on the datastore {@link openClusterDatastore} opens, closing it afterwards, all within
+ * `timeoutS` seconds (see {@link answered}).
+ */
 export async function withClusterDatastore<T>(
   flag: string | undefined,
   fn: (s: Datastore) => Promise<T>,
+  timeoutS = DEFAULT_DATASTORE_TIMEOUT_S,
+  what = "the command's reads and writes",
 ): Promise<T> {
-  const store = await openClusterDatastore(flag);
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
+  const run = async (): Promise<T> => {
+    const store = await openClusterDatastore(flag);
+    try {
+      return await fn(store);
+    } finally {
+      await store.close();
+    }
+  };
+  return answered(clusterDatastoreName(flag), what, timeoutS * 1000, run());
 }
 
 /** Options of {@link openDatastore} that only some backends use. */
@@ -55,6 +130,8 @@ export interface OpenDatastoreOptions {
   namespace?: string | undefined;
   /** kubernetes: holder identity written into the Leases it grants (default the host name). */
   identity?: string | undefined;
+  /** kubernetes: whether this client expires Leases (default true; agents may not write Leases). */
+  expireLeases?: boolean;
 }
 
 /** Opens the datastore a `--datastore` value names; the error names the flag when it is malformed. */
@@ -66,13 +143,11 @@ export async function openDatastore(url: string, options: OpenDatastoreOptions =
       throw new ValidationError("--datastore", `local:DIR needs an absolute directory, got "${dir}"`);
     return LocalDatastore.open({ dir, ...LOCAL_POLLING });
   }
-  if (url.startsWith("etcd://")) {
-    const hosts = url.slice("etcd://".length).split(",");
-    if (hosts.some((h) => !/^[\w.-]+:\d{1,5}$/.test(h)))
-      throw new ValidationError("--datastore", `"${url}" is not etcd://HOST:PORT[,HOST:PORT...]`);
+  if (isEtcdUrl(url)) {
+    const { hosts, ...client } = etcdConnection(parseEtcdUrl(url));
     // Loaded on use: the client libraries cost a second or more of start-up each.
     const { EtcdDatastore } = await import("../datastore/etcd/index.js");
-    return new EtcdDatastore({ hosts: hosts.map((h) => `http://${h}`) });
+    return new EtcdDatastore({ hosts, client });
   }
   if (url === "kubernetes" || url.startsWith("kubernetes:")) {
     const { KubernetesDatastore, kubeConfigOf } = await import("../datastore/kubernetes/index.js");
@@ -82,10 +157,11 @@ export async function openDatastore(url: string, options: OpenDatastoreOptions =
         ? {}
         : { namespace: options.namespace }),
       ...(options.identity === undefined ? {} : { identity: options.identity }),
+      ...(options.expireLeases === undefined ? {} : { expireLeases: options.expireLeases }),
     });
   }
   throw new ValidationError(
     "--datastore",
-    `"${url}" is not one of local, local:DIR, etcd://HOST:PORT, kubernetes, kubernetes:KUBECONFIG`,
+    `"${url}" is not one of local, local:DIR, etcds://HOST:PORT[?...], etcd://HOST:PORT, kubernetes, kubernetes:KUBECONFIG`,
   );
 }

@@ -22,6 +22,7 @@ const COMMANDS: ReadonlyArray<[names: readonly string[], load: () => Promise<Reg
   [["agent"], async () => (await import("./agent.js")).registerAgent],
   [["controller"], async () => (await import("./controller.js")).registerController],
   [["debug"], async () => (await import("./debug.js")).registerDebug],
+  [["datastore"], async () => (await import("./datastore-admin.js")).registerDatastore],
 ];
 
 /**

@@ -5,6 +5,8 @@ export interface DesiredPeer {
   node: string;
   /** The peer's public key for this generation's epoch (base64). */
   publicKey: string;
+  /** IPsec: the peer's SA instance (`Node.saInstance`); ipsec generations hold only peers with one. */
+  saInstance?: string;
   endpoint: { address: string; port: number };
   /** The peer's pod CIDRs (and host address with host encryption). */
   allowedIps: string[];
@@ -88,6 +90,11 @@ export interface DesiredStrict {
 /** Everything the agent wants installed on its node. */
 export interface DesiredNodeState {
   generations: DesiredGeneration[];
+  /**
+   * IPsec: the SA instance this node published last (its own Node record), the value a data
+   * plane that kept its SA state continues with. Absent before the first publication.
+   */
+  saInstance?: string;
   routes: DesiredRoute[];
   strict: DesiredStrict;
   /** MTU of the tunnel interfaces. */
@@ -127,4 +134,9 @@ export interface DataplaneBackend {
   observe(): Promise<ObservedPeer[]>;
   /** Releases handles; never tears down installed state (traffic keeps flowing without the agent). */
   close(): Promise<void>;
+  /**
+   * IPsec: this node's SA instance as the data plane holds it after the last reconcile (the agent
+   * publishes it); undefined while no IPsec data plane runs. See src/dataplane/esp-userspace/instance.ts.
+   */
+  saInstance(): string | undefined;
 }

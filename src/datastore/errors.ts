@@ -16,6 +16,10 @@ export const DatastoreErrorCode = {
   Unavailable: "EDS_UNAVAILABLE",
   /** The store was closed. */
   Closed: "EDS_CLOSED",
+  /** The backend refused the client's credentials (wrong user or password, unknown user). */
+  Unauthenticated: "EDS_UNAUTHENTICATED",
+  /** The backend authenticated the client but denied it this request (etcd role, RBAC). */
+  PermissionDenied: "EDS_PERMISSION_DENIED",
 } as const;
 /** A stable datastore error code. */
 export type DatastoreErrorCode = (typeof DatastoreErrorCode)[keyof typeof DatastoreErrorCode];
@@ -100,6 +104,25 @@ export class UnavailableError extends DatastoreError {
   }
 }
 
+/** The backend refused the credentials of `user`; the message names the user, never the password. */
+export class UnauthenticatedError extends DatastoreError {
+  override readonly name = "UnauthenticatedError";
+  constructor(message: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}) {
+    super(DatastoreErrorCode.Unauthenticated, message, options);
+  }
+}
+
+/**
+ * The backend itself denied an authenticated client a request: on etcd, a key outside the roles
+ * of the user (an agent writing another node's record or the controller's leader key).
+ */
+export class PermissionDeniedError extends DatastoreError {
+  override readonly name = "PermissionDeniedError";
+  constructor(message: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}) {
+    super(DatastoreErrorCode.PermissionDenied, message, options);
+  }
+}
+
 /** The store (or the handle) was closed. */
 export class ClosedError extends DatastoreError {
   override readonly name = "ClosedError";
@@ -139,4 +162,8 @@ export function isUnavailableError(e: unknown): e is UnavailableError {
 /** Type guard for ClosedError. */
 export function isClosedError(e: unknown): e is ClosedError {
   return isDatastoreError(e, DatastoreErrorCode.Closed);
+}
+/** Type guard for PermissionDeniedError. */
+export function isPermissionDeniedError(e: unknown): e is PermissionDeniedError {
+  return isDatastoreError(e, DatastoreErrorCode.PermissionDenied);
 }

@@ -112,7 +112,14 @@ describe("SaDatabase", () => {
     assert.equal(outRow.bytes, 2 * inner.length);
     assert.equal(outRow.lastUsedAt, 11);
     assert.equal(JSON.stringify(rows).includes("0101010101"), false);
-    assert.equal(db.removePeer("q"), 2);
+    // A peer that leaves keeps its SAs (not sending) until their key ID is retired.
+    assert.equal(db.detachPeer("q"), 2);
+    assert.equal(db.outbound("q"), undefined);
+    assert.equal(db.all().length, 2);
+    db.installOutbound(sa);
+    db.activateOutbound("q", 4);
+    assert.equal(db.outbound("q"), sa, "re-added: the same SA, its sequence numbers go on");
+    assert.equal(db.removeKeyId(4), 2);
     assert.deepEqual(db.all(), []);
     assert.throws(
       () => db.activateOutbound("q", 4),

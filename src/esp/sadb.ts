@@ -30,6 +30,15 @@ export class SaDatabase {
    * counters).
    */
   installInbound(sa: InboundSa): void {
+    // The same peer and key ID under another SPI is the SA of an SA instance the peer left
+    // (src/keys/derive.ts): its sender is gone, so it goes.
+    for (const [spi, other] of this.inboundBySpi) {
+      if (spi === sa.spi) continue;
+      const keep = other.filter((s) => s.peer !== sa.peer || s.keyId !== sa.keyId);
+      if (keep.length === other.length) continue;
+      if (keep.length === 0) this.inboundBySpi.delete(spi);
+      else this.inboundBySpi.set(spi, keep);
+    }
     const list = this.inboundBySpi.get(sa.spi) ?? [];
     const i = list.findIndex((s) => s.peer === sa.peer && s.keyId === sa.keyId);
     if (i >= 0) {
@@ -109,21 +118,22 @@ export class SaDatabase {
     return removed;
   }
 
-  /** Removes every SA of `peer` (the node left). Returns how many SAs went. */
-  removePeer(peer: string): number {
-    let removed = 0;
-    for (const [spi, list] of this.inboundBySpi) {
-      const keep = list.filter((sa) => sa.peer !== peer);
-      removed += list.length - keep.length;
-      if (keep.length === 0) this.inboundBySpi.delete(spi);
-      else this.inboundBySpi.set(spi, keep);
-    }
+  /**
+   * A peer left: its outbound SA stops sending, but every SA of the peer stays installed until its
+   * key ID is retired (`removeKeyId`). A peer re-added within the epoch then gets the very same
+   * SAs back (`install*` is idempotent): its outbound sequence numbers go on, never restarting
+   * under the same key (a GCM nonce reuse), and its inbound replay window stays. Returns how many
+   * SAs the peer keeps.
+   */
+  detachPeer(peer: string): number {
+    let kept = 0;
+    for (const list of this.inboundBySpi.values()) kept += list.filter((sa) => sa.peer === peer).length;
     const entry = this.outboundByPeer.get(peer);
     if (entry !== undefined) {
-      removed += entry.sas.size;
-      this.outboundByPeer.delete(peer);
+      entry.active = undefined;
+      kept += entry.sas.size;
     }
-    return removed;
+    return kept;
   }
 
   /** All installed SAs, inbound then outbound. */

@@ -53,6 +53,7 @@ export function instrumentBackend(
       },
       observe: () => backend.observe(),
       close: () => backend.close(),
+      saInstance: () => backend.saInstance(),
     },
   };
 }

@@ -33,11 +33,16 @@ const secs = (ms: number): string => `${Math.round(ms / 1000)} s`;
 /** Agent liveness. */
 export function agentLiveness(rec: ReconcileRecord, reach: Reachability, now: number): CheckResult {
   if (rec.inProgressSince !== undefined && now - rec.inProgressSince > HEALTH_TIMING.stuckMs)
-    return { ok: false, detail: `a reconcile has been running for ${secs(now - rec.inProgressSince)}` };
+    return {
+      ok: false,
+      code: "reconcile-hung",
+      detail: `a reconcile has been running for ${secs(now - rec.inProgressSince)}`,
+    };
   const initialised = reach.cluster?.applied !== undefined;
   if (initialised && rec.lastEndedAt !== undefined && now - rec.lastEndedAt > HEALTH_TIMING.stuckMs)
     return {
       ok: false,
+      code: "reconcile-stuck",
       detail: `no reconcile for ${secs(now - rec.lastEndedAt)}: the agent's loop is stuck`,
     };
   return {
@@ -49,10 +54,15 @@ export function agentLiveness(rec: ReconcileRecord, reach: Reachability, now: nu
 /** The reconcile half of agent readiness. */
 export function agentReconcileReadiness(rec: ReconcileRecord, now: number): CheckResult {
   if (rec.lastOkAt === undefined && rec.failingSince === undefined)
-    return { ok: false, detail: "no reconcile yet (the controller initialises the cluster first)" };
+    return {
+      ok: false,
+      code: "no-reconcile-yet",
+      detail: "no reconcile yet (the controller initialises the cluster first)",
+    };
   if (rec.failingSince !== undefined && now - rec.failingSince > HEALTH_TIMING.failureGraceMs)
     return {
       ok: false,
+      code: "reconcile-failing",
       detail: `reconcile failing for ${secs(now - rec.failingSince)}: ${rec.lastError ?? "unknown error"}`,
     };
   if (rec.failingSince !== undefined)
@@ -63,24 +73,36 @@ export function agentReconcileReadiness(rec: ReconcileRecord, now: number): Chec
   return { ok: true, detail: "last reconcile succeeded" };
 }
 
-/** Combines results: ok when all are, details joined. */
+/** Combines results: ok when all are, details joined, the failing ones' codes joined with ",". */
 export function allOf(...results: CheckResult[]): CheckResult {
-  return { ok: results.every((r) => r.ok), detail: results.map((r) => r.detail).join("; ") };
+  const ok = results.every((r) => r.ok);
+  const detail = results.map((r) => r.detail).join("; ");
+  if (ok) return { ok, detail };
+  const codes = results.filter((r) => !r.ok).map((r) => r.code ?? "failed");
+  return { ok, code: codes.join(","), detail };
 }
 
 /** Controller liveness. */
 export function controllerLiveness(h: ControllerHealth, now: number): CheckResult {
-  if (!h.campaigning) return { ok: false, detail: "not campaigning for leadership" };
+  if (!h.campaigning) return { ok: false, code: "not-campaigning", detail: "not campaigning for leadership" };
   if (h.leader && h.failingSince !== undefined && now - h.failingSince > HEALTH_TIMING.stuckMs)
-    return { ok: false, detail: `leader whose steps have failed for ${secs(now - h.failingSince)}` };
+    return {
+      ok: false,
+      code: "leader-steps-failing",
+      detail: `leader whose steps have failed for ${secs(now - h.failingSince)}`,
+    };
   return { ok: true, detail: h.leader ? "leader" : "standby" };
 }
 
 /** The controller half of controller readiness. */
 export function controllerReadiness(h: ControllerHealth, now: number): CheckResult {
-  if (!h.campaigning) return { ok: false, detail: "not campaigning for leadership" };
+  if (!h.campaigning) return { ok: false, code: "not-campaigning", detail: "not campaigning for leadership" };
   if (!h.leader) return { ok: true, detail: "standby, campaigning" };
   if (h.failingSince !== undefined && now - h.failingSince > HEALTH_TIMING.failureGraceMs)
-    return { ok: false, detail: `leader whose steps have failed for ${secs(now - h.failingSince)}` };
+    return {
+      ok: false,
+      code: "leader-steps-failing",
+      detail: `leader whose steps have failed for ${secs(now - h.failingSince)}`,
+    };
   return { ok: true, detail: "leader" };
 }

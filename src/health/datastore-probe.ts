@@ -79,7 +79,11 @@ export class Reachability {
     }
     return this.fresh(freshMs)
       ? { ok: true, detail: "datastore reachable" }
-      : { ok: false, detail: `datastore unreachable: ${this.lastError ?? "no answer"}` };
+      : {
+          ok: false,
+          code: "datastore-unreachable",
+          detail: `datastore unreachable: ${this.lastError ?? "no answer"}`,
+        };
   }
 
   forgetCluster(kind: ResourceKind, key: string): void {

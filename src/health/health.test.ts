@@ -21,7 +21,7 @@ import {
 import { observeDatastore, Reachability } from "./datastore-probe.js";
 import { parseXfrmStat } from "./drops.js";
 import { agentRegistry, controllerRegistry } from "./metrics.js";
-import { HealthServer, type CheckResult } from "./server.js";
+import { bearerMatches, HealthServer, isLoopbackAddress, type CheckResult } from "./server.js";
 
 const T0 = Date.parse("2026-02-01T00:00:00Z");
 const logger = createLogger("test", { level: "silent" });
@@ -102,10 +102,18 @@ describe("health checks", () => {
     assert.equal(controllerLiveness(failing, T0 + HEALTH_TIMING.failureGraceMs + 1).ok, true);
     assert.equal(controllerLiveness(failing, T0 + HEALTH_TIMING.stuckMs + 1).ok, false);
     assert.equal(controllerLiveness({ ...h, campaigning: false }, T0).ok, false);
-    assert.deepEqual(allOf({ ok: true, detail: "a" }, { ok: false, detail: "b" }), {
+    assert.deepEqual(allOf({ ok: true, detail: "a" }, { ok: false, code: "x-failed", detail: "b" }), {
       ok: false,
+      code: "x-failed",
       detail: "a; b",
     });
+    assert.equal(
+      allOf(
+        { ok: false, code: "datastore-unreachable", detail: "a" },
+        { ok: false, code: "reconcile-failing", detail: "b" },
+      ).code,
+      "datastore-unreachable,reconcile-failing",
+    );
   });
 });
 
@@ -156,7 +164,11 @@ describe("instrumented backend and observed datastore", () => {
       const down: CheckResult = await reach.check(async () => {
         throw new UnavailableError("down");
       }, 0);
-      assert.deepEqual(down, { ok: false, detail: "datastore unreachable: down" });
+      assert.deepEqual(down, {
+        ok: false,
+        code: "datastore-unreachable",
+        detail: "datastore unreachable: down",
+      });
       // Typed answers show the store was reached.
       clock.advance(10);
       await assert.rejects(
@@ -188,6 +200,11 @@ describe("metrics", () => {
       reach,
       choice: { wireguard: "userspace", ipsec: "kernel" },
       drops: { wireguardUserspace: ["pcmetrics-test0"], espUserspace: undefined, kernelXfrm: false },
+      refused: () => [
+        { node: "node-3", field: "podCIDRs", value: "10.244.2.128/25", reason: "outside-assigned-pod-cidrs" },
+        { node: "node-3", field: "podCIDRs", value: "10.244.2.64/26", reason: "outside-assigned-pod-cidrs" },
+        { node: "node-4", field: "underlay", value: "192.0.2.9", reason: "no-such-node" },
+      ],
     }).metrics();
     const line = (re: RegExp) => assert.match(text, re);
     line(/^# TYPE podcrypt_peer_transmit_bytes_total counter$/m);
@@ -200,6 +217,11 @@ describe("metrics", () => {
       ),
     );
     line(/^podcrypt_agent_reconciles_total 1$/m);
+    line(/^# TYPE podcrypt_agent_refused_claims gauge$/m);
+    line(
+      /^podcrypt_agent_refused_claims\{peer="node-3",field="podCIDRs",reason="outside-assigned-pod-cidrs"\} 2$/m,
+    );
+    line(/^podcrypt_agent_refused_claims\{peer="node-4",field="underlay",reason="no-such-node"\} 1$/m);
     line(/^podcrypt_agent_reconcile_failures_total 0$/m);
     line(/^podcrypt_cluster_epoch 3$/m);
     line(/^podcrypt_cluster_phase\{phase="idle"\} 1$/m);
@@ -245,8 +267,12 @@ describe("health server", () => {
     await Promise.all(servers.map((s) => s.close()));
   });
 
-  it("answers /healthz, /readyz and /metrics; 503 names the problem; others 404/405", async () => {
-    let ready: CheckResult = { ok: false, detail: "no reconcile yet" };
+  it("answers /healthz, /readyz and /metrics; 503 names the problem by its code only; others 404/405", async () => {
+    let ready: CheckResult = {
+      ok: false,
+      code: "datastore-unreachable",
+      detail: "datastore unreachable: connect ECONNREFUSED 10.9.8.7:2379 (/etc/secret/path)",
+    };
     const reach = new Reachability(new ManualClock(0, T0));
     const s = await HealthServer.start({
       host: "127.0.0.1",
@@ -272,7 +298,13 @@ describe("health server", () => {
     const h = await fetch(url("/healthz"));
     assert.deepEqual([h.status, await h.text()], [200, "ok: standby\n"]);
     const r = await fetch(url("/readyz"));
-    assert.deepEqual([r.status, await r.text()], [503, "not ok: no reconcile yet\n"]);
+    assert.deepEqual([r.status, await r.text()], [503, "not ok: datastore-unreachable\n"]);
+    // The details are on /statusz, which answers this loopback client (no token configured).
+    const st = await fetch(url("/statusz"));
+    assert.equal(st.status, 200);
+    const body = (await st.json()) as { readiness: CheckResult; liveness: CheckResult };
+    assert.deepEqual(body.readiness, ready);
+    assert.deepEqual(body.liveness, { ok: true, detail: "standby" });
     ready = { ok: true, detail: "fine" };
     assert.equal((await fetch(url("/readyz"))).status, 200);
     const m = await fetch(url("/metrics"));
@@ -295,5 +327,43 @@ describe("health server", () => {
         isPodcryptError(e, "EHEALTHLISTEN") &&
         /127\.0\.0\.1:\d+ .*EADDRINUSE.*--health-address/.test(e.message),
     );
+  });
+
+  it("with a token, /metrics and /statusz require it as a bearer token; probes stay open", async () => {
+    const reach = new Reachability(new ManualClock(0, T0));
+    const token = "s3cr3t-t0ken-value";
+    const s = await HealthServer.start({
+      host: "127.0.0.1",
+      port: 0,
+      logger,
+      token,
+      registry: controllerRegistry(() => ({}) as ControllerHealth, reach),
+      liveness: () => ({ ok: true, detail: "standby" }),
+      readiness: () => ({ ok: false, code: "not-campaigning", detail: "not campaigning for leadership" }),
+    });
+    servers.push(s);
+    const url = (p: string) => `http://127.0.0.1:${s.port}${p}`;
+    const auth = (t: string) => ({ headers: { authorization: `Bearer ${t}` } });
+    for (const path of ["/metrics", "/statusz"]) {
+      const none = await fetch(url(path));
+      assert.equal(none.status, 401, path);
+      assert.match(none.headers.get("www-authenticate") ?? "", /^Bearer/);
+      assert.equal((await fetch(url(path), auth("wrong"))).status, 401, path);
+      assert.equal((await fetch(url(path), auth(`${token}x`))).status, 401, path);
+      assert.equal((await fetch(url(path), auth(token))).status, 200, path);
+    }
+    assert.equal((await fetch(url("/healthz"))).status, 200);
+    const r = await fetch(url("/readyz"));
+    assert.deepEqual([r.status, await r.text()], [503, "not ok: not-campaigning\n"]);
+  });
+
+  it("knows loopback clients and compares bearer tokens exactly", () => {
+    for (const a of ["127.0.0.1", "127.5.6.7", "::1", "::ffff:127.0.0.1"]) assert.ok(isLoopbackAddress(a), a);
+    for (const a of ["10.0.0.1", "::ffff:10.0.0.1", "fe80::1", "0.0.0.0", "::", undefined])
+      assert.ok(!isLoopbackAddress(a), String(a));
+    assert.ok(bearerMatches("Bearer abc", "abc"));
+    assert.ok(bearerMatches("bearer   abc ", "abc"));
+    for (const h of [undefined, "", "abc", "Basic abc", "Bearer ab", "Bearer abcd", "Bearer abc def"])
+      assert.ok(!bearerMatches(h, "abc"), String(h));
   });
 });

@@ -11,6 +11,7 @@
  *   podcrypt_agent_reconciles_total, podcrypt_agent_reconcile_failures_total,
  *   podcrypt_agent_last_reconcile_success_timestamp_seconds
  *   podcrypt_dataplane_dropped_packets_total{dataplane,ifname,layer,reason}
+ *   podcrypt_agent_refused_claims{peer,field,reason}   (peers' claims not applied, src/agent/claims.ts)
  *   podcrypt_agent_info{node,wireguard,ipsec} 1
  * Controller:
  *   podcrypt_controller_leader, podcrypt_controller_step_failures_total,
@@ -24,6 +25,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import type { Clock } from "../clock.js";
 import type { ControllerHealth } from "../controller/controller.js";
 import type { DataplaneBackend, ObservedPeer } from "../dataplane/types.js";
+import type { RefusedClaim } from "../agent/claims.js";
 import type { ReconcileRecord } from "./backend-probe.js";
 import { HEALTH_TIMING } from "./checks.js";
 import type { Reachability } from "./datastore-probe.js";
@@ -133,6 +135,8 @@ export interface AgentMetricsSources {
   drops: DropSources;
   /** The data plane of each mode (`kernel` or `userspace`). */
   choice: { wireguard: string; ipsec: string };
+  /** Peers' claims the agent's last pass refused. Default none. */
+  refused?: () => readonly RefusedClaim[];
 }
 
 /** The agent's registry. */
@@ -208,6 +212,26 @@ export function agentRegistry(src: AgentMetricsSources): Registry {
         { dataplane: d.dataplane, ifname: d.ifname, layer: d.layer, reason: d.reason },
         d.packets,
       ]),
+  );
+  mirrored(
+    "gauge",
+    registry,
+    "podcrypt_agent_refused_claims",
+    "Claims of a peer's record (pod CIDRs, underlay addresses) this agent refuses and does not apply: outside what Kubernetes assigned the node, or overlapping another node's pod CIDRs.",
+    ["peer", "field", "reason"],
+    () => {
+      const counts = new Map<
+        string,
+        { labels: { peer: string; field: string; reason: string }; n: number }
+      >();
+      for (const r of src.refused?.() ?? []) {
+        const k = `${r.node}|${r.field}|${r.reason}`;
+        const c = counts.get(k) ?? { labels: { peer: r.node, field: r.field, reason: r.reason }, n: 0 };
+        c.n++;
+        counts.set(k, c);
+      }
+      return [...counts.values()].map((c) => [c.labels, c.n]);
+    },
   );
   new Gauge({
     name: "podcrypt_agent_info",

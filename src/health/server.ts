@@ -1,17 +1,33 @@
 /**
  * The daemons' HTTP endpoints: `/healthz` (liveness: restart me if failing), `/readyz`
- * (readiness) and `/metrics` (Prometheus text format, from a prom-client Registry). The kubelet
- * probes the first two (src/cli/manifests/workloads.ts); anything else is 404.
+ * (readiness), `/metrics` (Prometheus text format, from a prom-client Registry) and `/statusz`
+ * (the checks' details). The kubelet probes the first two (src/cli/manifests/workloads.ts);
+ * anything else is 404.
+ *
+ * What each tells whom (docs/health.md):
+ * - `/healthz` and `/readyz` are open (the kubelet sends no credentials) and answer `ok: ...`
+ *   with fixed texts, or `not ok: CODE[,CODE]` with short stable codes only ({@link CheckResult}):
+ *   never an error message, which could name hosts, paths or datastore internals.
+ * - `/statusz` has the details (error messages included), as JSON: with a token configured, to a
+ *   request carrying it (`Authorization: Bearer TOKEN`); without one, to loopback clients only.
+ * - `/metrics` is open without a token, and requires it with one (Prometheus `authorization`).
+ * The daemons listen on loopback by default; the manifests pass the pod's (host's) IP.
  */
+import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { isIP, type AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { PodcryptError } from "../errors/index.js";
 import type { Logger } from "../log/logger.js";
 
-/** The outcome of one check: `ok`, and why (one line per problem, or what is fine). */
+/**
+ * The outcome of one check: `ok`; when not ok, a short stable `code` (`datastore-unreachable`,
+ * `reconcile-failing`, ...; several joined with ",") that `/readyz` and `/healthz` show; and why in
+ * `detail` (one line per problem, or what is fine), which only `/statusz` shows when not ok.
+ */
 export interface CheckResult {
   readonly ok: boolean;
+  readonly code?: string;
   readonly detail: string;
 }
 
@@ -27,6 +43,28 @@ export interface HealthServerOptions {
   readiness: HealthCheck;
   registry: Registry;
   logger: Logger;
+  /**
+   * Bearer token that `/metrics` and `/statusz` require (read from `--metrics-token-file`).
+   * Undefined: `/metrics` is open and `/statusz` answers loopback clients only.
+   */
+  token?: string | undefined;
+}
+
+/** True for 127.0.0.0/8, ::1 and IPv4-mapped loopback: a client on the daemon's own host (namespace). */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const a = address.startsWith("::ffff:") ? address.slice(7) : address;
+  if (isIP(a) === 4) return a.startsWith("127.");
+  return a === "::1";
+}
+
+/** Whether `header` (an Authorization header) carries exactly `token`, compared in constant time. */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+  if (m === null) return false;
+  const given = Buffer.from(m[1]!);
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
 }
 
 /** The HTTP server of /healthz, /readyz and /metrics. */
@@ -73,19 +111,45 @@ export class HealthServer {
       }
       if (path === "/healthz" || path === "/readyz") {
         const r = await (path === "/healthz" ? this.o.liveness : this.o.readiness)();
-        send(res, r.ok ? 200 : 503, "text/plain; charset=utf-8", `${r.ok ? "ok" : "not ok"}: ${r.detail}\n`);
-        if (!r.ok) this.o.logger.debug({ path, detail: r.detail }, "probe failed");
+        send(
+          res,
+          r.ok ? 200 : 503,
+          "text/plain; charset=utf-8",
+          r.ok ? `ok: ${r.detail}\n` : `not ok: ${r.code ?? "failed"}\n`,
+        );
+        if (!r.ok) this.o.logger.debug({ path, code: r.code, detail: r.detail }, "probe failed");
         return;
       }
       if (path === "/metrics") {
+        if (this.o.token !== undefined && !this.authorized(req, res)) return;
         send(res, 200, this.o.registry.contentType, await this.o.registry.metrics());
         return;
       }
-      send(res, 404, "text/plain", "not found: /healthz, /readyz, /metrics\n");
+      if (path === "/statusz") {
+        if (this.o.token !== undefined) {
+          if (!this.authorized(req, res)) return;
+        } else if (!isLoopbackAddress(req.socket.remoteAddress)) {
+          send(res, 403, "text/plain", "forbidden: /statusz answers loopback clients (or a bearer token)\n");
+          return;
+        }
+        const [liveness, readiness] = [await this.o.liveness(), await this.o.readiness()];
+        send(res, 200, "application/json", `${JSON.stringify({ liveness, readiness }, null, 2)}\n`);
+        return;
+      }
+      send(res, 404, "text/plain", "not found: /healthz, /readyz, /metrics, /statusz\n");
     } catch (e) {
+      // The message stays in the log: the response may reach anyone who can connect.
       this.o.logger.warn({ path, err: (e as Error).message }, "health endpoint failed");
-      send(res, 500, "text/plain", `error: ${(e as Error).message}\n`);
+      send(res, 500, "text/plain", "error: internal\n");
     }
+  }
+
+  /** With a token: true when the request carries it, else answers 401 and returns false. */
+  private authorized(req: IncomingMessage, res: ServerResponse): boolean {
+    if (bearerMatches(req.headers.authorization, this.o.token!)) return true;
+    res.setHeader("WWW-Authenticate", 'Bearer realm="podcrypt"');
+    send(res, 401, "text/plain", "unauthorized: a bearer token is required\n");
+    return false;
   }
 
   /** Stops listening and closes open connections. */

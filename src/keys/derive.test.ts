@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isValidationError } from "../errors/index.js";
-import { deriveEspKey, espKeyInfo, keyIdForEpoch, keyIdOfSpi, spiFor } from "./derive.js";
-import { generateKeyPair } from "./x25519.js";
+import { createHmac } from "node:crypto";
+import { deriveEspKey, espKeyInfo, keyIdForEpoch, keyIdOfSpi, newSaInstance, spiFor } from "./derive.js";
+import { generateKeyPair, sharedSecret } from "./x25519.js";
 
 let counter = 0;
 const rnd = (n: number): Buffer => Buffer.alloc(n, ++counter);
@@ -10,36 +11,46 @@ const a = generateKeyPair(rnd);
 const b = generateKeyPair(rnd);
 const c = generateKeyPair(rnd);
 
+/** deriveEspKey of b -> a in epoch 258 with the keys and instances above (a regression vector). */
+const PINNED = "301d41e1cb183e43399e6929dcd9e84dcc681ff8";
+
 const hex = (m: { key: Buffer; salt: Buffer }): string => Buffer.concat([m.key, m.salt]).toString("hex");
+
+/** SA instances of nodes "a" and "b" (src/keys/derive.ts). */
+const IA = "a1".repeat(16);
+const IB = "b2".repeat(16);
+const inst = (n: string): string => (n.startsWith("a") ? IA : IB);
+const ends = (sender: string, receiver: string) => ({
+  sender,
+  receiver,
+  senderInstance: inst(sender),
+  receiverInstance: inst(receiver),
+});
 
 describe("per-pair ESP key derivation", () => {
   it("both ends derive the same 16+4 bytes for a direction, different per direction", () => {
     const abAtA = deriveEspKey({
       localPrivateKey: a.privateKey,
       remotePublicKey: b.publicKey,
-      sender: "a",
-      receiver: "b",
+      ...ends("a", "b"),
       epoch: 7,
     });
     const abAtB = deriveEspKey({
       localPrivateKey: b.privateKey,
       remotePublicKey: a.publicKey,
-      sender: "a",
-      receiver: "b",
+      ...ends("a", "b"),
       epoch: 7,
     });
     const baAtA = deriveEspKey({
       localPrivateKey: a.privateKey,
       remotePublicKey: b.publicKey,
-      sender: "b",
-      receiver: "a",
+      ...ends("b", "a"),
       epoch: 7,
     });
     const baAtB = deriveEspKey({
       localPrivateKey: b.privateKey,
       remotePublicKey: a.publicKey,
-      sender: "b",
-      receiver: "a",
+      ...ends("b", "a"),
       epoch: 7,
     });
     assert.equal(abAtA.key.length, 16);
@@ -53,8 +64,7 @@ describe("per-pair ESP key derivation", () => {
     const base = {
       localPrivateKey: a.privateKey,
       remotePublicKey: b.publicKey,
-      sender: "a",
-      receiver: "b",
+      ...ends("a", "b"),
       epoch: 7,
     };
     const ref = hex(deriveEspKey(base));
@@ -63,6 +73,10 @@ describe("per-pair ESP key derivation", () => {
       { sender: "a2" },
       { receiver: "b2" },
       { sender: "b", receiver: "a" },
+      { senderInstance: "c3".repeat(16) },
+      { receiverInstance: "c3".repeat(16) },
+      // The instances are bound to their node: swapping them is another key.
+      { senderInstance: IB, receiverInstance: IA },
       { remotePublicKey: c.publicKey },
       { localPrivateKey: c.privateKey },
       // Length prefixes keep ("ab","c") and ("a","bc") apart.
@@ -80,26 +94,42 @@ describe("per-pair ESP key derivation", () => {
     );
   });
 
-  it("info is the documented byte string", () => {
-    const info = espKeyInfo("node-b", "node-a", 258);
+  it("info is the documented byte string: names and instances in lo/hi order", () => {
+    const info = espKeyInfo("node-b", "node-a", 258, IB, IA);
     const want = Buffer.concat([
-      Buffer.from("podcrypt esp v1"),
+      Buffer.from("podcrypt esp v2"),
       Buffer.from([0, 6]),
       Buffer.from("node-a"),
       Buffer.from([0, 6]),
       Buffer.from("node-b"),
+      Buffer.from(IA, "hex"),
+      Buffer.from(IB, "hex"),
       Buffer.from([2]),
       Buffer.from("0000000000000102", "hex"),
     ]);
     assert.deepEqual(info, want);
   });
 
+  it("matches HKDF-SHA256 computed by hand from HMAC (RFC 5869 section 2), and a pinned vector", () => {
+    const d = { localPrivateKey: a.privateKey, remotePublicKey: b.publicKey, ...ends("b", "a"), epoch: 258 };
+    const ikm = sharedSecret(a.privateKey, b.publicKey);
+    const salt = Buffer.concat([
+      Buffer.from("podcrypt esp v2 epoch"),
+      Buffer.from("0000000000000102", "hex"),
+    ]);
+    const prk = createHmac("sha256", salt).update(ikm).digest();
+    const t1 = createHmac("sha256", prk)
+      .update(Buffer.concat([espKeyInfo("b", "a", 258, IB, IA), Buffer.from([1])]))
+      .digest();
+    assert.equal(hex(deriveEspKey(d)), t1.subarray(0, 20).toString("hex"));
+    assert.equal(hex(deriveEspKey(d)), PINNED);
+  });
+
   it("rejects bad inputs with ValidationErrors naming the field", () => {
     const base = {
       localPrivateKey: a.privateKey,
       remotePublicKey: b.publicKey,
-      sender: "a",
-      receiver: "b",
+      ...ends("a", "b"),
       epoch: 1,
     };
     for (const [bad, field] of [
@@ -108,6 +138,9 @@ describe("per-pair ESP key derivation", () => {
       [{ sender: "" }, "sender"],
       [{ receiver: "a" }, "receiver"],
       [{ remotePublicKey: Buffer.alloc(31) }, "publicKey"],
+      [{ senderInstance: "" }, "senderInstance"],
+      [{ receiverInstance: "AB".repeat(16) }, "receiverInstance"],
+      [{ receiverInstance: "ab".repeat(15) }, "receiverInstance"],
     ] as const) {
       assert.throws(
         () => deriveEspKey({ ...base, ...bad }),
@@ -132,18 +165,31 @@ describe("key IDs and SPIs", () => {
   });
 
   it("SPIs carry the key ID in the top 4 bits, are >= 256, differ per direction and key ID", () => {
+    const spi = (id: number, s: string, r: string): number => spiFor(id, s, r, inst(s), inst(r));
     for (let id = 1; id <= 15; id++) {
-      const spi = spiFor(id, "a", "b");
-      assert.equal(keyIdOfSpi(spi), id);
-      assert.ok(spi >= 256 && spi <= 0xffff_ffff);
-      assert.equal(spi & 0x0fff_ffff, spiFor(1, "a", "b") & 0x0fff_ffff);
+      const x = spi(id, "a", "b");
+      assert.equal(keyIdOfSpi(x), id);
+      assert.ok(x >= 256 && x <= 0xffff_ffff);
+      assert.equal(x & 0x0fff_ffff, spi(1, "a", "b") & 0x0fff_ffff);
     }
-    assert.notEqual(spiFor(3, "a", "b"), spiFor(3, "b", "a"));
-    assert.equal(spiFor(3, "a", "b"), spiFor(3, "a", "b"));
+    assert.notEqual(spi(3, "a", "b"), spi(3, "b", "a"));
+    assert.equal(spi(3, "a", "b"), spi(3, "a", "b"));
     // 200 senders to one receiver: no collisions expected (probability ~ 7e-5).
-    const spis = new Set(Array.from({ length: 200 }, (_, i) => spiFor(5, `node-${i}`, "rx")));
+    const spis = new Set(Array.from({ length: 200 }, (_, i) => spiFor(5, `node-${i}`, "rx", IA, IB)));
     assert.equal(spis.size, 200);
-    assert.throws(() => spiFor(0, "a", "b"), isValidationError);
-    assert.throws(() => spiFor(16, "a", "b"), isValidationError);
+    assert.throws(() => spiFor(0, "a", "b", IA, IB), isValidationError);
+    assert.throws(() => spiFor(16, "a", "b", IA, IB), isValidationError);
+    assert.throws(() => spiFor(1, "a", "b", "x", IB), isValidationError);
+  });
+
+  it("a new SA instance of either end gives new SPIs (the kernel keys its states by SPI)", () => {
+    const fresh = newSaInstance();
+    assert.match(fresh, /^[0-9a-f]{32}$/);
+    assert.notEqual(fresh, newSaInstance());
+    const ref = spiFor(4, "a", "b", IA, IB);
+    assert.notEqual(spiFor(4, "a", "b", fresh, IB), ref);
+    assert.notEqual(spiFor(4, "a", "b", IA, fresh), ref);
+    assert.notEqual(spiFor(4, "a", "b", IB, IA), ref);
+    assert.equal(spiFor(4, "a", "b", IA, IB), ref);
   });
 });

@@ -124,7 +124,9 @@ export async function clusterUp(
       ? undefined
       : { controller: config.datastores.controller ?? url, agent: config.datastores.agent ?? url };
   // A datastore on the host's loopback is relayed into the node namespaces (src/localcluster/relay.ts).
-  const relay = await datastoreRelay(roles?.agent ?? config.datastore);
+  const relay = await datastoreRelay(
+    agentDatastore(roles?.agent ?? config.datastore, plan.nodes[0]?.name ?? ""),
+  );
   const state: ClusterState = {
     version: 1,
     createdAt: new Date().toISOString(),
@@ -215,6 +217,15 @@ export async function publishServices(store: Datastore, plan: ClusterPlan): Prom
 }
 
 /**
+ * The datastore URL of node `node`'s agent: `{node}` in the role's URL is the node's name, so each
+ * agent can have a kubeconfig of its own (on Kubernetes a DaemonSet pod's token is bound to its
+ * node, and the admission policy lets it write only that node's record).
+ */
+export function agentDatastore(url: string, node: string): string {
+  return url.replaceAll("{node}", node);
+}
+
+/**
  * Starts the agent of node `n` inside its namespace. On the kubernetes datastore it runs as in a
  * DaemonSet: $NODE_NAME only, its underlay address and pod CIDR read from its Node object.
  */
@@ -231,7 +242,7 @@ export function startAgent(home: string, url: string, n: PlannedNode): ClusterPr
       "agent",
       ...identity,
       "--datastore",
-      url,
+      agentDatastore(url, n.name),
       "--state-dir",
       join(home, "nodes", n.name),
       "--cluster-cidr",

@@ -7,6 +7,7 @@
  * machine: both ends are loopback.
  */
 import { connect, createServer, isIP, type Server, type Socket } from "node:net";
+import { isEtcdUrl, parseEtcdUrl } from "../datastore/etcd/url.js";
 import { ValidationError } from "../errors/index.js";
 import { native } from "../native.js";
 
@@ -22,12 +23,13 @@ export function isLoopback(host: string): boolean {
 }
 
 /**
- * Where a datastore URL connects, when a relay is needed: `etcd://HOST:PORT` (first host) or the
+ * Where a datastore URL connects, when a relay is needed: `etcd://HOST:PORT` or `etcds://HOST:PORT`
+ * (first host; the relay forwards bytes, so TLS still runs end to end between a node and etcd) or the
  * API server of a `kubernetes:KUBECONFIG`. Undefined for the local store (files need no relay).
  */
 export function relayTarget(url: string, kubeServer?: string): RelayTarget | undefined {
   let hostPort: string;
-  if (url.startsWith("etcd://")) hostPort = url.slice("etcd://".length).split(",")[0]!;
+  if (isEtcdUrl(url)) hostPort = parseEtcdUrl(url).hostPorts[0]!;
   else if (url.startsWith("kubernetes") && kubeServer !== undefined) hostPort = new URL(kubeServer).host;
   else return undefined;
   const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(hostPort);

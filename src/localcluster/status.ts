@@ -1,5 +1,7 @@
 import { existsSync } from "node:fs";
 import { applied, DEFAULT_TIMING, isLive } from "../controller/phases.js";
+import { vetClaims, type NodeAuthority, type RefusedClaim } from "../agent/claims.js";
+import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import type { Datastore } from "../datastore/types.js";
 import { espGet, espSocketPath, type EspStatus } from "../dataplane/esp-userspace/control.js";
 import { uapiGet, uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js";
@@ -55,6 +57,16 @@ export interface ClusterStatus {
   target?: { epoch: number; enabled: boolean; mode: string };
   desired: { enabled: boolean; mode: string };
   timeouts: Array<{ node: string; epoch: number; phase: string }>;
+  /**
+   * Nodes that missed a rotation (agent down): the others keep `epoch` for them until they catch
+   * up or `until`; `switchAt` once they are catching up. Runs wait meanwhile.
+   */
+  lagging: Array<{ node: string; epoch: number; since: string; until: string; switchAt?: string }>;
+  /**
+   * Claims of node records that agents refuse and do not apply (src/agent/claims.ts): pod CIDRs
+   * or addresses outside what Kubernetes assigned the node, pod CIDRs overlapping another node's.
+   */
+  refusedClaims: RefusedClaim[];
   nodes: NodeStatus[];
 }
 
@@ -114,16 +126,23 @@ export function espPeerRows(s: EspStatus, epochs: number[]): PeerStatus[] {
 export async function collectStatus(
   state: ClusterState,
   openStore: (url: string) => Promise<Datastore>,
+  /** Bounds the datastore reads, e.g. with a timeout. Default: unbounded. */
+  guard: <T>(reads: Promise<T>) => Promise<T> = (reads) => reads,
 ): Promise<ClusterStatus> {
-  const store = await openStore(state.datastore);
-  let nodes: Node[];
-  let cluster;
-  try {
-    cluster = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
-    nodes = (await store.collection("nodes").list()).items.map((i) => i.value);
-  } finally {
-    await store.close();
-  }
+  const { nodes, cluster, authority } = await guard(
+    (async () => {
+      const store = await openStore(state.datastore);
+      try {
+        const cluster = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
+        const nodes: Node[] = (await store.collection("nodes").list()).items.map((i) => i.value);
+        const authority: Map<string, NodeAuthority> | undefined =
+          store.backend === "kubernetes" ? await (store as KubernetesDatastore).nodeAuthorities() : undefined;
+        return { nodes, cluster, authority };
+      } finally {
+        await store.close();
+      }
+    })(),
+  );
   const now = Date.now();
   const a = cluster === undefined ? { enabled: false, mode: "wireguard" as const } : applied(cluster);
   const out: ClusterStatus = {
@@ -135,6 +154,10 @@ export async function collectStatus(
     ...(cluster?.target === undefined ? {} : { target: cluster.target }),
     desired: { enabled: cluster?.enabled ?? false, mode: cluster?.mode ?? "wireguard" },
     timeouts: (cluster?.timeouts ?? []).map((t) => ({ node: t.node, epoch: t.epoch, phase: t.phase })),
+    lagging: (cluster?.lagging ?? []).map((l) => ({ ...l })),
+    // As every agent judges them (no node's own view: overlaps refuse both claimants).
+    refusedClaims: vetClaims(nodes, "", authority === undefined ? undefined : (n) => authority.get(n))
+      .refused,
     nodes: [],
   };
   // Kernel data planes: read in each node's namespace (side by side: a few processes per node).

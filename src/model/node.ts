@@ -72,6 +72,16 @@ export const nodeSchema = z
       .default({ wireguardKernel: false, xfrmKernel: false }),
     /** Public keys by epoch (decimal string): `{"3": "base64..."}`. Private keys never leave the node. */
     publicKeys: z.record(epochKey, publicKey).default({}),
+    /**
+     * IPsec: the node's current SA instance, 16 random bytes as 32 lowercase hex digits, bound
+     * into every ESP key and SPI of its pairs (src/keys/derive.ts). A new value whenever the
+     * node's data plane may have lost outbound sequence numbers; peers then install new SAs.
+     * Absent until the node's IPsec data plane runs: peers install no SA toward it before.
+     */
+    saInstance: z
+      .string()
+      .regex(/^[0-9a-f]{32}$/, "must be 32 lowercase hex digits")
+      .optional(),
     /** Latest acknowledgements, newest last; the controller looks for `{epoch, phase}` of the run in progress. */
     acknowledgements: z.array(acknowledgementSchema).max(16).default([]),
     /** The data plane in use. */

@@ -294,6 +294,25 @@ describe("parsePolicyText", () => {
     );
   });
 
+  it("reports an unresolved YAML alias, and more aliases than the parser allows, as ValidationErrors", () => {
+    const r = parsePolicyText(`${stringify(ipsec([dns]))}---\nkind: *undefinedAnchor\n`, "pol.yaml");
+    assert.equal(r.policies.length, 0);
+    assert.equal(r.errors.length, 1);
+    assert.equal(r.errors[0]!.name, "ValidationError");
+    assert.match(r.errors[0]!.message, /Unresolved alias.*undefinedAnchor \(document 2, pol\.yaml\)$/);
+    assert.throws(() => parsePoliciesOrThrow("a: *nope\n"), {
+      name: "ValidationError",
+      message: /Unresolved alias/,
+    });
+    // Exponential expansion ("billion laughs"): refused, not expanded.
+    let bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (let i = 1; i < 12; i++)
+      bomb += `a${i}: &a${i} [${Array(10)
+        .fill(`*a${i - 1}`)
+        .join(", ")}]\n`;
+    assert.throws(() => parsePoliciesOrThrow(bomb), { name: "ValidationError", message: /alias/i });
+  });
+
   it("refuses duplicate rule names across policies", () => {
     const r = parsePolicyText(
       `${stringify(ipsec([dns]))}---\n${stringify({ ...ipsec([dns]), metadata: { name: "q" } })}`,

@@ -305,7 +305,21 @@ export function parsePolicyText(text: string, file?: string): ParseResult {
       );
       return;
     }
-    const value: unknown = doc.toJS();
+    let value: unknown;
+    try {
+      // Aliases resolve here: an alias to an anchor not (yet) defined, or more aliases than the
+      // parser's limit (maxAliasCount, its guard against exponential expansion), throw a
+      // ReferenceError, which is bad input like any syntax error.
+      value = doc.toJS();
+    } catch (cause) {
+      errors.push(
+        new ValidationError("", `${(cause as Error).message}${describe(undefined, undefined, source)}`, {
+          cause,
+          context: { ...source },
+        }),
+      );
+      return;
+    }
     if (value === null || value === undefined) return;
     const items =
       isRecord(value) && value["kind"] === "List" && Array.isArray(value["items"]) ? value["items"] : [value];

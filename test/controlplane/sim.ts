@@ -3,6 +3,7 @@
  * classes over any Datastore, each agent with a stateful FakeDataplane and in-memory key pairs.
  */
 import { Agent } from "../../src/agent/agent.js";
+import type { AuthoritySource } from "../../src/agent/claims.js";
 import type { AgentSettings } from "../../src/agent/desired.js";
 import { systemClock, type Clock } from "../../src/clock.js";
 import { Controller } from "../../src/controller/controller.js";
@@ -47,6 +48,12 @@ export interface SimNodeOptions {
   keys?: MemoryEpochKeys;
   /** The network handshakes cross: a session needs both ends configured (default: peers answer at once). */
   fabric?: FakeFabric;
+  /** The pod CIDRs the agent publishes (default {@link simPodCidr}): a compromised node lies here. */
+  podCIDRs?: string[];
+  /** The underlay IPv4 the agent publishes (default {@link simUnderlay}). */
+  underlay?: string;
+  /** The authority peers' claims are vetted against (the Kubernetes datastore's Nodes). */
+  authority?: (onChange: () => void) => Promise<AuthoritySource>;
 }
 
 /** A logger that writes nothing unless PODCRYPT_TEST_LOG is set (to a pino level). */
@@ -71,8 +78,8 @@ export function simNode(store: Datastore, index: number, o: SimNodeOptions = {})
   const agent = new Agent({
     settings,
     self: {
-      underlay: { ipv4: simUnderlay(index) },
-      podCIDRs: [simPodCidr(index)],
+      underlay: { ipv4: o.underlay ?? simUnderlay(index) },
+      podCIDRs: o.podCIDRs ?? [simPodCidr(index)],
       capabilities: { wireguardKernel: false, xfrmKernel: false },
     },
     store,
@@ -82,6 +89,7 @@ export function simNode(store: Datastore, index: number, o: SimNodeOptions = {})
     logger: o.logger ?? testLogger("agent"),
     ...(o.heartbeatMs === undefined ? {} : { heartbeatMs: o.heartbeatMs }),
     ...(o.resyncMs === undefined ? {} : { resyncMs: o.resyncMs }),
+    ...(o.authority === undefined ? {} : { authority: o.authority }),
   });
   return { index, name, agent, backend, keys, store };
 }

@@ -45,6 +45,8 @@ export interface EspEnd {
   inner: string;
   innerNet: string;
   keys: Map<number, NodeKeyPair>;
+  /** The end's SA instance (src/keys/derive.ts), fixed for the lab's life. */
+  instance: string;
   socket: string;
   daemon: ChildProcess;
   stderr: string[];
@@ -133,6 +135,7 @@ export async function espPair(lab: NsOwner, tag = ""): Promise<EspPair> {
       inner,
       innerNet,
       keys: new Map(),
+      instance: randomBytes(16).toString("hex"),
       socket: espSocketPath(ifname, socketDir),
       daemon,
       stderr,
@@ -179,6 +182,8 @@ export async function installEpoch(p: EspPair, epoch: number, activate: boolean)
       epoch,
       privateKey: self.keys.get(epoch)!.privateKey,
       peerPublicKey: other.keys.get(epoch)!.publicKey,
+      selfInstance: self.instance,
+      peerInstance: other.instance,
     });
     const keyId = sas[1].keyId;
     await espSet(self.socket, { sas, ...(activate ? { activate: [{ peer: other.name, keyId }] } : {}) });

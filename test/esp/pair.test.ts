@@ -17,9 +17,16 @@ interface Node {
   name: string;
   keys: Map<number, NodeKeyPair>;
   db: SaDatabase;
+  /** The node's SA instance (src/keys/derive.ts). */
+  instance: string;
 }
 
-const node = (name: string): Node => ({ name, keys: new Map(), db: new SaDatabase() });
+const node = (name: string): Node => ({
+  name,
+  keys: new Map(),
+  db: new SaDatabase(),
+  instance: randomBytes(16).toString("hex"),
+});
 
 /** "prepare" on `self` for `epoch`: inbound SA from the peer and (inactive) outbound SA to it. */
 function prepare(self: Node, peer: Node, epoch: number): void {
@@ -31,6 +38,8 @@ function prepare(self: Node, peer: Node, epoch: number): void {
     remotePublicKey: theirs,
     sender: peer.name,
     receiver: self.name,
+    senderInstance: peer.instance,
+    receiverInstance: self.instance,
     epoch,
   });
   const outKey = deriveEspKey({
@@ -38,11 +47,25 @@ function prepare(self: Node, peer: Node, epoch: number): void {
     remotePublicKey: theirs,
     sender: self.name,
     receiver: peer.name,
+    senderInstance: self.instance,
+    receiverInstance: peer.instance,
     epoch,
   });
   const common = { keyId, peer: peer.name, createdAt: epoch };
-  self.db.installInbound(new InboundSa({ ...common, ...inKey, spi: spiFor(keyId, peer.name, self.name) }));
-  self.db.installOutbound(new OutboundSa({ ...common, ...outKey, spi: spiFor(keyId, self.name, peer.name) }));
+  self.db.installInbound(
+    new InboundSa({
+      ...common,
+      ...inKey,
+      spi: spiFor(keyId, peer.name, self.name, peer.instance, self.instance),
+    }),
+  );
+  self.db.installOutbound(
+    new OutboundSa({
+      ...common,
+      ...outKey,
+      spi: spiFor(keyId, self.name, peer.name, self.instance, peer.instance),
+    }),
+  );
 }
 
 describe("per-pair SAs between two nodes", () => {

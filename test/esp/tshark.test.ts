@@ -33,6 +33,10 @@ const A = "192.168.77.1";
 const B = "192.168.77.2";
 const marker = `podcrypt-marker-${randomBytes(4).toString("hex")}`;
 
+/** SA instances of "a" and "b" (src/keys/derive.ts). */
+const IA = "aa".repeat(16);
+const IB = "bb".repeat(16);
+
 /** An outbound SA a -> b for `epoch` with keys derived the way agents derive them. */
 function saFor(epoch: number, extra: Partial<SaParams> = {}): OutboundSa {
   const a = generateKeyPair(randomBytes);
@@ -42,11 +46,13 @@ function saFor(epoch: number, extra: Partial<SaParams> = {}): OutboundSa {
     remotePublicKey: b.publicKey,
     sender: "a",
     receiver: "b",
+    senderInstance: IA,
+    receiverInstance: IB,
     epoch,
   });
   const keyId = keyIdForEpoch(epoch);
   return new OutboundSa({
-    spi: spiFor(keyId, "a", "b"),
+    spi: spiFor(keyId, "a", "b", IA, IB),
     keyId,
     key: m.key,
     salt: m.salt,

@@ -45,6 +45,8 @@ interface Side {
   pods: string;
   podIp: string;
   keys: Map<number, ReturnType<typeof generateKeyPair>>;
+  /** The SA instance the side's data plane holds, once it runs (what its agent would publish). */
+  instance?: string;
 }
 
 function generation(mode: "wireguard" | "ipsec", self: Side, peer: Side, epoch: number): DesiredGeneration {
@@ -59,6 +61,7 @@ function generation(mode: "wireguard" | "ipsec", self: Side, peer: Side, epoch: 
       {
         node: peer.name,
         publicKey: peer.keys.get(epoch)!.publicKey.toString("base64"),
+        ...(peer.instance === undefined ? {} : { saInstance: peer.instance }),
         endpoint: { address: peer.address, port: 51820 + slot },
         allowedIps: [peer.pods],
       },
@@ -198,12 +201,19 @@ describe("kernel XFRM backend", () => {
         await kernel.ipBatch(a.ns, [
           `xfrm state add src ${a.address} dst 10.93.0.9 proto esp spi 0x777 reqid 5 mode tunnel aead rfc4106(gcm(aes)) 0x${"11".repeat(20)} 128`,
         ]);
+        // As agents do: each installs SAs toward the other once it has published its SA instance.
         await ba.applyGenerations([generation("ipsec", a, b, 1)], ctxOf(a));
+        a.instance = ba.saInstance();
         await bb.applyGenerations([generation("ipsec", b, a, 1)], ctxOf(b));
+        b.instance = bb.saInstance();
+        await ba.applyGenerations([generation("ipsec", a, b, 1)], ctxOf(a));
+        assert.equal(ba.saInstance(), a.instance, "the kernel kept the states: the same instance");
+        const ia = a.instance!;
+        const ib = b.instance!;
         await route(a, b, "pct1");
         await route(b, a, "pct1");
         await ping(a, b);
-        const outSpi = `0x${spiFor(keyIdForEpoch(1), a.name, b.name).toString(16).padStart(8, "0")}`;
+        const outSpi = `0x${spiFor(keyIdForEpoch(1), a.name, b.name, ia, ib).toString(16).padStart(8, "0")}`;
         assert.ok(((await xfrmStateCounters(a.ns)).get(outSpi)?.packets ?? 0) >= 2, "sent through the SA");
         const [row] = await ba.observe();
         assert.equal(row?.spiOut, outSpi);
@@ -211,7 +221,7 @@ describe("kernel XFRM backend", () => {
 
         // Behind its back: an SA, a policy and the interface (and with it the route).
         await kernel.ipBatch(a.ns, [
-          `xfrm state delete src ${b.address} dst ${a.address} proto esp spi 0x${spiFor(keyIdForEpoch(1), b.name, a.name).toString(16)}`,
+          `xfrm state delete src ${b.address} dst ${a.address} proto esp spi 0x${spiFor(keyIdForEpoch(1), b.name, a.name, ib, ia).toString(16)}`,
           `xfrm policy delete src 0.0.0.0/0 dst ${b.pods} dir out if_id 0x50430011`,
           "link del dev pct1",
         ]);
@@ -236,7 +246,7 @@ describe("kernel XFRM backend", () => {
           spis,
           [
             "0x00000777",
-            ...[spiFor(2, a.name, b.name), spiFor(2, b.name, a.name)]
+            ...[spiFor(2, a.name, b.name, ia, ib), spiFor(2, b.name, a.name, ib, ia)]
               .map((s) => `0x${s.toString(16).padStart(8, "0")}`)
               .sort(),
           ].sort(),
@@ -325,7 +335,9 @@ describe("kernel XFRM ↔ podcrypt userspace ESP (issue 5 acceptance 5)", () => 
           netns: a.ns,
           encap: labHolder(lab, a.ns),
         });
+        b.instance = "b0".repeat(16);
         await ba.applyGenerations([generation("ipsec", a, b, 1)], ctxOf(a));
+        a.instance = ba.saInstance();
         await route(a, b, "pct1");
         // b: `podcrypt esp`, given the SAs an agent derives for the pair (src/dataplane/esp-userspace/sas.ts).
         const ifname = `pce${lab.id}`.slice(0, 15);
@@ -342,6 +354,8 @@ describe("kernel XFRM ↔ podcrypt userspace ESP (issue 5 acceptance 5)", () => 
           epoch: 1,
           privateKey: b.keys.get(1)!.privateKey,
           peerPublicKey: a.keys.get(1)!.publicKey,
+          selfInstance: b.instance,
+          peerInstance: a.instance!,
         });
         await espSet(socket, { sas, activate: [{ peer: a.name, keyId: sas[1].keyId }] });
         await route(b, a, ifname);
@@ -354,7 +368,7 @@ describe("kernel XFRM ↔ podcrypt userspace ESP (issue 5 acceptance 5)", () => 
         );
         // The kernel counts only what it encrypted, and what it authenticated and decrypted.
         const spi = (from: Side, to: Side): string =>
-          `0x${spiFor(keyIdForEpoch(1), from.name, to.name).toString(16).padStart(8, "0")}`;
+          `0x${spiFor(keyIdForEpoch(1), from.name, to.name, from.instance!, to.instance!).toString(16).padStart(8, "0")}`;
         const counters = await xfrmStateCounters(a.ns);
         assert.ok(
           (counters.get(spi(a, b))?.packets ?? 0) >= 4,
@@ -406,6 +420,7 @@ describe("kernel backends at scale", () => {
           peers: Array.from({ length: count }, (_, i) => ({
             node: `node-${i}`,
             publicKey: generateKeyPair(rnd).publicKey.toString("base64"),
+            saInstance: (i & 255).toString(16).padStart(2, "0").repeat(16),
             endpoint: { address: `10.255.${1 + (i >> 8)}.${i & 255}`, port: 51821 },
             allowedIps: [`10.${100 + (i >> 8)}.${i & 255}.0/24`],
           })),

@@ -6,8 +6,9 @@
  *   (src/cli/config.ts validates it; every field in it is used);
  * - env NODE_NAME (agent: its Node gives the underlay address and pod CIDRs), POD_NAME
  *   (controller identity), POD_NAMESPACE;
- * - HTTP `/healthz` (liveness), `/readyz` (readiness) and `/metrics` on HEALTH_PORTS, on the
- *   configured `healthAddress`;
+ * - HTTP `/healthz` (liveness), `/readyz` (readiness), `/metrics` and `/statusz` on HEALTH_PORTS,
+ *   on the pod's IP (`--health-address $(POD_IP):PORT`; the agent's pod IP is its node's): the
+ *   kubelet probes that address, and the daemons' own default is loopback;
  * - agent state under /var/lib/podcrypt (keys, mode 0600), WireGuard UAPI sockets under
  *   /var/run/wireguard, the userspace data planes' status and control sockets under /var/run/podcrypt.
  */
@@ -32,11 +33,9 @@ export function configFile(o: ManifestOptions): DaemonConfig {
       dataplane: "auto",
       stateDir: STATE_DIR,
       heartbeatSeconds: 5,
-      healthAddress: `0.0.0.0:${HEALTH_PORTS.agent}`,
     },
     controller: {
       leaderElection: { name: COMPONENT_NAMES.controller, ttlSeconds: 15 },
-      healthAddress: `0.0.0.0:${HEALTH_PORTS.controller}`,
     },
     log: { level: "info" },
   };
@@ -65,6 +64,15 @@ function probes(port: number) {
 const CONFIG_DIR = "/etc/podcrypt";
 const configVolume = { name: "config", configMap: { name: CONFIG_MAP_NAME } };
 const configMount = { name: "config", mountPath: CONFIG_DIR, readOnly: true };
+
+/** The daemon's arguments: the config file, and health on the pod's IP (the kubelet probes it there). */
+const daemonArgs = (command: string, port: number) => [
+  command,
+  "--config",
+  `${CONFIG_DIR}/config.yaml`,
+  "--health-address",
+  `$(POD_IP):${port}`,
+];
 
 /** The Namespace, ConfigMap, controller Deployment and agent DaemonSet. */
 export function workloadObjects(o: ManifestOptions): Record<string, unknown>[] {
@@ -125,8 +133,12 @@ export function workloadObjects(o: ManifestOptions): Record<string, unknown>[] {
               {
                 name: "controller",
                 image: o.image,
-                args: ["controller", "--config", `${CONFIG_DIR}/config.yaml`],
-                env: [fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace")],
+                args: daemonArgs("controller", HEALTH_PORTS.controller),
+                env: [
+                  fieldEnv("POD_NAME", "metadata.name"),
+                  fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+                  fieldEnv("POD_IP", "status.podIP"),
+                ],
                 ports: [{ name: "health", containerPort: HEALTH_PORTS.controller, protocol: "TCP" }],
                 ...probes(HEALTH_PORTS.controller),
                 resources: { requests: { cpu: "20m", memory: "64Mi" }, limits: { memory: "256Mi" } },
@@ -164,11 +176,12 @@ export function workloadObjects(o: ManifestOptions): Record<string, unknown>[] {
               {
                 name: "agent",
                 image: o.image,
-                args: ["agent", "--config", `${CONFIG_DIR}/config.yaml`],
+                args: daemonArgs("agent", HEALTH_PORTS.agent),
                 env: [
                   fieldEnv("NODE_NAME", "spec.nodeName"),
                   fieldEnv("POD_NAME", "metadata.name"),
                   fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+                  fieldEnv("POD_IP", "status.podIP"),
                 ],
                 ports: [
                   {

@@ -135,6 +135,7 @@ function nodes(epochs: number[]) {
       underlay: { ipv4: `172.30.0.${11 + i}` },
       podCIDRs: [`10.244.${i + 1}.0/24`],
       publicKeys: Object.fromEntries(epochs.map((e) => [String(e), key(e * 10 + i)])),
+      saInstance: `${i}`.padStart(32, "0"),
     }),
   );
 }

@@ -86,7 +86,12 @@ export class CompositeBackend implements DataplaneBackend {
   }
 
   async reconcile(desired: DesiredNodeState, privateKey: (epoch: number) => Buffer): Promise<void> {
-    const ctx: GenerationContext = { routes: desired.routes, mtu: desired.mtu, privateKey };
+    const ctx: GenerationContext = {
+      routes: desired.routes,
+      mtu: desired.mtu,
+      privateKey,
+      ...(desired.saInstance === undefined ? {} : { saInstance: desired.saInstance }),
+    };
     const byMode = (m: EncryptionMode) => desired.generations.filter((g) => g.mode === m);
     try {
       await this.ports.loosenUnderlay(desired.strict.underlayIf);
@@ -126,6 +131,10 @@ export class CompositeBackend implements DataplaneBackend {
   async observe(): Promise<ObservedPeer[]> {
     const all = await Promise.all(MODES.map((m) => this.o.backends[m]?.observe() ?? []));
     return all.flat();
+  }
+
+  saInstance(): string | undefined {
+    return this.o.backends.ipsec?.saInstance?.();
   }
 
   async close(): Promise<void> {

@@ -12,6 +12,8 @@ export interface GenerationContext {
   mtu: number;
   /** The node's own private key of an epoch. */
   privateKey: (epoch: number) => Buffer;
+  /** IPsec: the SA instance the node published last (`DesiredNodeState.saInstance`). */
+  saInstance?: string;
 }
 
 /**
@@ -36,4 +38,6 @@ export interface GenerationBackend {
   observe(): Promise<ObservedPeer[]>;
   /** Releases handles; never tears down installed state. */
   close(): Promise<void>;
+  /** IPsec: the node's SA instance the data plane holds now (see DataplaneBackend.saInstance). */
+  saInstance?(): string | undefined;
 }

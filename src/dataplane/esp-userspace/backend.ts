@@ -11,6 +11,7 @@ import { ESP_IN_UDP_PORT } from "../../esp/udp.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
 import type { DesiredGeneration, ObservedPeer } from "../types.js";
 import { DEFAULT_ESP_SOCKET_DIR, espGet, espSet, espSocketPath, type EspStatus } from "./control.js";
+import { decideSaInstance } from "./instance.js";
 import { planEsp } from "./plan.js";
 import { ensureLinkUp } from "../../platform/tun/tun-device.js";
 import { ensureTunnelRpf } from "../node/rpf.js";
@@ -42,6 +43,11 @@ export function espIfname(generations: readonly DesiredGeneration[], fallback = 
   return `${base}e`.slice(0, 15);
 }
 
+/** The SPIs of the outbound SAs a daemon reports. */
+function outboundSpis(s: EspStatus): Set<number> {
+  return new Set(s.sas.filter((sa) => sa.direction === "out").map((sa) => Number.parseInt(sa.spi, 16)));
+}
+
 async function linkExists(ifname: string): Promise<boolean> {
   return run("ip", ["link", "show", "dev", ifname]).then(
     () => true,
@@ -62,6 +68,10 @@ export class UserspaceEspBackend implements GenerationBackend {
   private pushed = new Map<string, string>();
   private epochByKeyId = new Map<number, number>();
   private ifname: string | undefined;
+  /** The node's SA instance the daemon holds (src/dataplane/esp-userspace/instance.ts). */
+  private instance: string | undefined;
+  /** The outbound SPIs the daemon (by pid) held after our last change: each must still be there. */
+  private outbound: { pid: number; spis: Set<number> } | undefined;
 
   constructor(private readonly opts: UserspaceEspOptions) {}
 
@@ -98,6 +108,13 @@ export class UserspaceEspBackend implements GenerationBackend {
     this.ifname = undefined;
     this.pushed.clear();
     this.epochByKeyId.clear();
+    this.instance = undefined;
+    this.outbound = undefined;
+  }
+
+  /** The SA instance the daemon holds after the last pass; undefined without a daemon. */
+  saInstance(): string | undefined {
+    return this.instance;
   }
 
   private async sync(
@@ -108,8 +125,23 @@ export class UserspaceEspBackend implements GenerationBackend {
   ): Promise<void> {
     try {
       const have = await this.ensureDaemon(ifname, ctx.mtu);
+      // The daemon vouches for the instance it was given; a fresh daemon holds none, and an
+      // outbound SA gone from a live one was lost: either way a new instance, new keys.
+      const d = decideSaInstance({
+        candidate: have.local.instance ?? undefined,
+        mustHave: this.outbound?.pid === have.pid ? this.outbound.spis : new Set(),
+        present: outboundSpis(have),
+      });
+      if (d.fresh) {
+        this.pushed.clear();
+        this.opts.logger.info(
+          { ifname, pid: have.pid, reason: d.reason },
+          "new SA instance: every pair gets new ESP keys and SPIs",
+        );
+      }
       const plan = planEsp({
         self: this.opts.node,
+        instance: d.instance,
         ...(this.opts.localAddress !== undefined ? { localAddress: this.opts.localAddress } : {}),
         generations: gens,
         routes: [...ctx.routes],
@@ -120,8 +152,9 @@ export class UserspaceEspBackend implements GenerationBackend {
         pushed: this.pushed,
         prune,
       });
+      let after = have;
       if (plan.request !== undefined) {
-        await espSet(this.socket(ifname), plan.request);
+        after = await espSet(this.socket(ifname), plan.request);
         this.opts.logger.info(
           {
             ifname,
@@ -135,12 +168,15 @@ export class UserspaceEspBackend implements GenerationBackend {
         );
       }
       this.pushed = plan.pushed;
+      this.instance = d.instance;
+      this.outbound = { pid: after.pid, spis: outboundSpis(after) };
       const byKeyId = prune ? new Map<number, number>() : new Map(this.epochByKeyId);
       for (const g of gens) byKeyId.set(keyIdForEpoch(g.epoch), g.epoch);
       this.epochByKeyId = byKeyId;
       this.ifname = ifname;
     } catch (e) {
-      // Resync in full next time: what the daemon holds is unknown.
+      // Resync in full next time: what the daemon holds is unknown (a set that failed changed
+      // nothing, so the outbound SAs it held before must still be there).
       this.pushed.clear();
       throw e;
     }

@@ -61,7 +61,20 @@ export type EspSaConfig = z.infer<typeof espSaSchema>;
  */
 export const espSetSchema = z.object({
   op: z.literal("set"),
-  local: z.object({ name: z.string().min(1), address: z.string().min(1).optional() }).optional(),
+  /**
+   * `instance`: the node's SA instance (src/keys/derive.ts) the pushed SAs are derived with. The
+   * daemon reports it back in its status: proof that the SA state made under it is still here.
+   */
+  local: z
+    .object({
+      name: z.string().min(1),
+      address: z.string().min(1).optional(),
+      instance: z
+        .string()
+        .regex(/^[0-9a-f]{32}$/, "must be 32 lowercase hex digits")
+        .optional(),
+    })
+    .optional(),
   peers: z.array(espPeerSchema).optional(),
   removePeers: z.array(z.string().min(1)).optional(),
   sas: z.array(espSaSchema).optional(),
@@ -104,7 +117,7 @@ export type EspDatapathDropReason =
   | "no-sa" // the peer has no active outbound SA (strict: never sent in plaintext)
   | "no-endpoint" // the peer's endpoint is not an IP literal
   | "bad-source" // decrypted inner source outside the sending peer's allowed IPs
-  | "oversize"; // datagram longer than the receive buffer
+  | "oversize"; // datagram longer than the receive buffer, or TUN packet longer than the largest MTU
 
 export interface EspPeerStatus {
   name: string;
@@ -123,7 +136,8 @@ export interface EspStatus {
   pid: number;
   port: number;
   mtu: number;
-  local: { name: string | null; address: string | null };
+  /** `instance`: the SA instance the agent set, null in a daemon that has not been given one. */
+  local: { name: string | null; address: string | null; instance: string | null };
   peers: EspPeerStatus[];
   sas: EspSaStatus[];
   drops: Record<EspDropReason | EspDatapathDropReason, number>;
@@ -134,6 +148,8 @@ export interface EspStatus {
     rxBytes: number;
     sendErrors: number;
     tunWriteErrors: number;
+    /** Exceptions caught in the packet path's readiness callbacks (each lost its batch, never the daemon). */
+    callbackErrors: number;
   };
 }
 

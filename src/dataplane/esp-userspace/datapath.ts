@@ -29,6 +29,7 @@ import {
   ENDPOINT_ENTRY_SIZE,
   encodeEndpoint,
 } from "../../platform/udp/batch-udp-socket.js";
+import { logPollError } from "../../platform/poll/guard.js";
 import type { EspPeer, EspState } from "./state.js";
 
 /** Default tunnel MTU: 1500 minus outer IPv4 (20), UDP (8), ESP header+IV (16), trailer (<= 5), ICV (16), rounded down. */
@@ -39,6 +40,14 @@ export const DEFAULT_ESP_BATCH = 64;
 export const ESP_TICK_MS = 100;
 /** Largest datagram accepted from the network. */
 const RX_CAPACITY = 9216;
+/**
+ * Largest inner packet read from the TUN interface. Reads do not follow the MTU: the interface's
+ * MTU can be raised from outside at any moment (`ip link set mtu`, the agent), and a packet read
+ * into a buffer sized from an older MTU would be cut short. One byte more than the largest MTU
+ * accepted, so that a read filling the whole buffer is known to be a packet too long (dropped,
+ * counted as `oversize`).
+ */
+const READ_CAPACITY = MAX_TUNNEL_MTU + 1;
 const TRUNCATED = 0xffffffff;
 /** ESP adds at most 8 + 8 + 3 + 2 + 16 bytes. */
 const ESP_MAX_OVERHEAD = 37;
@@ -84,12 +93,12 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   private closed = false;
   private gone = false;
 
-  // TUN reads land here (one inner packet per slot).
-  private readSlot = 0;
-  private readArena = Buffer.alloc(0);
+  // TUN reads land here (one inner packet per slot, READ_CAPACITY each whatever the MTU).
+  private readonly readSlot = roundUp(READ_CAPACITY, 64);
+  private readonly readArena: Buffer;
   private readonly readLengths: Uint32Array;
-  // ESP packets to send.
-  private txSlot = 0;
+  // ESP packets to send, one after the other at txOffsets (placed by their actual length, so an
+  // MTU change never makes a packet outgrow a slot); grown when a batch needs more room.
   private txArena = Buffer.alloc(0);
   private readonly txOffsets: Uint32Array;
   private readonly txLengths: Uint32Array;
@@ -105,6 +114,10 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   private readonly wArena: Buffer;
   private readonly wOffsets: Uint32Array;
   private readonly wLengths: Uint32Array;
+  /** Counts and logs an exception caught in the TUN or UDP readiness callback (its batch is lost). */
+  private readonly onCallbackError = (error: unknown): void => {
+    logPollError(this.logger, "esp datapath", ++this.state.counters.callbackErrors, error);
+  };
 
   constructor(o: EspDatapathOptions) {
     super();
@@ -122,7 +135,8 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     if (!Number.isInteger(this.portValue) || this.portValue < 0 || this.portValue > 65535)
       throw new PodcryptError("EINVAL", "port must be 0..65535", { context: { port: this.portValue } });
     const n = this.batch;
-    this.allocateTx();
+    this.readArena = Buffer.alloc(this.readSlot * n);
+    this.txArena = Buffer.alloc(roundUp(this.mtuValue + ESP_MAX_OVERHEAD, 64) * n);
     this.readLengths = new Uint32Array(n);
     this.txOffsets = new Uint32Array(n);
     this.txLengths = new Uint32Array(n);
@@ -162,8 +176,8 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.tun = tun;
     this.udp = udp;
     this.portValue = udp.port;
-    this.tunWatcher = tun.watch((status) => this.onTunReadable(status));
-    this.udpWatcher = udp.watch((status) => this.onUdpReadable(status));
+    this.tunWatcher = tun.watch((status) => this.onTunReadable(status), this.onCallbackError);
+    this.udpWatcher = udp.watch((status) => this.onUdpReadable(status), this.onCallbackError);
     this.timer = setInterval(() => {
       if (this.closed || this.tun === undefined) return;
       if (!this.tun.exists()) this.interfaceGone(0);
@@ -174,15 +188,15 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   }
 
   /**
-   * Adopts an MTU set on the interface from outside (`ip link set mtu`, the agent): packets up to
-   * it must fit the buffers, or reads would cut them short.
+   * Adopts an MTU set on the interface from outside (`ip link set mtu`, the agent) for status.
+   * The buffers do not depend on it: reads take up to READ_CAPACITY bytes and sends are placed by
+   * their actual length.
    */
   private followMtu(): void {
     const mtu = this.tun!.mtu();
     if (mtu === this.mtuValue || mtu < MIN_TUNNEL_MTU || mtu > MAX_TUNNEL_MTU) return;
     this.logger.info({ from: this.mtuValue, to: mtu }, "interface MTU changed");
     this.mtuValue = mtu;
-    this.allocateTx();
   }
 
   /** Changes the tunnel MTU, on the interface too. */
@@ -191,7 +205,6 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     if (mtu === this.mtuValue) return;
     if (this.tun !== undefined && !this.closed) this.tun.setMtu(mtu);
     this.mtuValue = mtu;
-    this.allocateTx();
   }
 
   /** Stops and closes the socket and the TUN fd (removing the interface). Idempotent. */
@@ -205,11 +218,12 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.tun?.close();
   }
 
-  private allocateTx(): void {
-    this.readSlot = roundUp(this.mtuValue, 64);
-    this.readArena = Buffer.alloc(this.readSlot * this.batch);
-    this.txSlot = roundUp(this.mtuValue + ESP_MAX_OVERHEAD, 64);
-    this.txArena = Buffer.alloc(this.txSlot * this.batch);
+  /** Makes txArena hold at least `need` bytes, keeping the `used` bytes already placed. */
+  private ensureTxRoom(need: number, used: number): void {
+    if (need <= this.txArena.length) return;
+    const grown = Buffer.alloc(roundUp(Math.max(need, this.txArena.length * 2), 64));
+    this.txArena.copy(grown, 0, 0, used);
+    this.txArena = grown;
   }
 
   // ---- outbound ------------------------------------------------------------------------------
@@ -222,7 +236,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     }
     const tun = this.tun!;
     for (let round = 0; round < 4 && !this.closed; round++) {
-      const n = tun.readBatch(this.readArena, this.readSlot, 0, this.readSlot, this.batch, this.readLengths);
+      const n = tun.readBatch(this.readArena, this.readSlot, 0, READ_CAPACITY, this.batch, this.readLengths);
       if (n < 0) {
         if (isInterfaceGoneErrno(n)) this.interfaceGone(n);
         else this.logger.warn({ errno: -n }, "TUN read failed");
@@ -243,9 +257,14 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     let endpoints = 0;
     let lastPeer: EspPeer | undefined;
     let lastEndpointIndex = -1;
+    let used = 0;
     for (let i = 0; i < n; i++) {
       const off = i * this.readSlot;
       const len = this.readLengths[i]!;
+      if (len >= READ_CAPACITY) {
+        state.drops.oversize++;
+        continue;
+      }
       const inner = this.readArena.subarray(off, off + len);
       const peer = len > 0 ? state.routes.lookupPacket(this.readArena, off, len, "dst") : undefined;
       if (peer === undefined) {
@@ -277,8 +296,10 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
         lastPeer = peer;
         lastEndpointIndex = endpoints++;
       }
-      const at = count * this.txSlot;
+      const at = used;
+      this.ensureTxRoom(at + r.packet.length, used);
       r.packet.copy(this.txArena, at);
+      used = roundUp(at + r.packet.length, 8);
       this.txOffsets[count] = at;
       this.txLengths[count] = r.packet.length;
       this.txEndpointIndex[count] = lastEndpointIndex;

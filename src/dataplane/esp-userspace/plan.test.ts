@@ -18,6 +18,9 @@ function kp(node: string, epoch: number): NodeKeyPair {
   return keys.get(k)!;
 }
 
+/** Every node's SA instance (src/keys/derive.ts). */
+const instances = new Map(["a", "b", "c"].map((n) => [n, randomBytes(16).toString("hex")]));
+
 function gen(epoch: number, self = "a"): DesiredGeneration {
   const slot = (epoch % 2) as 0 | 1;
   const peers = ["a", "b", "c"].filter((n) => n !== self);
@@ -30,6 +33,7 @@ function gen(epoch: number, self = "a"): DesiredGeneration {
     peers: peers.map((n, i) => ({
       node: n,
       publicKey: kp(n, epoch).publicKey.toString("base64"),
+      saInstance: instances.get(n)!,
       endpoint: { address: `10.0.0.${i + 2}`, port: 51820 + slot },
       allowedIps: [`10.244.${i + 2}.0/24`],
     })),
@@ -52,6 +56,7 @@ function step(
 ) {
   const plan = planEsp({
     self,
+    instance: instances.get(self)!,
     localAddress: "10.0.0.1",
     generations: gens,
     routes,
@@ -129,6 +134,64 @@ describe("planEsp", () => {
     assert.equal(fresh.db.outbound("b")?.keyId, 1);
   });
 
+  it("a peer's new SA instance replaces both SAs of the pair, under new SPIs", () => {
+    const state = new EspState();
+    let p = step(state, new Map(), [gen(1)], routesTo(gen(1)));
+    const before = state.status(0, meta).sas.filter((x) => x.peer === "b");
+    const g = gen(1);
+    g.peers = g.peers.map((x) => (x.node === "b" ? { ...x, saInstance: "0f".repeat(16) } : x));
+    p = step(state, p.pushed, [g], routesTo(g));
+    assert.deepEqual(
+      p.request?.sas?.map((x) => [x.direction, x.peer]),
+      [
+        ["in", "b"],
+        ["out", "b"],
+      ],
+    );
+    const after = state.status(0, meta).sas.filter((x) => x.peer === "b");
+    assert.equal(after.length, 2, "the old inbound SA is replaced, not kept beside");
+    for (const x of after) assert.ok(!before.some((y) => y.spi === x.spi), `${x.direction} SPI is new`);
+    assert.equal(step(state, p.pushed, [g], routesTo(g)).request, undefined);
+  });
+
+  it("a peer without an SA instance gets no SA; its instance arriving gets them", () => {
+    const state = new EspState();
+    const g = gen(1);
+    g.peers = g.peers.map((x) =>
+      x.node === "c"
+        ? { node: x.node, publicKey: x.publicKey, endpoint: x.endpoint, allowedIps: x.allowedIps }
+        : x,
+    );
+    const p = step(
+      state,
+      new Map(),
+      [g],
+      routesTo(gen(1)).filter((r) => r.dst !== "10.244.3.0/24"),
+    );
+    assert.deepEqual([...new Set(p.request?.sas?.map((x) => x.peer))], ["b"]);
+    assert.equal(state.db.outboundFor("c", 1), undefined);
+    step(state, p.pushed, [gen(1)], routesTo(gen(1)));
+    assert.equal(state.db.outbound("c")?.keyId, 1);
+  });
+
+  it("a peer removed and re-added within the epoch continues its outbound sequence", () => {
+    const state = new EspState();
+    let p = step(state, new Map(), [gen(1)], routesTo(gen(1)));
+    const out = state.db.outbound("c")!;
+    const g = gen(1);
+    g.peers = g.peers.filter((x) => x.node !== "c");
+    p = step(state, p.pushed, [g], routesTo(g));
+    assert.deepEqual(p.request?.removePeers, ["c"]);
+    p = step(state, p.pushed, [gen(1)], routesTo(gen(1)));
+    assert.equal(state.db.outbound("c"), out, "the SA that sent before, not a new one from sequence 1");
+  });
+
+  it("sets its own SA instance in the daemon, which reports it back", () => {
+    const state = new EspState();
+    step(state, new Map(), [gen(1)], routesTo(gen(1)));
+    assert.equal(state.status(0, meta).local.instance, instances.get("a"));
+  });
+
   it("with no route to a peer keeps the current key ID or takes the oldest generation", () => {
     const active = wantedActive([gen(4), gen(5)], [], new Map([["b", 5]]));
     assert.equal(active.get("b"), 5);
@@ -147,6 +210,7 @@ describe("planEsp", () => {
     g.peers = g.peers.filter((x) => x.node !== "c");
     const plan = planEsp({
       self: "a",
+      instance: instances.get("a")!,
       generations: [g],
       routes: routesTo(g),
       port: 4500,

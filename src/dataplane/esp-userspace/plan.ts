@@ -18,6 +18,8 @@ import { peerSas } from "./sas.js";
 export interface PlanInput {
   /** This node's name (bound into every derived key). */
   self: string;
+  /** This node's SA instance (bound into every derived key; set in the daemon with the SAs). */
+  instance: string;
   /** This node's outer address, for the SAs' tshark export; optional. */
   localAddress?: string;
   /** Generations in ipsec mode. */
@@ -32,8 +34,9 @@ export interface PlanInput {
   /** What the daemon has now. */
   have: EspStatus;
   /**
-   * SA material pushed earlier, by `peer|keyId` -> `epoch|peer public key`: an SA already in the
-   * daemon is pushed again only when this differs (new epoch on a wrapped key ID, new peer key).
+   * SA material pushed earlier, by `peer|keyId` -> `epoch|peer public key|peer instance|own
+   * instance`: an SA already in the daemon is pushed again only when this differs (new epoch on a
+   * wrapped key ID, new peer key, new SA instance of either end).
    */
   pushed: ReadonlyMap<string, string>;
   /**
@@ -96,13 +99,22 @@ export function wantedActive(
 /** Computes the `set` that brings the daemon to the desired generations and routes. */
 export function planEsp(i: PlanInput): Plan {
   const req: Omit<EspSetRequest, "op"> = {};
-  const sorted = [...i.generations].sort((a, b) => a.epoch - b.epoch);
+  // Keys bind the peer's SA instance: a peer that published none yet gets no SA, no activation
+  // and no route in the daemon (strict mode: its traffic is dropped, never sent in plaintext).
+  const sorted = [...i.generations]
+    .sort((a, b) => a.epoch - b.epoch)
+    .map((g) => ({ ...g, peers: g.peers.filter((p) => p.saInstance !== undefined) }));
 
   if (
     i.have.local.name !== i.self ||
+    i.have.local.instance !== i.instance ||
     (i.localAddress !== undefined && i.have.local.address !== i.localAddress)
   )
-    req.local = { name: i.self, ...(i.localAddress !== undefined ? { address: i.localAddress } : {}) };
+    req.local = {
+      name: i.self,
+      instance: i.instance,
+      ...(i.localAddress !== undefined ? { address: i.localAddress } : {}),
+    };
 
   // Peers: the union over generations; the newest generation's endpoint wins.
   const peers = new Map<string, { address: string; allowedIps: Set<string> }>();
@@ -144,11 +156,14 @@ export function planEsp(i: PlanInput): Plan {
   for (const g of sorted) {
     const keyId = keyIdForEpoch(g.epoch);
     for (const p of g.peers) {
+      const peerInstance = p.saInstance!;
       const id = `${p.node}|${keyId}`;
-      const material = `${g.epoch}|${p.publicKey}`;
+      const material = `${g.epoch}|${p.publicKey}|${peerInstance}|${i.instance}`;
+      const outSpi = spiFor(keyId, i.self, p.node, i.instance, peerInstance);
+      const inSpi = spiFor(keyId, p.node, i.self, peerInstance, i.instance);
       const present =
-        haveSas.has(`out|${p.node}|${keyId}|${formatSpi(spiFor(keyId, i.self, p.node))}`) &&
-        haveSas.has(`in|${p.node}|${keyId}|${formatSpi(spiFor(keyId, p.node, i.self))}`);
+        haveSas.has(`out|${p.node}|${keyId}|${formatSpi(outSpi)}`) &&
+        haveSas.has(`in|${p.node}|${keyId}|${formatSpi(inSpi)}`);
       if (present && pushed.get(id) === material && !removeKeyIds.includes(keyId)) continue;
       const pair = peerSas({
         self: i.self,
@@ -156,6 +171,8 @@ export function planEsp(i: PlanInput): Plan {
         epoch: g.epoch,
         privateKey: i.privateKey(g.epoch),
         peerPublicKey: decodeKey(p.publicKey, `generations[${g.epoch}].peers.${p.node}.publicKey`),
+        selfInstance: i.instance,
+        peerInstance,
         ...(i.rekeyAfter === undefined ? {} : { rekeyAfter: i.rekeyAfter }),
       });
       sas.push(...pair);

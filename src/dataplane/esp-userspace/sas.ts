@@ -1,8 +1,8 @@
 /**
- * The SAs one node installs for one peer in one epoch (DESIGN.md section 3): outbound self -> peer
- * and inbound peer -> self, each keyed by `deriveEspKey` from this node's private key of the epoch
- * and the peer's public key of the same epoch, SPI from `spiFor`, key ID from `keyIdForEpoch`. The
- * peer computes the same two SAs with the roles swapped.
+ * The SAs one node installs for one peer in one epoch: outbound self -> peer and inbound peer ->
+ * self, each keyed by `deriveEspKey` from this node's private key of the epoch, the peer's public
+ * key of the same epoch and both nodes' SA instances, SPI from `spiFor`, key ID from
+ * `keyIdForEpoch`. The peer computes the same two SAs with the roles swapped.
  */
 import { deriveEspKey, keyIdForEpoch, spiFor } from "../../keys/derive.js";
 import type { EspSaConfig } from "./control.js";
@@ -17,6 +17,10 @@ export interface PeerSaInput {
   privateKey: Buffer;
   /** The peer's X25519 public key of `epoch` (32 bytes). */
   peerPublicKey: Buffer;
+  /** This node's current SA instance (src/keys/derive.ts). */
+  selfInstance: string;
+  /** The peer's current SA instance, as it published it. */
+  peerInstance: string;
   /** Sequence number from which the outbound SA asks for an early rotation (default: the SA's own). */
   rekeyAfter?: number;
 }
@@ -29,6 +33,8 @@ export function peerSas(i: PeerSaInput): [EspSaConfig, EspSaConfig] {
     remotePublicKey: i.peerPublicKey,
     sender: i.self,
     receiver: i.peer,
+    senderInstance: i.selfInstance,
+    receiverInstance: i.peerInstance,
     epoch: i.epoch,
   });
   const inb = deriveEspKey({
@@ -36,6 +42,8 @@ export function peerSas(i: PeerSaInput): [EspSaConfig, EspSaConfig] {
     remotePublicKey: i.peerPublicKey,
     sender: i.peer,
     receiver: i.self,
+    senderInstance: i.peerInstance,
+    receiverInstance: i.selfInstance,
     epoch: i.epoch,
   });
   const sa = (direction: "in" | "out", spi: number, m: { key: Buffer; salt: Buffer }): EspSaConfig => ({
@@ -47,9 +55,9 @@ export function peerSas(i: PeerSaInput): [EspSaConfig, EspSaConfig] {
     salt: m.salt.toString("hex"),
   });
   const result: [EspSaConfig, EspSaConfig] = [
-    sa("in", spiFor(keyId, i.peer, i.self), inb),
+    sa("in", spiFor(keyId, i.peer, i.self, i.peerInstance, i.selfInstance), inb),
     {
-      ...sa("out", spiFor(keyId, i.self, i.peer), out),
+      ...sa("out", spiFor(keyId, i.self, i.peer, i.selfInstance, i.peerInstance), out),
       ...(i.rekeyAfter === undefined ? {} : { rekeyAfter: i.rekeyAfter }),
     },
   ];

@@ -88,11 +88,35 @@ describe("EspState.apply", () => {
     ]);
   });
 
-  it("removing a peer removes its SAs and routes", () => {
+  it("removing a peer removes its routes; its SAs stay, not sending, until their key ID retires", () => {
     const s = new EspState();
     s.apply({ peers: [peer], sas: [sa()], activate: [{ peer: "b", keyId: 1 }] }, 0);
+    const out = s.db.outbound("b")!;
     s.apply({ removePeers: ["b"] }, 0);
-    assert.equal(s.db.all().length, 0);
     assert.equal(s.routes.lookup(Buffer.from([10, 244, 2, 9])), undefined);
+    assert.equal(s.db.outbound("b"), undefined);
+    // Re-added within the epoch: the same SA object (its sequence numbers) sends again.
+    s.apply({ peers: [peer], sas: [sa()], activate: [{ peer: "b", keyId: 1 }] }, 0);
+    assert.equal(s.db.outbound("b"), out);
+    s.apply({ removePeers: ["b"], removeKeyIds: [1] }, 0);
+    assert.equal(s.db.all().length, 0);
+  });
+
+  it("keeps the SA instance the agent set, and reports it", () => {
+    const s = new EspState();
+    assert.equal(s.status(0, meta).local.instance, null);
+    s.apply({ local: { name: "a", instance: "ab".repeat(16) } }, 0);
+    s.apply({ local: { name: "a", address: "10.0.0.1" } }, 0);
+    assert.equal(s.status(0, meta).local.instance, "ab".repeat(16));
+  });
+
+  it("an inbound SA of the same peer and key ID under a new SPI replaces the old one", () => {
+    const s = new EspState();
+    s.apply({ peers: [peer], sas: [sa({ direction: "in", spi: 0x1000_0002 })] }, 0);
+    s.apply({ sas: [sa({ direction: "in", spi: 0x1000_0003, key: "22".repeat(16) })] }, 0);
+    assert.deepEqual(
+      s.status(0, meta).sas.map((x) => x.spi),
+      ["0x10000003"],
+    );
   });
 });

@@ -45,6 +45,8 @@ export interface EspCounters {
   rxBytes: number;
   sendErrors: number;
   tunWriteErrors: number;
+  /** Exceptions caught in the packet path's readiness callbacks (each lost its batch, never the daemon). */
+  callbackErrors: number;
 }
 
 /** Identity, peers and SAs of one ESP interface. */
@@ -59,12 +61,18 @@ export class EspState {
     rxBytes: 0,
     sendErrors: 0,
     tunWriteErrors: 0,
+    callbackErrors: 0,
   };
   readonly drops = Object.fromEntries(DATAPATH_DROP_REASONS.map((r) => [r, 0])) as Record<
     EspDatapathDropReason,
     number
   >;
-  local: { name: string | null; address: string | null } = { name: null, address: null };
+  /** `instance`: the node's SA instance the agent gave this daemon (src/keys/derive.ts). */
+  local: { name: string | null; address: string | null; instance: string | null } = {
+    name: null,
+    address: null,
+    instance: null,
+  };
 
   /**
    * Applies a `set` (order in src/dataplane/esp-userspace/control.ts). Everything is checked
@@ -114,9 +122,15 @@ export class EspState {
       if (p === undefined) continue;
       this.routes.removeByPeer(p);
       this.peers.delete(name);
-      this.db.removePeer(name);
+      // Its SAs stay until their key ID is retired (SaDatabase.detachPeer says why).
+      this.db.detachPeer(name);
     }
-    if (local !== undefined) this.local = { name: local.name, address: local.address ?? this.local.address };
+    if (local !== undefined)
+      this.local = {
+        name: local.name,
+        address: local.address ?? this.local.address,
+        instance: local.instance ?? this.local.instance,
+      };
     for (const cfg of peers.values()) {
       let p = this.peers.get(cfg.name);
       if (p === undefined) {

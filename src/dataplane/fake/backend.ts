@@ -11,6 +11,7 @@
  */
 import { systemClock, type Clock } from "../../clock.js";
 import { PodcryptError } from "../../errors/index.js";
+import { newSaInstance } from "../../keys/derive.js";
 import { publicFromPrivate } from "../../keys/x25519.js";
 import { sameList } from "../../lists.js";
 import type { EncryptionMode } from "../../model/index.js";
@@ -147,6 +148,8 @@ export class FakeDataplane implements DataplaneBackend {
   private readonly gens = new Map<number, MutableGeneration>();
   private readonly routeTable = new Map<string, DesiredRoute>();
   private strictState: DesiredStrict | undefined;
+  /** IPsec: the SA instance (src/keys/derive.ts), made at the first ipsec generation and kept. */
+  private instance: string | undefined;
   private mtuValue: number | undefined;
   private inSync = false;
   private closed = false;
@@ -254,6 +257,10 @@ export class FakeDataplane implements DataplaneBackend {
     if (f !== undefined && (f.step === "any" || f.step === step)) throw f.error;
   }
 
+  saInstance(): string | undefined {
+    return this.instance;
+  }
+
   async reconcile(desired: DesiredNodeState, privateKey: (epoch: number) => Buffer): Promise<void> {
     if (this.closed) throw new PodcryptError("ECLOSED", "fake data plane is closed");
     this.stats.reconciles++;
@@ -294,6 +301,9 @@ export class FakeDataplane implements DataplaneBackend {
         this.stats.generationsAdded++;
         this.installHistory.push(g.epoch);
       }
+      // A fake keeps its state while it lives: the instance published before, else a new one.
+      if (desired.generations.some((g) => g.mode === "ipsec"))
+        this.instance ??= desired.saInstance ?? newSaInstance();
       this.maybeFail("peers", fault);
       for (const g of desired.generations) {
         const gen = this.gens.get(g.epoch)!;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
 import { formatSpi } from "../../esp/sa.js";
 import { keyIdForEpoch, spiFor } from "../../keys/derive.js";
@@ -32,11 +33,18 @@ class FakeHolder implements EncapHolderPort {
 interface Node {
   name: string;
   address: string;
+  /** The SA instance the node published (src/keys/derive.ts). */
+  instance: string;
   keys: Map<number, ReturnType<typeof generateKeyPair>>;
 }
 
 function node(name: string, address: string, epochs: number[]): Node {
-  return { name, address, keys: new Map(epochs.map((e) => [e, generateKeyPair(random)])) };
+  return {
+    name,
+    address,
+    instance: randomBytes(16).toString("hex"),
+    keys: new Map(epochs.map((e) => [e, generateKeyPair(random)])),
+  };
 }
 
 function gen(self: Node, peers: Node[], epoch: number): DesiredGeneration {
@@ -50,14 +58,14 @@ function gen(self: Node, peers: Node[], epoch: number): DesiredGeneration {
     peers: peers.map((p, i) => ({
       node: p.name,
       publicKey: p.keys.get(epoch)!.publicKey.toString("base64"),
+      saInstance: p.instance,
       endpoint: { address: p.address, port: 51820 + slot },
       allowedIps: [`10.244.${i + 2}.0/24`],
     })),
   };
 }
 
-function setup(self: Node) {
-  const kernel = new FakeKernel();
+function setup(self: Node, kernel = new FakeKernel(), published?: string) {
   const holder = new FakeHolder();
   const sysctls: string[] = [];
   const backend = new KernelXfrmBackend({
@@ -76,6 +84,7 @@ function setup(self: Node) {
     routes: [],
     mtu: 1400,
     privateKey: (e) => self.keys.get(e)!.privateKey,
+    ...(published === undefined ? {} : { saInstance: published }),
   };
   return { kernel, holder, backend, ctx, sysctls };
 }
@@ -109,10 +118,12 @@ describe("KernelXfrmBackend", () => {
       epoch: 1,
       privateKey: b.keys.get(1)!.privateKey,
       peerPublicKey: a.keys.get(1)!.publicKey,
+      selfInstance: b.instance,
+      peerInstance: backend.saInstance()!,
     });
     const out = kernel.states.get(`${b.address}|${bIn.spi}`)!;
     assert.equal(out.src, a.address);
-    assert.equal(out.spi, spiFor(keyIdForEpoch(1), a.name, b.name));
+    assert.equal(out.spi, spiFor(keyIdForEpoch(1), a.name, b.name, backend.saInstance()!, b.instance));
     assert.equal(out.aead.keyHex, bIn.key + bIn.salt, "a's outbound key is b's inbound key");
     assert.deepEqual(out.encap, { sport: 4500, dport: 4500 });
     assert.equal(out.reqid, reqidForEpoch(1));
@@ -210,11 +221,90 @@ describe("KernelXfrmBackend", () => {
     assert.ok([...kernel.policies.values()].every((p) => p.ifId === ifIdForSlot(0)));
   });
 
+  it("SA instance: kept across an agent restart while the kernel holds its outbound states, new after a flush or reboot", async () => {
+    const kernel = new FakeKernel();
+    const first = setup(a, kernel);
+    await first.backend.applyGenerations([gen(a, [b, c], 1)], first.ctx);
+    const published = first.backend.saInstance()!;
+    const spis = () => [...kernel.states.values()].map((s) => s.spi).sort();
+    const before = spis();
+    // Agent restart: a new backend, the instance read back from the node's record.
+    const restarted = setup(a, kernel, published);
+    await restarted.backend.applyGenerations([gen(a, [b, c], 1)], restarted.ctx);
+    assert.equal(restarted.backend.saInstance(), published);
+    assert.deepEqual(spis(), before, "states untouched: their sequence numbers go on");
+    // One outbound state lost behind the agent's back (an expiry): a new instance, all new SPIs.
+    const outB = [...kernel.states.values()].find((s) => s.src === a.address && s.dst === b.address)!;
+    kernel.states.delete(`${outB.dst}|${outB.spi}`);
+    await restarted.backend.applyGenerations([gen(a, [b, c], 1)], restarted.ctx);
+    const second = restarted.backend.saInstance()!;
+    assert.notEqual(second, published);
+    const installed = [...kernel.states.values()].filter((s) => s.src === a.address).map((s) => s.spi);
+    assert.ok(installed.includes(spiFor(1, a.name, b.name, second, b.instance)));
+    assert.ok(installed.includes(spiFor(1, a.name, c.name, second, c.instance)));
+    // Reboot: no XFRM state at all, the record still names the last instance.
+    const rebooted = setup(a, new FakeKernel(), second);
+    await rebooted.backend.applyGenerations([gen(a, [b, c], 1)], rebooted.ctx);
+    assert.notEqual(rebooted.backend.saInstance(), second);
+    // A flush seen by the running backend.
+    const flushedFrom = rebooted.backend.saInstance();
+    rebooted.kernel.states.clear();
+    await rebooted.backend.applyGenerations([gen(a, [b, c], 1)], rebooted.ctx);
+    assert.notEqual(rebooted.backend.saInstance(), flushedFrom);
+  });
+
+  it("a peer that leaves keeps its outbound state until retire; re-added, the same state goes on", async () => {
+    const { kernel, backend, ctx } = setup(a);
+    await backend.applyGenerations([gen(a, [b, c], 1)], ctx);
+    const instance = backend.saInstance()!;
+    const outC = spiFor(1, a.name, c.name, instance, c.instance);
+    kernel.xfrmTraffic(outC, 1000, 10);
+    await backend.applyGenerations([gen(a, [b], 1)], ctx);
+    await backend.retireGenerations([gen(a, [b], 1)], ctx);
+    assert.equal(kernel.states.get(`${c.address}|${outC}`)?.packets, 10, "kept, counters and all");
+    assert.equal(
+      kernel.states.get(`${a.address}|${spiFor(1, c.name, a.name, c.instance, instance)}`),
+      undefined,
+    );
+    await backend.applyGenerations([gen(a, [b, c], 1)], ctx);
+    assert.equal(backend.saInstance(), instance);
+    assert.equal(kernel.states.get(`${c.address}|${outC}`)?.packets, 10, "the same state, not a new one");
+    // Retired with its key generation.
+    await backend.applyGenerations([gen(a, [b], 2)], ctx);
+    await backend.retireGenerations([gen(a, [b], 2)], ctx);
+    assert.equal(kernel.states.get(`${c.address}|${outC}`), undefined);
+  });
+
+  it("a peer's new SA instance replaces its outbound state (the old one is not kept beside it)", async () => {
+    const { kernel, backend, ctx } = setup(a);
+    await backend.applyGenerations([gen(a, [b, c], 1)], ctx);
+    const instance = backend.saInstance()!;
+    const g = gen(a, [b, c], 1);
+    const fresh = "0f".repeat(16);
+    g.peers = g.peers.map((p) => (p.node === b.name ? { ...p, saInstance: fresh } : p));
+    await backend.applyGenerations([g], ctx);
+    await backend.retireGenerations([g], ctx);
+    const toB = [...kernel.states.values()].filter((s) => s.src === a.address && s.dst === b.address);
+    assert.deepEqual(
+      toB.map((s) => s.spi),
+      [spiFor(1, a.name, b.name, instance, fresh)],
+    );
+  });
+
+  it("installs no SA toward a peer that published no SA instance", async () => {
+    const { kernel, backend, ctx } = setup(a);
+    const g = gen(a, [b, c], 1);
+    g.peers = g.peers.map((p) => (p.node === c.name ? { ...p, saInstance: undefined } : p)) as typeof g.peers;
+    await backend.applyGenerations([g], ctx);
+    assert.ok([...kernel.states.values()].every((s) => s.src !== c.address && s.dst !== c.address));
+  });
+
   it("observes each peer's SA pair with counters, as `ip -s xfrm state` shows them", async () => {
     const { kernel, backend, ctx } = setup(a);
     await backend.applyGenerations([gen(a, [b, c], 1)], ctx);
-    const outSpi = spiFor(keyIdForEpoch(1), a.name, b.name);
-    const inSpi = spiFor(keyIdForEpoch(1), b.name, a.name);
+    const ia = backend.saInstance()!;
+    const outSpi = spiFor(keyIdForEpoch(1), a.name, b.name, ia, b.instance);
+    const inSpi = spiFor(keyIdForEpoch(1), b.name, a.name, b.instance, ia);
     kernel.xfrmTraffic(outSpi, 1000, 10);
     kernel.xfrmTraffic(inSpi, 500, 5);
     const rows = await backend.observe();

@@ -1,6 +1,6 @@
 import { formatSpi } from "../../esp/sa.js";
 import { ESP_IN_UDP_PORT } from "../../esp/udp.js";
-import { keyIdOfSpi } from "../../keys/derive.js";
+import { keyIdForEpoch, keyIdOfSpi, spiFor } from "../../keys/derive.js";
 import { decodeKey } from "../../keys/x25519.js";
 import type { Logger } from "../../log/logger.js";
 import { ProcessKernelCommands, type KernelCommands } from "../../platform/netlink/kernel-commands.js";
@@ -9,8 +9,22 @@ import type { GenerationBackend, GenerationContext } from "../composite/types.js
 import { peerSas } from "../esp-userspace/sas.js";
 import type { DesiredGeneration, DesiredPeer, ObservedPeer } from "../types.js";
 import { ProcessEncapHolder, type EncapHolderPort } from "./encap.js";
-import { XFRM_REQID_BASE, xfrmDesired, type PeerSaPair, type XfrmOwners } from "./generations.js";
-import { XfrmReconciler } from "./reconciler.js";
+import { canonicalIp } from "../../platform/netlink/addr.js";
+import { decideSaInstance, type InstanceEvidence } from "../esp-userspace/instance.js";
+import {
+  XFRM_REQID_BASE,
+  reqidForEpoch,
+  xfrmDesired,
+  type PeerSaPair,
+  type XfrmOwners,
+} from "./generations.js";
+import type { XfrmSaSpec } from "./types.js";
+import { XfrmReconciler, type XfrmSnapshot } from "./reconciler.js";
+
+/** The memo key of a peer's SA pair: everything its keys are derived from besides private keys. */
+function materialId(epoch: number, peer: DesiredPeer, instance: string): string {
+  return `${epoch}|${peer.node}|${peer.publicKey}|${peer.saInstance ?? ""}|${instance}`;
+}
 
 export interface KernelXfrmOptions {
   logger: Logger;
@@ -49,6 +63,10 @@ export class KernelXfrmBackend implements GenerationBackend {
   private readonly encap: EncapHolderPort;
   private readonly port: number;
   private readonly material = new Map<string, PeerSaPair>();
+  /** The node's SA instance the kernel's states are made under (src/dataplane/esp-userspace/instance.ts). */
+  private instance: string | undefined;
+  /** SPIs of the outbound states installed under `instance` (of key generations still installed). */
+  private installedOut = new Set<number>();
   private owners: XfrmOwners = { generationByIfId: new Map(), nodeByAddress: new Map() };
   private readonly isOurs: (ifname: string) => boolean;
 
@@ -68,9 +86,9 @@ export class KernelXfrmBackend implements GenerationBackend {
    * while a generation holds that peer with that key: most passes change nothing and must stay
    * cheap with hundreds of peers. Kept in memory only, like the private keys they come from.
    */
-  private sas(generations: DesiredGeneration[], ctx: GenerationContext) {
+  private sas(ctx: GenerationContext, instance: string) {
     return (epoch: number, peer: DesiredPeer, field: string): PeerSaPair => {
-      const id = `${epoch}|${peer.node}|${peer.publicKey}`;
+      const id = materialId(epoch, peer, instance);
       let pair = this.material.get(id);
       if (pair === undefined) {
         pair = peerSas({
@@ -79,6 +97,8 @@ export class KernelXfrmBackend implements GenerationBackend {
           epoch,
           privateKey: ctx.privateKey(epoch),
           peerPublicKey: decodeKey(peer.publicKey, field),
+          selfInstance: instance,
+          peerInstance: peer.saInstance ?? "",
         });
         this.material.set(id, pair);
       }
@@ -86,24 +106,23 @@ export class KernelXfrmBackend implements GenerationBackend {
     };
   }
 
-  private desired(generations: DesiredGeneration[], ctx: GenerationContext) {
+  private desired(generations: DesiredGeneration[], ctx: GenerationContext, instance: string) {
     return xfrmDesired({
       self: this.o.node,
+      instance,
       localAddress: this.o.localAddress,
       underlayIf: this.o.underlayIf,
       port: this.port,
       mtu: ctx.mtu,
       generations,
       privateKey: ctx.privateKey,
-      sas: this.sas(generations, ctx),
+      sas: this.sas(ctx, instance),
     });
   }
 
   /** Forgets derived SAs no generation of `generations` holds. */
-  private forget(generations: DesiredGeneration[]): void {
-    const keep = new Set(
-      generations.flatMap((g) => g.peers.map((p) => `${g.epoch}|${p.node}|${p.publicKey}`)),
-    );
+  private forget(generations: DesiredGeneration[], instance: string): void {
+    const keep = new Set(generations.flatMap((g) => g.peers.map((p) => materialId(g.epoch, p, instance))));
     for (const id of [...this.material.keys()]) if (!keep.has(id)) this.material.delete(id);
   }
 
@@ -115,10 +134,18 @@ export class KernelXfrmBackend implements GenerationBackend {
     generations: DesiredGeneration[],
     ctx: GenerationContext,
   ): Promise<Map<string, string>> {
-    const d = this.desired(generations, ctx);
+    const snapshot = await this.reconciler.read();
+    const instance = this.chooseInstance(generations, ctx, snapshot.states);
+    const d = this.desired(generations, ctx, instance);
+    // A batch that fails half-way leaves states of this instance: the next pass goes on with it.
+    this.instance = instance;
     await this.encap.ensure();
     const ifIds = new Set(d.links?.map((l) => l.ifId));
-    const r = await this.reconciler.reconcile(d, ifIds);
+    const r = await this.reconciler.reconcile(d, ifIds, {
+      snapshot,
+      keepOutbound: this.keepOutbound(generations),
+    });
+    this.recordOutbound(generations, d.states);
     this.remember(d.owners);
     for (const l of d.links ?? []) await this.loosenRpFilter(l.ifname);
     if (r.changed)
@@ -131,13 +158,83 @@ export class KernelXfrmBackend implements GenerationBackend {
 
   /** Removes every owned interface, SA and policy `generations` do not hold; with none left, the holder. */
   async retireGenerations(generations: DesiredGeneration[], ctx: GenerationContext): Promise<void> {
-    const d = this.desired(generations, ctx);
+    // applyGenerations chose the instance in this pass; with no generation there is none.
+    const instance = generations.length === 0 ? undefined : this.instance;
+    const d = this.desired(instance === undefined ? [] : generations, ctx, instance ?? "");
     // Routes and strict rules moved since applyGenerations; links, SAs and policies did not.
-    const r = await this.reconciler.reconcile(d, "all", { reuseRead: true });
+    const r = await this.reconciler.reconcile(d, "all", {
+      reuseRead: true,
+      keepOutbound: this.keepOutbound(generations),
+    });
     this.owners = d.owners;
-    this.forget(generations);
-    if (generations.length === 0) await this.encap.stop();
+    this.forget(generations, instance ?? "");
+    this.recordOutbound(generations, d.states);
+    if (generations.length === 0) {
+      this.instance = undefined;
+      await this.encap.stop();
+    }
     if (r.changed) this.o.logger.info({ epochs: generations.map((g) => g.epoch), lines: r.lines }, "retired");
+  }
+
+  /** IPsec: the SA instance the kernel's states are made under after the last pass. */
+  saInstance(): string | undefined {
+    return this.instance;
+  }
+
+  /**
+   * The SA instance of this pass. The kernel vouches for one by holding its outbound states: the
+   * instance this backend installed (every outbound state it installed since must still be
+   * there), or after an agent restart the one the node published (every outbound state expected
+   * under it, and at least one, must be there). Anything else (a reboot, `ip xfrm state flush`, an
+   * expiry) may have lost sequence numbers: a new instance.
+   */
+  private chooseInstance(
+    generations: DesiredGeneration[],
+    ctx: GenerationContext,
+    states: XfrmSnapshot["states"],
+  ): string {
+    const local = canonicalIp(this.o.localAddress);
+    const present = new Set(
+      states
+        .filter((s) => s.src === local && s.reqid >= XFRM_REQID_BASE && s.reqid <= XFRM_REQID_BASE + 0xffff)
+        .map((s) => s.spi),
+    );
+    let evidence: InstanceEvidence;
+    if (this.instance !== undefined) {
+      evidence = { candidate: this.instance, mustHave: this.installedOut, present };
+    } else {
+      const published = ctx.saInstance;
+      const expected = new Set<number>();
+      if (published !== undefined)
+        for (const g of generations)
+          for (const p of g.peers)
+            if (p.saInstance !== undefined)
+              expected.add(spiFor(keyIdForEpoch(g.epoch), this.o.node, p.node, published, p.saInstance));
+      const vouched = [...expected].some((spi) => present.has(spi));
+      evidence = { candidate: vouched ? published : undefined, mustHave: expected, present };
+    }
+    const d = decideSaInstance(evidence);
+    if (d.fresh) {
+      this.installedOut = new Set();
+      this.material.clear();
+      this.o.logger.info({ reason: d.reason }, "new SA instance: every pair gets new ESP keys and SPIs");
+    }
+    return d.instance;
+  }
+
+  /** Outbound states of the installed generations' reqids stay when their peer left (plan.ts). */
+  private keepOutbound(generations: DesiredGeneration[]): { src: string; reqids: Set<number> } {
+    return {
+      src: canonicalIp(this.o.localAddress),
+      reqids: new Set(generations.map((g) => reqidForEpoch(g.epoch))),
+    };
+  }
+
+  /** Adds the outbound states just installed to those that must stay; forgets retired key IDs. */
+  private recordOutbound(generations: DesiredGeneration[], states: readonly XfrmSaSpec[]): void {
+    const keyIds = new Set(generations.map((g) => keyIdForEpoch(g.epoch)));
+    for (const spi of [...this.installedOut]) if (!keyIds.has(keyIdOfSpi(spi))) this.installedOut.delete(spi);
+    for (const st of states) if (st.src === this.o.localAddress) this.installedOut.add(st.spi);
   }
 
   private remember(o: XfrmOwners): void {

@@ -15,7 +15,7 @@
  * Two generations coexist during a rotation, with the same selectors but different `if_id`s.
  *
  * Keys, SPIs and key IDs are those of the userspace ESP data plane (esp-userspace/sas.ts:
- * `deriveEspKey`, `spiFor`, `keyIdForEpoch`), and SAs use ESP in UDP on port 4500 both ways
+ * `deriveEspKey`, `spiFor`, `keyIdForEpoch`, both ends' SA instances bound), and SAs use ESP in UDP on port 4500 both ways
  * (`encap espinudp 4500 4500`), so a kernel node and a userspace node speak the same wire format.
  */
 import { keyIdForEpoch } from "../../keys/derive.js";
@@ -42,6 +42,8 @@ export function reqidForEpoch(epoch: number): number {
 export interface XfrmGenerationsInput {
   /** This node's name (bound into every derived key). */
   self: string;
+  /** This node's SA instance (bound into every derived key). */
+  instance: string;
   /** This node's underlay address: the outer source of its ESP and the destination of its peers'. */
   localAddress: string;
   /** The underlay interface (lower device of the XFRM interfaces). */
@@ -88,6 +90,9 @@ export function xfrmDesired(i: XfrmGenerationsInput): XfrmDesired & { owners: Xf
     g.peers.forEach((p, j) => {
       const remote = p.endpoint.address;
       owners.nodeByAddress.set(remote, p.node);
+      // Keys bind the peer's SA instance: none published yet, no SA (strict mode drops).
+      const peerInstance = p.saInstance;
+      if (peerInstance === undefined) return;
       const field = `generations[${g.epoch}].peers[${j}].publicKey`;
       const [inb, out] =
         i.sas?.(g.epoch, p, field) ??
@@ -97,6 +102,8 @@ export function xfrmDesired(i: XfrmGenerationsInput): XfrmDesired & { owners: Xf
           epoch: g.epoch,
           privateKey: i.privateKey(g.epoch),
           peerPublicKey: decodeKey(p.publicKey, field),
+          selfInstance: i.instance,
+          peerInstance,
         });
       const key = (sa: { key: string; salt: string }): Buffer => Buffer.from(sa.key + sa.salt, "hex");
       states.push(

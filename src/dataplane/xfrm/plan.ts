@@ -42,6 +42,14 @@ export interface PruneOptions {
   prune?: "all" | ReadonlySet<number>;
   /** Whether an XFRM interface of that name is the backend's. Default: none is. */
   ownsLink?: (ifname: string) => boolean;
+  /**
+   * Outbound states (source `src`) of these reqids stay even when not desired: the SA of a peer
+   * that left, kept until its key generation retires, so that a peer re-added within the epoch
+   * gets the same state back and its sequence numbers (GCM nonces) go on instead of restarting
+   * under the same key (src/keys/derive.ts). Not when a desired state has the same source,
+   * destination and reqid: that one replaces it (a new SA instance).
+   */
+  keepOutbound?: { src: string; reqids: ReadonlySet<number> };
 }
 
 /** Validates and canonicalises `desired` (addresses as the kernel prints them). */
@@ -200,6 +208,15 @@ export function planXfrm(
   const prune = options.prune ?? "all";
   const prunable = (ifId: number | undefined): boolean => prune === "all" || prune.has(ifId ?? 0);
   const isOwned = (reqid: number): boolean => reqid >= owned.min && reqid <= owned.max;
+  const keep = options.keepOutbound;
+  // A desired state of the same peer and key generation supersedes a kept one (the peer's new SA
+  // instance: the old key never comes back), and the kernel must not pick the old one for it.
+  const superseded = new Set(desired.states.map((st) => `${st.src}|${st.dst}|${st.reqid}`));
+  const kept = (st: InstalledXfrmState): boolean =>
+    keep !== undefined &&
+    st.src === keep.src &&
+    keep.reqids.has(st.reqid) &&
+    !superseded.has(`${st.src}|${st.dst}|${st.reqid}`);
   const lines: string[] = [];
 
   const links = installed.links;
@@ -235,7 +252,8 @@ export function planXfrm(
     if (p.tmpls.some((t) => isOwned(t.reqid)) && !wantPolicies.has(policyKey(p)) && prunable(p.ifId))
       lines.push(`xfrm policy delete ${selector(p)}`);
   for (const [key, have] of haveStates)
-    if (isOwned(have.reqid) && !wantStates.has(key) && prunable(have.ifId)) lines.push(stateDeleteLine(have));
+    if (isOwned(have.reqid) && !wantStates.has(key) && prunable(have.ifId) && !kept(have))
+      lines.push(stateDeleteLine(have));
   if (links !== undefined && options.ownsLink !== undefined) {
     for (const l of links.values())
       if (l.kind === "xfrm" && options.ownsLink(l.ifname) && !wantLinks.has(l.ifname) && prunable(l.ifId))

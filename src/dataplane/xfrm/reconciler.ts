@@ -67,15 +67,21 @@ export class XfrmReconciler {
   async reconcile(
     desired: XfrmDesired,
     prune: PruneOptions["prune"] = "all",
-    options: { reuseRead?: boolean } = {},
+    options: {
+      reuseRead?: boolean;
+      keepOutbound?: PruneOptions["keepOutbound"];
+      /** What the caller just read with {@link read}: planned from instead of reading again. */
+      snapshot?: XfrmSnapshot;
+    } = {},
   ): Promise<{ changed: boolean; lines: number }> {
     this.lastOk = false;
     const want = normaliseXfrm(desired, this.owned);
     const reused = options.reuseRead === true ? this.unchanged : undefined;
     this.unchanged = undefined;
-    const snapshot = reused ?? (await this.read());
+    const snapshot = reused ?? options.snapshot ?? (await this.read());
     const lines = planXfrm(want, snapshot, this.owned, {
       prune,
+      ...(options.keepOutbound === undefined ? {} : { keepOutbound: options.keepOutbound }),
       ...(this.ownsLink === undefined ? {} : { ownsLink: this.ownsLink }),
     });
     try {

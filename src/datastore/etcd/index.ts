@@ -1,6 +1,9 @@
 import {
   Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
   EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
   type IKeyValue,
   type IOptions,
   type Lease as EtcdLease,
@@ -16,7 +19,9 @@ import {
   DatastoreError,
   LeaseExpiredError,
   NotFoundError,
+  PermissionDeniedError,
   RevisionGoneError,
+  UnauthenticatedError,
   UnavailableError,
   isDatastoreError,
 } from "../errors.js";
@@ -45,15 +50,43 @@ export interface EtcdDatastoreOptions {
   hosts: string[] | string;
   /** Key prefix. Default `/podcrypt/`. Objects live at `<prefix><kind>/<key>`. */
   prefix?: string;
-  /** Extra etcd3 client options (TLS, auth, dial timeout). */
+  /** Extra etcd3 client options (`credentials`: TLS; `auth`: etcd user; dial timeout). */
   client?: Omit<IOptions, "hosts">;
 }
 
-const LEADER_KIND = "__leaders";
+/** The "kind" under whose prefix leader-election keys live: `<prefix>__leaders/<name>`. */
+export const LEADER_KIND = "__leaders";
+
+/** Who the client is, for errors that must name it. */
+interface ErrorContext {
+  leaseId?: string | undefined;
+  /** The etcd user the client authenticates as. */
+  user?: string | undefined;
+  /** Whether the client speaks TLS. */
+  tls: boolean;
+}
 
 /** Maps etcd3/grpc failures to datastore errors, keeping the cause. */
-function mapError(e: unknown, leaseId?: string): Error {
+function mapError(e: unknown, ctx: ErrorContext): Error {
+  const { leaseId } = ctx;
   if (isDatastoreError(e)) return e;
+  if (e instanceof EtcdAuthenticationFailedError)
+    return new UnauthenticatedError(
+      `etcd refused the credentials for user "${ctx.user ?? "?"}" (wrong password-file, or no such user)`,
+      { cause: e, context: { user: ctx.user } },
+    );
+  if (e instanceof EtcdPermissionDeniedError)
+    return new PermissionDeniedError(
+      ctx.user === undefined
+        ? "etcd denied the request: it has authentication on and this client names no user (etcd then takes a client certificate's CN as the user): add ?user=NAME&password-file=FILE"
+        : `etcd denied user "${ctx.user}" this request: the user's roles do not cover the key`,
+      { cause: e, context: { user: ctx.user } },
+    );
+  if (e instanceof EtcdInvalidAuthTokenError || /user name is empty|user name not found/i.test(String(e)))
+    return new UnauthenticatedError(
+      "etcd has authentication on and refused a request without valid credentials (add ?user=NAME&password-file=FILE)",
+      { cause: e },
+    );
   if (e instanceof EtcdLeaseInvalidError) return new LeaseExpiredError(leaseId ?? "unknown", { cause: e });
   const msg = e instanceof Error ? e.message : String(e);
   if (/lease not found/i.test(msg)) return new LeaseExpiredError(leaseId ?? "unknown", { cause: e });
@@ -61,17 +94,22 @@ function mapError(e: unknown, leaseId?: string): Error {
   // grpc's "14 UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED
   // 127.0.0.1:2379. Resolution note: ": the last error is what a person needs.
   const unreachable = /UNAVAILABLE.*Last error: (?:Error: )?(.*?)\.?\s*(?:Resolution note:.*)?$/s.exec(msg);
-  if (unreachable !== null)
-    return new UnavailableError(`etcd: cannot connect (${unreachable[1]})`, { cause: e });
-  return new UnavailableError(`etcd: ${msg}`, { cause: e });
-}
-
-async function wrap<T>(fn: () => Promise<T>, leaseId?: string): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    throw mapError(e, leaseId);
+  if (unreachable !== null) {
+    const why = unreachable[1] ?? "";
+    // grpc-js reports a failed TLS handshake as "Last error: null" (no reason of its own).
+    if (ctx.tls && (why === "null" || /certificate|ssl|tls|handshake|alert/i.test(why)))
+      return new UnavailableError(
+        `etcd: TLS handshake failed (${why === "null" ? "no reason given" : why}): check that ca= names the CA that signed etcd's server certificate (for the host in the URL) and that cert=/key= are a client certificate etcd trusts`,
+        { cause: e },
+      );
+    if (!ctx.tls && /ECONNRESET|Connection dropped|Protocol error|socket hang up/i.test(why))
+      return new UnavailableError(
+        `etcd: cannot connect (${why}): does this etcd serve TLS? Then write etcds:// with ca=FILE`,
+        { cause: e },
+      );
+    return new UnavailableError(`etcd: cannot connect (${why})`, { cause: e });
   }
+  return new UnavailableError(`etcd: ${msg}`, { cause: e });
 }
 
 /**
@@ -89,9 +127,30 @@ export class EtcdDatastore implements Datastore {
   private readonly campaigns = new Set<Campaign>();
   private closed = false;
 
+  private readonly errorContext: ErrorContext;
+
   constructor(options: EtcdDatastoreOptions) {
     this.client = new Etcd3({ ...options.client, hosts: options.hosts });
     this.prefix = options.prefix ?? "/podcrypt/";
+    const hosts = typeof options.hosts === "string" ? [options.hosts] : options.hosts;
+    this.errorContext = {
+      user: options.client?.auth?.username,
+      tls: options.client?.credentials !== undefined || hosts.some((h) => h.startsWith("https:")),
+    };
+  }
+
+  /** @internal Maps an etcd3/grpc failure to a datastore error naming this client's user. */
+  mapError(e: unknown, leaseId?: string): Error {
+    return mapError(e, { ...this.errorContext, leaseId });
+  }
+
+  /** @internal Runs an etcd3 call, mapping its failure ({@link mapError}). */
+  async wrap<T>(fn: () => Promise<T>, leaseId?: string): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw this.mapError(e, leaseId);
+    }
   }
 
   /** @internal */ assertOpen(): void {
@@ -116,7 +175,7 @@ export class EtcdDatastore implements Datastore {
     const ttl = Math.max(1, Math.ceil(ttlSeconds));
     const lease = this.client.lease(ttl, { autoKeepAlive: options.autoKeepAlive ?? true });
     lease.on("lost", () => {}); // handled through onLost; avoid unhandled 'error'-like crashes
-    const id = await wrap(() => lease.grant());
+    const id = await this.wrap(() => lease.grant());
     const h = new EtcdLeaseHandle(this, lease, id, ttl);
     this.leases.add(h);
     return h;
@@ -130,7 +189,7 @@ export class EtcdDatastore implements Datastore {
     return {
       grantLease: (ttl) => this.grantLease(ttl),
       tryAcquire: (name, identity, leaseId) =>
-        wrap(async () => {
+        this.wrap(async () => {
           const key = this.keyOf(LEADER_KIND, name);
           const r = await this.client
             .if(key, "Create", "==", 0)
@@ -139,7 +198,7 @@ export class EtcdDatastore implements Datastore {
           return r.succeeded;
         }, leaseId),
       release: (name, leaseId) =>
-        wrap(async () => {
+        this.wrap(async () => {
           const key = this.keyOf(LEADER_KIND, name);
           await this.client.if(key, "Lease", "==", leaseId).then(this.client.delete().key(key)).commit();
         }),
@@ -185,7 +244,7 @@ export class EtcdDatastore implements Datastore {
 
   async leader(name: string): Promise<string | undefined> {
     this.assertOpen();
-    const v = await wrap(() => this.client.get(this.keyOf(LEADER_KIND, name)).string());
+    const v = await this.wrap(() => this.client.get(this.keyOf(LEADER_KIND, name)).string());
     if (v === null) return undefined;
     return (JSON.parse(v) as { identity?: string }).identity;
   }
@@ -194,7 +253,7 @@ export class EtcdDatastore implements Datastore {
     this.assertOpen();
     const kind = "encryptionpolicies";
     const ek = this.keyOf(kind, key);
-    const kv = (await wrap(() => this.client.get(ek).exec())).kvs[0];
+    const kv = (await this.wrap(() => this.client.get(ek).exec())).kvs[0];
     if (kv === undefined) throw new NotFoundError(kind, key);
     if (String(kv.mod_revision) !== options.revision)
       throw new ConflictError(kind, key, options.revision, String(kv.mod_revision));
@@ -205,7 +264,7 @@ export class EtcdDatastore implements Datastore {
       raw = undefined;
     }
     const value = withPolicyStatus(key, raw, status);
-    const r = await wrap(() =>
+    const r = await this.wrap(() =>
       this.client
         .if(ek, "Mod", "==", options.revision)
         .then(this.client.put(ek).value(JSON.stringify(value)).ignoreLease())
@@ -254,7 +313,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
 
   async get(key: string): Promise<Stored<ResourceByKind[K]> | undefined> {
     this.ds.assertOpen();
-    const res = await wrap(() => this.ds.client.get(this.ds.keyOf(this.kind, key)).exec());
+    const res = await this.ds.wrap(() => this.ds.client.get(this.ds.keyOf(this.kind, key)).exec());
     const kv = res.kvs[0];
     if (kv === undefined) return undefined;
     const d = this.decode(kv);
@@ -264,7 +323,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
 
   async list(): Promise<ListResult<ResourceByKind[K]>> {
     this.ds.assertOpen();
-    const res = await wrap(() =>
+    const res = await this.ds.wrap(() =>
       this.ds.client.getAll().prefix(this.kindPrefix).sort("Key", "Ascend").exec(),
     );
     const items: Stored<ResourceByKind[K]>[] = [];
@@ -301,7 +360,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
     const { key, value } = encodeObject(this.kind, input);
     const ek = this.ds.keyOf(this.kind, key);
     const lease = options.lease ?? undefined;
-    const r = await wrap(
+    const r = await this.ds.wrap(
       () =>
         this.ds.client
           .if(ek, "Create", "==", 0)
@@ -324,7 +383,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
       options.revision !== undefined
         ? this.ds.client.if(ek, "Mod", "==", options.revision)
         : this.ds.client.if(ek, "Create", ">", 0);
-    const r = await wrap(
+    const r = await this.ds.wrap(
       () =>
         cmp
           .then(this.put(ek, value, options.lease))
@@ -340,7 +399,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
     let lease: string | undefined;
     if (options.lease === undefined) {
       // The lease was kept: read it back cheaply from the revision we wrote.
-      const kv = (await wrap(() => this.ds.client.get(ek).exec())).kvs[0];
+      const kv = (await this.ds.wrap(() => this.ds.client.get(ek).exec())).kvs[0];
       lease =
         kv && String(kv.lease) !== "0" && String(kv.mod_revision) === String(r.header.revision)
           ? String(kv.lease)
@@ -356,7 +415,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
       options.revision !== undefined
         ? this.ds.client.if(ek, "Mod", "==", options.revision)
         : this.ds.client.if(ek, "Create", ">", 0);
-    const r = await wrap(() =>
+    const r = await this.ds.wrap(() =>
       cmp.then(this.ds.client.delete().key(ek)).else(this.ds.client.get(ek)).commit(),
     );
     if (!r.succeeded) {
@@ -383,7 +442,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
       await w.start();
     } catch (e) {
       this.ds.trackWatch(w as EtcdWatch<unknown>, false);
-      throw mapError(e);
+      throw this.ds.mapError(e);
     }
     return w;
   }
@@ -443,7 +502,7 @@ class EtcdWatch<T> implements Watch {
       // etcd cancels a watch whose start revision was compacted (3.4 may send no reason); any
       // server-side cancel leaves the consumer behind, so it relists.
       if (/compacted|Watcher canceled/i.test(err.message)) this.goneAt(undefined);
-      else this.listener.error?.(err);
+      else this.listener.error?.(this.ds.mapError(err));
     });
     await new Promise<void>((resolve, reject) => {
       w.once("connected", () => resolve());
@@ -501,7 +560,7 @@ class EtcdLeaseHandle implements Lease {
   }
 
   async keepAlive(): Promise<void> {
-    const r = await wrap(() => this.lease.keepaliveOnce(), this.id);
+    const r = await this.ds.wrap(() => this.lease.keepaliveOnce(), this.id);
     if (Number(r.TTL) <= 0) throw new LeaseExpiredError(this.id);
   }
 
@@ -509,9 +568,11 @@ class EtcdLeaseHandle implements Lease {
     this.released = true;
     this.lostCbs.clear();
     this.ds.forgetLease(this);
-    await wrap(() => this.lease.revoke(), this.id).catch((e: unknown) => {
-      if (!(e instanceof LeaseExpiredError)) throw e;
-    });
+    await this.ds
+      .wrap(() => this.lease.revoke(), this.id)
+      .catch((e: unknown) => {
+        if (!(e instanceof LeaseExpiredError)) throw e;
+      });
   }
 
   release(): void {

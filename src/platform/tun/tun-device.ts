@@ -1,5 +1,6 @@
 import { PodcryptError } from "../../errors/index.js";
 import { native, type FdWatcher } from "../../native.js";
+import { guardPollCallback, type PollErrorHandler } from "../poll/guard.js";
 
 /** errno values (Linux) that mean the TUN device or its fd is gone. */
 const GONE_ERRNOS = new Set([9 /* EBADF */, 5 /* EIO */, 77 /* EBADFD */, 19 /* ENODEV */, 6 /* ENXIO */]);
@@ -58,9 +59,13 @@ export class TunDevice {
     return native().tunWrite(this.fd, arena, offsets, lengths, count);
   }
 
-  /** Calls `callback(status)` whenever the fd is readable; status < 0 is a negated errno (device gone). */
-  watch(callback: (status: number) => void): FdWatcher {
-    const watcher = new (native().FdWatcher)(this.fd, (status) => callback(status));
+  /**
+   * Calls `callback(status)` whenever the fd is readable; status < 0 is a negated errno (device
+   * gone). An exception it throws goes to `onError` instead of ending the process
+   * (src/platform/poll/guard.ts).
+   */
+  watch(callback: (status: number) => void, onError: PollErrorHandler): FdWatcher {
+    const watcher = new (native().FdWatcher)(this.fd, guardPollCallback(callback, onError));
     watcher.start();
     return watcher;
   }

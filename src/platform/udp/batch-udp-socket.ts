@@ -1,6 +1,7 @@
 import { PodcryptError } from "../../errors/index.js";
 import type { Logger } from "../../log/logger.js";
 import { ENDPOINT_ENTRY_SIZE, native, type FdWatcher } from "../../native.js";
+import { guardPollCallback, type PollErrorHandler } from "../poll/guard.js";
 
 export { ENDPOINT_ENTRY_SIZE };
 
@@ -81,9 +82,12 @@ export class BatchUdpSocket {
     native().udpSetMark(this.fd, mark);
   }
 
-  /** Calls `callback(status)` whenever the socket is readable. */
-  watch(callback: (status: number) => void): FdWatcher {
-    const watcher = new (native().FdWatcher)(this.fd, (status) => callback(status));
+  /**
+   * Calls `callback(status)` whenever the socket is readable; an exception it throws goes to
+   * `onError` instead of ending the process (src/platform/poll/guard.ts).
+   */
+  watch(callback: (status: number) => void, onError: PollErrorHandler): FdWatcher {
+    const watcher = new (native().FdWatcher)(this.fd, guardPollCallback(callback, onError));
     watcher.start();
     return watcher;
   }

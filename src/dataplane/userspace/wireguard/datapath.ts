@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import { systemClock, type Clock } from "../../../clock.js";
 import { PodcryptError } from "../../../errors/index.js";
 import type { Logger } from "../../../log/logger.js";
+import { logPollError } from "../../../platform/poll/guard.js";
 import { native, type FdWatcher, type NativeAddon } from "../../../native.js";
 import {
   BatchSender,
@@ -34,6 +35,13 @@ const TAILROOM = 16 + TAG;
 const MESSAGE_DATA = 4;
 /** Largest datagram accepted from the network (jumbo-frame peers included); longer ones are dropped. */
 const RX_CAPACITY = 9216;
+/**
+ * Largest plaintext packet read from the TUN interface. Reads do not follow the configured MTU:
+ * the interface's MTU can be raised from outside at any moment, and a packet read into a buffer
+ * sized from an older MTU would be cut short. One byte more than the largest MTU accepted, so a
+ * read filling the whole buffer is known to be too long (dropped as malformed).
+ */
+const READ_CAPACITY = MAX_TUNNEL_MTU + 1;
 const TRUNCATED = 0xffffffff;
 /** Receive buffer size with UDP GRO: the largest UDP payload, rounded up. */
 const GRO_CAPACITY = 65536;
@@ -118,6 +126,8 @@ export interface DatapathCounters {
   udpBatches: number;
   /** Receive buffers that held several datagrams coalesced by UDP GRO. */
   groBuffers: number;
+  /** Exceptions caught in the packet path's readiness callbacks (each lost its batch, never the daemon). */
+  callbackErrors: number;
   /** Dropped packets by reason. */
   drops: Record<DropReason, number>;
 }
@@ -196,9 +206,9 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
   private gone = false;
   private inOutbound = false;
 
-  // Outbound arena: slot i holds [header 16][plaintext <= mtu][padding + tag].
-  private txSlot = 0;
-  private txArena = Buffer.alloc(0);
+  // Outbound arena: slot i holds [header 16][plaintext < READ_CAPACITY][padding + tag].
+  private readonly txSlot = roundUp(HEADER + READ_CAPACITY + TAILROOM, 64);
+  private readonly txArena: Buffer;
   private readonly txReadLengths: Uint32Array;
   private readonly txOffsets: Uint32Array;
   private readonly txLengths: Uint32Array;
@@ -263,6 +273,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     tunBatches: 0,
     udpBatches: 0,
     groBuffers: 0,
+    callbackErrors: 0,
   };
   private readonly drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
 
@@ -288,7 +299,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
       });
 
     const n = this.batch;
-    this.allocateTx();
+    this.txArena = Buffer.alloc(this.txSlot * n);
     this.txReadLengths = new Uint32Array(n);
     this.txOffsets = new Uint32Array(n);
     this.txLengths = new Uint32Array(n);
@@ -356,8 +367,8 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     const hooks = this.core as DatapathCore & OptionalCoreHooks;
     hooks.onKeepalive?.((peer) => void this.sendKeepalive(peer));
     hooks.onHandshakeGaveUp?.((peer) => this.dropStaged(peer));
-    this.tunWatcher = tun.watch((status) => this.onTunReadable(status));
-    this.udpWatcher = udp.watch((status) => this.onUdpReadable(status));
+    this.tunWatcher = tun.watch((status) => this.onTunReadable(status), this.onCallbackError);
+    this.udpWatcher = udp.watch((status) => this.onUdpReadable(status), this.onCallbackError);
     this.timer = setInterval(() => this.onTick(), TICK_INTERVAL_MS);
     this.timer.unref();
     this.logger.info({ ifname: tun.name, port: this.port, mtu: this.mtuValue }, "wireguard datapath started");
@@ -393,7 +404,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     this.udp?.close();
     this.udp = next;
     this.port = next.port;
-    this.udpWatcher = next.watch((status) => this.onUdpReadable(status));
+    this.udpWatcher = next.watch((status) => this.onUdpReadable(status), this.onCallbackError);
     this.logger.info({ port: this.port }, "wireguard datapath rebound");
     return this.port;
   }
@@ -413,7 +424,6 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     checkTunnelMtu(mtu);
     if (this.tun !== undefined && !this.closed) this.tun.setMtu(mtu);
     this.mtuValue = mtu;
-    this.allocateTx();
   }
 
   /** A copy of the counters. */
@@ -454,10 +464,10 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
 
   // ---- outbound ------------------------------------------------------------------------------
 
-  private allocateTx(): void {
-    this.txSlot = roundUp(HEADER + this.mtuValue + TAILROOM, 64);
-    this.txArena = Buffer.alloc(this.txSlot * this.batch);
-  }
+  /** Counts and logs an exception caught in the TUN or UDP readiness callback (its batch is lost). */
+  private readonly onCallbackError = (error: unknown): void => {
+    logPollError(this.logger, "wireguard datapath", ++this.stats.callbackErrors, error);
+  };
 
   private onTunReadable(status: number): void {
     if (this.closed) return;
@@ -466,10 +476,16 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
       return;
     }
     const tun = this.tun!;
-    const capacity = this.txSlot - HEADER - TAILROOM;
     // A few batches per wake-up, then yield so the receive side is served too.
     for (let round = 0; round < 4 && !this.closed; round++) {
-      const n = tun.readBatch(this.txArena, this.txSlot, HEADER, capacity, this.batch, this.txReadLengths);
+      const n = tun.readBatch(
+        this.txArena,
+        this.txSlot,
+        HEADER,
+        READ_CAPACITY,
+        this.batch,
+        this.txReadLengths,
+      );
       if (n < 0) {
         if (isInterfaceGoneErrno(n)) this.interfaceGone(n);
         else this.logger.warn({ errno: -n }, "TUN read failed");
@@ -505,7 +521,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
         const off = i * slot;
         const len = this.txReadLengths[i]!;
         const version = len > 0 ? arena[off + HEADER]! >> 4 : 0;
-        if ((version !== 4 || len < 20) && (version !== 6 || len < 40)) {
+        if (len >= READ_CAPACITY || ((version !== 4 || len < 20) && (version !== 6 || len < 40))) {
           this.drop("malformed");
           continue;
         }
@@ -880,8 +896,8 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
 
   /**
    * Adopts an MTU set on the interface from outside (`ip link set mtu`, the agent), as
-   * wireguard-go follows its TUN's MTU events: packets up to it must fit the buffers, or reads
-   * would cut them short.
+   * wireguard-go follows its TUN's MTU events, for the padding rule and status. The buffers do
+   * not depend on it: reads take up to READ_CAPACITY bytes whatever the MTU.
    */
   private followMtu(): void {
     if (this.tun === undefined) return;
@@ -889,7 +905,6 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     if (mtu === this.mtuValue || mtu < MIN_TUNNEL_MTU || mtu > MAX_TUNNEL_MTU) return;
     this.logger.info({ from: this.mtuValue, to: mtu }, "interface MTU changed");
     this.mtuValue = mtu;
-    this.allocateTx();
   }
 
   private interfaceGone(negErrno: number): void {

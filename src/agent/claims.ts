@@ -1,0 +1,186 @@
+/**
+ * Which of a peer's claims an agent believes. A node record is written by that node's agent, so a
+ * compromised node could claim another node's pod CIDRs (a more specific prefix wins the route, and
+ * the traffic would be encrypted to the liar) or another address. Before anything is derived from
+ * the records, every agent vets them here, the same way on every node:
+ *
+ * 1. Authority (Kubernetes): a pod CIDR is believed only inside the Node's `spec.podCIDRs` (set by
+ *    the node IPAM controller, which agents cannot write), an underlay address only when it is one
+ *    of the Node's `status.addresses`. A record without a Kubernetes Node is believed in nothing.
+ * 2. Overlap (every datastore): two nodes' believed pod CIDRs that overlap are both refused, since
+ *    nothing says which node is right: refused traffic is dropped (strict mode) or left unrouted,
+ *    never sent to a node that may be lying. With an authority, what survives step 1 is inside
+ *    what the authority assigned, so this happens only when the authority itself assigned
+ *    overlapping ranges; the node the authority assigns a range to therefore always wins over a
+ *    liar. Claims overlapping this node's own pod CIDRs are refused, and this node's own claims are
+ *    never vetted (it knows its own).
+ *
+ * Refused claims are never applied; they are reported in `podcrypt status` and the agent's
+ * `podcrypt_agent_refused_claims` metric.
+ */
+import { cidrContains } from "../platform/netlink/addr.js";
+import type { Node } from "../model/index.js";
+
+/** What the cluster's authority (Kubernetes) says a node was given. */
+export interface NodeAuthority {
+  /** The Node's `spec.podCIDRs` (or `spec.podCIDR`). */
+  podCIDRs: readonly string[];
+  /** The addresses of the Node's `status.addresses` (any type). */
+  addresses: readonly string[];
+}
+
+/**
+ * The authority's view by node name: `undefined` for a node it does not know. Datastores without
+ * an authority (local, etcd) pass no lookup at all.
+ */
+export type AuthorityLookup = (node: string) => NodeAuthority | undefined;
+
+/** Why a claim was refused. */
+export type RefusalReason =
+  /** A pod CIDR not inside the Node's `spec.podCIDRs`. */
+  | "outside-assigned-pod-cidrs"
+  /** An underlay address not among the Node's `status.addresses`. */
+  | "address-not-assigned"
+  /** No Kubernetes Node of that name: nothing of the record is believed. */
+  | "no-such-node"
+  /** A pod CIDR overlapping another node's (`with`). */
+  | "overlaps-other-node";
+
+/** One claim of a node's record that agents do not apply. */
+export interface RefusedClaim {
+  /** The node whose record makes the claim. */
+  node: string;
+  field: "podCIDRs" | "underlay";
+  /** The CIDR or address claimed. */
+  value: string;
+  reason: RefusalReason;
+  /** For an overlap: the other node. */
+  with?: string;
+}
+
+/** The records as an agent may use them, and what was refused. */
+export interface VettedNodes {
+  /**
+   * The nodes with refused claims removed (pod CIDRs dropped, a refused underlay address left out);
+   * a node with nothing refused is the same object as given, so memoisation by identity holds.
+   */
+  nodes: Node[];
+  /** In node-name, field and value order. */
+  refused: RefusedClaim[];
+}
+
+function contains(outer: string, inner: string): boolean {
+  try {
+    return cidrContains(outer, inner);
+  } catch {
+    return false; // garbage from the authority contains nothing
+  }
+}
+
+const overlap = (a: string, b: string): boolean => contains(a, b) || contains(b, a);
+
+const byName = (a: { node: string }, b: { node: string }): number =>
+  a.node < b.node ? -1 : a.node > b.node ? 1 : 0;
+
+/**
+ * Vets every node's claims but `self`'s (see the module comment). Pure and deterministic: the same
+ * records and authority give the same result on every node, whatever their order.
+ */
+export function vetClaims(nodes: readonly Node[], self: string, authority?: AuthorityLookup): VettedNodes {
+  const refused: RefusedClaim[] = [];
+  // Step 1: the authority.
+  const believed = new Map<string, { node: Node; podCIDRs: string[]; ipv4: boolean; ipv6: boolean }>();
+  for (const n of nodes) {
+    if (n.name === self || authority === undefined) {
+      believed.set(n.name, { node: n, podCIDRs: [...n.podCIDRs], ipv4: true, ipv6: true });
+      continue;
+    }
+    const a = authority(n.name);
+    const addressOk = (ip: string | undefined): boolean =>
+      ip === undefined || (a?.addresses.some((x) => contains(x, ip)) ?? false);
+    const reasonFor = (field: RefusedClaim["field"]): RefusalReason =>
+      a === undefined
+        ? "no-such-node"
+        : field === "podCIDRs"
+          ? "outside-assigned-pod-cidrs"
+          : "address-not-assigned";
+    const podCIDRs: string[] = [];
+    for (const c of n.podCIDRs) {
+      if (a !== undefined && a.podCIDRs.some((x) => contains(x, c))) podCIDRs.push(c);
+      else refused.push({ node: n.name, field: "podCIDRs", value: c, reason: reasonFor("podCIDRs") });
+    }
+    const ipv4 = addressOk(n.underlay.ipv4);
+    const ipv6 = addressOk(n.underlay.ipv6);
+    for (const [ok, ip] of [
+      [ipv4, n.underlay.ipv4],
+      [ipv6, n.underlay.ipv6],
+    ] as const)
+      if (!ok && ip !== undefined)
+        refused.push({ node: n.name, field: "underlay", value: ip, reason: reasonFor("underlay") });
+    believed.set(n.name, { node: n, podCIDRs, ipv4, ipv6 });
+  }
+  // Step 2: overlaps between nodes (this node's own claims always stand).
+  const all = [...believed.values()];
+  const dropped = new Map<string, Set<string>>();
+  for (const b of all) {
+    if (b.node.name === self) continue;
+    for (const c of b.podCIDRs) {
+      for (const other of all) {
+        if (other === b) continue;
+        const hit = other.podCIDRs.find((o) => overlap(o, c));
+        if (hit === undefined) continue;
+        let d = dropped.get(b.node.name);
+        if (d === undefined) dropped.set(b.node.name, (d = new Set()));
+        if (d.has(c)) continue;
+        d.add(c);
+        refused.push({
+          node: b.node.name,
+          field: "podCIDRs",
+          value: c,
+          reason: "overlaps-other-node",
+          with: other.node.name,
+        });
+      }
+    }
+  }
+  const out = nodes.map((n): Node => {
+    const b = believed.get(n.name)!;
+    const d = dropped.get(n.name);
+    const podCIDRs = d === undefined ? b.podCIDRs : b.podCIDRs.filter((c) => !d.has(c));
+    if (b.ipv4 && b.ipv6 && podCIDRs.length === n.podCIDRs.length) return n;
+    const underlay = {
+      ...(b.ipv4 && n.underlay.ipv4 !== undefined ? { ipv4: n.underlay.ipv4 } : {}),
+      ...(b.ipv6 && n.underlay.ipv6 !== undefined ? { ipv6: n.underlay.ipv6 } : {}),
+    };
+    return { ...n, underlay, podCIDRs };
+  });
+  refused.sort(
+    (x, y) =>
+      byName(x, y) ||
+      (x.field < y.field ? -1 : x.field > y.field ? 1 : 0) ||
+      (x.value < y.value ? -1 : x.value > y.value ? 1 : 0),
+  );
+  return { nodes: out, refused };
+}
+
+/** One line per refused claim, for logs and `podcrypt status`. */
+export function describeRefusal(r: RefusedClaim): string {
+  const what = r.field === "podCIDRs" ? `pod CIDR ${r.value}` : `underlay address ${r.value}`;
+  switch (r.reason) {
+    case "outside-assigned-pod-cidrs":
+      return `${what} of ${r.node} refused: outside the Node's spec.podCIDRs`;
+    case "address-not-assigned":
+      return `${what} of ${r.node} refused: not among the Node's status.addresses`;
+    case "no-such-node":
+      return `${what} of ${r.node} refused: no Kubernetes Node ${r.node}`;
+    case "overlaps-other-node":
+      return `${what} of ${r.node} refused: overlaps pod CIDRs of ${r.with ?? "another node"}`;
+  }
+}
+
+/** An authority kept current (the Kubernetes datastore's Node informer). */
+export interface AuthoritySource {
+  lookup: AuthorityLookup;
+  /** Stops following the authority. */
+  close(): void;
+}
