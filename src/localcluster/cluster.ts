@@ -217,8 +217,11 @@ export async function publishServices(store: Datastore, plan: ClusterPlan): Prom
 /**
  * Starts the agent of node `n` inside its namespace. On the kubernetes datastore it runs as in a
  * DaemonSet: $NODE_NAME only, its underlay address and pod CIDR read from its Node object.
+ * `{node}` (or its URL encoding) in `agentUrl` becomes the node's name: each agent logs in as its own etcd user
+ * (`user=podcrypt-node-{node}&password-file=DIR/podcrypt-node-{node}.password`).
  */
-export function startAgent(home: string, url: string, n: PlannedNode): ClusterProcess {
+export function startAgent(home: string, agentUrl: string, n: PlannedNode): ClusterProcess {
+  const url = agentUrl.replace(/\{node\}|%7Bnode%7D/gi, n.name);
   const kubernetes = url === "kubernetes" || url.startsWith("kubernetes:");
   const identity = kubernetes
     ? []
