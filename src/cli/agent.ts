@@ -87,7 +87,12 @@ async function runAgent(o: AgentFlags): Promise<void> {
     for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
   };
   try {
-    const raw: Datastore = await openDatastore(set.datastore, { namespace: set.namespace, identity: node });
+    const raw: Datastore = await openDatastore(set.datastore, {
+      namespace: set.namespace,
+      identity: node,
+      // The controller expires the datastore's Leases; agents may only read them.
+      expireLeases: false,
+    });
     closers.push(() => raw.close());
     const net = await resolveNodeNetwork(raw, node, { underlayIp: o.underlayIp, podCidr: o.podCidr });
     const underlayIf = set.underlayIf ?? (await underlayInterfaceOf(net.underlayIp));

@@ -56,6 +56,8 @@ export interface OpenDatastoreOptions {
   namespace?: string | undefined;
   /** kubernetes: holder identity written into the Leases it grants (default the host name). */
   identity?: string | undefined;
+  /** kubernetes: whether this client expires Leases (default true; agents may not write Leases). */
+  expireLeases?: boolean;
 }
 
 /** Opens the datastore a `--datastore` value names; the error names the flag when it is malformed. */
@@ -81,6 +83,7 @@ export async function openDatastore(url: string, options: OpenDatastoreOptions =
         ? {}
         : { namespace: options.namespace }),
       ...(options.identity === undefined ? {} : { identity: options.identity }),
+      ...(options.expireLeases === undefined ? {} : { expireLeases: options.expireLeases }),
     });
   }
   throw new ValidationError(

@@ -124,7 +124,9 @@ export async function clusterUp(
       ? undefined
       : { controller: config.datastores.controller ?? url, agent: config.datastores.agent ?? url };
   // A datastore on the host's loopback is relayed into the node namespaces (src/localcluster/relay.ts).
-  const relay = await datastoreRelay(roles?.agent ?? config.datastore);
+  const relay = await datastoreRelay(
+    agentDatastore(roles?.agent ?? config.datastore, plan.nodes[0]?.name ?? ""),
+  );
   const state: ClusterState = {
     version: 1,
     createdAt: new Date().toISOString(),
@@ -215,13 +217,21 @@ export async function publishServices(store: Datastore, plan: ClusterPlan): Prom
 }
 
 /**
+ * The datastore URL of node `node`'s agent: `{node}` in the role's URL is the node's name, so each
+ * agent can have a kubeconfig of its own (on Kubernetes a DaemonSet pod's token is bound to its
+ * node, and the admission policy lets it write only that node's record; on etcd each agent logs in
+ * as its own user, `user=podcrypt-node-{node}&password-file=DIR/podcrypt-node-{node}.password`).
+ * The URL-encoded form (`%7Bnode%7D`, as URLSearchParams writes it) is replaced too.
+ */
+export function agentDatastore(url: string, node: string): string {
+  return url.replace(/\{node\}|%7Bnode%7D/gi, node);
+}
+
+/**
  * Starts the agent of node `n` inside its namespace. On the kubernetes datastore it runs as in a
  * DaemonSet: $NODE_NAME only, its underlay address and pod CIDR read from its Node object.
- * `{node}` (or its URL encoding) in `agentUrl` becomes the node's name: each agent logs in as its own etcd user
- * (`user=podcrypt-node-{node}&password-file=DIR/podcrypt-node-{node}.password`).
  */
-export function startAgent(home: string, agentUrl: string, n: PlannedNode): ClusterProcess {
-  const url = agentUrl.replace(/\{node\}|%7Bnode%7D/gi, n.name);
+export function startAgent(home: string, url: string, n: PlannedNode): ClusterProcess {
   const kubernetes = url === "kubernetes" || url.startsWith("kubernetes:");
   const identity = kubernetes
     ? []
@@ -234,7 +244,7 @@ export function startAgent(home: string, agentUrl: string, n: PlannedNode): Clus
       "agent",
       ...identity,
       "--datastore",
-      url,
+      agentDatastore(url, n.name),
       "--state-dir",
       join(home, "nodes", n.name),
       "--cluster-cidr",

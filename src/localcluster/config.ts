@@ -39,7 +39,8 @@ export const clusterConfigSchema = z.strictObject({
   /**
    * Per-role datastore URLs (default: `datastore` for both), e.g. one kubeconfig per service
    * account on the kubernetes datastore; `datastore` stays the one `cluster up`, status, verify
-   * and policy use. `{node}` in the agent's URL becomes each node's name (on etcd, a user per node:
+   * and policy use. `{node}` in the agent's URL is replaced by the node's name (a kubeconfig per
+   * node, whose token is bound to that node as a DaemonSet pod's is; on etcd, a user per node:
    * `user=podcrypt-node-{node}&password-file=DIR/podcrypt-node-{node}.password`).
    */
   datastores: z

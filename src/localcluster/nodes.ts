@@ -14,6 +14,7 @@ import {
   nodeIfPrefix,
   publishServices,
   registerKubernetesNodes,
+  agentDatastore,
   roleDatastores,
   startAgent,
   startPod,
@@ -99,7 +100,7 @@ export async function addNode(
     writeClusterState(state, home);
   };
   const agentUrl = roleDatastores(state).agent;
-  const relay = await datastoreRelay(agentUrl);
+  const relay = await datastoreRelay(agentDatastore(agentUrl, name));
   if (relay !== undefined) await startRelayDaemon(home, relay, `relay-${name}`, [added], add);
   await withStore(state, openStore, async (s) => {
     await publishServices(s, next);

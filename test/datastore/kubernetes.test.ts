@@ -30,7 +30,6 @@ async function connect(
   return KubernetesDatastore.connect({
     kubeConfig: kc,
     namespace: NAMESPACE,
-    createMissingNodes: true,
     ...extra,
   });
 }

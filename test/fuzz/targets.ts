@@ -570,7 +570,7 @@ export const policyTarget: FuzzTarget = {
   },
 };
 
-// ---- Kubernetes Node mapping ------------------------------------------------------------------------------
+// ---- Kubernetes node-record mapping (PodcryptNode) ------------------------------------------------------
 
 const NODE_VALUE = {
   name: "node-1",
@@ -582,21 +582,20 @@ const NODE_VALUE = {
   heartbeat: "2026-01-01T00:00:01Z",
 };
 
-/** A Node object as the API server returns it, carrying `value`'s annotations. */
+/** A PodcryptNode as the API server returns it, carrying `value`. */
 function nodeObject(value: unknown): KubeObject {
   const parts = toKube("nodes", parseResource("nodes", value));
   return {
-    apiVersion: "v1",
-    kind: "Node",
-    metadata: { name: "node-1", resourceVersion: "42", labels: parts.labels, annotations: parts.annotations },
-    spec: { podCIDRs: ["10.244.1.0/24"] },
-    status: { addresses: [{ type: "InternalIP", address: "192.0.2.1" }] },
+    apiVersion: "podcrypt.io/v1",
+    kind: "PodcryptNode",
+    metadata: { name: "node-1", resourceVersion: "42", labels: parts.labels },
+    ...parts.body,
   } as KubeObject;
 }
 
 /**
- * Node objects from the API server -> podcrypt node records (fromKube + decodeObject, as the
- * Kubernetes datastore reads them): never throws; what decodes re-encodes to the same annotations.
+ * PodcryptNode objects from the API server -> podcrypt node records (fromKube + decodeObject, as
+ * the Kubernetes datastore reads them): never throws; what decodes re-encodes to the same record.
  */
 export const nodeMappingTarget: FuzzTarget = {
   name: "node-mapping",
@@ -607,23 +606,19 @@ export const nodeMappingTarget: FuzzTarget = {
     text(JSON.stringify({ metadata: { name: "plain" } })),
   ],
   mutate(input, rng) {
-    // Mutate the annotation values' JSON as well as the object around them.
-    let obj: { metadata?: { annotations?: Record<string, string> } };
+    // Mutate the record's fields in spec as well as the object around them.
+    let obj: { spec?: Record<string, unknown> };
     try {
       obj = JSON.parse(input.toString("utf8")) as typeof obj;
     } catch {
       return jsonMutator(input, rng);
     }
-    const a = obj?.metadata?.annotations;
+    const a = obj?.spec;
     if (a !== undefined && a !== null && typeof a === "object" && rng.chance(0.6)) {
       const keys = Object.keys(a);
       if (keys.length > 0) {
         const k = rng.pick(keys);
-        try {
-          a[k] = JSON.stringify(mutateValue(JSON.parse(String(a[k])), rng)) ?? "null";
-        } catch {
-          a[k] = String(mutateValue(a[k], rng));
-        }
+        a[k] = mutateValue(a[k], rng);
         return text(JSON.stringify(obj));
       }
     }
@@ -639,13 +634,9 @@ export const nodeMappingTarget: FuzzTarget = {
     if (obj === null || typeof obj !== "object") return "not-object";
     const k = obj as KubeObject;
     const rec = fromKube("nodes", k);
-    if (rec === undefined) return "no-record";
     const d = decodeObject("nodes", rec.key, rec.raw, k.metadata?.resourceVersion ?? "", undefined);
     if (!d.ok) return `invalid ${d.invalid.error.field.split(".")[0]}`;
-    const back = fromKube("nodes", {
-      metadata: { name: rec.key, annotations: toKube("nodes", d.stored.value).annotations },
-    });
-    invariant(back !== undefined, "a decoded node does not map back to a Node");
+    const back = fromKube("nodes", { metadata: { name: rec.key }, ...toKube("nodes", d.stored.value).body });
     const again = decodeObject("nodes", back.key, back.raw, "1", undefined);
     invariant(
       again.ok && isDeepStrictEqual(again.stored.value, d.stored.value),

@@ -3,7 +3,7 @@
  * and their bindings stored in the server (as the API server's RBAC authorizer does, from
  * k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac), and {@link installPodcrypt}, which starts a
  * server with a token per component and installs the generated CRDs, Namespace and RBAC through
- * the API as `kubectl apply` would.
+ * the API as `kubectl apply` would, the admission policy included (evaluated by ./admission.ts).
  *
  * Modelled: subjects User, Group and ServiceAccount (user `system:serviceaccount:NS:NAME`, groups
  * `system:serviceaccounts`, `system:serviceaccounts:NS`, `system:authenticated`); ClusterRoleBindings
@@ -16,7 +16,9 @@ import { stringify } from "yaml";
 import { manifestObjects } from "../../src/cli/manifests/render.js";
 import { defaultManifestOptions } from "../../src/cli/manifests/options.js";
 import { COMPONENT_NAMES } from "../../src/cli/manifests/options.js";
-import type { RequestRecord } from "./server.js";
+import { NODE_NAME_EXTRA } from "../../src/cli/manifests/admission.js";
+import { validatingAdmission } from "./admission.js";
+import type { KubeApiServerOptions, RequestRecord } from "./server.js";
 import { KubeApiServer } from "./server.js";
 import type { KubeObject, ObjectStore } from "./store.js";
 
@@ -122,8 +124,17 @@ export function kubeconfigYaml(server: string, user: string, token: string): str
 
 /** Options of {@link installPodcrypt}. */
 export interface InstallOptions {
-  /** Bearer tokens of the controller's and agent's service accounts and of the test's admin. */
+  /**
+   * Bearer tokens of the controller's and agent's service accounts and of the test's admin. The
+   * `agent` token is not bound to a node (as a token made by hand): the admission policy lets it
+   * write no PodcryptNode.
+   */
   tokens: { controller?: string; agent?: string; admin: string };
+  /**
+   * Agent tokens bound to a node, token → node name: the agent's service account with
+   * `authentication.kubernetes.io/node-name` in its user info, as a DaemonSet pod's token has.
+   */
+  agentNodes?: Record<string, string>;
   /** Passed to the server. */
   bookmarkIntervalMs?: number;
 }
@@ -138,6 +149,8 @@ const INSTALLED = new Set([
   "Role",
   "RoleBinding",
   "ConfigMap",
+  "ValidatingAdmissionPolicy",
+  "ValidatingAdmissionPolicyBinding",
 ]);
 
 /** Where an object of the generated manifests is created: its collection path. */
@@ -154,6 +167,8 @@ function collectionPath(o: KubeObject): string {
     ClusterRoleBinding: "clusterrolebindings",
     Role: "roles",
     RoleBinding: "rolebindings",
+    ValidatingAdmissionPolicy: "validatingadmissionpolicies",
+    ValidatingAdmissionPolicyBinding: "validatingadmissionpolicybindings",
   };
   const base = group === "" ? `/api/${version}` : `/apis/${group}/${version}`;
   const ns = o.metadata.namespace === undefined ? "" : `/namespaces/${o.metadata.namespace}`;
@@ -162,20 +177,25 @@ function collectionPath(o: KubeObject): string {
 
 /**
  * Starts a test API server on 127.0.0.1 that knows only the given tokens (401 for others) and
- * authorizes with RBAC, then installs the default `podcrypt manifests` CRDs, Namespace, ConfigMap
- * and RBAC through the API with the admin token, in apply order. Close it with `close()`.
+ * authorizes with RBAC and admits with the stored ValidatingAdmissionPolicies, then installs the
+ * default `podcrypt manifests` CRDs, Namespace, ConfigMap, RBAC and admission policy through the
+ * API with the admin token, in apply order. Close it with `close()`.
  */
 export async function installPodcrypt(o: InstallOptions): Promise<KubeApiServer> {
-  const users: Record<string, string> = { [o.tokens.admin]: "admin" };
+  const users: NonNullable<KubeApiServerOptions["users"]> = { [o.tokens.admin]: "admin" };
   if (o.tokens.controller !== undefined) users[o.tokens.controller] = SERVICE_ACCOUNT_USERS.controller;
   if (o.tokens.agent !== undefined) users[o.tokens.agent] = SERVICE_ACCOUNT_USERS.agent;
+  for (const [token, node] of Object.entries(o.agentNodes ?? {}))
+    users[token] = { name: SERVICE_ACCOUNT_USERS.agent, extra: { [NODE_NAME_EXTRA]: [node] } };
   const superusers = new Set(["admin"]);
   // Requests come only after start() resolved, so `server` is set when authorize runs.
   const server: KubeApiServer = await KubeApiServer.start({
     users,
     bookmarkIntervalMs: o.bookmarkIntervalMs ?? 0,
     authorize: (r) => rbacAllows(server.store, r, superusers),
+    admit: (r) => admit(r),
   });
+  const admit = validatingAdmission(server.store);
   try {
     for (const obj of manifestObjects(defaultManifestOptions("test")) as unknown as KubeObject[]) {
       if (!INSTALLED.has(String(obj.kind))) continue;

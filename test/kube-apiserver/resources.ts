@@ -71,6 +71,21 @@ export const BUILTIN_TYPES: readonly ResourceType[] = [
   builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false),
   builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
   builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true),
+  // Admission policies, for the evaluator of ./admission.ts.
+  builtin(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicy",
+    false,
+  ),
+  builtin(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicybindings",
+    "ValidatingAdmissionPolicyBinding",
+    false,
+  ),
   builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, {
     statusSubresource: true,
   }),

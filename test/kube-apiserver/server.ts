@@ -5,6 +5,7 @@ import { parseFieldSelector, parseLabelSelector } from "./selectors.js";
 import {
   ApiStatusError,
   badRequest,
+  admissionDenied,
   forbidden,
   methodNotAllowed,
   notFound,
@@ -44,6 +45,21 @@ export interface RequestRecord {
   code: number;
 }
 
+/** What admission sees of a write: the fields of Kubernetes' AdmissionRequest that policies use. */
+export interface AdmissionRequest {
+  operation: "CREATE" | "UPDATE" | "DELETE";
+  group: string;
+  version: string;
+  resource: string;
+  subresource: string;
+  namespace: string;
+  /** The object's name (for CREATE, from the body). */
+  name: string;
+  userInfo: { username: string; groups: string[]; extra: Record<string, string[]> };
+  /** The object as sent (CREATE, UPDATE by PUT), null otherwise (DELETE; a patch: not modelled). */
+  object: KubeObject | null;
+}
+
 /** Options of the test API server. All optional. */
 export interface KubeApiServerOptions {
   /** Change events kept for watches; a watch from an older resourceVersion gets 410. Default 1000. */
@@ -51,10 +67,17 @@ export interface KubeApiServerOptions {
   /** Interval of BOOKMARK events on watches that allow them; 0 disables the timer. Default 60000 ms (the API server sends about one a minute). */
   bookmarkIntervalMs?: number;
   /**
-   * Bearer token → user name. When given, a request without a known token gets 401; when absent,
-   * every request is accepted and a token, if any, is recorded as user `token:<token>`.
+   * Bearer token → user name, or name and `extra` user info (a bound service-account token's
+   * `authentication.kubernetes.io/node-name`). When given, a request without a known token gets
+   * 401; when absent, every request is accepted and a token, if any, is recorded as user
+   * `token:<token>`.
    */
-  users?: Record<string, string>;
+  users?: Record<string, string | { name: string; extra: Record<string, string[]> }>;
+  /**
+   * Admission of writes (create, update, patch, delete) that passed authorization: returns the
+   * denying policy and its message, or undefined to admit. Default: admit everything.
+   */
+  admit?: (request: AdmissionRequest) => { policy: string; message: string } | undefined;
   /** Authorizer: return false to answer 403 Forbidden. Default: allow everything. */
   authorize?: (request: Omit<RequestRecord, "code">) => boolean;
   /** Clock for timestamps. Default `() => new Date()`. */
@@ -327,10 +350,12 @@ export class KubeApiServer {
     const auth = req.headers.authorization ?? "";
     const token = auth.startsWith("Bearer ") ? auth.slice("Bearer ".length).trim() : undefined;
     let user: string;
+    let extra: Record<string, string[]> = {};
     if (this.options.users !== undefined) {
       const known = token === undefined ? undefined : this.options.users[token];
       if (known === undefined) throw unauthorized();
-      user = known;
+      if (typeof known === "string") user = known;
+      else ({ name: user, extra } = known);
     } else user = token === undefined ? ANONYMOUS : `token:${token}`;
 
     const info = this.discovery(parts);
@@ -383,7 +408,7 @@ export class KubeApiServer {
         record.code = 200;
         return;
       }
-      const { code, body } = await this.serve(verb, r, q, req);
+      const { code, body } = await this.serve(verb, r, q, req, { username: user, groups: [], extra });
       record.code = code;
       writeJson(res, code, body);
     } catch (e) {
@@ -407,8 +432,28 @@ export class KubeApiServer {
     r: Route,
     q: URLSearchParams,
     req: IncomingMessage,
+    userInfo: AdmissionRequest["userInfo"],
   ): Promise<{ code: number; body: unknown }> {
     const { type: t, namespace: ns, name } = r;
+    const admit = (operation: AdmissionRequest["operation"], object: KubeObject | null, n = name): void => {
+      const denied = this.options.admit?.({
+        operation,
+        group: t.group,
+        version: t.version,
+        resource: t.resource,
+        subresource: r.subresource,
+        namespace: ns,
+        name: n,
+        userInfo,
+        object,
+      });
+      if (denied !== undefined)
+        throw admissionDenied(
+          { group: t.group, resource: t.resource, name: n },
+          denied.policy,
+          denied.message,
+        );
+    };
     switch (verb) {
       case "get":
         return { code: 200, body: this.store.get(t, ns, name) };
@@ -420,21 +465,27 @@ export class KubeApiServer {
           body: { kind: t.listKind, apiVersion: apiVersionOf(t), metadata: { resourceVersion }, items },
         };
       }
-      case "create":
-        return { code: 201, body: this.store.create(t, ns, ((await readBody(req)) ?? {}) as KubeObject) };
+      case "create": {
+        const body = ((await readBody(req)) ?? {}) as KubeObject;
+        admit("CREATE", body, body.metadata?.name ?? "");
+        return { code: 201, body: this.store.create(t, ns, body) };
+      }
       case "update": {
         const body = await readBody(req);
         if (body === undefined) throw badRequest("the request body is empty");
+        admit("UPDATE", body as KubeObject);
         return { code: 200, body: this.store.update(t, ns, name, body as KubeObject, r.subresource) };
       }
       case "patch": {
         const contentType = (req.headers["content-type"] ?? "").split(";")[0]!.trim();
         const body = await readBody(req);
         if (body === undefined) throw badRequest("the patch body is empty");
+        admit("UPDATE", null);
         return { code: 200, body: this.store.patch(t, ns, name, contentType, body, r.subresource) };
       }
       case "delete": {
         const body = (await readBody(req)) as DeleteOptions | undefined;
+        admit("DELETE", null);
         return { code: 200, body: this.store.delete(t, ns, name, body ?? {}) };
       }
       case "deletecollection": {

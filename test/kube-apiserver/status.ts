@@ -146,6 +146,16 @@ export function forbidden(user: string, verb: string, t: StatusTarget, namespace
   );
 }
 
+/** 403 for a write a ValidatingAdmissionPolicy denied, with the API server's wording. */
+export function admissionDenied(t: StatusTarget, policy: string, message: string): ApiStatusError {
+  return failure(
+    403,
+    "Forbidden",
+    `${qualifiedResource(t)}${t.name === undefined ? "" : ` "${t.name}"`} is forbidden: ValidatingAdmissionPolicy '${policy}' with binding '${policy}' denied request: ${message}`,
+    t,
+  );
+}
+
 /** 404 for a path that names no resource the server serves. */
 export function pathNotFound(path: string): ApiStatusError {
   return failure(404, "NotFound", `the server could not find the requested resource (${path})`);

@@ -138,16 +138,23 @@ for (const mode of ["wireguard", "ipsec"] as const)
 
       before(async () => {
         t0 = Date.now();
-        server = await installPodcrypt({ tokens: TOKENS });
+        const plan = planCluster(resolveClusterConfig(parseClusterConfigText(CLUSTER(mode))));
+        // Each agent's token is bound to its node, as a DaemonSet pod's: the admission policy lets
+        // it write only that node's PodcryptNode.
+        const agentToken = (node: string): string => `agent-${node}-token`;
+        server = await installPodcrypt({
+          tokens: TOKENS,
+          agentNodes: Object.fromEntries(plan.nodes.map((n) => [agentToken(n.name), n.name])),
+        });
+        for (const n of plan.nodes) kubeconfig(`agent-${n.name}`, agentToken(n.name));
         const config = { ...(parse(CLUSTER(mode)) as Record<string, unknown>) };
         config["datastore"] = kubeconfig("admin", TOKENS.admin);
         config["datastores"] = {
           controller: kubeconfig("controller", TOKENS.controller),
-          agent: kubeconfig("agent", TOKENS.agent),
+          agent: `kubernetes:${join(home, "agent-{node}.kubeconfig")}`,
         };
         writeFileSync(join(home, "cluster.yaml"), stringify(config));
         // What the kubelets and the endpoints controller of such a cluster would have published.
-        const plan = planCluster(resolveClusterConfig(parseClusterConfigText(CLUSTER(mode))));
         for (const n of plan.nodes)
           await api("POST", "/api/v1/nodes", {
             metadata: { name: n.name, labels: { "kubernetes.io/hostname": n.name } },
@@ -221,7 +228,12 @@ for (const mode of ["wireguard", "ipsec"] as const)
         }
         const agents = server.requests.filter((r) => r.user === SERVICE_ACCOUNT_USERS.agent);
         assert.ok(agents.some((r) => r.verb === "get" && r.resource === "nodes" && r.name === "node-1"));
-        assert.ok(agents.some((r) => r.verb === "patch" && r.resource === "nodes"));
+        // Records are PodcryptNodes, each written by its own node's agent; Nodes are only read.
+        assert.ok(agents.some((r) => r.verb === "update" && r.resource === "podcryptnodes"));
+        assert.deepEqual(
+          agents.filter((r) => r.resource === "nodes" && !["get", "list", "watch"].includes(r.verb)),
+          [],
+        );
       });
 
       it("the seed IPsecPolicy created through the API: kube-dns only as ciphertext, web in plaintext", async () => {

@@ -30,7 +30,9 @@ import {
   type SimNode,
 } from "../controlplane/sim.js";
 
-const TOKENS = { controller: "controller-token", agent: "agent-token", admin: "admin-token" };
+const TOKENS = { controller: "controller-token", admin: "admin-token" };
+/** Each agent's token, bound to its node (the admission policy lets it write its own record only). */
+const agentToken = (i: number): string => `agent-${i}-token`;
 const TIMING = { phaseTimeoutMs: 10_000, retireGraceMs: 300, livenessMs: 15_000 };
 const LIE = "10.0.2.128/25"; // a more specific prefix of node-0002's 10.0.2.0/24
 
@@ -53,7 +55,10 @@ describe("peers' claims on the kubernetes datastore", () => {
   };
 
   before(async () => {
-    server = await installPodcrypt({ tokens: TOKENS });
+    server = await installPodcrypt({
+      tokens: TOKENS,
+      agentNodes: Object.fromEntries([1, 2, 3].map((i) => [agentToken(i), simNodeName(i)])),
+    });
     const admin = await connect(TOKENS.admin);
     for (const i of [1, 2, 3])
       await admin.registerNode({
@@ -65,7 +70,7 @@ describe("peers' claims on the kubernetes datastore", () => {
     controller = simController(cstore, "controller-a", TIMING);
     await controller.start();
     for (const i of [1, 2, 3]) {
-      const store = await connect(TOKENS.agent);
+      const store = await connect(agentToken(i));
       const n = simNode(store, i, {
         heartbeatMs: 500,
         resyncMs: 2_000,
@@ -159,7 +164,7 @@ describe("peers' claims on the kubernetes datastore", () => {
   it("an underlay address that is not the Node's is refused too", async () => {
     const n3 = nodes[2]!;
     await n3.agent.stop();
-    const store = await connect(TOKENS.agent);
+    const store = await connect(agentToken(3));
     const liar = simNode(store, 3, {
       heartbeatMs: 500,
       resyncMs: 2_000,

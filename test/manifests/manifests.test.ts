@@ -5,6 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Ajv from "ajv";
+import { parse as parseCel, evaluate as evaluateCel } from "@marcbachmann/cel-js";
+import {
+  ValidatingAdmissionPolicy,
+  ValidatingAdmissionPolicyBinding,
+} from "kubernetes-models/admissionregistration.k8s.io/v1";
 import { CustomResourceDefinition } from "kubernetes-models/apiextensions.k8s.io/v1";
 import { DaemonSet, Deployment } from "kubernetes-models/apps/v1";
 import {
@@ -16,8 +21,9 @@ import {
 import { ConfigMap, Namespace, ServiceAccount } from "kubernetes-models/v1";
 import { parseAllDocuments, parse } from "yaml";
 import { parseDaemonConfig, parseListenAddress } from "../../src/cli/config.js";
-import { policyStatusPatch } from "../../src/datastore/kubernetes/mapping.js";
+import { policyStatusPatch, toKube } from "../../src/datastore/kubernetes/mapping.js";
 import { clusterEncryptionSchema } from "../../src/model/cluster-encryption.js";
+import { nodeSchema, nodeStatusSchema } from "../../src/model/node.js";
 import { policyStatusSchema, type PolicyStatus } from "../../src/model/encryption-policy.js";
 import { projectRoot } from "../../src/paths.js";
 import { packageVersion, staleKustomizeFiles, writeKustomizeBase } from "../../src/cli/manifests.js";
@@ -42,6 +48,8 @@ const VALIDATORS: Record<string, new (data: any) => { validate(): void }> = {
   "rbac.authorization.k8s.io/v1/Role": Role,
   "rbac.authorization.k8s.io/v1/RoleBinding": RoleBinding,
   "apiextensions.k8s.io/v1/CustomResourceDefinition": CustomResourceDefinition,
+  "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy": ValidatingAdmissionPolicy,
+  "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding": ValidatingAdmissionPolicyBinding,
 };
 
 const id = (o: KubeObject) => {
@@ -64,7 +72,7 @@ describe("every manifest validates against the Kubernetes OpenAPI schemas", () =
   ] as const)
     it(what, () => {
       const objects = manifestObjects(opts);
-      assert.equal(objects.length, 17);
+      assert.equal(objects.length, 20);
       assert.equal(new Set(objects.map(id)).size, objects.length, "no object twice");
       for (const o of objects) {
         const V = VALIDATORS[`${String(o["apiVersion"])}/${String(o["kind"])}`];
@@ -89,10 +97,11 @@ describe("CRDs", () => {
 
   for (const crd of crds) {
     const name = (crd["metadata"] as { name: string }).name;
-    it(`${name} is structural, with status subresource and valid printer columns`, () => {
+    it(`${name} is structural, with status subresource (not PodcryptNode) and valid printer columns`, () => {
       const v = versionOf(crd);
       assert.deepEqual(structuralErrors(v.schema.openAPIV3Schema), []);
-      assert.deepEqual(v.subresources, { status: {} });
+      // A node record is written in one request, its status with it.
+      assert.deepEqual(v.subresources, name === "podcryptnodes.podcrypt.io" ? undefined : { status: {} });
       assert.ok(v.additionalPrinterColumns.length >= 2);
       for (const c of v.additionalPrinterColumns) {
         assert.match(c.jsonPath, /^\./);
@@ -112,8 +121,46 @@ describe("CRDs", () => {
         ["clusterencryptions.podcrypt.io", "Cluster"],
         ["encryptionpolicies.podcrypt.io", "Namespaced"],
         ["ipsecpolicies.starlingx.io", "Cluster"],
+        ["podcryptnodes.podcrypt.io", "Cluster"],
       ],
     );
+  });
+
+  it("PodcryptNode: spec holds exactly the model's fields but name and status, .status the model's status", () => {
+    const schema = versionOf(crdNamed(crds, "podcryptnodes")).schema.openAPIV3Schema;
+    const model = Object.keys(nodeSchema.shape).filter((k) => k !== "name" && k !== "status");
+    assert.deepEqual(Object.keys(schema.properties.spec.properties).sort(), model.sort());
+    assert.deepEqual(
+      Object.keys(schema.properties.status.properties).sort(),
+      Object.keys(nodeStatusSchema.shape).sort(),
+    );
+  });
+
+  it("a PodcryptNode as the Kubernetes datastore writes it validates against the CRD", () => {
+    const ajv = new Ajv({ allErrors: true, unknownFormats: "ignore" });
+    const v = ajv.compile(structuredClone(versionOf(crdNamed(crds, "podcryptnodes")).schema.openAPIV3Schema));
+    const model = nodeSchema.parse({
+      name: "node-1",
+      underlay: { ipv4: "172.30.0.11" },
+      podCIDRs: ["10.244.1.0/24"],
+      publicKeys: { "3": Buffer.alloc(32, 3).toString("base64") },
+      acknowledgements: [{ epoch: 3, phase: "prepare", at: "2026-01-01T00:00:00Z" }],
+      backend: "esp-userspace",
+      heartbeat: "2026-01-01T00:00:00Z",
+      status: { errors: ["x"], mtu: 1420, selection: "0123456789abcdef" },
+    });
+    const parts = toKube("nodes", model);
+    const doc = {
+      apiVersion: "podcrypt.io/v1",
+      kind: "PodcryptNode",
+      metadata: { name: "node-1" },
+      ...parts.body,
+    };
+    assert.ok(v(doc), ajv.errorsText(v.errors));
+    const spec = parts.body["spec"] as Record<string, unknown>;
+    assert.equal(v({ ...doc, spec: { ...spec, backend: "carrier-pigeon" } }), false);
+    assert.equal(v({ ...doc, spec: { ...spec, publicKeys: { "3": "short" } } }), false);
+    assert.equal(v({ ...doc, spec: { ...spec, underlay: undefined } }), false);
   });
 
   it("the structural checker finds violations", () => {
@@ -255,6 +302,83 @@ describe("CRDs", () => {
         assert.match(ajv.errorsText(v.errors), field);
       });
   });
+});
+
+describe("admission: an agent writes only its own node's PodcryptNode", () => {
+  for (const [what, opts] of [
+    ["defaults", defaults],
+    ["other namespace", ipsecOpts],
+  ] as const) {
+    const objects = manifestObjects(opts);
+    const policy = objects.find((o) => o["kind"] === "ValidatingAdmissionPolicy")!;
+    const binding = objects.find((o) => o["kind"] === "ValidatingAdmissionPolicyBinding")!;
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const spec = policy["spec"] as any;
+    const agentUser = `system:serviceaccount:${opts.namespace}:podcrypt-agent`;
+
+    it(`${what}: matches every write of podcryptnodes, by the agents' service account only, and fails closed`, () => {
+      assert.equal(spec.failurePolicy, "Fail");
+      assert.deepEqual(spec.matchConstraints.resourceRules, [
+        {
+          apiGroups: ["podcrypt.io"],
+          apiVersions: ["*"],
+          operations: ["CREATE", "UPDATE", "DELETE"],
+          resources: ["podcryptnodes"],
+        },
+      ]);
+      assert.equal(spec.matchConditions.length, 1);
+      assert.equal(spec.matchConditions[0].expression, `request.userInfo.username == '${agentUser}'`);
+      assert.deepEqual(binding["spec"], {
+        policyName: (policy["metadata"] as { name: string }).name,
+        validationActions: ["Deny"],
+      });
+    });
+
+    it(`${what}: the CEL parses and references the token's node name and the object's name`, () => {
+      const exprs = [
+        spec.matchConditions[0].expression,
+        ...spec.validations.flatMap((v: { expression: string; messageExpression: string }) => [
+          v.expression,
+          v.messageExpression,
+        ]),
+      ];
+      for (const e of exprs) assert.doesNotThrow(() => parseCel(e), e);
+      const validation = spec.validations[0].expression as string;
+      assert.match(validation, /request\.userInfo\.extra\['authentication\.kubernetes\.io\/node-name'\]/);
+      assert.match(validation, /request\.name/);
+      assert.doesNotMatch(validation, /object\./, "DELETE has no object: the name is request.name");
+    });
+
+    it(`${what}: the CEL decides as intended`, () => {
+      const req = (username: string, node: string[] | undefined, name: string) => ({
+        request: {
+          name,
+          operation: "UPDATE",
+          userInfo: {
+            username,
+            groups: [],
+            extra: node === undefined ? {} : { "authentication.kubernetes.io/node-name": node },
+          },
+        },
+      });
+      const matched = (v: ReturnType<typeof req>) =>
+        evaluateCel(spec.matchConditions[0].expression, v) === true;
+      const allowed = (v: ReturnType<typeof req>) => evaluateCel(spec.validations[0].expression, v) === true;
+      const rows: [ReturnType<typeof req>, boolean, boolean][] = [
+        [req(agentUser, ["node-1"], "node-1"), true, true],
+        [req(agentUser, ["node-1"], "node-2"), true, false],
+        [req(agentUser, undefined, "node-1"), true, false],
+        [req(agentUser, ["node-1", "node-2"], "node-2"), true, false],
+        [req(agentUser, [], "node-1"), true, false],
+        [req("system:serviceaccount:other:podcrypt-agent", undefined, "node-1"), false, false],
+        [req("admin", undefined, "node-1"), false, false],
+      ];
+      for (const [v, m, a] of rows) {
+        assert.equal(matched(v), m, JSON.stringify(v));
+        if (m) assert.equal(allowed(v), a, JSON.stringify(v));
+      }
+    });
+  }
 });
 
 describe("workloads", () => {

@@ -102,6 +102,19 @@ describe("RBAC grants exactly what the client layer calls", () => {
     assert.ok(![...granted].some((g) => g.includes("/secrets ")));
     assert.ok(![...granted].some((g) => /\/(services|endpoints) (create|update|patch|delete)$/.test(g)));
   });
+  it("agents write no Node and no Lease (the controller's leader Lease among them), only PodcryptNodes", () => {
+    const agentWrites = [...granted].filter(
+      (g) => g.startsWith("agent ") && /(create|update|patch|delete|deletecollection)$/.test(g),
+    );
+    assert.deepEqual(agentWrites.sort(), [
+      "agent cluster podcrypt.io/podcryptnodes create",
+      "agent cluster podcrypt.io/podcryptnodes update",
+    ]);
+    assert.ok(
+      granted.has("agent cluster /nodes get") && granted.has("agent own coordination.k8s.io/leases watch"),
+    );
+    assert.ok(granted.has("controller own coordination.k8s.io/leases update"));
+  });
   it("the comparison notices a missing grant and an extra one", () => {
     const objects = rbacObjects(defaultManifestOptions("0"));
     const agentRole = objects.find(
@@ -110,7 +123,7 @@ describe("RBAC grants exactly what the client layer calls", () => {
     const rules = agentRole["rules"] as Rule[];
     agentRole["rules"] = [...rules.slice(1), { apiGroups: [""], resources: ["secrets"], verbs: ["get"] }];
     const g = grants(objects);
-    assert.ok(componentKeys.has("agent cluster /nodes patch") && !g.has("agent cluster /nodes patch"));
+    assert.ok(componentKeys.has("agent cluster /nodes get") && !g.has("agent cluster /nodes get"));
     assert.ok(g.has("agent cluster /secrets get") && !componentKeys.has("agent cluster /secrets get"));
   });
 });

@@ -37,7 +37,7 @@ function grant(
 export const COMPONENT_CALLS: readonly ComponentCall[] = [
   // controller: reads everything, owns ClusterEncryption, writes policy status, campaigns for
   // leadership.
-  ...grant("controller", "", "nodes", [...READ, "patch"]),
+  ...grant("controller", "podcrypt.io", "podcryptnodes", READ),
   ...grant("controller", "podcrypt.io", "clusterencryptions", [...READ, "create", "update"]),
   ...grant("controller", "podcrypt.io", "encryptionpolicies", READ),
   ...grant("controller", "podcrypt.io", "encryptionpolicies/status", ["patch"]),
@@ -46,15 +46,18 @@ export const COMPONENT_CALLS: readonly ComponentCall[] = [
   ...grant("controller", "", "services", READ),
   ...grant("controller", "", "endpoints", READ),
   ...grant("controller", "coordination.k8s.io", "leases", LEASE, "own"),
-  // agent: publishes its node (annotations, by patch; its addresses and pod CIDRs read with the
-  // same get), reads the rest, heartbeats with a lease.
-  ...grant("agent", "", "nodes", [...READ, "patch"]),
+  // agent: publishes its node's record (a PodcryptNode: the admission policy limits it to its own
+  // node's), reads the Nodes (its own address and pod CIDRs, and what peers were assigned), reads
+  // the rest. Leases only read (the datastore's lease tracking): the controller's leader Lease is
+  // not the agents' to write, and the controller expires leases.
+  ...grant("agent", "podcrypt.io", "podcryptnodes", [...READ, "create", "update"]),
+  ...grant("agent", "", "nodes", READ),
   ...grant("agent", "podcrypt.io", "clusterencryptions", READ),
   ...grant("agent", "podcrypt.io", "encryptionpolicies", READ),
   ...grant("agent", "starlingx.io", "ipsecpolicies", READ),
   ...grant("agent", "", "services", READ),
   ...grant("agent", "", "endpoints", READ),
-  ...grant("agent", "coordination.k8s.io", "leases", LEASE, "own"),
+  ...grant("agent", "coordination.k8s.io", "leases", READ, "own"),
 ];
 
 /**
@@ -84,6 +87,12 @@ export const NOT_GRANTED: readonly {
     resource: "clusterencryptions",
     verbs: ["delete"],
     why: "the configuration is deleted by people only (it is never attached to a lease)",
+  },
+  {
+    apiGroup: "podcrypt.io",
+    resource: "podcryptnodes",
+    verbs: ["delete"],
+    why: "a node's record is removed by people when the node leaves (agents create and update their own only)",
   },
   {
     apiGroup: "",

@@ -1,6 +1,6 @@
 /**
- * The CustomResourceDefinitions podcrypt installs (DESIGN.md section 7): ClusterEncryption
- * (cluster-scoped) and EncryptionPolicy (namespaced) in podcrypt.io/v1, and StarlingX's IPsecPolicy
+ * The CustomResourceDefinitions podcrypt installs (DESIGN.md section 7): ClusterEncryption and
+ * PodcryptNode (cluster-scoped) and EncryptionPolicy (namespaced) in podcrypt.io/v1, and StarlingX's IPsecPolicy
  * (starlingx.io/v1, cluster-scoped as upstream's `+kubebuilder:resource:scope=Cluster`). Schemas are
  * structural OpenAPI v3 (every node typed, no $ref) so the API server prunes unknown fields and
  * rejects what the parser in src/policy would reject anyway, as early as `kubectl apply`.
@@ -201,6 +201,83 @@ const clusterEncryptionSchema: JSONSchemaProps = obj(
   },
 );
 
+/**
+ * PodcryptNode: one node's record (src/model/node.ts), named after its Kubernetes Node and written
+ * only by that node's agent (the ValidatingAdmissionPolicy of src/cli/manifests/admission.ts).
+ * Every model field but `name` and `status` in `.spec`, the agent's report in `.status`. No status
+ * subresource: the agent writes its record in one request (keys, acknowledgements and heartbeat
+ * together). A test checks the schema against the model.
+ */
+const podcryptNodeSchema: JSONSchemaProps = obj(
+  "One node's podcrypt record: public keys, acknowledgements, underlay. Named after the Kubernetes Node; written by that node's agent only.",
+  {
+    apiVersion: str("APIVersion of this object."),
+    kind: str("Kind of this object."),
+    metadata: { type: "object" },
+    spec: obj(
+      "What the node's agent publishes. Peers believe pod CIDRs only inside the Node's spec.podCIDRs and addresses only from its status.addresses.",
+      {
+        underlay: obj("Underlay (host) addresses the data plane sends to.", {
+          ipv4: str("IPv4 address.", { format: "ipv4" }),
+          ipv6: str("IPv6 address.", { format: "ipv6" }),
+        }),
+        podCIDRs: { type: "array", description: "Pod CIDRs routed to this node.", items: str("A CIDR.") },
+        capabilities: obj("What the node's kernel offers.", {
+          wireguardKernel: bool("Kernel WireGuard."),
+          xfrmKernel: bool("Kernel XFRM (IPsec)."),
+        }),
+        publicKeys: {
+          type: "object",
+          description: "Public keys (base64 X25519) by epoch. Private keys never leave the node.",
+          additionalProperties: str("Base64 public key.", { pattern: "^[A-Za-z0-9+/]{43}=$" }),
+        },
+        saInstance: str(
+          "IPsec: the node's current SA instance, bound into every ESP key and SPI of its pairs.",
+          {
+            pattern: "^[0-9a-f]{32}$",
+          },
+        ),
+        acknowledgements: {
+          type: "array",
+          description: "Latest acknowledgements of protocol phases, newest last.",
+          maxItems: 16,
+          items: obj(
+            "The node finished a phase of an epoch.",
+            {
+              epoch: int("Epoch.", { minimum: 0 }),
+              phase: str("Phase.", { enum: PHASES }),
+              at: time("When."),
+            },
+            ["epoch", "phase", "at"],
+          ),
+        },
+        backend: str("The data plane in use.", {
+          enum: ["wireguard-kernel", "wireguard-userspace", "xfrm", "esp-userspace", "none"],
+        }),
+        heartbeat: time("Last time the agent reported alive."),
+      },
+      ["underlay"],
+    ),
+    status: obj("What the agent reports about its node (src/model/node.ts nodeStatusSchema).", {
+      sendingEpoch: int("Epoch whose keys the node sends with.", { minimum: 0 }),
+      mtu: int("Tunnel MTU.", { minimum: 576, maximum: 65535 }),
+      errors: {
+        type: "array",
+        description: "Problems of the last reconcile.",
+        maxItems: 32,
+        items: str("An error.", { maxLength: 1024 }),
+      },
+      selection: str("Hash of the installed selector set.", { pattern: "^[0-9a-f]{16}$" }),
+      rotationWanted: obj(
+        "The node asks for an early rotation.",
+        { epoch: int("Epoch.", { minimum: 0 }), reason: str("Why.", { maxLength: 256 }), at: time("When.") },
+        ["epoch", "reason", "at"],
+      ),
+    }),
+  },
+  ["spec"],
+);
+
 const policyRoot = (
   kind: "EncryptionPolicy" | "IPsecPolicy",
   extraStatus: Record<string, JSONSchemaProps> = {},
@@ -256,6 +333,7 @@ function crd(
   columns: Record<string, unknown>[],
   shortNames: string[],
   categories: string[],
+  statusSubresource = true,
 ): Record<string, unknown> {
   return {
     apiVersion: "apiextensions.k8s.io/v1",
@@ -271,7 +349,7 @@ function crd(
           served: true,
           storage: true,
           schema: { openAPIV3Schema: schema },
-          subresources: { status: {} },
+          ...(statusSubresource ? { subresources: { status: {} } } : {}),
           additionalPrinterColumns: columns,
         },
       ],
@@ -279,7 +357,7 @@ function crd(
   };
 }
 
-/** The three CRDs, ClusterEncryption first. */
+/** The four CRDs, ClusterEncryption first. */
 export function customResourceDefinitions(): Record<string, unknown>[] {
   return [
     crd(
@@ -319,6 +397,21 @@ export function customResourceDefinitions(): Record<string, unknown>[] {
       policyColumns,
       [],
       ["podcrypt"],
+    ),
+    crd(
+      PODCRYPT_GROUP,
+      "PodcryptNode",
+      "podcryptnodes",
+      "Cluster",
+      podcryptNodeSchema,
+      [
+        { name: "Backend", type: "string", jsonPath: ".spec.backend" },
+        { name: "Heartbeat", type: "date", jsonPath: ".spec.heartbeat" },
+        { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+      ],
+      ["pcn"],
+      ["podcrypt"],
+      false,
     ),
   ];
 }

@@ -2,8 +2,9 @@
  * Least-privilege RBAC for the controller and the agent. Written out rule by rule (not derived from
  * the call list) so that test/manifests/rbac.test.ts can compare the two and catch drift either way.
  *
- * RBAC cannot restrict `patch nodes` to the agent's own node; a ValidatingAdmissionPolicy can, and
- * is a follow-up.
+ * Agents write no Kubernetes object but their node's PodcryptNode: RBAC cannot name "the node this
+ * pod runs on", so the ValidatingAdmissionPolicy of ./admission.ts does. They only read Nodes and
+ * Leases (the controller's leader Lease included).
  */
 import { COMPONENT_NAMES, type ManifestOptions } from "./options.js";
 
@@ -14,6 +15,7 @@ const LEASES: Rule = {
   resources: ["leases"],
   verbs: ["get", "list", "watch", "create", "update", "delete"],
 };
+const READ_LEASES: Rule = { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: READ };
 
 /**
  * The ClusterRole rules of each component. Core `endpoints`, not EndpointSlices: the Kubernetes
@@ -21,7 +23,7 @@ const LEASES: Rule = {
  */
 export const CLUSTER_RULES: Readonly<Record<"controller" | "agent", readonly Rule[]>> = {
   controller: [
-    { apiGroups: [""], resources: ["nodes"], verbs: [...READ, "patch"] },
+    { apiGroups: ["podcrypt.io"], resources: ["podcryptnodes"], verbs: READ },
     { apiGroups: [""], resources: ["services", "endpoints"], verbs: READ },
     { apiGroups: ["podcrypt.io"], resources: ["clusterencryptions"], verbs: [...READ, "create", "update"] },
     { apiGroups: ["podcrypt.io"], resources: ["encryptionpolicies"], verbs: READ },
@@ -31,7 +33,8 @@ export const CLUSTER_RULES: Readonly<Record<"controller" | "agent", readonly Rul
     { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies/status"], verbs: ["patch"] },
   ],
   agent: [
-    { apiGroups: [""], resources: ["nodes"], verbs: [...READ, "patch"] },
+    { apiGroups: [""], resources: ["nodes"], verbs: READ },
+    { apiGroups: ["podcrypt.io"], resources: ["podcryptnodes"], verbs: [...READ, "create", "update"] },
     { apiGroups: [""], resources: ["services", "endpoints"], verbs: READ },
     { apiGroups: ["podcrypt.io"], resources: ["clusterencryptions", "encryptionpolicies"], verbs: READ },
     { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies"], verbs: READ },
@@ -41,7 +44,7 @@ export const CLUSTER_RULES: Readonly<Record<"controller" | "agent", readonly Rul
 /** The Role rules of each component in podcrypt's own namespace (the datastore's leases). */
 export const NAMESPACE_RULES: Readonly<Record<"controller" | "agent", readonly Rule[]>> = {
   controller: [LEASES],
-  agent: [LEASES],
+  agent: [READ_LEASES],
 };
 
 /** ServiceAccounts, ClusterRoles, Roles and their bindings for both components. */

@@ -1,4 +1,5 @@
 import { stringify } from "yaml";
+import { admissionObjects } from "./admission.js";
 import { customResourceDefinitions } from "./crds.js";
 import type { ManifestOptions } from "./options.js";
 import { rbacObjects } from "./rbac.js";
@@ -18,6 +19,7 @@ export function manifestFiles(o: ManifestOptions): { file: string; objects: Kube
     { file: "crds.yaml", objects: customResourceDefinitions() },
     { file: "namespace.yaml", objects: byKind("Namespace") },
     { file: "rbac.yaml", objects: rbacObjects(o) },
+    { file: "admission.yaml", objects: admissionObjects(o) },
     { file: "config.yaml", objects: byKind("ConfigMap") },
     { file: "controller.yaml", objects: byKind("Deployment") },
     { file: "agent.yaml", objects: byKind("DaemonSet") },

@@ -14,7 +14,7 @@ export interface ApiCall {
   /** Which operations of the datastore make the call (who needs the permission). */
   readonly usedBy: string;
   /**
-   * Made only when an option enables it (e.g. `createMissingNodes`): a production RBAC role need
+   * Made only when an option enables it (e.g. `registerNode()`): a production RBAC role need
    * not grant it.
    */
   readonly onlyWith?: string;
@@ -37,18 +37,17 @@ const call = (
 
 /** The calls, grouped by resource. */
 export const API_CALLS: readonly ApiCall[] = [
-  // Node records live in podcrypt.io/ annotations and labels of the Kubernetes Node.
-  call("", "nodes", "get", "collection(nodes).get/create/update/delete, nodeNetwork()"),
-  call("", "nodes", "list", "collection(nodes).list, lease sweeping"),
-  call("", "nodes", "watch", "collection(nodes).watch"),
-  call("", "nodes", "patch", "collection(nodes).create/update/delete, lease sweeping"),
-  call("", "nodes", "create", "collection(nodes).create of a node Kubernetes does not know; registerNode()", {
-    onlyWith:
-      "createMissingNodes, or registerNode() (the local cluster registering its nodes as kubelets do)",
+  // Kubernetes Nodes are only read: what Kubernetes assigned each node (addresses, pod CIDRs).
+  call("", "nodes", "get", "nodeNetwork()"),
+  call("", "nodes", "list", "nodeAuthorities(), watchNodeAuthorities()"),
+  call("", "nodes", "watch", "watchNodeAuthorities()"),
+  call("", "nodes", "create", "registerNode()", {
+    onlyWith: "registerNode() (the local cluster and tests registering their nodes as kubelets do)",
   }),
   // Custom resources. Policies are EncryptionPolicies (namespaced) and IPsecPolicies (cluster-wide).
   ...(
     [
+      ["podcrypt.io", "podcryptnodes", "nodes"],
       ["podcrypt.io", "clusterencryptions", "clusterencryptions"],
       ["podcrypt.io", "encryptionpolicies", "encryptionpolicies"],
       ["starlingx.io", "ipsecpolicies", "encryptionpolicies"],

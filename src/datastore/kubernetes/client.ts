@@ -205,11 +205,6 @@ export class KubeClient {
     );
   }
 
-  /** JSON merge patch of a Node (`metadata.resourceVersion` in the patch makes it conditional). */
-  async patchNode(name: string, patch: object): Promise<KubeObject> {
-    return plain(await this.run(() => this.core.patchNode({ name, body: patch }, mergePatch)));
-  }
-
   /**
    * JSON merge patch of a custom resource's status subresource (`metadata.resourceVersion` in the
    * patch makes it conditional: 409 on mismatch).

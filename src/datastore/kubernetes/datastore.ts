@@ -46,8 +46,8 @@ import {
   fromKube,
   LEASE_LABEL,
   locate,
+  KUBE_NODE_REF,
   MANAGED_LABEL,
-  NODE_ANNOTATIONS,
   policyStatusPatch,
   REFS,
   refsOf,
@@ -56,9 +56,6 @@ import {
   type ResourceRef,
 } from "./mapping.js";
 import { Informer, ResumableWatch } from "./watch.js";
-
-/** Annotation counting writes of a node record: "1" right after create (tells ADDED from MODIFIED). */
-export const NODE_WRITE_ANNOTATION = "podcrypt.io/write";
 
 const LEASES: ResourceRef = {
   group: "coordination.k8s.io",
@@ -77,10 +74,11 @@ export interface KubernetesDatastoreOptions {
   /** Holder identity written into granted Leases. Default the host name. */
   identity?: string;
   /**
-   * `nodes.create` for a node Kubernetes does not know creates the Node object (tests, and
-   * clusters whose nodes register late). Default false: NotFoundError, and no `create nodes` RBAC.
+   * Whether this client deletes Leases not renewed in time (and what is attached to them). Default
+   * true; agents pass false: they may not write Leases (the controller's leader Lease among them),
+   * and the controller expires them.
    */
-  createMissingNodes?: boolean;
+  expireLeases?: boolean;
   /** How often lease expiry is checked. Default 200 ms. */
   leaseCheckMs?: number;
   /** Clock. Default `() => new Date()`. */
@@ -158,24 +156,18 @@ interface TrackedLease {
 
 /**
  * The `kubernetes` datastore (DESIGN.md section 7): CRDs ClusterEncryption, EncryptionPolicy and
- * StarlingX's IPsecPolicy (the cluster-wide policies), node records as `podcrypt.io/` Node
- * annotations, Services and Endpoints, coordination Leases for liveness and leadership; policy
- * status through the policies' status subresource. See mapping.ts for the object mapping.
+ * StarlingX's IPsecPolicy (the cluster-wide policies), node records as PodcryptNodes (one per
+ * node, named after it; Nodes themselves are only read), Services and Endpoints, coordination
+ * Leases for liveness and leadership; policy status through the policies' status subresource. See
+ * mapping.ts for the object mapping.
  *
  * Revisions are Kubernetes resourceVersions (in practice etcd revisions: numeric, increasing).
  * Differences from the interface's ideal, all documented here:
- * - A node record's revision is its Node's resourceVersion, which other writers (kubelet status,
- *   labels) also move: compare-and-swap on a node may conflict because of them (callers retry),
- *   and watches drop Node changes that leave the record unchanged.
- * - Node records are annotations, so a Node event alone does not say what the record was before.
- *   A node watch lists Nodes when it starts and uses that snapshot for every later event. For
- *   events between `fromRevision` and that snapshot it falls back to `podcrypt.io/write` (1 right
- *   after create: ADDED, otherwise MODIFIED), and a record created and deleted in that window
- *   without the watch seeing it is not reported.
  * - Leases are coordination.k8s.io Leases labelled `podcrypt.io/managed=grant`. Kubernetes has no
  *   server-side expiry: every datastore client tracks the Leases and, when one was not renewed
  *   within its duration of local time (client-go's rule, immune to clock skew), deletes it and
- *   every object labelled `podcrypt.io/lease=<id>`. Expiry therefore needs at least one live client.
+ *   every object labelled `podcrypt.io/lease=<id>`. Expiry therefore needs at least one live client
+ *   that expires leases (`expireLeases`: the controller; agents may not write Leases).
  * - Watch.revision also advances on BOOKMARK events, so a resumed watch starts from a recent
  *   resourceVersion and is less likely to get 410 Gone.
  * - Policies live in two resources (EncryptionPolicy, IPsecPolicy), listed one after the other:
@@ -246,12 +238,14 @@ export class KubernetesDatastore implements Datastore {
         deleted: (o) => {
           const name = o.metadata?.name ?? "";
           for (const w of this.leaseWaiters.get(name) ?? []) w();
-          if (this.tracked.delete(name)) void this.sweepAttached(name).catch(() => {});
+          if (this.tracked.delete(name) && this.options.expireLeases !== false)
+            void this.sweepAttached(name).catch(() => {});
         },
       },
       { labelSelector: selector },
     );
     await this.informer.start();
+    if (this.options.expireLeases === false) return;
     this.checkTimer = setInterval(() => void this.expireLeases(), this.options.leaseCheckMs ?? 200);
     this.checkTimer.unref();
   }
@@ -280,7 +274,6 @@ export class KubernetesDatastore implements Datastore {
         const { items } = await this.client.list(ref, "", selector);
         for (const o of items) {
           const rec = fromKube(kind, o, ref);
-          if (rec === undefined) continue;
           await col.delete(rec.key, { revision: o.metadata?.resourceVersion ?? "" }).catch(() => {});
         }
       }
@@ -332,7 +325,7 @@ export class KubernetesDatastore implements Datastore {
   collection<K extends ResourceKind>(kind: K): Collection<K> {
     let c = this.collections.get(kind);
     if (c === undefined) {
-      c = new KubeCollection(this, kind, this.options.createMissingNodes === true) as never;
+      c = new KubeCollection(this, kind) as never;
       this.collections.set(kind, c!);
     }
     return c as unknown as Collection<K>;
@@ -370,7 +363,7 @@ export class KubernetesDatastore implements Datastore {
   async registerNode(o: { name: string; internalIP: string; podCIDRs: readonly string[] }): Promise<boolean> {
     this.checkOpen();
     try {
-      await this.client.create(REFS.nodes, "", {
+      await this.client.create(KUBE_NODE_REF, "", {
         metadata: { name: o.name, labels: { "kubernetes.io/hostname": o.name } },
         spec: { podCIDR: o.podCIDRs[0], podCIDRs: [...o.podCIDRs] },
         status: {
@@ -396,7 +389,7 @@ export class KubernetesDatastore implements Datastore {
     name: string,
   ): Promise<{ addresses: { type: string; address: string }[]; podCIDRs: string[] }> {
     this.checkOpen();
-    const obj = await this.client.get(REFS.nodes, "", name).catch((e: unknown) => {
+    const obj = await this.client.get(KUBE_NODE_REF, "", name).catch((e: unknown) => {
       throw unavailable(e);
     });
     if (obj === undefined) throw new NotFoundError("nodes", `${name} (no such Kubernetes Node)`);
@@ -409,7 +402,7 @@ export class KubernetesDatastore implements Datastore {
    */
   async nodeAuthorities(): Promise<Map<string, NodeAuthority>> {
     this.checkOpen();
-    const { items } = await this.client.list(REFS.nodes, "").catch((e: unknown) => {
+    const { items } = await this.client.list(KUBE_NODE_REF, "").catch((e: unknown) => {
       throw unavailable(e);
     });
     return new Map(items.map((o) => [o.metadata?.name ?? "", authorityOf(o)]));
@@ -433,8 +426,8 @@ export class KubernetesDatastore implements Datastore {
     };
     const informer = new Informer(
       this.options.kubeConfig,
-      apiPath(REFS.nodes, ""),
-      () => this.client.list(REFS.nodes, ""),
+      apiPath(KUBE_NODE_REF, ""),
+      () => this.client.list(KUBE_NODE_REF, ""),
       {
         added: set,
         modified: set,
@@ -625,15 +618,13 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
   constructor(
     private readonly ds: KubernetesDatastore,
     readonly kind: K,
-    private readonly createMissingNodes: boolean,
   ) {
     this.refs = refsOf(kind);
   }
 
-  /** The object's record, or an InvalidObject; `undefined` when it holds none (a plain Node). */
-  decodeAny(obj: KubeObject, ref: ResourceRef): ReturnType<typeof decodeObject<K>> | undefined {
+  /** The object's record, or an InvalidObject. */
+  decodeAny(obj: KubeObject, ref: ResourceRef): ReturnType<typeof decodeObject<K>> {
     const rec = fromKube(this.kind, obj, ref);
-    if (rec === undefined) return undefined;
     const meta = obj.metadata ?? {};
     const generation = typeof meta["generation"] === "number" ? meta["generation"] : undefined;
     const d = decodeObject(
@@ -648,9 +639,8 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     return { ok: false, invalid: { ...d.invalid, error: kubeFieldError(ref, d.invalid.error) } };
   }
 
-  private decode(obj: KubeObject, ref: ResourceRef): Stored<ResourceByKind[K]> | undefined {
+  private decode(obj: KubeObject, ref: ResourceRef): Stored<ResourceByKind[K]> {
     const d = this.decodeAny(obj, ref);
-    if (d === undefined) return undefined;
     if (!d.ok) throw d.invalid.error;
     return d.stored;
   }
@@ -687,7 +677,6 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
       revision ??= res.resourceVersion;
       for (const o of res.items) {
         const d = this.decodeAny(o, ref);
-        if (d === undefined) continue;
         if (d.ok) out.push(d.stored);
         else invalid.push(d.invalid);
       }
@@ -706,12 +695,6 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     return this.ds.leaseLabel(lease);
   }
 
-  private result(obj: KubeObject, ref: ResourceRef): Stored<ResourceByKind[K]> {
-    const s = this.decode(obj, ref);
-    if (s === undefined) throw new UnavailableError(`${this.kind}: the API server returned no record`);
-    return s;
-  }
-
   async create(
     value: ResourceInputByKind[K],
     options: WriteOptions = {},
@@ -722,39 +705,8 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     const parts = toKube(this.kind, v);
     if (lease !== null) parts.labels[LEASE_LABEL] = lease;
     const { ref, namespace, name } = locate(this.kind, key);
-    if (this.kind === "nodes") {
-      for (;;) {
-        const cur = await this.fetch(key);
-        const annotations = { ...parts.annotations, [NODE_WRITE_ANNOTATION]: "1" };
-        try {
-          if (cur === undefined) {
-            if (!this.createMissingNodes)
-              throw new NotFoundError("nodes", `${key} (no such Kubernetes Node)`);
-            return this.result(
-              await this.ds.client.create(ref, "", {
-                metadata: { name, labels: parts.labels, annotations },
-              }),
-              ref,
-            );
-          }
-          if (fromKube("nodes", cur) !== undefined) throw new AlreadyExistsError(this.kind, key);
-          return this.result(
-            await this.ds.client.patchNode(name, {
-              metadata: {
-                resourceVersion: cur.metadata?.resourceVersion,
-                labels: { ...parts.labels, [LEASE_LABEL]: lease },
-                annotations,
-              },
-            }),
-            ref,
-          );
-        } catch (e) {
-          if (!isKubeApiError(e, 409)) throw unavailable(e);
-        }
-      }
-    }
     try {
-      return this.result(
+      return this.decode(
         await this.ds.client.create(ref, namespace, {
           metadata: { name, labels: parts.labels },
           ...parts.body,
@@ -778,27 +730,12 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     const { ref, namespace, name } = locate(this.kind, key);
     for (;;) {
       const cur = await this.fetch(key);
-      if (cur === undefined || fromKube(this.kind, cur, ref) === undefined)
-        throw new NotFoundError(this.kind, key);
+      if (cur === undefined) throw new NotFoundError(this.kind, key);
       const rv = cur.metadata?.resourceVersion ?? "";
       if (options.revision !== undefined && options.revision !== rv)
         throw new ConflictError(this.kind, key, options.revision, rv);
       const lease = await this.leaseValue(options.lease, cur.metadata?.labels?.[LEASE_LABEL]);
       try {
-        if (this.kind === "nodes") {
-          const clear = Object.fromEntries(Object.values(NODE_ANNOTATIONS).map((a) => [a, null]));
-          const count = Number(cur.metadata?.annotations?.[NODE_WRITE_ANNOTATION] ?? "1");
-          return this.result(
-            await this.ds.client.patchNode(name, {
-              metadata: {
-                resourceVersion: rv,
-                labels: { [LEASE_LABEL]: lease },
-                annotations: { ...clear, ...parts.annotations, [NODE_WRITE_ANNOTATION]: String(count + 1) },
-              },
-            }),
-            ref,
-          );
-        }
         const labels = { ...(cur.metadata?.labels ?? {}), ...parts.labels };
         if (lease === null) Reflect.deleteProperty(labels, LEASE_LABEL);
         else labels[LEASE_LABEL] = lease;
@@ -807,7 +744,10 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
           ...parts.body,
           metadata: { ...cur.metadata, labels, resourceVersion: rv },
         };
-        return this.result(await this.ds.client.replace(ref, namespace, name, body), ref);
+        // A node record's status is an ordinary field: one the value no longer has goes.
+        if (this.kind === "nodes" && parts.body["status"] === undefined)
+          Reflect.deleteProperty(body, "status");
+        return this.decode(await this.ds.client.replace(ref, namespace, name, body), ref);
       } catch (e) {
         if (isKubeApiError(e, 404)) throw new NotFoundError(this.kind, key, { cause: e });
         if (!isKubeApiError(e, 409)) throw unavailable(e);
@@ -820,40 +760,13 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
   async delete(key: string, options: DeleteOptions = {}): Promise<void> {
     this.ds.checkOpen();
     const { ref, namespace, name } = locate(this.kind, key);
-    if (this.kind !== "nodes") {
-      try {
-        await this.ds.client.delete(ref, namespace, name, options.revision);
-        return;
-      } catch (e) {
-        if (isKubeApiError(e, 404)) throw new NotFoundError(this.kind, key, { cause: e });
-        if (isKubeApiError(e, 409))
-          throw new ConflictError(this.kind, key, options.revision ?? "", undefined, { cause: e });
-        throw unavailable(e);
-      }
-    }
-    for (;;) {
-      const cur = await this.fetch(key);
-      if (cur === undefined || fromKube("nodes", cur) === undefined) throw new NotFoundError(this.kind, key);
-      const rv = cur.metadata?.resourceVersion ?? "";
-      if (options.revision !== undefined && options.revision !== rv)
-        throw new ConflictError(this.kind, key, options.revision, rv);
-      const count = Number(cur.metadata?.annotations?.[NODE_WRITE_ANNOTATION] ?? "1");
-      const clear = Object.fromEntries(Object.values(NODE_ANNOTATIONS).map((a) => [a, null]));
-      try {
-        await this.ds.client.patchNode(name, {
-          metadata: {
-            resourceVersion: rv,
-            labels: { [LEASE_LABEL]: null },
-            annotations: { ...clear, [NODE_WRITE_ANNOTATION]: String(count + 1) },
-          },
-        });
-        return;
-      } catch (e) {
-        if (isKubeApiError(e, 404)) throw new NotFoundError(this.kind, key, { cause: e });
-        if (!isKubeApiError(e, 409)) throw unavailable(e);
-        if (options.revision !== undefined)
-          throw new ConflictError(this.kind, key, options.revision, undefined, { cause: e });
-      }
+    try {
+      await this.ds.client.delete(ref, namespace, name, options.revision);
+    } catch (e) {
+      if (isKubeApiError(e, 404)) throw new NotFoundError(this.kind, key, { cause: e });
+      if (isKubeApiError(e, 409))
+        throw new ConflictError(this.kind, key, options.revision ?? "", undefined, { cause: e });
+      throw unavailable(e);
     }
   }
 
@@ -863,48 +776,22 @@ class KubeCollection<K extends ResourceKind> implements Collection<K> {
     // What this watch last saw per key: the record's JSON (with its lease), or null when absent.
     const known = new Map<string, string | null>();
     const emit = (e: WatchEvent<ResourceByKind[K]>): void => queue.push(() => listener.event(e));
-    // Node records are annotations: their removal is a Node MODIFIED, which tells nothing about a
-    // record the watch never saw. A snapshot taken now says which records existed, for every event
-    // after it.
-    const seed = new Map<string, string>();
-    let seedRevision = Infinity;
-    if (this.kind === "nodes") {
-      const snap = await this.ds.client.list(this.refs[0]!, "").catch((e: unknown) => {
-        throw unavailable(e);
-      });
-      for (const o of snap.items) {
-        const rec = fromKube(this.kind, o);
-        if (rec !== undefined)
-          seed.set(rec.key, JSON.stringify([rec.raw, o.metadata?.labels?.[LEASE_LABEL] ?? null]));
-      }
-      seedRevision = Number(snap.resourceVersion);
-    }
     const onEvent = (ref: ResourceRef, type: "ADDED" | "MODIFIED" | "DELETED", obj: KubeObject): void => {
       const rec = fromKube(this.kind, obj, ref);
-      const meta = obj.metadata ?? {};
-      const key =
-        rec?.key ??
-        (meta.namespace === undefined ? (meta.name ?? "") : `${meta.namespace}/${meta.name ?? ""}`);
-      const revision = meta.resourceVersion ?? "";
-      let prev = known.get(key);
-      if (prev === undefined && Number(revision) > seedRevision) prev = seed.get(key) ?? null;
-      if (type === "DELETED" || rec === undefined) {
-        if (rec !== undefined || (prev !== undefined && prev !== null))
-          emit({ type: "DELETED", key, revision });
-        known.set(key, null);
+      const revision = obj.metadata?.resourceVersion ?? "";
+      const prev = known.get(rec.key);
+      if (type === "DELETED") {
+        emit({ type: "DELETED", key: rec.key, revision });
+        known.set(rec.key, null);
         return;
       }
-      const lease = meta.labels?.[LEASE_LABEL];
-      const json = JSON.stringify([rec.raw, lease ?? null]);
+      const json = JSON.stringify([rec.raw, obj.metadata?.labels?.[LEASE_LABEL] ?? null]);
       if (prev === json) return;
-      known.set(key, json);
-      const fresh =
-        prev === null ||
-        (prev === undefined &&
-          (type === "ADDED" || (this.kind === "nodes" && meta.annotations?.[NODE_WRITE_ANNOTATION] === "1")));
-      const d = this.decodeAny(obj, ref)!;
-      if (!d.ok) emit({ ...d.invalid, type: "INVALID", key, revision });
-      else emit({ type: fresh ? "ADDED" : "MODIFIED", key, revision, object: d.stored });
+      known.set(rec.key, json);
+      const fresh = prev === null || (prev === undefined && type === "ADDED");
+      const d = this.decodeAny(obj, ref);
+      if (!d.ok) emit({ ...d.invalid, type: "INVALID", key: rec.key, revision });
+      else emit({ type: fresh ? "ADDED" : "MODIFIED", key: rec.key, revision, object: d.stored });
     };
     const streams: ResumableWatch[] = [];
     let goneOnce = false;

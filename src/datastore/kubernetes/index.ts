@@ -1,5 +1,5 @@
 /** The `kubernetes` datastore backend. */
-export { KubernetesDatastore, NODE_WRITE_ANNOTATION, type KubernetesDatastoreOptions } from "./datastore.js";
+export { KubernetesDatastore, type KubernetesDatastoreOptions } from "./datastore.js";
 export { API_CALLS, type ApiCall } from "./api-calls.js";
 export { KubeClient, KubeApiError, isKubeApiError } from "./client.js";
 export { Informer, ResumableWatch, type InformerHandlers, type ResumableWatchHandlers } from "./watch.js";

@@ -6,8 +6,8 @@ import {
   fromIpsecPolicy,
   fromKube,
   locate,
-  NODE_ANNOTATIONS,
   IPSEC_POLICY_REF,
+  KUBE_NODE_REF,
   policyStatusOf,
   REFS,
   toKube,
@@ -60,7 +60,6 @@ function asObject(kind: ResourceKind, key: string, parts: ReturnType<typeof toKu
       name,
       ...(namespace === "" ? {} : { namespace }),
       labels: parts.labels,
-      annotations: parts.annotations,
     },
     ...parts.body,
   };
@@ -80,16 +79,17 @@ test("every kind round-trips through its Kubernetes form", () => {
   }
 });
 
-test("node records are podcrypt.io annotations; a Node without them holds none", () => {
-  const parts = toKube("nodes", parseResource("nodes", samples.nodes));
-  assert.deepEqual(JSON.parse(parts.annotations[NODE_ANNOTATIONS.publicKeys]!), { "3": KEY });
-  assert.equal(parts.annotations[NODE_ANNOTATIONS.saInstance], "5a".repeat(16));
-  assert.ok(Object.keys(parts.annotations).every((k) => k.startsWith("podcrypt.io/")));
-  assert.equal(fromKube("nodes", { metadata: { name: "n", annotations: { other: "x" } } }), undefined);
-  const broken = fromKube("nodes", {
-    metadata: { name: "n", annotations: { [NODE_ANNOTATIONS.underlay]: "{not json" } },
-  });
-  assert.throws(() => parseResource("nodes", broken!.raw), /underlay/);
+test("node records are PodcryptNodes: the record in spec, its status in .status", () => {
+  const value = parseResource("nodes", { ...(samples.nodes as object), status: { errors: ["e"] } });
+  const parts = toKube("nodes", value);
+  assert.equal(REFS.nodes.kind, "PodcryptNode");
+  assert.equal(REFS.nodes.group, "podcrypt.io");
+  assert.deepEqual((parts.body["spec"] as { publicKeys: unknown }).publicKeys, { "3": KEY });
+  assert.equal((parts.body["spec"] as { saInstance?: unknown }).saInstance, "5a".repeat(16));
+  assert.equal((parts.body["spec"] as { name?: unknown }).name, undefined);
+  assert.deepEqual(parts.body["status"], { errors: ["e"] });
+  const broken = fromKube("nodes", { metadata: { name: "n" }, spec: { underlay: "not an object" } });
+  assert.throws(() => parseResource("nodes", broken.raw), /underlay/);
 });
 
 test("a cluster-wide policy is a StarlingX IPsecPolicy, rules in its own field names", () => {
@@ -161,7 +161,8 @@ test("IPsecPolicy converts field by field", () => {
 });
 
 test("API paths", () => {
-  assert.equal(apiPath(REFS.nodes, "", "n1"), "/api/v1/nodes/n1");
+  assert.equal(apiPath(REFS.nodes, "", "n1"), "/apis/podcrypt.io/v1/podcryptnodes/n1");
+  assert.equal(apiPath(KUBE_NODE_REF, "", "n1"), "/api/v1/nodes/n1");
   assert.equal(apiPath(REFS.services, "kube-system"), "/api/v1/namespaces/kube-system/services");
   assert.equal(apiPath(REFS.encryptionpolicies, ""), "/apis/podcrypt.io/v1/encryptionpolicies");
   assert.equal(

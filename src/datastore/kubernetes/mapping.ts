@@ -1,9 +1,12 @@
 /**
  * How each podcrypt resource kind is stored in Kubernetes objects, as pure functions.
  *
- * - nodes: annotations `podcrypt.io/*` of the Kubernetes Node of the same name (public keys,
- *   acknowledgements, underlay, ... each a JSON annotation). A Node without `podcrypt.io/underlay`
- *   holds no record.
+ * - nodes: podcrypt.io/v1 PodcryptNode (cluster-scoped) named after the Kubernetes Node; every
+ *   model field but `name` and `status` in `spec`, the model's `status` in `.status` (an ordinary
+ *   field: no status subresource, so a record is one write). Not annotations of the Node: an agent
+ *   then needs no write on Nodes, and the admission policy of the manifests lets an agent write
+ *   only the PodcryptNode of its own node. The Node itself is only read (its `spec.podCIDRs` and
+ *   `status.addresses`, what agents vet peers' claims against).
  * - clusterencryptions: podcrypt.io/v1 ClusterEncryption (cluster-scoped); every model field but
  *   `name` in `spec`. The protocol state (phase, epoch, target) is in spec too, because the
  *   controller changes it with compare-and-swap together with the configuration; `status` is left
@@ -55,22 +58,15 @@ export const LEASE_LABEL = "podcrypt.io/lease";
 /** Label on the coordination Leases the datastore manages: `grant` or `leader`. */
 export const MANAGED_LABEL = "podcrypt.io/managed";
 
-/** The Node annotations of a node record; `underlay` marks that a record exists. */
-export const NODE_ANNOTATIONS = {
-  underlay: "podcrypt.io/underlay",
-  podCIDRs: "podcrypt.io/pod-cidrs",
-  capabilities: "podcrypt.io/capabilities",
-  publicKeys: "podcrypt.io/public-keys",
-  saInstance: "podcrypt.io/sa-instance",
-  acknowledgements: "podcrypt.io/acknowledgements",
-  backend: "podcrypt.io/backend",
-  heartbeat: "podcrypt.io/heartbeat",
-  status: "podcrypt.io/status",
-} as const;
-
 /** The Kubernetes resource of each kind (for encryptionpolicies, that of namespaced policies). */
 export const REFS: { readonly [K in ResourceKind]: ResourceRef } = {
-  nodes: { group: "", version: "v1", plural: "nodes", kind: "Node", namespaced: false },
+  nodes: {
+    group: "podcrypt.io",
+    version: "v1",
+    plural: "podcryptnodes",
+    kind: "PodcryptNode",
+    namespaced: false,
+  },
   clusterencryptions: {
     group: "podcrypt.io",
     version: "v1",
@@ -87,6 +83,15 @@ export const REFS: { readonly [K in ResourceKind]: ResourceRef } = {
   },
   services: { group: "", version: "v1", plural: "services", kind: "Service", namespaced: true },
   endpoints: { group: "", version: "v1", plural: "endpoints", kind: "Endpoints", namespaced: true },
+};
+
+/** The core Kubernetes Node: read for what Kubernetes assigned a node, never written by podcrypt. */
+export const KUBE_NODE_REF: ResourceRef = {
+  group: "",
+  version: "v1",
+  plural: "nodes",
+  kind: "Node",
+  namespaced: false,
 };
 
 /** StarlingX's IPsecPolicy (cluster-scoped): the cluster-wide encryptionpolicies. */
@@ -122,39 +127,21 @@ export function locate(
   return { ref, namespace: key.slice(0, i), name: key.slice(i + 1) };
 }
 
-function parseJson(s: string | undefined): unknown {
-  if (s === undefined) return undefined;
-  try {
-    return JSON.parse(s) as unknown;
-  } catch {
-    return s; // left as the raw string: validation names the field
-  }
-}
-
 /** The part of a Kubernetes object that holds a `kind` value, as written by `toKube`. */
 export interface KubeParts {
   labels: Record<string, string>;
-  annotations: Record<string, string>;
-  /** Top-level fields other than metadata (spec, subsets). */
+  /** Top-level fields other than metadata (spec, status of a node record, subsets). */
   body: Record<string, unknown>;
 }
 
 /** The Kubernetes representation of a validated value. */
 export function toKube<K extends ResourceKind>(kind: K, value: ResourceByKind[K]): KubeParts {
-  const parts: KubeParts = { labels: {}, annotations: {}, body: {} };
+  const parts: KubeParts = { labels: {}, body: {} };
   switch (kind) {
     case "nodes": {
-      const n = value as ResourceByKind["nodes"];
-      const a = parts.annotations;
-      a[NODE_ANNOTATIONS.underlay] = JSON.stringify(n.underlay);
-      a[NODE_ANNOTATIONS.podCIDRs] = JSON.stringify(n.podCIDRs);
-      a[NODE_ANNOTATIONS.capabilities] = JSON.stringify(n.capabilities);
-      a[NODE_ANNOTATIONS.publicKeys] = JSON.stringify(n.publicKeys);
-      if (n.saInstance !== undefined) a[NODE_ANNOTATIONS.saInstance] = n.saInstance;
-      a[NODE_ANNOTATIONS.acknowledgements] = JSON.stringify(n.acknowledgements);
-      a[NODE_ANNOTATIONS.backend] = n.backend;
-      if (n.heartbeat !== undefined) a[NODE_ANNOTATIONS.heartbeat] = n.heartbeat;
-      if (n.status !== undefined) a[NODE_ANNOTATIONS.status] = JSON.stringify(n.status);
+      const { name: _name, status, ...spec } = value as ResourceByKind["nodes"];
+      parts.body["spec"] = spec;
+      if (status !== undefined) parts.body["status"] = status;
       break;
     }
     case "clusterencryptions": {
@@ -238,37 +225,23 @@ export function policyStatusPatch(status: PolicyStatus): Record<string, unknown>
   };
 }
 
-/**
- * The podcrypt key and unvalidated value held by a Kubernetes object of resource `ref`, or
- * `undefined` when the object holds no record of `kind` (a Node without podcrypt annotations).
- */
+/** The podcrypt key and unvalidated value held by a Kubernetes object of resource `ref`. */
 export function fromKube(
   kind: ResourceKind,
   obj: KubeObject,
   ref: ResourceRef = REFS[kind],
-): { key: string; raw: Record<string, unknown> } | undefined {
+): { key: string; raw: Record<string, unknown> } {
   const meta = obj.metadata ?? {};
   const name = meta.name ?? "";
   const ns = meta.namespace ?? "";
   const spec = (obj["spec"] ?? {}) as Record<string, unknown>;
   switch (kind) {
     case "nodes": {
-      const a = meta.annotations ?? {};
-      if (a[NODE_ANNOTATIONS.underlay] === undefined) return undefined;
-      const raw: Record<string, unknown> = {
-        name,
-        underlay: parseJson(a[NODE_ANNOTATIONS.underlay]),
-        podCIDRs: parseJson(a[NODE_ANNOTATIONS.podCIDRs]),
-        capabilities: parseJson(a[NODE_ANNOTATIONS.capabilities]),
-        publicKeys: parseJson(a[NODE_ANNOTATIONS.publicKeys]),
-        saInstance: a[NODE_ANNOTATIONS.saInstance],
-        acknowledgements: parseJson(a[NODE_ANNOTATIONS.acknowledgements]),
-        backend: a[NODE_ANNOTATIONS.backend],
-        heartbeat: a[NODE_ANNOTATIONS.heartbeat],
-        status: parseJson(a[NODE_ANNOTATIONS.status]),
+      const status = obj["status"];
+      return {
+        key: name,
+        raw: { ...spec, name, ...(status === undefined || status === null ? {} : { status }) },
       };
-      for (const k of Object.keys(raw)) if (raw[k] === undefined) Reflect.deleteProperty(raw, k);
-      return { key: name, raw };
     }
     case "clusterencryptions":
       return { key: name, raw: { ...spec, name } };
