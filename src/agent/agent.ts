@@ -10,12 +10,14 @@ import {
   type ClusterEncryption,
   type Node,
   type NodeInput,
+  type Phase,
   type ResourceByKind,
 } from "../model/index.js";
 import { fromStored, resolveSelectors } from "../policy/index.js";
 import {
   DesiredMemo,
   desiredState,
+  catchUpAcknowledgement,
   epochsNeeded,
   readyToAcknowledge,
   sessionsFrom,
@@ -430,8 +432,13 @@ export class Agent {
       // Only what a peer may claim is used in this pass, from desired state to acknowledgement.
       const { nodes, refused } = vetClaims([...this.nodes.values()], this.name, this.authority?.lookup);
       this.noteRefused(refused);
-      // Sessions matter only while a WireGuard generation takes peers over from an older one.
-      const takeover = c.phase === "switch" && c.target?.enabled === true && c.target.mode === "wireguard";
+      // Sessions matter only while a WireGuard generation takes peers over from an older one: in a
+      // run's switch, or as pairs with a lagging node move to the current epoch.
+      const takeover =
+        (c.phase === "switch" && c.target?.enabled === true && c.target.mode === "wireguard") ||
+        (c.phase === "idle" &&
+          applied(c).mode === "wireguard" &&
+          c.lagging.some((l) => l.switchAt !== undefined));
       const sessions = sessionsFrom(takeover ? await this.o.backend.observe() : []);
       const selective = c.encryption === "selective" ? this.selectionNow(this.o.clock.wallNow()) : undefined;
       const desired = desiredState(this.o.settings, c, nodes, sessions, selective?.selection, this.memo);
@@ -448,17 +455,33 @@ export class Agent {
         this.publishedSelection = selective.hash;
         this.o.logger.info({ selection: selective.hash }, "selected traffic installed");
       }
+      const now = this.o.clock.wallNow();
+      const live = nodes.filter((n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING));
+      const acknowledge = async (epoch: number, phase: Phase): Promise<void> => {
+        const ack = { epoch, phase, at: new Date(now).toISOString() };
+        // The watch cache may not show our own last write yet: judge by the node as just read, so
+        // an acknowledgement is written once (duplicates would push older ones out of the history).
+        let acknowledging = false;
+        const wrote = await this.publish((n) => {
+          const keyed = pruneLater ? (keysChange(n) ?? n) : n;
+          const acks = n.acknowledgements ?? [];
+          acknowledging = !acks.some((a) => a.epoch === ack.epoch && a.phase === ack.phase);
+          if (acknowledging) return { ...keyed, acknowledgements: [...acks, ack].slice(-16) };
+          return keyed === n ? undefined : keyed;
+        });
+        if (wrote) pruneLater = false;
+        if (wrote && acknowledging)
+          this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
+      };
+      const me = this.nodes.get(this.name);
       if (c.phase !== "idle" && c.target !== undefined) {
         const target = c.target;
-        const now = this.o.clock.wallNow();
-        const live = nodes.filter((n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING));
         const key = String(target.epoch);
         this.awaitingKeys = new Set(
           c.phase === "prepare" && target.enabled
             ? live.filter((n) => n.publicKeys[key] === undefined).map((n) => n.name)
             : [],
         );
-        const me = this.nodes.get(this.name);
         const acked = me !== undefined && findAcknowledgement(me, target.epoch, c.phase) !== undefined;
         // Prepare waits for every live peer's key; switch for the sessions of peers that prepared.
         const prepared = live.filter((n) => findAcknowledgement(n, target.epoch, "prepare") !== undefined);
@@ -470,27 +493,24 @@ export class Agent {
             live.map((n) => n.name),
             prepared,
           )
-        ) {
-          const ack = { epoch: target.epoch, phase: c.phase, at: new Date(now).toISOString() };
-          // The watch cache may not show our own last write yet: judge by the node as just read, so
-          // an acknowledgement is written once (duplicates would push older ones out of the history).
-          let acknowledging = false;
-          const wrote = await this.publish((n) => {
-            const keyed = pruneLater ? (keysChange(n) ?? n) : n;
-            const acks = n.acknowledgements ?? [];
-            acknowledging = !acks.some((a) => a.epoch === ack.epoch && a.phase === ack.phase);
-            if (acknowledging) return { ...keyed, acknowledgements: [...acks, ack].slice(-16) };
-            return keyed === n ? undefined : keyed;
-          });
-          if (wrote) pruneLater = false;
-          if (wrote && acknowledging)
-            this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
-        }
+        )
+          await acknowledge(target.epoch, c.phase);
         // Sessions come up on their own (handshakes): while a peer still waits for one, look again
         // shortly rather than at the next resync.
         const gen = desired.generations.find((g) => g.epoch === target.epoch);
         if (takeover && gen !== undefined && unswitched(desired, gen, live).length > 0)
           this.passWithin(RECHECK_MS);
+      }
+      // This node missed a rotation (its agent was down): catch up with the current epoch.
+      const lag = c.lagging.find((l) => l.node === this.name);
+      if (lag !== undefined && c.phase === "idle") {
+        const phase = catchUpAcknowledgement(desired, c, this.name, live);
+        if (
+          phase !== undefined &&
+          (me === undefined || findAcknowledgement(me, c.epoch, phase) === undefined)
+        )
+          await acknowledge(c.epoch, phase);
+        else if (phase === undefined && lag.switchAt !== undefined) this.passWithin(RECHECK_MS);
       }
       if (pruneLater) await this.publish(keysChange);
       await this.askForEarlyRotation(c);

@@ -3,8 +3,10 @@ import { describe, it } from "node:test";
 import type { ObservedPeer } from "../dataplane/types.js";
 import { parseResource, type ClusterEncryption, type Node, type Phase } from "../model/index.js";
 import {
+  catchUpAcknowledgement,
   DesiredMemo,
   desiredState,
+  epochsNeeded,
   generationsFor,
   readyToAcknowledge,
   sessionsFrom,
@@ -284,6 +286,84 @@ describe("WireGuard takeover: a peer moves to the new generation only once its s
     const ipsec = { enabled: true, mode: "ipsec" as const };
     const d = desiredState(SETTINGS, cluster("switch", ipsec), nodes, NONE_UP);
     assert.ok(d.routes.every((r) => r.kind === "tunnel" && r.dev === "podcrypt1"));
+  });
+});
+
+describe("a lagging node (missed the rotation 4 → 5): its pairs keep epoch 4 until it catches up", () => {
+  const until = "2026-12-01T01:00:00.000Z";
+  const lagged = (mode: "wireguard" | "ipsec" = "wireguard", switchAt?: string): ClusterEncryption => ({
+    ...cluster("idle", { enabled: true, mode }),
+    epoch: 5,
+    lagging: [
+      {
+        node: "node-3",
+        epoch: 4,
+        since: "2026-12-01T00:00:00.000Z",
+        until,
+        ...(switchAt ? { switchAt } : {}),
+      },
+    ],
+  });
+  const live = [node(1, { "4": KEY("a"), "5": KEY("b") }), node(2, { "4": KEY("c"), "5": KEY("d") })];
+  const down = node(3, { "4": KEY("e") });
+  const back = node(3, { "4": KEY("e"), "5": KEY("f") });
+  const peersOf = (d: ReturnType<typeof desiredState>, epoch: number): string[] =>
+    d.generations.find((g) => g.epoch === epoch)?.peers.map((p) => p.node) ?? [];
+
+  it("every node keeps the epoch-4 key and a generation in its slot holding only the lagging node", () => {
+    assert.deepEqual(epochsNeeded(lagged()), [4, 5]);
+    for (const mode of ["wireguard", "ipsec"] as const) {
+      const d = desiredState(SETTINGS, lagged(mode), [...live, down], NONE_UP);
+      assert.deepEqual(peersOf(d, 4), ["node-3"]);
+      assert.deepEqual(peersOf(d, 5), ["node-2"]);
+      assert.deepEqual(d.routes, [
+        { dst: "10.244.2.0/24", kind: "tunnel", dev: "podcrypt1" },
+        { dst: "10.244.3.0/24", kind: "tunnel", dev: "podcrypt0" },
+      ]);
+    }
+  });
+
+  it("the retire phase already keeps it (the old generation is not torn down under it)", () => {
+    const retire = { ...cluster("retire", ON), lagging: [{ ...lagged().lagging[0]! }] };
+    const d = desiredState(SETTINGS, retire, [...live, down], NONE_UP);
+    assert.deepEqual(peersOf(d, 4), ["node-3"]);
+    assert.deepEqual(d.routes.at(-1), { dst: "10.244.3.0/24", kind: "tunnel", dev: "podcrypt0" });
+  });
+
+  it("once back, its new key alone does not move the pair: both ends stay on epoch 4", () => {
+    const at1 = desiredState(SETTINGS, lagged(), [...live, back], ALL_UP);
+    assert.deepEqual(peersOf(at1, 5), ["node-2", "node-3"]);
+    assert.deepEqual(at1.routes.at(-1), { dst: "10.244.3.0/24", kind: "tunnel", dev: "podcrypt0" });
+    const self = { ...SETTINGS, node: "node-3" };
+    const at3 = desiredState(self, lagged(), [...live, back], ALL_UP);
+    assert.deepEqual(peersOf(at3, 4), ["node-1", "node-2"], "the lagging node keeps every peer in epoch 4");
+    assert.ok(at3.routes.every((r) => r.kind === "tunnel" && r.dev === "podcrypt0"));
+    assert.equal(catchUpAcknowledgement(at3, lagged(), "node-3", live), "prepare");
+    // A live peer missing from its epoch-5 generation (no key yet): not prepared.
+    const partial = desiredState(self, lagged(), [live[0]!, node(2, { "4": KEY("c") }), back], ALL_UP);
+    assert.equal(catchUpAcknowledgement(partial, lagged(), "node-3", live), undefined);
+  });
+
+  it("switched: WireGuard moves a pair once its session is up, IPsec at once; then the lagging node acknowledges switch", () => {
+    const sw = "2026-12-01T00:10:00.000Z";
+    const self = { ...SETTINGS, node: "node-3" };
+    const none = desiredState(self, lagged("wireguard", sw), [...live, back], NONE_UP);
+    assert.ok(none.routes.every((r) => r.kind === "tunnel" && r.dev === "podcrypt0"));
+    assert.equal(catchUpAcknowledgement(none, lagged("wireguard", sw), "node-3", live), undefined);
+    const up = desiredState(self, lagged("wireguard", sw), [...live, back], ALL_UP);
+    assert.ok(up.routes.every((r) => r.kind === "tunnel" && r.dev === "podcrypt1"));
+    assert.equal(catchUpAcknowledgement(up, lagged("wireguard", sw), "node-3", live), "switch");
+    const ipsec = desiredState(self, lagged("ipsec", sw), [...live, back], NONE_UP);
+    assert.ok(ipsec.routes.every((r) => r.kind === "tunnel" && r.dev === "podcrypt1"));
+    const peer = desiredState(SETTINGS, lagged("wireguard", sw), [...live, back], ALL_UP);
+    assert.deepEqual(peer.routes.at(-1), { dst: "10.244.3.0/24", kind: "tunnel", dev: "podcrypt1" });
+    // A node that does not lag has nothing to catch up.
+    assert.equal(catchUpAcknowledgement(peer, lagged("wireguard", sw), "node-1", live), undefined);
+  });
+
+  it("a lag in the sending generation's slot is never kept (it would replace the current epoch)", () => {
+    const wrong = { ...lagged(), lagging: [{ ...lagged().lagging[0]!, epoch: 3 }] };
+    assert.deepEqual(epochsNeeded(wrong), [5]);
   });
 });
 

@@ -1,5 +1,5 @@
 import { applied } from "../controller/phases.js";
-import type { ClusterEncryption, EncryptionMode, Node } from "../model/index.js";
+import type { ClusterEncryption, EncryptionMode, LaggingNode, Node } from "../model/index.js";
 import type {
   DesiredGeneration,
   DesiredNodeState,
@@ -28,8 +28,33 @@ interface Gen {
   mode: EncryptionMode;
 }
 
-/** The generations (epoch + mode) a node must hold in the cluster's current phase. */
-export function generationsFor(c: ClusterEncryption): { installed: Gen[]; sending: Gen | undefined } {
+/**
+ * The generations (epoch + mode) a node must hold in the cluster's current phase. `lagged` (also in
+ * `installed`) are the older generations kept for lagging nodes (see `laggingNodeSchema`): in
+ * retire and idle, one per epoch a lagging node still uses, never in the sending generation's slot.
+ */
+export function generationsFor(c: ClusterEncryption): {
+  installed: Gen[];
+  sending: Gen | undefined;
+  lagged: Gen[];
+} {
+  const { installed, sending } = phaseGenerations(c);
+  if (sending === undefined || c.lagging.length === 0 || (c.phase !== "idle" && c.phase !== "retire"))
+    return { installed, sending, lagged: [] };
+  const lagged: Gen[] = [];
+  for (const l of c.lagging) {
+    if (l.epoch >= sending.epoch || l.epoch % 2 === sending.epoch % 2) continue;
+    if (!lagged.some((g) => g.epoch === l.epoch)) lagged.push({ epoch: l.epoch, mode: sending.mode });
+  }
+  return { installed: [...lagged, ...installed], sending, lagged };
+}
+
+/** The lag entries that have a generation kept for them, by node. */
+function laggingNodes(c: ClusterEncryption, lagged: readonly Gen[]): Map<string, LaggingNode> {
+  return new Map(c.lagging.filter((l) => lagged.some((g) => g.epoch === l.epoch)).map((l) => [l.node, l]));
+}
+
+function phaseGenerations(c: ClusterEncryption): { installed: Gen[]; sending: Gen | undefined } {
   const a = applied(c);
   const current: Gen | undefined = a.enabled ? { epoch: c.epoch, mode: a.mode } : undefined;
   const t = c.target;
@@ -230,7 +255,12 @@ export function desiredState(
   const others = nodes
     .filter((n) => n.name !== settings.node)
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const { installed, sending } = generationsFor(c);
+  const { installed, sending, lagged } = generationsFor(c);
+  const lagging = laggingNodes(c, lagged);
+  const selfLag = lagging.get(settings.node);
+  // A generation kept for lagging nodes holds only them, except at a lagging node itself.
+  const keptOnly = (epoch: number): boolean =>
+    selfLag?.epoch !== epoch && lagged.some((l) => l.epoch === epoch);
   // IPsec keys bind both nodes' SA instances: a peer that published none yet gets no SA.
   const peerIn = (g: { epoch: number; mode: EncryptionMode }, n: Node, port: number) => {
     const p = memo.peer(n, g.epoch, port);
@@ -239,24 +269,36 @@ export function desiredState(
   const generations: DesiredGeneration[] = installed.map((g) => {
     const slot = (g.epoch % 2) as 0 | 1;
     const listenPort = settings.wireguardPort + slot;
+    const kept = keptOnly(g.epoch);
     return {
       epoch: g.epoch,
       mode: g.mode,
       slot,
       ifname: `${settings.ifPrefix}${slot}`,
       listenPort,
-      peers: others.map((n) => peerIn(g, n, listenPort)).filter((p) => p !== undefined),
+      peers: others
+        .filter((n) => !kept || lagging.get(n.name)?.epoch === g.epoch)
+        .map((n) => peerIn(g, n, listenPort))
+        .filter((p) => p !== undefined),
     };
   });
   const carrier = (n: Node): DesiredGeneration | undefined => {
     const peerOf = (g: DesiredGeneration) => peerIn(g, n, g.listenPort);
-    if (sending === undefined) return generations.find((g) => peerOf(g) !== undefined);
-    const next = generations.find((g) => g.epoch === sending.epoch && peerOf(g) !== undefined);
+    const holds = (g: DesiredGeneration): boolean =>
+      peerOf(g) !== undefined && (!keptOnly(g.epoch) || lagging.get(n.name)?.epoch === g.epoch);
+    if (sending === undefined) return generations.find(holds);
+    // A pair with a lagging node stays on the kept generation until the controller switches it.
+    const lag = selfLag ?? lagging.get(n.name);
+    if (lag !== undefined && lag.switchAt === undefined) {
+      const kept = generations.find((g) => g.epoch === lag.epoch && holds(g));
+      if (kept !== undefined) return kept;
+    }
+    const next = generations.find((g) => g.epoch === sending.epoch && holds(g));
     // A peer the sending generation does not know yet is reached through any that does.
-    if (next === undefined) return generations.find((g) => peerOf(g) !== undefined);
+    if (next === undefined) return generations.find(holds);
     // Only an *older* generation keeps a peer until the sending one's session is up (switch); a
     // newer one (prepare) never takes traffic before its run switches.
-    const older = generations.find((g) => g.epoch < sending.epoch && peerOf(g) !== undefined);
+    const older = generations.find((g) => g.epoch < sending.epoch && holds(g));
     if (older === undefined || next.mode !== "wireguard") return next;
     return sessions(next.epoch, peerOf(next)!.publicKey) ? next : older;
   };
@@ -337,4 +379,27 @@ export function unswitched(
 ): string[] {
   const dev = new Map(desired.routes.flatMap((r) => (r.kind === "tunnel" ? [[r.dst, r.dev] as const] : [])));
   return peers.filter((n) => n.podCIDRs.some((dst) => dev.get(dst) !== gen.ifname)).map((n) => n.name);
+}
+
+/**
+ * What a lagging node acknowledges of the current epoch as it catches up (idle): `prepare` once
+ * its generation of the current epoch holds every live peer, then, after the controller switched
+ * its pairs (`switchAt`), `switch` once every live peer is routed through that generation (in
+ * WireGuard mode: its session is up). Undefined when the node does not lag or is not ready yet.
+ */
+export function catchUpAcknowledgement(
+  desired: DesiredNodeState,
+  c: ClusterEncryption,
+  self: string,
+  live: readonly Node[],
+): "prepare" | "switch" | undefined {
+  if (c.phase !== "idle") return undefined;
+  const lag = c.lagging.find((l) => l.node === self);
+  const gen = desired.generations.find((g) => g.epoch === c.epoch);
+  if (lag === undefined || gen === undefined) return undefined;
+  if (lag.switchAt === undefined) {
+    const held = new Set(gen.peers.map((q) => q.node));
+    return live.every((n) => held.has(n.name)) ? "prepare" : undefined;
+  }
+  return unswitched(desired, gen, live).length === 0 ? "switch" : undefined;
 }

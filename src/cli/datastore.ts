@@ -37,17 +37,91 @@ export async function openClusterDatastore(flag: string | undefined): Promise<Da
   return openDatastore(state.datastore);
 }
 
-/** Runs `fn` on the datastore {@link openClusterDatastore} opens, closing it afterwards. */
+/** How long a command waits for the datastore when it has no `--timeout`, in seconds. */
+export const DEFAULT_DATASTORE_TIMEOUT_S = 10;
+
+/** The datastore a cluster-operating command talks to, for messages. */
+export function clusterDatastoreName(flag: string | undefined): string {
+  return flag ?? readClusterState()?.datastore ?? "(none)";
+}
+
+/**
+ * `p`, or a clear error: a PodcryptError `EDATASTORE_TIMEOUT` naming the datastore and what it did
+ * not answer when `p` takes longer than `ms`, `ENOSPC` naming the path when the disk is full, and
+ * the file and errno when the local datastore's files cannot be read or written. A client that
+ * keeps retrying after the deadline (etcd's does) would hold the process open: an unreferenced
+ * timer then ends it a moment after the error was printed.
+ */
+export async function answered<T>(
+  datastore: string,
+  what: string,
+  ms: number,
+  p: Promise<T>,
+  /** The timeout to name in the message (the command's, when `ms` is what is left of it). */
+  timeoutS = ms / 1000,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      setTimeout(() => process.exit(process.exitCode ?? 1), 200).unref();
+      reject(
+        new PodcryptError(
+          "EDATASTORE_TIMEOUT",
+          `the datastore ${datastore} did not answer within ${timeoutS} s (${what}): is it running and reachable?`,
+          { context: { datastore, what } },
+        ),
+      );
+    }, ms);
+  });
+  try {
+    return await Promise.race([p.catch((e: unknown) => Promise.reject(storeError(datastore, e))), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A file-system error of the datastore as a PodcryptError naming the path; anything else as is. */
+function storeError(datastore: string, e: unknown): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err?.code !== "string" || !/^E[A-Z]+$/.test(err.code) || err.code.startsWith("EDATASTORE"))
+    return e;
+  const where = err.path ?? datastore;
+  if (err.code === "ENOSPC")
+    return new PodcryptError(
+      "ENOSPC",
+      `${where}: the disk is full (ENOSPC): free space for the datastore ${datastore}`,
+      {
+        cause: e,
+        context: { path: where },
+      },
+    );
+  if (err.code === "EACCES" || err.code === "EPERM" || err.code === "EIO" || err.code === "EROFS")
+    return new PodcryptError(err.code, `the datastore ${datastore}: cannot use ${where} (${err.code})`, {
+      cause: e,
+      context: { path: where },
+    });
+  return e;
+}
+
+/**
+ * Runs `fn` on the datastore {@link openClusterDatastore} opens, closing it afterwards, all within
+ * `timeoutS` seconds (see {@link answered}).
+ */
 export async function withClusterDatastore<T>(
   flag: string | undefined,
   fn: (s: Datastore) => Promise<T>,
+  timeoutS = DEFAULT_DATASTORE_TIMEOUT_S,
+  what = "the command's reads and writes",
 ): Promise<T> {
-  const store = await openClusterDatastore(flag);
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
+  const run = async (): Promise<T> => {
+    const store = await openClusterDatastore(flag);
+    try {
+      return await fn(store);
+    } finally {
+      await store.close();
+    }
+  };
+  return answered(clusterDatastoreName(flag), what, timeoutS * 1000, run());
 }
 
 /** Options of {@link openDatastore} that only some backends use. */

@@ -4,7 +4,13 @@ import { isConflictError } from "../datastore/errors.js";
 import type { Datastore } from "../datastore/types.js";
 import { PodcryptError } from "../errors/index.js";
 import { CLUSTER_ENCRYPTION_NAME, type ClusterEncryption, type EncryptionMode } from "../model/index.js";
-import { clusterDatastoreOption, openClusterDatastore } from "./datastore.js";
+import {
+  answered,
+  clusterDatastoreName,
+  clusterDatastoreOption,
+  DEFAULT_DATASTORE_TIMEOUT_S,
+  openClusterDatastore,
+} from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
 async function change(
@@ -28,39 +34,58 @@ async function change(
   throw new PodcryptError("ECONFLICT", "the cluster configuration kept changing under us; try again");
 }
 
-/** Waits until a run that started after `fromEpoch` completed (phase idle, epoch advanced). */
+/** Waits until a run that started after `fromEpoch` completed (phase idle, epoch advanced), until `deadline`. */
 async function waitIdle(
   store: Datastore,
   fromEpoch: number,
-  timeoutMs: number,
+  deadline: number,
+  timeoutS: number,
+  ask: <T>(what: string, p: Promise<T>) => Promise<T>,
   say: (l: string) => void,
 ): Promise<ClusterEncryption> {
-  const deadline = Date.now() + timeoutMs;
   let last = "";
   for (;;) {
-    const c = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))!.value;
-    const line = c.phase === "idle" ? `idle at epoch ${c.epoch}` : `${c.phase} → epoch ${c.target?.epoch}`;
+    const c = (await ask(
+      "reading the ClusterEncryption",
+      store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME),
+    ))!.value;
+    const waiting = c.phase === "idle" && c.lagging.length > 0 ? `, waits for ${lagList(c)} to catch up` : "";
+    const line =
+      c.phase === "idle" ? `idle at epoch ${c.epoch}${waiting}` : `${c.phase} → epoch ${c.target?.epoch}`;
     if (line !== last) say(`  ${line}`);
     last = line;
     if (c.phase === "idle" && c.epoch > fromEpoch) return c;
-    if (Date.now() > deadline)
-      throw new PodcryptError(
-        "ETIMEOUT",
-        `not complete after ${timeoutMs / 1000} s (${line}); see podcrypt status`,
-      );
-    await sleep(200);
+    if (Date.now() + 200 >= deadline)
+      throw new PodcryptError("ETIMEOUT", `not complete after ${timeoutS} s (${line}); see podcrypt status`);
+    await sleep(Math.min(200, deadline - Date.now() - 200));
   }
+}
+
+/** The lagging nodes of `c` as a person reads them. */
+function lagList(c: ClusterEncryption): string {
+  return c.lagging.map((l) => `${l.node} (epoch ${l.epoch}, kept until ${l.until})`).join(", ");
 }
 
 async function runPhaseCommand(
   what: string,
   edit: (c: ClusterEncryption) => ClusterEncryption,
-  o: { wait: boolean; timeout: number; datastore?: string },
+  o: { wait: boolean; timeout?: number; datastore?: string },
 ): Promise<void> {
-  const store = await openClusterDatastore(o.datastore);
+  // Without --wait the timeout bounds only the request; with it, the whole wait, exactly.
+  const timeoutS = o.timeout ?? (o.wait ? DEFAULT_WAIT_S : DEFAULT_DATASTORE_TIMEOUT_S);
+  const deadline = Date.now() + timeoutS * 1000;
+  const name = clusterDatastoreName(o.datastore);
+  const ask = <T>(doing: string, p: Promise<T>): Promise<T> =>
+    answered(name, doing, Math.max(1, deadline - Date.now()), p, timeoutS);
+  const store = await ask("connecting", openClusterDatastore(o.datastore));
   try {
-    const before = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
-    const after = await change(store, edit);
+    const before = (
+      await ask(
+        "reading the ClusterEncryption",
+        store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME),
+      )
+    )?.value;
+    const after = await ask(`writing the ${what} request`, change(store, edit));
     const fromEpoch = Math.max(
       before?.epoch ?? 0,
       after.epoch,
@@ -69,20 +94,38 @@ async function runPhaseCommand(
     process.stdout.write(`${what} requested\n`);
     if (!o.wait) return;
     const started = Date.now();
-    const done = await waitIdle(store, fromEpoch, o.timeout * 1000, (l) => process.stderr.write(l + "\n"));
+    const done = await waitIdle(store, fromEpoch, deadline, timeoutS, ask, (l) =>
+      process.stderr.write(l + "\n"),
+    );
     const timeouts = done.timeouts.filter((t) => t.epoch === done.epoch);
+    const lagging = done.lagging.filter((l) => l.epoch < done.epoch);
     process.stdout.write(
-      `${what} complete: epoch ${done.epoch}, encryption ${done.applied?.enabled ? `on (${done.applied.mode})` : "off"}, ` +
+      `${what} ${lagging.length > 0 ? "complete except for the lagging nodes" : "complete"}: epoch ${done.epoch}, encryption ${done.applied?.enabled ? `on (${done.applied.mode})` : "off"}, ` +
         `${((Date.now() - started) / 1000).toFixed(1)} s` +
         (timeouts.length > 0
           ? `; timed out: ${timeouts.map((t) => `${t.node} (${t.phase})`).join(", ")}`
           : "") +
         "\n",
     );
+    if (lagging.length > 0) {
+      process.stderr.write(
+        `podcrypt: not acknowledged by ${lagging.map((l) => l.node).join(", ")}: ${lagList(done)}. ` +
+          "Their pairs keep the old epoch until their agent is back and catches up; " +
+          "check those agents (podcrypt status)\n",
+      );
+      process.exitCode = EXIT_LAGGING;
+    }
   } finally {
-    await store.close();
+    // A datastore that stopped answering must not hold the command past its timeout.
+    await Promise.race([store.close(), sleep(Math.max(0, deadline - Date.now()))]);
   }
 }
+
+/** Exit code of a `--wait` run that completed while some nodes did not acknowledge it. */
+export const EXIT_LAGGING = 3;
+
+/** Default `--timeout` of `--wait`, in seconds. */
+const DEFAULT_WAIT_S = 120;
 
 const waitOptions = (c: Command): Command =>
   c
@@ -90,9 +133,9 @@ const waitOptions = (c: Command): Command =>
     .option("--wait", "wait until the run completed (every phase acknowledged)", false)
     .option(
       "--timeout <seconds>",
-      "with --wait: give up after this long",
+      `give up after this long (default ${DEFAULT_WAIT_S} with --wait, else ${DEFAULT_DATASTORE_TIMEOUT_S}); ` +
+        `with --wait, exit code ${EXIT_LAGGING} when the run completed but some nodes did not acknowledge it (named)`,
       parseIntFlag("--timeout", 1, 3600),
-      120,
     );
 
 export function registerPhaseCommands(program: Command): void {
@@ -100,7 +143,7 @@ export function registerPhaseCommands(program: Command): void {
     program
       .command("rotate")
       .description("rotate every node's keys now (prepare → switch → retire, no packet lost)"),
-  ).action((o: { wait: boolean; timeout: number; datastore?: string }) =>
+  ).action((o: { wait: boolean; timeout?: number; datastore?: string }) =>
     runPhaseCommand(
       "rotation",
       (c) => {
@@ -116,11 +159,11 @@ export function registerPhaseCommands(program: Command): void {
       .command("enable")
       .description("switch encryption on (make before break: plaintext accepted until every node encrypts)")
       .addOption(new Option("--mode <mode>", "encryption mode").choices(["wireguard", "ipsec"])),
-  ).action((o: { wait: boolean; timeout: number; datastore?: string; mode?: EncryptionMode }) =>
+  ).action((o: { wait: boolean; timeout?: number; datastore?: string; mode?: EncryptionMode }) =>
     runPhaseCommand("enable", (c) => ({ ...c, enabled: true, ...(o.mode ? { mode: o.mode } : {}) }), o),
   );
   waitOptions(program.command("disable").description("switch encryption off (no packet lost)")).action(
-    (o: { wait: boolean; timeout: number; datastore?: string }) =>
+    (o: { wait: boolean; timeout?: number; datastore?: string }) =>
       runPhaseCommand("disable", (c) => ({ ...c, enabled: false }), o),
   );
 }

@@ -2,7 +2,8 @@ import { Command } from "commander";
 import { describeRefusal } from "../agent/claims.js";
 import { collectStatus, type ClusterStatus } from "../localcluster/status.js";
 import { requireClusterState } from "../localcluster/state.js";
-import { openDatastore } from "./datastore.js";
+import { answered, DEFAULT_DATASTORE_TIMEOUT_S, openDatastore } from "./datastore.js";
+import { parseIntFlag } from "./flags.js";
 
 function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB"];
@@ -29,6 +30,12 @@ export function renderStatus(s: ClusterStatus): string {
   ];
   if (s.timeouts.length > 0)
     lines.push(`timeouts: ${s.timeouts.map((t) => `${t.node} in ${t.phase}@${t.epoch}`).join(", ")}`);
+  for (const l of s.lagging)
+    lines.push(
+      `lagging: ${l.node} still uses epoch ${l.epoch} (missed the run started ${l.since}); the others keep it for it until ${l.until}` +
+        (l.switchAt ? `; catching up since ${l.switchAt}` : "; waiting for its agent") +
+        "; new runs wait",
+    );
   for (const r of s.refusedClaims) lines.push(`REFUSED: ${describeRefusal(r)}`);
   for (const n of s.nodes) {
     lines.push(
@@ -72,9 +79,17 @@ export function registerStatus(program: Command): void {
       "per node and peer: backend, epoch, peer key or ESP SAs (SPI in/out, key ID), bytes and packets each way, latest handshake or SA age, phase, errors",
     )
     .option("--json", "machine-readable (DESIGN.md section 9)", false)
-    .action(async (o: { json: boolean }) => {
+    .option(
+      "--timeout <seconds>",
+      "give up when the datastore has not answered after this long",
+      parseIntFlag("--timeout", 1, 3600),
+      DEFAULT_DATASTORE_TIMEOUT_S,
+    )
+    .action(async (o: { json: boolean; timeout: number }) => {
       const state = requireClusterState();
-      const s = await collectStatus(state, openDatastore);
+      const s = await collectStatus(state, openDatastore, (reads) =>
+        answered(state.datastore, "reading the cluster state", o.timeout * 1000, reads),
+      );
       process.stdout.write(o.json ? JSON.stringify(s, null, 2) + "\n" : renderStatus(s));
     });
 }

@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { requireClusterState } from "../localcluster/state.js";
 import { verifyCluster, type PairResult } from "../localcluster/verify.js";
-import { openDatastore } from "./datastore.js";
+import { answered, DEFAULT_DATASTORE_TIMEOUT_S, openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
 function describe(p: PairResult): string {
@@ -39,7 +39,14 @@ export function registerVerify(program: Command): void {
     )
     .action(async (o: { seconds: number; count: number; json: boolean }) => {
       const state = requireClusterState();
-      const r = await verifyCluster(state, openDatastore, o.seconds, o.count);
+      const r = await verifyCluster(state, openDatastore, o.seconds, o.count, (reads) =>
+        answered(
+          state.datastore,
+          "reading the cluster configuration",
+          DEFAULT_DATASTORE_TIMEOUT_S * 1000,
+          reads,
+        ),
+      );
       if (o.json) {
         process.stdout.write(JSON.stringify(r, null, 2) + "\n");
       } else {

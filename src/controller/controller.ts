@@ -64,6 +64,8 @@ export class Controller {
   private lastStepOkAt: number | undefined;
   private failingSince: number | undefined;
   private stepFailures = 0;
+  /** The last deferral logged, so a waiting run is logged once, not at every look. */
+  private lastDeferred: string | undefined;
   private readonly statusCounters = { writes: 0, failures: 0 };
 
   constructor(private readonly o: ControllerOptions) {}
@@ -192,6 +194,9 @@ export class Controller {
     if (cur === undefined) return;
     const nodes: Node[] = (await this.o.store.collection("nodes").list()).items.map((i) => i.value);
     const d = decide(cur.value, nodes, this.o.clock.wallNow(), this.o.timing ?? DEFAULT_TIMING);
+    if (d.deferred !== this.lastDeferred && d.deferred !== undefined)
+      this.o.logger.warn({ lagging: cur.value.lagging.map((l) => l.node) }, `run deferred: ${d.deferred}`);
+    this.lastDeferred = d.deferred;
     if (d.next !== undefined) {
       try {
         await clusters.update(d.next as ClusterEncryption, { revision: cur.revision });
@@ -202,6 +207,7 @@ export class Controller {
             target: d.next.target?.epoch,
             reason: d.reason,
             timedOut: d.timedOut,
+            lagging: d.next.lagging.length > 0 ? d.next.lagging.map((l) => l.node) : undefined,
           },
           "cluster phase",
         );

@@ -158,4 +158,126 @@ describe("controller phases", () => {
       "switch",
     );
   });
+
+  describe("a node that missed a rotation (its agent down)", () => {
+    const G = DEFAULT_TIMING.retireGraceMs;
+    const keyed = (n: Node, ...epochs: number[]): Node => ({
+      ...n,
+      publicKeys: Object.fromEntries(epochs.map((e) => [String(e), `k${e}-${n.name}`])),
+    });
+    const switching = cluster({
+      epoch: 1,
+      phase: "switch",
+      target: { epoch: 2, enabled: true, mode: "wireguard" },
+      applied: { enabled: true, mode: "wireguard" },
+      phaseStartedAt: { prepare: iso(T0), switch: iso(T0 + 1000) },
+      lastCompletedAt: iso(T0 - 1),
+    });
+    const t = T0 + 1000 + G;
+    const dead = keyed(node("dead", T0 - DEFAULT_TIMING.livenessMs - 1), 1);
+    const a = keyed(
+      node("a", t, [
+        [2, "prepare", T0 + 10],
+        [2, "switch", T0 + 1000],
+      ]),
+      1,
+      2,
+    );
+
+    it("is kept at its epoch from retire on, bounded by maxNodeLag; a node without a key is not", () => {
+      const fresh = node("fresh", T0 - DEFAULT_TIMING.livenessMs - 1);
+      const d = decide({ ...switching, maxNodeLag: "10m" }, [a, dead, fresh], t);
+      assert.equal(d.next?.phase, "retire");
+      assert.deepEqual(d.next?.lagging, [
+        { node: "dead", epoch: 1, since: iso(T0), until: iso(t + 600_000) },
+      ]);
+      const retired = {
+        ...a,
+        acknowledgements: [...a.acknowledgements, { epoch: 2, phase: "retire" as const, at: iso(t) }],
+      };
+      const done = decide(d.next!, [retired, dead], t + 1);
+      assert.equal(done.next?.phase, "idle");
+      assert.equal(done.next?.epoch, 2);
+      assert.deepEqual(done.next?.lagging, d.next?.lagging, "the lag outlives the run");
+    });
+
+    it("is not kept by an enable, disable or mode change", () => {
+      const change = { ...switching, target: { epoch: 2, enabled: true, mode: "ipsec" as const } };
+      assert.deepEqual(decide(change, [a, dead], t).next?.lagging, []);
+      const off = { ...switching, target: { epoch: 2, enabled: false, mode: "wireguard" as const } };
+      assert.deepEqual(decide(off, [a, dead], t).next?.lagging, []);
+    });
+
+    const idle = cluster({
+      epoch: 2,
+      applied: { enabled: true, mode: "wireguard" },
+      lastCompletedAt: iso(T0 + 5000),
+      lagging: [{ node: "dead", epoch: 1, since: iso(T0), until: iso(T0 + 3_600_000) }],
+    });
+
+    it("defers the next run (same slot) while it lags, and reports why", () => {
+      const wanted = { ...idle, rotateRequestedAt: iso(T0 + 6000) };
+      const d = decide(wanted, [a, dead], T0 + 7000);
+      assert.equal(d.next, undefined);
+      assert.match(d.deferred ?? "", /rotation-requested waits for dead/);
+      assert.ok((d.recheckInMs ?? 0) >= 1000);
+      // Once the bound expired the lag ends (its pairs are cut off until its agent returns), and
+      // the deferred run starts at the next look.
+      const expired = decide(wanted, [a, dead], T0 + 3_600_000);
+      assert.deepEqual(expired.next?.lagging, []);
+      assert.match(expired.reason ?? "", /expired/);
+      assert.equal(decide(expired.next!, [a, dead], T0 + 3_600_001).next?.phase, "prepare");
+    });
+
+    it("catches up: prepare acknowledged, switch a grace later, lag ends a grace after its switch", () => {
+      const back = (acks: Array<[number, "prepare" | "switch", number]>, at: number): Node =>
+        keyed(node("dead", at, acks), 1, 2);
+      const p = T0 + 10_000;
+      // Still starting up: nothing changes.
+      assert.equal(decide(idle, [a, back([], p)], p).next, undefined);
+      let d = decide(idle, [a, back([[2, "prepare", p]], p)], p + 1);
+      assert.equal(d.next, undefined, "peers get a grace period to install its new key");
+      d = decide(idle, [a, back([[2, "prepare", p]], p + G)], p + G);
+      assert.equal(d.next?.lagging[0]?.switchAt, iso(p + G));
+      const sw = d.next!;
+      const s = p + G + 500;
+      assert.equal(
+        decide(
+          sw,
+          [
+            a,
+            back(
+              [
+                [2, "prepare", p],
+                [2, "switch", s],
+              ],
+              s,
+            ),
+          ],
+          s,
+        ).next,
+        undefined,
+      );
+      d = decide(
+        sw,
+        [
+          a,
+          back(
+            [
+              [2, "prepare", p],
+              [2, "switch", s],
+            ],
+            s + G,
+          ),
+        ],
+        s + G,
+      );
+      assert.deepEqual(d.next?.lagging, []);
+      assert.match(d.reason ?? "", /dead caught up with epoch 2/);
+    });
+
+    it("ends the lag of a node that is gone", () => {
+      assert.deepEqual(decide(idle, [a], T0 + 7000).next?.lagging, []);
+    });
+  });
 });

@@ -3,6 +3,7 @@ import {
   parseDuration,
   type ClusterEncryption,
   type EncryptionMode,
+  type LaggingNode,
   type Node,
   type Phase,
 } from "../model/index.js";
@@ -34,6 +35,8 @@ export interface Decision {
   reason?: string;
   /** Nodes newly reported as timed out. */
   timedOut?: string[];
+  /** Why a wanted run waits (nodes lag), for the log and status. */
+  deferred?: string;
   /** Milliseconds after which to look again even if nothing changes (timeouts, grace, schedule). */
   recheckInMs?: number;
 }
@@ -108,10 +111,24 @@ export function decide(
         reason: "initialised",
       };
     }
+    const lag = settleLagging(c, nodes, now, timing);
+    if (lag.next !== undefined) return lag;
+    const lagRecheck = lag.recheckInMs ?? Infinity;
     const reason = startReason(c, nodes, now, timing);
+    if (reason !== undefined && c.lagging.length > 0) {
+      // The next epoch would take the generation slot the lagging nodes still use: wait for them to
+      // catch up, or for their bound to expire (settleLagging ends the lag then).
+      const first = Math.min(...c.lagging.map((l) => Date.parse(l.until)));
+      return {
+        deferred: `${reason} waits for ${c.lagging.map((l) => l.node).join(", ")} to catch up (until ${new Date(first).toISOString()} at the latest)`,
+        recheckInMs: Math.max(1000, Math.min(lagRecheck, first - now)),
+      };
+    }
     if (reason === undefined) {
       const last = c.lastCompletedAt === undefined ? now : Date.parse(c.lastCompletedAt);
-      return { recheckInMs: Math.max(1000, last + parseDuration(c.rotationInterval)! - now) };
+      return {
+        recheckInMs: Math.min(lagRecheck, Math.max(1000, last + parseDuration(c.rotationInterval)! - now)),
+      };
     }
     return {
       next: {
@@ -158,6 +175,17 @@ export function decide(
     if (now - lastAck < timing.retireGraceMs) return { recheckInMs: lastAck + timing.retireGraceMs - now };
   }
   const phase = NEXT_PHASE[c.phase];
+  if (phase === "retire") {
+    return {
+      next: {
+        ...c,
+        phase,
+        phaseStartedAt: { ...c.phaseStartedAt, retire: iso },
+        lagging: laggingAtRetire(c, nodes, now),
+      },
+      reason: `all nodes acknowledged ${c.phase}`,
+    };
+  }
   if (phase === "idle") {
     return {
       next: {
@@ -175,4 +203,80 @@ export function decide(
     next: { ...c, phase, phaseStartedAt: { ...c.phaseStartedAt, [phase]: iso } },
     reason: `all nodes acknowledged ${c.phase}`,
   };
+}
+
+/**
+ * The nodes a rotation leaves behind as it retires the old epoch: those that did not acknowledge
+ * `switch` (their agent was down or stuck), which still use the old epoch and hold a key for it.
+ * Only a rotation (enabled, same mode) keeps a generation for them: an enable, disable or mode
+ * change has no old generation that could carry on.
+ */
+function laggingAtRetire(c: ClusterEncryption, nodes: readonly Node[], now: number): LaggingNode[] {
+  const t = c.target!;
+  const a = applied(c);
+  if (!a.enabled || !t.enabled || a.mode !== t.mode) return [];
+  const until = new Date(now + parseDuration(c.maxNodeLag)!).toISOString();
+  const since = c.phaseStartedAt.prepare ?? new Date(now).toISOString();
+  return nodes
+    .filter(
+      (n) =>
+        findAcknowledgement(n, t.epoch, "switch") === undefined &&
+        n.publicKeys[String(c.epoch)] !== undefined,
+    )
+    .map((n) => ({ node: n.name, epoch: c.epoch, since, until }));
+}
+
+/**
+ * Idle: moves the lagging nodes on. A lag ends when its bound expires or its node is gone; a node
+ * that acknowledged `prepare` of the current epoch switches its pairs a grace period later (every
+ * peer has installed its new key by then), and one that acknowledged `switch` of it is caught up a
+ * grace period after that (packets in flight). Without `next` when nothing changes now.
+ */
+function settleLagging(
+  c: ClusterEncryption,
+  nodes: readonly Node[],
+  now: number,
+  timing: PhaseTiming,
+): Decision {
+  if (c.lagging.length === 0) return {};
+  const iso = new Date(now).toISOString();
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const next: LaggingNode[] = [];
+  const notes: string[] = [];
+  let recheck = Infinity;
+  for (const l of c.lagging) {
+    const n = byName.get(l.node);
+    const until = Date.parse(l.until);
+    if (n === undefined || until <= now || l.epoch >= c.epoch) {
+      notes.push(n === undefined ? `${l.node} is gone` : `${l.node}'s lag at epoch ${l.epoch} expired`);
+      continue;
+    }
+    recheck = Math.min(recheck, until - now);
+    const ack = (phase: "prepare" | "switch"): number | undefined => {
+      const at = findAcknowledgement(n, c.epoch, phase)?.at;
+      return at === undefined ? undefined : Date.parse(at);
+    };
+    const switched = ack("switch");
+    if (l.switchAt !== undefined && switched !== undefined && switched >= Date.parse(l.switchAt)) {
+      const due = switched + timing.retireGraceMs;
+      if (now >= due) {
+        notes.push(`${l.node} caught up with epoch ${c.epoch}`);
+        continue;
+      }
+      recheck = Math.min(recheck, due - now);
+    }
+    const prepared = ack("prepare");
+    if (l.switchAt === undefined && prepared !== undefined) {
+      const due = prepared + timing.retireGraceMs;
+      if (now >= due) {
+        next.push({ ...l, switchAt: iso });
+        notes.push(`${l.node} prepared epoch ${c.epoch}: its pairs switch`);
+        continue;
+      }
+      recheck = Math.min(recheck, due - now);
+    }
+    next.push(l);
+  }
+  if (notes.length > 0) return { next: { ...c, lagging: next }, reason: notes.join("; ") };
+  return { recheckInMs: Math.max(0, recheck) };
 }

@@ -58,6 +58,11 @@ export interface ClusterStatus {
   desired: { enabled: boolean; mode: string };
   timeouts: Array<{ node: string; epoch: number; phase: string }>;
   /**
+   * Nodes that missed a rotation (agent down): the others keep `epoch` for them until they catch
+   * up or `until`; `switchAt` once they are catching up. Runs wait meanwhile.
+   */
+  lagging: Array<{ node: string; epoch: number; since: string; until: string; switchAt?: string }>;
+  /**
    * Claims of node records that agents refuse and do not apply (src/agent/claims.ts): pod CIDRs
    * or addresses outside what Kubernetes assigned the node, pod CIDRs overlapping another node's.
    */
@@ -121,18 +126,23 @@ export function espPeerRows(s: EspStatus, epochs: number[]): PeerStatus[] {
 export async function collectStatus(
   state: ClusterState,
   openStore: (url: string) => Promise<Datastore>,
+  /** Bounds the datastore reads, e.g. with a timeout. Default: unbounded. */
+  guard: <T>(reads: Promise<T>) => Promise<T> = (reads) => reads,
 ): Promise<ClusterStatus> {
-  const store = await openStore(state.datastore);
-  let nodes: Node[];
-  let cluster;
-  let authority: Map<string, NodeAuthority> | undefined;
-  try {
-    cluster = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
-    nodes = (await store.collection("nodes").list()).items.map((i) => i.value);
-    if (store.backend === "kubernetes") authority = await (store as KubernetesDatastore).nodeAuthorities();
-  } finally {
-    await store.close();
-  }
+  const { nodes, cluster, authority } = await guard(
+    (async () => {
+      const store = await openStore(state.datastore);
+      try {
+        const cluster = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
+        const nodes: Node[] = (await store.collection("nodes").list()).items.map((i) => i.value);
+        const authority: Map<string, NodeAuthority> | undefined =
+          store.backend === "kubernetes" ? await (store as KubernetesDatastore).nodeAuthorities() : undefined;
+        return { nodes, cluster, authority };
+      } finally {
+        await store.close();
+      }
+    })(),
+  );
   const now = Date.now();
   const a = cluster === undefined ? { enabled: false, mode: "wireguard" as const } : applied(cluster);
   const out: ClusterStatus = {
@@ -144,6 +154,7 @@ export async function collectStatus(
     ...(cluster?.target === undefined ? {} : { target: cluster.target }),
     desired: { enabled: cluster?.enabled ?? false, mode: cluster?.mode ?? "wireguard" },
     timeouts: (cluster?.timeouts ?? []).map((t) => ({ node: t.node, epoch: t.epoch, phase: t.phase })),
+    lagging: (cluster?.lagging ?? []).map((l) => ({ ...l })),
     // As every agent judges them (no node's own view: overlaps refuse both claimants).
     refusedClaims: vetClaims(nodes, "", authority === undefined ? undefined : (n) => authority.get(n))
       .refused,

@@ -236,9 +236,11 @@ export async function verifyCluster(
   openStore: (url: string) => Promise<Datastore>,
   seconds: number,
   count = 5,
+  /** Bounds the datastore reads (what is selected), e.g. with a timeout. Default: unbounded. */
+  guard: <T>(reads: Promise<T>) => Promise<T> = (reads) => reads,
 ): Promise<VerifyResult> {
   const nonce = randomBytes(6).toString("hex");
-  const { selective, selectors } = await selection(state, openStore);
+  const { selective, selectors } = await guard(selection(state, openStore));
   const checks = planChecks(state.plan, selective, selectors);
   const marker = (c: PlannedCheck): string =>
     `PODCRYPT-VERIFY-${nonce}-${c.from}-${c.to}-${c.protocol}${c.port}-${c.dst.name}`;

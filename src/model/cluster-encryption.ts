@@ -23,6 +23,31 @@ export const nodeTimeoutSchema = z.strictObject({
 });
 
 /**
+ * A node that had not switched to the new epoch when a rotation retired the old one (its agent was
+ * down or stuck, so its data plane still uses `epoch`). Until it catches up, or until `until` at the
+ * latest, every other node keeps generation `epoch` (its keys and the data plane's generation in
+ * that slot) for this node only, so the node's pairs keep working; no new run starts meanwhile, as
+ * the next epoch would need the same generation slot. When the node's agent is back it installs the
+ * current epoch and acknowledges `prepare` of it; `switchAt` is then set (a grace period later, so
+ * every peer installed the node's new key) and both ends move their pairs to the current epoch; the
+ * node's `switch` acknowledgement of the current epoch ends the lag.
+ */
+export const laggingNodeSchema = z.strictObject({
+  node: objectName,
+  /** The epoch the node still uses. */
+  epoch: epochNumber,
+  /** When the run it missed started. */
+  since: timestamp,
+  /** When peers stop keeping `epoch` for it (since the end of that run plus `maxNodeLag`). */
+  until: timestamp,
+  /** Set once the node prepared the current epoch: pairs with it move to the current epoch. */
+  switchAt: timestamp.optional(),
+});
+
+/** A node still using an older epoch, kept for it for a bounded time. */
+export type LaggingNode = z.infer<typeof laggingNodeSchema>;
+
+/**
  * The cluster's encryption configuration and the state of the phased protocol (DESIGN.md sections
  * 3, 4, 5, 7). Written by the controller (and by the CLI for `enabled`/`mode`/`rotationInterval`
  * requests); read by every agent.
@@ -39,6 +64,12 @@ export const clusterEncryptionSchema = z
     cipher: z.string().min(1).optional(),
     /** Automatic rotation period, e.g. `1h` (default), `30m`. */
     rotationInterval: duration.default("1h"),
+    /**
+     * How long the other nodes keep the old epoch for a node that missed a rotation (its agent was
+     * down), e.g. `1h` (default, one rotation interval). After that its pairs stop working until
+     * its agent returns, and deferred runs may start.
+     */
+    maxNodeLag: duration.default("1h"),
     /** Fail closed: drop selected plaintext (DESIGN.md section 4). Default true. */
     strict: z.boolean().default(true),
     /** Encrypt host-to-host traffic too. Default false. */
@@ -71,6 +102,8 @@ export const clusterEncryptionSchema = z
     lastCompletedAt: timestamp.optional(),
     /** Nodes that timed out in the current or last run. */
     timeouts: z.array(nodeTimeoutSchema).max(1024).default([]),
+    /** Nodes still using an older epoch (see {@link laggingNodeSchema}); written by the controller. */
+    lagging: z.array(laggingNodeSchema).max(1024).default([]),
   })
   .superRefine((c, ctx) => {
     if (c.phase !== "idle" && c.target === undefined)

@@ -208,6 +208,7 @@ describe(
 
       // 2. kill -9 of node-2's agent, started again: the daemon lives on, so the instance stays.
       const agent = agentProcess();
+      const d2 = (await daemon(VICTIM))!;
       const argv = daemonArgs(agent.pid);
       await killAndWait(agent.pid, "the agent");
       await sleep(2000);
@@ -215,7 +216,8 @@ describe(
       await sleep(4000);
       assert.ok(alive(restarted.pid), "the restarted agent runs");
       assert.equal(await publishedInstance(), instance1, "an agent restart keeps the instance");
-      assert.equal((await daemon(VICTIM))!.pid, (await daemon(VICTIM))!.pid);
+      assert.equal((await daemon(VICTIM))?.pid, d2.pid, "the daemon outlived the agent");
+      assert.equal((await daemon(VICTIM))?.local.instance, instance1, "and still holds the instance");
       assert.ok(await converged());
       await collectKeys(keys);
 

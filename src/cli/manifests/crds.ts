@@ -143,6 +143,10 @@ const clusterEncryptionSchema: JSONSchemaProps = obj(
         pattern: DURATION,
         default: "1h",
       }),
+      maxNodeLag: str("How long nodes keep the old epoch for a node that missed a rotation.", {
+        pattern: DURATION,
+        default: "1h",
+      }),
       strict: bool("Fail closed: selected traffic never leaves a node in plaintext.", true),
       hostEncryption: bool("Encrypt host-to-host traffic too.", false),
       encryption: str("all inter-node pod traffic, or only what policies select.", {
@@ -185,6 +189,22 @@ const clusterEncryptionSchema: JSONSchemaProps = obj(
             at: time("When."),
           },
           ["node", "epoch", "phase", "at"],
+        ),
+      },
+      lagging: {
+        type: "array",
+        description: "Nodes still using an older epoch, kept for them for a bounded time.",
+        maxItems: 1024,
+        items: obj(
+          "A node that missed a rotation.",
+          {
+            node: str("Node name."),
+            epoch: int("The epoch it still uses.", { minimum: 0 }),
+            since: time("When the run it missed started."),
+            until: time("When the others stop keeping its epoch."),
+            switchAt: time("When its pairs moved to the current epoch."),
+          },
+          ["node", "epoch", "since", "until"],
         ),
       },
     }),

@@ -275,6 +275,22 @@ describe("KernelXfrmBackend", () => {
     assert.equal(kernel.states.get(`${c.address}|${outC}`), undefined);
   });
 
+  it("a peer's new SA instance replaces its outbound state (the old one is not kept beside it)", async () => {
+    const { kernel, backend, ctx } = setup(a);
+    await backend.applyGenerations([gen(a, [b, c], 1)], ctx);
+    const instance = backend.saInstance()!;
+    const g = gen(a, [b, c], 1);
+    const fresh = "0f".repeat(16);
+    g.peers = g.peers.map((p) => (p.node === b.name ? { ...p, saInstance: fresh } : p));
+    await backend.applyGenerations([g], ctx);
+    await backend.retireGenerations([g], ctx);
+    const toB = [...kernel.states.values()].filter((s) => s.src === a.address && s.dst === b.address);
+    assert.deepEqual(
+      toB.map((s) => s.spi),
+      [spiFor(1, a.name, b.name, instance, fresh)],
+    );
+  });
+
   it("installs no SA toward a peer that published no SA instance", async () => {
     const { kernel, backend, ctx } = setup(a);
     const g = gen(a, [b, c], 1);

@@ -46,7 +46,8 @@ export interface PruneOptions {
    * Outbound states (source `src`) of these reqids stay even when not desired: the SA of a peer
    * that left, kept until its key generation retires, so that a peer re-added within the epoch
    * gets the same state back and its sequence numbers (GCM nonces) go on instead of restarting
-   * under the same key (src/keys/derive.ts).
+   * under the same key (src/keys/derive.ts). Not when a desired state has the same source,
+   * destination and reqid: that one replaces it (a new SA instance).
    */
   keepOutbound?: { src: string; reqids: ReadonlySet<number> };
 }
@@ -208,8 +209,14 @@ export function planXfrm(
   const prunable = (ifId: number | undefined): boolean => prune === "all" || prune.has(ifId ?? 0);
   const isOwned = (reqid: number): boolean => reqid >= owned.min && reqid <= owned.max;
   const keep = options.keepOutbound;
+  // A desired state of the same peer and key generation supersedes a kept one (the peer's new SA
+  // instance: the old key never comes back), and the kernel must not pick the old one for it.
+  const superseded = new Set(desired.states.map((st) => `${st.src}|${st.dst}|${st.reqid}`));
   const kept = (st: InstalledXfrmState): boolean =>
-    keep !== undefined && st.src === keep.src && keep.reqids.has(st.reqid);
+    keep !== undefined &&
+    st.src === keep.src &&
+    keep.reqids.has(st.reqid) &&
+    !superseded.has(`${st.src}|${st.dst}|${st.reqid}`);
   const lines: string[] = [];
 
   const links = installed.links;
