@@ -66,5 +66,18 @@ describe("KeyStore", () => {
     assert.deepEqual((await fs.readdir(dir)).sort(), ["README", "epoch-1.key"]);
     await fs.chmod(path.join(dir, "epoch-1.key"), 0o640);
     await assert.rejects(new KeyStore(dir).load(), (e: unknown) => isPodcryptError(e, "EKEYPERM"));
+    // ensure() reading an existing file applies the same check as load()
+    await assert.rejects(new KeyStore(dir).ensure(1), (e: unknown) => isPodcryptError(e, "EKEYPERM"));
+  });
+
+  it("brings a state directory that already existed with a wider mode to 0700", async () => {
+    const dir = path.join(root, "wide");
+    await fs.mkdir(dir, { mode: 0o755 });
+    await fs.chmod(dir, 0o755);
+    await new KeyStore(dir, rnd).ensure(1);
+    assert.equal((await fs.stat(dir)).mode & 0o777, 0o700);
+    await fs.chmod(dir, 0o777);
+    await new KeyStore(dir, rnd).load();
+    assert.equal((await fs.stat(dir)).mode & 0o777, 0o700);
   });
 });

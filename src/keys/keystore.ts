@@ -25,6 +25,19 @@ function isErrno(e: unknown, code: string): boolean {
   return typeof e === "object" && e !== null && (e as { code?: unknown }).code === code;
 }
 
+/**
+ * Refuses a key file readable or writable by group or others (PodcryptError "EKEYPERM"): the key
+ * may have leaked, so it is not used. Throws ENOENT when the file is absent.
+ */
+async function checkKeyFileMode(file: string): Promise<void> {
+  const st = await fs.stat(file);
+  if ((st.mode & 0o077) !== 0) {
+    throw new PodcryptError("EKEYPERM", "key file is readable by group or others (must be 0600)", {
+      context: { file, mode: (st.mode & 0o777).toString(8) },
+    });
+  }
+}
+
 export class KeyStore {
   private readonly pairs = new Map<number, NodeKeyPair>();
   /** Calls of `ensure` in flight, so concurrent callers get the same key. */
@@ -42,7 +55,7 @@ export class KeyStore {
    * may have leaked. Returns the epochs found, ascending.
    */
   async load(): Promise<number[]> {
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await this.ensureDir();
     this.pairs.clear();
     for (const name of await fs.readdir(this.dir)) {
       if (TEMP_RE.test(name)) {
@@ -52,12 +65,7 @@ export class KeyStore {
       const m = FILE_RE.exec(name);
       if (m === null) continue;
       const file = path.join(this.dir, name);
-      const st = await fs.stat(file);
-      if ((st.mode & 0o077) !== 0) {
-        throw new PodcryptError("EKEYPERM", "key file is readable by group or others", {
-          context: { file, mode: (st.mode & 0o777).toString(8) },
-        });
-      }
+      await checkKeyFileMode(file);
       const privateKey = decodeKey(await fs.readFile(file, "utf8"), file);
       this.pairs.set(Number(m[1]), { privateKey, publicKey: publicFromPrivate(privateKey) });
     }
@@ -91,8 +99,9 @@ export class KeyStore {
 
   private async make(epoch: number): Promise<NodeKeyPair> {
     const file = path.join(this.dir, fileName(epoch));
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await this.ensureDir();
     try {
+      await checkKeyFileMode(file);
       const privateKey = decodeKey(await fs.readFile(file, "utf8"), file);
       const pair = { privateKey, publicKey: publicFromPrivate(privateKey) };
       this.pairs.set(epoch, pair);
@@ -117,6 +126,16 @@ export class KeyStore {
     const old = this.epochs().filter((e) => e < epoch);
     for (const e of old) await this.retire(e);
     return old;
+  }
+
+  /**
+   * Creates the directory 0700, and brings a directory that already existed (mkdir keeps its mode)
+   * to 0700 as well, so no other user can list or replace the key files.
+   */
+  private async ensureDir(): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const st = await fs.stat(this.dir);
+    if ((st.mode & 0o777) !== 0o700) await fs.chmod(this.dir, 0o700);
   }
 
   private async writeAtomic(file: string, content: string): Promise<void> {
