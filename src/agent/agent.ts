@@ -444,6 +444,14 @@ export class Agent {
       const publicKeys: Record<string, string> = {};
       for (const e of needed) publicKeys[String(e)] = await this.o.keys.ensure(e);
       const self = this.nodes.get(this.name);
+      for (const e of needed) {
+        const published = self?.publicKeys[String(e)];
+        if (published !== undefined && published !== publicKeys[String(e)])
+          this.o.logger.warn(
+            { epoch: e },
+            "this node's key differs from the one it published (key file deleted, corrupt or replaced): publishing the new key, peers re-key",
+          );
+      }
       const wanted = JSON.stringify(publicKeys);
       const keysChange = (n: NodeInput): NodeInput | undefined =>
         JSON.stringify(n.publicKeys) === wanted ? undefined : { ...n, publicKeys };

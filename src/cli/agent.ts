@@ -113,7 +113,15 @@ async function runAgent(o: AgentFlags): Promise<void> {
       "node and data planes",
     );
     const { store, reach } = observeDatastore(raw, systemClock);
-    const keys = new KeyStore(set.stateDir, (n) => randomBytes(n));
+    const keys = new KeyStore(
+      set.stateDir,
+      (n) => randomBytes(n),
+      (w) =>
+        logger.warn(
+          { epoch: w.epoch, file: w.file, movedTo: w.movedTo, reason: w.reason },
+          "key file unusable: moved aside, a fresh key replaces it",
+        ),
+    );
     await keys.load();
     const extMtu = await linkMtu(underlayIf);
     const ipv6 = net.underlayIp.includes(":");

@@ -240,10 +240,12 @@ export async function publishServices(store: Datastore, plan: ClusterPlan): Prom
 /**
  * The datastore URL of node `node`'s agent: `{node}` in the role's URL is the node's name, so each
  * agent can have a kubeconfig of its own (on Kubernetes a DaemonSet pod's token is bound to its
- * node, and the admission policy lets it write only that node's record).
+ * node, and the admission policy lets it write only that node's record; on etcd each agent logs in
+ * as its own user, `user=podcrypt-node-{node}&password-file=DIR/podcrypt-node-{node}.password`).
+ * The URL-encoded form (`%7Bnode%7D`, as URLSearchParams writes it) is replaced too.
  */
 export function agentDatastore(url: string, node: string): string {
-  return url.replaceAll("{node}", node);
+  return url.replace(/\{node\}|%7Bnode%7D/gi, node);
 }
 
 /**

@@ -40,7 +40,8 @@ export const clusterConfigSchema = z.strictObject({
    * Per-role datastore URLs (default: `datastore` for both), e.g. one kubeconfig per service
    * account on the kubernetes datastore; `datastore` stays the one `cluster up`, status, verify
    * and policy use. `{node}` in the agent's URL is replaced by the node's name (a kubeconfig per
-   * node, whose token is bound to that node as a DaemonSet pod's is).
+   * node, whose token is bound to that node as a DaemonSet pod's is; on etcd, a user per node:
+   * `user=podcrypt-node-{node}&password-file=DIR/podcrypt-node-{node}.password`).
    */
   datastores: z
     .strictObject({ controller: z.string().min(1).optional(), agent: z.string().min(1).optional() })

@@ -16,6 +16,19 @@ export const REJECT_AFTER_MESSAGES_EXACT = 2n ** 64n - 2n ** 13n - 1n;
 /** Whitepaper 6.1: {@link REJECT_AFTER_MESSAGES_EXACT} as a number (rounds to 2^64). */
 export const REJECT_AFTER_MESSAGES = Number(REJECT_AFTER_MESSAGES_EXACT);
 
+/**
+ * The send counter at which a keypair stops sending. Counters are JS numbers, exact only up to
+ * 2^53, far below REJECT_AFTER_MESSAGES: a counter past 2^53 would repeat a ChaCha20-Poly1305
+ * nonce. The 2^13 margin covers a batch the data path seals after one `sendKeypair` check.
+ */
+export const SEND_COUNTER_LIMIT = Math.min(REJECT_AFTER_MESSAGES, 2 ** 53 - 2 ** 13);
+/**
+ * The send counter at which the core starts a new handshake: REKEY_AFTER_MESSAGES (whitepaper
+ * 6.2), brought forward to 2^20 messages before {@link SEND_COUNTER_LIMIT} because JS counters
+ * cannot reach 2^60.
+ */
+export const REKEY_SEND_COUNTER = Math.min(REKEY_AFTER_MESSAGES, SEND_COUNTER_LIMIT - 2 ** 20);
+
 /** Whitepaper 6.1: an initiator starts a new handshake when its keypair is this old (120 s). */
 export const REKEY_AFTER_TIME = 120_000;
 /** Whitepaper 6.1: keypairs older than this are never used (180 s). */

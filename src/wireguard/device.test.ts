@@ -8,7 +8,8 @@ import {
   MESSAGE_RESPONSE,
   MESSAGE_TRANSPORT,
   REJECT_AFTER_TIME,
-  REKEY_AFTER_MESSAGES,
+  REKEY_SEND_COUNTER,
+  SEND_COUNTER_LIMIT,
   REKEY_AFTER_TIME,
   REKEY_ATTEMPT_TIME,
   REKEY_TIMEOUT,
@@ -189,7 +190,7 @@ test("rekey after REKEY_AFTER_TIME by the initiator; old keypair stays receivabl
   assert.equal(net.count(MESSAGE_INITIATION, b), before);
 });
 
-test("rekey after REKEY_AFTER_MESSAGES", () => {
+test("rekey after REKEY_AFTER_MESSAGES (brought forward below 2^53)", () => {
   const { net, a, b, peerOf, clock } = setup();
   a.send(ipPacket(A_IP, B_IP));
   net.run();
@@ -197,9 +198,40 @@ test("rekey after REKEY_AFTER_MESSAGES", () => {
   const before = net.count(MESSAGE_INITIATION);
   a.send(ipPacket(A_IP, B_IP));
   assert.equal(net.count(MESSAGE_INITIATION), before, "young keypair, few messages: no rekey");
-  peerOf(a, b).keypairs.current!.sendCounter = REKEY_AFTER_MESSAGES;
+  peerOf(a, b).keypairs.current!.sendCounter = REKEY_SEND_COUNTER;
   assert.equal(a.send(ipPacket(A_IP, B_IP)), "sent");
   assert.equal(net.count(MESSAGE_INITIATION), before + 1);
+});
+
+test("a keypair whose send counter reaches 2^53 (less a margin) stops sending and re-keys", () => {
+  const { net, a, b, peerOf, clock } = setup();
+  a.send(ipPacket(A_IP, B_IP));
+  net.run();
+  clock.advance(REKEY_TIMEOUT);
+  const first = peerOf(a, b).keypairs.current!;
+  assert.ok(SEND_COUNTER_LIMIT <= Number.MAX_SAFE_INTEGER, "every counter sent is an exact integer");
+  first.sendCounter = SEND_COUNTER_LIMIT - 1;
+  net.filter = (d) => d.bytes[0] !== MESSAGE_INITIATION; // hold the rekey back
+  assert.equal(a.send(ipPacket(A_IP, B_IP, Buffer.from("last"))), "sent", "the last counter still goes");
+  assert.equal(first.sendCounter, SEND_COUNTER_LIMIT);
+  const initiations = net.count(MESSAGE_INITIATION, a);
+  assert.equal(a.send(ipPacket(A_IP, B_IP, Buffer.from("after"))), "staged", "no counter past the limit");
+  assert.equal(first.sendCounter, SEND_COUNTER_LIMIT, "nothing sealed with it");
+  net.run();
+  assert.equal(b.delivered.at(-1)!.subarray(20).toString(), "last");
+  clock.advance(REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX);
+  net.filter = () => true;
+  a.tick(); // the retransmission of the held-back initiation
+  net.run();
+  assert.ok(net.count(MESSAGE_INITIATION, a) > initiations);
+  const second = peerOf(a, b).keypairs.current!;
+  assert.notEqual(second, first);
+  assert.equal(
+    b.delivered.at(-1)!.subarray(20).toString(),
+    "after",
+    "the staged packet left on the new keypair",
+  );
+  assert.ok(second.sendCounter < 10);
 });
 
 test("initiator rekeys on receive at REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT, once", () => {

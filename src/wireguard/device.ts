@@ -15,7 +15,7 @@ import {
   MESSAGE_INITIATION,
   MESSAGE_RESPONSE,
   REJECT_AFTER_TIME,
-  REKEY_AFTER_MESSAGES,
+  REKEY_SEND_COUNTER,
   REKEY_AFTER_TIME,
   REKEY_TIMEOUT,
   REKEY_TIMEOUT_JITTER_MAX,
@@ -362,8 +362,8 @@ export class Device implements DatapathCore {
     if (peer === undefined) return undefined;
     const kp = peer.keypairs.current;
     if (kp !== undefined && kp.canSend(now)) {
-      // whitepaper 6.2: the initiator of the current session rekeys after REKEY_AFTER_TIME / MESSAGES
-      if (kp.sendCounter >= REKEY_AFTER_MESSAGES || (kp.isInitiator && now - kp.created >= REKEY_AFTER_TIME))
+      // whitepaper 6.2: rekey after REKEY_AFTER_MESSAGES (any end) or REKEY_AFTER_TIME (the initiator)
+      if (kp.sendCounter >= REKEY_SEND_COUNTER || (kp.isInitiator && now - kp.created >= REKEY_AFTER_TIME))
         this.sendHandshakeInitiation(peer, false, now);
       return kp;
     }
@@ -407,10 +407,11 @@ export class Device implements DatapathCore {
     }
     peer.timers.anyAuthenticatedPacketTraversal(now, peer.persistentKeepalive);
     peer.timers.anyAuthenticatedPacketReceived();
+    if (keypair instanceof Keypair) peer.receivingOn = keypair as Keypair<Peer>;
     if (keypair === peer.keypairs.next) {
       // whitepaper 5.4.6: the initiator's first data message confirms the responder's keypair
       const kps = peer.keypairs;
-      if (kps.previous !== undefined) this.deleteKeypair(kps.previous);
+      if (kps.previous !== undefined) this.retireKeypair(peer, kps.previous);
       kps.previous = kps.current;
       kps.current = kps.next;
       kps.next = undefined;
@@ -648,17 +649,17 @@ export class Device implements DatapathCore {
       if (kps.next !== undefined) {
         kps.previous = kps.next;
         kps.next = undefined;
-        if (kps.current !== undefined) this.deleteKeypair(kps.current);
+        if (kps.current !== undefined) this.retireKeypair(peer, kps.current);
       } else {
         kps.previous = kps.current;
       }
-      if (previous !== undefined) this.deleteKeypair(previous);
+      if (previous !== undefined) this.retireKeypair(peer, previous);
       kps.current = kp;
       peer.sentDataOnCurrent = false;
     } else {
-      if (kps.next !== undefined) this.deleteKeypair(kps.next);
+      if (kps.next !== undefined) this.retireKeypair(peer, kps.next);
       kps.next = kp;
-      if (kps.previous !== undefined) this.deleteKeypair(kps.previous);
+      if (kps.previous !== undefined) this.retireKeypair(peer, kps.previous);
       kps.previous = undefined;
     }
   }
@@ -668,6 +669,21 @@ export class Device implements DatapathCore {
     this.releasePendingInitiation(peer);
     peer.timers.handshakeComplete();
     peer.lastHandshakeWall = this.clock.wallNow();
+  }
+
+  /**
+   * Takes `kp` out of the slots. The keypair the peer was last seen sending on stays receivable
+   * (lingering, outside the slots) until another one lingers in its place, REJECT_AFTER_TIME ends
+   * it or the key material is erased, as `previous` does for a single initiator. The three slots
+   * assume one initiator per session; after simultaneous initiations each end sends on the session
+   * it initiated and receives on the one it answered, which sits in `previous`, and the next
+   * handshake would free it while the peer still sends on it (wireguard-go and the kernel never
+   * get there: they reject the response to an initiation that crossed the peer's).
+   */
+  private retireKeypair(peer: Peer, kp: Keypair<Peer>): void {
+    if (kp !== peer.receivingOn) return this.deleteKeypair(kp);
+    if (peer.lingering !== undefined && peer.lingering !== kp) this.deleteKeypair(peer.lingering);
+    peer.lingering = kp;
   }
 
   private deleteKeypair(kp: Keypair<Peer>): void {
@@ -690,6 +706,8 @@ export class Device implements DatapathCore {
   private zeroKeyMaterial(peer: Peer): void {
     this.releasePendingInitiation(peer);
     for (const kp of peer.keypairs.all()) this.deleteKeypair(kp);
+    if (peer.lingering !== undefined) this.deleteKeypair(peer.lingering);
+    peer.lingering = peer.receivingOn = undefined;
     peer.keypairs.previous = peer.keypairs.current = peer.keypairs.next = undefined;
     this.releaseHandshakeIndex(peer.handshake);
     peer.handshake.clear();

@@ -3,7 +3,7 @@
  * wireguard-go's `keypair.go`: a responder's fresh keypair waits in `next` until the initiator's
  * first data message proves the initiator derived it too (whitepaper 5.4.6, "key confirmation").
  */
-import { REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME } from "./constants.js";
+import { REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, SEND_COUNTER_LIMIT } from "./constants.js";
 import type { TransportKeypair } from "./contract.js";
 import type { SessionKeys } from "./noise.js";
 import { ReplayWindow } from "./replay.js";
@@ -34,9 +34,12 @@ export class Keypair<P = unknown> implements TransportKeypair {
     this.created = created;
   }
 
-  /** Whitepaper 6.1: may still send at `now` (younger than REJECT_AFTER_TIME, under REJECT_AFTER_MESSAGES). */
+  /**
+   * Whitepaper 6.1: may still send at `now` (younger than REJECT_AFTER_TIME, counter under
+   * REJECT_AFTER_MESSAGES and under {@link SEND_COUNTER_LIMIT}, where JS numbers stay exact).
+   */
   canSend(now: number): boolean {
-    return now - this.created < REJECT_AFTER_TIME && this.sendCounter < REJECT_AFTER_MESSAGES;
+    return now - this.created < REJECT_AFTER_TIME && this.sendCounter < SEND_COUNTER_LIMIT;
   }
 
   /** Whitepaper 6.1: may still receive at `now`. */

@@ -4,7 +4,7 @@
  */
 import type { DatapathPeer, DropReason, Endpoint } from "./contract.js";
 import { CookieGenerator } from "./cookie.js";
-import { Keypairs } from "./keypair.js";
+import { Keypairs, type Keypair } from "./keypair.js";
 import { Handshake } from "./noise.js";
 import { PeerTimers } from "./timers.js";
 
@@ -25,6 +25,13 @@ export class Peer implements DatapathPeer {
   pendingInitiation: Handshake | undefined;
   readonly cookieGenerator: CookieGenerator;
   readonly keypairs = new Keypairs<Peer>();
+  /** The keypair the peer was last seen sending on (a data message authenticated with it). */
+  receivingOn: Keypair<Peer> | undefined;
+  /**
+   * {@link receivingOn} after it left the slots: still receivable, packets the peer sent on it
+   * before it moved on may still be in flight (see Device.retireKeypair).
+   */
+  lingering: Keypair<Peer> | undefined;
   readonly timers: PeerTimers;
   /** Wall-clock ms of the latest completed handshake, or undefined. */
   lastHandshakeWall: number | undefined;

@@ -1,10 +1,14 @@
 /**
- * The local cluster on a real etcd (Debian's etcd-server) instead of files: `cluster up
- * --datastore etcd://127.0.0.1:PORT` (the agents reach it through the relay into their node
- * namespaces), verify, and a rotation under traffic that loses nothing.
+ * The local cluster on a real etcd (Debian's etcd-server) instead of files, with TLS (client
+ * certificates) and authentication on, set up with `podcrypt datastore init-etcd-auth`: the
+ * controller logs in as podcrypt-controller, each agent as its own node's user, through the relay
+ * into their node namespaces (TLS end to end: the relay forwards bytes). Verify, and a rotation
+ * under traffic that loses nothing.
  */
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { EtcdTestServer } from "../datastore/etcd-server.js";
 import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
@@ -16,21 +20,41 @@ const skip = !existsSync("/usr/bin/etcd")
 
 describe("local cluster on etcd", { skip }, () => {
   let etcd: EtcdTestServer | undefined;
+  let dir: string | undefined;
   before(async () => {
-    etcd = await EtcdTestServer.start();
-    const up = await podcrypt([
-      "cluster",
-      "up",
+    dir = mkdtempSync(join(tmpdir(), "podcrypt-cluster-etcd-"));
+    etcd = await EtcdTestServer.start({ tls: true });
+    const rootPw = join(dir, "root.password");
+    writeFileSync(rootPw, "cluster-root-password\n", { mode: 0o600 });
+    const users = join(dir, "users");
+    const root = etcd.url({ user: "root", passwordFile: rootPw });
+    const init = await podcrypt([
+      "datastore",
+      "init-etcd-auth",
       "--datastore",
-      `etcd://127.0.0.1:${etcd.clientPort}`,
-      "--timeout",
-      "150",
+      root,
+      "--node",
+      "node-1,node-2,node-3",
+      "--out",
+      users,
     ]);
+    assert.equal(init.code, 0, init.stderr);
+    const as = (user: string): string => etcd!.url({ user, passwordFile: join(users, `${user}.password`) });
+    const config = join(dir, "cluster.yaml");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        datastore: root,
+        datastores: { controller: as("podcrypt-controller"), agent: as("podcrypt-node-{node}") },
+      }),
+    );
+    const up = await podcrypt(["cluster", "up", "--config", config, "--timeout", "150"]);
     assert.equal(up.code, 0, `cluster up failed: ${up.stderr}`);
   });
   after(async () => {
     await podcrypt(["cluster", "down"]);
     await etcd?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     remove();
   });
 
@@ -38,7 +62,7 @@ describe("local cluster on etcd", { skip }, () => {
     const v = JSON.parse((await podcrypt(["verify", "--json"])).stdout) as VerifyJson;
     assert.equal(v.ok, true);
     const info = (await podcrypt(["cluster", "info"])).stdout;
-    assert.match(info, new RegExp(`datastore etcd://127\\.0\\.0\\.1:${etcd!.clientPort}`));
+    assert.match(info, new RegExp(`datastore etcds://127\\.0\\.0\\.1:${etcd!.clientPort}`));
   });
 
   it("rotates under traffic without losing a packet", async () => {

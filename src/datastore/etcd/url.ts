@@ -153,9 +153,9 @@ export function etcdConnection(u: EtcdUrl): EtcdConnection {
     }
   }
   if (u.user !== undefined && u.passwordFile !== undefined) {
-    const password = readNamed("password-file", u.passwordFile).toString("utf8").split(/\r?\n/)[0] ?? "";
+    const password = readNamed("password", u.passwordFile).toString("utf8").split(/\r?\n/)[0] ?? "";
     if (password === "")
-      throw new ValidationError(FIELD, `the etcd password-file ${u.passwordFile} is empty`);
+      throw new ValidationError(FIELD, `the etcd password file ${u.passwordFile} is empty`);
     c.auth = { username: u.user, password };
   }
   return c;
