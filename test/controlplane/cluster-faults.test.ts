@@ -15,6 +15,7 @@ import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { alive } from "../../src/localcluster/processes.js";
 import { readClusterState, type ClusterProcess } from "../../src/localcluster/state.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
+import { sleep, waitUntil } from "../faults/harness.js";
 import { clusterCli, type CliResult } from "../localcluster/run-cli.js";
 
 const { home, podcrypt } = clusterCli("faults-test");
@@ -84,20 +85,6 @@ function keyFiles(node: string): Record<string, string> {
       .update(readFileSync(join(dir, f)))
       .digest("hex");
   return out;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitUntil(
-  cond: () => Promise<boolean> | boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 function processNamed(name: string): ClusterProcess {

@@ -13,7 +13,7 @@
  * the daemons exported had a single key), and no daemon counted a replay drop.
  */
 import assert from "node:assert/strict";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -21,9 +21,9 @@ import { promisify } from "node:util";
 import { openDatastore } from "../../src/cli/datastore.js";
 import { espGet, espSocketPath, type EspStatus } from "../../src/dataplane/esp-userspace/control.js";
 import { nodeIfPrefix } from "../../src/localcluster/cluster.js";
-import { FABRIC_BRIDGE, FABRIC_NETNS } from "../../src/localcluster/plan.js";
 import { alive, startDaemon } from "../../src/localcluster/processes.js";
 import { readClusterState, writeClusterState, type ClusterProcess } from "../../src/localcluster/state.js";
+import { startEspCapture } from "./capture.js";
 import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
 
 const execFileP = promisify(execFile);
@@ -111,31 +111,7 @@ async function publishedInstance(): Promise<string | undefined> {
   }
 }
 
-/** tshark on the fabric bridge (the underlay every node shares), ESP in UDP only. */
-async function startCapture(pcap: string): Promise<ChildProcess> {
-  const t = spawn(
-    "ip",
-    ["netns", "exec", FABRIC_NETNS, "tshark", "-n", "-i", FABRIC_BRIDGE, "-f", "udp port 4500", "-w", pcap],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  children.add(t);
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`tshark did not start: ${err}`)), 30_000);
-    t.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("Capturing on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    t.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`tshark exited with ${code}: ${err}`));
-    });
-  });
-  return t;
-}
+const startCapture = (pcap: string): Promise<ChildProcess> => startEspCapture(pcap, children);
 
 /** SPI -> keys of every SA the daemons hold now, added to `keys` (key material stays in memory). */
 async function collectKeys(keys: Map<string, Set<string>>): Promise<void> {

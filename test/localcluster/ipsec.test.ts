@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { keyIdForEpoch } from "../../src/keys/derive.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
-import { FABRIC_BRIDGE, FABRIC_NETNS, NETNS_PREFIX } from "../../src/localcluster/plan.js";
+import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { bulkBetweenNodes } from "./bulk.js";
+import { startEspCapture } from "./capture.js";
 import { clusterCli, type VerifyJson } from "./run-cli.js";
 
 const execFileP = promisify(execFile);
@@ -49,31 +50,7 @@ async function ours(): Promise<string[]> {
   return (await listNetns()).filter((n) => n.startsWith(NETNS_PREFIX));
 }
 
-/** tshark on the fabric bridge (the underlay every node shares), ESP in UDP only. */
-async function startCapture(pcap: string): Promise<ChildProcess> {
-  const t = spawn(
-    "ip",
-    ["netns", "exec", FABRIC_NETNS, "tshark", "-n", "-i", FABRIC_BRIDGE, "-f", "udp port 4500", "-w", pcap],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  children.add(t);
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`tshark did not start: ${err}`)), 30_000);
-    t.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("Capturing on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    t.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`tshark exited with ${code}: ${err}`));
-    });
-  });
-  return t;
-}
+const startCapture = (pcap: string): Promise<ChildProcess> => startEspCapture(pcap, children);
 
 async function stopCapture(t: ChildProcess): Promise<void> {
   if (t.exitCode === null) {
