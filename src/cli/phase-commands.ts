@@ -116,8 +116,9 @@ async function runPhaseCommand(
       process.exitCode = EXIT_LAGGING;
     }
   } finally {
-    // A datastore that stopped answering must not hold the command past its timeout.
-    await Promise.race([store.close(), sleep(Math.max(0, deadline - Date.now()))]);
+    // A datastore that stopped answering must not hold the command past its timeout; the timer is
+    // unref'd so that, once the store closed, it does not hold the process until the deadline.
+    await Promise.race([store.close(), sleep(Math.max(0, deadline - Date.now()), undefined, { ref: false })]);
   }
 }
 

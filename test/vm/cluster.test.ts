@@ -107,7 +107,8 @@ class Cluster {
   }
 
   async status(t?: TestContext): Promise<Status> {
-    const r = await this.podcrypt(["status", "--json"], t);
+    // The emulated CPU reads the cluster slower than status's default 10 s allow.
+    const r = await this.podcrypt(["status", "--json", "--timeout", "120"], t);
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.stdout) as Status;
   }
