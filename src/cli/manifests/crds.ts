@@ -288,6 +288,11 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
         items: str("An error.", { maxLength: 1024 }),
       },
       selection: str("Hash of the installed selector set.", { pattern: "^[0-9a-f]{16}$" }),
+      daemonRestarts: obj(
+        "How often the agent replaced a dead userspace data-plane daemon, and when last.",
+        { count: int("Restarts.", { minimum: 0 }), last: time("When the last one was replaced.") },
+        ["count"],
+      ),
       rotationWanted: obj(
         "The node asks for an early rotation.",
         { epoch: int("Epoch.", { minimum: 0 }), reason: str("Why.", { maxLength: 256 }), at: time("When.") },
