@@ -14,6 +14,7 @@ import { CONTROLLER_ELECTION } from "../../src/controller/controller.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { alive } from "../../src/localcluster/processes.js";
 import { readClusterState, type ClusterProcess } from "../../src/localcluster/state.js";
+import type { ControllerStatus } from "../../src/localcluster/status.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
 import { sleep, waitUntil } from "../faults/harness.js";
 import { clusterCli, type CliResult } from "../localcluster/run-cli.js";
@@ -34,14 +35,7 @@ interface Status {
     restarts: { agent: number };
     peers: Array<{ node: string; epoch: number; publicKey?: string }>;
   }>;
-  controllers: Array<{
-    name: string;
-    identity: string;
-    pid: number;
-    running: boolean;
-    leader: boolean;
-    restarts: number;
-  }>;
+  controllers: ControllerStatus[];
 }
 
 async function status(): Promise<Status> {

@@ -24,6 +24,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { after, before, describe } from "node:test";
 import { alive } from "../../src/localcluster/processes.js";
+import type { ControllerStatus } from "../../src/localcluster/status.js";
 import { readClusterState, type ClusterProcess } from "../../src/localcluster/state.js";
 import { clusterBusy, clusterCli, type CliResult, type VerifyJson } from "../localcluster/run-cli.js";
 
@@ -40,14 +41,7 @@ export interface StatusJson {
     peers: Array<{ node: string; epoch: number; state: string }>;
     [k: string]: unknown;
   }>;
-  controllers: Array<{
-    name: string;
-    identity: string;
-    pid: number;
-    running: boolean;
-    leader: boolean;
-    restarts: number;
-  }>;
+  controllers: ControllerStatus[];
   [k: string]: unknown;
 }
 
