@@ -61,7 +61,9 @@ const samples: { [K in ResourceKind]: unknown } = {
       { name: "node-1", endpoint: "10.244.1.1", underlay: "192.0.2.1" },
       { name: "node-2", endpoint: "10.244.2.1", underlay: "192.0.2.2" },
     ],
-    checks: [{ from: "node-1", to: "node-2", address: "10.244.2.1", protocol: "udp", port: 7, selected: true }],
+    checks: [
+      { from: "node-1", to: "node-2", address: "10.244.2.1", protocol: "udp", port: 7, selected: true },
+    ],
     status: {
       reports: {
         "node-1": {
