@@ -2,12 +2,11 @@ import { describeError, errorLinks, type ErrorLink, type ErrorReport } from "../
 
 /**
  * A failure that keeps happening (a reconcile pass that fails the same way every second), as the
- * node's status record shows it: the error and its causes, when it began, how often it happened
- * and when last; `clearedAt` once a pass succeeded again.
+ * node's status record shows it: the error (a failed command with its command line, exit code and
+ * stderr) and its causes, when it began, how often it happened and when last; `clearedAt` once a
+ * pass succeeded again.
  */
-export interface RepeatedFailure {
-  message: string;
-  code?: string;
+export interface RepeatedFailure extends ErrorLink {
   /** The causes of `message`, outermost first (the last one is what actually failed). */
   causes: ErrorLink[];
   since: string;
@@ -59,8 +58,7 @@ export class FailureTracker {
     }
     const replaced = this.current?.failure;
     const failure: RepeatedFailure = {
-      message: head!.message,
-      ...(head!.code === undefined ? {} : { code: head!.code }),
+      ...head!,
       causes,
       since: at,
       last: at,
@@ -77,4 +75,10 @@ export class FailureTracker {
     this.lastCleared = failure;
     return { kind: "cleared", failure };
   }
+}
+
+/** The failure's whole chain, outermost first: the failure itself, then its causes. */
+export function failureChain(f: RepeatedFailure): ErrorLink[] {
+  const { causes, since: _s, last: _l, count: _c, clearedAt: _x, ...head } = f;
+  return [head, ...causes];
 }

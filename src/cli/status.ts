@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { describeRefusal } from "../agent/claims.js";
+import { failureChain } from "../agent/failures.js";
 import { rootCauseText } from "../errors/describe.js";
 import { collectStatus, type ClusterStatus } from "../localcluster/status.js";
 import { requireClusterState } from "../localcluster/state.js";
@@ -62,7 +63,7 @@ export function renderStatus(s: ClusterStatus): string {
     if (f !== undefined)
       lines.push(
         `  reconcile ${f.clearedAt === undefined ? "failing" : `failed (cleared ${f.clearedAt})`}: ` +
-          `${f.count} ${f.count === 1 ? "pass" : "passes"} since ${f.since}, last ${f.last}; cause: ${rootCauseText(f.causes) || f.message}`,
+          `${f.count} ${f.count === 1 ? "pass" : "passes"} since ${f.since}, last ${f.last}; cause: ${rootCauseText(failureChain(f))}`,
       );
     for (const p of n.peers) {
       if (p.state === "plaintext") {

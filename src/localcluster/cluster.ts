@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { espSocketPath } from "../dataplane/esp-userspace/control.js";
 import { uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js";
+import { failureChain } from "../agent/failures.js";
 import { rootCauseText } from "../errors/describe.js";
 import { PodcryptError } from "../errors/index.js";
 import { listNetns } from "../platform/netns/netns.js";
@@ -112,7 +113,7 @@ function settleWaits(status: ClusterStatus, plan: ClusterPlan, name: string, wai
   const f = s.reconcileError;
   if (f !== undefined && f.clearedAt === undefined)
     // Without the count, which changes every pass: the progress line repeats only when news.
-    waiting.push(`${name}: reconcile failing since ${f.since}: ${rootCauseText(f.causes) || f.message}`);
+    waiting.push(`${name}: reconcile failing since ${f.since}: ${rootCauseText(failureChain(f))}`);
   if (!status.enabled) return;
   for (const other of plan.nodes) {
     if (other.name === name) continue;

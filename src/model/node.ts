@@ -53,14 +53,13 @@ export const nodeStatusSchema = z.strictObject({
    */
   daemonRestarts: z.strictObject({ count: z.number().int().min(0), last: timestamp.optional() }).optional(),
   /**
-   * The agent's reconcile failure going on (or the last one, with `clearedAt`): the error, its
+   * The agent's reconcile failure going on (or the last one, with `clearedAt`): the error and its
    * causes outermost first (a failed command with its command line, exit code and stderr, secrets
    * redacted), when it began, how many passes failed that way and when last.
    */
   reconcileError: z
     .strictObject({
-      message: z.string().max(1024),
-      code: z.string().max(64).optional(),
+      ...errorLinkSchema.shape,
       causes: z.array(errorLinkSchema).max(8).default([]),
       since: timestamp,
       last: timestamp,

@@ -42,10 +42,15 @@ after(() => {
   rmSync(shim, { recursive: true, force: true });
 });
 
-interface Failure {
+interface Link {
   message: string;
+  command?: string;
+  exitCode?: number;
+  stderr?: string;
+}
+interface Failure extends Link {
   code?: string;
-  causes: Array<{ message: string; command?: string; exitCode?: number; stderr?: string }>;
+  causes: Link[];
   since: string;
   last: string;
   count: number;
@@ -92,7 +97,8 @@ describe("a node whose data plane cannot be programmed", { skip: busy }, () => {
     const f = await failureOf(BROKEN);
     assert.ok(f !== undefined);
     assert.equal(f.clearedAt, undefined);
-    const root = f.causes.at(-1)!;
+    // The failure and its causes, outermost first: the last is the command that failed.
+    const root = [f, ...f.causes].at(-1)!;
     assert.equal(root.command, "ip -batch -");
     assert.equal(root.exitCode, 2);
     assert.equal(root.stderr, SHIM_ERROR);
@@ -100,7 +106,7 @@ describe("a node whose data plane cannot be programmed", { skip: busy }, () => {
     for (const other of ["node-1", "node-3"]) assert.equal(await failureOf(other), undefined);
   });
 
-  it("the same failure for a minute is logged once; its end is logged once", async () => {
+  it("the same failure for a minute is logged once; its end is logged once", async (t) => {
     const f0 = (await failureOf(BROKEN))!;
     const since = Date.parse(f0.since);
     // A minute of the failure (the agent retries every second or two).
@@ -118,6 +124,7 @@ describe("a node whose data plane cannot be programmed", { skip: busy }, () => {
     assert.equal(root?.["stderr"], SHIM_ERROR);
     // All the log holds for the minute: O(1) lines, not one per pass.
     const lines = agentLog(BROKEN).filter((l) => Number(l["time"]) >= since).length;
+    t.diagnostic(`${f.count} failed passes since ${f.since}: ${lines} agent log lines`);
     assert.ok(lines < 20, `${lines} log lines in a minute of failure (${f.count} passes)`);
 
     rmSync(flag);

@@ -298,6 +298,10 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
         {
           message: str("The error.", { maxLength: 1024 }),
           code: str("Its stable code.", { maxLength: 64 }),
+          command: str("The command that failed (secrets redacted).", { maxLength: 1024 }),
+          exitCode: int("Its exit code."),
+          signal: str("The signal that ended it.", { maxLength: 32 }),
+          stderr: str("What it printed on stderr (secrets redacted).", { maxLength: 1024 }),
           causes: {
             type: "array",
             description:
