@@ -43,7 +43,7 @@ for tier in $tiers; do
 done
 
 pass=0 fail=0 skip=0
-count() { grep -E "^$1 $2 [0-9]+" "$3" | tail -1 | awk '{print $3}'; }
+count() { grep -aE "^$1 $2 [0-9]+" "$3" | tail -1 | awk '{print $3}'; }
 for t in "$results"/*.out "$results"/*.tap; do
   [ -f "$t" ] || continue
   case $t in *.out) m="ℹ" ;; *) m="#" ;; esac
