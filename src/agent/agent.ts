@@ -216,7 +216,7 @@ export class Agent {
         gone: () => {
           void relist();
         },
-        error: (err) => this.o.logger.warn({ kind, err: err.message }, "watch problem; retrying"),
+        error: (err) => this.o.logger.warn({ kind, err }, "watch problem; retrying"),
       });
       this.watches.push(w);
     };
