@@ -24,7 +24,7 @@ export const REDACTED_PATHS = [
 /**
  * A JSON logger on stderr (or `destination`) with key material redacted. An `err` field is
  * written with its whole cause chain, and for a failed command its command line, exit status and
- * stderr (src/errors/describe.ts); a string `err` is kept as it is.
+ * stderr (src/errors/describe.ts); an `err` that is not an Error (a string, a record) is kept as is.
  */
 export function createLogger(
   component: string,
@@ -35,7 +35,7 @@ export function createLogger(
       name: component,
       level: options.level ?? process.env["PODCRYPT_LOG_LEVEL"] ?? "info",
       redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
-      serializers: { err: (e: unknown) => (typeof e === "string" ? e : describeError(e)) },
+      serializers: { err: (e: unknown) => (e instanceof Error ? describeError(e) : e) },
       base: { component, pid: process.pid },
     },
     options.destination ?? pino.destination(2),
