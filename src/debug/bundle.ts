@@ -124,13 +124,24 @@ function tail(text: string, n: number): string {
   return lines.slice(-n).join("\n") + "\n";
 }
 
+/**
+ * `wg show` output scrubbed, keeping its public keys (`public key: K`, `peer: K` lines): they are
+ * what matches a device's peers with the Node records.
+ */
+function scrubWgShow(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => (/^(\s*public key|peer): [A-Za-z0-9+/]{43}=$/.test(l) ? l : scrub(l)))
+    .join("\n");
+}
+
 /** Runs `cmd` in `netns` (or here) and returns a section `$ cmd\n<output>` (or the error). */
 async function section(netns: string | undefined, cmd: string, args: string[]): Promise<string> {
   const shown = `${cmd} ${args.join(" ")}`;
   try {
     const out =
       netns === undefined ? await run(cmd, args) : await run("ip", ["netns", "exec", netns, cmd, ...args]);
-    return `$ ${shown}\n${scrub(out).trimEnd()}\n\n`;
+    return `$ ${shown}\n${(cmd === "wg" ? scrubWgShow(out) : scrub(out)).trimEnd()}\n\n`;
   } catch (e) {
     return `$ ${shown}\n(failed: ${scrub(chainText(e))})\n\n`;
   }
@@ -156,7 +167,9 @@ export async function dataplaneText(netns: string | undefined): Promise<string> 
       ? run("wg", ["show", "interfaces"])
       : run("ip", ["netns", "exec", netns, "wg", "show", "interfaces"])
   ).catch(() => "");
-  const wgDevices = new Set(kernelWg.split(/\s+/).filter((s) => s !== ""));
+  // wg lists every userspace daemon's socket on the machine: only this namespace's links count.
+  const here = new Set(links.map((l) => l.ifname));
+  const wgDevices = new Set(kernelWg.split(/\s+/).filter((s) => here.has(s)));
   for (const l of links) if (existsSync(uapiSocketPath(l.ifname))) wgDevices.add(l.ifname);
   for (const ifname of [...wgDevices].sort()) text += await section(netns, "wg", ["show", ifname]);
   // Userspace ESP daemons: their SAs without keys (the status op carries none).
