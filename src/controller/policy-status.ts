@@ -279,9 +279,7 @@ export class PolicyStatusController {
           this.kick();
         },
         gone: () => {
-          void relist().catch((err: unknown) =>
-            this.o.logger.warn({ kind, err }, "relist failed"),
-          );
+          void relist().catch((err: unknown) => this.o.logger.warn({ kind, err }, "relist failed"));
         },
         error: (err) => this.o.logger.warn({ kind, err }, "watch problem; retrying"),
       });

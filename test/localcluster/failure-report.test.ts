@@ -103,7 +103,11 @@ describe("a node whose data plane cannot be programmed", { skip: busy }, () => {
     assert.equal(root.exitCode, 2);
     assert.equal(root.stderr, SHIM_ERROR);
     assert.ok(f.count >= 2, `count ${f.count}`);
-    for (const other of ["node-1", "node-3"]) assert.equal(await failureOf(other), undefined);
+    // The others do not fail now (a failure of theirs while the cluster came up has cleared).
+    for (const other of ["node-1", "node-3"]) {
+      const o = await failureOf(other);
+      assert.ok(o === undefined || o.clearedAt !== undefined, JSON.stringify(o));
+    }
   });
 
   it("the same failure for a minute is logged once; its end is logged once", async (t) => {
