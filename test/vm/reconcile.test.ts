@@ -1,3 +1,4 @@
+// test-tier: vm (the kernel data planes, inside the qemu VM: test/vm/run.sh)
 /**
  * The kernel backends (GenerationBackends of the composite) against the real kernel, test VM only:
  * two namespaces get a tunnel from desired generations alone, a second pass changes nothing, what
