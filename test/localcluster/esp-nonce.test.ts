@@ -1,4 +1,3 @@
-// test-tier: netns (root: network namespaces)
 /**
  * No AES-GCM nonce is ever used twice under one ESP key, whatever dies (src/keys/derive.ts, SA
  * instances). A 3-node IPsec local cluster (userspace ESP) under continuous traffic, the underlay
