@@ -1,5 +1,5 @@
 import type { Clock } from "../clock.js";
-import { applied, isLive, DEFAULT_TIMING } from "../controller/phases.js";
+import { applied, isLive, DEFAULT_TIMING, selectionHash } from "../protocol/index.js";
 import type { DataplaneBackend } from "../dataplane/types.js";
 import { isAlreadyExistsError, isConflictError, isNotFoundError } from "../datastore/errors.js";
 import type { Datastore, Watch } from "../datastore/types.js";
@@ -25,7 +25,7 @@ import {
   type AgentSettings,
   type NodeSelection,
 } from "./desired.js";
-import { SelectionTracker, selectionHash } from "./selection.js";
+import { SelectionTracker } from "./selection.js";
 import { chainText } from "../errors/describe.js";
 import { FailureTracker } from "./failures.js";
 import { describeRefusal, vetClaims, type AuthoritySource, type RefusedClaim } from "./claims.js";
@@ -302,7 +302,7 @@ export class Agent {
         underlay: this.o.self.underlay,
         podCIDRs: this.o.self.podCIDRs,
         capabilities: this.o.self.capabilities,
-        backend: this.o.backend.kind === "fake" ? "none" : this.o.backend.kind,
+        backend: this.o.backend.kind,
         heartbeat: new Date(this.o.clock.wallNow()).toISOString(),
       };
       const next = change(refreshed);

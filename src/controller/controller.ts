@@ -9,7 +9,8 @@ import {
   type ClusterEncryptionInput,
   type Node,
 } from "../model/index.js";
-import { decide, DEFAULT_TIMING, type PhaseTiming } from "./phases.js";
+import { DEFAULT_TIMING, type PhaseTiming } from "../protocol/index.js";
+import { decide } from "./phases.js";
 import { PolicyStatusController } from "./policy-status.js";
 
 /** Default name of the controller's leader election. */

@@ -16,7 +16,6 @@
  * datastore, runs it when something it reads changed (and every few seconds, for liveness) and
  * writes a status only when it differs from the stored one.
  */
-import { selectionHash } from "../agent/selection.js";
 import type { Clock } from "../clock.js";
 import { isConflictError, isNotFoundError } from "../datastore/errors.js";
 import type { Datastore, InvalidObject, Stored, Watch } from "../datastore/types.js";
@@ -32,7 +31,7 @@ import {
   type Service,
 } from "../model/index.js";
 import { fromStored, policyKey, resolveSelectors } from "../policy/index.js";
-import { applied, DEFAULT_TIMING, isLive } from "./phases.js";
+import { applied, DEFAULT_TIMING, isLive, selectionHash } from "../protocol/index.js";
 
 /** Everything the status of the policies depends on. */
 export interface PolicyStatusInputs {

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { CONTROLLER_ELECTION } from "../controller/controller.js";
-import { applied, DEFAULT_TIMING, isLive } from "../controller/phases.js";
+import { applied, DEFAULT_TIMING, isLive } from "../protocol/index.js";
 import { vetClaims, type NodeAuthority, type RefusedClaim } from "../agent/claims.js";
 import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import type { Datastore } from "../datastore/types.js";

@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 import assert from "node:assert/strict";
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
