@@ -336,10 +336,14 @@ export class Agent {
 
   private async heartbeat(): Promise<void> {
     const restarts = this.daemonRestarts.count === 0 ? {} : { daemonRestarts: { ...this.daemonRestarts } };
+    const dropped = ((await this.o.backend.strictDrops?.().catch(() => undefined)) ?? [])
+      .filter((d) => d.packets > 0)
+      .slice(0, 4096);
+    const drops = dropped.length === 0 ? {} : { plaintextDrops: dropped };
     try {
       await this.publish((n) => ({
         ...n,
-        status: { ...n.status, mtu: this.o.settings.mtu, errors: this.lastErrors, ...restarts },
+        status: { ...n.status, mtu: this.o.settings.mtu, errors: this.lastErrors, ...restarts, ...drops },
       }));
     } catch (e) {
       this.o.logger.warn({ err: (e as Error).message }, "heartbeat failed");

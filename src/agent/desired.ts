@@ -314,6 +314,7 @@ export function desiredState(
     underlayIf: settings.underlayIf,
     localPodCidrs: [...(self?.podCIDRs ?? [])],
     remotePodCidrs: others.flatMap((n) => n.podCIDRs),
+    peers: others.map((n) => ({ node: n.name, podCidrs: [...n.podCIDRs] })),
   };
   if (selective) {
     const matches = (list: readonly Selector[]): SelectorMatch[] =>

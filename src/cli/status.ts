@@ -57,6 +57,12 @@ export function renderStatus(s: ClusterStatus): string {
         (n.restarts.lastDataplane ? ` (last ${n.restarts.lastDataplane})` : ""),
     );
     for (const e of n.errors) lines.push(`  error: ${e}`);
+    if (n.plaintextDrops.length > 0)
+      lines.push(
+        `  PLAINTEXT DROPPED (strict mode): ${n.plaintextDrops
+          .map((d) => `${d.direction === "out" ? "to" : "from"} ${d.peer || "unknown"} ${d.packets}`)
+          .join(", ")}`,
+      );
     for (const p of n.peers) {
       if (p.state === "plaintext") {
         lines.push(`  peer ${p.node}: plaintext (encryption off)`);

@@ -46,6 +46,14 @@ export interface ControllerHealth {
   /** Policy status writes made and failed, in total. */
   policyStatusWrites: number;
   policyStatusFailures: number;
+  /**
+   * Runs (rotation, enable, disable) this controller finished while leading: all of them, and
+   * those that finished with a node timed out (it did not acknowledge a phase in time).
+   */
+  runsCompleted: number;
+  runsFailed: number;
+  /** Nodes this controller timed out in a phase (each node and phase once). */
+  phaseTimeouts: number;
 }
 
 /**
@@ -64,6 +72,9 @@ export class Controller {
   private lastStepOkAt: number | undefined;
   private failingSince: number | undefined;
   private stepFailures = 0;
+  private runsCompleted = 0;
+  private runsFailed = 0;
+  private phaseTimeouts = 0;
   /** The last deferral logged, so a waiting run is logged once, not at every look. */
   private lastDeferred: string | undefined;
   private readonly statusCounters = { writes: 0, failures: 0 };
@@ -88,6 +99,9 @@ export class Controller {
       lastStepOkAt: this.lastStepOkAt,
       failingSince: this.failingSince,
       stepFailures: this.stepFailures,
+      runsCompleted: this.runsCompleted,
+      runsFailed: this.runsFailed,
+      phaseTimeouts: this.phaseTimeouts,
       policyStatusWrites: this.statusCounters.writes + live.writes,
       policyStatusFailures: this.statusCounters.failures + live.failures,
     };
@@ -200,6 +214,12 @@ export class Controller {
     if (d.next !== undefined) {
       try {
         await clusters.update(d.next as ClusterEncryption, { revision: cur.revision });
+        this.phaseTimeouts += d.timedOut?.length ?? 0;
+        const ended = cur.value.target;
+        if (ended !== undefined && cur.value.phase !== "idle" && d.next.phase === "idle") {
+          this.runsCompleted++;
+          if (d.next.timeouts.some((t) => t.epoch === ended.epoch)) this.runsFailed++;
+        }
         this.o.logger.info(
           {
             phase: d.next.phase,

@@ -1,4 +1,5 @@
 import type { EncryptionMode } from "../model/index.js";
+import type { StrictDrop } from "./node/nft.js";
 
 /** A peer of one key generation: another node, reached at `endpoint`, owning `allowedIps`. */
 export interface DesiredPeer {
@@ -69,6 +70,12 @@ export interface DesiredSelection {
   expectEncrypted: SelectorMatch[];
 }
 
+/** A remote node and its pod CIDRs, for counting strict-mode drops per peer. */
+export interface StrictPeer {
+  node: string;
+  podCidrs: string[];
+}
+
 /** Fail-closed rules (DESIGN.md section 4). */
 export interface DesiredStrict {
   /** Drop cluster pod traffic leaving through the underlay unencrypted. */
@@ -80,6 +87,11 @@ export interface DesiredStrict {
   /** This node's pod CIDRs and the other nodes' pod CIDRs. */
   localPodCidrs: string[];
   remotePodCidrs: string[];
+  /**
+   * The other nodes and their pod CIDRs: a drop is counted against the peer whose pods the packet
+   * goes to or comes from. Default none (every drop counted without a peer).
+   */
+  peers?: StrictPeer[];
   /**
    * Selective encryption: only this traffic is encrypted (the drops above then apply to it, not to
    * all pod traffic). Absent when all inter-node pod traffic is encrypted.
@@ -120,6 +132,9 @@ export interface ObservedPeer {
   latestHandshake?: number;
   /** IPsec: the outbound SA's sequence numbers near their end; the cluster should rotate now. */
   rekeySoon?: boolean;
+  /** IPsec (userspace ESP): the outbound SA's last sequence number sent, and the highest it may use. */
+  sequence?: number;
+  sequenceLimit?: number;
 }
 
 /** One backend's reconciler: the only code that touches the kernel or a data-plane daemon. */
@@ -139,4 +154,10 @@ export interface DataplaneBackend {
    * publishes it); undefined while no IPsec data plane runs. See src/dataplane/esp-userspace/instance.ts.
    */
   saInstance(): string | undefined;
+  /**
+   * Packets strict mode dropped, per peer: going out (instead of leaving in plaintext) and coming
+   * in (plaintext from a peer that should have encrypted). Monotonic while the agent runs. Absent
+   * on backends without strict rules (the fake).
+   */
+  strictDrops?(): Promise<StrictDrop[]>;
 }

@@ -51,6 +51,12 @@ export interface NodeStatus {
    * daemons by the agent (from the node's status record); the last of each (ISO 8601).
    */
   restarts: { agent: number; lastAgent?: string; dataplane: number; lastDataplane?: string };
+  /**
+   * The leak detector: packets the node's strict rules dropped since its agent started, per peer
+   * (non-zero only): `out` would have left for the peer in plaintext, `in` arrived from it in
+   * plaintext although it should have been encrypted. `peer` "" is an address no node owns.
+   */
+  plaintextDrops: Array<{ peer: string; direction: "out" | "in"; packets: number }>;
   peers: PeerStatus[];
 }
 
@@ -287,6 +293,7 @@ export async function collectStatus(
         dataplane: daemons?.count ?? 0,
         ...(daemons?.last === undefined ? {} : { lastDataplane: daemons.last }),
       },
+      plaintextDrops: (n?.status?.plaintextDrops ?? []).map((d) => ({ ...d })),
       peers: peers.sort((x, y) => x.node.localeCompare(y.node) || x.epoch - y.epoch),
     });
   }

@@ -43,6 +43,22 @@ export const nodeStatusSchema = z.strictObject({
    */
   daemonRestarts: z.strictObject({ count: z.number().int().min(0), last: timestamp.optional() }).optional(),
   /**
+   * Packets this node's strict rules dropped since its agent started, per peer (only non-zero
+   * ones): `out`, pod traffic that would have left for the peer's pods in plaintext; `in`,
+   * plaintext that arrived from the peer when it should have been encrypted. `peer` is "" for
+   * addresses no node owns.
+   */
+  plaintextDrops: z
+    .array(
+      z.strictObject({
+        peer: z.string().max(253),
+        direction: z.enum(["out", "in"]),
+        packets: z.number().int().min(0),
+      }),
+    )
+    .max(4096)
+    .optional(),
+  /**
    * The node asks for a rotation before the schedule (IPsec: an outbound SA of `epoch` nears the
    * end of its sequence numbers). The controller starts one when `epoch` is still current.
    */

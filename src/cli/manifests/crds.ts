@@ -293,6 +293,21 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
         { count: int("Restarts.", { minimum: 0 }), last: time("When the last one was replaced.") },
         ["count"],
       ),
+      plaintextDrops: {
+        type: "array",
+        description:
+          "Packets strict mode dropped since the agent started, per peer: out (would have left in plaintext), in (arrived in plaintext).",
+        maxItems: 4096,
+        items: obj(
+          "One peer and direction.",
+          {
+            peer: str("The peer node (empty: an address no node owns).", { maxLength: 253 }),
+            direction: str("out or in.", { enum: ["out", "in"] }),
+            packets: int("Packets dropped.", { minimum: 0 }),
+          },
+          ["peer", "direction", "packets"],
+        ),
+      },
       rotationWanted: obj(
         "The node asks for an early rotation.",
         { epoch: int("Epoch.", { minimum: 0 }), reason: str("Why.", { maxLength: 256 }), at: time("When.") },

@@ -278,6 +278,8 @@ export class UserspaceEspBackend implements GenerationBackend {
       if (sa.direction === "out") {
         if (sa.rekeySoon) row.rekeySoon = true;
         row.spiOut = sa.spi;
+        row.sequence = sa.sequence;
+        row.sequenceLimit = sa.maxSequence;
         row.txBytes += sa.bytes;
         row.txPackets = (row.txPackets ?? 0) + sa.packets;
       } else {
