@@ -43,7 +43,7 @@ for tier in $tiers; do
 done
 
 pass=0 fail=0 skip=0
-count() { grep -E "^$1 $2 [0-9]+" "$3" | tail -1 | awk '{print $3}'; }
+count() { grep -aE "^$1 $2 [0-9]+" "$3" | tail -1 | awk '{print $3}'; }
 for t in "$results"/*.out "$results"/*.tap; do
   [ -f "$t" ] || continue
   case $t in *.out) m="ℹ" ;; *) m="#" ;; esac
@@ -52,5 +52,12 @@ for t in "$results"/*.out "$results"/*.tap; do
   s=$(count "$m" skipped "$t"); skip=$((skip + ${s:-0}))
 done
 [ "$fail" -gt 0 ] && status=1
+# A digest of the failures last, so that a log cut to its tail still says what failed and why:
+# each failing test's location, name and first lines of its error, without stack frames.
+for t in "$results"/*.out; do
+  [ -f "$t" ] || continue
+  sed -n '/failing tests:/,$p' "$t" | grep -av -E '^\s+at |^\s*$|^\s+(generatedMessage|code|actual|expected|operator):|^\s*[{}]' |
+    awk '/^test at /{n=0} {if (n++ < 8) print}' | head -120
+done
 echo "tests: $pass passed, $fail failed, $skip skipped"
 exit $status
