@@ -156,5 +156,6 @@ export function nodeBackend(o: NodeDataplaneOptions): DataplaneBackend {
     observe: () => composite.observe(),
     close: () => composite.close(),
     saInstance: () => composite.saInstance(),
+    strictDrops: () => composite.strictDrops(),
   };
 }
