@@ -39,44 +39,54 @@ export function registerCluster(program: Command): void {
     .option("--config <file>", "cluster YAML (DESIGN.md section 8)")
     .option("--disabled", "start with encryption switched off (plaintext)", false)
     .option(
+      "--prometheus",
+      "also run a Prometheus (Debian package prometheus) scraping every agent and controller, with deploy/monitoring's alert rules, at 127.0.0.1:9090 inside namespace pc-prom",
+      false,
+    )
+    .option(
       "--timeout <seconds>",
       "how long to wait for the cluster to settle",
       parseIntFlag("--timeout", 1, 3600),
       90,
     )
-    .action(async (o: ClusterFlags & { config?: string; timeout: number; disabled: boolean }) => {
-      let doc: unknown = {};
-      if (o.config !== undefined) {
-        let text: string;
-        try {
-          text = readFileSync(o.config, "utf8");
-        } catch (cause) {
-          throw new ValidationError("--config", `cannot read ${o.config}: ${(cause as Error).message}`, {
-            cause,
-          });
+    .action(
+      async (
+        o: ClusterFlags & { config?: string; timeout: number; disabled: boolean; prometheus: boolean },
+      ) => {
+        let doc: unknown = {};
+        if (o.config !== undefined) {
+          let text: string;
+          try {
+            text = readFileSync(o.config, "utf8");
+          } catch (cause) {
+            throw new ValidationError("--config", `cannot read ${o.config}: ${(cause as Error).message}`, {
+              cause,
+            });
+          }
+          doc = parseClusterConfigText(text, o.config);
         }
-        doc = parseClusterConfigText(text, o.config);
-      }
-      const flags: ClusterFlags = { ...o, ...(o.disabled ? { disabled: true } : {}) };
-      const config = resolveClusterConfig(doc, flags);
-      const state = await clusterUp(
-        config,
-        openDatastore,
-        (line) => process.stderr.write(`${line}\n`),
-        o.timeout * 1000,
-      ).catch((e: unknown) => {
-        // What was built stays for a look (logs, status); say how to remove it.
-        if (e instanceof Error && readClusterState(clusterHome()) !== undefined)
-          e.message += `\n  the cluster is left as it is for a look (logs in ${join(clusterHome(), "logs")}); remove it with \`podcrypt cluster down\``;
-        throw e;
-      });
-      const p = state.plan;
-      process.stdout.write(
-        `local cluster up: ${p.nodes.length} nodes, ${p.pods.length} pods, mode ${config.mode}, ` +
-          `encryption ${config.enabled ? "on" : "off"}, datastore ${config.datastore}\n` +
-          `next: podcrypt verify · podcrypt status · podcrypt rotate --wait · podcrypt cluster down\n`,
-      );
-    });
+        const flags: ClusterFlags = { ...o, ...(o.disabled ? { disabled: true } : {}) };
+        const config = resolveClusterConfig(doc, flags);
+        const state = await clusterUp(
+          config,
+          openDatastore,
+          (line) => process.stderr.write(`${line}\n`),
+          o.timeout * 1000,
+          { prometheus: o.prometheus },
+        ).catch((e: unknown) => {
+          // What was built stays for a look (logs, status); say how to remove it.
+          if (e instanceof Error && readClusterState(clusterHome()) !== undefined)
+            e.message += `\n  the cluster is left as it is for a look (logs in ${join(clusterHome(), "logs")}); remove it with \`podcrypt cluster down\``;
+          throw e;
+        });
+        const p = state.plan;
+        process.stdout.write(
+          `local cluster up: ${p.nodes.length} nodes, ${p.pods.length} pods, mode ${config.mode}, ` +
+            `encryption ${config.enabled ? "on" : "off"}, datastore ${config.datastore}\n` +
+            `next: podcrypt verify · podcrypt status · podcrypt rotate --wait · podcrypt cluster down\n`,
+        );
+      },
+    );
 
   cluster
     .command("down")

@@ -11,7 +11,7 @@ export function clusterHome(): string {
 
 /** A process `cluster up` started, so `down` can stop it even after a crash of `up`. */
 export interface ClusterProcess {
-  role: "controller" | "agent" | "echo" | "etcd" | "relay" | "supervisor";
+  role: "controller" | "agent" | "echo" | "etcd" | "relay" | "supervisor" | "prometheus";
   name: string;
   /** The process running now (the supervisor's record, when it restarted it, wins over the first). */
   pid: number;
