@@ -13,6 +13,7 @@ packages=(
   prometheus                                        # promtool for deploy/monitoring, the local cluster's Prometheus
   qemu-system-x86 linux-image-amd64 busybox-static  # the kernel test tier (WireGuard, XFRM)
   python3 make g++                                  # node-gyp for the native addon
+  clang-format                                      # npm run lint's check of native/
 )
 missing=()
 for p in "${packages[@]}"; do

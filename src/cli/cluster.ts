@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command, Option } from "commander";
-import { PodcryptError, ValidationError } from "../errors/index.js";
+import { isPodcryptError, PodcryptError, ValidationError } from "../errors/index.js";
 import { clusterDown, clusterUp, startSupervisor } from "../localcluster/cluster.js";
 import { alive } from "../localcluster/processes.js";
 import { runSupervisor } from "../localcluster/supervisor.js";
@@ -17,6 +17,9 @@ import {
 } from "../localcluster/state.js";
 import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
+
+/** `cluster up`'s flags. */
+type UpFlags = ClusterFlags & { config?: string; timeout: number; disabled: boolean; prometheus: boolean };
 
 export function registerCluster(program: Command): void {
   const cluster = program
@@ -49,44 +52,42 @@ export function registerCluster(program: Command): void {
       parseIntFlag("--timeout", 1, 3600),
       90,
     )
-    .action(
-      async (
-        o: ClusterFlags & { config?: string; timeout: number; disabled: boolean; prometheus: boolean },
-      ) => {
-        let doc: unknown = {};
-        if (o.config !== undefined) {
-          let text: string;
-          try {
-            text = readFileSync(o.config, "utf8");
-          } catch (cause) {
-            throw new ValidationError("--config", `cannot read ${o.config}: ${(cause as Error).message}`, {
-              cause,
-            });
-          }
-          doc = parseClusterConfigText(text, o.config);
+    .action(async (o: UpFlags) => {
+      let doc: unknown = {};
+      if (o.config !== undefined) {
+        let text: string;
+        try {
+          text = readFileSync(o.config, "utf8");
+        } catch (cause) {
+          throw new ValidationError("--config", `cannot read ${o.config}: ${(cause as Error).message}`, {
+            cause,
+          });
         }
-        const flags: ClusterFlags = { ...o, ...(o.disabled ? { disabled: true } : {}) };
-        const config = resolveClusterConfig(doc, flags);
-        const state = await clusterUp(
-          config,
-          openDatastore,
-          (line) => process.stderr.write(`${line}\n`),
-          o.timeout * 1000,
-          { prometheus: o.prometheus },
-        ).catch((e: unknown) => {
-          // What was built stays for a look (logs, status); say how to remove it.
-          if (e instanceof Error && readClusterState(clusterHome()) !== undefined)
-            e.message += `\n  the cluster is left as it is for a look (logs in ${join(clusterHome(), "logs")}); remove it with \`podcrypt cluster down\``;
-          throw e;
-        });
-        const p = state.plan;
-        process.stdout.write(
-          `local cluster up: ${p.nodes.length} nodes, ${p.pods.length} pods, mode ${config.mode}, ` +
-            `encryption ${config.enabled ? "on" : "off"}, datastore ${config.datastore}\n` +
-            `next: podcrypt verify · podcrypt status · podcrypt rotate --wait · podcrypt cluster down\n`,
-        );
-      },
-    );
+        doc = parseClusterConfigText(text, o.config);
+      }
+      const flags: ClusterFlags = { ...o, ...(o.disabled ? { disabled: true } : {}) };
+      const config = resolveClusterConfig(doc, flags);
+      const state = await clusterUp(
+        config,
+        openDatastore,
+        (line) => process.stderr.write(`${line}\n`),
+        o.timeout * 1000,
+        { prometheus: o.prometheus },
+      ).catch((e: unknown) => {
+        // A cluster that runs already is not touched: say so plainly (the error does).
+        if (isPodcryptError(e, "ECLUSTEREXISTS")) throw e;
+        // What was built stays for a look (logs, status); say how to remove it.
+        if (e instanceof Error && readClusterState(clusterHome()) !== undefined)
+          e.message += `\n  the cluster is left as it is for a look (logs in ${join(clusterHome(), "logs")}); remove it with \`podcrypt cluster down\``;
+        throw e;
+      });
+      const p = state.plan;
+      process.stdout.write(
+        `local cluster up: ${p.nodes.length} nodes, ${p.pods.length} pods, mode ${config.mode}, ` +
+          `encryption ${config.enabled ? "on" : "off"}, datastore ${config.datastore}\n` +
+          `next: podcrypt verify · podcrypt status · podcrypt rotate --wait · podcrypt cluster down\n`,
+      );
+    });
 
   cluster
     .command("down")

@@ -202,12 +202,12 @@ describe(
         const s = JSON.parse((await podcrypt(["status", "--json"])).stdout) as {
           nodes: Array<{
             name: string;
-            plaintextDrops: Array<{ peer: string; direction: string; packets: number }>;
+            plaintextDrops?: Array<{ peer: string; direction: string; packets: number }>;
           }>;
         };
         const d = s.nodes
           .find((n) => n.name === n1!.name)
-          ?.plaintextDrops.find((x) => x.peer === n2!.name && x.direction === "out");
+          ?.plaintextDrops?.find((x) => x.peer === n2!.name && x.direction === "out");
         return d !== undefined && d.packets > 0 ? d : undefined;
       });
 

@@ -95,6 +95,17 @@ describe("strict drops per peer", () => {
     );
   });
 
+  it("leaves a CIDR overlapping another peer's to the shared rule (nft refuses overlapping intervals)", () => {
+    const text = strictRuleset({
+      ...base,
+      peers: [...peers, { node: "node-d", podCidrs: ["10.244.2.128/25", "10.244.4.0/24"] }],
+    });
+    assert.match(
+      text,
+      /ip daddr vmap \{ 10\.244\.2\.0\/24 : goto out\.node-b, 10\.244\.3\.0\/24 : goto out\.node-c, 10\.244\.4\.0\/24 : goto out\.node-d \}/,
+    );
+  });
+
   it("selective: dispatches per address family on the remote pod address", () => {
     const text = strictRuleset({
       ...base,

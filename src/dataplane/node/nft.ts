@@ -1,3 +1,4 @@
+import { cidrContains } from "../../platform/netlink/addr.js";
 import { run } from "../../platform/netns/netns.js";
 import type { DesiredStrict, SelectorMatch, StrictPeer } from "../types.js";
 
@@ -76,11 +77,19 @@ function peerDispatch(
   direction: StrictDirection,
   family: "ip" | "ip6",
 ): string {
+  // A verdict map's intervals must not overlap (nft refuses the whole ruleset): a CIDR that
+  // overlaps one taken already is left to the shared drop rule.
+  const taken: string[] = [];
   const elements = peers.flatMap((p) => {
     const chain = peerChain(direction, p.node);
     if (chain === undefined) return [];
     return p.podCidrs
       .filter((c) => c.includes(":") === (family === "ip6"))
+      .filter((c) => {
+        if (taken.some((t) => cidrContains(t, c) || cidrContains(c, t))) return false;
+        taken.push(c);
+        return true;
+      })
       .map((c) => `${c} : goto ${chain}`);
   });
   if (elements.length === 0) return "";
