@@ -178,12 +178,27 @@ describe(
       await sleep(1000);
       process.kill(daemon, "SIGSTOP");
       frozen = daemon;
-      await runIn(n1!.netns, "ip", ["link", "set", dev, "down"]);
-
-      const grown = await until("node-1's drops to node-2 in Prometheus", 30_000, async () => {
-        const v = await dropped();
-        return v > 50 ? v : undefined;
-      });
+      // Down, and kept down: the agent may set the interface up again on a pass (its daemon is
+      // there, only frozen); a dead daemon's interface would stay gone.
+      const down = () => runIn(n1!.netns, "ip", ["link", "set", dev, "down"]).catch(() => "");
+      await down();
+      const keepDown = setInterval(() => void down(), 500);
+      let grown: number;
+      try {
+        grown = await until("node-1's drops to node-2 in Prometheus", 30_000, async () => {
+          const v = await dropped();
+          return v > 0 ? v : undefined;
+        });
+      } catch (e) {
+        const look = await Promise.all([
+          runIn(n1!.netns, "ip", ["route"]).catch((x: Error) => x.message),
+          runIn(n1!.netns, "ip", ["link", "show", "dev", dev]).catch((x: Error) => x.message),
+          runIn(n1!.netns, "nft", ["list", "table", "inet", "podcrypt"]).catch((x: Error) => x.message),
+        ]);
+        throw new Error(`${(e as Error).message}\n${look.join("\n")}`);
+      } finally {
+        clearInterval(keepDown);
+      }
       const alert = await until("PodcryptPlaintextDropped firing", 60_000, async () => {
         const alerts = JSON.parse(await prometheusGet("/api/v1/alerts")) as {
           data: { alerts: Array<{ labels: Record<string, string>; state: string }> };
