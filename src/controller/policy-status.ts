@@ -278,11 +278,9 @@ export class PolicyStatusController {
           this.kick();
         },
         gone: () => {
-          void relist().catch((err: unknown) =>
-            this.o.logger.warn({ kind, err: (err as Error).message }, "relist failed"),
-          );
+          void relist().catch((err: unknown) => this.o.logger.warn({ kind, err }, "relist failed"));
         },
-        error: (err) => this.o.logger.warn({ kind, err: err.message }, "watch problem; retrying"),
+        error: (err) => this.o.logger.warn({ kind, err }, "watch problem; retrying"),
       });
       if (this.stopped) await w.close();
       else this.watches.push(w);
@@ -399,7 +397,7 @@ export class PolicyStatusController {
         // Conflict: a newer version is coming through the watch; gone: so is its deletion.
         if (isConflictError(e) || isNotFoundError(e)) continue;
         this.counters.failures++;
-        this.o.logger.warn({ policy: w.key, err: (e as Error).message }, "policy status write failed");
+        this.o.logger.warn({ policy: w.key, err: e }, "policy status write failed");
         this.dirty = true;
         await new Promise((r) => setTimeout(r, 1000));
       }
