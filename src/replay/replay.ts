@@ -25,7 +25,8 @@ export class ReplayWindow {
 
   /** @param size the window W, an integer >= 1 (callers validate their protocol's bounds). */
   constructor(size: number) {
-    if (!Number.isInteger(size) || size < 1) throw new RangeError(`replay window size must be >= 1, got ${size}`);
+    if (!Number.isInteger(size) || size < 1)
+      throw new RangeError(`replay window size must be >= 1, got ${size}`);
     this.size = size;
     this.ring = new Uint32Array(Math.ceil((size - 1) / BLOCK_BITS) + 1);
   }
