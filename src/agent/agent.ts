@@ -321,12 +321,14 @@ export class Agent {
   /**
    * A data-plane daemon died (noticed at once, src/dataplane/node/daemon-watch.ts): a pass now,
    * not after the coalescing delay, which starts a new daemon and pushes it the full state; the
-   * restart is counted in the node's status record.
+   * restart is counted in the node's status record (on from the count it holds: an earlier agent's
+   * restarts count too).
    */
   daemonDied(ifname: string): void {
     if (this.stopped) return;
+    const recorded = this.nodes.get(this.name)?.status?.daemonRestarts?.count ?? 0;
     this.daemonRestarts = {
-      count: this.daemonRestarts.count + 1,
+      count: Math.max(this.daemonRestarts.count, recorded) + 1,
       last: new Date(this.o.clock.wallNow()).toISOString(),
     };
     this.o.logger.warn(

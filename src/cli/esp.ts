@@ -87,7 +87,7 @@ export function registerEsp(program: Command): void {
     .option("--socket-dir <dir>", "control socket directory", DEFAULT_ESP_SOCKET_DIR)
     .option(
       "--persistent",
-      "keep the TUN device (addresses, routes) if the daemon dies; a new daemon for the interface re-attaches to it (an orderly stop still removes it)",
+      "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
       false,
     )
     .action(async (ifname: string, o: EspFlags) => {

@@ -102,7 +102,7 @@ export function registerWireguard(program: Command): void {
     .option("-f, --foreground", "stay in the foreground instead of daemonizing", false)
     .option(
       "--persistent",
-      "keep the TUN device (addresses, routes) if the daemon dies; a new daemon for the interface re-attaches to it (an orderly stop still removes it)",
+      "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
       false,
     )
     .action(async (ifname: string, o: { foreground: boolean; persistent: boolean }) => {

@@ -30,7 +30,7 @@ export interface EspDaemonOptions {
   /** Control socket directory. Default {@link DEFAULT_ESP_SOCKET_DIR}. */
   socketDir?: string;
   clock?: Clock;
-  /** Keep the TUN device when the process dies (see EspDatapathOptions.persistent). Default false. */
+  /** Keep the TUN device when the daemon ends (see EspDatapathOptions.persistent). Default false. */
   persistent?: boolean;
 }
 

@@ -65,11 +65,11 @@ export interface EspDatapathOptions {
   /** UDP GSO for runs of equal-sized datagrams to one peer. Default true (off by itself when refused). */
   gso?: boolean;
   /**
-   * Make the TUN device persistent (TUNSETPERSIST): when the process dies (kill -9, a crash) the
-   * device stays with its addresses, routes and link state, the kernel drops what is routed to it
-   * until a new daemon attaches (nothing leaks around it), and the new daemon re-attaches by name.
-   * An orderly {@link close} clears it first, so the device goes away with the daemon as without.
-   * Default false.
+   * Make the TUN device persistent (TUNSETPERSIST): when the daemon ends, however (kill -9, a crash,
+   * SIGTERM for a restart), the device stays with its addresses, routes and link state, the kernel
+   * drops what is routed to it until a new daemon attaches (nothing leaks around it), and the new
+   * daemon re-attaches by name. Only deleting the interface (`ip link del`) removes it. Default
+   * false: the device goes away with the daemon.
    */
   persistent?: boolean;
 }
@@ -218,7 +218,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.mtuValue = mtu;
   }
 
-  /** Stops and closes the socket and the TUN fd (removing the interface, persistent or not). Idempotent. */
+  /** Stops and closes the socket and the TUN fd (removing the interface unless it is persistent). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;

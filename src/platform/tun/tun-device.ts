@@ -17,7 +17,6 @@ export function isInterfaceGoneErrno(negErrno: number): boolean {
  */
 export class TunDevice {
   private closed = false;
-  private persistent = false;
 
   private constructor(
     /** The interface name the kernel gave (the requested one, or `tun%d` expanded). */
@@ -89,13 +88,12 @@ export class TunDevice {
   /**
    * Makes the device persistent (TUNSETPERSIST) or not. A persistent device outlives this fd: when
    * the process dies its addresses, routes and link state stay, the kernel drops what is routed to
-   * it (nothing reads), and {@link TunDevice.open} of the name attaches a new process to it. Turning
-   * it off before {@link close} removes the device on close, as for a device never made persistent.
+   * it (nothing reads), and {@link TunDevice.open} of the name attaches a new process to it. It goes
+   * away only when deleted (`ip link del`), or when closed after being made transient again.
    */
   persist(on: boolean): void {
     try {
       native().setTunPersist(this.fd, on);
-      this.persistent = on;
     } catch (cause) {
       throw new PodcryptError(
         "ETUN",
@@ -113,21 +111,10 @@ export class TunDevice {
     return native().interfaceIndex(this.name) !== 0;
   }
 
-  /**
-   * Closes the fd (idempotent). A device this object made persistent is made transient first, so
-   * closing removes it as it removes any other, unless `keepDevice` (another process holds the
-   * device now, or is about to attach to it).
-   */
-  close(keepDevice = false): void {
+  /** Closes the fd (idempotent); a device that is not persistent goes away with it. */
+  close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.persistent && !keepDevice) {
-      try {
-        native().setTunPersist(this.fd, false);
-      } catch {
-        // the device is gone already
-      }
-    }
     native().closeFd(this.fd);
   }
 }

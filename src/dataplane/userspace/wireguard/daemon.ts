@@ -176,7 +176,7 @@ export interface WireguardDaemonOptions {
   readonly statusDir?: string;
   /** Clock for the core and the data path. Default the system clock scaled by PODCRYPT_WG_TIME_SCALE. */
   readonly clock?: Clock;
-  /** Keep the TUN device when the process dies (see WireguardDatapathOptions.persistent). Default false. */
+  /** Keep the TUN device when the daemon ends (see WireguardDatapathOptions.persistent). Default false. */
   readonly persistent?: boolean;
 }
 

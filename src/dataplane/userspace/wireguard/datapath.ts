@@ -104,11 +104,11 @@ export interface WireguardDatapathOptions {
   /** Bring the interface up on `start()`. Default false (like wireguard-go; `ip link set up` does it). */
   linkUp?: boolean;
   /**
-   * Make the TUN device persistent (TUNSETPERSIST): when the process dies (kill -9, a crash) the
-   * device stays with its addresses, routes and link state, the kernel drops what is routed to it
-   * until a new daemon attaches (nothing leaks around it), and the new daemon re-attaches by name.
-   * An orderly `close()` clears it first, so the device goes away with the daemon as without.
-   * Default false.
+   * Make the TUN device persistent (TUNSETPERSIST): when the daemon ends, however (kill -9, a crash,
+   * SIGTERM for a restart), the device stays with its addresses, routes and link state, the kernel
+   * drops what is routed to it until a new daemon attaches (nothing leaks around it), and the new
+   * daemon re-attaches by name. Only deleting the interface (`ip link del`) removes it. Default
+   * false: the device goes away with the daemon.
    */
   persistent?: boolean;
 }
@@ -385,7 +385,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     this.logger.info({ ifname: tun.name, port: this.port, mtu: this.mtuValue }, "wireguard datapath started");
   }
 
-  /** Stops everything and closes the socket and the TUN fd (removing the interface, persistent or not). Idempotent. */
+  /** Stops everything and closes the socket and the TUN fd (removing the interface unless it is persistent). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
