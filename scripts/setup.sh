@@ -12,6 +12,7 @@ packages=(
   etcd-server etcd-client                           # the etcd datastore, tested for real
   qemu-system-x86 linux-image-amd64 busybox-static  # the kernel test tier (WireGuard, XFRM)
   python3 make g++                                  # node-gyp for the native addon
+  clang-format                                      # npm run lint's check of native/
 )
 missing=()
 for p in "${packages[@]}"; do
