@@ -182,7 +182,8 @@ Napi::Value SetLinkUp(const Napi::CallbackInfo& info) {
 // dropped by the kernel (no reader), and the next TUNSETIFF of the name attaches to it again.
 Napi::Value SetTunPersist(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setTunPersist(fd, on)");
+  if (info.Length() < 2 || !info[0].IsNumber())
+    throw Napi::TypeError::New(env, "setTunPersist(fd, on)");
   int fd = info[0].As<Napi::Number>().Int32Value();
   unsigned long on = info[1].ToBoolean().Value() ? 1 : 0;
   if (ioctl(fd, TUNSETPERSIST, on) < 0) {
