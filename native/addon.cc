@@ -1,6 +1,5 @@
-// podcrypt's native addon: only what Node has no API for (TUN, batched UDP, fd readiness, sockets in
-// other network namespaces) and the
-// batched AEAD of the WireGuard fast path.
+// podcrypt's native addon: only what Node has no API for (TUN, batched UDP, fd readiness, sockets
+// in other network namespaces) and the batched AEAD of the WireGuard fast path.
 #include <napi.h>
 #include <unistd.h>
 

@@ -6,12 +6,13 @@
 // ciphertext of the zero-padded plaintext | 16-byte tag. Nonce = 4 zero bytes || counter LE64;
 // no associated data.
 #include "aead.h"
-#include "batch.h"
 
 #include <openssl/evp.h>
 
 #include <cstdint>
 #include <cstring>
+
+#include "batch.h"
 
 namespace podcrypt {
 namespace {
@@ -71,7 +72,8 @@ inline size_t PaddedLength(size_t len, size_t mtu) {
 Napi::Value SealBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 9 || !info[0].IsBuffer() || !info[3].IsBuffer()) {
-    throw Napi::TypeError::New(env, "sealBatch(arena, offsets, lengths, keys, keyIndex, receivers, counters, mtu, count)");
+    throw Napi::TypeError::New(
+        env, "sealBatch(arena, offsets, lengths, keys, keyIndex, receivers, counters, mtu, count)");
   }
   auto arena = info[0].As<Napi::Buffer<uint8_t>>();
   auto keys = info[3].As<Napi::Buffer<uint8_t>>();
@@ -100,8 +102,10 @@ Napi::Value SealBatch(const Napi::CallbackInfo& info) {
     uint8_t nonce[12] = {0};
     PutLe64(nonce + 4, counter);
     int outl = 0;
-    if (EVP_CipherInit_ex(ctx.enc, nullptr, nullptr, keys.Data() + static_cast<size_t>(keyIndex[i]) * kKey, nonce, 1) != 1 ||
-        (padded > 0 && EVP_EncryptUpdate(ctx.enc, data, &outl, data, static_cast<int>(padded)) != 1) ||
+    if (EVP_CipherInit_ex(ctx.enc, nullptr, nullptr,
+                          keys.Data() + static_cast<size_t>(keyIndex[i]) * kKey, nonce, 1) != 1 ||
+        (padded > 0 &&
+         EVP_EncryptUpdate(ctx.enc, data, &outl, data, static_cast<int>(padded)) != 1) ||
         EVP_EncryptFinal_ex(ctx.enc, data + padded, &outl) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx.enc, EVP_CTRL_AEAD_GET_TAG, kTag, data + padded) != 1) {
       throw Napi::Error::New(env, "sealBatch: OpenSSL encryption failed");
@@ -126,7 +130,8 @@ Napi::Value SealBatch(const Napi::CallbackInfo& info) {
 Napi::Value OpenBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 8 || !info[0].IsBuffer() || !info[3].IsBuffer()) {
-    throw Napi::TypeError::New(env, "openBatch(arena, offsets, lengths, keys, keyIndex, counters, ok, count)");
+    throw Napi::TypeError::New(
+        env, "openBatch(arena, offsets, lengths, keys, keyIndex, counters, ok, count)");
   }
   auto arena = info[0].As<Napi::Buffer<uint8_t>>();
   auto keys = info[3].As<Napi::Buffer<uint8_t>>();
@@ -159,7 +164,8 @@ Napi::Value OpenBatch(const Napi::CallbackInfo& info) {
     PutLe64(nonce + 4, counter);
     int outl = 0;
     bool authentic =
-        EVP_CipherInit_ex(ctx.dec, nullptr, nullptr, keys.Data() + static_cast<size_t>(keyIndex[i]) * kKey, nonce, 0) == 1 &&
+        EVP_CipherInit_ex(ctx.dec, nullptr, nullptr,
+                          keys.Data() + static_cast<size_t>(keyIndex[i]) * kKey, nonce, 0) == 1 &&
         EVP_CIPHER_CTX_ctrl(ctx.dec, EVP_CTRL_AEAD_SET_TAG, kTag, data + clen) == 1 &&
         (clen == 0 || EVP_DecryptUpdate(ctx.dec, data, &outl, data, static_cast<int>(clen)) == 1) &&
         EVP_DecryptFinal_ex(ctx.dec, data + clen, &outl) == 1;

@@ -10,7 +10,8 @@ namespace podcrypt {
 template <typename T>
 T* TypedArg(const Napi::Value& v, const char* name, size_t need) {
   Napi::Env env = v.Env();
-  if (!v.IsTypedArray()) throw Napi::TypeError::New(env, std::string(name) + ": typed array expected");
+  if (!v.IsTypedArray())
+    throw Napi::TypeError::New(env, std::string(name) + ": typed array expected");
   auto ta = v.As<Napi::TypedArray>();
   if (ta.ElementSize() != sizeof(T) || ta.ElementLength() < need) {
     throw Napi::RangeError::New(env, std::string(name) + ": wrong element type or too short");
@@ -53,7 +54,8 @@ inline RecvSlots RecvSlotArgs(const Napi::CallbackInfo& info) {
 
 // Registers tunRead / tunWrite / setMtu / getMtu / setLinkUp / interfaceIndex on `exports`.
 void InitTunBatch(Napi::Env env, Napi::Object exports);
-// Registers udpOpen / udpSetMark / udpRecv / udpSend / encodeEndpoint / decodeEndpoint on `exports`.
+// Registers udpOpen / udpSetMark / udpRecv / udpSend / encodeEndpoint / decodeEndpoint on
+// `exports`.
 void InitUdp(Napi::Env env, Napi::Object exports);
 
 }  // namespace podcrypt

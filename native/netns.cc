@@ -19,7 +19,8 @@ namespace {
 
 // Creates, binds and listens while the calling thread is in the namespace at `nsPath`, then
 // returns the thread to its own namespace. Returns the fd, or -1 with `error` set.
-int ListenInNetns(const std::string& nsPath, const std::string& host, int port, std::string* error) {
+int ListenInNetns(const std::string& nsPath, const std::string& host, int port,
+                  std::string* error) {
   int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   if (self < 0) {
     *error = std::string("open own namespace: ") + strerror(errno);
@@ -57,7 +58,8 @@ int ListenInNetns(const std::string& nsPath, const std::string& host, int port, 
       int one = 1;
       if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
           bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0 || listen(fd, 128) < 0) {
-        *error = "listen on " + host + ":" + std::to_string(port) + " in " + nsPath + ": " + strerror(errno);
+        *error = "listen on " + host + ":" + std::to_string(port) + " in " + nsPath + ": " +
+                 strerror(errno);
         if (fd >= 0) close(fd);
         fd = -1;
       }
@@ -82,8 +84,9 @@ Napi::Value ListenTcpInNetns(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "listenTcpInNetns(nsPath: string, host: string, port: number)");
   }
   std::string error;
-  int fd = ListenInNetns(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value(),
-                         info[2].As<Napi::Number>().Int32Value(), &error);
+  int fd =
+      ListenInNetns(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value(),
+                    info[2].As<Napi::Number>().Int32Value(), &error);
   if (fd < 0) throw Napi::Error::New(env, error);
   return Napi::Number::New(env, fd);
 }

@@ -11,10 +11,10 @@ namespace {
 class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "FdWatcher",
-                       {InstanceMethod("start", &FdWatcher::Start),
-                        InstanceMethod("stop", &FdWatcher::Stop),
-                        InstanceMethod("close", &FdWatcher::Close)});
+    return DefineClass(
+        env, "FdWatcher",
+        {InstanceMethod("start", &FdWatcher::Start), InstanceMethod("stop", &FdWatcher::Stop),
+         InstanceMethod("close", &FdWatcher::Close)});
   }
 
   // new FdWatcher(fd, callback(status, events)). status < 0 is a negated errno from libuv (the fd
@@ -61,7 +61,8 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (handle_ == nullptr) throw Napi::Error::New(info.Env(), "FdWatcher is closed");
     int rc = uv_poll_start(handle_, UV_READABLE | UV_DISCONNECT, OnPoll);
-    if (rc != 0) throw Napi::Error::New(info.Env(), std::string("uv_poll_start: ") + uv_strerror(rc));
+    if (rc != 0)
+      throw Napi::Error::New(info.Env(), std::string("uv_poll_start: ") + uv_strerror(rc));
     return info.Env().Undefined();
   }
 

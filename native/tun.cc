@@ -57,7 +57,8 @@ namespace {
 Napi::Value TunRead(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 7 || !info[1].IsBuffer()) {
-    throw Napi::TypeError::New(env, "tunRead(fd, arena, slotSize, headroom, capacity, max, lengths)");
+    throw Napi::TypeError::New(env,
+                               "tunRead(fd, arena, slotSize, headroom, capacity, max, lengths)");
   }
   RecvSlots args = RecvSlotArgs(info);
   if (!args.Fit()) throw Napi::RangeError::New(env, "tunRead: slots do not fit the arena");
@@ -110,7 +111,8 @@ Napi::Value TunWrite(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, written);
 }
 
-int LinkIoctl(const std::string& ifname, unsigned long request, struct ifreq* ifr, std::string* error) {
+int LinkIoctl(const std::string& ifname, unsigned long request, struct ifreq* ifr,
+              std::string* error) {
   if (ifname.size() >= IFNAMSIZ) {
     *error = "interface name too long: " + ifname;
     return -1;
@@ -163,19 +165,22 @@ Napi::Value SetLinkUp(const Napi::CallbackInfo& info) {
   struct ifreq ifr;
   memset(&ifr, 0, sizeof(ifr));
   std::string error;
-  if (LinkIoctl(name, SIOCGIFFLAGS, &ifr, &error) < 0) throw Napi::Error::New(env, "link flags: " + error);
+  if (LinkIoctl(name, SIOCGIFFLAGS, &ifr, &error) < 0)
+    throw Napi::Error::New(env, "link flags: " + error);
   if (info[1].ToBoolean().Value()) {
     ifr.ifr_flags |= IFF_UP;
   } else {
     ifr.ifr_flags &= ~IFF_UP;
   }
-  if (LinkIoctl(name, SIOCSIFFLAGS, &ifr, &error) < 0) throw Napi::Error::New(env, "link up: " + error);
+  if (LinkIoctl(name, SIOCSIFFLAGS, &ifr, &error) < 0)
+    throw Napi::Error::New(env, "link up: " + error);
   return env.Undefined();
 }
 
 // interfaceIndex(ifname): the ifindex, or 0 when no such interface exists (in this namespace).
 Napi::Value InterfaceIndex(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), if_nametoindex(info[0].As<Napi::String>().Utf8Value().c_str()));
+  return Napi::Number::New(info.Env(),
+                           if_nametoindex(info[0].As<Napi::String>().Utf8Value().c_str()));
 }
 
 }  // namespace

@@ -109,12 +109,13 @@ void SetBuffers(int fd) {
   }
 }
 
-// udpOpen(port, fwmark, gro): {fd, port, family, gro}. Dual-stack [::]:port (IPV6_V6ONLY=0) when the
-// namespace has IPv6, else 0.0.0.0:port. port 0 picks an ephemeral port (reported back).
+// udpOpen(port, fwmark, gro): {fd, port, family, gro}. Dual-stack [::]:port (IPV6_V6ONLY=0) when
+// the namespace has IPv6, else 0.0.0.0:port. port 0 picks an ephemeral port (reported back).
 Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t port = info[0].As<Napi::Number>().Uint32Value();
-  uint32_t mark = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
+  uint32_t mark =
+      info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
   if (port > 65535) throw Napi::RangeError::New(env, "udpOpen: port out of range");
   int family = AF_INET6;
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -203,20 +204,23 @@ Scratch& Scratchpad() {
 
 // udpRecv(fd, arena, slotSize, headroom, capacity, max, lengths: Uint32Array, from: Buffer,
 //         segments?: Uint32Array): number
-// With `segments`, segments[i] is the UDP GRO segment size of buffer i (0: one datagram): the buffer
-// then holds consecutive datagrams of that size from the same source, the last one maybe shorter.
-// recvmmsg without blocking: datagram i at arena[i*slotSize + headroom], its length in lengths[i]
-// (0xFFFFFFFF when it was longer than `capacity` and got truncated), its source entry at
+// With `segments`, segments[i] is the UDP GRO segment size of buffer i (0: one datagram): the
+// buffer then holds consecutive datagrams of that size from the same source, the last one maybe
+// shorter. recvmmsg without blocking: datagram i at arena[i*slotSize + headroom], its length in
+// lengths[i] (0xFFFFFFFF when it was longer than `capacity` and got truncated), its source entry at
 // from[i*20]. Returns the count, 0 when nothing is queued, or a negated errno.
 Napi::Value UdpRecv(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 8 || !info[1].IsBuffer() || !info[7].IsBuffer()) {
-    throw Napi::TypeError::New(env, "udpRecv(fd, arena, slotSize, headroom, capacity, max, lengths, from)");
+    throw Napi::TypeError::New(
+        env, "udpRecv(fd, arena, slotSize, headroom, capacity, max, lengths, from)");
   }
   RecvSlots args = RecvSlotArgs(info);
   auto& [fd, arena, slot, headroom, capacity, max, lengths] = args;
   auto from = info[7].As<Napi::Buffer<uint8_t>>();
-  uint32_t* segments = info.Length() > 8 && info[8].IsTypedArray() ? TypedArg<uint32_t>(info[8], "segments", max) : nullptr;
+  uint32_t* segments = info.Length() > 8 && info[8].IsTypedArray()
+                           ? TypedArg<uint32_t>(info[8], "segments", max)
+                           : nullptr;
   if (max == 0 || max > kMaxBatch || !args.Fit() || from.Length() < kEntry * max) {
     throw Napi::RangeError::New(env, "udpRecv: slots do not fit the arena");
   }
@@ -274,17 +278,19 @@ bool WaitWritable(int fd) {
 
 // udpSend(fd, arena, offsets, lengths, endpoints: Buffer, endpointIndex: Uint32Array, count,
 //         gso: boolean, info?: Uint32Array): number
-// Sends datagram i (arena[offsets[i]], lengths[i] bytes) to the entry endpoints[endpointIndex[i]*20].
-// With gso, consecutive datagrams to the same endpoint with the same length (the last of a run may
-// be shorter) go as one UDP_SEGMENT message. Waits (bounded) for buffer space on EAGAIN, which is
-// the back-pressure that paces a sender. Datagrams the kernel refuses (unreachable, no route,
-// unsendable address) are skipped. When the kernel refuses GSO, the run is sent datagram by
-// datagram and info[0] is set to 1. Returns how many datagrams were sent, or a negated errno when
-// the socket itself is unusable.
+// Sends datagram i (arena[offsets[i]], lengths[i] bytes) to the entry
+// endpoints[endpointIndex[i]*20]. With gso, consecutive datagrams to the same endpoint with the
+// same length (the last of a run may be shorter) go as one UDP_SEGMENT message. Waits (bounded) for
+// buffer space on EAGAIN, which is the back-pressure that paces a sender. Datagrams the kernel
+// refuses (unreachable, no route, unsendable address) are skipped. When the kernel refuses GSO, the
+// run is sent datagram by datagram and info[0] is set to 1. Returns how many datagrams were sent,
+// or a negated errno when the socket itself is unusable.
 Napi::Value UdpSend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 7 || !info[1].IsBuffer() || !info[4].IsBuffer()) {
-    throw Napi::TypeError::New(env, "udpSend(fd, arena, offsets, lengths, endpoints, endpointIndex, count, gso, info, family)");
+    throw Napi::TypeError::New(
+        env,
+        "udpSend(fd, arena, offsets, lengths, endpoints, endpointIndex, count, gso, info, family)");
   }
   int fd = info[0].As<Napi::Number>().Int32Value();
   auto arena = info[1].As<Napi::Buffer<uint8_t>>();
@@ -294,7 +300,9 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
   auto endpoints = info[4].As<Napi::Buffer<uint8_t>>();
   uint32_t* endpointIndex = TypedArg<uint32_t>(info[5], "endpointIndex", count);
   bool gso = info.Length() > 7 && info[7].ToBoolean().Value();
-  uint32_t* info_out = info.Length() > 8 && info[8].IsTypedArray() ? TypedArg<uint32_t>(info[8], "info", 1) : nullptr;
+  uint32_t* info_out = info.Length() > 8 && info[8].IsTypedArray()
+                           ? TypedArg<uint32_t>(info[8], "info", 1)
+                           : nullptr;
   // info[0]: set to 1 when the kernel refused UDP GSO; info[1] (when present): the errno of the
   // last datagram the kernel refused (EMSGSIZE, EPERM from a firewall, ...), 0 when none was.
   size_t info_len = info_out != nullptr ? info[8].As<Napi::TypedArray>().ElementLength() : 0;
@@ -377,7 +385,8 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
     if (errno == EBADF || errno == ENOTSOCK) return Napi::Number::New(env, -errno);
     msghdr& h = s.msgs[m].msg_hdr;
     int refused = errno;
-    bool unsupported = refused == EIO || refused == EINVAL || refused == ENOPROTOOPT || refused == EOPNOTSUPP;
+    bool unsupported =
+        refused == EIO || refused == EINVAL || refused == ENOPROTOOPT || refused == EOPNOTSUPP;
     if (h.msg_iovlen > 1 && (unsupported || refused == EMSGSIZE)) {
       // The kernel or the route's device cannot do UDP GSO (tell the caller, info[0] = 1, to stop
       // asking for it), or one datagram of the run is too big for the path: send this run one
@@ -393,8 +402,10 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
         do {
           r1 = sendmsg(fd, &single, 0);
         } while (r1 < 0 && errno == EINTR);
-        if (r1 >= 0) sent++;
-        else if (info_len > 1) info_out[1] = static_cast<uint32_t>(errno);
+        if (r1 >= 0)
+          sent++;
+        else if (info_len > 1)
+          info_out[1] = static_cast<uint32_t>(errno);
       }
     } else if (info_len > 1) {
       info_out[1] = static_cast<uint32_t>(refused);
@@ -470,7 +481,8 @@ Napi::Value EspInUdpOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t port = info[0].As<Napi::Number>().Uint32Value();
   uint32_t fam = info[1].As<Napi::Number>().Uint32Value();
-  if (port == 0 || port > 65535) throw Napi::RangeError::New(env, "espInUdpOpen: port out of range");
+  if (port == 0 || port > 65535)
+    throw Napi::RangeError::New(env, "espInUdpOpen: port out of range");
   if (fam != 4 && fam != 6) throw Napi::RangeError::New(env, "espInUdpOpen: family must be 4 or 6");
   int family = fam == 6 ? AF_INET6 : AF_INET;
   int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);

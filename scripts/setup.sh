@@ -13,6 +13,7 @@ packages=(
   qemu-system-x86 linux-image-amd64 busybox-static  # the kernel test tier (WireGuard, XFRM)
   chromium                                          # the status page, tested in a headless browser
   python3 make g++                                  # node-gyp for the native addon
+  clang-format                                      # npm run lint's check of native/
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Runs every test tier that works on this machine and prints one closing line for all of them.
-#   unit     pure code, beside the sources (src/**/*.test.ts)
-#   netns    namespaces, userspace data planes, interop with wireguard-go/wg/tshark/etcd (test/)
-#   vm       the kernel tier under qemu (test/vm), when its prerequisites are installed
-# PODCRYPT_TIERS="unit netns" limits the tiers; PODCRYPT_SLOW=1 adds the slow cases (long re-key runs).
+# A test's tier is what it needs, declared in its source (scripts/test-files.mjs lists them):
+#   unit     needs neither root nor namespaces (no marker): pure code, fakes, the Kubernetes API
+#            test server, etcd on 127.0.0.1; runs as any user, several files at a time
+#   netns    `// test-tier: netns`: root, namespaces, userspace data planes, interop with
+#            wireguard-go/wg/tshark, the local cluster; one file at a time
+#   vm       `// test-tier: vm`: the kernel tier under qemu (test/vm/run.sh), when installed
+# PODCRYPT_TIERS="unit netns" limits the tiers; PODCRYPT_SLOW=1 adds the slow cases (long re-key runs);
+# PODCRYPT_NO_BUILD=1 runs the tests already in dist/ without building and linting first
+# (`npm run test:unit`, which an unprivileged user can run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-npm run --silent build || exit 1
-npm run --silent lint || exit 1
+if [ "${PODCRYPT_NO_BUILD:-}" != 1 ]; then
+  npm run --silent build || exit 1
+  npm run --silent lint || exit 1
+fi
 
 tiers=${PODCRYPT_TIERS:-unit netns vm}
 results=$(mktemp -d)
@@ -29,21 +36,35 @@ run_tier() {
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
 
+# Sets f to the compiled test files of tier $1 (scripts/test-files.mjs); exits when listing fails.
+tier_files() {
+  local list
+  list=$(node scripts/test-files.mjs "$1") || exit 2
+  mapfile -t f < <([ -z "$list" ] || printf '%s\n' "$list")
+}
+
 for tier in $tiers; do
   case $tier in
-    unit) mapfile -t f < <(find dist/src -name '*.test.js' | sort); run_tier unit 2 "${f[@]}" ;;
+    unit)
+      tier_files unit
+      # Most unit-tier time is waiting (etcd, polling, timeouts), so more files run than cores.
+      run_tier unit 4 "${f[@]}"
+      ;;
     netns)
+      tier_files netns
       node dist/test/helpers/sweep.js
-      mapfile -t f < <(find dist/test -name '*.test.js' -not -path 'dist/test/vm/*' | sort)
       run_tier netns 1 "${f[@]}"
       ;;
-    vm) if [ -x test/vm/run.sh ]; then bash test/vm/run.sh "$results/vm.tap" || status=1; fi ;;
+    vm)
+      tier_files vm
+      if [ -x test/vm/run.sh ] && [ ${#f[@]} -gt 0 ]; then bash test/vm/run.sh "$results/vm.tap" "${f[@]}" || status=1; fi
+      ;;
     *) echo "unknown tier $tier"; exit 2 ;;
   esac
 done
 
 pass=0 fail=0 skip=0
-count() { grep -E "^$1 $2 [0-9]+" "$3" | tail -1 | awk '{print $3}'; }
+count() { grep -aE "^$1 $2 [0-9]+" "$3" | tail -1 | awk '{print $3}'; }
 for t in "$results"/*.out "$results"/*.tap; do
   [ -f "$t" ] || continue
   case $t in *.out) m="ℹ" ;; *) m="#" ;; esac
@@ -52,5 +73,12 @@ for t in "$results"/*.out "$results"/*.tap; do
   s=$(count "$m" skipped "$t"); skip=$((skip + ${s:-0}))
 done
 [ "$fail" -gt 0 ] && status=1
+# A digest of the failures last, so that a log cut to its tail still says what failed and why:
+# each failing test's location, name and first lines of its error, without stack frames.
+for t in "$results"/*.out; do
+  [ -f "$t" ] || continue
+  sed -n '/failing tests:/,$p' "$t" | grep -av -E '^\s+at |^\s*$|^\s+(generatedMessage|code|actual|expected|operator):|^\s*[{}]' |
+    awk '/^test at /{n=0} {if (n++ < 8) print}' | head -120
+done
 echo "tests: $pass passed, $fail failed, $skip skipped"
 exit $status

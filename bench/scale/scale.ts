@@ -24,7 +24,7 @@
 import { availableParallelism } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
-import { DEFAULT_TIMING, type PhaseTiming } from "../../src/controller/phases.js";
+import { DEFAULT_TIMING, type PhaseTiming } from "../../src/protocol/index.js";
 import { EtcdDatastore } from "../../src/datastore/etcd/index.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { findAcknowledgement, type ClusterEncryption } from "../../src/model/index.js";

@@ -1,5 +1,5 @@
 import type { Clock } from "../clock.js";
-import { applied, isLive, DEFAULT_TIMING } from "../controller/phases.js";
+import { applied, isLive, DEFAULT_TIMING, selectionHash } from "../protocol/index.js";
 import type { DataplaneBackend } from "../dataplane/types.js";
 import { isAlreadyExistsError, isConflictError, isNotFoundError } from "../datastore/errors.js";
 import type { Datastore, Watch } from "../datastore/types.js";
@@ -25,8 +25,10 @@ import {
   type AgentSettings,
   type NodeSelection,
 } from "./desired.js";
-import { SelectionTracker, selectionHash } from "./selection.js";
+import { SelectionTracker } from "./selection.js";
 import { TunnelTracker, type TunnelReport } from "./tunnels.js";
+import { chainText } from "../errors/describe.js";
+import { FailureTracker } from "./failures.js";
 import { describeRefusal, vetClaims, type AuthoritySource, type RefusedClaim } from "./claims.js";
 
 /** The parts of a Node every pass reads besides its keys, as a string, serialised once per version. */
@@ -116,6 +118,8 @@ export class Agent {
   private running = false;
   private stopped = false;
   private lastErrors: string[] = [];
+  /** Failed passes: logged once per distinct failure, counted, published in the node's status. */
+  private readonly failures: FailureTracker;
   /** What the agent watches, as last seen (each relist replaces a kind's map). */
   private readonly seen: { [K in WatchedKind]: Map<string, ResourceByKind[K]> } = {
     nodes: new Map(),
@@ -146,7 +150,9 @@ export class Agent {
   private readonly tunnels = new TunnelTracker();
   private tunnelsNow: TunnelReport | undefined;
 
-  constructor(private readonly o: AgentOptions) {}
+  constructor(private readonly o: AgentOptions) {
+    this.failures = new FailureTracker(() => o.clock.wallNow());
+  }
 
   get name(): string {
     return this.o.settings.node;
@@ -204,7 +210,7 @@ export class Agent {
           const before = map.get(e.key);
           if (e.type === "DELETED") map.delete(e.key);
           else if (e.type !== "INVALID") map.set(e.key, e.object.value);
-          else this.o.logger.warn({ kind, key: e.key, error: e.error.message }, "ignoring invalid object");
+          else this.o.logger.warn({ kind, key: e.key, err: e.error }, "ignoring invalid object");
           const after = map.get(e.key);
           if (kind === "nodes") {
             const wake = this.wakeFor(before as Node | undefined, after as Node | undefined);
@@ -216,7 +222,7 @@ export class Agent {
         gone: () => {
           void relist();
         },
-        error: (err) => this.o.logger.warn({ kind, err: err.message }, "watch problem; retrying"),
+        error: (err) => this.o.logger.warn({ kind, err }, "watch problem; retrying"),
       });
       this.watches.push(w);
     };
@@ -302,7 +308,7 @@ export class Agent {
         underlay: this.o.self.underlay,
         podCIDRs: this.o.self.podCIDRs,
         capabilities: this.o.self.capabilities,
-        backend: this.o.backend.kind === "fake" ? "none" : this.o.backend.kind,
+        backend: this.o.backend.kind,
         heartbeat: new Date(this.o.clock.wallNow()).toISOString(),
       };
       const next = change(refreshed);
@@ -342,10 +348,13 @@ export class Agent {
 
   private async heartbeat(): Promise<void> {
     const restarts = this.daemonRestarts.count === 0 ? {} : { daemonRestarts: { ...this.daemonRestarts } };
+    const failure = this.failures.state;
+    const reconcileError = failure === undefined ? {} : { reconcileError: { ...failure } };
     try {
       const tunnels = await this.judgeTunnels();
       await this.publish((n) => {
-        const { tunnels: _old, ...status } = n.status ?? {};
+        // A failure an earlier agent of this node published is not this one's.
+        const { reconcileError: _earlier, tunnels: _old, ...status } = n.status ?? {};
         return {
           ...n,
           status: {
@@ -353,13 +362,14 @@ export class Agent {
             mtu: this.o.settings.mtu,
             errors: this.lastErrors,
             ...restarts,
+            ...reconcileError,
             ...(tunnels === undefined ? {} : { tunnels }),
           },
         };
       });
       this.tunnelsNow = tunnels;
     } catch (e) {
-      this.o.logger.warn({ err: (e as Error).message }, "heartbeat failed");
+      this.o.logger.warn({ err: e }, "heartbeat failed");
     }
   }
 
@@ -597,9 +607,31 @@ export class Agent {
       if (pruneLater) await this.publish(keysChange);
       await this.askForEarlyRotation(c);
       await this.o.keys.retain(needed);
+      const news = this.failures.succeeded();
+      if (news.kind === "cleared") {
+        const f = news.failure;
+        this.o.logger.info(
+          { failedPasses: f.count, since: f.since },
+          `reconcile succeeds again after ${f.count} failed ${f.count === 1 ? "pass" : "passes"}`,
+        );
+        void this.heartbeat();
+      }
     } catch (e) {
-      this.lastErrors = [(e as Error).message.slice(0, 1000)];
-      this.o.logger.error({ err: (e as Error).message }, "reconcile failed; full resync next pass");
+      this.lastErrors = [chainText(e).slice(0, 1000)];
+      // The same failure every pass is logged once and counted (status shows the count); a
+      // different one, or the end of it, is logged again.
+      const news = this.failures.failed(e);
+      if (news.kind === "new") {
+        const r = news.replaced;
+        this.o.logger.error(
+          {
+            err: e,
+            ...(r === undefined ? {} : { replaces: { message: r.message, count: r.count, since: r.since } }),
+          },
+          "reconcile failed; full resync next pass (the same failure again is counted, not logged)",
+        );
+        void this.heartbeat();
+      }
       this.dirty = true;
       await new Promise((r) => setTimeout(r, 1000));
     }

@@ -1,4 +1,4 @@
-import { applied } from "../controller/phases.js";
+import { applied } from "../protocol/index.js";
 import type { ClusterEncryption, EncryptionMode, LaggingNode, Node } from "../model/index.js";
 import type {
   DesiredGeneration,

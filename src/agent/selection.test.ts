@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Selector } from "../policy/types.js";
-import { SelectionTracker, selectionHash } from "./selection.js";
+import { selectionHash } from "../protocol/index.js";
+import { SelectionTracker } from "./selection.js";
 
 const sel = (node: string, protocol: Selector["protocol"], port: number, ...podIPs: string[]): Selector => ({
   node,

@@ -11,19 +11,10 @@
  * refused in plaintext only once nobody sends it so; traffic it removes goes plaintext only once
  * nobody refuses it.
  */
-import { createHash } from "node:crypto";
 import { compareIPs } from "../policy/resolve.js";
 import type { Selector } from "../policy/types.js";
+import { selectionAtoms as atoms, selectionHash, type SelectionAtom as Atom } from "../protocol/index.js";
 import type { NodeSelection } from "./desired.js";
-
-/** One (node, protocol, port, pod IP) of a selector set. */
-type Atom = string;
-
-function atoms(list: readonly Selector[]): Set<Atom> {
-  const out = new Set<Atom>();
-  for (const s of list) for (const ip of s.podIPs) out.add(`${s.node}|${s.protocol}|${s.port}|${ip}`);
-  return out;
-}
 
 /** Selectors (sources dropped) from atoms, grouped by node, protocol and port, sorted. */
 function fromAtoms(set: ReadonlySet<Atom>): Selector[] {
@@ -60,12 +51,6 @@ function fromAtoms(set: ReadonlySet<Atom>): Selector[] {
             : 1
           : a.port - b.port,
     );
-}
-
-/** A short, stable hash of what a selector set selects (not why): what nodes publish to agree. */
-export function selectionHash(list: readonly Selector[]): string {
-  const canonical = [...atoms(list)].sort().join("\n");
-  return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
 }
 
 /** The two-stage state of one node (kept in memory: after a restart it starts unsettled, which is safe). */

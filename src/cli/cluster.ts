@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command, Option } from "commander";
-import { PodcryptError, ValidationError } from "../errors/index.js";
+import { isPodcryptError, PodcryptError, ValidationError } from "../errors/index.js";
 import { clusterDown, clusterUp, startSupervisor } from "../localcluster/cluster.js";
 import { alive } from "../localcluster/processes.js";
 import { runSupervisor } from "../localcluster/supervisor.js";
@@ -65,6 +65,8 @@ export function registerCluster(program: Command): void {
         (line) => process.stderr.write(`${line}\n`),
         o.timeout * 1000,
       ).catch((e: unknown) => {
+        // A cluster that runs already is not touched: say so plainly (the error does).
+        if (isPodcryptError(e, "ECLUSTEREXISTS")) throw e;
         // What was built stays for a look (logs, status); say how to remove it.
         if (e instanceof Error && readClusterState(clusterHome()) !== undefined)
           e.message += `\n  the cluster is left as it is for a look (logs in ${join(clusterHome(), "logs")}); remove it with \`podcrypt cluster down\``;

@@ -72,14 +72,14 @@ describe("daemon configuration file", () => {
   it("refuses YAML that does not parse, naming the file", () => {
     assert.throws(
       () => parseDaemonConfig("agent: [", "config.yaml"),
-      /^ValidationError: config\.yaml: not valid YAML/,
+      /^ValidationError: config\.yaml:1:9: not valid YAML: flow sequence in block collection must be sufficiently indented and end with a \]$/,
     );
   });
 
   it("refuses an unresolved YAML alias as a ValidationError naming the file", () => {
     assert.throws(() => parseDaemonConfig("agent:\n  node: *missing\n", "config.yaml"), {
       name: "ValidationError",
-      message: /^config\.yaml: not valid YAML: Unresolved alias .*missing/,
+      message: /^config\.yaml: not valid YAML: unresolved alias .*missing$/,
     });
   });
 

@@ -11,6 +11,7 @@ import { Option } from "commander";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { ValidationError } from "../errors/index.js";
+import { invalidYaml } from "../errors/yaml.js";
 import { cidr, duration, encryptionMode, namespaceName, objectName, parseWith } from "../model/index.js";
 
 /** A `HOST:PORT` (`[v6]:PORT`) listen address, or `off`. Port 0 takes any free port. */
@@ -187,7 +188,7 @@ export function parseDaemonConfig(text: string, source = "config"): DaemonConfig
   try {
     doc = parseYaml(text);
   } catch (cause) {
-    throw new ValidationError(source, `not valid YAML: ${(cause as Error).message}`, { cause });
+    throw invalidYaml(source, cause);
   }
   try {
     return parseWith(daemonConfigSchema, doc ?? {});

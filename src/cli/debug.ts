@@ -5,12 +5,14 @@ import { relayTarget, startRelay } from "../localcluster/relay.js";
 import { ValidationError } from "../errors/index.js";
 import { parseIntFlag } from "./flags.js";
 import { registerDebugEsp } from "./debug-esp.js";
+import { registerDebugBundle } from "./debug-bundle.js";
 
 export function registerDebug(program: Command): void {
   const debug = program
     .command("debug")
     .description("tools for looking inside (not needed in normal operation)");
   registerDebugEsp(debug);
+  registerDebugBundle(debug);
   debug
     .command("echo")
     .description("answer on the given ports by echoing (what local-cluster pods run)")

@@ -1,5 +1,7 @@
 import { Command } from "commander";
 import { describeRefusal } from "../agent/claims.js";
+import { failureChain } from "../agent/failures.js";
+import { rootCauseText } from "../errors/describe.js";
 import { collectStatus, type ClusterStatus } from "../localcluster/status.js";
 import { requireClusterState } from "../localcluster/state.js";
 import { answered, DEFAULT_DATASTORE_TIMEOUT_S, openDatastore } from "./datastore.js";
@@ -60,6 +62,12 @@ export function renderStatus(s: ClusterStatus): string {
         (n.restarts.lastDataplane ? ` (last ${n.restarts.lastDataplane})` : ""),
     );
     for (const e of n.errors) lines.push(`  error: ${e}`);
+    const f = n.reconcileError;
+    if (f !== undefined)
+      lines.push(
+        `  reconcile ${f.clearedAt === undefined ? "failing" : `failed (cleared ${f.clearedAt})`}: ` +
+          `${f.count} ${f.count === 1 ? "pass" : "passes"} since ${f.since}, last ${f.last}; cause: ${rootCauseText(failureChain(f))}`,
+      );
     for (const p of n.peers) {
       if (p.state === "plaintext") {
         lines.push(`  peer ${p.node}: plaintext (encryption off)`);

@@ -1,3 +1,4 @@
+import { FailureTracker } from "../agent/failures.js";
 import type { Clock } from "../clock.js";
 import { isConflictError } from "../datastore/errors.js";
 import type { Datastore, LeaderElection, Watch } from "../datastore/types.js";
@@ -8,7 +9,8 @@ import {
   type ClusterEncryptionInput,
   type Node,
 } from "../model/index.js";
-import { decide, DEFAULT_TIMING, type PhaseTiming } from "./phases.js";
+import { DEFAULT_TIMING, type PhaseTiming } from "../protocol/index.js";
+import { decide } from "./phases.js";
 import { PolicyStatusController } from "./policy-status.js";
 
 /** Default name of the controller's leader election. */
@@ -64,11 +66,15 @@ export class Controller {
   private lastStepOkAt: number | undefined;
   private failingSince: number | undefined;
   private stepFailures = 0;
+  /** Failed steps: logged once per distinct failure, then counted. */
+  private readonly failures: FailureTracker;
   /** The last deferral logged, so a waiting run is logged once, not at every look. */
   private lastDeferred: string | undefined;
   private readonly statusCounters = { writes: 0, failures: 0 };
 
-  constructor(private readonly o: ControllerOptions) {}
+  constructor(private readonly o: ControllerOptions) {
+    this.failures = new FailureTracker(() => o.clock.wallNow());
+  }
 
   get isLeader(): boolean {
     return this.election?.isLeader ?? false;
@@ -140,7 +146,7 @@ export class Controller {
           await col.watch(list.revision, {
             event: () => this.kick(),
             gone: () => void start(),
-            error: (err) => this.o.logger.warn({ kind, err: err.message }, "watch problem; retrying"),
+            error: (err) => this.o.logger.warn({ kind, err }, "watch problem; retrying"),
           }),
         );
       };
@@ -172,11 +178,34 @@ export class Controller {
         await this.step();
         this.lastStepOkAt = this.o.clock.wallNow();
         this.failingSince = undefined;
+        const news = this.failures.succeeded();
+        if (news.kind === "cleared")
+          this.o.logger.info(
+            { failedSteps: news.failure.count, since: news.failure.since },
+            `controller steps succeed again after ${news.failure.count} failed`,
+          );
       }
     } catch (e) {
       this.stepFailures++;
       this.failingSince ??= this.o.clock.wallNow();
-      this.o.logger.error({ err: (e as Error).message }, "controller step failed");
+      // The same failure every retry is logged once and counted; a different one is logged again.
+      const news = this.failures.failed(e);
+      if (news.kind === "new")
+        this.o.logger.error(
+          {
+            err: e,
+            ...(news.replaced === undefined
+              ? {}
+              : {
+                  replaces: {
+                    message: news.replaced.message,
+                    count: news.replaced.count,
+                    since: news.replaced.since,
+                  },
+                }),
+          },
+          "controller step failed (the same failure again is counted, not logged)",
+        );
       this.schedule(1000);
     } finally {
       this.running = false;

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseResource, type ClusterEncryption, type Node } from "../model/index.js";
-import { decide, DEFAULT_TIMING } from "./phases.js";
+import { DEFAULT_TIMING } from "../protocol/index.js";
+import { decide } from "./phases.js";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
 const iso = (ms: number): string => new Date(ms).toISOString();

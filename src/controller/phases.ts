@@ -2,27 +2,11 @@ import {
   findAcknowledgement,
   parseDuration,
   type ClusterEncryption,
-  type EncryptionMode,
   type LaggingNode,
   type Node,
   type Phase,
 } from "../model/index.js";
-
-/** Timing of the phased protocol (DESIGN.md section 3). */
-export interface PhaseTiming {
-  /** A live node that has not acknowledged a phase after this long is reported and skipped. Default 30 s. */
-  phaseTimeoutMs: number;
-  /** Wait after every node switched before old keys go, for packets in flight. Default 2 s. */
-  retireGraceMs: number;
-  /** A node whose heartbeat is older than this is not live (not waited for). Default 15 s. */
-  livenessMs: number;
-}
-
-export const DEFAULT_TIMING: PhaseTiming = {
-  phaseTimeoutMs: 30_000,
-  retireGraceMs: 2_000,
-  livenessMs: 15_000,
-};
+import { applied, DEFAULT_TIMING, isLive, type PhaseTiming } from "../protocol/index.js";
 
 /** Why a run started. */
 export type RunReason =
@@ -39,22 +23,6 @@ export interface Decision {
   deferred?: string;
   /** Milliseconds after which to look again even if nothing changes (timeouts, grace, schedule). */
   recheckInMs?: number;
-}
-
-/** Heartbeat times by Node version: every pass of every agent asks about every node. */
-const heartbeats = new WeakMap<Node, number>();
-
-/** Whether `node` reported alive recently enough to be waited for. */
-export function isLive(node: Node, now: number, timing: PhaseTiming): boolean {
-  if (node.heartbeat === undefined) return false;
-  let at = heartbeats.get(node);
-  if (at === undefined) heartbeats.set(node, (at = Date.parse(node.heartbeat)));
-  return now - at <= timing.livenessMs;
-}
-
-/** What the cluster runs now: the applied state, which only the end of a run changes. */
-export function applied(c: ClusterEncryption): { enabled: boolean; mode: EncryptionMode } {
-  return c.applied ?? { enabled: c.enabled, mode: c.mode };
 }
 
 function startReason(

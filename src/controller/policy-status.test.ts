@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { selectionHash } from "../agent/selection.js";
+import { selectionHash } from "../protocol/index.js";
 import { ManualClock } from "../clock.js";
 import { MemoryDatastore } from "../datastore/memory/index.js";
 import type { InvalidObject, Stored } from "../datastore/types.js";

@@ -16,7 +16,6 @@
  * datastore, runs it when something it reads changed (and every few seconds, for liveness) and
  * writes a status only when it differs from the stored one.
  */
-import { selectionHash } from "../agent/selection.js";
 import type { Clock } from "../clock.js";
 import { isConflictError, isNotFoundError } from "../datastore/errors.js";
 import type { Datastore, InvalidObject, Stored, Watch } from "../datastore/types.js";
@@ -32,7 +31,7 @@ import {
   type Service,
 } from "../model/index.js";
 import { fromStored, policyKey, resolveSelectors } from "../policy/index.js";
-import { applied, DEFAULT_TIMING, isLive } from "./phases.js";
+import { applied, DEFAULT_TIMING, isLive, selectionHash } from "../protocol/index.js";
 
 /** Everything the status of the policies depends on. */
 export interface PolicyStatusInputs {
@@ -279,11 +278,9 @@ export class PolicyStatusController {
           this.kick();
         },
         gone: () => {
-          void relist().catch((err: unknown) =>
-            this.o.logger.warn({ kind, err: (err as Error).message }, "relist failed"),
-          );
+          void relist().catch((err: unknown) => this.o.logger.warn({ kind, err }, "relist failed"));
         },
-        error: (err) => this.o.logger.warn({ kind, err: err.message }, "watch problem; retrying"),
+        error: (err) => this.o.logger.warn({ kind, err }, "watch problem; retrying"),
       });
       if (this.stopped) await w.close();
       else this.watches.push(w);
@@ -400,7 +397,7 @@ export class PolicyStatusController {
         // Conflict: a newer version is coming through the watch; gone: so is its deletion.
         if (isConflictError(e) || isNotFoundError(e)) continue;
         this.counters.failures++;
-        this.o.logger.warn({ policy: w.key, err: (e as Error).message }, "policy status write failed");
+        this.o.logger.warn({ policy: w.key, err: e }, "policy status write failed");
         this.dirty = true;
         await new Promise((r) => setTimeout(r, 1000));
       }

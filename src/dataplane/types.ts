@@ -1,4 +1,4 @@
-import type { EncryptionMode } from "../model/index.js";
+import type { BackendKind, EncryptionMode } from "../model/index.js";
 
 /** A peer of one key generation: another node, reached at `endpoint`, owning `allowedIps`. */
 export interface DesiredPeer {
@@ -122,9 +122,16 @@ export interface ObservedPeer {
   rekeySoon?: boolean;
 }
 
+/**
+ * Persistent keepalive (seconds) both WireGuard backends give every tunnel peer, so a new
+ * generation's sessions exist before traffic switches to it.
+ */
+export const PEER_KEEPALIVE_S = 25;
+
 /** One backend's reconciler: the only code that touches the kernel or a data-plane daemon. */
 export interface DataplaneBackend {
-  readonly kind: "wireguard-userspace" | "wireguard-kernel" | "esp-userspace" | "xfrm" | "fake";
+  /** What the node publishes as its `backend`; `none` for a stand-in without a data plane of its own. */
+  readonly kind: BackendKind;
   /**
    * Installs `desired` idempotently: reads what is installed, applies the difference. A failure
    * forces a full resync on the next call. `privateKey(epoch)` gives the node's own key.
@@ -136,7 +143,7 @@ export interface DataplaneBackend {
   close(): Promise<void>;
   /**
    * IPsec: this node's SA instance as the data plane holds it after the last reconcile (the agent
-   * publishes it); undefined while no IPsec data plane runs. See src/dataplane/esp-userspace/instance.ts.
+   * publishes it); undefined while no IPsec data plane runs. See src/keys/sa-instance.ts.
    */
   saInstance(): string | undefined;
 }

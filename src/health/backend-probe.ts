@@ -6,6 +6,7 @@
  */
 import type { Clock } from "../clock.js";
 import type { DataplaneBackend } from "../dataplane/types.js";
+import { chainText } from "../errors/describe.js";
 
 /** What the wrapper counted; wall-clock ms. */
 export class ReconcileRecord {
@@ -14,6 +15,7 @@ export class ReconcileRecord {
   lastOkAt: number | undefined;
   /** First failure of the current run of failures; undefined after a success. */
   failingSince: number | undefined;
+  /** The last failure with its causes, one line (only `/statusz` shows it). */
   lastError: string | undefined;
   /** When the reconcile in progress started, if one is. */
   inProgressSince: number | undefined;
@@ -43,7 +45,7 @@ export function instrumentBackend(
         } catch (e) {
           record.failures++;
           record.failingSince ??= clock.wallNow();
-          record.lastError = (e as Error).message;
+          record.lastError = chainText(e);
           throw e;
         } finally {
           record.reconciles++;

@@ -162,7 +162,7 @@ export class HealthServer {
       );
     } catch (e) {
       // The message stays in the log: the response may reach anyone who can connect.
-      this.o.logger.warn({ path, err: (e as Error).message }, "health endpoint failed");
+      this.o.logger.warn({ path, err: e }, "health endpoint failed");
       send(res, 500, "text/plain", "error: internal\n");
     }
   }

@@ -19,7 +19,7 @@
  * persist on disk for a whole epoch, so without the instances an SA rebuilt within the epoch (a
  * restarted ESP daemon, a rebooted node, kernel states flushed) would send nonces already used
  * under the same key. A node draws a new instance whenever its data plane may have lost an
- * outbound SA's sequence state (src/dataplane/esp-userspace/instance.ts says when), and never
+ * outbound SA's sequence state (src/keys/sa-instance.ts says when), and never
  * rebuilds an outbound SA under the same (instances, epoch) otherwise: a removed peer's SAs stay
  * until their epoch is retired, and epochs never repeat. So (key, nonce) never repeats. Both
  * instances are bound, so either end losing its state also gives fresh inbound replay windows

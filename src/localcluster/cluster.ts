@@ -3,6 +3,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { espSocketPath } from "../dataplane/esp-userspace/control.js";
 import { uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js";
+import { failureChain } from "../agent/failures.js";
+import { rootCauseText } from "../errors/describe.js";
 import { PodcryptError } from "../errors/index.js";
 import { listNetns } from "../platform/netns/netns.js";
 import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
@@ -84,26 +86,43 @@ export async function registerKubernetesNodes(
 export type Progress = (line: string) => void;
 
 /** Whether the cluster is in the state `up` waits for: every node reporting, and encrypted when enabled. */
-export function isSettled(status: ClusterStatus, plan: ClusterPlan): { ok: boolean; waiting: string[] } {
+export function isSettled(
+  status: ClusterStatus,
+  plan: ClusterPlan,
+): { ok: boolean; waiting: string[]; firstPerNode: string[] } {
   const waiting: string[] = [];
-  if (status.phase !== "idle") waiting.push(`phase ${status.phase}`);
+  // What each node waits for first: a failing reconcile's cause explains the missing peers after it.
+  const firstPerNode: string[] = [];
+  if (status.phase !== "idle") firstPerNode.push(`phase ${status.phase}`);
   for (const n of plan.nodes) {
-    const s = status.nodes.find((x) => x.name === n.name);
-    if (s === undefined || !s.live) {
-      waiting.push(`${n.name}: agent not reporting`);
-      continue;
-    }
-    if (!status.enabled) continue;
-    for (const other of plan.nodes) {
-      if (other.name === n.name) continue;
-      const p = s.peers.find((q) => q.node === other.name && q.epoch === status.epoch);
-      if (p === undefined) waiting.push(`${n.name}→${other.name}: no peer`);
-      // WireGuard: a handshake completed; IPsec: both SAs of the pair installed.
-      else if (p.state !== "established")
-        waiting.push(`${n.name}→${other.name}: ${p.keyId === null ? "no handshake" : "SAs not installed"}`);
-    }
+    const before = waiting.length;
+    settleWaits(status, plan, n.name, waiting);
+    if (waiting.length > before) firstPerNode.push(waiting[before]!);
   }
-  return { ok: waiting.length === 0, waiting };
+  if (status.phase !== "idle") waiting.unshift(`phase ${status.phase}`);
+  return { ok: waiting.length === 0, waiting, firstPerNode };
+}
+
+/** What node `name` still waits for, appended to `waiting`. */
+function settleWaits(status: ClusterStatus, plan: ClusterPlan, name: string, waiting: string[]): void {
+  const s = status.nodes.find((x) => x.name === name);
+  if (s === undefined || !s.live) {
+    waiting.push(`${name}: agent not reporting`);
+    return;
+  }
+  const f = s.reconcileError;
+  if (f !== undefined && f.clearedAt === undefined)
+    // Without the count, which changes every pass: the progress line repeats only when news.
+    waiting.push(`${name}: reconcile failing since ${f.since}: ${rootCauseText(failureChain(f))}`);
+  if (!status.enabled) return;
+  for (const other of plan.nodes) {
+    if (other.name === name) continue;
+    const p = s.peers.find((q) => q.node === other.name && q.epoch === status.epoch);
+    if (p === undefined) waiting.push(`${name}→${other.name}: no peer`);
+    // WireGuard: a handshake completed; IPsec: both SAs of the pair installed.
+    else if (p.state !== "established")
+      waiting.push(`${name}→${other.name}: ${p.keyId === null ? "no handshake" : "SAs not installed"}`);
+  }
 }
 
 /**
@@ -122,7 +141,7 @@ export async function clusterUp(
   if (existing !== undefined) {
     throw new PodcryptError(
       "ECLUSTEREXISTS",
-      `a local cluster is already running (since ${existing.createdAt}): run \`podcrypt cluster down\` first`,
+      `a local cluster is already running (${existing.plan.nodes.length} nodes, since ${existing.createdAt}); nothing changed: \`podcrypt status\` shows it, \`podcrypt cluster down\` removes it`,
     );
   }
   const leftovers = (await listNetns()).filter((n) => n.startsWith(NETNS_PREFIX));
@@ -322,6 +341,7 @@ export async function waitSettled(
   deadline: number,
 ): Promise<void> {
   let last = "";
+  let firsts: string[] = [];
   for (;;) {
     // cluster.json with the supervisor's record: the instance of each process that runs now.
     const current = readClusterState(clusterHome()) ?? state;
@@ -340,6 +360,7 @@ export async function waitSettled(
     if (status !== undefined) {
       const s = isSettled(status, state.plan);
       if (s.ok) return;
+      firsts = s.firstPerNode;
       const line = `  ${s.waiting.length} pending: ${s.waiting.slice(0, 3).join("; ")}${s.waiting.length > 3 ? "; ..." : ""}`;
       if (line !== last) progress(line);
       last = line;
@@ -347,7 +368,7 @@ export async function waitSettled(
     if (Date.now() > deadline) {
       throw new PodcryptError(
         "EUP",
-        `the cluster did not settle in time (${last.trim()}); logs in ${join(clusterHome(), "logs")}`,
+        `the cluster did not settle in time: ${firsts.join("; ") || "no status could be read"}; logs in ${join(clusterHome(), "logs")}`,
       );
     }
     await sleep(pause);

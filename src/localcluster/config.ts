@@ -1,6 +1,7 @@
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { ValidationError } from "../errors/index.js";
+import { invalidYaml } from "../errors/yaml.js";
 
 const NAME = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
 const PORT = /^(tcp|udp)\/([0-9]{1,5})$/;
@@ -112,7 +113,7 @@ export function parseClusterConfigText(text: string, source = "config"): Cluster
   try {
     doc = parseYaml(text);
   } catch (cause) {
-    throw new ValidationError(source, `not valid YAML: ${(cause as Error).message}`, { cause });
+    throw invalidYaml(source, cause);
   }
   return (doc ?? {}) as ClusterConfigInput;
 }

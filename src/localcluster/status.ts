@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { CONTROLLER_ELECTION } from "../controller/controller.js";
-import { applied, DEFAULT_TIMING, isLive } from "../controller/phases.js";
+import { applied, DEFAULT_TIMING, isLive } from "../protocol/index.js";
 import { vetClaims, type NodeAuthority, type RefusedClaim } from "../agent/claims.js";
 import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import type { Datastore } from "../datastore/types.js";
@@ -44,6 +44,12 @@ export interface NodeStatus {
   epochs: number[];
   acknowledged?: string;
   errors: string[];
+  /**
+   * The agent's reconcile failure going on, or the last one with `clearedAt` (src/agent/failures.ts):
+   * the error, its causes outermost first (a failed command with its command line, exit code and
+   * stderr), since when, how many passes failed so.
+   */
+  reconcileError?: NonNullable<Node["status"]>["reconcileError"];
   /** Selective encryption: hash of the selector set the node has installed (equal on every node once a policy change is in force). */
   selection?: string;
   /**
@@ -280,6 +286,7 @@ export async function collectStatus(
       epochs: Object.keys(n?.publicKeys ?? {}).map(Number),
       ...(last === undefined ? {} : { acknowledged: `${last.phase}@${last.epoch}` }),
       errors: [...(n?.status?.errors ?? []), ...kernel[i]!.errors],
+      ...(n?.status?.reconcileError === undefined ? {} : { reconcileError: n.status.reconcileError }),
       ...(n?.status?.selection === undefined ? {} : { selection: n.status.selection }),
       restarts: {
         agent: agent?.restarts ?? 0,

@@ -1,4 +1,5 @@
 import { pino, type Logger } from "pino";
+import { describeError } from "../errors/describe.js";
 
 /**
  * Paths that could carry key material anywhere in a log record. pino replaces their values, so a
@@ -20,7 +21,11 @@ export const REDACTED_PATHS = [
   "*.psk",
 ];
 
-/** A JSON logger on stderr (or `destination`) with key material redacted. */
+/**
+ * A JSON logger on stderr (or `destination`) with key material redacted. An `err` field is
+ * written with its whole cause chain, and for a failed command its command line, exit status and
+ * stderr (src/errors/describe.ts); an `err` that is not an Error (a string, a record) is kept as is.
+ */
 export function createLogger(
   component: string,
   options: { level?: string; destination?: NodeJS.WritableStream } = {},
@@ -30,6 +35,7 @@ export function createLogger(
       name: component,
       level: options.level ?? process.env["PODCRYPT_LOG_LEVEL"] ?? "info",
       redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+      serializers: { err: (e: unknown) => (e instanceof Error ? describeError(e) : e) },
       base: { component, pid: process.pid },
     },
     options.destination ?? pino.destination(2),

@@ -21,6 +21,16 @@ export const acknowledgementSchema = z.strictObject({
 /** An agent's acknowledgement that it finished `phase` of `epoch` for all its peers. */
 export type Acknowledgement = z.infer<typeof acknowledgementSchema>;
 
+/** One cause of a reconcile failure (src/errors/describe.ts ErrorLink). */
+const errorLinkSchema = z.strictObject({
+  message: z.string().max(1024),
+  code: z.string().max(64).optional(),
+  command: z.string().max(1024).optional(),
+  exitCode: z.number().int().optional(),
+  signal: z.string().max(32).optional(),
+  stderr: z.string().max(1024).optional(),
+});
+
 /** What the agent has installed, for `podcrypt status`. Optional; agents fill what they know. */
 export const nodeStatusSchema = z.strictObject({
   /** Epoch whose keys the node currently sends with. */
@@ -63,6 +73,21 @@ export const nodeStatusSchema = z.strictObject({
           }),
         )
         .max(2),
+    })
+    .optional(),
+  /**
+   * The agent's reconcile failure going on (or the last one, with `clearedAt`): the error and its
+   * causes outermost first (a failed command with its command line, exit code and stderr, secrets
+   * redacted), when it began, how many passes failed that way and when last.
+   */
+  reconcileError: z
+    .strictObject({
+      ...errorLinkSchema.shape,
+      causes: z.array(errorLinkSchema).max(8).default([]),
+      since: timestamp,
+      last: timestamp,
+      count: z.number().int().min(1),
+      clearedAt: timestamp.optional(),
     })
     .optional(),
   /**

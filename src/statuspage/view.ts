@@ -4,7 +4,7 @@
  * tunnels to every live peer (`status.tunnels`, src/agent/tunnels.ts), their acknowledgements of
  * rotation phases and their counters. Pure: records and the time in, the view out.
  */
-import { applied, DEFAULT_TIMING, isLive } from "../controller/phases.js";
+import { applied, DEFAULT_TIMING, isLive } from "../protocol/index.js";
 import type { ClusterEncryption, Node } from "../model/index.js";
 
 /** An underlay address family: each ordered pair has its tunnel over one of them. */

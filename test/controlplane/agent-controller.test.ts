@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import type { Controller } from "../../src/controller/controller.js";
-import type { PhaseTiming } from "../../src/controller/phases.js";
+import type { PhaseTiming } from "../../src/protocol/index.js";
 import { FakeFabric, fakeErrno } from "../../src/dataplane/fake/index.js";
 import { MemoryDatastore } from "../../src/datastore/memory/index.js";
 import type { Datastore } from "../../src/datastore/types.js";

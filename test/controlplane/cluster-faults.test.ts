@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Faults of the control plane on the real local cluster (3 nodes, userspace WireGuard), driven
  * through the CLI as a user would: an agent killed with SIGKILL under traffic (the cluster's

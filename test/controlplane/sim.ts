@@ -7,7 +7,7 @@ import type { AuthoritySource } from "../../src/agent/claims.js";
 import type { AgentSettings } from "../../src/agent/desired.js";
 import { systemClock, type Clock } from "../../src/clock.js";
 import { Controller } from "../../src/controller/controller.js";
-import type { PhaseTiming } from "../../src/controller/phases.js";
+import type { PhaseTiming } from "../../src/protocol/index.js";
 import { FakeDataplane, FakeFabric, MemoryEpochKeys } from "../../src/dataplane/fake/index.js";
 import { isConflictError } from "../../src/datastore/errors.js";
 import type { Datastore } from "../../src/datastore/types.js";

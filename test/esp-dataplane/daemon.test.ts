@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * The userspace ESP daemon between two namespaces (issue 5, acceptance 1 and 3, and the rotation
  * of acceptance 2 at the data-plane level): each end runs `podcrypt esp -f`, configured through

@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { espGet, espSet, espSocketPath, type EspStatus } from "../../src/dataplane/esp-userspace/control.js";
-import { peerSas } from "../../src/dataplane/esp-userspace/sas.js";
+import { peerSas } from "../../src/keys/sas.js";
 import { generateKeyPair, type NodeKeyPair } from "../../src/keys/x25519.js";
 import { projectRoot } from "../../src/paths.js";
 import { runIn } from "../../src/platform/netns/netns.js";

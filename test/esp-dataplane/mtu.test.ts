@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * The userspace ESP daemon when its interface's MTU is raised from outside under traffic. The
  * daemon starts at the default MTU (1420); the test raises the TUN MTU while bursts of inner

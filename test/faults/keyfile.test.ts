@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Key files under faults, both modes, on the shared fault cluster (test/faults/harness.ts): node-2's
  * key file of the current epoch is corrupted and its agent killed. The restarted agent must not exit

@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Faults of the local cluster's processes under continuous traffic, both modes, on one cluster per
  * mode (test/faults/harness.ts): every row asserts 0 plaintext on the underlay and its loss bound.

@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Fault row: a rotation while one node's agent is dead (held stopped before `rotate`, resumed
  * after the others completed). Its data plane keeps the epoch it had; the others keep that epoch for it

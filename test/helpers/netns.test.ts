@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { listNetns, runIn } from "../../src/platform/netns/netns.js";

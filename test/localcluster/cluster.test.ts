@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 import assert from "node:assert/strict";
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -35,6 +36,10 @@ describe(
       const r = await podcrypt(["cluster", "up"]);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /already running/);
+      // One line, saying nothing changed: not the "left for a look" of an `up` that failed.
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.match(r.stderr, /nothing changed/);
+      assert.doesNotMatch(r.stderr, /for a look/);
     });
 
     it("describes itself as the contract says (cluster info --json)", async () => {

@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Userspace ESP asks for a rotation before its sequence numbers run out (issue 5: "re-keying well
  * before they run out"), end to end: agents started with a tiny threshold

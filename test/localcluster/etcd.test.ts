@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * The local cluster on a real etcd (Debian's etcd-server) instead of files, with TLS (client
  * certificates) and authentication on, set up with `podcrypt datastore init-etcd-auth`: the

@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Nodes joining and leaving under traffic (issue 3 acceptance 6): the others converge, traffic
  * between the nodes that stay loses nothing, and the times are reported.

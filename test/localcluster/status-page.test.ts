@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces, the local cluster, Chromium)
 /**
  * The controller's status page in a real browser: headless Chromium (Debian's package), in a
  * network namespace with loopback only that reaches the controller through a relay over a unix

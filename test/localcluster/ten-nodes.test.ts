@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Issue 4 acceptance 3: a 10-node cluster comes up and verifies in under 60 s on this machine
  * (the figure is reported; the limit is the issue's, on a 2-core machine).

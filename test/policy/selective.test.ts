@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Selective encryption end to end (issue 7 acceptance 1 and 2), in the local cluster, in both
  * modes: the StarlingX seed's IPsecPolicy applied unchanged encrypts kube-dns (udp/53, tcp/53,

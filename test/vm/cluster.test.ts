@@ -1,3 +1,4 @@
+// test-tier: vm (the kernel data planes, inside the qemu VM: test/vm/run.sh)
 /**
  * The local cluster on kernel data planes, test VM only (issue 6 acceptance 1-4, issue 5
  * acceptance 5): `podcrypt cluster up --dataplane kernel` in both modes, `podcrypt verify`, `wg

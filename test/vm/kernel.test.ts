@@ -1,3 +1,4 @@
+// test-tier: vm (the kernel data planes, inside the qemu VM: test/vm/run.sh)
 /**
  * The kernel itself, configured only with Debian's `wg` and `ip`: proves the VM's WireGuard and
  * XFRM (ESP tunnel mode, rfc4106(gcm(aes)), ESP-in-UDP) work the way podcrypt's kernel backends

@@ -1,3 +1,4 @@
+// test-tier: vm (the kernel data planes, inside the qemu VM: test/vm/run.sh)
 /**
  * The kernel backends (GenerationBackends of the composite) against the real kernel, test VM only:
  * two namespaces get a tunnel from desired generations alone, a second pass changes nothing, what
@@ -14,7 +15,7 @@ import { describe, it } from "node:test";
 import type { GenerationContext } from "../../src/dataplane/composite/types.js";
 import type { DesiredGeneration } from "../../src/dataplane/types.js";
 import { espSet, espSocketPath } from "../../src/dataplane/esp-userspace/control.js";
-import { peerSas } from "../../src/dataplane/esp-userspace/sas.js";
+import { peerSas } from "../../src/keys/sas.js";
 import { KernelWireguardBackend } from "../../src/dataplane/wireguard-kernel/backend.js";
 import { KernelXfrmBackend } from "../../src/dataplane/xfrm/backend.js";
 import type { EncapHolderPort } from "../../src/dataplane/xfrm/encap.js";
@@ -339,7 +340,7 @@ describe("kernel XFRM ↔ podcrypt userspace ESP (issue 5 acceptance 5)", () => 
         await ba.applyGenerations([generation("ipsec", a, b, 1)], ctxOf(a));
         a.instance = ba.saInstance();
         await route(a, b, "pct1");
-        // b: `podcrypt esp`, given the SAs an agent derives for the pair (src/dataplane/esp-userspace/sas.ts).
+        // b: `podcrypt esp`, given the SAs an agent derives for the pair (src/keys/sas.ts).
         const ifname = `pce${lab.id}`.slice(0, 15);
         const { stderr } = await startEspDaemon((...x) => lab.spawn(...x), b.ns, ifname, socketDir);
         const socket = espSocketPath(ifname, socketDir);

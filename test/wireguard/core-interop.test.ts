@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Interop of the pure WireGuard core with Debian's wireguard-go (issue 2 acceptance 1, before the
  * full daemon exists): wireguard-go runs in one namespace, our core in a child process in another

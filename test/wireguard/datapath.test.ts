@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";

@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * `podcrypt wireguard` when its interface's MTU is raised from outside under traffic. The daemon
  * starts at 1420; the test raises the TUN MTU beyond what the daemon adopts (9000) and sends UDP

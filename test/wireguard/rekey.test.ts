@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Slow tier (PODCRYPT_SLOW=1): sessions survive re-keys (issue 2 acceptance 1). podcrypt runs with
  * PODCRYPT_WG_TIME_SCALE=8, so its REKEY_AFTER_TIME of 120 s passes every 15 s of real time (see

@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * `wg` against `podcrypt wireguard` (issue 2 acceptance 3): `wg show` / `wg showconf` print the
  * peer, endpoint, allowed IPs, latest handshake and transfer; live `wg set` changes (peer add and

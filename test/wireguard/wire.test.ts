@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * What `podcrypt wireguard` puts on the wire and what it does with bad input (issue 2 acceptance 4):
  * a capture of the underlay holds only frames tshark dissects as valid WireGuard (and no inner

@@ -322,6 +322,40 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
         },
         ["at", "families"],
       ),
+      reconcileError: obj(
+        "The reconcile failure going on (or the last one, with clearedAt): the error, its causes, when it began, how many passes failed so.",
+        {
+          message: str("The error.", { maxLength: 1024 }),
+          code: str("Its stable code.", { maxLength: 64 }),
+          command: str("The command that failed (secrets redacted).", { maxLength: 1024 }),
+          exitCode: int("Its exit code."),
+          signal: str("The signal that ended it.", { maxLength: 32 }),
+          stderr: str("What it printed on stderr (secrets redacted).", { maxLength: 1024 }),
+          causes: {
+            type: "array",
+            description:
+              "Its causes, outermost first; a failed command with its command line, exit code and stderr.",
+            maxItems: 8,
+            items: obj(
+              "A cause.",
+              {
+                message: str("The cause.", { maxLength: 1024 }),
+                code: str("Its code.", { maxLength: 64 }),
+                command: str("The command that failed (secrets redacted).", { maxLength: 1024 }),
+                exitCode: int("Its exit code."),
+                signal: str("The signal that ended it.", { maxLength: 32 }),
+                stderr: str("What it printed on stderr (secrets redacted).", { maxLength: 1024 }),
+              },
+              ["message"],
+            ),
+          },
+          since: time("When the failure began."),
+          last: time("When it happened last."),
+          count: int("How many passes failed so.", { minimum: 1 }),
+          clearedAt: time("When a pass succeeded again."),
+        },
+        ["message", "since", "last", "count"],
+      ),
       rotationWanted: obj(
         "The node asks for an early rotation.",
         { epoch: int("Epoch.", { minimum: 0 }), reason: str("Why.", { maxLength: 256 }), at: time("When.") },

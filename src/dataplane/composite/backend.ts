@@ -72,7 +72,7 @@ export class CompositeBackend implements DataplaneBackend {
 
   /** The backend of the mode that carries (or last carried) this node's traffic. */
   get kind(): DataplaneBackend["kind"] {
-    return this.o.backends[this.lastMode]?.kind ?? "fake";
+    return this.o.backends[this.lastMode]?.kind ?? "none";
   }
 
   private backend(mode: EncryptionMode): GenerationBackend {

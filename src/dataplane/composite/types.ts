@@ -22,7 +22,7 @@ export interface GenerationContext {
  * reconciled in exactly one place however many modes are installed side by side.
  */
 export interface GenerationBackend {
-  readonly kind: Exclude<DataplaneBackend["kind"], "fake"> | "fake";
+  readonly kind: DataplaneBackend["kind"];
   /**
    * Installs `generations` (all of this backend's mode) idempotently, adding and updating but
    * never removing what a generation still in use may need. Returns, for each generation's

@@ -11,7 +11,7 @@ import { ESP_IN_UDP_PORT } from "../../esp/udp.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
 import type { DesiredGeneration, ObservedPeer } from "../types.js";
 import { DEFAULT_ESP_SOCKET_DIR, espGet, espSet, espSocketPath, type EspStatus } from "./control.js";
-import { decideSaInstance } from "./instance.js";
+import { decideSaInstance } from "../../keys/sa-instance.js";
 import { planEsp } from "./plan.js";
 import { ensureLinkUp } from "../../platform/tun/tun-device.js";
 import { DaemonWatch } from "../node/daemon-watch.js";
@@ -75,7 +75,7 @@ export class UserspaceEspBackend implements GenerationBackend {
   private epochByKeyId = new Map<number, number>();
   private ifname: string | undefined;
   private readonly watch: DaemonWatch;
-  /** The node's SA instance the daemon holds (src/dataplane/esp-userspace/instance.ts). */
+  /** The node's SA instance the daemon holds (src/keys/sa-instance.ts). */
   private instance: string | undefined;
   /** The outbound SPIs the daemon (by pid) held after our last change: each must still be there. */
   private outbound: { pid: number; spis: Set<number> } | undefined;

@@ -13,7 +13,7 @@ import { keyIdForEpoch, spiFor } from "../../keys/derive.js";
 import { decodeKey } from "../../keys/x25519.js";
 import type { DesiredGeneration, DesiredRoute } from "../types.js";
 import type { EspSaConfig, EspSetRequest, EspStatus } from "./control.js";
-import { peerSas } from "./sas.js";
+import { peerSas } from "../../keys/sas.js";
 
 export interface PlanInput {
   /** This node's name (bound into every derived key). */

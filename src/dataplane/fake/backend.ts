@@ -1,10 +1,11 @@
 /**
- * A stateful in-memory data plane (kind `fake`) for unit tests of the agent and controller and for
- * the scale bench: it keeps what a real reconciler would have installed (generations with their
- * peers, routes, strict-mode drops, MTU), applies `reconcile` as ordered steps like the real
- * backends do, and can be told to fail (`failNext`) at any step, leaving the steps before it
- * applied, as a kernel or daemon error half-way through a pass would. After a failure the next
- * pass is a full resync (counted in `stats.fullResyncs`), as DESIGN.md section 2 requires.
+ * A stateful in-memory data plane (kind `none`: no data plane of its own) for unit tests of the
+ * agent and controller and for the scale bench: it keeps what a real reconciler would have
+ * installed (generations with their peers, routes, strict-mode drops, MTU), applies `reconcile` as
+ * ordered steps like the real backends do, and can be told to fail (`failNext`) at any step,
+ * leaving the steps before it applied, as a kernel or daemon error half-way through a pass would.
+ * After a failure the next pass is a full resync (counted in `stats.fullResyncs`), as DESIGN.md
+ * section 2 requires.
  *
  * It never sees a private key after the call: each generation records the public key derived from
  * the private key it was given, so tests can check that a node uses the key it published.
@@ -144,7 +145,8 @@ export interface FakeDataplaneOptions {
 
 /** The stateful fake data plane. */
 export class FakeDataplane implements DataplaneBackend {
-  readonly kind = "fake" as const;
+  /** Not a data plane a node could run: it publishes `backend: none`. */
+  readonly kind = "none" as const;
   private readonly gens = new Map<number, MutableGeneration>();
   private readonly routeTable = new Map<string, DesiredRoute>();
   private strictState: DesiredStrict | undefined;

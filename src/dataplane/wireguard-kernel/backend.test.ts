@@ -4,8 +4,7 @@ import { generateKeyPair } from "../../keys/x25519.js";
 import { createLogger } from "../../log/logger.js";
 import { FakeKernel } from "../../platform/netlink/fake-kernel.js";
 import type { GenerationContext } from "../composite/types.js";
-import type { DesiredGeneration } from "../types.js";
-import { PEER_KEEPALIVE_S } from "../wireguard-userspace/backend.js";
+import { PEER_KEEPALIVE_S, type DesiredGeneration } from "../types.js";
 import { RPF_ADDRESS } from "../node/rpf.js";
 import { KernelWireguardBackend } from "./backend.js";
 

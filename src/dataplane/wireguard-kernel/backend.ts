@@ -2,8 +2,7 @@ import type { Logger } from "../../log/logger.js";
 import { ProcessKernelCommands, type KernelCommands } from "../../platform/netlink/kernel-commands.js";
 import { RPF_ADDRESS, looseRpFilter, type SysctlSetter } from "../node/rpf.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
-import type { DesiredGeneration, ObservedPeer } from "../types.js";
-import { PEER_KEEPALIVE_S } from "../wireguard-userspace/backend.js";
+import { PEER_KEEPALIVE_S, type DesiredGeneration, type ObservedPeer } from "../types.js";
 import { WireguardKernelReconciler } from "./reconciler.js";
 import type { WgKernelDesired } from "./types.js";
 

@@ -7,7 +7,7 @@ import type { Logger } from "../../log/logger.js";
 import { run } from "../../platform/netns/netns.js";
 import { projectRoot } from "../../paths.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
-import type { DesiredGeneration, ObservedPeer } from "../types.js";
+import { PEER_KEEPALIVE_S, type DesiredGeneration, type ObservedPeer } from "../types.js";
 import { b64ToHex, uapiGet, uapiSet, uapiSocketPath, type UapiDevice } from "./uapi-client.js";
 import { ensureLinkUp } from "../../platform/tun/tun-device.js";
 import { DaemonWatch } from "../node/daemon-watch.js";
@@ -19,9 +19,6 @@ async function linkExists(ifname: string): Promise<boolean> {
     () => false,
   );
 }
-
-/** Persistent keepalive on tunnel peers, so a new generation's sessions exist before traffic switches. */
-export const PEER_KEEPALIVE_S = 25;
 
 export interface UserspaceWireguardOptions {
   logger: Logger;

@@ -7,7 +7,7 @@ import { generateKeyPair } from "../../keys/x25519.js";
 import { createLogger } from "../../log/logger.js";
 import { FakeKernel } from "../../platform/netlink/fake-kernel.js";
 import type { GenerationContext } from "../composite/types.js";
-import { peerSas } from "../esp-userspace/sas.js";
+import { peerSas } from "../../keys/sas.js";
 import type { DesiredGeneration } from "../types.js";
 import { KernelXfrmBackend } from "./backend.js";
 import type { EncapHolderPort } from "./encap.js";

@@ -6,11 +6,11 @@ import type { Logger } from "../../log/logger.js";
 import { ProcessKernelCommands, type KernelCommands } from "../../platform/netlink/kernel-commands.js";
 import { looseRpFilter, type SysctlSetter } from "../node/rpf.js";
 import type { GenerationBackend, GenerationContext } from "../composite/types.js";
-import { peerSas } from "../esp-userspace/sas.js";
+import { peerSas } from "../../keys/sas.js";
 import type { DesiredGeneration, DesiredPeer, ObservedPeer } from "../types.js";
 import { ProcessEncapHolder, type EncapHolderPort } from "./encap.js";
 import { canonicalIp } from "../../platform/netlink/addr.js";
-import { decideSaInstance, type InstanceEvidence } from "../esp-userspace/instance.js";
+import { decideSaInstance, type InstanceEvidence } from "../../keys/sa-instance.js";
 import {
   XFRM_REQID_BASE,
   reqidForEpoch,
@@ -63,7 +63,7 @@ export class KernelXfrmBackend implements GenerationBackend {
   private readonly encap: EncapHolderPort;
   private readonly port: number;
   private readonly material = new Map<string, PeerSaPair>();
-  /** The node's SA instance the kernel's states are made under (src/dataplane/esp-userspace/instance.ts). */
+  /** The node's SA instance the kernel's states are made under (src/keys/sa-instance.ts). */
   private instance: string | undefined;
   /** SPIs of the outbound states installed under `instance` (of key generations still installed). */
   private installedOut = new Set<number>();

@@ -101,7 +101,7 @@ export class EspInUdpHolder {
       this.families.push(6);
     } catch (e) {
       // A namespace without IPv6 only ever receives IPv4 ESP.
-      this.logger.debug({ port: this.port, err: (e as Error).message }, "no IPv6 ESP-in-UDP socket");
+      this.logger.debug({ port: this.port, err: e }, "no IPv6 ESP-in-UDP socket");
     }
     const server = createServer((conn) => {
       conn.setEncoding("utf8");

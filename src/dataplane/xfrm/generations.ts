@@ -14,13 +14,13 @@
  *     strict mode, the node's nftables rules.
  * Two generations coexist during a rotation, with the same selectors but different `if_id`s.
  *
- * Keys, SPIs and key IDs are those of the userspace ESP data plane (esp-userspace/sas.ts:
+ * Keys, SPIs and key IDs are those of the userspace ESP data plane (src/keys/sas.ts:
  * `deriveEspKey`, `spiFor`, `keyIdForEpoch`, both ends' SA instances bound), and SAs use ESP in UDP on port 4500 both ways
  * (`encap espinudp 4500 4500`), so a kernel node and a userspace node speak the same wire format.
  */
 import { keyIdForEpoch } from "../../keys/derive.js";
 import { decodeKey } from "../../keys/x25519.js";
-import { peerSas } from "../esp-userspace/sas.js";
+import { peerSas } from "../../keys/sas.js";
 import type { DesiredGeneration, DesiredPeer } from "../types.js";
 import type { XfrmDesired, XfrmPolicySpec, XfrmSaSpec } from "./types.js";
 
@@ -62,7 +62,7 @@ export interface XfrmGenerationsInput {
   sas?: (epoch: number, peer: DesiredPeer, field: string) => PeerSaPair;
 }
 
-/** `[inbound, outbound]`, as esp-userspace/sas.ts `peerSas` returns them. */
+/** `[inbound, outbound]`, as src/keys/sas.ts `peerSas` returns them. */
 export type PeerSaPair = ReturnType<typeof peerSas>;
 
 /** Who an installed SA belongs to, for observe(): by `if_id`, the generation; by address, the peer. */

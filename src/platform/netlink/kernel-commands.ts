@@ -99,7 +99,12 @@ export class ProcessKernelCommands implements KernelCommands {
       child.stdout.on("data", (b: Buffer) => out.push(b));
       child.stderr.on("data", (b: Buffer) => err.push(b));
       child.on("error", (cause) =>
-        reject(new PodcryptError("ECOMMAND", `${cmd} could not be started: ${cause.message}`, { cause })),
+        reject(
+          new PodcryptError("ECOMMAND", `${cmd} could not be started: ${cause.message}`, {
+            cause,
+            context: { command: `${cmd} ${redactArgs(args)}`, stderr: "" },
+          }),
+        ),
       );
       child.on("close", (code, signal) => {
         // ip and wg may echo an argument they reject, and arguments fed on stdin carry keys.
@@ -110,7 +115,15 @@ export class ProcessKernelCommands implements KernelCommands {
             new PodcryptError(
               "ECOMMAND",
               `${cmd} ${redactArgs(args)} failed (${signal ?? `exit ${String(code)}`})${stderr ? `: ${stderr}` : ""}`,
-              { context: { stderr, code, signal } },
+              {
+                context: {
+                  command: `${cmd} ${redactArgs(args)}`,
+                  stderr,
+                  code,
+                  signal,
+                  ...(code === null ? {} : { exitCode: code }),
+                },
+              },
             ),
           );
       });
@@ -140,5 +153,5 @@ export function redactSecrets(text: string): string {
 }
 
 function redactArgs(args: readonly string[]): string {
-  return redactBatchLine(args.join(" ").slice(0, 300));
+  return redactSecrets(args.join(" ").slice(0, 300));
 }

@@ -1,6 +1,7 @@
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { promisify } from "node:util";
 import { PodcryptError } from "../../errors/index.js";
+import { redactSecrets } from "../netlink/kernel-commands.js";
 
 const execFileP = promisify(execFile);
 
@@ -21,9 +22,10 @@ export async function run(
     const { stdout } = await child;
     return stdout;
   } catch (cause) {
-    const c = cause as { stderr?: string; killed?: boolean; code?: number | string };
-    const stderr = c.stderr?.trim() ?? "";
-    const line = `${cmd} ${args.join(" ")}`;
+    const c = cause as { stderr?: string; killed?: boolean; code?: number | string; signal?: string | null };
+    // Tools may echo an argument they reject; arguments and input may carry keys.
+    const stderr = redactSecrets(c.stderr?.trim() ?? "");
+    const line = redactSecrets(`${cmd} ${args.join(" ")}`);
     const how =
       c.killed === true
         ? `timed out after ${(options.timeoutMs ?? 30_000) / 1000} s`
@@ -34,7 +36,16 @@ export async function run(
     throw new PodcryptError(
       "ECOMMAND",
       `${line.length > 160 ? `${line.slice(0, 160)}...` : line} ${how}${stderr ? `: ${stderr}` : ""}`,
-      { cause },
+      {
+        cause,
+        context: {
+          command: line.length > 300 ? `${line.slice(0, 300)}...` : line,
+          ...(typeof c.code === "number" ? { exitCode: c.code } : {}),
+          ...(typeof c.code === "string" ? { errno: c.code } : {}),
+          ...(typeof c.signal === "string" ? { signal: c.signal } : {}),
+          stderr,
+        },
+      },
     );
   }
 }

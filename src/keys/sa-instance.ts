@@ -15,7 +15,7 @@
  * those of the instance the node published. A restarted agent therefore keeps the instance of a
  * data plane that kept running, and loses nothing.
  */
-import { newSaInstance } from "../../keys/derive.js";
+import { newSaInstance } from "./derive.js";
 
 /** What the data plane shows about its outbound SAs. */
 export interface InstanceEvidence {

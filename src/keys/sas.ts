@@ -4,8 +4,24 @@
  * key of the same epoch and both nodes' SA instances, SPI from `spiFor`, key ID from
  * `keyIdForEpoch`. The peer computes the same two SAs with the roles swapped.
  */
-import { deriveEspKey, keyIdForEpoch, spiFor } from "../../keys/derive.js";
-import type { EspSaConfig } from "./control.js";
+import { deriveEspKey, keyIdForEpoch, spiFor } from "./derive.js";
+
+/**
+ * One direction of a peer's SA as derived: RFC 4106 key material (16-byte AES key, 4-byte salt) in
+ * hex, the form in which both IPsec data planes take it (the userspace daemon's `set`, the XFRM
+ * state's `rfc4106(gcm(aes))` key).
+ */
+export interface PeerSa {
+  direction: "in" | "out";
+  peer: string;
+  /** Key ID of the epoch (`keyIdForEpoch`), also in the SPI's top bits. */
+  keyId: number;
+  spi: number;
+  key: string;
+  salt: string;
+  /** Outbound only: the sequence number from which the SA asks for an early rotation. */
+  rekeyAfter?: number;
+}
 
 export interface PeerSaInput {
   /** This node's name. */
@@ -26,7 +42,7 @@ export interface PeerSaInput {
 }
 
 /** `[inbound, outbound]` SA configurations for `peer` in `epoch`, ready for a `set`. */
-export function peerSas(i: PeerSaInput): [EspSaConfig, EspSaConfig] {
+export function peerSas(i: PeerSaInput): [PeerSa, PeerSa] {
   const keyId = keyIdForEpoch(i.epoch);
   const out = deriveEspKey({
     localPrivateKey: i.privateKey,
@@ -46,7 +62,7 @@ export function peerSas(i: PeerSaInput): [EspSaConfig, EspSaConfig] {
     receiverInstance: i.selfInstance,
     epoch: i.epoch,
   });
-  const sa = (direction: "in" | "out", spi: number, m: { key: Buffer; salt: Buffer }): EspSaConfig => ({
+  const sa = (direction: "in" | "out", spi: number, m: { key: Buffer; salt: Buffer }): PeerSa => ({
     direction,
     peer: i.peer,
     keyId,
@@ -54,7 +70,7 @@ export function peerSas(i: PeerSaInput): [EspSaConfig, EspSaConfig] {
     key: m.key.toString("hex"),
     salt: m.salt.toString("hex"),
   });
-  const result: [EspSaConfig, EspSaConfig] = [
+  const result: [PeerSa, PeerSa] = [
     sa("in", spiFor(keyId, i.peer, i.self, i.peerInstance, i.selfInstance), inb),
     {
       ...sa("out", spiFor(keyId, i.self, i.peer, i.selfInstance, i.peerInstance), out),

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// Lists the compiled test files of one tier, one per line, sorted: `node scripts/test-files.mjs TIER`.
+// Node 20's test runner expands no globs, so npm scripts and scripts/test.sh take their file lists
+// from here.
+//
+// A test's tier is what it needs, declared by a line `// test-tier: TIER` in the first 30 lines of
+// its source (src/, test/ or bench/ `*.test.ts`), wherever the file lives:
+//   unit   (no marker) needs neither root nor network namespaces: pure code, fakes, the Kubernetes
+//          API test server, a real etcd on 127.0.0.1, tshark on a file; runs as any user
+//   netns  root: network namespaces, TUN, veth, nftables, the local cluster
+//   vm     the kernel data planes, inside the qemu VM (test/vm/run.sh)
+// The list is taken from the sources, so a deleted test's stale file in dist/ does not run.
+import { readdirSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import process from "node:process";
+
+const TIERS = ["unit", "netns", "vm"];
+const ROOTS = ["src", "test", "bench"];
+const MARKER = /^\s*\/\/\s*test-tier:\s*(\S+)/;
+const HEADER_LINES = 30;
+
+const repo = join(import.meta.dirname, "..");
+const wanted = process.argv[2];
+if (!TIERS.includes(wanted ?? "")) {
+  process.stderr.write(`usage: scripts/test-files.mjs ${TIERS.join("|")}\n`);
+  process.exit(2);
+}
+
+/** Every `*.test.ts` under `dir`, depth first. */
+function* testSources(dir) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* testSources(path);
+    else if (entry.name.endsWith(".test.ts")) yield path;
+  }
+}
+
+/** The tier `source` declares, `unit` without a marker; an unknown tier is an error naming the file. */
+function tierOf(source) {
+  const header = readFileSync(source, "utf8").split("\n", HEADER_LINES);
+  for (const line of header) {
+    const m = MARKER.exec(line);
+    if (m === null) continue;
+    if (!TIERS.includes(m[1])) {
+      process.stderr.write(
+        `${relative(repo, source)}: unknown test tier "${m[1]}" (one of ${TIERS.join(", ")})\n`,
+      );
+      process.exit(2);
+    }
+    return m[1];
+  }
+  return "unit";
+}
+
+const files = [];
+for (const root of ROOTS) {
+  for (const source of testSources(join(repo, root))) {
+    if (tierOf(source) === wanted) files.push(join("dist", relative(repo, source)).replace(/\.ts$/, ".js"));
+  }
+}
+for (const f of files.sort()) process.stdout.write(`${f}\n`);
