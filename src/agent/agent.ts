@@ -29,7 +29,14 @@ import { SelectionTracker } from "./selection.js";
 import { TunnelTracker, type TunnelReport } from "./tunnels.js";
 import { chainText } from "../errors/describe.js";
 import { FailureTracker } from "./failures.js";
-import { describeRefusal, vetClaims, type AuthoritySource, type RefusedClaim } from "./claims.js";
+import {
+  describeRefusal,
+  standingClaims,
+  vetClaims,
+  type AuthoritySource,
+  type RefusedClaim,
+  type StandingClaims,
+} from "./claims.js";
 
 /** The parts of a Node every pass reads besides its keys, as a string, serialised once per version. */
 const shapeKeys = new WeakMap<Node, string>();
@@ -149,6 +156,8 @@ export class Agent {
   private refusedNow = new Map<string, RefusedClaim>();
   private readonly tunnels = new TunnelTracker();
   private tunnelsNow: TunnelReport | undefined;
+  /** Peers' pod CIDRs the last pass believed: they stand against later overlapping claims. */
+  private standing: StandingClaims = new Map();
 
   constructor(private readonly o: AgentOptions) {
     this.failures = new FailureTracker(() => o.clock.wallNow());
@@ -522,7 +531,9 @@ export class Agent {
         await this.publish(keysChange);
       else pruneLater = JSON.stringify(self.publicKeys) !== wanted;
       // Only what a peer may claim is used in this pass, from desired state to acknowledgement.
-      const { nodes, refused } = vetClaims([...this.nodes.values()], this.name, this.authority?.lookup);
+      const vetted = vetClaims([...this.nodes.values()], this.name, this.authority?.lookup, this.standing);
+      const { nodes, refused } = vetted;
+      this.standing = standingClaims(vetted);
       this.noteRefused(refused);
       // Sessions matter only while a WireGuard generation takes peers over from an older one: in a
       // run's switch, or as pairs with a lagging node move to the current epoch.
@@ -533,7 +544,15 @@ export class Agent {
           c.lagging.some((l) => l.switchAt !== undefined));
       const sessions = sessionsFrom(takeover ? await this.o.backend.observe() : []);
       const selective = c.encryption === "selective" ? this.selectionNow(this.o.clock.wallNow()) : undefined;
-      const desired = desiredState(this.o.settings, c, nodes, sessions, selective?.selection, this.memo);
+      const desired = desiredState(
+        this.o.settings,
+        c,
+        nodes,
+        sessions,
+        selective?.selection,
+        this.memo,
+        refused.filter((r) => r.field === "podCIDRs").map((r) => r.value),
+      );
       await this.o.backend.reconcile(desired, (e) => this.o.keys.privateKey(e));
       await this.publishSaInstance();
       this.lastErrors = [];
