@@ -223,6 +223,11 @@ export class Agent {
           const after = map.get(e.key);
           if (kind === "nodes") {
             const wake = this.wakeFor(before as Node | undefined, after as Node | undefined);
+            if (wake === "urgent") {
+              this.passNow();
+              void this.loop();
+              return;
+            }
             if (wake === "batch") this.passWithin(KEY_BATCH_MS);
             if (wake !== "now") return;
           }
@@ -337,22 +342,29 @@ export class Agent {
   /**
    * A data-plane daemon died (noticed at once, src/dataplane/node/daemon-watch.ts): a pass now,
    * not after the coalescing delay, which starts a new daemon and pushes it the full state; the
-   * restart is counted in the node's status record.
+   * restart is counted in the node's status record (on from the count it holds: an earlier agent's
+   * restarts count too).
    */
   daemonDied(ifname: string): void {
     if (this.stopped) return;
+    const recorded = this.nodes.get(this.name)?.status?.daemonRestarts?.count ?? 0;
     this.daemonRestarts = {
-      count: this.daemonRestarts.count + 1,
+      count: Math.max(this.daemonRestarts.count, recorded) + 1,
       last: new Date(this.o.clock.wallNow()).toISOString(),
     };
     this.o.logger.warn(
       { ifname, restarts: this.daemonRestarts.count },
       "data-plane daemon died; starting a new one with the full state",
     );
+    this.passNow();
+    void this.loop().then(() => this.heartbeat());
+  }
+
+  /** Asks for a pass at once, skipping the coalescing delay (the loop runs it next). */
+  private passNow(): void {
     this.dirty = true;
     clearTimeout(this.coalesce);
     this.coalesce = undefined;
-    void this.loop().then(() => this.heartbeat());
   }
 
   private async heartbeat(): Promise<void> {
@@ -446,9 +458,20 @@ export class Agent {
    * acknowledgements matter only to the switch phase, which waits for the peers that acknowledged
    * prepare: written in prepare or retire (on 500 nodes, each a Node event at every agent) they
    * need no pass, the map holds them for the pass the switch itself starts. A new key in prepare
-   * is batched ({@link KEY_BATCH_MS}) unless it is the last one awaited.
+   * is batched ({@link KEY_BATCH_MS}) unless it is the last one awaited. A peer's new SA instance
+   * runs a pass at once ("urgent"): its pairs with this node are down until then.
    */
-  private wakeFor(a: Node | undefined, b: Node | undefined): "now" | "batch" | "none" {
+  private wakeFor(a: Node | undefined, b: Node | undefined): "urgent" | "now" | "batch" | "none" {
+    // A peer's new SA instance (its ESP daemon was replaced) means its traffic to and from this
+    // node is dropped until this node installs the new SAs: no coalescing delay for it.
+    if (
+      a !== undefined &&
+      b !== undefined &&
+      b.name !== this.name &&
+      a.saInstance !== b.saInstance &&
+      b.saInstance !== undefined
+    )
+      return "urgent";
     if (a === undefined || b === undefined || shapeKey(a) !== shapeKey(b)) return "now";
     const c = this.cluster;
     if (b.name === this.name || c === undefined) return "none";

@@ -176,6 +176,8 @@ export interface WireguardDaemonOptions {
   readonly statusDir?: string;
   /** Clock for the core and the data path. Default the system clock scaled by PODCRYPT_WG_TIME_SCALE. */
   readonly clock?: Clock;
+  /** Keep the TUN device when the daemon ends (see WireguardDatapathOptions.persistent). Default false. */
+  readonly persistent?: boolean;
 }
 
 /** Events of {@link WireguardDaemon}. */
@@ -209,6 +211,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
       logger: options.logger.child({ part: "datapath" }),
       clock,
       ...(options.mtu !== undefined ? { mtu: options.mtu } : {}),
+      ...(options.persistent === true ? { persistent: true } : {}),
     });
     this.uapi = new UapiServer({
       ifname: options.ifname,
