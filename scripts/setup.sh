@@ -11,6 +11,7 @@ packages=(
   iperf3 socat                                      # traffic for tests and benchmarks
   etcd-server etcd-client                           # the etcd datastore, tested for real
   qemu-system-x86 linux-image-amd64 busybox-static  # the kernel test tier (WireGuard, XFRM)
+  chromium                                          # the status page, tested in a headless browser
   python3 make g++                                  # node-gyp for the native addon
   clang-format                                      # npm run lint's check of native/
 )

@@ -26,6 +26,7 @@ import {
   type NodeSelection,
 } from "./desired.js";
 import { SelectionTracker } from "./selection.js";
+import { TunnelTracker, type TunnelReport } from "./tunnels.js";
 import { chainText } from "../errors/describe.js";
 import { FailureTracker } from "./failures.js";
 import {
@@ -72,6 +73,9 @@ const KEY_BATCH_MS = 5000;
  */
 const COALESCE_MS = 20;
 const MAX_COALESCE_MS = 1000;
+
+/** How long a heartbeat waits for the data plane's peer counters (tunnel report). */
+const OBSERVE_MS = 2000;
 
 /** The node's key pairs by epoch; private keys stay in 0600 files on this node. */
 export interface EpochKeys {
@@ -150,6 +154,8 @@ export class Agent {
   private authority: AuthoritySource | undefined;
   /** Peers' claims the last pass refused (src/agent/claims.ts), as their descriptions. */
   private refusedNow = new Map<string, RefusedClaim>();
+  private readonly tunnels = new TunnelTracker();
+  private tunnelsNow: TunnelReport | undefined;
   /** Peers' pod CIDRs the last pass believed: they stand against later overlapping claims. */
   private standing: StandingClaims = new Map();
 
@@ -366,9 +372,10 @@ export class Agent {
     const failure = this.failures.state;
     const reconcileError = failure === undefined ? {} : { reconcileError: { ...failure } };
     try {
+      const tunnels = await this.judgeTunnels();
       await this.publish((n) => {
         // A failure an earlier agent of this node published is not this one's.
-        const { reconcileError: _earlier, ...status } = n.status ?? {};
+        const { reconcileError: _earlier, tunnels: _old, ...status } = n.status ?? {};
         return {
           ...n,
           status: {
@@ -377,12 +384,47 @@ export class Agent {
             errors: this.lastErrors,
             ...restarts,
             ...reconcileError,
+            ...(tunnels === undefined ? {} : { tunnels }),
           },
         };
       });
+      this.tunnelsNow = tunnels;
     } catch (e) {
       this.o.logger.warn({ err: e }, "heartbeat failed");
     }
+  }
+
+  /**
+   * The tunnels to the live peers as the data plane shows them now (src/agent/tunnels.ts);
+   * undefined while encryption is off or the agent has not reconciled yet. A data plane that does
+   * not answer leaves every peer's counters unread: they count as pending.
+   */
+  private async judgeTunnels(): Promise<TunnelReport | undefined> {
+    const c = this.cluster;
+    if (c === undefined || c.applied === undefined || !applied(c).enabled) return undefined;
+    const now = this.o.clock.wallNow();
+    const peers = [...this.nodes.values()].filter(
+      (n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING),
+    );
+    // A daemon that does not answer (stopped) must not hold the heartbeat past the liveness window.
+    let timer: NodeJS.Timeout | undefined;
+    const observed = await Promise.race([
+      this.o.backend.observe(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${OBSERVE_MS} ms`)), OBSERVE_MS);
+      }),
+    ])
+      .catch((e: unknown) => {
+        this.o.logger.warn({ err: (e as Error).message }, "reading the data plane's peers failed");
+        return [];
+      })
+      .finally(() => clearTimeout(timer));
+    return this.tunnels.observe(observed, peers, now);
+  }
+
+  /** The tunnel report the last heartbeat published; undefined before one or with encryption off. */
+  get tunnelReport(): TunnelReport | undefined {
+    return this.tunnelsNow;
   }
 
   /** Logs claims refused for the first time (and those no longer refused), keeps them for metrics. */

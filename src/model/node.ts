@@ -53,6 +53,29 @@ export const nodeStatusSchema = z.strictObject({
    */
   daemonRestarts: z.strictObject({ count: z.number().int().min(0), last: timestamp.optional() }).optional(),
   /**
+   * The node's tunnels to its live peers, per underlay address family, as the agent judged them
+   * last (src/agent/tunnels.ts): `up` (handshake done / SA pair installed, and what it sends is
+   * answered), `pending` (not yet), `failing` (it sends and nothing comes back). Absent while
+   * encryption is off. The controller's status page draws its pair matrix from these; on
+   * Kubernetes the agent keeps its Node tainted until no peer is pending or failing.
+   */
+  tunnels: z
+    .strictObject({
+      /** When the agent judged them. */
+      at: timestamp,
+      families: z
+        .array(
+          z.strictObject({
+            family: z.enum(["ipv4", "ipv6"]),
+            up: z.array(objectName).max(4096).default([]),
+            pending: z.array(objectName).max(4096).default([]),
+            failing: z.array(objectName).max(4096).default([]),
+          }),
+        )
+        .max(2),
+    })
+    .optional(),
+  /**
    * The agent's reconcile failure going on (or the last one, with `clearedAt`): the error and its
    * causes outermost first (a failed command with its command line, exit code and stderr, secrets
    * redacted), when it began, how many passes failed that way and when last.
