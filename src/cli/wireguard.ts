@@ -4,7 +4,7 @@ import {
   statusSocketPath,
   WireguardDaemon,
   type DaemonStatus,
-} from "../dataplane/userspace/wireguard/daemon.js";
+} from "../dataplane/wireguard-userspace/daemon.js";
 import { DAEMON_ENV as SPAWN_ENV } from "../dataplane/node/spawn-daemon.js";
 import { PodcryptError } from "../errors/index.js";
 import { createLogger } from "../log/logger.js";

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
-import type { DaemonStatus } from "../../src/dataplane/userspace/wireguard/daemon.js";
+import type { DaemonStatus } from "../../src/dataplane/wireguard-userspace/daemon.js";
 import { NetnsLab } from "../helpers/netns.js";
 import { INNER_IP, readStatus, setupPair, stopDaemons, wgDump, type Pair } from "./helpers.js";
 import { iperf3, ping, pingUntilUp, type TunnelEnd } from "./lab.js";

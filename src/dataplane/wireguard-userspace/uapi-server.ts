@@ -1,12 +1,12 @@
 import { mkdirSync, unlinkSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import type { Logger } from "../../../log/logger.js";
-import { listenUnixOwnerOnly } from "../../../platform/unix/listen.js";
-import { executeGet, executeSet, type UapiResult } from "../../../wireguard/uapi/apply.js";
-import { UapiErrno } from "../../../wireguard/uapi/errors.js";
-import { errnoTrailer } from "../../../wireguard/uapi/protocol.js";
-import type { UapiDevice } from "../../../wireguard/uapi/types.js";
+import type { Logger } from "../../log/logger.js";
+import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
+import { executeGet, executeSet, type UapiResult } from "../../wireguard/uapi/apply.js";
+import { UapiErrno } from "../../wireguard/uapi/errors.js";
+import { errnoTrailer } from "../../wireguard/uapi/protocol.js";
+import type { UapiDevice } from "../../wireguard/uapi/types.js";
 
 /** Where wireguard-go and `wg` put UAPI sockets (ipc/uapi_unix.go `socketDirectory`). */
 export const DEFAULT_SOCKET_DIR = "/var/run/wireguard";

@@ -1,30 +1,30 @@
 import { EventEmitter } from "node:events";
-import { systemClock, type Clock } from "../../../clock.js";
-import { PodcryptError } from "../../../errors/index.js";
-import type { Logger } from "../../../log/logger.js";
-import { logPollError } from "../../../platform/poll/guard.js";
-import { native, type FdWatcher, type NativeAddon } from "../../../native.js";
+import { systemClock, type Clock } from "../../clock.js";
+import { PodcryptError } from "../../errors/index.js";
+import type { Logger } from "../../log/logger.js";
+import { logPollError } from "../../platform/poll/guard.js";
+import { native, type FdWatcher, type NativeAddon } from "../../native.js";
 import {
   BatchSender,
   BatchUdpSocket,
   ENDPOINT_ENTRY_SIZE,
   decodeEndpoint,
   encodeEndpoint,
-} from "../../../platform/udp/batch-udp-socket.js";
+} from "../../platform/udp/batch-udp-socket.js";
 import {
   MAX_TUNNEL_MTU,
   MIN_TUNNEL_MTU,
   TunDevice,
   checkTunnelMtu,
   isInterfaceGoneErrno,
-} from "../../../platform/tun/tun-device.js";
+} from "../../platform/tun/tun-device.js";
 import type {
   DatapathCore,
   DatapathPeer,
   DropReason,
   Endpoint,
   TransportKeypair,
-} from "../../../wireguard/contract.js";
+} from "../../wireguard/contract.js";
 
 /** WireGuard data message header: type (1) | reserved (3) | receiver index (4) | counter (8). */
 const HEADER = 16;

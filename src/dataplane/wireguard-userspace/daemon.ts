@@ -17,16 +17,16 @@ import { mkdirSync, unlinkSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
-import { systemClock, type Clock } from "../../../clock.js";
-import { isValidationError, PodcryptError } from "../../../errors/index.js";
-import type { Logger } from "../../../log/logger.js";
-import { Device } from "../../../wireguard/device.js";
-import type { DropReason } from "../../../wireguard/contract.js";
-import { UapiErrno, UapiError } from "../../../wireguard/uapi/errors.js";
-import { formatEndpoint, formatPrefix, parsePrefix, type IpPrefix } from "../../../wireguard/uapi/ip.js";
-import { listenUnixOwnerOnly } from "../../../platform/unix/listen.js";
+import { systemClock, type Clock } from "../../clock.js";
+import { isValidationError, PodcryptError } from "../../errors/index.js";
+import type { Logger } from "../../log/logger.js";
+import { Device } from "../../wireguard/device.js";
+import type { DropReason } from "../../wireguard/contract.js";
+import { UapiErrno, UapiError } from "../../wireguard/uapi/errors.js";
+import { formatEndpoint, formatPrefix, parsePrefix, type IpPrefix } from "../../wireguard/uapi/ip.js";
+import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
 import { UapiServer } from "./uapi-server.js";
-import type { UapiDevice, UapiDeviceState, UapiPeerUpdate } from "../../../wireguard/uapi/types.js";
+import type { UapiDevice, UapiDeviceState, UapiPeerUpdate } from "../../wireguard/uapi/types.js";
 import { WireguardDatapath, type DatapathCounters } from "./datapath.js";
 
 /** Directory of the daemons' JSON status sockets. */
