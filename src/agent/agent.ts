@@ -114,7 +114,7 @@ export interface AgentOptions {
 }
 
 /**
- * The node agent (DESIGN.md section 1): publishes its public keys, watches nodes and the cluster
+ * The node agent (docs/design.md#components): publishes its public keys, watches nodes and the cluster
  * configuration, computes the desired data-plane state, reconciles it through its backend and
  * acknowledges phases. Event handlers only record that something changed; one loop applies.
  */
@@ -265,7 +265,7 @@ export class Agent {
 
   /**
    * IPsec: when an outbound SA of the current epoch nears the end of its sequence numbers, asks
-   * the controller for a rotation now (DESIGN.md section 3), once per epoch.
+   * the controller for a rotation now (docs/design.md#keys-and-rotation), once per epoch.
    */
   private async askForEarlyRotation(c: ClusterEncryption): Promise<void> {
     const a = applied(c);

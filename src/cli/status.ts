@@ -157,7 +157,7 @@ export function registerStatus(program: Command): void {
     .description(
       "per node and peer: backend, epoch, peer key or ESP SAs (SPI in/out, key ID), bytes and packets each way, latest handshake or SA age, phase, errors",
     )
-    .option("--json", "machine-readable (DESIGN.md section 9)", false)
+    .option("--json", "machine-readable (docs/design.md#cli)", false)
     .option(
       "--timeout <seconds>",
       "give up when the datastore has not answered after this long",

@@ -2,7 +2,7 @@
  * The row `podcrypt status` shows per peer of a node, in its own module so that the userspace
  * (status.ts) and kernel (kernel-status.ts) readers both build it without importing each other.
  */
-/** One peer of one node, as `status` shows it (DESIGN.md section 9 contract fields first). */
+/** One peer of one node, as `status` shows it (docs/design.md#cli contract fields first). */
 export interface PeerStatus {
   node: string;
   /** `established` (handshake done / SA installed), `connecting`, or `plaintext` when encryption is off. */

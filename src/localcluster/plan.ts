@@ -127,7 +127,7 @@ export function servicePods(plan: ClusterPlan, service: ServiceSpec): PlannedPod
   return plan.pods.filter((p) => p.namespace === service.namespace && selects(service.selector, p.labels));
 }
 
-/** The `cluster info --json` document (DESIGN.md section 8, contract). */
+/** The `cluster info --json` document (docs/design.md#the-local-cluster, contract). */
 export function clusterInfo(plan: ClusterPlan): object {
   return {
     fabric: plan.fabric,

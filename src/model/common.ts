@@ -32,12 +32,12 @@ export const publicKey = z
   .string()
   .refine(isBase64Key, "must be the base64 encoding of a 32-byte X25519 public key");
 
-/** A data-plane mode, DESIGN.md section 2. */
+/** A data-plane mode, docs/design.md#data-planes. */
 export const encryptionMode = z.enum(["wireguard", "ipsec"]);
 /** A data-plane mode: `wireguard` (default) or `ipsec`. */
 export type EncryptionMode = z.infer<typeof encryptionMode>;
 
-/** A step of the make-before-break protocol (DESIGN.md section 3); `idle` between runs. */
+/** A step of the make-before-break protocol (docs/design.md#keys-and-rotation); `idle` between runs. */
 export const phase = z.enum(["idle", "prepare", "switch", "retire"]);
 /** A step of the make-before-break protocol; `idle` between runs. */
 export type Phase = z.infer<typeof phase>;

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { epochNumber, cidr, objectName, phase, publicKey, timestamp } from "./common.js";
 
-/** Which data plane a node runs (DESIGN.md section 2); `none` before the first reconcile or when disabled. */
+/** Which data plane a node runs (docs/design.md#data-planes); `none` before the first reconcile or when disabled. */
 export const backendKind = z.enum([
   "wireguard-kernel",
   "wireguard-userspace",
@@ -35,7 +35,7 @@ const errorLinkSchema = z.strictObject({
 export const nodeStatusSchema = z.strictObject({
   /** Epoch whose keys the node currently sends with. */
   sendingEpoch: epochNumber.optional(),
-  /** Tunnel MTU the agent set (DESIGN.md section 6). */
+  /** Tunnel MTU the agent set (docs/design.md#mtu). */
   mtu: z.number().int().min(576).max(65535).optional(),
   /** Human-readable problems the agent hit on its last reconcile (never key material). */
   errors: z.array(z.string().max(1024)).max(32).default([]),
@@ -103,7 +103,7 @@ export const nodeStatusSchema = z.strictObject({
 const epochKey = z.string().regex(/^(0|[1-9]\d*)$/, "must be a decimal epoch number");
 
 /**
- * A node of the cluster as its agent publishes it (DESIGN.md section 7). Written by the node's own
+ * A node of the cluster as its agent publishes it (docs/design.md#datastores). Written by the node's own
  * agent only; the controller reads it.
  */
 export const nodeSchema = z

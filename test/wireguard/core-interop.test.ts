@@ -1,7 +1,7 @@
 // test-tier: netns (root: network namespaces)
 /**
- * Interop of the pure WireGuard core with Debian's wireguard-go (issue 2 acceptance 1, before the
- * full daemon exists): wireguard-go runs in one namespace, our core in a child process in another
+ * Interop of the pure WireGuard core with Debian's wireguard-go (written before the
+ * full daemon existed): wireguard-go runs in one namespace, our core in a child process in another
  * (this same file in "child" mode, a plain UDP socket, the TS transport helpers). An ICMP echo
  * crosses the tunnel and the peer's kernel answers it, so handshake and transport data are proven
  * byte-compatible in both directions, with the handshake started by either side.

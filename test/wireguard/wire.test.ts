@@ -1,6 +1,6 @@
 // test-tier: netns (root: network namespaces)
 /**
- * What `podcrypt wireguard` puts on the wire and what it does with bad input (issue 2 acceptance 4):
+ * What `podcrypt wireguard` puts on the wire and what it does with bad input:
  * a capture of the underlay holds only frames tshark dissects as valid WireGuard (and no inner
  * plaintext); replayed data messages are dropped and counted; random and truncated datagrams
  * neither crash nor stall the daemon and are counted (`podcrypt wireguard-stats IFNAME --json`).

@@ -1,5 +1,5 @@
 /**
- * The CustomResourceDefinitions podcrypt installs (DESIGN.md section 7): ClusterEncryption and
+ * The CustomResourceDefinitions podcrypt installs (docs/design.md#datastores): ClusterEncryption and
  * PodcryptNode (cluster-scoped) and EncryptionPolicy (namespaced) in podcrypt.io/v1, and StarlingX's IPsecPolicy
  * (starlingx.io/v1, cluster-scoped as upstream's `+kubebuilder:resource:scope=Cluster`). Schemas are
  * structural OpenAPI v3 (every node typed, no $ref) so the API server prunes unknown fields and

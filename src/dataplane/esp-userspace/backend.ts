@@ -31,7 +31,7 @@ export interface UserspaceEspOptions {
   /** Command that runs the podcrypt CLI (the daemon runs in the foreground as a child). Default `node bin/podcrypt`. */
   command?: { cmd: string; args: string[] };
   /**
-   * Packets an outbound SA sends before it asks for an early rotation (DESIGN.md section 3).
+   * Packets an outbound SA sends before it asks for an early rotation (docs/design.md#keys-and-rotation).
    * Default: three quarters of the 32-bit sequence space.
    */
   rekeyAfterPackets?: number;
