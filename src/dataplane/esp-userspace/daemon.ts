@@ -9,7 +9,7 @@ import { EventEmitter } from "node:events";
 import { systemClock, type Clock } from "../../clock.js";
 import { isPodcryptError } from "../../errors/index.js";
 import type { Logger } from "../../log/logger.js";
-import { listenUnixOwnerOnly } from "../../wireguard/uapi/server.js";
+import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
 import {
   DEFAULT_ESP_SOCKET_DIR,
   espRequestSchema,

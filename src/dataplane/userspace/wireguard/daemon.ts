@@ -24,7 +24,8 @@ import { Device } from "../../../wireguard/device.js";
 import type { DropReason } from "../../../wireguard/contract.js";
 import { UapiErrno, UapiError } from "../../../wireguard/uapi/errors.js";
 import { formatEndpoint, formatPrefix, parsePrefix, type IpPrefix } from "../../../wireguard/uapi/ip.js";
-import { listenUnixOwnerOnly, UapiServer } from "../../../wireguard/uapi/server.js";
+import { listenUnixOwnerOnly } from "../../../platform/unix/listen.js";
+import { UapiServer } from "./uapi-server.js";
 import type { UapiDevice, UapiDeviceState, UapiPeerUpdate } from "../../../wireguard/uapi/types.js";
 import { WireguardDatapath, type DatapathCounters } from "./datapath.js";
 
