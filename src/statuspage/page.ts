@@ -2,8 +2,8 @@
  * The status page the controller serves at `/status`: one self-contained HTML document (inline
  * style and script, no external assets, so it works without internet access) that fetches
  * `status.json` (a {@link StatusView}) every {@link REFRESH_MS} and draws it: the cluster's epoch
- * and phase, a node-pair matrix per underlay family, the rotation timeline and the nodes'
- * counters. Every cell of the matrix carries `data-from`, `data-to`, `data-family` and
+ * and phase, a node-pair matrix per underlay family with why each pair that is not encrypted is
+ * not, the rotation timeline and the nodes' counters. Every cell of the matrix carries `data-from`, `data-to`, `data-family` and
  * `data-state` (what tests and scripts read).
  *
  * With a metrics token configured, `status.json` requires it like `/metrics`: the page asks for it
@@ -72,6 +72,13 @@ function drawMatrix(v) {
     box.append(t);
   }
 }
+function drawProblems(v) {
+  const ul = $("problems"); ul.replaceChildren();
+  for (const p of v.pairs) if (p.reason && p.state !== "plaintext-allowed") {
+    const li = el("li", p.from + " \u2192 " + p.to + " (" + p.family + ") " + p.state + ": " + p.reason, p.state);
+    li.dataset.from = p.from; li.dataset.to = p.to; ul.append(li);
+  }
+}
 function drawRotations(v) {
   const t = $("rotations"); t.replaceChildren();
   t.append(row(["epoch", "prepare", "switch", "retire"], true));
@@ -100,7 +107,7 @@ function draw(v) {
     (c.timeouts.length ? " \\u00b7 timeouts: " + c.timeouts.join(", ") : "") + (c.lagging.length ? " \\u00b7 lagging: " + c.lagging.join(", ") : "");
   const s = $("summary"); s.replaceChildren();
   for (const k of Object.keys(SYMBOL)) { const sp = el("span", k + ": " + (v.summary[k] || 0), k); sp.dataset.state = k; sp.dataset.count = String(v.summary[k] || 0); s.append(sp); }
-  drawMatrix(v); drawRotations(v); drawNodes(v);
+  drawMatrix(v); drawProblems(v); drawRotations(v); drawNodes(v);
   $("updated").textContent = v.generatedAt;
   document.body.dataset.generatedAt = v.generatedAt;
 }
@@ -144,6 +151,7 @@ export function statusPageHtml(): string {
 <div class="legend"><span class="encrypted">encrypted</span><span class="pending">pending</span><span class="plaintext-allowed">plaintext allowed</span><span class="failing">failing</span></div>
 <p id="summary"></p>
 <div id="matrix"></div>
+<ul id="problems"></ul>
 <h2>Rotations (newest first)</h2>
 <table id="rotations"></table>
 <h2>Nodes and counters</h2>

@@ -44,6 +44,9 @@ export class Chromium {
     private readonly stderr: () => string,
   ) {
     output.on("data", (chunk: Buffer) => this.receive(chunk));
+    // The pipe breaks when the browser exits (EPIPE, ECONNRESET): the exit handler reports that.
+    input.on("error", () => undefined);
+    output.on("error", () => undefined);
   }
 
   /** Starts the browser in `ns` (killed by `lab`'s cleanup too) and attaches to its first page. */
