@@ -12,6 +12,7 @@ packages=(
   etcd-server etcd-client                           # the etcd datastore, tested for real
   prometheus                                        # promtool for deploy/monitoring, the local cluster's Prometheus
   qemu-system-x86 linux-image-amd64 busybox-static  # the kernel test tier (WireGuard, XFRM)
+  chromium                                          # the status page, tested in a headless browser
   python3 make g++                                  # node-gyp for the native addon
   clang-format                                      # npm run lint's check of native/
 )

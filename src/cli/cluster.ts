@@ -39,7 +39,7 @@ export function registerCluster(program: Command): void {
       "--datastore <url>",
       "local (default), etcd://HOST:PORT or kubernetes:KUBECONFIG (a datastore on 127.0.0.1 is relayed into the nodes)",
     )
-    .option("--config <file>", "cluster YAML (DESIGN.md section 8)")
+    .option("--config <file>", "cluster YAML (docs/design.md#the-local-cluster)")
     .option("--disabled", "start with encryption switched off (plaintext)", false)
     .option(
       "--prometheus",
@@ -191,7 +191,7 @@ export function registerCluster(program: Command): void {
   cluster
     .command("info")
     .description("describe the local cluster: fabric, nodes, pods, services")
-    .option("--json", "machine-readable (DESIGN.md section 8)", false)
+    .option("--json", "machine-readable (docs/design.md#the-local-cluster)", false)
     .action((o: { json: boolean }) => {
       const state = requireClusterState();
       const info = clusterInfo(state.plan) as ReturnType<typeof clusterInfo> & Record<string, unknown>;

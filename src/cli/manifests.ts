@@ -42,7 +42,7 @@ export function writeKustomizeBase(dir: string, o: ManifestOptions): string[] {
   return written;
 }
 
-/** `podcrypt manifests`: the Kubernetes YAML (DESIGN.md section 9), or the deploy/ kustomize base. */
+/** `podcrypt manifests`: the Kubernetes YAML (docs/design.md#cli), or the deploy/ kustomize base. */
 export function registerManifests(program: Command): void {
   program
     .command("manifests")

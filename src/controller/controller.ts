@@ -59,7 +59,7 @@ export interface ControllerHealth {
 }
 
 /**
- * The controller (DESIGN.md section 1): leader-elected; drives enable, disable and rotation
+ * The controller (docs/design.md#components): leader-elected; drives enable, disable and rotation
  * through prepare → switch → retire. It holds no keys: it only reads nodes' acknowledgements and
  * writes the cluster's phase.
  */

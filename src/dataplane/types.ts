@@ -44,7 +44,7 @@ export type DesiredRoute = (
 export type SelectorProtocol = "tcp" | "udp" | "sctp";
 
 /**
- * Traffic of one port of some pods (selective encryption, DESIGN.md section 5): with `local`
+ * Traffic of one port of some pods (selective encryption, docs/design.md#selective-encryption): with `local`
  * false, packets *to* `podIPs` (remote pods) on `protocol`/`port`; with `local` true, this node's
  * pods' replies *from* that port.
  */
@@ -76,7 +76,7 @@ export interface StrictPeer {
   podCidrs: string[];
 }
 
-/** Fail-closed rules (DESIGN.md section 4). */
+/** Fail-closed rules (docs/design.md#strict-mode). */
 export interface DesiredStrict {
   /** Drop cluster pod traffic leaving through the underlay unencrypted. */
   dropOutbound: boolean;
@@ -113,7 +113,7 @@ export interface DesiredNodeState {
   mtu: number;
 }
 
-/** Per-peer counters read back from a data plane, for status (DESIGN.md section 9). */
+/** Per-peer counters read back from a data plane, for status (docs/design.md#cli). */
 export interface ObservedPeer {
   node: string;
   epoch: number;

@@ -24,6 +24,7 @@ import {
 import { observeDatastore, Reachability } from "./datastore-probe.js";
 import { parseXfrmStat } from "./drops.js";
 import { agentRegistry, controllerRegistry } from "./metrics.js";
+import { statusView, type StatusView } from "../statuspage/view.js";
 import { bearerMatches, HealthServer, isLoopbackAddress, type CheckResult } from "./server.js";
 
 const T0 = Date.parse("2026-02-01T00:00:00Z");
@@ -451,6 +452,51 @@ describe("health server", () => {
     assert.equal((await fetch(url("/healthz"))).status, 200);
     const r = await fetch(url("/readyz"));
     assert.deepEqual([r.status, await r.text()], [503, "not ok: not-campaigning\n"]);
+  });
+
+  it("the status page: /status open and self-contained, /status.json behind the token", async () => {
+    const reach = new Reachability(new ManualClock(0, T0));
+    const token = "another-t0ken";
+    let reads = 0;
+    const s = await HealthServer.start({
+      host: "127.0.0.1",
+      port: 0,
+      logger,
+      token,
+      registry: controllerRegistry(() => ({}) as ControllerHealth, reach),
+      liveness: () => ({ ok: true, detail: "" }),
+      readiness: () => ({ ok: true, detail: "" }),
+      status: () => {
+        reads++;
+        return Promise.resolve(statusView(undefined, [], T0));
+      },
+    });
+    servers.push(s);
+    const url = (p: string) => `http://127.0.0.1:${s.port}${p}`;
+    const page = await fetch(url("/status"));
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+    assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'none'.*connect-src 'self'/);
+    const html = await page.text();
+    assert.doesNotMatch(html, /(src|href)=["']?(https?:)?\/\//, "nothing loaded from elsewhere");
+    assert.match(html, /fetch\("status\.json"/);
+    assert.equal((await fetch(url("/status.json"))).status, 401);
+    assert.equal(reads, 0, "no data without the token");
+    const data = await fetch(url("/status.json"), { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(data.status, 200);
+    const v = (await data.json()) as StatusView;
+    assert.deepEqual([v.cluster.enabled, v.pairs, v.families], [false, [], ["ipv4"]]);
+    // A server without a status source (the agent's) has neither path.
+    const plain = await HealthServer.start({
+      host: "127.0.0.1",
+      port: 0,
+      logger,
+      registry: controllerRegistry(() => ({}) as ControllerHealth, reach),
+      liveness: () => ({ ok: true, detail: "" }),
+      readiness: () => ({ ok: true, detail: "" }),
+    });
+    servers.push(plain);
+    assert.equal((await fetch(`http://127.0.0.1:${plain.port}/status`)).status, 404);
   });
 
   it("knows loopback clients and compares bearer tokens exactly", () => {

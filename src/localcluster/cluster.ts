@@ -15,6 +15,9 @@ import { VERIFY_PORT } from "./echo.js";
 import {
   CLUSTER_POD_CIDR,
   NETNS_PREFIX,
+  nodeEspIfname,
+  nodeIfPrefix,
+  nodeWgIfname,
   planCluster,
   servicePods,
   type ClusterPlan,
@@ -52,10 +55,8 @@ export function startSupervisor(home: string): ClusterProcess {
   return p;
 }
 
-/** Interface prefix of node `index` in the local cluster: the UAPI socket directory is shared by all nodes. */
-export function nodeIfPrefix(index: number): string {
-  return `pc${index}w`;
-}
+/** See plan.ts; exported here too for the callers that manage a cluster through this module. */
+export { nodeIfPrefix };
 
 /** The datastore URL the daemons of a local cluster use. */
 export function datastoreUrl(config: ClusterConfig, home: string): string {
@@ -426,11 +427,10 @@ export async function clusterDown(): Promise<{ processes: number; namespaces: nu
   const namespaces = await destroyTopology();
   // Daemons killed with their namespaces leave their control sockets behind (the directories are shared).
   for (const n of state?.plan.nodes ?? []) {
-    const prefix = nodeIfPrefix(n.index);
     for (const sock of [
-      espSocketPath(`${prefix}e`),
-      uapiSocketPath(`${prefix}0`),
-      uapiSocketPath(`${prefix}1`),
+      espSocketPath(nodeEspIfname(n.index)),
+      uapiSocketPath(nodeWgIfname(n.index, 0)),
+      uapiSocketPath(nodeWgIfname(n.index, 1)),
     ])
       rmSync(sock, { force: true });
   }

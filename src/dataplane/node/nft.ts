@@ -97,7 +97,7 @@ function peerDispatch(
 }
 
 /**
- * The node's ruleset as nft text (DESIGN.md sections 4 and 5), replaced as one transaction.
+ * The node's ruleset as nft text (docs/design.md#strict-mode and #selective-encryption), replaced as one transaction.
  *
  * Encrypting all pod traffic: pod traffic between this node and the others may cross the underlay
  * only inside the tunnel (whose packets are UDP between node addresses, so they never match):

@@ -155,7 +155,7 @@ interface TrackedLease {
 }
 
 /**
- * The `kubernetes` datastore (DESIGN.md section 7): CRDs ClusterEncryption, EncryptionPolicy and
+ * The `kubernetes` datastore (docs/design.md#datastores): CRDs ClusterEncryption, EncryptionPolicy and
  * StarlingX's IPsecPolicy (the cluster-wide policies), node records as PodcryptNodes (one per
  * node, named after it; Nodes themselves are only read), Services and Endpoints, coordination
  * Leases for liveness and leadership; policy status through the policies' status subresource. See
