@@ -293,6 +293,31 @@ describe("metrics", () => {
     line(/^podcrypt_plaintext_dropped_packets_total\{peer="node-3",direction="in"\} 4$/m);
   });
 
+  it("agent: a data plane that never answers leaves the peers out, not the scrape", async () => {
+    const clock = new ManualClock(0, T0);
+    const backend: DataplaneBackend = {
+      kind: "wireguard-userspace",
+      reconcile: async () => undefined,
+      // A stopped daemon: its socket accepts and never answers.
+      observe: () => new Promise<never>(() => undefined),
+      close: async () => undefined,
+      saInstance: () => undefined,
+      strictDrops: async () => [{ peer: "node-2", direction: "out", packets: 81 }],
+    };
+    const text = await agentRegistry({
+      node: "node-1",
+      clock,
+      backend,
+      record: new ReconcileRecord(),
+      reach: new Reachability(clock),
+      choice: { wireguard: "userspace", ipsec: "userspace" },
+      drops: { wireguardUserspace: [], espUserspace: undefined, kernelXfrm: false },
+      observeTimeoutMs: 10,
+    }).metrics();
+    assert.match(text, /^podcrypt_plaintext_dropped_packets_total\{peer="node-2",direction="out"\} 81$/m);
+    assert.doesNotMatch(text, /^podcrypt_peer_transmit_bytes_total\{/m);
+  });
+
   it("controller: leadership and policy status writes", async () => {
     const reach = new Reachability(new ManualClock(0, T0));
     const h: ControllerHealth = {

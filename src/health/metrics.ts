@@ -157,14 +157,42 @@ export interface AgentMetricsSources {
   choice: { wireguard: string; ipsec: string };
   /** Peers' claims the agent's last pass refused. Default none. */
   refused?: () => readonly RefusedClaim[];
+  /** How long a scrape waits for the data plane's per-peer counters. Default {@link OBSERVE_TIMEOUT_MS}. */
+  observeTimeoutMs?: number;
 }
+
+/**
+ * How long a scrape waits for the data plane's per-peer counters (a daemon's UAPI or control
+ * socket) before it answers without them: below the 3 s the local cluster's Prometheus allows a
+ * scrape, and far below Prometheus' default 10 s.
+ */
+export const OBSERVE_TIMEOUT_MS = 2000;
 
 /** The agent's registry. */
 export function agentRegistry(src: AgentMetricsSources): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   clusterMetrics(registry, src.reach, src.clock);
-  const peers = sharedRead(() => src.backend.observe().catch((): ObservedPeer[] => []), src.clock);
+  // A data-plane daemon that hangs (stopped, wedged) must not hang the scrape with it: the peers'
+  // rows are left out of that scrape, and everything else (the leak detector first) still answers.
+  const observeTimeoutMs = src.observeTimeoutMs ?? OBSERVE_TIMEOUT_MS;
+  const peers = sharedRead(
+    () =>
+      new Promise<ObservedPeer[]>((resolve) => {
+        const timer = setTimeout(() => resolve([]), observeTimeoutMs);
+        src.backend.observe().then(
+          (rows) => {
+            clearTimeout(timer);
+            resolve(rows);
+          },
+          () => {
+            clearTimeout(timer);
+            resolve([]);
+          },
+        );
+      }),
+    src.clock,
+  );
   const drops = sharedRead(() => readDrops(src.drops).catch((): DropSample[] => []), src.clock);
   const strictDrops = sharedRead(
     async (): Promise<StrictDrop[]> => (await src.backend.strictDrops?.().catch(() => undefined)) ?? [],

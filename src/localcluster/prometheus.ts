@@ -27,8 +27,10 @@ import type { ClusterProcess } from "./state.js";
 export const PROMETHEUS_NETNS = `${NETNS_PREFIX}prom`;
 /** Where it listens, inside {@link PROMETHEUS_NETNS} only. */
 export const PROMETHEUS_ADDRESS = "127.0.0.1:9090";
-/** Scrape and rule evaluation interval: short, so a test sees an alert within seconds. */
+/** Rule evaluation interval: short, so a test sees an alert within seconds. */
 export const PROMETHEUS_INTERVAL = "1s";
+/** Scrape interval and timeout: above the agent's wait for a hung data plane (OBSERVE_TIMEOUT_MS). */
+export const PROMETHEUS_SCRAPE = "3s";
 
 const AGENT_PORT_BASE = 19100;
 const CONTROLLER_PORT_BASE = 19000;
@@ -55,13 +57,13 @@ export function prometheusConfig(
   const targets = (list: ReadonlyArray<{ name: string; port: number }>) =>
     list.map((t) => ({ targets: [`127.0.0.1:${t.port}`], labels: { instance: t.name } }));
   return stringify({
-    global: { scrape_interval: PROMETHEUS_INTERVAL, evaluation_interval: PROMETHEUS_INTERVAL },
+    global: { scrape_interval: PROMETHEUS_SCRAPE, evaluation_interval: PROMETHEUS_INTERVAL },
     rule_files: [rulesFile],
     scrape_configs: [
-      { job_name: "podcrypt-agent", scrape_timeout: PROMETHEUS_INTERVAL, static_configs: targets(agents) },
+      { job_name: "podcrypt-agent", scrape_timeout: PROMETHEUS_SCRAPE, static_configs: targets(agents) },
       {
         job_name: "podcrypt-controller",
-        scrape_timeout: PROMETHEUS_INTERVAL,
+        scrape_timeout: PROMETHEUS_SCRAPE,
         static_configs: targets(controllers),
       },
     ],
