@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseResource, type Node } from "../model/index.js";
-import { describeRefusal, vetClaims, type NodeAuthority, type RefusedClaim } from "./claims.js";
+import {
+  describeRefusal,
+  standingClaims,
+  vetClaims,
+  type NodeAuthority,
+  type RefusedClaim,
+} from "./claims.js";
 import { desiredState, type AgentSettings } from "./desired.js";
 
 const KEY = (c: string): string => Buffer.alloc(32, c).toString("base64");
@@ -230,6 +236,33 @@ describe("vetClaims", () => {
     );
   });
 
+  it("no authority: a claim the agent already believed stands against a new overlapping one", () => {
+    // node-2's /24 was believed; then node-3 claims the same range, or a more specific prefix of
+    // it, or a wider one: node-3's claim is refused, node-2 keeps its pods.
+    const before = vetClaims([honest(1), honest(2), honest(3)], "node-1");
+    for (const lie of ["10.244.2.0/24", "10.244.2.128/25", "10.244.0.0/22"]) {
+      const liar = node("node-3", ["10.244.3.0/24", lie], "172.30.0.13");
+      const v = vetClaims([honest(1), honest(2), liar], "node-1", undefined, standingClaims(before));
+      assert.deepEqual(
+        v.nodes.map((n) => [n.name, n.podCIDRs]),
+        [
+          ["node-1", ["10.244.1.0/24"]],
+          ["node-2", ["10.244.2.0/24"]],
+          ["node-3", ["10.244.3.0/24"]],
+        ],
+        lie,
+      );
+      assert.deepEqual(
+        v.refused.map((r) => [r.node, r.value, r.reason]),
+        [["node-3", lie, "overlaps-other-node"]],
+        lie,
+      );
+      // It keeps standing in the next pass, which believes what this one did.
+      const again = vetClaims([honest(1), honest(2), liar], "node-1", undefined, standingClaims(v));
+      assert.deepEqual(again.refused, v.refused, lie);
+    }
+  });
+
   it("returns untouched records as the same objects (the desired-state memo keys on identity)", () => {
     const nodes = [honest(1), honest(2), node("node-3", ["10.244.9.0/24"], "172.30.0.13")];
     const v = vetClaims(nodes, "node-1", kube);
@@ -272,6 +305,27 @@ describe("desired state from vetted records", () => {
     const d = desiredState(SETTINGS, c, [honest(1), honest(2), liar], () => true);
     assert.ok(
       d.generations[0]!.peers.find((p) => p.node === "node-3")?.allowedIps.includes("10.244.2.128/25"),
+    );
+  });
+
+  it("strict mode drops plaintext toward refused pod CIDRs, except those overlapping this node's own", () => {
+    // Without standing claims (an agent starting with the lie in place) neither node-2 nor the
+    // liar node-3 is believed for 10.244.2.128/25: no route, and strict mode guards both claims.
+    const liarWide = node("node-3", ["10.244.3.0/24", "10.244.2.128/25", "0.0.0.0/0"], "172.30.0.13");
+    const v = vetClaims([honest(1), honest(2), liarWide], "node-1");
+    const refused = v.refused.filter((r) => r.field === "podCIDRs").map((r) => r.value);
+    assert.deepEqual(refused, ["10.244.2.0/24", "0.0.0.0/0", "10.244.2.128/25"]);
+    const d = desiredState(SETTINGS, c, v.nodes, () => true, undefined, undefined, refused);
+    assert.deepEqual(
+      d.routes.map((r) => r.dst),
+      ["10.244.3.0/24"],
+    );
+    // 0.0.0.0/0 covers this node's own pods: guarding it would drop everything else they send.
+    assert.deepEqual(d.strict.remotePodCidrs, ["10.244.3.0/24", "10.244.2.0/24", "10.244.2.128/25"]);
+    assert.deepEqual(
+      desiredState(SETTINGS, c, v.nodes, () => true).strict.remotePodCidrs,
+      ["10.244.3.0/24"],
+      "without the refused CIDRs nothing would guard them",
     );
   });
 

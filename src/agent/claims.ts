@@ -7,10 +7,14 @@
  * 1. Authority (Kubernetes): a pod CIDR is believed only inside the Node's `spec.podCIDRs` (set by
  *    the node IPAM controller, which agents cannot write), an underlay address only when it is one
  *    of the Node's `status.addresses`. A record without a Kubernetes Node is believed in nothing.
- * 2. Overlap (every datastore): two nodes' believed pod CIDRs that overlap are both refused, since
- *    nothing says which node is right: refused traffic is dropped (strict mode) or left unrouted,
- *    never sent to a node that may be lying. With an authority, what survives step 1 is inside
- *    what the authority assigned, so this happens only when the authority itself assigned
+ * 2. Overlap (every datastore): a claim that overlaps a claim this agent already believes (it
+ *    applied it in its last pass: `standing`) is refused, and the standing one keeps its traffic:
+ *    a node that starts claiming another node's range, or a more specific prefix of it, diverts
+ *    nothing. Two overlapping claims of which neither (or both) stood are both refused, since
+ *    nothing says which node is right (an agent that starts with conflicting records in place).
+ *    Refused ranges are dropped in strict mode (desired.ts adds them to the drop set) or left
+ *    unrouted, never sent to a node that may be lying. With an authority, what survives step 1 is
+ *    inside what the authority assigned, so this happens only when the authority itself assigned
  *    overlapping ranges; the node the authority assigns a range to therefore always wins over a
  *    liar. Claims overlapping this node's own pod CIDRs are refused, and this node's own claims are
  *    never vetted (it knows its own).
@@ -77,16 +81,31 @@ function contains(outer: string, inner: string): boolean {
   }
 }
 
-const overlap = (a: string, b: string): boolean => contains(a, b) || contains(b, a);
+/** Whether CIDRs `a` and `b` share an address (one contains the other); false for garbage. */
+export const cidrsOverlap = (a: string, b: string): boolean => contains(a, b) || contains(b, a);
 
 const byName = (a: { node: string }, b: { node: string }): number =>
   a.node < b.node ? -1 : a.node > b.node ? 1 : 0;
 
+/** The pod CIDRs an agent believed per node in its last pass (its {@link VettedNodes.nodes}). */
+export type StandingClaims = ReadonlyMap<string, readonly string[]>;
+
+/** The pod CIDRs `vetted` believes, by node, as {@link vetClaims} takes them back as `standing`. */
+export function standingClaims(vetted: VettedNodes): StandingClaims {
+  return new Map(vetted.nodes.map((n) => [n.name, [...n.podCIDRs]]));
+}
+
 /**
  * Vets every node's claims but `self`'s (see the module comment). Pure and deterministic: the same
- * records and authority give the same result on every node, whatever their order.
+ * records, authority and `standing` claims give the same result on every node, whatever their
+ * order.
  */
-export function vetClaims(nodes: readonly Node[], self: string, authority?: AuthorityLookup): VettedNodes {
+export function vetClaims(
+  nodes: readonly Node[],
+  self: string,
+  authority?: AuthorityLookup,
+  standing?: StandingClaims,
+): VettedNodes {
   const refused: RefusedClaim[] = [];
   // Step 1: the authority.
   const believed = new Map<string, { node: Node; podCIDRs: string[]; ipv4: boolean; ipv6: boolean }>();
@@ -122,12 +141,16 @@ export function vetClaims(nodes: readonly Node[], self: string, authority?: Auth
   // Step 2: overlaps between nodes (this node's own claims always stand).
   const all = [...believed.values()];
   const dropped = new Map<string, Set<string>>();
+  const stood = (node: string, cidr: string): boolean =>
+    node === self || (standing?.get(node)?.includes(cidr) ?? false);
   for (const b of all) {
     if (b.node.name === self) continue;
     for (const c of b.podCIDRs) {
+      // A standing claim is kept against one that did not stand.
+      const keeps = (other: string, o: string): boolean => stood(b.node.name, c) && !stood(other, o);
       for (const other of all) {
         if (other === b) continue;
-        const hit = other.podCIDRs.find((o) => overlap(o, c));
+        const hit = other.podCIDRs.find((o) => cidrsOverlap(o, c) && !keeps(other.node.name, o));
         if (hit === undefined) continue;
         let d = dropped.get(b.node.name);
         if (d === undefined) dropped.set(b.node.name, (d = new Set()));

@@ -9,6 +9,7 @@ import type {
   SelectorMatch,
 } from "../dataplane/types.js";
 import { sameList } from "../lists.js";
+import { cidrsOverlap } from "./claims.js";
 import type { Selector } from "../policy/types.js";
 
 /** Node-local settings of the agent. */
@@ -76,7 +77,7 @@ export function epochsNeeded(c: ClusterEncryption): number[] {
   return generationsFor(c).installed.map((g) => g.epoch);
 }
 
-/** Strict-mode drops for the phase (DESIGN.md sections 3 and 4). */
+/** Strict-mode drops for the phase (docs/design.md#keys-and-rotation and #strict-mode). */
 export function strictFor(c: ClusterEncryption): { dropOutbound: boolean; dropInbound: boolean } {
   if (!c.strict) return { dropOutbound: false, dropInbound: false };
   const a = applied(c).enabled;
@@ -240,6 +241,12 @@ export class DesiredMemo {
  * Selective encryption (`c.encryption` "selective"): the main table routes every peer's pods in
  * plaintext and the `selected` table through the tunnel as above; only traffic of `selection`
  * is marked to look the latter up (and is what strict mode guards).
+ *
+ * `refusedPodCidrs` are peers' pod CIDRs the agent refused (src/agent/claims.ts): no route leads
+ * there, and strict mode drops plaintext toward and from them like any remote pod traffic
+ * (counted), so traffic to a contested range is neither sent to a node that may be lying nor
+ * leaked in plaintext. A refused range overlapping this node's own pods is left out (this node's
+ * own claims stand), which also keeps a lie as broad as 0.0.0.0/0 from dropping other traffic.
  */
 export function desiredState(
   settings: AgentSettings,
@@ -248,6 +255,7 @@ export function desiredState(
   sessions: SessionCheck,
   selection: NodeSelection = NO_SELECTION,
   memo: DesiredMemo = new DesiredMemo(),
+  refusedPodCidrs: readonly string[] = [],
 ): DesiredNodeState {
   memo.prune(nodes);
   const self = nodes.find((n) => n.name === settings.node);
@@ -313,7 +321,12 @@ export function desiredState(
     ...strictFor(c),
     underlayIf: settings.underlayIf,
     localPodCidrs: [...(self?.podCIDRs ?? [])],
-    remotePodCidrs: others.flatMap((n) => n.podCIDRs),
+    remotePodCidrs: remoteDrops(
+      others.flatMap((n) => n.podCIDRs),
+      refusedPodCidrs,
+      self?.podCIDRs ?? [],
+    ),
+    peers: others.map((n) => ({ node: n.name, podCidrs: [...n.podCIDRs] })),
   };
   if (selective) {
     const matches = (list: readonly Selector[]): SelectorMatch[] =>
@@ -339,6 +352,17 @@ export function desiredState(
     };
   }
   return { generations, routes, strict, mtu: settings.mtu, ...instanceOf(self) };
+}
+
+/**
+ * The remote pod CIDRs strict mode guards: the believed ones, then the refused ones that are not
+ * among them and overlap none of `own` (see {@link desiredState}), each once.
+ */
+function remoteDrops(believed: string[], refused: readonly string[], own: readonly string[]): string[] {
+  if (refused.length === 0) return believed;
+  const out = [...believed];
+  for (const r of refused) if (!out.includes(r) && !own.some((o) => cidrsOverlap(o, r))) out.push(r);
+  return out;
 }
 
 /** The SA instance `self` published, as a {@link DesiredNodeState} field. */
