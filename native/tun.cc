@@ -177,6 +177,21 @@ Napi::Value SetLinkUp(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setTunPersist(fd, on): TUNSETPERSIST. A persistent device outlives the fds attached to it: its
+// addresses, routes and link state stay when the daemon dies, packets routed to it meanwhile are
+// dropped by the kernel (no reader), and the next TUNSETIFF of the name attaches to it again.
+Napi::Value SetTunPersist(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber())
+    throw Napi::TypeError::New(env, "setTunPersist(fd, on)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  unsigned long on = info[1].ToBoolean().Value() ? 1 : 0;
+  if (ioctl(fd, TUNSETPERSIST, on) < 0) {
+    throw Napi::Error::New(env, std::string("TUNSETPERSIST: ") + strerror(errno));
+  }
+  return env.Undefined();
+}
+
 // interfaceIndex(ifname): the ifindex, or 0 when no such interface exists (in this namespace).
 Napi::Value InterfaceIndex(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(),
@@ -192,6 +207,7 @@ void InitTunBatch(Napi::Env env, Napi::Object exports) {
   exports.Set("getMtu", Napi::Function::New(env, GetMtu));
   exports.Set("setLinkUp", Napi::Function::New(env, SetLinkUp));
   exports.Set("interfaceIndex", Napi::Function::New(env, InterfaceIndex));
+  exports.Set("setTunPersist", Napi::Function::New(env, SetTunPersist));
 }
 
 }  // namespace podcrypt

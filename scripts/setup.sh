@@ -10,7 +10,9 @@ packages=(
   tshark tcpdump                                    # underlay captures, dissection and ESP decryption
   iperf3 socat                                      # traffic for tests and benchmarks
   etcd-server etcd-client                           # the etcd datastore, tested for real
+  prometheus                                        # promtool for deploy/monitoring, the local cluster's Prometheus
   qemu-system-x86 linux-image-amd64 busybox-static  # the kernel test tier (WireGuard, XFRM)
+  chromium                                          # the status page, tested in a headless browser
   python3 make g++                                  # node-gyp for the native addon
   clang-format                                      # npm run lint's check of native/
 )
@@ -24,6 +26,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's prometheus package starts a server on every address (:9090) where systemd runs; the
+# tests run their own, bound to loopback inside the local cluster, so the system one stays off.
+if command -v systemctl >/dev/null && systemctl is-enabled prometheus >/dev/null 2>&1; then
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
 stamp=node_modules/.podcrypt-installed

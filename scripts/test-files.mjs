@@ -9,6 +9,9 @@
 //          API test server, a real etcd on 127.0.0.1, tshark on a file; runs as any user
 //   netns  root: network namespaces, TUN, veth, nftables, the local cluster
 //   vm     the kernel data planes, inside the qemu VM (test/vm/run.sh)
+// A test without a marker that imports the namespace tooling of test/ (NetnsLab, the local
+// cluster's or the fault harness's CLI runners) needs root all the same: it is `netns`, so a
+// new cluster test that forgot its marker still runs alone, as root.
 // The list is taken from the sources, so a deleted test's stale file in dist/ does not run.
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -18,6 +21,8 @@ const TIERS = ["unit", "netns", "vm"];
 const ROOTS = ["src", "test", "bench"];
 const MARKER = /^\s*\/\/\s*test-tier:\s*(\S+)/;
 const HEADER_LINES = 30;
+const NAMESPACE_TOOLING =
+  /from "(?:\.\.?\/)+(?:test\/)?(?:helpers\/netns|localcluster\/run-cli|faults\/harness|run-cli|harness|netns)\.js"/;
 
 const repo = join(import.meta.dirname, "..");
 const wanted = process.argv[2];
@@ -35,9 +40,13 @@ function* testSources(dir) {
   }
 }
 
-/** The tier `source` declares, `unit` without a marker; an unknown tier is an error naming the file. */
+/**
+ * The tier `source` declares; without a marker `netns` when it imports the namespace tooling, else
+ * `unit`. An unknown tier is an error naming the file.
+ */
 function tierOf(source) {
-  const header = readFileSync(source, "utf8").split("\n", HEADER_LINES);
+  const text = readFileSync(source, "utf8");
+  const header = text.split("\n", HEADER_LINES);
   for (const line of header) {
     const m = MARKER.exec(line);
     if (m === null) continue;
@@ -49,7 +58,7 @@ function tierOf(source) {
     }
     return m[1];
   }
-  return "unit";
+  return NAMESPACE_TOOLING.test(text) ? "netns" : "unit";
 }
 
 const files = [];

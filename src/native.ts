@@ -53,6 +53,11 @@ export interface NativeAddon {
   getMtu(ifname: string): number;
   /** Sets or clears IFF_UP on an interface. */
   setLinkUp(ifname: string, up: boolean): void;
+  /**
+   * TUNSETPERSIST on a TUN fd: a persistent device (its addresses, routes, link state) outlives the
+   * fds attached to it, and the next {@link openTun} of its name attaches to it again.
+   */
+  setTunPersist(fd: number, on: boolean): void;
   /** The ifindex of an interface, 0 when it does not exist. */
   interfaceIndex(ifname: string): number;
   /**

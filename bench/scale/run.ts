@@ -2,7 +2,7 @@
  * `node dist/bench/scale/run.js [--agents N] [--workers W] [--clients K] [--rotations R] [--heartbeat-ms MS] [--timeout-s S] [--watch-per-agent] [--cpu-prof FILE] [--json]`
  *
  * N simulated agents (default 500) and the controller in this process against a real etcd:
- * time for a node join to reach every agent and for a full rotation. Targets (issue 3): join
+ * time for a node join to reach every agent and for a full rotation. Targets: join
  * under 2 s, rotation under 15 s. Exit status 1 if a target is missed or a measurement fails.
  */
 import { runScale, type ScaleResult } from "./scale.js";

@@ -1,5 +1,5 @@
 /**
- * The control plane at scale (issue 3, acceptance 7): N simulated nodes — the real Agent class
+ * The control plane at scale: N simulated nodes — the real Agent class
  * with a stateful FakeDataplane and in-memory key pairs each — and the real Controller, against a
  * real etcd (Debian's /usr/bin/etcd on free 127.0.0.1 ports, temp data dir).
  *

@@ -26,6 +26,7 @@ import {
   type NodeSelection,
 } from "./desired.js";
 import { SelectionTracker } from "./selection.js";
+import { TunnelTracker, type TunnelReport } from "./tunnels.js";
 import { chainText } from "../errors/describe.js";
 import { FailureTracker } from "./failures.js";
 import {
@@ -73,6 +74,9 @@ const KEY_BATCH_MS = 5000;
 const COALESCE_MS = 20;
 const MAX_COALESCE_MS = 1000;
 
+/** How long a heartbeat waits for the data plane's peer counters (tunnel report). */
+const OBSERVE_MS = 2000;
+
 /** The node's key pairs by epoch; private keys stay in 0600 files on this node. */
 export interface EpochKeys {
   /** Makes (and persists) the key pair of `epoch` if it is missing; returns its public key (base64). */
@@ -110,7 +114,7 @@ export interface AgentOptions {
 }
 
 /**
- * The node agent (DESIGN.md section 1): publishes its public keys, watches nodes and the cluster
+ * The node agent (docs/design.md#components): publishes its public keys, watches nodes and the cluster
  * configuration, computes the desired data-plane state, reconciles it through its backend and
  * acknowledges phases. Event handlers only record that something changed; one loop applies.
  */
@@ -150,6 +154,8 @@ export class Agent {
   private authority: AuthoritySource | undefined;
   /** Peers' claims the last pass refused (src/agent/claims.ts), as their descriptions. */
   private refusedNow = new Map<string, RefusedClaim>();
+  private readonly tunnels = new TunnelTracker();
+  private tunnelsNow: TunnelReport | undefined;
   /** Peers' pod CIDRs the last pass believed: they stand against later overlapping claims. */
   private standing: StandingClaims = new Map();
 
@@ -217,6 +223,11 @@ export class Agent {
           const after = map.get(e.key);
           if (kind === "nodes") {
             const wake = this.wakeFor(before as Node | undefined, after as Node | undefined);
+            if (wake === "urgent") {
+              this.passNow();
+              void this.loop();
+              return;
+            }
             if (wake === "batch") this.passWithin(KEY_BATCH_MS);
             if (wake !== "now") return;
           }
@@ -254,7 +265,7 @@ export class Agent {
 
   /**
    * IPsec: when an outbound SA of the current epoch nears the end of its sequence numbers, asks
-   * the controller for a rotation now (DESIGN.md section 3), once per epoch.
+   * the controller for a rotation now (docs/design.md#keys-and-rotation), once per epoch.
    */
   private async askForEarlyRotation(c: ClusterEncryption): Promise<void> {
     const a = applied(c);
@@ -331,32 +342,44 @@ export class Agent {
   /**
    * A data-plane daemon died (noticed at once, src/dataplane/node/daemon-watch.ts): a pass now,
    * not after the coalescing delay, which starts a new daemon and pushes it the full state; the
-   * restart is counted in the node's status record.
+   * restart is counted in the node's status record (on from the count it holds: an earlier agent's
+   * restarts count too).
    */
   daemonDied(ifname: string): void {
     if (this.stopped) return;
+    const recorded = this.nodes.get(this.name)?.status?.daemonRestarts?.count ?? 0;
     this.daemonRestarts = {
-      count: this.daemonRestarts.count + 1,
+      count: Math.max(this.daemonRestarts.count, recorded) + 1,
       last: new Date(this.o.clock.wallNow()).toISOString(),
     };
     this.o.logger.warn(
       { ifname, restarts: this.daemonRestarts.count },
       "data-plane daemon died; starting a new one with the full state",
     );
+    this.passNow();
+    void this.loop().then(() => this.heartbeat());
+  }
+
+  /** Asks for a pass at once, skipping the coalescing delay (the loop runs it next). */
+  private passNow(): void {
     this.dirty = true;
     clearTimeout(this.coalesce);
     this.coalesce = undefined;
-    void this.loop().then(() => this.heartbeat());
   }
 
   private async heartbeat(): Promise<void> {
     const restarts = this.daemonRestarts.count === 0 ? {} : { daemonRestarts: { ...this.daemonRestarts } };
+    const dropped = ((await this.o.backend.strictDrops?.().catch(() => undefined)) ?? [])
+      .filter((d) => d.packets > 0)
+      .slice(0, 4096);
+    const drops = dropped.length === 0 ? {} : { plaintextDrops: dropped };
     const failure = this.failures.state;
     const reconcileError = failure === undefined ? {} : { reconcileError: { ...failure } };
     try {
+      const tunnels = await this.judgeTunnels();
       await this.publish((n) => {
         // A failure an earlier agent of this node published is not this one's.
-        const { reconcileError: _earlier, ...status } = n.status ?? {};
+        const { reconcileError: _earlier, tunnels: _old, ...status } = n.status ?? {};
         return {
           ...n,
           status: {
@@ -365,12 +388,48 @@ export class Agent {
             errors: this.lastErrors,
             ...restarts,
             ...reconcileError,
+            ...drops,
+            ...(tunnels === undefined ? {} : { tunnels }),
           },
         };
       });
+      this.tunnelsNow = tunnels;
     } catch (e) {
       this.o.logger.warn({ err: e }, "heartbeat failed");
     }
+  }
+
+  /**
+   * The tunnels to the live peers as the data plane shows them now (src/agent/tunnels.ts);
+   * undefined while encryption is off or the agent has not reconciled yet. A data plane that does
+   * not answer leaves every peer's counters unread: they count as pending.
+   */
+  private async judgeTunnels(): Promise<TunnelReport | undefined> {
+    const c = this.cluster;
+    if (c === undefined || c.applied === undefined || !applied(c).enabled) return undefined;
+    const now = this.o.clock.wallNow();
+    const peers = [...this.nodes.values()].filter(
+      (n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING),
+    );
+    // A daemon that does not answer (stopped) must not hold the heartbeat past the liveness window.
+    let timer: NodeJS.Timeout | undefined;
+    const observed = await Promise.race([
+      this.o.backend.observe(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${OBSERVE_MS} ms`)), OBSERVE_MS);
+      }),
+    ])
+      .catch((e: unknown) => {
+        this.o.logger.warn({ err: (e as Error).message }, "reading the data plane's peers failed");
+        return [];
+      })
+      .finally(() => clearTimeout(timer));
+    return this.tunnels.observe(observed, peers, now);
+  }
+
+  /** The tunnel report the last heartbeat published; undefined before one or with encryption off. */
+  get tunnelReport(): TunnelReport | undefined {
+    return this.tunnelsNow;
   }
 
   /** Logs claims refused for the first time (and those no longer refused), keeps them for metrics. */
@@ -404,9 +463,20 @@ export class Agent {
    * acknowledgements matter only to the switch phase, which waits for the peers that acknowledged
    * prepare: written in prepare or retire (on 500 nodes, each a Node event at every agent) they
    * need no pass, the map holds them for the pass the switch itself starts. A new key in prepare
-   * is batched ({@link KEY_BATCH_MS}) unless it is the last one awaited.
+   * is batched ({@link KEY_BATCH_MS}) unless it is the last one awaited. A peer's new SA instance
+   * runs a pass at once ("urgent"): its pairs with this node are down until then.
    */
-  private wakeFor(a: Node | undefined, b: Node | undefined): "now" | "batch" | "none" {
+  private wakeFor(a: Node | undefined, b: Node | undefined): "urgent" | "now" | "batch" | "none" {
+    // A peer's new SA instance (its ESP daemon was replaced) means its traffic to and from this
+    // node is dropped until this node installs the new SAs: no coalescing delay for it.
+    if (
+      a !== undefined &&
+      b !== undefined &&
+      b.name !== this.name &&
+      a.saInstance !== b.saInstance &&
+      b.saInstance !== undefined
+    )
+      return "urgent";
     if (a === undefined || b === undefined || shapeKey(a) !== shapeKey(b)) return "now";
     const c = this.cluster;
     if (b.name === this.name || c === undefined) return "none";

@@ -77,7 +77,7 @@ export function epochsNeeded(c: ClusterEncryption): number[] {
   return generationsFor(c).installed.map((g) => g.epoch);
 }
 
-/** Strict-mode drops for the phase (DESIGN.md sections 3 and 4). */
+/** Strict-mode drops for the phase (docs/design.md#keys-and-rotation and #strict-mode). */
 export function strictFor(c: ClusterEncryption): { dropOutbound: boolean; dropInbound: boolean } {
   if (!c.strict) return { dropOutbound: false, dropInbound: false };
   const a = applied(c).enabled;
@@ -326,6 +326,7 @@ export function desiredState(
       refusedPodCidrs,
       self?.podCIDRs ?? [],
     ),
+    peers: others.map((n) => ({ node: n.name, podCidrs: [...n.podCIDRs] })),
   };
   if (selective) {
     const matches = (list: readonly Selector[]): SelectorMatch[] =>

@@ -1,5 +1,5 @@
 /**
- * How a change of the selected traffic (selective encryption, DESIGN.md section 5) reaches every
+ * How a change of the selected traffic (selective encryption, docs/design.md#selective-encryption) reaches every
  * node without losing or leaking a packet: the same make-before-break idea as the key phases,
  * run by the agents themselves since any node can compute the selector set from the datastore.
  *

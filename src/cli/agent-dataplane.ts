@@ -1,6 +1,6 @@
 /**
- * The agent's choice of data plane per mode (`--dataplane auto|kernel|userspace`, DESIGN.md
- * section 2), and the composite backend built from it. Detection is per node: each agent probes its
+ * The agent's choice of data plane per mode (`--dataplane auto|kernel|userspace`,
+ * docs/design.md#data-planes), and the composite backend built from it. Detection is per node: each agent probes its
  * own kernel, so a cluster whose nodes differ runs kernel where it can and userspace elsewhere,
  * encrypted end to end either way (the data planes are wire-compatible).
  */
@@ -156,5 +156,6 @@ export function nodeBackend(o: NodeDataplaneOptions): DataplaneBackend {
     observe: () => composite.observe(),
     close: () => composite.close(),
     saInstance: () => composite.saInstance(),
+    strictDrops: () => composite.strictDrops(),
   };
 }

@@ -18,6 +18,9 @@ import {
 import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
+/** `cluster up`'s flags. */
+type UpFlags = ClusterFlags & { config?: string; timeout: number; disabled: boolean; prometheus: boolean };
+
 export function registerCluster(program: Command): void {
   const cluster = program
     .command("cluster")
@@ -36,15 +39,20 @@ export function registerCluster(program: Command): void {
       "--datastore <url>",
       "local (default), etcd://HOST:PORT or kubernetes:KUBECONFIG (a datastore on 127.0.0.1 is relayed into the nodes)",
     )
-    .option("--config <file>", "cluster YAML (DESIGN.md section 8)")
+    .option("--config <file>", "cluster YAML (docs/design.md#the-local-cluster)")
     .option("--disabled", "start with encryption switched off (plaintext)", false)
+    .option(
+      "--prometheus",
+      "also run a Prometheus (Debian package prometheus) scraping every agent and controller, with deploy/monitoring's alert rules, at 127.0.0.1:9090 inside namespace pc-prom",
+      false,
+    )
     .option(
       "--timeout <seconds>",
       "how long to wait for the cluster to settle",
       parseIntFlag("--timeout", 1, 3600),
       90,
     )
-    .action(async (o: ClusterFlags & { config?: string; timeout: number; disabled: boolean }) => {
+    .action(async (o: UpFlags) => {
       let doc: unknown = {};
       if (o.config !== undefined) {
         let text: string;
@@ -64,6 +72,7 @@ export function registerCluster(program: Command): void {
         openDatastore,
         (line) => process.stderr.write(`${line}\n`),
         o.timeout * 1000,
+        { prometheus: o.prometheus },
       ).catch((e: unknown) => {
         // A cluster that runs already is not touched: say so plainly (the error does).
         if (isPodcryptError(e, "ECLUSTEREXISTS")) throw e;
@@ -182,7 +191,7 @@ export function registerCluster(program: Command): void {
   cluster
     .command("info")
     .description("describe the local cluster: fabric, nodes, pods, services")
-    .option("--json", "machine-readable (DESIGN.md section 8)", false)
+    .option("--json", "machine-readable (docs/design.md#the-local-cluster)", false)
     .action((o: { json: boolean }) => {
       const state = requireClusterState();
       const info = clusterInfo(state.plan) as ReturnType<typeof clusterInfo> & Record<string, unknown>;

@@ -6,7 +6,10 @@ import { allOf, controllerLiveness, controllerReadiness, HEALTH_TIMING } from ".
 import { observeDatastore } from "../health/datastore-probe.js";
 import { controllerRegistry } from "../health/metrics.js";
 import { HealthServer } from "../health/server.js";
+import type { Datastore } from "../datastore/types.js";
 import { createLogger } from "../log/logger.js";
+import { readStatusView } from "../statuspage/read.js";
+import type { StatusView } from "../statuspage/view.js";
 import {
   CONTROLLER_DEFAULTS,
   controllerSettings,
@@ -28,6 +31,26 @@ interface ControllerFlags {
   healthAddress?: string;
   metricsTokenFile?: string;
   logLevel?: string;
+}
+
+/**
+ * The status page's data, read from the datastore; viewers within a second of each other share
+ * one read (every open page fetches every 2 s).
+ */
+function statusSource(store: Datastore): () => Promise<StatusView> {
+  let last: { at: number; view: Promise<StatusView> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (last === undefined || now - last.at >= 1000) {
+      const view = readStatusView(store, now);
+      // A failed read is not kept: the next request reads again.
+      view.catch(() => {
+        if (last?.view === view) last = undefined;
+      });
+      last = { at: now, view };
+    }
+    return last.view;
+  };
 }
 
 /** Runs until SIGTERM/SIGINT, then resigns so a standby takes over at once. */
@@ -57,6 +80,7 @@ async function runController(o: ControllerFlags): Promise<void> {
         ...listen,
         token: metricsToken,
         registry: controllerRegistry(() => controller.health(), reach),
+        status: statusSource(store),
         logger,
         liveness: () => controllerLiveness(controller.health(), Date.now()),
         readiness: async () =>
@@ -66,7 +90,10 @@ async function runController(o: ControllerFlags): Promise<void> {
           ),
       });
       closers.push(() => health.close());
-      logger.info({ address: `${listen.host}:${health.port}` }, "serving /healthz, /readyz and /metrics");
+      logger.info(
+        { address: `${listen.host}:${health.port}` },
+        "serving /healthz, /readyz, /metrics and the status page /status",
+      );
     }
     // Resign on the way out (a clean hand-over), whether start-up failed or a signal came.
     closers.push(() => controller.stop());

@@ -31,11 +31,19 @@ export function registerDebug(program: Command): void {
     )
     .requiredOption("--to <host:port>", "the datastore's loopback address")
     .requiredOption("--netns <list>", "comma-separated network namespace names")
-    .action(async (o: { to: string; netns: string }) => {
+    .option(
+      "--listen <host:port>",
+      "loopback address to listen on inside the namespaces (default: --to's); the connections go to --to in this process's own namespace",
+    )
+    .action(async (o: { to: string; netns: string; listen?: string }) => {
       const target = relayTarget(`etcd://${o.to}?allow-insecure=true`);
       if (target === undefined) throw new ValidationError("--to", `"${o.to}" is not HOST:PORT`);
-      const close = await startRelay(target, o.netns.split(","));
-      process.stdout.write(`relaying ${o.to} into ${o.netns}\n`);
+      const listen = o.listen === undefined ? target : relayTarget(`etcd://${o.listen}?allow-insecure=true`);
+      if (listen === undefined) throw new ValidationError("--listen", `"${o.listen}" is not HOST:PORT`);
+      const close = await startRelay(target, o.netns.split(","), listen);
+      process.stdout.write(
+        `relaying ${o.to} into ${o.netns}${o.listen === undefined ? "" : ` at ${o.listen}`}\n`,
+      );
       await new Promise<void>((resolve) => {
         for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve());
       });

@@ -7,6 +7,7 @@ import {
 } from "../dataplane/esp-userspace/control.js";
 import { EspDaemon } from "../dataplane/esp-userspace/daemon.js";
 import { DEFAULT_ESP_MTU } from "../dataplane/esp-userspace/datapath.js";
+import { DAEMON_ENV as SPAWN_ENV } from "../dataplane/node/spawn-daemon.js";
 import { ESP_IN_UDP_PORT } from "../esp/udp.js";
 import { createLogger } from "../log/logger.js";
 import {
@@ -18,14 +19,18 @@ import {
 } from "./daemonize.js";
 import { checkIfname, parseIntFlag } from "./flags.js";
 
-/** Set in the re-spawned child: stay in the foreground. */
-export const ENV_ESP_FOREGROUND = "PODCRYPT_ESP_FOREGROUND";
-/** Set in the re-spawned child: the fd on which it reports "ready" (or "error ...") to its parent. */
-const ENV_READY_FD = "PODCRYPT_ESP_READY_FD";
-const DAEMON_ENV: DaemonModeEnv = { foreground: ENV_ESP_FOREGROUND, readyFd: ENV_READY_FD, minReadyFd: 1 };
+/** Set in the re-spawned child (or by the agent): stay in the foreground. */
+export const ENV_ESP_FOREGROUND = SPAWN_ENV.esp.foreground;
+/** The fd on which the child reports "ready" (or "error ...") to its parent (src/dataplane/node/spawn-daemon.ts). */
+const DAEMON_ENV: DaemonModeEnv = {
+  foreground: ENV_ESP_FOREGROUND,
+  readyFd: SPAWN_ENV.esp.readyFd,
+  minReadyFd: 1,
+};
 
 interface EspFlags {
   foreground: boolean;
+  persistent: boolean;
   port: number;
   mtu: number;
   socketDir: string;
@@ -33,7 +38,14 @@ interface EspFlags {
 
 async function runForeground(ifname: string, o: EspFlags): Promise<void> {
   const logger = createLogger("esp").child({ ifname });
-  const daemon = new EspDaemon({ ifname, logger, port: o.port, mtu: o.mtu, socketDir: o.socketDir });
+  const daemon = new EspDaemon({
+    ifname,
+    logger,
+    port: o.port,
+    mtu: o.mtu,
+    socketDir: o.socketDir,
+    persistent: o.persistent,
+  });
   await startReporting(DAEMON_ENV, () => daemon.start());
   logger.info({ control: daemon.socketPath, port: daemon.datapath.port }, "ESP daemon ready");
   reportToParent(DAEMON_ENV, "ready");
@@ -73,6 +85,11 @@ export function registerEsp(program: Command): void {
     .option("--port <port>", "UDP port of ESP in UDP", parseIntFlag("--port", 1, 65535), ESP_IN_UDP_PORT)
     .option("--mtu <mtu>", "tunnel MTU", parseIntFlag("--mtu", 576, 9000), DEFAULT_ESP_MTU)
     .option("--socket-dir <dir>", "control socket directory", DEFAULT_ESP_SOCKET_DIR)
+    .option(
+      "--persistent",
+      "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
+      false,
+    )
     .action(async (ifname: string, o: EspFlags) => {
       checkIfname(ifname);
       await daemonizeUnlessForeground(DAEMON_ENV, o.foreground, () => runForeground(ifname, o));

@@ -1,5 +1,5 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Command, Option } from "commander";
 import { PodcryptError } from "../errors/index.js";
 import { projectRoot } from "../paths.js";
@@ -34,6 +34,7 @@ export function writeKustomizeBase(dir: string, o: ManifestOptions): string[] {
   const written: string[] = [];
   for (const [file, content] of kustomizeBase(o)) {
     const path = join(dir, file);
+    mkdirSync(dirname(path), { recursive: true });
     writeFileSync(`${path}.tmp`, content);
     renameSync(`${path}.tmp`, path);
     written.push(file);
@@ -41,7 +42,7 @@ export function writeKustomizeBase(dir: string, o: ManifestOptions): string[] {
   return written;
 }
 
-/** `podcrypt manifests`: the Kubernetes YAML (DESIGN.md section 9), or the deploy/ kustomize base. */
+/** `podcrypt manifests`: the Kubernetes YAML (docs/design.md#cli), or the deploy/ kustomize base. */
 export function registerManifests(program: Command): void {
   program
     .command("manifests")

@@ -5,7 +5,7 @@ import { parseIntFlag } from "./flags.js";
 export function registerMtu(program: Command): void {
   program
     .command("mtu")
-    .description("print the tunnel (pod-facing) MTU for an external MTU (DESIGN.md section 6)")
+    .description("print the tunnel (pod-facing) MTU for an external MTU (docs/design.md#mtu)")
     .requiredOption(
       "--ext-mtu <n>",
       "MTU of the underlay interface",

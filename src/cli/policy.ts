@@ -30,7 +30,7 @@ export function statusSummary(status: PolicyStatus | undefined): string {
   return p.reason === "Pending" ? `Pending ${counts}` : p.reason;
 }
 
-/** `podcrypt policy apply -f FILE [--dry-run] | delete NAME | list [--json]` (DESIGN.md sections 5, 9). */
+/** `podcrypt policy apply -f FILE [--dry-run] | delete NAME | list [--json]` (docs/design.md#selective-encryption, #cli). */
 export function registerPolicy(program: Command): void {
   const policy = program
     .command("policy")

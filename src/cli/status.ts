@@ -6,6 +6,9 @@ import { collectStatus, type ClusterStatus } from "../localcluster/status.js";
 import { requireClusterState } from "../localcluster/state.js";
 import { answered, DEFAULT_DATASTORE_TIMEOUT_S, openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
+import type { Datastore } from "../datastore/types.js";
+import { readStatusView } from "../statuspage/read.js";
+import { renderStatusView } from "../statuspage/text.js";
 
 function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB"];
@@ -59,6 +62,13 @@ export function renderStatus(s: ClusterStatus): string {
         (n.restarts.lastDataplane ? ` (last ${n.restarts.lastDataplane})` : ""),
     );
     for (const e of n.errors) lines.push(`  error: ${e}`);
+    const drops = n.plaintextDrops ?? [];
+    if (drops.length > 0)
+      lines.push(
+        `  PLAINTEXT DROPPED (strict mode): ${drops
+          .map((d) => `${d.direction === "out" ? "to" : "from"} ${d.peer || "unknown"} ${d.packets}`)
+          .join(", ")}`,
+      );
     const f = n.reconcileError;
     if (f !== undefined)
       lines.push(
@@ -93,21 +103,85 @@ export function renderStatus(s: ClusterStatus): string {
   return lines.join("\n") + "\n";
 }
 
+/** How often `status --watch` reads and redraws. */
+const WATCH_MS = 2000;
+
+/**
+ * `status --watch`: reads the status view from the datastore and redraws it until SIGINT/SIGTERM.
+ * A read that takes longer than `timeoutMs` is shown as such and tried again (the watch goes on).
+ */
+async function watchStatus(url: string, timeoutMs: number, json: boolean): Promise<void> {
+  let stop = false;
+  let wake: () => void = () => undefined;
+  const end = (): void => {
+    stop = true;
+    wake();
+  };
+  process.once("SIGINT", end);
+  process.once("SIGTERM", end);
+  const bounded = <T>(p: Promise<T>, what: string): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(new Error(`the datastore ${url} did not answer within ${timeoutMs / 1000} s (${what})`)),
+          timeoutMs,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+  };
+  let store: Datastore | undefined;
+  try {
+    while (!stop) {
+      let text: string;
+      try {
+        store ??= await bounded(openDatastore(url), "opening it");
+        const v = await bounded(readStatusView(store, Date.now()), "reading the cluster state");
+        text = json ? `${JSON.stringify(v)}\n` : renderStatusView(v);
+      } catch (e) {
+        text = `podcrypt status --watch at ${new Date().toISOString()}: ${(e as Error).message}; trying again\n`;
+      }
+      // Clear the screen and draw from the top (a terminal); --json prints one line per read.
+      process.stdout.write(json ? text : `\x1b[H\x1b[2J${text}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, WATCH_MS);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    await store?.close().catch(() => undefined);
+  }
+}
+
 export function registerStatus(program: Command): void {
   program
     .command("status")
     .description(
       "per node and peer: backend, epoch, peer key or ESP SAs (SPI in/out, key ID), bytes and packets each way, latest handshake or SA age, phase, errors",
     )
-    .option("--json", "machine-readable (DESIGN.md section 9)", false)
+    .option("--json", "machine-readable (docs/design.md#cli)", false)
     .option(
       "--timeout <seconds>",
       "give up when the datastore has not answered after this long",
       parseIntFlag("--timeout", 1, 3600),
       DEFAULT_DATASTORE_TIMEOUT_S,
     )
-    .action(async (o: { json: boolean; timeout: number }) => {
+    .option(
+      "--watch",
+      "redraw the controller's status page as text (pair matrix, epoch and phase, rotations, counters) every 2 s until Ctrl-C; --timeout bounds each read",
+      false,
+    )
+    .action(async (o: { json: boolean; timeout: number; watch: boolean }) => {
       const state = requireClusterState();
+      if (o.watch) {
+        await watchStatus(state.datastore, o.timeout * 1000, o.json);
+        return;
+      }
       const s = await collectStatus(state, openDatastore, (reads) =>
         answered(state.datastore, "reading the cluster state", o.timeout * 1000, reads),
       );

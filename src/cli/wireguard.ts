@@ -4,7 +4,8 @@ import {
   statusSocketPath,
   WireguardDaemon,
   type DaemonStatus,
-} from "../dataplane/userspace/wireguard/daemon.js";
+} from "../dataplane/wireguard-userspace/daemon.js";
+import { DAEMON_ENV as SPAWN_ENV } from "../dataplane/node/spawn-daemon.js";
 import { PodcryptError } from "../errors/index.js";
 import { createLogger } from "../log/logger.js";
 import {
@@ -17,15 +18,18 @@ import {
 import { checkIfname } from "./flags.js";
 
 /** wireguard-go's variable: when "1", the daemon stays in the foreground (set in the re-spawned child). */
-export const ENV_FOREGROUND = "WG_PROCESS_FOREGROUND";
-/** Set in the re-spawned child: the fd on which it reports "ready" (or "error ...") to its parent. */
-const ENV_READY_FD = "PODCRYPT_WG_READY_FD";
-const DAEMON_ENV: DaemonModeEnv = { foreground: ENV_FOREGROUND, readyFd: ENV_READY_FD, minReadyFd: 0 };
+export const ENV_FOREGROUND = SPAWN_ENV.wireguard.foreground;
+/** The fd on which the child reports "ready" (or "error ...") to its parent (src/dataplane/node/spawn-daemon.ts). */
+const DAEMON_ENV: DaemonModeEnv = {
+  foreground: ENV_FOREGROUND,
+  readyFd: SPAWN_ENV.wireguard.readyFd,
+  minReadyFd: 0,
+};
 
 /** Runs the daemon in this process until SIGTERM/SIGINT or the interface is deleted. */
-async function runForeground(ifname: string): Promise<void> {
+async function runForeground(ifname: string, persistent: boolean): Promise<void> {
   const logger = createLogger("wireguard").child({ ifname });
-  const daemon = new WireguardDaemon({ ifname, logger });
+  const daemon = new WireguardDaemon({ ifname, logger, persistent });
   await startReporting(DAEMON_ENV, () => daemon.start());
   logger.info(
     { uapi: daemon.uapi.path, status: daemon.statusPath, port: daemon.datapath.listenPort },
@@ -96,9 +100,14 @@ export function registerWireguard(program: Command): void {
     )
     .argument("<ifname>", "TUN interface to create; UAPI socket at /var/run/wireguard/IFNAME.sock")
     .option("-f, --foreground", "stay in the foreground instead of daemonizing", false)
-    .action(async (ifname: string, o: { foreground: boolean }) => {
+    .option(
+      "--persistent",
+      "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
+      false,
+    )
+    .action(async (ifname: string, o: { foreground: boolean; persistent: boolean }) => {
       checkIfname(ifname);
-      await daemonizeUnlessForeground(DAEMON_ENV, o.foreground, () => runForeground(ifname));
+      await daemonizeUnlessForeground(DAEMON_ENV, o.foreground, () => runForeground(ifname, o.persistent));
     });
 
   program

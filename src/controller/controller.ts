@@ -48,10 +48,18 @@ export interface ControllerHealth {
   /** Policy status writes made and failed, in total. */
   policyStatusWrites: number;
   policyStatusFailures: number;
+  /**
+   * Runs (rotation, enable, disable) this controller finished while leading: all of them, and
+   * those that finished with a node timed out (it did not acknowledge a phase in time).
+   */
+  runsCompleted: number;
+  runsFailed: number;
+  /** Nodes this controller timed out in a phase (each node and phase once). */
+  phaseTimeouts: number;
 }
 
 /**
- * The controller (DESIGN.md section 1): leader-elected; drives enable, disable and rotation
+ * The controller (docs/design.md#components): leader-elected; drives enable, disable and rotation
  * through prepare → switch → retire. It holds no keys: it only reads nodes' acknowledgements and
  * writes the cluster's phase.
  */
@@ -66,6 +74,9 @@ export class Controller {
   private lastStepOkAt: number | undefined;
   private failingSince: number | undefined;
   private stepFailures = 0;
+  private runsCompleted = 0;
+  private runsFailed = 0;
+  private phaseTimeouts = 0;
   /** Failed steps: logged once per distinct failure, then counted. */
   private readonly failures: FailureTracker;
   /** The last deferral logged, so a waiting run is logged once, not at every look. */
@@ -94,6 +105,9 @@ export class Controller {
       lastStepOkAt: this.lastStepOkAt,
       failingSince: this.failingSince,
       stepFailures: this.stepFailures,
+      runsCompleted: this.runsCompleted,
+      runsFailed: this.runsFailed,
+      phaseTimeouts: this.phaseTimeouts,
       policyStatusWrites: this.statusCounters.writes + live.writes,
       policyStatusFailures: this.statusCounters.failures + live.failures,
     };
@@ -229,6 +243,12 @@ export class Controller {
     if (d.next !== undefined) {
       try {
         await clusters.update(d.next as ClusterEncryption, { revision: cur.revision });
+        this.phaseTimeouts += d.timedOut?.length ?? 0;
+        const ended = cur.value.target;
+        if (ended !== undefined && cur.value.phase !== "idle" && d.next.phase === "idle") {
+          this.runsCompleted++;
+          if (d.next.timeouts.some((t) => t.epoch === ended.epoch)) this.runsFailed++;
+        }
         this.o.logger.info(
           {
             phase: d.next.phase,

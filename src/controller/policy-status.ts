@@ -1,5 +1,5 @@
 /**
- * Policy status (DESIGN.md section 5, issue 7): the leader controller reports on every stored
+ * Policy status (docs/design.md#selective-encryption): the leader controller reports on every stored
  * policy, EncryptionPolicy or StarlingX IPsecPolicy, whether it was accepted and whether it is
  * programmed on every live node.
  *

@@ -1,4 +1,5 @@
 import type { BackendKind, EncryptionMode } from "../model/index.js";
+import type { StrictDrop } from "./node/nft.js";
 
 /** A peer of one key generation: another node, reached at `endpoint`, owning `allowedIps`. */
 export interface DesiredPeer {
@@ -43,7 +44,7 @@ export type DesiredRoute = (
 export type SelectorProtocol = "tcp" | "udp" | "sctp";
 
 /**
- * Traffic of one port of some pods (selective encryption, DESIGN.md section 5): with `local`
+ * Traffic of one port of some pods (selective encryption, docs/design.md#selective-encryption): with `local`
  * false, packets *to* `podIPs` (remote pods) on `protocol`/`port`; with `local` true, this node's
  * pods' replies *from* that port.
  */
@@ -69,7 +70,13 @@ export interface DesiredSelection {
   expectEncrypted: SelectorMatch[];
 }
 
-/** Fail-closed rules (DESIGN.md section 4). */
+/** A remote node and its pod CIDRs, for counting strict-mode drops per peer. */
+export interface StrictPeer {
+  node: string;
+  podCidrs: string[];
+}
+
+/** Fail-closed rules (docs/design.md#strict-mode). */
 export interface DesiredStrict {
   /** Drop cluster pod traffic leaving through the underlay unencrypted. */
   dropOutbound: boolean;
@@ -80,6 +87,11 @@ export interface DesiredStrict {
   /** This node's pod CIDRs and the other nodes' pod CIDRs. */
   localPodCidrs: string[];
   remotePodCidrs: string[];
+  /**
+   * The other nodes and their pod CIDRs: a drop is counted against the peer whose pods the packet
+   * goes to or comes from. Default none (every drop counted without a peer).
+   */
+  peers?: StrictPeer[];
   /**
    * Selective encryption: only this traffic is encrypted (the drops above then apply to it, not to
    * all pod traffic). Absent when all inter-node pod traffic is encrypted.
@@ -101,7 +113,7 @@ export interface DesiredNodeState {
   mtu: number;
 }
 
-/** Per-peer counters read back from a data plane, for status (DESIGN.md section 9). */
+/** Per-peer counters read back from a data plane, for status (docs/design.md#cli). */
 export interface ObservedPeer {
   node: string;
   epoch: number;
@@ -120,6 +132,9 @@ export interface ObservedPeer {
   latestHandshake?: number;
   /** IPsec: the outbound SA's sequence numbers near their end; the cluster should rotate now. */
   rekeySoon?: boolean;
+  /** IPsec (userspace ESP): the outbound SA's last sequence number sent, and the highest it may use. */
+  sequence?: number;
+  sequenceLimit?: number;
 }
 
 /**
@@ -146,4 +161,10 @@ export interface DataplaneBackend {
    * publishes it); undefined while no IPsec data plane runs. See src/keys/sa-instance.ts.
    */
   saInstance(): string | undefined;
+  /**
+   * Packets strict mode dropped, per peer: going out (instead of leaving in plaintext) and coming
+   * in (plaintext from a peer that should have encrypted). Monotonic while the agent runs. Absent
+   * on backends without strict rules (the fake).
+   */
+  strictDrops?(): Promise<StrictDrop[]>;
 }

@@ -1,5 +1,5 @@
 /**
- * The one datastore interface of podcrypt (DESIGN.md section 7). Three backends implement it:
+ * The one datastore interface of podcrypt (docs/design.md#datastores). Three backends implement it:
  * `local` (files in a state directory), `etcd` and `kubernetes`; `memory` is a stateful in-process
  * implementation for unit tests of other components. test/datastore/conformance.ts checks every
  * backend against the semantics written here.
@@ -72,7 +72,7 @@ export type WatchEvent<T> =
   | { readonly type: "DELETED"; readonly key: string; readonly revision: Revision }
   /**
    * The object was written in a form that does not validate. Consumers should keep what they had
-   * for it (DESIGN.md section 5: nothing already installed is lost) and report the error.
+   * for it (docs/design.md#selective-encryption: nothing already installed is lost) and report the error.
    */
   | {
       readonly type: "INVALID";

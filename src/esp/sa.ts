@@ -22,7 +22,7 @@ export const MAX_ESN_SEQUENCE = Number.MAX_SAFE_INTEGER;
 
 /**
  * Default "rekey soon" point as a fraction of the sequence space: after 3/4 of it the SA reports
- * `rekeySoon` so the controller rotates early (DESIGN.md section 3) with a quarter of the space
+ * `rekeySoon` so the controller rotates early (docs/design.md#keys-and-rotation) with a quarter of the space
  * (about 1.07e9 packets without ESN: over 20 minutes at 800k packets/s) still left for the
  * make-before-break phases.
  */

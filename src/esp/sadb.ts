@@ -9,7 +9,7 @@
  * lets the ICV decide (a wrong key never verifies), instead of refusing to install.
  *
  * Outbound SAs are kept per peer and key ID; `activateOutbound` says which one sends (the
- * "switch" phase of DESIGN.md section 3).
+ * "switch" phase of docs/design.md#keys-and-rotation).
  */
 import { PodcryptError } from "../errors/index.js";
 import { EspDropCounters } from "./drops.js";
@@ -151,7 +151,7 @@ export class SaDatabase {
 
   /**
    * Peers whose active outbound SA passed its rekey threshold: the controller should start a
-   * rotation now (DESIGN.md section 3, "early when an ESP sequence number nears its limit").
+   * rotation now (docs/design.md#keys-and-rotation, "early when an ESP sequence number nears its limit").
    */
   rekeyNeeded(): string[] {
     const peers: string[] = [];

@@ -56,6 +56,7 @@ export function instrumentBackend(
       observe: () => backend.observe(),
       close: () => backend.close(),
       saInstance: () => backend.saInstance(),
+      ...(backend.strictDrops === undefined ? {} : { strictDrops: () => backend.strictDrops!() }),
     },
   };
 }

@@ -9,7 +9,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { connect } from "node:net";
-import type { DaemonStatus } from "../dataplane/userspace/wireguard/daemon.js";
+import type { DaemonStatus } from "../dataplane/wireguard-userspace/daemon.js";
 
 /** One counter: packets `dataplane` dropped on `ifname` for `reason`. */
 export interface DropSample {
@@ -64,7 +64,7 @@ const entries = (r: Readonly<Partial<Record<string, number>>>): [string, number]
 
 /** Drop counters of one userspace WireGuard daemon, or none when it does not answer. */
 async function wireguardDrops(ifname: string): Promise<DropSample[]> {
-  const { statusSocketPath } = await import("../dataplane/userspace/wireguard/daemon.js");
+  const { statusSocketPath } = await import("../dataplane/wireguard-userspace/daemon.js");
   const s = (await readSocketJson(statusSocketPath(ifname)).catch(() => undefined)) as
     DaemonStatus | undefined;
   if (s === undefined || typeof s !== "object" || s.drops === undefined) return [];

@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { ManualClock } from "../clock.js";
 import type { ControllerHealth } from "../controller/controller.js";
 import { FakeDataplane, fakeErrno } from "../dataplane/fake/backend.js";
 import { MemoryEpochKeys } from "../dataplane/fake/keys.js";
-import type { DesiredNodeState } from "../dataplane/types.js";
+import type { DataplaneBackend, DesiredNodeState } from "../dataplane/types.js";
 import { UnavailableError } from "../datastore/errors.js";
 import { MemoryBackingState, MemoryDatastore } from "../datastore/memory/index.js";
 import { isPodcryptError } from "../errors/index.js";
 import { createLogger } from "../log/logger.js";
+import { projectRoot } from "../paths.js";
 import { instrumentBackend, ReconcileRecord } from "./backend-probe.js";
 import {
   agentLiveness,
@@ -21,6 +24,7 @@ import {
 import { observeDatastore, Reachability } from "./datastore-probe.js";
 import { parseXfrmStat } from "./drops.js";
 import { agentRegistry, controllerRegistry } from "./metrics.js";
+import { statusView, type StatusView } from "../statuspage/view.js";
 import { bearerMatches, HealthServer, isLoopbackAddress, type CheckResult } from "./server.js";
 
 const T0 = Date.parse("2026-02-01T00:00:00Z");
@@ -94,6 +98,9 @@ describe("health checks", () => {
       stepFailures: 0,
       policyStatusWrites: 0,
       policyStatusFailures: 0,
+      runsCompleted: 0,
+      runsFailed: 0,
+      phaseTimeouts: 0,
     };
     assert.deepEqual(controllerReadiness(h, T0), { ok: true, detail: "standby, campaigning" });
     const failing = { ...h, leader: true, failingSince: T0 };
@@ -234,6 +241,83 @@ describe("metrics", () => {
     assert.doesNotMatch(text, /^podcrypt_dataplane_dropped_packets_total\{/m);
   });
 
+  it("agent: handshake age, ESP sequence use and strict mode's drops per peer", async () => {
+    const clock = new ManualClock(0, T0);
+    // The rows a WireGuard and an ESP data plane report, and the drops the strict rules counted.
+    const backend: DataplaneBackend = {
+      kind: "esp-userspace",
+      reconcile: async () => undefined,
+      observe: async () => [
+        {
+          node: "node-2",
+          epoch: 3,
+          ifname: "podcrypt1",
+          txBytes: 0,
+          rxBytes: 0,
+          latestHandshake: T0 - 125_000,
+        },
+        {
+          node: "node-3",
+          epoch: 3,
+          ifname: "podcrypt1",
+          keyId: 3,
+          txBytes: 0,
+          rxBytes: 0,
+          sequence: 3_000_000_000,
+          sequenceLimit: 0xffff_ffff,
+        },
+      ],
+      close: async () => undefined,
+      saInstance: () => undefined,
+      strictDrops: async () => [
+        { peer: "node-2", direction: "out", packets: 12 },
+        { peer: "node-3", direction: "in", packets: 4 },
+      ],
+    };
+    const { backend: wrapped, record } = instrumentBackend(backend, clock);
+    const text = await agentRegistry({
+      node: "node-1",
+      clock,
+      backend: wrapped,
+      record,
+      reach: new Reachability(clock),
+      choice: { wireguard: "userspace", ipsec: "userspace" },
+      drops: { wireguardUserspace: [], espUserspace: undefined, kernelXfrm: false },
+    }).metrics();
+    const line = (re: RegExp) => assert.match(text, re);
+    line(/^podcrypt_peer_latest_handshake_age_seconds\{peer="node-2",epoch="3",ifname="podcrypt1"\} 125$/m);
+    line(/^podcrypt_esp_sa_sequence\{peer="node-3",epoch="3",ifname="podcrypt1"\} 3000000000$/m);
+    line(/^podcrypt_esp_sa_sequence_limit\{peer="node-3",epoch="3",ifname="podcrypt1"\} 4294967295$/m);
+    line(/^# TYPE podcrypt_plaintext_dropped_packets_total counter$/m);
+    line(/^podcrypt_plaintext_dropped_packets_total\{peer="node-2",direction="out"\} 12$/m);
+    line(/^podcrypt_plaintext_dropped_packets_total\{peer="node-3",direction="in"\} 4$/m);
+  });
+
+  it("agent: a data plane that never answers leaves the peers out, not the scrape", async () => {
+    const clock = new ManualClock(0, T0);
+    const backend: DataplaneBackend = {
+      kind: "wireguard-userspace",
+      reconcile: async () => undefined,
+      // A stopped daemon: its socket accepts and never answers.
+      observe: () => new Promise<never>(() => undefined),
+      close: async () => undefined,
+      saInstance: () => undefined,
+      strictDrops: async () => [{ peer: "node-2", direction: "out", packets: 81 }],
+    };
+    const text = await agentRegistry({
+      node: "node-1",
+      clock,
+      backend,
+      record: new ReconcileRecord(),
+      reach: new Reachability(clock),
+      choice: { wireguard: "userspace", ipsec: "userspace" },
+      drops: { wireguardUserspace: [], espUserspace: undefined, kernelXfrm: false },
+      observeTimeoutMs: 10,
+    }).metrics();
+    assert.match(text, /^podcrypt_plaintext_dropped_packets_total\{peer="node-2",direction="out"\} 81$/m);
+    assert.doesNotMatch(text, /^podcrypt_peer_transmit_bytes_total\{/m);
+  });
+
   it("controller: leadership and policy status writes", async () => {
     const reach = new Reachability(new ManualClock(0, T0));
     const h: ControllerHealth = {
@@ -244,13 +328,48 @@ describe("metrics", () => {
       stepFailures: 2,
       policyStatusWrites: 7,
       policyStatusFailures: 1,
+      runsCompleted: 5,
+      runsFailed: 1,
+      phaseTimeouts: 2,
     };
-    const text = await controllerRegistry(() => h, reach).metrics();
+    const clock = new ManualClock(0, T0);
+    reach.record();
+    reach.cluster = {
+      epoch: 3,
+      phase: "switch",
+      enabled: true,
+      phaseStartedAt: {
+        prepare: new Date(T0 - 90_000).toISOString(),
+        switch: new Date(T0 - 42_000).toISOString(),
+      },
+    } as Reachability["cluster"];
+    const text = await controllerRegistry(() => h, reach, clock).metrics();
+    assert.match(text, /^podcrypt_controller_runs_completed_total 5$/m);
+    assert.match(text, /^podcrypt_controller_runs_failed_total 1$/m);
+    assert.match(text, /^podcrypt_controller_phase_timeouts_total 2$/m);
+    assert.match(text, /^podcrypt_cluster_phase_seconds\{phase="switch"\} 42$/m);
+    reach.cluster = { epoch: 3, phase: "idle", enabled: true, phaseStartedAt: {} } as Reachability["cluster"];
+    assert.doesNotMatch(
+      await controllerRegistry(() => h, reach, clock).metrics(),
+      /^podcrypt_cluster_phase_seconds\{/m,
+      "no phase duration while idle",
+    );
+    reach.cluster = undefined;
     assert.match(text, /^podcrypt_controller_leader 1$/m);
     assert.match(text, /^podcrypt_controller_step_failures_total 2$/m);
     assert.match(text, /^podcrypt_policy_status_writes_total 7$/m);
     assert.match(text, /^podcrypt_policy_status_write_failures_total 1$/m);
-    assert.match(text, /^podcrypt_datastore_reachable 0$/m);
+    assert.match(text, /^podcrypt_datastore_reachable 1$/m);
+  });
+
+  it("parses a whole /proc/net/xfrm_stat (a copy of a 6.x kernel's, with errors set)", async () => {
+    const text = await readFile(join(projectRoot(), "src", "health", "fixtures", "xfrm_stat"), "utf8");
+    const counters = new Map(parseXfrmStat(text));
+    assert.equal(counters.size, text.trim().split("\n").length, "every line is a counter");
+    assert.equal(counters.get("XfrmInNoStates"), 17);
+    assert.equal(counters.get("XfrmOutStateSeqError"), 3);
+    assert.equal(counters.get("XfrmInStateProtoError"), 5);
+    assert.equal(counters.get("XfrmInError"), 0);
   });
 
   it("parses /proc/net/xfrm_stat", () => {
@@ -287,6 +406,9 @@ describe("health server", () => {
           stepFailures: 0,
           policyStatusWrites: 0,
           policyStatusFailures: 0,
+          runsCompleted: 0,
+          runsFailed: 0,
+          phaseTimeouts: 0,
         }),
         reach,
       ),
@@ -355,6 +477,51 @@ describe("health server", () => {
     assert.equal((await fetch(url("/healthz"))).status, 200);
     const r = await fetch(url("/readyz"));
     assert.deepEqual([r.status, await r.text()], [503, "not ok: not-campaigning\n"]);
+  });
+
+  it("the status page: /status open and self-contained, /status.json behind the token", async () => {
+    const reach = new Reachability(new ManualClock(0, T0));
+    const token = "another-t0ken";
+    let reads = 0;
+    const s = await HealthServer.start({
+      host: "127.0.0.1",
+      port: 0,
+      logger,
+      token,
+      registry: controllerRegistry(() => ({}) as ControllerHealth, reach),
+      liveness: () => ({ ok: true, detail: "" }),
+      readiness: () => ({ ok: true, detail: "" }),
+      status: () => {
+        reads++;
+        return Promise.resolve(statusView(undefined, [], T0));
+      },
+    });
+    servers.push(s);
+    const url = (p: string) => `http://127.0.0.1:${s.port}${p}`;
+    const page = await fetch(url("/status"));
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+    assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'none'.*connect-src 'self'/);
+    const html = await page.text();
+    assert.doesNotMatch(html, /(src|href)=["']?(https?:)?\/\//, "nothing loaded from elsewhere");
+    assert.match(html, /fetch\("status\.json"/);
+    assert.equal((await fetch(url("/status.json"))).status, 401);
+    assert.equal(reads, 0, "no data without the token");
+    const data = await fetch(url("/status.json"), { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(data.status, 200);
+    const v = (await data.json()) as StatusView;
+    assert.deepEqual([v.cluster.enabled, v.pairs, v.families], [false, [], ["ipv4"]]);
+    // A server without a status source (the agent's) has neither path.
+    const plain = await HealthServer.start({
+      host: "127.0.0.1",
+      port: 0,
+      logger,
+      registry: controllerRegistry(() => ({}) as ControllerHealth, reach),
+      liveness: () => ({ ok: true, detail: "" }),
+      readiness: () => ({ ok: true, detail: "" }),
+    });
+    servers.push(plain);
+    assert.equal((await fetch(`http://127.0.0.1:${plain.port}/status`)).status, 404);
   });
 
   it("knows loopback clients and compares bearer tokens exactly", () => {

@@ -7,7 +7,10 @@
  * Agent:
  *   podcrypt_peer_{receive,transmit}_{bytes,packets}_total{peer,epoch,ifname}
  *   podcrypt_peer_latest_handshake_timestamp_seconds{peer,epoch,ifname}   (WireGuard)
+ *   podcrypt_peer_latest_handshake_age_seconds{peer,epoch,ifname}         (WireGuard)
  *   podcrypt_peer_key_id{peer,epoch,ifname}                               (IPsec SPI key ID)
+ *   podcrypt_esp_sa_sequence{peer,epoch,ifname}, podcrypt_esp_sa_sequence_limit{...} (userspace ESP)
+ *   podcrypt_plaintext_dropped_packets_total{peer,direction}   (strict mode's drops, src/dataplane/node/nft.ts)
  *   podcrypt_agent_reconciles_total, podcrypt_agent_reconcile_failures_total,
  *   podcrypt_agent_last_reconcile_success_timestamp_seconds
  *   podcrypt_dataplane_dropped_packets_total{dataplane,ifname,layer,reason}
@@ -16,15 +19,19 @@
  * Controller:
  *   podcrypt_controller_leader, podcrypt_controller_step_failures_total,
  *   podcrypt_policy_status_writes_total, podcrypt_policy_status_write_failures_total
+ *   podcrypt_controller_runs_completed_total, podcrypt_controller_runs_failed_total,
+ *   podcrypt_controller_phase_timeouts_total
  * Both:
  *   podcrypt_cluster_epoch, podcrypt_cluster_target_epoch, podcrypt_cluster_phase{phase},
+ *   podcrypt_cluster_phase_seconds{phase},
  *   podcrypt_cluster_encryption_enabled, podcrypt_datastore_reachable, and prom-client's process
  *   and Node.js metrics.
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
-import type { Clock } from "../clock.js";
+import { systemClock, type Clock } from "../clock.js";
 import type { ControllerHealth } from "../controller/controller.js";
 import type { DataplaneBackend, ObservedPeer } from "../dataplane/types.js";
+import type { StrictDrop } from "../dataplane/node/nft.js";
 import type { RefusedClaim } from "../agent/claims.js";
 import type { ReconcileRecord } from "./backend-probe.js";
 import { HEALTH_TIMING } from "./checks.js";
@@ -84,7 +91,7 @@ function mirrored<L extends string>(
 }
 
 /** The cluster and datastore metrics both daemons export. */
-function clusterMetrics(registry: Registry, reach: Reachability): void {
+function clusterMetrics(registry: Registry, reach: Reachability, clock: Clock): void {
   mirrored("gauge", registry, "podcrypt_cluster_epoch", "Epoch whose keys are in force.", [], () =>
     reach.cluster === undefined ? [] : [[{}, reach.cluster.epoch]],
   );
@@ -106,6 +113,19 @@ function clusterMetrics(registry: Registry, reach: Reachability): void {
       reach.cluster === undefined
         ? []
         : PHASES.map((p) => [{ phase: p }, reach.cluster!.phase === p ? 1 : 0]),
+  );
+  mirrored(
+    "gauge",
+    registry,
+    "podcrypt_cluster_phase_seconds",
+    "How long the cluster has been in its current phase of a run (prepare, switch, retire); absent while idle.",
+    ["phase"],
+    () => {
+      const c = reach.cluster;
+      const since = c === undefined || c.phase === "idle" ? undefined : c.phaseStartedAt[c.phase];
+      if (c === undefined || since === undefined) return [];
+      return [[{ phase: c.phase }, Math.max(0, (clock.wallNow() - Date.parse(since)) / 1000)]];
+    },
   );
   mirrored(
     "gauge",
@@ -137,15 +157,47 @@ export interface AgentMetricsSources {
   choice: { wireguard: string; ipsec: string };
   /** Peers' claims the agent's last pass refused. Default none. */
   refused?: () => readonly RefusedClaim[];
+  /** How long a scrape waits for the data plane's per-peer counters. Default {@link OBSERVE_TIMEOUT_MS}. */
+  observeTimeoutMs?: number;
 }
+
+/**
+ * How long a scrape waits for the data plane's per-peer counters (a daemon's UAPI or control
+ * socket) before it answers without them: below the 3 s the local cluster's Prometheus allows a
+ * scrape, and far below Prometheus' default 10 s.
+ */
+export const OBSERVE_TIMEOUT_MS = 2000;
 
 /** The agent's registry. */
 export function agentRegistry(src: AgentMetricsSources): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  clusterMetrics(registry, src.reach);
-  const peers = sharedRead(() => src.backend.observe().catch((): ObservedPeer[] => []), src.clock);
+  clusterMetrics(registry, src.reach, src.clock);
+  // A data-plane daemon that hangs (stopped, wedged) must not hang the scrape with it: the peers'
+  // rows are left out of that scrape, and everything else (the leak detector first) still answers.
+  const observeTimeoutMs = src.observeTimeoutMs ?? OBSERVE_TIMEOUT_MS;
+  const peers = sharedRead(
+    () =>
+      new Promise<ObservedPeer[]>((resolve) => {
+        const timer = setTimeout(() => resolve([]), observeTimeoutMs);
+        src.backend.observe().then(
+          (rows) => {
+            clearTimeout(timer);
+            resolve(rows);
+          },
+          () => {
+            clearTimeout(timer);
+            resolve([]);
+          },
+        );
+      }),
+    src.clock,
+  );
   const drops = sharedRead(() => readDrops(src.drops).catch((): DropSample[] => []), src.clock);
+  const strictDrops = sharedRead(
+    async (): Promise<StrictDrop[]> => (await src.backend.strictDrops?.().catch(() => undefined)) ?? [],
+    src.clock,
+  );
   type PeerLabel = "peer" | "epoch" | "ifname";
   const labels = (p: ObservedPeer) => ({ peer: p.node, epoch: String(p.epoch), ifname: p.ifname });
   const perPeer = (
@@ -175,6 +227,35 @@ export function agentRegistry(src: AgentMetricsSources): Registry {
     (p) =>
       p.latestHandshake === undefined || p.latestHandshake === 0 ? undefined : p.latestHandshake / 1000,
     true,
+  );
+  perPeer(
+    "podcrypt_peer_latest_handshake_age_seconds",
+    "Seconds since the latest WireGuard handshake with the peer (sessions are renewed every 2 minutes while traffic flows; past 3 minutes the session is gone).",
+    (p) =>
+      p.latestHandshake === undefined || p.latestHandshake === 0
+        ? undefined
+        : Math.max(0, (src.clock.wallNow() - p.latestHandshake) / 1000),
+    true,
+  );
+  perPeer(
+    "podcrypt_esp_sa_sequence",
+    "Userspace ESP: last sequence number the outbound SA to the peer used.",
+    (p) => p.sequence,
+    true,
+  );
+  perPeer(
+    "podcrypt_esp_sa_sequence_limit",
+    "Userspace ESP: highest sequence number the outbound SA may use (2^32 - 1 without ESN); the SA must be replaced before.",
+    (p) => p.sequenceLimit,
+    true,
+  );
+  mirrored(
+    "counter",
+    registry,
+    "podcrypt_plaintext_dropped_packets_total",
+    'Pod packets strict mode dropped, per peer: direction "out" would have left for the peer\'s pods in plaintext, "in" arrived from the peer in plaintext although it should have been encrypted. peer "" is an address no node owns.',
+    ["peer", "direction"],
+    async () => (await strictDrops()).map((d) => [{ peer: d.peer, direction: d.direction }, d.packets]),
   );
   perPeer(
     "podcrypt_peer_key_id",
@@ -243,10 +324,14 @@ export function agentRegistry(src: AgentMetricsSources): Registry {
 }
 
 /** The controller's registry. */
-export function controllerRegistry(health: () => ControllerHealth, reach: Reachability): Registry {
+export function controllerRegistry(
+  health: () => ControllerHealth,
+  reach: Reachability,
+  clock: Clock = systemClock,
+): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  clusterMetrics(registry, reach);
+  clusterMetrics(registry, reach, clock);
   mirrored("gauge", registry, "podcrypt_controller_leader", "1 while this controller leads.", [], () => [
     [{}, health().leader ? 1 : 0],
   ]);
@@ -257,6 +342,30 @@ export function controllerRegistry(health: () => ControllerHealth, reach: Reacha
     "Steps of the phased protocol that failed (retried after 1 s).",
     [],
     () => [[{}, health().stepFailures]],
+  );
+  mirrored(
+    "counter",
+    registry,
+    "podcrypt_controller_runs_completed_total",
+    "Runs (rotation, enable, disable) this controller finished while leading.",
+    [],
+    () => [[{}, health().runsCompleted]],
+  );
+  mirrored(
+    "counter",
+    registry,
+    "podcrypt_controller_runs_failed_total",
+    "Runs this controller finished with a node timed out (it did not acknowledge a phase in time and lags behind).",
+    [],
+    () => [[{}, health().runsFailed]],
+  );
+  mirrored(
+    "counter",
+    registry,
+    "podcrypt_controller_phase_timeouts_total",
+    "Nodes this controller timed out because they did not acknowledge a phase in time.",
+    [],
+    () => [[{}, health().phaseTimeouts]],
   );
   mirrored("counter", registry, "podcrypt_policy_status_writes_total", "Policy status writes.", [], () => [
     [{}, health().policyStatusWrites],

@@ -19,6 +19,8 @@ import { isIP, type AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { PodcryptError } from "../errors/index.js";
 import type { Logger } from "../log/logger.js";
+import { statusPageHtml } from "../statuspage/page.js";
+import type { StatusView } from "../statuspage/view.js";
 
 /**
  * The outcome of one check: `ok`; when not ok, a short stable `code` (`datastore-unreachable`,
@@ -48,6 +50,11 @@ export interface HealthServerOptions {
    * Undefined: `/metrics` is open and `/statusz` answers loopback clients only.
    */
   token?: string | undefined;
+  /**
+   * The controller's status page: with it, `/status` serves the page (static HTML, open like the
+   * probes: it holds no data) and `/status.json` the data, which requires the token like `/metrics`.
+   */
+  status?: () => Promise<StatusView>;
 }
 
 /** True for 127.0.0.0/8, ::1 and IPv4-mapped loopback: a client on the daemon's own host (namespace). */
@@ -125,6 +132,17 @@ export class HealthServer {
         send(res, 200, this.o.registry.contentType, await this.o.registry.metrics());
         return;
       }
+      if (this.o.status !== undefined && path === "/status") {
+        send(res, 200, "text/html; charset=utf-8", statusPageHtml(), PAGE_HEADERS);
+        return;
+      }
+      if (this.o.status !== undefined && path === "/status.json") {
+        if (this.o.token !== undefined && !this.authorized(req, res)) return;
+        send(res, 200, "application/json", `${JSON.stringify(await this.o.status())}\n`, {
+          "Cache-Control": "no-store",
+        });
+        return;
+      }
       if (path === "/statusz") {
         if (this.o.token !== undefined) {
           if (!this.authorized(req, res)) return;
@@ -136,7 +154,12 @@ export class HealthServer {
         send(res, 200, "application/json", `${JSON.stringify({ liveness, readiness }, null, 2)}\n`);
         return;
       }
-      send(res, 404, "text/plain", "not found: /healthz, /readyz, /metrics, /statusz\n");
+      send(
+        res,
+        404,
+        "text/plain",
+        `not found: /healthz, /readyz, /metrics, /statusz${this.o.status === undefined ? "" : ", /status, /status.json"}\n`,
+      );
     } catch (e) {
       // The message stays in the log: the response may reach anyone who can connect.
       this.o.logger.warn({ path, err: e }, "health endpoint failed");
@@ -160,7 +183,25 @@ export class HealthServer {
   }
 }
 
-function send(res: ServerResponse, code: number, type: string, body: string): void {
-  res.writeHead(code, { "Content-Type": type, "Content-Length": Buffer.byteLength(body) });
+/**
+ * The page loads nothing from anywhere and is framed by no one: its script and style are inline
+ * (allowed by hash-free 'unsafe-inline', as the page has no user content in markup) and it
+ * fetches only its own origin.
+ */
+const PAGE_HEADERS = {
+  "Content-Security-Policy":
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; form-action 'none'",
+  "X-Content-Type-Options": "nosniff",
+  "Cache-Control": "no-store",
+};
+
+function send(
+  res: ServerResponse,
+  code: number,
+  type: string,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(code, { ...headers, "Content-Type": type, "Content-Length": Buffer.byteLength(body) });
   res.end(body);
 }

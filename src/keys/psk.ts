@@ -1,5 +1,5 @@
 /**
- * Cilium-compatible pre-shared key option (DESIGN.md section 3: an option, never the default).
+ * Cilium-compatible pre-shared key option (docs/design.md#keys-and-rotation: an option, never the default).
  *
  * The key string is Cilium's `cilium-ipsec-keys` secret line (seed 002):
  *

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isPodcryptError, isValidationError } from "../errors/index.js";
-import { clamp, decodeKey, encodeKey, generateKeyPair, publicFromPrivate, sharedSecret } from "./x25519.js";
+import {
+  clamp,
+  decodeKey,
+  encodeKey,
+  generateKeyPair,
+  isBase64Key,
+  publicFromPrivate,
+  sharedSecret,
+} from "./x25519.js";
 
 const h = (s: string): Buffer => Buffer.from(s, "hex");
 // RFC 7748 section 6.1.
@@ -41,12 +49,24 @@ describe("X25519 node keys (RFC 7748)", () => {
       Buffer.alloc(31).toString("base64"),
       Buffer.alloc(33).toString("base64"),
       "%".repeat(43) + "=",
+      // The same 32 bytes spelled with non-zero padding bits: not the canonical text of any key.
+      encodeKey(Buffer.alloc(32)).slice(0, 42) + "B=",
     ]) {
       assert.throws(
         () => decodeKey(bad, "node.publicKey"),
         (e: unknown) => isValidationError(e) && e.field === "node.publicKey",
       );
     }
+  });
+
+  it("accepts only the canonical base64 of 32 bytes (the last letter's 2 padding bits zero)", () => {
+    const text = encodeKey(alicePub);
+    assert.equal(isBase64Key(text), true);
+    for (const last of "AEIMQUYcgkosw048")
+      assert.equal(isBase64Key(`${text.slice(0, 42)}${last}=`), true, last);
+    for (const last of "BFJNRVZdhlptx159/")
+      assert.equal(isBase64Key(`${text.slice(0, 42)}${last}=`), false, last);
+    assert.equal(isBase64Key(` ${text}`), false, "no whitespace (decodeKey trims it)");
   });
 
   it("refuses low-order public keys", () => {

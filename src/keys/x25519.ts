@@ -1,7 +1,8 @@
 /**
  * Node key pairs: X25519 (RFC 7748) through node:crypto. A node makes one pair per epoch and
- * publishes only the public key (DESIGN.md section 3). Keys travel as standard base64 of the
- * 32 raw bytes, the encoding WireGuard tools use.
+ * publishes only the public key (docs/design.md, "Keys"). Keys travel as canonical standard base64
+ * of the 32 raw bytes, the encoding WireGuard tools use. The one X25519 helper set: the WireGuard
+ * core's DH (src/wireguard/crypto.ts), the UAPI and the data planes use it too.
  */
 import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from "node:crypto";
 import type { RandomBytes } from "../clock.js";
@@ -75,9 +76,14 @@ export function publicFromPrivate(privateKey: Buffer): Buffer {
   return Buffer.from(spki.subarray(spki.length - X25519_KEY_LENGTH));
 }
 
+/** A fresh private key from the injected randomness (32 bytes, clamped, as `wg genkey` makes it). */
+export function generatePrivateKey(random: RandomBytes): Buffer {
+  return clamp(random(X25519_KEY_LENGTH));
+}
+
 /** A fresh key pair from the injected randomness (32 bytes, clamped). */
 export function generateKeyPair(random: RandomBytes): NodeKeyPair {
-  const privateKey = clamp(random(X25519_KEY_LENGTH));
+  const privateKey = generatePrivateKey(random);
   return { privateKey, publicKey: publicFromPrivate(privateKey) };
 }
 
@@ -99,16 +105,29 @@ export function sharedSecret(privateKey: Buffer, publicKey: Buffer): Buffer {
   return out;
 }
 
-/** Base64 of a 32-byte key. */
-export function encodeKey(key: Buffer): string {
-  return key.toString("base64");
+/** Base64 of a 32-byte key, as `wg` prints it. */
+export function encodeKey(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("base64");
 }
 
-/** Parses base64 of exactly 32 bytes; `field` names the input in the ValidationError. */
+/**
+ * True when `text` is the canonical standard base64 of exactly 32 bytes: 44 characters ending in a
+ * single `=`, the last letter carrying 4 bits and 2 zero padding bits (so one of `AEIMQUYcgkosw048`).
+ * The form `wg` prints and kernel WireGuard accepts; a non-canonical spelling of a key is refused
+ * rather than silently read as another text of the same bytes.
+ */
+export function isBase64Key(text: string): boolean {
+  return /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/.test(text);
+}
+
+/** Parses {@link isBase64Key} text (surrounding whitespace ignored); `field` names it in the ValidationError. */
 export function decodeKey(text: string, field = "key"): Buffer {
   const t = text.trim();
-  if (!/^[A-Za-z0-9+/]{43}=$/.test(t)) {
-    throw new ValidationError(field, "must be the base64 encoding of 32 bytes (44 characters ending in '=')");
+  if (!isBase64Key(t)) {
+    throw new ValidationError(
+      field,
+      "must be the canonical base64 encoding of 32 bytes (44 characters ending in '=', as wg prints it)",
+    );
   }
   return Buffer.from(t, "base64");
 }

@@ -15,6 +15,9 @@ import { VERIFY_PORT } from "./echo.js";
 import {
   CLUSTER_POD_CIDR,
   NETNS_PREFIX,
+  nodeEspIfname,
+  nodeIfPrefix,
+  nodeWgIfname,
   planCluster,
   servicePods,
   type ClusterPlan,
@@ -33,6 +36,7 @@ import {
 } from "./state.js";
 import { readSupervisorRecord } from "./supervisor.js";
 import { createTopology, destroyTopology } from "./topology.js";
+import { freeLoopbackPort, PROMETHEUS_ADDRESS, PROMETHEUS_NETNS, startPrometheus } from "./prometheus.js";
 import { collectStatus, type ClusterStatus } from "./status.js";
 
 /** The controllers `cluster up` runs: process name and election identity (whichever takes the lease first leads). */
@@ -51,10 +55,8 @@ export function startSupervisor(home: string): ClusterProcess {
   return p;
 }
 
-/** Interface prefix of node `index` in the local cluster: the UAPI socket directory is shared by all nodes. */
-export function nodeIfPrefix(index: number): string {
-  return `pc${index}w`;
-}
+/** See plan.ts; exported here too for the callers that manage a cluster through this module. */
+export { nodeIfPrefix };
 
 /** The datastore URL the daemons of a local cluster use. */
 export function datastoreUrl(config: ClusterConfig, home: string): string {
@@ -135,6 +137,8 @@ export async function clusterUp(
   openStore: (url: string) => Promise<Datastore>,
   progress: Progress,
   timeoutMs = 90_000,
+  /** `prometheus`: also run a Prometheus that scrapes every daemon (src/localcluster/prometheus.ts). */
+  extras: { prometheus?: boolean } = {},
 ): Promise<ClusterState> {
   const home = clusterHome();
   const existing = readClusterState(home);
@@ -207,7 +211,12 @@ export async function clusterUp(
   progress("starting controllers (a leader and a standby) and agents");
   const { controller: controllerUrl, agent: agentUrl } = roleDatastores(state);
   // Two replicas, as the manifests' Deployment runs them: the lease elects one, the other waits.
-  for (const [name, identity] of CONTROLLERS)
+  const metricsPorts: Array<{ name: string; port: number }> = [];
+  for (const [name, identity] of CONTROLLERS) {
+    // The host's port 9808 stays free (another controller may start beside this one); a port of
+    // its own when Prometheus scrapes it.
+    const port = extras.prometheus === true ? await freeLoopbackPort() : 0;
+    if (port !== 0) metricsPorts.push({ name, port });
     add(
       startDaemon(home, "controller", name, [
         "controller",
@@ -215,11 +224,11 @@ export async function clusterUp(
         controllerUrl,
         "--identity",
         identity,
-        // The host's port 9808 stays free (another controller may start beside this one).
         "--health-address",
-        "127.0.0.1:0",
+        `127.0.0.1:${port}`,
       ]),
     );
+  }
   for (const n of plan.nodes) add(startAgent(home, agentUrl, n));
   for (const p of plan.pods) add(startPod(home, p));
 
@@ -229,6 +238,10 @@ export async function clusterUp(
       : "waiting until every node reports (encryption disabled)",
   );
   await waitSettled(state, openStore, progress, started + timeoutMs);
+  if (extras.prometheus === true) {
+    progress(`starting Prometheus at ${PROMETHEUS_ADDRESS} in namespace ${PROMETHEUS_NETNS}`);
+    await startPrometheus(home, plan.nodes, metricsPorts, add, waitForLog);
+  }
   progress(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return state;
 }
@@ -414,11 +427,10 @@ export async function clusterDown(): Promise<{ processes: number; namespaces: nu
   const namespaces = await destroyTopology();
   // Daemons killed with their namespaces leave their control sockets behind (the directories are shared).
   for (const n of state?.plan.nodes ?? []) {
-    const prefix = nodeIfPrefix(n.index);
     for (const sock of [
-      espSocketPath(`${prefix}e`),
-      uapiSocketPath(`${prefix}0`),
-      uapiSocketPath(`${prefix}1`),
+      espSocketPath(nodeEspIfname(n.index)),
+      uapiSocketPath(nodeWgIfname(n.index, 0)),
+      uapiSocketPath(nodeWgIfname(n.index, 1)),
     ])
       rmSync(sock, { force: true });
   }

@@ -31,7 +31,7 @@ const serviceSchema = z.strictObject({
   ports: z.array(portSchema).min(1),
 });
 
-/** The `--config` YAML of DESIGN.md section 8 (contract). Every field is optional. */
+/** The `--config` YAML of docs/design.md#the-local-cluster (contract). Every field is optional. */
 export const clusterConfigSchema = z.strictObject({
   mode: z.enum(["wireguard", "ipsec"]).default("wireguard"),
   encryption: z.enum(["all", "selective"]).default("all"),

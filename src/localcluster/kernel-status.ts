@@ -11,13 +11,8 @@ import { ProcessKernelCommands, type KernelCommands } from "../platform/netlink/
 import { WireguardKernelReconciler } from "../dataplane/wireguard-kernel/reconciler.js";
 import { XFRM_IF_ID_BASE, XFRM_REQID_BASE } from "../dataplane/xfrm/generations.js";
 import { XfrmReconciler } from "../dataplane/xfrm/reconciler.js";
-import type { PlannedNode } from "./plan.js";
-import type { PeerStatus } from "./status.js";
-
-/** The generation interfaces of node `index` in the local cluster (`nodeIfPrefix` + slot). */
-function slotIfname(index: number, slot: number): string {
-  return `pc${index}w${slot}`;
-}
+import type { PeerStatus } from "./peer-status.js";
+import { nodeWgIfname, type PlannedNode } from "./plan.js";
 
 /** One row per peer of the node's kernel WireGuard generation interfaces. */
 export async function kernelWireguardRows(
@@ -28,7 +23,7 @@ export async function kernelWireguardRows(
   const devices = await new WireguardKernelReconciler(kernel, { netns: pn.netns }).readDevices();
   const rows: PeerStatus[] = [];
   for (const slot of [0, 1]) {
-    const ifname = slotIfname(pn.index, slot);
+    const ifname = nodeWgIfname(pn.index, slot);
     for (const p of devices.get(ifname)?.peers ?? []) {
       let owner: { node: string; epoch: number } | undefined;
       for (const n of nodes)
@@ -86,7 +81,7 @@ export async function kernelXfrmRows(
     const remote = outbound ? s.dst : s.src;
     const peer = byAddress.get(remote);
     const keyId = keyIdOfSpi(s.spi);
-    const ifname = slotIfname(pn.index, s.ifId! - XFRM_IF_ID_BASE);
+    const ifname = nodeWgIfname(pn.index, s.ifId! - XFRM_IF_ID_BASE);
     const k = `${peer?.name ?? remote}|${keyId}`;
     let row = rows.get(k);
     if (row === undefined) {

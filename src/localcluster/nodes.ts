@@ -11,7 +11,6 @@ import type { Datastore } from "../datastore/types.js";
 import { PodcryptError, ValidationError } from "../errors/index.js";
 import { objectName } from "../model/index.js";
 import {
-  nodeIfPrefix,
   publishServices,
   registerKubernetesNodes,
   agentDatastore,
@@ -22,7 +21,7 @@ import {
   type Progress,
 } from "./cluster.js";
 import type { NodeSpec } from "./config.js";
-import { planCluster, type PlannedNode } from "./plan.js";
+import { nodeEspIfname, nodeWgIfname, planCluster, type PlannedNode } from "./plan.js";
 import { stopProcesses } from "./processes.js";
 import { datastoreRelay } from "./relay.js";
 import { collectStatus } from "./status.js";
@@ -165,11 +164,10 @@ export async function removeNode(
   writeClusterState(state, home);
   await stopProcesses(mine.map((p) => p.pid));
   await removeNodes([node], pods);
-  const prefix = nodeIfPrefix(node.index);
   for (const sock of [
-    espSocketPath(`${prefix}e`),
-    uapiSocketPath(`${prefix}0`),
-    uapiSocketPath(`${prefix}1`),
+    espSocketPath(nodeEspIfname(node.index)),
+    uapiSocketPath(nodeWgIfname(node.index, 0)),
+    uapiSocketPath(nodeWgIfname(node.index, 1)),
   ])
     rmSync(sock, { force: true });
   rmSync(join(home, "nodes", name), { recursive: true, force: true });

@@ -12,6 +12,26 @@ export const CLUSTER_POD_CIDR = "10.244.0.0/16";
 /** Link-local gateway pods route through (proxy ARP on the node side, as Calico does). */
 export const POD_GATEWAY = "169.254.1.1";
 
+/**
+ * Interface name prefix of node `index` (the agent's `--if-prefix`): its WireGuard generation
+ * interfaces are the prefix plus the slot, its userspace ESP interface the prefix plus `e`, as
+ * the agent names them. Unique per node, since the UAPI and ESP socket directories are shared by
+ * every node of the machine.
+ */
+export function nodeIfPrefix(index: number): string {
+  return `pc${index}w`;
+}
+
+/** WireGuard generation interface `slot` (0 or 1) of node `index`. */
+export function nodeWgIfname(index: number, slot: number): string {
+  return `${nodeIfPrefix(index)}${slot}`;
+}
+
+/** The userspace ESP interface of node `index`. */
+export function nodeEspIfname(index: number): string {
+  return `${nodeIfPrefix(index)}e`;
+}
+
 export interface PlannedNode {
   name: string;
   index: number;
@@ -107,7 +127,7 @@ export function servicePods(plan: ClusterPlan, service: ServiceSpec): PlannedPod
   return plan.pods.filter((p) => p.namespace === service.namespace && selects(service.selector, p.labels));
 }
 
-/** The `cluster info --json` document (DESIGN.md section 8, contract). */
+/** The `cluster info --json` document (docs/design.md#the-local-cluster, contract). */
 export function clusterInfo(plan: ClusterPlan): object {
   return {
     fabric: plan.fabric,

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { projectRoot } from "../paths.js";
 import type { ClusterProcess } from "./state.js";
@@ -34,15 +34,26 @@ export function startDaemon(
   closeSync(fd);
   if (onExit !== undefined) child.on("exit", onExit);
   child.unref();
+  const inode = netns === undefined ? undefined : netnsInode(netns);
   return {
     role,
     name,
     pid: child.pid!,
     ...(netns === undefined ? {} : { netns }),
+    ...(inode === undefined ? {} : { netnsInode: inode }),
     log,
     argv: args,
     ...(Object.keys(env).length === 0 ? {} : { env }),
   };
+}
+
+/** The inode of the network namespace named `netns` (`ip netns` names), or undefined when there is none. */
+export function netnsInode(netns: string): number | undefined {
+  try {
+    return statSync(join("/run/netns", netns)).ino;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

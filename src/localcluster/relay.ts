@@ -64,15 +64,20 @@ function pipeBoth(a: Socket, b: Socket): void {
   b.on("error", done).on("close", done);
 }
 
-/** Starts listening in every namespace of `netns` (names under /run/netns); resolves with a closer. */
+/**
+ * Starts listening in every namespace of `netns` (names under /run/netns), on `listen` (default:
+ * the target's own address), and forwards each connection to `target` in this process's
+ * namespace; resolves with a closer.
+ */
 export async function startRelay(
   target: RelayTarget,
   netns: readonly string[],
+  listen: RelayTarget = target,
 ): Promise<() => Promise<void>> {
   const servers: Server[] = [];
   try {
     for (const ns of netns) {
-      const fd = native().listenTcpInNetns(`/run/netns/${ns}`, target.host, target.port);
+      const fd = native().listenTcpInNetns(`/run/netns/${ns}`, listen.host, listen.port);
       const server = createServer({ noDelay: true }, (inside) => {
         pipeBoth(inside, connect({ host: target.host, port: target.port, noDelay: true }));
       });

@@ -11,11 +11,16 @@ export function clusterHome(): string {
 
 /** A process `cluster up` started, so `down` can stop it even after a crash of `up`. */
 export interface ClusterProcess {
-  role: "controller" | "agent" | "echo" | "etcd" | "relay" | "supervisor";
+  role: "controller" | "agent" | "echo" | "etcd" | "relay" | "supervisor" | "prometheus";
   name: string;
   /** The process running now (the supervisor's record, when it restarted it, wins over the first). */
   pid: number;
   netns?: string;
+  /**
+   * The inode of `/run/netns/<netns>` when the process started: names are reused by the next
+   * cluster, inodes are not, so the supervisor restarts a process only into the namespace it ran in.
+   */
+  netnsInode?: number;
   log: string;
   /** The podcrypt arguments it runs with: the supervisor restarts a process that has them. */
   argv?: string[];

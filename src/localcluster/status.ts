@@ -9,32 +9,10 @@ import { uapiGet, uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-c
 import { keyIdForEpoch } from "../keys/derive.js";
 import { CLUSTER_ENCRYPTION_NAME, type Node } from "../model/index.js";
 import { kernelWireguardRows, kernelXfrmRows } from "./kernel-status.js";
+import { nodeEspIfname, nodeWgIfname } from "./plan.js";
 import { alive } from "./processes.js";
+import type { PeerStatus } from "./peer-status.js";
 import type { ClusterState } from "./state.js";
-
-/** One peer of one node, as `status` shows it (DESIGN.md section 9 contract fields first). */
-export interface PeerStatus {
-  node: string;
-  /** `established` (handshake done / SA installed), `connecting`, or `plaintext` when encryption is off. */
-  state: "established" | "connecting" | "plaintext";
-  keyId: number | null;
-  txBytes: number;
-  rxBytes: number;
-  txPackets: number | null;
-  rxPackets: number | null;
-  epoch: number;
-  ifname?: string;
-  publicKey?: string;
-  endpoint?: string;
-  latestHandshake?: number;
-  /** IPsec: the SA pair of this key ID, as `swanctl --list-sa` shows it (SPIs as 0x + 8 hex digits). */
-  spiIn?: string;
-  spiOut?: string;
-  /** IPsec: seconds since the older of the two SAs was installed. */
-  ageS?: number;
-  /** IPsec: the outbound SA of this key ID is the one sending to the peer. */
-  active?: boolean;
-}
 
 export interface NodeStatus {
   name: string;
@@ -57,6 +35,12 @@ export interface NodeStatus {
    * daemons by the agent (from the node's status record); the last of each (ISO 8601).
    */
   restarts: { agent: number; lastAgent?: string; dataplane: number; lastDataplane?: string };
+  /**
+   * The leak detector: packets the node's strict rules dropped since its agent started, per peer
+   * (non-zero only): `out` would have left for the peer in plaintext, `in` arrived from it in
+   * plaintext although it should have been encrypted. `peer` "" is an address no node owns.
+   */
+  plaintextDrops?: Array<{ peer: string; direction: "out" | "in"; packets: number }>;
   peers: PeerStatus[];
 }
 
@@ -235,7 +219,7 @@ export async function collectStatus(
     const n = nodes.find((x) => x.name === pn.name);
     const peers: PeerStatus[] = [...kernel[i]!.rows];
     for (const slot of [0, 1]) {
-      const ifname = `pc${pn.index}w${slot}`;
+      const ifname = nodeWgIfname(pn.index, slot);
       if (!existsSync(uapiSocketPath(ifname))) continue;
       const dev = await uapiGet(ifname).catch(() => undefined);
       for (const p of dev?.peers ?? []) {
@@ -256,7 +240,7 @@ export async function collectStatus(
         });
       }
     }
-    const esp = espSocketPath(`pc${pn.index}we`);
+    const esp = espSocketPath(nodeEspIfname(pn.index));
     if (existsSync(esp)) {
       const st = await espGet(esp).catch(() => undefined);
       if (st !== undefined) peers.push(...espPeerRows(st, Object.keys(n?.publicKeys ?? {}).map(Number)));
@@ -294,6 +278,7 @@ export async function collectStatus(
         dataplane: daemons?.count ?? 0,
         ...(daemons?.last === undefined ? {} : { lastDataplane: daemons.last }),
       },
+      plaintextDrops: (n?.status?.plaintextDrops ?? []).map((d) => ({ ...d })),
       peers: peers.sort((x, y) => x.node.localeCompare(y.node) || x.epoch - y.epoch),
     });
   }

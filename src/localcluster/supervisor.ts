@@ -19,7 +19,7 @@ import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "n
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../log/logger.js";
-import { alive, startDaemon } from "./processes.js";
+import { alive, netnsInode, startDaemon } from "./processes.js";
 import type { ClusterProcess, ClusterState } from "./state.js";
 
 /** How often the supervisor looks at its processes (ms). */
@@ -86,6 +86,19 @@ interface Watched {
   restartAt?: number;
   /** How the supervisor's own child ended, when it was one. */
   exit?: string;
+  /** Its namespace is no longer the one it ran in (the cluster was taken down): never restarted. */
+  gone?: boolean;
+}
+
+/**
+ * Whether `p`'s namespace is still the one it was started in. A namespace name is reused by the
+ * next cluster: a supervisor left over from a cluster whose `down` never ran must not start its
+ * agents into another cluster's nodes.
+ */
+export function namespaceIntact(p: ClusterProcess): boolean {
+  if (p.netns === undefined) return true;
+  const now = netnsInode(p.netns);
+  return now !== undefined && (p.netnsInode === undefined || now === p.netnsInode);
 }
 
 /**
@@ -166,12 +179,22 @@ export async function runSupervisor(
     write();
     logger.warn({ process: name, processPid: next.pid, restarts: w.record.restarts }, "restarted");
   };
-  const check = (): void => {
+  /** False once every namespace of the cluster is gone or another's: nothing left to supervise. */
+  const check = (): boolean => {
     sync();
     const now = Date.now();
     for (const [name, w] of watched) {
+      if (w.gone === true) continue;
       if (w.restartAt === undefined) {
         if (alive(w.record.pid)) continue;
+        if (!namespaceIntact(w.proc)) {
+          w.gone = true;
+          logger.warn(
+            { process: name, netns: w.proc.netns },
+            "process died and its namespace is gone or belongs to another cluster: not restarted",
+          );
+          continue;
+        }
         w.quickDeaths = now - w.startedAt >= STABLE_MS ? 1 : w.quickDeaths + 1;
         const delay = restartDelayMs(w.quickDeaths);
         w.restartAt = now + delay;
@@ -185,13 +208,21 @@ export async function runSupervisor(
           "process died",
         );
       }
-      if (w.restartAt <= now) restart(name, w);
+      if (w.restartAt <= now) {
+        if (namespaceIntact(w.proc)) restart(name, w);
+        else w.gone = true;
+      }
     }
+    const bound = [...watched.values()].filter((w) => w.proc.netns !== undefined);
+    return bound.length === 0 || bound.some((w) => w.gone !== true);
   };
   logger.info({ home }, "supervising the local cluster");
   while (!signal.aborted) {
     try {
-      check();
+      if (!check()) {
+        logger.warn("every namespace of the cluster is gone: the supervisor stops");
+        return;
+      }
     } catch (e) {
       // A failed read or spawn is tried again on the next look; the supervisor itself stays.
       logger.error({ err: e }, "supervision pass failed");

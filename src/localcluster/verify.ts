@@ -18,8 +18,8 @@ import type { ProbeResult } from "./probe.js";
 import type { ClusterState } from "./state.js";
 
 /**
- * One check: marked traffic from a pod on `from` to a pod on `to` on one port (DESIGN.md section
- * 9: `verify --json`, whose contract fields come first). Encrypting all traffic, there is one per
+ * One check: marked traffic from a pod on `from` to a pod on `to` on one port
+ * (docs/design.md#cli: `verify --json`, whose contract fields come first). Encrypting all traffic, there is one per
  * ordered node pair (the pods' echo port, udp/7); selective, also one per service port of every
  * service with a pod on `to`, `selected` telling whether policies select it.
  */

@@ -4,7 +4,7 @@ import { duration, encryptionMode, epochNumber, objectName, phase, timestamp } f
 /** The one ClusterEncryption object every component reads. */
 export const CLUSTER_ENCRYPTION_NAME = "default";
 
-/** Default cipher per mode: WireGuard's fixed suite; IPsec as DESIGN.md section 2. */
+/** Default cipher per mode: WireGuard's fixed suite; IPsec as docs/design.md#data-planes. */
 export const DEFAULT_CIPHER = { wireguard: "chacha20poly1305", ipsec: "rfc4106(gcm(aes))" } as const;
 
 /** Where the controller is taking the cluster: set when a run starts, cleared when it ends. */
@@ -48,8 +48,8 @@ export const laggingNodeSchema = z.strictObject({
 export type LaggingNode = z.infer<typeof laggingNodeSchema>;
 
 /**
- * The cluster's encryption configuration and the state of the phased protocol (DESIGN.md sections
- * 3, 4, 5, 7). Written by the controller (and by the CLI for `enabled`/`mode`/`rotationInterval`
+ * The cluster's encryption configuration and the state of the phased protocol
+ * (docs/design.md#keys-and-rotation, #strict-mode, #selective-encryption, #datastores). Written by the controller (and by the CLI for `enabled`/`mode`/`rotationInterval`
  * requests); read by every agent.
  */
 export const clusterEncryptionSchema = z
@@ -70,7 +70,7 @@ export const clusterEncryptionSchema = z
      * its agent returns, and deferred runs may start.
      */
     maxNodeLag: duration.default("1h"),
-    /** Fail closed: drop selected plaintext (DESIGN.md section 4). Default true. */
+    /** Fail closed: drop selected plaintext (docs/design.md#strict-mode). Default true. */
     strict: z.boolean().default(true),
     /** Encrypt host-to-host traffic too. Default false. */
     hostEncryption: z.boolean().default(false),

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isBase64Key } from "../keys/x25519.js";
 
 /**
  * A Kubernetes-style object name: a DNS-1123 subdomain (lower-case alphanumerics, `-` and `.`,
@@ -26,30 +27,17 @@ export const timestamp = z.iso.datetime({ offset: true, message: "must be an RFC
 /** An epoch number: 0 is "never keyed"; every rotation, enable or disable advances it by one. */
 export const epochNumber = z.number().int("must be an integer").min(0, "must be >= 0");
 
-/** Length in bytes of an X25519 public key (RFC 7748 section 5). */
-export const X25519_KEY_BYTES = 32;
-
-/**
- * True when `s` is the canonical standard base64 of exactly 32 bytes (44 characters ending in a
- * single `=`), the form `wg` prints and kernel WireGuard accepts.
- */
-export function isBase64X25519Key(s: string): boolean {
-  if (!/^[A-Za-z0-9+/]{43}=$/.test(s)) return false;
-  const raw = Buffer.from(s, "base64");
-  return raw.length === X25519_KEY_BYTES && raw.toString("base64") === s;
-}
-
 /** A base64 X25519 public key (32 bytes). Never put a private key in a resource. */
 export const publicKey = z
   .string()
-  .refine(isBase64X25519Key, "must be the base64 encoding of a 32-byte X25519 public key");
+  .refine(isBase64Key, "must be the base64 encoding of a 32-byte X25519 public key");
 
-/** A data-plane mode, DESIGN.md section 2. */
+/** A data-plane mode, docs/design.md#data-planes. */
 export const encryptionMode = z.enum(["wireguard", "ipsec"]);
 /** A data-plane mode: `wireguard` (default) or `ipsec`. */
 export type EncryptionMode = z.infer<typeof encryptionMode>;
 
-/** A step of the make-before-break protocol (DESIGN.md section 3); `idle` between runs. */
+/** A step of the make-before-break protocol (docs/design.md#keys-and-rotation); `idle` between runs. */
 export const phase = z.enum(["idle", "prepare", "switch", "retire"]);
 /** A step of the make-before-break protocol; `idle` between runs. */
 export type Phase = z.infer<typeof phase>;

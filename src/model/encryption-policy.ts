@@ -39,7 +39,7 @@ export const policyConditionSchema = z.strictObject({
 export type PolicyCondition = z.infer<typeof policyConditionSchema>;
 
 /**
- * What the controller reports about a policy (DESIGN.md section 5), as the CRDs' `.status`.
+ * What the controller reports about a policy (docs/design.md#selective-encryption), as the CRDs' `.status`.
  * `observedGeneration` only where the store keeps generations (Kubernetes); elsewhere an update of
  * the policy replaces the object, status included, so a status present always describes the
  * policy as stored.
@@ -58,7 +58,7 @@ export const policyStatusSchema = z.strictObject({
 export type PolicyStatus = z.infer<typeof policyStatusSchema>;
 
 /**
- * Selective encryption (DESIGN.md section 5): the traffic these rules select is encrypted when
+ * Selective encryption (docs/design.md#selective-encryption): the traffic these rules select is encrypted when
  * ClusterEncryption.encryption is `selective`. Resolution to pod IPs lives in src/policy/.
  */
 export const encryptionPolicySchema = z

@@ -1,5 +1,5 @@
 /**
- * The resources of DESIGN.md section 7, their zod schemas, and the kind registry the datastores
+ * The resources of docs/design.md#datastores, their zod schemas, and the kind registry the datastores
  * use to name, key and validate them.
  */
 import type { z } from "zod";

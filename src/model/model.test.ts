@@ -1,14 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isValidationError } from "../errors/index.js";
-import {
-  isBase64X25519Key,
-  objectKey,
-  parseDuration,
-  parsePortList,
-  parseResource,
-  splitKey,
-} from "./index.js";
+import { objectKey, parseDuration, parsePortList, parseResource, splitKey } from "./index.js";
+import { isBase64Key } from "../keys/x25519.js";
 
 const KEY = Buffer.alloc(32, 7).toString("base64");
 const node = { name: "node-1", underlay: { ipv4: "192.0.2.1" }, publicKeys: { "1": KEY } };
@@ -120,9 +114,9 @@ describe("model defaults and helpers", () => {
     assert.deepEqual(n.capabilities, { wireguardKernel: false, xfrmKernel: false });
   });
   it("recognises base64 X25519 keys exactly", () => {
-    assert.equal(isBase64X25519Key(KEY), true);
-    assert.equal(isBase64X25519Key(Buffer.alloc(33).toString("base64")), false);
-    assert.equal(isBase64X25519Key(KEY.slice(0, 42) + "B="), false, "non-canonical padding bits");
+    assert.equal(isBase64Key(KEY), true);
+    assert.equal(isBase64Key(Buffer.alloc(33).toString("base64")), false);
+    assert.equal(isBase64Key(KEY.slice(0, 42) + "B="), false, "non-canonical padding bits");
   });
   it("parses durations and port lists", () => {
     assert.equal(parseDuration("1h30m"), 5_400_000);

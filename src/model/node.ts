@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { epochNumber, cidr, objectName, phase, publicKey, timestamp } from "./common.js";
 
-/** Which data plane a node runs (DESIGN.md section 2); `none` before the first reconcile or when disabled. */
+/** Which data plane a node runs (docs/design.md#data-planes); `none` before the first reconcile or when disabled. */
 export const backendKind = z.enum([
   "wireguard-kernel",
   "wireguard-userspace",
@@ -35,7 +35,7 @@ const errorLinkSchema = z.strictObject({
 export const nodeStatusSchema = z.strictObject({
   /** Epoch whose keys the node currently sends with. */
   sendingEpoch: epochNumber.optional(),
-  /** Tunnel MTU the agent set (DESIGN.md section 6). */
+  /** Tunnel MTU the agent set (docs/design.md#mtu). */
   mtu: z.number().int().min(576).max(65535).optional(),
   /** Human-readable problems the agent hit on its last reconcile (never key material). */
   errors: z.array(z.string().max(1024)).max(32).default([]),
@@ -52,6 +52,45 @@ export const nodeStatusSchema = z.strictObject({
    * many since the agent started, and the last one.
    */
   daemonRestarts: z.strictObject({ count: z.number().int().min(0), last: timestamp.optional() }).optional(),
+  /**
+   * Packets this node's strict rules dropped since its agent started, per peer (only non-zero
+   * ones): `out`, pod traffic that would have left for the peer's pods in plaintext; `in`,
+   * plaintext that arrived from the peer when it should have been encrypted. `peer` is "" for
+   * addresses no node owns.
+   */
+  plaintextDrops: z
+    .array(
+      z.strictObject({
+        peer: z.string().max(253),
+        direction: z.enum(["out", "in"]),
+        packets: z.number().int().min(0),
+      }),
+    )
+    .max(4096)
+    .optional(),
+  /**
+   * The node's tunnels to its live peers, per underlay address family, as the agent judged them
+   * last (src/agent/tunnels.ts): `up` (handshake done / SA pair installed, and what it sends is
+   * answered), `pending` (not yet), `failing` (it sends and nothing comes back). Absent while
+   * encryption is off. The controller's status page draws its pair matrix from these; on
+   * Kubernetes the agent keeps its Node tainted until no peer is pending or failing.
+   */
+  tunnels: z
+    .strictObject({
+      /** When the agent judged them. */
+      at: timestamp,
+      families: z
+        .array(
+          z.strictObject({
+            family: z.enum(["ipv4", "ipv6"]),
+            up: z.array(objectName).max(4096).default([]),
+            pending: z.array(objectName).max(4096).default([]),
+            failing: z.array(objectName).max(4096).default([]),
+          }),
+        )
+        .max(2),
+    })
+    .optional(),
   /**
    * The agent's reconcile failure going on (or the last one, with `clearedAt`): the error and its
    * causes outermost first (a failed command with its command line, exit code and stderr, secrets
@@ -80,7 +119,7 @@ export const nodeStatusSchema = z.strictObject({
 const epochKey = z.string().regex(/^(0|[1-9]\d*)$/, "must be a decimal epoch number");
 
 /**
- * A node of the cluster as its agent publishes it (DESIGN.md section 7). Written by the node's own
+ * A node of the cluster as its agent publishes it (docs/design.md#datastores). Written by the node's own
  * agent only; the controller reads it.
  */
 export const nodeSchema = z

@@ -20,7 +20,7 @@ export const MIN_EXT_MTU = 576;
 export const MAX_EXT_MTU = 65535;
 
 /**
- * Tunnel MTU from the external MTU (DESIGN.md section 6):
+ * Tunnel MTU from the external MTU (docs/design.md#mtu):
  * - IPsec over IPIP: `EXTMTU - 46 - ((EXTMTU - 46) mod 4)` (the MKE SecureOverlay formula, which
  *   fits ESP with an 8-byte ICV); ESP in UDP adds 8 more bytes of overhead.
  * - IPsec in tunnel mode (podcrypt's own, 16-byte ICV): the outer IP header (20, or 40 over IPv6),

@@ -1,5 +1,5 @@
 /**
- * Selective encryption (DESIGN.md section 5): parsing and validation of `EncryptionPolicy`
+ * Selective encryption (docs/design.md#selective-encryption): parsing and validation of `EncryptionPolicy`
  * (podcrypt.io/v1) and StarlingX `IPsecPolicy` (starlingx.io/v1) documents into one internal form,
  * and their resolution to data-plane selectors.
  */

@@ -82,7 +82,7 @@ function backends(
 
 /**
  * Resolves policies to the full desired selector set: for every rule, the pod IPs of its service
- * (DESIGN.md section 5), one selector per destination node, protocol and port. Pure and
+ * (docs/design.md#selective-encryption), one selector per destination node, protocol and port. Pure and
  * deterministic: the same inputs give an equal set (sorted by node, protocol, port; IPs and sources
  * sorted), so callers recompute from the full current state on any change and diff the result
  * with `diffSelectors`. Rules that resolve to nothing (service absent, no endpoints) yield warnings,

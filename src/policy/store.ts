@@ -1,5 +1,5 @@
 /**
- * `podcrypt policy apply | delete | list` against any Datastore (DESIGN.md section 5): the whole
+ * `podcrypt policy apply | delete | list` against any Datastore (docs/design.md#selective-encryption): the whole
  * file is validated, together with what is stored, before anything is written, so an invalid
  * policy changes nothing already installed.
  */

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import type { ClusterEncryption, EncryptionMode, Node } from "../model/index.js";
 import type { Selector } from "../policy/types.js";
 
-/** Timing of the phased protocol (DESIGN.md section 3). */
+/** Timing of the phased protocol (docs/design.md#keys-and-rotation). */
 export interface PhaseTiming {
   /** A live node that has not acknowledged a phase after this long is reported and skipped. Default 30 s. */
   phaseTimeoutMs: number;

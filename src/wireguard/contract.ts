@@ -1,6 +1,6 @@
 /**
  * The seam between the pure WireGuard protocol core (src/wireguard: handshake, cookies, timers,
- * keypairs, cryptokey routing) and the packet-moving data path (src/dataplane/userspace/wireguard:
+ * keypairs, cryptokey routing) and the packet-moving data path (src/dataplane/wireguard-userspace:
  * TUN, UDP, batched AEAD in native code). The core owns every decision; the data path owns the
  * bytes. Neither imports the other's internals: only these types.
  */

@@ -3,10 +3,10 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { COOKIE_REFRESH_TIME, MESSAGE_INITIATION_SIZE } from "./constants.js";
 import { CookieChecker, CookieGenerator, LoadDetector, RateLimiter } from "./cookie.js";
-import { generatePrivateKey, publicKeyFromPrivate } from "./crypto.js";
+import { generatePrivateKey, publicFromPrivate } from "../keys/x25519.js";
 import { decodeCookieReply } from "./messages.js";
 
-const responderPub = publicKeyFromPrivate(generatePrivateKey(randomBytes));
+const responderPub = publicFromPrivate(generatePrivateKey(randomBytes));
 const src = { address: "10.0.0.1", port: 51820 };
 
 function message(): Buffer {
@@ -27,7 +27,7 @@ test("mac1 (whitepaper 5.4.4): generator and checker agree; other keys or tamper
     m.subarray(-16).every((b) => b === 0),
     "no cookie: mac2 is zero",
   );
-  const other = new CookieGenerator(publicKeyFromPrivate(generatePrivateKey(randomBytes)));
+  const other = new CookieGenerator(publicFromPrivate(generatePrivateKey(randomBytes)));
   const m2 = message();
   other.addMacs(m2, 0);
   assert.ok(!checker.checkMac1(m2));

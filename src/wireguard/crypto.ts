@@ -4,67 +4,19 @@
  * HKDF-style KDF over BLAKE2s (RFC 2104 / RFC 5869 as used by Noise), AEAD = ChaCha20-Poly1305
  * (RFC 8439), XAEAD = XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha) and TAI64N timestamps.
  *
- * X25519 and ChaCha20-Poly1305 run in OpenSSL through node:crypto; BLAKE2s and XChaCha20 come from
+ * X25519 is the node keys' (src/keys/x25519.ts: keys, base64 text, the agreement that `dh` wraps);
+ * it and ChaCha20-Poly1305 run in OpenSSL through node:crypto; BLAKE2s and XChaCha20 come from
  * the audited @noble packages (OpenSSL has no keyed BLAKE2s-128 in Node's API).
  */
-import {
-  createCipheriv,
-  createDecipheriv,
-  createPrivateKey,
-  createPublicKey,
-  diffieHellman,
-  timingSafeEqual,
-  type KeyObject,
-} from "node:crypto";
+import { createCipheriv, createDecipheriv, timingSafeEqual } from "node:crypto";
 import { blake2s } from "@noble/hashes/blake2.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { ValidationError } from "../errors/index.js";
-import type { RandomBytes } from "../clock.js";
+import { sharedSecret } from "../keys/x25519.js";
 import { AEAD_TAG_SIZE, KEY_SIZE, MAC_SIZE, TIMESTAMP_SIZE } from "./constants.js";
 
 const toBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-
-// DER prefixes of PKCS#8 / SPKI wrappers for a raw X25519 key (RFC 8410 section 7 and 4).
-const PKCS8_X25519_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
-const SPKI_X25519_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
-
-/** RFC 7748 section 5: clamps a 32-byte scalar in place, as `wg genkey` does. Returns it. */
-export function clampPrivateKey(key: Buffer): Buffer {
-  key[0]! &= 248;
-  key[31]! &= 127;
-  key[31]! |= 64;
-  return key;
-}
-
-/** A new clamped X25519 private key from the injected randomness. */
-export function generatePrivateKey(random: RandomBytes): Buffer {
-  return clampPrivateKey(Buffer.from(random(KEY_SIZE)));
-}
-
-function privateKeyObject(privateKey: Buffer): KeyObject {
-  if (privateKey.length !== KEY_SIZE) throw new ValidationError("private_key", "must be 32 bytes");
-  return createPrivateKey({
-    key: Buffer.concat([PKCS8_X25519_PREFIX, privateKey]),
-    format: "der",
-    type: "pkcs8",
-  });
-}
-
-function publicKeyObject(publicKey: Buffer): KeyObject {
-  if (publicKey.length !== KEY_SIZE) throw new ValidationError("public_key", "must be 32 bytes");
-  return createPublicKey({
-    key: Buffer.concat([SPKI_X25519_PREFIX, publicKey]),
-    format: "der",
-    type: "spki",
-  });
-}
-
-/** RFC 7748 section 6.1: the public key X25519(k, 9) of a private key. */
-export function publicKeyFromPrivate(privateKey: Buffer): Buffer {
-  const der = createPublicKey(privateKeyObject(privateKey)).export({ format: "der", type: "spki" });
-  return Buffer.from(der.subarray(der.length - KEY_SIZE));
-}
 
 /**
  * Whitepaper 5.4 DH: X25519(private, public) (RFC 7748 section 5). Returns undefined when the result
@@ -72,13 +24,11 @@ export function publicKeyFromPrivate(privateKey: Buffer): Buffer {
  */
 export function dh(privateKey: Buffer, publicKey: Buffer): Buffer | undefined {
   if (privateKey.length !== KEY_SIZE || publicKey.length !== KEY_SIZE) return undefined;
-  let out: Buffer;
   try {
-    out = diffieHellman({ privateKey: privateKeyObject(privateKey), publicKey: publicKeyObject(publicKey) });
+    return sharedSecret(privateKey, publicKey);
   } catch {
-    return undefined; // OpenSSL refuses an all-zero shared secret
+    return undefined; // a low-order point: OpenSSL refuses it, or the result is all zeros
   }
-  return isZero(out) ? undefined : out;
 }
 
 /** True when every byte is zero (constant time in the length). */
@@ -227,19 +177,6 @@ export function tai64n(wallMs: number): Buffer {
 /** Compares two TAI64N timestamps as big-endian byte strings: true when `a` is strictly after `b`. */
 export function tai64nAfter(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(a, b) > 0;
-}
-
-/** Parses a base64 WireGuard key (44 characters, 32 bytes) as `wg` prints it; ValidationError names `field`. */
-export function parseKeyBase64(text: string, field = "key"): Buffer {
-  const t = text.trim();
-  if (!/^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/.test(t))
-    throw new ValidationError(field, "not a base64 32-byte key");
-  return Buffer.from(t, "base64");
-}
-
-/** Base64 text of a 32-byte key, as `wg` prints it. */
-export function keyToBase64(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("base64");
 }
 
 /** Parses a hex key (64 hex digits) as the UAPI carries it; ValidationError names `field`. */

@@ -17,7 +17,7 @@ import {
 } from "./constants.js";
 import { ipPacket, TestNetwork, TestNode } from "./testing/loopback.js";
 import { isValidationError } from "../errors/index.js";
-import { generatePrivateKey, publicKeyFromPrivate } from "./crypto.js";
+import { generatePrivateKey, publicFromPrivate } from "../keys/x25519.js";
 import { randomBytes } from "node:crypto";
 
 const A_IP = "10.0.0.1";
@@ -412,15 +412,15 @@ test("changing the private key re-derives static DH and stops old sessions from 
   net.run();
   const newKey = generatePrivateKey(randomBytes);
   b.device.setPrivateKey(newKey);
-  assert.deepEqual(b.device.publicKey, publicKeyFromPrivate(newKey));
+  assert.deepEqual(b.device.publicKey, publicFromPrivate(newKey));
   assert.equal(b.send(ipPacket(B_IP, A_IP)), "staged", "old session no longer sends");
   net.run();
   assert.equal(a.delivered.length, 0, "A does not know B's new key: the handshake fails");
   // A learns B's new key (as the agent would configure it)
   a.device.removePeer(b.publicKey);
-  a.device.upsertPeer(publicKeyFromPrivate(newKey));
-  a.device.replaceAllowedIps(publicKeyFromPrivate(newKey), [`${B_IP}/32`]);
-  a.device.setEndpoint(publicKeyFromPrivate(newKey), b.endpoint);
+  a.device.upsertPeer(publicFromPrivate(newKey));
+  a.device.replaceAllowedIps(publicFromPrivate(newKey), [`${B_IP}/32`]);
+  a.device.setEndpoint(publicFromPrivate(newKey), b.endpoint);
   b.send(ipPacket(B_IP, A_IP, Buffer.from("new identity")));
   advance(REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX + 100); // the retransmission reaches A now
   assert.ok(peerOf(b, a).keypairs.current);

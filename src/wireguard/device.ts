@@ -23,7 +23,8 @@ import {
 } from "./constants.js";
 import type { DatapathCore, DatapathPeer, DropReason, Endpoint, TransportKeypair } from "./contract.js";
 import { CookieChecker, LoadDetector, RateLimiter } from "./cookie.js";
-import { equalBytes, keyToHex, publicKeyFromPrivate } from "./crypto.js";
+import { equalBytes, keyToHex } from "./crypto.js";
+import { publicFromPrivate } from "../keys/x25519.js";
 import { IndexTable } from "./index-table.js";
 import { Keypair } from "./keypair.js";
 import {
@@ -151,7 +152,7 @@ export class Device implements DatapathCore {
     if (cleared) this.identity = undefined;
     else {
       const privateKey = Buffer.from(key);
-      this.identity = { privateKey, publicKey: publicKeyFromPrivate(privateKey) };
+      this.identity = { privateKey, publicKey: publicFromPrivate(privateKey) };
       const self = this.peersByKey.get(keyId(this.identity.publicKey));
       if (self !== undefined) this.removePeer(self.publicKey);
     }

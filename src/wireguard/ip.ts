@@ -1,32 +1,71 @@
 /**
  * IP address text <-> bytes and the address fields of IPv4 (RFC 791 section 3.1) and IPv6
- * (RFC 8200 section 3) headers, for cryptokey routing (whitepaper section 2).
+ * (RFC 8200 section 3) headers, for cryptokey routing (whitepaper section 2). The one IP parser of
+ * the WireGuard core: it reads addresses as Go's net/netip does (wireguard-go), and the UAPI's
+ * text forms (uapi/ip.ts) are built on it.
  */
-import { isIPv4, isIPv6 } from "node:net";
 import { ValidationError } from "../errors/index.js";
+
+/** Parses an IPv4 dotted quad the way Go's net/netip does (four parts, no leading zeros); undefined if invalid. */
+export function parseIPv4(text: string): Buffer | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4) return undefined;
+  const out = Buffer.alloc(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i]!;
+    if (!/^\d{1,3}$/.test(p) || (p.length > 1 && p.startsWith("0"))) return undefined;
+    const n = Number(p);
+    if (n > 255) return undefined;
+    out[i] = n;
+  }
+  return out;
+}
+
+/**
+ * Parses an IPv6 address (RFC 4291 section 2.2: hex groups, one "::", an embedded IPv4 tail in
+ * the last two groups; no zone); undefined if invalid.
+ */
+export function parseIPv6(text: string): Buffer | undefined {
+  if (text.length < 2 || !/^[0-9a-fA-F:.]+$/.test(text)) return undefined;
+  const halves = text.split("::");
+  if (halves.length > 2) return undefined;
+  const groups = (s: string, last: boolean): number[] | undefined => {
+    if (s === "") return [];
+    const out: number[] = [];
+    const parts = s.split(":");
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i]!;
+      if (last && i === parts.length - 1 && p.includes(".")) {
+        const v4 = parseIPv4(p);
+        if (v4 === undefined) return undefined;
+        out.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
+      } else {
+        if (!/^[0-9a-fA-F]{1,4}$/.test(p)) return undefined;
+        out.push(parseInt(p, 16));
+      }
+    }
+    return out;
+  };
+  const head = groups(halves[0]!, halves.length === 1);
+  const tail = halves.length === 2 ? groups(halves[1]!, true) : [];
+  if (head === undefined || tail === undefined) return undefined;
+  let all: number[];
+  if (halves.length === 2) {
+    const missing = 8 - head.length - tail.length;
+    if (missing < 1) return undefined;
+    all = [...head, ...new Array<number>(missing).fill(0), ...tail];
+  } else {
+    all = head;
+  }
+  if (all.length !== 8) return undefined;
+  const out = Buffer.alloc(16);
+  all.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  return out;
+}
 
 /** Parses IPv4 dotted-quad or IPv6 text (no brackets, no zone) into 4 or 16 bytes; undefined if invalid. */
 export function parseIp(text: string): Buffer | undefined {
-  if (isIPv4(text)) return Buffer.from(text.split(".").map(Number));
-  if (!isIPv6(text) || text.includes("%")) return undefined;
-  let s = text;
-  const lastColon = s.lastIndexOf(":");
-  const last = s.slice(lastColon + 1);
-  if (last.includes(".")) {
-    // embedded IPv4 (RFC 4291 section 2.2, form 3): rewrite as two hex groups
-    const v4 = last.split(".").map(Number);
-    s = `${s.slice(0, lastColon + 1)}${((v4[0]! << 8) | v4[1]!).toString(16)}:${((v4[2]! << 8) | v4[3]!).toString(16)}`;
-  }
-  const [head, rest] = s.includes("::") ? (s.split("::") as [string, string]) : [s, undefined];
-  const parse = (p: string): number[] => (p === "" ? [] : p.split(":").map((h) => parseInt(h, 16)));
-  const a = parse(head);
-  const b = rest === undefined ? [] : parse(rest);
-  const groups =
-    rest === undefined ? a : [...a, ...Array<number>(Math.max(0, 8 - a.length - b.length)).fill(0), ...b];
-  if (groups.length !== 8) return undefined;
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(g, i * 2));
-  return out;
+  return text.includes(":") ? parseIPv6(text) : parseIPv4(text);
 }
 
 /** Like {@link parseIp} but throws a ValidationError naming `field`. */

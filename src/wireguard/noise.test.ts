@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { generatePrivateKey, publicKeyFromPrivate } from "./crypto.js";
+import { generatePrivateKey, publicFromPrivate } from "../keys/x25519.js";
 import {
   consumeInitiation,
   consumeResponse,
@@ -18,7 +18,7 @@ import {
 
 const identity = (): StaticIdentity => {
   const privateKey = generatePrivateKey(randomBytes);
-  return { privateKey, publicKey: publicKeyFromPrivate(privateKey) };
+  return { privateKey, publicKey: publicFromPrivate(privateKey) };
 };
 
 let nextIndex = 1;

@@ -13,17 +13,8 @@ import {
   TIMESTAMP_SIZE,
   WG_IDENTIFIER,
 } from "./constants.js";
-import {
-  aeadDecrypt,
-  aeadEncrypt,
-  dh,
-  generatePrivateKey,
-  hash,
-  kdf,
-  publicKeyFromPrivate,
-  tai64n,
-  tai64nAfter,
-} from "./crypto.js";
+import { aeadDecrypt, aeadEncrypt, dh, hash, kdf, tai64n, tai64nAfter } from "./crypto.js";
+import { generatePrivateKey, publicFromPrivate } from "../keys/x25519.js";
 import type { MessageInitiation, MessageResponse } from "./messages.js";
 
 /** Whitepaper 5.4: C_i = HASH(CONSTRUCTION). */
@@ -127,7 +118,7 @@ export function createInitiation(
 ): MessageInitiation | undefined {
   if (hs.precomputedStaticStatic === undefined) return undefined;
   const ephemeralPrivate = generatePrivateKey(env.random);
-  const ephemeral = publicKeyFromPrivate(ephemeralPrivate);
+  const ephemeral = publicFromPrivate(ephemeralPrivate);
   let h = mixHash(INITIAL_HASH, hs.remoteStatic);
   let c = mixKey(INITIAL_CHAIN_KEY, ephemeral);
   h = mixHash(h, ephemeral);
@@ -202,7 +193,7 @@ export function consumeInitiation(
 export function createResponse(hs: Handshake, env: HandshakeEnv): MessageResponse | undefined {
   if (hs.state !== HandshakeState.InitiationConsumed) return undefined;
   const ephemeralPrivate = generatePrivateKey(env.random);
-  const ephemeral = publicKeyFromPrivate(ephemeralPrivate);
+  const ephemeral = publicFromPrivate(ephemeralPrivate);
   let h = mixHash(hs.hash, ephemeral);
   let c = mixKey(hs.chainKey, ephemeral);
   const ee = dh(ephemeralPrivate, hs.remoteEphemeral);

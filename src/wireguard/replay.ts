@@ -1,7 +1,7 @@
 /**
- * Sliding-window anti-replay filter of RFC 6479 ("IPsec Anti-Replay Algorithm without Bit
- * Shifting"), as WireGuard uses it for transport data counters (whitepaper 5.4.6; kernel
- * `counter_validate`, wireguard-go `replay/replay.go`).
+ * The anti-replay filter of WireGuard's transport data counters (whitepaper 5.4.6; kernel
+ * `counter_validate`, wireguard-go `replay/replay.go`): the RFC 6479 ring of src/replay/replay.ts,
+ * sized by its ring and fed counters plus one (they start at 0, the ring's numbers at 1).
  *
  * The bitmap is a ring of 32-bit words. With the default 2048 bits the window is 2048 - 32 = 2016
  * counters: one word of the ring is always the one being cleared as the window advances, so it
@@ -12,10 +12,10 @@
  * (REJECT_AFTER_MESSAGES, capped at 2^53 where numbers stop being exact), are rejected: a sender
  * would need 2^53 messages on one keypair to reach it, far past REKEY_AFTER_MESSAGES.
  */
+import { ReplayWindow as Rfc6479Window } from "../replay/replay.js";
 import { REJECT_AFTER_MESSAGES } from "./constants.js";
 
 const WORD_BITS = 32;
-const WORD_SHIFT_DIV = WORD_BITS;
 
 /** Default total bits of the ring (a power of two). */
 export const REPLAY_RING_BITS = 2048;
@@ -24,10 +24,7 @@ export const REPLAY_WINDOW_SIZE = REPLAY_RING_BITS - WORD_BITS;
 
 /** RFC 6479 anti-replay window for one receiving keypair. */
 export class ReplayWindow {
-  private readonly ring: Uint32Array;
-  private readonly mask: number;
-  /** Newest accepted counter plus one (0 = nothing accepted yet), as the kernel keeps it. */
-  private top = 0;
+  private readonly window: Rfc6479Window;
   /** Window size in counters. */
   readonly windowSize: number;
   private readonly limit: number;
@@ -39,16 +36,16 @@ export class ReplayWindow {
   constructor(ringBits = REPLAY_RING_BITS, limit = Math.min(REJECT_AFTER_MESSAGES, Number.MAX_SAFE_INTEGER)) {
     if (ringBits < 64 || (ringBits & (ringBits - 1)) !== 0)
       throw new RangeError("ringBits must be a power of two >= 64");
-    this.ring = new Uint32Array(ringBits / WORD_BITS);
-    this.mask = this.ring.length - 1;
     this.windowSize = ringBits - WORD_BITS;
+    // Counter n is number n + 1, and `windowSize` counters behind the newest are still accepted:
+    // a window of windowSize + 1 numbers, whose ring is exactly `ringBits` bits.
+    this.window = new Rfc6479Window(this.windowSize + 1);
     this.limit = limit;
   }
 
   /** Forgets everything (a new keypair). */
   reset(): void {
-    this.ring.fill(0);
-    this.top = 0;
+    this.window.reset();
   }
 
   /**
@@ -57,20 +54,6 @@ export class ReplayWindow {
    */
   accept(counter: number): boolean {
     if (!Number.isSafeInteger(counter) || counter < 0 || counter >= this.limit) return false;
-    const c = counter + 1;
-    if (c + this.windowSize < this.top) return false;
-    const index = Math.floor(c / WORD_SHIFT_DIV);
-    if (c > this.top) {
-      const current = Math.floor(this.top / WORD_SHIFT_DIV);
-      const steps = Math.min(index - current, this.ring.length);
-      for (let i = 1; i <= steps; i++) this.ring[(current + i) & this.mask] = 0;
-      this.top = c;
-    }
-    const word = index & this.mask;
-    const bit = 1 << (c - index * WORD_SHIFT_DIV);
-    const old = this.ring[word]!;
-    if ((old & bit) !== 0) return false;
-    this.ring[word] = old | bit;
-    return true;
+    return this.window.update(counter + 1);
   }
 }

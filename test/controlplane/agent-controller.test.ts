@@ -1,6 +1,6 @@
 /**
  * The real Agent and Controller classes together over the memory datastore (one client per
- * "process"), each agent with a stateful FakeDataplane: the phased protocol of DESIGN.md section 3
+ * "process"), each agent with a stateful FakeDataplane: the phased protocol of docs/design.md#keys-and-rotation
  * end to end, with short timings.
  */
 import assert from "node:assert/strict";

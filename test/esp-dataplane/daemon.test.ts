@@ -1,7 +1,6 @@
 // test-tier: netns (root: network namespaces)
 /**
- * The userspace ESP daemon between two namespaces (issue 5, acceptance 1 and 3, and the rotation
- * of acceptance 2 at the data-plane level): each end runs `podcrypt esp -f`, configured through
+ * The userspace ESP daemon between two namespaces (and a rotation at the data-plane level): each end runs `podcrypt esp -f`, configured through
  * its control socket with SAs derived as the agents derive them. All traffic stays inside the two
  * namespaces this file makes.
  */

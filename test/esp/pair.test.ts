@@ -1,7 +1,7 @@
 /**
  * Two nodes that share nothing but public keys derive their ESP SAs independently
  * (src/keys/derive.ts) and exchange packets through the codec across a rotation whose key ID
- * wraps from 15 to 1: the make-before-break phases of DESIGN.md section 3 at the SA level.
+ * wraps from 15 to 1: the make-before-break phases of docs/design.md#keys-and-rotation at the SA level.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";

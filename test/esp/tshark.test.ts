@@ -1,5 +1,5 @@
 /**
- * Proof that podcrypt's ESP is standard on the wire (issue 5, acceptance 1): packets made by our
+ * Proof that podcrypt's ESP is standard on the wire: packets made by our
  * codec, framed as IPv4/UDP 4500/ESP in a pcap file, are dissected by tshark as ESP in UDP and
  * decrypted with nothing but the lines `tsharkOptions` produces. No traffic is sent: the packets
  * go only into a file in a temporary directory.

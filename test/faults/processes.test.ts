@@ -5,7 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { it } from "node:test";
+import { alive } from "../../src/localcluster/processes.js";
+import type { VerifyJson } from "../localcluster/run-cli.js";
 import { assertTraffic, daemonPid, faultSuite, RATE, sleep, waitUntil } from "./harness.js";
+
+/** The longest run of loss on any pair (ms). */
+function longestGap(v: VerifyJson): number {
+  return Math.max(0, ...v.pairs.flatMap((p) => p.losses.map((l) => l.untilMs - l.atMs)));
+}
 
 for (const mode of ["wireguard", "ipsec"] as const) {
   faultSuite(mode, (c) => {
@@ -13,11 +20,13 @@ for (const mode of ["wireguard", "ipsec"] as const) {
       assertTraffic(await c().traffic(5), {}, "steady");
     });
 
-    // The goal is under 1 s of traffic; measured on a shared 2-core host: WireGuard 550-1000 ms (the
-    // new daemon's start-up, the full push and one handshake), IPsec 1-2.4 s (peers re-key to the
-    // new daemon's SA instance through the datastore). The row holds the bound it keeps on a loaded
-    // CI host, 3 s (before: 3.5 s and 7-14 s), and prints the gap.
-    it("kill -9 of a data-plane daemon loses under 3 s on that node's pairs only; the agent replaces it at once", async () => {
+    // Under 1 s of traffic: the daemon's TUN device is persistent (its routes stay, the kernel drops
+    // what is routed to it meanwhile), the agent notices the death on the control socket at once,
+    // starts the new daemon in the foreground (one Node.js start-up) and pushes it everything;
+    // WireGuard then needs one handshake, IPsec its peers' passes for the new SA instance (run at
+    // once, no coalescing). Measured on the shared 2-core host: WireGuard 56 lost, longest gap 550 ms;
+    // IPsec 63 lost, 620 ms (before: up to 1.0 s and 2.4 s).
+    it("kill -9 of a data-plane daemon loses under 1 s on that node's pairs only; the agent replaces it at once", async () => {
       const cl = c();
       const restartsBefore = (await cl.status()).nodes.find((n) => n.name === "node-2")!.restarts.dataplane;
       const pid = daemonPid("node-2", mode);
@@ -36,10 +45,9 @@ for (const mode of ["wireguard", "ipsec"] as const) {
       );
       const respawnMs = Date.now() - killedAt;
       const v = await traffic;
-      const worst = assertTraffic(v, { faulty: "node-2", maxLost: 3 * RATE - 1 }, "daemon kill -9");
-      const gapMs = Math.max(0, ...v.pairs.flatMap((p) => p.losses.map((l) => l.untilMs - l.atMs)));
+      const worst = assertTraffic(v, { faulty: "node-2", maxLost: RATE - 1 }, "daemon kill -9");
       process.stdout.write(
-        `# ${mode}: daemon kill -9: new daemon after ${respawnMs} ms, worst pair lost ${worst} datagrams, longest gap ${gapMs} ms\n`,
+        `# ${mode}: daemon kill -9: new daemon after ${respawnMs} ms, worst pair lost ${worst} datagrams, longest gap ${longestGap(v)} ms\n`,
       );
       await waitUntil(
         async () =>
@@ -47,6 +55,51 @@ for (const mode of ["wireguard", "ipsec"] as const) {
           restartsBefore + 1,
         15_000,
         "status to count the daemon's restart",
+      );
+      await cl.settled();
+    });
+
+    // A node upgrade as a rolling update does it: the agent stopped (SIGTERM) and replaced, then,
+    // once it reports again, its data-plane daemon stopped (SIGTERM) and replaced by the agent. The
+    // agent's restart loses nothing (the daemon serves on without it); the daemon's restart is a
+    // planned kill -9: no session or SA survives it, so it is bounded like one (docs/design.md,
+    // "Faults and supervision", says what handing over would take to lose nothing). Measured:
+    // WireGuard 52 lost, longest gap 510 ms; IPsec 72 lost, 710 ms.
+    it("a node upgrade (agent, then its data-plane daemon, restarted one after another) loses under 1 s on that node's pairs only", async () => {
+      const cl = c();
+      const traffic = cl.traffic(12);
+      await sleep(2000);
+      const agent = cl.process("agent-node-2");
+      const stoppedAt = Date.now();
+      process.kill(agent.pid, "SIGTERM");
+      await waitUntil(
+        async () => {
+          const now = cl.process("agent-node-2");
+          if (now.pid === agent.pid || !alive(now.pid)) return false;
+          const n = (await cl.status()).nodes.find((x) => x.name === "node-2");
+          return n?.heartbeat !== undefined && Date.parse(n.heartbeat) >= stoppedAt && n.errors.length === 0;
+        },
+        30_000,
+        "the new agent to report",
+      );
+      const agentMs = Date.now() - stoppedAt;
+      const pid = daemonPid("node-2", mode);
+      assert.ok(pid !== undefined, `node-2 runs a ${mode} daemon`);
+      const daemonAt = Date.now();
+      process.kill(pid, "SIGTERM");
+      await waitUntil(
+        () => {
+          const now = daemonPid("node-2", mode);
+          return now !== undefined && now !== pid;
+        },
+        10_000,
+        "a new daemon",
+      );
+      const daemonMs = Date.now() - daemonAt;
+      const v = await traffic;
+      const worst = assertTraffic(v, { faulty: "node-2", maxLost: RATE - 1 }, "node upgrade");
+      process.stdout.write(
+        `# ${mode}: node upgrade: agent back in ${agentMs} ms, new daemon after ${daemonMs} ms, worst pair lost ${worst} datagrams, longest gap ${longestGap(v)} ms\n`,
       );
       await cl.settled();
     });

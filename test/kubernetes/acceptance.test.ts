@@ -1,6 +1,6 @@
 // test-tier: netns (root: network namespaces)
 /**
- * Issue 7, acceptance 4: the controller and the agents run against the Kubernetes API test server
+ * The controller and the agents run against the Kubernetes API test server
  * with the generated CRDs and RBAC, each with its own service account's token, and a policy
  * applied there reaches the data plane of the local cluster's nodes.
  *

@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * `podcrypt debug bundle` on a 3-node local cluster, in each mode: the archive holds every item a
  * bug report needs, and none of the keys the cluster holds — the nodes' private keys (their key

@@ -1,7 +1,7 @@
 // test-tier: netns (root: network namespaces)
 /**
- * Userspace ESP asks for a rotation before its sequence numbers run out (issue 5: "re-keying well
- * before they run out"), end to end: agents started with a tiny threshold
+ * Userspace ESP asks for a rotation before its sequence numbers run out (docs/design.md#keys-and-rotation:
+ * rotating early, well before they run out), end to end: agents started with a tiny threshold
  * (PODCRYPT_ESP_REKEY_AFTER_PACKETS, the env of `podcrypt agent --esp-rekey-after-packets`), traffic
  * over every pair, and the controller rotates on its own, losing nothing.
  */

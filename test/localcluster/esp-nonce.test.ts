@@ -1,28 +1,32 @@
+// test-tier: netns (root: network namespaces)
 /**
  * No AES-GCM nonce is ever used twice under one ESP key, whatever dies (src/keys/derive.ts, SA
  * instances). A 3-node IPsec local cluster (userspace ESP) under continuous traffic, the underlay
  * captured on the fabric bridge, while node-2 goes through:
  *
  *   1. kill -9 of its `podcrypt esp` daemon (the agent starts a new one);
- *   2. kill -9 of its agent, started again (the daemon lives on: the instance must stay);
+ *   2. kill -9 of its agent, which the cluster's supervisor starts again (the daemon lives on:
+ *      the instance must stay);
  *   3. its Node record deleted and re-published (the peers remove it, then add it again);
- *   4. a "reboot": agent and daemon killed, its tunnel device deleted, the state directory kept,
- *      the agent started again.
+ *   4. a "reboot": the supervisor held (SIGSTOP) so that nothing comes back early, agent and
+ *      daemon killed, its tunnel device deleted, the state directory kept; then the supervisor
+ *      resumes and starts the agent again, as kubelet would after the reboot.
  *
  * Then: no (SPI, sequence number) appears twice in the capture (the SPI names one key: every SPI
  * the daemons exported had a single key), and no daemon counted a replay drop.
  */
 import assert from "node:assert/strict";
 import { execFile, type ChildProcess } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { openDatastore } from "../../src/cli/datastore.js";
 import { espGet, espSocketPath, type EspStatus } from "../../src/dataplane/esp-userspace/control.js";
 import { nodeIfPrefix } from "../../src/localcluster/cluster.js";
-import { alive, startDaemon } from "../../src/localcluster/processes.js";
-import { readClusterState, writeClusterState, type ClusterProcess } from "../../src/localcluster/state.js";
+import { alive } from "../../src/localcluster/processes.js";
+import { readClusterState, type ClusterProcess } from "../../src/localcluster/state.js";
+import { readSupervisorRecord } from "../../src/localcluster/supervisor.js";
 import { startEspCapture } from "./capture.js";
 import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
 
@@ -35,7 +39,6 @@ const socketOf = (node: string): string => espSocketPath(espIf(node));
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const children = new Set<ChildProcess>();
-const extraPids: number[] = [];
 
 async function waitUntil(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
   const start = Date.now();
@@ -70,30 +73,10 @@ async function converged(): Promise<boolean> {
   });
 }
 
-/** The podcrypt arguments a running daemon was started with (after `bin/podcrypt`). */
-function daemonArgs(pid: number): string[] {
-  const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8")
-    .split("\0")
-    .filter((a) => a !== "");
-  const i = argv.findIndex((a) => a.endsWith(join("bin", "podcrypt")));
-  assert.ok(i >= 0, `pid ${pid} is a podcrypt daemon: ${argv.join(" ")}`);
-  return argv.slice(i + 1);
-}
-
 function agentProcess(): ClusterProcess {
   const p = readClusterState(home)?.processes.find((x) => x.name === `agent-${VICTIM}`);
   assert.ok(p !== undefined, `cluster.json lists agent-${VICTIM}`);
   return p;
-}
-
-/** Starts the agent again with the argv it ran with, recorded so `cluster down` stops it. */
-function restartAgent(proc: ClusterProcess, argv: string[]): ClusterProcess {
-  const state = readClusterState(home)!;
-  const started = startDaemon(home, proc.role, proc.name, argv, proc.netns);
-  state.processes = [...state.processes.filter((p) => p.name !== proc.name), started];
-  writeClusterState(state, home);
-  extraPids.push(started.pid);
-  return started;
 }
 
 async function killAndWait(pid: number, what: string): Promise<void> {
@@ -128,7 +111,6 @@ async function collectKeys(keys: Map<string, Set<string>>): Promise<void> {
 
 after(() => {
   for (const c of children) c.kill("SIGKILL");
-  for (const pid of extraPids.filter(alive)) process.kill(pid, "SIGKILL");
   remove();
 });
 
@@ -144,7 +126,6 @@ describe(
     after(async () => {
       for (const c of children) c.kill("SIGKILL");
       await podcrypt(["cluster", "down"]);
-      for (const pid of extraPids.filter(alive)) process.kill(pid, "SIGKILL");
       remove();
     });
 
@@ -185,12 +166,15 @@ describe(
       // 2. kill -9 of node-2's agent, started again: the daemon lives on, so the instance stays.
       const agent = agentProcess();
       const d2 = (await daemon(VICTIM))!;
-      const argv = daemonArgs(agent.pid);
       await killAndWait(agent.pid, "the agent");
-      await sleep(2000);
-      const restarted = restartAgent(agent, argv);
+      ms = await waitUntil(
+        async () => agentProcess().pid !== agent.pid && alive(agentProcess().pid),
+        15_000,
+        "the supervisor to start the agent again",
+      );
+      report.push(`agent kill -9: restarted after ${ms} ms`);
       await sleep(4000);
-      assert.ok(alive(restarted.pid), "the restarted agent runs");
+      assert.ok(alive(agentProcess().pid), "the restarted agent runs");
       assert.equal(await publishedInstance(), instance1, "an agent restart keeps the instance");
       assert.equal((await daemon(VICTIM))?.pid, d2.pid, "the daemon outlived the agent");
       assert.equal((await daemon(VICTIM))?.local.instance, instance1, "and still holds the instance");
@@ -217,12 +201,17 @@ describe(
 
       // 4. "Reboot": agent and daemon killed, the tunnel device gone, the state directory kept.
       const agent2 = agentProcess();
-      const argv2 = daemonArgs(agent2.pid);
       const d4 = (await daemon(VICTIM))!;
-      await killAndWait(agent2.pid, "the agent");
-      await killAndWait(d4.pid, "podcrypt esp");
-      await execFileP("ip", ["-n", agent2.netns!, "link", "del", espIf(VICTIM)]).catch(() => undefined);
-      restartAgent(agent2, argv2);
+      const supervisor = readSupervisorRecord(home);
+      assert.ok(supervisor !== undefined && alive(supervisor.pid), "the cluster runs a supervisor");
+      process.kill(supervisor.pid, "SIGSTOP");
+      try {
+        await killAndWait(agent2.pid, "the agent");
+        await killAndWait(d4.pid, "podcrypt esp");
+        await execFileP("ip", ["-n", agent2.netns!, "link", "del", espIf(VICTIM)]).catch(() => undefined);
+      } finally {
+        process.kill(supervisor.pid, "SIGCONT");
+      }
       ms = await waitUntil(
         async () => (await daemon(VICTIM))?.pid !== d4.pid && (await converged()),
         60_000,

@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * A node whose data plane cannot be programmed explains why, everywhere an operator looks: the
  * agent's log, `status --json` and `cluster up`'s failure name the failing command and what it

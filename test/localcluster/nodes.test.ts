@@ -1,6 +1,6 @@
 // test-tier: netns (root: network namespaces)
 /**
- * Nodes joining and leaving under traffic (issue 3 acceptance 6): the others converge, traffic
+ * Nodes joining and leaving under traffic: the others converge, traffic
  * between the nodes that stay loses nothing, and the times are reported.
  */
 import assert from "node:assert/strict";

@@ -1,6 +1,6 @@
 // test-tier: netns (root: network namespaces)
 /**
- * Selective encryption end to end (issue 7 acceptance 1 and 2), in the local cluster, in both
+ * Selective encryption end to end, in the local cluster, in both
  * modes: the StarlingX seed's IPsecPolicy applied unchanged encrypts kube-dns (udp/53, tcp/53,
  * tcp/9153) and leaves web (tcp/80) in plaintext; its update drops udp/53 without losing a packet
  * on the ports still selected (and without one of them crossing in plaintext meanwhile); its
@@ -54,7 +54,7 @@ services:
   - {name: web, namespace: default, selector: {app: web}, ports: [tcp/80]}
 `;
 
-/** Invalid policies of issue 7, each with the error it must give (the field named). */
+/** Invalid policies, each with the error it must give (the field named). */
 const INVALID: Array<{ what: string; rule: string; error: RegExp }> = [
   { what: "bad port syntax", rule: "serviceports: udp53", error: /serviceports: .*udp53/ },
   { what: "unknown protocol", rule: "serviceports: foo/53", error: /serviceports: .*"foo"/ },

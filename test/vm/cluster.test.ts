@@ -1,7 +1,6 @@
 // test-tier: vm (the kernel data planes, inside the qemu VM: test/vm/run.sh)
 /**
- * The local cluster on kernel data planes, test VM only (issue 6 acceptance 1-4, issue 5
- * acceptance 5): `podcrypt cluster up --dataplane kernel` in both modes, `podcrypt verify`, `wg
+ * The local cluster on kernel data planes, test VM only: `podcrypt cluster up --dataplane kernel` in both modes, `podcrypt verify`, `wg
  * show` and `ip xfrm state` against `podcrypt status --json`, idempotence and repair behind the
  * agents' backs, 5 rotations under continuous traffic without a lost packet, and mixed clusters
  * (one node forced to userspace by the config file) in both modes.
@@ -466,7 +465,7 @@ describe(
 );
 
 describe(
-  "mixed cluster, IPsec: kernel XFRM (encap espinudp) ↔ podcrypt userspace ESP (issue 5 acceptance 5)",
+  "mixed cluster, IPsec: kernel XFRM (encap espinudp) ↔ podcrypt userspace ESP (interop)",
   { skip: skipUnless("mixed-ipsec") },
   () => {
     const c = new Cluster("mixed-ipsec");

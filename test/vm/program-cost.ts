@@ -1,5 +1,5 @@
 /**
- * The host side of programming N peers (issue 6, acceptance 5), natively, without the kernel:
+ * The host side of programming N peers, natively, without the kernel:
  * `node dist/test/vm/program-cost.js [N]`. Each backend runs against the stateful fake kernel
  * (src/platform/netlink/fake-kernel.ts), which prints what iproute2 and wg print; the figures
  * are the backend's own work per pass: key derivation, desired state, parsing the read-back,

@@ -316,7 +316,7 @@ describe("kernel WireGuard ↔ podcrypt userspace WireGuard", () => {
   );
 });
 
-describe("kernel XFRM ↔ podcrypt userspace ESP (issue 5 acceptance 5)", () => {
+describe("kernel XFRM ↔ podcrypt userspace ESP (interop)", () => {
   it(
     "a kernel XFRM node and a userspace ESP node with the agents' derived SAs carry pings both ways",
     { skip: vmOnly },

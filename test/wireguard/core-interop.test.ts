@@ -1,7 +1,7 @@
 // test-tier: netns (root: network namespaces)
 /**
- * Interop of the pure WireGuard core with Debian's wireguard-go (issue 2 acceptance 1, before the
- * full daemon exists): wireguard-go runs in one namespace, our core in a child process in another
+ * Interop of the pure WireGuard core with Debian's wireguard-go (written before the
+ * full daemon existed): wireguard-go runs in one namespace, our core in a child process in another
  * (this same file in "child" mode, a plain UDP socket, the TS transport helpers). An ICMP echo
  * crosses the tunnel and the peer's kernel answers it, so handshake and transport data are proven
  * byte-compatible in both directions, with the handshake started by either side.
@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { systemClock } from "../../src/clock.js";
-import { generatePrivateKey, keyToBase64, publicKeyFromPrivate } from "../../src/wireguard/crypto.js";
+import { encodeKey, generatePrivateKey, publicFromPrivate } from "../../src/keys/x25519.js";
 import { Device } from "../../src/wireguard/device.js";
 import { messageType } from "../../src/wireguard/messages.js";
 import { openTransport, sealTransport, transportReceiver } from "../../src/wireguard/session.js";
@@ -150,12 +150,12 @@ if (process.env.PODCRYPT_INTEROP_CHILD !== undefined) {
         }
         assert.ok(up, "wireguard-go UAPI socket came up");
         const wgPriv = generatePrivateKey(randomBytes);
-        const wgPub = publicKeyFromPrivate(wgPriv);
+        const wgPub = publicFromPrivate(wgPriv);
         // wg reads the key from a file: a 0600 file in a private temp directory, removed at once
         const dir = await mkdtemp(join(tmpdir(), "pcw-"));
         try {
           const keyFile = join(dir, "key");
-          await writeFile(keyFile, `${keyToBase64(wgPriv)}\n`, { mode: 0o600 });
+          await writeFile(keyFile, `${encodeKey(wgPriv)}\n`, { mode: 0o600 });
           await runIn(nsWg, "wg", ["set", ifname, "private-key", keyFile, "listen-port", String(WG_PORT)]);
         } finally {
           await rm(dir, { recursive: true, force: true });
@@ -206,7 +206,7 @@ if (process.env.PODCRYPT_INTEROP_CHILD !== undefined) {
           "set",
           ifname,
           "peer",
-          keyToBase64(publicKeyFromPrivate(key1)),
+          encodeKey(publicFromPrivate(key1)),
           "allowed-ips",
           `${CORE_TUNNEL_IP}/32`,
           "endpoint",
@@ -238,10 +238,10 @@ if (process.env.PODCRYPT_INTEROP_CHILD !== undefined) {
           "set",
           ifname,
           "peer",
-          keyToBase64(publicKeyFromPrivate(key1)),
+          encodeKey(publicFromPrivate(key1)),
           "remove",
           "peer",
-          keyToBase64(publicKeyFromPrivate(key2)),
+          encodeKey(publicFromPrivate(key2)),
           "allowed-ips",
           `${CORE_TUNNEL_IP}/32`,
           "endpoint",

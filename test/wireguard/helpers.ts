@@ -6,7 +6,7 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { connect } from "node:net";
-import { statusSocketPath, type DaemonStatus } from "../../src/dataplane/userspace/wireguard/daemon.js";
+import { statusSocketPath, type DaemonStatus } from "../../src/dataplane/wireguard-userspace/daemon.js";
 import { runIn } from "../../src/platform/netns/netns.js";
 import type { NetnsLab } from "../helpers/netns.js";
 import { configureEnd, startDaemon, wgKeyPair, type Impl, type SpawnInNs, type TunnelEnd } from "./lab.js";

@@ -1,6 +1,6 @@
 // test-tier: netns (root: network namespaces)
 /**
- * `podcrypt wireguard` against Debian's wireguard-go and against itself (issue 2 acceptance 1, 2):
+ * `podcrypt wireguard` against Debian's wireguard-go and against itself:
  * ping and iperf3 TCP both ways, handshake started by either side, IPv4 and IPv6 underlay, IPv4 and
  * IPv6 inside, all configured with the real `wg`.
  */

@@ -1,8 +1,8 @@
 // test-tier: netns (root: network namespaces)
 /**
- * Slow tier (PODCRYPT_SLOW=1): sessions survive re-keys (issue 2 acceptance 1). podcrypt runs with
+ * Slow tier (PODCRYPT_SLOW=1): sessions survive re-keys. podcrypt runs with
  * PODCRYPT_WG_TIME_SCALE=8, so its REKEY_AFTER_TIME of 120 s passes every 15 s of real time (see
- * src/dataplane/userspace/wireguard/daemon.ts); a steady ping must cross at least three re-keys,
+ * src/dataplane/wireguard-userspace/daemon.ts); a steady ping must cross at least three re-keys,
  * against wireguard-go (which keeps its real timers) and against another podcrypt.
  */
 import assert from "node:assert/strict";

@@ -1,6 +1,6 @@
 // test-tier: netns (root: network namespaces)
 /**
- * `wg` against `podcrypt wireguard` (issue 2 acceptance 3): `wg show` / `wg showconf` print the
+ * `wg` against `podcrypt wireguard`: `wg show` / `wg showconf` print the
  * peer, endpoint, allowed IPs, latest handshake and transfer; live `wg set` changes (peer add and
  * remove, allowed IPs, listen port, private key) take effect; bad UAPI input gets the same errno
  * from podcrypt as from wireguard-go; the daemon forks, and leaves no socket behind on SIGTERM.

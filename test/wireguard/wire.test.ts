@@ -1,6 +1,6 @@
 // test-tier: netns (root: network namespaces)
 /**
- * What `podcrypt wireguard` puts on the wire and what it does with bad input (issue 2 acceptance 4):
+ * What `podcrypt wireguard` puts on the wire and what it does with bad input:
  * a capture of the underlay holds only frames tshark dissects as valid WireGuard (and no inner
  * plaintext); replayed data messages are dropped and counted; random and truncated datagrams
  * neither crash nor stall the daemon and are counted (`podcrypt wireguard-stats IFNAME --json`).
@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
-import type { DaemonStatus } from "../../src/dataplane/userspace/wireguard/daemon.js";
+import type { DaemonStatus } from "../../src/dataplane/wireguard-userspace/daemon.js";
 import { NetnsLab } from "../helpers/netns.js";
 import { INNER_IP, readStatus, setupPair, stopDaemons, wgDump, type Pair } from "./helpers.js";
 import { iperf3, ping, pingUntilUp, type TunnelEnd } from "./lab.js";

@@ -1,5 +1,5 @@
 /**
- * The CustomResourceDefinitions podcrypt installs (DESIGN.md section 7): ClusterEncryption and
+ * The CustomResourceDefinitions podcrypt installs (docs/design.md#datastores): ClusterEncryption and
  * PodcryptNode (cluster-scoped) and EncryptionPolicy (namespaced) in podcrypt.io/v1, and StarlingX's IPsecPolicy
  * (starlingx.io/v1, cluster-scoped as upstream's `+kubebuilder:resource:scope=Cluster`). Schemas are
  * structural OpenAPI v3 (every node typed, no $ref) so the API server prunes unknown fields and
@@ -39,6 +39,13 @@ const obj = (description: string, properties: Record<string, JSONSchemaProps>, r
 });
 
 const DNS1123_SUBDOMAIN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/** A list of node names (a node record's tunnel report). */
+const names = (description: string): JSONSchemaProps => ({
+  type: "array",
+  description,
+  maxItems: 4096,
+  items: str("A node name.", { maxLength: 253, pattern: DNS1123_SUBDOMAIN }),
+});
 const DNS1123_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 const DNS1035_LABEL = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
 const PROTO = "([Tt][Cc][Pp]|[Uu][Dd][Pp]|[Ss][Cc][Tt][Pp])/[0-9]{1,5}";
@@ -292,6 +299,43 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
         "How often the agent replaced a dead userspace data-plane daemon, and when last.",
         { count: int("Restarts.", { minimum: 0 }), last: time("When the last one was replaced.") },
         ["count"],
+      ),
+      plaintextDrops: {
+        type: "array",
+        description:
+          "Packets strict mode dropped since the agent started, per peer: out (would have left in plaintext), in (arrived in plaintext).",
+        maxItems: 4096,
+        items: obj(
+          "One peer and direction.",
+          {
+            peer: str("The peer node (empty: an address no node owns).", { maxLength: 253 }),
+            direction: str("out or in.", { enum: ["out", "in"] }),
+            packets: int("Packets dropped.", { minimum: 0 }),
+          },
+          ["peer", "direction", "packets"],
+        ),
+      },
+      tunnels: obj(
+        "The node's tunnels to its live peers per underlay family: up, pending or failing.",
+        {
+          at: time("When the agent judged them."),
+          families: {
+            type: "array",
+            description: "One entry per underlay address family.",
+            maxItems: 2,
+            items: obj(
+              "The peers of one family by state.",
+              {
+                family: str("ipv4 or ipv6.", { enum: ["ipv4", "ipv6"] }),
+                up: names("Peers whose tunnel is up."),
+                pending: names("Peers whose tunnel is not up yet."),
+                failing: names("Peers that do not answer through the tunnel."),
+              },
+              ["family"],
+            ),
+          },
+        },
+        ["at", "families"],
       ),
       reconcileError: obj(
         "The reconcile failure going on (or the last one, with clearedAt): the error, its causes, when it began, how many passes failed so.",

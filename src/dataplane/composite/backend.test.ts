@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { desiredState, type AgentSettings } from "../../agent/desired.js";
 import { parseResource, type ClusterEncryptionInput, type EncryptionMode } from "../../model/index.js";
 import type { DesiredGeneration, DesiredRoute, DesiredStrict, ObservedPeer } from "../types.js";
+import type { StrictDrop } from "../node/nft.js";
 import { CompositeBackend, type NodePorts } from "./backend.js";
 import type { GenerationBackend } from "./types.js";
 
@@ -64,6 +65,8 @@ class FakeNode implements NodePorts {
     invalidate: (): void => {
       this.strict.invalidations++;
     },
+    // The fake carries no packets, so its rules never drop one.
+    drops: async (): Promise<StrictDrop[]> => [],
   };
 
   private setDrops(s: DesiredStrict): void {

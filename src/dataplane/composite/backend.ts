@@ -1,6 +1,6 @@
 import { PodcryptError } from "../../errors/index.js";
 import type { EncryptionMode } from "../../model/index.js";
-import { StrictReconciler } from "../node/nft.js";
+import { StrictReconciler, type StrictDrop } from "../node/nft.js";
 import { loosenUnderlay } from "../node/rpf.js";
 import { reconcileRoutes } from "../node/routes.js";
 import type {
@@ -32,6 +32,8 @@ export interface NodePorts {
     reconcile(s: DesiredStrict): Promise<unknown>;
     /** Forces a full re-apply next time. */
     invalidate(): void;
+    /** Packets the strict rules dropped, per peer and direction (monotonic). */
+    drops(): Promise<StrictDrop[]>;
   };
 }
 
@@ -131,6 +133,10 @@ export class CompositeBackend implements DataplaneBackend {
   async observe(): Promise<ObservedPeer[]> {
     const all = await Promise.all(MODES.map((m) => this.o.backends[m]?.observe() ?? []));
     return all.flat();
+  }
+
+  strictDrops(): Promise<StrictDrop[]> {
+    return this.ports.strict.drops();
   }
 
   saInstance(): string | undefined {

@@ -1,7 +1,5 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { PodcryptError } from "../../errors/index.js";
 import { keyIdForEpoch } from "../../keys/derive.js";
 import type { Logger } from "../../log/logger.js";
@@ -15,6 +13,7 @@ import { decideSaInstance } from "../../keys/sa-instance.js";
 import { planEsp } from "./plan.js";
 import { ensureLinkUp } from "../../platform/tun/tun-device.js";
 import { DaemonWatch } from "../node/daemon-watch.js";
+import { nothingListens, spawnForegroundDaemon } from "../node/spawn-daemon.js";
 import { ensureTunnelRpf } from "../node/rpf.js";
 
 export interface UserspaceEspOptions {
@@ -29,10 +28,10 @@ export interface UserspaceEspOptions {
   port?: number;
   /** Control socket directory. Default /var/run/podcrypt/esp. */
   socketDir?: string;
-  /** Command that runs the podcrypt CLI (the daemon daemonizes). Default `node bin/podcrypt`. */
+  /** Command that runs the podcrypt CLI (the daemon runs in the foreground as a child). Default `node bin/podcrypt`. */
   command?: { cmd: string; args: string[] };
   /**
-   * Packets an outbound SA sends before it asks for an early rotation (DESIGN.md section 3).
+   * Packets an outbound SA sends before it asks for an early rotation (docs/design.md#keys-and-rotation).
    * Default: three quarters of the 32-bit sequence space.
    */
   rekeyAfterPackets?: number;
@@ -204,8 +203,11 @@ export class UserspaceEspBackend implements GenerationBackend {
         const status = await espGet(sock);
         this.watch.watch(ifname, sock);
         return status;
-      } catch {
-        // stale socket: start a new daemon
+      } catch (cause) {
+        // A daemon that accepts but does not answer is alive but busy: never start a second one
+        // (its persistent interface outlives it, so only the socket tells a dead one).
+        if (!(await nothingListens(sock)))
+          throw new PodcryptError("EDAEMON", `daemon of ${ifname} does not answer on ${sock}`, { cause });
       }
     }
     this.pushed.clear();
@@ -220,36 +222,22 @@ export class UserspaceEspBackend implements GenerationBackend {
       String(mtu),
       "--socket-dir",
       this.opts.socketDir ?? DEFAULT_ESP_SOCKET_DIR,
+      "--persistent",
     ];
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(c.cmd, args, {
-        stdio: ["ignore", "ignore", "pipe"],
-        env: { ...process.env, PODCRYPT_ESP_FOREGROUND: "" },
-      });
-      let err = "";
-      child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
-      child.on("error", reject);
-      child.on("exit", (code) =>
-        code === 0
-          ? resolve()
-          : reject(
-              new PodcryptError(
-                "EDAEMON",
-                `podcrypt esp ${ifname} exited with ${code}: ${err.trim().slice(-500)}`,
-              ),
-            ),
-      );
+    // In the foreground as this process's (detached) child, with a persistent TUN device: one
+    // Node.js start-up, ready the moment it says so, and a death leaves the interface, its
+    // addresses and routes in place for the next daemon (src/dataplane/node/spawn-daemon.ts).
+    const pid = await spawnForegroundDaemon({
+      kind: "esp",
+      cmd: c.cmd,
+      args,
+      what: `podcrypt esp ${ifname}`,
+      onExit: (how, pid) => this.opts.logger.warn({ ifname, pid, exit: how }, "ESP daemon exited"),
     });
-    for (let i = 0; i < 100; i++) {
-      try {
-        const status = await espGet(sock);
-        this.watch.watch(ifname, sock);
-        return status;
-      } catch {
-        await sleep(50);
-      }
-    }
-    throw new PodcryptError("EDAEMON", `podcrypt esp ${ifname}: control socket ${sock} did not answer`);
+    const status = await espGet(sock);
+    this.watch.watch(ifname, sock);
+    this.opts.logger.info({ ifname, pid }, "ESP daemon started");
+    return status;
   }
 
   async observe(): Promise<ObservedPeer[]> {
@@ -278,6 +266,8 @@ export class UserspaceEspBackend implements GenerationBackend {
       if (sa.direction === "out") {
         if (sa.rekeySoon) row.rekeySoon = true;
         row.spiOut = sa.spi;
+        row.sequence = sa.sequence;
+        row.sequenceLimit = sa.maxSequence;
         row.txBytes += sa.bytes;
         row.txPackets = (row.txPackets ?? 0) + sa.packets;
       } else {

@@ -104,6 +104,8 @@ export interface EspSaStatus {
   ageS: number;
   /** Outbound: last sequence number sent; inbound: highest accepted. */
   sequence: number;
+  /** The highest sequence number the SA may use (2^32 - 1, or more with ESN): it must be replaced before. */
+  maxSequence: number;
   /** Outbound only: this SA sends now. */
   active?: boolean;
   rekeySoon: boolean;

@@ -9,7 +9,7 @@ import { EventEmitter } from "node:events";
 import { systemClock, type Clock } from "../../clock.js";
 import { isPodcryptError } from "../../errors/index.js";
 import type { Logger } from "../../log/logger.js";
-import { listenUnixOwnerOnly } from "../../wireguard/uapi/server.js";
+import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
 import {
   DEFAULT_ESP_SOCKET_DIR,
   espRequestSchema,
@@ -30,6 +30,8 @@ export interface EspDaemonOptions {
   /** Control socket directory. Default {@link DEFAULT_ESP_SOCKET_DIR}. */
   socketDir?: string;
   clock?: Clock;
+  /** Keep the TUN device when the daemon ends (see EspDatapathOptions.persistent). Default false. */
+  persistent?: boolean;
 }
 
 /** Longest request line accepted (a set with hundreds of peers fits easily). */
@@ -55,6 +57,7 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": [] }> {
       clock: this.clock,
       ...(o.port !== undefined ? { port: o.port } : {}),
       ...(o.mtu !== undefined ? { mtu: o.mtu } : {}),
+      ...(o.persistent === true ? { persistent: true } : {}),
     });
     this.socketPath = espSocketPath(o.ifname, o.socketDir);
     this.server = createServer((socket) => this.serve(socket));

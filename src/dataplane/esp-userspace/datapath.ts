@@ -64,6 +64,14 @@ export interface EspDatapathOptions {
   batchSize?: number;
   /** UDP GSO for runs of equal-sized datagrams to one peer. Default true (off by itself when refused). */
   gso?: boolean;
+  /**
+   * Make the TUN device persistent (TUNSETPERSIST): when the daemon ends, however (kill -9, a crash,
+   * SIGTERM for a restart), the device stays with its addresses, routes and link state, the kernel
+   * drops what is routed to it until a new daemon attaches (nothing leaks around it), and the new
+   * daemon re-attaches by name. Only deleting the interface (`ip link del`) removes it. Default
+   * false: the device goes away with the daemon.
+   */
+  persistent?: boolean;
 }
 
 export interface EspDatapathEvents {
@@ -92,6 +100,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private gone = false;
+  private readonly persistent: boolean;
 
   // TUN reads land here (one inner packet per slot, READ_CAPACITY each whatever the MTU).
   private readonly readSlot = roundUp(READ_CAPACITY, 64);
@@ -126,6 +135,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.logger = o.logger;
     this.clock = o.clock ?? systemClock;
     this.batch = o.batchSize ?? DEFAULT_ESP_BATCH;
+    this.persistent = o.persistent ?? false;
     this.sender = new BatchSender(o.gso ?? true, this.logger);
     this.mtuValue = o.mtu ?? DEFAULT_ESP_MTU;
     this.portValue = o.port ?? ESP_IN_UDP_PORT;
@@ -168,6 +178,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     try {
       tun.setMtu(this.mtuValue);
       tun.setUp(true);
+      if (this.persistent) tun.persist(true);
       udp = BatchUdpSocket.open(this.portValue);
     } catch (e) {
       tun.close();
@@ -207,7 +218,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.mtuValue = mtu;
   }
 
-  /** Stops and closes the socket and the TUN fd (removing the interface). Idempotent. */
+  /** Stops and closes the socket and the TUN fd (removing the interface unless it is persistent). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;

@@ -186,6 +186,7 @@ export class EspState {
           packets: info.packets,
           ageS: Math.max(0, Math.round((now - info.createdAt) / 1000)),
           sequence: info.sequence,
+          maxSequence: sa.maxSequence,
           ...(sa.direction === "out" ? { active: this.db.outbound(sa.peer) === sa } : {}),
           rekeySoon: info.rekeySoon,
           replayDrops: info.replayDrops,

@@ -4,8 +4,8 @@
  * installed (generations with their peers, routes, strict-mode drops, MTU), applies `reconcile` as
  * ordered steps like the real backends do, and can be told to fail (`failNext`) at any step,
  * leaving the steps before it applied, as a kernel or daemon error half-way through a pass would.
- * After a failure the next pass is a full resync (counted in `stats.fullResyncs`), as DESIGN.md
- * section 2 requires.
+ * After a failure the next pass is a full resync (counted in `stats.fullResyncs`), as
+ * docs/design.md#data-planes requires.
  *
  * It never sees a private key after the call: each generation records the public key derived from
  * the private key it was given, so tests can check that a node uses the key it published.

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { DesiredStrict } from "../types.js";
-import { SELECT_MARK, strictRuleset } from "./nft.js";
+import {
+  parseStrictDrops,
+  SELECT_MARK,
+  StrictReconciler,
+  strictRuleset,
+  type StrictDrop,
+  type StrictDirection,
+} from "./nft.js";
 
 const base: DesiredStrict = {
   dropOutbound: true,
@@ -59,5 +66,124 @@ describe("strictRuleset", () => {
       ruleLines(text).filter((l) => !l.startsWith("oifname")),
       [],
     );
+  });
+});
+
+describe("strict drops per peer", () => {
+  const peers = [
+    { node: "node-b", podCidrs: ["10.244.2.0/24", "fd00:2::/64"] },
+    { node: "node-c", podCidrs: ["10.244.3.0/24"] },
+  ];
+
+  it("sends each drop through its peer's counting chain, the rest to the shared drop rule", () => {
+    const text = strictRuleset({ ...base, peers });
+    const out =
+      'oifname "eth0" ip saddr { 10.244.1.0/24 } ip daddr { 10.244.2.0/24, 10.244.3.0/24 } rt ipsec missing';
+    const inn = 'iifname "eth0" ip saddr { 10.244.2.0/24, 10.244.3.0/24 } ip daddr { 10.244.1.0/24 }';
+    assert.deepEqual(ruleLines(text), [
+      `${out} ip daddr vmap { 10.244.2.0/24 : goto out.node-b, 10.244.3.0/24 : goto out.node-c }`,
+      `${out} counter drop comment "podcrypt: plaintext out"`,
+      `${inn} ip saddr vmap { 10.244.2.0/24 : goto in.node-b, 10.244.3.0/24 : goto in.node-c }`,
+      `${inn} counter drop comment "podcrypt: plaintext in"`,
+    ]);
+    for (const chain of ["out.node-b", "out.node-c", "in.node-b", "in.node-c"])
+      assert.match(text, new RegExp(`chain ${chain.replace(".", "\\.")} \\{\\n    counter drop comment`));
+    // No drops, no counting chains.
+    assert.doesNotMatch(
+      strictRuleset({ ...base, peers, dropOutbound: false, dropInbound: false }),
+      /chain out\./,
+    );
+  });
+
+  it("leaves a CIDR overlapping another peer's to the shared rule (nft refuses overlapping intervals)", () => {
+    const text = strictRuleset({
+      ...base,
+      peers: [...peers, { node: "node-d", podCidrs: ["10.244.2.128/25", "10.244.4.0/24"] }],
+    });
+    assert.match(
+      text,
+      /ip daddr vmap \{ 10\.244\.2\.0\/24 : goto out\.node-b, 10\.244\.3\.0\/24 : goto out\.node-c, 10\.244\.4\.0\/24 : goto out\.node-d \}/,
+    );
+  });
+
+  it("selective: dispatches per address family on the remote pod address", () => {
+    const text = strictRuleset({
+      ...base,
+      peers,
+      selection: {
+        encrypt: [{ protocol: "udp", port: 53, podIPs: ["10.244.2.5"], local: false }],
+        expectEncrypted: [{ protocol: "udp", port: 53, podIPs: ["10.244.2.5", "fd00:2::5"], local: false }],
+      },
+    });
+    const lines = ruleLines(text);
+    assert.ok(
+      lines.includes(
+        'oifname "eth0" meta mark & 0x00100000 != 0 rt ipsec missing ip6 daddr vmap { fd00:2::/64 : goto out.node-b }',
+      ),
+      lines.join("\n"),
+    );
+    assert.ok(
+      lines.includes(
+        'iifname "eth0" ip6 saddr . meta l4proto . th sport { fd00:2::5 . udp . 53 } ip6 saddr vmap { fd00:2::/64 : goto in.node-b }',
+      ),
+      lines.join("\n"),
+    );
+  });
+
+  it("reads the counters of each peer's chain and of the shared rules from nft's JSON", () => {
+    const rule = (chain: string, packets: number, drop = true) => ({
+      rule: {
+        family: "inet",
+        table: "podcrypt",
+        chain,
+        expr: [{ counter: { packets, bytes: packets * 100 } }, ...(drop ? [{ drop: null }] : [])],
+      },
+    });
+    const json = JSON.stringify({
+      nftables: [
+        { metainfo: { version: "1.0.6" } },
+        { chain: { family: "inet", table: "podcrypt", name: "out.node-b" } },
+        rule("out.node-b", 7),
+        rule("in.node-b", 2),
+        rule("out", 1),
+        rule("select", 50, false),
+      ],
+    });
+    assert.deepEqual(parseStrictDrops(json), [
+      { peer: "node-b", direction: "out", packets: 7 },
+      { peer: "node-b", direction: "in", packets: 2 },
+      { peer: "", direction: "out", packets: 1 },
+    ]);
+  });
+
+  it("keeps the totals across table replacements, which zero the kernel's counters", async () => {
+    // A stateful stand-in for the kernel table: replacing it zeroes its counters.
+    let table = new Map<string, number>();
+    const nft = {
+      read: async (): Promise<StrictDrop[]> =>
+        [...table].map(([k, packets]) => {
+          const [direction, peer] = k.split("|") as [StrictDirection, string];
+          return { peer, direction, packets };
+        }),
+      apply: async (): Promise<void> => {
+        table = new Map();
+      },
+    };
+    const drop = (k: string, n: number): void => void table.set(k, (table.get(k) ?? 0) + n);
+    const r = new StrictReconciler(nft);
+    await r.reconcile({ ...base, peers });
+    drop("out|node-b", 5);
+    assert.deepEqual(await r.drops(), [{ peer: "node-b", direction: "out", packets: 5 }]);
+    // A new peer replaces the table: node-b's 5 are kept, and later drops add to them.
+    await r.reconcile({ ...base, peers: [...peers, { node: "node-d", podCidrs: ["10.244.4.0/24"] }] });
+    drop("out|node-b", 2);
+    drop("in|node-d", 1);
+    assert.deepEqual(await r.drops(), [
+      { peer: "node-b", direction: "out", packets: 7 },
+      { peer: "node-d", direction: "in", packets: 1 },
+    ]);
+    // An unchanged ruleset is not re-applied, so nothing is carried twice.
+    await r.reconcile({ ...base, peers: [...peers, { node: "node-d", podCidrs: ["10.244.4.0/24"] }] });
+    assert.equal((await r.drops()).find((d) => d.peer === "node-b")?.packets, 7);
   });
 });

@@ -1,5 +1,6 @@
+import { cidrContains } from "../../platform/netlink/addr.js";
 import { run } from "../../platform/netns/netns.js";
-import type { DesiredStrict, SelectorMatch } from "../types.js";
+import type { DesiredStrict, SelectorMatch, StrictPeer } from "../types.js";
 
 /** nftables table that holds podcrypt's fail-closed rules and its selective-encryption marks. */
 export const NFT_TABLE = "podcrypt";
@@ -22,17 +23,16 @@ const NOT_IPSEC = "rt ipsec missing";
 const hex = (n: number): string => `0x${n.toString(16).padStart(8, "0")}`;
 
 /**
- * One nft rule per address family matching `matches` by `side` address and port: `daddr . proto .
+ * One nft match per address family for `matches` by `side` address and port: `daddr . proto .
  * dport` for traffic to the pods, `saddr . proto . sport` for their replies, each after `prefix`
  * (e.g. an interface match). Empty when none.
  */
-function selectorRules(
+function selectorMatches(
   matches: readonly SelectorMatch[],
   side: "to" | "from",
-  action: string,
   prefix = "",
-): string[] {
-  const rules: string[] = [];
+): Array<{ family: "ip" | "ip6"; match: string }> {
+  const out: Array<{ family: "ip" | "ip6"; match: string }> = [];
   for (const family of ["ip", "ip6"] as const) {
     const elements = matches.flatMap((m) =>
       m.podIPs
@@ -41,15 +41,63 @@ function selectorRules(
     );
     if (elements.length === 0) continue;
     const [addr, port] = side === "to" ? ["daddr", "dport"] : ["saddr", "sport"];
-    rules.push(
-      `    ${prefix}${family} ${addr} . meta l4proto . th ${port} { ${[...new Set(elements)].join(", ")} } ${action}`,
-    );
+    out.push({
+      family,
+      match: `${prefix}${family} ${addr} . meta l4proto . th ${port} { ${[...new Set(elements)].join(", ")} }`,
+    });
   }
-  return rules;
+  return out;
+}
+
+/** Which way a strict drop goes: `out`, sent in plaintext (dropped instead); `in`, arrived from a peer in plaintext. */
+export type StrictDirection = "out" | "in";
+
+const DROP_COMMENT: Record<StrictDirection, string> = {
+  out: "podcrypt: plaintext out",
+  in: "podcrypt: plaintext in",
+};
+
+/**
+ * The chain that counts and drops one peer's plaintext in one direction (`out.NODE`, `in.NODE`),
+ * or undefined when the name would not fit nft's 255 characters (its packets then fall to the
+ * shared drop rule, counted without a peer). Node names are DNS-1123 subdomains, which nft takes
+ * as unquoted identifiers after the prefix.
+ */
+function peerChain(direction: StrictDirection, node: string): string | undefined {
+  const name = `${direction}.${node}`;
+  return name.length <= 255 ? name : undefined;
 }
 
 /**
- * The node's ruleset as nft text (DESIGN.md sections 4 and 5), replaced as one transaction.
+ * The verdict map that sends a packet to its peer's counting chain by the remote pod address
+ * (`daddr` going out, `saddr` coming in), for `family`; "" when no peer has a CIDR of it.
+ */
+function peerDispatch(
+  peers: readonly StrictPeer[],
+  direction: StrictDirection,
+  family: "ip" | "ip6",
+): string {
+  // A verdict map's intervals must not overlap (nft refuses the whole ruleset): a CIDR that
+  // overlaps one taken already is left to the shared drop rule.
+  const taken: string[] = [];
+  const elements = peers.flatMap((p) => {
+    const chain = peerChain(direction, p.node);
+    if (chain === undefined) return [];
+    return p.podCidrs
+      .filter((c) => c.includes(":") === (family === "ip6"))
+      .filter((c) => {
+        if (taken.some((t) => cidrContains(t, c) || cidrContains(c, t))) return false;
+        taken.push(c);
+        return true;
+      })
+      .map((c) => `${c} : goto ${chain}`);
+  });
+  if (elements.length === 0) return "";
+  return `${family} ${direction === "out" ? "daddr" : "saddr"} vmap { ${elements.join(", ")} }`;
+}
+
+/**
+ * The node's ruleset as nft text (docs/design.md#strict-mode and #selective-encryption), replaced as one transaction.
  *
  * Encrypting all pod traffic: pod traffic between this node and the others may cross the underlay
  * only inside the tunnel (whose packets are UDP between node addresses, so they never match):
@@ -64,59 +112,114 @@ export function strictRuleset(s: DesiredStrict): string {
   const v4 = (cidrs: string[]): string[] => cidrs.filter((c) => !c.includes(":"));
   const local = v4(s.localPodCidrs);
   const remote = v4(s.remotePodCidrs);
+  const peers = s.peers ?? [];
   const chain = (name: string, hook: string, priority: string, body: string[]): string[] =>
     body.length === 0
       ? []
       : [`  chain ${name} { type filter hook ${hook} priority ${priority}; policy accept;`, ...body, "  }"];
+  // Packets matching `match` are dropped: first through their peer's counting chain (a verdict
+  // map on the remote pod address), the rest (no peer owns the address) by the shared rule.
+  const drops = (
+    direction: StrictDirection,
+    match: string,
+    families: ReadonlyArray<"ip" | "ip6">,
+  ): string[] => [
+    ...families.flatMap((f) => {
+      const d = peerDispatch(peers, direction, f);
+      return d === "" ? [] : [`    ${match} ${d}`];
+    }),
+    `    ${match} counter drop comment "${DROP_COMMENT[direction]}"`,
+  ];
   const rules: string[] = [];
+  const used = new Set<StrictDirection>();
   const sel = s.selection;
   if (sel !== undefined) {
     const mark = `meta mark set meta mark | ${hex(SELECT_MARK)} counter`;
     const byLocal = (l: boolean) => sel.encrypt.filter((m) => m.local === l);
     rules.push(
-      ...chain("select", "prerouting", "mangle", [
-        ...selectorRules(byLocal(false), "to", mark),
-        ...selectorRules(byLocal(true), "from", mark),
-      ]),
+      ...chain(
+        "select",
+        "prerouting",
+        "mangle",
+        [...selectorMatches(byLocal(false), "to"), ...selectorMatches(byLocal(true), "from")].map(
+          (m) => `    ${m.match} ${mark}`,
+        ),
+      ),
     );
-    if (s.dropOutbound)
+    if (s.dropOutbound) {
+      used.add("out");
       rules.push(
-        ...chain("out", "postrouting", "0", [
-          `    oifname "${s.underlayIf}" meta mark & ${hex(SELECT_MARK)} != 0 ${NOT_IPSEC} counter drop comment "podcrypt: plaintext out"`,
-        ]),
+        ...chain(
+          "out",
+          "postrouting",
+          "0",
+          drops("out", `oifname "${s.underlayIf}" meta mark & ${hex(SELECT_MARK)} != 0 ${NOT_IPSEC}`, [
+            "ip",
+            "ip6",
+          ]),
+        ),
       );
+    }
     if (s.dropInbound) {
       const iif = `iifname "${s.underlayIf}" `;
-      const drop = `counter drop comment "podcrypt: plaintext in"`;
       const expect = (l: boolean) => sel.expectEncrypted.filter((m) => m.local === l);
+      const body = [
+        ...selectorMatches(expect(true), "to", iif),
+        ...selectorMatches(expect(false), "from", iif),
+      ];
+      if (body.length > 0) used.add("in");
       rules.push(
-        ...chain("in", "prerouting", "0", [
-          ...selectorRules(expect(true), "to", drop, iif),
-          ...selectorRules(expect(false), "from", drop, iif),
-        ]),
+        ...chain(
+          "in",
+          "prerouting",
+          "0",
+          body.flatMap((m) => drops("in", m.match, [m.family])),
+        ),
       );
     }
   } else {
     if (s.dropOutbound && local.length > 0 && remote.length > 0) {
+      used.add("out");
       rules.push(
-        ...chain("out", "postrouting", "0", [
-          `    oifname "${s.underlayIf}" ip saddr ${set(local)} ip daddr ${set(remote)} ${NOT_IPSEC} counter drop comment "podcrypt: plaintext out"`,
-        ]),
+        ...chain(
+          "out",
+          "postrouting",
+          "0",
+          drops(
+            "out",
+            `oifname "${s.underlayIf}" ip saddr ${set(local)} ip daddr ${set(remote)} ${NOT_IPSEC}`,
+            ["ip"],
+          ),
+        ),
       );
     }
     if (s.dropInbound && local.length > 0 && remote.length > 0) {
+      used.add("in");
       rules.push(
-        ...chain("in", "prerouting", "0", [
-          `    iifname "${s.underlayIf}" ip saddr ${set(remote)} ip daddr ${set(local)} counter drop comment "podcrypt: plaintext in"`,
-        ]),
+        ...chain(
+          "in",
+          "prerouting",
+          "0",
+          drops("in", `iifname "${s.underlayIf}" ip saddr ${set(remote)} ip daddr ${set(local)}`, ["ip"]),
+        ),
       );
     }
   }
+  // The peers' counting chains, defined before the rules that jump to them.
+  const peerChains = [...used].flatMap((direction) =>
+    peers.flatMap((p) => {
+      const name = peerChain(direction, p.node);
+      return name === undefined
+        ? []
+        : [`  chain ${name} {`, `    counter drop comment "${DROP_COMMENT[direction]}"`, "  }"];
+    }),
+  );
   // Create-then-delete makes the replacement one atomic transaction whether or not the table exists.
   return [
     `table inet ${NFT_TABLE} {}`,
     `delete table inet ${NFT_TABLE}`,
     `table inet ${NFT_TABLE} {`,
+    ...peerChains,
     ...rules,
     `}`,
     "",
@@ -127,12 +230,30 @@ export function strictRuleset(s: DesiredStrict): string {
 export class StrictReconciler {
   private applied: string | undefined;
   private current: DesiredStrict | undefined;
+  /** Drops counted by tables this reconciler replaced, so the totals never go back (`direction|peer`). */
+  private readonly carried = new Map<string, StrictDrop>();
+  /** Serializes replacing the table with reading its counters, so no read sees a drop twice or not at all. */
+  private lock: Promise<unknown> = Promise.resolve();
+
+  /** `nft` reads the installed table's drop counters and replaces the table (default: the `nft` tool). */
+  constructor(
+    private readonly nft: { read(): Promise<StrictDrop[]>; apply(text: string): Promise<unknown> } = {
+      read: readStrictDrops,
+      apply: (text) => run("nft", ["-f", "-"], { input: text }),
+    },
+  ) {}
 
   async reconcile(s: DesiredStrict): Promise<boolean> {
     const text = strictRuleset(s);
     if (text === this.applied) return false;
     this.applied = undefined;
-    await run("nft", ["-f", "-"], { input: text });
+    // Replacing the table zeroes its counters: keep what they counted (also a table an earlier
+    // agent installed). Drops in the instant between this read and the replacement are not counted.
+    await this.locked(async () => {
+      const counted = await this.nft.read().catch((): StrictDrop[] => []);
+      await this.nft.apply(text);
+      this.carry(counted);
+    });
     this.applied = text;
     this.current = s;
     return true;
@@ -157,22 +278,84 @@ export class StrictReconciler {
   invalidate(): void {
     this.applied = undefined;
   }
+
+  /**
+   * Packets strict mode dropped, per peer and direction, since this reconciler started (and what
+   * the table held when it first replaced it): monotonic across table replacements.
+   */
+  async drops(): Promise<StrictDrop[]> {
+    const totals = new Map<string, StrictDrop>();
+    const add = (list: Iterable<StrictDrop>): void => {
+      for (const d of list) {
+        const key = `${d.direction}|${d.peer}`;
+        const t = totals.get(key) ?? { peer: d.peer, direction: d.direction, packets: 0 };
+        t.packets += d.packets;
+        totals.set(key, t);
+      }
+    };
+    await this.locked(async () => {
+      add(await this.nft.read().catch((): StrictDrop[] => []));
+      add(this.carried.values());
+    });
+    return [...totals.values()].sort(
+      (a, b) => a.peer.localeCompare(b.peer) || a.direction.localeCompare(b.direction),
+    );
+  }
+
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn, fn);
+    this.lock = next.catch(() => undefined);
+    return next;
+  }
+
+  private carry(list: readonly StrictDrop[]): void {
+    for (const d of list) {
+      const key = `${d.direction}|${d.peer}`;
+      const c = this.carried.get(key) ?? { peer: d.peer, direction: d.direction, packets: 0 };
+      c.packets += d.packets;
+      this.carried.set(key, c);
+    }
+  }
 }
 
-/** Drop counters of the strict rules: packets each rule dropped. */
-export async function strictCounters(): Promise<{ out: number; in: number }> {
-  const out = await run("nft", ["-j", "list", "table", "inet", NFT_TABLE]).catch(() => "");
-  const res = { out: 0, in: 0 };
-  if (out === "") return res;
-  const doc = JSON.parse(out) as {
-    nftables: Array<{ rule?: { chain: string; expr: Array<{ counter?: { packets: number } }> } }>;
+/** Packets strict mode dropped in one direction for one peer (`peer` "" when no peer owns the address). */
+export interface StrictDrop {
+  peer: string;
+  direction: StrictDirection;
+  packets: number;
+}
+
+/**
+ * The strict rules' drop counters as the installed table holds them (counted since the table was
+ * last replaced): per peer from the `out.NODE`/`in.NODE` chains, the rest from the shared drop
+ * rules of `out` and `in`. Empty when the table is not there.
+ */
+export async function readStrictDrops(): Promise<StrictDrop[]> {
+  const text = await run("nft", ["-j", "list", "table", "inet", NFT_TABLE]).catch(() => "");
+  return text === "" ? [] : parseStrictDrops(text);
+}
+
+/** The drop counters of `nft -j list table inet podcrypt` output (see {@link readStrictDrops}). */
+export function parseStrictDrops(text: string): StrictDrop[] {
+  const doc = JSON.parse(text) as {
+    nftables: Array<{
+      rule?: { chain: string; expr: Array<{ counter?: { packets: number }; drop?: null }> };
+    }>;
   };
+  const sums = new Map<string, StrictDrop>();
   for (const item of doc.nftables) {
     const r = item.rule;
-    if (r === undefined) continue;
+    // Only drop rules: the select chain's counters count marked packets, not drops.
+    if (r === undefined || !r.expr.some((e) => "drop" in e)) continue;
     const packets = r.expr.find((e) => e.counter !== undefined)?.counter?.packets ?? 0;
-    if (r.chain === "out") res.out += packets;
-    if (r.chain === "in") res.in += packets;
+    const m = /^(out|in)(?:\.(.+))?$/.exec(r.chain);
+    if (m === null) continue;
+    const direction = m[1] as StrictDirection;
+    const peer = m[2] ?? "";
+    const key = `${direction}|${peer}`;
+    const d = sums.get(key) ?? { peer, direction, packets: 0 };
+    d.packets += packets;
+    sums.set(key, d);
   }
-  return res;
+  return [...sums.values()];
 }

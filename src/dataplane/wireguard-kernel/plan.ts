@@ -1,4 +1,5 @@
 import { ValidationError } from "../../errors/index.js";
+import { isBase64Key } from "../../keys/x25519.js";
 import { canonicalCidr, formatEndpoint } from "../../platform/netlink/addr.js";
 import type { InstalledWgInterface } from "../../platform/netlink/wg-dump.js";
 import type { WgInterfaceSpec, WgKernelDesired } from "./types.js";
@@ -53,7 +54,8 @@ export function normaliseDesired(
       );
     if (seen.has(iface.ifname)) throw new ValidationError(`${at}.ifname`, `duplicate ${iface.ifname}`);
     seen.add(iface.ifname);
-    if (!isKey(iface.privateKey)) throw new ValidationError(`${at}.privateKey`, "not a base64 32-byte key");
+    if (!isBase64Key(iface.privateKey))
+      throw new ValidationError(`${at}.privateKey`, "not a base64 32-byte key");
     if (!Number.isInteger(iface.listenPort) || iface.listenPort < 0 || iface.listenPort > 65535)
       throw new ValidationError(`${at}.listenPort`, "not a port");
     if (!Number.isInteger(iface.mtu) || iface.mtu < 576 || iface.mtu > 65535)
@@ -73,10 +75,11 @@ export function normaliseDesired(
       fwmark: iface.fwmark ?? 0,
       peers: iface.peers.map((p, j) => {
         const pat = `${at}.peers[${j}]`;
-        if (!isKey(p.publicKey)) throw new ValidationError(`${pat}.publicKey`, "not a base64 32-byte key");
+        if (!isBase64Key(p.publicKey))
+          throw new ValidationError(`${pat}.publicKey`, "not a base64 32-byte key");
         if (peerKeys.has(p.publicKey)) throw new ValidationError(`${pat}.publicKey`, "duplicate peer");
         peerKeys.add(p.publicKey);
-        if (p.presharedKey !== undefined && !isKey(p.presharedKey))
+        if (p.presharedKey !== undefined && !isBase64Key(p.presharedKey))
           throw new ValidationError(`${pat}.presharedKey`, "not a base64 32-byte key");
         return {
           ...p,
@@ -178,10 +181,6 @@ export function parseLinks(json: string): Map<string, InstalledLink> {
         .map((a) => `${a.local}/${a.prefixlen ?? 32}`),
     });
   return out;
-}
-
-function isKey(k: string): boolean {
-  return /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/.test(k);
 }
 
 function sortedUnique(xs: string[]): string[] {

@@ -27,7 +27,7 @@ export interface WgInterfaceSpec {
   listenPort: number;
   /** SO_MARK of the interface's UDP packets; 0 or undefined: none. */
   fwmark?: number;
-  /** Interface MTU (DESIGN.md section 6: external MTU - 60 on an IPv4 underlay). */
+  /** Interface MTU (docs/design.md#mtu: external MTU - 60 on an IPv4 underlay). */
   mtu: number;
   /**
    * IPv4 addresses (`a.b.c.d/32`) the interface carries with host scope: never a source address,

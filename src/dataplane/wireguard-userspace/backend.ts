@@ -11,6 +11,7 @@ import { PEER_KEEPALIVE_S, type DesiredGeneration, type ObservedPeer } from "../
 import { b64ToHex, uapiGet, uapiSet, uapiSocketPath, type UapiDevice } from "./uapi-client.js";
 import { ensureLinkUp } from "../../platform/tun/tun-device.js";
 import { DaemonWatch } from "../node/daemon-watch.js";
+import { nothingListens, spawnForegroundDaemon } from "../node/spawn-daemon.js";
 import { ensureTunnelRpf } from "../node/rpf.js";
 
 async function linkExists(ifname: string): Promise<boolean> {
@@ -104,31 +105,45 @@ export class UserspaceWireguardBackend implements GenerationBackend {
         this.watch.watch(ifname, sock);
         return;
       } catch (cause) {
-        // A daemon that still owns its interface is alive but busy: never start a second one.
-        if (await linkExists(ifname)) {
+        // A daemon that still owns its interface is alive but busy: never start a second one. Our
+        // daemon's persistent interface outlives it, so the interface alone proves nothing: a
+        // socket nobody listens on does prove it dead.
+        if ((await linkExists(ifname)) && !(await nothingListens(sock))) {
           throw new PodcryptError("EDAEMON", `daemon of ${ifname} does not answer on ${sock}`, { cause });
         }
       }
     }
-    const daemon = this.opts.daemon ?? "podcrypt";
-    const [cmd, args] =
-      daemon === "wireguard-go"
-        ? ["wireguard-go", [ifname]]
-        : [process.execPath, [join(projectRoot(), "bin", "podcrypt"), "wireguard", ifname]];
-    // `podcrypt wireguard` starts in the foreground as this process's (detached) child: one Node.js
-    // start-up instead of two (it would re-spawn itself), its log goes to this agent's stderr, and
-    // its exit code or signal is known here. wireguard-go forks itself into the background. Ready
-    // means its UAPI socket answers; a daemon that exits before that failed.
-    const foreground = daemon === "podcrypt";
+    if ((this.opts.daemon ?? "podcrypt") === "podcrypt") {
+      // In the foreground as this process's (detached) child, with a persistent TUN device: one
+      // Node.js start-up, ready the moment it says so, and a death leaves the interface, its
+      // addresses and routes in place for the next daemon (src/dataplane/node/spawn-daemon.ts).
+      const pid = await spawnForegroundDaemon({
+        kind: "wireguard",
+        cmd: process.execPath,
+        args: [join(projectRoot(), "bin", "podcrypt"), "wireguard", ifname, "--persistent"],
+        what: `podcrypt wireguard ${ifname}`,
+        onExit: (how, pid) => this.opts.logger.warn({ ifname, pid, exit: how }, "WireGuard daemon exited"),
+      });
+      this.watch.watch(ifname, sock);
+      this.opts.logger.info({ ifname, pid }, "WireGuard daemon started");
+      return;
+    }
+    await this.startWireguardGo(ifname, sock);
+  }
+
+  /**
+   * wireguard-go forks itself into the background (its TUN device is not persistent); ready means
+   * its UAPI socket answers, and a first process that exits non-zero before that failed.
+   */
+  private async startWireguardGo(ifname: string, sock: string): Promise<void> {
     let failure: PodcryptError | undefined;
     let ready = false;
-    // WG_PROCESS_FOREGROUND: "1" for our daemon; for wireguard-go, an inherited value would shadow
-    // the one it appends when it re-executes itself and make every child fork again.
+    // An inherited WG_PROCESS_FOREGROUND would shadow the one wireguard-go appends when it
+    // re-executes itself and make every child fork again.
     const env: NodeJS.ProcessEnv = { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: "1" };
-    if (foreground) env["WG_PROCESS_FOREGROUND"] = "1";
-    else delete env["WG_PROCESS_FOREGROUND"];
-    const child = spawn(cmd, args, {
-      stdio: ["ignore", "ignore", foreground ? "inherit" : "pipe"],
+    delete env["WG_PROCESS_FOREGROUND"];
+    const child = spawn("wireguard-go", [ifname], {
+      stdio: ["ignore", "ignore", "pipe"],
       detached: true,
       env,
     });
@@ -136,22 +151,15 @@ export class UserspaceWireguardBackend implements GenerationBackend {
     child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
     child.on(
       "error",
-      (e) => (failure = new PodcryptError("EDAEMON", `${daemon} ${ifname}: ${e.message}`, { cause: e })),
+      (e) => (failure = new PodcryptError("EDAEMON", `wireguard-go ${ifname}: ${e.message}`, { cause: e })),
     );
     child.on("exit", (code, signal) => {
+      if (ready || code === 0) return;
       const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
-      if (ready) {
-        // Its death is handled where the watch notices it; here only how it ended.
-        if (foreground)
-          this.opts.logger.warn({ ifname, pid: child.pid, exit: how }, "WireGuard daemon exited");
-        return;
-      }
-      if (foreground || code !== 0)
-        failure = new PodcryptError(
-          "EDAEMON",
-          `${daemon} ${ifname} exited (${how}) before its UAPI socket answered` +
-            (foreground ? " (its log is above in this log)" : `: ${err.trim().slice(-300)}`),
-        );
+      failure = new PodcryptError(
+        "EDAEMON",
+        `wireguard-go ${ifname} exited (${how}) before its UAPI socket answered: ${err.trim().slice(-300)}`,
+      );
     });
     child.unref();
     // Up to a minute: on a loaded node a Node.js daemon can take many seconds to start.
@@ -171,7 +179,7 @@ export class UserspaceWireguardBackend implements GenerationBackend {
     }
     child.stderr?.destroy();
     if (failure !== undefined) throw failure;
-    throw new PodcryptError("EDAEMON", `${daemon} ${ifname}: UAPI socket ${sock} did not appear`);
+    throw new PodcryptError("EDAEMON", `wireguard-go ${ifname}: UAPI socket ${sock} did not appear`);
   }
 
   private async reconcileGeneration(gen: DesiredGeneration, key: Buffer, mtu: number): Promise<void> {

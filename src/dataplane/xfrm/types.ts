@@ -1,7 +1,7 @@
 /**
  * Desired state of the kernel XFRM (IPsec) backend: ESP tunnel-mode SAs with rfc4106(gcm(aes))
  * (RFC 4106: 128-bit AES key + 32-bit salt) and the policies that steer traffic into them
- * (DESIGN.md section 2). Plain data for {@link XfrmReconciler.reconcile}.
+ * (docs/design.md#data-planes). Plain data for {@link XfrmReconciler.reconcile}.
  */
 
 /** One ESP SA (`ip xfrm state`), identified by (src, dst, spi). */
@@ -9,7 +9,7 @@ export interface XfrmSaSpec {
   /** Outer (underlay) source and destination addresses. */
   src: string;
   dst: string;
-  /** SPI; with IPsec mode's key IDs the low bits carry the key ID (DESIGN.md section 3). */
+  /** SPI; with IPsec mode's key IDs the low bits carry the key ID (docs/design.md#keys-and-rotation). */
   spi: number;
   /** Binds the SA to policies' templates; must be in the reconciler's owned range. */
   reqid: number;

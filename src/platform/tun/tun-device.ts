@@ -85,12 +85,33 @@ export class TunDevice {
     native().setLinkUp(this.name, up);
   }
 
+  /**
+   * Makes the device persistent (TUNSETPERSIST) or not. A persistent device outlives this fd: when
+   * the process dies its addresses, routes and link state stay, the kernel drops what is routed to
+   * it (nothing reads), and {@link TunDevice.open} of the name attaches a new process to it. It goes
+   * away only when deleted (`ip link del`), or when closed after being made transient again.
+   */
+  persist(on: boolean): void {
+    try {
+      native().setTunPersist(this.fd, on);
+    } catch (cause) {
+      throw new PodcryptError(
+        "ETUN",
+        `cannot make ${this.name} ${on ? "persistent" : "transient"}: ${(cause as Error).message}`,
+        {
+          cause,
+          context: { ifname: this.name },
+        },
+      );
+    }
+  }
+
   /** Whether the interface still exists in this namespace (it is gone after `ip link del`). */
   exists(): boolean {
     return native().interfaceIndex(this.name) !== 0;
   }
 
-  /** Closes the fd (idempotent). */
+  /** Closes the fd (idempotent); a device that is not persistent goes away with it. */
   close(): void {
     if (this.closed) return;
     this.closed = true;

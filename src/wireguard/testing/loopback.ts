@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import type { ManualClock, RandomBytes } from "../../clock.js";
 import type { DatapathPeer, Endpoint } from "../contract.js";
-import { generatePrivateKey, publicKeyFromPrivate } from "../crypto.js";
+import { generatePrivateKey, publicFromPrivate } from "../../keys/x25519.js";
 import { Device } from "../device.js";
 import { parseIp } from "../ip.js";
 import { messageType } from "../messages.js";
@@ -82,7 +82,7 @@ export class TestNode {
     const random = options.random ?? randomBytes;
     this.device = new Device({ clock, random, underLoadThreshold: options.underLoadThreshold });
     this.privateKey = generatePrivateKey(random);
-    this.publicKey = publicKeyFromPrivate(this.privateKey);
+    this.publicKey = publicFromPrivate(this.privateKey);
     this.device.setPrivateKey(this.privateKey);
     this.source = endpoint;
     network.attach(this);

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { executeGet, executeSet } from "./apply.js";
 import { UapiErrno } from "./errors.js";
 import { MemoryUapiDevice } from "./memory-device.js";
-import { x25519PublicKey } from "./x25519.js";
+import { publicFromPrivate } from "../../keys/x25519.js";
 
 const hex = (b: number): string => Buffer.alloc(32, b).toString("hex");
 const K1 = hex(1);
@@ -161,7 +161,7 @@ test("peer semantics: remove, update_only, replace_allowed_ips, replace_peers, o
     { body: `public_key=${K1}\nremove=true`, peers: { [K2]: ["10.2.0.0/16"] } },
     // The device's own public key is ignored as a peer.
     {
-      body: `public_key=${x25519PublicKey(PRIV).toString("hex")}\nallowed_ip=10.5.0.0/16`,
+      body: `public_key=${publicFromPrivate(PRIV).toString("hex")}\nallowed_ip=10.5.0.0/16`,
       peers: { [K2]: ["10.2.0.0/16"] },
     },
     { body: `replace_peers=true\npublic_key=${hex(4)}`, peers: { [hex(4)]: [] } },

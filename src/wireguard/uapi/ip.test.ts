@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { formatEndpoint, formatIp, formatPrefix, parseEndpoint, parseIp, parsePrefix } from "./ip.js";
+import { parseIp } from "../ip.js";
+import { formatEndpoint, formatIp, formatPrefix, parseEndpoint, parsePrefix } from "./ip.js";
 
 test("IP addresses format as Go's netip does", () => {
   const cases: Array<[string, string | undefined]> = [
@@ -24,6 +25,10 @@ test("IP addresses format as Go's netip does", () => {
     ["1:2:3:4:5:6:7::8", undefined],
     ["12345::", undefined],
     ["fe80::1%lo", undefined],
+    // an embedded IPv4 address only ends an IPv6 one (RFC 4291 section 2.2, form 3)
+    ["1.2.3.4::", undefined],
+    ["1.2.3.4::1", undefined],
+    ["1:1.2.3.4::", undefined],
   ];
   for (const [input, want] of cases) {
     const bytes = parseIp(input);

@@ -4,77 +4,15 @@
  * wireguard-go: IPv4 dotted quad without leading zeros, IPv6 in RFC 5952 form with IPv4-mapped
  * addresses as `::ffff:a.b.c.d`, endpoints `a.b.c.d:port` and `[v6]:port`.
  */
-import { formatIPv6 } from "../ip.js";
+import { formatIPv6, parseIPv4, parseIPv6, parseIp } from "../ip.js";
 
-/** An IP address as bytes: 4 for IPv4, 16 for IPv6. */
+/** An IP address as bytes: 4 for IPv4, 16 for IPv6 (parsed by src/wireguard/ip.ts). */
 export type IpBytes = Uint8Array;
 
 /** An allowed-IPs entry: address bytes (masked when formatted) and prefix length. */
 export interface IpPrefix {
   readonly address: IpBytes;
   readonly bits: number;
-}
-
-/** Parses an IPv4 dotted quad the way Go does (no leading zeros, four parts); undefined if invalid. */
-export function parseIPv4(text: string): IpBytes | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4) return undefined;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i]!;
-    if (!/^\d{1,3}$/.test(p) || (p.length > 1 && p.startsWith("0"))) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    out[i] = n;
-  }
-  return out;
-}
-
-/** Parses an IPv6 address (with an optional embedded IPv4 tail, no zone); undefined if invalid. */
-export function parseIPv6(text: string): IpBytes | undefined {
-  if (text.length < 2 || !/^[0-9a-fA-F:.]+$/.test(text)) return undefined;
-  const halves = text.split("::");
-  if (halves.length > 2) return undefined;
-  const groups = (s: string): number[] | undefined => {
-    if (s === "") return [];
-    const out: number[] = [];
-    const parts = s.split(":");
-    for (let i = 0; i < parts.length; i++) {
-      const p = parts[i]!;
-      if (i === parts.length - 1 && p.includes(".")) {
-        const v4 = parseIPv4(p);
-        if (v4 === undefined) return undefined;
-        out.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
-      } else {
-        if (!/^[0-9a-fA-F]{1,4}$/.test(p)) return undefined;
-        out.push(parseInt(p, 16));
-      }
-    }
-    return out;
-  };
-  const head = groups(halves[0]!);
-  const tail = halves.length === 2 ? groups(halves[1]!) : [];
-  if (head === undefined || tail === undefined) return undefined;
-  let all: number[];
-  if (halves.length === 2) {
-    const missing = 8 - head.length - tail.length;
-    if (missing < 1) return undefined;
-    all = [...head, ...new Array<number>(missing).fill(0), ...tail];
-  } else {
-    all = head;
-  }
-  if (all.length !== 8) return undefined;
-  const out = new Uint8Array(16);
-  all.forEach((g, i) => {
-    out[2 * i] = g >> 8;
-    out[2 * i + 1] = g & 0xff;
-  });
-  return out;
-}
-
-/** Parses an IPv4 or IPv6 address; undefined if neither. */
-export function parseIp(text: string): IpBytes | undefined {
-  return text.includes(":") ? parseIPv6(text) : parseIPv4(text);
 }
 
 /** Formats address bytes as Go's netip.Addr.String() does (RFC 5952 for IPv6). */

@@ -2,7 +2,7 @@ import type { Endpoint } from "../contract.js";
 import { UapiErrno, UapiError, type UapiErrnoValue } from "./errors.js";
 import { formatPrefix, maskPrefix, type IpPrefix } from "./ip.js";
 import type { UapiDevice, UapiDeviceState, UapiPeerState, UapiPeerUpdate } from "./types.js";
-import { x25519PublicKey } from "./x25519.js";
+import { publicFromPrivate } from "../../keys/x25519.js";
 
 interface MemoryPeer {
   publicKey: Buffer;
@@ -63,7 +63,7 @@ export class MemoryUapiDevice implements UapiDevice {
   }
 
   publicKey(): Buffer | undefined {
-    return this.privateKey === undefined ? undefined : x25519PublicKey(this.privateKey);
+    return this.privateKey === undefined ? undefined : publicFromPrivate(this.privateKey);
   }
 
   setPrivateKey(key: Buffer | undefined): void {

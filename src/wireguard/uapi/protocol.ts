@@ -6,6 +6,7 @@
  * This file is the text half: parsing a `set` body into typed operations (every line validated
  * before anything is applied) and serializing a `get` answer. Keys travel in lowercase hex.
  */
+import { clamp } from "../../keys/x25519.js";
 import type { Endpoint } from "../contract.js";
 import { UapiErrno, UapiError } from "./errors.js";
 import { formatEndpoint, formatPrefix, parseEndpoint, parsePrefix, type IpPrefix } from "./ip.js";
@@ -155,17 +156,6 @@ export function parseSetRequest(body: string): UapiSetOperation[] {
   return ops;
 }
 
-/**
- * Clamps a Curve25519 private key (RFC 7748 section 5) as wireguard-go and the kernel store it,
- * so `wg showconf` prints the same key from podcrypt as from them. Idempotent.
- */
-export function clampPrivateKey(key: Buffer): Buffer {
-  const out = Buffer.from(key);
-  out[0] = out[0]! & 248;
-  out[31] = (out[31]! & 127) | 64;
-  return out;
-}
-
 const ZERO_KEY_HEX = "0".repeat(64);
 const NS_PER_S = 1_000_000_000n;
 
@@ -177,7 +167,7 @@ const NS_PER_S = 1_000_000_000n;
 export function serializeGet(state: UapiDeviceState): string {
   const lines: string[] = [];
   if (state.privateKey !== undefined && !isZeroKey(state.privateKey))
-    lines.push(`private_key=${clampPrivateKey(state.privateKey).toString("hex")}`);
+    lines.push(`private_key=${clamp(state.privateKey).toString("hex")}`);
   if (state.listenPort !== 0) lines.push(`listen_port=${state.listenPort}`);
   if (state.fwmark !== 0) lines.push(`fwmark=${state.fwmark}`);
   for (const p of state.peers) {

@@ -1,12 +1,12 @@
-import { chmodSync, mkdirSync, unlinkSync } from "node:fs";
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { mkdirSync, unlinkSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import { PodcryptError } from "../../errors/index.js";
 import type { Logger } from "../../log/logger.js";
-import { executeGet, executeSet, type UapiResult } from "./apply.js";
-import { UapiErrno } from "./errors.js";
-import { errnoTrailer } from "./protocol.js";
-import type { UapiDevice } from "./types.js";
+import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
+import { executeGet, executeSet, type UapiResult } from "../../wireguard/uapi/apply.js";
+import { UapiErrno } from "../../wireguard/uapi/errors.js";
+import { errnoTrailer } from "../../wireguard/uapi/protocol.js";
+import type { UapiDevice } from "../../wireguard/uapi/types.js";
 
 /** Where wireguard-go and `wg` put UAPI sockets (ipc/uapi_unix.go `socketDirectory`). */
 export const DEFAULT_SOCKET_DIR = "/var/run/wireguard";
@@ -27,45 +27,6 @@ export interface UapiServerOptions {
   readonly logger: Logger;
   /** Default {@link DEFAULT_SOCKET_DIR}. */
   readonly socketDir?: string;
-}
-
-/** Opens a unix socket server at `path` like wireguard-go's UAPIOpen: owner-only, stale sockets replaced. */
-export async function listenUnixOwnerOnly(server: Server, path: string): Promise<void> {
-  const attempt = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const onError = (e: Error): void => reject(e);
-      server.once("error", onError);
-      // umask 077 while binding so the socket is never reachable by others, not even briefly.
-      const old = process.umask(0o077);
-      try {
-        server.listen(path, () => {
-          server.removeListener("error", onError);
-          resolve();
-        });
-      } finally {
-        process.umask(old);
-      }
-    });
-  try {
-    await attempt();
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EADDRINUSE") throw e;
-    const live = await new Promise<boolean>((resolve) => {
-      const c = connect(path);
-      c.once("connect", () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.once("error", () => resolve(false));
-    });
-    if (live)
-      throw new PodcryptError("EUAPI_IN_USE", `UAPI socket ${path} is in use by another process`, {
-        context: { path },
-      });
-    unlinkSync(path);
-    await attempt();
-  }
-  chmodSync(path, 0o600);
 }
 
 /**

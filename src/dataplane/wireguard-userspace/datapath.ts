@@ -1,30 +1,30 @@
 import { EventEmitter } from "node:events";
-import { systemClock, type Clock } from "../../../clock.js";
-import { PodcryptError } from "../../../errors/index.js";
-import type { Logger } from "../../../log/logger.js";
-import { logPollError } from "../../../platform/poll/guard.js";
-import { native, type FdWatcher, type NativeAddon } from "../../../native.js";
+import { systemClock, type Clock } from "../../clock.js";
+import { PodcryptError } from "../../errors/index.js";
+import type { Logger } from "../../log/logger.js";
+import { logPollError } from "../../platform/poll/guard.js";
+import { native, type FdWatcher, type NativeAddon } from "../../native.js";
 import {
   BatchSender,
   BatchUdpSocket,
   ENDPOINT_ENTRY_SIZE,
   decodeEndpoint,
   encodeEndpoint,
-} from "../../../platform/udp/batch-udp-socket.js";
+} from "../../platform/udp/batch-udp-socket.js";
 import {
   MAX_TUNNEL_MTU,
   MIN_TUNNEL_MTU,
   TunDevice,
   checkTunnelMtu,
   isInterfaceGoneErrno,
-} from "../../../platform/tun/tun-device.js";
+} from "../../platform/tun/tun-device.js";
 import type {
   DatapathCore,
   DatapathPeer,
   DropReason,
   Endpoint,
   TransportKeypair,
-} from "../../../wireguard/contract.js";
+} from "../../wireguard/contract.js";
 
 /** WireGuard data message header: type (1) | reserved (3) | receiver index (4) | counter (8). */
 const HEADER = 16;
@@ -103,6 +103,14 @@ export interface WireguardDatapathOptions {
   gro?: boolean;
   /** Bring the interface up on `start()`. Default false (like wireguard-go; `ip link set up` does it). */
   linkUp?: boolean;
+  /**
+   * Make the TUN device persistent (TUNSETPERSIST): when the daemon ends, however (kill -9, a crash,
+   * SIGTERM for a restart), the device stays with its addresses, routes and link state, the kernel
+   * drops what is routed to it until a new daemon attaches (nothing leaks around it), and the new
+   * daemon re-attaches by name. Only deleting the interface (`ip link del`) removes it. Default
+   * false: the device goes away with the daemon.
+   */
+  persistent?: boolean;
 }
 
 /** A snapshot of the data path's counters. Bytes are WireGuard message bytes, as `wg show` counts them. */
@@ -192,6 +200,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
   private readonly batch: number;
   private readonly sender: BatchSender;
   private readonly linkUp: boolean;
+  private readonly persistent: boolean;
   private mtuValue: number;
   private port: number;
   private fwmark: number;
@@ -287,6 +296,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     this.batch = options.batchSize ?? DEFAULT_BATCH;
     this.sender = new BatchSender(options.gso ?? true, this.logger);
     this.linkUp = options.linkUp ?? false;
+    this.persistent = options.persistent ?? false;
     this.mtuValue = options.mtu ?? DEFAULT_MTU;
     this.port = options.listenPort;
     this.fwmark = options.fwmark ?? 0;
@@ -353,6 +363,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     try {
       tun.setMtu(this.mtuValue);
       if (this.linkUp) tun.setUp(true);
+      if (this.persistent) tun.persist(true);
       udp = BatchUdpSocket.open(this.port, this.fwmark, this.gro);
     } catch (e) {
       tun.close();
@@ -374,7 +385,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     this.logger.info({ ifname: tun.name, port: this.port, mtu: this.mtuValue }, "wireguard datapath started");
   }
 
-  /** Stops everything and closes the socket and the TUN fd. Idempotent. */
+  /** Stops everything and closes the socket and the TUN fd (removing the interface unless it is persistent). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;

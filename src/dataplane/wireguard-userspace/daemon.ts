@@ -17,15 +17,16 @@ import { mkdirSync, unlinkSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
-import { systemClock, type Clock } from "../../../clock.js";
-import { isValidationError, PodcryptError } from "../../../errors/index.js";
-import type { Logger } from "../../../log/logger.js";
-import { Device } from "../../../wireguard/device.js";
-import type { DropReason } from "../../../wireguard/contract.js";
-import { UapiErrno, UapiError } from "../../../wireguard/uapi/errors.js";
-import { formatEndpoint, formatPrefix, parsePrefix, type IpPrefix } from "../../../wireguard/uapi/ip.js";
-import { listenUnixOwnerOnly, UapiServer } from "../../../wireguard/uapi/server.js";
-import type { UapiDevice, UapiDeviceState, UapiPeerUpdate } from "../../../wireguard/uapi/types.js";
+import { systemClock, type Clock } from "../../clock.js";
+import { isValidationError, PodcryptError } from "../../errors/index.js";
+import type { Logger } from "../../log/logger.js";
+import { Device } from "../../wireguard/device.js";
+import type { DropReason } from "../../wireguard/contract.js";
+import { UapiErrno, UapiError } from "../../wireguard/uapi/errors.js";
+import { formatEndpoint, formatPrefix, parsePrefix, type IpPrefix } from "../../wireguard/uapi/ip.js";
+import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
+import { UapiServer } from "./uapi-server.js";
+import type { UapiDevice, UapiDeviceState, UapiPeerUpdate } from "../../wireguard/uapi/types.js";
 import { WireguardDatapath, type DatapathCounters } from "./datapath.js";
 
 /** Directory of the daemons' JSON status sockets. */
@@ -176,6 +177,8 @@ export interface WireguardDaemonOptions {
   readonly statusDir?: string;
   /** Clock for the core and the data path. Default the system clock scaled by PODCRYPT_WG_TIME_SCALE. */
   readonly clock?: Clock;
+  /** Keep the TUN device when the daemon ends (see WireguardDatapathOptions.persistent). Default false. */
+  readonly persistent?: boolean;
 }
 
 /** Events of {@link WireguardDaemon}. */
@@ -209,6 +212,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
       logger: options.logger.child({ part: "datapath" }),
       clock,
       ...(options.mtu !== undefined ? { mtu: options.mtu } : {}),
+      ...(options.persistent === true ? { persistent: true } : {}),
     });
     this.uapi = new UapiServer({
       ifname: options.ifname,

@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { createLogger } from "../../log/logger.js";
-import { MemoryUapiDevice } from "./memory-device.js";
-import { UapiServer, uapiSocketPath } from "./server.js";
+import { MemoryUapiDevice } from "../../wireguard/uapi/memory-device.js";
+import { UapiServer, uapiSocketPath } from "./uapi-server.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pc-uapi-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,0 +1,124 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { clusterEncryptionSchema, nodeSchema, type Node, type NodeInput } from "../model/index.js";
+import { renderStatusView } from "./text.js";
+import { statusView } from "./view.js";
+
+const NOW = Date.parse("2026-01-01T00:00:30Z");
+const at = (s: number) => new Date(Date.parse("2026-01-01T00:00:00Z") + s * 1000).toISOString();
+
+const node = (name: string, extra: Partial<NodeInput> = {}): Node =>
+  nodeSchema.parse({
+    name,
+    underlay: { ipv4: "192.0.2.1" },
+    backend: "wireguard-userspace",
+    heartbeat: at(28),
+    publicKeys: { "2": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" },
+    ...extra,
+  });
+
+const tunnels = (up: string[], pending: string[] = [], failing: string[] = []) => ({
+  status: {
+    errors: [],
+    tunnels: { at: at(28), families: [{ family: "ipv4" as const, up, pending, failing }] },
+  },
+});
+
+const on = clusterEncryptionSchema.parse({
+  name: "default",
+  applied: { enabled: true, mode: "wireguard" },
+  epoch: 2,
+  lastCompletedAt: at(10),
+  phaseStartedAt: { prepare: at(1), switch: at(4), retire: at(7) },
+});
+
+test("status view: each ordered pair from the reporting node's tunnels; silence and dead agents fail", () => {
+  const nodes = [
+    node("a", { ...tunnels(["b"], [], ["c"]) }),
+    node("b", { ...tunnels(["a"], ["c"]) }),
+    node("c"),
+    node("d", { heartbeat: at(0), ...tunnels(["a", "b", "c"]) }),
+  ];
+  const v = statusView(on, nodes, NOW);
+  const state = (from: string, to: string) => v.pairs.find((p) => p.from === from && p.to === to)?.state;
+  assert.equal(v.pairs.length, 12);
+  assert.equal(state("a", "b"), "encrypted");
+  assert.equal(state("a", "c"), "failing");
+  assert.equal(state("b", "c"), "pending");
+  assert.equal(state("c", "a"), "pending", "c has not reported its tunnels");
+  assert.equal(state("d", "a"), "failing", "d's heartbeat is 30 s old");
+  assert.equal(state("a", "d"), "failing");
+  assert.deepEqual(v.summary, { encrypted: 2, pending: 3, "plaintext-allowed": 0, failing: 7 });
+  assert.deepEqual(v.families, ["ipv4"]);
+  assert.equal(v.nodes.find((n) => n.name === "d")?.live, false);
+  const text = renderStatusView(v);
+  assert.match(text, /a → c \(ipv4\) failing: a sends to c and gets no answer/);
+  assert.match(text, /^a {6}- {6}enc {4}FAIL {3}FAIL/m);
+});
+
+test("status view: encryption off allows plaintext; an IPv6 tunnel is its own family", () => {
+  const off = clusterEncryptionSchema.parse({
+    name: "default",
+    enabled: false,
+    applied: { enabled: false, mode: "wireguard" },
+  });
+  const v = statusView(off, [node("a"), node("b")], NOW);
+  assert.deepEqual(
+    v.pairs.map((p) => p.state),
+    ["plaintext-allowed", "plaintext-allowed"],
+  );
+  const six = {
+    status: {
+      errors: [],
+      tunnels: { at: at(28), families: [{ family: "ipv6" as const, up: ["b"], pending: [], failing: [] }] },
+    },
+  };
+  const w = statusView(on, [node("a", six), node("b", tunnels(["a"]))], NOW);
+  assert.deepEqual(w.families, ["ipv4", "ipv6"]);
+  assert.deepEqual(
+    w.pairs.map((p) => [p.from, p.family, p.state]),
+    [
+      ["a", "ipv6", "encrypted"],
+      ["b", "ipv4", "encrypted"],
+    ],
+  );
+});
+
+test("status view: the rotation timeline from acknowledgements and the run's phase times, newest first", () => {
+  const acks = (node: number) =>
+    [1, 2].flatMap((e) =>
+      (["prepare", "switch", "retire"] as const).map((phase, i) => ({
+        epoch: e,
+        phase,
+        at: at(e * 10 + i * 3 + node),
+      })),
+    );
+  const running = clusterEncryptionSchema.parse({
+    ...on,
+    phase: "prepare",
+    target: { epoch: 3, enabled: true, mode: "wireguard" },
+    phaseStartedAt: { prepare: at(25) },
+  });
+  const v = statusView(
+    running,
+    [
+      node("a", { acknowledgements: acks(0) }),
+      node("b", { acknowledgements: acks(1), status: { errors: [], daemonRestarts: { count: 2 } } }),
+    ],
+    NOW,
+  );
+  assert.deepEqual(
+    v.rotations.map((r) => [r.epoch, r.running, r.prepare.acks, r.retire.acks]),
+    [
+      [3, true, 0, 0],
+      [2, false, 2, 2],
+      [1, false, 2, 2],
+    ],
+  );
+  assert.equal(v.rotations[0]!.prepare.started, at(25));
+  assert.deepEqual([v.rotations[1]!.switch.firstAck, v.rotations[1]!.switch.lastAck], [at(23), at(24)]);
+  assert.deepEqual(
+    v.nodes.map((n) => n.counters["daemonRestarts"]),
+    [0, 2],
+  );
+});

@@ -1,0 +1,73 @@
+/**
+ * Strict mode's leak counters against the real kernel: the ruleset of src/dataplane/node/nft.ts
+ * installed in a namespace, plaintext pod traffic sent out of it and into it, and the drops read
+ * back per peer and direction as the agent reads them (`nft -j list table inet podcrypt`).
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parseStrictDrops, strictRuleset, type StrictDrop } from "../../src/dataplane/node/nft.js";
+import type { DesiredStrict } from "../../src/dataplane/types.js";
+import { runIn } from "../../src/platform/netns/netns.js";
+import { NetnsLab } from "../helpers/netns.js";
+
+const packets = (drops: StrictDrop[], peer: string, direction: "out" | "in"): number =>
+  drops.find((d) => d.peer === peer && d.direction === direction)?.packets ?? 0;
+
+describe("strict mode's drop counters (nftables, in a namespace)", () => {
+  it("counts plaintext dropped going out and coming in, per peer", async () => {
+    const lab = new NetnsLab();
+    const node = await lab.netns("strict-node");
+    const peer = await lab.netns("strict-peer");
+    await lab.veth(node, "eth0", peer, "eth0", ["192.168.77.1/24"], ["192.168.77.2/24"]);
+    // The node's pod 10.244.1.1; the "peer" namespace stands in for two nodes' pods (b and c).
+    await runIn(node, "ip", ["addr", "add", "10.244.1.1/32", "dev", "lo"]);
+    await runIn(peer, "ip", ["addr", "add", "10.244.2.5/32", "dev", "lo"]);
+    await runIn(peer, "ip", ["addr", "add", "10.244.3.5/32", "dev", "lo"]);
+    for (const dst of ["10.244.2.0/24", "10.244.3.0/24"])
+      await runIn(node, "ip", ["route", "add", dst, "via", "192.168.77.2"]);
+    await runIn(peer, "ip", ["route", "add", "10.244.1.0/24", "via", "192.168.77.1"]);
+    const strict: DesiredStrict = {
+      dropOutbound: true,
+      dropInbound: true,
+      underlayIf: "eth0",
+      localPodCidrs: ["10.244.1.0/24"],
+      remotePodCidrs: ["10.244.2.0/24", "10.244.3.0/24"],
+      peers: [
+        { node: "node-b", podCidrs: ["10.244.2.0/24"] },
+        { node: "node-c", podCidrs: ["10.244.3.0/24"] },
+      ],
+    };
+    await runIn(node, "nft", ["-f", "-"], { input: strictRuleset(strict) });
+    const read = async (): Promise<StrictDrop[]> =>
+      parseStrictDrops(await runIn(node, "nft", ["-j", "list", "table", "inet", "podcrypt"]));
+    assert.deepEqual(
+      (await read()).filter((d) => d.packets > 0),
+      [],
+    );
+    const ping = (ns: string, from: string, to: string, count: number) =>
+      runIn(ns, "ping", ["-n", "-q", "-c", String(count), "-i", "0.01", "-W", "1", "-I", from, to]).catch(
+        () => "", // no answer is the point: the packets are dropped
+      );
+    await ping(node, "10.244.1.1", "10.244.2.5", 5); // out, to node-b's pod
+    await ping(peer, "10.244.3.5", "10.244.1.1", 3); // in, from node-c's pod
+    // Underlay traffic between the nodes themselves is not pod traffic: never dropped.
+    const underlay = await runIn(node, "ping", [
+      "-n",
+      "-q",
+      "-c",
+      "2",
+      "-i",
+      "0.01",
+      "-W",
+      "1",
+      "192.168.77.2",
+    ]);
+    assert.match(underlay, / 0% packet loss/);
+    const drops = await read();
+    assert.equal(packets(drops, "node-b", "out"), 5, JSON.stringify(drops));
+    assert.equal(packets(drops, "node-c", "in"), 3, JSON.stringify(drops));
+    assert.equal(packets(drops, "node-c", "out"), 0);
+    assert.equal(packets(drops, "node-b", "in"), 0);
+    assert.equal(packets(drops, "", "out") + packets(drops, "", "in"), 0, "every drop has its peer");
+  });
+});
