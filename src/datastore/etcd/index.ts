@@ -9,6 +9,8 @@ import {
   type Lease as EtcdLease,
   type Watcher,
 } from "etcd3";
+import { ExponentialBackoff } from "cockatiel";
+import { connect } from "node:net";
 import type { PolicyStatus, ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
 import { decodeObject, encodeObject, withPolicyStatus } from "../codec.js";
 import { Campaign, type ElectionPort } from "../election.js";
@@ -54,6 +56,12 @@ export interface EtcdDatastoreOptions {
   client?: Omit<IOptions, "hosts">;
 }
 
+/**
+ * Deadline of every unary etcd call (ms). Loopback or LAN etcd answers in milliseconds; a call
+ * still open after this long failed, and the caller's retry (the agent's next pass) starts afresh.
+ */
+const CALL_DEADLINE_MS = 10_000;
+
 /** The "kind" under whose prefix leader-election keys live: `<prefix>__leaders/<name>`. */
 export const LEADER_KIND = "__leaders";
 
@@ -91,6 +99,12 @@ function mapError(e: unknown, ctx: ErrorContext): Error {
   const msg = e instanceof Error ? e.message : String(e);
   if (/lease not found/i.test(msg)) return new LeaseExpiredError(leaseId ?? "unknown", { cause: e });
   if (/closed/i.test(msg) && e instanceof Error && e.name === "ClientClosedError") return new ClosedError();
+  // etcd3's failover policy: after failed attempts it fails calls at once for a while.
+  if (/circuit breaker is open/i.test(msg))
+    return new UnavailableError(
+      "etcd: cannot connect (recent attempts failed; the client retries shortly): is etcd running and reachable?",
+      { cause: e },
+    );
   // grpc's "14 UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED
   // 127.0.0.1:2379. Resolution note: ": the last error is what a person needs.
   const unreachable = /UNAVAILABLE.*Last error: (?:Error: )?(.*?)\.?\s*(?:Resolution note:.*)?$/s.exec(msg);
@@ -113,6 +127,25 @@ function mapError(e: unknown, ctx: ErrorContext): Error {
 }
 
 /**
+ * Why a TCP connection to `hostPort` fails (`connect ECONNREFUSED 127.0.0.1:2379`, or no answer
+ * within a second), or undefined when it connects.
+ */
+function tcpFailure(hostPort: string): Promise<string | undefined> {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(hostPort);
+  if (m === null) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const sock = connect({ host: m[1]!, port: Number(m[2]) });
+    const done = (why: string | undefined): void => {
+      sock.destroy();
+      resolve(why);
+    };
+    sock.setTimeout(1000, () => done(`no answer from ${hostPort} within 1 s`));
+    sock.once("connect", () => done(undefined));
+    sock.once("error", (err) => done(err.message));
+  });
+}
+
+/**
  * The `etcd` datastore: objects as JSON under `/podcrypt/<kind>/<key>`, mod_revision as the
  * object revision, transactions for compare-and-swap, watches that resume from the last delivered
  * revision after a reconnect (compaction → `gone`), etcd leases for liveness and leadership.
@@ -128,11 +161,33 @@ export class EtcdDatastore implements Datastore {
   private closed = false;
 
   private readonly errorContext: ErrorContext;
+  /** The first endpoint, `host:port`. */
+  private readonly firstHost: string;
 
   constructor(options: EtcdDatastoreOptions) {
-    this.client = new Etcd3({ ...options.client, hosts: options.hosts });
+    this.client = new Etcd3({
+      ...options.client,
+      // grpc's reconnect backoff grows to 120 s: after an etcd outage of half a minute a client
+      // would stay away for as long again, its calls waiting all the while. Reconnect within 2 s.
+      grpcOptions: {
+        "grpc.initial_reconnect_backoff_ms": 500,
+        "grpc.max_reconnect_backoff_ms": 2000,
+        ...options.client?.grpcOptions,
+      },
+      // No call may wait forever: etcd3 sets no deadline, and a call made while etcd was away
+      // could hang past its return, leaving an agent silent for good. Streams (watches, lease
+      // keep-alives) are exempt; they reconnect by the watch backoff below.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
+      faultHandling: {
+        // The default backoff grows to 30 s: a watch would come back that long after etcd did.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 2000 }).next(),
+        ...options.client?.faultHandling,
+      },
+      hosts: options.hosts,
+    });
     this.prefix = options.prefix ?? "/podcrypt/";
     const hosts = typeof options.hosts === "string" ? [options.hosts] : options.hosts;
+    this.firstHost = hosts[0]?.replace(/^[a-z]+:\/\//, "").replace(/\/.*$/, "") ?? "";
     this.errorContext = {
       user: options.client?.auth?.username,
       tls: options.client?.credentials !== undefined || hosts.some((h) => h.startsWith("https:")),
@@ -149,6 +204,12 @@ export class EtcdDatastore implements Datastore {
     try {
       return await fn();
     } catch (e) {
+      // grpc-js gives no reason ("Last error: null") for a TLS connection that failed, also when
+      // nothing listens (etcd stopped): a TCP connect tells that apart from a failed handshake.
+      if (this.errorContext.tls && /Last error: null/.test(e instanceof Error ? e.message : String(e))) {
+        const why = await tcpFailure(this.firstHost);
+        if (why !== undefined) throw new UnavailableError(`etcd: cannot connect (${why})`, { cause: e });
+      }
       throw this.mapError(e, leaseId);
     }
   }
