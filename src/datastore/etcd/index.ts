@@ -59,8 +59,10 @@ export interface EtcdDatastoreOptions {
 /**
  * Deadline of every unary etcd call (ms). Loopback or LAN etcd answers in milliseconds; a call
  * still open after this long failed, and the caller's retry (the agent's next pass) starts afresh.
+ * Generous, as it counts from before the channel connects: under CPU emulation (the VM tier) a
+ * first call took over 10 s.
  */
-const CALL_DEADLINE_MS = 10_000;
+const CALL_DEADLINE_MS = 30_000;
 
 /** The "kind" under whose prefix leader-election keys live: `<prefix>__leaders/<name>`. */
 export const LEADER_KIND = "__leaders";
