@@ -2,11 +2,12 @@ import type { Clock } from "../clock.js";
 import { applied, isLive, DEFAULT_TIMING, selectionHash } from "../protocol/index.js";
 import type { DataplaneBackend } from "../dataplane/types.js";
 import { isAlreadyExistsError, isConflictError, isNotFoundError } from "../datastore/errors.js";
-import type { Datastore, Watch } from "../datastore/types.js";
+import type { Datastore, LiveNodes, LivenessHold, Watch } from "../datastore/types.js";
 import type { Logger } from "../log/logger.js";
 import {
   CLUSTER_ENCRYPTION_NAME,
   findAcknowledgement,
+  nodeSchema,
   type ClusterEncryption,
   type Node,
   type NodeInput,
@@ -47,6 +48,15 @@ function shapeKey(n: Node): string {
     shapeKeys.set(n, k);
   }
   return k;
+}
+
+/**
+ * Whether writing `next` over `stored` changes nothing: compared as validated (defaults applied),
+ * so that a write happens only on a real change.
+ */
+function sameNode(next: NodeInput, stored: Node): boolean {
+  const parsed = nodeSchema.safeParse(next);
+  return parsed.success && JSON.stringify(parsed.data) === JSON.stringify(stored);
 }
 
 /** The kinds the agent watches. */
@@ -96,7 +106,11 @@ export interface AgentOptions {
   keys: EpochKeys;
   clock: Clock;
   logger: Logger;
-  /** Heartbeat period. Default 5 s (liveness window is 3x). */
+  /**
+   * Heartbeat period: how often the node's liveness record is renewed and its status looked at
+   * (written only when it changed). Default 5 s; the record lives DEFAULT_TIMING.livenessMs (15 s)
+   * after a renewal.
+   */
   heartbeatMs?: number;
   /**
    * A full pass runs at least this often even without changes (repairs what was altered behind
@@ -119,7 +133,11 @@ export interface AgentOptions {
  * acknowledges phases. Event handlers only record that something changed; one loop applies.
  */
 export class Agent {
-  private readonly watches: Watch[] = [];
+  private readonly watches: Array<Pick<Watch, "close">> = [];
+  /** This node's liveness record, renewed every heartbeat. */
+  private hold: LivenessHold | undefined;
+  /** Which nodes are live (their liveness records). */
+  private live: LiveNodes = { has: () => false, close: async () => {} };
   private readonly timers: NodeJS.Timeout[] = [];
   private dirty = true;
   private running = false;
@@ -182,7 +200,12 @@ export class Agent {
 
   async start(): Promise<void> {
     if (this.o.authority !== undefined) this.authority = await this.o.authority(() => this.changed());
+    // Live before the record is (re)published: whoever sees the record sees a live node.
+    this.hold = await this.o.store.holdLiveness(this.name, DEFAULT_TIMING.livenessMs / 1000);
     await this.publish((n) => n);
+    // A node starting or ceasing to be live changes what passes wait for; renewals change nothing.
+    this.live = await this.o.store.followLiveness(() => this.changed());
+    this.watches.push(this.live);
     for (const kind of WATCHED) await this.mirror(kind);
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs ?? 5000));
     // Every pass is a full reconcile: the periodic one is due only after a quiet period (on 500
@@ -201,6 +224,7 @@ export class Agent {
     clearTimeout(this.due?.timer);
     clearTimeout(this.coalesce);
     this.authority?.close();
+    this.hold?.release();
     await Promise.all(this.watches.map((w) => w.close()));
     await this.o.backend.close();
   }
@@ -248,7 +272,7 @@ export class Agent {
    * what of it to install now (src/agent/selection.ts); `hash` is what this node publishes once
    * installed.
    */
-  private selectionNow(now: number): { selection: NodeSelection; hash: string } {
+  private selectionNow(): { selection: NodeSelection; hash: string } {
     const policies = [...this.seen.encryptionpolicies.values()].map(fromStored);
     const { selectors } = resolveSelectors({
       policies,
@@ -258,7 +282,7 @@ export class Agent {
     });
     const hash = selectionHash(selectors);
     const everyone = [...this.nodes.values()]
-      .filter((n) => n.name === this.name || isLive(n, now, DEFAULT_TIMING))
+      .filter((n) => n.name === this.name || isLive(n, this.live))
       .every((n) => (n.name === this.name ? this.publishedSelection : n.status?.selection) === hash);
     return { selection: this.selection.update(selectors, everyone), hash };
   }
@@ -317,19 +341,27 @@ export class Agent {
     for (let attempt = 0; attempt < 5; attempt++) {
       const cur = await col.get(this.name);
       const base: NodeInput = cur?.value ?? { name: this.name, underlay: this.o.self.underlay };
+      // Liveness is the node's liveness record (holdLiveness), not a field of the record: a
+      // heartbeat an older agent wrote here is dropped with the next write.
+      const { heartbeat: _old, ...rest } = base;
       const refreshed: NodeInput = {
-        ...base,
+        ...rest,
         underlay: this.o.self.underlay,
         podCIDRs: this.o.self.podCIDRs,
         capabilities: this.o.self.capabilities,
         backend: this.o.backend.kind,
-        heartbeat: new Date(this.o.clock.wallNow()).toISOString(),
       };
       const next = change(refreshed);
-      if (next === undefined && cur !== undefined) return false;
+      // Nothing to write unless the change or the refreshed fields differ from what is stored:
+      // every write of a Node is an event at every agent.
+      if (
+        cur !== undefined &&
+        (next === undefined ? sameNode(refreshed, cur.value) : sameNode(next, cur.value))
+      )
+        return false;
       try {
         if (cur === undefined) await col.create(next ?? refreshed);
-        else await col.update(next!, { revision: cur.revision });
+        else await col.update(next ?? refreshed, { revision: cur.revision });
         return true;
       } catch (e) {
         // Lost a race with another write of our node: read again and retry.
@@ -376,10 +408,21 @@ export class Agent {
     const failure = this.failures.state;
     const reconcileError = failure === undefined ? {} : { reconcileError: { ...failure } };
     try {
+      // Renewing the lease writes no record (on etcd): no watch anywhere sees it.
+      await this.hold?.renew();
+    } catch (e) {
+      this.o.logger.warn({ err: e }, "renewing the node's liveness failed");
+    }
+    try {
       const tunnels = await this.judgeTunnels();
       await this.publish((n) => {
         // A failure an earlier agent of this node published is not this one's.
-        const { reconcileError: _earlier, tunnels: _old, ...status } = n.status ?? {};
+        const { reconcileError: _earlier, tunnels: old, ...status } = n.status ?? {};
+        // The judgement's time moves only with the judgement: an unchanged one writes nothing.
+        const keep =
+          tunnels !== undefined &&
+          old !== undefined &&
+          JSON.stringify(old.families) === JSON.stringify(tunnels.families);
         return {
           ...n,
           status: {
@@ -389,7 +432,7 @@ export class Agent {
             ...restarts,
             ...reconcileError,
             ...drops,
-            ...(tunnels === undefined ? {} : { tunnels }),
+            ...(tunnels === undefined ? {} : { tunnels: keep ? old : tunnels }),
           },
         };
       });
@@ -408,9 +451,7 @@ export class Agent {
     const c = this.cluster;
     if (c === undefined || c.applied === undefined || !applied(c).enabled) return undefined;
     const now = this.o.clock.wallNow();
-    const peers = [...this.nodes.values()].filter(
-      (n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING),
-    );
+    const peers = [...this.nodes.values()].filter((n) => n.name !== this.name && isLive(n, this.live));
     // A daemon that does not answer (stopped) must not hold the heartbeat past the liveness window.
     let timer: NodeJS.Timeout | undefined;
     const observed = await Promise.race([
@@ -571,7 +612,7 @@ export class Agent {
           applied(c).mode === "wireguard" &&
           c.lagging.some((l) => l.switchAt !== undefined));
       const sessions = sessionsFrom(takeover ? await this.o.backend.observe() : []);
-      const selective = c.encryption === "selective" ? this.selectionNow(this.o.clock.wallNow()) : undefined;
+      const selective = c.encryption === "selective" ? this.selectionNow() : undefined;
       const desired = desiredState(
         this.o.settings,
         c,
@@ -595,7 +636,7 @@ export class Agent {
         this.o.logger.info({ selection: selective.hash }, "selected traffic installed");
       }
       const now = this.o.clock.wallNow();
-      const live = nodes.filter((n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING));
+      const live = nodes.filter((n) => n.name !== this.name && isLive(n, this.live));
       const acknowledge = async (epoch: number, phase: Phase): Promise<void> => {
         const ack = { epoch, phase, at: new Date(now).toISOString() };
         // The watch cache may not show our own last write yet: judge by the node as just read, so

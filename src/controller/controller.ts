@@ -1,7 +1,7 @@
 import { FailureTracker } from "../agent/failures.js";
 import type { Clock } from "../clock.js";
 import { isConflictError } from "../datastore/errors.js";
-import type { Datastore, LeaderElection, Watch } from "../datastore/types.js";
+import type { Datastore, LeaderElection, LiveNodes, Watch } from "../datastore/types.js";
 import type { Logger } from "../log/logger.js";
 import {
   CLUSTER_ENCRYPTION_NAME,
@@ -65,7 +65,11 @@ export interface ControllerHealth {
  */
 export class Controller {
   private election: LeaderElection | undefined;
-  private readonly watches: Watch[] = [];
+  private readonly watches: Array<Pick<Watch, "close">> = [];
+  /** The nodes as their watch delivered them (while leader). */
+  private readonly nodes = new Map<string, Node>();
+  /** Which nodes are live (while leader). */
+  private liveness: LiveNodes | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private dirty = false;
@@ -135,6 +139,7 @@ export class Controller {
 
   private async unwatch(): Promise<void> {
     const ws = this.watches.splice(0);
+    this.liveness = undefined;
     const ps = this.policyStatus;
     this.policyStatus = undefined;
     if (ps !== undefined) {
@@ -145,27 +150,49 @@ export class Controller {
   }
 
   private async lead(): Promise<void> {
-    const clusters = this.o.store.collection("clusterencryptions");
-    if ((await clusters.get(CLUSTER_ENCRYPTION_NAME)) === undefined) {
-      await clusters
+    const seedClusters = this.o.store.collection("clusterencryptions");
+    if ((await seedClusters.get(CLUSTER_ENCRYPTION_NAME)) === undefined) {
+      await seedClusters
         .create({ ...this.o.seed, name: CLUSTER_ENCRYPTION_NAME })
         .then(() => this.o.logger.info({ seed: this.o.seed ?? {} }, "created the cluster configuration"))
         .catch(() => undefined);
     }
-    for (const kind of ["nodes", "clusterencryptions"] as const) {
-      const col = this.o.store.collection(kind);
-      const start = async (): Promise<void> => {
-        const list = await col.list();
-        this.watches.push(
-          await col.watch(list.revision, {
-            event: () => this.kick(),
-            gone: () => void start(),
-            error: (err) => this.o.logger.warn({ kind, err }, "watch problem; retrying"),
-          }),
-        );
-      };
-      await start();
-    }
+    // Liveness records change only when a node starts or stops being live (renewals write none).
+    const liveness = await this.o.store.followLiveness(() => this.kick());
+    this.watches.push(liveness);
+    this.liveness = liveness;
+    // Nodes are mirrored from their watch: a step reads the mirror, not a list of every node
+    // (on 1000 nodes, each phase's acknowledgements are 1000 events, and steps run back to back).
+    const nodes = this.o.store.collection("nodes");
+    const mirrorNodes = async (): Promise<void> => {
+      const list = await nodes.list();
+      this.nodes.clear();
+      for (const i of list.items) this.nodes.set(i.key, i.value);
+      this.watches.push(
+        await nodes.watch(list.revision, {
+          event: (e) => {
+            if (e.type === "DELETED") this.nodes.delete(e.key);
+            else if (e.type !== "INVALID") this.nodes.set(e.key, e.object.value);
+            this.kick();
+          },
+          gone: () => void mirrorNodes(),
+          error: (err) => this.o.logger.warn({ kind: "nodes", err }, "watch problem; retrying"),
+        }),
+      );
+    };
+    await mirrorNodes();
+    const clusters = this.o.store.collection("clusterencryptions");
+    const watchClusters = async (): Promise<void> => {
+      const list = await clusters.list();
+      this.watches.push(
+        await clusters.watch(list.revision, {
+          event: () => this.kick(),
+          gone: () => void watchClusters(),
+          error: (err) => this.o.logger.warn({ kind: "clusterencryptions", err }, "watch problem; retrying"),
+        }),
+      );
+    };
+    await watchClusters();
     if (this.o.policyStatus !== false && this.isLeader && !this.stopped) {
       const ps = new PolicyStatusController({
         store: this.o.store,
@@ -235,8 +262,10 @@ export class Controller {
     const clusters = this.o.store.collection("clusterencryptions");
     const cur = await clusters.get(CLUSTER_ENCRYPTION_NAME);
     if (cur === undefined) return;
-    const nodes: Node[] = (await this.o.store.collection("nodes").list()).items.map((i) => i.value);
-    const d = decide(cur.value, nodes, this.o.clock.wallNow(), this.o.timing ?? DEFAULT_TIMING);
+    const live = this.liveness;
+    if (live === undefined) return;
+    const nodes: Node[] = [...this.nodes.values()];
+    const d = decide(cur.value, nodes, live, this.o.clock.wallNow(), this.o.timing ?? DEFAULT_TIMING);
     if (d.deferred !== this.lastDeferred && d.deferred !== undefined)
       this.o.logger.warn({ lagging: cur.value.lagging.map((l) => l.node) }, `run deferred: ${d.deferred}`);
     this.lastDeferred = d.deferred;

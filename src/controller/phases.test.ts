@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseResource, type ClusterEncryption, type Node } from "../model/index.js";
 import { DEFAULT_TIMING } from "../protocol/index.js";
-import { decide } from "./phases.js";
+import { decide as decideLive } from "./phases.js";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -21,6 +21,19 @@ function node(
     heartbeat: iso(now),
     acknowledgements: acks.map(([epoch, phase, at]) => ({ epoch, phase, at: iso(at) })),
   });
+}
+
+/**
+ * Liveness in these tests: a node's `heartbeat` field stands for the last renewal of its liveness
+ * lease (the stores keep that outside the Node); live while within DEFAULT_TIMING.livenessMs.
+ */
+function decide(c: ClusterEncryption, nodes: Node[], now: number): ReturnType<typeof decideLive> {
+  const live = new Set(
+    nodes
+      .filter((n) => n.heartbeat !== undefined && now - Date.parse(n.heartbeat) <= DEFAULT_TIMING.livenessMs)
+      .map((n) => n.name),
+  );
+  return decideLive(c, nodes, live, now);
 }
 
 describe("controller phases", () => {

@@ -6,7 +6,7 @@ import {
   type Node,
   type Phase,
 } from "../model/index.js";
-import { applied, DEFAULT_TIMING, isLive, type PhaseTiming } from "../protocol/index.js";
+import { applied, DEFAULT_TIMING, isLive, type Liveness, type PhaseTiming } from "../protocol/index.js";
 
 /** Why a run started. */
 export type RunReason =
@@ -28,8 +28,8 @@ export interface Decision {
 function startReason(
   c: ClusterEncryption,
   nodes: readonly Node[],
+  live: Liveness,
   now: number,
-  timing: PhaseTiming,
 ): RunReason | undefined {
   const a = applied(c);
   if (a.enabled !== c.enabled) return c.enabled ? "enable" : "disable";
@@ -40,7 +40,7 @@ function startReason(
     return "rotation-requested";
   }
   // A node whose SAs of the current epoch run out of sequence numbers asked for one.
-  if (nodes.some((n) => n.status?.rotationWanted?.epoch === c.epoch && isLive(n, now, timing)))
+  if (nodes.some((n) => n.status?.rotationWanted?.epoch === c.epoch && isLive(n, live)))
     return "rotation-early";
   const interval = parseDuration(c.rotationInterval)!;
   if (last !== undefined && now - last >= interval) return "rotation-scheduled";
@@ -62,6 +62,7 @@ const NEXT_PHASE: Record<Exclude<Phase, "idle">, Phase> = {
 export function decide(
   c: ClusterEncryption,
   nodes: Node[],
+  liveNodes: Liveness,
   now: number,
   timing: PhaseTiming = DEFAULT_TIMING,
 ): Decision {
@@ -82,7 +83,7 @@ export function decide(
     const lag = settleLagging(c, nodes, now, timing);
     if (lag.next !== undefined) return lag;
     const lagRecheck = lag.recheckInMs ?? Infinity;
-    const reason = startReason(c, nodes, now, timing);
+    const reason = startReason(c, nodes, liveNodes, now);
     if (reason !== undefined && c.lagging.length > 0) {
       // The next epoch would take the generation slot the lagging nodes still use: wait for them to
       // catch up, or for their bound to expire (settleLagging ends the lag then).
@@ -111,7 +112,7 @@ export function decide(
   }
   const target = c.target!;
   const started = Date.parse(c.phaseStartedAt[c.phase] ?? iso);
-  const live = nodes.filter((n) => isLive(n, now, timing));
+  const live = nodes.filter((n) => isLive(n, liveNodes));
   const waiting = live.filter((n) => findAcknowledgement(n, target.epoch, c.phase) === undefined);
   const alreadyTimedOut = new Set(
     c.timeouts.filter((t) => t.epoch === target.epoch && t.phase === c.phase).map((t) => t.node),

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { selectionHash } from "../protocol/index.js";
+import { liveFromHeartbeats, selectionHash } from "../protocol/index.js";
 import { ManualClock } from "../clock.js";
 import { MemoryDatastore } from "../datastore/memory/index.js";
 import type { InvalidObject, Stored } from "../datastore/types.js";
@@ -84,8 +84,9 @@ function node(name: string, selection: string | undefined, heartbeatAt = T0): No
   });
 }
 
+/** Inputs whose liveness is the nodes' `heartbeat` fields (standing for their liveness records). */
 function inputs(over: Partial<PolicyStatusInputs> = {}): PolicyStatusInputs {
-  return {
+  const base = {
     policies: new Map([
       ["dns", stored(DNS, "10")],
       ["default/web", stored(WEB, "11", 4)],
@@ -98,6 +99,10 @@ function inputs(over: Partial<PolicyStatusInputs> = {}): PolicyStatusInputs {
     now: T0,
     ...over,
   };
+  const heartbeats = new Map(
+    base.nodes.flatMap((n) => (n.heartbeat === undefined ? [] : [[n.name, n.heartbeat] as const])),
+  );
+  return { live: liveFromHeartbeats(heartbeats, base.now), ...base };
 }
 
 const summary = (st: ReturnType<typeof policyStatuses>[number]["status"]) => ({
@@ -247,6 +252,7 @@ describe("PolicyStatusController on a datastore", () => {
       for (const s of services) await store.collection("services").create(s);
       for (const e of endpoints) await store.collection("endpoints").create(e);
       for (const n of ["n1", "n2"]) await store.collection("nodes").create(node(n, undefined));
+      const holds = await Promise.all(["n1", "n2"].map((n) => store.holdLiveness(n, 15)));
       const pol = await store.collection("encryptionpolicies").create(WEB);
       await ctl.start();
       const status = async () => (await store.collection("encryptionpolicies").get(pol.key))?.value.status;
@@ -268,12 +274,10 @@ describe("PolicyStatusController on a datastore", () => {
       await until("programmed", async () => (await status())?.programmedNodes === 2);
       assert.equal(policyCondition(await status(), "Programmed")?.status, "True");
       const writes = ctl.counters.writes;
-      // A heartbeat and a recomputation change nothing: nothing is written.
+      // A heartbeat (a renewal of the liveness record) and a recomputation change nothing.
       await ctl.writeAll();
-      const n1 = (await store.collection("nodes").get("n1"))!;
-      await store
-        .collection("nodes")
-        .update({ ...n1.value, heartbeat: iso(T0 + 1000) }, { revision: n1.revision });
+      clock.advance(1000);
+      await holds[0]!.renew();
       await ctl.writeAll();
       assert.equal(ctl.counters.writes, writes);
       // A policy stored in a form that does not validate gets Accepted=False with the field.

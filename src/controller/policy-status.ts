@@ -18,7 +18,7 @@
  */
 import type { Clock } from "../clock.js";
 import { isConflictError, isNotFoundError } from "../datastore/errors.js";
-import type { Datastore, InvalidObject, Stored, Watch } from "../datastore/types.js";
+import type { Datastore, InvalidObject, LiveNodes, Stored, Watch } from "../datastore/types.js";
 import type { Logger } from "../log/logger.js";
 import {
   CLUSTER_ENCRYPTION_NAME,
@@ -31,7 +31,7 @@ import {
   type Service,
 } from "../model/index.js";
 import { fromStored, policyKey, resolveSelectors } from "../policy/index.js";
-import { applied, DEFAULT_TIMING, isLive, selectionHash } from "../protocol/index.js";
+import { applied, isLive, selectionHash, type Liveness } from "../protocol/index.js";
 
 /** Everything the status of the policies depends on. */
 export interface PolicyStatusInputs {
@@ -42,8 +42,10 @@ export interface PolicyStatusInputs {
   readonly services: readonly Service[];
   readonly endpoints: readonly Endpoints[];
   readonly nodes: readonly Node[];
+  /** Which nodes are live (only live nodes count). */
+  readonly live: Liveness;
   readonly cluster: ClusterEncryption | undefined;
-  /** Wall-clock ms, for node liveness and transition times. */
+  /** Wall-clock ms, for transition times. */
   readonly now: number;
 }
 
@@ -98,7 +100,7 @@ export function policyStatuses(inputs: PolicyStatusInputs): PolicyStatusWrite[] 
     pods: [],
   });
   const hash = selectionHash(set.selectors);
-  const live = inputs.nodes.filter((n) => isLive(n, inputs.now, DEFAULT_TIMING));
+  const live = inputs.nodes.filter((n) => isLive(n, inputs.live));
   const programmed = live.filter((n) => n.status?.selection === hash).length;
   const c = inputs.cluster;
   const on = c !== undefined && c.enabled && applied(c).enabled;
@@ -209,7 +211,7 @@ export interface PolicyStatusControllerOptions {
   logger: Logger;
   /** Look again this often even without changes (node liveness moves with time). Default 5 s. */
   recheckMs?: number;
-  /** At most one computation per this many ms (heartbeats of many nodes coalesce). Default 500. */
+  /** At most one computation per this many ms (writes of many nodes coalesce). Default 500. */
   minIntervalMs?: number;
 }
 
@@ -229,6 +231,7 @@ export class PolicyStatusController {
   private readonly endpoints = new Map<string, Endpoints>();
   private readonly nodes = new Map<string, Node>();
   private cluster: ClusterEncryption | undefined;
+  private liveness: LiveNodes | undefined;
   private timer: NodeJS.Timeout | undefined;
   private recheck: NodeJS.Timeout | undefined;
   private running = false;
@@ -243,6 +246,7 @@ export class PolicyStatusController {
   /** Lists and watches what the statuses depend on, then computes and writes them. */
   async start(): Promise<void> {
     this.stopped = false;
+    this.liveness = await this.o.store.followLiveness(() => this.kick());
     for (const kind of [
       "clusterencryptions",
       "nodes",
@@ -260,7 +264,7 @@ export class PolicyStatusController {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     if (this.recheck !== undefined) clearInterval(this.recheck);
-    await Promise.all(this.watches.splice(0).map((w) => w.close()));
+    await Promise.all([...this.watches.splice(0).map((w) => w.close()), this.liveness?.close()]);
   }
 
   private async mirror(kind: Mirrored): Promise<void> {
@@ -317,7 +321,7 @@ export class PolicyStatusController {
         const n = s.value as Node;
         const before = this.nodes.get(s.key);
         this.nodes.set(s.key, n);
-        // Heartbeats alone matter only through liveness, which the periodic recheck looks at.
+        // Only the selection hash counts here (liveness comes from the liveness records).
         return before === undefined || before.status?.selection !== n.status?.selection;
       }
       case "clusterencryptions":
@@ -363,7 +367,9 @@ export class PolicyStatusController {
 
   /** Computes every status and writes those that changed. */
   async writeAll(): Promise<void> {
+    if (this.liveness === undefined) return;
     const writes = policyStatuses({
+      live: this.liveness,
       policies: this.policies,
       invalid: this.invalid,
       services: [...this.services.values()],

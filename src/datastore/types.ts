@@ -188,6 +188,31 @@ export interface Lease {
   onLost(cb: (err: DatastoreError) => void): () => void;
 }
 
+/**
+ * A node's liveness as its agent keeps it (docs/design.md#liveness): a record per node that lives
+ * as long as it is renewed (etcd: a key attached to the node's lease, renewed by lease keep-alives,
+ * which write no key and so wake no watch; Kubernetes: a coordination.k8s.io Lease per node, as
+ * kubelet keeps; local: a lease file naming the node). The node counts as live until `ttlSeconds`
+ * after its last renewal.
+ */
+export interface LivenessHold {
+  readonly node: string;
+  /**
+   * Renews the record once (the agent calls it every heartbeat). When the record ended meanwhile
+   * (an outage longer than the TTL), it is made again. Rejects when the store does not answer.
+   */
+  renew(): Promise<void>;
+  /** Stops renewing: the node stops counting as live within the TTL (what a crash leaves). Idempotent. */
+  release(): void;
+}
+
+/** Which nodes are live now, as the liveness records show it; followed until `close`. */
+export interface LiveNodes {
+  /** Whether `node` counts as live now. */
+  has(node: string): boolean;
+  close(): Promise<void>;
+}
+
 /** Options of `campaign`. */
 export interface CampaignOptions {
   /** The leadership lease's TTL: a crashed leader is replaced within about this time. */
@@ -229,6 +254,18 @@ export interface Datastore {
   campaign(name: string, identity: string, options: CampaignOptions): Promise<LeaderElection>;
   /** The identity of the current leader of `name`, if any. */
   leader(name: string): Promise<string | undefined>;
+  /** Makes the liveness record of `node` (renewed by the caller: LivenessHold.renew). */
+  holdLiveness(node: string, ttlSeconds: number): Promise<LivenessHold>;
+  /**
+   * Follows which nodes are live; `onChange` is called when a node becomes live or stops being
+   * live (never for a mere renewal). Resolves once the current records are read.
+   */
+  followLiveness(onChange: () => void): Promise<LiveNodes>;
+  /**
+   * When each live node last renewed its record (ISO time, second precision on etcd), for status
+   * and the status page: read on demand, one request per node on etcd.
+   */
+  heartbeats(): Promise<Map<string, string>>;
   /**
    * Writes the status of the policy under `key` (kind `encryptionpolicies`), whether its stored
    * form validates or not, leaving the rest of it as it is: in Kubernetes through the status

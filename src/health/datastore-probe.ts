@@ -164,6 +164,13 @@ export function observeDatastore(store: Datastore, clock: Clock): { store: Datas
     campaign: (name, identity, o) => track(store.campaign(name, identity, o)),
     leader: (name) => track(store.leader(name)),
     writePolicyStatus: (key, status, o) => track(store.writePolicyStatus(key, status, o)),
+    // Liveness renewals are the agent's steady calls: each one that settles tells reachability.
+    holdLiveness: async (node, ttl) => {
+      const h = await track(store.holdLiveness(node, ttl));
+      return { node: h.node, renew: () => track(h.renew()), release: () => h.release() };
+    },
+    followLiveness: (onChange) => track(store.followLiveness(onChange)),
+    heartbeats: () => track(store.heartbeats()),
     close: () => store.close(),
   };
   return { store: wrapped, reach };

@@ -493,7 +493,7 @@ describe("health server", () => {
       readiness: () => ({ ok: true, detail: "" }),
       status: () => {
         reads++;
-        return Promise.resolve(statusView(undefined, [], T0));
+        return Promise.resolve(statusView(undefined, [], new Map(), T0));
       },
     });
     servers.push(s);

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { CONTROLLER_ELECTION } from "../controller/controller.js";
-import { applied, DEFAULT_TIMING, isLive } from "../protocol/index.js";
+import { applied, isLive, liveFromHeartbeats } from "../protocol/index.js";
 import { vetClaims, type NodeAuthority, type RefusedClaim } from "../agent/claims.js";
 import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import type { Datastore } from "../datastore/types.js";
@@ -142,7 +142,7 @@ export async function collectStatus(
   /** Bounds the datastore reads, e.g. with a timeout. Default: unbounded. */
   guard: <T>(reads: Promise<T>) => Promise<T> = (reads) => reads,
 ): Promise<ClusterStatus> {
-  const { nodes, cluster, authority, leader } = await guard(
+  const { nodes, cluster, authority, leader, heartbeats } = await guard(
     (async () => {
       const store = await openStore(state.datastore);
       try {
@@ -151,7 +151,8 @@ export async function collectStatus(
         const authority: Map<string, NodeAuthority> | undefined =
           store.backend === "kubernetes" ? await (store as KubernetesDatastore).nodeAuthorities() : undefined;
         const leader = await store.leader(CONTROLLER_ELECTION);
-        return { nodes, cluster, authority, leader };
+        const heartbeats = await store.heartbeats();
+        return { nodes, cluster, authority, leader, heartbeats };
       } finally {
         await store.close();
       }
@@ -265,8 +266,8 @@ export async function collectStatus(
     out.nodes.push({
       name: pn.name,
       backend: n?.backend ?? "none",
-      live: n !== undefined && isLive(n, now, DEFAULT_TIMING),
-      ...(n?.heartbeat === undefined ? {} : { heartbeat: n.heartbeat }),
+      live: n !== undefined && isLive(n, liveFromHeartbeats(heartbeats, now)),
+      ...(heartbeats.has(pn.name) ? { heartbeat: heartbeats.get(pn.name)! } : {}),
       epochs: Object.keys(n?.publicKeys ?? {}).map(Number),
       ...(last === undefined ? {} : { acknowledged: `${last.phase}@${last.epoch}` }),
       errors: [...(n?.status?.errors ?? []), ...kernel[i]!.errors],

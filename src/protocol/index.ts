@@ -14,7 +14,10 @@ export interface PhaseTiming {
   phaseTimeoutMs: number;
   /** Wait after every node switched before old keys go, for packets in flight. Default 2 s. */
   retireGraceMs: number;
-  /** A node whose heartbeat is older than this is not live (not waited for). Default 15 s. */
+  /**
+   * A node counts as live until this long after it last renewed its liveness record (the TTL of
+   * its lease, Datastore.holdLiveness), not waited for after. Default 15 s.
+   */
   livenessMs: number;
 }
 
@@ -24,15 +27,38 @@ export const DEFAULT_TIMING: PhaseTiming = {
   livenessMs: 15_000,
 };
 
-/** Heartbeat times by Node version: every pass of every agent asks about every node. */
-const heartbeats = new WeakMap<Node, number>();
+/**
+ * Which nodes are live: the datastore's liveness records as followed (Datastore.followLiveness),
+ * or any set of names.
+ */
+export interface Liveness {
+  has(node: string): boolean;
+}
 
-/** Whether `node` reported alive recently enough to be waited for. */
-export function isLive(node: Node, now: number, timing: PhaseTiming): boolean {
-  if (node.heartbeat === undefined) return false;
-  let at = heartbeats.get(node);
-  if (at === undefined) heartbeats.set(node, (at = Date.parse(node.heartbeat)));
-  return now - at <= timing.livenessMs;
+/**
+ * Whether `node` is live, to be waited for: its agent renews its liveness record (a lease) every
+ * heartbeat, and the record runs out {@link PhaseTiming.livenessMs} after the last renewal.
+ */
+export function isLive(node: Pick<Node, "name">, live: Liveness): boolean {
+  return live.has(node.name);
+}
+
+/**
+ * Liveness from the renewal times of the nodes' liveness records (Datastore.heartbeats: node →
+ * ISO time): a node is live until {@link PhaseTiming.livenessMs} after its last renewal. For
+ * readers that take a snapshot (status) rather than follow the records.
+ */
+export function liveFromHeartbeats(
+  heartbeats: ReadonlyMap<string, string>,
+  now: number,
+  timing: PhaseTiming = DEFAULT_TIMING,
+): Liveness {
+  return {
+    has: (node) => {
+      const at = heartbeats.get(node);
+      return at !== undefined && now - Date.parse(at) <= timing.livenessMs;
+    },
+  };
 }
 
 /** What the cluster runs now: the applied state, which only the end of a run changes. */

@@ -17,6 +17,12 @@ const node = (name: string, extra: Partial<NodeInput> = {}): Node =>
     ...extra,
   });
 
+/** The nodes' `heartbeat` fields stand for the renewals of their liveness records here. */
+const heartbeatsOf = (nodes: readonly Node[]): Map<string, string> =>
+  new Map(
+    nodes.flatMap((n) => (n.heartbeat === undefined ? [] : [[n.name, n.heartbeat] as [string, string]])),
+  );
+
 const tunnels = (up: string[], pending: string[] = [], failing: string[] = []) => ({
   status: {
     errors: [],
@@ -39,7 +45,7 @@ test("status view: each ordered pair from the reporting node's tunnels; silence 
     node("c"),
     node("d", { heartbeat: at(0), ...tunnels(["a", "b", "c"]) }),
   ];
-  const v = statusView(on, nodes, NOW);
+  const v = statusView(on, nodes, heartbeatsOf(nodes), NOW);
   const state = (from: string, to: string) => v.pairs.find((p) => p.from === from && p.to === to)?.state;
   assert.equal(v.pairs.length, 12);
   assert.equal(state("a", "b"), "encrypted");
@@ -62,7 +68,8 @@ test("status view: encryption off allows plaintext; an IPv6 tunnel is its own fa
     enabled: false,
     applied: { enabled: false, mode: "wireguard" },
   });
-  const v = statusView(off, [node("a"), node("b")], NOW);
+  const offNodes = [node("a"), node("b")];
+  const v = statusView(off, offNodes, heartbeatsOf(offNodes), NOW);
   assert.deepEqual(
     v.pairs.map((p) => p.state),
     ["plaintext-allowed", "plaintext-allowed"],
@@ -73,7 +80,8 @@ test("status view: encryption off allows plaintext; an IPv6 tunnel is its own fa
       tunnels: { at: at(28), families: [{ family: "ipv6" as const, up: ["b"], pending: [], failing: [] }] },
     },
   };
-  const w = statusView(on, [node("a", six), node("b", tunnels(["a"]))], NOW);
+  const sixNodes = [node("a", six), node("b", tunnels(["a"]))];
+  const w = statusView(on, sixNodes, heartbeatsOf(sixNodes), NOW);
   assert.deepEqual(w.families, ["ipv4", "ipv6"]);
   assert.deepEqual(
     w.pairs.map((p) => [p.from, p.family, p.state]),
@@ -99,14 +107,11 @@ test("status view: the rotation timeline from acknowledgements and the run's pha
     target: { epoch: 3, enabled: true, mode: "wireguard" },
     phaseStartedAt: { prepare: at(25) },
   });
-  const v = statusView(
-    running,
-    [
-      node("a", { acknowledgements: acks(0) }),
-      node("b", { acknowledgements: acks(1), status: { errors: [], daemonRestarts: { count: 2 } } }),
-    ],
-    NOW,
-  );
+  const runningNodes = [
+    node("a", { acknowledgements: acks(0) }),
+    node("b", { acknowledgements: acks(1), status: { errors: [], daemonRestarts: { count: 2 } } }),
+  ];
+  const v = statusView(running, runningNodes, heartbeatsOf(runningNodes), NOW);
   assert.deepEqual(
     v.rotations.map((r) => [r.epoch, r.running, r.prepare.acks, r.retire.acks]),
     [

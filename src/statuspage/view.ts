@@ -4,7 +4,7 @@
  * tunnels to every live peer (`status.tunnels`, src/agent/tunnels.ts), their acknowledgements of
  * rotation phases and their counters. Pure: records and the time in, the view out.
  */
-import { applied, DEFAULT_TIMING, isLive } from "../protocol/index.js";
+import { applied, isLive, liveFromHeartbeats } from "../protocol/index.js";
 import type { ClusterEncryption, Node } from "../model/index.js";
 
 /** An underlay address family: each ordered pair has its tunnel over one of them. */
@@ -175,14 +175,19 @@ function counters(n: Node): Record<string, number> {
   return out;
 }
 
-/** The status view of the cluster at `now` (wall-clock ms). */
+/**
+ * The status view of the cluster at `now` (wall-clock ms); `heartbeats` are the last renewals of
+ * the nodes' liveness records (Datastore.heartbeats).
+ */
 export function statusView(
   c: ClusterEncryption | undefined,
   nodeList: readonly Node[],
+  heartbeats: ReadonlyMap<string, string>,
   now: number,
 ): StatusView {
   const nodes = [...nodeList].sort((a, b) => a.name.localeCompare(b.name));
-  const live = (n: Node): boolean => isLive(n, now, DEFAULT_TIMING);
+  const liveness = liveFromHeartbeats(heartbeats, now);
+  const live = (n: Node): boolean => isLive(n, liveness);
   const a = c === undefined ? { enabled: false, mode: "wireguard" } : applied(c);
   const pairs: PairView[] = [];
   for (const from of nodes)
@@ -209,7 +214,7 @@ export function statusView(
       name: n.name,
       live: live(n),
       backend: n.backend,
-      ...(n.heartbeat === undefined ? {} : { heartbeat: n.heartbeat }),
+      ...(heartbeats.has(n.name) ? { heartbeat: heartbeats.get(n.name)! } : {}),
       epochs: Object.keys(n.publicKeys)
         .map(Number)
         .sort((x, y) => x - y),

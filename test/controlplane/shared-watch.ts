@@ -15,6 +15,7 @@
 import type {
   Collection,
   Datastore,
+  LiveNodes,
   Revision,
   Watch,
   WatchEvent,
@@ -165,7 +166,27 @@ export class SharedWatchStore implements Datastore {
   writePolicyStatus: Datastore["writePolicyStatus"] = (key, status, o) =>
     this.inner.writePolicyStatus(key, status, o);
 
+  holdLiveness: Datastore["holdLiveness"] = (node, ttl) => this.inner.holdLiveness(node, ttl);
+  heartbeats: Datastore["heartbeats"] = () => this.inner.heartbeats();
+
+  /** One follow of the inner store's liveness records, its changes told to every subscriber. */
+  private liveness: Promise<LiveNodes> | undefined;
+  private readonly livenessSubs = new Set<() => void>();
+
+  async followLiveness(onChange: () => void): Promise<LiveNodes> {
+    this.liveness ??= this.inner.followLiveness(() => {
+      for (const cb of this.livenessSubs) cb();
+    });
+    const shared = await this.liveness;
+    this.livenessSubs.add(onChange);
+    return {
+      has: (node) => shared.has(node),
+      close: async () => void this.livenessSubs.delete(onChange),
+    };
+  }
+
   async close(): Promise<void> {
+    await (await this.liveness?.catch(() => undefined))?.close();
     const fs = [...this.fanouts.values()];
     this.fanouts.clear();
     await Promise.allSettled([...fs.map((f) => f.close()), ...this.own.map((w) => w.close())]);

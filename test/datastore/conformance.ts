@@ -328,6 +328,63 @@ export function runConformance(
       for (const i of [1, 2, 3]) await nodes.delete(`${p}-${i}`);
     });
 
+    it(
+      "liveness: a held node is live, renewals wake no watch, a released one stops being live",
+      { timeout: 60_000 },
+      async () => {
+        const owner = await open();
+        const observer = await open();
+        const node = uniq("live");
+        const nodes = observer.store.collection("nodes");
+        const start = await nodes.list();
+        const events: string[] = [];
+        const w = await nodes.watch(start.revision, {
+          event: (e) => void events.push(summary(e)),
+          gone: () => {},
+        });
+        let changes = 0;
+        const live = await observer.store.followLiveness(() => changes++);
+        try {
+          assert.equal(live.has(node), false, "not live before its record exists");
+          // Renewed every quarter of the TTL: on a busy machine a renewal must not come too late.
+          const liveTtl = Math.max(ttl, 4);
+          const hold = await owner.store.holdLiveness(node, liveTtl);
+          await waitFor(() => live.has(node), 10_000, "the held node to be live");
+          const seen = changes;
+          // Renewals past the TTL keep it live, and tell no follower and no watch of nodes anything.
+          for (let i = 0; i < 4; i++) {
+            await new Promise((r) => setTimeout(r, (ttl * 1000) / 2));
+            await hold.renew();
+          }
+          assert.equal(live.has(node), true, "renewed: still live after twice the TTL");
+          assert.equal(changes, seen, "a renewal is no liveness change");
+          const beats = await observer.store.heartbeats();
+          const beat = beats.get(node);
+          assert.ok(beat !== undefined, "the renewal time is readable");
+          assert.ok(
+            Math.abs(Date.now() - Date.parse(beat)) < liveTtl * 1000 + 2_000,
+            `renewed lately: ${beat}`,
+          );
+          // The agent "crashes": no more renewals; the node stops counting as live after the TTL.
+          hold.release();
+          await waitFor(
+            () => !live.has(node),
+            ttl * 1000 * 4 + 5_000,
+            "the released node to stop being live",
+          );
+          await waitFor(() => changes > seen, 5_000, "the end of liveness to be told");
+          assert.deepEqual(events, [], "liveness wrote no node record");
+          // Renewing after it ran out makes it live again (an agent back from a long outage).
+          const again = await owner.store.holdLiveness(node, liveTtl);
+          await waitFor(() => live.has(node), 10_000, "the node live again");
+          again.release();
+        } finally {
+          await live.close();
+          await w.close();
+        }
+      },
+    );
+
     it("lease: keep-alive holds records, revoke and expiry delete them", { timeout: 60_000 }, async (t) => {
       const owner = await open();
       const observer = (await open()).store.collection("nodes");

@@ -13,6 +13,7 @@
  */
 import { COMPONENT_NAMES, type ManifestOptions } from "./options.js";
 import { PODCRYPT_GROUP } from "./crds.js";
+import { NODE_LEASE_PREFIX } from "../../datastore/kubernetes/datastore.js";
 
 /** The user-info extra key holding the node a bound service-account token belongs to. */
 export const NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name";
@@ -41,24 +42,55 @@ export function ownNodeExpressions(o: ManifestOptions): {
   };
 }
 
-/** The policy and its binding. */
-export function admissionObjects(o: ManifestOptions): Record<string, unknown>[] {
-  const e = ownNodeExpressions(o);
+/** Name of the policy (and binding) that limits an agent to its own node's liveness Lease. */
+export const OWN_LEASE_POLICY = "podcrypt-agent-own-lease";
+
+/**
+ * The CEL expressions of the own-Lease policy: an agent may write (create, renew) only the Lease
+ * `podcrypt-node-<its node>` (src/datastore/kubernetes/datastore.ts holdLiveness), never the
+ * controller's leader Lease nor another node's liveness, under the same token binding as above.
+ */
+export function ownLeaseExpressions(o: ManifestOptions): {
+  match: string;
+  validation: string;
+  message: string;
+} {
+  const user = `system:serviceaccount:${o.namespace}:${COMPONENT_NAMES.agent}`;
+  const key = `'${NODE_NAME_EXTRA}'`;
+  const extra = `request.userInfo.extra[${key}]`;
+  return {
+    match: `request.userInfo.username == '${user}'`,
+    validation:
+      `${key} in request.userInfo.extra && size(${extra}) == 1 && ` +
+      `request.name == '${NODE_LEASE_PREFIX}' + ${extra}[0]`,
+    message:
+      `'an agent may write only the Lease ${NODE_LEASE_PREFIX}<its node>: the token is bound to node ' + ` +
+      `(${key} in request.userInfo.extra ? ${extra}.join(',') : 'none') + ', the object is ' + request.name`,
+  };
+}
+
+/** A ValidatingAdmissionPolicy for the agents' writes of `resource` and its Deny binding. */
+function agentPolicy(
+  name: string,
+  apiGroup: string,
+  resource: string,
+  e: { match: string; validation: string; message: string },
+): Record<string, unknown>[] {
   const labels = { "app.kubernetes.io/part-of": "podcrypt" };
   return [
     {
       apiVersion: "admissionregistration.k8s.io/v1",
       kind: "ValidatingAdmissionPolicy",
-      metadata: { name: OWN_NODE_POLICY, labels },
+      metadata: { name, labels },
       spec: {
         failurePolicy: "Fail",
         matchConstraints: {
           resourceRules: [
             {
-              apiGroups: [PODCRYPT_GROUP],
+              apiGroups: [apiGroup],
               apiVersions: ["*"],
               operations: ["CREATE", "UPDATE", "DELETE"],
-              resources: ["podcryptnodes"],
+              resources: [resource],
             },
           ],
         },
@@ -69,8 +101,16 @@ export function admissionObjects(o: ManifestOptions): Record<string, unknown>[] 
     {
       apiVersion: "admissionregistration.k8s.io/v1",
       kind: "ValidatingAdmissionPolicyBinding",
-      metadata: { name: OWN_NODE_POLICY, labels },
-      spec: { policyName: OWN_NODE_POLICY, validationActions: ["Deny"] },
+      metadata: { name, labels },
+      spec: { policyName: name, validationActions: ["Deny"] },
     },
+  ];
+}
+
+/** The policies and their bindings: own node record, own liveness Lease. */
+export function admissionObjects(o: ManifestOptions): Record<string, unknown>[] {
+  return [
+    ...agentPolicy(OWN_NODE_POLICY, PODCRYPT_GROUP, "podcryptnodes", ownNodeExpressions(o)),
+    ...agentPolicy(OWN_LEASE_POLICY, "coordination.k8s.io", "leases", ownLeaseExpressions(o)),
   ];
 }

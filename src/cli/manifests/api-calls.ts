@@ -48,8 +48,9 @@ export const COMPONENT_CALLS: readonly ComponentCall[] = [
   ...grant("controller", "coordination.k8s.io", "leases", LEASE, "own"),
   // agent: publishes its node's record (a PodcryptNode: the admission policy limits it to its own
   // node's), reads the Nodes (its own address and pod CIDRs, and what peers were assigned), reads
-  // the rest. Leases only read (the datastore's lease tracking): the controller's leader Lease is
-  // not the agents' to write, and the controller expires leases.
+  // the rest. Leases: read (the datastore's lease tracking), and the agent's own node's liveness
+  // Lease created and renewed (the admission policy limits it to that one: the controller's leader
+  // Lease is not the agents' to write, and the controller expires leases).
   ...grant("agent", "podcrypt.io", "podcryptnodes", [...READ, "create", "update"]),
   ...grant("agent", "", "nodes", READ),
   ...grant("agent", "podcrypt.io", "clusterencryptions", READ),
@@ -57,7 +58,7 @@ export const COMPONENT_CALLS: readonly ComponentCall[] = [
   ...grant("agent", "starlingx.io", "ipsecpolicies", READ),
   ...grant("agent", "", "services", READ),
   ...grant("agent", "", "endpoints", READ),
-  ...grant("agent", "coordination.k8s.io", "leases", READ, "own"),
+  ...grant("agent", "coordination.k8s.io", "leases", [...READ, "create", "update"], "own"),
   ...grant("agent", "podcrypt.io", "verifyruns", READ),
   ...grant("agent", "podcrypt.io", "verifyruns/status", ["patch"]),
 ];

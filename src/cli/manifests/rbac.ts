@@ -2,9 +2,9 @@
  * Least-privilege RBAC for the controller and the agent. Written out rule by rule (not derived from
  * the call list) so that test/manifests/rbac.test.ts can compare the two and catch drift either way.
  *
- * Agents write no Kubernetes object but their node's PodcryptNode: RBAC cannot name "the node this
- * pod runs on", so the ValidatingAdmissionPolicy of ./admission.ts does. They only read Nodes and
- * Leases (the controller's leader Lease included).
+ * Agents write no Kubernetes object but their node's PodcryptNode and their node's liveness Lease:
+ * RBAC cannot name "the node this pod runs on", so the ValidatingAdmissionPolicies of ./admission.ts
+ * do. They only read Nodes and the other Leases (the controller's leader Lease included).
  */
 import { COMPONENT_NAMES, type ManifestOptions } from "./options.js";
 
@@ -15,7 +15,12 @@ const LEASES: Rule = {
   resources: ["leases"],
   verbs: ["get", "list", "watch", "create", "update", "delete"],
 };
-const READ_LEASES: Rule = { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: READ };
+/** Agents: read Leases, create and renew their node's liveness Lease (the admission policy names it). */
+const AGENT_LEASES: Rule = {
+  apiGroups: ["coordination.k8s.io"],
+  resources: ["leases"],
+  verbs: [...READ, "create", "update"],
+};
 
 /**
  * The ClusterRole rules of each component. Core `endpoints`, not EndpointSlices: the Kubernetes
@@ -48,7 +53,7 @@ export const CLUSTER_RULES: Readonly<Record<"controller" | "agent", readonly Rul
 /** The Role rules of each component in podcrypt's own namespace (the datastore's leases). */
 export const NAMESPACE_RULES: Readonly<Record<"controller" | "agent", readonly Rule[]>> = {
   controller: [LEASES],
-  agent: [READ_LEASES],
+  agent: [AGENT_LEASES],
 };
 
 /** ServiceAccounts, ClusterRoles, Roles and their bindings for both components. */

@@ -6,8 +6,9 @@
  * involved.
  *
  * Key layout (prefix `/podcrypt/`): everything an agent writes is its Node, `nodes/<name>`, one exact
- * key (acknowledgements and heartbeats live in that record), so a node's role grants write on that
- * key alone, never a prefix (`nodes/node-1` as a prefix would cover `nodes/node-10`). Every
+ * key (acknowledgements live in that record), and its liveness record `__liveness/<name>` (attached
+ * to a lease the agent grants and keeps alive), so a node's role grants write on those keys alone,
+ * never a prefix (`nodes/node-1` as a prefix would cover `nodes/node-10`). Every
  * podcrypt user reads the whole prefix (agents watch every kind).
  */
 import { randomBytes } from "node:crypto";
@@ -15,7 +16,7 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Etcd3, Range, type IOptions, type IPermissionRequest } from "etcd3";
 import { ValidationError } from "../../errors/index.js";
-import { LEADER_KIND } from "./index.js";
+import { LEADER_KIND, LIVENESS_KIND } from "./index.js";
 
 /** The etcd user (and role) of the controller. */
 export const CONTROLLER_USER = "podcrypt-controller";
@@ -44,6 +45,8 @@ export function nodePermissions(prefix: string, name: string): IPermissionReques
   return [
     { permission: "Read", range: Range.prefix(prefix) },
     { permission: "Readwrite", key: `${prefix}nodes/${name}` },
+    // Its liveness record, attached to a lease it grants and keeps alive.
+    { permission: "Readwrite", key: `${prefix}${LIVENESS_KIND}/${name}` },
   ];
 }
 

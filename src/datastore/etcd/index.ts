@@ -28,7 +28,10 @@ import {
   isDatastoreError,
 } from "../errors.js";
 import { SerialQueue } from "../serial.js";
+import { LeaseLivenessHold } from "../liveness.js";
 import type {
+  LiveNodes,
+  LivenessHold,
   CampaignOptions,
   Collection,
   Datastore,
@@ -66,6 +69,12 @@ const CALL_DEADLINE_MS = 30_000;
 
 /** The "kind" under whose prefix leader-election keys live: `<prefix>__leaders/<name>`. */
 export const LEADER_KIND = "__leaders";
+
+/**
+ * The "kind" under whose prefix nodes' liveness records live: `<prefix>__liveness/<node>`, each
+ * attached to its node's lease (the record says nothing more than that the lease is alive).
+ */
+export const LIVENESS_KIND = "__liveness";
 
 /** Who the client is, for errors that must name it. */
 interface ErrorContext {
@@ -160,6 +169,7 @@ export class EtcdDatastore implements Datastore {
   private readonly watches = new Set<EtcdWatch<unknown>>();
   private readonly leases = new Set<EtcdLeaseHandle>();
   private readonly campaigns = new Set<Campaign>();
+  private readonly livenessWatchers = new Set<{ close(): Promise<void> }>();
   private closed = false;
 
   private readonly errorContext: ErrorContext;
@@ -278,6 +288,103 @@ export class EtcdDatastore implements Datastore {
     this.leases.delete(h);
   }
 
+  /** The liveness record of `node`: `<prefix>__liveness/<node>`, attached to the node's lease. */
+  private livenessKey(node: string): string {
+    return this.keyOf(LIVENESS_KIND, node);
+  }
+
+  async holdLiveness(node: string, ttlSeconds: number): Promise<LivenessHold> {
+    this.assertOpen();
+    return LeaseLivenessHold.start(node, async () => {
+      // Renewed by the agent's heartbeat (keepaliveOnce), not by etcd3's own timer.
+      const lease = await this.grantLease(ttlSeconds, { autoKeepAlive: false });
+      try {
+        await this.wrap(
+          () =>
+            this.client.put(this.livenessKey(node)).value(JSON.stringify({ node })).lease(lease.id).exec(),
+          lease.id,
+        );
+      } catch (e) {
+        lease.release();
+        throw e;
+      }
+      return lease;
+    });
+  }
+
+  async followLiveness(onChange: () => void): Promise<LiveNodes> {
+    this.assertOpen();
+    const prefix = this.keyOf(LIVENESS_KIND, "");
+    const live = new Set<string>();
+    let closed = false;
+    const relist = async (): Promise<void> => {
+      const keys = await this.wrap(() => this.client.getAll().prefix(prefix).keys());
+      const now = new Set(keys.map((k) => k.slice(prefix.length)));
+      const changed = now.size !== live.size || [...now].some((k) => !live.has(k));
+      live.clear();
+      for (const k of now) live.add(k);
+      if (changed && !closed) onChange();
+    };
+    // Only puts (a node's record made: a new lease) and deletes (its lease ended) come here:
+    // keep-alives write nothing.
+    const watcher = this.client.watch().prefix(prefix).watcher();
+    watcher.on("put", (kv) => {
+      const node = kv.key.toString().slice(prefix.length);
+      if (live.has(node)) return;
+      live.add(node);
+      if (!closed) onChange();
+    });
+    watcher.on("delete", (kv) => {
+      if (live.delete(kv.key.toString().slice(prefix.length)) && !closed) onChange();
+    });
+    watcher.on("error", () => {});
+    await this.wrap(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          watcher.once("connected", () => resolve());
+          watcher.once("error", reject);
+        }),
+    ).catch(async (e: unknown) => {
+      await watcher.cancel().catch(() => {});
+      throw e;
+    });
+    await relist();
+    // After a reconnect events in between may be missed (etcd3 resumes from the header revision):
+    // read the records again.
+    watcher.on("connected", () => void relist().catch(() => {}));
+    const stop = { close: async () => void (await watcher.cancel().catch(() => {})) };
+    this.livenessWatchers.add(stop);
+    return {
+      has: (node) => live.has(node),
+      close: async () => {
+        closed = true;
+        this.livenessWatchers.delete(stop);
+        await stop.close();
+      },
+    };
+  }
+
+  async heartbeats(): Promise<Map<string, string>> {
+    this.assertOpen();
+    const prefix = this.keyOf(LIVENESS_KIND, "");
+    const res = await this.wrap(() => this.client.getAll().prefix(prefix).exec());
+    const out = new Map<string, string>();
+    await Promise.all(
+      res.kvs.map(async (kv) => {
+        const lease = String(kv.lease);
+        if (lease === "0") return;
+        // etcd keeps no renewal time: the lease's granted TTL less what remains of it.
+        const t = await this.wrap(() => this.client.leaseClient.leaseTimeToLive({ ID: lease }), lease).catch(
+          () => undefined,
+        );
+        if (t === undefined || Number(t.TTL) <= 0) return;
+        const renewed = Date.now() - (Number(t.grantedTTL) - Number(t.TTL)) * 1000;
+        out.set(kv.key.toString().slice(prefix.length), new Date(renewed).toISOString());
+      }),
+    );
+    return out;
+  }
+
   private electionPort(): ElectionPort {
     return {
       grantLease: (ttl) => this.grantLease(ttl),
@@ -378,6 +485,7 @@ export class EtcdDatastore implements Datastore {
     await Promise.all([...this.campaigns].map((c) => c.stop(false)));
     for (const l of this.leases) l.release();
     await Promise.all([...this.watches].map((w) => w.close()));
+    await Promise.all([...this.livenessWatchers].map((w) => w.close()));
     this.client.close();
   }
 }

@@ -30,6 +30,8 @@ export interface RawLease {
   readonly id: string;
   readonly ttlSeconds: number;
   readonly expiresAt: number;
+  /** A node's liveness lease (Datastore.holdLiveness): the node it keeps live. */
+  readonly node?: string;
 }
 
 /** An exclusive transaction; every write gets the next revision and a journal entry. */

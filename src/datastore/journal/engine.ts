@@ -14,7 +14,10 @@ import {
   RevisionGoneError,
 } from "../errors.js";
 import { SerialQueue } from "../serial.js";
+import { LeaseLivenessHold } from "../liveness.js";
 import type {
+  LiveNodes,
+  LivenessHold,
   CampaignOptions,
   Collection,
   Datastore,
@@ -115,6 +118,88 @@ export class JournalDatastore implements Datastore {
     this.leases.add(lease);
     if (options.autoKeepAlive ?? true) lease.startAutoKeepAlive();
     return lease;
+  }
+
+  async holdLiveness(node: string, ttlSeconds: number): Promise<LivenessHold> {
+    this.assertOpen();
+    return LeaseLivenessHold.start(node, async () => {
+      const ttl = Math.max(1, Math.ceil(ttlSeconds));
+      const id = randomBytes(8).toString("hex");
+      // The lease itself names the node: renewing it rewrites the lease, no object, no journal entry.
+      await this.backing.transaction((tx) =>
+        tx.putLease({ id, ttlSeconds: ttl, expiresAt: this.now() + ttl * 1000, node }),
+      );
+      const lease = new JournalLease(this, id, ttl);
+      this.leases.add(lease);
+      return lease;
+    });
+  }
+
+  /** Live nodes' liveness leases: node → expiry (wall-clock ms) and TTL. */
+  private async liveLeases(): Promise<Map<string, { expiresAt: number; ttlSeconds: number }>> {
+    const now = this.now();
+    const out = new Map<string, { expiresAt: number; ttlSeconds: number }>();
+    for (const l of await this.backing.listLeases()) {
+      if (l.node === undefined || l.expiresAt <= now) continue;
+      const had = out.get(l.node);
+      if (had === undefined || had.expiresAt < l.expiresAt) out.set(l.node, l);
+    }
+    return out;
+  }
+
+  async followLiveness(onChange: () => void): Promise<LiveNodes> {
+    this.assertOpen();
+    let live = new Map<string, { expiresAt: number }>();
+    let closed = false;
+    const read = async (): Promise<void> => {
+      const next = await this.liveLeases();
+      const changed = next.size !== live.size || [...next.keys()].some((n) => !live.has(n));
+      live = next;
+      if (changed && !closed) onChange();
+    };
+    await read();
+    // Leases are files (local) or maps (memory) outside the journal: read them again every poll,
+    // and at every change of the journal (an agent holds its liveness before it writes its record,
+    // so a reader that sees a new node's record sees its liveness about as soon).
+    let reading = false;
+    let again = false;
+    const pump = (): void => {
+      if (closed) return;
+      if (reading) {
+        again = true;
+        return;
+      }
+      reading = true;
+      void read()
+        .catch(() => {})
+        .finally(() => {
+          reading = false;
+          if (again) {
+            again = false;
+            pump();
+          }
+        });
+    };
+    const timer = setInterval(pump, this.pollIntervalMs);
+    timer.unref();
+    const off = this.backing.onChange(pump);
+    return {
+      // Between two reads a lease may have run out: its expiry is the rule, not the last read.
+      has: (node) => (live.get(node)?.expiresAt ?? 0) > this.now(),
+      close: async () => {
+        closed = true;
+        clearInterval(timer);
+        off();
+      },
+    };
+  }
+
+  async heartbeats(): Promise<Map<string, string>> {
+    this.assertOpen();
+    const out = new Map<string, string>();
+    for (const [node, l] of await this.liveLeases())
+      out.set(node, new Date(l.expiresAt - l.ttlSeconds * 1000).toISOString());
+    return out;
   }
 
   /** @internal */ async keepAlive(id: string): Promise<void> {

@@ -12,6 +12,8 @@ import type {
   Lease,
   LeaseOptions,
   LeaderElection,
+  LiveNodes,
+  LivenessHold,
 } from "../types.js";
 import { KubeClient, isKubeApiError } from "./client.js";
 import {
@@ -84,6 +86,9 @@ export function authorityOf(obj: KubeObject): NodeAuthority {
 }
 
 /** Kubernetes MicroTime: RFC 3339 with microseconds. */
+/** The name prefix of nodes' liveness Leases (the rest is the node's name). */
+export const NODE_LEASE_PREFIX = "podcrypt-node-";
+
 function microTime(d: Date): string {
   return d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
@@ -427,6 +432,134 @@ export class KubernetesDatastore implements Datastore {
         if (!isKubeApiError(e, 409) || attempt >= 3) throw unavailable(e);
       }
     }
+  }
+
+  /** The coordination Lease that keeps `node` live: `podcrypt-node-<node>`. */
+  static nodeLeaseName(node: string): string {
+    return `${NODE_LEASE_PREFIX}${node}`;
+  }
+
+  /**
+   * A coordination Lease per node, as kubelet keeps in kube-node-lease: the agent renews its
+   * `renewTime`. The agents' admission policy lets an agent write only its own node's Lease
+   * (src/cli/manifests/admission.ts). Renewals are events of Lease watches only, never of the
+   * agents' watches of nodes.
+   */
+  async holdLiveness(node: string, ttlSeconds: number): Promise<LivenessHold> {
+    this.checkOpen();
+    const ttl = Math.max(1, Math.ceil(ttlSeconds));
+    const name = KubernetesDatastore.nodeLeaseName(node);
+    const write = async (): Promise<void> => {
+      const now = microTime(this.now());
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const cur = await this.client.get(LEASES, this.namespace, name);
+          const spec = { holderIdentity: node, leaseDurationSeconds: ttl, renewTime: now };
+          if (cur === undefined)
+            await this.client.create(LEASES, this.namespace, {
+              metadata: { name, labels: { [MANAGED_LABEL]: "node" } },
+              spec: { ...spec, acquireTime: now },
+            });
+          else
+            await this.client.replace(LEASES, this.namespace, name, {
+              metadata: cur.metadata ?? {},
+              spec: { ...(cur["spec"] as object), ...spec },
+            });
+          return;
+        } catch (e) {
+          // 409: written meanwhile (created by an earlier agent of this node, or a retry): again.
+          if (!isKubeApiError(e, 409) || attempt >= 3) throw unavailable(e);
+        }
+      }
+    };
+    await write();
+    let released = false;
+    return {
+      node,
+      renew: async () => {
+        if (!released) await write();
+      },
+      release: () => void (released = true),
+    };
+  }
+
+  async followLiveness(onChange: () => void): Promise<LiveNodes> {
+    this.checkOpen();
+    /** Node → when its Lease was last seen renewed (local time, client-go's rule) and its duration. */
+    const seen = new Map<string, { renewTime: string; observedAt: number; ttlMs: number }>();
+    const isLive = (n: string): boolean => {
+      const t = seen.get(n);
+      return t !== undefined && Date.now() - t.observedAt <= t.ttlMs;
+    };
+    let live = new Set<string>();
+    let closed = false;
+    const recheck = (): void => {
+      const next = new Set([...seen.keys()].filter(isLive));
+      const changed = next.size !== live.size || [...next].some((n) => !live.has(n));
+      live = next;
+      if (changed && !closed) onChange();
+    };
+    const observe = (o: KubeObject): void => {
+      const spec = (o["spec"] ?? {}) as {
+        holderIdentity?: string;
+        leaseDurationSeconds?: number;
+        renewTime?: string;
+      };
+      const node = spec.holderIdentity ?? "";
+      const prev = seen.get(node);
+      if (prev?.renewTime === spec.renewTime) return;
+      seen.set(node, {
+        renewTime: spec.renewTime ?? "",
+        observedAt: Date.now(),
+        ttlMs: (spec.leaseDurationSeconds ?? 1) * 1000,
+      });
+      recheck();
+    };
+    const selector = `${MANAGED_LABEL}=node`;
+    const informer = new Informer(
+      this.options.kubeConfig,
+      apiPath(LEASES, this.namespace),
+      () => this.client.list(LEASES, this.namespace, selector),
+      {
+        added: observe,
+        modified: observe,
+        deleted: (o) => {
+          seen.delete(((o["spec"] ?? {}) as { holderIdentity?: string }).holderIdentity ?? "");
+          recheck();
+        },
+      },
+      { labelSelector: selector },
+    );
+    await informer.start();
+    // A node stops being live when its Lease is not renewed in time: nothing is written then.
+    const timer = setInterval(recheck, 1000);
+    timer.unref();
+    const handle = {
+      close: async () => {
+        closed = true;
+        clearInterval(timer);
+        this.watches.delete(handle);
+        informer.close();
+      },
+    };
+    this.watches.add(handle);
+    return { has: isLive, close: handle.close };
+  }
+
+  async heartbeats(): Promise<Map<string, string>> {
+    this.checkOpen();
+    const { items } = await this.client
+      .list(LEASES, this.namespace, `${MANAGED_LABEL}=node`)
+      .catch((e: unknown) => {
+        throw unavailable(e);
+      });
+    const out = new Map<string, string>();
+    for (const o of items) {
+      const spec = (o["spec"] ?? {}) as { holderIdentity?: string; renewTime?: string };
+      if (spec.holderIdentity !== undefined && spec.renewTime !== undefined)
+        out.set(spec.holderIdentity, new Date(spec.renewTime).toISOString());
+    }
+    return out;
   }
 
   /** Revokes lease `name`: deletes it and what is attached. */

@@ -73,6 +73,18 @@ function ipBits(address: string): { value: bigint; bits: 32 | 128 } {
 }
 
 /**
+ * The addresses of a CIDR as a closed range of integers of its family (`bits` 32 or 128): two
+ * CIDRs of one family share an address exactly when their ranges intersect, and then one contains
+ * the other. Throws ValidationError on garbage.
+ */
+export function cidrRange(cidr: string): { bits: 32 | 128; first: bigint; last: bigint } {
+  const [a, l] = canonicalCidr(cidr).split("/");
+  const { value, bits } = ipBits(a!);
+  const host = BigInt(bits - Number(l));
+  return { bits, first: value, last: value | ((1n << host) - 1n) };
+}
+
+/**
  * Whether CIDR `inner` lies inside CIDR `outer` (same family, prefix at least as long, same
  * network bits). A bare address counts as a host CIDR. Throws ValidationError on garbage.
  */
