@@ -30,6 +30,7 @@ import {
   encodeEndpoint,
 } from "../../platform/udp/batch-udp-socket.js";
 import { logPollError } from "../../platform/poll/guard.js";
+import type { HandedFds } from "../../platform/handover/fds.js";
 import type { EspPeer, EspState } from "./state.js";
 
 /** Default tunnel MTU: 1500 minus outer IPv4 (20), UDP (8), ESP header+IV (16), trailer (<= 5), ICV (16), rounded down. */
@@ -99,6 +100,8 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   private udpWatcher: FdWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Handed over ({@link freeze}): reads and sends nothing any more. */
+  private frozen = false;
   private gone = false;
   private readonly persistent: boolean;
 
@@ -169,20 +172,37 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     return this.mtuValue;
   }
 
-  /** Opens the TUN interface (up, with the MTU) and the UDP socket; nothing stays open on failure. */
-  start(): void {
+  /**
+   * Opens the TUN interface (up, with the MTU) and the UDP socket; nothing stays open on failure.
+   * With `handed` (a planned restart) it takes the old daemon's TUN device and UDP socket instead
+   * (the same open files, their queues included: src/platform/handover/fds.ts); the device keeps
+   * its MTU, link state and persistence.
+   */
+  start(handed?: HandedFds): void {
     if (this.tun !== undefined || this.closed)
       throw new PodcryptError("ESTATE", "ESP datapath already started");
-    const tun = TunDevice.open(this.ifname);
+    let tun: TunDevice;
     let udp: BatchUdpSocket;
-    try {
-      tun.setMtu(this.mtuValue);
-      tun.setUp(true);
-      if (this.persistent) tun.persist(true);
-      udp = BatchUdpSocket.open(this.portValue);
-    } catch (e) {
-      tun.close();
-      throw e;
+    if (handed !== undefined) {
+      tun = TunDevice.take(handed.pid, handed.tun.fd, handed.tun.name);
+      try {
+        udp = BatchUdpSocket.take(handed.pid, handed.udp);
+      } catch (e) {
+        tun.close();
+        throw e;
+      }
+      this.mtuValue = tun.mtu();
+    } else {
+      tun = TunDevice.open(this.ifname);
+      try {
+        tun.setMtu(this.mtuValue);
+        tun.setUp(true);
+        if (this.persistent) tun.persist(true);
+        udp = BatchUdpSocket.open(this.portValue);
+      } catch (e) {
+        tun.close();
+        throw e;
+      }
     }
     this.tun = tun;
     this.udp = udp;
@@ -218,6 +238,29 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.mtuValue = mtu;
   }
 
+  /**
+   * A planned restart: stops reading and sending for good (watchers and timer closed; nothing is
+   * read, sealed or sent from here on) and returns the fds the successor takes. The fds stay open
+   * until {@link close} (the successor must have taken them by then).
+   */
+  freeze(): HandedFds {
+    const tun = this.tun;
+    const udp = this.udp;
+    if (tun === undefined || udp === undefined || this.closed || this.frozen)
+      throw new PodcryptError("ESTATE", "ESP datapath is not running");
+    this.frozen = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.tunWatcher?.close();
+    this.udpWatcher?.close();
+    this.tunWatcher = undefined;
+    this.udpWatcher = undefined;
+    return {
+      pid: process.pid,
+      tun: { fd: tun.fd, name: tun.name },
+      udp: { fd: udp.fd, port: udp.port, family: udp.family, gro: udp.gro },
+    };
+  }
+
   /** Stops and closes the socket and the TUN fd (removing the interface unless it is persistent). Idempotent. */
   close(): void {
     if (this.closed) return;
@@ -240,13 +283,13 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   // ---- outbound ------------------------------------------------------------------------------
 
   private onTunReadable(status: number): void {
-    if (this.closed) return;
+    if (this.closed || this.frozen) return;
     if (status < 0) {
       this.interfaceGone(status);
       return;
     }
     const tun = this.tun!;
-    for (let round = 0; round < 4 && !this.closed; round++) {
+    for (let round = 0; round < 4 && !this.closed && !this.frozen; round++) {
       const n = tun.readBatch(this.readArena, this.readSlot, 0, READ_CAPACITY, this.batch, this.readLengths);
       if (n < 0) {
         if (isInterfaceGoneErrno(n)) this.interfaceGone(n);
@@ -348,13 +391,13 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   // ---- inbound -------------------------------------------------------------------------------
 
   private onUdpReadable(status: number): void {
-    if (this.closed) return;
+    if (this.closed || this.frozen) return;
     if (status < 0) {
       this.logger.warn({ errno: -status }, "UDP socket error");
       return;
     }
     const udp = this.udp!;
-    for (let round = 0; round < 4 && !this.closed; round++) {
+    for (let round = 0; round < 4 && !this.closed && !this.frozen; round++) {
       const n = udp.recvBatch(
         this.rxArena,
         this.rxSlot,
