@@ -96,7 +96,7 @@ export function registerEsp(program: Command): void {
       "--take-over",
       "a planned restart without loss: take the interface, UDP socket and SAs (keys, sequence numbers, replay windows, " +
         "SA instance) of the daemon running on IFNAME over its control socket; that daemon stops first and exits once " +
-        "this one serves. Fails, leaving that daemon serving, when it does not answer",
+        "this one serves",
       false,
     )
     .action(async (ifname: string, o: EspFlags) => {

@@ -16,7 +16,7 @@ import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
 import { NetnsLab } from "../helpers/netns.js";
-import { BLAST_PORT, receiveDuring } from "../helpers/udp-blast.js";
+import { paced, receiveDuring } from "../helpers/udp-blast.js";
 import { espPair, installEpoch, startEspDaemon, status, type EspPair } from "./lab.js";
 
 const execFileP = promisify(execFile);
@@ -34,20 +34,6 @@ before(async () => {
   // the veth, so the capture sees (and tshark decodes) every packet's SPI and sequence number.
   await runIn(p.a.ns, "ip", ["link", "set", "eth0", "gso_max_segs", "1"]);
 });
-
-/** Sends `count` datagrams from `ns` to `host`:BLAST_PORT, `perTick` every 10 ms (100 per tick max). */
-async function paced(ns: string, host: string, count: number, perTick: number): Promise<void> {
-  const code = `
-    const s = require("node:dgram").createSocket("udp4");
-    let i = 0;
-    const t = setInterval(() => {
-      for (let k = 0; k < ${perTick} && i < ${count}; k++, i++) {
-        const b = Buffer.alloc(64); b.writeUInt32BE(i); s.send(b, ${BLAST_PORT}, "${host}");
-      }
-      if (i >= ${count}) { clearInterval(t); setTimeout(() => s.close(), 200); }
-    }, 10);`;
-  await runIn(ns, process.execPath, ["-e", code], { timeoutMs: 120_000 });
-}
 
 async function startCapture(ns: string, pcap: string): Promise<ChildProcess> {
   const t = lab.spawn(ns, "tshark", ["-n", "-i", "eth0", "-f", "udp port 4500", "-w", pcap], {

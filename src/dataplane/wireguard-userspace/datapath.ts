@@ -18,6 +18,7 @@ import {
   checkTunnelMtu,
   isInterfaceGoneErrno,
 } from "../../platform/tun/tun-device.js";
+import type { HandedFds } from "../../platform/handover/fds.js";
 import type {
   DatapathCore,
   DatapathPeer,
@@ -212,6 +213,8 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
   private timer: NodeJS.Timeout | undefined;
   private started = false;
   private closed = false;
+  /** Handed over ({@link freeze}): closed for packets, its fds still open until `close()`. */
+  private frozen = false;
   private gone = false;
   private inOutbound = false;
 
@@ -355,19 +358,33 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
    * Opens the TUN interface and the UDP socket, sets the MTU, registers with the core and starts
    * the watchers and the tick. Throws PodcryptError ETUN / EUDP (nothing is left open then).
    */
-  start(): void {
+  start(handed?: HandedFds): void {
     if (this.started) throw new PodcryptError("ESTATE", "datapath already started");
     if (this.closed) throw new PodcryptError("ESTATE", "datapath is closed");
-    const tun = TunDevice.open(this.ifname);
+    let tun: TunDevice;
     let udp: BatchUdpSocket;
-    try {
-      tun.setMtu(this.mtuValue);
-      if (this.linkUp) tun.setUp(true);
-      if (this.persistent) tun.persist(true);
-      udp = BatchUdpSocket.open(this.port, this.fwmark, this.gro);
-    } catch (e) {
-      tun.close();
-      throw e;
+    if (handed !== undefined) {
+      // A planned restart: the old daemon's device and socket, the same open files (their queues,
+      // MTU, link state, persistence, bound port and mark stay as they were).
+      tun = TunDevice.take(handed.pid, handed.tun.fd, handed.tun.name);
+      try {
+        udp = BatchUdpSocket.take(handed.pid, handed.udp);
+      } catch (e) {
+        tun.close();
+        throw e;
+      }
+      this.mtuValue = tun.mtu();
+    } else {
+      tun = TunDevice.open(this.ifname);
+      try {
+        tun.setMtu(this.mtuValue);
+        if (this.linkUp) tun.setUp(true);
+        if (this.persistent) tun.persist(true);
+        udp = BatchUdpSocket.open(this.port, this.fwmark, this.gro);
+      } catch (e) {
+        tun.close();
+        throw e;
+      }
     }
     this.started = true;
     this.tun = tun;
@@ -385,8 +402,40 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     this.logger.info({ ifname: tun.name, port: this.port, mtu: this.mtuValue }, "wireguard datapath started");
   }
 
+  /**
+   * A planned restart: stops reading, sending and ticking for good (watchers and tick closed,
+   * staged packets dropped: the core's sessions go to the successor) and returns the fds the
+   * successor takes. The fds stay open until {@link close} (the successor must have taken them).
+   */
+  freeze(): HandedFds {
+    const tun = this.tun;
+    const udp = this.udp;
+    if (!this.started || this.closed || tun === undefined || udp === undefined)
+      throw new PodcryptError("ESTATE", "datapath is not running");
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.tunWatcher?.close();
+    this.udpWatcher?.close();
+    for (const queue of this.staged.values()) this.drops["no-keypair"] += queue.length;
+    this.staged.clear();
+    this.stagedCount = 0;
+    this.frozen = true;
+    return {
+      pid: process.pid,
+      tun: { fd: tun.fd, name: tun.name },
+      udp: { fd: udp.fd, port: udp.port, family: udp.family, gro: udp.gro },
+    };
+  }
+
   /** Stops everything and closes the socket and the TUN fd (removing the interface unless it is persistent). Idempotent. */
   close(): void {
+    if (this.frozen) {
+      // Handed over: only the fds are left to close (the successor holds duplicates).
+      this.frozen = false;
+      this.udp?.close();
+      this.tun?.close();
+      return;
+    }
     if (this.closed) return;
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
