@@ -1,7 +1,7 @@
 // podcrypt's native addon: only what Node has no API for (TUN, batched UDP, fd readiness, sockets
 // in other network namespaces) and the batched AEAD of the WireGuard fast path.
-#include <napi.h>
 #include <errno.h>
+#include <napi.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -59,8 +59,8 @@ Napi::Value TakeFd(const Napi::CallbackInfo& info) {
   const int saved = errno;
   close(static_cast<int>(pidfd));
   if (got < 0) {
-    throw Napi::Error::New(env, "pidfd_getfd(pid " + std::to_string(pid) + ", fd " + std::to_string(fd) +
-                                    "): " + strerror(saved));
+    throw Napi::Error::New(env, "pidfd_getfd(pid " + std::to_string(pid) + ", fd " +
+                                    std::to_string(fd) + "): " + strerror(saved));
   }
   return Napi::Number::New(env, static_cast<double>(got));
 }
