@@ -22,13 +22,7 @@ import type { InboundSa, OutboundSa } from "../../esp/sa.js";
 import { classifyUdpPayloadAt, receiveDatagram, ESP_IN_UDP_PORT } from "../../esp/udp.js";
 import type { Logger } from "../../log/logger.js";
 import { native, type FdWatcher } from "../../native.js";
-import {
-  MAX_TUNNEL_MTU,
-  MIN_TUNNEL_MTU,
-  TunDevice,
-  checkTunnelMtu,
-  isInterfaceGoneErrno,
-} from "../../platform/tun/tun-device.js";
+import { TunDevice, checkTunnelMtu, isInterfaceGoneErrno } from "../../platform/tun/tun-device.js";
 import {
   BatchSender,
   BatchUdpSocket,
@@ -36,6 +30,18 @@ import {
   encodeEndpoint,
 } from "../../platform/udp/batch-udp-socket.js";
 import { logPollError } from "../../platform/poll/guard.js";
+import {
+  READ_CAPACITY,
+  RX_CAPACITY,
+  TRUNCATED,
+  checkBatchSize,
+  followTunMtu,
+  openTunUdp,
+  roundUp,
+  runBatches,
+  takeTunUdp,
+} from "../userspace/tun-udp.js";
+import type { HandedFds } from "../../platform/handover/fds.js";
 import type { EspPeer, EspState } from "./state.js";
 
 /** Default tunnel MTU: 1500 minus outer IPv4 (20), UDP (8), ESP header+IV (16), trailer (<= 5), ICV (16), rounded down. */
@@ -44,17 +50,6 @@ export const DEFAULT_ESP_MTU = 1420;
 export const DEFAULT_ESP_BATCH = 64;
 /** Period of the interface-deleted check. */
 export const ESP_TICK_MS = 100;
-/** Largest datagram accepted from the network. */
-const RX_CAPACITY = 9216;
-/**
- * Largest inner packet read from the TUN interface. Reads do not follow the MTU: the interface's
- * MTU can be raised from outside at any moment (`ip link set mtu`, the agent), and a packet read
- * into a buffer sized from an older MTU would be cut short. One byte more than the largest MTU
- * accepted, so that a read filling the whole buffer is known to be a packet too long (dropped,
- * counted as `oversize`).
- */
-const READ_CAPACITY = MAX_TUNNEL_MTU + 1;
-const TRUNCATED = 0xffffffff;
 /** SPI, sequence number and IV before the encrypted payload. */
 const ESP_HEADER = 16;
 /** After the inner packet: padding (at most 3), pad length, next header, ICV (at most 16). */
@@ -90,10 +85,6 @@ export interface EspDatapathEvents {
   "interface-gone": [];
 }
 
-function roundUp(n: number, to: number): number {
-  return Math.ceil(n / to) * to;
-}
-
 /** TUN + UDP + the ESP core. Create it in the network namespace its interface belongs to. */
 export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   readonly ifname: string;
@@ -110,6 +101,8 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   private udpWatcher: FdWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Handed over ({@link freeze}): reads and sends nothing any more. */
+  private frozen = false;
   private gone = false;
   private readonly persistent: boolean;
 
@@ -165,8 +158,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.sender = new BatchSender(o.gso ?? true, this.logger);
     this.mtuValue = o.mtu ?? DEFAULT_ESP_MTU;
     this.portValue = o.port ?? ESP_IN_UDP_PORT;
-    if (!Number.isInteger(this.batch) || this.batch < 1 || this.batch > 1024)
-      throw new PodcryptError("EINVAL", "batchSize must be 1..1024", { context: { batchSize: this.batch } });
+    checkBatchSize(this.batch);
     checkTunnelMtu(this.mtuValue);
     if (!Number.isInteger(this.portValue) || this.portValue < 0 || this.portValue > 65535)
       throw new PodcryptError("EINVAL", "port must be 0..65535", { context: { port: this.portValue } });
@@ -205,21 +197,22 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     return this.mtuValue;
   }
 
-  /** Opens the TUN interface (up, with the MTU) and the UDP socket; nothing stays open on failure. */
-  start(): void {
+  /**
+   * Opens the TUN interface (up, with the MTU) and the UDP socket; nothing stays open on failure.
+   * With `handed` (a planned restart) it takes the old daemon's TUN device and UDP socket instead
+   * (the same open files, their queues included: src/platform/handover/fds.ts); the device keeps
+   * its MTU, link state and persistence.
+   */
+  start(handed?: HandedFds): void {
     if (this.tun !== undefined || this.closed)
       throw new PodcryptError("ESTATE", "ESP datapath already started");
-    const tun = TunDevice.open(this.ifname);
-    let udp: BatchUdpSocket;
-    try {
-      tun.setMtu(this.mtuValue);
-      tun.setUp(true);
-      if (this.persistent) tun.persist(true);
-      udp = BatchUdpSocket.open(this.portValue);
-    } catch (e) {
-      tun.close();
-      throw e;
-    }
+    const { tun, udp } =
+      handed !== undefined
+        ? takeTunUdp(handed)
+        : openTunUdp(this.ifname, { mtu: this.mtuValue, up: true, persistent: this.persistent }, () =>
+            BatchUdpSocket.open(this.portValue),
+          );
+    if (handed !== undefined) this.mtuValue = tun.mtu();
     this.tun = tun;
     this.udp = udp;
     this.portValue = udp.port;
@@ -236,14 +229,11 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
 
   /**
    * Adopts an MTU set on the interface from outside (`ip link set mtu`, the agent) for status.
-   * The buffers do not depend on it: reads take up to READ_CAPACITY bytes and sends are placed by
-   * their actual length.
+   * The buffers do not depend on it: every slot holds READ_CAPACITY bytes plus the ESP header,
+   * trailer and ICV, whatever the MTU.
    */
   private followMtu(): void {
-    const mtu = this.tun!.mtu();
-    if (mtu === this.mtuValue || mtu < MIN_TUNNEL_MTU || mtu > MAX_TUNNEL_MTU) return;
-    this.logger.info({ from: this.mtuValue, to: mtu }, "interface MTU changed");
-    this.mtuValue = mtu;
+    this.mtuValue = followTunMtu(this.tun!, this.mtuValue, this.logger);
   }
 
   /** Changes the tunnel MTU, on the interface too. */
@@ -252,6 +242,29 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     if (mtu === this.mtuValue) return;
     if (this.tun !== undefined && !this.closed) this.tun.setMtu(mtu);
     this.mtuValue = mtu;
+  }
+
+  /**
+   * A planned restart: stops reading and sending for good (watchers and timer closed; nothing is
+   * read, sealed or sent from here on) and returns the fds the successor takes. The fds stay open
+   * until {@link close} (the successor must have taken them by then).
+   */
+  freeze(): HandedFds {
+    const tun = this.tun;
+    const udp = this.udp;
+    if (tun === undefined || udp === undefined || this.closed || this.frozen)
+      throw new PodcryptError("ESTATE", "ESP datapath is not running");
+    this.frozen = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.tunWatcher?.close();
+    this.udpWatcher?.close();
+    this.tunWatcher = undefined;
+    this.udpWatcher = undefined;
+    return {
+      pid: process.pid,
+      tun: { fd: tun.fd, name: tun.name },
+      udp: { fd: udp.fd, port: udp.port, family: udp.family, gro: udp.gro },
+    };
   }
 
   /** Stops and closes the socket and the TUN fd (removing the interface unless it is persistent). Idempotent. */
@@ -268,30 +281,21 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   // ---- outbound ------------------------------------------------------------------------------
 
   private onTunReadable(status: number): void {
-    if (this.closed) return;
+    if (this.closed || this.frozen) return;
     if (status < 0) {
       this.interfaceGone(status);
       return;
     }
     const tun = this.tun!;
-    for (let round = 0; round < 4 && !this.closed; round++) {
-      const n = tun.readBatch(
-        this.txArena,
-        this.txSlot,
-        ESP_HEADER,
-        READ_CAPACITY,
-        this.batch,
-        this.readLengths,
-      );
-      if (n < 0) {
-        if (isInterfaceGoneErrno(n)) this.interfaceGone(n);
-        else this.logger.warn({ errno: -n }, "TUN read failed");
-        return;
-      }
-      if (n === 0) break;
-      this.outbound(n);
-      if (n < this.batch) break;
-    }
+    const failed = runBatches(
+      this.batch,
+      () => !this.closed && !this.frozen,
+      () => tun.readBatch(this.txArena, this.txSlot, ESP_HEADER, READ_CAPACITY, this.batch, this.readLengths),
+      (n) => this.outbound(n),
+    );
+    if (failed >= 0) return;
+    if (isInterfaceGoneErrno(failed)) this.interfaceGone(failed);
+    else this.logger.warn({ errno: -failed }, "TUN read failed");
   }
 
   private outbound(n: number): void {
@@ -414,30 +418,19 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   // ---- inbound -------------------------------------------------------------------------------
 
   private onUdpReadable(status: number): void {
-    if (this.closed) return;
+    if (this.closed || this.frozen) return;
     if (status < 0) {
       this.logger.warn({ errno: -status }, "UDP socket error");
       return;
     }
     const udp = this.udp!;
-    for (let round = 0; round < 4 && !this.closed; round++) {
-      const n = udp.recvBatch(
-        this.rxArena,
-        this.rxSlot,
-        0,
-        RX_CAPACITY,
-        this.batch,
-        this.rxLengths,
-        this.rxFrom,
-      );
-      if (n < 0) {
-        this.logger.warn({ errno: -n }, "UDP receive failed");
-        break;
-      }
-      if (n === 0) break;
-      this.inbound(n);
-      if (n < this.batch) break;
-    }
+    const failed = runBatches(
+      this.batch,
+      () => !this.closed && !this.frozen,
+      () => udp.recvBatch(this.rxArena, this.rxSlot, 0, RX_CAPACITY, this.batch, this.rxLengths, this.rxFrom),
+      (n) => this.inbound(n),
+    );
+    if (failed < 0) this.logger.warn({ errno: -failed }, "UDP receive failed");
   }
 
   private inbound(n: number): void {
