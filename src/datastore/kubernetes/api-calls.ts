@@ -39,7 +39,7 @@ const call = (
 export const API_CALLS: readonly ApiCall[] = [
   // Kubernetes Nodes are only read: what Kubernetes assigned each node (addresses, pod CIDRs).
   call("", "nodes", "get", "nodeNetwork()"),
-  call("", "nodes", "list", "nodeAuthorities(), watchNodeAuthorities()"),
+  call("", "nodes", "list", "watchNodeAuthorities()"),
   call("", "nodes", "watch", "watchNodeAuthorities()"),
   call("", "nodes", "create", "registerNode()", {
     onlyWith: "registerNode() (the local cluster and tests registering their nodes as kubelets do)",
