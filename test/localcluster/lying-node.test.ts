@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * A lying node on a real local cluster (WireGuard, userspace, local datastore): node-2's record
  * claims 10.244.1.0/25, a more specific prefix of node-1's pod CIDR 10.244.1.0/24, with fresh
