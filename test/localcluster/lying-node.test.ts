@@ -146,8 +146,8 @@ async function lyingNode(c: FaultCluster): Promise<void> {
     const capture = await countDiverted(netns(LIAR));
     const v = await c.traffic(10);
     const diverted = await capture.stop();
-    const lost = assertTraffic(v, {}, `${LIAR} claiming ${LIE}`);
     assert.equal(diverted, 0, `${diverted} packets of node-3's pods to node-1's pods reached ${LIAR}`);
+    const lost = assertTraffic(v, {}, `${LIAR} claiming ${LIE}`);
     const sent = v.pairs.find((p) => p.from === SENDER && p.to === VICTIM);
     process.stdout.write(
       `# ${LIAR} claiming ${LIE}: ${diverted} packets of ${SENDER}->${VICTIM} (${sent?.sent ?? "?"} sent) reached ${LIAR}; worst pair lost ${lost}\n`,
