@@ -2,8 +2,9 @@
  * On Kubernetes no agent can speak for another node: against the test API server with the
  * generated RBAC and ValidatingAdmissionPolicy (evaluated with a CEL evaluator), an agent's token
  * bound to node-1 writes node-1's PodcryptNode and nothing else: not node-2's record (denied by
- * the admission policy, with the node names in the message), not a Node (RBAC: agents only read
- * Nodes), not the controller's leader Lease (RBAC: agents only read Leases). A token of the agent's
+ * the admission policy, with the node names in the message), no field of a Node (RBAC grants Node
+ * patches for the workload taint only, which the second admission policy enforces:
+ * test/kubernetes/workload-gate.test.ts), not the controller's leader Lease (RBAC: agents only read Leases). A token of the agent's
  * service account that is bound to no node writes no record at all; the controller still
  * campaigns and people (admin) may still fix any record.
  */
@@ -25,7 +26,8 @@ const record = (name: string): NodeInput => ({
   publicKeys: { "1": KEY },
 });
 const PODCRYPT_NODES = "/apis/podcrypt.io/v1/podcryptnodes";
-const LEADER = "/apis/coordination.k8s.io/v1/namespaces/podcrypt-system/leases/podcrypt-leader-controller";
+const LEASES = "/apis/coordination.k8s.io/v1/namespaces/podcrypt-system/leases";
+const LEADER = `${LEASES}/podcrypt-leader-controller`;
 
 describe("an agent writes only its own node's record (kubernetes)", () => {
   let server: KubeApiServer;
@@ -112,7 +114,7 @@ describe("an agent writes only its own node's record (kubernetes)", () => {
     assert.match(res.body.message ?? "", /bound to node none/);
   });
 
-  it("may not write Nodes (RBAC: read only)", async () => {
+  it("may not change what Kubernetes assigned a Node (the admission policy: only the taint)", async () => {
     for (const token of ["agent-1-token", TOKENS.agent]) {
       assert.equal((await call(token, "GET", "/api/v1/nodes/node-1")).code, 200);
       const patch = { spec: { podCIDRs: ["10.244.0.0/16"] } };
@@ -121,7 +123,7 @@ describe("an agent writes only its own node's record (kubernetes)", () => {
     }
   });
 
-  it("may not write the controller's leader Lease (RBAC: leases read only)", async () => {
+  it("may not write the controller's leader Lease (admission policy; RBAC: no delete)", async () => {
     const controller = await connect(TOKENS.controller, true);
     const election = await controller.campaign("controller", "controller-a", { ttlSeconds: 5 });
     try {
@@ -153,6 +155,38 @@ describe("an agent writes only its own node's record (kubernetes)", () => {
     } finally {
       await election.resign();
     }
+  });
+
+  it("keeps its own node's liveness Lease and no other node's (the admission policy denies it)", async () => {
+    const agent1 = await connect("agent-1-token");
+    const hold = await agent1.holdLiveness("node-1", 15);
+    await hold.renew();
+    const beats = await (await connect(TOKENS.controller, true)).heartbeats();
+    assert.ok(beats.has("node-1"), "node-1's renewal is readable");
+    hold.release();
+    // node-1's agent may not make node-2 look live, nor keep node-2's Lease from running out.
+    await assert.rejects(agent1.holdLiveness("node-2", 15));
+    const lease = (name: string, holder: string) => ({
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name },
+      spec: { holderIdentity: holder, leaseDurationSeconds: 15 },
+    });
+    const created = await call("agent-1-token", "POST", LEASES, lease("podcrypt-node-node-2", "node-2"));
+    assert.equal(created.code, 403);
+    assert.match(created.body.message ?? "", /ValidatingAdmissionPolicy 'podcrypt-agent-own-lease'/);
+    assert.match(created.body.message ?? "", /bound to node node-1, the object is podcrypt-node-node-2/);
+    await (await connect("agent-2-token")).holdLiveness("node-2", 15);
+    const cur = await call(TOKENS.admin, "GET", `${LEASES}/podcrypt-node-node-2`);
+    assert.equal(cur.code, 200);
+    assert.equal((await call("agent-1-token", "PUT", `${LEASES}/podcrypt-node-node-2`, cur.body)).code, 403);
+    assert.equal(
+      (await call("agent-1-token", "DELETE", `${LEASES}/podcrypt-node-node-1`)).code,
+      403,
+      "nor delete",
+    );
+    // A token bound to no node writes no Lease at all.
+    assert.equal((await call(TOKENS.agent, "POST", LEASES, lease("podcrypt-node-", ""))).code, 403);
   });
 
   it("people may still fix any record", async () => {

@@ -307,7 +307,9 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
         backend: str("The data plane in use.", {
           enum: ["wireguard-kernel", "wireguard-userspace", "xfrm", "esp-userspace", "none"],
         }),
-        heartbeat: time("Last time the agent reported alive."),
+        heartbeat: time(
+          "Written by agents of earlier versions; liveness is the node's Lease podcrypt-node-<name>.",
+        ),
       },
       ["underlay"],
     ),
@@ -402,6 +404,29 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
         { epoch: int("Epoch.", { minimum: 0 }), reason: str("Why.", { maxLength: 256 }), at: time("When.") },
         ["epoch", "reason", "at"],
       ),
+      refusedClaims: {
+        type: "array",
+        description: "Peers' claims the agent refused in its last pass and does not apply.",
+        maxItems: 256,
+        items: obj(
+          "One refused claim.",
+          {
+            node: str("The node whose record makes the claim.", { maxLength: 253 }),
+            field: str("podCIDRs or underlay.", { enum: ["podCIDRs", "underlay"] }),
+            value: str("The CIDR or address claimed.", { maxLength: 64 }),
+            reason: str("Why it was refused.", {
+              enum: [
+                "outside-assigned-pod-cidrs",
+                "address-not-assigned",
+                "no-such-node",
+                "overlaps-other-node",
+              ],
+            }),
+            with: str("For an overlap: the other node.", { maxLength: 253 }),
+          },
+          ["node", "field", "value", "reason"],
+        ),
+      },
     }),
   },
   ["spec"],
@@ -535,7 +560,6 @@ export function customResourceDefinitions(): Record<string, unknown>[] {
       podcryptNodeSchema,
       [
         { name: "Backend", type: "string", jsonPath: ".spec.backend" },
-        { name: "Heartbeat", type: "date", jsonPath: ".spec.heartbeat" },
         { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
       ],
       ["pcn"],

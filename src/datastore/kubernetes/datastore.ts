@@ -25,6 +25,8 @@ import {
   MANAGED_LABEL,
   policyStatusPatch,
   REFS,
+  taintPatch,
+  type NodeTaint,
   refsOf,
   type KubeObject,
   type ResourceRef,
@@ -84,6 +86,9 @@ export function authorityOf(obj: KubeObject): NodeAuthority {
   const { addresses, podCIDRs } = nodeNetworkOf(obj);
   return { podCIDRs, addresses: addresses.map((a) => a.address) };
 }
+
+/** How often {@link KubernetesDatastore.setNodeTaint} reads and patches again when the Node raced it. */
+const TAINT_ATTEMPTS = 5;
 
 /** Kubernetes MicroTime: RFC 3339 with microseconds. */
 /** The name prefix of nodes' liveness Leases (the rest is the node's name). */
@@ -342,19 +347,38 @@ export class KubernetesDatastore implements Datastore {
   }
 
   /**
-   * What Kubernetes assigned every Node (`spec.podCIDRs`, `status.addresses`): the authority agents
-   * vet peers' claims against (src/agent/claims.ts). One `list nodes` call.
+   * Adds (`present`) or removes `taint` on Node `name`: a JSON patch of `spec.taints` that tests
+   * the resourceVersion it was computed from ({@link taintPatch}), so no other taint is lost or
+   * removed by a race; when the Node changed meanwhile (422, or 409) it is read again and the
+   * patch made anew, up to {@link TAINT_ATTEMPTS} times. Returns whether it changed the Node
+   * (false: it already was as asked). NotFoundError when there is no such Node. One `get nodes`
+   * and at most one `patch nodes` call per attempt.
    */
-  async nodeAuthorities(): Promise<Map<string, NodeAuthority>> {
+  async setNodeTaint(name: string, taint: NodeTaint, present: boolean): Promise<boolean> {
     this.checkOpen();
-    const { items } = await this.client.list(KUBE_NODE_REF, "").catch((e: unknown) => {
-      throw unavailable(e);
-    });
-    return new Map(items.map((o) => [o.metadata?.name ?? "", authorityOf(o)]));
+    for (let attempt = 1; ; attempt++) {
+      const obj = await this.client.get(KUBE_NODE_REF, "", name).catch((e: unknown) => {
+        throw unavailable(e);
+      });
+      if (obj === undefined) throw new NotFoundError("nodes", `${name} (no such Kubernetes Node)`);
+      const ops = taintPatch(obj, taint, present);
+      if (ops === undefined) return false;
+      try {
+        await this.client.patchNode(name, ops);
+        return true;
+      } catch (e) {
+        const raced = isKubeApiError(e, 422) || isKubeApiError(e, 409);
+        if (raced && attempt < TAINT_ATTEMPTS) continue;
+        if (isKubeApiError(e, 404)) throw new NotFoundError("nodes", `${name} (no such Kubernetes Node)`);
+        throw unavailable(e);
+      }
+    }
   }
 
   /**
-   * {@link nodeAuthorities} kept current by a Node informer, closed with the store. `onChange`
+   * What Kubernetes assigned every Node (`spec.podCIDRs`, `status.addresses`), the authority agents
+   * vet peers' claims against (src/agent/claims.ts), kept current by a Node informer, closed with
+   * the store. `onChange`
    * runs when what Kubernetes assigned some node changed (not on every Node write: kubelet
    * heartbeats and record writes move Nodes all the time).
    */
