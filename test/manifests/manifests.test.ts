@@ -72,7 +72,7 @@ describe("every manifest validates against the Kubernetes OpenAPI schemas", () =
   ] as const)
     it(what, () => {
       const objects = manifestObjects(opts);
-      assert.equal(objects.length, 23);
+      assert.equal(objects.length, 25); // with the own-Lease admission policy and its binding
       assert.equal(new Set(objects.map(id)).size, objects.length, "no object twice");
       for (const o of objects) {
         const V = VALIDATORS[`${String(o["apiVersion"])}/${String(o["kind"])}`];
