@@ -13,8 +13,8 @@ import { after, before, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { Controller } from "../../src/controller/controller.js";
 import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
-import { installPodcrypt } from "../kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../kube-apiserver/server.js";
+import { installPodcrypt } from "../support/kube-apiserver/rbac.js";
+import type { KubeApiServer } from "../support/kube-apiserver/server.js";
 import {
   converged,
   publishedKeys,
