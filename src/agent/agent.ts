@@ -371,11 +371,19 @@ export class Agent {
     const drops = dropped.length === 0 ? {} : { plaintextDrops: dropped };
     const failure = this.failures.state;
     const reconcileError = failure === undefined ? {} : { reconcileError: { ...failure } };
+    // What `podcrypt status` shows as refused is what the agents report here (at most 256).
+    const refusedNow = this.refused.slice(0, 256).map((r) => ({ ...r }));
+    const refused = refusedNow.length === 0 ? {} : { refusedClaims: refusedNow };
     try {
       const tunnels = await this.judgeTunnels();
       await this.publish((n) => {
-        // A failure an earlier agent of this node published is not this one's.
-        const { reconcileError: _earlier, tunnels: _old, ...status } = n.status ?? {};
+        // A failure (or refusal) an earlier agent of this node published is not this one's.
+        const {
+          reconcileError: _earlier,
+          tunnels: _old,
+          refusedClaims: _refused,
+          ...status
+        } = n.status ?? {};
         return {
           ...n,
           status: {
@@ -385,6 +393,7 @@ export class Agent {
             ...restarts,
             ...reconcileError,
             ...drops,
+            ...refused,
             ...(tunnels === undefined ? {} : { tunnels }),
           },
         };
@@ -437,14 +446,22 @@ export class Agent {
     return this.tunnelsNow;
   }
 
-  /** Logs claims refused for the first time (and those no longer refused), keeps them for metrics. */
+  /**
+   * Logs claims refused for the first time (and those no longer refused), keeps them for metrics
+   * and the node's status record; a change is reported at once (a heartbeat), not at the next one.
+   */
   private noteRefused(refused: readonly RefusedClaim[]): void {
     const now = new Map(refused.map((r) => [describeRefusal(r), r]));
+    let changed = now.size !== this.refusedNow.size;
     for (const [text, r] of now)
-      if (!this.refusedNow.has(text)) this.o.logger.warn({ peer: r.node, claim: r.value }, text);
+      if (!this.refusedNow.has(text)) {
+        this.o.logger.warn({ peer: r.node, claim: r.value }, text);
+        changed = true;
+      }
     for (const [text, r] of this.refusedNow)
       if (!now.has(text)) this.o.logger.info({ peer: r.node, claim: r.value }, `no longer refused: ${text}`);
     this.refusedNow = now;
+    if (changed) void this.heartbeat();
   }
 
   /** A watched object changed: one pass soon, for this change and those right behind it. */
