@@ -1,7 +1,8 @@
 /**
  * Starts Debian's etcd (`/usr/bin/etcd`) on 127.0.0.1 with free ports and a temp data dir, for
  * tests; with `tls`, clients must speak TLS and present a certificate of a throwaway CA made with
- * openssl in that dir. `stop()` kills it and removes the dir; `restart()` keeps the data.
+ * openssl in that dir. `stop()` kills it and removes the dir; `restart()` keeps the data, as do
+ * `halt()` and `resume()` (an outage of a chosen length).
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -243,7 +244,17 @@ export class EtcdTestServer {
 
   /** Kills etcd and starts it again on the same ports and data. */
   async restart(): Promise<void> {
+    await this.halt();
+    await this.resume();
+  }
+
+  /** Kills etcd (SIGKILL), keeping its data: clients find nothing listening until {@link resume}. */
+  async halt(): Promise<void> {
     await this.kill();
+  }
+
+  /** Starts a halted etcd again on the same ports and data; resolves once it is healthy. */
+  async resume(): Promise<void> {
     await this.launch();
   }
 
