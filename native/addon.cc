@@ -5,6 +5,7 @@
 
 #include "aead.h"
 #include "batch.h"
+#include "capture.h"
 #include "netns.h"
 #include "poll.h"
 #include "tun.h"
@@ -38,6 +39,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   podcrypt::InitUdp(env, exports);
   podcrypt::InitAead(env, exports);
   podcrypt::InitNetns(env, exports);
+  podcrypt::InitCapture(env, exports);
   return exports;
 }
 

@@ -21,7 +21,7 @@ export interface FdWatcher {
 /** Size of one endpoint entry: 16 address bytes | port BE16 | family (4 or 6) | 0. */
 export const ENDPOINT_ENTRY_SIZE = 20;
 
-/** The functions of native/ (addon.cc, tun.cc, poll.cc, udp.cc, aead.cc). */
+/** The functions of native/ (addon.cc, tun.cc, poll.cc, udp.cc, aead.cc, netns.cc, capture.cc). */
 export interface NativeAddon {
   /** Opens (creating if needed) TUN interface `name`, non-blocking, without packet information. */
   openTun(name: string): { fd: number; name: string };
@@ -66,6 +66,17 @@ export interface NativeAddon {
    * Returns its fd (for `net.Server.listen({fd})`); throws naming the namespace on failure.
    */
   listenTcpInNetns(nsPath: string, host: string, port: number): number;
+  /**
+   * An AF_PACKET socket (every protocol, both directions) bound to interface `ifname`,
+   * non-blocking, with a receive buffer of `rcvbuf` bytes (SO_RCVBUFFORCE). Returns its fd (close
+   * it with `closeFd`); throws naming the interface.
+   */
+  packetCaptureOpen(ifname: string, rcvbuf: number): number;
+  /**
+   * The next captured frame, copied into `buf` (cut to its length): its length, 0 when none is
+   * queued, or a negated errno.
+   */
+  packetCaptureRead(fd: number, buf: Buffer): number;
 
   /**
    * Opens a non-blocking UDP socket bound to `port` (0: ephemeral): dual-stack `[::]` with

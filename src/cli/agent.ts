@@ -27,6 +27,9 @@ import {
   readMetricsToken,
 } from "./config.js";
 import { openDatastore } from "./datastore.js";
+import { ensureProbeAddress, probeEndpointAddress, serveProbeEcho } from "../agent/verify/endpoint.js";
+import { VERIFY_BLIND_FILE, VerifyRunner } from "../agent/verify/runner.js";
+import { join } from "node:path";
 import { parseIntFlag } from "./flags.js";
 
 /** EpochKeys over the 0600 key files of src/keys. */
@@ -71,6 +74,50 @@ interface AgentFlags {
   healthAddress?: string;
   metricsTokenFile?: string;
   logLevel?: string;
+}
+
+/**
+ * The node's part of `verify --via-agents`: its probe endpoint (address, echo) and the runner of
+ * verify runs. A node that cannot serve one still encrypts: the failure is logged, and its checks
+ * fail in every run for want of a report.
+ */
+async function startVerify(o: {
+  node: string;
+  store: Datastore;
+  underlayIf: string;
+  underlay: string;
+  podCIDRs: string[];
+  stateDir: string;
+  logger: ReturnType<typeof createLogger>;
+  closers: (() => Promise<void>)[];
+}): Promise<void> {
+  const endpoint = probeEndpointAddress(o.podCIDRs);
+  if (endpoint === undefined) {
+    o.logger.warn(
+      { podCIDRs: o.podCIDRs },
+      "no IPv4 pod CIDR: no probe endpoint, verify --via-agents cannot probe this node",
+    );
+    return;
+  }
+  try {
+    await ensureProbeAddress(endpoint);
+    const echo = await serveProbeEcho(endpoint);
+    o.closers.push(async () => void echo.close());
+    const runner = new VerifyRunner({
+      node: o.node,
+      store: o.store,
+      underlayIf: o.underlayIf,
+      endpoint,
+      underlay: o.underlay,
+      blindFile: join(o.stateDir, VERIFY_BLIND_FILE),
+      logger: o.logger,
+    });
+    await runner.start();
+    o.closers.push(() => runner.stop());
+    o.logger.info({ endpoint }, "probe endpoint serving; taking part in verify runs");
+  } catch (e) {
+    o.logger.warn({ endpoint, err: (e as Error).message }, "probe endpoint or verify runner failed to start");
+  }
 }
 
 /** Runs until SIGTERM/SIGINT. Everything it opened is closed again if start-up fails. */
@@ -207,6 +254,16 @@ async function runAgent(o: AgentFlags): Promise<void> {
     logger.info({ mtu, extMtu, dataplane, heartbeatSeconds }, "agent starting");
     closers.push(() => agent.stop());
     await agent.start();
+    await startVerify({
+      node,
+      store: raw,
+      underlayIf,
+      underlay: net.underlayIp,
+      podCIDRs: net.podCIDRs,
+      stateDir: set.stateDir,
+      logger,
+      closers,
+    });
     await new Promise<void>((resolve) => {
       for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve());
     });

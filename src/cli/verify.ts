@@ -1,7 +1,14 @@
 import { Command } from "commander";
-import { requireClusterState } from "../localcluster/state.js";
-import { verifyCluster, type PairResult } from "../localcluster/verify.js";
-import { answered, DEFAULT_DATASTORE_TIMEOUT_S, openDatastore } from "./datastore.js";
+import { readClusterState, requireClusterState } from "../localcluster/state.js";
+import { verifyCluster, type PairResult, type VerifyResult } from "../localcluster/verify.js";
+import {
+  answered,
+  clusterDatastoreOption,
+  DEFAULT_DATASTORE_TIMEOUT_S,
+  openClusterDatastore,
+  openDatastore,
+} from "./datastore.js";
+import { verifyViaAgents } from "./verify-agents.js";
 import { parseIntFlag } from "./flags.js";
 
 function describe(p: PairResult): string {
@@ -11,12 +18,14 @@ function describe(p: PairResult): string {
     .map((l) => `${l.packets} at ${(l.atMs / 1000).toFixed(1)}-${(l.untilMs / 1000).toFixed(1)} s`)
     .join(", ");
   const delivery = `${p.delivered ? "delivered" : "LOSS     "} (${p.echoed}/${p.sent} echoed${where === "" ? "" : `; lost ${where}${p.losses.length > 3 ? ", ..." : ""}`})`;
-  const wire = p.selected
-    ? p.plaintextSeen
-      ? "PLAINTEXT ON THE UNDERLAY"
-      : "encrypted (marker not seen on the underlay)"
-    : `not selected: ${p.plaintextSeen ? "plaintext, as expected" : "not seen in plaintext"}`;
-  return `  ${what.padEnd(48)} ${delivery}  ${wire}`;
+  const wire = p.captureBlind
+    ? `CAPTURE BLIND (${p.from}'s capture missed its negative control${p.plaintextSeen ? "; plaintext seen" : ""})`
+    : p.selected
+      ? p.plaintextSeen
+        ? "PLAINTEXT ON THE UNDERLAY"
+        : "encrypted (marker not seen on the underlay)"
+      : `not selected: ${p.plaintextSeen ? "plaintext, as expected" : "not seen in plaintext"}`;
+  return `  ${what.padEnd(48)} ${delivery}  ${wire}${p.error === undefined ? "" : ` [${p.error}]`}`;
 }
 
 export function registerVerify(program: Command): void {
@@ -37,39 +46,76 @@ export function registerVerify(program: Command): void {
       "machine-readable: {ok, encrypted, selective, pairs: [{from, to, delivered, plaintextSeen, protocol, port, selected, sent, echoed, losses}]}",
       false,
     )
-    .action(async (o: { seconds: number; count: number; json: boolean }) => {
-      const state = requireClusterState();
-      const r = await verifyCluster(state, openDatastore, o.seconds, o.count, (reads) =>
-        answered(
-          state.datastore,
-          "reading the cluster configuration",
-          DEFAULT_DATASTORE_TIMEOUT_S * 1000,
-          reads,
-        ),
-      );
-      if (o.json) {
-        process.stdout.write(JSON.stringify(r, null, 2) + "\n");
-      } else {
-        const selected = r.pairs.filter((p) => p.selected).length;
-        process.stdout.write(
-          [
-            `verify: ${r.pairs.length} checks (${selected} selected for encryption${r.selective ? " by policy" : ""}), ${r.capture.packets} packets captured on the fabric`,
-            ...r.pairs.map(describe),
-            r.ok ? "verify: OK" : "",
-          ]
-            .filter((l) => l !== "")
-            .join("\n") + "\n",
-        );
-      }
-      if (!r.ok) {
-        const name = (p: PairResult) =>
-          `${p.from}→${p.to}${p.selected && !r.selective ? "" : ` ${p.protocol}/${p.port}`}`;
-        const plain = r.pairs.filter((p) => p.selected && p.plaintextSeen).map(name);
-        const lost = r.pairs.filter((p) => !p.delivered).map(name);
-        process.stderr.write(
-          `podcrypt: verify failed: ${[plain.length > 0 ? `plaintext on the underlay for ${plain.join(", ")}` : "", lost.length > 0 ? `messages lost for ${lost.join(", ")}` : ""].filter((x) => x !== "").join("; ")}\n`,
-        );
-        process.exitCode = 1;
-      }
-    });
+    .option(
+      "--via-agents",
+      "ask the agents through the datastore: each sends marked probes from its probe endpoint (in its pod CIDR) to every other node's, captures its own underlay, and sends a negative control outside the tunnels (default when there is no local cluster, or --datastore names another)",
+      false,
+    )
+    .addOption(clusterDatastoreOption())
+    .option(
+      "--timeout <s>",
+      "--via-agents: how long to wait for the agents' reports after the run's end",
+      parseIntFlag("--timeout", 1, 3600),
+      30,
+    )
+    .action(
+      async (o: {
+        seconds: number;
+        count: number;
+        json: boolean;
+        viaAgents: boolean;
+        datastore?: string;
+        timeout: number;
+      }) => {
+        const local = readClusterState();
+        const viaAgents =
+          o.viaAgents ||
+          local === undefined ||
+          (o.datastore !== undefined && o.datastore !== local.datastore);
+        let r: VerifyResult;
+        if (viaAgents) {
+          const store = await openClusterDatastore(o.datastore);
+          try {
+            r = await verifyViaAgents(store, o.seconds, o.count, o.timeout * 1000);
+          } finally {
+            await store.close();
+          }
+        } else {
+          const state = requireClusterState();
+          r = await verifyCluster(state, openDatastore, o.seconds, o.count, (reads) =>
+            answered(
+              state.datastore,
+              "reading the cluster configuration",
+              DEFAULT_DATASTORE_TIMEOUT_S * 1000,
+              reads,
+            ),
+          );
+        }
+        if (o.json) {
+          process.stdout.write(JSON.stringify(r, null, 2) + "\n");
+        } else {
+          const selected = r.pairs.filter((p) => p.selected).length;
+          process.stdout.write(
+            [
+              `verify: ${r.pairs.length} checks (${selected} selected for encryption${r.selective ? " by policy" : ""}), ${r.capture.packets} packets captured on the ${viaAgents ? "nodes' underlays" : "fabric"}`,
+              ...r.pairs.map(describe),
+              r.ok ? "verify: OK" : "",
+            ]
+              .filter((l) => l !== "")
+              .join("\n") + "\n",
+          );
+        }
+        if (!r.ok) {
+          const name = (p: PairResult) =>
+            `${p.from}→${p.to}${p.selected && !r.selective ? "" : ` ${p.protocol}/${p.port}`}`;
+          const plain = r.pairs.filter((p) => p.selected && p.plaintextSeen).map(name);
+          const lost = r.pairs.filter((p) => !p.delivered).map(name);
+          const blind = r.pairs.filter((p) => p.captureBlind === true).map(name);
+          process.stderr.write(
+            `podcrypt: verify failed: ${[plain.length > 0 ? `plaintext on the underlay for ${plain.join(", ")}` : "", lost.length > 0 ? `messages lost for ${lost.join(", ")}` : "", blind.length > 0 ? `capture blind for ${blind.join(", ")}` : ""].filter((x) => x !== "").join("; ")}\n`,
+          );
+          process.exitCode = 1;
+        }
+      },
+    );
 }

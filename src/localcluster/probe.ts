@@ -62,8 +62,9 @@ function tcpProbe(
   t: ProbeTarget,
   seen: ReadonlyMap<string, Uint8Array>,
   size: number,
+  localAddress: string | undefined,
 ): { send(i: number): void; close(): void } {
-  const sock = connect({ host: t.ip, port: t.port });
+  const sock = connect({ host: t.ip, port: t.port, ...(localAddress === undefined ? {} : { localAddress }) });
   sock.setNoDelay(true);
   sock.on("error", () => undefined); // counted as lost
   let buffered = "";
@@ -85,22 +86,23 @@ function tcpProbe(
  * Sends `count` messages of `size` bytes carrying each target's marker and a sequence number,
  * spread over `seconds` (UDP: one datagram each; TCP: one line each on a connection per target), and reports
  * for each marker how many distinct ones were echoed back and which were not. Runs inside a pod's
- * namespace.
+ * namespace, or in an agent bound to its probe endpoint (`localAddress`: the source of every message).
  */
 export async function probe(
   targets: ProbeTarget[],
   count: number,
   seconds: number,
   size = 0,
+  localAddress?: string,
 ): Promise<Record<string, ProbeResult>> {
   // A measuring socket must not lose what the network delivered: a deep receive queue rides out
   // a starved process (the kernel caps it at net.core.rmem_max).
   const sock = createSocket({ type: "udp4", recvBufferSize: PROBE_SOCKET_BUFFER });
   const seen = new Map(targets.map((t) => [t.marker, new Uint8Array(count)]));
   sock.on("message", (msg) => record(seen, msg.toString("utf8")));
-  await new Promise<void>((resolve) => sock.bind(0, resolve));
+  await new Promise<void>((resolve) => sock.bind(0, localAddress, resolve));
   const tcp = new Map(
-    targets.filter((t) => t.protocol === "tcp").map((t) => [t.marker, tcpProbe(t, seen, size)]),
+    targets.filter((t) => t.protocol === "tcp").map((t) => [t.marker, tcpProbe(t, seen, size, localAddress)]),
   );
   const gap = (seconds * 1000) / Math.max(1, count);
   const start = Date.now();

@@ -44,6 +44,11 @@ export interface PairResult {
    * time of the run's first message) and how many.
    */
   losses: Array<{ atMs: number; untilMs: number; at: string; packets: number }>;
+  /**
+   * `verify --via-agents` only: the sender's capture did not see its own negative control (a
+   * datagram sent outside the tunnels), so "not seen in plaintext" proves nothing for this pair.
+   */
+  captureBlind?: boolean;
   /** Why the check could not run, when it could not. */
   error?: string;
   /**

@@ -8,12 +8,14 @@ import { encryptionPolicySchema, type EncryptionPolicy } from "./encryption-poli
 import { nodeSchema, type Node } from "./node.js";
 import { endpointsSchema, serviceSchema, type Endpoints, type Service } from "./service.js";
 import { parseWith } from "./validate.js";
+import { verifyRunSchema, type VerifyRun } from "./verify-run.js";
 
 export * from "./common.js";
 export * from "./node.js";
 export * from "./cluster-encryption.js";
 export * from "./encryption-policy.js";
 export * from "./service.js";
+export * from "./verify-run.js";
 export { parseWith, fieldPath } from "./validate.js";
 
 /** The kinds every datastore holds. Plural lower-case, used in keys: `/podcrypt/<kind>/<key>`. */
@@ -23,6 +25,7 @@ export const RESOURCE_KINDS = [
   "encryptionpolicies",
   "services",
   "endpoints",
+  "verifyruns",
 ] as const;
 /** A kind every datastore holds. */
 export type ResourceKind = (typeof RESOURCE_KINDS)[number];
@@ -34,6 +37,7 @@ export interface ResourceByKind {
   encryptionpolicies: EncryptionPolicy;
   services: Service;
   endpoints: Endpoints;
+  verifyruns: VerifyRun;
 }
 
 /** The type callers may pass when writing each kind (defaulted fields optional). */
@@ -43,6 +47,7 @@ export interface ResourceInputByKind {
   encryptionpolicies: z.input<typeof encryptionPolicySchema>;
   services: z.input<typeof serviceSchema>;
   endpoints: z.input<typeof endpointsSchema>;
+  verifyruns: z.input<typeof verifyRunSchema>;
 }
 
 /** How a kind is validated and keyed. */
@@ -60,6 +65,7 @@ export const KINDS: { readonly [K in ResourceKind]: KindInfo<K> } = {
   encryptionpolicies: { kind: "encryptionpolicies", namespaced: "optional", schema: encryptionPolicySchema },
   services: { kind: "services", namespaced: "always", schema: serviceSchema },
   endpoints: { kind: "endpoints", namespaced: "always", schema: endpointsSchema },
+  verifyruns: { kind: "verifyruns", namespaced: "never", schema: verifyRunSchema },
 };
 
 /** True when `s` names a kind. */

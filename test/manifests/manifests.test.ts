@@ -72,7 +72,7 @@ describe("every manifest validates against the Kubernetes OpenAPI schemas", () =
   ] as const)
     it(what, () => {
       const objects = manifestObjects(opts);
-      assert.equal(objects.length, 20);
+      assert.equal(objects.length, 21);
       assert.equal(new Set(objects.map(id)).size, objects.length, "no object twice");
       for (const o of objects) {
         const V = VALIDATORS[`${String(o["apiVersion"])}/${String(o["kind"])}`];
@@ -114,7 +114,7 @@ describe("CRDs", () => {
     });
   }
 
-  it("scopes: ClusterEncryption and IPsecPolicy cluster-scoped (as StarlingX), EncryptionPolicy namespaced", () => {
+  it("scopes: ClusterEncryption, PodcryptNode, VerifyRun and IPsecPolicy cluster-scoped (as StarlingX), EncryptionPolicy namespaced", () => {
     assert.deepEqual(
       crds.map((c) => [(c["metadata"] as { name: string }).name, (c["spec"] as { scope: string }).scope]),
       [
@@ -122,6 +122,7 @@ describe("CRDs", () => {
         ["encryptionpolicies.podcrypt.io", "Namespaced"],
         ["ipsecpolicies.starlingx.io", "Cluster"],
         ["podcryptnodes.podcrypt.io", "Cluster"],
+        ["verifyruns.podcrypt.io", "Cluster"],
       ],
     );
   });

@@ -58,6 +58,8 @@ export const COMPONENT_CALLS: readonly ComponentCall[] = [
   ...grant("agent", "", "services", READ),
   ...grant("agent", "", "endpoints", READ),
   ...grant("agent", "coordination.k8s.io", "leases", READ, "own"),
+  ...grant("agent", "podcrypt.io", "verifyruns", READ),
+  ...grant("agent", "podcrypt.io", "verifyruns/status", ["patch"]),
 ];
 
 /**
@@ -87,6 +89,12 @@ export const NOT_GRANTED: readonly {
     resource: "clusterencryptions",
     verbs: ["delete"],
     why: "the configuration is deleted by people only (it is never attached to a lease)",
+  },
+  {
+    apiGroup: "podcrypt.io",
+    resource: "verifyruns",
+    verbs: ["create", "delete"],
+    why: "verify runs are written by people (`podcrypt verify --via-agents` with their kubeconfig); agents only add their reports to the status",
   },
   {
     apiGroup: "podcrypt.io",

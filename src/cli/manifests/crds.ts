@@ -229,6 +229,32 @@ const clusterEncryptionSchema: JSONSchemaProps = obj(
 );
 
 /**
+ * VerifyRun: one `verify --via-agents` run (src/model/verify-run.ts): the run in `.spec`, written
+ * once by the CLI; each node's report in `.status.reports.<node>`, written by that node's agent
+ * through the status subresource. The API server checks the outline; the model validates the rest.
+ */
+const verifyRunSchema: JSONSchemaProps = obj(
+  "A verify run carried out by the agents: marked probes between every pair of nodes' probe endpoints, captured on each node's underlay, with a negative control.",
+  {
+    apiVersion: str("APIVersion of this object."),
+    kind: str("Kind of this object."),
+    metadata: { type: "object" },
+    spec: {
+      type: "object",
+      description: "The run: nonce, start, duration, the nodes and the checks (src/model/verify-run.ts).",
+      "x-kubernetes-preserve-unknown-fields": true,
+    },
+    status: obj("The nodes' reports.", {
+      reports: {
+        type: "object",
+        description: "Each node's report, under its name.",
+        additionalProperties: { type: "object", "x-kubernetes-preserve-unknown-fields": true },
+      },
+    }),
+  },
+);
+
+/**
  * PodcryptNode: one node's record (src/model/node.ts), named after its Kubernetes Node and written
  * only by that node's agent (the ValidatingAdmissionPolicy of src/cli/manifests/admission.ts).
  * Every model field but `name` and `status` in `.spec`, the agent's report in `.status`. No status
@@ -460,7 +486,7 @@ function crd(
   };
 }
 
-/** The four CRDs, ClusterEncryption first. */
+/** The CRDs, ClusterEncryption first. */
 export function customResourceDefinitions(): Record<string, unknown>[] {
   return [
     crd(
@@ -515,6 +541,19 @@ export function customResourceDefinitions(): Record<string, unknown>[] {
       ["pcn"],
       ["podcrypt"],
       false,
+    ),
+    crd(
+      PODCRYPT_GROUP,
+      "VerifyRun",
+      "verifyruns",
+      "Cluster",
+      verifyRunSchema,
+      [
+        { name: "Seconds", type: "integer", jsonPath: ".spec.seconds" },
+        { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+      ],
+      [],
+      ["podcrypt"],
     ),
   ];
 }

@@ -9,6 +9,7 @@ import {
   type Lease as EtcdLease,
   type Watcher,
 } from "etcd3";
+import { ExponentialBackoff } from "cockatiel";
 import { connect } from "node:net";
 import type { PolicyStatus, ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
 import { decodeObject, encodeObject, withPolicyStatus } from "../codec.js";
@@ -54,6 +55,12 @@ export interface EtcdDatastoreOptions {
   /** Extra etcd3 client options (`credentials`: TLS; `auth`: etcd user; dial timeout). */
   client?: Omit<IOptions, "hosts">;
 }
+
+/**
+ * Deadline of every unary etcd call (ms). Loopback or LAN etcd answers in milliseconds; a call
+ * still open after this long failed, and the caller's retry (the agent's next pass) starts afresh.
+ */
+const CALL_DEADLINE_MS = 10_000;
 
 /** The "kind" under whose prefix leader-election keys live: `<prefix>__leaders/<name>`. */
 export const LEADER_KIND = "__leaders";
@@ -166,6 +173,15 @@ export class EtcdDatastore implements Datastore {
         "grpc.initial_reconnect_backoff_ms": 500,
         "grpc.max_reconnect_backoff_ms": 2000,
         ...options.client?.grpcOptions,
+      },
+      // No call may wait forever: etcd3 sets no deadline, and a call made while etcd was away
+      // could hang past its return, leaving an agent silent for good. Streams (watches, lease
+      // keep-alives) are exempt; they reconnect by the watch backoff below.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
+      faultHandling: {
+        // The default backoff grows to 30 s: a watch would come back that long after etcd did.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 2000 }).next(),
+        ...options.client?.faultHandling,
       },
       hosts: options.hosts,
     });

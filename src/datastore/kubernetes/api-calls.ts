@@ -66,6 +66,15 @@ export const API_CALLS: readonly ApiCall[] = [
   call("starlingx.io", "ipsecpolicies", "patch", "writePolicyStatus (cluster-wide policies)", {
     subresource: "status",
   }),
+  // Verify runs: created and deleted by `verify --via-agents`; updates are status merge patches.
+  call("podcrypt.io", "verifyruns", "get", "collection(verifyruns).get/update"),
+  call("podcrypt.io", "verifyruns", "list", "collection(verifyruns).list"),
+  call("podcrypt.io", "verifyruns", "watch", "collection(verifyruns).watch"),
+  call("podcrypt.io", "verifyruns", "create", "collection(verifyruns).create"),
+  call("podcrypt.io", "verifyruns", "delete", "collection(verifyruns).delete"),
+  call("podcrypt.io", "verifyruns", "patch", "collection(verifyruns).update (a node's report)", {
+    subresource: "status",
+  }),
   // Services and endpoints that policies refer to.
   ...(["services", "endpoints"] as const).flatMap((r) => [
     call("", r, "get", `collection(${r}).get/update`),

@@ -212,6 +212,15 @@ export class KubeCollection<K extends ResourceKind> implements Collection<K> {
           ...parts.body,
           metadata: { ...cur.metadata, labels, resourceVersion: rv },
         };
+        // A verify run changes only in its status (the nodes' reports), through the subresource.
+        if (this.kind === "verifyruns")
+          return this.decode(
+            await this.ds.client.patchStatus(ref, namespace, name, {
+              metadata: { resourceVersion: rv },
+              status: parts.body["status"] ?? null,
+            }),
+            ref,
+          );
         // A node record's status is an ordinary field: one the value no longer has goes.
         if (this.kind === "nodes" && parts.body["status"] === undefined)
           Reflect.deleteProperty(body, "status");

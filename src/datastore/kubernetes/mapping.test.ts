@@ -50,6 +50,32 @@ const samples: { [K in ResourceKind]: unknown } = {
     namespace: "kube-system",
     addresses: [{ ip: "10.244.1.5", pod: "dns-1", node: "node-1" }, { ip: "10.244.2.5" }],
   },
+  verifyruns: {
+    name: "verify-0a1b2c3d4e5f",
+    nonce: "0a1b2c3d4e5f",
+    startAt: 1_800_000_000_000,
+    seconds: 2,
+    count: 5,
+    size: 0,
+    nodes: [
+      { name: "node-1", endpoint: "10.244.1.1", underlay: "192.0.2.1" },
+      { name: "node-2", endpoint: "10.244.2.1", underlay: "192.0.2.2" },
+    ],
+    checks: [
+      { from: "node-1", to: "node-2", address: "10.244.2.1", protocol: "udp", port: 7, selected: true },
+    ],
+    status: {
+      reports: {
+        "node-1": {
+          finishedAt: "2026-01-01T00:00:05Z",
+          capture: { interface: "eth0", packets: 12, bytes: 2000 },
+          probes: [{ marker: "m", echoed: 4, lost: [[2, 2]], startedAt: 1_800_000_000_000 }],
+          seen: [],
+          controls: [{ to: "node-2", seen: true }],
+        },
+      },
+    },
+  },
 };
 
 /** What the API server would store for `parts` at `key`. */

@@ -18,6 +18,9 @@
  *   Both keep podcrypt's policy status in `.status` (the status subresource).
  * - services: core/v1 Service, `spec.selector` and `spec.ports` (`tcp/80` ↔ `{protocol: TCP, port: 80}`).
  * - endpoints: core/v1 Endpoints, one subset's addresses (`ip`, `nodeName`, `targetRef` Pod).
+ * - verifyruns: podcrypt.io/v1 VerifyRun (cluster-scoped); every model field but `name` and `status`
+ *   in `spec`, the nodes' reports in `.status` (the status subresource: agents write only it, with
+ *   a merge patch conditional on the resourceVersion; a run's spec never changes after creation).
  *
  * Objects attached to a datastore lease carry the label `podcrypt.io/lease=<lease id>`.
  */
@@ -83,6 +86,13 @@ export const REFS: { readonly [K in ResourceKind]: ResourceRef } = {
   },
   services: { group: "", version: "v1", plural: "services", kind: "Service", namespaced: true },
   endpoints: { group: "", version: "v1", plural: "endpoints", kind: "Endpoints", namespaced: true },
+  verifyruns: {
+    group: "podcrypt.io",
+    version: "v1",
+    plural: "verifyruns",
+    kind: "VerifyRun",
+    namespaced: false,
+  },
 };
 
 /** The core Kubernetes Node: read for what Kubernetes assigned a node, never written by podcrypt. */
@@ -189,6 +199,12 @@ export function toKube<K extends ResourceKind>(kind: K, value: ResourceByKind[K]
       parts.body["subsets"] = addresses.length === 0 ? [] : [{ addresses }];
       break;
     }
+    case "verifyruns": {
+      const { name: _name, status, ...spec } = value as ResourceByKind["verifyruns"];
+      parts.body["spec"] = spec;
+      if (status !== undefined) parts.body["status"] = status;
+      break;
+    }
   }
   return parts;
 }
@@ -281,6 +297,13 @@ export function fromKube(
         }),
       );
       return { key: `${ns}/${name}`, raw: { name, namespace: ns, addresses } };
+    }
+    case "verifyruns": {
+      const status = obj["status"];
+      return {
+        key: name,
+        raw: { ...spec, name, ...(status === undefined || status === null ? {} : { status }) },
+      };
     }
   }
 }

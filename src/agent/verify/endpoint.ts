@@ -1,0 +1,63 @@
+import { createSocket, type Socket } from "node:dgram";
+import { run } from "../../platform/netns/netns.js";
+import { PROBE_SOCKET_BUFFER } from "../../localcluster/probe.js";
+
+/**
+ * Every agent's probe endpoint (what `verify --via-agents` probes, as Cilium's health endpoint):
+ * the first host address of the node's first IPv4 pod CIDR (`10.244.1.0/24` → `10.244.1.1`), so
+ * traffic between two nodes' endpoints is pod traffic and takes the pod path through the tunnels
+ * (and strict mode's drops). The address goes on a dummy interface {@link PROBE_IFNAME} as a /32
+ * (on `lo` when the kernel has no dummy driver) unless the node already has it (bridge CNIs give it to their bridge as the pods' gateway): an
+ * address that is local either way answers the same. The agent answers UDP echo (RFC 862) on
+ * {@link PROBE_PORT} of that address only.
+ */
+export const PROBE_IFNAME = "podcrypt-probe";
+/** The echo port of the probe endpoint (RFC 862's). */
+export const PROBE_PORT = 7;
+
+/** The probe endpoint address of a node with `podCidrs`; undefined when it has no IPv4 pod CIDR. Pure. */
+export function probeEndpointAddress(podCidrs: readonly string[]): string | undefined {
+  const v4 = podCidrs.find((c) => !c.includes(":"));
+  if (v4 === undefined) return undefined;
+  const [base, bits] = v4.split("/") as [string, string];
+  if (Number(bits) > 30) return undefined;
+  const n = base.split(".").reduce((a, o) => a * 256 + Number(o), 0);
+  const mask = Number(bits) === 0 ? 0 : (0xffffffff << (32 - Number(bits))) >>> 0;
+  const first = ((n & mask) >>> 0) + 1;
+  return [24, 16, 8, 0].map((s) => (first >>> s) & 255).join(".");
+}
+
+/** Puts `address` on the node (see {@link PROBE_IFNAME}) unless it is local already. */
+export async function ensureProbeAddress(address: string): Promise<void> {
+  const local = JSON.parse(await run("ip", ["-4", "-j", "addr", "show"])) as Array<{
+    addr_info?: Array<{ local?: string }>;
+  }>;
+  if (local.some((l) => (l.addr_info ?? []).some((a) => a.local === address))) return;
+  const links = JSON.parse(await run("ip", ["-j", "link", "show"])) as Array<{ ifname: string }>;
+  const dummy = [
+    ...(links.some((l) => l.ifname === PROBE_IFNAME) ? [] : [`link add ${PROBE_IFNAME} type dummy`]),
+    `addr replace ${address}/32 dev ${PROBE_IFNAME}`,
+    `link set ${PROBE_IFNAME} up`,
+  ];
+  try {
+    await run("ip", ["-batch", "-"], { input: dummy.join("\n") + "\n" });
+  } catch {
+    // A kernel without the dummy driver: loopback holds a /32 just as well.
+    await run("ip", ["addr", "replace", `${address}/32`, "dev", "lo"]);
+  }
+}
+
+/** Serves UDP echo on `address`:{@link PROBE_PORT}; resolves with the socket once bound. */
+export async function serveProbeEcho(address: string): Promise<Socket> {
+  const s = createSocket({ type: "udp4", recvBufferSize: PROBE_SOCKET_BUFFER });
+  s.on("message", (msg, rinfo) => s.send(msg, rinfo.port, rinfo.address));
+  await new Promise<void>((resolve, reject) => {
+    s.once("error", reject);
+    s.bind(PROBE_PORT, address, () => {
+      s.off("error", reject);
+      resolve();
+    });
+  });
+  s.on("error", () => undefined);
+  return s;
+}

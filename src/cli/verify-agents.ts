@@ -1,0 +1,159 @@
+import { randomBytes } from "node:crypto";
+import { probeEndpointAddress, PROBE_PORT } from "../agent/verify/endpoint.js";
+import type { Datastore } from "../datastore/types.js";
+import { PodcryptError } from "../errors/index.js";
+import type { PairResult, VerifyResult } from "../localcluster/verify.js";
+import { CLUSTER_ENCRYPTION_NAME, verifyMarker, type VerifyCheck, type VerifyRun } from "../model/index.js";
+
+/** How long before a run's start the CLI writes it: agents must see it and open their captures. */
+const LEAD_MS = 2500;
+/** How long the probes wait for late echoes, and the captures after that (runner.ts). */
+const RUN_TAIL_MS = 2000 + 1500;
+
+/**
+ * The run `verify --via-agents` asks for: every ordered pair of the nodes with a probe endpoint
+ * (an IPv4 pod CIDR) and an underlay address, udp/7 between their endpoints. Pure.
+ */
+export function planRun(
+  nodes: ReadonlyArray<{ name: string; podCIDRs: string[]; underlay: { ipv4?: string; ipv6?: string } }>,
+  o: { nonce: string; now: number; seconds: number; count: number; selective: boolean },
+): Omit<VerifyRun, "status"> {
+  const usable = nodes.flatMap((n) => {
+    const endpoint = probeEndpointAddress(n.podCIDRs);
+    const underlay = n.underlay.ipv4 ?? n.underlay.ipv6;
+    return endpoint === undefined || underlay === undefined ? [] : [{ name: n.name, endpoint, underlay }];
+  });
+  const checks: VerifyCheck[] = usable.flatMap((a) =>
+    usable
+      .filter((b) => b.name !== a.name)
+      .map((b) => ({
+        from: a.name,
+        to: b.name,
+        address: b.endpoint,
+        protocol: "udp" as const,
+        port: PROBE_PORT,
+        // The endpoints are no pods of any policy: selective encryption leaves them in plaintext.
+        selected: !o.selective,
+      })),
+  );
+  return {
+    name: `verify-${o.nonce}`,
+    nonce: o.nonce,
+    startAt: o.now + LEAD_MS,
+    seconds: o.seconds,
+    count: o.count,
+    size: 0,
+    nodes: usable,
+    checks,
+  };
+}
+
+/** The verdicts of a finished run, in `verify`'s shape (see {@link PairResult}). Pure. */
+export function runResult(run: VerifyRun, selective: boolean): VerifyResult {
+  const reports = run.status?.reports ?? {};
+  const gapMs = (run.seconds * 1000) / run.count;
+  const pairs = run.checks.map((c): PairResult => {
+    const marker = verifyMarker(run, c);
+    const sender = reports[c.from];
+    const receiver = reports[c.to];
+    const probe = sender?.probes.find((p) => p.marker === marker);
+    const seen = [sender, receiver].flatMap((r) => r?.seen.filter((s) => s.marker === marker) ?? []);
+    const errors = [
+      sender === undefined ? `no report from ${c.from}` : sender.error,
+      receiver === undefined ? `no report from ${c.to}` : undefined,
+    ].filter((x): x is string => x !== undefined);
+    const lost = probe?.lost ?? [[0, run.count - 1]];
+    const started = probe?.startedAt ?? run.startAt;
+    const p: PairResult = {
+      from: c.from,
+      to: c.to,
+      delivered: probe !== undefined && probe.echoed === run.count,
+      plaintextSeen: seen.length > 0,
+      fromPod: `probe-endpoint/${run.nodes.find((n) => n.name === c.from)?.endpoint ?? "?"}`,
+      toPod: `probe-endpoint/${c.address}`,
+      protocol: c.protocol,
+      port: c.port,
+      selected: c.selected,
+      sent: run.count,
+      echoed: probe?.echoed ?? 0,
+      losses: lost.map(([a, b]) => ({
+        atMs: Math.round(a * gapMs),
+        untilMs: Math.round(b * gapMs),
+        at: new Date(started + Math.round(a * gapMs)).toISOString(),
+        packets: b - a + 1,
+      })),
+      // The sender's capture must have seen its own negative control towards the receiver;
+      // without a report there is no capture to trust either.
+      captureBlind: sender?.controls.find((x) => x.to === c.to)?.seen !== true,
+    };
+    if (errors.length > 0) p.error = errors.join("; ");
+    if (seen.length > 0) {
+      const lastBySource: Record<string, number> = {};
+      for (const s of seen)
+        for (const [ip, t] of Object.entries(s.lastBySource))
+          lastBySource[ip] = Math.max(t, lastBySource[ip] ?? 0);
+      p.plaintextAt = {
+        first: Math.min(...seen.map((s) => s.first)),
+        last: Math.max(...seen.map((s) => s.last)),
+        lastBySource,
+      };
+    }
+    return p;
+  });
+  const reportList = Object.values(reports);
+  return {
+    ok:
+      pairs.length > 0 &&
+      pairs.every((p) => p.delivered && !(p.selected && p.plaintextSeen) && p.captureBlind !== true),
+    encrypted: pairs.every((p) => !(p.selected && (p.plaintextSeen || p.captureBlind === true))),
+    selective,
+    pairs,
+    capture: {
+      packets: reportList.reduce((a, r) => a + r.capture.packets, 0),
+      bytes: reportList.reduce((a, r) => a + r.capture.bytes, 0),
+    },
+  };
+}
+
+/**
+ * `podcrypt verify --via-agents`: writes a verify run into `store`, waits until every node of it
+ * reported (or `timeoutMs` after the run's end), deletes it and returns the verdicts.
+ */
+export async function verifyViaAgents(
+  store: Datastore,
+  seconds: number,
+  count: number,
+  timeoutMs: number,
+): Promise<VerifyResult> {
+  const c = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
+  const selective = c?.encryption === "selective";
+  const nodes = (await store.collection("nodes").list()).items.map((n) => n.value);
+  const plan = planRun(nodes, {
+    nonce: randomBytes(6).toString("hex"),
+    now: Date.now(),
+    seconds,
+    count,
+    selective,
+  });
+  if (plan.nodes.length < 2)
+    throw new PodcryptError(
+      "EVERIFY",
+      `verify --via-agents needs two nodes with a probe endpoint (an IPv4 pod CIDR) and an underlay address; the datastore has ${plan.nodes.length}`,
+    );
+  const runs = store.collection("verifyruns");
+  await runs.create(plan);
+  try {
+    const deadline = plan.startAt + seconds * 1000 + RUN_TAIL_MS + timeoutMs;
+    for (;;) {
+      const cur = (await runs.get(plan.name))?.value;
+      if (cur === undefined)
+        throw new PodcryptError("EVERIFY", `verify run ${plan.name} was deleted before it finished`);
+      const reported = Object.keys(cur.status?.reports ?? {});
+      if (plan.nodes.every((n) => reported.includes(n.name)) || Date.now() > deadline)
+        return runResult(cur, selective);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    await runs.delete(plan.name).catch(() => undefined);
+  }
+}

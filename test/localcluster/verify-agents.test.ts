@@ -1,0 +1,133 @@
+/**
+ * `verify --via-agents` against the namespace verify on the local cluster (3 nodes, both modes,
+ * local datastore): the agents' verdicts (probes between the nodes' probe endpoints, each node
+ * capturing its own underlay) must be the namespace verify's (pods' probes, the fabric captured)
+ * on a healthy cluster and on one where node-1's encryption is broken; and a node whose capture is
+ * blind (the fault-injection knob `fault-capture-blind` in its state directory) must make its
+ * pairs "capture blind", never "encrypted".
+ *
+ * How node-1 is broken, as a foreign tool on a real node would: its nftables table `podcrypt` is
+ * deleted (a firewall reload flushing the ruleset: strict mode gone) and a policy-routing rule at
+ * priority 100 sends the cluster's pod CIDRs to a table routing them straight over the underlay
+ * (another component's rule ahead of the main table: the tunnel bypassed). Neither is podcrypt's
+ * to repair, so node-1's pod traffic leaves in plaintext while its agent runs on.
+ */
+import assert from "node:assert/strict";
+import { rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { run } from "../../src/platform/netns/netns.js";
+import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
+
+interface Pair {
+  from: string;
+  to: string;
+  delivered: boolean;
+  plaintextSeen: boolean;
+  port: number;
+  captureBlind?: boolean;
+}
+
+/** The verdict of every ordered node pair of a verify's JSON (its echo-port checks). */
+function verdicts(v: { pairs: Pair[] }): Record<string, { delivered: boolean; plaintext: boolean }> {
+  return Object.fromEntries(
+    v.pairs
+      .filter((p) => p.port === 7)
+      .map((p) => [`${p.from}->${p.to}`, { delivered: p.delivered, plaintext: p.plaintextSeen }]),
+  );
+}
+
+const busy = await clusterBusy();
+
+for (const mode of ["wireguard", "ipsec"] as const)
+  describe(
+    `verify --via-agents agrees with the namespace verify (3 nodes, ${mode}, local datastore)`,
+    { skip: busy },
+    () => {
+      const { home, podcrypt } = clusterCli(`verify-agents-${mode}`);
+      const verify = async (
+        viaAgents: boolean,
+      ): Promise<{ code: number; json: VerifyJson & { pairs: Pair[] }; stderr: string }> => {
+        const r = await podcrypt(["verify", "--json", ...(viaAgents ? ["--via-agents"] : [])]);
+        assert.ok(r.stdout.trim().startsWith("{"), `verify printed no JSON: ${r.stderr}`);
+        return {
+          code: r.code,
+          json: JSON.parse(r.stdout) as VerifyJson & { pairs: Pair[] },
+          stderr: r.stderr,
+        };
+      };
+      before(async () => {
+        const up = await podcrypt([
+          "cluster",
+          "up",
+          "--nodes",
+          "3",
+          "--pods-per-node",
+          "1",
+          "--mode",
+          mode,
+          "--timeout",
+          "150",
+        ]);
+        assert.equal(up.code, 0, `cluster up failed: ${up.stderr}`);
+      });
+      after(async () => {
+        await podcrypt(["cluster", "down"]);
+        rmSync(home, { recursive: true, force: true });
+      });
+
+      it("healthy: both verify OK, with the same verdict for each of the 6 ordered pairs", async () => {
+        const ns = await verify(false);
+        const agents = await verify(true);
+        assert.equal(ns.code, 0, ns.stderr);
+        assert.equal(agents.code, 0, agents.stderr);
+        assert.equal(Object.keys(verdicts(agents.json)).length, 6);
+        assert.deepEqual(verdicts(agents.json), verdicts(ns.json));
+        for (const p of agents.json.pairs) assert.equal(p.captureBlind, false, `${p.from}->${p.to}`);
+      });
+
+      it("a node whose capture is blind fails its pairs as capture blind, and only those", async () => {
+        const knob = join(home, "nodes", "node-2", "fault-capture-blind");
+        writeFileSync(knob, "");
+        try {
+          const r = await verify(true);
+          assert.equal(r.code, 1);
+          assert.equal(r.json.ok, false);
+          for (const p of r.json.pairs) {
+            assert.equal(p.captureBlind, p.from === "node-2", `${p.from}->${p.to} captureBlind`);
+            // Blind, not plaintext: the traffic itself is still encrypted and delivered.
+            assert.equal(p.plaintextSeen, false, `${p.from}->${p.to}`);
+          }
+          assert.match(r.stderr, /capture blind for node-2→node-1, node-2→node-3/);
+        } finally {
+          unlinkSync(knob);
+        }
+      });
+
+      it("node-1's encryption broken (strict mode flushed, tunnel bypassed): both see the same plaintext pairs", async () => {
+        const ns1 = "pc-node-1";
+        await run("ip", ["netns", "exec", ns1, "nft", "delete", "table", "inet", "podcrypt"]);
+        await run("ip", ["-n", ns1, "-batch", "-"], {
+          input: [
+            "route add 10.244.2.0/24 via 172.30.0.12 dev eth0 table 200",
+            "route add 10.244.3.0/24 via 172.30.0.13 dev eth0 table 200",
+            "rule add priority 100 to 10.244.0.0/16 lookup 200",
+            "",
+          ].join("\n"),
+        });
+        const ns = await verify(false);
+        const agents = await verify(true);
+        assert.equal(ns.code, 1);
+        assert.equal(agents.code, 1);
+        const expected = verdicts(ns.json);
+        for (const [pair, v] of Object.entries(expected))
+          assert.equal(
+            v.plaintext,
+            pair.includes("node-1"),
+            `namespace verify, ${pair}: plaintext ${v.plaintext}`,
+          );
+        assert.deepEqual(verdicts(agents.json), expected);
+        for (const p of agents.json.pairs) assert.equal(p.captureBlind, false, `${p.from}->${p.to}`);
+      });
+    },
+  );
