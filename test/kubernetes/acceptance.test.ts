@@ -22,6 +22,7 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { parse, stringify } from "yaml";
 import { COMPONENT_CALLS } from "../../src/cli/manifests/api-calls.js";
+import { CONTROLLERS } from "../../src/localcluster/cluster.js";
 import { resolveClusterConfig, parseClusterConfigText } from "../../src/localcluster/config.js";
 import { NETNS_PREFIX, planCluster, servicePods } from "../../src/localcluster/plan.js";
 import { projectRoot } from "../../src/paths.js";
@@ -404,12 +405,27 @@ for (const mode of ["wireguard", "ipsec"] as const)
         assert.match(m, /^podcrypt_cluster_phase\{phase="idle"\} 1$/m);
         assert.match(m, /^podcrypt_agent_reconcile_failures_total 0$/m);
         assert.match(m, /^podcrypt_datastore_reachable 1$/m);
-        const log = readFileSync(join(home, "logs", "controller.log"), "utf8");
-        const line = log.split("\n").find((l) => l.includes("serving /healthz"));
-        const address = (JSON.parse(line!) as { address: string }).address;
-        const c = await fetch(`http://${address}/readyz`);
-        assert.deepEqual([c.status, await c.text()], [200, "ok: datastore reachable; leader\n"]);
-        const cm = await (await fetch(`http://${address}/metrics`)).text();
+        // Two controllers run (a leader and a standby); whichever took the lease first leads.
+        const readyz: Array<{ address: string; text: string }> = [];
+        for (const [name] of CONTROLLERS) {
+          const log = readFileSync(join(home, "logs", `${name}.log`), "utf8");
+          const line = log
+            .split("\n")
+            .filter((l) => l.includes("serving /healthz"))
+            .pop();
+          assert.ok(line !== undefined, `${name} logged its health address`);
+          const address = (JSON.parse(line) as { address: string }).address;
+          const c = await fetch(`http://${address}/readyz`);
+          assert.equal(c.status, 200, `${name} /readyz`);
+          readyz.push({ address, text: await c.text() });
+        }
+        const leaders = readyz.filter((r) => r.text === "ok: datastore reachable; leader\n");
+        assert.equal(leaders.length, 1, `one leader: ${JSON.stringify(readyz)}`);
+        assert.ok(
+          readyz.some((r) => r.text.startsWith("ok: datastore reachable; standby")),
+          `one standby: ${JSON.stringify(readyz)}`,
+        );
+        const cm = await (await fetch(`http://${leaders[0]!.address}/metrics`)).text();
         assert.match(cm, /^podcrypt_controller_leader 1$/m);
         assert.match(cm, /^podcrypt_policy_status_writes_total [1-9]\d*$/m);
       });

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { CONTROLLERS } from "../../src/localcluster/cluster.js";
 import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
 
 const THRESHOLD = 1500;
@@ -58,9 +59,10 @@ describe(
       }
       const epoch = await epochOf();
       assert.ok(epoch > before, `epoch ${before} -> ${epoch}: no early rotation`);
-      const phases = readFileSync(join(home, "logs", "controller.log"), "utf8")
-        .split("\n")
-        .filter((l) => l.includes('"msg":"cluster phase"'));
+      // Whichever of the two controllers leads logs the phases.
+      const phases = CONTROLLERS.flatMap(([name]) =>
+        readFileSync(join(home, "logs", `${name}.log`), "utf8").split("\n"),
+      ).filter((l) => l.includes('"msg":"cluster phase"'));
       assert.ok(
         phases.some((l) => l.includes('"reason":"rotation-early"')),
         `no rotation-early phase in the controller's log:\n${phases.join("\n")}`,
