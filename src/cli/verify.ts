@@ -1,13 +1,7 @@
 import { Command } from "commander";
 import { readClusterState, requireClusterState } from "../localcluster/state.js";
 import { verifyCluster, type PairResult, type VerifyResult } from "../localcluster/verify.js";
-import {
-  answered,
-  clusterDatastoreOption,
-  DEFAULT_DATASTORE_TIMEOUT_S,
-  openClusterDatastore,
-  openDatastore,
-} from "./datastore.js";
+import { answered, clusterDatastoreOption, openClusterDatastore, openDatastore } from "./datastore.js";
 import { verifyViaAgents } from "./verify-agents.js";
 import { parseIntFlag } from "./flags.js";
 
@@ -54,7 +48,7 @@ export function registerVerify(program: Command): void {
     .addOption(clusterDatastoreOption())
     .option(
       "--timeout <s>",
-      "--via-agents: how long to wait for the agents' reports after the run's end",
+      "how long the datastore may take to answer (reading the cluster's configuration), and with --via-agents how long to wait for the agents' reports after the run's end",
       parseIntFlag("--timeout", 1, 3600),
       30,
     )
@@ -83,12 +77,7 @@ export function registerVerify(program: Command): void {
         } else {
           const state = requireClusterState();
           r = await verifyCluster(state, openDatastore, o.seconds, o.count, (reads) =>
-            answered(
-              state.datastore,
-              "reading the cluster configuration",
-              DEFAULT_DATASTORE_TIMEOUT_S * 1000,
-              reads,
-            ),
+            answered(state.datastore, "reading the cluster configuration", o.timeout * 1000, reads),
           );
         }
         if (o.json) {

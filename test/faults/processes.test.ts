@@ -14,6 +14,23 @@ function longestGap(v: VerifyJson): number {
   return Math.max(0, ...v.pairs.flatMap((p) => p.losses.map((l) => l.untilMs - l.atMs)));
 }
 
+/** Sends node-2's data-plane daemon `signal` and waits for its successor; returns the ms it took. */
+async function replaceDaemon(mode: "wireguard" | "ipsec", signal: NodeJS.Signals): Promise<number> {
+  const pid = daemonPid("node-2", mode);
+  assert.ok(pid !== undefined, `node-2 runs a ${mode} daemon`);
+  const at = Date.now();
+  process.kill(pid, signal);
+  await waitUntil(
+    () => {
+      const now = daemonPid("node-2", mode);
+      return now !== undefined && now !== pid;
+    },
+    10_000,
+    "a new daemon",
+  );
+  return Date.now() - at;
+}
+
 for (const mode of ["wireguard", "ipsec"] as const) {
   faultSuite(mode, (c) => {
     it("steady state: 100 datagrams/s per pair for 5 s, none lost, none in plaintext", async () => {
@@ -29,21 +46,10 @@ for (const mode of ["wireguard", "ipsec"] as const) {
     it("kill -9 of a data-plane daemon loses under 1 s on that node's pairs only; the agent replaces it at once", async () => {
       const cl = c();
       const restartsBefore = (await cl.status()).nodes.find((n) => n.name === "node-2")!.restarts.dataplane;
-      const pid = daemonPid("node-2", mode);
-      assert.ok(pid !== undefined, `node-2 runs a ${mode} daemon`);
+      assert.ok(daemonPid("node-2", mode) !== undefined, `node-2 runs a ${mode} daemon`);
       const traffic = cl.traffic(10);
       await sleep(3000);
-      const killedAt = Date.now();
-      process.kill(pid, "SIGKILL");
-      await waitUntil(
-        () => {
-          const now = daemonPid("node-2", mode);
-          return now !== undefined && now !== pid;
-        },
-        10_000,
-        "a new daemon",
-      );
-      const respawnMs = Date.now() - killedAt;
+      const respawnMs = await replaceDaemon(mode, "SIGKILL");
       const v = await traffic;
       const worst = assertTraffic(v, { faulty: "node-2", maxLost: RATE - 1 }, "daemon kill -9");
       process.stdout.write(
@@ -83,19 +89,7 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         "the new agent to report",
       );
       const agentMs = Date.now() - stoppedAt;
-      const pid = daemonPid("node-2", mode);
-      assert.ok(pid !== undefined, `node-2 runs a ${mode} daemon`);
-      const daemonAt = Date.now();
-      process.kill(pid, "SIGTERM");
-      await waitUntil(
-        () => {
-          const now = daemonPid("node-2", mode);
-          return now !== undefined && now !== pid;
-        },
-        10_000,
-        "a new daemon",
-      );
-      const daemonMs = Date.now() - daemonAt;
+      const daemonMs = await replaceDaemon(mode, "SIGTERM");
       const v = await traffic;
       const worst = assertTraffic(v, { faulty: "node-2", maxLost: RATE - 1 }, "node upgrade");
       process.stdout.write(

@@ -7,7 +7,8 @@
  *   1. kill -9 of its `podcrypt esp` daemon (the agent starts a new one);
  *   2. kill -9 of its agent, which the cluster's supervisor starts again (the daemon lives on:
  *      the instance must stay);
- *   3. its Node record deleted and re-published (the peers remove it, then add it again);
+ *   3. its Node record deleted (its agent held meanwhile) and re-published (the peers remove it,
+ *      then add it again);
  *   4. a "reboot": the supervisor held (SIGSTOP) so that nothing comes back early, agent and
  *      daemon killed, its tunnel device deleted, the state directory kept; then the supervisor
  *      resumes and starts the agent again, as kubelet would after the reboot.
@@ -181,18 +182,26 @@ describe(
       assert.ok(await converged());
       await collectKeys(keys);
 
-      // 3. node-2's record deleted: the peers remove it; its agent publishes it again and they re-add it.
-      const store = await openDatastore(readClusterState(home)!.datastore);
+      // 3. node-2's record deleted: the peers remove it; its agent publishes it again and they re-add
+      // it. The agent is held (SIGSTOP) until the peers have removed it: its heartbeat, every 5 s,
+      // would otherwise write the record again before they noticed it gone.
+      const holder = agentProcess();
+      process.kill(holder.pid, "SIGSTOP");
       try {
-        await store.collection("nodes").delete(VICTIM);
+        const store = await openDatastore(readClusterState(home)!.datastore);
+        try {
+          await store.collection("nodes").delete(VICTIM);
+        } finally {
+          await store.close();
+        }
+        await waitUntil(
+          async () => !(await daemon("node-1"))!.peers.some((p) => p.name === VICTIM),
+          30_000,
+          "node-1 to remove node-2",
+        );
       } finally {
-        await store.close();
+        process.kill(holder.pid, "SIGCONT");
       }
-      await waitUntil(
-        async () => !(await daemon("node-1"))!.peers.some((p) => p.name === VICTIM),
-        30_000,
-        "node-1 to remove node-2",
-      );
       ms = await waitUntil(converged, 60_000, "node-2 re-added everywhere");
       assert.equal(await publishedInstance(), instance1, "re-published with the same instance");
       report.push(`record deleted: re-added after ${ms} ms`);

@@ -1,6 +1,7 @@
 /**
  * `verify --via-agents` against the namespace verify on the local cluster (3 nodes, both modes,
- * local datastore): the agents' verdicts (probes between the nodes' probe endpoints, each node
+ * datastores local and kubernetes: the API test server with the generated CRDs, RBAC and admission
+ * policy, each agent with its own node-bound token, the CLI as the admin): the agents' verdicts (probes between the nodes' probe endpoints, each node
  * capturing its own underlay) must be the namespace verify's (pods' probes, the fabric captured)
  * on a healthy cluster and on one where node-1's encryption is broken; and a node whose capture is
  * blind (the fault-injection knob `fault-capture-blind` in its state directory) must make its
@@ -16,7 +17,12 @@ import assert from "node:assert/strict";
 import { rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { parse, stringify } from "yaml";
+import { parseClusterConfigText, resolveClusterConfig } from "../../src/localcluster/config.js";
+import { planCluster } from "../../src/localcluster/plan.js";
 import { run } from "../../src/platform/netns/netns.js";
+import { installPodcrypt, kubeconfigYaml, SERVICE_ACCOUNT_USERS } from "../kube-apiserver/rbac.js";
+import type { KubeApiServer } from "../kube-apiserver/server.js";
 import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
 
 interface Pair {
@@ -39,95 +45,163 @@ function verdicts(v: { pairs: Pair[] }): Record<string, { delivered: boolean; pl
 
 const busy = await clusterBusy();
 
-for (const mode of ["wireguard", "ipsec"] as const)
-  describe(
-    `verify --via-agents agrees with the namespace verify (3 nodes, ${mode}, local datastore)`,
-    { skip: busy },
-    () => {
-      const { home, podcrypt } = clusterCli(`verify-agents-${mode}`);
-      const verify = async (
-        viaAgents: boolean,
-      ): Promise<{ code: number; json: VerifyJson & { pairs: Pair[] }; stderr: string }> => {
-        const r = await podcrypt(["verify", "--json", ...(viaAgents ? ["--via-agents"] : [])]);
-        assert.ok(r.stdout.trim().startsWith("{"), `verify printed no JSON: ${r.stderr}`);
-        return {
-          code: r.code,
-          json: JSON.parse(r.stdout) as VerifyJson & { pairs: Pair[] },
-          stderr: r.stderr,
+const TOKENS = { controller: "controller-sa-token", agent: "agent-sa-token", admin: "admin-token" };
+
+for (const datastore of ["local", "kubernetes"] as const)
+  for (const mode of ["wireguard", "ipsec"] as const)
+    describe(
+      `verify --via-agents agrees with the namespace verify (3 nodes, ${mode}, ${datastore} datastore)`,
+      { skip: busy },
+      () => {
+        const { home, podcrypt } = clusterCli(`verify-agents-${mode}-${datastore}`);
+        let server: KubeApiServer | undefined;
+        const verify = async (
+          viaAgents: boolean,
+        ): Promise<{ code: number; json: VerifyJson & { pairs: Pair[] }; stderr: string }> => {
+          const r = await podcrypt(["verify", "--json", ...(viaAgents ? ["--via-agents"] : [])]);
+          assert.ok(r.stdout.trim().startsWith("{"), `verify printed no JSON: ${r.stderr}`);
+          return {
+            code: r.code,
+            json: JSON.parse(r.stdout) as VerifyJson & { pairs: Pair[] },
+            stderr: r.stderr,
+          };
         };
-      };
-      before(async () => {
-        const up = await podcrypt([
-          "cluster",
-          "up",
-          "--nodes",
-          "3",
-          "--pods-per-node",
-          "1",
-          "--mode",
-          mode,
-          "--timeout",
-          "150",
-        ]);
-        assert.equal(up.code, 0, `cluster up failed: ${up.stderr}`);
-      });
-      after(async () => {
-        await podcrypt(["cluster", "down"]);
-        rmSync(home, { recursive: true, force: true });
-      });
-
-      it("healthy: both verify OK, with the same verdict for each of the 6 ordered pairs", async () => {
-        const ns = await verify(false);
-        const agents = await verify(true);
-        assert.equal(ns.code, 0, ns.stderr);
-        assert.equal(agents.code, 0, agents.stderr);
-        assert.equal(Object.keys(verdicts(agents.json)).length, 6);
-        assert.deepEqual(verdicts(agents.json), verdicts(ns.json));
-        for (const p of agents.json.pairs) assert.equal(p.captureBlind, false, `${p.from}->${p.to}`);
-      });
-
-      it("a node whose capture is blind fails its pairs as capture blind, and only those", async () => {
-        const knob = join(home, "nodes", "node-2", "fault-capture-blind");
-        writeFileSync(knob, "");
-        try {
-          const r = await verify(true);
-          assert.equal(r.code, 1);
-          assert.equal(r.json.ok, false);
-          for (const p of r.json.pairs) {
-            assert.equal(p.captureBlind, p.from === "node-2", `${p.from}->${p.to} captureBlind`);
-            // Blind, not plaintext: the traffic itself is still encrypted and delivered.
-            assert.equal(p.plaintextSeen, false, `${p.from}->${p.to}`);
+        before(async () => {
+          const text = `mode: ${mode}\nnodes:\n${[1, 2, 3].map((i) => `  - {name: node-${i}, pods: 1}`).join("\n")}\n`;
+          const config = parse(text) as Record<string, unknown>;
+          if (datastore === "kubernetes") {
+            const plan = planCluster(resolveClusterConfig(parseClusterConfigText(text)));
+            const agentToken = (node: string): string => `agent-${node}-token`;
+            const s = await installPodcrypt({
+              tokens: TOKENS,
+              agentNodes: Object.fromEntries(plan.nodes.map((n) => [agentToken(n.name), n.name])),
+            });
+            server = s;
+            const kubeconfig = (name: string, token: string): string => {
+              const file = join(home, `${name}.kubeconfig`);
+              writeFileSync(file, kubeconfigYaml(s.url, name, token), { mode: 0o600 });
+              return `kubernetes:${file}`;
+            };
+            for (const n of plan.nodes) kubeconfig(`agent-${n.name}`, agentToken(n.name));
+            config["datastore"] = kubeconfig("admin", TOKENS.admin);
+            config["datastores"] = {
+              controller: kubeconfig("controller", TOKENS.controller),
+              agent: `kubernetes:${join(home, "agent-{node}.kubeconfig")}`,
+            };
+            // The Nodes the kubelets would have registered.
+            for (const n of plan.nodes) {
+              const res = await fetch(`${s.url}/api/v1/nodes`, {
+                method: "POST",
+                headers: { Authorization: `Bearer ${TOKENS.admin}`, "Content-Type": "application/json" },
+                body: JSON.stringify({
+                  metadata: { name: n.name },
+                  spec: { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR] },
+                  status: { addresses: [{ type: "InternalIP", address: n.underlayIPv4 }] },
+                }),
+              });
+              assert.ok(res.status < 300, `creating Node ${n.name}: HTTP ${res.status}`);
+            }
           }
-          assert.match(r.stderr, /capture blind for node-2→node-1, node-2→node-3/);
-        } finally {
-          unlinkSync(knob);
-        }
-      });
-
-      it("node-1's encryption broken (strict mode flushed, tunnel bypassed): both see the same plaintext pairs", async () => {
-        const ns1 = "pc-node-1";
-        await run("ip", ["netns", "exec", ns1, "nft", "delete", "table", "inet", "podcrypt"]);
-        await run("ip", ["-n", ns1, "-batch", "-"], {
-          input: [
-            "route add 10.244.2.0/24 via 172.30.0.12 dev eth0 table 200",
-            "route add 10.244.3.0/24 via 172.30.0.13 dev eth0 table 200",
-            "rule add priority 100 to 10.244.0.0/16 lookup 200",
-            "",
-          ].join("\n"),
+          writeFileSync(join(home, "cluster.yaml"), stringify(config));
+          const up = await podcrypt([
+            "cluster",
+            "up",
+            "--config",
+            join(home, "cluster.yaml"),
+            "--timeout",
+            "150",
+          ]);
+          assert.equal(up.code, 0, `cluster up failed: ${up.stderr}`);
         });
-        const ns = await verify(false);
-        const agents = await verify(true);
-        assert.equal(ns.code, 1);
-        assert.equal(agents.code, 1);
-        const expected = verdicts(ns.json);
-        for (const [pair, v] of Object.entries(expected))
-          assert.equal(
-            v.plaintext,
-            pair.includes("node-1"),
-            `namespace verify, ${pair}: plaintext ${v.plaintext}`,
-          );
-        assert.deepEqual(verdicts(agents.json), expected);
-        for (const p of agents.json.pairs) assert.equal(p.captureBlind, false, `${p.from}->${p.to}`);
-      });
-    },
-  );
+        after(async () => {
+          try {
+            await podcrypt(["cluster", "down"]);
+            if (server !== undefined) {
+              // The agents wrote their reports with their own tokens, through the status subresource.
+              const agents = server.requests.filter((r) => r.user === SERVICE_ACCOUNT_USERS.agent);
+              assert.deepEqual(
+                agents.filter((r) => r.code === 403),
+                [],
+                "the generated RBAC denied an agent",
+              );
+              await server.close();
+            }
+          } finally {
+            rmSync(home, { recursive: true, force: true });
+          }
+        });
+
+        it("healthy: both verify OK, with the same verdict for each of the 6 ordered pairs", async () => {
+          const ns = await verify(false);
+          const agents = await verify(true);
+          assert.equal(ns.code, 0, ns.stderr);
+          assert.equal(agents.code, 0, agents.stderr);
+          assert.equal(Object.keys(verdicts(agents.json)).length, 6);
+          assert.deepEqual(verdicts(agents.json), verdicts(ns.json));
+          for (const p of agents.json.pairs) assert.equal(p.captureBlind, false, `${p.from}->${p.to}`);
+          if (server !== undefined) {
+            const reports = server.requests.filter(
+              (r) =>
+                r.user === SERVICE_ACCOUNT_USERS.agent &&
+                r.resource === "verifyruns" &&
+                r.subresource === "status",
+            );
+            // Each node's report through the status subresource (a 409 is a report racing another's,
+            // retried with compare-and-swap).
+            for (const node of ["node-1", "node-2", "node-3"])
+              assert.ok(
+                reports.some((r) => r.token === `agent-${node}-token` && r.code === 200),
+                `${node} wrote no report: ${JSON.stringify(reports)}`,
+              );
+            assert.ok(
+              reports.every((r) => r.verb === "patch" && [200, 409].includes(r.code)),
+              JSON.stringify(reports),
+            );
+          }
+        });
+
+        it("a node whose capture is blind fails its pairs as capture blind, and only those", async () => {
+          const knob = join(home, "nodes", "node-2", "fault-capture-blind");
+          writeFileSync(knob, "");
+          try {
+            const r = await verify(true);
+            assert.equal(r.code, 1);
+            assert.equal(r.json.ok, false);
+            for (const p of r.json.pairs) {
+              assert.equal(p.captureBlind, p.from === "node-2", `${p.from}->${p.to} captureBlind`);
+              // Blind, not plaintext: the traffic itself is still encrypted and delivered.
+              assert.equal(p.plaintextSeen, false, `${p.from}->${p.to}`);
+            }
+            assert.match(r.stderr, /capture blind for node-2→node-1, node-2→node-3/);
+          } finally {
+            unlinkSync(knob);
+          }
+        });
+
+        it("node-1's encryption broken (strict mode flushed, tunnel bypassed): both see the same plaintext pairs", async () => {
+          const ns1 = "pc-node-1";
+          await run("ip", ["netns", "exec", ns1, "nft", "delete", "table", "inet", "podcrypt"]);
+          await run("ip", ["-n", ns1, "-batch", "-"], {
+            input: [
+              "route add 10.244.2.0/24 via 172.30.0.12 dev eth0 table 200",
+              "route add 10.244.3.0/24 via 172.30.0.13 dev eth0 table 200",
+              "rule add priority 100 to 10.244.0.0/16 lookup 200",
+              "",
+            ].join("\n"),
+          });
+          const ns = await verify(false);
+          const agents = await verify(true);
+          assert.equal(ns.code, 1);
+          assert.equal(agents.code, 1);
+          const expected = verdicts(ns.json);
+          for (const [pair, v] of Object.entries(expected))
+            assert.equal(
+              v.plaintext,
+              pair.includes("node-1"),
+              `namespace verify, ${pair}: plaintext ${v.plaintext}`,
+            );
+          assert.deepEqual(verdicts(agents.json), expected);
+          for (const p of agents.json.pairs) assert.equal(p.captureBlind, false, `${p.from}->${p.to}`);
+        });
+      },
+    );

@@ -114,7 +114,7 @@ class Cluster {
   }
 
   async verify(t: TestContext, extra: string[] = []): Promise<Verify> {
-    const r = await this.podcrypt(["verify", "--json", ...extra], t);
+    const r = await this.podcrypt(["verify", "--json", "--timeout", "120", ...extra], t);
     const v = JSON.parse(r.stdout || "{}") as Verify;
     for (const p of v.pairs ?? [])
       assert.deepEqual(
@@ -208,7 +208,7 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
   // other (test/vm/README.md); PODCRYPT_VM_TRAFFIC_S lengthens the window on a busier host.
   const seconds = Number(process.env["PODCRYPT_VM_TRAFFIC_S"] || 300);
   const traffic = c.podcrypt(
-    ["verify", "--json", "--seconds", String(seconds), "--count", String(seconds * 10)],
+    ["verify", "--json", "--timeout", "120", "--seconds", String(seconds), "--count", String(seconds * 10)],
     t,
     (seconds + 300) * 1000,
   );

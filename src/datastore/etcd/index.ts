@@ -59,8 +59,10 @@ export interface EtcdDatastoreOptions {
 /**
  * Deadline of every unary etcd call (ms). Loopback or LAN etcd answers in milliseconds; a call
  * still open after this long failed, and the caller's retry (the agent's next pass) starts afresh.
+ * Generous, as it counts from before the channel connects: under CPU emulation (the VM tier) a
+ * first call took over 10 s.
  */
-const CALL_DEADLINE_MS = 10_000;
+const CALL_DEADLINE_MS = 30_000;
 
 /** The "kind" under whose prefix leader-election keys live: `<prefix>__leaders/<name>`. */
 export const LEADER_KIND = "__leaders";
@@ -199,19 +201,49 @@ export class EtcdDatastore implements Datastore {
     return mapError(e, { ...this.errorContext, leaseId });
   }
 
-  /** @internal Runs an etcd3 call, mapping its failure ({@link mapError}). */
+  /**
+   * @internal Runs an etcd3 call, mapping its failure ({@link mapError}). A call that fails for
+   * want of etcd, or gives no answer by {@link CALL_DEADLINE_MS}, drops the client's cached
+   * authentication token: etcd forgets its tokens when it restarts, and etcd3 went on sending the
+   * old one, its calls hanging for good after an outage (every agent silent until restarted).
+   */
   async wrap<T>(fn: () => Promise<T>, leaseId?: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const noAnswer = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new UnavailableError(`etcd: no answer within ${CALL_DEADLINE_MS / 1000} s`)),
+        CALL_DEADLINE_MS + 1000,
+      );
+      timer.unref();
+    });
     try {
-      return await fn();
+      return await Promise.race([fn(), noAnswer]);
     } catch (e) {
       // grpc-js gives no reason ("Last error: null") for a TLS connection that failed, also when
       // nothing listens (etcd stopped): a TCP connect tells that apart from a failed handshake.
+      let mapped: Error | undefined;
       if (this.errorContext.tls && /Last error: null/.test(e instanceof Error ? e.message : String(e))) {
         const why = await tcpFailure(this.firstHost);
-        if (why !== undefined) throw new UnavailableError(`etcd: cannot connect (${why})`, { cause: e });
+        if (why !== undefined) mapped = new UnavailableError(`etcd: cannot connect (${why})`, { cause: e });
       }
-      throw this.mapError(e, leaseId);
+      mapped ??= e instanceof UnavailableError ? e : this.mapError(e, leaseId);
+      if (mapped instanceof UnavailableError) this.forgetToken();
+      throw mapped;
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  /**
+   * Makes etcd3 authenticate afresh on its next call. etcd3 has no public way to say so: its
+   * connection pool's authenticator is reached as etcd3 itself does when etcd reports the token
+   * invalid (`invalidateMetadata`).
+   */
+  private forgetToken(): void {
+    const pool = (
+      this.client as unknown as { pool?: { authenticator?: { invalidateMetadata?: () => void } } }
+    ).pool;
+    pool?.authenticator?.invalidateMetadata?.();
   }
 
   /** @internal */ assertOpen(): void {
