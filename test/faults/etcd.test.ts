@@ -1,3 +1,4 @@
+// test-tier: netns (root: network namespaces)
 /**
  * Fault rows of the datastore: the local cluster on a real etcd (Debian's etcd-server, TLS with
  * client certificates and authentication on, a user per node as deployed), etcd stopped (SIGKILL)
