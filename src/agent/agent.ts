@@ -27,6 +27,7 @@ import {
 } from "./desired.js";
 import { SelectionTracker } from "./selection.js";
 import { TunnelTracker, type TunnelReport } from "./tunnels.js";
+import type { WorkloadGate } from "./gate.js";
 import { chainText } from "../errors/describe.js";
 import { FailureTracker } from "./failures.js";
 import {
@@ -111,6 +112,11 @@ export interface AgentOptions {
    * (src/agent/claims.ts). Without it (local, etcd) only overlapping claims are refused.
    */
   authority?: (onChange: () => void) => Promise<AuthoritySource>;
+  /**
+   * Workload gating (src/agent/gate.ts): told of every heartbeat's tunnel report, it keeps the
+   * node tainted until the tunnels are up. Without it (the default) the node is never tainted.
+   */
+  gate?: WorkloadGate;
 }
 
 /**
@@ -397,6 +403,15 @@ export class Agent {
     } catch (e) {
       this.o.logger.warn({ err: e }, "heartbeat failed");
     }
+    await this.o.gate?.observe(this.tunnelView());
+  }
+
+  /** What the gate is told: the last tunnel report, or why there is none. */
+  private tunnelView(): Parameters<WorkloadGate["observe"]>[0] {
+    const c = this.cluster;
+    if (c === undefined || c.applied === undefined) return { kind: "unknown" };
+    if (!applied(c).enabled) return { kind: "plaintext" };
+    return this.tunnelsNow === undefined ? { kind: "unknown" } : { kind: "report", report: this.tunnelsNow };
   }
 
   /**

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Command, Option } from "commander";
 import { Agent, type EpochKeys } from "../agent/agent.js";
+import { NOT_READY_TAINT, WorkloadGate } from "../agent/gate.js";
 import type { RefusedClaim } from "../agent/claims.js";
 import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import { systemClock } from "../clock.js";
@@ -74,6 +75,21 @@ interface AgentFlags {
   healthAddress?: string;
   metricsTokenFile?: string;
   logLevel?: string;
+  notReadyTaint?: boolean;
+}
+
+/**
+ * The workload gate of `--not-ready-taint` (src/agent/gate.ts): it taints the Kubernetes Node of
+ * this agent, so it needs the kubernetes datastore.
+ */
+function workloadGate(store: Datastore, node: string, logger: ReturnType<typeof createLogger>): WorkloadGate {
+  if (store.backend !== "kubernetes")
+    throw new ValidationError(
+      "--not-ready-taint",
+      `needs the kubernetes datastore (it taints this node's Kubernetes Node), not ${store.backend}: pass --no-not-ready-taint or set agent.notReadyTaint: false`,
+    );
+  const k8s = store as KubernetesDatastore;
+  return new WorkloadGate({ set: (present) => k8s.setNodeTaint(node, NOT_READY_TAINT, present) }, logger);
 }
 
 /**
@@ -141,6 +157,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
       expireLeases: false,
     });
     closers.push(() => raw.close());
+    const gate = set.notReadyTaint ? workloadGate(raw, node, logger) : undefined;
     const net = await resolveNodeNetwork(raw, node, { underlayIp: o.underlayIp, podCidr: o.podCidr });
     const underlayIf = set.underlayIf ?? (await underlayInterfaceOf(net.underlayIp));
     // With --dataplane kernel on a kernel without the modules the agent stops here, saying what is missing.
@@ -244,6 +261,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
       clock: systemClock,
       logger,
       heartbeatMs: heartbeatSeconds * 1000,
+      ...(gate === undefined ? {} : { gate }),
       // Kubernetes is the authority on what each node was assigned: peers are believed only there.
       ...(raw.backend === "kubernetes"
         ? { authority: (onChange: () => void) => (raw as KubernetesDatastore).watchNodeAuthorities(onChange) }
@@ -357,6 +375,11 @@ export function registerAgent(program: Command): void {
       "--metrics-token-file <file>",
       "file holding a bearer token that /metrics and /statusz then require (config: agent.metricsTokenFile; default none: /metrics open, /statusz for loopback clients only)",
     )
+    .option(
+      "--not-ready-taint",
+      `keep the NoSchedule taint ${NOT_READY_TAINT.key} on this node's Kubernetes Node until its tunnels to every live peer are up, then remove it (kubernetes datastore; config: agent.notReadyTaint; default ${d.notReadyTaint ? "on" : "off"}, on in the manifests)`,
+    )
+    .option("--no-not-ready-taint", "never taint this node's Node")
     .addOption(logLevelOption(d.logLevel))
     .action(async (o: AgentFlags) => {
       await runAgent(o);

@@ -140,6 +140,8 @@ describe("daemon configuration file", () => {
       health: { host: "127.0.0.1", port: 9809 },
       metricsTokenFile: undefined,
       logLevel: "info",
+      // The manifests gate workloads on the tunnels (src/agent/gate.ts).
+      notReadyTaint: true,
     });
     const flags = {
       datastore: "local:/tmp/x",
@@ -153,6 +155,7 @@ describe("daemon configuration file", () => {
       healthAddress: "off",
       metricsTokenFile: "/run/secrets/token",
       logLevel: "debug",
+      notReadyTaint: false,
     };
     assert.deepEqual(agentSettings(flags, generated, {}), {
       datastore: "local:/tmp/x",
@@ -166,12 +169,13 @@ describe("daemon configuration file", () => {
       health: undefined,
       metricsTokenFile: "/run/secrets/token",
       logLevel: "debug",
+      notReadyTaint: false,
     });
-    // No file: the defaults, and the pod's namespace.
+    // No file: the defaults (no taint: only a Kubernetes Node carries one), and the pod's namespace.
     const none = agentSettings({}, {}, { POD_NAMESPACE: "enc" });
     assert.deepEqual(
-      [none.datastore, none.namespace, none.stateDir, none.health],
-      ["local", "enc", "/var/lib/podcrypt/agent", { host: "127.0.0.1", port: 9809 }],
+      [none.datastore, none.namespace, none.stateDir, none.health, none.notReadyTaint],
+      ["local", "enc", "/var/lib/podcrypt/agent", { host: "127.0.0.1", port: 9809 }, false],
     );
     assert.throws(
       () => agentSettings({ healthAddress: "9809" }, {}, {}),

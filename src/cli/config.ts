@@ -114,6 +114,11 @@ const agentSchema = z.strictObject({
   clusterCIDRs: z.array(cidr).optional(),
   /** `--wireguard-port`. */
   wireguardPort: z.number().int().min(1).max(65534).optional(),
+  /**
+   * `--not-ready-taint`: keep the NoSchedule taint `podcrypt.io/not-ready` on this node's Node
+   * until its tunnels to every live peer are up (kubernetes datastore only; src/agent/gate.ts).
+   */
+  notReadyTaint: z.boolean().optional(),
 });
 
 const controllerSchema = z.strictObject({
@@ -155,6 +160,8 @@ export const AGENT_DEFAULTS = {
   // manifests pass the pod's IP, which for the agent is the node's).
   healthAddress: "127.0.0.1:9809",
   wireguardPort: 51820,
+  // Off unless asked for (the manifests turn it on): only a Kubernetes Node can carry the taint.
+  notReadyTaint: false,
   ifPrefix: "podcrypt",
   logLevel: "info",
 } as const;
@@ -217,6 +224,7 @@ export interface AgentSettingFlags {
   healthAddress?: string | undefined;
   metricsTokenFile?: string | undefined;
   logLevel?: string | undefined;
+  notReadyTaint?: boolean | undefined;
 }
 
 /** The agent's settings: each the flag, else the file, else the default. */
@@ -236,6 +244,8 @@ export interface AgentSettings {
   /** Undefined: /metrics open, /statusz for loopback clients only. */
   metricsTokenFile: string | undefined;
   logLevel: string;
+  /** Workload gating: taint the node until its tunnels are up (src/agent/gate.ts). */
+  notReadyTaint: boolean;
 }
 
 function health(address: string): { host: string; port: number } | undefined {
@@ -266,6 +276,7 @@ export function agentSettings(
     health: health(pick(o.healthAddress, cfg.healthAddress, d.healthAddress)),
     metricsTokenFile: o.metricsTokenFile ?? cfg.metricsTokenFile,
     logLevel: pick(o.logLevel, file.log?.level, d.logLevel),
+    notReadyTaint: pick(o.notReadyTaint, cfg.notReadyTaint, d.notReadyTaint),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { Agent } from "../../src/agent/agent.js";
 import type { AuthoritySource } from "../../src/agent/claims.js";
+import type { WorkloadGate } from "../../src/agent/gate.js";
 import type { AgentSettings } from "../../src/agent/desired.js";
 import { systemClock, type Clock } from "../../src/clock.js";
 import { Controller } from "../../src/controller/controller.js";
@@ -54,6 +55,8 @@ export interface SimNodeOptions {
   underlay?: string;
   /** The authority peers' claims are vetted against (the Kubernetes datastore's Nodes). */
   authority?: (onChange: () => void) => Promise<AuthoritySource>;
+  /** Workload gating: the gate told of every heartbeat's tunnel report. */
+  gate?: WorkloadGate;
 }
 
 /** A logger that writes nothing unless PODCRYPT_TEST_LOG is set (to a pino level). */
@@ -90,6 +93,7 @@ export function simNode(store: Datastore, index: number, o: SimNodeOptions = {})
     ...(o.heartbeatMs === undefined ? {} : { heartbeatMs: o.heartbeatMs }),
     ...(o.resyncMs === undefined ? {} : { resyncMs: o.resyncMs }),
     ...(o.authority === undefined ? {} : { authority: o.authority }),
+    ...(o.gate === undefined ? {} : { gate: o.gate }),
   });
   return { index, name, agent, backend, keys, store };
 }

@@ -5,8 +5,10 @@
  * operations, resources, each with `*`), `matchConditions` (all must hold), `validations` (the
  * first that does not hold denies, with its `messageExpression` or `message`), bindings with
  * `validationActions` Deny, `failurePolicy` Fail (an expression that errors denies). CEL variables:
- * `request` (operation, name, namespace, userInfo, resource) and `object`. Not modelled:
- * `paramKind`, binding `matchResources`, `oldObject`, variables, audit annotations.
+ * `request` (operation, name, namespace, userInfo, resource), `object` (a PATCH's as patched) and
+ * `oldObject` (UPDATE, DELETE). Not modelled: `paramKind`, binding `matchResources`, variables,
+ * audit annotations. The CEL is untyped here (the API server types `object` of built-in kinds by
+ * their schema): an expression that type-checks there also evaluates here, not always conversely.
  */
 import { evaluate } from "@marcbachmann/cel-js";
 import type { AdmissionRequest } from "./server.js";
@@ -62,6 +64,7 @@ export function validatingAdmission(
           resource: { group: r.group, version: r.version, resource: r.resource },
         },
         object: r.object,
+        oldObject: r.oldObject,
       };
       const holds = (expression: string): boolean | Error => {
         try {

@@ -56,8 +56,10 @@ export interface AdmissionRequest {
   /** The object's name (for CREATE, from the body). */
   name: string;
   userInfo: { username: string; groups: string[]; extra: Record<string, string[]> };
-  /** The object as sent (CREATE, UPDATE by PUT), null otherwise (DELETE; a patch: not modelled). */
+  /** The object as it would be written (CREATE, UPDATE by PUT, a PATCH applied); null for DELETE. */
   object: KubeObject | null;
+  /** The stored object (UPDATE, DELETE); null for CREATE. */
+  oldObject: KubeObject | null;
 }
 
 /** Options of the test API server. All optional. */
@@ -436,7 +438,10 @@ export class KubeApiServer {
   ): Promise<{ code: number; body: unknown }> {
     const { type: t, namespace: ns, name } = r;
     const admit = (operation: AdmissionRequest["operation"], object: KubeObject | null, n = name): void => {
-      const denied = this.options.admit?.({
+      if (this.options.admit === undefined) return;
+      // A write of an absent object is a 404 before admission, as the API server answers it.
+      const oldObject = operation === "CREATE" ? null : this.store.get(t, ns, n);
+      const denied = this.options.admit({
         operation,
         group: t.group,
         version: t.version,
@@ -446,6 +451,7 @@ export class KubeApiServer {
         name: n,
         userInfo,
         object,
+        oldObject,
       });
       if (denied !== undefined)
         throw admissionDenied(
@@ -480,8 +486,9 @@ export class KubeApiServer {
         const contentType = (req.headers["content-type"] ?? "").split(";")[0]!.trim();
         const body = await readBody(req);
         if (body === undefined) throw badRequest("the patch body is empty");
-        admit("UPDATE", null);
-        return { code: 200, body: this.store.patch(t, ns, name, contentType, body, r.subresource) };
+        const next = this.store.patched(t, ns, name, contentType, body);
+        admit("UPDATE", next);
+        return { code: 200, body: this.store.update(t, ns, name, next, r.subresource) };
       }
       case "delete": {
         const body = (await readBody(req)) as DeleteOptions | undefined;

@@ -510,6 +510,14 @@ export class ObjectStore {
     patchBody: unknown,
     subresource: "" | "status",
   ): KubeObject {
+    return this.update(t, ns, name, this.patched(t, ns, name, contentType, patchBody), subresource);
+  }
+
+  /**
+   * What {@link patch} would write (the stored object with the patch applied), without writing it:
+   * what admission sees of a PATCH as its `object`. The same errors as {@link patch}.
+   */
+  patched(t: ResourceType, ns: string, name: string, contentType: string, patchBody: unknown): KubeObject {
     const current = this.bucket(t).get(objKey(ns, name));
     if (current === undefined) throw notFound({ ...t, name });
     const base = this.present(t, current) as unknown as Json;
@@ -524,7 +532,7 @@ export class ObjectStore {
       throw badRequest("the patched object is not a JSON object");
     const obj = result as unknown as KubeObject;
     if (obj.metadata?.resourceVersion !== current.metadata.resourceVersion) throw conflict({ ...t, name });
-    return this.update(t, ns, name, obj, subresource);
+    return obj;
   }
 
   /**

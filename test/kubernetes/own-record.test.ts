@@ -2,8 +2,9 @@
  * On Kubernetes no agent can speak for another node: against the test API server with the
  * generated RBAC and ValidatingAdmissionPolicy (evaluated with a CEL evaluator), an agent's token
  * bound to node-1 writes node-1's PodcryptNode and nothing else: not node-2's record (denied by
- * the admission policy, with the node names in the message), not a Node (RBAC: agents only read
- * Nodes), not the controller's leader Lease (RBAC: agents only read Leases). A token of the agent's
+ * the admission policy, with the node names in the message), no field of a Node (RBAC grants Node
+ * patches for the workload taint only, which the second admission policy enforces:
+ * test/kubernetes/workload-gate.test.ts), not the controller's leader Lease (RBAC: agents only read Leases). A token of the agent's
  * service account that is bound to no node writes no record at all; the controller still
  * campaigns and people (admin) may still fix any record.
  */
@@ -112,7 +113,7 @@ describe("an agent writes only its own node's record (kubernetes)", () => {
     assert.match(res.body.message ?? "", /bound to node none/);
   });
 
-  it("may not write Nodes (RBAC: read only)", async () => {
+  it("may not change what Kubernetes assigned a Node (the admission policy: only the taint)", async () => {
     for (const token of ["agent-1-token", TOKENS.agent]) {
       assert.equal((await call(token, "GET", "/api/v1/nodes/node-1")).code, 200);
       const patch = { spec: { podCIDRs: ["10.244.0.0/16"] } };

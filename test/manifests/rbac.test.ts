@@ -102,11 +102,12 @@ describe("RBAC grants exactly what the client layer calls", () => {
     assert.ok(![...granted].some((g) => g.includes("/secrets ")));
     assert.ok(![...granted].some((g) => /\/(services|endpoints) (create|update|patch|delete)$/.test(g)));
   });
-  it("agents write no Node and no Lease (the controller's leader Lease among them), only PodcryptNodes and verify reports", () => {
+  it("agents write no Lease (the controller's leader Lease among them), only PodcryptNodes, verify reports and Node patches (the taint)", () => {
     const agentWrites = [...granted].filter(
       (g) => g.startsWith("agent ") && /(create|update|patch|delete|deletecollection)$/.test(g),
     );
     assert.deepEqual(agentWrites.sort(), [
+      "agent cluster /nodes patch",
       "agent cluster podcrypt.io/podcryptnodes create",
       "agent cluster podcrypt.io/podcryptnodes update",
       "agent cluster podcrypt.io/verifyruns/status patch",

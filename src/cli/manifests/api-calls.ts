@@ -52,6 +52,9 @@ export const COMPONENT_CALLS: readonly ComponentCall[] = [
   // not the agents' to write, and the controller expires leases.
   ...grant("agent", "podcrypt.io", "podcryptnodes", [...READ, "create", "update"]),
   ...grant("agent", "", "nodes", READ),
+  // Workload gating: adds and removes the not-ready taint of its own Node (the admission policy
+  // limits the patch to that taint on that Node).
+  ...grant("agent", "", "nodes", ["patch"]),
   ...grant("agent", "podcrypt.io", "clusterencryptions", READ),
   ...grant("agent", "podcrypt.io", "encryptionpolicies", READ),
   ...grant("agent", "starlingx.io", "ipsecpolicies", READ),

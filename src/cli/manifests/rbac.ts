@@ -2,9 +2,10 @@
  * Least-privilege RBAC for the controller and the agent. Written out rule by rule (not derived from
  * the call list) so that test/manifests/rbac.test.ts can compare the two and catch drift either way.
  *
- * Agents write no Kubernetes object but their node's PodcryptNode: RBAC cannot name "the node this
- * pod runs on", so the ValidatingAdmissionPolicy of ./admission.ts does. They only read Nodes and
- * Leases (the controller's leader Lease included).
+ * Agents write no Kubernetes object but their node's PodcryptNode and their Node's workload taint:
+ * RBAC cannot name "the node this pod runs on", so the ValidatingAdmissionPolicies of
+ * ./admission.ts do (and limit the Node patch to that one taint). They only read Leases (the
+ * controller's leader Lease included).
  */
 import { COMPONENT_NAMES, type ManifestOptions } from "./options.js";
 
@@ -33,7 +34,8 @@ export const CLUSTER_RULES: Readonly<Record<"controller" | "agent", readonly Rul
     { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies/status"], verbs: ["patch"] },
   ],
   agent: [
-    { apiGroups: [""], resources: ["nodes"], verbs: READ },
+    // patch: workload gating, the taint podcrypt.io/not-ready on its own Node only (admission).
+    { apiGroups: [""], resources: ["nodes"], verbs: [...READ, "patch"] },
     { apiGroups: ["podcrypt.io"], resources: ["podcryptnodes"], verbs: [...READ, "create", "update"] },
     { apiGroups: [""], resources: ["services", "endpoints"], verbs: READ },
     { apiGroups: ["podcrypt.io"], resources: ["clusterencryptions", "encryptionpolicies"], verbs: READ },

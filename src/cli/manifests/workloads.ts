@@ -33,6 +33,8 @@ export function configFile(o: ManifestOptions): DaemonConfig {
       dataplane: "auto",
       stateDir: STATE_DIR,
       heartbeatSeconds: 5,
+      // Workload gating: no pod is scheduled onto a node before its tunnels are up.
+      notReadyTaint: true,
     },
     controller: {
       leaderElection: { name: COMPONENT_NAMES.controller, ttlSeconds: 15 },

@@ -16,13 +16,7 @@ import { encapsulate } from "../../esp/codec.js";
 import { receiveDatagram, ESP_IN_UDP_PORT } from "../../esp/udp.js";
 import type { Logger } from "../../log/logger.js";
 import type { FdWatcher } from "../../native.js";
-import {
-  MAX_TUNNEL_MTU,
-  MIN_TUNNEL_MTU,
-  TunDevice,
-  checkTunnelMtu,
-  isInterfaceGoneErrno,
-} from "../../platform/tun/tun-device.js";
+import { TunDevice, checkTunnelMtu, isInterfaceGoneErrno } from "../../platform/tun/tun-device.js";
 import {
   BatchSender,
   BatchUdpSocket,
@@ -30,6 +24,16 @@ import {
   encodeEndpoint,
 } from "../../platform/udp/batch-udp-socket.js";
 import { logPollError } from "../../platform/poll/guard.js";
+import {
+  READ_CAPACITY,
+  RX_CAPACITY,
+  TRUNCATED,
+  checkBatchSize,
+  followTunMtu,
+  openTunUdp,
+  roundUp,
+  runBatches,
+} from "../userspace/tun-udp.js";
 import type { EspPeer, EspState } from "./state.js";
 
 /** Default tunnel MTU: 1500 minus outer IPv4 (20), UDP (8), ESP header+IV (16), trailer (<= 5), ICV (16), rounded down. */
@@ -38,17 +42,6 @@ export const DEFAULT_ESP_MTU = 1420;
 export const DEFAULT_ESP_BATCH = 64;
 /** Period of the interface-deleted check. */
 export const ESP_TICK_MS = 100;
-/** Largest datagram accepted from the network. */
-const RX_CAPACITY = 9216;
-/**
- * Largest inner packet read from the TUN interface. Reads do not follow the MTU: the interface's
- * MTU can be raised from outside at any moment (`ip link set mtu`, the agent), and a packet read
- * into a buffer sized from an older MTU would be cut short. One byte more than the largest MTU
- * accepted, so that a read filling the whole buffer is known to be a packet too long (dropped,
- * counted as `oversize`).
- */
-const READ_CAPACITY = MAX_TUNNEL_MTU + 1;
-const TRUNCATED = 0xffffffff;
 /** ESP adds at most 8 + 8 + 3 + 2 + 16 bytes. */
 const ESP_MAX_OVERHEAD = 37;
 
@@ -77,10 +70,6 @@ export interface EspDatapathOptions {
 export interface EspDatapathEvents {
   /** The TUN interface was deleted: the daemon should exit. Emitted once. */
   "interface-gone": [];
-}
-
-function roundUp(n: number, to: number): number {
-  return Math.ceil(n / to) * to;
 }
 
 /** TUN + UDP + the ESP core. Create it in the network namespace its interface belongs to. */
@@ -139,8 +128,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.sender = new BatchSender(o.gso ?? true, this.logger);
     this.mtuValue = o.mtu ?? DEFAULT_ESP_MTU;
     this.portValue = o.port ?? ESP_IN_UDP_PORT;
-    if (!Number.isInteger(this.batch) || this.batch < 1 || this.batch > 1024)
-      throw new PodcryptError("EINVAL", "batchSize must be 1..1024", { context: { batchSize: this.batch } });
+    checkBatchSize(this.batch);
     checkTunnelMtu(this.mtuValue);
     if (!Number.isInteger(this.portValue) || this.portValue < 0 || this.portValue > 65535)
       throw new PodcryptError("EINVAL", "port must be 0..65535", { context: { port: this.portValue } });
@@ -173,17 +161,11 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   start(): void {
     if (this.tun !== undefined || this.closed)
       throw new PodcryptError("ESTATE", "ESP datapath already started");
-    const tun = TunDevice.open(this.ifname);
-    let udp: BatchUdpSocket;
-    try {
-      tun.setMtu(this.mtuValue);
-      tun.setUp(true);
-      if (this.persistent) tun.persist(true);
-      udp = BatchUdpSocket.open(this.portValue);
-    } catch (e) {
-      tun.close();
-      throw e;
-    }
+    const { tun, udp } = openTunUdp(
+      this.ifname,
+      { mtu: this.mtuValue, up: true, persistent: this.persistent },
+      () => BatchUdpSocket.open(this.portValue),
+    );
     this.tun = tun;
     this.udp = udp;
     this.portValue = udp.port;
@@ -204,10 +186,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
    * their actual length.
    */
   private followMtu(): void {
-    const mtu = this.tun!.mtu();
-    if (mtu === this.mtuValue || mtu < MIN_TUNNEL_MTU || mtu > MAX_TUNNEL_MTU) return;
-    this.logger.info({ from: this.mtuValue, to: mtu }, "interface MTU changed");
-    this.mtuValue = mtu;
+    this.mtuValue = followTunMtu(this.tun!, this.mtuValue, this.logger);
   }
 
   /** Changes the tunnel MTU, on the interface too. */
@@ -246,17 +225,15 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
       return;
     }
     const tun = this.tun!;
-    for (let round = 0; round < 4 && !this.closed; round++) {
-      const n = tun.readBatch(this.readArena, this.readSlot, 0, READ_CAPACITY, this.batch, this.readLengths);
-      if (n < 0) {
-        if (isInterfaceGoneErrno(n)) this.interfaceGone(n);
-        else this.logger.warn({ errno: -n }, "TUN read failed");
-        return;
-      }
-      if (n === 0) break;
-      this.outbound(n);
-      if (n < this.batch) break;
-    }
+    const failed = runBatches(
+      this.batch,
+      () => !this.closed,
+      () => tun.readBatch(this.readArena, this.readSlot, 0, READ_CAPACITY, this.batch, this.readLengths),
+      (n) => this.outbound(n),
+    );
+    if (failed >= 0) return;
+    if (isInterfaceGoneErrno(failed)) this.interfaceGone(failed);
+    else this.logger.warn({ errno: -failed }, "TUN read failed");
   }
 
   private outbound(n: number): void {
@@ -354,24 +331,13 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
       return;
     }
     const udp = this.udp!;
-    for (let round = 0; round < 4 && !this.closed; round++) {
-      const n = udp.recvBatch(
-        this.rxArena,
-        this.rxSlot,
-        0,
-        RX_CAPACITY,
-        this.batch,
-        this.rxLengths,
-        this.rxFrom,
-      );
-      if (n < 0) {
-        this.logger.warn({ errno: -n }, "UDP receive failed");
-        break;
-      }
-      if (n === 0) break;
-      this.inbound(n);
-      if (n < this.batch) break;
-    }
+    const failed = runBatches(
+      this.batch,
+      () => !this.closed,
+      () => udp.recvBatch(this.rxArena, this.rxSlot, 0, RX_CAPACITY, this.batch, this.rxLengths, this.rxFrom),
+      (n) => this.inbound(n),
+    );
+    if (failed < 0) this.logger.warn({ errno: -failed }, "UDP receive failed");
   }
 
   private inbound(n: number): void {

@@ -1,75 +1,39 @@
+/**
+ * The userspace WireGuard data path: a TUN device and a UDP socket, batched I/O and batched
+ * ChaCha20-Poly1305 in native code, and every decision delegated to a {@link DatapathCore}
+ * (src/wireguard/contract.ts). Its life, in order:
+ *   1. created with its options (validated, the arenas allocated: buffers.ts);
+ *   2. `start()` opens TUN and UDP, registers with the core and starts the watchers and the tick;
+ *   3. packets flow through outbound.ts (TUN -> seal -> UDP), inbound.ts (UDP -> open -> TUN) and,
+ *      while a peer has no keypair, staged.ts;
+ *   4. every {@link TICK_INTERVAL_MS}: the interface is checked (deleted: "interface-gone"), an MTU
+ *      set from outside is adopted, `core.tick` runs;
+ *   5. live changes: `setListenPort` (rebind), `setFwmark`, `setMtu`; `counters()` any time;
+ *   6. `close()` closes the socket and the TUN fd and forgets what was staged.
+ */
 import { EventEmitter } from "node:events";
 import { systemClock, type Clock } from "../../clock.js";
 import { PodcryptError } from "../../errors/index.js";
 import type { Logger } from "../../log/logger.js";
 import { logPollError } from "../../platform/poll/guard.js";
-import { native, type FdWatcher, type NativeAddon } from "../../native.js";
-import {
-  BatchSender,
-  BatchUdpSocket,
-  ENDPOINT_ENTRY_SIZE,
-  decodeEndpoint,
-  encodeEndpoint,
-} from "../../platform/udp/batch-udp-socket.js";
-import {
-  MAX_TUNNEL_MTU,
-  MIN_TUNNEL_MTU,
-  TunDevice,
-  checkTunnelMtu,
-  isInterfaceGoneErrno,
-} from "../../platform/tun/tun-device.js";
-import type {
-  DatapathCore,
-  DatapathPeer,
-  DropReason,
-  Endpoint,
-  TransportKeypair,
-} from "../../wireguard/contract.js";
+import type { FdWatcher } from "../../native.js";
+import { BatchSender, BatchUdpSocket } from "../../platform/udp/batch-udp-socket.js";
+import { checkTunnelMtu } from "../../platform/tun/tun-device.js";
+import type { DatapathCore, DatapathPeer, DropReason } from "../../wireguard/contract.js";
+import { checkBatchSize, followTunMtu, openTunUdp } from "../userspace/tun-udp.js";
+import { Inbound } from "./inbound.js";
+import { Outbound } from "./outbound.js";
+import { PathState, type PathStats } from "./path.js";
+import { StagedQueue } from "./staged.js";
 
-/** WireGuard data message header: type (1) | reserved (3) | receiver index (4) | counter (8). */
-const HEADER = 16;
-/** Poly1305 tag. */
-const TAG = 16;
-/** Room after a plaintext packet: padding to 16 (at most 15) and the tag. */
-const TAILROOM = 16 + TAG;
-const MESSAGE_DATA = 4;
-/** Largest datagram accepted from the network (jumbo-frame peers included); longer ones are dropped. */
-const RX_CAPACITY = 9216;
-/**
- * Largest plaintext packet read from the TUN interface. Reads do not follow the configured MTU:
- * the interface's MTU can be raised from outside at any moment, and a packet read into a buffer
- * sized from an older MTU would be cut short. One byte more than the largest MTU accepted, so a
- * read filling the whole buffer is known to be too long (dropped as malformed).
- */
-const READ_CAPACITY = MAX_TUNNEL_MTU + 1;
-const TRUNCATED = 0xffffffff;
-/** Receive buffer size with UDP GRO: the largest UDP payload, rounded up. */
-const GRO_CAPACITY = 65536;
-/** Data messages opened per openBatch call (a GRO buffer can hold dozens). */
-const RX_PENDING = 512;
+export { MAX_STAGED_PER_PEER } from "./staged.js";
 
 /** Default tunnel MTU (wireguard-go's default). */
 export const DEFAULT_MTU = 1420;
 /** Default packets per TUN read / recvmmsg / sendmmsg batch (wireguard-go uses 128). */
 export const DEFAULT_BATCH = 128;
-/** Packets staged per peer while it has no sending keypair (the oldest is dropped beyond it). */
-export const MAX_STAGED_PER_PEER = 1024;
 /** Period of `core.tick` and of the interface-deleted check. */
 export const TICK_INTERVAL_MS = 100;
-
-const DROP_REASONS: readonly DropReason[] = [
-  "no-route",
-  "no-endpoint",
-  "no-keypair",
-  "unknown-index",
-  "auth-failed",
-  "replay",
-  "expired-keypair",
-  "bad-source",
-  "malformed",
-  "cookie-required",
-  "handshake-failed",
-];
 
 /** Options of {@link WireguardDatapath}. */
 export interface WireguardDatapathOptions {
@@ -113,29 +77,10 @@ export interface WireguardDatapathOptions {
   persistent?: boolean;
 }
 
-/** A snapshot of the data path's counters. Bytes are WireGuard message bytes, as `wg show` counts them. */
-export interface DatapathCounters {
-  txPackets: number;
-  txBytes: number;
-  rxPackets: number;
-  rxBytes: number;
-  keepalivesSent: number;
-  keepalivesReceived: number;
-  controlSent: number;
-  controlReceived: number;
+/** A snapshot of the data path's counters (PathStats, plus what is staged and dropped). */
+export interface DatapathCounters extends PathStats {
   /** Packets staged (waiting for a handshake) right now, all peers. */
   staged: number;
-  /** Datagrams the kernel refused or that could not be sent for lack of buffer space. */
-  sendErrors: number;
-  /** Decrypted packets the TUN device refused. */
-  tunWriteErrors: number;
-  /** TUN reads and UDP receives that returned packets (batches), for packets/batch ratios. */
-  tunBatches: number;
-  udpBatches: number;
-  /** Receive buffers that held several datagrams coalesced by UDP GRO. */
-  groBuffers: number;
-  /** Exceptions caught in the packet path's readiness callbacks (each lost its batch, never the daemon). */
-  callbackErrors: number;
   /** Dropped packets by reason. */
   drops: Record<DropReason, number>;
 }
@@ -155,18 +100,9 @@ interface OptionalCoreHooks {
   onHandshakeGaveUp?(callback: (peer: DatapathPeer) => void): void;
 }
 
-interface Group {
-  peer: DatapathPeer;
-  keypair: TransportKeypair | undefined;
-  bytes: number;
-  plaintext: number;
-  lastFrom: number;
-}
-
 /**
- * The packet-moving half of podcrypt's userspace WireGuard: a TUN device and a UDP socket, batched
- * I/O and batched ChaCha20-Poly1305 in native code, and every decision delegated to a
- * {@link DatapathCore} (src/wireguard/contract.ts).
+ * The packet-moving half of podcrypt's userspace WireGuard (see the file comment for its life and
+ * outbound.ts, inbound.ts, staged.ts for the packet flows).
  *
  * Outbound: a TUN batch -> `peerForDestination` -> `sendKeypair` (no keypair: the packet is staged,
  * at most {@link MAX_STAGED_PER_PEER} per peer, flushed on `onKeypairReady`) -> seal batch ->
@@ -194,151 +130,55 @@ interface Group {
 export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
   /** The TUN interface name. */
   readonly ifname: string;
-  private readonly core: DatapathCore;
-  private readonly logger: Logger;
-  private readonly clock: Clock;
-  private readonly batch: number;
-  private readonly sender: BatchSender;
+  private readonly path: PathState;
+  private readonly staged: StagedQueue;
+  private readonly outbound: Outbound;
+  private readonly inbound: Inbound;
   private readonly linkUp: boolean;
   private readonly persistent: boolean;
-  private mtuValue: number;
+  private readonly gro: boolean;
   private port: number;
   private fwmark: number;
 
-  private tun: TunDevice | undefined;
-  private udp: BatchUdpSocket | undefined;
   private tunWatcher: FdWatcher | undefined;
   private udpWatcher: FdWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private started = false;
-  private closed = false;
   private gone = false;
-  private inOutbound = false;
 
-  // Outbound arena: slot i holds [header 16][plaintext < READ_CAPACITY][padding + tag].
-  private readonly txSlot = roundUp(HEADER + READ_CAPACITY + TAILROOM, 64);
-  private readonly txArena: Buffer;
-  private readonly txReadLengths: Uint32Array;
-  private readonly txOffsets: Uint32Array;
-  private readonly txLengths: Uint32Array;
-  private readonly txPlain: Uint32Array;
-  private readonly txKeyIndex: Uint32Array;
-  private readonly txReceivers: Uint32Array;
-  private readonly txCounters: Float64Array;
-  private readonly txEndpointIndex: Uint32Array;
-  private readonly txKeys: Buffer;
-  private readonly txEndpoints: Buffer;
-  private readonly txPeers: DatapathPeer[] = [];
-
-  // Inbound arena: slot i holds one received datagram.
-  private readonly rxSlot: number;
-  private readonly rxArena: Buffer;
-  private readonly rxLengths: Uint32Array;
-  private readonly rxFrom: Buffer;
-  private readonly rxOffsets: Uint32Array;
-  private readonly rxOpenLengths: Uint32Array;
-  private readonly rxMessageLengths: Uint32Array;
-  private readonly rxKeyIndex: Uint32Array;
-  private readonly rxCounters: Float64Array;
-  private readonly rxOk: Uint8Array;
-  private readonly rxKeys: Buffer;
-  private readonly rxSlotOf: Uint32Array;
-  private readonly rxSegments: Uint32Array;
-  private readonly rxMessages: number;
-  private readonly gro: boolean;
-  private rxCount = 0;
-  private rxKeyCount = 0;
-  private rxLastKeypair: TransportKeypair | undefined;
-  private rxLastKeyIndex = 0;
-  private readonly rxPeers: DatapathPeer[] = [];
-  private readonly rxKeypairs: TransportKeypair[] = [];
-  private readonly wOffsets: Uint32Array;
-  private readonly wLengths: Uint32Array;
-
-  // Single-datagram path (core transmit, keepalives).
-  private readonly ctlArena = Buffer.alloc(RX_CAPACITY + HEADER + TAILROOM);
-  private readonly ctlEndpoint = Buffer.alloc(ENDPOINT_ENTRY_SIZE);
-  private readonly one = {
-    offsets: new Uint32Array(1),
-    lengths: new Uint32Array(1),
-    index: new Uint32Array(1),
+  /** Counts and logs an exception caught in the TUN or UDP readiness callback (its batch is lost). */
+  private readonly onCallbackError = (error: unknown): void => {
+    logPollError(this.path.logger, "wireguard datapath", ++this.path.stats.callbackErrors, error);
   };
-
-  private readonly staged = new Map<DatapathPeer, Buffer[]>();
-  private stagedCount = 0;
-  private readonly groups: Group[] = [];
-  private readonly lastFromByPeer = new Map<DatapathPeer, { entry: Buffer; endpoint: Endpoint }>();
-  private readonly stats = {
-    txPackets: 0,
-    txBytes: 0,
-    rxPackets: 0,
-    rxBytes: 0,
-    keepalivesSent: 0,
-    keepalivesReceived: 0,
-    controlSent: 0,
-    controlReceived: 0,
-    sendErrors: 0,
-    tunWriteErrors: 0,
-    tunBatches: 0,
-    udpBatches: 0,
-    groBuffers: 0,
-    callbackErrors: 0,
-  };
-  private readonly drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
 
   /** Validates options and allocates the arenas; no I/O happens until `start()`. */
   constructor(options: WireguardDatapathOptions) {
     super();
     this.ifname = options.ifname;
-    this.core = options.core;
-    this.logger = options.logger;
-    this.clock = options.clock ?? systemClock;
-    this.batch = options.batchSize ?? DEFAULT_BATCH;
-    this.sender = new BatchSender(options.gso ?? true, this.logger);
+    const batch = options.batchSize ?? DEFAULT_BATCH;
+    const mtu = options.mtu ?? DEFAULT_MTU;
     this.linkUp = options.linkUp ?? false;
     this.persistent = options.persistent ?? false;
-    this.mtuValue = options.mtu ?? DEFAULT_MTU;
     this.port = options.listenPort;
     this.fwmark = options.fwmark ?? 0;
-    if (!Number.isInteger(this.batch) || this.batch < 1 || this.batch > 1024)
-      throw new PodcryptError("EINVAL", "batchSize must be 1..1024", { context: { batchSize: this.batch } });
-    checkTunnelMtu(this.mtuValue);
+    checkBatchSize(batch);
+    checkTunnelMtu(mtu);
     if (!Number.isInteger(this.port) || this.port < 0 || this.port > 65535)
       throw new PodcryptError("EINVAL", "listenPort must be 0..65535", {
         context: { listenPort: this.port },
       });
-
-    const n = this.batch;
-    this.txArena = Buffer.alloc(this.txSlot * n);
-    this.txReadLengths = new Uint32Array(n);
-    this.txOffsets = new Uint32Array(n);
-    this.txLengths = new Uint32Array(n);
-    this.txPlain = new Uint32Array(n);
-    this.txKeyIndex = new Uint32Array(n);
-    this.txReceivers = new Uint32Array(n);
-    this.txCounters = new Float64Array(n);
-    this.txEndpointIndex = new Uint32Array(n);
-    this.txKeys = Buffer.alloc(32 * n);
-    this.txEndpoints = Buffer.alloc(ENDPOINT_ENTRY_SIZE * n);
-
-    // With GRO a receive buffer holds up to 64 KiB of coalesced datagrams; fewer buffers then.
+    this.path = new PathState(options.core, options.clock ?? systemClock, options.logger, mtu, (negErrno) =>
+      this.interfaceGone(negErrno),
+    );
+    this.staged = new StagedQueue(this.path);
+    this.outbound = new Outbound(
+      this.path,
+      this.staged,
+      new BatchSender(options.gso ?? true, options.logger),
+      batch,
+    );
     this.gro = options.gro ?? false;
-    this.rxSlot = this.gro ? GRO_CAPACITY : roundUp(RX_CAPACITY, 64);
-    this.rxMessages = this.gro ? Math.min(n, 64) : n;
-    this.rxArena = Buffer.alloc(this.rxSlot * this.rxMessages);
-    this.rxLengths = new Uint32Array(this.rxMessages);
-    this.rxSegments = new Uint32Array(this.rxMessages);
-    this.rxFrom = Buffer.alloc(ENDPOINT_ENTRY_SIZE * this.rxMessages);
-    this.rxOffsets = new Uint32Array(RX_PENDING);
-    this.rxOpenLengths = new Uint32Array(RX_PENDING);
-    this.rxMessageLengths = new Uint32Array(RX_PENDING);
-    this.rxKeyIndex = new Uint32Array(RX_PENDING);
-    this.rxCounters = new Float64Array(RX_PENDING);
-    this.rxOk = new Uint8Array(RX_PENDING);
-    this.rxKeys = Buffer.alloc(32 * RX_PENDING);
-    this.rxSlotOf = new Uint32Array(RX_PENDING);
-    this.wOffsets = new Uint32Array(RX_PENDING);
-    this.wLengths = new Uint32Array(RX_PENDING);
+    this.inbound = new Inbound(this.path, batch, this.gro);
   }
 
   /** The bound UDP port (after `start()`; the chosen one when 0 was asked for). */
@@ -348,7 +188,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
 
   /** The tunnel MTU. */
   get mtu(): number {
-    return this.mtuValue;
+    return this.path.mtu;
   }
 
   /**
@@ -357,45 +197,40 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
    */
   start(): void {
     if (this.started) throw new PodcryptError("ESTATE", "datapath already started");
-    if (this.closed) throw new PodcryptError("ESTATE", "datapath is closed");
-    const tun = TunDevice.open(this.ifname);
-    let udp: BatchUdpSocket;
-    try {
-      tun.setMtu(this.mtuValue);
-      if (this.linkUp) tun.setUp(true);
-      if (this.persistent) tun.persist(true);
-      udp = BatchUdpSocket.open(this.port, this.fwmark, this.gro);
-    } catch (e) {
-      tun.close();
-      throw e;
-    }
+    const path = this.path;
+    if (path.closed) throw new PodcryptError("ESTATE", "datapath is closed");
+    const { tun, udp } = openTunUdp(
+      this.ifname,
+      { mtu: path.mtu, up: this.linkUp, persistent: this.persistent },
+      () => BatchUdpSocket.open(this.port, this.fwmark, this.gro),
+    );
     this.started = true;
-    this.tun = tun;
-    this.udp = udp;
+    path.tun = tun;
+    path.udp = udp;
     this.port = udp.port;
-    this.core.setTransmit((to, message) => this.transmit(to, message));
-    this.core.onKeypairReady((peer) => this.keypairReady(peer));
-    const hooks = this.core as DatapathCore & OptionalCoreHooks;
-    hooks.onKeepalive?.((peer) => void this.sendKeepalive(peer));
-    hooks.onHandshakeGaveUp?.((peer) => this.dropStaged(peer));
-    this.tunWatcher = tun.watch((status) => this.onTunReadable(status), this.onCallbackError);
-    this.udpWatcher = udp.watch((status) => this.onUdpReadable(status), this.onCallbackError);
+    path.core.setTransmit((to, message) => this.outbound.transmit(to, message));
+    path.core.onKeypairReady((peer) => this.outbound.keypairReady(peer));
+    const hooks = path.core as DatapathCore & OptionalCoreHooks;
+    hooks.onKeepalive?.((peer) => void this.outbound.sendKeepalive(peer));
+    hooks.onHandshakeGaveUp?.((peer) => this.staged.dropAll(peer));
+    this.tunWatcher = tun.watch((status) => this.outbound.onTunReadable(status), this.onCallbackError);
+    this.udpWatcher = udp.watch((status) => this.inbound.onUdpReadable(status), this.onCallbackError);
     this.timer = setInterval(() => this.onTick(), TICK_INTERVAL_MS);
     this.timer.unref();
-    this.logger.info({ ifname: tun.name, port: this.port, mtu: this.mtuValue }, "wireguard datapath started");
+    path.logger.info({ ifname: tun.name, port: this.port, mtu: path.mtu }, "wireguard datapath started");
   }
 
   /** Stops everything and closes the socket and the TUN fd (removing the interface unless it is persistent). Idempotent. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    const path = this.path;
+    if (path.closed) return;
+    path.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.tunWatcher?.close();
     this.udpWatcher?.close();
-    this.udp?.close();
-    this.tun?.close();
+    path.udp?.close();
+    path.tun?.close();
     this.staged.clear();
-    this.stagedCount = 0;
   }
 
   /**
@@ -405,18 +240,19 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
   setListenPort(port: number): number {
     if (!Number.isInteger(port) || port < 0 || port > 65535)
       throw new PodcryptError("EINVAL", "listenPort must be 0..65535", { context: { listenPort: port } });
-    if (!this.started || this.closed) {
+    const path = this.path;
+    if (!this.started || path.closed) {
       this.port = port;
       return port;
     }
     if (port !== 0 && port === this.port) return port;
     const next = BatchUdpSocket.open(port, this.fwmark, this.gro);
     this.udpWatcher?.close();
-    this.udp?.close();
-    this.udp = next;
+    path.udp?.close();
+    path.udp = next;
     this.port = next.port;
-    this.udpWatcher = next.watch((status) => this.onUdpReadable(status), this.onCallbackError);
-    this.logger.info({ port: this.port }, "wireguard datapath rebound");
+    this.udpWatcher = next.watch((status) => this.inbound.onUdpReadable(status), this.onCallbackError);
+    path.logger.info({ port: this.port }, "wireguard datapath rebound");
     return this.port;
   }
 
@@ -427,19 +263,19 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
         context: { fwmark: mark },
       });
     this.fwmark = mark;
-    if (this.udp !== undefined && !this.closed) this.udp.setMark(mark);
+    if (this.path.udp !== undefined && !this.path.closed) this.path.udp.setMark(mark);
   }
 
   /** Changes the tunnel MTU (on the interface too, once started). */
   setMtu(mtu: number): void {
     checkTunnelMtu(mtu);
-    if (this.tun !== undefined && !this.closed) this.tun.setMtu(mtu);
-    this.mtuValue = mtu;
+    if (this.path.tun !== undefined && !this.path.closed) this.path.tun.setMtu(mtu);
+    this.path.mtu = mtu;
   }
 
   /** A copy of the counters. */
   counters(): DatapathCounters {
-    return { ...this.stats, staged: this.stagedCount, drops: { ...this.drops } };
+    return { ...this.path.stats, staged: this.staged.count, drops: { ...this.path.drops } };
   }
 
   /**
@@ -447,525 +283,27 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
    * endpoint or no sending keypair (the core may have started a handshake then).
    */
   sendKeepalive(peer: DatapathPeer): boolean {
-    const udp = this.udp;
-    if (udp === undefined || this.closed) return false;
-    const ep = peer.endpoint;
-    if (ep === undefined) return false;
-    const now = this.clock.now();
-    const kp = this.core.sendKeypair(peer, now);
-    if (kp === undefined) return false;
-    if (!encodeEndpoint(ep.address, ep.port, this.ctlEndpoint, 0)) return false;
-    const one = this.one;
-    one.offsets[0] = 0;
-    one.lengths[0] = 0;
-    one.index[0] = 0;
-    const counter = kp.sendCounter++;
-    nativeSealOne(this.ctlArena, one.lengths, kp.sendKey, kp.remoteIndex, counter, this.mtuValue);
-    const sent = udp.sendBatch(this.ctlArena, one.offsets, one.lengths, this.ctlEndpoint, one.index, 1);
-    if (sent !== 1) {
-      this.stats.sendErrors++;
-      return false;
-    }
-    peer.txBytes += one.lengths[0]!;
-    this.stats.txBytes += one.lengths[0]!;
-    this.stats.keepalivesSent++;
-    this.core.dataSent(peer, 0, now);
-    return true;
-  }
-
-  // ---- outbound ------------------------------------------------------------------------------
-
-  /** Counts and logs an exception caught in the TUN or UDP readiness callback (its batch is lost). */
-  private readonly onCallbackError = (error: unknown): void => {
-    logPollError(this.logger, "wireguard datapath", ++this.stats.callbackErrors, error);
-  };
-
-  private onTunReadable(status: number): void {
-    if (this.closed) return;
-    if (status < 0) {
-      this.interfaceGone(status);
-      return;
-    }
-    const tun = this.tun!;
-    // A few batches per wake-up, then yield so the receive side is served too.
-    for (let round = 0; round < 4 && !this.closed; round++) {
-      const n = tun.readBatch(
-        this.txArena,
-        this.txSlot,
-        HEADER,
-        READ_CAPACITY,
-        this.batch,
-        this.txReadLengths,
-      );
-      if (n < 0) {
-        if (isInterfaceGoneErrno(n)) this.interfaceGone(n);
-        else this.logger.warn({ errno: -n }, "TUN read failed");
-        return;
-      }
-      if (n === 0) break;
-      this.stats.tunBatches++;
-      this.outbound(n);
-      if (n < this.batch) break;
-    }
-    this.core.tick(this.clock.now());
-  }
-
-  /** Routes, seals and sends the `n` packets in txArena slots (lengths in txReadLengths). */
-  private outbound(n: number): void {
-    const udp = this.udp;
-    if (udp === undefined) return;
-    this.inOutbound = true;
-    try {
-      const now = this.clock.now();
-      const arena = this.txArena;
-      const slot = this.txSlot;
-      const core = this.core;
-      let count = 0;
-      let keys = 0;
-      let endpoints = 0;
-      let lastPeer: DatapathPeer | undefined;
-      let lastKeypair: TransportKeypair | undefined;
-      let lastKeyIndex = 0;
-      let lastEndpointIndex = 0;
-      let lastEndpoint: Endpoint | undefined;
-      for (let i = 0; i < n; i++) {
-        const off = i * slot;
-        const len = this.txReadLengths[i]!;
-        const version = len > 0 ? arena[off + HEADER]! >> 4 : 0;
-        if (len >= READ_CAPACITY || ((version !== 4 || len < 20) && (version !== 6 || len < 40))) {
-          this.drop("malformed");
-          continue;
-        }
-        const peer = core.peerForDestination(arena, off + HEADER, len);
-        if (peer === undefined) {
-          this.drop("no-route");
-          continue;
-        }
-        const ep = peer.endpoint;
-        if (ep === undefined) {
-          this.drop("no-endpoint", peer);
-          continue;
-        }
-        let kp: TransportKeypair | undefined;
-        if (peer === lastPeer) {
-          kp = lastKeypair;
-        } else {
-          kp = core.sendKeypair(peer, now);
-          lastPeer = peer;
-          lastKeypair = kp;
-          if (kp !== undefined) {
-            lastKeyIndex = keys;
-            kp.sendKey.copy(this.txKeys, 32 * keys++);
-          }
-        }
-        if (kp === undefined) {
-          this.stage(peer, arena.subarray(off + HEADER, off + HEADER + len));
-          continue;
-        }
-        if (ep !== lastEndpoint) {
-          if (!encodeEndpoint(ep.address, ep.port, this.txEndpoints, ENDPOINT_ENTRY_SIZE * endpoints)) {
-            this.drop("no-endpoint", peer);
-            continue;
-          }
-          lastEndpoint = ep;
-          lastEndpointIndex = endpoints++;
-        }
-        this.txOffsets[count] = off;
-        this.txLengths[count] = len;
-        this.txPlain[count] = len;
-        this.txKeyIndex[count] = lastKeyIndex;
-        this.txReceivers[count] = kp.remoteIndex;
-        this.txCounters[count] = kp.sendCounter++;
-        this.txEndpointIndex[count] = lastEndpointIndex;
-        this.txPeers[count] = peer;
-        count++;
-      }
-      if (count === 0) return;
-      nativeAddon().sealBatch(
-        arena,
-        this.txOffsets,
-        this.txLengths,
-        this.txKeys,
-        this.txKeyIndex,
-        this.txReceivers,
-        this.txCounters,
-        this.mtuValue,
-        count,
-      );
-      this.txKeys.fill(0, 0, 32 * keys);
-      const sent = this.sender.send(
-        udp,
-        arena,
-        this.txOffsets,
-        this.txLengths,
-        this.txEndpoints,
-        this.txEndpointIndex,
-        count,
-      );
-      if (sent < 0) {
-        this.logger.warn({ errno: -sent }, "UDP send failed");
-        this.stats.sendErrors += count;
-        return;
-      }
-      // sendmmsg reports a count, not which ones failed: credit the first `sent` (all, normally).
-      this.stats.sendErrors += count - sent;
-      const groups = this.groups;
-      groups.length = 0;
-      for (let k = 0; k < sent; k++) {
-        const peer = this.txPeers[k]!;
-        const bytes = this.txLengths[k]!;
-        let g = groups.length > 0 ? groups[groups.length - 1] : undefined;
-        if (g === undefined || g.peer !== peer) g = findGroup(groups, peer, undefined);
-        g.bytes += bytes;
-        g.plaintext += this.txPlain[k]!;
-      }
-      this.stats.txPackets += sent;
-      for (const g of groups) {
-        g.peer.txBytes += g.bytes;
-        this.stats.txBytes += g.bytes;
-        core.dataSent(g.peer, g.plaintext, now);
-      }
-    } finally {
-      this.inOutbound = false;
-      this.txPeers.length = 0;
-    }
-  }
-
-  private stage(peer: DatapathPeer, packet: Buffer): void {
-    let queue = this.staged.get(peer);
-    if (queue === undefined) {
-      queue = [];
-      this.staged.set(peer, queue);
-    }
-    if (queue.length >= MAX_STAGED_PER_PEER) {
-      queue.shift();
-      this.stagedCount--;
-      this.drop("no-keypair", peer);
-    }
-    queue.push(Buffer.from(packet));
-    this.stagedCount++;
-  }
-
-  /** The core gave up on the handshake: what was staged for `peer` will never leave. */
-  private dropStaged(peer: DatapathPeer): void {
-    const queue = this.staged.get(peer);
-    if (queue === undefined) return;
-    this.staged.delete(peer);
-    this.stagedCount -= queue.length;
-    for (let i = 0; i < queue.length; i++) this.drop("no-keypair", peer);
-  }
-
-  private keypairReady(peer: DatapathPeer): void {
-    if (this.closed || !this.staged.has(peer)) return;
-    // The core may report readiness from inside sendKeypair (while the TX arena is in use).
-    if (this.inOutbound) {
-      setImmediate(() => this.keypairReady(peer));
-      return;
-    }
-    const queue = this.staged.get(peer)!;
-    this.staged.delete(peer);
-    this.stagedCount -= queue.length;
-    const capacity = this.txSlot - HEADER - TAILROOM;
-    for (let start = 0; start < queue.length && !this.closed; start += this.batch) {
-      const end = Math.min(queue.length, start + this.batch);
-      let n = 0;
-      for (let j = start; j < end; j++) {
-        const packet = queue[j]!;
-        if (packet.length > capacity) {
-          this.drop("malformed", peer);
-          continue;
-        }
-        packet.copy(this.txArena, n * this.txSlot + HEADER);
-        this.txReadLengths[n++] = packet.length;
-      }
-      this.outbound(n);
-    }
-  }
-
-  // ---- inbound -------------------------------------------------------------------------------
-
-  private onUdpReadable(status: number): void {
-    if (this.closed) return;
-    if (status < 0) {
-      this.logger.warn({ errno: -status }, "UDP socket error");
-      return;
-    }
-    const udp = this.udp!;
-    for (let round = 0; round < 4 && !this.closed && this.udp === udp; round++) {
-      this.rxSegments.fill(0);
-      const n = udp.recvBatch(
-        this.rxArena,
-        this.rxSlot,
-        0,
-        this.rxSlot,
-        this.rxMessages,
-        this.rxLengths,
-        this.rxFrom,
-        udp.gro ? this.rxSegments : undefined,
-      );
-      if (n < 0) {
-        this.logger.warn({ errno: -n }, "UDP receive failed");
-        break;
-      }
-      if (n === 0) break;
-      this.stats.udpBatches++;
-      this.inbound(n);
-      if (n < this.rxMessages) break;
-    }
-    this.core.tick(this.clock.now());
-  }
-
-  private inbound(n: number): void {
-    const now = this.clock.now();
-    const slot = this.rxSlot;
-    this.rxCount = 0;
-    this.rxKeyCount = 0;
-    this.rxLastKeypair = undefined;
-    for (let i = 0; i < n; i++) {
-      const base = i * slot;
-      const total = this.rxLengths[i]!;
-      if (total === TRUNCATED) {
-        this.drop("malformed");
-        continue;
-      }
-      const seg = this.rxSegments[i]!;
-      if (seg === 0) {
-        this.classify(base, total, i, now);
-      } else {
-        // A UDP GRO buffer: datagrams of `seg` bytes back to back, the last one maybe shorter.
-        this.stats.groBuffers++;
-        for (let o = 0; o < total; o += seg) this.classify(base + o, Math.min(seg, total - o), i, now);
-      }
-    }
-    if (this.rxCount > 0) this.openAndDeliver(this.rxCount, this.rxKeyCount, now);
-  }
-
-  /** Sorts one received datagram: data messages are queued for the open batch, handshakes go to the core. */
-  private classify(off: number, len: number, from: number, now: number): void {
-    const arena = this.rxArena;
-    if (len < 4) {
-      this.drop("malformed");
-      return;
-    }
-    const type = arena.readUInt32LE(off);
-    if (type === MESSAGE_DATA) {
-      if (len < HEADER + TAG) {
-        this.drop("malformed");
-        return;
-      }
-      const found = this.core.receiveKeypair(arena.readUInt32LE(off + 4), now);
-      if (found === undefined) {
-        this.drop("unknown-index");
-        return;
-      }
-      if (found.keypair !== this.rxLastKeypair) {
-        this.rxLastKeypair = found.keypair;
-        this.rxLastKeyIndex = this.rxKeyCount;
-        found.keypair.recvKey.copy(this.rxKeys, 32 * this.rxKeyCount++);
-      }
-      const count = this.rxCount++;
-      this.rxOffsets[count] = off;
-      this.rxOpenLengths[count] = len;
-      this.rxMessageLengths[count] = len;
-      this.rxKeyIndex[count] = this.rxLastKeyIndex;
-      this.rxSlotOf[count] = from;
-      this.rxPeers[count] = found.peer;
-      this.rxKeypairs[count] = found.keypair;
-      if (this.rxCount === RX_PENDING) {
-        this.openAndDeliver(this.rxCount, this.rxKeyCount, now);
-        this.rxCount = 0;
-        this.rxKeyCount = 0;
-        this.rxLastKeypair = undefined;
-      }
-    } else if (type === 1 || type === 2 || type === 3) {
-      this.stats.controlReceived++;
-      const endpoint = decodeEndpoint(this.rxFrom, ENDPOINT_ENTRY_SIZE * from);
-      this.core.handleControl(Buffer.from(arena.subarray(off, off + len)), endpoint, now);
-    } else {
-      this.drop("malformed");
-    }
-  }
-
-  private openAndDeliver(count: number, keys: number, now: number): void {
-    const core = this.core;
-    const arena = this.rxArena;
-    nativeAddon().openBatch(
-      arena,
-      this.rxOffsets,
-      this.rxOpenLengths,
-      this.rxKeys,
-      this.rxKeyIndex,
-      this.rxCounters,
-      this.rxOk,
-      count,
-    );
-    this.rxKeys.fill(0, 0, 32 * keys);
-    const groups = this.groups;
-    groups.length = 0;
-    let writes = 0;
-    for (let k = 0; k < count; k++) {
-      const peer = this.rxPeers[k]!;
-      if (this.rxOk[k] !== 1) {
-        this.drop("auth-failed", peer);
-        continue;
-      }
-      const keypair = this.rxKeypairs[k]!;
-      if (!core.acceptCounter(keypair, this.rxCounters[k]!)) {
-        this.drop("replay", peer);
-        continue;
-      }
-      const plain = this.rxOpenLengths[k]!;
-      const ip = this.rxOffsets[k]! + HEADER;
-      let ipLength = 0;
-      if (plain > 0) {
-        const version = arena[ip]! >> 4;
-        if (version === 4 && plain >= 20) ipLength = arena.readUInt16BE(ip + 2);
-        else if (version === 6 && plain >= 40) ipLength = 40 + arena.readUInt16BE(ip + 4);
-        if (ipLength === 0 || ipLength > plain || (version === 4 && ipLength < 20)) {
-          this.drop("malformed", peer);
-          continue;
-        }
-        if (!core.sourceAllowed(peer, arena, ip, ipLength)) {
-          this.drop("bad-source", peer);
-          continue;
-        }
-        this.wOffsets[writes] = ip;
-        this.wLengths[writes] = ipLength;
-        writes++;
-      } else {
-        this.stats.keepalivesReceived++;
-      }
-      let g = groups.length > 0 ? groups[groups.length - 1] : undefined;
-      if (g === undefined || g.peer !== peer || g.keypair !== keypair) g = findGroup(groups, peer, keypair);
-      g.bytes += this.rxMessageLengths[k]!;
-      g.plaintext += ipLength;
-      g.lastFrom = this.rxSlotOf[k]!;
-      this.stats.rxPackets++;
-    }
-    this.rxPeers.length = 0;
-    this.rxKeypairs.length = 0;
-    if (writes > 0) {
-      const written = this.tun!.writeBatch(arena, this.wOffsets, this.wLengths, writes);
-      if (written < 0) {
-        if (isInterfaceGoneErrno(written)) this.interfaceGone(written);
-        this.stats.tunWriteErrors += writes;
-      } else {
-        this.stats.tunWriteErrors += writes - written;
-      }
-    }
-    for (const g of groups) {
-      g.peer.rxBytes += g.bytes;
-      this.stats.rxBytes += g.bytes;
-      core.dataReceived(g.peer, g.keypair!, this.endpointOf(g.peer, g.lastFrom), g.plaintext, now);
-    }
-  }
-
-  /** The Endpoint of rxFrom entry `i`, reusing the peer's last object while the address is unchanged. */
-  private endpointOf(peer: DatapathPeer, i: number): Endpoint {
-    const at = ENDPOINT_ENTRY_SIZE * i;
-    const last = this.lastFromByPeer.get(peer);
-    if (
-      last !== undefined &&
-      this.rxFrom.compare(last.entry, 0, ENDPOINT_ENTRY_SIZE, at, at + ENDPOINT_ENTRY_SIZE) === 0
-    )
-      return last.endpoint;
-    const entry = Buffer.from(this.rxFrom.subarray(at, at + ENDPOINT_ENTRY_SIZE));
-    const endpoint = decodeEndpoint(entry, 0);
-    this.lastFromByPeer.set(peer, { entry, endpoint });
-    return endpoint;
-  }
-
-  // ---- control, timers, errors ---------------------------------------------------------------
-
-  private transmit(to: Endpoint, message: Buffer): void {
-    const udp = this.udp;
-    if (udp === undefined || this.closed) return;
-    if (message.length === 0 || message.length > this.ctlArena.length) return;
-    if (!encodeEndpoint(to.address, to.port, this.ctlEndpoint, 0)) {
-      this.stats.sendErrors++;
-      return;
-    }
-    message.copy(this.ctlArena, 0);
-    const one = this.one;
-    one.offsets[0] = 0;
-    one.lengths[0] = message.length;
-    one.index[0] = 0;
-    const sent = udp.sendBatch(this.ctlArena, one.offsets, one.lengths, this.ctlEndpoint, one.index, 1);
-    if (sent === 1) this.stats.controlSent++;
-    else this.stats.sendErrors++;
+    return this.outbound.sendKeepalive(peer);
   }
 
   private onTick(): void {
-    if (this.closed) return;
-    if (this.tun !== undefined && !this.tun.exists()) {
+    const path = this.path;
+    if (path.closed) return;
+    if (path.tun !== undefined && !path.tun.exists()) {
       this.interfaceGone(0);
       return;
     }
-    this.followMtu();
-    this.core.tick(this.clock.now());
-  }
-
-  /**
-   * Adopts an MTU set on the interface from outside (`ip link set mtu`, the agent), as
-   * wireguard-go follows its TUN's MTU events, for the padding rule and status. The buffers do
-   * not depend on it: reads take up to READ_CAPACITY bytes whatever the MTU.
-   */
-  private followMtu(): void {
-    if (this.tun === undefined) return;
-    const mtu = this.tun.mtu();
-    if (mtu === this.mtuValue || mtu < MIN_TUNNEL_MTU || mtu > MAX_TUNNEL_MTU) return;
-    this.logger.info({ from: this.mtuValue, to: mtu }, "interface MTU changed");
-    this.mtuValue = mtu;
+    // Adopts an MTU set on the interface from outside (`ip link set mtu`, the agent), as
+    // wireguard-go follows its TUN's MTU events, for the padding rule and status.
+    if (path.tun !== undefined) path.mtu = followTunMtu(path.tun, path.mtu, path.logger);
+    path.core.tick(path.clock.now());
   }
 
   private interfaceGone(negErrno: number): void {
     if (this.gone) return;
     this.gone = true;
-    this.logger.warn({ ifname: this.ifname, errno: -negErrno }, "TUN interface gone");
+    this.path.logger.warn({ ifname: this.ifname, errno: -negErrno }, "TUN interface gone");
     this.tunWatcher?.stop();
     this.emit("interface-gone");
   }
-
-  private drop(reason: DropReason, peer?: DatapathPeer): void {
-    this.drops[reason]++;
-    this.core.drop(reason, peer);
-  }
-}
-
-function findGroup(groups: Group[], peer: DatapathPeer, keypair: TransportKeypair | undefined): Group {
-  for (const g of groups) if (g.peer === peer && g.keypair === keypair) return g;
-  const g: Group = { peer, keypair, bytes: 0, plaintext: 0, lastFrom: 0 };
-  groups.push(g);
-  return g;
-}
-
-function roundUp(n: number, to: number): number {
-  return Math.ceil(n / to) * to;
-}
-
-let addon: NativeAddon | undefined;
-function nativeAddon(): NativeAddon {
-  addon ??= native();
-  return addon;
-}
-
-function nativeSealOne(
-  arena: Buffer,
-  lengths: Uint32Array,
-  key: Buffer,
-  receiver: number,
-  counter: number,
-  mtu: number,
-): void {
-  nativeAddon().sealBatch(
-    arena,
-    new Uint32Array([0]),
-    lengths,
-    key,
-    new Uint32Array([0]),
-    new Uint32Array([receiver]),
-    new Float64Array([counter]),
-    mtu,
-    1,
-  );
 }

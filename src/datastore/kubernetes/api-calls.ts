@@ -37,10 +37,12 @@ const call = (
 
 /** The calls, grouped by resource. */
 export const API_CALLS: readonly ApiCall[] = [
-  // Kubernetes Nodes are only read: what Kubernetes assigned each node (addresses, pod CIDRs).
-  call("", "nodes", "get", "nodeNetwork()"),
+  // Kubernetes Nodes are read (what Kubernetes assigned each node: addresses, pod CIDRs) and
+  // patched for one thing only: the workload-gating taint of the agent's own node.
+  call("", "nodes", "get", "nodeNetwork(), setNodeTaint()"),
   call("", "nodes", "list", "nodeAuthorities(), watchNodeAuthorities()"),
   call("", "nodes", "watch", "watchNodeAuthorities()"),
+  call("", "nodes", "patch", "setNodeTaint() (JSON patch of spec.taints, tested on resourceVersion)"),
   call("", "nodes", "create", "registerNode()", {
     onlyWith: "registerNode() (the local cluster and tests registering their nodes as kubelets do)",
   }),

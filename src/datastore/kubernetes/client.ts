@@ -12,7 +12,7 @@ import {
   type V1Service,
 } from "@kubernetes/client-node";
 import { PodcryptError } from "../../errors/index.js";
-import type { KubeObject, ResourceRef } from "./mapping.js";
+import type { JsonPatchOp, KubeObject, ResourceRef } from "./mapping.js";
 
 /** An API request failed with a Kubernetes Status (or could not be made: `code` 0). */
 export class KubeApiError extends PodcryptError {
@@ -61,6 +61,7 @@ function plain(o: unknown): KubeObject {
 }
 
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+const jsonPatch = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);
 
 /**
  * The calls the Kubernetes datastore makes, through CoreV1Api, CustomObjectsApi and
@@ -220,6 +221,15 @@ export class KubeClient {
           : this.custom.patchClusterCustomObjectStatus({ ...this.cr(ref), name, body: patch }, mergePatch),
       ),
     );
+  }
+
+  /**
+   * RFC 6902 JSON patch of a Kubernetes Node (its main resource, never its status). The only write
+   * podcrypt makes to a Node: its workload-gating taint (KubernetesDatastore.setNodeTaint). A
+   * failed `test` operation is answered 422.
+   */
+  async patchNode(name: string, ops: readonly JsonPatchOp[]): Promise<KubeObject> {
+    return plain(await this.run(() => this.core.patchNode({ name, body: ops }, jsonPatch)));
   }
 
   /** DELETE, conditional on `resourceVersion` when given. */

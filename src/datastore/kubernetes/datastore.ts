@@ -23,6 +23,8 @@ import {
   MANAGED_LABEL,
   policyStatusPatch,
   REFS,
+  taintPatch,
+  type NodeTaint,
   refsOf,
   type KubeObject,
   type ResourceRef,
@@ -82,6 +84,9 @@ export function authorityOf(obj: KubeObject): NodeAuthority {
   const { addresses, podCIDRs } = nodeNetworkOf(obj);
   return { podCIDRs, addresses: addresses.map((a) => a.address) };
 }
+
+/** How often {@link KubernetesDatastore.setNodeTaint} reads and patches again when the Node raced it. */
+const TAINT_ATTEMPTS = 5;
 
 /** Kubernetes MicroTime: RFC 3339 with microseconds. */
 function microTime(d: Date): string {
@@ -334,6 +339,35 @@ export class KubernetesDatastore implements Datastore {
     });
     if (obj === undefined) throw new NotFoundError("nodes", `${name} (no such Kubernetes Node)`);
     return nodeNetworkOf(obj);
+  }
+
+  /**
+   * Adds (`present`) or removes `taint` on Node `name`: a JSON patch of `spec.taints` that tests
+   * the resourceVersion it was computed from ({@link taintPatch}), so no other taint is lost or
+   * removed by a race; when the Node changed meanwhile (422, or 409) it is read again and the
+   * patch made anew, up to {@link TAINT_ATTEMPTS} times. Returns whether it changed the Node
+   * (false: it already was as asked). NotFoundError when there is no such Node. One `get nodes`
+   * and at most one `patch nodes` call per attempt.
+   */
+  async setNodeTaint(name: string, taint: NodeTaint, present: boolean): Promise<boolean> {
+    this.checkOpen();
+    for (let attempt = 1; ; attempt++) {
+      const obj = await this.client.get(KUBE_NODE_REF, "", name).catch((e: unknown) => {
+        throw unavailable(e);
+      });
+      if (obj === undefined) throw new NotFoundError("nodes", `${name} (no such Kubernetes Node)`);
+      const ops = taintPatch(obj, taint, present);
+      if (ops === undefined) return false;
+      try {
+        await this.client.patchNode(name, ops);
+        return true;
+      } catch (e) {
+        const raced = isKubeApiError(e, 422) || isKubeApiError(e, 409);
+        if (raced && attempt < TAINT_ATTEMPTS) continue;
+        if (isKubeApiError(e, 404)) throw new NotFoundError("nodes", `${name} (no such Kubernetes Node)`);
+        throw unavailable(e);
+      }
+    }
   }
 
   /**

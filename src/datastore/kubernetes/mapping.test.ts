@@ -10,6 +10,7 @@ import {
   KUBE_NODE_REF,
   policyStatusOf,
   REFS,
+  taintPatch,
   toKube,
   type KubeObject,
 } from "./mapping.js";
@@ -195,4 +196,41 @@ test("API paths", () => {
     apiPath(REFS.clusterencryptions, "ignored", "default"),
     "/apis/podcrypt.io/v1/clusterencryptions/default",
   );
+});
+
+test("taintPatch: appends or removes only that taint, after a test of the resourceVersion", () => {
+  const ours = { key: "podcrypt.io/not-ready", effect: "NoSchedule" } as const;
+  const other = { key: "example.com/dedicated", value: "gpu", effect: "NoSchedule" };
+  const node = (spec?: object): KubeObject => ({
+    metadata: { name: "n", resourceVersion: "42" },
+    ...(spec === undefined ? {} : { spec }),
+  });
+  const test = { op: "test", path: "/metadata/resourceVersion", value: "42" };
+  assert.deepEqual(taintPatch(node({}), ours, true), [
+    test,
+    { op: "add", path: "/spec/taints", value: [ours] },
+  ]);
+  assert.deepEqual(taintPatch(node(), ours, true), [
+    test,
+    { op: "add", path: "/spec", value: { taints: [ours] } },
+  ]);
+  assert.deepEqual(taintPatch(node({ taints: [other] }), ours, true), [
+    test,
+    { op: "add", path: "/spec/taints/-", value: ours },
+  ]);
+  assert.equal(taintPatch(node({ taints: [other, ours] }), ours, true), undefined);
+  // The same key with another effect is another taint: not ours to remove, nor to count as present.
+  const noExecute = { ...ours, effect: "NoExecute" };
+  assert.deepEqual(taintPatch(node({ taints: [noExecute] }), ours, true), [
+    test,
+    { op: "add", path: "/spec/taints/-", value: ours },
+  ]);
+  assert.equal(taintPatch(node({ taints: [other, noExecute] }), ours, false), undefined);
+  assert.equal(taintPatch(node({}), ours, false), undefined);
+  // Removed by index, the last first (a duplicate someone added goes too).
+  assert.deepEqual(taintPatch(node({ taints: [ours, other, ours] }), ours, false), [
+    test,
+    { op: "remove", path: "/spec/taints/2" },
+    { op: "remove", path: "/spec/taints/0" },
+  ]);
 });

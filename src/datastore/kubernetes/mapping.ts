@@ -95,7 +95,10 @@ export const REFS: { readonly [K in ResourceKind]: ResourceRef } = {
   },
 };
 
-/** The core Kubernetes Node: read for what Kubernetes assigned a node, never written by podcrypt. */
+/**
+ * The core Kubernetes Node: read for what Kubernetes assigned a node; written only to add or remove
+ * the agent's workload-gating taint on its own node ({@link taintPatch}).
+ */
 export const KUBE_NODE_REF: ResourceRef = {
   group: "",
   version: "v1",
@@ -327,4 +330,54 @@ export function fromIpsecPolicy(obj: KubeObject): Record<string, unknown> {
         }))
       : rules,
   };
+}
+
+/** One RFC 6902 JSON patch operation, as far as podcrypt sends them. */
+export interface JsonPatchOp {
+  readonly op: "test" | "add" | "remove";
+  /** RFC 6901 JSON pointer. */
+  readonly path: string;
+  /** For `test` and `add`. */
+  readonly value?: unknown;
+}
+
+/** A Node taint as podcrypt writes it (Kubernetes core/v1 Taint; a key and effect identify one). */
+export interface NodeTaint {
+  readonly key: string;
+  readonly effect: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+}
+
+/**
+ * The RFC 6902 JSON patch that adds (`present`) or removes `taint` on Node `node` as read, or
+ * undefined when the Node already is as asked. It touches only `spec.taints` entries of that key
+ * and effect (appended at the end; removed by index), and its first operation tests
+ * `metadata.resourceVersion`: if anything wrote the Node since it was read (another taint added or
+ * removed, indices moved), the API server refuses the whole patch (422) instead of losing or
+ * removing someone else's taint, and the caller reads again. Other taints are never re-sent.
+ */
+export function taintPatch(node: KubeObject, taint: NodeTaint, present: boolean): JsonPatchOp[] | undefined {
+  const spec = node["spec"];
+  const list = typeof spec === "object" && spec !== null ? (spec as { taints?: unknown }).taints : undefined;
+  const taints: unknown[] | undefined = Array.isArray(list) ? list : undefined;
+  const ours = (t: unknown): boolean => {
+    const o = (typeof t === "object" && t !== null ? t : {}) as { key?: unknown; effect?: unknown };
+    return o.key === taint.key && o.effect === taint.effect;
+  };
+  const test: JsonPatchOp = {
+    op: "test",
+    path: "/metadata/resourceVersion",
+    value: node.metadata?.resourceVersion ?? "",
+  };
+  const value = { key: taint.key, effect: taint.effect };
+  if (present) {
+    if (taints?.some(ours) === true) return undefined;
+    if (taints !== undefined) return [test, { op: "add", path: "/spec/taints/-", value }];
+    if (typeof spec === "object" && spec !== null)
+      return [test, { op: "add", path: "/spec/taints", value: [value] }];
+    return [test, { op: "add", path: "/spec", value: { taints: [value] } }];
+  }
+  const at = (taints ?? []).flatMap((t, i) => (ours(t) ? [i] : []));
+  if (at.length === 0) return undefined;
+  // From the last: removing one does not move the indices of those before it.
+  return [test, ...at.reverse().map((i): JsonPatchOp => ({ op: "remove", path: `/spec/taints/${i}` }))];
 }
