@@ -27,6 +27,12 @@ export interface NativeAddon {
   openTun(name: string): { fd: number; name: string };
   /** Closes a file descriptor this addon returned. */
   closeFd(fd: number): void;
+  /**
+   * A duplicate in this process of fd `fd` of process `pid` (pidfd_open + pidfd_getfd, Linux 5.6;
+   * needs ptrace rights over `pid`): the same open file, so what the kernel queued on it stays.
+   * Throws naming the syscall and errno.
+   */
+  takeFd(pid: number, fd: number): number;
 
   /** See {@link FdWatcher}. */
   FdWatcher: new (fd: number, callback: (status: number, events: number) => void) => FdWatcher;

@@ -126,8 +126,18 @@ export function sessionsFrom(observed: readonly ObservedPeer[]): SessionCheck {
   return (epoch, publicKey) => up.get(epoch)?.has(publicKey) === true;
 }
 
-/** The address a node is reached at over the underlay. */
+/** The address a node is reached at over the underlay (its tunnels' endpoint): IPv4 when it has one. */
 const addressOf = (n: Node): string | undefined => n.underlay.ipv4 ?? n.underlay.ipv6;
+
+/**
+ * The next hop of plaintext toward node `n`'s pods in `dst`: its underlay address of dst's family,
+ * else (IPv4 pods over an IPv6-only underlay) its IPv6 address, which Linux takes as the gateway
+ * of an IPv4 route (RFC 5549 style, `via inet6`). An IPv6 pod CIDR of a node with only an IPv4
+ * underlay address has no plaintext next hop: it is reached through the tunnel only.
+ */
+function plainGateway(n: Node, dst: string): string | undefined {
+  return dst.includes(":") ? n.underlay.ipv6 : (n.underlay.ipv4 ?? n.underlay.ipv6);
+}
 
 /**
  * What passes derived from one node: valid while the latest version (`node`) has the address and
@@ -156,7 +166,12 @@ export class DesiredMemo {
   private derived(n: Node): Derived {
     let d = this.byName.get(n.name);
     if (d !== undefined && d.node === n) return d;
-    if (d === undefined || addressOf(d.node) !== addressOf(n) || !sameList(d.node.podCIDRs, n.podCIDRs)) {
+    if (
+      d === undefined ||
+      d.node.underlay.ipv4 !== n.underlay.ipv4 ||
+      d.node.underlay.ipv6 !== n.underlay.ipv6 ||
+      !sameList(d.node.podCIDRs, n.podCIDRs)
+    ) {
       d = { node: n, peers: new Map(), routes: new Map() };
       this.byName.set(n.name, d);
     } else d.node = n;
@@ -204,8 +219,8 @@ export class DesiredMemo {
     const k = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}`;
     let out = d.routes.get(k);
     if (out === undefined) {
-      const gw = addressOf(n);
       out = n.podCIDRs.flatMap((dst): DesiredRoute[] => {
+        const gw = plainGateway(n, dst);
         const plain: DesiredRoute[] =
           gw === undefined ? [] : [{ dst, kind: "plain", via: gw, dev: underlayIf }];
         const tunnel: DesiredRoute[] =

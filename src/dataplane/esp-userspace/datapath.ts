@@ -33,7 +33,9 @@ import {
   openTunUdp,
   roundUp,
   runBatches,
+  takeTunUdp,
 } from "../userspace/tun-udp.js";
+import type { HandedFds } from "../../platform/handover/fds.js";
 import type { EspPeer, EspState } from "./state.js";
 
 /** Default tunnel MTU: 1500 minus outer IPv4 (20), UDP (8), ESP header+IV (16), trailer (<= 5), ICV (16), rounded down. */
@@ -88,6 +90,8 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   private udpWatcher: FdWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Handed over ({@link freeze}): reads and sends nothing any more. */
+  private frozen = false;
   private gone = false;
   private readonly persistent: boolean;
 
@@ -157,15 +161,22 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     return this.mtuValue;
   }
 
-  /** Opens the TUN interface (up, with the MTU) and the UDP socket; nothing stays open on failure. */
-  start(): void {
+  /**
+   * Opens the TUN interface (up, with the MTU) and the UDP socket; nothing stays open on failure.
+   * With `handed` (a planned restart) it takes the old daemon's TUN device and UDP socket instead
+   * (the same open files, their queues included: src/platform/handover/fds.ts); the device keeps
+   * its MTU, link state and persistence.
+   */
+  start(handed?: HandedFds): void {
     if (this.tun !== undefined || this.closed)
       throw new PodcryptError("ESTATE", "ESP datapath already started");
-    const { tun, udp } = openTunUdp(
-      this.ifname,
-      { mtu: this.mtuValue, up: true, persistent: this.persistent },
-      () => BatchUdpSocket.open(this.portValue),
-    );
+    const { tun, udp } =
+      handed !== undefined
+        ? takeTunUdp(handed)
+        : openTunUdp(this.ifname, { mtu: this.mtuValue, up: true, persistent: this.persistent }, () =>
+            BatchUdpSocket.open(this.portValue),
+          );
+    if (handed !== undefined) this.mtuValue = tun.mtu();
     this.tun = tun;
     this.udp = udp;
     this.portValue = udp.port;
@@ -197,6 +208,29 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.mtuValue = mtu;
   }
 
+  /**
+   * A planned restart: stops reading and sending for good (watchers and timer closed; nothing is
+   * read, sealed or sent from here on) and returns the fds the successor takes. The fds stay open
+   * until {@link close} (the successor must have taken them by then).
+   */
+  freeze(): HandedFds {
+    const tun = this.tun;
+    const udp = this.udp;
+    if (tun === undefined || udp === undefined || this.closed || this.frozen)
+      throw new PodcryptError("ESTATE", "ESP datapath is not running");
+    this.frozen = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.tunWatcher?.close();
+    this.udpWatcher?.close();
+    this.tunWatcher = undefined;
+    this.udpWatcher = undefined;
+    return {
+      pid: process.pid,
+      tun: { fd: tun.fd, name: tun.name },
+      udp: { fd: udp.fd, port: udp.port, family: udp.family, gro: udp.gro },
+    };
+  }
+
   /** Stops and closes the socket and the TUN fd (removing the interface unless it is persistent). Idempotent. */
   close(): void {
     if (this.closed) return;
@@ -219,7 +253,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   // ---- outbound ------------------------------------------------------------------------------
 
   private onTunReadable(status: number): void {
-    if (this.closed) return;
+    if (this.closed || this.frozen) return;
     if (status < 0) {
       this.interfaceGone(status);
       return;
@@ -227,7 +261,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     const tun = this.tun!;
     const failed = runBatches(
       this.batch,
-      () => !this.closed,
+      () => !this.closed && !this.frozen,
       () => tun.readBatch(this.readArena, this.readSlot, 0, READ_CAPACITY, this.batch, this.readLengths),
       (n) => this.outbound(n),
     );
@@ -325,7 +359,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   // ---- inbound -------------------------------------------------------------------------------
 
   private onUdpReadable(status: number): void {
-    if (this.closed) return;
+    if (this.closed || this.frozen) return;
     if (status < 0) {
       this.logger.warn({ errno: -status }, "UDP socket error");
       return;
@@ -333,7 +367,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     const udp = this.udp!;
     const failed = runBatches(
       this.batch,
-      () => !this.closed,
+      () => !this.closed && !this.frozen,
       () => udp.recvBatch(this.rxArena, this.rxSlot, 0, RX_CAPACITY, this.batch, this.rxLengths, this.rxFrom),
       (n) => this.inbound(n),
     );
