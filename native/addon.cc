@@ -1,5 +1,5 @@
 // podcrypt's native addon: only what Node has no API for (TUN, batched UDP, fd readiness, sockets
-// in other network namespaces) and the batched AEAD of the WireGuard fast path.
+// in other network namespaces) and the batched AEAD of the WireGuard and ESP fast paths.
 #include <errno.h>
 #include <napi.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include "aead.h"
 #include "batch.h"
 #include "capture.h"
+#include "esp.h"
 #include "netns.h"
 #include "poll.h"
 #include "tun.h"
@@ -73,6 +74,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   podcrypt::InitTunBatch(env, exports);
   podcrypt::InitUdp(env, exports);
   podcrypt::InitAead(env, exports);
+  podcrypt::InitEsp(env, exports);
   podcrypt::InitNetns(env, exports);
   podcrypt::InitCapture(env, exports);
   return exports;

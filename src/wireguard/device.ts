@@ -122,6 +122,13 @@ export class Device implements DatapathCore {
   private readonly gaveUp: Array<(peer: DatapathPeer) => void> = [];
   private listenPortValue = 0;
   private fwmarkValue = 0;
+  /**
+   * Random bytes for timer jitter, drawn 256 at a time: every data message sent after one was
+   * received asks for a jitter (timers.dataSent), and a randomBytes call per packet (a Buffer, its
+   * external memory, the GC work that follows) cost a lone packet's round trip tens of microseconds.
+   */
+  private jitterPool: Buffer = Buffer.alloc(0);
+  private jitterAt = 0;
   /** Handed over to a successor ({@link handOver}): sends nothing any more. */
   private handedOver = false;
 
@@ -578,7 +585,9 @@ export class Device implements DatapathCore {
       this.handshakeComplete(peer);
       this.emit(this.keypairReady, peer);
     }
-    peer.endpoint = { address: from.address, port: from.port };
+    // Roaming (whitepaper 2.1); the same endpoint keeps its object (no allocation per batch).
+    if (peer.endpoint?.address !== from.address || peer.endpoint.port !== from.port)
+      peer.endpoint = { address: from.address, port: from.port };
     if (plaintextLength > 0) peer.timers.dataReceived(now);
   }
 
@@ -628,6 +637,15 @@ export class Device implements DatapathCore {
 
   tick(now: number): void {
     if (this.handedOver) return;
+    // The data path calls this after every wake-up: without a due timer it allocates nothing.
+    let due = false;
+    for (const peer of this.peersByKey.values()) {
+      if (peer.timers.anyDue(now)) {
+        due = true;
+        break;
+      }
+    }
+    if (!due) return;
     for (const peer of [...this.peersByKey.values()]) {
       for (const timer of peer.timers.takeDue(now)) {
         if (!this.peersById.has(peer.id)) break;
@@ -675,7 +693,13 @@ export class Device implements DatapathCore {
   // ---- internals ------------------------------------------------------------------------------
 
   private jitter(): number {
-    return Buffer.from(this.random(2)).readUInt16LE(0) % (REKEY_TIMEOUT_JITTER_MAX + 1);
+    if (this.jitterAt + 2 > this.jitterPool.length) {
+      this.jitterPool = Buffer.from(this.random(256));
+      this.jitterAt = 0;
+    }
+    const r = this.jitterPool.readUInt16LE(this.jitterAt);
+    this.jitterAt += 2;
+    return r % (REKEY_TIMEOUT_JITTER_MAX + 1);
   }
 
   private env(now: number, peer: Peer): HandshakeEnv {

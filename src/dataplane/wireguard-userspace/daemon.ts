@@ -70,7 +70,11 @@ export interface DaemonStatus {
 export function scaledClock(scale: number, base: Clock = systemClock): Clock {
   if (scale === 1) return base;
   const origin = base.now();
-  return { now: () => origin + (base.now() - origin) * scale, wallNow: () => base.wallNow() };
+  return {
+    now: () => origin + (base.now() - origin) * scale,
+    wallNow: () => base.wallNow(),
+    after: (ms, fn) => base.after(ms / scale, fn),
+  };
 }
 
 /** Reads PODCRYPT_WG_TIME_SCALE (a positive number, default 1). */
