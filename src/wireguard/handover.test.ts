@@ -4,7 +4,7 @@ import { ManualClock } from "../clock.js";
 import { isValidationError } from "../errors/index.js";
 import { MESSAGE_INITIATION, MESSAGE_TRANSPORT } from "./constants.js";
 import type { DeviceHandover } from "./handover.js";
-import { ipPacket, TestNetwork, TestNode, type Datagram } from "./testing/loopback.js";
+import { ipPacket, TestNetwork, TestNode, type Datagram } from "../../test/support/wireguard-loopback.js";
 
 const A_IP = "10.0.0.1";
 const B_IP = "10.0.0.2";

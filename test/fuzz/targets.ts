@@ -34,7 +34,7 @@ import {
   encodeTransport,
   messageType,
 } from "../../src/wireguard/messages.js";
-import { ipPacket, TestNetwork, TestNode } from "../../src/wireguard/testing/loopback.js";
+import { ipPacket, TestNetwork, TestNode } from "../support/wireguard-loopback.js";
 import { isUapiError } from "../../src/wireguard/uapi/errors.js";
 import { parseSetRequest } from "../../src/wireguard/uapi/protocol.js";
 import { invariant, Rng, type FuzzTarget } from "./engine.js";
