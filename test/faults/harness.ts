@@ -38,7 +38,14 @@ export interface StatusJson {
     heartbeat?: string;
     errors: string[];
     restarts: { agent: number; lastAgent?: string; dataplane: number; lastDataplane?: string };
-    peers: Array<{ node: string; epoch: number; state: string }>;
+    peers: Array<{
+      node: string;
+      epoch: number;
+      state: string;
+      latestHandshake?: number;
+      spiIn?: string;
+      spiOut?: string;
+    }>;
     [k: string]: unknown;
   }>;
   controllers: ControllerStatus[];
