@@ -1,3 +1,4 @@
+// test-runs-long (an exhaustive search of delivery orders: the unit tier starts it first)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
