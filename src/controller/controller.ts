@@ -10,7 +10,7 @@ import {
   type Node,
 } from "../model/index.js";
 import { DEFAULT_TIMING, type PhaseTiming } from "../protocol/index.js";
-import { decide } from "./phases.js";
+import { decide, MAX_BLIND_MS, type Sight } from "./phases.js";
 import { PolicyStatusController } from "./policy-status.js";
 
 /** Default name of the controller's leader election. */
@@ -83,6 +83,12 @@ export class Controller {
   private phaseTimeouts = 0;
   /** Failed steps: logged once per distinct failure, then counted. */
   private readonly failures: FailureTracker;
+  /** When this controller last (re)gained sight of the datastore (src/controller/phases.ts Sight). */
+  private sight: Sight | undefined;
+  /** The nodes live at the last good step (for `sight` after an outage). */
+  private liveAtLastStep: ReadonlySet<string> | undefined;
+  /** The controller's steps failed since the last good one (the datastore may be gone). */
+  private blind = false;
   /** The last deferral logged, so a waiting run is logged once, not at every look. */
   private lastDeferred: string | undefined;
   private readonly statusCounters = { writes: 0, failures: 0 };
@@ -150,6 +156,9 @@ export class Controller {
   }
 
   private async lead(): Promise<void> {
+    // A new leader cannot know what it missed: it gives the nodes time to report first.
+    const now = this.o.clock.wallNow();
+    this.sight = { since: now, lostAt: now - MAX_BLIND_MS };
     const seedClusters = this.o.store.collection("clusterencryptions");
     if ((await seedClusters.get(CLUSTER_ENCRYPTION_NAME)) === undefined) {
       await seedClusters
@@ -216,7 +225,17 @@ export class Controller {
     try {
       while (this.dirty && !this.stopped && this.isLeader) {
         this.dirty = false;
+        if (this.blind) {
+          // Seeing again after failed steps: judged as if a new leader, from the last good step.
+          const now = this.o.clock.wallNow();
+          this.sight = {
+            since: now,
+            lostAt: this.lastStepOkAt ?? now - MAX_BLIND_MS,
+            ...(this.liveAtLastStep === undefined ? {} : { liveAtLoss: this.liveAtLastStep }),
+          };
+        }
         await this.step();
+        this.blind = false;
         this.lastStepOkAt = this.o.clock.wallNow();
         this.failingSince = undefined;
         const news = this.failures.succeeded();
@@ -228,6 +247,7 @@ export class Controller {
       }
     } catch (e) {
       this.stepFailures++;
+      this.blind = true;
       this.failingSince ??= this.o.clock.wallNow();
       // The same failure every retry is logged once and counted; a different one is logged again.
       const news = this.failures.failed(e);
@@ -265,7 +285,10 @@ export class Controller {
     const live = this.liveness;
     if (live === undefined) return;
     const nodes: Node[] = [...this.nodes.values()];
-    const d = decide(cur.value, nodes, live, this.o.clock.wallNow(), this.o.timing ?? DEFAULT_TIMING);
+    const now = this.o.clock.wallNow();
+    const d = decide(cur.value, nodes, live, now, this.o.timing ?? DEFAULT_TIMING, this.sight);
+    // What was live at this good step is what a later outage's `sight` remembers.
+    this.liveAtLastStep = new Set(nodes.filter((n) => live.has(n.name)).map((n) => n.name));
     if (d.deferred !== this.lastDeferred && d.deferred !== undefined)
       this.o.logger.warn({ lagging: cur.value.lagging.map((l) => l.node) }, `run deferred: ${d.deferred}`);
     this.lastDeferred = d.deferred;

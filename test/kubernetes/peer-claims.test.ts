@@ -15,8 +15,8 @@ import type { Controller } from "../../src/controller/controller.js";
 import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
 import { reportedRefusals } from "../../src/localcluster/status.js";
 import { liveFromHeartbeats } from "../../src/protocol/index.js";
-import { installPodcrypt } from "../kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../kube-apiserver/server.js";
+import { installPodcrypt } from "../support/kube-apiserver/rbac.js";
+import type { KubeApiServer } from "../support/kube-apiserver/server.js";
 import {
   converged,
   publishedKeys,
