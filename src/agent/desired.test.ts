@@ -201,6 +201,8 @@ describe("desiredState, selective encryption", () => {
         { protocol: "tcp", port: 80, podIPs: ["10.244.1.7"], local: true },
       ],
       expectEncrypted: [{ protocol: "udp", port: 53, podIPs: ["10.244.2.5"], local: false }],
+      // The probe endpoint (verify --via-agents) is marked like the node's pods.
+      localSources: ["10.244.1.1"],
     });
   });
 
@@ -208,6 +210,7 @@ describe("desiredState, selective encryption", () => {
     const sel = { encrypt: [dns], expectEncrypted: [] };
     const prepare = desiredState(SETTINGS, selective(cluster("prepare", OFF, ON)), nodes, ALL_UP, sel);
     assert.deepEqual(prepare.strict.selection?.encrypt, []);
+    assert.equal(prepare.strict.selection?.localSources, undefined);
     // The selected table already leads into the new generation, so marking later moves nothing.
     assert.deepEqual(prepare.routes[1], {
       dst: "10.244.2.0/24",

@@ -9,6 +9,7 @@ import type {
   SelectorMatch,
 } from "../dataplane/types.js";
 import { sameList } from "../lists.js";
+import { probeEndpointAddress } from "./verify/endpoint.js";
 import { cidrsOverlap } from "./claims.js";
 import type { Selector } from "../policy/types.js";
 
@@ -329,6 +330,8 @@ export function desiredState(
     peers: others.map((n) => ({ node: n.name, podCidrs: [...n.podCIDRs] })),
   };
   if (selective) {
+    // verify --via-agents probes selected ports from this address: marked as this node's pods are.
+    const endpoint = probeEndpointAddress(self?.podCIDRs ?? []);
     const matches = (list: readonly Selector[]): SelectorMatch[] =>
       list.map((x) => ({
         protocol: x.protocol,
@@ -345,6 +348,7 @@ export function desiredState(
           // Marks only while this node sends encrypted; before that the selected table is not used.
           encrypt: sending === undefined ? [] : matches(selection.encrypt),
           expectEncrypted: matches(selection.expectEncrypted),
+          ...(sending === undefined || endpoint === undefined ? {} : { localSources: [endpoint] }),
         },
       },
       mtu: settings.mtu,
