@@ -1,11 +1,17 @@
 // podcrypt's native addon: only what Node has no API for (TUN, batched UDP, fd readiness, sockets
-// in other network namespaces) and the batched AEAD of the WireGuard fast path.
+// in other network namespaces) and the batched AEAD of the WireGuard and ESP fast paths.
+#include <errno.h>
 #include <napi.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <string>
 
 #include "aead.h"
 #include "batch.h"
 #include "capture.h"
+#include "esp.h"
 #include "netns.h"
 #include "poll.h"
 #include "tun.h"
@@ -31,13 +37,44 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// takeFd(pid, fd): a duplicate, in this process, of file descriptor `fd` of process `pid`: the same
+// open file (pidfd_open(2) + pidfd_getfd(2), Linux 5.6; the caller needs ptrace rights over `pid`,
+// as root has). A daemon handing over to its successor keeps its TUN device and UDP socket open
+// while the successor takes them: nothing queued in the kernel for them is lost. The duplicate is
+// close-on-exec; file status flags (O_NONBLOCK) are the open file's, shared with the original.
+Napi::Value TakeFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "takeFd(pid: number, fd: number)");
+  }
+  const int64_t pid = info[0].As<Napi::Number>().Int64Value();
+  const int64_t fd = info[1].As<Napi::Number>().Int64Value();
+  if (pid < 1 || pid > INT32_MAX || fd < 0 || fd > INT32_MAX) {
+    throw Napi::RangeError::New(env, "takeFd: pid must be 1..2^31-1 and fd 0..2^31-1");
+  }
+  const long pidfd = syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0);
+  if (pidfd < 0) {
+    throw Napi::Error::New(env, "pidfd_open(" + std::to_string(pid) + "): " + strerror(errno));
+  }
+  const long got = syscall(SYS_pidfd_getfd, static_cast<int>(pidfd), static_cast<int>(fd), 0);
+  const int saved = errno;
+  close(static_cast<int>(pidfd));
+  if (got < 0) {
+    throw Napi::Error::New(env, "pidfd_getfd(pid " + std::to_string(pid) + ", fd " +
+                                    std::to_string(fd) + "): " + strerror(saved));
+  }
+  return Napi::Number::New(env, static_cast<double>(got));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openTun", Napi::Function::New(env, OpenTun));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("takeFd", Napi::Function::New(env, TakeFd));
   podcrypt::InitFdWatcher(env, exports);
   podcrypt::InitTunBatch(env, exports);
   podcrypt::InitUdp(env, exports);
   podcrypt::InitAead(env, exports);
+  podcrypt::InitEsp(env, exports);
   podcrypt::InitNetns(env, exports);
   podcrypt::InitCapture(env, exports);
   return exports;

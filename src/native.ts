@@ -21,12 +21,18 @@ export interface FdWatcher {
 /** Size of one endpoint entry: 16 address bytes | port BE16 | family (4 or 6) | 0. */
 export const ENDPOINT_ENTRY_SIZE = 20;
 
-/** The functions of native/ (addon.cc, tun.cc, poll.cc, udp.cc, aead.cc, netns.cc, capture.cc). */
+/** The functions of native/ (addon.cc, tun.cc, poll.cc, udp.cc, aead.cc, esp.cc, netns.cc, capture.cc). */
 export interface NativeAddon {
   /** Opens (creating if needed) TUN interface `name`, non-blocking, without packet information. */
   openTun(name: string): { fd: number; name: string };
   /** Closes a file descriptor this addon returned. */
   closeFd(fd: number): void;
+  /**
+   * A duplicate in this process of fd `fd` of process `pid` (pidfd_open + pidfd_getfd, Linux 5.6;
+   * needs ptrace rights over `pid`): the same open file, so what the kernel queued on it stays.
+   * Throws naming the syscall and errno.
+   */
+  takeFd(pid: number, fd: number): number;
 
   /** See {@link FdWatcher}. */
   FdWatcher: new (fd: number, callback: (status: number, events: number) => void) => FdWatcher;
@@ -169,6 +175,42 @@ export interface NativeAddon {
     keys: Buffer,
     keyIndex: Uint32Array,
     counters: Float64Array,
+    ok: Uint8Array,
+    count: number,
+  ): number;
+
+  /**
+   * ESP with AES-128-GCM (RFC 4303 tunnel mode, RFC 4106), in place: for each i, the inner packet
+   * at `offsets[i]+16` (`lengths[i]` bytes) gets the padding 1, 2, 3.. to 4 bytes, pad length and
+   * `nextHeaders[i]`, is encrypted with SA `keyIndex[i]` (`keys[k*20]`: key 16 || salt 4;
+   * `keyInfo[k*3]`: SPI, ICV length, ESN 0/1) and sequence number `seqs[i]` (also the IV), the ICV
+   * appended and SPI | sequence | IV written at `offsets[i]`; `lengths[i]` becomes the ESP length.
+   */
+  espSealBatch(
+    arena: Buffer,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    nextHeaders: Uint8Array,
+    keys: Buffer,
+    keyInfo: Uint32Array,
+    keyIndex: Uint32Array,
+    seqs: Float64Array,
+    count: number,
+  ): void;
+  /**
+   * Verifies and decrypts ESP packets in place: packet i at `offsets[i]` (`lengths[i]` bytes) with
+   * SA `keyIndex[i]` (tables as in {@link espSealBatch}) and full sequence number `seqs[i]` (for
+   * the AAD). Sets `ok[i]` (1: ICV verified) and `lengths[i]` (the decrypted payload at
+   * `offsets[i]+16`, trailer included; 0 on failure). Returns the number that verified.
+   */
+  espOpenBatch(
+    arena: Buffer,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    keys: Buffer,
+    keyInfo: Uint32Array,
+    keyIndex: Uint32Array,
+    seqs: Float64Array,
     ok: Uint8Array,
     count: number,
   ): number;

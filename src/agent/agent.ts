@@ -1,4 +1,4 @@
-import type { Clock } from "../clock.js";
+import type { Clock, Timer } from "../clock.js";
 import { applied, isLive, DEFAULT_TIMING, selectionHash } from "../protocol/index.js";
 import type { DataplaneBackend } from "../dataplane/types.js";
 import { isAlreadyExistsError, isConflictError, isNotFoundError } from "../datastore/errors.js";
@@ -6,7 +6,6 @@ import type { Datastore, Watch } from "../datastore/types.js";
 import type { Logger } from "../log/logger.js";
 import {
   CLUSTER_ENCRYPTION_NAME,
-  findAcknowledgement,
   type ClusterEncryption,
   type Node,
   type NodeInput,
@@ -17,14 +16,21 @@ import { fromStored, resolveSelectors } from "../policy/index.js";
 import {
   DesiredMemo,
   desiredState,
-  catchUpAcknowledgement,
   epochsNeeded,
-  readyToAcknowledge,
   sessionsFrom,
-  unswitched,
   type AgentSettings,
   type NodeSelection,
 } from "./desired.js";
+import {
+  COALESCE_MS,
+  KEY_BATCH_MS,
+  RETRY_AFTER_FAILURE_MS,
+  coalesceDelay,
+  decideAfterReconcile,
+  needsSessions,
+  planKeys,
+  wakeFor,
+} from "./decide.js";
 import { SelectionTracker } from "./selection.js";
 import { TunnelTracker, type TunnelReport } from "./tunnels.js";
 import type { WorkloadGate } from "./gate.js";
@@ -39,41 +45,9 @@ import {
   type StandingClaims,
 } from "./claims.js";
 
-/** The parts of a Node every pass reads besides its keys, as a string, serialised once per version. */
-const shapeKeys = new WeakMap<Node, string>();
-function shapeKey(n: Node): string {
-  let k = shapeKeys.get(n);
-  if (k === undefined) {
-    k = JSON.stringify([n.underlay, n.podCIDRs, n.status?.selection, n.saInstance]);
-    shapeKeys.set(n, k);
-  }
-  return k;
-}
-
 /** The kinds the agent watches. */
 const WATCHED = ["nodes", "clusterencryptions", "encryptionpolicies", "services", "endpoints"] as const;
 type WatchedKind = (typeof WATCHED)[number];
-
-/** How soon a pass waiting for something the data plane does by itself (a handshake) looks again. */
-const RECHECK_MS = 250;
-
-/**
- * In prepare, how long a peer's new key may wait for the others before a pass installs it. The
- * node acknowledges only once it holds every live peer's key, and the key that completes the set
- * starts a pass at once; the keys before it (hundreds, on 500 nodes, each a Node event) are
- * installed in passes at most this far apart instead of one pass per burst.
- */
-const KEY_BATCH_MS = 5000;
-
-/**
- * How long a watch event waits for the ones behind it before a pass runs. Every node writes its
- * acknowledgement within moments of the others: one pass for the burst, not one per node (on 500
- * nodes, hundreds of passes over 500 peers each). A pass that took long (many peers, a busy
- * machine) makes the next wait up to twice as long as it took, at most {@link MAX_COALESCE_MS}:
- * the agent then spends at most about a third of its time in passes, however fast events come.
- */
-const COALESCE_MS = 20;
-const MAX_COALESCE_MS = 1000;
 
 /** How long a heartbeat waits for the data plane's peer counters (tunnel report). */
 const OBSERVE_MS = 2000;
@@ -95,6 +69,7 @@ export interface AgentOptions {
   store: Datastore;
   backend: DataplaneBackend;
   keys: EpochKeys;
+  /** Readings and timers (every timer of the agent runs on it). */
   clock: Clock;
   logger: Logger;
   /** Heartbeat period. Default 5 s (liveness window is 3x). */
@@ -122,11 +97,14 @@ export interface AgentOptions {
 /**
  * The node agent (docs/design.md#components): publishes its public keys, watches nodes and the cluster
  * configuration, computes the desired data-plane state, reconciles it through its backend and
- * acknowledges phases. Event handlers only record that something changed; one loop applies.
+ * acknowledges phases. Event handlers only record that something changed; one loop applies. What
+ * to write, reconcile and when to wake is decided by the pure functions of decide.ts; this class
+ * gathers their inputs, does the I/O and arms the timers, all on `clock`.
  */
 export class Agent {
   private readonly watches: Watch[] = [];
-  private readonly timers: NodeJS.Timeout[] = [];
+  /** The heartbeat timer, re-armed after each beat. */
+  private beat: Timer | undefined;
   private dirty = true;
   private running = false;
   private stopped = false;
@@ -142,10 +120,12 @@ export class Agent {
     endpoints: new Map(),
   };
   /** The periodic full pass, re-armed after every pass. */
-  private resync: NodeJS.Timeout | undefined;
+  private resync: Timer | undefined;
   /** A pass due at a time (a recheck, a batch of keys): the timer and when it fires. */
-  private due: { timer: NodeJS.Timeout; at: number } | undefined;
-  private coalesce: NodeJS.Timeout | undefined;
+  private due: { timer: Timer; at: number } | undefined;
+  private coalesce: Timer | undefined;
+  /** After a failed pass: no pass until it fires (RETRY_AFTER_FAILURE_MS), then a full one. */
+  private holdOff: Timer | undefined;
   /** What the passes derived from each node (desired.ts), for the next pass. */
   private readonly memo = new DesiredMemo();
   /** In prepare: the live peers whose key for the target epoch the last pass did not have. */
@@ -190,22 +170,27 @@ export class Agent {
     if (this.o.authority !== undefined) this.authority = await this.o.authority(() => this.changed());
     await this.publish((n) => n);
     for (const kind of WATCHED) await this.mirror(kind);
-    this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs ?? 5000));
+    const beat = this.o.clock.after(this.o.heartbeatMs ?? 5000, () => {
+      beat.refresh();
+      void this.heartbeat();
+    });
+    this.beat = beat;
     // Every pass is a full reconcile: the periodic one is due only after a quiet period (on 500
     // nodes, a rotation's event-driven passes are enough, and a resync on top is one more each).
-    this.resync = setTimeout(() => {
+    this.resync = this.o.clock.after(this.o.resyncMs ?? 10_000, () => {
       this.dirty = true;
       void this.loop();
-    }, this.o.resyncMs ?? 10_000);
+    });
     await this.loop();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers) clearInterval(t);
-    clearTimeout(this.resync);
-    clearTimeout(this.due?.timer);
-    clearTimeout(this.coalesce);
+    this.beat?.cancel();
+    this.resync?.cancel();
+    this.due?.timer.cancel();
+    this.coalesce?.cancel();
+    this.holdOff?.cancel();
     this.authority?.close();
     await Promise.all(this.watches.map((w) => w.close()));
     await this.o.backend.close();
@@ -228,7 +213,12 @@ export class Agent {
           else this.o.logger.warn({ kind, key: e.key, err: e.error }, "ignoring invalid object");
           const after = map.get(e.key);
           if (kind === "nodes") {
-            const wake = this.wakeFor(before as Node | undefined, after as Node | undefined);
+            const { wake, keyArrived } = wakeFor(before as Node | undefined, after as Node | undefined, {
+              self: this.name,
+              cluster: this.cluster,
+              awaitingKeys: this.awaitingKeys,
+            });
+            if (keyArrived !== undefined) this.awaitingKeys.delete(keyArrived);
             if (wake === "urgent") {
               this.passNow();
               void this.loop();
@@ -369,7 +359,7 @@ export class Agent {
   /** Asks for a pass at once, skipping the coalescing delay (the loop runs it next). */
   private passNow(): void {
     this.dirty = true;
-    clearTimeout(this.coalesce);
+    this.coalesce?.cancel();
     this.coalesce = undefined;
   }
 
@@ -381,11 +371,19 @@ export class Agent {
     const drops = dropped.length === 0 ? {} : { plaintextDrops: dropped };
     const failure = this.failures.state;
     const reconcileError = failure === undefined ? {} : { reconcileError: { ...failure } };
+    // What `podcrypt status` shows as refused is what the agents report here (at most 256).
+    const refusedNow = this.refused.slice(0, 256).map((r) => ({ ...r }));
+    const refused = refusedNow.length === 0 ? {} : { refusedClaims: refusedNow };
     try {
       const tunnels = await this.judgeTunnels();
       await this.publish((n) => {
-        // A failure an earlier agent of this node published is not this one's.
-        const { reconcileError: _earlier, tunnels: _old, ...status } = n.status ?? {};
+        // A failure (or refusal) an earlier agent of this node published is not this one's.
+        const {
+          reconcileError: _earlier,
+          tunnels: _old,
+          refusedClaims: _refused,
+          ...status
+        } = n.status ?? {};
         return {
           ...n,
           status: {
@@ -395,6 +393,7 @@ export class Agent {
             ...restarts,
             ...reconcileError,
             ...drops,
+            ...refused,
             ...(tunnels === undefined ? {} : { tunnels }),
           },
         };
@@ -427,18 +426,18 @@ export class Agent {
       (n) => n.name !== this.name && isLive(n, now, DEFAULT_TIMING),
     );
     // A daemon that does not answer (stopped) must not hold the heartbeat past the liveness window.
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     const observed = await Promise.race([
       this.o.backend.observe(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${OBSERVE_MS} ms`)), OBSERVE_MS);
+        timer = this.o.clock.after(OBSERVE_MS, () => reject(new Error(`no answer within ${OBSERVE_MS} ms`)));
       }),
     ])
       .catch((e: unknown) => {
         this.o.logger.warn({ err: (e as Error).message }, "reading the data plane's peers failed");
         return [];
       })
-      .finally(() => clearTimeout(timer));
+      .finally(() => timer?.cancel());
     return this.tunnels.observe(observed, peers, now);
   }
 
@@ -447,66 +446,35 @@ export class Agent {
     return this.tunnelsNow;
   }
 
-  /** Logs claims refused for the first time (and those no longer refused), keeps them for metrics. */
+  /**
+   * Logs claims refused for the first time (and those no longer refused), keeps them for metrics
+   * and the node's status record; a change is reported at once (a heartbeat), not at the next one.
+   */
   private noteRefused(refused: readonly RefusedClaim[]): void {
     const now = new Map(refused.map((r) => [describeRefusal(r), r]));
+    let changed = now.size !== this.refusedNow.size;
     for (const [text, r] of now)
-      if (!this.refusedNow.has(text)) this.o.logger.warn({ peer: r.node, claim: r.value }, text);
+      if (!this.refusedNow.has(text)) {
+        this.o.logger.warn({ peer: r.node, claim: r.value }, text);
+        changed = true;
+      }
     for (const [text, r] of this.refusedNow)
       if (!now.has(text)) this.o.logger.info({ peer: r.node, claim: r.value }, `no longer refused: ${text}`);
     this.refusedNow = now;
+    if (changed) void this.heartbeat();
   }
 
   /** A watched object changed: one pass soon, for this change and those right behind it. */
   private changed(): void {
     this.dirty = true;
     if (this.coalesce !== undefined || this.stopped) return;
-    const least = this.o.coalesceMs ?? COALESCE_MS;
-    this.coalesce = setTimeout(
+    this.coalesce = this.o.clock.after(
+      coalesceDelay(this.o.coalesceMs ?? COALESCE_MS, this.lastPassMs),
       () => {
         this.coalesce = undefined;
         void this.loop();
       },
-      Math.min(MAX_COALESCE_MS, Math.max(least, 2 * this.lastPassMs)),
     );
-  }
-
-  /**
-   * How soon a change of a Node from `a` to `b` needs a pass. Heartbeats, MTU and errors never do
-   * (liveness is looked at again by the periodic resync), nor this node's own writes coming back,
-   * nor keys of epochs no generation uses (the old one, pruned after retire). Other nodes'
-   * acknowledgements matter only to the switch phase, which waits for the peers that acknowledged
-   * prepare: written in prepare or retire (on 500 nodes, each a Node event at every agent) they
-   * need no pass, the map holds them for the pass the switch itself starts. A new key in prepare
-   * is batched ({@link KEY_BATCH_MS}) unless it is the last one awaited. A peer's new SA instance
-   * runs a pass at once ("urgent"): its pairs with this node are down until then.
-   */
-  private wakeFor(a: Node | undefined, b: Node | undefined): "urgent" | "now" | "batch" | "none" {
-    // A peer's new SA instance (its ESP daemon was replaced) means its traffic to and from this
-    // node is dropped until this node installs the new SAs: no coalescing delay for it.
-    if (
-      a !== undefined &&
-      b !== undefined &&
-      b.name !== this.name &&
-      a.saInstance !== b.saInstance &&
-      b.saInstance !== undefined
-    )
-      return "urgent";
-    if (a === undefined || b === undefined || shapeKey(a) !== shapeKey(b)) return "now";
-    const c = this.cluster;
-    if (b.name === this.name || c === undefined) return "none";
-    const target = c.target;
-    for (const e of epochsNeeded(c)) {
-      const k = String(e);
-      if (a.publicKeys[k] === b.publicKeys[k]) continue;
-      if (c.phase === "prepare" && e === target?.epoch && a.publicKeys[k] === undefined) {
-        if (this.awaitingKeys.delete(b.name)) return this.awaitingKeys.size === 0 ? "now" : "batch";
-      }
-      return "now";
-    }
-    if (c.phase !== "switch" || target === undefined) return "none";
-    const prepared = (n: Node) => findAcknowledgement(n, target.epoch, "prepare") !== undefined;
-    return prepared(a) === prepared(b) ? "none" : "now";
   }
 
   /** Runs a pass within `ms`, unless one is due sooner already. */
@@ -514,27 +482,28 @@ export class Agent {
     if (this.stopped) return;
     const at = this.o.clock.now() + ms;
     if (this.due !== undefined && this.due.at <= at) return;
-    clearTimeout(this.due?.timer);
+    this.due?.timer.cancel();
     this.due = {
       at,
-      timer: setTimeout(() => {
+      timer: this.o.clock.after(ms, () => {
         this.due = undefined;
         this.dirty = true;
         void this.loop();
-      }, ms),
+      }),
     };
   }
 
   /** The apply loop: one pass at a time, again while something changed meanwhile. */
   private async loop(): Promise<void> {
-    if (this.running || this.stopped) return;
+    if (this.running || this.stopped || this.holdOff !== undefined) return;
     this.running = true;
     try {
-      // Changes seen during a pass wait for their coalescing timer, which runs the loop again.
-      while (this.dirty && !this.stopped && this.coalesce === undefined) {
+      // Changes seen during a pass wait for their coalescing timer, which runs the loop again; after
+      // a failed pass, the hold-off timer does.
+      while (this.dirty && !this.stopped && this.coalesce === undefined && this.holdOff === undefined) {
         this.dirty = false;
         // This pass sees every change so far: a pass due later for one of them is not needed.
-        clearTimeout(this.due?.timer);
+        this.due?.timer.cancel();
         this.due = undefined;
         const started = this.o.clock.now();
         await this.pass();
@@ -555,36 +524,23 @@ export class Agent {
       const needed = epochsNeeded(c);
       const publicKeys: Record<string, string> = {};
       for (const e of needed) publicKeys[String(e)] = await this.o.keys.ensure(e);
-      const self = this.nodes.get(this.name);
-      for (const e of needed) {
-        const published = self?.publicKeys[String(e)];
-        if (published !== undefined && published !== publicKeys[String(e)])
-          this.o.logger.warn(
-            { epoch: e },
-            "this node's key differs from the one it published (key file deleted, corrupt or replaced): publishing the new key, peers re-key",
-          );
-      }
+      const keyPlan = planKeys(this.nodes.get(this.name), needed, publicKeys);
+      for (const e of keyPlan.replaced)
+        this.o.logger.warn(
+          { epoch: e },
+          "this node's key differs from the one it published (key file deleted, corrupt or replaced): publishing the new key, peers re-key",
+        );
       const wanted = JSON.stringify(publicKeys);
       const keysChange = (n: NodeInput): NodeInput | undefined =>
         JSON.stringify(n.publicKeys) === wanted ? undefined : { ...n, publicKeys };
-      // A new key is announced at once. A retired one goes with this pass's acknowledgement, or at
-      // its end: one write instead of two (on 500 nodes, each is an event at every agent).
-      let pruneLater = false;
-      if (self === undefined || needed.some((e) => self.publicKeys[String(e)] !== publicKeys[String(e)]))
-        await this.publish(keysChange);
-      else pruneLater = JSON.stringify(self.publicKeys) !== wanted;
+      if (keyPlan.write === "now") await this.publish(keysChange);
+      let pruneLater = keyPlan.write === "with-acknowledgement";
       // Only what a peer may claim is used in this pass, from desired state to acknowledgement.
       const vetted = vetClaims([...this.nodes.values()], this.name, this.authority?.lookup, this.standing);
       const { nodes, refused } = vetted;
       this.standing = standingClaims(vetted);
       this.noteRefused(refused);
-      // Sessions matter only while a WireGuard generation takes peers over from an older one: in a
-      // run's switch, or as pairs with a lagging node move to the current epoch.
-      const takeover =
-        (c.phase === "switch" && c.target?.enabled === true && c.target.mode === "wireguard") ||
-        (c.phase === "idle" &&
-          applied(c).mode === "wireguard" &&
-          c.lagging.some((l) => l.switchAt !== undefined));
+      const takeover = needsSessions(c);
       const sessions = sessionsFrom(takeover ? await this.o.backend.observe() : []);
       const selective = c.encryption === "selective" ? this.selectionNow(this.o.clock.wallNow()) : undefined;
       const desired = desiredState(
@@ -627,45 +583,17 @@ export class Agent {
         if (wrote && acknowledging)
           this.o.logger.info({ epoch: ack.epoch, phase: ack.phase }, "acknowledged phase");
       };
-      const me = this.nodes.get(this.name);
-      if (c.phase !== "idle" && c.target !== undefined) {
-        const target = c.target;
-        const key = String(target.epoch);
-        this.awaitingKeys = new Set(
-          c.phase === "prepare" && target.enabled
-            ? live.filter((n) => n.publicKeys[key] === undefined).map((n) => n.name)
-            : [],
-        );
-        const acked = me !== undefined && findAcknowledgement(me, target.epoch, c.phase) !== undefined;
-        // Prepare waits for every live peer's key; switch for the sessions of peers that prepared.
-        const prepared = live.filter((n) => findAcknowledgement(n, target.epoch, "prepare") !== undefined);
-        if (
-          !acked &&
-          readyToAcknowledge(
-            desired,
-            c,
-            live.map((n) => n.name),
-            prepared,
-          )
-        )
-          await acknowledge(target.epoch, c.phase);
-        // Sessions come up on their own (handshakes): while a peer still waits for one, look again
-        // shortly rather than at the next resync.
-        const gen = desired.generations.find((g) => g.epoch === target.epoch);
-        if (takeover && gen !== undefined && unswitched(desired, gen, live).length > 0)
-          this.passWithin(RECHECK_MS);
-      }
-      // This node missed a rotation (its agent was down): catch up with the current epoch.
-      const lag = c.lagging.find((l) => l.node === this.name);
-      if (lag !== undefined && c.phase === "idle") {
-        const phase = catchUpAcknowledgement(desired, c, this.name, live);
-        if (
-          phase !== undefined &&
-          (me === undefined || findAcknowledgement(me, c.epoch, phase) === undefined)
-        )
-          await acknowledge(c.epoch, phase);
-        else if (phase === undefined && lag.switchAt !== undefined) this.passWithin(RECHECK_MS);
-      }
+      const next = decideAfterReconcile({
+        cluster: c,
+        self: this.name,
+        me: this.nodes.get(this.name),
+        live,
+        desired,
+        takeover,
+      });
+      if (next.awaitingKeys !== undefined) this.awaitingKeys = next.awaitingKeys;
+      if (next.acknowledge !== undefined) await acknowledge(next.acknowledge.epoch, next.acknowledge.phase);
+      if (next.recheckInMs !== undefined) this.passWithin(next.recheckInMs);
       if (pruneLater) await this.publish(keysChange);
       await this.askForEarlyRotation(c);
       await this.o.keys.retain(needed);
@@ -694,8 +622,12 @@ export class Agent {
         );
         void this.heartbeat();
       }
-      this.dirty = true;
-      await new Promise((r) => setTimeout(r, 1000));
+      // The next pass (a full one) after a pause, on the clock: the loop waits for this timer.
+      this.holdOff = this.o.clock.after(RETRY_AFTER_FAILURE_MS, () => {
+        this.holdOff = undefined;
+        this.dirty = true;
+        void this.loop();
+      });
     }
   }
 }

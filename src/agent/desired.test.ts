@@ -147,6 +147,45 @@ describe("desiredState", () => {
     assert.deepEqual(off.routes[0], { dst: "10.244.2.0/24", kind: "plain", via: "172.30.0.12", dev: "eth0" });
   });
 
+  it("dual-stack: both families' pod CIDRs routed; plaintext next hop of the CIDR's own family", () => {
+    const dual = (i: number, underlay: { ipv4?: string; ipv6?: string }): Node =>
+      parseResource("nodes", {
+        name: `node-${i}`,
+        underlay,
+        podCIDRs: [`10.244.${i}.0/24`, `fd00:10:244:${i}::/64`],
+        publicKeys: { "4": KEY(String(i)) },
+      });
+    const both = [
+      dual(1, { ipv4: "172.30.0.11", ipv6: "fd30::b" }),
+      dual(2, { ipv4: "172.30.0.12", ipv6: "fd30::c" }),
+      dual(3, { ipv6: "fd30::d" }),
+      dual(4, { ipv4: "172.30.0.14" }),
+    ];
+    const on = desiredState(SETTINGS, cluster("idle", ON), both, ALL_UP);
+    assert.deepEqual(
+      on.routes.map((r) => `${r.dst} ${r.kind}`),
+      both.slice(1).flatMap((n, i) => [`10.244.${i + 2}.0/24 tunnel`, `fd00:10:244:${i + 2}::/64 tunnel`]),
+    );
+    // The tunnel endpoint is the IPv4 address where there is one, else the IPv6 one.
+    assert.deepEqual(
+      on.generations[0]!.peers.map((p) => p.endpoint.address),
+      ["172.30.0.12", "fd30::d", "172.30.0.14"],
+    );
+    const off = desiredState(SETTINGS, cluster("idle", OFF), both, ALL_UP);
+    assert.deepEqual(
+      off.routes.map((r) => (r.kind === "plain" ? `${r.dst} via ${r.via}` : `${r.dst} ${r.kind}`)),
+      [
+        "10.244.2.0/24 via 172.30.0.12",
+        "fd00:10:244:2::/64 via fd30::c",
+        // IPv4 pods over an IPv6-only underlay: an IPv6 next hop.
+        "10.244.3.0/24 via fd30::d",
+        "fd00:10:244:3::/64 via fd30::d",
+        // IPv6 pods of a node without an IPv6 address: no plaintext route at all.
+        "10.244.4.0/24 via 172.30.0.14",
+      ],
+    );
+  });
+
   it("IPsec: a peer without an SA instance is in no ipsec generation (blackholed); WireGuard needs none", () => {
     const memo = new DesiredMemo();
     const without = [node(1, { "4": KEY("a") }), node(2, { "4": KEY("c") }, null)];
@@ -187,7 +226,8 @@ describe("desiredState, selective encryption", () => {
   const web = { node: "node-1", protocol: "tcp" as const, port: 80, podIPs: ["10.244.1.7"], sources: [] };
 
   it("routes pods in plaintext in main and through the tunnel in the selected table", () => {
-    const d = desiredState(SETTINGS, selective(cluster("idle", ON)), nodes, ALL_UP, {
+    const settings = { ...SETTINGS, probeEndpoint: "10.244.1.1" };
+    const d = desiredState(settings, selective(cluster("idle", ON)), nodes, ALL_UP, {
       encrypt: [dns, web],
       expectEncrypted: [dns],
     });
@@ -208,7 +248,8 @@ describe("desiredState, selective encryption", () => {
 
   it("marks nothing until this node sends encrypted (enable prepare), then marks", () => {
     const sel = { encrypt: [dns], expectEncrypted: [] };
-    const prepare = desiredState(SETTINGS, selective(cluster("prepare", OFF, ON)), nodes, ALL_UP, sel);
+    const settings = { ...SETTINGS, probeEndpoint: "10.244.1.1" };
+    const prepare = desiredState(settings, selective(cluster("prepare", OFF, ON)), nodes, ALL_UP, sel);
     assert.deepEqual(prepare.strict.selection?.encrypt, []);
     assert.equal(prepare.strict.selection?.localSources, undefined);
     // The selected table already leads into the new generation, so marking later moves nothing.
@@ -218,8 +259,9 @@ describe("desiredState, selective encryption", () => {
       dev: "podcrypt1",
       table: "selected",
     });
-    const sw = desiredState(SETTINGS, selective(cluster("switch", OFF, ON)), nodes, ALL_UP, sel);
+    const sw = desiredState(settings, selective(cluster("switch", OFF, ON)), nodes, ALL_UP, sel);
     assert.equal(sw.strict.selection?.encrypt.length, 1);
+    assert.deepEqual(sw.strict.selection?.localSources, ["10.244.1.1"]);
   });
 
   it("encryption off: plaintext routes only, nothing in the selected table", () => {

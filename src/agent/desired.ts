@@ -9,7 +9,6 @@ import type {
   SelectorMatch,
 } from "../dataplane/types.js";
 import { sameList } from "../lists.js";
-import { probeEndpointAddress } from "./verify/endpoint.js";
 import { cidrsOverlap } from "./claims.js";
 import type { Selector } from "../policy/types.js";
 
@@ -23,6 +22,11 @@ export interface AgentSettings {
   /** The underlay interface. Default `eth0`. */
   underlayIf: string;
   mtu: number;
+  /**
+   * This node's probe endpoint (`verify --via-agents`, src/agent/verify/endpoint.ts), whose own
+   * traffic selective encryption marks as the node's pods'. Default none.
+   */
+  probeEndpoint?: string;
 }
 
 interface Gen {
@@ -127,8 +131,18 @@ export function sessionsFrom(observed: readonly ObservedPeer[]): SessionCheck {
   return (epoch, publicKey) => up.get(epoch)?.has(publicKey) === true;
 }
 
-/** The address a node is reached at over the underlay. */
+/** The address a node is reached at over the underlay (its tunnels' endpoint): IPv4 when it has one. */
 const addressOf = (n: Node): string | undefined => n.underlay.ipv4 ?? n.underlay.ipv6;
+
+/**
+ * The next hop of plaintext toward node `n`'s pods in `dst`: its underlay address of dst's family,
+ * else (IPv4 pods over an IPv6-only underlay) its IPv6 address, which Linux takes as the gateway
+ * of an IPv4 route (RFC 5549 style, `via inet6`). An IPv6 pod CIDR of a node with only an IPv4
+ * underlay address has no plaintext next hop: it is reached through the tunnel only.
+ */
+function plainGateway(n: Node, dst: string): string | undefined {
+  return dst.includes(":") ? n.underlay.ipv6 : (n.underlay.ipv4 ?? n.underlay.ipv6);
+}
 
 /**
  * What passes derived from one node: valid while the latest version (`node`) has the address and
@@ -157,7 +171,12 @@ export class DesiredMemo {
   private derived(n: Node): Derived {
     let d = this.byName.get(n.name);
     if (d !== undefined && d.node === n) return d;
-    if (d === undefined || addressOf(d.node) !== addressOf(n) || !sameList(d.node.podCIDRs, n.podCIDRs)) {
+    if (
+      d === undefined ||
+      d.node.underlay.ipv4 !== n.underlay.ipv4 ||
+      d.node.underlay.ipv6 !== n.underlay.ipv6 ||
+      !sameList(d.node.podCIDRs, n.podCIDRs)
+    ) {
       d = { node: n, peers: new Map(), routes: new Map() };
       this.byName.set(n.name, d);
     } else d.node = n;
@@ -205,8 +224,8 @@ export class DesiredMemo {
     const k = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}`;
     let out = d.routes.get(k);
     if (out === undefined) {
-      const gw = addressOf(n);
       out = n.podCIDRs.flatMap((dst): DesiredRoute[] => {
+        const gw = plainGateway(n, dst);
         const plain: DesiredRoute[] =
           gw === undefined ? [] : [{ dst, kind: "plain", via: gw, dev: underlayIf }];
         const tunnel: DesiredRoute[] =
@@ -331,7 +350,7 @@ export function desiredState(
   };
   if (selective) {
     // verify --via-agents probes selected ports from this address: marked as this node's pods are.
-    const endpoint = probeEndpointAddress(self?.podCIDRs ?? []);
+    const endpoint = settings.probeEndpoint;
     const matches = (list: readonly Selector[]): SelectorMatch[] =>
       list.map((x) => ({
         protocol: x.protocol,

@@ -39,6 +39,18 @@ export function registerCluster(program: Command): void {
       "--datastore <url>",
       "local (default), etcd://HOST:PORT or kubernetes:KUBECONFIG (a datastore on 127.0.0.1 is relayed into the nodes)",
     )
+    .addOption(
+      new Option(
+        "--ip-family <family>",
+        "pod address families: ipv4 (default), ipv6 (IPv6 pods over an IPv6 underlay) or dual (both, over an IPv4 underlay)",
+      ).choices(["ipv4", "ipv6", "dual"]),
+    )
+    .addOption(
+      new Option(
+        "--underlay-family <family>",
+        "the underlay's family (default ipv6 with --ip-family ipv6, else ipv4): `--ip-family dual --underlay-family ipv6` carries dual-stack pods over an IPv6-only underlay",
+      ).choices(["ipv4", "ipv6"]),
+    )
     .option("--config <file>", "cluster YAML (docs/design.md#the-local-cluster)")
     .option("--disabled", "start with encryption switched off (plaintext)", false)
     .option(
@@ -84,7 +96,7 @@ export function registerCluster(program: Command): void {
       const p = state.plan;
       process.stdout.write(
         `local cluster up: ${p.nodes.length} nodes, ${p.pods.length} pods, mode ${config.mode}, ` +
-          `encryption ${config.enabled ? "on" : "off"}, datastore ${config.datastore}\n` +
+          `encryption ${config.enabled ? "on" : "off"}, pods ${config.ipFamily} over an ${config.underlayFamily} underlay, datastore ${config.datastore}\n` +
           `next: podcrypt verify · podcrypt status · podcrypt rotate --wait · podcrypt cluster down\n`,
       );
     });
@@ -166,7 +178,7 @@ export function registerCluster(program: Command): void {
           o.timeout * 1000,
         );
         process.stdout.write(
-          `node ${r.node.name} added (underlay ${r.node.underlayIPv4}, pods ${r.node.podCIDR}); every node reached it in ${(r.convergedMs / 1000).toFixed(1)} s\n`,
+          `node ${r.node.name} added (underlay ${r.node.underlayIP}, pods ${r.node.podCIDRs.join(" ")}); every node reached it in ${(r.convergedMs / 1000).toFixed(1)} s\n`,
         );
       },
     );
@@ -205,12 +217,12 @@ export function registerCluster(program: Command): void {
         "nodes:",
         ...p.nodes.map(
           (n) =>
-            `  ${n.name.padEnd(12)} netns ${n.netns.padEnd(16)} underlay ${n.underlayIPv4.padEnd(14)} pods ${n.podCIDR}`,
+            `  ${n.name.padEnd(12)} netns ${n.netns.padEnd(16)} underlay ${n.underlayIP.padEnd(14)} pods ${n.podCIDRs.join(" ")}`,
         ),
         "pods:",
         ...p.pods.map(
           (x) =>
-            `  ${`${x.namespace}/${x.name}`.padEnd(28)} on ${x.node.padEnd(10)} ${x.ip.padEnd(14)} ${Object.entries(
+            `  ${`${x.namespace}/${x.name}`.padEnd(28)} on ${x.node.padEnd(10)} ${x.ips.join(" ").padEnd(14)} ${Object.entries(
               x.labels,
             )
               .map(([k, v]) => `${k}=${v}`)

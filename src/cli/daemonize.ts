@@ -19,9 +19,12 @@ export interface DaemonModeEnv {
   readonly minReadyFd: 0 | 1;
 }
 
-/** A daemon that emits "interface-gone" when its TUN interface is deleted under it. */
+/**
+ * A daemon that emits "interface-gone" when its TUN interface is deleted under it, and
+ * "handed-over" when a successor took its interface, socket and state (a planned restart).
+ */
 export interface StoppableDaemon {
-  once(event: "interface-gone", listener: () => void): unknown;
+  once(event: "interface-gone" | "handed-over", listener: () => void): unknown;
 }
 
 /** Writes one line ("ready" or "error ...") to the parent, once; a no-op when not re-spawned. */
@@ -67,6 +70,7 @@ export async function runUntilStopped(
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
     daemon.once("interface-gone", () => stop("interface deleted"));
+    daemon.once("handed-over", () => stop("handed over to a successor"));
   });
   logger.info("shut down");
 }

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { Command } from "commander";
 import { parsePortRef, serveEcho } from "../localcluster/echo.js";
 import { probe } from "../localcluster/probe.js";
@@ -54,17 +55,23 @@ export function registerDebug(program: Command): void {
     .description(
       "send marked UDP datagrams or TCP lines to echo services and print how many came back (what verify runs in pods)",
     )
-    .requiredOption("--targets <list>", "comma-separated udp:IP:PORT:MARKER or tcp:IP:PORT:MARKER")
+    .requiredOption(
+      "--targets <list>",
+      "comma-separated udp:IP:PORT:MARKER or tcp:IP:PORT:MARKER (an IPv6 IP in brackets: udp:[fd00::a]:7:M)",
+    )
     .option("--count <n>", "datagrams per target", parseIntFlag("--count", 1, 1_000_000), 5)
     .option("--seconds <s>", "spread over this many seconds", parseIntFlag("--seconds", 0, 3600), 2)
     .option("--size <bytes>", "pad each message to this many bytes", parseIntFlag("--size", 0, 65000), 0)
     .action(async (o: { targets: string; count: number; seconds: number; size: number }) => {
       const targets = o.targets.split(",").map((t) => {
-        const [protocol, ip, port, marker, extra] = t.split(":");
+        const m = /^([a-z]+):(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(.*)$/.exec(t);
+        const [protocol, ip] = [m?.[1], m?.[2] ?? m?.[3]];
+        const [port, marker, extra] = (m?.[4] ?? "").split(":");
         const n = Number(port);
         if (
           (protocol !== "udp" && protocol !== "tcp") ||
           ip === undefined ||
+          isIP(ip) === 0 ||
           !Number.isInteger(n) ||
           n < 1 ||
           n > 65535 ||

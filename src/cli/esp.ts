@@ -34,6 +34,7 @@ interface EspFlags {
   port: number;
   mtu: number;
   socketDir: string;
+  takeOver: boolean;
 }
 
 async function runForeground(ifname: string, o: EspFlags): Promise<void> {
@@ -45,6 +46,7 @@ async function runForeground(ifname: string, o: EspFlags): Promise<void> {
     mtu: o.mtu,
     socketDir: o.socketDir,
     persistent: o.persistent,
+    takeOver: o.takeOver,
   });
   await startReporting(DAEMON_ENV, () => daemon.start());
   logger.info({ control: daemon.socketPath, port: daemon.datapath.port }, "ESP daemon ready");
@@ -88,6 +90,13 @@ export function registerEsp(program: Command): void {
     .option(
       "--persistent",
       "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
+      false,
+    )
+    .option(
+      "--take-over",
+      "a planned restart without loss: take the interface, UDP socket and SAs (keys, sequence numbers, replay windows, " +
+        "SA instance) of the daemon running on IFNAME over its control socket; that daemon stops first and exits once " +
+        "this one serves",
       false,
     )
     .action(async (ifname: string, o: EspFlags) => {

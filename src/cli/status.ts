@@ -50,7 +50,7 @@ export function renderStatus(s: ClusterStatus): string {
         (l.switchAt ? `; catching up since ${l.switchAt}` : "; waiting for its agent") +
         "; new runs wait",
     );
-  for (const r of s.refusedClaims) lines.push(`REFUSED: ${describeRefusal(r)}`);
+  for (const r of s.refusedClaims) lines.push(`REFUSED: ${describeRefusal(r)} (by ${r.by.join(", ")})`);
   for (const n of s.nodes) {
     lines.push(
       `node ${n.name}: ${n.live ? "live" : "NOT REPORTING"} · backend ${n.backend} · key epochs ${n.epochs.join(",") || "-"}` +

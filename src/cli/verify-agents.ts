@@ -125,6 +125,7 @@ export function runResult(run: VerifyRun, selective: boolean): VerifyResult {
       plaintextSeen: seen.length > 0,
       fromPod: `probe-endpoint/${run.nodes.find((n) => n.name === c.from)?.endpoint ?? "?"}`,
       toPod: c.service === undefined ? `probe-endpoint/${c.address}` : `${c.service}/${c.address}`,
+      family: c.address.includes(":") ? "ipv6" : "ipv4",
       protocol: c.protocol,
       port: c.port,
       ...(c.service === undefined ? {} : { service: c.service }),

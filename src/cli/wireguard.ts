@@ -27,9 +27,9 @@ const DAEMON_ENV: DaemonModeEnv = {
 };
 
 /** Runs the daemon in this process until SIGTERM/SIGINT or the interface is deleted. */
-async function runForeground(ifname: string, persistent: boolean): Promise<void> {
+async function runForeground(ifname: string, persistent: boolean, takeOver: boolean): Promise<void> {
   const logger = createLogger("wireguard").child({ ifname });
-  const daemon = new WireguardDaemon({ ifname, logger, persistent });
+  const daemon = new WireguardDaemon({ ifname, logger, persistent, takeOver });
   await startReporting(DAEMON_ENV, () => daemon.start());
   logger.info(
     { uapi: daemon.uapi.path, status: daemon.statusPath, port: daemon.datapath.listenPort },
@@ -105,9 +105,18 @@ export function registerWireguard(program: Command): void {
       "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
       false,
     )
-    .action(async (ifname: string, o: { foreground: boolean; persistent: boolean }) => {
+    .option(
+      "--take-over",
+      "a planned restart without loss: take the interface, UDP socket and sessions (keys, counters, replay windows, " +
+        "timers: no handshake) of the podcrypt daemon running on IFNAME over its UAPI socket; that daemon stops first " +
+        "and exits once this one serves",
+      false,
+    )
+    .action(async (ifname: string, o: { foreground: boolean; persistent: boolean; takeOver: boolean }) => {
       checkIfname(ifname);
-      await daemonizeUnlessForeground(DAEMON_ENV, o.foreground, () => runForeground(ifname, o.persistent));
+      await daemonizeUnlessForeground(DAEMON_ENV, o.foreground, () =>
+        runForeground(ifname, o.persistent, o.takeOver),
+      );
     });
 
   program

@@ -149,7 +149,13 @@ export function decapsulate(db: SaDatabase, packet: Buffer, now: number): DecapR
   return drop(db, reason, spi);
 }
 
-function openTrailer(
+/**
+ * The checks of an authenticated, decrypted ESP payload (inner packet, padding, pad length, next
+ * header; RFC 4303 section 2.4 and 2.6): the inner packet, or a counted drop. The replay window
+ * must have been updated before. Exported for the batched receive path of the userspace data
+ * plane, which decrypts in native code.
+ */
+export function openTrailer(
   db: SaDatabase,
   sa: InboundSa,
   plaintext: Buffer,

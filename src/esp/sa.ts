@@ -166,6 +166,18 @@ export class OutboundSa extends SaBase {
     return this.seq;
   }
 
+  /**
+   * Hands the rest of the sequence space to a successor (a daemon's planned restart): returns the
+   * last sequence number used and leaves this SA exhausted, so this object can never number (and
+   * so never encrypt under this key and nonce) another packet. The successor continues after the
+   * returned number ({@link skipTo}).
+   */
+  handOff(): number {
+    const last = this.seq;
+    this.seq = this.maxSequence;
+    return last;
+  }
+
   /** Test and restore hook: continue numbering after `seq` (e.g. to exercise exhaustion). */
   skipTo(seq: number): void {
     if (!Number.isInteger(seq) || seq < this.seq || seq > this.maxSequence) {

@@ -17,11 +17,16 @@ export type UdpPayloadKind = "esp" | "ike" | "nat-keepalive" | "malformed";
 
 /** What a UDP 4500 payload is, from its first bytes alone (RFC 3948 sections 2.1 to 2.3). */
 export function classifyUdpPayload(payload: Buffer): UdpPayloadKind {
-  if (payload.length === 1 && payload[0] === 0xff) return "nat-keepalive";
-  if (payload.length >= 4 && payload.readUInt32BE(0) === 0) return "ike";
+  return classifyUdpPayloadAt(payload, 0, payload.length);
+}
+
+/** {@link classifyUdpPayload} of the `length` bytes at `buf[offset]`, without a subarray. */
+export function classifyUdpPayloadAt(buf: Buffer, offset: number, length: number): UdpPayloadKind {
+  if (length === 1 && buf[offset] === 0xff) return "nat-keepalive";
+  if (length >= 4 && buf.readUInt32BE(offset) === 0) return "ike";
   // An ESP header is 8 bytes; a zero SPI cannot occur in ESP (RFC 4303 section 2.1), so a
   // shorter non-marker payload is garbage.
-  if (payload.length < 8) return "malformed";
+  if (length < 8) return "malformed";
   return "esp";
 }
 

@@ -14,6 +14,7 @@ import type { ClusterConfig } from "./config.js";
 import { VERIFY_PORT } from "./echo.js";
 import {
   CLUSTER_POD_CIDR,
+  CLUSTER_POD_CIDR_V6,
   NETNS_PREFIX,
   nodeEspIfname,
   nodeIfPrefix,
@@ -82,7 +83,7 @@ export async function registerKubernetesNodes(
   if (store.backend !== "kubernetes") return;
   const k8s = store as unknown as Pick<KubernetesDatastore, "registerNode">;
   for (const n of nodes)
-    await k8s.registerNode({ name: n.name, internalIP: n.underlayIPv4, podCIDRs: [n.podCIDR] });
+    await k8s.registerNode({ name: n.name, internalIP: n.underlayIP, podCIDRs: n.podCIDRs });
 }
 
 export type Progress = (line: string) => void;
@@ -288,7 +289,7 @@ export function startAgent(home: string, url: string, n: PlannedNode): ClusterPr
   const kubernetes = url === "kubernetes" || url.startsWith("kubernetes:");
   const identity = kubernetes
     ? []
-    : ["--node", n.name, "--underlay-ip", n.underlayIPv4, "--pod-cidr", n.podCIDR];
+    : ["--node", n.name, "--underlay-ip", n.underlayIP, "--pod-cidr", ...n.podCIDRs];
   return startDaemon(
     home,
     "agent",
@@ -302,6 +303,7 @@ export function startAgent(home: string, url: string, n: PlannedNode): ClusterPr
       join(home, "nodes", n.name),
       "--cluster-cidr",
       CLUSTER_POD_CIDR,
+      ...(n.podCIDRs.some((c) => c.includes(":")) ? [CLUSTER_POD_CIDR_V6] : []),
       "--if-prefix",
       nodeIfPrefix(n.index),
       "--dataplane",

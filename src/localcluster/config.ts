@@ -48,6 +48,10 @@ export const clusterConfigSchema = z.strictObject({
     .strictObject({ controller: z.string().min(1).optional(), agent: z.string().min(1).optional() })
     .optional(),
   enabled: z.boolean().default(true),
+  /** Address families of the pods (see {@link IpFamily}). */
+  ipFamily: z.enum(["ipv4", "ipv6", "dual"]).default("ipv4"),
+  /** Family of the underlay (the nodes' addresses the tunnels run over); default: see {@link UnderlayFamily}. */
+  underlayFamily: z.enum(["ipv4", "ipv6"]).optional(),
   nodes: z
     .array(nodeSchema, { error: "must be a list of nodes, e.g. [{name: node-1, pods: 2}]" })
     .max(64)
@@ -81,6 +85,19 @@ export interface ServiceSpec {
   ports: string[];
 }
 
+/**
+ * The pods' address families: `ipv4` (10.244.N.0/24 per node, the default), `ipv6`
+ * (fd00:10:244:N::/64 per node) or `dual` (both, every pod holding one address of each).
+ */
+export type IpFamily = "ipv4" | "ipv6" | "dual";
+
+/**
+ * The underlay's family: the nodes' fabric addresses of only this family carry the tunnels
+ * (172.30.0.1N/24 or fd30::1N/64). Default: `ipv6` when the pods are IPv6-only, else `ipv4`; an
+ * IPv6 underlay carrying dual-stack pods is `ipFamily: dual` with `underlayFamily: ipv6`.
+ */
+export type UnderlayFamily = "ipv4" | "ipv6";
+
 /** A fully resolved cluster description: defaults applied, references checked. */
 export interface ClusterConfig {
   mode: "wireguard" | "ipsec";
@@ -89,6 +106,8 @@ export interface ClusterConfig {
   /** Per-role datastore URLs, when they differ from `datastore`. */
   datastores?: { controller?: string; agent?: string };
   enabled: boolean;
+  ipFamily: IpFamily;
+  underlayFamily: UnderlayFamily;
   nodes: NodeSpec[];
   pods: PodSpec[];
   services: ServiceSpec[];
@@ -102,6 +121,8 @@ export interface ClusterFlags {
   dataplane?: "auto" | "kernel" | "userspace";
   datastore?: string;
   disabled?: boolean;
+  ipFamily?: IpFamily;
+  underlayFamily?: UnderlayFamily;
 }
 
 export const DEFAULT_NODES = 3;
@@ -172,12 +193,15 @@ export function resolveClusterConfig(input: unknown, flags: ClusterFlags = {}): 
       pods.push({ name: `${n.name}-pod-${j}`, namespace: "default", node: n.name, labels: { app: "demo" } });
   }
   pods.push(...c.pods);
+  const ipFamily = flags.ipFamily ?? c.ipFamily;
   return {
     mode: flags.mode ?? c.mode,
     encryption: c.encryption,
     datastore: flags.datastore ?? c.datastore,
     ...(c.datastores === undefined ? {} : { datastores: c.datastores }),
     enabled: flags.disabled === true ? false : c.enabled,
+    ipFamily,
+    underlayFamily: flags.underlayFamily ?? c.underlayFamily ?? (ipFamily === "ipv6" ? "ipv6" : "ipv4"),
     nodes,
     pods,
     services: c.services,

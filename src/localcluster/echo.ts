@@ -21,24 +21,25 @@ export function parsePortRef(text: string): PortRef {
 
 /**
  * A pod's echo service (RFC 862 style): every TCP connection and UDP datagram on `ports` is sent
- * back as received, so traffic to a service port can be sent and observed. Resolves once every
- * port listens; the returned function closes them.
+ * back as received, so traffic to a service port can be sent and observed. Each port listens on
+ * both families (`::`, IPv4 as mapped addresses), for dual-stack pods. Resolves once every port
+ * listens; the returned function closes them.
  */
 export async function serveEcho(ports: PortRef[]): Promise<() => void> {
   const closers: Array<() => void> = [];
   for (const p of ports) {
     if (p.protocol === "udp") {
-      const s = createSocket({ type: "udp4", recvBufferSize: PROBE_SOCKET_BUFFER });
+      const s = createSocket({ type: "udp6", recvBufferSize: PROBE_SOCKET_BUFFER });
       s.on("message", (msg, rinfo) => s.send(msg, rinfo.port, rinfo.address));
       s.on("error", () => undefined);
-      await new Promise<void>((resolve) => s.bind(p.port, "0.0.0.0", resolve));
+      await new Promise<void>((resolve) => s.bind(p.port, "::", resolve));
       closers.push(() => s.close());
     } else {
       const srv = createServer((conn) => {
         conn.on("error", () => undefined);
         conn.pipe(conn);
       });
-      await new Promise<void>((resolve) => srv.listen(p.port, "0.0.0.0", resolve));
+      await new Promise<void>((resolve) => srv.listen(p.port, "::", resolve));
       closers.push(() => srv.close());
     }
   }

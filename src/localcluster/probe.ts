@@ -1,5 +1,5 @@
-import { createSocket } from "node:dgram";
-import { connect } from "node:net";
+import { createSocket, type Socket } from "node:dgram";
+import { connect, isIP } from "node:net";
 
 /** Receive buffer of the probe's and the echo servers' UDP sockets, in bytes. */
 export const PROBE_SOCKET_BUFFER = 4 << 20;
@@ -97,10 +97,19 @@ export async function probe(
 ): Promise<Record<string, ProbeResult>> {
   // A measuring socket must not lose what the network delivered: a deep receive queue rides out
   // a starved process (the kernel caps it at net.core.rmem_max).
-  const sock = createSocket({ type: "udp4", recvBufferSize: PROBE_SOCKET_BUFFER });
   const seen = new Map(targets.map((t) => [t.marker, new Uint8Array(count)]));
-  sock.on("message", (msg) => record(seen, msg.toString("utf8")));
-  await new Promise<void>((resolve) => sock.bind(0, localAddress, resolve));
+  // One socket per family the targets need (IPv6 pods of a dual-stack cluster), bound to
+  // `localAddress` where it is of that family.
+  const open = async (family: 4 | 6) => {
+    const s = createSocket({ type: family === 4 ? "udp4" : "udp6", recvBufferSize: PROBE_SOCKET_BUFFER });
+    s.on("message", (msg) => record(seen, msg.toString("utf8")));
+    const local = localAddress !== undefined && isIP(localAddress) === family ? localAddress : undefined;
+    await new Promise<void>((resolve) => s.bind(0, local, resolve));
+    return s;
+  };
+  const sockets = new Map<4 | 6, Socket>();
+  for (const family of new Set(targets.map((t) => (isIP(t.ip) === 6 ? 6 : 4))))
+    sockets.set(family, await open(family));
   const tcp = new Map(
     targets.filter((t) => t.protocol === "tcp").map((t) => [t.marker, tcpProbe(t, seen, size, localAddress)]),
   );
@@ -108,7 +117,8 @@ export async function probe(
   const start = Date.now();
   for (let i = 0; i < count; i++) {
     for (const t of targets) {
-      if (t.protocol === "udp") sock.send(probePayload(t.marker, i, size), t.port, t.ip);
+      if (t.protocol === "udp")
+        sockets.get(isIP(t.ip) === 6 ? 6 : 4)!.send(probePayload(t.marker, i, size), t.port, t.ip);
       else tcp.get(t.marker)!.send(i);
     }
     // Paced against the start, so a slow wake-up does not stretch the run.
@@ -117,7 +127,7 @@ export async function probe(
   }
   // Echoes still in flight (a handshake in progress, a loaded machine) get two seconds to return.
   await new Promise((r) => setTimeout(r, 2000));
-  sock.close();
+  for (const s of sockets.values()) s.close();
   for (const c of tcp.values()) c.close();
   return Object.fromEntries(
     [...seen].map(([marker, got]) => [

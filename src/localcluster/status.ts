@@ -1,8 +1,7 @@
 import { existsSync } from "node:fs";
 import { CONTROLLER_ELECTION } from "../controller/controller.js";
 import { applied, DEFAULT_TIMING, isLive } from "../protocol/index.js";
-import { vetClaims, type NodeAuthority, type RefusedClaim } from "../agent/claims.js";
-import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
+import type { RefusedClaim } from "../agent/claims.js";
 import type { Datastore } from "../datastore/types.js";
 import { espGet, espSocketPath, type EspStatus } from "../dataplane/esp-userspace/control.js";
 import { uapiGet, uapiSocketPath } from "../dataplane/wireguard-userspace/uapi-client.js";
@@ -75,12 +74,40 @@ export interface ClusterStatus {
   /**
    * Claims of node records that agents refuse and do not apply (src/agent/claims.ts): pod CIDRs
    * or addresses outside what Kubernetes assigned the node, pod CIDRs overlapping another node's.
+   * As the live agents report them (their node's status record), each with the nodes whose agent
+   * refuses it (`by`): what the data planes actually do, not a judgement made here.
    */
-  refusedClaims: RefusedClaim[];
+  refusedClaims: ReportedRefusal[];
   nodes: NodeStatus[];
   /** The local cluster's controllers (a leader and a standby) and its supervisor. */
   controllers: ControllerStatus[];
   supervisor?: { pid: number; running: boolean };
+}
+
+/** A refused claim and the nodes whose agents report refusing it. */
+export type ReportedRefusal = RefusedClaim & { by: string[] };
+
+/**
+ * The claims the live agents report refusing (their node's `status.refusedClaims`), merged: one
+ * entry per claim and reason, with every reporting node in `by`; in node, field and value order.
+ * A node that does not report (agent down) is left out: its last report may be stale.
+ */
+export function reportedRefusals(nodes: readonly Node[], now: number): ReportedRefusal[] {
+  const merged = new Map<string, ReportedRefusal>();
+  for (const n of nodes) {
+    if (!isLive(n, now, DEFAULT_TIMING)) continue;
+    for (const r of n.status?.refusedClaims ?? []) {
+      const k = JSON.stringify([r.node, r.field, r.value, r.reason, r.with ?? ""]);
+      const m = merged.get(k);
+      if (m === undefined) merged.set(k, { ...r, by: [n.name] });
+      else if (!m.by.includes(n.name)) m.by.push(n.name);
+    }
+  }
+  const order = (r: ReportedRefusal): string =>
+    `${r.node}\0${r.field}\0${r.value}\0${r.reason}\0${r.with ?? ""}`;
+  return [...merged.values()]
+    .map((r) => ({ ...r, by: r.by.sort() }))
+    .sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
 }
 
 function keyOwner(nodes: Node[], key: string): { node: string; epoch: number } | undefined {
@@ -142,16 +169,14 @@ export async function collectStatus(
   /** Bounds the datastore reads, e.g. with a timeout. Default: unbounded. */
   guard: <T>(reads: Promise<T>) => Promise<T> = (reads) => reads,
 ): Promise<ClusterStatus> {
-  const { nodes, cluster, authority, leader } = await guard(
+  const { nodes, cluster, leader } = await guard(
     (async () => {
       const store = await openStore(state.datastore);
       try {
         const cluster = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
         const nodes: Node[] = (await store.collection("nodes").list()).items.map((i) => i.value);
-        const authority: Map<string, NodeAuthority> | undefined =
-          store.backend === "kubernetes" ? await (store as KubernetesDatastore).nodeAuthorities() : undefined;
         const leader = await store.leader(CONTROLLER_ELECTION);
-        return { nodes, cluster, authority, leader };
+        return { nodes, cluster, leader };
       } finally {
         await store.close();
       }
@@ -169,9 +194,7 @@ export async function collectStatus(
     desired: { enabled: cluster?.enabled ?? false, mode: cluster?.mode ?? "wireguard" },
     timeouts: (cluster?.timeouts ?? []).map((t) => ({ node: t.node, epoch: t.epoch, phase: t.phase })),
     lagging: (cluster?.lagging ?? []).map((l) => ({ ...l })),
-    // As every agent judges them (no node's own view: overlaps refuse both claimants).
-    refusedClaims: vetClaims(nodes, "", authority === undefined ? undefined : (n) => authority.get(n))
-      .refused,
+    refusedClaims: reportedRefusals(nodes, now),
     nodes: [],
     controllers: state.processes
       .filter((p) => p.role === "controller")

@@ -1,6 +1,13 @@
 import { listNetns, deleteNetns, run } from "../platform/netns/netns.js";
 import { podMtu } from "../mtu/mtu.js";
-import { NETNS_PREFIX, POD_GATEWAY, type ClusterPlan, type PlannedNode, type PlannedPod } from "./plan.js";
+import {
+  NETNS_PREFIX,
+  POD_GATEWAY,
+  POD_GATEWAY_V6,
+  type ClusterPlan,
+  type PlannedNode,
+  type PlannedPod,
+} from "./plan.js";
 
 /** External MTU of the fabric (the underlay of the local cluster). */
 export const FABRIC_MTU = 1500;
@@ -42,6 +49,21 @@ export async function addNodes(
     undefined,
     [...nodes.map((n) => n.netns), ...pods.map((p) => p.netns)].map((ns) => `netns add ${ns}`),
   );
+  // Before any link exists: the IPv6 settings apply to links made afterwards.
+  await Promise.all([
+    ...nodes.map((n) =>
+      // Strict reverse-path filtering, as some distributions ship it (RHEL): the agents must cope
+      // with it (src/dataplane/node/rpf.ts), and every zero-loss test checks that they do.
+      sysctl(n.netns, [
+        "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv4.conf.all.rp_filter=1",
+        "net.ipv4.conf.default.rp_filter=1",
+        ...IPV6_AT_ONCE,
+      ]),
+    ),
+    ...pods.map((p) => sysctl(p.netns, IPV6_AT_ONCE)),
+  ]);
   await ipBatch(undefined, [
     ...nodes.map(
       (n) =>
@@ -59,27 +81,21 @@ export async function addNodes(
     ]),
   );
   // As the agents' tunnels: the smaller of both modes, so a mode switch never changes it.
-  const mtu = podMtu(FABRIC_MTU);
+  const v6underlay = plan.config.underlayFamily === "ipv6";
+  const mtu = podMtu(FABRIC_MTU, v6underlay);
   await Promise.all(
-    nodes.map(async (n) => {
-      // Strict reverse-path filtering, as some distributions ship it (RHEL): the agents must cope
-      // with it (src/dataplane/node/rpf.ts), and every zero-loss test checks that they do.
-      await sysctl(n.netns, [
-        "net.ipv4.ip_forward=1",
-        "net.ipv6.conf.all.forwarding=1",
-        "net.ipv4.conf.all.rp_filter=1",
-        "net.ipv4.conf.default.rp_filter=1",
-      ]);
-      await ipBatch(n.netns, [
+    nodes.map((n) =>
+      ipBatch(n.netns, [
         "link set lo up",
         // Pods route through this link-local gateway; the node answers ARP for it on every pod veth.
         `addr add ${POD_GATEWAY}/32 dev lo`,
         `link set ${n.underlayIf} mtu ${FABRIC_MTU}`,
-        `addr add ${n.underlayIPv4}/24 dev ${n.underlayIf}`,
+        // An IPv6 underlay is IPv6 only: the node has no IPv4 fabric address to fall back on.
+        ...(v6underlay ? [] : [`addr add ${n.underlayIPv4}/24 dev ${n.underlayIf}`]),
         `addr add ${n.underlayIPv6}/64 dev ${n.underlayIf} nodad`,
         `link set ${n.underlayIf} up`,
-      ]);
-    }),
+      ]),
+    ),
   );
   // Node-side pod links (also of pods added to existing nodes).
   const byNode = new Map<string, PlannedPod[]>();
@@ -88,7 +104,12 @@ export async function addNodes(
     [...byNode].map(([ns, list]) =>
       ipBatch(
         ns,
-        list.flatMap((p) => [`link set ${p.hostIf} up`, `route add ${p.ip}/32 dev ${p.hostIf}`]),
+        list.flatMap((p) => [
+          // The pods' IPv6 gateway, on every pod link (link-local: the same address on each).
+          ...(p.ips.some(isV6) ? [`addr add ${POD_GATEWAY_V6}/64 dev ${p.hostIf} nodad`] : []),
+          `link set ${p.hostIf} up`,
+          ...p.ips.map((ip) => `route add ${ip}/${isV6(ip) ? 128 : 32} dev ${p.hostIf}`),
+        ]),
       ),
     ),
   );
@@ -97,14 +118,29 @@ export async function addNodes(
       ipBatch(p.netns, [
         "link set lo up",
         `link set eth0 mtu ${mtu}`,
-        `addr add ${p.ip}/32 dev eth0`,
+        ...p.ips.map((ip) => `addr add ${ip}/${isV6(ip) ? "128" : "32"} dev eth0${isV6(ip) ? " nodad" : ""}`),
         "link set eth0 up",
-        `route add ${POD_GATEWAY} dev eth0 scope link`,
-        `route add default via ${POD_GATEWAY} dev eth0`,
+        ...(p.ips.some((ip) => !isV6(ip))
+          ? [`route add ${POD_GATEWAY} dev eth0 scope link`, `route add default via ${POD_GATEWAY} dev eth0`]
+          : []),
+        ...(p.ips.some(isV6) ? [`route add default via ${POD_GATEWAY_V6} dev eth0`] : []),
       ]),
     ),
   );
 }
+
+const isV6 = (ip: string): boolean => ip.includes(":");
+
+/**
+ * IPv6 on, and usable at once: a namespace's addresses skip duplicate address detection (the
+ * pods' and nodes' link-local ones too), which would hold each new address back for a second or more.
+ */
+const IPV6_AT_ONCE = [
+  "net.ipv6.conf.all.disable_ipv6=0",
+  "net.ipv6.conf.default.disable_ipv6=0",
+  "net.ipv6.conf.all.accept_dad=0",
+  "net.ipv6.conf.default.accept_dad=0",
+];
 
 /** Deletes the namespaces of `nodes` and `pods` (killing what runs inside). */
 export async function removeNodes(nodes: readonly PlannedNode[], pods: readonly PlannedPod[]): Promise<void> {

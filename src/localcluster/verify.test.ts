@@ -44,4 +44,42 @@ describe("planChecks", () => {
       "node-2>node-1 tcp/80 web-1 plain",
     ]);
   });
+
+  it("dual-stack pods: one check per family, IPv4 first, to the pod's address of that family", () => {
+    const dual = planCluster(
+      resolveClusterConfig({
+        ipFamily: "dual",
+        nodes: [
+          { name: "a", pods: 1 },
+          { name: "b", pods: 1 },
+        ],
+      }),
+    );
+    assert.deepEqual(
+      planChecks(dual, false, []).map((c) => `${c.from}>${c.to} ${c.family} ${c.dstIp}`),
+      [
+        "a>b ipv4 10.244.2.10",
+        "a>b ipv6 fd00:10:244:2::a",
+        "b>a ipv4 10.244.1.10",
+        "b>a ipv6 fd00:10:244:1::a",
+      ],
+    );
+    assert.deepEqual(dual.nodes[0]!.podCIDRs, ["10.244.1.0/24", "fd00:10:244:1::/64"]);
+    assert.equal(dual.nodes[0]!.underlayIP, "172.30.0.11");
+    const v6 = planCluster(
+      resolveClusterConfig({
+        ipFamily: "ipv6",
+        nodes: [
+          { name: "a", pods: 1 },
+          { name: "b", pods: 1 },
+        ],
+      }),
+    );
+    assert.deepEqual(
+      planChecks(v6, false, []).map((c) => `${c.from}>${c.to} ${c.family}`),
+      ["a>b ipv6", "b>a ipv6"],
+    );
+    assert.equal(v6.nodes[1]!.underlayIP, "fd30::c");
+    assert.equal(v6.config.underlayFamily, "ipv6");
+  });
 });

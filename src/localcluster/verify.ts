@@ -11,6 +11,7 @@ import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
 import { fromStored, resolveSelectors } from "../policy/index.js";
 import type { Selector } from "../policy/types.js";
 import { podMtu } from "../mtu/mtu.js";
+import { formatIp } from "../wireguard/ip.js";
 import { parsePortRef, VERIFY_PORT } from "./echo.js";
 import { FABRIC_MTU } from "./topology.js";
 import { servicePods, type ClusterPlan, type PlannedPod } from "./plan.js";
@@ -31,6 +32,8 @@ export interface PairResult {
   plaintextSeen: boolean;
   fromPod: string;
   toPod: string;
+  /** The address family of the pods' addresses this check used (dual-stack pods get one check per family). */
+  family: "ipv4" | "ipv6";
   protocol: "udp" | "tcp";
   port: number;
   /** The service whose port this is (absent for the echo port every pod answers on). */
@@ -58,10 +61,11 @@ export interface PairResult {
   plaintextAt?: { first: number; last: number; lastBySource: Record<string, number> };
 }
 
-/** The IPv4 source address of an Ethernet frame, if it carries IPv4. */
-function ipv4Source(frame: Buffer): string | undefined {
-  if (frame.length < 34 || frame.readUInt16BE(12) !== 0x0800) return undefined;
-  return [...frame.subarray(26, 30)].join(".");
+/** The source address of an Ethernet frame, if it carries IPv4 or IPv6. */
+function ipSource(frame: Buffer): string | undefined {
+  if (frame.length >= 34 && frame.readUInt16BE(12) === 0x0800) return [...frame.subarray(26, 30)].join(".");
+  if (frame.length >= 54 && frame.readUInt16BE(12) === 0x86dd) return formatIp(frame.subarray(22, 38));
+  return undefined;
 }
 
 /** The records of a classic pcap file (tcpdump -w): capture time in ms and the frame bytes. */
@@ -94,6 +98,9 @@ export interface PlannedCheck {
   to: string;
   src: PlannedPod;
   dst: PlannedPod;
+  family: "ipv4" | "ipv6";
+  /** `dst`'s address of `family`. */
+  dstIp: string;
   protocol: "udp" | "tcp";
   port: number;
   service?: string;
@@ -104,7 +111,8 @@ export interface PlannedCheck {
  * The checks of a verify run, pure. Every ordered node pair gets its echo-port check (selected
  * unless selective). Selective: for every service, every port, and every other node hosting one
  * of its pods, a check from a pod on each node to that pod, selected when `selectors` (resolved
- * policies) cover the pod's IP on that port.
+ * policies) cover the pod's IP on that port. Dual-stack pods get each check once per family both
+ * pods have, IPv4 first.
  */
 export function planChecks(
   plan: ClusterPlan,
@@ -120,39 +128,55 @@ export function planChecks(
       if (a.name === b.name) continue;
       const dst = firstPod(b.name);
       if (dst !== undefined)
-        checks.push({
-          from: a.name,
-          to: b.name,
-          src,
-          dst,
-          protocol: "udp",
-          port: VERIFY_PORT,
-          selected: !selective,
-        });
-      if (!selective) continue;
-      for (const svc of plan.services) {
-        const pod = servicePods(plan, svc).find((p) => p.node === b.name);
-        if (pod === undefined) continue;
-        for (const text of svc.ports) {
-          const { protocol, port } = parsePortRef(text);
-          const selected = selectors.some(
-            (x) => x.protocol === protocol && x.port === port && x.podIPs.includes(pod.ip),
-          );
+        for (const [family, dstIp] of commonFamilies(src, dst))
           checks.push({
             from: a.name,
             to: b.name,
             src,
-            dst: pod,
-            protocol,
-            port,
-            service: `${svc.namespace}/${svc.name}`,
-            selected,
+            dst,
+            family,
+            dstIp,
+            protocol: "udp",
+            port: VERIFY_PORT,
+            selected: !selective,
           });
-        }
+      if (!selective) continue;
+      for (const svc of plan.services) {
+        const pod = servicePods(plan, svc).find((p) => p.node === b.name);
+        if (pod === undefined) continue;
+        for (const [family, dstIp] of commonFamilies(src, pod))
+          for (const text of svc.ports) {
+            const { protocol, port } = parsePortRef(text);
+            const selected = selectors.some(
+              (x) => x.protocol === protocol && x.port === port && x.podIPs.includes(dstIp),
+            );
+            checks.push({
+              from: a.name,
+              to: b.name,
+              src,
+              dst: pod,
+              family,
+              dstIp,
+              protocol,
+              port,
+              service: `${svc.namespace}/${svc.name}`,
+              selected,
+            });
+          }
       }
     }
   }
   return checks;
+}
+
+/** The families both pods have an address of, with `dst`'s address of each, IPv4 first. */
+function commonFamilies(src: PlannedPod, dst: PlannedPod): Array<["ipv4" | "ipv6", string]> {
+  const family = (ip: string): "ipv4" | "ipv6" => (ip.includes(":") ? "ipv6" : "ipv4");
+  const have = new Set(src.ips.map(family));
+  return dst.ips
+    .filter((ip) => have.has(family(ip)))
+    .map((ip): ["ipv4" | "ipv6", string] => [family(ip), ip])
+    .sort((x, y) => x[0].localeCompare(y[0]));
 }
 
 /** The selector set the cluster's policies resolve to now, and whether encryption is selective. */
@@ -248,7 +272,7 @@ export async function verifyCluster(
   const { selective, selectors } = await guard(selection(state, openStore));
   const checks = planChecks(state.plan, selective, selectors);
   const marker = (c: PlannedCheck): string =>
-    `PODCRYPT-VERIFY-${nonce}-${c.from}-${c.to}-${c.protocol}${c.port}-${c.dst.name}`;
+    `PODCRYPT-VERIFY-${nonce}-${c.from}-${c.to}-${c.protocol}${c.port}-${c.dst.name}${c.family === "ipv6" ? "-v6" : ""}`;
   const file = join(tmpdir(), `podcrypt-verify-${nonce}.pcap`);
   const stop = await startCapture(state, file);
   const pairs: PairResult[] = checks.map((c) => ({
@@ -258,6 +282,7 @@ export async function verifyCluster(
     plaintextSeen: false,
     fromPod: c.src.name,
     toPod: c.dst.name,
+    family: c.family,
     protocol: c.protocol,
     port: c.port,
     ...(c.service === undefined ? {} : { service: c.service }),
@@ -267,15 +292,22 @@ export async function verifyCluster(
     losses: [],
   }));
   try {
+    // One sender per pod and family: the datagrams are full-sized, and an IPv6 header is 20 bytes longer.
     const bySource = new Map<string, number[]>();
-    checks.forEach((c, i) => bySource.set(c.src.netns, [...(bySource.get(c.src.netns) ?? []), i]));
+    checks.forEach((c, i) => {
+      const key = `${c.src.netns} ${c.family}`;
+      bySource.set(key, [...(bySource.get(key) ?? []), i]);
+    });
+    const v6underlay = state.plan.config.underlayFamily === "ipv6";
     const podcrypt = join(projectRoot(), "bin", "podcrypt");
     const gapMs = (seconds * 1000) / count;
     await Promise.all(
-      [...bySource].map(async ([netns, indices]) => {
-        const targets = indices.map(
-          (i) => `${checks[i]!.protocol}:${checks[i]!.dst.ip}:${checks[i]!.port}:${marker(checks[i]!)}`,
-        );
+      [...bySource].map(async ([key, indices]) => {
+        const [netns = "", family] = key.split(" ");
+        const targets = indices.map((i) => {
+          const c = checks[i]!;
+          return `${c.protocol}:${c.family === "ipv6" ? `[${c.dstIp}]` : c.dstIp}:${c.port}:${marker(c)}`;
+        });
         // A sender that could not run (its pod's namespace went away, as when its node is removed
         // mid-run) fails its own checks only.
         let out: string;
@@ -296,10 +328,10 @@ export async function verifyCluster(
               String(count),
               "--seconds",
               String(seconds),
-              // Full-sized datagrams (the pods' MTU, less IPv4 and UDP headers): a path whose MTU
-              // is wrong anywhere (tunnel, ESP overhead) loses them.
+              // Full-sized datagrams (the pods' MTU, less IP and UDP headers): a path whose MTU
+              // is wrong anywhere (tunnel, ESP overhead, an IPv6 underlay) loses them.
               "--size",
-              String(podMtu(FABRIC_MTU) - 28),
+              String(podMtu(FABRIC_MTU, v6underlay) - (family === "ipv6" ? 48 : 28)),
             ],
             // Its run plus a start-up allowance: a node process takes tens of seconds to start
             // on an emulated or overloaded machine.
@@ -343,7 +375,7 @@ export async function verifyCluster(
     if (seen.length === 0) return;
     const bySource: Record<string, number> = {};
     for (const r of seen) {
-      const src = ipv4Source(r.data);
+      const src = ipSource(r.data);
       if (src !== undefined) bySource[src] = r.at;
     }
     p.plaintextAt = { first: seen[0]!.at, last: seen.at(-1)!.at, lastBySource: bySource };

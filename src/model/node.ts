@@ -31,6 +31,23 @@ const errorLinkSchema = z.strictObject({
   stderr: z.string().max(1024).optional(),
 });
 
+/** One claim of a peer's record that an agent refused (src/agent/claims.ts RefusedClaim). */
+export const refusedClaimSchema = z.strictObject({
+  /** The node whose record makes the claim. */
+  node: objectName,
+  field: z.enum(["podCIDRs", "underlay"]),
+  /** The CIDR or address claimed (as the record has it). */
+  value: z.string().max(64),
+  reason: z.enum([
+    "outside-assigned-pod-cidrs",
+    "address-not-assigned",
+    "no-such-node",
+    "overlaps-other-node",
+  ]),
+  /** For an overlap: the other node. */
+  with: objectName.optional(),
+});
+
 /** What the agent has installed, for `podcrypt status`. Optional; agents fill what they know. */
 export const nodeStatusSchema = z.strictObject({
   /** Epoch whose keys the node currently sends with. */
@@ -113,6 +130,11 @@ export const nodeStatusSchema = z.strictObject({
   rotationWanted: z
     .strictObject({ epoch: epochNumber, reason: z.string().max(256), at: timestamp })
     .optional(),
+  /**
+   * Peers' claims this node's agent refused in its last pass and does not apply
+   * (src/agent/claims.ts): `podcrypt status` shows what the agents refuse from these reports.
+   */
+  refusedClaims: z.array(refusedClaimSchema).max(256).optional(),
 });
 
 /** Epoch numbers as decimal strings, the record key of `Node.publicKeys`. */

@@ -72,4 +72,31 @@ export class ReplayWindow {
     this.ring[block] = this.ring[block]! | (1 << (seq % BLOCK_BITS));
     return true;
   }
+
+  /** The window's whole state (highest number and bitmap), for handing it to a successor process. */
+  snapshot(): ReplaySnapshot {
+    return { highest: this.top, ring: [...this.ring] };
+  }
+
+  /**
+   * Takes over a window {@link snapshot} made (of a window of the same size): numbers it saw stay
+   * refused. Throws RangeError on a snapshot that does not fit.
+   */
+  restore(s: ReplaySnapshot): void {
+    if (!Number.isSafeInteger(s.highest) || s.highest < 0)
+      throw new RangeError(`replay snapshot: highest must be a safe integer >= 0, got ${s.highest}`);
+    if (
+      s.ring.length !== this.ring.length ||
+      !s.ring.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffff_ffff)
+    )
+      throw new RangeError(`replay snapshot: ring must be ${this.ring.length} 32-bit words`);
+    this.ring.set(s.ring);
+    this.top = s.highest;
+  }
+}
+
+/** A replay window's state ({@link ReplayWindow.snapshot}). */
+export interface ReplaySnapshot {
+  readonly highest: number;
+  readonly ring: number[];
 }

@@ -47,6 +47,12 @@ import {
   type StaticIdentity,
 } from "./noise.js";
 import { Peer } from "./peer.js";
+import {
+  deviceHandoverSchema,
+  type DeviceHandover,
+  type HandedKeypair,
+  type HandedPeer,
+} from "./handover.js";
 
 /** Options of a {@link Device}. */
 export interface DeviceOptions {
@@ -116,6 +122,15 @@ export class Device implements DatapathCore {
   private readonly gaveUp: Array<(peer: DatapathPeer) => void> = [];
   private listenPortValue = 0;
   private fwmarkValue = 0;
+  /**
+   * Random bytes for timer jitter, drawn 256 at a time: every data message sent after one was
+   * received asks for a jitter (timers.dataSent), and a randomBytes call per packet (a Buffer, its
+   * external memory, the GC work that follows) cost a lone packet's round trip tens of microseconds.
+   */
+  private jitterPool: Buffer = Buffer.alloc(0);
+  private jitterAt = 0;
+  /** Handed over to a successor ({@link handOver}): sends nothing any more. */
+  private handedOver = false;
 
   constructor(options: DeviceOptions) {
     this.clock = options.clock;
@@ -283,6 +298,156 @@ export class Device implements DatapathCore {
     for (const peer of [...this.peersByKey.values()]) this.removePeer(peer.publicKey);
   }
 
+  /**
+   * A planned restart: the identity, peers and live sessions for a successor daemon
+   * ({@link takeOver}), as JSON. Every keypair hands its counter space over (Keypair.handOff) and
+   * every timer stops: from here on this device sends nothing (no data, keepalive or handshake),
+   * so no (key, nonce) pair is used by both daemons. A handshake in progress is not handed over
+   * (the successor starts a new one if it is still needed). Call it once the data path reads and
+   * sends nothing any more. Holds the private key and session keys: never log it.
+   */
+  handOver(now: number): DeviceHandover {
+    const rel = (t: number | undefined): number | null => (t === undefined ? null : t - now);
+    const peers = [...this.peersByKey.values()].map((p): HandedPeer => {
+      const kps = p.keypairs;
+      const slots: Array<[HandedKeypair["slot"], Keypair<Peer> | undefined]> = [
+        ["previous", kps.previous],
+        ["current", kps.current],
+        ["next", kps.next],
+        ["lingering", p.lingering],
+      ];
+      const keypairs = slots.flatMap(([slot, kp]): HandedKeypair[] =>
+        kp === undefined
+          ? []
+          : [
+              {
+                slot,
+                receivingOn: kp === p.receivingOn,
+                localIndex: kp.localIndex,
+                remoteIndex: kp.remoteIndex,
+                sendKey: kp.sendKey.toString("hex"),
+                recvKey: kp.recvKey.toString("hex"),
+                sendCounter: kp.handOff(),
+                ageMs: Math.max(0, now - kp.created),
+                isInitiator: kp.isInitiator,
+                replay: kp.replay.snapshot(),
+              },
+            ],
+      );
+      const t = p.timers;
+      const handed: HandedPeer = {
+        publicKey: p.publicKey.toString("hex"),
+        presharedKey: p.presharedKey === undefined ? null : p.presharedKey.toString("hex"),
+        endpoint: p.endpoint === undefined ? null : { ...p.endpoint },
+        allowedIps: this.allowedIps.entriesFor(p).map((a) => `${a.address}/${a.cidr}`),
+        persistentKeepalive: p.persistentKeepalive,
+        rxBytes: p.rxBytes,
+        txBytes: p.txBytes,
+        lastHandshakeWall: p.lastHandshakeWall ?? null,
+        lastSentHandshakeAgoMs: Number.isFinite(p.lastSentHandshake)
+          ? Math.max(0, now - p.lastSentHandshake)
+          : null,
+        sentDataOnCurrent: p.sentDataOnCurrent,
+        lastTimestamp: p.handshake.lastTimestamp.toString("hex"),
+        timers: {
+          retransmitHandshake: rel(t.retransmitHandshake),
+          sendKeepalive: rel(t.sendKeepalive),
+          newHandshake: rel(t.newHandshake),
+          zeroKeyMaterial: rel(t.zeroKeyMaterial),
+          persistentKeepalive: rel(t.persistentKeepalive),
+          handshakeAttempts: t.handshakeAttempts,
+          needAnotherKeepalive: t.needAnotherKeepalive,
+          sentLastMinuteHandshake: t.sentLastMinuteHandshake,
+        },
+        keypairs,
+      };
+      t.stopAll();
+      return handed;
+    });
+    this.handedOver = true;
+    return {
+      privateKey: this.identity === undefined ? null : this.identity.privateKey.toString("hex"),
+      fwmark: this.fwmarkValue,
+      peers,
+    };
+  }
+
+  /**
+   * Takes over what a predecessor's {@link handOver} gave, into this fresh device (no key, no
+   * peers): its sessions go on where the predecessor stopped (send counters after the last one it
+   * used, replay windows, indices, timers), so the peers see no handshake. Validated as a whole
+   * first: on error nothing changed.
+   */
+  takeOver(input: unknown, now: number): void {
+    if (this.identity !== undefined || this.peersByKey.size > 0)
+      throw new ValidationError("handover", "a device with a key or peers cannot take over another");
+    const r = deviceHandoverSchema.safeParse(input);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      throw new ValidationError(`handover.${issue?.path.join(".") ?? ""}`, issue?.message ?? "invalid");
+    }
+    const h = r.data;
+    const indices = new Set<number>();
+    h.peers.forEach((p, i) => {
+      p.allowedIps.forEach((a, j) => parseAllowedIp(a, `handover.peers[${i}].allowedIps[${j}]`));
+      for (const kp of p.keypairs) {
+        if (indices.has(kp.localIndex))
+          throw new ValidationError(`handover.peers[${i}].keypairs`, `index ${kp.localIndex} twice`);
+        indices.add(kp.localIndex);
+      }
+      const slots = p.keypairs.map((k) => k.slot);
+      if (new Set(slots).size !== slots.length)
+        throw new ValidationError(`handover.peers[${i}].keypairs`, "a slot twice");
+    });
+    if (h.privateKey !== null) this.setPrivateKey(Buffer.from(h.privateKey, "hex"));
+    this.fwmarkValue = h.fwmark;
+    const at = (d: number | null): number | undefined => (d === null ? undefined : now + d);
+    for (const hp of h.peers) {
+      const publicKey = Buffer.from(hp.publicKey, "hex");
+      if (!this.upsertPeer(publicKey)) continue;
+      const peer = this.peersByKey.get(keyId(publicKey))!;
+      if (hp.presharedKey !== null) this.setPresharedKey(publicKey, Buffer.from(hp.presharedKey, "hex"));
+      if (hp.endpoint !== null) peer.endpoint = { ...hp.endpoint };
+      for (const a of hp.allowedIps) this.addAllowedIp(publicKey, a);
+      peer.persistentKeepalive = hp.persistentKeepalive;
+      peer.rxBytes = hp.rxBytes;
+      peer.txBytes = hp.txBytes;
+      peer.lastHandshakeWall = hp.lastHandshakeWall ?? undefined;
+      peer.lastSentHandshake =
+        hp.lastSentHandshakeAgoMs === null ? Number.NEGATIVE_INFINITY : now - hp.lastSentHandshakeAgoMs;
+      peer.sentDataOnCurrent = hp.sentDataOnCurrent;
+      peer.handshake.lastTimestamp = Buffer.from(hp.lastTimestamp, "hex");
+      const t = peer.timers;
+      t.retransmitHandshake = at(hp.timers.retransmitHandshake);
+      t.sendKeepalive = at(hp.timers.sendKeepalive);
+      t.newHandshake = at(hp.timers.newHandshake);
+      t.zeroKeyMaterial = at(hp.timers.zeroKeyMaterial);
+      t.persistentKeepalive = at(hp.timers.persistentKeepalive);
+      t.handshakeAttempts = hp.timers.handshakeAttempts;
+      t.needAnotherKeepalive = hp.timers.needAnotherKeepalive;
+      t.sentLastMinuteHandshake = hp.timers.sentLastMinuteHandshake;
+      for (const k of hp.keypairs) {
+        const kp = new Keypair<Peer>(
+          {
+            localIndex: k.localIndex,
+            remoteIndex: k.remoteIndex,
+            sendKey: Buffer.from(k.sendKey, "hex"),
+            recvKey: Buffer.from(k.recvKey, "hex"),
+            isInitiator: k.isInitiator,
+          },
+          now - k.ageMs,
+          peer,
+        );
+        kp.sendCounter = k.sendCounter;
+        kp.replay.restore(k.replay);
+        this.indexTable.adoptKeypair(k.localIndex, peer, kp);
+        if (k.slot === "lingering") peer.lingering = kp;
+        else peer.keypairs[k.slot] = kp;
+        if (k.receivingOn) peer.receivingOn = kp;
+      }
+    }
+  }
+
   /** Snapshot of every peer for UAPI `get` (contains preshared keys: never log it). */
   peers(): PeerSnapshot[] {
     return [...this.peersByKey.values()].map((p) => {
@@ -420,7 +585,9 @@ export class Device implements DatapathCore {
       this.handshakeComplete(peer);
       this.emit(this.keypairReady, peer);
     }
-    peer.endpoint = { address: from.address, port: from.port };
+    // Roaming (whitepaper 2.1); the same endpoint keeps its object (no allocation per batch).
+    if (peer.endpoint?.address !== from.address || peer.endpoint.port !== from.port)
+      peer.endpoint = { address: from.address, port: from.port };
     if (plaintextLength > 0) peer.timers.dataReceived(now);
   }
 
@@ -436,6 +603,7 @@ export class Device implements DatapathCore {
   }
 
   handleControl(message: Buffer, from: Endpoint, now: number): void {
+    if (this.handedOver) return;
     const type = messageType(message);
     if (type === MESSAGE_INITIATION || type === MESSAGE_RESPONSE) {
       const init = type === MESSAGE_INITIATION ? decodeInitiation(message) : undefined;
@@ -468,6 +636,16 @@ export class Device implements DatapathCore {
   }
 
   tick(now: number): void {
+    if (this.handedOver) return;
+    // The data path calls this after every wake-up: without a due timer it allocates nothing.
+    let due = false;
+    for (const peer of this.peersByKey.values()) {
+      if (peer.timers.anyDue(now)) {
+        due = true;
+        break;
+      }
+    }
+    if (!due) return;
     for (const peer of [...this.peersByKey.values()]) {
       for (const timer of peer.timers.takeDue(now)) {
         if (!this.peersById.has(peer.id)) break;
@@ -515,7 +693,13 @@ export class Device implements DatapathCore {
   // ---- internals ------------------------------------------------------------------------------
 
   private jitter(): number {
-    return Buffer.from(this.random(2)).readUInt16LE(0) % (REKEY_TIMEOUT_JITTER_MAX + 1);
+    if (this.jitterAt + 2 > this.jitterPool.length) {
+      this.jitterPool = Buffer.from(this.random(256));
+      this.jitterAt = 0;
+    }
+    const r = this.jitterPool.readUInt16LE(this.jitterAt);
+    this.jitterAt += 2;
+    return r % (REKEY_TIMEOUT_JITTER_MAX + 1);
   }
 
   private env(now: number, peer: Peer): HandshakeEnv {
@@ -548,6 +732,7 @@ export class Device implements DatapathCore {
 
   /** wireguard-go SendHandshakeInitiation: at most one initiation per REKEY_TIMEOUT. */
   private sendHandshakeInitiation(peer: Peer, isRetry: boolean, now: number): void {
+    if (this.handedOver) return;
     if (!isRetry) peer.timers.handshakeAttempts = 0;
     if (this.identity === undefined) return;
     if (now - peer.lastSentHandshake < REKEY_TIMEOUT) return;

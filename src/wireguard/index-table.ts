@@ -48,6 +48,16 @@ export class IndexTable<P> {
     if (e !== undefined) e.handshake = handshake;
   }
 
+  /**
+   * Registers a keypair a predecessor daemon handed over under the index it already has (the peer
+   * addresses its data messages to it). False, changing nothing, when the index is taken.
+   */
+  adoptKeypair(index: number, peer: P, keypair: Keypair<P>): boolean {
+    if (this.entries.has(index)) return false;
+    this.entries.set(index, { peer, handshake: undefined, keypair });
+    return true;
+  }
+
   lookup(index: number): IndexEntry<P> | undefined {
     return this.entries.get(index);
   }

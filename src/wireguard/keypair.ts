@@ -52,6 +52,17 @@ export class Keypair<P = unknown> implements TransportKeypair {
     this.sendCounter = REJECT_AFTER_MESSAGES;
   }
 
+  /**
+   * Hands the rest of the counter space to a successor (a daemon's planned restart): returns the
+   * next counter to use and forbids this object to send again, so no (key, nonce) pair is used by
+   * both daemons. The successor sends from the returned counter on.
+   */
+  handOff(): number {
+    const next = this.sendCounter;
+    this.expireSending();
+    return next;
+  }
+
   /** Erases the keys. */
   zero(): void {
     this.sendKey.fill(0);

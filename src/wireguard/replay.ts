@@ -12,7 +12,7 @@
  * (REJECT_AFTER_MESSAGES, capped at 2^53 where numbers stop being exact), are rejected: a sender
  * would need 2^53 messages on one keypair to reach it, far past REKEY_AFTER_MESSAGES.
  */
-import { ReplayWindow as Rfc6479Window } from "../replay/replay.js";
+import { ReplayWindow as Rfc6479Window, type ReplaySnapshot } from "../replay/replay.js";
 import { REJECT_AFTER_MESSAGES } from "./constants.js";
 
 const WORD_BITS = 32;
@@ -55,5 +55,15 @@ export class ReplayWindow {
   accept(counter: number): boolean {
     if (!Number.isSafeInteger(counter) || counter < 0 || counter >= this.limit) return false;
     return this.window.update(counter + 1);
+  }
+
+  /** The window's state, for a daemon handing its sessions to a successor. */
+  snapshot(): ReplaySnapshot {
+    return this.window.snapshot();
+  }
+
+  /** Takes over a {@link snapshot} of a window of the same size (RangeError otherwise). */
+  restore(s: ReplaySnapshot): void {
+    this.window.restore(s);
   }
 }

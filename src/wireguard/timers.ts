@@ -76,6 +76,17 @@ export class PeerTimers {
     this.persistentKeepalive = undefined;
   }
 
+  /** Whether a deadline passed at `now` (what {@link takeDue} would return is not empty). */
+  anyDue(now: number): boolean {
+    return (
+      (this.retransmitHandshake !== undefined && now >= this.retransmitHandshake) ||
+      (this.sendKeepalive !== undefined && now >= this.sendKeepalive) ||
+      (this.newHandshake !== undefined && now >= this.newHandshake) ||
+      (this.zeroKeyMaterial !== undefined && now >= this.zeroKeyMaterial) ||
+      (this.persistentKeepalive !== undefined && now >= this.persistentKeepalive)
+    );
+  }
+
   /** The timers whose deadline passed at `now`, disarmed, in a fixed order. */
   takeDue(now: number): TimerName[] {
     const due: TimerName[] = [];

@@ -72,3 +72,20 @@ export async function blast(
     });`;
   await runIn(ns, process.execPath, ["-e", code], { timeoutMs: 60_000 });
 }
+
+/**
+ * Sends `count` 64-byte datagrams from `ns` to `host`:BLAST_PORT at a steady rate, `perTick` every
+ * 10 ms (`perTick` 10 is 1000 datagrams/s), for the tests that count loss across an event.
+ */
+export async function paced(ns: string, host: string, count: number, perTick: number): Promise<void> {
+  const code = `
+    const s = require("node:dgram").createSocket("udp4");
+    let i = 0;
+    const t = setInterval(() => {
+      for (let k = 0; k < ${perTick} && i < ${count}; k++, i++) {
+        const b = Buffer.alloc(64); b.writeUInt32BE(i); s.send(b, ${BLAST_PORT}, "${host}");
+      }
+      if (i >= ${count}) { clearInterval(t); setTimeout(() => s.close(), 200); }
+    }, 10);`;
+  await runIn(ns, process.execPath, ["-e", code], { timeoutMs: 120_000 });
+}

@@ -13,6 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { Controller } from "../../src/controller/controller.js";
 import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
+import { reportedRefusals } from "../../src/localcluster/status.js";
 import { installPodcrypt } from "../kube-apiserver/rbac.js";
 import type { KubeApiServer } from "../kube-apiserver/server.js";
 import {
@@ -132,6 +133,28 @@ describe("peers' claims on the kubernetes datastore", () => {
     assert.deepEqual(n1.backend.generation(n1.backend.epochs()[0]!)!.peers.get("node-0002")?.allowedIps, [
       simPodCidr(2),
     ]);
+    // The agents' reports in their records (through the CRD's schema), as `podcrypt status` shows them.
+    await waitUntil(
+      async () => {
+        const all = (await store.collection("nodes").list()).items.map((i) => i.value);
+        return reportedRefusals(all, Date.now()).some((r) => r.value === LIE && r.by.length === 2);
+      },
+      10_000,
+      "node-0001 and node-0002 reporting the refusal in their records",
+    );
+    const all = (await store.collection("nodes").list()).items.map((i) => i.value);
+    assert.deepEqual(
+      reportedRefusals(all, Date.now()).filter((r) => r.value === LIE),
+      [
+        {
+          node: "node-0003",
+          field: "podCIDRs",
+          value: LIE,
+          reason: "outside-assigned-pod-cidrs",
+          by: ["node-0001", "node-0002"],
+        },
+      ],
+    );
     // The liar's own agent trusts its own claims and so refuses node-0002's overlapping ones.
     assert.deepEqual(n3.agent.refused, [
       {

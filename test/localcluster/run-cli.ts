@@ -69,6 +69,7 @@ export interface VerifyJson {
     to: string;
     delivered: boolean;
     plaintextSeen: boolean;
+    family: "ipv4" | "ipv6";
     protocol: string;
     port: number;
     selected: boolean;

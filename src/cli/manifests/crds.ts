@@ -402,6 +402,29 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
         { epoch: int("Epoch.", { minimum: 0 }), reason: str("Why.", { maxLength: 256 }), at: time("When.") },
         ["epoch", "reason", "at"],
       ),
+      refusedClaims: {
+        type: "array",
+        description: "Peers' claims the agent refused in its last pass and does not apply.",
+        maxItems: 256,
+        items: obj(
+          "One refused claim.",
+          {
+            node: str("The node whose record makes the claim.", { maxLength: 253 }),
+            field: str("podCIDRs or underlay.", { enum: ["podCIDRs", "underlay"] }),
+            value: str("The CIDR or address claimed.", { maxLength: 64 }),
+            reason: str("Why it was refused.", {
+              enum: [
+                "outside-assigned-pod-cidrs",
+                "address-not-assigned",
+                "no-such-node",
+                "overlaps-other-node",
+              ],
+            }),
+            with: str("For an overlap: the other node.", { maxLength: 253 }),
+          },
+          ["node", "field", "value", "reason"],
+        ),
+      },
     }),
   },
   ["spec"],

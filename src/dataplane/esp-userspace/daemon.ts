@@ -7,7 +7,10 @@ import { mkdirSync, unlinkSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { EventEmitter } from "node:events";
 import { systemClock, type Clock } from "../../clock.js";
-import { isPodcryptError } from "../../errors/index.js";
+import { z } from "zod";
+import { isPodcryptError, PodcryptError } from "../../errors/index.js";
+import { handedFdsSchema, type HandedFds } from "../../platform/handover/fds.js";
+import { requestHandover } from "../../platform/handover/client.js";
 import type { Logger } from "../../log/logger.js";
 import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
 import {
@@ -18,7 +21,25 @@ import {
   type EspStatus,
 } from "./control.js";
 import { EspDatapath } from "./datapath.js";
-import { EspState } from "./state.js";
+import { espHandoverSchema, EspState } from "./state.js";
+
+const handoverAnswerSchema = z.object({
+  ok: z.literal(true),
+  handover: z.object({ fds: handedFdsSchema, state: espHandoverSchema }),
+});
+const errorAnswerSchema = z.object({
+  ok: z.literal(false),
+  error: z.object({ code: z.string(), message: z.string() }),
+});
+
+/** Whether a request line is `{"op":"handover"}` (answered by the connection, not by `handle`). */
+function isHandoverRequest(line: string): boolean {
+  try {
+    return (JSON.parse(line) as { op?: unknown } | null)?.op === "handover";
+  } catch {
+    return false;
+  }
+}
 
 export interface EspDaemonOptions {
   ifname: string;
@@ -32,12 +53,21 @@ export interface EspDaemonOptions {
   clock?: Clock;
   /** Keep the TUN device when the daemon ends (see EspDatapathOptions.persistent). Default false. */
   persistent?: boolean;
+  /**
+   * Take over from the daemon running on this interface (a planned restart, {@link EspDaemon.start})
+   * instead of opening the interface and socket. Default false.
+   */
+  takeOver?: boolean;
 }
 
 /** Longest request line accepted (a set with hundreds of peers fits easily). */
 const MAX_LINE = 4 * 1024 * 1024;
 
-export class EspDaemon extends EventEmitter<{ "interface-gone": [] }> {
+/**
+ * `handed-over`: a successor took the interface, socket and SAs over (`{"op":"handover"}`); this
+ * daemon reads and sends nothing any more and should exit.
+ */
+export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over": [] }> {
   readonly state = new EspState();
   readonly datapath: EspDatapath;
   readonly socketPath: string;
@@ -46,6 +76,7 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": [] }> {
   private listening = false;
   private closed = false;
   private readonly sockets = new Set<Socket>();
+  private handedOver = false;
 
   constructor(private readonly o: EspDaemonOptions) {
     super();
@@ -63,18 +94,98 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": [] }> {
     this.server = createServer((socket) => this.serve(socket));
   }
 
-  /** Opens the interface and socket, then the control socket. On failure nothing stays open. */
+  /**
+   * Opens the interface and socket, then the control socket. On failure nothing stays open.
+   *
+   * With `takeOver` (a planned restart) it asks the daemon serving the control socket to hand over
+   * (`{"op":"handover"}`): that daemon stops reading and sending, answers with its TUN and UDP fds
+   * and its whole state (peers, SAs with their keys, sequence numbers and replay windows, the SA
+   * instance) and stops listening; this one takes duplicates of the fds (pidfd_getfd, the same open
+   * files: nothing queued in the kernel is lost), continues every outbound SA after the last
+   * sequence number the old one used, listens on the control socket, and lets the old daemon go,
+   * which then exits. The state travels only over the 0600 control socket and is never logged.
+   */
   async start(): Promise<void> {
     this.datapath.on("interface-gone", () => this.emit("interface-gone"));
-    this.datapath.start();
+    const session =
+      this.o.takeOver === true
+        ? await requestHandover(this.socketPath, JSON.stringify({ op: "handover" }) + "\n")
+        : undefined;
     try {
+      if (session !== undefined) {
+        const r = handoverAnswerSchema.safeParse(session.answer);
+        if (!r.success) {
+          const e = errorAnswerSchema.safeParse(session.answer);
+          throw new PodcryptError(
+            "EHANDOVER",
+            `the ESP daemon at ${this.socketPath} refused to hand over: ${e.success ? `${e.data.error.code} ${e.data.error.message}` : "unexpected answer"}`,
+          );
+        }
+        this.datapath.start(r.data.handover.fds);
+        this.state.takeOver(r.data.handover.state, this.clock.now());
+        this.o.logger.info(
+          {
+            from: r.data.handover.fds.pid,
+            peers: this.state.peers.size,
+            sas: this.state.db.all().length,
+            instance: this.state.local.instance,
+          },
+          "took over the interface, socket and SAs of the previous daemon",
+        );
+      } else {
+        this.datapath.start();
+      }
       mkdirSync(this.o.socketDir ?? DEFAULT_ESP_SOCKET_DIR, { recursive: true, mode: 0o755 });
       await listenUnixOwnerOnly(this.server, this.socketPath);
       this.listening = true;
     } catch (e) {
       await this.close();
       throw e;
+    } finally {
+      session?.release();
     }
+  }
+
+  /**
+   * Hands everything to a successor (see {@link start}): stops the packet path for good, exports
+   * the state (every outbound SA's sequence space goes with it: this daemon can never number
+   * another packet), stops listening (the successor listens next) and answers on `socket`. Emits
+   * `handed-over` when the successor closes the connection, having taken the fds.
+   */
+  private handOver(socket: Socket): void {
+    if (this.handedOver || !this.listening) {
+      socket.write(
+        JSON.stringify({ ok: false, error: { code: "ESTATE", message: "already handed over" } }) + "\n",
+      );
+      return;
+    }
+    let fds: HandedFds;
+    try {
+      fds = this.datapath.freeze();
+    } catch (e) {
+      socket.write(
+        JSON.stringify({
+          ok: false,
+          error: { code: "ESTATE", message: e instanceof Error ? e.message : String(e) },
+        }) + "\n",
+      );
+      return;
+    }
+    this.handedOver = true;
+    const state = this.state.handOver(this.clock.now());
+    this.listening = false;
+    this.server.close();
+    try {
+      unlinkSync(this.socketPath);
+    } catch {
+      // already removed
+    }
+    this.o.logger.info(
+      { peers: state.peers.length, sas: state.sas.length },
+      "handing over to a successor daemon",
+    );
+    socket.once("close", () => this.emit("handed-over"));
+    socket.write(JSON.stringify({ ok: true, handover: { fds, state } }) + "\n");
   }
 
   status(): EspStatus {
@@ -159,7 +270,12 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": [] }> {
       while ((nl = buf.indexOf("\n")) >= 0) {
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
-        if (line !== "") socket.write(JSON.stringify(this.handle(line)) + "\n");
+        if (line === "") continue;
+        if (isHandoverRequest(line)) {
+          this.handOver(socket);
+          return;
+        }
+        socket.write(JSON.stringify(this.handle(line)) + "\n");
       }
     });
   }
@@ -168,9 +284,9 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": [] }> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const s of this.sockets) s.destroy();
     if (this.listening) {
       this.listening = false;
-      for (const s of this.sockets) s.destroy();
       await new Promise<void>((resolve) => this.server.close(() => resolve()));
       try {
         unlinkSync(this.socketPath);

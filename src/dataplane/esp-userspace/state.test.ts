@@ -120,3 +120,65 @@ describe("EspState.apply", () => {
     );
   });
 });
+
+describe("EspState.handOver / takeOver (a daemon's planned restart)", () => {
+  const configured = (): EspState => {
+    const s = new EspState();
+    s.apply(
+      {
+        local: { name: "a", address: "10.0.0.1", instance: "ab".repeat(16) },
+        peers: [peer],
+        sas: [sa(), sa({ direction: "in", spi: 0x1000_0002 }), sa({ keyId: 2, spi: 0x2000_0001 })],
+        activate: [{ peer: "b", keyId: 1 }],
+      },
+      0,
+    );
+    return s;
+  };
+
+  it("the successor numbers after the last sequence number used, and the old state can number nothing more", () => {
+    const old = configured();
+    const out = old.db.outbound("b")!;
+    for (let i = 0; i < 5; i++) out.nextSequence();
+    const inbound = old.db.inbound("b", 1)!;
+    for (const seq of [1, 2, 3, 7]) assert.ok(inbound.replay.update(seq));
+    // Over the control socket: JSON.
+    const wire = JSON.parse(JSON.stringify(old.handOver(1000))) as unknown;
+    // Security invariant: no (key, nonce) pair from two daemons. The old state gave its sequence
+    // space away: it cannot number (encrypt) another packet on any outbound SA.
+    for (const x of old.db.all()) if (x.direction === "out") assert.equal(x.nextSequence(), undefined);
+
+    const next = new EspState();
+    next.takeOver(wire, 50);
+    const moved = next.db.outbound("b")!;
+    assert.equal(moved.spi, out.spi, "the same SA sends");
+    assert.equal(moved.nextSequence(), 6, "numbering goes on after 5, never back");
+    assert.equal(next.db.outboundFor("b", 2)?.nextSequence(), 1, "an SA that never sent starts at 1");
+    const rin = next.db.inbound("b", 1)!;
+    for (const seq of [1, 2, 3, 7]) assert.equal(rin.replay.check(seq), false, `${seq} stays a replay`);
+    assert.equal(rin.replay.check(5), true, "5 was never seen");
+    assert.equal(next.local.instance, "ab".repeat(16), "the SA instance goes with it");
+    assert.equal(next.routes.lookup(Buffer.from([10, 244, 2, 9]))?.name, "b");
+    const st = next.status(1050, meta);
+    assert.equal(st.sas.find((x) => x.direction === "out" && x.keyId === 1)?.sequence, 6);
+    assert.equal(st.sas.find((x) => x.direction === "out" && x.keyId === 1)?.active, true);
+    assert.equal(st.sas.find((x) => x.direction === "out" && x.keyId === 2)?.active, false);
+  });
+
+  it("refuses bad input, or a state that holds SAs already, and changes nothing", () => {
+    const wire = JSON.parse(JSON.stringify(configured().handOver(0))) as {
+      sas: Array<Record<string, unknown>>;
+    };
+    const bad = structuredClone(wire);
+    bad.sas[0]!["key"] = "zz";
+    const fresh = new EspState();
+    assert.throws(() => fresh.takeOver(bad, 0), isValidationError);
+    assert.equal(fresh.db.all().length, 0);
+    assert.equal(fresh.peers.size, 0);
+    const busy = configured();
+    assert.throws(
+      () => busy.takeOver(wire, 0),
+      (e) => isPodcryptError(e, "ESTATE"),
+    );
+  });
+});

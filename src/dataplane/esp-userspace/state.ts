@@ -4,6 +4,7 @@
  * counters the packet path updates. `apply` validates a whole `set` before changing anything.
  */
 import { isIP } from "node:net";
+import { z } from "zod";
 import { PodcryptError, ValidationError } from "../../errors/index.js";
 import { ESP_DROP_REASONS, type EspDropReason } from "../../esp/drops.js";
 import { InboundSa, OutboundSa, describeSa, formatSpi, type Sa } from "../../esp/sa.js";
@@ -220,6 +221,128 @@ export class EspState {
     });
   }
 
+  /**
+   * A planned restart: everything a successor daemon needs to go on where this one stops (peers,
+   * every SA with its key, sequence number or replay window, which outbound SA sends, the SA
+   * instance), as JSON for the control socket. Every outbound SA hands its sequence space over
+   * ({@link OutboundSa.handOff}): this state never numbers another packet, so no (key, nonce) pair
+   * can be used by both daemons. Call it once the data path reads and sends nothing any more.
+   * Holds key material: never log it.
+   */
+  handOver(now: number): EspHandover {
+    const sas: EspHandover["sas"] = this.db.all().map((sa) => {
+      const common = {
+        peer: sa.peer,
+        keyId: sa.keyId,
+        spi: sa.spi,
+        key: sa.key.toString("hex"),
+        salt: sa.salt.toString("hex"),
+        icvLength: sa.icvLength,
+        esn: sa.esn,
+        ...(sa.srcAddress !== undefined ? { srcAddress: sa.srcAddress } : {}),
+        ...(sa.dstAddress !== undefined ? { dstAddress: sa.dstAddress } : {}),
+        ageMs: Math.max(0, now - sa.createdAt),
+        bytes: sa.bytes,
+        packets: sa.packets,
+      };
+      if (sa.direction === "in")
+        return {
+          ...common,
+          direction: "in" as const,
+          replayWindow: sa.replay.size,
+          replay: sa.replay.snapshot(),
+          replayDrops: sa.replayDrops,
+          authFailures: sa.authFailures,
+        };
+      return {
+        ...common,
+        direction: "out" as const,
+        rekeyAfter: sa.rekeyThreshold,
+        active: this.db.outbound(sa.peer) === sa,
+        sequence: sa.handOff(),
+      };
+    });
+    return {
+      local: { ...this.local },
+      peers: [...this.peers.values()].map((p) => ({
+        ...p,
+        endpoint: { ...p.endpoint },
+        allowedIps: [...p.allowedIps],
+      })),
+      sas,
+    };
+  }
+
+  /**
+   * Takes over what a predecessor's {@link handOver} gave, into this fresh state: outbound SAs
+   * continue after the sequence number the predecessor used last, inbound SAs keep its replay
+   * windows. Validated as a whole first (EspHandover schema, SA fields): on error nothing changed.
+   */
+  takeOver(input: unknown, now: number): void {
+    if (this.peers.size > 0 || this.db.all().length > 0)
+      throw new PodcryptError("ESTATE", "an ESP state that holds peers or SAs cannot take over another");
+    const r = espHandoverSchema.safeParse(input);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      throw new ValidationError(`handover.${issue?.path.join(".") ?? ""}`, issue?.message ?? "invalid");
+    }
+    const h = r.data;
+    const routes: Array<[string, EspPeer]> = [];
+    const peers = h.peers.map((p, i) => {
+      p.allowedIps.forEach((c, j) => parseAllowedIp(c, `handover.peers[${i}].allowedIps[${j}]`));
+      const peer: EspPeer = { ...p, endpoint: { ...p.endpoint }, allowedIps: [...p.allowedIps] };
+      for (const c of p.allowedIps) routes.push([c, peer]);
+      return peer;
+    });
+    const sas = h.sas.map((x, i) => {
+      const key = Buffer.from(x.key, "hex");
+      const salt = Buffer.from(x.salt, "hex");
+      const params = {
+        spi: x.spi,
+        keyId: x.keyId,
+        key,
+        salt,
+        peer: x.peer,
+        createdAt: now - x.ageMs,
+        icvLength: x.icvLength,
+        esn: x.esn,
+        ...(x.srcAddress !== undefined ? { srcAddress: x.srcAddress } : {}),
+        ...(x.dstAddress !== undefined ? { dstAddress: x.dstAddress } : {}),
+      };
+      try {
+        let sa: Sa;
+        if (x.direction === "in") {
+          const inbound = new InboundSa({ ...params, replayWindow: x.replayWindow });
+          inbound.replay.restore(x.replay);
+          inbound.replayDrops = x.replayDrops;
+          inbound.authFailures = x.authFailures;
+          sa = inbound;
+        } else {
+          const outbound = new OutboundSa({ ...params, rekeyThreshold: x.rekeyAfter });
+          outbound.skipTo(x.sequence);
+          sa = outbound;
+        }
+        sa.bytes = x.bytes;
+        sa.packets = x.packets;
+        return { sa, active: x.direction === "out" && x.active };
+      } catch (e) {
+        const what = e instanceof Error ? e.message : String(e);
+        throw new ValidationError(`handover.sas[${i}]`, what, { cause: e });
+      } finally {
+        key.fill(0);
+        salt.fill(0);
+      }
+    });
+    this.local = { ...h.local };
+    for (const p of peers) this.peers.set(p.name, p);
+    for (const [c, p] of routes) this.routes.insertText(c, p);
+    for (const { sa } of sas) {
+      if (sa.direction === "in") this.db.installInbound(sa);
+      else this.db.installOutbound(sa);
+    }
+    for (const { sa, active } of sas) if (active) this.db.activateOutbound(sa.peer, sa.keyId);
+  }
+
   /** Drops by reason, codec and datapath together. */
   dropSnapshot(): Record<EspDropReason | EspDatapathDropReason, number> {
     return { ...this.db.drops.snapshot(), ...this.drops };
@@ -227,6 +350,64 @@ export class EspState {
 }
 
 export { ESP_DROP_REASONS };
+
+const hexBytes = (n: number) =>
+  z.string().regex(new RegExp(`^[0-9a-f]{${n * 2}}$`), `must be ${n} bytes of hex`);
+const saCommon = {
+  peer: z.string().min(1),
+  keyId: z.number().int().min(1).max(15),
+  spi: z.number().int().min(256).max(0xffff_ffff),
+  key: hexBytes(16),
+  salt: hexBytes(4),
+  icvLength: z.union([z.literal(8), z.literal(12), z.literal(16)]),
+  esn: z.boolean(),
+  srcAddress: z.string().optional(),
+  dstAddress: z.string().optional(),
+  ageMs: z.number().min(0),
+  bytes: z.number().int().min(0),
+  packets: z.number().int().min(0),
+};
+const count = z.number().int().min(0);
+
+/** What a daemon hands its successor ({@link EspState.handOver}): key material, never logged. */
+export const espHandoverSchema = z.object({
+  local: z.object({
+    name: z.string().nullable(),
+    address: z.string().nullable(),
+    instance: z.string().nullable(),
+  }),
+  peers: z.array(
+    z.object({
+      name: z.string().min(1),
+      endpoint: z.object({ address: z.string().min(1), port: z.number().int().min(1).max(65535) }),
+      allowedIps: z.array(z.string()),
+      txBytes: count,
+      txPackets: count,
+      rxBytes: count,
+      rxPackets: count,
+    }),
+  ),
+  sas: z.array(
+    z.discriminatedUnion("direction", [
+      z.object({
+        ...saCommon,
+        direction: z.literal("in"),
+        replayWindow: z.number().int(),
+        replay: z.object({ highest: count, ring: z.array(count) }),
+        replayDrops: count,
+        authFailures: count,
+      }),
+      z.object({
+        ...saCommon,
+        direction: z.literal("out"),
+        rekeyAfter: z.number().int().min(1),
+        active: z.boolean(),
+        sequence: count,
+      }),
+    ]),
+  ),
+});
+export type EspHandover = z.infer<typeof espHandoverSchema>;
 
 function buildSa(s: EspSaConfig, remote: string, local: string | undefined, now: number, field: string): Sa {
   const key = Buffer.from(s.key, "hex");

@@ -38,6 +38,28 @@ describe("strictRuleset", () => {
     assert.deepEqual(ruleLines(strictRuleset({ ...base, dropOutbound: false, dropInbound: false })), []);
   });
 
+  it("dual-stack pods: drops plaintext of both families both ways, each family against its own", () => {
+    const text = strictRuleset({
+      ...base,
+      localPodCidrs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
+      remotePodCidrs: ["10.244.2.0/24", "fd00:10:244:2::/64"],
+    });
+    assert.deepEqual(ruleLines(text), [
+      'oifname "eth0" ip saddr { 10.244.1.0/24 } ip daddr { 10.244.2.0/24 } rt ipsec missing counter drop comment "podcrypt: plaintext out"',
+      'oifname "eth0" ip6 saddr { fd00:10:244:1::/64 } ip6 daddr { fd00:10:244:2::/64 } rt ipsec missing counter drop comment "podcrypt: plaintext out"',
+      'iifname "eth0" ip saddr { 10.244.2.0/24 } ip daddr { 10.244.1.0/24 } counter drop comment "podcrypt: plaintext in"',
+      'iifname "eth0" ip6 saddr { fd00:10:244:2::/64 } ip6 daddr { fd00:10:244:1::/64 } counter drop comment "podcrypt: plaintext in"',
+    ]);
+    // IPv6-only pods are guarded as well (before, only IPv4 CIDRs made rules).
+    const v6only = strictRuleset({
+      ...base,
+      localPodCidrs: ["fd00:10:244:1::/64"],
+      remotePodCidrs: ["fd00:10:244:2::/64"],
+    });
+    assert.equal(ruleLines(v6only).length, 2);
+    assert.ok(ruleLines(v6only).every((l) => l.includes("ip6 saddr")));
+  });
+
   it("selective: marks selected traffic both ways, drops it in plaintext, per address family", () => {
     const text = strictRuleset({
       ...base,

@@ -109,9 +109,9 @@ function peerDispatch(
  */
 export function strictRuleset(s: DesiredStrict): string {
   const set = (cidrs: string[]): string => `{ ${cidrs.join(", ")} }`;
-  const v4 = (cidrs: string[]): string[] => cidrs.filter((c) => !c.includes(":"));
-  const local = v4(s.localPodCidrs);
-  const remote = v4(s.remotePodCidrs);
+  const families = ["ip", "ip6"] as const;
+  const ofFamily = (cidrs: readonly string[], f: "ip" | "ip6"): string[] =>
+    cidrs.filter((c) => c.includes(":") === (f === "ip6"));
   const peers = s.peers ?? [];
   const chain = (name: string, hook: string, priority: string, body: string[], type = "filter"): string[] =>
     body.length === 0
@@ -194,32 +194,30 @@ export function strictRuleset(s: DesiredStrict): string {
       );
     }
   } else {
-    if (s.dropOutbound && local.length > 0 && remote.length > 0) {
-      used.add("out");
-      rules.push(
-        ...chain(
-          "out",
-          "postrouting",
-          "0",
+    // Per family: a pair of families (an IPv4 pod to an IPv6 one) never routes, so each family's
+    // local pods are matched against the same family's remote pods only.
+    const byFamily = families.flatMap((f) => {
+      const local = ofFamily(s.localPodCidrs, f);
+      const remote = ofFamily(s.remotePodCidrs, f);
+      return local.length > 0 && remote.length > 0 ? [{ f, local, remote }] : [];
+    });
+    const out = s.dropOutbound
+      ? byFamily.flatMap(({ f, local, remote }) =>
           drops(
             "out",
-            `oifname "${s.underlayIf}" ip saddr ${set(local)} ip daddr ${set(remote)} ${NOT_IPSEC}`,
-            ["ip"],
+            `oifname "${s.underlayIf}" ${f} saddr ${set(local)} ${f} daddr ${set(remote)} ${NOT_IPSEC}`,
+            [f],
           ),
-        ),
-      );
-    }
-    if (s.dropInbound && local.length > 0 && remote.length > 0) {
-      used.add("in");
-      rules.push(
-        ...chain(
-          "in",
-          "prerouting",
-          "0",
-          drops("in", `iifname "${s.underlayIf}" ip saddr ${set(remote)} ip daddr ${set(local)}`, ["ip"]),
-        ),
-      );
-    }
+        )
+      : [];
+    const inbound = s.dropInbound
+      ? byFamily.flatMap(({ f, local, remote }) =>
+          drops("in", `iifname "${s.underlayIf}" ${f} saddr ${set(remote)} ${f} daddr ${set(local)}`, [f]),
+        )
+      : [];
+    if (out.length > 0) used.add("out");
+    if (inbound.length > 0) used.add("in");
+    rules.push(...chain("out", "postrouting", "0", out), ...chain("in", "prerouting", "0", inbound));
   }
   // The peers' counting chains, defined before the rules that jump to them.
   const peerChains = [...used].flatMap((direction) =>

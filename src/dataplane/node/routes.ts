@@ -17,6 +17,8 @@ interface IpRoute {
   table?: string;
   type?: string;
   gateway?: string;
+  /** A gateway of the other family (an IPv4 route via an IPv6 next hop). */
+  via?: { family?: string; host?: string };
   dev?: string;
 }
 
@@ -38,7 +40,9 @@ function same(want: DesiredRoute, have: IpRoute): boolean {
     case "tunnel":
       return have.type !== "blackhole" && have.dev === want.dev && have.gateway === undefined;
     case "plain":
-      return have.type !== "blackhole" && have.dev === want.dev && have.gateway === want.via;
+      return (
+        have.type !== "blackhole" && have.dev === want.dev && (have.gateway ?? have.via?.host) === want.via
+      );
   }
 }
 
@@ -49,8 +53,11 @@ function command(r: DesiredRoute): string {
       return `route replace blackhole ${r.dst}${table}`;
     case "tunnel":
       return `route replace ${r.dst} dev ${r.dev}${table}`;
-    case "plain":
-      return `route replace ${r.dst} via ${r.via} dev ${r.dev}${table}`;
+    case "plain": {
+      // An IPv4 route through an IPv6 next hop (IPv4 pods over an IPv6-only underlay) names its family.
+      const via = r.via.includes(":") && !r.dst.includes(":") ? `inet6 ${r.via}` : r.via;
+      return `route replace ${r.dst} via ${via} dev ${r.dev}${table}`;
+    }
   }
 }
 
@@ -75,8 +82,9 @@ export async function reconcileRoutes(
 ): Promise<number> {
   // Both reads in one process (each prints one line of JSON; neither fails on a missing table): a
   // pass runs every few seconds on every node, and a process start is what costs there. `table
-  // all` names the table of every route outside main.
-  const lines = (await run("ip", ["-4", "-j", "-batch", "-"], { input: "route show table all\nrule show\n" }))
+  // all` names the table of every route outside main, and without a family lists both families'
+  // routes (pod CIDRs of dual-stack nodes); `rule show` lists the IPv4 rules.
+  const lines = (await run("ip", ["-j", "-batch", "-"], { input: "route show table all\nrule show\n" }))
     .split("\n")
     .filter((l) => l !== "");
   if (lines.length !== 2)
@@ -98,13 +106,11 @@ export async function reconcileRoutes(
   }
   for (const [dst, r] of tables.main) {
     if (!wanted.main.has(dst) && managed(dst) && r.dev?.startsWith("pcp") !== true)
-      commands.push(`route del ${dst}${r.type === "blackhole" ? " type blackhole" : ""}`);
+      commands.push(`route del ${r.type === "blackhole" ? "blackhole " : ""}${dst}`);
   }
   for (const [dst, r] of tables.selected) {
     if (!wanted.selected.has(dst))
-      commands.push(
-        `route del ${dst}${r.type === "blackhole" ? " type blackhole" : ""} table ${SELECTED_TABLE}`,
-      );
+      commands.push(`route del ${r.type === "blackhole" ? "blackhole " : ""}${dst} table ${SELECTED_TABLE}`);
   }
   const rules = (JSON.parse(rulesJson) as IpRule[]).filter(isSelectedRule);
   const wantRule = wanted.selected.size > 0;

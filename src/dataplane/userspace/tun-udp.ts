@@ -14,7 +14,8 @@
 import { PodcryptError } from "../../errors/index.js";
 import type { Logger } from "../../log/logger.js";
 import { MAX_TUNNEL_MTU, MIN_TUNNEL_MTU, TunDevice } from "../../platform/tun/tun-device.js";
-import type { BatchUdpSocket } from "../../platform/udp/batch-udp-socket.js";
+import { BatchUdpSocket } from "../../platform/udp/batch-udp-socket.js";
+import type { HandedFds } from "../../platform/handover/fds.js";
 
 /** Largest datagram accepted from the network (jumbo-frame peers included); longer ones are dropped. */
 export const RX_CAPACITY = 9216;
@@ -61,6 +62,21 @@ export function openTunUdp(
     if (setup.up) tun.setUp(true);
     if (setup.persistent) tun.persist(true);
     return { tun, udp: openUdp() };
+  } catch (e) {
+    tun.close();
+    throw e;
+  }
+}
+
+/**
+ * A planned restart: takes the predecessor daemon's TUN device and UDP socket (duplicates of the
+ * same open files, src/platform/handover/fds.ts), as they are (MTU, link state, persistence,
+ * bound port and mark stay). Throws PodcryptError ETUN / EUDP; nothing stays open on failure.
+ */
+export function takeTunUdp(handed: HandedFds): { tun: TunDevice; udp: BatchUdpSocket } {
+  const tun = TunDevice.take(handed.pid, handed.tun.fd, handed.tun.name);
+  try {
+    return { tun, udp: BatchUdpSocket.take(handed.pid, handed.udp) };
   } catch (e) {
     tun.close();
     throw e;

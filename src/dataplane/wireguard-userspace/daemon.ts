@@ -14,7 +14,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, unlinkSync } from "node:fs";
-import { createServer, type Server } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
+import { z } from "zod";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
 import { systemClock, type Clock } from "../../clock.js";
@@ -25,6 +26,9 @@ import type { DropReason } from "../../wireguard/contract.js";
 import { UapiErrno, UapiError } from "../../wireguard/uapi/errors.js";
 import { formatEndpoint, formatPrefix, parsePrefix, type IpPrefix } from "../../wireguard/uapi/ip.js";
 import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
+import { handedFdsSchema, type HandedFds } from "../../platform/handover/fds.js";
+import { requestHandover } from "../../platform/handover/client.js";
+import { deviceHandoverSchema } from "../../wireguard/handover.js";
 import { UapiServer } from "./uapi-server.js";
 import type { UapiDevice, UapiDeviceState, UapiPeerUpdate } from "../../wireguard/uapi/types.js";
 import { WireguardDatapath, type DatapathCounters } from "./datapath.js";
@@ -66,7 +70,11 @@ export interface DaemonStatus {
 export function scaledClock(scale: number, base: Clock = systemClock): Clock {
   if (scale === 1) return base;
   const origin = base.now();
-  return { now: () => origin + (base.now() - origin) * scale, wallNow: () => base.wallNow() };
+  return {
+    now: () => origin + (base.now() - origin) * scale,
+    wallNow: () => base.wallNow(),
+    after: (ms, fn) => base.after(ms / scale, fn),
+  };
 }
 
 /** Reads PODCRYPT_WG_TIME_SCALE (a positive number, default 1). */
@@ -80,6 +88,11 @@ export function timeScaleFromEnv(env: NodeJS.ProcessEnv = process.env): number {
 }
 
 const toPrefixText = (p: IpPrefix): string => formatPrefix(p);
+
+const handoverAnswerSchema = z.object({
+  ok: z.literal(true),
+  handover: z.object({ fds: handedFdsSchema, device: deviceHandoverSchema }),
+});
 
 /**
  * Maps the UAPI port onto a {@link Device} and its {@link WireguardDatapath}: the device keeps the
@@ -179,12 +192,19 @@ export interface WireguardDaemonOptions {
   readonly clock?: Clock;
   /** Keep the TUN device when the daemon ends (see WireguardDatapathOptions.persistent). Default false. */
   readonly persistent?: boolean;
+  /**
+   * Take over from the daemon running on this interface (a planned restart, see
+   * {@link WireguardDaemon.start}) instead of creating the interface and socket. Default false.
+   */
+  readonly takeOver?: boolean;
 }
 
 /** Events of {@link WireguardDaemon}. */
 export interface WireguardDaemonEvents {
   /** The TUN interface was deleted: the daemon should shut down. */
   "interface-gone": [];
+  /** A successor took the interface, socket and sessions over: the daemon should exit. */
+  "handed-over": [];
 }
 
 /**
@@ -200,10 +220,12 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
   private readonly status: Server;
   private statusListening = false;
   private closed = false;
+  private readonly clock: Clock;
 
   constructor(private readonly options: WireguardDaemonOptions) {
     super();
     const clock = options.clock ?? scaledClock(timeScaleFromEnv());
+    this.clock = clock;
     this.device = new Device({ clock, random: (n) => randomBytes(n) });
     this.datapath = new WireguardDatapath({
       ifname: options.ifname,
@@ -219,6 +241,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
       device: new DeviceUapiAdapter(this.device, this.datapath),
       logger: options.logger.child({ part: "uapi" }),
       ...(options.socketDir !== undefined ? { socketDir: options.socketDir } : {}),
+      onHandover: (socket) => this.handOver(socket),
     });
     this.statusPath = statusSocketPath(options.ifname, options.statusDir);
     this.status = createServer((socket) => {
@@ -227,12 +250,41 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
     });
   }
 
-  /** Opens the interface and socket, then the UAPI and status sockets. On failure nothing stays open. */
+  /**
+   * Opens the interface and socket, then the UAPI and status sockets. On failure nothing stays open.
+   *
+   * With `takeOver` (a planned restart) it asks the daemon serving the UAPI socket to hand over
+   * (`handover=1`, podcrypt's extension of the UAPI): that daemon stops reading, sending and its
+   * timers, answers with its TUN and UDP fds and its device (key, peers, live sessions with their
+   * send counters, replay windows and timers) and stops listening; this one takes duplicates of the
+   * fds (pidfd_getfd: the same open files, nothing queued in the kernel is lost), goes on with the
+   * sessions (no handshake; counters continue, never go back), listens, and lets the old daemon
+   * go, which then exits. The state travels only over the 0600 UAPI socket and is never logged.
+   */
   async start(): Promise<void> {
     this.datapath.on("interface-gone", () => this.emit("interface-gone"));
-    this.datapath.start();
-    this.device.listenPort = this.datapath.listenPort;
+    const session =
+      this.options.takeOver === true ? await requestHandover(this.uapi.path, "handover=1\n") : undefined;
     try {
+      if (session !== undefined) {
+        const r = handoverAnswerSchema.safeParse(session.answer);
+        if (!r.success)
+          throw new PodcryptError(
+            "EHANDOVER",
+            `the WireGuard daemon at ${this.uapi.path} refused to hand over: ${JSON.stringify(session.answer).slice(0, 200)}`,
+          );
+        const clock = this.clock;
+        this.datapath.start(r.data.handover.fds);
+        this.device.takeOver(r.data.handover.device, clock.now());
+        this.datapath.setFwmark(this.device.fwmark);
+        this.options.logger.info(
+          { from: r.data.handover.fds.pid, peers: r.data.handover.device.peers.length },
+          "took over the interface, socket and sessions of the previous daemon",
+        );
+      } else {
+        this.datapath.start();
+      }
+      this.device.listenPort = this.datapath.listenPort;
       await this.uapi.listen();
       mkdirSync(this.options.statusDir ?? DEFAULT_STATUS_DIR, { recursive: true, mode: 0o755 });
       await listenUnixOwnerOnly(this.status, this.statusPath);
@@ -240,7 +292,39 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
     } catch (e) {
       await this.close();
       throw e;
+    } finally {
+      session?.release();
     }
+  }
+
+  /**
+   * Hands everything to a successor (see {@link start}): stops the packet path and the device for
+   * good (every session gives its counter space away: this daemon can never send on it again),
+   * stops listening on both sockets (the successor listens next) and answers on `socket` with one
+   * JSON line. Emits `handed-over` when the successor closes the connection, having taken the fds.
+   */
+  private handOver(socket: Socket): void {
+    let fds: HandedFds;
+    try {
+      fds = this.datapath.freeze();
+    } catch (e) {
+      socket.write(JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }) + "\n");
+      return;
+    }
+    const device = this.device.handOver(this.clock.now());
+    this.uapi.stopListening();
+    if (this.statusListening) {
+      this.statusListening = false;
+      this.status.close();
+      try {
+        unlinkSync(this.statusPath);
+      } catch {
+        // already removed
+      }
+    }
+    this.options.logger.info({ peers: device.peers.length }, "handing over to a successor daemon");
+    socket.once("close", () => this.emit("handed-over"));
+    socket.write(JSON.stringify({ ok: true, handover: { fds, device } }) + "\n");
   }
 
   /** Counters and peers for the status socket (public keys only). */

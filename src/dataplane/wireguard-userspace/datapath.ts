@@ -20,7 +20,8 @@ import type { FdWatcher } from "../../native.js";
 import { BatchSender, BatchUdpSocket } from "../../platform/udp/batch-udp-socket.js";
 import { checkTunnelMtu } from "../../platform/tun/tun-device.js";
 import type { DatapathCore, DatapathPeer, DropReason } from "../../wireguard/contract.js";
-import { checkBatchSize, followTunMtu, openTunUdp } from "../userspace/tun-udp.js";
+import { checkBatchSize, followTunMtu, openTunUdp, takeTunUdp } from "../userspace/tun-udp.js";
+import type { HandedFds } from "../../platform/handover/fds.js";
 import { Inbound } from "./inbound.js";
 import { Outbound } from "./outbound.js";
 import { PathState, type PathStats } from "./path.js";
@@ -145,6 +146,8 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
   private timer: NodeJS.Timeout | undefined;
   private started = false;
   private gone = false;
+  /** Handed over ({@link freeze}): closed for packets, its fds still open until `close()`. */
+  private frozen = false;
 
   /** Counts and logs an exception caught in the TUN or UDP readiness callback (its batch is lost). */
   private readonly onCallbackError = (error: unknown): void => {
@@ -195,15 +198,19 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
    * Opens the TUN interface and the UDP socket, sets the MTU, registers with the core and starts
    * the watchers and the tick. Throws PodcryptError ETUN / EUDP (nothing is left open then).
    */
-  start(): void {
+  start(handed?: HandedFds): void {
     if (this.started) throw new PodcryptError("ESTATE", "datapath already started");
     const path = this.path;
     if (path.closed) throw new PodcryptError("ESTATE", "datapath is closed");
-    const { tun, udp } = openTunUdp(
-      this.ifname,
-      { mtu: path.mtu, up: this.linkUp, persistent: this.persistent },
-      () => BatchUdpSocket.open(this.port, this.fwmark, this.gro),
-    );
+    // With `handed` (a planned restart): the old daemon's device and socket, the same open files
+    // (their queues, MTU, link state, persistence, bound port and mark stay as they were).
+    const { tun, udp } =
+      handed !== undefined
+        ? takeTunUdp(handed)
+        : openTunUdp(this.ifname, { mtu: path.mtu, up: this.linkUp, persistent: this.persistent }, () =>
+            BatchUdpSocket.open(this.port, this.fwmark, this.gro),
+          );
+    if (handed !== undefined) path.mtu = tun.mtu();
     this.started = true;
     path.tun = tun;
     path.udp = udp;
@@ -220,9 +227,40 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
     path.logger.info({ ifname: tun.name, port: this.port, mtu: path.mtu }, "wireguard datapath started");
   }
 
+  /**
+   * A planned restart: stops reading, sending and ticking for good (watchers and tick closed,
+   * staged packets dropped: the core's sessions go to the successor) and returns the fds the
+   * successor takes. The fds stay open until {@link close} (the successor must have taken them).
+   */
+  freeze(): HandedFds {
+    const path = this.path;
+    const tun = path.tun;
+    const udp = path.udp;
+    if (!this.started || path.closed || tun === undefined || udp === undefined)
+      throw new PodcryptError("ESTATE", "datapath is not running");
+    path.closed = true;
+    this.frozen = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.tunWatcher?.close();
+    this.udpWatcher?.close();
+    this.staged.clear();
+    return {
+      pid: process.pid,
+      tun: { fd: tun.fd, name: tun.name },
+      udp: { fd: udp.fd, port: udp.port, family: udp.family, gro: udp.gro },
+    };
+  }
+
   /** Stops everything and closes the socket and the TUN fd (removing the interface unless it is persistent). Idempotent. */
   close(): void {
     const path = this.path;
+    if (this.frozen) {
+      // Handed over: only the fds are left to close (the successor holds duplicates).
+      this.frozen = false;
+      path.udp?.close();
+      path.tun?.close();
+      return;
+    }
     if (path.closed) return;
     path.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);

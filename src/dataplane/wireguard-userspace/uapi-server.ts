@@ -27,6 +27,12 @@ export interface UapiServerOptions {
   readonly logger: Logger;
   /** Default {@link DEFAULT_SOCKET_DIR}. */
   readonly socketDir?: string;
+  /**
+   * podcrypt's extension for a planned restart: `handover=1` (a line of its own) is answered by
+   * this, on the connection, between other requests (never during a `set`). Without it the line
+   * is an unknown operation, as in wireguard-go.
+   */
+  readonly onHandover?: (socket: Socket) => void;
 }
 
 /**
@@ -62,6 +68,22 @@ export class UapiServer {
     this.listening = false;
     // net.Server.close unlinks the socket file it created.
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    try {
+      unlinkSync(this.path);
+    } catch {
+      // already removed
+    }
+  }
+
+  /**
+   * Stops accepting connections and removes the socket file, keeping the open connections (a
+   * daemon handing over: its successor listens next while this one still answers on the
+   * handover connection).
+   */
+  stopListening(): void {
+    if (!this.listening) return;
+    this.listening = false;
+    this.server.close();
     try {
       unlinkSync(this.path);
     } catch {
@@ -132,6 +154,11 @@ export class UapiServer {
             const r = await this.serialized(() => executeSet(this.options.device, body));
             this.logResult("set", r);
             socket.write(errnoTrailer(r.errno));
+          } else if (op === "handover=1" && this.options.onHandover !== undefined) {
+            const onHandover = this.options.onHandover;
+            buf = "";
+            await this.serialized(() => onHandover(socket));
+            return;
           } else {
             this.options.logger.warn({ length: op.length }, "invalid UAPI operation, closing connection");
             socket.destroy();

@@ -40,7 +40,7 @@ export const API_CALLS: readonly ApiCall[] = [
   // Kubernetes Nodes are read (what Kubernetes assigned each node: addresses, pod CIDRs) and
   // patched for one thing only: the workload-gating taint of the agent's own node.
   call("", "nodes", "get", "nodeNetwork(), setNodeTaint()"),
-  call("", "nodes", "list", "nodeAuthorities(), watchNodeAuthorities()"),
+  call("", "nodes", "list", "watchNodeAuthorities()"),
   call("", "nodes", "watch", "watchNodeAuthorities()"),
   call("", "nodes", "patch", "setNodeTaint() (JSON patch of spec.taints, tested on resourceVersion)"),
   call("", "nodes", "create", "registerNode()", {

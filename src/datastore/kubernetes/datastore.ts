@@ -371,19 +371,9 @@ export class KubernetesDatastore implements Datastore {
   }
 
   /**
-   * What Kubernetes assigned every Node (`spec.podCIDRs`, `status.addresses`): the authority agents
-   * vet peers' claims against (src/agent/claims.ts). One `list nodes` call.
-   */
-  async nodeAuthorities(): Promise<Map<string, NodeAuthority>> {
-    this.checkOpen();
-    const { items } = await this.client.list(KUBE_NODE_REF, "").catch((e: unknown) => {
-      throw unavailable(e);
-    });
-    return new Map(items.map((o) => [o.metadata?.name ?? "", authorityOf(o)]));
-  }
-
-  /**
-   * {@link nodeAuthorities} kept current by a Node informer, closed with the store. `onChange`
+   * What Kubernetes assigned every Node (`spec.podCIDRs`, `status.addresses`), the authority agents
+   * vet peers' claims against (src/agent/claims.ts), kept current by a Node informer, closed with
+   * the store. `onChange`
    * runs when what Kubernetes assigned some node changed (not on every Node write: kubelet
    * heartbeats and record writes move Nodes all the time).
    */

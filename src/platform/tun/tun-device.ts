@@ -39,6 +39,25 @@ export class TunDevice {
   }
 
   /**
+   * Takes over fd `fd` of process `pid`, a TUN device named `name` (a daemon handing over to its
+   * successor): a duplicate of the same open file. Throws PodcryptError ETUN.
+   */
+  static take(pid: number, fd: number, name: string): TunDevice {
+    try {
+      return new TunDevice(name, native().takeFd(pid, fd));
+    } catch (cause) {
+      throw new PodcryptError(
+        "ETUN",
+        `cannot take TUN interface ${name} from pid ${pid}: ${(cause as Error).message}`,
+        {
+          cause,
+          context: { ifname: name, pid },
+        },
+      );
+    }
+  }
+
+  /**
    * Reads up to `max` packets without blocking into `arena` slots (packet i at
    * `i*slotSize + headroom`, at most `capacity` bytes, length in `lengths[i]`). Returns the count or
    * a negated errno (see {@link isInterfaceGoneErrno}).

@@ -38,6 +38,25 @@ export class BatchUdpSocket {
     }
   }
 
+  /**
+   * Takes over the UDP socket `s.fd` of process `pid` (a daemon handing over to its successor): a
+   * duplicate of the same socket, bound, with its queue. Throws PodcryptError EUDP.
+   */
+  static take(pid: number, s: { fd: number; port: number; family: 4 | 6; gro: boolean }): BatchUdpSocket {
+    try {
+      return new BatchUdpSocket(native().takeFd(pid, s.fd), s.port, s.family, s.gro);
+    } catch (cause) {
+      throw new PodcryptError(
+        "EUDP",
+        `cannot take UDP port ${s.port} from pid ${pid}: ${(cause as Error).message}`,
+        {
+          cause,
+          context: { port: s.port, pid },
+        },
+      );
+    }
+  }
+
   /** recvmmsg without blocking; see NativeAddon.udpRecv. Returns the count or a negated errno. */
   recvBatch(
     arena: Buffer,

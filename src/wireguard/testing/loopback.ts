@@ -9,6 +9,7 @@ import type { ManualClock, RandomBytes } from "../../clock.js";
 import type { DatapathPeer, Endpoint } from "../contract.js";
 import { generatePrivateKey, publicFromPrivate } from "../../keys/x25519.js";
 import { Device } from "../device.js";
+import type { DeviceHandover } from "../handover.js";
 import { parseIp } from "../ip.js";
 import { messageType } from "../messages.js";
 import { openTransport, sealTransport, transportReceiver } from "../session.js";
@@ -77,13 +78,20 @@ export class TestNode {
     readonly endpoint: Endpoint,
     readonly clock: ManualClock,
     readonly network: TestNetwork,
-    options: { random?: RandomBytes; underLoadThreshold?: number } = {},
+    options: { random?: RandomBytes; underLoadThreshold?: number; handover?: DeviceHandover } = {},
   ) {
     const random = options.random ?? randomBytes;
     this.device = new Device({ clock, random, underLoadThreshold: options.underLoadThreshold });
-    this.privateKey = generatePrivateKey(random);
-    this.publicKey = publicFromPrivate(this.privateKey);
-    this.device.setPrivateKey(this.privateKey);
+    if (options.handover !== undefined) {
+      // A successor: the key, peers and sessions come from its predecessor (Device.handOver).
+      this.device.takeOver(options.handover, clock.now());
+      this.privateKey = this.device.privateKey!;
+      this.publicKey = this.device.publicKey!;
+    } else {
+      this.privateKey = generatePrivateKey(random);
+      this.publicKey = publicFromPrivate(this.privateKey);
+      this.device.setPrivateKey(this.privateKey);
+    }
     this.source = endpoint;
     network.attach(this);
     this.device.setTransmit((to, bytes) => this.network.send({ from: this.source, to, bytes }));

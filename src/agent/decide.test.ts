@@ -1,0 +1,303 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parseResource, type ClusterEncryption, type Node, type Phase } from "../model/index.js";
+import {
+  COALESCE_MS,
+  KEY_BATCH_MS,
+  MAX_COALESCE_MS,
+  RECHECK_MS,
+  coalesceDelay,
+  decideAfterReconcile,
+  needsSessions,
+  planKeys,
+  wakeFor,
+  type AfterReconcileDecision,
+  type KeyPlan,
+  type Wake,
+} from "./decide.js";
+import { desiredState, type AgentSettings } from "./desired.js";
+
+const SETTINGS: AgentSettings = {
+  node: "node-1",
+  ifPrefix: "podcrypt",
+  wireguardPort: 51820,
+  underlayIf: "eth0",
+  mtu: 1420,
+};
+const AT = "2026-12-01T00:00:00.000Z";
+const KEY = (c: string): string => Buffer.alloc(32, c).toString("base64");
+
+function node(
+  i: number,
+  keys: Record<string, string>,
+  more: { acks?: Array<[number, Phase]>; saInstance?: string; heartbeat?: string } = {},
+): Node {
+  return parseResource("nodes", {
+    name: `node-${i}`,
+    underlay: { ipv4: `172.30.0.${10 + i}` },
+    podCIDRs: [`10.244.${i}.0/24`],
+    publicKeys: keys,
+    saInstance: more.saInstance ?? `${i}`.padStart(32, "0"),
+    ...(more.heartbeat === undefined ? {} : { heartbeat: more.heartbeat }),
+    acknowledgements: (more.acks ?? []).map(([epoch, phase]) => ({ epoch, phase, at: AT })),
+  });
+}
+
+/** A cluster in `phase` of a run from epoch 4 to epoch 5 (`mode` both sides), or idle at epoch 4. */
+function cluster(
+  phase: Phase,
+  mode: "wireguard" | "ipsec" = "wireguard",
+  over: object = {},
+): ClusterEncryption {
+  return parseResource("clusterencryptions", {
+    name: "default",
+    enabled: true,
+    mode,
+    applied: { enabled: true, mode },
+    epoch: 4,
+    phase,
+    lastCompletedAt: AT,
+    ...(phase === "idle"
+      ? {}
+      : { target: { epoch: 5, enabled: true, mode }, phaseStartedAt: { prepare: AT } }),
+    ...over,
+  });
+}
+
+/** Node 3 missed the rotation to epoch 5 (its agent was down); `switchAt` once the others switched. */
+function lagging(switchAt?: string): ClusterEncryption {
+  return cluster("idle", "wireguard", {
+    epoch: 5,
+    lagging: [
+      {
+        node: "node-3",
+        epoch: 4,
+        since: AT,
+        until: "2026-12-01T01:00:00.000Z",
+        ...(switchAt ? { switchAt } : {}),
+      },
+    ],
+  });
+}
+
+const K4 = { "4": KEY("a") };
+const K45 = { "4": KEY("a"), "5": KEY("b") };
+
+describe("wakeFor: how soon a Node change needs a pass", () => {
+  const cases: Array<
+    [string, Node | undefined, Node | undefined, ClusterEncryption, string[], Wake, string?]
+  > = [
+    ["a new node", undefined, node(2, K4), cluster("idle"), [], "now"],
+    ["a deleted node", node(2, K4), undefined, cluster("idle"), [], "now"],
+    [
+      "a peer's new SA instance",
+      node(2, K4),
+      node(2, K4, { saInstance: "f".repeat(32) }),
+      cluster("idle"),
+      [],
+      "urgent",
+    ],
+    [
+      "this node's own new SA instance (its write coming back)",
+      node(1, K4),
+      node(1, K4, { saInstance: "f".repeat(32) }),
+      cluster("idle"),
+      [],
+      "now",
+    ],
+    ["a heartbeat only", node(2, K4), node(2, K4, { heartbeat: AT }), cluster("idle"), [], "none"],
+    ["this node's own key", node(1, K4), node(1, K45), cluster("prepare"), [], "none"],
+    [
+      "an awaited key, others still awaited",
+      node(2, K4),
+      node(2, K45),
+      cluster("prepare"),
+      ["node-2", "node-3"],
+      "batch",
+      "node-2",
+    ],
+    ["the last awaited key", node(2, K4), node(2, K45), cluster("prepare"), ["node-2"], "now", "node-2"],
+    ["a key not awaited", node(2, K4), node(2, K45), cluster("prepare"), ["node-3"], "now"],
+    [
+      "a key of an epoch no generation uses",
+      node(2, K4),
+      node(2, { ...K4, "9": KEY("z") }),
+      cluster("idle"),
+      [],
+      "none",
+    ],
+    [
+      "a peer's prepare acknowledgement in switch",
+      node(2, K45),
+      node(2, K45, { acks: [[5, "prepare"]] }),
+      cluster("switch"),
+      [],
+      "now",
+    ],
+    [
+      "a peer's prepare acknowledgement in prepare",
+      node(2, K45),
+      node(2, K45, { acks: [[5, "prepare"]] }),
+      cluster("prepare"),
+      [],
+      "none",
+    ],
+  ];
+  for (const [what, a, b, c, awaiting, wake, keyArrived] of cases)
+    it(what, () => {
+      const got = wakeFor(a, b, { self: "node-1", cluster: c, awaitingKeys: new Set(awaiting) });
+      assert.deepEqual(got, keyArrived === undefined ? { wake } : { wake, keyArrived });
+    });
+});
+
+describe("planKeys: when a pass writes this node's public keys", () => {
+  const cases: Array<[string, Node | undefined, number[], Record<string, string>, KeyPlan]> = [
+    ["no record yet", undefined, [4], K4, { write: "now", replaced: [] }],
+    ["a new epoch's key", node(1, K4), [4, 5], K45, { write: "now", replaced: [] }],
+    [
+      "a key that differs (key file lost)",
+      node(1, K4),
+      [4],
+      { "4": KEY("x") },
+      { write: "now", replaced: [4] },
+    ],
+    [
+      "a retired key to prune",
+      node(1, K45),
+      [5],
+      { "5": KEY("b") },
+      { write: "with-acknowledgement", replaced: [] },
+    ],
+    ["as published", node(1, K45), [4, 5], K45, { write: "none", replaced: [] }],
+  ];
+  for (const [what, self, needed, keys, plan] of cases)
+    it(what, () => assert.deepEqual(planKeys(self, needed, keys), plan));
+});
+
+describe("needsSessions: when the desired state reads the data plane's sessions", () => {
+  const cases: Array<[string, ClusterEncryption, boolean]> = [
+    ["idle", cluster("idle"), false],
+    ["a WireGuard run's prepare", cluster("prepare"), false],
+    ["a WireGuard run's switch", cluster("switch"), true],
+    ["an IPsec run's switch", cluster("switch", "ipsec"), false],
+    ["idle, a lagging node not yet switched", lagging(), false],
+    ["idle, a lagging node switched", lagging("2026-12-01T00:10:00.000Z"), true],
+  ];
+  for (const [what, c, want] of cases) it(what, () => assert.equal(needsSessions(c), want));
+});
+
+describe("decideAfterReconcile: the acknowledgement to write and when to look again", () => {
+  const up = (): boolean => true;
+  const down = (): boolean => false;
+  const switchAt = "2026-12-01T00:10:00.000Z";
+  const peers = [node(2, K45, { acks: [[5, "prepare"]] })];
+  const cases: Array<
+    [string, ClusterEncryption, string, Node[], Node | undefined, () => boolean, AfterReconcileDecision]
+  > = [
+    [
+      "prepare, every live peer's key held",
+      cluster("prepare"),
+      "node-1",
+      [node(2, K45)],
+      node(1, K45),
+      down,
+      { awaitingKeys: new Set(), acknowledge: { epoch: 5, phase: "prepare" } },
+    ],
+    [
+      "prepare, a peer's key missing",
+      cluster("prepare"),
+      "node-1",
+      [node(2, K4)],
+      node(1, K45),
+      down,
+      { awaitingKeys: new Set(["node-2"]) },
+    ],
+    [
+      "prepare, acknowledged already",
+      cluster("prepare"),
+      "node-1",
+      [node(2, K45)],
+      node(1, K45, { acks: [[5, "prepare"]] }),
+      down,
+      { awaitingKeys: new Set() },
+    ],
+    [
+      "switch, a prepared peer's session not up yet",
+      cluster("switch"),
+      "node-1",
+      peers,
+      node(1, K45),
+      down,
+      { awaitingKeys: new Set(), recheckInMs: RECHECK_MS },
+    ],
+    [
+      "switch, every session up",
+      cluster("switch"),
+      "node-1",
+      peers,
+      node(1, K45),
+      up,
+      { awaitingKeys: new Set(), acknowledge: { epoch: 5, phase: "switch" } },
+    ],
+    [
+      "retire",
+      cluster("retire"),
+      "node-1",
+      peers,
+      node(1, K45),
+      up,
+      { awaitingKeys: new Set(), acknowledge: { epoch: 5, phase: "retire" } },
+    ],
+    ["idle, nothing to catch up", cluster("idle"), "node-1", [node(2, K4)], node(1, K4), up, {}],
+    [
+      "idle, this node lagging, prepared for the current epoch",
+      lagging(),
+      "node-3",
+      [node(1, K45), node(2, K45)],
+      node(3, K45),
+      up,
+      { acknowledge: { epoch: 5, phase: "prepare" } },
+    ],
+    [
+      "idle, this node lagging and the others switched, its sessions not up",
+      lagging(switchAt),
+      "node-3",
+      [node(1, K45), node(2, K45)],
+      node(3, K45),
+      down,
+      { recheckInMs: RECHECK_MS },
+    ],
+    [
+      "idle, this node lagging and the others switched, its sessions up",
+      lagging(switchAt),
+      "node-3",
+      [node(1, K45), node(2, K45)],
+      node(3, K45),
+      up,
+      { acknowledge: { epoch: 5, phase: "switch" } },
+    ],
+  ];
+  for (const [what, c, self, live, me, sessionsUp, want] of cases)
+    it(what, () => {
+      const desired = desiredState(
+        { ...SETTINGS, node: self },
+        c,
+        [...live, ...(me ? [me] : [])],
+        sessionsUp,
+      );
+      const got = decideAfterReconcile({ cluster: c, self, me, live, desired, takeover: needsSessions(c) });
+      assert.deepEqual(got, want);
+    });
+});
+
+describe("coalesceDelay", () => {
+  const cases: Array<[number, number, number]> = [
+    [COALESCE_MS, 0, COALESCE_MS],
+    [COALESCE_MS, 100, 200],
+    [COALESCE_MS, 10_000, MAX_COALESCE_MS],
+    [KEY_BATCH_MS, 0, MAX_COALESCE_MS],
+  ];
+  for (const [least, lastPass, want] of cases)
+    it(`least ${least} ms, last pass ${lastPass} ms: ${want} ms`, () =>
+      assert.equal(coalesceDelay(least, lastPass), want));
+});

@@ -1,0 +1,65 @@
+/**
+ * The Agent on a ManualClock: every timer it arms (coalescing, the pause after a failed pass,
+ * heartbeats) runs on the clock it is given, so a test moves time instead of sleeping. One agent
+ * over the memory datastore with a FakeDataplane that fails until told to recover.
+ */
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { COALESCE_MS, RETRY_AFTER_FAILURE_MS } from "../../src/agent/decide.js";
+import { ManualClock } from "../../src/clock.js";
+import { MemoryDatastore } from "../../src/datastore/memory/index.js";
+import { fakeErrno } from "../../src/dataplane/fake/index.js";
+import { simNode, waitUntil } from "./sim.js";
+
+/** Lets pending promise chains and I/O callbacks of the memory datastore run (no time passes on the clock). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+}
+
+describe("the agent's timers run on its clock", () => {
+  const root = new MemoryDatastore();
+  after(() => root.close());
+
+  it("a failed pass is retried once the clock passes the pause, not before, and its end is published", async () => {
+    await root.collection("clusterencryptions").create({
+      name: "default",
+      enabled: true,
+      mode: "wireguard",
+      applied: { enabled: true, mode: "wireguard" },
+      epoch: 1,
+      phase: "idle",
+    });
+    const clock = new ManualClock(0, Date.parse("2026-12-01T00:00:00Z"));
+    const node = simNode(root.connect(), 1, { clock, heartbeatMs: 5_000, resyncMs: 60_000 });
+    after(() => node.agent.stop());
+    node.backend.failAlways(fakeErrno("EIO"));
+    await node.agent.start();
+    await settle();
+    assert.equal(node.backend.stats.reconciles, 0, "the first pass waits for the coalescing timer");
+
+    clock.advance(COALESCE_MS);
+    await waitUntil(() => node.backend.stats.failures === 1, 10_000, "the first pass to fail");
+    // Events (the agent's own writes coming back) arm coalescing timers meanwhile: no pass until the pause ends.
+    clock.advance(RETRY_AFTER_FAILURE_MS - 1);
+    await settle();
+    assert.equal(node.backend.stats.reconciles, 1, "no pass during the pause after a failure");
+
+    clock.advance(1);
+    await waitUntil(() => node.backend.stats.failures === 2, 10_000, "the retry");
+    assert.equal(node.backend.stats.reconciles, 2);
+
+    node.backend.recover();
+    clock.advance(RETRY_AFTER_FAILURE_MS);
+    await waitUntil(() => node.backend.stats.reconciles === 3, 10_000, "the pass after recovery");
+    // The failure stays in the node's status, marked as ended (at the clock's time).
+    const clearedAt = async (): Promise<string | undefined> =>
+      (await root.collection("nodes").get(node.name))?.value.status?.reconcileError?.clearedAt;
+    await waitUntil(
+      async () => (await clearedAt()) !== undefined,
+      10_000,
+      "the heartbeat that publishes the failure's end",
+    );
+    assert.equal(await clearedAt(), new Date(clock.wallNow()).toISOString());
+    assert.equal(node.backend.stats.failures, 2);
+  });
+});

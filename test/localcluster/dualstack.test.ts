@@ -1,0 +1,273 @@
+// test-tier: netns (root: network namespaces)
+/**
+ * Dual-stack pods on the local cluster, userspace data planes, both modes, over either underlay:
+ * - `--ip-family dual` (IPv4 underlay) and `--ip-family dual --underlay-family ipv6` (an IPv6-only
+ *   underlay carrying IPv4 and IPv6 pods): `verify` passes for every ordered pair in both
+ *   families, and a capture of the fabric of its own (tcpdump, not verify's) sees no marker of
+ *   either family, the tunnels' packets only of the underlay's family, and on the IPv6 underlay
+ *   no IPv4 frame at all;
+ * - strict mode: with one node's tunnel daemon stopped (SIGSTOP, its interface held down, as in
+ *   the Prometheus test, and a default route of each family on the underlay as a real node has),
+ *   IPv6 and then IPv4 pod traffic toward another node is dropped by that node's rules (the
+ *   peer's drop counter grows with each family) and not one packet with a pod address of either
+ *   family crosses the fabric.
+ */
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, afterEach, describe, it } from "node:test";
+import { readClusterState } from "../../src/localcluster/state.js";
+import { pcapRecords } from "../../src/localcluster/verify.js";
+import { run, runIn } from "../../src/platform/netns/netns.js";
+import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
+
+const busy = await clusterBusy();
+const children = new Set<ChildProcess>();
+const frozen = new Set<number>();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** tcpdump on the fabric bridge writing `pcap` (optionally with a filter); resolves once it listens. */
+async function capture(fabric: { netns: string; bridge: string }, pcap: string, filter: string[] = []) {
+  const t = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      fabric.netns,
+      "tcpdump",
+      "-n",
+      "-U",
+      "-s",
+      "0",
+      "-i",
+      fabric.bridge,
+      "-w",
+      pcap,
+      ...filter,
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  children.add(t);
+  await new Promise<void>((resolve, reject) => {
+    let err = "";
+    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 60_000);
+    t.stderr!.on("data", (d: Buffer) => {
+      err += d.toString();
+      if (err.includes("listening on")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    t.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`tcpdump exited with ${code}: ${err}`));
+    });
+  });
+  return async (): Promise<Array<{ at: number; data: Buffer }>> => {
+    const done = new Promise((r) => t.once("exit", r));
+    t.kill("SIGINT");
+    await done;
+    children.delete(t);
+    return pcapRecords(readFileSync(pcap));
+  };
+}
+
+/** The UDP destination port of an Ethernet frame carrying UDP over IPv4 or IPv6 (no extension headers), if any. */
+function udpPort(frame: Buffer): { family: "ipv4" | "ipv6"; port: number } | undefined {
+  const type = frame.length >= 14 ? frame.readUInt16BE(12) : 0;
+  if (type === 0x0800 && frame.length >= 38 && frame[23] === 17) {
+    const ihl = (frame[14]! & 0x0f) * 4;
+    return { family: "ipv4", port: frame.readUInt16BE(14 + ihl + 2) };
+  }
+  if (type === 0x86dd && frame.length >= 58 && frame[20] === 17)
+    return { family: "ipv6", port: frame.readUInt16BE(56) };
+  return undefined;
+}
+
+/** The nft drop counter of node `netns`'s strict rules for `peer`, outbound. */
+async function outDrops(netns: string, peer: string): Promise<number> {
+  const text = await runIn(netns, "nft", ["-j", "list", "chain", "inet", "podcrypt", `out.${peer}`]);
+  const doc = JSON.parse(text) as {
+    nftables: Array<{ rule?: { expr: Array<{ counter?: { packets: number } }> } }>;
+  };
+  return doc.nftables.reduce(
+    (sum, item) => sum + (item.rule?.expr.find((e) => e.counter !== undefined)?.counter?.packets ?? 0),
+    0,
+  );
+}
+
+after(() => {
+  for (const pid of frozen) process.kill(pid, "SIGCONT");
+  for (const c of children) c.kill("SIGKILL");
+});
+
+const setups = [
+  { mode: "wireguard", underlay: "ipv4", ports: [51820, 51821] },
+  { mode: "wireguard", underlay: "ipv6", ports: [51820, 51821] },
+  { mode: "ipsec", underlay: "ipv4", ports: [4500] },
+  { mode: "ipsec", underlay: "ipv6", ports: [4500] },
+] as const;
+
+for (const s of setups) {
+  describe(
+    `dual-stack pods, ${s.mode}, userspace, ${s.underlay} underlay`,
+    { skip: busy === false ? false : busy, concurrency: 1 },
+    () => {
+      const { home, podcrypt, remove } = clusterCli(`dualstack-${s.mode}-${s.underlay}`);
+      let up = false;
+      afterEach(() => {
+        for (const pid of frozen) process.kill(pid, "SIGCONT");
+        frozen.clear();
+      });
+      after(async () => {
+        for (const c of children) c.kill("SIGKILL");
+        if (up) await podcrypt(["cluster", "down"]);
+        remove();
+      });
+
+      it("verify passes in both families; an independent capture sees no marker and the tunnels on the underlay's family only", async () => {
+        const r = await podcrypt([
+          "cluster",
+          "up",
+          "--ip-family",
+          "dual",
+          "--underlay-family",
+          s.underlay,
+          "--mode",
+          s.mode,
+          "--dataplane",
+          "userspace",
+          "--timeout",
+          "150",
+        ]);
+        up = true;
+        assert.equal(r.code, 0, `cluster up failed: ${r.stderr}`);
+        const state = readClusterState(home)!;
+        const stop = await capture(state.plan.fabric, join(home, "fabric.pcap"));
+        const v = await podcrypt(["verify", "--json"]);
+        const frames = await stop();
+        assert.equal(v.code, 0, `verify failed: ${v.stderr}\n${v.stdout}`);
+        const result = JSON.parse(v.stdout) as VerifyJson;
+        assert.equal(result.ok, true);
+        // 3 nodes: 6 ordered pairs, each in both families.
+        assert.deepEqual(
+          result.pairs.map((p) => `${p.from}>${p.to} ${p.family}`).sort(),
+          ["node-1", "node-2", "node-3"]
+            .flatMap((a) =>
+              ["node-1", "node-2", "node-3"]
+                .filter((b) => b !== a)
+                .flatMap((b) => [`${a}>${b} ipv4`, `${a}>${b} ipv6`]),
+            )
+            .sort(),
+        );
+        for (const p of result.pairs)
+          assert.deepEqual([p.delivered, p.plaintextSeen], [true, false], `${p.from}>${p.to} ${p.family}`);
+        assert.equal(
+          frames.filter((f) => f.data.includes("PODCRYPT-VERIFY")).length,
+          0,
+          "no verify marker of either family on the fabric",
+        );
+        const tunnel = frames
+          .map((f) => udpPort(f.data))
+          .filter((u) => u !== undefined && s.ports.some((p) => p === u.port));
+        assert.ok(tunnel.length >= 24, `the probes crossed the tunnels (${tunnel.length} tunnel packets)`);
+        assert.deepEqual(
+          [...new Set(tunnel.map((u) => u!.family))],
+          [s.underlay],
+          "tunnel packets of the underlay's family",
+        );
+        if (s.underlay === "ipv6")
+          assert.equal(
+            frames.filter((f) => [0x0800, 0x0806].includes(f.data.readUInt16BE(12))).length,
+            0,
+            "an IPv6-only underlay: no IPv4 or ARP frame on the fabric",
+          );
+      });
+
+      it("strict mode, a node's tunnel daemon stopped: IPv6 and IPv4 pod packets dropped at the node, none on the fabric", async () => {
+        const state = readClusterState(home);
+        assert.ok(state !== undefined, "the cluster of the test before runs");
+        const [n1, n2] = state.plan.nodes;
+        const from = state.plan.pods.find((p) => p.node === n1!.name)!;
+        const to = state.plan.pods.find((p) => p.node === n2!.name)!;
+        const [to4, to6] = to.ips;
+        assert.ok(to4 !== undefined && to6 !== undefined && to6.includes(":"), JSON.stringify(to.ips));
+        const route = JSON.parse(await runIn(n1!.netns, "ip", ["-j", "route", "get", to6])) as Array<{
+          dev: string;
+        }>;
+        const dev = route[0]!.dev;
+        assert.match(dev, /^pc\d+w[01e]$/, `node-1 routes ${to6} through a tunnel`);
+        const pids = (await run("ip", ["netns", "pids", n1!.netns])).split(/\s+/).filter(Boolean).map(Number);
+        const daemon = pids.find((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(dev);
+          } catch {
+            return false;
+          }
+        });
+        assert.ok(daemon !== undefined, `the daemon of ${dev} runs in ${n1!.netns}`);
+        // As on a real node: default routes of both families on the underlay, the way plaintext
+        // would leave once the tunnel's routes are gone; through node-2's fabric addresses, which
+        // answer ARP and neighbour solicitations, so that a packet not dropped does cross.
+        const v4gw = s.underlay === "ipv6" ? ["inet6", n2!.underlayIPv6] : [n2!.underlayIPv4];
+        await runIn(n1!.netns, "ip", ["-4", "route", "add", "default", "via", ...v4gw, "dev", "eth0"]);
+        await runIn(n1!.netns, "ip", [
+          "-6",
+          "route",
+          "add",
+          "default",
+          "via",
+          n2!.underlayIPv6,
+          "dev",
+          "eth0",
+        ]);
+        const stop = await capture(state.plan.fabric, join(home, "strict.pcap"), [
+          "net",
+          "10.244.0.0/16",
+          "or",
+          "net",
+          "fd00:10:244::/48",
+        ]);
+        process.kill(daemon, "SIGSTOP");
+        frozen.add(daemon);
+        const down = () => runIn(n1!.netns, "ip", ["link", "set", dev, "down"]).catch(() => "");
+        await down();
+        // The agent may set the interface up again on a pass (its daemon is there, only frozen).
+        const keepDown = setInterval(() => void down(), 200);
+        try {
+          await sleep(500);
+          const before = await outDrops(n1!.netns, n2!.name);
+          const ping = (family: "-4" | "-6", ip: string) =>
+            runIn(from.netns, "ping", [family, "-n", "-q", "-c", "20", "-i", "0.02", "-W", "1", ip]).catch(
+              (e: Error) => e.message,
+            );
+          await ping("-6", to6);
+          const after6 = await outDrops(n1!.netns, n2!.name);
+          await ping("-4", to4);
+          const after4 = await outDrops(n1!.netns, n2!.name);
+          await sleep(500);
+          const frames = await stop();
+          assert.deepEqual(
+            frames.map((f) => f.data.subarray(12, 14).toString("hex")),
+            [],
+            "no packet with a pod address of either family crossed the fabric",
+          );
+          assert.ok(
+            after6 - before >= 20,
+            `IPv6 pod packets dropped by node-1's strict rules: ${after6 - before}`,
+          );
+          assert.ok(
+            after4 - after6 >= 20,
+            `IPv4 pod packets dropped by node-1's strict rules: ${after4 - after6}`,
+          );
+          process.stdout.write(
+            `# ${s.mode}/${s.underlay} underlay, ${dev} stopped: dropped ${after6 - before} IPv6 and ${after4 - after6} IPv4 pod packets, 0 on the fabric\n`,
+          );
+        } finally {
+          clearInterval(keepDown);
+        }
+      });
+    },
+  );
+}
