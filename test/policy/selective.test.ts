@@ -206,11 +206,11 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         assert.equal(text.code, 0, text.stderr);
         assert.match(
           text.stdout,
-          /node-1 → node-2 udp\/53 \(kube-system\/kube-dns\) +delivered .*encrypted \(marker not seen/,
+          /node-1 → node-2 (ipv4 )?udp\/53 \(kube-system\/kube-dns\) +delivered .*encrypted \(marker not seen/,
         );
         assert.match(
           text.stdout,
-          /node-2 → node-1 tcp\/80 \(default\/web\) +delivered .*not selected: plaintext, as expected/,
+          /node-2 → node-1 (ipv4 )?tcp\/80 \(default\/web\) +delivered .*not selected: plaintext, as expected/,
         );
       });
 
