@@ -174,4 +174,12 @@ export interface DataplaneBackend {
    * on backends without strict rules (the fake).
    */
   strictDrops?(): Promise<StrictDrop[]>;
+  /**
+   * A planned restart of the node's userspace data-plane daemons (an upgrade), one after another:
+   * each is replaced by a successor that takes its TUN device, UDP socket and sessions or SAs over
+   * (`--take-over`), so no packet, session or sequence number is lost (docs/design.md, "A planned
+   * restart (an upgrade)"). Returns the interfaces handed over. Absent where nothing can hand over
+   * (kernel data planes have no daemon).
+   */
+  handOverDaemons?(): Promise<string[]>;
 }

@@ -15,8 +15,8 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { planRun } from "../../src/cli/verify-agents.js";
 import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
 import type { NodeInput } from "../../src/model/index.js";
-import { installPodcrypt } from "../kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../kube-apiserver/server.js";
+import { installPodcrypt } from "../support/kube-apiserver/rbac.js";
+import type { KubeApiServer } from "../support/kube-apiserver/server.js";
 
 const TOKENS = { controller: "controller-token", agent: "unbound-agent-token", admin: "admin-token" };
 const AGENT_NODES = { "agent-1-token": "node-1", "agent-2-token": "node-2" };
