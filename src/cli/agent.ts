@@ -250,6 +250,8 @@ async function runAgent(o: AgentFlags): Promise<void> {
       logger.info({ address: `${listen.host}:${health.port}` }, "serving /healthz, /readyz and /metrics");
     }
     const { heartbeatSeconds } = set;
+    // Its traffic to selected pods is marked as the pods' (verify --via-agents probes them).
+    const probeEndpoint = probeEndpointAddress(net.podCIDRs);
     const agent = new Agent({
       settings: {
         node,
@@ -257,6 +259,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
         wireguardPort: set.wireguardPort,
         underlayIf,
         mtu,
+        ...(probeEndpoint === undefined ? {} : { probeEndpoint }),
       },
       self: {
         underlay: ipv6 ? { ipv6: net.underlayIp } : { ipv4: net.underlayIp },
