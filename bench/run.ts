@@ -13,15 +13,16 @@
  * TCP endpoints alone cost.
  *
  * Every row's tunnel is brought up first; the pings then go round the rows in turns of a few
- * packets (so a change in the machine's load hits every row alike), and the throughput tests run
- * one row at a time (never concurrently: the machine has two shared cores). Read ratios within
- * one run, not absolutes across runs.
+ * packets (so a change in the machine's load hits every row alike), and each throughput test goes
+ * round the rows `--rounds` times, one row at a time (never concurrently: the machine has two
+ * shared cores), the median kept. Read ratios within one run, not absolutes across runs.
  *
- *   node dist/bench/run.js [--quick] [--seconds S] [--pings N] [--interval SEC]
+ *   node dist/bench/run.js [--quick] [--seconds S] [--rounds R] [--pings N] [--interval SEC]
  *       [--only podcrypt-wg,podcrypt-esp,wireguard-go,veth] [--json FILE] [--svg FILE] [--markdown FILE]
  *
- * Defaults: 5 s per iperf3 test, 300 pings 20 ms apart; `--quick`: 2 s and 100 pings (about a
- * minute in all). All traffic stays inside namespaces this run makes (pct-<id>-*), removed at the
+ * Defaults: 3 s per iperf3 test, each test three times round the rows (the median is reported),
+ * 300 pings 20 ms apart (about five minutes in all); `--quick`: 2 s, one round, 100 pings (about a
+ * minute). All traffic stays inside namespaces this run makes (pct-<id>-*), removed at the
  * end, on failure and on Ctrl-C. A row that fails reports its error and the others still run; the
  * exit status is non-zero then.
  */
@@ -51,6 +52,8 @@ export interface BenchOptions {
   readonly seconds: number;
   readonly pings: number;
   readonly interval: number;
+  /** Times each throughput test goes round the rows; the median is reported. */
+  readonly rounds: number;
   readonly only: ReadonlySet<RowName>;
 }
 
@@ -73,10 +76,8 @@ export interface BenchRow {
   /** UDP packets/s received, a->b, by IP packet size. */
   udpPps: Partial<Record<(typeof UDP_SIZES)[number], number>>;
   ping?: PingFigures;
-  /** CPU seconds per GB (1e9 bytes) moved in the one-stream a->b test: tunnel daemons + iperf3 ends. */
+  /** CPU seconds per GB (1e9 bytes) moved in a one-stream a->b test: tunnel daemons + iperf3 ends. */
   cpuSecondsPerGB?: number;
-  /** The tunnel daemons' part of `cpuSecondsPerGB`. */
-  daemonCpuSecondsPerGB?: number;
   readonly errors: string[];
 }
 
@@ -84,7 +85,7 @@ export interface BenchRow {
 export interface BenchResult {
   readonly date: string;
   readonly machine: Record<string, string>;
-  readonly options: { seconds: number; pings: number; interval: number };
+  readonly options: { seconds: number; rounds: number; pings: number; interval: number };
   readonly loadBefore: string;
   readonly loadAfter: string;
   readonly rows: BenchRow[];
@@ -92,7 +93,7 @@ export interface BenchResult {
 
 function usage(): string {
   return (
-    `usage: npm run bench -- [--quick] [--seconds S] [--pings N] [--interval SEC] [--only ${ROWS.join(",")}]\n` +
+    `usage: npm run bench -- [--quick] [--seconds S] [--rounds R] [--pings N] [--interval SEC] [--only ${ROWS.join(",")}]\n` +
     `                        [--json FILE] [--svg FILE] [--markdown FILE]\n`
   );
 }
@@ -108,7 +109,16 @@ function parseArgs(argv: string[]): BenchOptions & { json?: string; svg?: string
     "--svg",
     "--markdown",
   ]);
-  const valued = new Set(["--seconds", "--pings", "--interval", "--only", "--json", "--svg", "--markdown"]);
+  const valued = new Set([
+    "--seconds",
+    "--pings",
+    "--interval",
+    "--rounds",
+    "--only",
+    "--json",
+    "--svg",
+    "--markdown",
+  ]);
   if (argv.includes("--help")) {
     process.stdout.write(usage());
     process.exit(0);
@@ -125,9 +135,10 @@ function parseArgs(argv: string[]): BenchOptions & { json?: string; svg?: string
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const quick = argv.includes("--quick");
-  const seconds = Number(value("--seconds") ?? (quick ? 2 : 5));
+  const seconds = Number(value("--seconds") ?? (quick ? 2 : 3));
   const pings = Number(value("--pings") ?? (quick ? 100 : 300));
   const interval = Number(value("--interval") ?? 0.02);
+  const rounds = Number(value("--rounds") ?? (quick ? 1 : 3));
   const only = new Set<RowName>();
   for (const o of (value("--only") ?? ROWS.join(",")).split(",")) {
     if (!(ROWS as readonly string[]).includes(o))
@@ -136,8 +147,10 @@ function parseArgs(argv: string[]): BenchOptions & { json?: string; svg?: string
   }
   if (!(seconds > 0) || !Number.isInteger(pings) || pings < 1 || !(interval >= 0.002))
     throw new Error("--seconds must be positive, --pings a positive integer, --interval at least 0.002");
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error("--rounds must be a positive integer");
   return {
     seconds,
+    rounds,
     pings,
     interval,
     only,
@@ -326,49 +339,77 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
           count: t.length,
         };
     }
+    // Each test goes round the rows `rounds` times (the median is kept), so a burst of load from
+    // elsewhere on the machine does not decide one row's figure alone.
     const s = options.seconds;
-    for (const row of live) {
-      const res = results.get(row.name)!;
-      const attempt = async (what: string, f: () => Promise<void>): Promise<void> => {
-        log(`${row.name}: ${what}`);
-        try {
-          await f();
-        } catch (e) {
-          res.errors.push(`${what}: ${errorText(e)}`);
-        }
-      };
-      const mbps = (r: IperfJson): number => {
-        const bps = r.end?.sum_received?.bits_per_second;
-        if (bps === undefined) throw new Error("no result");
-        return bps / 1e6;
-      };
-      await attempt("tcp 1 stream", async () => {
-        const { r, daemonCpu } = await row.iperf([], s);
-        res.tcp1 = mbps(r);
-        const gb = (r.end?.sum_received?.bytes ?? 0) / 1e9;
-        const seconds = r.end?.sum_received?.seconds ?? s;
-        const cpu = r.end?.cpu_utilization_percent;
-        if (gb > 0 && cpu !== undefined) {
-          res.cpuSecondsPerGB = (daemonCpu + ((cpu.host_total + cpu.remote_total) / 100) * seconds) / gb;
-          res.daemonCpuSecondsPerGB = daemonCpu / gb;
-        }
-      });
-      await attempt(
-        "tcp 1 stream reverse",
-        async () => void (res.tcp1Reverse = mbps((await row.iperf(["-R"], s)).r)),
-      );
-      await attempt("tcp 4 streams", async () => void (res.tcp4 = mbps((await row.iperf(["-P", "4"], s)).r)));
-      await attempt(
-        "tcp 4 streams reverse",
-        async () => void (res.tcp4Reverse = mbps((await row.iperf(["-P", "4", "-R"], s)).r)),
-      );
-      for (const size of UDP_SIZES) {
-        await attempt(`udp ${size} B`, async () => {
-          const { r } = await row.iperf(["-u", "-b", "0", "-l", String(size - IP_UDP_HEADERS)], s);
+    const mbps = (r: IperfJson): number => {
+      const bps = r.end?.sum_received?.bits_per_second;
+      if (bps === undefined) throw new Error("no result");
+      return bps / 1e6;
+    };
+    /** CPU seconds per GB of a one-stream run: both daemons and both iperf3 ends. */
+    const cpuPerGB = (r: IperfJson, daemonCpu: number): number | undefined => {
+      const gb = (r.end?.sum_received?.bytes ?? 0) / 1e9;
+      const cpu = r.end?.cpu_utilization_percent;
+      if (!(gb > 0) || cpu === undefined) return undefined;
+      const seconds = r.end?.sum_received?.seconds ?? s;
+      return (daemonCpu + ((cpu.host_total + cpu.remote_total) / 100) * seconds) / gb;
+    };
+    const median = (v: number[]): number | undefined =>
+      v.length === 0 ? undefined : v.sort((x, y) => x - y)[Math.floor((v.length - 1) / 2)];
+    const tests: ReadonlyArray<{
+      what: string;
+      args: string[];
+      value: (r: IperfJson) => number;
+      store: (res: BenchRow, v: number) => void;
+    }> = [
+      { what: "tcp 1 stream", args: [], value: mbps, store: (res, v) => void (res.tcp1 = v) },
+      {
+        what: "tcp 1 stream reverse",
+        args: ["-R"],
+        value: mbps,
+        store: (res, v) => void (res.tcp1Reverse = v),
+      },
+      { what: "tcp 4 streams", args: ["-P", "4"], value: mbps, store: (res, v) => void (res.tcp4 = v) },
+      {
+        what: "tcp 4 streams reverse",
+        args: ["-P", "4", "-R"],
+        value: mbps,
+        store: (res, v) => void (res.tcp4Reverse = v),
+      },
+      ...UDP_SIZES.map((size) => ({
+        what: `udp ${size} B`,
+        args: ["-u", "-b", "0", "-l", String(size - IP_UDP_HEADERS)],
+        value: (r: IperfJson): number => {
           const sum = r.end?.sum;
           if (sum === undefined) throw new Error("no result");
-          res.udpPps[size] = (sum.packets - sum.lost_packets) / sum.seconds;
-        });
+          return (sum.packets - sum.lost_packets) / sum.seconds;
+        },
+        store: (res: BenchRow, v: number) => void (res.udpPps[size] = v),
+      })),
+    ];
+    for (const t of tests) {
+      const values = new Map<Row, number[]>(live.map((r) => [r, []]));
+      const cpu = new Map<Row, number[]>(live.map((r) => [r, []]));
+      for (let round = 0; round < options.rounds; round++) {
+        for (const row of live) {
+          log(`${row.name}: ${t.what}${options.rounds > 1 ? ` (round ${round + 1}/${options.rounds})` : ""}`);
+          try {
+            const { r, daemonCpu } = await row.iperf(t.args, s);
+            values.get(row)!.push(t.value(r));
+            const c = t.args.length === 0 ? cpuPerGB(r, daemonCpu) : undefined;
+            if (c !== undefined) cpu.get(row)!.push(c);
+          } catch (e) {
+            results.get(row.name)!.errors.push(`${t.what}: ${errorText(e)}`);
+          }
+        }
+      }
+      for (const row of live) {
+        const res = results.get(row.name)!;
+        const v = median(values.get(row)!);
+        if (v !== undefined) t.store(res, v);
+        const c = median(cpu.get(row)!);
+        if (c !== undefined) res.cpuSecondsPerGB = c;
       }
     }
   } finally {
@@ -429,7 +470,7 @@ export function formatMarkdown(result: BenchResult, svgPath?: string): string {
   const lines = [
     `Run ${result.date} on ${m["cpu"]} (${m["cores"]} cores, shared), kernel ${m["kernel"]}, Node ${m["node"]}, ` +
       `${m["wireguard-go"]}, ${m["iperf3"]}, podcrypt ${m["podcrypt"]}. ` +
-      `iperf3 ${result.options.seconds} s per test, ${result.options.pings} pings ${result.options.interval * 1000} ms apart. ` +
+      `iperf3 ${result.options.seconds} s per test, median of ${result.options.rounds} rounds, ${result.options.pings} pings ${result.options.interval * 1000} ms apart. ` +
       `Load average before: ${result.loadBefore}; after: ${result.loadAfter}.`,
     "",
     `| path | ${COLUMNS.map((c) => c.head).join(" | ")} |`,
@@ -437,7 +478,7 @@ export function formatMarkdown(result: BenchResult, svgPath?: string): string {
     ...result.rows.map((r) => `| ${r.name} | ${COLUMNS.map((c) => c.cell(r)).join(" | ")} |`),
     "",
     "TCP in Mbit/s, UDP in packets/s received (IP packet size), ping in ms, CPU in seconds per GB moved " +
-      "(both tunnel daemons and both iperf3 ends, one-stream a->b test).",
+      "(both tunnel daemons and both iperf3 ends, one-stream a->b tests).",
     "",
     ...Object.entries(ratios(result.rows)).map(
       ([k, v]) => `- ${k}: ${v === undefined ? "-" : v.toFixed(2) + "x"}`,
@@ -524,7 +565,12 @@ async function main(): Promise<void> {
   const result: BenchResult = {
     date,
     machine: machine(),
-    options: { seconds: options.seconds, pings: options.pings, interval: options.interval },
+    options: {
+      seconds: options.seconds,
+      rounds: options.rounds,
+      pings: options.pings,
+      interval: options.interval,
+    },
     loadBefore,
     loadAfter: loadAverage(),
     rows,

@@ -7,6 +7,8 @@
 //      type-only imports count, test files (*.test.ts) do not;
 //   2. no kernel data-plane backend imports a userspace one (src/dataplane/wireguard-kernel and
 //      src/dataplane/xfrm never import src/dataplane/*-userspace or src/dataplane/userspace).
+//   3. product code never imports test/ or bench/ (the fakes of test/support stay out of the
+//      product bundle).
 // Prints every violation and exits 1, or prints nothing and exits 0.
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -40,9 +42,12 @@ for (const file of sources(src)) {
     for (const m of line.matchAll(SPECIFIER)) {
       if (!m[1].startsWith(".")) continue;
       const target = resolve(dirname(file), m[1]);
+      const where = `${relative(repo, file)}:${i + 1}`;
+      for (const outside of ["test", "bench"])
+        if (target.startsWith(join(repo, outside) + "/"))
+          problems.push(`${where}: product code imports ${relative(repo, target)}`);
       if (!target.startsWith(src + "/")) continue;
       const to = folderOf(target);
-      const where = `${relative(repo, file)}:${i + 1}`;
       if (KERNEL.some((k) => from === k || from.startsWith(`${k}/`)) && USERSPACE.test(to)) {
         problems.push(`${where}: kernel backend src/${from} imports userspace src/${to}`);
       }

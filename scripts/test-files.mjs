@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Lists the compiled test files of one tier, one per line, sorted: `node scripts/test-files.mjs TIER`.
+// Lists the compiled test files of one tier, one per line, sorted (files marked `// test-runs-long`
+// first): `node scripts/test-files.mjs TIER`.
 // Node 20's test runner expands no globs, so npm scripts and scripts/test.sh take their file lists
 // from here.
 //
@@ -20,6 +21,7 @@ import process from "node:process";
 const TIERS = ["unit", "netns", "vm"];
 const ROOTS = ["src", "test", "bench"];
 const MARKER = /^\s*\/\/\s*test-tier:\s*(\S+)/;
+const LONG_MARKER = /^\s*\/\/\s*test-runs-long\b/;
 const HEADER_LINES = 30;
 const NAMESPACE_TOOLING =
   /from "(?:\.\.?\/)+(?:test\/)?(?:helpers\/netns|localcluster\/run-cli|faults\/harness|run-cli|harness|netns)\.js"/;
@@ -61,10 +63,25 @@ function tierOf(source) {
   return NAMESPACE_TOOLING.test(text) ? "netns" : "unit";
 }
 
-const files = [];
+/**
+ * Whether `source` says `// test-runs-long` in its header: a file that takes the longest by design
+ * (an etcd outage and the waits around it, an exhaustive search). Those are listed first, so that a tier running
+ * several files at a time starts them at once instead of last (longest first keeps the whole run
+ * close to its longest file).
+ */
+function runsLong(source) {
+  return readFileSync(source, "utf8")
+    .split("\n", HEADER_LINES)
+    .some((line) => LONG_MARKER.test(line));
+}
+
+const long = [];
+const rest = [];
 for (const root of ROOTS) {
   for (const source of testSources(join(repo, root))) {
-    if (tierOf(source) === wanted) files.push(join("dist", relative(repo, source)).replace(/\.ts$/, ".js"));
+    if (tierOf(source) !== wanted) continue;
+    const compiled = join("dist", relative(repo, source)).replace(/\.ts$/, ".js");
+    (runsLong(source) ? long : rest).push(compiled);
   }
 }
-for (const f of files.sort()) process.stdout.write(`${f}\n`);
+for (const f of [...long.sort(), ...rest.sort()]) process.stdout.write(`${f}\n`);

@@ -107,6 +107,8 @@ export class Agent {
   private beat: Timer | undefined;
   private dirty = true;
   private running = false;
+  /** Settles when the running loop (or hand-over) ends. */
+  private idle: Promise<void> = Promise.resolve();
   private stopped = false;
   private lastErrors: string[] = [];
   /** Failed passes: logged once per distinct failure, counted, published in the node's status. */
@@ -356,6 +358,37 @@ export class Agent {
     void this.loop().then(() => this.heartbeat());
   }
 
+  /**
+   * A planned restart of this node's userspace data-plane daemons (an upgrade: SIGUSR2 to the
+   * agent, `podcrypt cluster upgrade-node`): once the pass in progress ends, each daemon is handed
+   * over to a successor that takes its device, socket and sessions or SAs (nothing lost, no
+   * restart counted, no new SA instance), one after another; then a pass runs at once. Returns
+   * the interfaces handed over; a failure is logged (the watch replaces a daemon lost on the way
+   * as after a death).
+   */
+  async handOverDaemons(): Promise<string[]> {
+    const handOver = this.o.backend.handOverDaemons;
+    if (handOver === undefined || this.stopped) return [];
+    while (this.running) await this.idle;
+    this.running = true;
+    let release = (): void => undefined;
+    this.idle = new Promise((resolve) => (release = resolve));
+    let done: string[] = [];
+    try {
+      this.o.logger.info("planned restart of the data-plane daemons: handing each over to a successor");
+      done = await handOver.call(this.o.backend);
+      this.o.logger.info({ interfaces: done }, "data-plane daemons handed over");
+    } catch (e) {
+      this.o.logger.error({ err: chainText(e) }, "handing the data-plane daemons over failed");
+    } finally {
+      this.running = false;
+      release();
+    }
+    this.passNow();
+    await this.loop();
+    return done;
+  }
+
   /** Asks for a pass at once, skipping the coalescing delay (the loop runs it next). */
   private passNow(): void {
     this.dirty = true;
@@ -497,6 +530,8 @@ export class Agent {
   private async loop(): Promise<void> {
     if (this.running || this.stopped || this.holdOff !== undefined) return;
     this.running = true;
+    let release = (): void => undefined;
+    this.idle = new Promise((resolve) => (release = resolve));
     try {
       // Changes seen during a pass wait for their coalescing timer, which runs the loop again; after
       // a failed pass, the hold-off timer does.
@@ -512,6 +547,7 @@ export class Agent {
       }
     } finally {
       this.running = false;
+      release();
     }
   }
 

@@ -232,7 +232,8 @@ describe("desiredState, selective encryption", () => {
   const web = { node: "node-1", protocol: "tcp" as const, port: 80, podIPs: ["10.244.1.7"], sources: [] };
 
   it("routes pods in plaintext in main and through the tunnel in the selected table", () => {
-    const d = desiredState(SETTINGS, selective(cluster("idle", ON)), nodes, ALL_UP, {
+    const settings = { ...SETTINGS, probeEndpoint: "10.244.1.1" };
+    const d = desiredState(settings, selective(cluster("idle", ON)), nodes, ALL_UP, {
       encrypt: [dns, web],
       expectEncrypted: [dns],
     });
@@ -246,13 +247,17 @@ describe("desiredState, selective encryption", () => {
         { protocol: "tcp", port: 80, podIPs: ["10.244.1.7"], local: true },
       ],
       expectEncrypted: [{ protocol: "udp", port: 53, podIPs: ["10.244.2.5"], local: false }],
+      // The probe endpoint (verify --via-agents) is marked like the node's pods.
+      localSources: ["10.244.1.1"],
     });
   });
 
   it("marks nothing until this node sends encrypted (enable prepare), then marks", () => {
     const sel = { encrypt: [dns], expectEncrypted: [] };
-    const prepare = desiredState(SETTINGS, selective(cluster("prepare", OFF, ON)), nodes, ALL_UP, sel);
+    const settings = { ...SETTINGS, probeEndpoint: "10.244.1.1" };
+    const prepare = desiredState(settings, selective(cluster("prepare", OFF, ON)), nodes, ALL_UP, sel);
     assert.deepEqual(prepare.strict.selection?.encrypt, []);
+    assert.equal(prepare.strict.selection?.localSources, undefined);
     // The selected table already leads into the new generation, so marking later moves nothing.
     assert.deepEqual(prepare.routes[1], {
       dst: "10.244.2.0/24",
@@ -260,8 +265,9 @@ describe("desiredState, selective encryption", () => {
       dev: "podcrypt1",
       table: "selected",
     });
-    const sw = desiredState(SETTINGS, selective(cluster("switch", OFF, ON)), nodes, ALL_UP, sel);
+    const sw = desiredState(settings, selective(cluster("switch", OFF, ON)), nodes, ALL_UP, sel);
     assert.equal(sw.strict.selection?.encrypt.length, 1);
+    assert.deepEqual(sw.strict.selection?.localSources, ["10.244.1.1"]);
   });
 
   it("encryption off: plaintext routes only, nothing in the selected table", () => {

@@ -22,6 +22,11 @@ export interface AgentSettings {
   /** The underlay interface. Default `eth0`. */
   underlayIf: string;
   mtu: number;
+  /**
+   * This node's probe endpoint (`verify --via-agents`, src/agent/verify/endpoint.ts), whose own
+   * traffic selective encryption marks as the node's pods'. Default none.
+   */
+  probeEndpoint?: string;
 }
 
 interface Gen {
@@ -358,6 +363,8 @@ export function desiredState(
     peers: others.map((n) => ({ node: n.name, podCidrs: [...n.podCIDRs] })),
   };
   if (selective) {
+    // verify --via-agents probes selected ports from this address: marked as this node's pods are.
+    const endpoint = settings.probeEndpoint;
     const matches = (list: readonly Selector[]): SelectorMatch[] =>
       list.map((x) => ({
         protocol: x.protocol,
@@ -374,6 +381,7 @@ export function desiredState(
           // Marks only while this node sends encrypted; before that the selected table is not used.
           encrypt: sending === undefined ? [] : matches(selection.encrypt),
           expectEncrypted: matches(selection.expectEncrypted),
+          ...(sending === undefined || endpoint === undefined ? {} : { localSources: [endpoint] }),
         },
       },
       mtu: settings.mtu,

@@ -157,5 +157,6 @@ export function nodeBackend(o: NodeDataplaneOptions): DataplaneBackend {
     close: () => composite.close(),
     saInstance: () => composite.saInstance(),
     strictDrops: () => composite.strictDrops(),
+    handOverDaemons: () => composite.handOverDaemons(),
   };
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MemoryDatastore } from "../datastore/memory/index.js";
+import { MemoryDatastore } from "../../test/support/memory-datastore/index.js";
 import { isValidationError } from "../errors/index.js";
 import { interfaceHolding, resolveNodeName, resolveNodeNetwork, underlayInterfaceOf } from "./agent-node.js";
 

@@ -146,6 +146,14 @@ async function runAgent(o: AgentFlags): Promise<void> {
   const { dataplane } = set;
   const ifPrefix = o.ifPrefix ?? AGENT_DEFAULTS.ifPrefix;
   const closers: (() => Promise<void>)[] = [];
+  // SIGUSR2: a planned restart of this node's userspace data-plane daemons (an upgrade), each
+  // handed over to a successor without loss (`podcrypt cluster upgrade-node` sends it). Caught
+  // from the start: its default action would end the agent.
+  let upgrade = (): void =>
+    logger.warn("SIGUSR2 before the agent started: no data-plane daemon to hand over yet");
+  const onUpgrade = (): void => upgrade();
+  process.on("SIGUSR2", onUpgrade);
+  closers.push(async () => void process.off("SIGUSR2", onUpgrade));
   const closeAll = async (): Promise<void> => {
     for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
   };
@@ -242,6 +250,8 @@ async function runAgent(o: AgentFlags): Promise<void> {
       logger.info({ address: `${listen.host}:${health.port}` }, "serving /healthz, /readyz and /metrics");
     }
     const { heartbeatSeconds } = set;
+    // Its traffic to selected pods is marked as the pods' (verify --via-agents probes them).
+    const probeEndpoint = probeEndpointAddress(net.podCIDRs);
     const agent = new Agent({
       settings: {
         node,
@@ -249,6 +259,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
         wireguardPort: set.wireguardPort,
         underlayIf,
         mtu,
+        ...(probeEndpoint === undefined ? {} : { probeEndpoint }),
       },
       self: {
         underlay: net.underlay,
@@ -268,6 +279,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
         : {}),
     });
     daemonDied = (ifname) => agent.daemonDied(ifname);
+    upgrade = () => void agent.handOverDaemons();
     refused = () => agent.refused;
     logger.info({ mtu, extMtu, dataplane, heartbeatSeconds }, "agent starting");
     closers.push(() => agent.stop());
@@ -298,7 +310,9 @@ export function registerAgent(program: Command): void {
     .description(
       "the node agent: makes this node's keys, publishes public keys, programs the data plane. Settings come from " +
         "the flags, else the --config file, else the defaults shown; on the kubernetes datastore a DaemonSet pod " +
-        "needs only $NODE_NAME (its Node gives the underlay address and pod CIDRs)",
+        "needs only $NODE_NAME (its Node gives the underlay address and pod CIDRs). SIGTERM stops the agent (the data " +
+        "plane keeps running); SIGUSR2 replaces the node's userspace data-plane daemons one after another by handover " +
+        "(an upgrade: each successor takes its device, socket and sessions or SAs; nothing is lost)",
     )
     .option(
       "--config <file>",

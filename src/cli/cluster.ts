@@ -8,6 +8,7 @@ import { runSupervisor } from "../localcluster/supervisor.js";
 import { createLogger } from "../log/logger.js";
 import { parseClusterConfigText, resolveClusterConfig, type ClusterFlags } from "../localcluster/config.js";
 import { addNode, removeNode } from "../localcluster/nodes.js";
+import { upgradeNode } from "../localcluster/upgrade.js";
 import { clusterInfo } from "../localcluster/plan.js";
 import {
   clusterHome,
@@ -197,6 +198,29 @@ export function registerCluster(program: Command): void {
       );
       process.stdout.write(
         `node ${name} removed; every node dropped it in ${(r.convergedMs / 1000).toFixed(1)} s\n`,
+      );
+    });
+
+  cluster
+    .command("upgrade-node")
+    .description(
+      "upgrade a node of the running local cluster without losing a packet, one process after another as a rolling " +
+        "DaemonSet update: its agent is stopped (SIGTERM) and the supervisor starts the new one, which adopts the " +
+        "running data-plane daemons; then the new agent hands each userspace daemon over to a successor (SIGUSR2: " +
+        "device, socket and sessions or SAs move, no handshake, no new SA instance, no sequence number reused)",
+    )
+    .argument("<name>", "the node to upgrade")
+    .option("--timeout <seconds>", "how long each step may take", parseIntFlag("--timeout", 1, 3600), 90)
+    .action(async (name: string, o: { timeout: number }) => {
+      const r = await upgradeNode(
+        openDatastore,
+        (line) => process.stderr.write(`${line}\n`),
+        name,
+        o.timeout * 1000,
+      );
+      process.stdout.write(
+        `node ${name} upgraded: new agent reporting after ${(r.agentMs / 1000).toFixed(1)} s, ` +
+          `${r.daemons.length} data-plane daemon(s) handed over in ${(r.daemonsMs / 1000).toFixed(1)} s\n`,
       );
     });
 

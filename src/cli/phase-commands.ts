@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Command, Option } from "commander";
-import { isConflictError } from "../datastore/errors.js";
+import { isConflictError, isUnavailableError } from "../datastore/errors.js";
 import type { Datastore } from "../datastore/types.js";
 import { PodcryptError } from "../errors/index.js";
 import { CLUSTER_ENCRYPTION_NAME, type ClusterEncryption, type EncryptionMode } from "../model/index.js";
@@ -44,11 +44,32 @@ async function waitIdle(
   say: (l: string) => void,
 ): Promise<ClusterEncryption> {
   let last = "";
+  let unavailable: { since: number; error: string } | undefined;
   for (;;) {
-    const c = (await ask(
-      "reading the ClusterEncryption",
-      store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME),
-    ))!.value;
+    let c: ClusterEncryption;
+    try {
+      c = (await ask(
+        "reading the ClusterEncryption",
+        store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME),
+      ))!.value;
+      if (unavailable !== undefined) say(`  the datastore answers again`);
+      unavailable = undefined;
+    } catch (e) {
+      // A datastore that is down for a while (restarted, failed over) is waited for, within the
+      // deadline: the run goes on once it is back.
+      if (!isUnavailableError(e)) throw e;
+      if (unavailable === undefined) {
+        unavailable = { since: Date.now(), error: e.message };
+        say(`  the datastore does not answer (${e.message}); waiting for it`);
+      }
+      if (Date.now() + 500 >= deadline)
+        throw new PodcryptError(
+          "ETIMEOUT",
+          `not complete after ${timeoutS} s (last seen: ${last.trim() || "nothing"}); the datastore has not answered for ${Math.round((Date.now() - unavailable.since) / 1000)} s: ${unavailable.error}`,
+        );
+      await sleep(Math.min(500, deadline - Date.now() - 500));
+      continue;
+    }
     const waiting = c.phase === "idle" && c.lagging.length > 0 ? `, waits for ${lagList(c)} to catch up` : "";
     const line =
       c.phase === "idle" ? `idle at epoch ${c.epoch}${waiting}` : `${c.phase} → epoch ${c.target?.epoch}`;

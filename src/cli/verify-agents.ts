@@ -2,39 +2,93 @@ import { randomBytes } from "node:crypto";
 import { probeEndpointAddress, PROBE_PORT } from "../agent/verify/endpoint.js";
 import type { Datastore } from "../datastore/types.js";
 import { PodcryptError } from "../errors/index.js";
+import { parsePortRef } from "../localcluster/echo.js";
 import type { PairResult, VerifyResult } from "../localcluster/verify.js";
-import { CLUSTER_ENCRYPTION_NAME, verifyMarker, type VerifyCheck, type VerifyRun } from "../model/index.js";
+import {
+  CLUSTER_ENCRYPTION_NAME,
+  verifyMarker,
+  type Endpoints,
+  type Service,
+  type VerifyCheck,
+  type VerifyRun,
+} from "../model/index.js";
+import { cidrContains } from "../platform/netlink/addr.js";
+import { fromStored, resolveSelectors } from "../policy/index.js";
+import type { Selector } from "../policy/types.js";
 
 /** How long before a run's start the CLI writes it: agents must see it and open their captures. */
 const LEAD_MS = 2500;
 /** How long the probes wait for late echoes, and the captures after that (runner.ts). */
 const RUN_TAIL_MS = 2000 + 1500;
 
+/** What a selective run probes besides the endpoints: the services, their pods, the resolved policies. */
+export interface SelectiveTargets {
+  services: readonly Service[];
+  endpoints: readonly Endpoints[];
+  selectors: readonly Selector[];
+}
+
 /**
  * The run `verify --via-agents` asks for: every ordered pair of the nodes with a probe endpoint
- * (an IPv4 pod CIDR) and an underlay address, udp/7 between their endpoints. Pure.
+ * (an IPv4 pod CIDR) and an underlay address, udp/7 between their endpoints. With selective
+ * encryption (`selective` given) also, as the namespace verify does, every port of every service
+ * with a pod on the receiving node: from the sender's probe endpoint to that pod (its IPv4
+ * address), `selected` when the policies select it (the agent marks its endpoint's traffic as its
+ * pods': src/dataplane/node/nft.ts), so both a selected port (must be encrypted) and unselected
+ * ones (plaintext allowed, reported as such) are probed; the endpoints' own echo is never
+ * selected. Pure.
  */
 export function planRun(
   nodes: ReadonlyArray<{ name: string; podCIDRs: string[]; underlay: { ipv4?: string; ipv6?: string } }>,
-  o: { nonce: string; now: number; seconds: number; count: number; selective: boolean },
+  o: { nonce: string; now: number; seconds: number; count: number; selective?: SelectiveTargets },
 ): Omit<VerifyRun, "status"> {
   const usable = nodes.flatMap((n) => {
     const endpoint = probeEndpointAddress(n.podCIDRs);
     const underlay = n.underlay.ipv4 ?? n.underlay.ipv6;
-    return endpoint === undefined || underlay === undefined ? [] : [{ name: n.name, endpoint, underlay }];
+    return endpoint === undefined || underlay === undefined
+      ? []
+      : [{ name: n.name, endpoint, underlay, podCIDRs: n.podCIDRs }];
   });
+  const sel = o.selective;
+  const onNode = (b: (typeof usable)[number], a: Endpoints["addresses"][number]): boolean =>
+    a.node !== undefined
+      ? a.node === b.name
+      : b.podCIDRs.some((c) => !c.includes(":") && cidrContains(c, `${a.ip}/32`));
+  const serviceChecks = (from: string, b: (typeof usable)[number]): VerifyCheck[] =>
+    (sel?.services ?? []).flatMap((svc) => {
+      const eps = sel?.endpoints.find((e) => e.namespace === svc.namespace && e.name === svc.name);
+      const pod = eps?.addresses.find((a) => !a.ip.includes(":") && onNode(b, a));
+      if (pod === undefined) return [];
+      return svc.ports.map((text) => {
+        const { protocol, port } = parsePortRef(text);
+        return {
+          from,
+          to: b.name,
+          address: pod.ip,
+          protocol,
+          port,
+          selected: (sel?.selectors ?? []).some(
+            (x) => x.protocol === protocol && x.port === port && x.podIPs.includes(pod.ip),
+          ),
+          service: `${svc.namespace}/${svc.name}`,
+        };
+      });
+    });
   const checks: VerifyCheck[] = usable.flatMap((a) =>
     usable
       .filter((b) => b.name !== a.name)
-      .map((b) => ({
-        from: a.name,
-        to: b.name,
-        address: b.endpoint,
-        protocol: "udp" as const,
-        port: PROBE_PORT,
-        // The endpoints are no pods of any policy: selective encryption leaves them in plaintext.
-        selected: !o.selective,
-      })),
+      .flatMap((b) => [
+        {
+          from: a.name,
+          to: b.name,
+          address: b.endpoint,
+          protocol: "udp" as const,
+          port: PROBE_PORT,
+          // The endpoints are no pods of any policy: selective encryption leaves them in plaintext.
+          selected: sel === undefined,
+        },
+        ...serviceChecks(a.name, b),
+      ]),
   );
   return {
     name: `verify-${o.nonce}`,
@@ -43,7 +97,7 @@ export function planRun(
     seconds: o.seconds,
     count: o.count,
     size: 0,
-    nodes: usable,
+    nodes: usable.map(({ name, endpoint, underlay }) => ({ name, endpoint, underlay })),
     checks,
   };
 }
@@ -70,10 +124,11 @@ export function runResult(run: VerifyRun, selective: boolean): VerifyResult {
       delivered: probe !== undefined && probe.echoed === run.count,
       plaintextSeen: seen.length > 0,
       fromPod: `probe-endpoint/${run.nodes.find((n) => n.name === c.from)?.endpoint ?? "?"}`,
-      toPod: `probe-endpoint/${c.address}`,
+      toPod: c.service === undefined ? `probe-endpoint/${c.address}` : `${c.service}/${c.address}`,
       family: c.address.includes(":") ? "ipv6" : "ipv4",
       protocol: c.protocol,
       port: c.port,
+      ...(c.service === undefined ? {} : { service: c.service }),
       selected: c.selected,
       sent: run.count,
       echoed: probe?.echoed ?? 0,
@@ -116,6 +171,24 @@ export function runResult(run: VerifyRun, selective: boolean): VerifyResult {
   };
 }
 
+/** The services, their endpoints and what the policies select now, from `store`. */
+async function selectiveTargets(store: Datastore): Promise<SelectiveTargets> {
+  const [policies, services, endpoints] = await Promise.all([
+    store.collection("encryptionpolicies").list(),
+    store.collection("services").list(),
+    store.collection("endpoints").list(),
+  ]);
+  const s = services.items.map((x) => x.value);
+  const e = endpoints.items.map((x) => x.value);
+  const { selectors } = resolveSelectors({
+    policies: policies.items.map((p) => fromStored(p.value)),
+    services: s,
+    endpoints: e,
+    pods: [],
+  });
+  return { services: s, endpoints: e, selectors };
+}
+
 /**
  * `podcrypt verify --via-agents`: writes a verify run into `store`, waits until every node of it
  * reported (or `timeoutMs` after the run's end), deletes it and returns the verdicts.
@@ -134,7 +207,7 @@ export async function verifyViaAgents(
     now: Date.now(),
     seconds,
     count,
-    selective,
+    ...(selective ? { selective: await selectiveTargets(store) } : {}),
   });
   if (plan.nodes.length < 2)
     throw new PodcryptError(

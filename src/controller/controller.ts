@@ -10,7 +10,7 @@ import {
   type Node,
 } from "../model/index.js";
 import { DEFAULT_TIMING, type PhaseTiming } from "../protocol/index.js";
-import { decide } from "./phases.js";
+import { decide, MAX_BLIND_MS, type Sight } from "./phases.js";
 import { PolicyStatusController } from "./policy-status.js";
 
 /** Default name of the controller's leader election. */
@@ -79,6 +79,10 @@ export class Controller {
   private phaseTimeouts = 0;
   /** Failed steps: logged once per distinct failure, then counted. */
   private readonly failures: FailureTracker;
+  /** When this controller last (re)gained sight of the datastore (src/controller/phases.ts Sight). */
+  private sight: Sight | undefined;
+  /** The controller's steps failed since the last good one (the datastore may be gone). */
+  private blind = false;
   /** The last deferral logged, so a waiting run is logged once, not at every look. */
   private lastDeferred: string | undefined;
   private readonly statusCounters = { writes: 0, failures: 0 };
@@ -145,6 +149,9 @@ export class Controller {
   }
 
   private async lead(): Promise<void> {
+    // A new leader cannot know what it missed: it gives the nodes time to report first.
+    const now = this.o.clock.wallNow();
+    this.sight = { since: now, lostAt: now - MAX_BLIND_MS };
     const clusters = this.o.store.collection("clusterencryptions");
     if ((await clusters.get(CLUSTER_ENCRYPTION_NAME)) === undefined) {
       await clusters
@@ -189,7 +196,13 @@ export class Controller {
     try {
       while (this.dirty && !this.stopped && this.isLeader) {
         this.dirty = false;
+        if (this.blind) {
+          // Seeing again after failed steps: judged as if a new leader, from the last good step.
+          const now = this.o.clock.wallNow();
+          this.sight = { since: now, lostAt: this.lastStepOkAt ?? now - MAX_BLIND_MS };
+        }
         await this.step();
+        this.blind = false;
         this.lastStepOkAt = this.o.clock.wallNow();
         this.failingSince = undefined;
         const news = this.failures.succeeded();
@@ -201,6 +214,7 @@ export class Controller {
       }
     } catch (e) {
       this.stepFailures++;
+      this.blind = true;
       this.failingSince ??= this.o.clock.wallNow();
       // The same failure every retry is logged once and counted; a different one is logged again.
       const news = this.failures.failed(e);
@@ -236,7 +250,7 @@ export class Controller {
     const cur = await clusters.get(CLUSTER_ENCRYPTION_NAME);
     if (cur === undefined) return;
     const nodes: Node[] = (await this.o.store.collection("nodes").list()).items.map((i) => i.value);
-    const d = decide(cur.value, nodes, this.o.clock.wallNow(), this.o.timing ?? DEFAULT_TIMING);
+    const d = decide(cur.value, nodes, this.o.clock.wallNow(), this.o.timing ?? DEFAULT_TIMING, this.sight);
     if (d.deferred !== this.lastDeferred && d.deferred !== undefined)
       this.o.logger.warn({ lagging: cur.value.lagging.map((l) => l.node) }, `run deferred: ${d.deferred}`);
     this.lastDeferred = d.deferred;

@@ -70,6 +70,39 @@ describe("controller phases", () => {
     assert.equal(decide(d.next!, [], T0 + 10_000).next, undefined);
   });
 
+  it("a datastore outage in a phase neither times nodes out nor leaves them behind", () => {
+    // prepare began at T0; the datastore went away at T0 + 1 s and answers again at T0 + 35 s.
+    const c = cluster({
+      epoch: 1,
+      applied: { enabled: true, mode: "wireguard" },
+      lastCompletedAt: iso(T0 - 60_000),
+      phase: "prepare",
+      target: { epoch: 2, enabled: true, mode: "wireguard" },
+      phaseStartedAt: { prepare: iso(T0) },
+    });
+    const back = T0 + 35_000;
+    const sight = { since: back, lostAt: T0 + 1000 };
+    // Nobody could write meanwhile: node a acknowledged before, b had not yet.
+    const stale = [node("a", T0 + 500, [[2, "prepare", T0 + 400]]), node("b", T0 + 500)];
+    // Judged by the clock alone, b is dead and the run goes on without it (what happened before).
+    assert.equal(decide(c, stale, back + 100).next?.phase, "switch");
+    // With the outage known, b is waited for, and not timed out.
+    let d = decide(c, stale, back + 100, DEFAULT_TIMING, sight);
+    assert.equal(d.next, undefined);
+    assert.equal(d.recheckInMs, DEFAULT_TIMING.phaseTimeoutMs - 100);
+    // b reports again and acknowledges: the run goes on with it.
+    const b = node("b", back + 8000, [[2, "prepare", back + 8000]]);
+    d = decide(c, [stale[0]!, b], back + 8000, DEFAULT_TIMING, sight);
+    assert.equal(d.next?.phase, "switch");
+    assert.deepEqual(d.next?.timeouts, []);
+    // A node that does not report again within the window is not waited for after it.
+    d = decide(c, stale, back + DEFAULT_TIMING.phaseTimeoutMs, DEFAULT_TIMING, sight);
+    assert.equal(d.next?.phase, "switch");
+    // A node already dead when the datastore went away is not waited for at all.
+    const dead = node("b", T0 - 60_000);
+    assert.equal(decide(c, [stale[0]!, dead], back + 100, DEFAULT_TIMING, sight).next?.phase, "switch");
+  });
+
   it("starts enable and disable runs when the desired state differs from the applied one", () => {
     const off = cluster({
       epoch: 3,

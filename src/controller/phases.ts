@@ -8,6 +8,34 @@ import {
 } from "../model/index.js";
 import { applied, DEFAULT_TIMING, isLive, type PhaseTiming } from "../protocol/index.js";
 
+/**
+ * When the controller last (re)gained sight of the datastore: it became leader, or its steps
+ * succeed again after failing (the datastore was unreachable). What it did not see happen tells
+ * nothing about the nodes: while the datastore was down no agent could write its heartbeat or its
+ * acknowledgement either, so on its return every node looks dead and every phase overdue. For
+ * {@link PhaseTiming.phaseTimeoutMs} from `since` (as long as a node gets to acknowledge a phase:
+ * time for every running agent's client to reconnect and report again, 4-16 s measured after a
+ * 30 s etcd outage) a node still counts as live when it was live at `lostAt`; and a phase's
+ * timeout counts from `since` at the earliest. Without this, a datastore outage during a run made the controller skip
+ * the nodes (not live, or timed out) and leave them lagging behind the run, which then "completed
+ * except for the lagging nodes".
+ */
+export interface Sight {
+  /** Wall-clock ms since which the controller's steps succeed. */
+  since: number;
+  /**
+   * Wall-clock ms when it last saw the datastore before that: its last good step before the
+   * failures; for a new leader, which cannot know, `since` minus {@link MAX_BLIND_MS}.
+   */
+  lostAt: number;
+}
+
+/**
+ * How far back a new leader assumes it may have been blind (a datastore outage it did not see as
+ * leader): nodes live within this before it leads are waited for during its first window.
+ */
+export const MAX_BLIND_MS = 5 * 60_000;
+
 /** Why a run started. */
 export type RunReason =
   "enable" | "disable" | "mode-change" | "rotation-requested" | "rotation-early" | "rotation-scheduled";
@@ -64,6 +92,7 @@ export function decide(
   nodes: Node[],
   now: number,
   timing: PhaseTiming = DEFAULT_TIMING,
+  sight?: Sight,
 ): Decision {
   const iso = new Date(now).toISOString();
   if (c.phase === "idle") {
@@ -110,15 +139,25 @@ export function decide(
     };
   }
   const target = c.target!;
-  const started = Date.parse(c.phaseStartedAt[c.phase] ?? iso);
-  const live = nodes.filter((n) => isLive(n, now, timing));
+  const phaseStarted = Date.parse(c.phaseStartedAt[c.phase] ?? iso);
+  // Right after the controller was blind, a phase is not overdue and a node not dead for that.
+  const started = sight === undefined ? phaseStarted : Math.max(phaseStarted, sight.since);
+  const regaining = sight !== undefined && now - sight.since < timing.phaseTimeoutMs;
+  const live = nodes.filter((n) => isLive(n, now, timing) || (regaining && isLive(n, sight.lostAt, timing)));
   const waiting = live.filter((n) => findAcknowledgement(n, target.epoch, c.phase) === undefined);
   const alreadyTimedOut = new Set(
     c.timeouts.filter((t) => t.epoch === target.epoch && t.phase === c.phase).map((t) => t.node),
   );
   const blocking = waiting.filter((n) => !alreadyTimedOut.has(n.name));
   if (blocking.length > 0) {
-    if (now - started < timing.phaseTimeoutMs) return { recheckInMs: started + timing.phaseTimeoutMs - now };
+    if (now - started < timing.phaseTimeoutMs)
+      return {
+        // Also when the grace ends: a node that does not report by then is not waited for.
+        recheckInMs: Math.min(
+          started + timing.phaseTimeoutMs - now,
+          regaining ? sight.since + timing.phaseTimeoutMs - now : Infinity,
+        ),
+      };
     const names = blocking.map((n) => n.name);
     return {
       next: {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { selectionHash } from "../protocol/index.js";
 import { ManualClock } from "../clock.js";
-import { MemoryDatastore } from "../datastore/memory/index.js";
+import { MemoryDatastore } from "../../test/support/memory-datastore/index.js";
 import type { InvalidObject, Stored } from "../datastore/types.js";
 import { ValidationError } from "../errors/index.js";
 import { createLogger } from "../log/logger.js";

@@ -68,6 +68,13 @@ export interface DesiredSelection {
   encrypt: SelectorMatch[];
   /** Dropped when it arrives from the underlay unencrypted (with `dropInbound`): to our selected pods, and remote ones' replies. */
   expectEncrypted: SelectorMatch[];
+  /**
+   * Addresses of this node whose own traffic is marked as its pods' is when it goes to remote
+   * selected pods (marked in output, where the node's pods' traffic is marked in prerouting): the
+   * probe endpoint of `verify --via-agents` (src/agent/verify/endpoint.ts), so its probes of a
+   * selected port take the selected path. Default none.
+   */
+  localSources?: string[];
 }
 
 /** A remote node and its pod CIDRs, for counting strict-mode drops per peer. */
@@ -167,4 +174,12 @@ export interface DataplaneBackend {
    * on backends without strict rules (the fake).
    */
   strictDrops?(): Promise<StrictDrop[]>;
+  /**
+   * A planned restart of the node's userspace data-plane daemons (an upgrade), one after another:
+   * each is replaced by a successor that takes its TUN device, UDP socket and sessions or SAs over
+   * (`--take-over`), so no packet, session or sequence number is lost (docs/design.md, "A planned
+   * restart (an upgrade)"). Returns the interfaces handed over. Absent where nothing can hand over
+   * (kernel data planes have no daemon).
+   */
+  handOverDaemons?(): Promise<string[]>;
 }

@@ -57,6 +57,7 @@ export function instrumentBackend(
       close: () => backend.close(),
       saInstance: () => backend.saInstance(),
       ...(backend.strictDrops === undefined ? {} : { strictDrops: () => backend.strictDrops!() }),
+      ...(backend.handOverDaemons === undefined ? {} : { handOverDaemons: () => backend.handOverDaemons!() }),
     },
   };
 }

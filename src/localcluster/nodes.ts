@@ -45,7 +45,7 @@ async function withStore<T>(
 }
 
 /** Polls until `done` holds (checking every 250 ms); returns the milliseconds it took. */
-async function until(what: string, deadline: number, done: () => Promise<boolean>): Promise<number> {
+export async function until(what: string, deadline: number, done: () => Promise<boolean>): Promise<number> {
   const start = Date.now();
   while (!(await done())) {
     if (Date.now() > deadline) throw new PodcryptError("ETIMEOUT", `timed out waiting until ${what}`);

@@ -28,6 +28,8 @@ export const verifyCheckSchema = z.strictObject({
   port: z.number().int().min(1).max(65535),
   /** Whether the traffic must be encrypted (always when encrypting all traffic). */
   selected: z.boolean(),
+  /** `namespace/name` of the service whose port this is (selective encryption); absent for the probe endpoints' echo. */
+  service: z.string().min(1).max(320).optional(),
 });
 
 /** What one probed marker got back. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { stringify } from "yaml";
-import { MemoryDatastore } from "../datastore/memory/index.js";
+import { MemoryDatastore } from "../../test/support/memory-datastore/index.js";
 import { isValidationError } from "../errors/index.js";
 import { parsePolicyText } from "./parse.js";
 import { applyPolicies, deletePolicy, listPolicies } from "./store.js";

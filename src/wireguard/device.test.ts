@@ -15,7 +15,7 @@ import {
   REKEY_TIMEOUT,
   REKEY_TIMEOUT_JITTER_MAX,
 } from "./constants.js";
-import { ipPacket, TestNetwork, TestNode } from "./testing/loopback.js";
+import { ipPacket, TestNetwork, TestNode } from "../../test/support/wireguard-loopback.js";
 import { isValidationError } from "../errors/index.js";
 import { generatePrivateKey, publicFromPrivate } from "../keys/x25519.js";
 import { randomBytes } from "node:crypto";

@@ -47,6 +47,7 @@ import {
   type StaticIdentity,
 } from "./noise.js";
 import { Peer } from "./peer.js";
+import { ReplayWindow } from "./replay.js";
 import {
   deviceHandoverSchema,
   type DeviceHandover,
@@ -389,6 +390,11 @@ export class Device implements DatapathCore {
     const h = r.data;
     const indices = new Set<number>();
     h.peers.forEach((p, i) => {
+      try {
+        for (const kp of p.keypairs) new ReplayWindow().restore(kp.replay);
+      } catch (e) {
+        throw new ValidationError(`handover.peers[${i}].keypairs`, (e as Error).message, { cause: e });
+      }
       p.allowedIps.forEach((a, j) => parseAllowedIp(a, `handover.peers[${i}].allowedIps[${j}]`));
       for (const kp of p.keypairs) {
         if (indices.has(kp.localIndex))

@@ -4,7 +4,7 @@ import { ManualClock } from "../clock.js";
 import { isValidationError } from "../errors/index.js";
 import { MESSAGE_INITIATION, MESSAGE_TRANSPORT } from "./constants.js";
 import type { DeviceHandover } from "./handover.js";
-import { ipPacket, TestNetwork, TestNode, type Datagram } from "./testing/loopback.js";
+import { ipPacket, TestNetwork, TestNode, type Datagram } from "../../test/support/wireguard-loopback.js";
 
 const A_IP = "10.0.0.1";
 const B_IP = "10.0.0.2";
@@ -105,7 +105,10 @@ describe("Device.handOver / takeOver (a daemon's planned restart)", () => {
     assert.throws(() => device.takeOver(good, clock.now()), isValidationError, "a device with a key");
     const twice = structuredClone(good);
     twice.peers[0]!.keypairs.push({ ...twice.peers[0]!.keypairs[0]!, slot: "previous" });
-    for (const input of [bad, twice]) {
+    // A replay window that does not fit (checked before anything changes, not half-way).
+    const ring = structuredClone(good);
+    ring.peers[0]!.keypairs.at(-1)!.replay.ring = [1];
+    for (const input of [bad, twice, ring]) {
       const n = new TestNode("d", { address: "192.168.1.4", port: 2 }, clock, fresh, {
         handover: emptyHandover(),
       });

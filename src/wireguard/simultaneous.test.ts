@@ -1,8 +1,9 @@
+// test-runs-long (an exhaustive search of delivery orders: the unit tier starts it first)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { ManualClock, type RandomBytes } from "../clock.js";
-import { ipPacket, TestNetwork, TestNode } from "./testing/loopback.js";
+import { ipPacket, TestNetwork, TestNode } from "../../test/support/wireguard-loopback.js";
 
 const A_IP = "10.0.0.1";
 const B_IP = "10.0.0.2";

@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { COALESCE_MS, RETRY_AFTER_FAILURE_MS } from "../../src/agent/decide.js";
 import { ManualClock } from "../../src/clock.js";
-import { MemoryDatastore } from "../../src/datastore/memory/index.js";
-import { fakeErrno } from "../../src/dataplane/fake/index.js";
+import { MemoryDatastore } from "../support/memory-datastore/index.js";
+import { fakeErrno } from "../support/fake-dataplane/index.js";
 import { simNode, waitUntil } from "./sim.js";
 
 /** Lets pending promise chains and I/O callbacks of the memory datastore run (no time passes on the clock). */

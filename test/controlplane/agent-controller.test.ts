@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import type { Controller } from "../../src/controller/controller.js";
 import type { PhaseTiming } from "../../src/protocol/index.js";
-import { FakeFabric, fakeErrno } from "../../src/dataplane/fake/index.js";
-import { MemoryDatastore } from "../../src/datastore/memory/index.js";
+import { FakeFabric, fakeErrno } from "../support/fake-dataplane/index.js";
+import { MemoryDatastore } from "../support/memory-datastore/index.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { findAcknowledgement, type Phase } from "../../src/model/index.js";
 import {

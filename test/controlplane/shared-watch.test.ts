@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MemoryDatastore } from "../../src/datastore/memory/index.js";
+import { MemoryDatastore } from "../support/memory-datastore/index.js";
 import type { WatchEvent } from "../../src/datastore/types.js";
 import type { Node } from "../../src/model/index.js";
 import { sampleNode } from "../datastore/conformance.js";

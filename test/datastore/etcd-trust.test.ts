@@ -2,14 +2,12 @@
  * etcd with TLS (client certificates) and authentication: the conformance suite over it, etcd itself
  * refusing an agent's write to another node's record or to the controller's leader key, plaintext
  * refused without an explicit allowance, and clear errors for bad certificates and credentials.
+ * (A node's calls through an etcd outage: etcd-outage.test.ts.)
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { promisify } from "node:util";
 import { openDatastore } from "../../src/cli/datastore.js";
 import { CONTROLLER_USER, nodeUser } from "../../src/datastore/etcd/auth.js";
 import { EtcdDatastore } from "../../src/datastore/etcd/index.js";
@@ -20,58 +18,24 @@ import {
   type Datastore,
 } from "../../src/datastore/index.js";
 import { isValidationError } from "../../src/errors/index.js";
-import { projectRoot } from "../../src/paths.js";
 import { runConformance, sampleNode } from "./conformance.js";
-import { EtcdTestServer } from "./etcd-server.js";
+import { podcrypt, startAuthEtcd, type AuthEtcd } from "./etcd-auth-lab.js";
+import type { EtcdTestServer } from "./etcd-server.js";
 
-const execFileP = promisify(execFile);
-
+let lab: AuthEtcd;
 let server: EtcdTestServer;
 let dir: string;
-const rootPw = (): string => join(dir, "root.password");
-const pwOf = (user: string): string => join(dir, "users", `${user}.password`);
-const urlAs = (user: string): string =>
-  server.url({ user, passwordFile: user === "root" ? rootPw() : pwOf(user) });
-const open = async (user: string): Promise<EtcdDatastore> =>
-  (await openDatastore(urlAs(user))) as EtcdDatastore;
-
-async function podcrypt(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await execFileP(process.execPath, [join(projectRoot(), "bin", "podcrypt"), ...args], {
-      timeout: 60_000,
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: x.code ?? -1, stdout: x.stdout ?? "", stderr: x.stderr ?? "" };
-  }
-}
+const pwOf = (user: string): string => lab.pwOf(user);
+const urlAs = (user: string): string => lab.urlAs(user);
+const open = (user: string): Promise<EtcdDatastore> => lab.open(user);
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "podcrypt-etcd-trust-"));
-  writeFileSync(rootPw(), "root-secret-\u00e9-42\n", { mode: 0o600 });
-  server = await EtcdTestServer.start({ tls: true });
-  // The documented set-up, through the CLI: authentication is off, so root is created and it is
-  // turned on at the end.
-  const r = await podcrypt([
-    "datastore",
-    "init-etcd-auth",
-    "--datastore",
-    urlAs("root"),
-    "--node",
-    "node-1,node-2",
-    "--node",
-    "node-10",
-    "--out",
-    join(dir, "users"),
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /podcrypt-node-node-1: created, password in /);
-  assert.match(r.stdout, /authentication turned on/);
+  lab = await startAuthEtcd("podcrypt-etcd-trust-");
+  server = lab.server;
+  dir = lab.dir;
 });
 after(async () => {
-  await server?.stop();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  await lab?.stop();
 });
 
 runConformance("etcd over TLS with authentication (root)", async () => {
@@ -249,56 +213,5 @@ describe("etcd connection errors name what is wrong", () => {
     const r = await podcrypt(["rotate", "--datastore", url]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /etcd refused the credentials for user "podcrypt-node-node-2"/);
-  });
-});
-
-describe("etcd with authentication, after an outage", () => {
-  it("a node's calls keep settling and it writes again once etcd is back from 30 s away", async () => {
-    const store = await open(nodeUser("node-10"));
-    const nodes = store.collection("nodes");
-    // Heartbeats every 500 ms, not waiting for each other, as an agent's timers fire: calls are in
-    // flight when etcd goes and when it comes back (etcd forgets its auth tokens on a restart).
-    const beat = async (): Promise<void> => {
-      const cur = await nodes.get("node-10");
-      const heartbeat = new Date().toISOString();
-      if (cur === undefined) await nodes.create({ ...sampleNode("node-10"), heartbeat });
-      else await nodes.update({ ...cur.value, heartbeat }, { revision: cur.revision });
-    };
-    const calls: Array<{ at: number; settled?: number; ok?: boolean }> = [];
-    const fire = (): void => {
-      const c: { at: number; settled?: number; ok?: boolean } = { at: Date.now() };
-      calls.push(c);
-      beat().then(
-        () => Object.assign(c, { settled: Date.now(), ok: true }),
-        () => Object.assign(c, { settled: Date.now(), ok: false }),
-      );
-    };
-    const timer = setInterval(fire, 500);
-    try {
-      await new Promise((r) => setTimeout(r, 2000));
-      await server.halt();
-      await new Promise((r) => setTimeout(r, 30_000));
-      await server.resume();
-      const back = Date.now();
-      await new Promise((r) => setTimeout(r, 30_000));
-      clearInterval(timer);
-      // Past the call deadline (30 s): a call still open then hangs.
-      await new Promise((r) => setTimeout(r, 40_000));
-      const now = Date.now();
-      const hung = calls.filter((c) => (c.settled ?? now) - c.at > 35_000);
-      assert.deepEqual(
-        hung.map((c) => `${c.at - back} ms`),
-        [],
-        `${hung.length} of ${calls.length} calls took over 35 s (times relative to etcd's return)`,
-      );
-      const first = calls.find((c) => c.at >= back && c.ok === true);
-      assert.ok(first !== undefined, "no write succeeded within 30 s of etcd's return");
-      process.stdout.write(
-        `# ${calls.length} heartbeats; the first to succeed after etcd's return started ${first.at - back} ms after it\n`,
-      );
-    } finally {
-      clearInterval(timer);
-      await store.close();
-    }
   });
 });

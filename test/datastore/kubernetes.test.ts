@@ -3,7 +3,7 @@ import { after, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
 import { isConflictError, isNotFoundError, isRevisionGoneError } from "../../src/datastore/index.js";
 import { API_CALLS, Informer, KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
-import { KubeApiServer, podcryptCrds } from "../kube-apiserver/index.js";
+import { KubeApiServer, podcryptCrds } from "../support/kube-apiserver/index.js";
 import { runConformance, sampleNode, waitFor } from "./conformance.js";
 
 const NAMESPACE = "podcrypt-system";

@@ -1,5 +1,5 @@
 import { runConformance } from "./conformance.js";
-import { MemoryDatastore } from "../../src/datastore/memory/index.js";
+import { MemoryDatastore } from "../support/memory-datastore/index.js";
 
 const root = new MemoryDatastore();
 runConformance("memory", async () => {

@@ -38,7 +38,14 @@ export interface StatusJson {
     heartbeat?: string;
     errors: string[];
     restarts: { agent: number; lastAgent?: string; dataplane: number; lastDataplane?: string };
-    peers: Array<{ node: string; epoch: number; state: string }>;
+    peers: Array<{
+      node: string;
+      epoch: number;
+      state: string;
+      latestHandshake?: number;
+      spiIn?: string;
+      spiOut?: string;
+    }>;
     [k: string]: unknown;
   }>;
   controllers: ControllerStatus[];
@@ -124,12 +131,13 @@ export function daemonPid(node: string, mode: "wireguard" | "ipsec"): number | u
 /**
  * Declares a suite of fault rows on one 3-node cluster in `mode` (userspace data planes, local
  * datastore unless `upArgs` says otherwise). `rows` receives an accessor for the running cluster
- * (valid inside the rows and their hooks).
+ * (valid inside the rows and their hooks). `upArgs` may be a function, called when the suite
+ * starts (after the file's `before` hooks, e.g. once a datastore it names runs).
  */
 export function faultSuite(
   mode: "wireguard" | "ipsec",
   rows: (cluster: () => FaultCluster) => void,
-  upArgs: string[] = [],
+  upArgs: string[] | (() => string[]) = [],
 ): void {
   describe(`faults, ${mode}, 3 nodes`, { skip: busy }, () => {
     let cluster: FaultCluster | undefined;
@@ -146,7 +154,7 @@ export function faultSuite(
         "userspace",
         "--timeout",
         "150",
-        ...upArgs,
+        ...(typeof upArgs === "function" ? upArgs() : upArgs),
       ]);
       assert.equal(up.code, 0, `cluster up failed: ${up.stderr}`);
       const status = async (): Promise<StatusJson> => {

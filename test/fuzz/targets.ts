@@ -34,7 +34,7 @@ import {
   encodeTransport,
   messageType,
 } from "../../src/wireguard/messages.js";
-import { ipPacket, TestNetwork, TestNode } from "../../src/wireguard/testing/loopback.js";
+import { ipPacket, TestNetwork, TestNode } from "../support/wireguard-loopback.js";
 import { isUapiError } from "../../src/wireguard/uapi/errors.js";
 import { parseSetRequest } from "../../src/wireguard/uapi/protocol.js";
 import { invariant, Rng, type FuzzTarget } from "./engine.js";
@@ -417,6 +417,81 @@ export function espControlTarget(): FuzzTarget {
   };
 }
 
+// ---- daemon handover -----------------------------------------------------------------------------
+
+/** What a daemon hands its successor (a planned restart): a WireGuard device's and an ESP state's. */
+function handoverSeeds(): Buffer[] {
+  const { a, clock } = wireguardPair(13);
+  const esp = espPair(13).a;
+  for (let i = 0; i < 3; i++) esp.db.outbound("b")!.nextSequence();
+  return [text(JSON.stringify(a.device.handOver(clock.now()))), text(JSON.stringify(esp.handOver(5)))];
+}
+
+/**
+ * The successor's side of a daemon's planned restart (`--take-over`): the answer read from the old
+ * daemon's control socket, loaded into a fresh WireGuard device and a fresh ESP state. Crash: an
+ * exception other than ValidationError/PodcryptError, or a refused answer that left anything
+ * behind (both validate everything before they change anything).
+ */
+export function handoverTarget(): FuzzTarget {
+  let runs = 0;
+  return {
+    name: "handover",
+    bounded: 4000,
+    seeds: handoverSeeds,
+    mutate: jsonMutator,
+    dictionary: tokens(
+      '"keypairs"',
+      '"replay"',
+      '"ring"',
+      '"sas"',
+      '"sequence"',
+      '"slot"',
+      "null",
+      "[]",
+      "{}",
+    ),
+    check(input) {
+      runs++;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(input.toString("utf8"));
+      } catch {
+        return "not-json";
+      }
+      const outcomes: string[] = [];
+      const clock = new ManualClock(1_000 + runs);
+      const device = new TestNode("f", { address: "192.168.1.9", port: 1 }, clock, new TestNetwork(), {
+        handover: { privateKey: null, fwmark: 0, peers: [] },
+      }).device;
+      try {
+        device.takeOver(parsed, clock.now());
+        outcomes.push("wg");
+      } catch (e) {
+        if (!isValidationError(e) && !isPodcryptError(e)) throw e;
+        invariant(
+          device.peers().length === 0 && device.privateKey === undefined,
+          "a refused device handover left state",
+        );
+        outcomes.push("wg-refused");
+      }
+      const esp = new EspState();
+      try {
+        esp.takeOver(parsed, runs);
+        outcomes.push("esp");
+      } catch (e) {
+        if (!isValidationError(e) && !isPodcryptError(e)) throw e;
+        invariant(
+          esp.peers.size === 0 && esp.db.all().length === 0 && esp.local.instance === null,
+          "a refused ESP handover left state",
+        );
+        outcomes.push("esp-refused");
+      }
+      return outcomes.join(" ");
+    },
+  };
+}
+
 // ---- UAPI ------------------------------------------------------------------------------------------
 
 const KEY_HEX = "a".repeat(64);
@@ -653,6 +728,7 @@ export function allTargets(): FuzzTarget[] {
     wireguardDeviceTarget(),
     espTarget(),
     espControlTarget(),
+    handoverTarget(),
     uapiTarget,
     configTarget,
     policyTarget,

@@ -27,8 +27,8 @@ import { resolveClusterConfig, parseClusterConfigText } from "../../src/localclu
 import { NETNS_PREFIX, planCluster, servicePods } from "../../src/localcluster/plan.js";
 import { projectRoot } from "../../src/paths.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
-import { installPodcrypt, kubeconfigYaml, SERVICE_ACCOUNT_USERS } from "../kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../kube-apiserver/server.js";
+import { installPodcrypt, kubeconfigYaml, SERVICE_ACCOUNT_USERS } from "../support/kube-apiserver/rbac.js";
+import type { KubeApiServer } from "../support/kube-apiserver/server.js";
 import { clusterCli } from "../localcluster/run-cli.js";
 
 const execFileP = promisify(execFile);

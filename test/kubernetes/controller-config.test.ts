@@ -15,8 +15,8 @@ import { parse, stringify } from "yaml";
 import { defaultManifestOptions } from "../../src/cli/manifests/options.js";
 import { configFile } from "../../src/cli/manifests/workloads.js";
 import { projectRoot } from "../../src/paths.js";
-import { installPodcrypt, kubeconfigYaml, SERVICE_ACCOUNT_USERS } from "../kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../kube-apiserver/server.js";
+import { installPodcrypt, kubeconfigYaml, SERVICE_ACCOUNT_USERS } from "../support/kube-apiserver/rbac.js";
+import type { KubeApiServer } from "../support/kube-apiserver/server.js";
 
 const root = projectRoot();
 const TOKENS = { controller: "ctl-token", admin: "root-token" };

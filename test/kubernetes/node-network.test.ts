@@ -9,8 +9,8 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { resolveNodeNetwork } from "../../src/cli/agent-node.js";
 import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
 import { isValidationError } from "../../src/errors/index.js";
-import { KubeApiServer } from "../kube-apiserver/index.js";
-import { installPodcrypt, SERVICE_ACCOUNT_USERS } from "../kube-apiserver/rbac.js";
+import { KubeApiServer } from "../support/kube-apiserver/index.js";
+import { installPodcrypt, SERVICE_ACCOUNT_USERS } from "../support/kube-apiserver/rbac.js";
 
 const field = (f: string, re: RegExp) => (e: unknown) =>
   isValidationError(e) && e.field === f && re.test(e.message);

@@ -6,15 +6,17 @@
  * patches for the workload taint only, which the second admission policy enforces:
  * test/kubernetes/workload-gate.test.ts), not the controller's leader Lease (RBAC: agents only read Leases). A token of the agent's
  * service account that is bound to no node writes no record at all; the controller still
- * campaigns and people (admin) may still fix any record.
+ * campaigns and people (admin) may still fix any record. In a verify run's status an agent writes
+ * only its own node's report (the third admission policy).
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
+import { planRun } from "../../src/cli/verify-agents.js";
 import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
 import type { NodeInput } from "../../src/model/index.js";
-import { installPodcrypt } from "../kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../kube-apiserver/server.js";
+import { installPodcrypt } from "../support/kube-apiserver/rbac.js";
+import type { KubeApiServer } from "../support/kube-apiserver/server.js";
 
 const TOKENS = { controller: "controller-token", agent: "unbound-agent-token", admin: "admin-token" };
 const AGENT_NODES = { "agent-1-token": "node-1", "agent-2-token": "node-2" };
@@ -154,6 +156,60 @@ describe("an agent writes only its own node's record (kubernetes)", () => {
     } finally {
       await election.resign();
     }
+  });
+
+  it("writes only its own node's report into a verify run's status (the admission policy)", async () => {
+    const admin = await connect(TOKENS.admin, true);
+    const nodes = ["node-1", "node-2"].map((name, i) => ({
+      name,
+      podCIDRs: [`10.244.${i + 1}.0/24`],
+      underlay: { ipv4: `172.30.0.1${i + 1}` },
+    }));
+    const plan = planRun(nodes, { nonce: "0123456789ab", now: Date.now(), seconds: 1, count: 1 });
+    await admin.collection("verifyruns").create(plan);
+    const report = (packets: number) => ({
+      finishedAt: new Date().toISOString(),
+      capture: { interface: "eth0", packets, bytes: 0 },
+      probes: [],
+      seen: [],
+      controls: [],
+    });
+    // Its own report, as the runner writes it (through the datastore: a status merge patch).
+    const runs1 = (await connect("agent-1-token")).collection("verifyruns");
+    const cur = (await runs1.get(plan.name))!;
+    await runs1.update(
+      { ...cur.value, status: { reports: { "node-1": report(1) } } },
+      { revision: cur.revision },
+    );
+    const runs2 = (await connect("agent-2-token")).collection("verifyruns");
+    const cur2 = (await runs2.get(plan.name))!;
+    await runs2.update(
+      { ...cur2.value, status: { reports: { ...cur2.value.status!.reports, "node-2": report(2) } } },
+      { revision: cur2.revision },
+    );
+    // Not another node's: neither rewritten nor removed nor added, nor with an unbound token.
+    const path = `/apis/podcrypt.io/v1/verifyruns/${plan.name}/status`;
+    const policy = /ValidatingAdmissionPolicy 'podcrypt-agent-own-report'/;
+    for (const [token, patch, message] of [
+      ["agent-1-token", { status: { reports: { "node-2": report(99) } } }, /own node \(node-1\)/],
+      ["agent-1-token", { status: { reports: { "node-2": null } } }, /own node \(node-1\)/],
+      ["agent-1-token", { status: { reports: { "node-3": report(3) } } }, /own node \(node-1\)/],
+      [TOKENS.agent, { status: { reports: { "node-1": report(99) } } }, /token bound to its node/],
+    ] as const) {
+      const r = await call(token, "PATCH", path, patch);
+      assert.equal(r.code, 403, JSON.stringify(r.body));
+      assert.match(r.body.message ?? "", policy);
+      assert.match(r.body.message ?? "", message);
+    }
+    const after = (await admin.collection("verifyruns").get(plan.name))?.value.status?.reports;
+    assert.deepEqual(
+      Object.entries(after ?? {}).map(([n, r]) => [n, r.capture.packets]),
+      [
+        ["node-1", 1],
+        ["node-2", 2],
+      ],
+    );
+    await admin.collection("verifyruns").delete(plan.name);
   });
 
   it("people may still fix any record", async () => {

@@ -14,8 +14,8 @@ import { KubeConfig } from "@kubernetes/client-node";
 import type { Controller } from "../../src/controller/controller.js";
 import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
 import { reportedRefusals } from "../../src/localcluster/status.js";
-import { installPodcrypt } from "../kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../kube-apiserver/server.js";
+import { installPodcrypt } from "../support/kube-apiserver/rbac.js";
+import type { KubeApiServer } from "../support/kube-apiserver/server.js";
 import {
   converged,
   publishedKeys,

@@ -13,10 +13,10 @@ import { after, before, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
 import { NOT_READY_TAINT, WorkloadGate } from "../../src/agent/gate.js";
 import type { Controller } from "../../src/controller/controller.js";
-import { FakeFabric } from "../../src/dataplane/fake/index.js";
+import { FakeFabric } from "../support/fake-dataplane/index.js";
 import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
-import { installPodcrypt } from "../kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../kube-apiserver/server.js";
+import { installPodcrypt } from "../support/kube-apiserver/rbac.js";
+import type { KubeApiServer } from "../support/kube-apiserver/server.js";
 import {
   readCluster,
   simController,

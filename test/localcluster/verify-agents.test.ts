@@ -21,8 +21,8 @@ import { parse, stringify } from "yaml";
 import { parseClusterConfigText, resolveClusterConfig } from "../../src/localcluster/config.js";
 import { planCluster } from "../../src/localcluster/plan.js";
 import { run } from "../../src/platform/netns/netns.js";
-import { installPodcrypt, kubeconfigYaml, SERVICE_ACCOUNT_USERS } from "../kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../kube-apiserver/server.js";
+import { installPodcrypt, kubeconfigYaml, SERVICE_ACCOUNT_USERS } from "../support/kube-apiserver/rbac.js";
+import type { KubeApiServer } from "../support/kube-apiserver/server.js";
 import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
 
 interface Pair {

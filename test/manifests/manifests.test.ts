@@ -72,7 +72,7 @@ describe("every manifest validates against the Kubernetes OpenAPI schemas", () =
   ] as const)
     it(what, () => {
       const objects = manifestObjects(opts);
-      assert.equal(objects.length, 23);
+      assert.equal(objects.length, 25);
       assert.equal(new Set(objects.map(id)).size, objects.length, "no object twice");
       for (const o of objects) {
         const V = VALIDATORS[`${String(o["apiVersion"])}/${String(o["kind"])}`];
@@ -446,6 +446,79 @@ describe("admission: an agent patches only the not-ready taint of its own Node",
     ];
     for (const [what, want, object, oldObject, bound] of rows)
       assert.equal(allowed("node-1", object, oldObject, bound), want, what);
+  });
+});
+
+describe("admission: an agent writes only its own node's report in a verify run's status", () => {
+  const objects = manifestObjects(ipsecOpts);
+  const named = (kind: string) =>
+    objects.find(
+      (o) => o["kind"] === kind && (o["metadata"] as { name: string }).name === "podcrypt-agent-own-report",
+    )!;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const spec = named("ValidatingAdmissionPolicy")["spec"] as any;
+  const agentUser = `system:serviceaccount:${ipsecOpts.namespace}:podcrypt-agent`;
+
+  it("matches status writes of verifyruns by the agents' service account only, fails closed, is bound with Deny", () => {
+    assert.equal(spec.failurePolicy, "Fail");
+    assert.deepEqual(spec.matchConstraints.resourceRules, [
+      {
+        apiGroups: ["podcrypt.io"],
+        apiVersions: ["*"],
+        operations: ["UPDATE"],
+        resources: ["verifyruns/status"],
+      },
+    ]);
+    assert.equal(spec.matchConditions[0].expression, `request.userInfo.username == '${agentUser}'`);
+    assert.deepEqual(named("ValidatingAdmissionPolicyBinding")["spec"], {
+      policyName: "podcrypt-agent-own-report",
+      validationActions: ["Deny"],
+    });
+    for (const v of spec.validations) {
+      assert.doesNotThrow(() => parseCel(v.expression), v.expression);
+      if (v.messageExpression !== undefined) assert.doesNotThrow(() => parseCel(v.messageExpression));
+    }
+  });
+
+  it("the CEL decides as intended", () => {
+    const run = (reports?: Record<string, object>) => (reports === undefined ? {} : { status: { reports } });
+    const allowed = (bound: string[] | undefined, object: object, oldObject: object) =>
+      spec.validations.every(
+        (v: { expression: string }) =>
+          evaluateCel(v.expression, {
+            request: {
+              userInfo: {
+                username: agentUser,
+                extra: bound === undefined ? {} : { "authentication.kubernetes.io/node-name": bound },
+              },
+            },
+            object,
+            oldObject,
+          }) === true,
+      );
+    const rows: [string, boolean, string[] | undefined, object, object][] = [
+      ["its first report", true, ["node-1"], run({ "node-1": { a: 1 } }), run()],
+      [
+        "its report beside another's",
+        true,
+        ["node-1"],
+        run({ "node-1": { a: 1 }, "node-2": { b: 1 } }),
+        run({ "node-2": { b: 1 } }),
+      ],
+      [
+        "rewrite another's",
+        false,
+        ["node-1"],
+        run({ "node-1": { a: 1 }, "node-2": { b: 2 } }),
+        run({ "node-2": { b: 1 } }),
+      ],
+      ["remove another's", false, ["node-1"], run({ "node-1": { a: 1 } }), run({ "node-2": { b: 1 } })],
+      ["add another's", false, ["node-1"], run({ "node-3": { c: 1 } }), run()],
+      ["no bound node", false, undefined, run({ "node-1": { a: 1 } }), run()],
+      ["two bound nodes", false, ["node-1", "node-2"], run({ "node-1": { a: 1 } }), run()],
+    ];
+    for (const [what, want, bound, object, oldObject] of rows)
+      assert.equal(allowed(bound, object, oldObject), want, what);
   });
 });
 

@@ -14,7 +14,7 @@ import { after, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
 import { ManualClock } from "../../src/clock.js";
 import { alertRules } from "../../src/cli/manifests/monitoring.js";
-import { FakeDataplane } from "../../src/dataplane/fake/backend.js";
+import { FakeDataplane } from "../support/fake-dataplane/backend.js";
 import { instrumentBackend } from "../../src/health/backend-probe.js";
 import { Reachability } from "../../src/health/datastore-probe.js";
 import { agentRegistry, controllerRegistry } from "../../src/health/metrics.js";

@@ -174,6 +174,46 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         assert.equal(v.ok, true);
       });
 
+      it("verify --via-agents gives the namespace verify's verdict for every check: selected ports encrypted, unselected in plaintext, reported as such", async () => {
+        const r = await podcrypt(["verify", "--json", "--via-agents"]);
+        const agents = JSON.parse(r.stdout) as Verify;
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(agents.selective, true);
+        const key = (c: Check) => `${c.from}->${c.to} ${c.protocol}/${c.port}`;
+        const verdicts = (v: Verify, services: boolean) =>
+          Object.fromEntries(
+            v.pairs
+              .filter((c) => (c.service !== undefined) === services)
+              .map((c) => [key(c), [c.service, c.selected, c.delivered, c.plaintextSeen]]),
+          );
+        const ns = await verify();
+        // Every service port of a pod on another node, as the namespace verify probes them.
+        assert.equal(Object.keys(verdicts(agents, true)).length, 14);
+        assert.deepEqual(verdicts(agents, true), verdicts(ns, true));
+        // A selected port and an unselected one among them, each as it should be.
+        assert.deepEqual(verdicts(agents, true)["node-1->node-2 udp/53"], [
+          "kube-system/kube-dns",
+          true,
+          true,
+          false,
+        ]);
+        assert.deepEqual(verdicts(agents, true)["node-2->node-1 tcp/80"], ["default/web", false, true, true]);
+        // The probe endpoints' echo between every ordered pair: no policy selects it.
+        const echo = Object.values(verdicts(agents, false));
+        assert.equal(echo.length, 6);
+        for (const v of echo) assert.deepEqual(v, [undefined, false, true, true]);
+        const text = await podcrypt(["verify", "--via-agents"]);
+        assert.equal(text.code, 0, text.stderr);
+        assert.match(
+          text.stdout,
+          /node-1 → node-2 (ipv4 )?udp\/53 \(kube-system\/kube-dns\) +delivered .*encrypted \(marker not seen/,
+        );
+        assert.match(
+          text.stdout,
+          /node-2 → node-1 (ipv4 )?tcp\/80 \(default\/web\) +delivered .*not selected: plaintext, as expected/,
+        );
+      });
+
       it("the seed's update drops udp/53: only udp/53 turns plaintext, 0 lost, tcp never in plaintext", async () => {
         const traffic = verify(14, 1400);
         await new Promise((r) => setTimeout(r, 4000));

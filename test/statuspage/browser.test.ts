@@ -17,7 +17,7 @@ import { Reachability } from "../../src/health/datastore-probe.js";
 import { controllerRegistry } from "../../src/health/metrics.js";
 import { HealthServer } from "../../src/health/server.js";
 import type { ControllerHealth } from "../../src/controller/controller.js";
-import { MemoryDatastore } from "../../src/datastore/memory/index.js";
+import { MemoryDatastore } from "../support/memory-datastore/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import type { NodeInput } from "../../src/model/index.js";
 import { readStatusView } from "../../src/statuspage/read.js";

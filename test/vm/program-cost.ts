@@ -1,7 +1,7 @@
 /**
  * The host side of programming N peers, natively, without the kernel:
  * `node dist/test/vm/program-cost.js [N]`. Each backend runs against the stateful fake kernel
- * (src/platform/netlink/fake-kernel.ts), which prints what iproute2 and wg print; the figures
+ * (test/support/fake-kernel.ts), which prints what iproute2 and wg print; the figures
  * are the backend's own work per pass: key derivation, desired state, parsing the read-back,
  * the diff, and the `ip -batch` / `wg syncconf` text. The fake's own cost (applying lines and
  * printing) is measured separately and subtracted. The kernel's share (one `ip -batch`, one
@@ -14,7 +14,7 @@ import { KernelWireguardBackend } from "../../src/dataplane/wireguard-kernel/bac
 import { KernelXfrmBackend } from "../../src/dataplane/xfrm/backend.js";
 import { generateKeyPair } from "../../src/keys/x25519.js";
 import { createLogger } from "../../src/log/logger.js";
-import { FakeKernel } from "../../src/platform/netlink/fake-kernel.js";
+import { FakeKernel } from "../support/fake-kernel.js";
 import type { KernelCommands } from "../../src/platform/netlink/kernel-commands.js";
 
 const count = Number(process.argv[2] ?? 500);

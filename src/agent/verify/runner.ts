@@ -20,7 +20,7 @@ import { UnderlayCapture } from "./capture.js";
 export const CONTROL_PORT = 9;
 /**
  * The fault-injection knob's file name in the agent's state directory: while it exists, the
- * agent's verify captures are left closed (documented in docs/verify.md; for tests).
+ * agent's verify captures are left closed (docs/design.md, "Verify through the agents"; for tests).
  */
 export const VERIFY_BLIND_FILE = "fault-capture-blind";
 /** How long after its start a run's captures keep running, past the probes' own echo wait. */

@@ -1,7 +1,8 @@
 /**
  * The ValidatingAdmissionPolicies (admissionregistration.k8s.io/v1, Kubernetes 1.30+) that let an
  * agent write only its own node's record, and patch its own Node only to add or remove the
- * workload-gating taint (the second policy, {@link OWN_NODE_TAINT_POLICY}).
+ * workload-gating taint (the second policy, {@link OWN_NODE_TAINT_POLICY}), and write only its own
+ * node's report in a verify run's status (the third, {@link OWN_REPORT_POLICY}).
  *
  * The record: RBAC grants the agents' service account `create` and `update` on every PodcryptNode
  * (it cannot name "the node this pod runs on"); the first policy denies any of those requests whose
@@ -106,10 +107,47 @@ export function nodeTaintExpressions(o: ManifestOptions): {
   };
 }
 
+/** Name of the policy limiting an agent's VerifyRun status writes to its own node's report, and of its binding. */
+export const OWN_REPORT_POLICY = "podcrypt-agent-own-report";
+
+/**
+ * The CEL of the VerifyRun policy (also read by the tests): the agents' service account may write
+ * a run's status (RBAC grants `verifyruns/status` patch; the spec is not a status write's to
+ * change) only with a token bound to a node, and may change there only that node's report,
+ * `status.reports.<node>`: every other node's report stays as it was, none removed or added.
+ */
+export function ownReportExpressions(o: ManifestOptions): {
+  match: string;
+  validations: { expression: string; message?: string; messageExpression?: string }[];
+} {
+  const key = `'${NODE_NAME_EXTRA}'`;
+  const extra = `request.userInfo.extra[${key}]`;
+  const node = `${extra}[0]`;
+  const reports = (obj: "object" | "oldObject") =>
+    `(has(${obj}.status) && has(${obj}.status.reports) ? ${obj}.status.reports : {})`;
+  const [now, before] = [reports("object"), reports("oldObject")];
+  return {
+    match: ownNodeExpressions(o).match,
+    validations: [
+      {
+        expression: `${key} in request.userInfo.extra && size(${extra}) == 1`,
+        message: "an agent may write a verify run's report only with a token bound to its node",
+      },
+      {
+        expression:
+          `${now}.all(k, k == ${node} || (k in ${before} && ${now}[k] == ${before}[k])) && ` +
+          `${before}.all(k, k == ${node} || k in ${now})`,
+        messageExpression: `'an agent may write only the report of its own node (' + ${node} + ') in the status of a verify run'`,
+      },
+    ],
+  };
+}
+
 /** The policies and their bindings. */
 export function admissionObjects(o: ManifestOptions): Record<string, unknown>[] {
   const e = ownNodeExpressions(o);
   const t = nodeTaintExpressions(o);
+  const r = ownReportExpressions(o);
   const labels = { "app.kubernetes.io/part-of": "podcrypt" };
   return [
     {
@@ -158,6 +196,32 @@ export function admissionObjects(o: ManifestOptions): Record<string, unknown>[] 
       kind: "ValidatingAdmissionPolicyBinding",
       metadata: { name: OWN_NODE_TAINT_POLICY, labels },
       spec: { policyName: OWN_NODE_TAINT_POLICY, validationActions: ["Deny"] },
+    },
+    {
+      apiVersion: "admissionregistration.k8s.io/v1",
+      kind: "ValidatingAdmissionPolicy",
+      metadata: { name: OWN_REPORT_POLICY, labels },
+      spec: {
+        failurePolicy: "Fail",
+        matchConstraints: {
+          resourceRules: [
+            {
+              apiGroups: [PODCRYPT_GROUP],
+              apiVersions: ["*"],
+              operations: ["UPDATE"],
+              resources: ["verifyruns/status"],
+            },
+          ],
+        },
+        matchConditions: [{ name: "podcrypt-agent", expression: r.match }],
+        validations: r.validations.map((v) => ({ ...v, reason: "Forbidden" })),
+      },
+    },
+    {
+      apiVersion: "admissionregistration.k8s.io/v1",
+      kind: "ValidatingAdmissionPolicyBinding",
+      metadata: { name: OWN_REPORT_POLICY, labels },
+      spec: { policyName: OWN_REPORT_POLICY, validationActions: ["Deny"] },
     },
   ];
 }

@@ -41,7 +41,7 @@ export const CLUSTER_RULES: Readonly<Record<"controller" | "agent", readonly Rul
     { apiGroups: ["podcrypt.io"], resources: ["clusterencryptions", "encryptionpolicies"], verbs: READ },
     { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies"], verbs: READ },
     // verify --via-agents: runs are read, and each agent adds its report through the status
-    // subresource (the admission policy limits it to its own node's report).
+    // subresource (an admission policy limits it to its own node's report).
     { apiGroups: ["podcrypt.io"], resources: ["verifyruns"], verbs: READ },
     { apiGroups: ["podcrypt.io"], resources: ["verifyruns/status"], verbs: ["patch"] },
   ],

@@ -143,6 +143,13 @@ export class CompositeBackend implements DataplaneBackend {
     return this.o.backends.ipsec?.saInstance?.();
   }
 
+  /** Hands over the daemons of each mode's backend, one after another (WireGuard first). */
+  async handOverDaemons(): Promise<string[]> {
+    const done: string[] = [];
+    for (const m of MODES) done.push(...((await this.o.backends[m]?.handOver?.()) ?? []));
+    return done;
+  }
+
   async close(): Promise<void> {
     for (const m of MODES) await this.o.backends[m]?.close();
   }

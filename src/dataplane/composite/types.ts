@@ -40,4 +40,9 @@ export interface GenerationBackend {
   close(): Promise<void>;
   /** IPsec: the node's SA instance the data plane holds now (see DataplaneBackend.saInstance). */
   saInstance?(): string | undefined;
+  /**
+   * Userspace: replaces the backend's daemons by handover, one after another (see
+   * DataplaneBackend.handOverDaemons); returns the interfaces handed over.
+   */
+  handOver?(): Promise<string[]>;
 }

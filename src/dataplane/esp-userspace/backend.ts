@@ -240,6 +240,55 @@ export class UserspaceEspBackend implements GenerationBackend {
     return status;
   }
 
+  /**
+   * A planned restart of the daemon without loss (docs/design.md, "A planned restart (an
+   * upgrade)"): starts `podcrypt esp --take-over`, which takes the running daemon's interface,
+   * socket and SAs (sequence numbers, replay windows, the SA instance) before that one exits.
+   * The old daemon's exit is no death (no restart counted, no new instance). Returns the
+   * interfaces handed over: none when no daemon runs.
+   */
+  async handOver(): Promise<string[]> {
+    const ifname = this.opts.ifname ?? this.ifname;
+    if (ifname === undefined) return [];
+    const sock = this.socket(ifname);
+    const old = await espGet(sock).catch(() => undefined);
+    if (old === undefined) return [];
+    this.watch.forget(ifname);
+    const c = this.opts.command ?? { cmd: process.execPath, args: [join(projectRoot(), "bin", "podcrypt")] };
+    let pid: number;
+    try {
+      pid = await spawnForegroundDaemon({
+        kind: "esp",
+        cmd: c.cmd,
+        args: [
+          ...c.args,
+          "esp",
+          ifname,
+          "--port",
+          String(old.port),
+          "--socket-dir",
+          this.opts.socketDir ?? DEFAULT_ESP_SOCKET_DIR,
+          "--persistent",
+          "--take-over",
+        ],
+        what: `podcrypt esp ${ifname} --take-over`,
+        onExit: (how, pid) => this.opts.logger.warn({ ifname, pid, exit: how }, "ESP daemon exited"),
+      });
+    } finally {
+      // Whatever happened, watch whoever serves now (a failed successor left the old one serving,
+      // or none: then the next pass replaces it as after a death).
+      this.watch.watch(ifname, sock);
+    }
+    const now = await espGet(sock);
+    // The same SAs under the same instance, held by the new process now.
+    if (this.outbound?.pid === old.pid) this.outbound = { pid: now.pid, spis: this.outbound.spis };
+    this.opts.logger.info(
+      { ifname, from: old.pid, pid, instance: now.local.instance, sas: now.sas.length },
+      "ESP daemon replaced by handover (a planned restart: no SA, sequence number or packet lost)",
+    );
+    return [ifname];
+  }
+
   async observe(): Promise<ObservedPeer[]> {
     if (this.ifname === undefined) return [];
     const s = await espGet(this.socket(this.ifname)).catch(() => undefined);

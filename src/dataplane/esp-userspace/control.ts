@@ -7,6 +7,9 @@
  *   {"op":"get"}            -> {"ok":true,"status":EspStatus}             (never key material)
  *   {"op":"set", ...}       -> {"ok":true,"status":EspStatus}              see {@link EspSetRequest}
  *   {"op":"export-sas"}     -> {"ok":true,"sas":[EspExportedSa, ...]}      keys: debug export only
+ *   {"op":"handover"}       -> {"ok":true,"handover":{fds,state}}          a planned restart: the
+ *                              daemon stops its packet path, hands its fds and whole state (keys
+ *                              included) to its `--take-over` successor and exits (daemon.ts)
  *   failures                -> {"ok":false,"error":{"code":"...","message":"..."}}
  *
  * The daemon is a pure data plane: it never sees a private key. The agent derives the per-pair

@@ -82,6 +82,36 @@ describe("strictRuleset", () => {
     assert.match(text, /chain select \{ type filter hook prerouting priority mangle;/);
   });
 
+  it("selective: the node's own sources (the probe endpoint) are marked on output, to remote selected pods only", () => {
+    const text = strictRuleset({
+      ...base,
+      dropOutbound: false,
+      dropInbound: false,
+      selection: {
+        encrypt: [
+          { protocol: "udp", port: 53, podIPs: ["10.244.2.5", "fd00::5"], local: false },
+          { protocol: "tcp", port: 80, podIPs: ["10.244.1.7"], local: true },
+        ],
+        expectEncrypted: [],
+        localSources: ["10.244.1.1"],
+      },
+    });
+    const mark = `meta mark set meta mark | 0x${SELECT_MARK.toString(16).padStart(8, "0")} counter`;
+    assert.deepEqual(ruleLines(text), [
+      `ip daddr . meta l4proto . th dport { 10.244.2.5 . udp . 53 } ${mark}`,
+      `ip6 daddr . meta l4proto . th dport { fd00::5 . udp . 53 } ${mark}`,
+      `ip saddr . meta l4proto . th sport { 10.244.1.7 . tcp . 80 } ${mark}`,
+      `ip saddr { 10.244.1.1 } ip daddr . meta l4proto . th dport { 10.244.2.5 . udp . 53 } ${mark}`,
+    ]);
+    // A route chain: the mark re-routes the packet into the selected table.
+    assert.match(text, /chain select-local \{ type route hook output priority mangle;/);
+    const none = strictRuleset({
+      ...base,
+      selection: { encrypt: [], expectEncrypted: [], localSources: ["10.244.1.1"] },
+    });
+    assert.doesNotMatch(none, /select-local/);
+  });
+
   it("selective with nothing selected: no marks, no drops of pod traffic", () => {
     const text = strictRuleset({ ...base, selection: { encrypt: [], expectEncrypted: [] } });
     assert.deepEqual(

@@ -113,10 +113,10 @@ export function strictRuleset(s: DesiredStrict): string {
   const ofFamily = (cidrs: readonly string[], f: "ip" | "ip6"): string[] =>
     cidrs.filter((c) => c.includes(":") === (f === "ip6"));
   const peers = s.peers ?? [];
-  const chain = (name: string, hook: string, priority: string, body: string[]): string[] =>
+  const chain = (name: string, hook: string, priority: string, body: string[], type = "filter"): string[] =>
     body.length === 0
       ? []
-      : [`  chain ${name} { type filter hook ${hook} priority ${priority}; policy accept;`, ...body, "  }"];
+      : [`  chain ${name} { type ${type} hook ${hook} priority ${priority}; policy accept;`, ...body, "  }"];
   // Packets matching `match` are dropped: first through their peer's counting chain (a verdict
   // map on the remote pod address), the rest (no peer owns the address) by the shared rule.
   const drops = (
@@ -144,6 +144,22 @@ export function strictRuleset(s: DesiredStrict): string {
         [...selectorMatches(byLocal(false), "to"), ...selectorMatches(byLocal(true), "from")].map(
           (m) => `    ${m.match} ${mark}`,
         ),
+      ),
+    );
+    // The node's own sources (the probe endpoint) are marked on output; a route chain, so the
+    // mark re-routes the packet into the selected table.
+    const sources = (sel.localSources ?? []).filter((a) => !a.includes(":"));
+    rules.push(
+      ...chain(
+        "select-local",
+        "output",
+        "mangle",
+        sources.length === 0
+          ? []
+          : selectorMatches(byLocal(false), "to")
+              .filter((m) => m.family === "ip")
+              .map((m) => `    ip saddr { ${sources.join(", ")} } ${m.match} ${mark}`),
+        "route",
       ),
     );
     if (s.dropOutbound) {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { generateKeyPair } from "../../keys/x25519.js";
 import { createLogger } from "../../log/logger.js";
-import { FakeKernel } from "../../platform/netlink/fake-kernel.js";
+import { FakeKernel } from "../../../test/support/fake-kernel.js";
 import type { GenerationContext } from "../composite/types.js";
 import { PEER_KEEPALIVE_S, type DesiredGeneration } from "../types.js";
 import { RPF_ADDRESS } from "../node/rpf.js";

@@ -225,6 +225,43 @@ export class UserspaceWireguardBackend implements GenerationBackend {
     });
   }
 
+  /**
+   * A planned restart of every daemon without loss (docs/design.md, "A planned restart (an
+   * upgrade)"), one after another: starts `podcrypt wireguard --take-over` for each interface,
+   * which takes the running daemon's interface, socket and sessions (no handshake) before that
+   * one exits. The old daemons' exits are no deaths. wireguard-go daemons are left alone (they
+   * cannot hand over). Returns the interfaces handed over.
+   */
+  async handOver(): Promise<string[]> {
+    if ((this.opts.daemon ?? "podcrypt") !== "podcrypt") return [];
+    const done: string[] = [];
+    // The daemons running now, whether or not this agent configured them yet (a new agent adopts).
+    for (const ifname of (await this.tunnelInterfaces()).sort()) {
+      const sock = uapiSocketPath(ifname);
+      if (!existsSync(sock) || (await nothingListens(sock))) continue;
+      this.watch.forget(ifname);
+      let pid: number;
+      try {
+        pid = await spawnForegroundDaemon({
+          kind: "wireguard",
+          cmd: process.execPath,
+          args: [join(projectRoot(), "bin", "podcrypt"), "wireguard", ifname, "--persistent", "--take-over"],
+          what: `podcrypt wireguard ${ifname} --take-over`,
+          onExit: (how, pid) => this.opts.logger.warn({ ifname, pid, exit: how }, "WireGuard daemon exited"),
+        });
+      } finally {
+        // Whoever serves now: the successor, or the old daemon when it refused to hand over.
+        if (existsSync(sock)) this.watch.watch(ifname, sock);
+      }
+      this.opts.logger.info(
+        { ifname, pid },
+        "WireGuard daemon replaced by handover (a planned restart: no session or packet lost)",
+      );
+      done.push(ifname);
+    }
+    return done;
+  }
+
   async observe(): Promise<ObservedPeer[]> {
     const out: ObservedPeer[] = [];
     for (const inst of this.installed.values()) {

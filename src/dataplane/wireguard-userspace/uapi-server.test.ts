@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { createLogger } from "../../log/logger.js";
-import { MemoryUapiDevice } from "../../wireguard/uapi/memory-device.js";
+import { MemoryUapiDevice } from "../../../test/support/memory-uapi-device.js";
 import { UapiServer, uapiSocketPath } from "./uapi-server.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pc-uapi-"));

@@ -5,7 +5,7 @@ import { formatSpi } from "../../esp/sa.js";
 import { keyIdForEpoch, spiFor } from "../../keys/derive.js";
 import { generateKeyPair } from "../../keys/x25519.js";
 import { createLogger } from "../../log/logger.js";
-import { FakeKernel } from "../../platform/netlink/fake-kernel.js";
+import { FakeKernel } from "../../../test/support/fake-kernel.js";
 import type { GenerationContext } from "../composite/types.js";
 import { peerSas } from "../../keys/sas.js";
 import type { DesiredGeneration } from "../types.js";

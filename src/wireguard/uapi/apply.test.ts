@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { executeGet, executeSet } from "./apply.js";
 import { UapiErrno } from "./errors.js";
-import { MemoryUapiDevice } from "./memory-device.js";
+import { MemoryUapiDevice } from "../../../test/support/memory-uapi-device.js";
 import { publicFromPrivate } from "../../keys/x25519.js";
 
 const hex = (b: number): string => Buffer.alloc(32, b).toString("hex");

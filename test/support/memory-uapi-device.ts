@@ -1,8 +1,13 @@
-import type { Endpoint } from "../contract.js";
-import { UapiErrno, UapiError, type UapiErrnoValue } from "./errors.js";
-import { formatPrefix, maskPrefix, type IpPrefix } from "./ip.js";
-import type { UapiDevice, UapiDeviceState, UapiPeerState, UapiPeerUpdate } from "./types.js";
-import { publicFromPrivate } from "../../keys/x25519.js";
+import type { Endpoint } from "../../src/wireguard/contract.js";
+import { UapiErrno, UapiError, type UapiErrnoValue } from "../../src/wireguard/uapi/errors.js";
+import { formatPrefix, maskPrefix, type IpPrefix } from "../../src/wireguard/uapi/ip.js";
+import type {
+  UapiDevice,
+  UapiDeviceState,
+  UapiPeerState,
+  UapiPeerUpdate,
+} from "../../src/wireguard/uapi/types.js";
+import { publicFromPrivate } from "../../src/keys/x25519.js";
 
 interface MemoryPeer {
   publicKey: Buffer;

@@ -1,4 +1,4 @@
-import { PodcryptError } from "../../src/errors/index.js";
+import { PodcryptError } from "../../../src/errors/index.js";
 
 /** A `metav1.Status` cause (field-level detail of an Invalid error). */
 export interface StatusCause {

@@ -10,12 +10,12 @@
  * It never sees a private key after the call: each generation records the public key derived from
  * the private key it was given, so tests can check that a node uses the key it published.
  */
-import { systemClock, type Clock } from "../../clock.js";
-import { PodcryptError } from "../../errors/index.js";
-import { newSaInstance } from "../../keys/derive.js";
-import { publicFromPrivate } from "../../keys/x25519.js";
-import { sameList } from "../../lists.js";
-import type { EncryptionMode } from "../../model/index.js";
+import { systemClock, type Clock } from "../../../src/clock.js";
+import { PodcryptError } from "../../../src/errors/index.js";
+import { newSaInstance } from "../../../src/keys/derive.js";
+import { publicFromPrivate } from "../../../src/keys/x25519.js";
+import { sameList } from "../../../src/lists.js";
+import type { EncryptionMode } from "../../../src/model/index.js";
 import type {
   DataplaneBackend,
   DesiredNodeState,
@@ -23,7 +23,7 @@ import type {
   DesiredRoute,
   DesiredStrict,
   ObservedPeer,
-} from "../types.js";
+} from "../../../src/dataplane/types.js";
 
 /** A step of a reconcile pass, in the order they are applied; a fault can target one. */
 export type FakeStep = "generations" | "peers" | "routes" | "strict" | "prune";

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import type { EpochKeys } from "../../agent/agent.js";
-import type { RandomBytes } from "../../clock.js";
-import { ValidationError } from "../../errors/index.js";
-import { generateKeyPair, type NodeKeyPair } from "../../keys/x25519.js";
+import type { EpochKeys } from "../../../src/agent/agent.js";
+import type { RandomBytes } from "../../../src/clock.js";
+import { ValidationError } from "../../../src/errors/index.js";
+import { generateKeyPair, type NodeKeyPair } from "../../../src/keys/x25519.js";
 
 /**
  * The agent's per-epoch key pairs held in memory instead of 0600 files: for unit tests and the

@@ -5,14 +5,14 @@
  * and a {@link TestNetwork} carries datagrams between them in order, on demand.
  */
 import { randomBytes } from "node:crypto";
-import type { ManualClock, RandomBytes } from "../../clock.js";
-import type { DatapathPeer, Endpoint } from "../contract.js";
-import { generatePrivateKey, publicFromPrivate } from "../../keys/x25519.js";
-import { Device } from "../device.js";
-import type { DeviceHandover } from "../handover.js";
-import { parseIp } from "../ip.js";
-import { messageType } from "../messages.js";
-import { openTransport, sealTransport, transportReceiver } from "../session.js";
+import type { ManualClock, RandomBytes } from "../../src/clock.js";
+import type { DatapathPeer, Endpoint } from "../../src/wireguard/contract.js";
+import { generatePrivateKey, publicFromPrivate } from "../../src/keys/x25519.js";
+import { Device } from "../../src/wireguard/device.js";
+import type { DeviceHandover } from "../../src/wireguard/handover.js";
+import { parseIp } from "../../src/wireguard/ip.js";
+import { messageType } from "../../src/wireguard/messages.js";
+import { openTransport, sealTransport, transportReceiver } from "../../src/wireguard/session.js";
 
 /** A datagram in flight. */
 export interface Datagram {

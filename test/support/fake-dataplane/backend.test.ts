@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { DesiredGeneration, DesiredNodeState } from "../types.js";
-import { ManualClock } from "../../clock.js";
+import type { DesiredGeneration, DesiredNodeState } from "../../../src/dataplane/types.js";
+import { ManualClock } from "../../../src/clock.js";
 import { FakeDataplane, FakeFabric, fakeErrno } from "./backend.js";
 import { MemoryEpochKeys } from "./keys.js";
 

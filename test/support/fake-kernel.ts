@@ -9,9 +9,9 @@
  *
  * Only one namespace: the `netns` argument is ignored.
  */
-import { PodcryptError } from "../../errors/index.js";
-import { publicFromPrivate } from "../../keys/x25519.js";
-import type { KernelCommands } from "./kernel-commands.js";
+import { PodcryptError } from "../../src/errors/index.js";
+import { publicFromPrivate } from "../../src/keys/x25519.js";
+import type { KernelCommands } from "../../src/platform/netlink/kernel-commands.js";
 
 export interface FakeLink {
   ifname: string;

@@ -1,6 +1,12 @@
-import type { Clock } from "../../clock.js";
-import type { Backing, JournalEntry, RawLease, RawRecord, Tx } from "../journal/backing.js";
-import { JournalDatastore } from "../journal/engine.js";
+import type { Clock } from "../../../src/clock.js";
+import type {
+  Backing,
+  JournalEntry,
+  RawLease,
+  RawRecord,
+  Tx,
+} from "../../../src/datastore/journal/backing.js";
+import { JournalDatastore } from "../../../src/datastore/journal/engine.js";
 
 /** An operation of the memory store that fault injection can target. */
 export type MemoryOp = "transaction" | "read" | "journal";

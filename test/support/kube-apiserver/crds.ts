@@ -1,4 +1,4 @@
-import { customResourceDefinitions } from "../../src/cli/manifests/crds.js";
+import { customResourceDefinitions } from "../../../src/cli/manifests/crds.js";
 import type { KubeObject } from "./store.js";
 
 /**

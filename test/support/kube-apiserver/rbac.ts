@@ -13,10 +13,10 @@
  * them), escalation checks on writes of RBAC objects.
  */
 import { stringify } from "yaml";
-import { manifestObjects } from "../../src/cli/manifests/render.js";
-import { defaultManifestOptions } from "../../src/cli/manifests/options.js";
-import { COMPONENT_NAMES } from "../../src/cli/manifests/options.js";
-import { NODE_NAME_EXTRA } from "../../src/cli/manifests/admission.js";
+import { manifestObjects } from "../../../src/cli/manifests/render.js";
+import { defaultManifestOptions } from "../../../src/cli/manifests/options.js";
+import { COMPONENT_NAMES } from "../../../src/cli/manifests/options.js";
+import { NODE_NAME_EXTRA } from "../../../src/cli/manifests/admission.js";
 import { validatingAdmission } from "./admission.js";
 import type { KubeApiServerOptions, RequestRecord } from "./server.js";
 import { KubeApiServer } from "./server.js";
