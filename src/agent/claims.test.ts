@@ -263,6 +263,48 @@ describe("vetClaims", () => {
     }
   });
 
+  it("dual stack: each family's pod CIDRs and addresses are vetted on their own", () => {
+    const dual = (i: number, v6cidr = `fd00:10:244:${i}::/64`, v6addr = `fd30::1${i}`): Node =>
+      node(`node-${i}`, [`10.244.${i}.0/24`, v6cidr], `172.30.0.1${i}`, v6addr);
+    const authority = (name: string): NodeAuthority | undefined => {
+      const i = Number(name.at(-1));
+      return {
+        podCIDRs: [`10.244.${i}.0/24`, `fd00:10:244:${i}::/64`],
+        addresses: [`172.30.0.1${i}`, `fd30::1${i}`],
+      };
+    };
+    // node-3 claims an IPv6 range inside node-2's, and an IPv6 address not its Node's; its IPv4
+    // claims are its own and stand.
+    const nodes = [dual(1), dual(2), dual(3, "fd00:10:244:2:8000::/65", "fd30::99")];
+    const r = vetClaims(nodes, "node-1", authority);
+    assert.deepEqual(
+      r.refused.map((x) => `${x.node} ${x.field} ${x.value} ${x.reason}`),
+      [
+        "node-3 podCIDRs fd00:10:244:2:8000::/65 outside-assigned-pod-cidrs",
+        "node-3 underlay fd30::99 address-not-assigned",
+      ],
+    );
+    const n3 = r.nodes.find((n) => n.name === "node-3")!;
+    assert.deepEqual([n3.podCIDRs, n3.underlay], [["10.244.3.0/24"], { ipv4: "172.30.0.13" }]);
+    assert.equal(r.nodes[1], nodes[1], "node-2's claims of both families stand untouched");
+    // Without an authority: an IPv6 overlap refuses only the IPv6 claims, IPv4 ones of the same
+    // nodes stand (families never overlap each other).
+    const o = vetClaims(
+      nodes,
+      "node-1",
+      undefined,
+      standingClaims({ nodes: [dual(1), dual(2)], refused: [] }),
+    );
+    assert.deepEqual(
+      o.refused.map((x) => `${x.node} ${x.value} ${x.reason} ${x.with}`),
+      ["node-3 fd00:10:244:2:8000::/65 overlaps-other-node node-2"],
+    );
+    assert.deepEqual(o.nodes.find((n) => n.name === "node-2")!.podCIDRs, [
+      "10.244.2.0/24",
+      "fd00:10:244:2::/64",
+    ]);
+  });
+
   it("returns untouched records as the same objects (the desired-state memo keys on identity)", () => {
     const nodes = [honest(1), honest(2), node("node-3", ["10.244.9.0/24"], "172.30.0.13")];
     const v = vetClaims(nodes, "node-1", kube);

@@ -171,6 +171,12 @@ describe("desiredState", () => {
       on.generations[0]!.peers.map((p) => p.endpoint.address),
       ["172.30.0.12", "fd30::d", "172.30.0.14"],
     );
+    // A node with only an IPv6 underlay address reaches its peers at their IPv6 addresses.
+    const from3 = desiredState({ ...SETTINGS, node: "node-3" }, cluster("idle", ON), both, ALL_UP);
+    assert.deepEqual(
+      from3.generations[0]!.peers.map((p) => p.endpoint.address),
+      ["fd30::b", "fd30::c", "172.30.0.14"],
+    );
     const off = desiredState(SETTINGS, cluster("idle", OFF), both, ALL_UP);
     assert.deepEqual(
       off.routes.map((r) => (r.kind === "plain" ? `${r.dst} via ${r.via}` : `${r.dst} ${r.kind}`)),

@@ -131,8 +131,12 @@ export function sessionsFrom(observed: readonly ObservedPeer[]): SessionCheck {
   return (epoch, publicKey) => up.get(epoch)?.has(publicKey) === true;
 }
 
-/** The address a node is reached at over the underlay (its tunnels' endpoint): IPv4 when it has one. */
-const addressOf = (n: Node): string | undefined => n.underlay.ipv4 ?? n.underlay.ipv6;
+/**
+ * The address node `n` is reached at over the underlay (its tunnels' endpoint): of the family this
+ * node's own tunnels use (`ipv6`: this node has only an IPv6 underlay address), else the other.
+ */
+const addressOf = (n: Node, ipv6 = false): string | undefined =>
+  ipv6 ? (n.underlay.ipv6 ?? n.underlay.ipv4) : (n.underlay.ipv4 ?? n.underlay.ipv6);
 
 /**
  * The next hop of plaintext toward node `n`'s pods in `dst`: its underlay address of dst's family,
@@ -183,15 +187,23 @@ export class DesiredMemo {
     return d;
   }
 
-  /** Node `n`'s peer entry in the generation of `epoch` listening on `port`, if it published a key. */
-  peer(n: Node, epoch: number, port: number): DesiredPeer | undefined {
+  /**
+   * Node `n`'s peer entry in the generation of `epoch` listening on `port`, if it published a key;
+   * reached at its IPv6 address first when `ipv6` (see {@link addressOf}).
+   */
+  peer(n: Node, epoch: number, port: number, ipv6 = false): DesiredPeer | undefined {
     const d = this.derived(n);
     const k = epoch * 65_536 + port;
     const publicKey = n.publicKeys[String(epoch)];
     const saInstance = n.saInstance;
+    const address = addressOf(n, ipv6);
     let p = d.peers.get(k);
-    if (p === undefined || p.publicKey !== publicKey || p.saInstance !== saInstance) {
-      const address = addressOf(n);
+    if (
+      p === undefined ||
+      p.publicKey !== publicKey ||
+      p.saInstance !== saInstance ||
+      (p.entry !== undefined && p.entry.endpoint.address !== address)
+    ) {
       const entry: DesiredPeer | undefined =
         publicKey === undefined || address === undefined
           ? undefined
@@ -290,8 +302,10 @@ export function desiredState(
   const keptOnly = (epoch: number): boolean =>
     selfLag?.epoch !== epoch && lagged.some((l) => l.epoch === epoch);
   // IPsec keys bind both nodes' SA instances: a peer that published none yet gets no SA.
+  // A node with only an IPv6 underlay address reaches its peers at theirs.
+  const ipv6 = self !== undefined && self.underlay.ipv4 === undefined;
   const peerIn = (g: { epoch: number; mode: EncryptionMode }, n: Node, port: number) => {
-    const p = memo.peer(n, g.epoch, port);
+    const p = memo.peer(n, g.epoch, port, ipv6);
     return g.mode === "ipsec" && p?.saInstance === undefined ? undefined : p;
   };
   const generations: DesiredGeneration[] = installed.map((g) => {

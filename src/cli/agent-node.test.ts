@@ -22,9 +22,26 @@ describe("the agent's node", () => {
         await resolveNodeNetwork(store, "n1", { underlayIp: "192.0.2.1", podCidr: ["10.244.1.0/24"] }),
         {
           underlayIp: "192.0.2.1",
+          underlay: { ipv4: "192.0.2.1" },
           podCIDRs: ["10.244.1.0/24"],
           source: { underlayIp: "flag", podCIDRs: "flag" },
         },
+      );
+      // One address per family: the tunnels use the IPv4 one, both are published.
+      const dual = await resolveNodeNetwork(store, "n1", {
+        underlayIp: ["fd30::b", "192.0.2.1"],
+        podCidr: ["10.244.1.0/24", "fd00:10:244:1::/64"],
+      });
+      assert.deepEqual(
+        [dual.underlayIp, dual.underlay],
+        ["192.0.2.1", { ipv4: "192.0.2.1", ipv6: "fd30::b" }],
+      );
+      await assert.rejects(
+        resolveNodeNetwork(store, "n1", { underlayIp: ["192.0.2.1", "192.0.2.2"] }),
+        field(
+          "--underlay-ip",
+          /two ipv4 addresses \(192\.0\.2\.1, 192\.0\.2\.2\): give at most one per family/,
+        ),
       );
       await assert.rejects(
         resolveNodeNetwork(store, "n1", {}),

@@ -32,7 +32,10 @@ export function resolveNodeName(flag: string | undefined, env: NodeJS.ProcessEnv
 
 /** The network of a node as the agent uses it. */
 export interface NodeNetwork {
+  /** The underlay address of the node's tunnels: the IPv4 one when the node has both. */
   underlayIp: string;
+  /** Its underlay addresses, at most one per family (a dual-stack node publishes both). */
+  underlay: { ipv4?: string; ipv6?: string };
   podCIDRs: string[];
   /** Where each came from, for the log. */
   source: { underlayIp: "flag" | "node"; podCIDRs: "flag" | "node" | "none" };
@@ -42,22 +45,50 @@ export interface NodeNetwork {
 type NodeNetworkSource = Pick<KubernetesDatastore, "nodeNetwork">;
 
 /**
- * The underlay address and pod CIDRs: the flags when given, else the Node object (Kubernetes
- * datastore only). Errors say which flag to pass.
+ * A node's underlay addresses by family, from `ips` in order: the first of each family (`strict`:
+ * a second one of a family is an error naming `field`).
+ */
+function underlayOf(ips: readonly string[], field: string, strict: boolean): NodeNetwork["underlay"] {
+  const out: NodeNetwork["underlay"] = {};
+  for (const ip of ips) {
+    const family = isIP(ip) === 6 ? "ipv6" : "ipv4";
+    if (out[family] === undefined) out[family] = ip;
+    else if (strict)
+      throw new ValidationError(
+        field,
+        `two ${family} addresses (${out[family]}, ${ip}): give at most one per family`,
+      );
+  }
+  return out;
+}
+
+/**
+ * The underlay addresses and pod CIDRs: the flags when given, else the Node object (Kubernetes
+ * datastore only): every InternalIP, the first of each family, so a dual-stack Node gives both.
+ * The tunnels run over the IPv4 address when there are both. Errors say which flag to pass.
  */
 export async function resolveNodeNetwork(
   store: Datastore,
   node: string,
-  flags: { underlayIp?: string | undefined; podCidr?: readonly string[] | undefined },
+  flags: { underlayIp?: string | readonly string[] | undefined; podCidr?: readonly string[] | undefined },
 ): Promise<NodeNetwork> {
-  if (flags.underlayIp !== undefined && isIP(flags.underlayIp) === 0)
-    throw new ValidationError("--underlay-ip", `"${flags.underlayIp}" is not an IPv4 or IPv6 address`);
+  const givenIps =
+    flags.underlayIp === undefined
+      ? undefined
+      : typeof flags.underlayIp === "string"
+        ? [flags.underlayIp]
+        : flags.underlayIp;
+  for (const ip of givenIps ?? [])
+    if (isIP(ip) === 0) throw new ValidationError("--underlay-ip", `"${ip}" is not an IPv4 or IPv6 address`);
+  const given =
+    givenIps === undefined || givenIps.length === 0 ? undefined : underlayOf(givenIps, "--underlay-ip", true);
   for (const c of flags.podCidr ?? [])
     if (!cidr.safeParse(c).success) throw new ValidationError("--pod-cidr", `"${c}" is not a CIDR`);
   const givenCidrs = flags.podCidr !== undefined && flags.podCidr.length > 0;
-  if (flags.underlayIp !== undefined && (givenCidrs || store.backend !== "kubernetes"))
+  if (given !== undefined && (givenCidrs || store.backend !== "kubernetes"))
     return {
-      underlayIp: flags.underlayIp,
+      underlayIp: (given.ipv4 ?? given.ipv6)!,
+      underlay: given,
       podCIDRs: [...(flags.podCidr ?? [])],
       source: { underlayIp: "flag", podCIDRs: givenCidrs ? "flag" : "none" },
     };
@@ -78,22 +109,31 @@ export async function resolveNodeNetwork(
       );
     throw e;
   }
-  let underlayIp = flags.underlayIp;
+  let underlay = given;
   let ipSource: NodeNetwork["source"]["underlayIp"] = "flag";
-  if (underlayIp === undefined) {
+  if (underlay === undefined) {
     const internal = net.addresses.filter((a) => a.type === "InternalIP" && isIP(a.address) !== 0);
-    // An IPv4 InternalIP first (dual-stack nodes list both), as kube-proxy picks.
-    const pickIp = internal.find((a) => isIP(a.address) === 4) ?? internal[0];
-    if (pickIp === undefined)
+    if (internal.length === 0)
       throw new ValidationError(
         "--underlay-ip",
         `Node "${node}" has no InternalIP in status.addresses (${net.addresses.map((a) => `${a.type} ${a.address}`).join(", ") || "none"}): pass --underlay-ip`,
       );
-    underlayIp = pickIp.address;
+    // Dual-stack Nodes list an InternalIP of each family; the tunnels take the IPv4 one, as kube-proxy picks.
+    underlay = underlayOf(
+      internal.map((a) => a.address),
+      "--underlay-ip",
+      false,
+    );
     ipSource = "node";
   }
+  const underlayIp = (underlay.ipv4 ?? underlay.ipv6)!;
   if (givenCidrs)
-    return { underlayIp, podCIDRs: [...flags.podCidr!], source: { underlayIp: ipSource, podCIDRs: "flag" } };
+    return {
+      underlayIp,
+      underlay,
+      podCIDRs: [...flags.podCidr!],
+      source: { underlayIp: ipSource, podCIDRs: "flag" },
+    };
   const bad = net.podCIDRs.find((c) => !cidr.safeParse(c).success);
   if (bad !== undefined)
     throw new ValidationError("--pod-cidr", `Node "${node}" has spec.podCIDRs "${bad}", not a CIDR`);
@@ -102,7 +142,7 @@ export async function resolveNodeNetwork(
       "--pod-cidr",
       `Node "${node}" has no spec.podCIDRs (the node IPAM controller sets them; with another IPAM pass --pod-cidr)`,
     );
-  return { underlayIp, podCIDRs: net.podCIDRs, source: { underlayIp: ipSource, podCIDRs: "node" } };
+  return { underlayIp, underlay, podCIDRs: net.podCIDRs, source: { underlayIp: ipSource, podCIDRs: "node" } };
 }
 
 /** `ip -j addr show` as far as this file reads it. */

@@ -62,7 +62,7 @@ interface AgentFlags {
   datastore?: string;
   namespace?: string;
   stateDir?: string;
-  underlayIp?: string;
+  underlayIp?: string[];
   podCidr?: string[];
   clusterCidr?: string[];
   underlayIf?: string;
@@ -262,7 +262,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
         ...(probeEndpoint === undefined ? {} : { probeEndpoint }),
       },
       self: {
-        underlay: ipv6 ? { ipv6: net.underlayIp } : { ipv4: net.underlayIp },
+        underlay: net.underlay,
         podCIDRs: net.podCIDRs,
         capabilities: { wireguardKernel: caps.wireguard.ok, xfrmKernel: caps.ipsec.ok },
       },
@@ -332,8 +332,8 @@ export function registerAgent(program: Command): void {
       `where private keys live, 0600 files (config: agent.stateDir; default ${d.stateDir})`,
     )
     .option(
-      "--underlay-ip <ip>",
-      "this node's underlay address peers send to (kubernetes datastore: default the Node's InternalIP)",
+      "--underlay-ip <ip...>",
+      "this node's underlay address peers send to, at most one per family: the tunnels use the IPv4 one when there are both (kubernetes datastore: default the Node's InternalIPs)",
     )
     .option(
       "--pod-cidr <cidr...>",

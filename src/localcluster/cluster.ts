@@ -83,7 +83,12 @@ export async function registerKubernetesNodes(
   if (store.backend !== "kubernetes") return;
   const k8s = store as unknown as Pick<KubernetesDatastore, "registerNode">;
   for (const n of nodes)
-    await k8s.registerNode({ name: n.name, internalIP: n.underlayIP, podCIDRs: n.podCIDRs });
+    await k8s.registerNode({
+      name: n.name,
+      internalIP: n.underlayIPs[0]!,
+      ...(n.underlayIPs[1] === undefined ? {} : { internalIP2: n.underlayIPs[1] }),
+      podCIDRs: n.podCIDRs,
+    });
 }
 
 export type Progress = (line: string) => void;
@@ -289,7 +294,7 @@ export function startAgent(home: string, url: string, n: PlannedNode): ClusterPr
   const kubernetes = url === "kubernetes" || url.startsWith("kubernetes:");
   const identity = kubernetes
     ? []
-    : ["--node", n.name, "--underlay-ip", n.underlayIP, "--pod-cidr", ...n.podCIDRs];
+    : ["--node", n.name, "--underlay-ip", ...n.underlayIPs, "--pod-cidr", ...n.podCIDRs];
   return startDaemon(
     home,
     "agent",

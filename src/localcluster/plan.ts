@@ -47,8 +47,14 @@ export interface PlannedNode {
   /** The node's planned fabric addresses; only the one of the underlay family is configured. */
   underlayIPv4: string;
   underlayIPv6: string;
-  /** The underlay address in use (of `config.underlayFamily`): the agent's `--underlay-ip`. */
+  /** The underlay address the tunnels use (of `config.underlayFamily`). */
   underlayIP: string;
+  /**
+   * The addresses the node publishes (the agent's `--underlay-ip`, the Kubernetes Node's
+   * InternalIPs): `underlayIP`, and on an IPv4 underlay with IPv6 pods its IPv6 fabric address too,
+   * the next hop of its IPv6 pods' plaintext while encryption is off (the tunnels stay on IPv4).
+   */
+  underlayIPs: string[];
   /** The first of `podCIDRs` (IPv4 when the pods have IPv4). */
   podCIDR: string;
   /** One CIDR per pod address family, IPv4 first. */
@@ -107,6 +113,12 @@ export function planCluster(config: ClusterConfig): ClusterPlan {
       underlayIPv4,
       underlayIPv6,
       underlayIP: config.underlayFamily === "ipv6" ? underlayIPv6 : underlayIPv4,
+      underlayIPs:
+        config.underlayFamily === "ipv6"
+          ? [underlayIPv6]
+          : v6
+            ? [underlayIPv4, underlayIPv6]
+            : [underlayIPv4],
       podCIDR: podCIDRs[0]!,
       podCIDRs,
       dataplane: n.dataplane,

@@ -49,9 +49,10 @@ describe("agent node network from the Node object (kubernetes datastore)", () =>
     await server?.close();
   });
 
-  it("the IPv4 InternalIP and spec.podCIDRs, as the kubelet and node IPAM publish them", async () => {
+  it("both families' InternalIPs (the tunnels on the IPv4 one) and spec.podCIDRs, as the kubelet and node IPAM publish them", async () => {
     assert.deepEqual(await resolveNodeNetwork(store, "dual", {}), {
       underlayIp: "172.30.0.14",
+      underlay: { ipv4: "172.30.0.14", ipv6: "fd30::14" },
       podCIDRs: ["10.244.4.0/24", "fd00:4::/64"],
       source: { underlayIp: "node", podCIDRs: "node" },
     });
@@ -60,12 +61,27 @@ describe("agent node network from the Node object (kubernetes datastore)", () =>
   it("flags win, each on its own", async () => {
     assert.deepEqual(await resolveNodeNetwork(store, "dual", { underlayIp: "fd30::14" }), {
       underlayIp: "fd30::14",
+      underlay: { ipv6: "fd30::14" },
       podCIDRs: ["10.244.4.0/24", "fd00:4::/64"],
       source: { underlayIp: "flag", podCIDRs: "node" },
     });
     assert.deepEqual((await resolveNodeNetwork(store, "dual", { podCidr: ["10.9.0.0/24"] })).podCIDRs, [
       "10.9.0.0/24",
     ]);
+  });
+
+  it("an IPv6-only Node: its IPv6 InternalIP carries the tunnels", async () => {
+    const nodes = server.store.lookup("", "v1", "nodes")!;
+    server.store.create(nodes, "", {
+      metadata: { name: "v6only" },
+      spec: { podCIDRs: ["10.244.6.0/24", "fd00:6::/64"] },
+      status: { addresses: [{ type: "InternalIP", address: "fd30::16" }] },
+    });
+    const net = await resolveNodeNetwork(store, "v6only", {});
+    assert.deepEqual(
+      [net.underlayIp, net.underlay, net.podCIDRs],
+      ["fd30::16", { ipv6: "fd30::16" }, ["10.244.6.0/24", "fd00:6::/64"]],
+    );
   });
 
   it("what is missing is named, with the flag to pass", async () => {

@@ -310,7 +310,13 @@ export class KubernetesDatastore implements Datastore {
    * For clusters without kubelets (the local cluster, tests); podcrypt's components are not granted
    * `create nodes`. Returns whether it created the Node (false: there is one, left as it is).
    */
-  async registerNode(o: { name: string; internalIP: string; podCIDRs: readonly string[] }): Promise<boolean> {
+  async registerNode(o: {
+    name: string;
+    internalIP: string;
+    /** A second InternalIP, of the other family (a dual-stack node lists one of each). */
+    internalIP2?: string;
+    podCIDRs: readonly string[];
+  }): Promise<boolean> {
     this.checkOpen();
     try {
       await this.client.create(KUBE_NODE_REF, "", {
@@ -319,6 +325,7 @@ export class KubernetesDatastore implements Datastore {
         status: {
           addresses: [
             { type: "InternalIP", address: o.internalIP },
+            ...(o.internalIP2 === undefined ? [] : [{ type: "InternalIP", address: o.internalIP2 }]),
             { type: "Hostname", address: o.name },
           ],
         },
