@@ -7,12 +7,11 @@
 // no associated data.
 #include "aead.h"
 
-#include <openssl/evp.h>
-
 #include <cstdint>
 #include <cstring>
 
 #include "batch.h"
+#include "evp.h"
 
 namespace podcrypt {
 namespace {
@@ -20,28 +19,10 @@ namespace {
 constexpr uint32_t kHeader = 16;
 constexpr uint32_t kTag = 16;
 constexpr uint32_t kKey = 32;
-// Longest plaintext one EVP update takes (its length is an int); far beyond any datagram.
-constexpr size_t kMaxChunk = 1u << 30;
 
-struct Ctx {
-  EVP_CIPHER* cipher = nullptr;
-  EVP_CIPHER_CTX* enc = nullptr;
-  EVP_CIPHER_CTX* dec = nullptr;
-};
-
-Ctx& Contexts(Napi::Env env) {
-  static thread_local Ctx ctx;  // EVP contexts are not shareable between threads
-  if (ctx.cipher == nullptr) {
-    ctx.cipher = EVP_CIPHER_fetch(nullptr, "ChaCha20-Poly1305", nullptr);
-    ctx.enc = EVP_CIPHER_CTX_new();
-    ctx.dec = EVP_CIPHER_CTX_new();
-    if (ctx.cipher == nullptr || ctx.enc == nullptr || ctx.dec == nullptr ||
-        EVP_CipherInit_ex(ctx.enc, ctx.cipher, nullptr, nullptr, nullptr, 1) != 1 ||
-        EVP_CipherInit_ex(ctx.dec, ctx.cipher, nullptr, nullptr, nullptr, 0) != 1) {
-      throw Napi::Error::New(env, "OpenSSL ChaCha20-Poly1305 is unavailable");
-    }
-  }
-  return ctx;
+AeadContexts& Contexts(Napi::Env env) {
+  static thread_local AeadContexts ctx;
+  return InitAead(env, ctx, "ChaCha20-Poly1305");
 }
 
 inline void PutLe64(uint8_t* p, uint64_t v) {
@@ -84,7 +65,7 @@ Napi::Value SealBatch(const Napi::CallbackInfo& info) {
   uint32_t* keyIndex = TypedArg<uint32_t>(info[4], "keyIndex", count);
   uint32_t* receivers = TypedArg<uint32_t>(info[5], "receivers", count);
   double* counters = TypedArg<double>(info[6], "counters", count);
-  Ctx& ctx = Contexts(env);
+  AeadContexts& ctx = Contexts(env);
   uint8_t* base = arena.Data();
   size_t arenaLen = arena.Length();
   size_t keyCount = keys.Length() / kKey;
@@ -141,7 +122,7 @@ Napi::Value OpenBatch(const Napi::CallbackInfo& info) {
   uint32_t* keyIndex = TypedArg<uint32_t>(info[4], "keyIndex", count);
   double* counters = TypedArg<double>(info[5], "counters", count);
   uint8_t* ok = TypedArg<uint8_t>(info[6], "ok", count);
-  Ctx& ctx = Contexts(env);
+  AeadContexts& ctx = Contexts(env);
   uint8_t* base = arena.Data();
   size_t arenaLen = arena.Length();
   size_t keyCount = keys.Length() / kKey;

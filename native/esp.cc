@@ -12,12 +12,11 @@
 // SPI, ICV length, ESN (0/1).
 #include "esp.h"
 
-#include <openssl/evp.h>
-
 #include <cstdint>
 #include <cstring>
 
 #include "batch.h"
+#include "evp.h"
 
 namespace podcrypt {
 namespace {
@@ -25,27 +24,10 @@ namespace {
 constexpr uint32_t kHeader = 16;  // SPI + sequence + IV
 constexpr uint32_t kKeyMat = 20;  // key + salt
 constexpr uint32_t kKey = 16;
-constexpr size_t kMaxChunk = 1u << 30;
 
-struct GcmCtx {
-  EVP_CIPHER* cipher = nullptr;
-  EVP_CIPHER_CTX* enc = nullptr;
-  EVP_CIPHER_CTX* dec = nullptr;
-};
-
-GcmCtx& Contexts(Napi::Env env) {
-  static thread_local GcmCtx ctx;  // EVP contexts are not shareable between threads
-  if (ctx.cipher == nullptr) {
-    ctx.cipher = EVP_CIPHER_fetch(nullptr, "AES-128-GCM", nullptr);
-    ctx.enc = EVP_CIPHER_CTX_new();
-    ctx.dec = EVP_CIPHER_CTX_new();
-    if (ctx.cipher == nullptr || ctx.enc == nullptr || ctx.dec == nullptr ||
-        EVP_CipherInit_ex(ctx.enc, ctx.cipher, nullptr, nullptr, nullptr, 1) != 1 ||
-        EVP_CipherInit_ex(ctx.dec, ctx.cipher, nullptr, nullptr, nullptr, 0) != 1) {
-      throw Napi::Error::New(env, "OpenSSL AES-128-GCM is unavailable");
-    }
-  }
-  return ctx;
+AeadContexts& Contexts(Napi::Env env) {
+  static thread_local AeadContexts ctx;
+  return InitAead(env, ctx, "AES-128-GCM");
 }
 
 inline void PutBe32(uint8_t* p, uint32_t v) {
@@ -117,7 +99,7 @@ Napi::Value EspSealBatch(const Napi::CallbackInfo& info) {
   KeyTable t = KeyArgs(info[4], info[5], "espSealBatch");
   uint32_t* keyIndex = TypedArg<uint32_t>(info[6], "keyIndex", count);
   double* seqs = TypedArg<double>(info[7], "seqs", count);
-  GcmCtx& ctx = Contexts(env);
+  AeadContexts& ctx = Contexts(env);
   uint8_t* base = arena.Data();
   size_t arenaLen = arena.Length();
   uint32_t lastKey = UINT32_MAX;
@@ -185,7 +167,7 @@ Napi::Value EspOpenBatch(const Napi::CallbackInfo& info) {
   uint32_t* keyIndex = TypedArg<uint32_t>(info[5], "keyIndex", count);
   double* seqs = TypedArg<double>(info[6], "seqs", count);
   uint8_t* ok = TypedArg<uint8_t>(info[7], "ok", count);
-  GcmCtx& ctx = Contexts(env);
+  AeadContexts& ctx = Contexts(env);
   uint8_t* base = arena.Data();
   size_t arenaLen = arena.Length();
   uint32_t lastKey = UINT32_MAX;
