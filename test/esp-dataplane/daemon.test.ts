@@ -18,6 +18,7 @@ import { projectRoot } from "../../src/paths.js";
 import { NetnsLab } from "../helpers/netns.js";
 import { iperf3 } from "../wireguard/lab.js";
 import { espPair, installEpoch, podcryptCommand, status, type EspPair } from "./lab.js";
+import { tsharkCapturing } from "../helpers/tshark.js";
 
 const execFileP = promisify(execFile);
 const lab = new NetnsLab();
@@ -65,17 +66,7 @@ async function capture(ns: string, name: string, during: () => Promise<void>): P
   const t = lab.spawn(ns, "tshark", ["-n", "-i", "eth0", "-f", "udp port 4500", "-w", pcap], {
     stdio: ["ignore", "ignore", "pipe"],
   });
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`tshark did not start: ${err}`)), 30_000);
-    t.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("Capturing on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
+  await tsharkCapturing(t);
   await during();
   await new Promise((r) => setTimeout(r, 500));
   const exited = new Promise((r) => t.once("exit", r));

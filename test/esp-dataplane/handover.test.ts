@@ -18,6 +18,7 @@ import { runIn } from "../../src/platform/netns/netns.js";
 import { NetnsLab } from "../helpers/netns.js";
 import { paced, receiveDuring } from "../helpers/udp-blast.js";
 import { espPair, installEpoch, startEspDaemon, status, type EspPair } from "./lab.js";
+import { tsharkCapturing } from "../helpers/tshark.js";
 
 const execFileP = promisify(execFile);
 const lab = new NetnsLab();
@@ -39,17 +40,7 @@ async function startCapture(ns: string, pcap: string): Promise<ChildProcess> {
   const t = lab.spawn(ns, "tshark", ["-n", "-i", "eth0", "-f", "udp port 4500", "-w", pcap], {
     stdio: ["ignore", "ignore", "pipe"],
   });
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`tshark did not start: ${err}`)), 30_000);
-    t.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("Capturing on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
+  await tsharkCapturing(t);
   return t;
 }
 

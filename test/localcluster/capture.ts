@@ -1,6 +1,7 @@
 /** Captures of the local cluster's underlay for the suites that read what crossed it. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { FABRIC_BRIDGE, FABRIC_NETNS } from "../../src/localcluster/plan.js";
+import { tsharkCapturing } from "../helpers/tshark.js";
 
 /**
  * Starts tshark on the fabric bridge (the underlay every node shares), ESP in UDP only, writing
@@ -14,20 +15,6 @@ export async function startEspCapture(pcap: string, children: Set<ChildProcess>)
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   children.add(t);
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`tshark did not start: ${err}`)), 30_000);
-    t.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("Capturing on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    t.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`tshark exited with ${code}: ${err}`));
-    });
-  });
+  await tsharkCapturing(t);
   return t;
 }

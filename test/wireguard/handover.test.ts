@@ -20,6 +20,7 @@ import { NetnsLab } from "../helpers/netns.js";
 import { paced, receiveDuring } from "../helpers/udp-blast.js";
 import { INNER_IP, setupPair, stopDaemons, wgDump, type Pair } from "./helpers.js";
 import { pingUntilUp, podcryptCommand } from "./lab.js";
+import { tsharkCapturing } from "../helpers/tshark.js";
 
 const execFileP = promisify(execFile);
 const running: ChildProcess[] = [];
@@ -33,17 +34,7 @@ async function startCapture(ns: string, pcap: string): Promise<ChildProcess> {
   const t = lab.spawn(ns, "tshark", ["-n", "-i", "eth0", "-f", "udp", "-w", pcap], {
     stdio: ["ignore", "ignore", "pipe"],
   });
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`tshark did not start: ${err}`)), 30_000);
-    t.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("Capturing on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
+  await tsharkCapturing(t);
   return t;
 }
 

@@ -16,6 +16,7 @@ import type { DaemonStatus } from "../../src/dataplane/wireguard-userspace/daemo
 import { NetnsLab } from "../helpers/netns.js";
 import { INNER_IP, readStatus, setupPair, stopDaemons, wgDump, type Pair } from "./helpers.js";
 import { iperf3, ping, pingUntilUp, type TunnelEnd } from "./lab.js";
+import { tsharkCapturing } from "../helpers/tshark.js";
 
 const running: Pair[] = [];
 const dir = mkdtempSync(join(tmpdir(), "pc-wire-"));
@@ -54,17 +55,7 @@ async function startCapture(ns: string, name: string): Promise<() => Promise<str
   const t = spawn(ns, "tshark", ["-i", "eth0", "-f", "udp", "-w", file], {
     stdio: ["ignore", "ignore", "pipe"],
   });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("tshark did not start")), 20_000);
-    let err = "";
-    t.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("Capturing on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
+  await tsharkCapturing(t, 20_000);
   return async () => {
     await new Promise((r) => setTimeout(r, 500));
     await new Promise<void>((resolve) => {
