@@ -25,7 +25,13 @@ import { nodeEspIfname, nodeWgIfname, planCluster, type PlannedNode } from "./pl
 import { stopProcesses } from "./processes.js";
 import { datastoreRelay } from "./relay.js";
 import { collectStatus } from "./status.js";
-import { clusterHome, requireClusterState, writeClusterState, type ClusterState } from "./state.js";
+import {
+  clusterHome,
+  plannedNode,
+  requireClusterState,
+  writeClusterState,
+  type ClusterState,
+} from "./state.js";
 import { addNodes, removeNodes } from "./topology.js";
 
 /** The most nodes a local cluster holds (pod CIDRs 10.244.N.0/24 and underlay addresses .10+N). */
@@ -145,12 +151,7 @@ export async function removeNode(
 ): Promise<{ convergedMs: number }> {
   const home = clusterHome();
   const state = requireClusterState(home);
-  const node = state.plan.nodes.find((n) => n.name === name);
-  if (node === undefined)
-    throw new ValidationError(
-      "node",
-      `no node named ${name} (nodes: ${state.plan.nodes.map((n) => n.name).join(", ")})`,
-    );
+  const node = plannedNode(state, name);
   if (state.plan.nodes.length === 1)
     throw new ValidationError("node", `${name} is the last node; use cluster down`);
   const pods = state.plan.pods.filter((p) => p.node === name);

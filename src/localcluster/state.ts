@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { PodcryptError } from "../errors/index.js";
-import type { ClusterPlan } from "./plan.js";
+import { PodcryptError, ValidationError } from "../errors/index.js";
+import type { ClusterPlan, PlannedNode } from "./plan.js";
 import { readSupervisorRecord } from "./supervisor.js";
 
 /** Where the local cluster keeps its state: `$PODCRYPT_HOME` or /var/lib/podcrypt/local. */
@@ -83,6 +83,17 @@ export function requireClusterState(home = clusterHome()): ClusterState {
     );
   }
   return s;
+}
+
+/** The node `name` of `state`'s plan, or a ValidationError naming the nodes there are. */
+export function plannedNode(state: ClusterState, name: string): PlannedNode {
+  const node = state.plan.nodes.find((n) => n.name === name);
+  if (node === undefined)
+    throw new ValidationError(
+      "node",
+      `no node named ${name} (nodes: ${state.plan.nodes.map((n) => n.name).join(", ")})`,
+    );
+  return node;
 }
 
 export function writeClusterState(state: ClusterState, home = clusterHome()): void {

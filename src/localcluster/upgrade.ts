@@ -11,13 +11,13 @@
  */
 import { readFileSync } from "node:fs";
 import type { Datastore } from "../datastore/types.js";
-import { PodcryptError, ValidationError } from "../errors/index.js";
+import { PodcryptError } from "../errors/index.js";
 import { run } from "../platform/netns/netns.js";
 import type { Progress } from "./cluster.js";
 import { until } from "./nodes.js";
 import { alive } from "./processes.js";
 import { collectStatus } from "./status.js";
-import { clusterHome, readClusterState, requireClusterState } from "./state.js";
+import { clusterHome, readClusterState, plannedNode, requireClusterState } from "./state.js";
 
 /** The podcrypt data-plane daemons running in `netns`: pid -> `wireguard IFNAME` / `esp IFNAME`. */
 export async function dataplaneDaemons(netns: string): Promise<Map<number, string>> {
@@ -57,12 +57,7 @@ export async function upgradeNode(
 ): Promise<UpgradeResult> {
   const home = clusterHome();
   const state = requireClusterState(home);
-  const node = state.plan.nodes.find((n) => n.name === name);
-  if (node === undefined)
-    throw new ValidationError(
-      "node",
-      `no node named ${name} (nodes: ${state.plan.nodes.map((n) => n.name).join(", ")})`,
-    );
+  const node = plannedNode(state, name);
   const agentOf = () => readClusterState(home)?.processes.find((p) => p.name === `agent-${name}`);
   const old = agentOf();
   if (old === undefined || !alive(old.pid))
