@@ -34,7 +34,7 @@ import {
 } from "./decide.js";
 import { SelectionTracker } from "./selection.js";
 import { TunnelTracker, type TunnelReport } from "./tunnels.js";
-import type { WorkloadGate } from "./gate.js";
+import { WorkloadGate, type TunnelView } from "./gate.js";
 import { chainText } from "../errors/describe.js";
 import { FailureTracker } from "./failures.js";
 import {
@@ -102,10 +102,11 @@ export interface AgentOptions {
    */
   authority?: (onChange: () => void) => Promise<AuthoritySource>;
   /**
-   * Workload gating (src/agent/gate.ts): told of every heartbeat's tunnel report, it keeps the
-   * node tainted until the tunnels are up. Without it (the default) the node is never tainted.
+   * Workload gating (src/agent/gate.ts): told of every heartbeat's tunnel report, the agent keeps
+   * `status.workloadGate` of its record "closed" until the tunnels are up, then "open" (the
+   * controller taints or untaints the Node). Default false: the record has no wish.
    */
-  gate?: WorkloadGate;
+  workloadGate?: boolean;
 }
 
 /**
@@ -165,8 +166,25 @@ export class Agent {
   /** Peers' pod CIDRs the last pass believed: they stand against later overlapping claims. */
   private standing: StandingClaims = new Map();
 
+  /** Workload gating, when on (AgentOptions.workloadGate). */
+  private readonly gate: WorkloadGate | undefined;
+
   constructor(private readonly o: AgentOptions) {
     this.failures = new FailureTracker(() => o.clock.wallNow());
+    this.gate =
+      o.workloadGate === true
+        ? new WorkloadGate(
+            {
+              publish: (wish) =>
+                this.publish((n) =>
+                  n.status?.workloadGate === wish
+                    ? undefined
+                    : { ...n, status: { ...n.status, errors: n.status?.errors ?? [], workloadGate: wish } },
+                ),
+            },
+            o.logger,
+          )
+        : undefined;
   }
 
   get name(): string {
@@ -449,7 +467,13 @@ export class Agent {
       const tunnels = await this.judgeTunnels();
       await this.publish((n) => {
         // A failure (or refusal) an earlier agent of this node published is not this one's.
-        const { reconcileError: _earlier, tunnels: old, refusedClaims: _refused, ...status } = n.status ?? {};
+        const {
+          reconcileError: _earlier,
+          tunnels: old,
+          refusedClaims: _refused,
+          workloadGate: wish,
+          ...status
+        } = n.status ?? {};
         // The judgement's time moves only with the judgement: an unchanged one writes nothing.
         const keep =
           tunnels !== undefined &&
@@ -466,6 +490,9 @@ export class Agent {
             ...drops,
             ...refused,
             ...(tunnels === undefined ? {} : { tunnels: keep ? old : tunnels }),
+            // Without gating this agent wishes nothing: an earlier agent's "closed" would keep
+            // the Node tainted for good.
+            ...(this.gate === undefined || wish === undefined ? {} : { workloadGate: wish }),
           },
         };
       });
@@ -473,11 +500,11 @@ export class Agent {
     } catch (e) {
       this.o.logger.warn({ err: e }, "heartbeat failed");
     }
-    await this.o.gate?.observe(this.tunnelView());
+    await this.gate?.observe(this.tunnelView());
   }
 
   /** What the gate is told: the last tunnel report, or why there is none. */
-  private tunnelView(): Parameters<WorkloadGate["observe"]>[0] {
+  private tunnelView(): TunnelView {
     const c = this.cluster;
     if (c === undefined || c.applied === undefined) return { kind: "unknown" };
     if (!applied(c).enabled) return { kind: "plaintext" };

@@ -1,26 +1,24 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createLogger } from "../log/logger.js";
-import { NOT_READY_TAINT, WorkloadGate, type TaintPort, type TunnelView } from "./gate.js";
+import type { WorkloadGateWish } from "../model/index.js";
+import { WorkloadGate, type GatePort, type TunnelView } from "./gate.js";
 import type { TunnelReport } from "./tunnels.js";
 
-/** A Node's taint list with a write counter and a fault to inject: what the port writes to. */
-class FakeNode implements TaintPort {
-  taints: string[] = ["example.com/dedicated"];
+/** The node's record (its `status.workloadGate`) with a write counter and a fault to inject. */
+class FakeRecord implements GatePort {
+  wish: WorkloadGateWish | undefined;
   writes = 0;
   failNext: Error | undefined;
-  async set(present: boolean): Promise<boolean> {
+  async publish(wish: WorkloadGateWish): Promise<boolean> {
     if (this.failNext !== undefined) {
       const e = this.failNext;
       this.failNext = undefined;
       throw e;
     }
-    const has = this.taints.includes(NOT_READY_TAINT.key);
-    if (has === present) return false;
+    if (this.wish === wish) return false;
     this.writes++;
-    this.taints = present
-      ? [...this.taints, NOT_READY_TAINT.key]
-      : this.taints.filter((t) => t !== NOT_READY_TAINT.key);
+    this.wish = wish;
     return true;
   }
 }
@@ -34,48 +32,48 @@ const report = (up: string[], pending: string[], failing: string[] = []): Tunnel
 });
 const logger = createLogger("test", { level: "silent" });
 
-test("gate: tainted while a peer is pending, untainted once every tunnel is up, not re-tainted after", async () => {
-  const node = new FakeNode();
-  const gate = new WorkloadGate(node, logger);
+test("gate: closed while a peer is pending, open once every tunnel is up, not closed again after", async () => {
+  const record = new FakeRecord();
+  const gate = new WorkloadGate(record, logger);
   await gate.observe({ kind: "unknown" });
-  assert.deepEqual(node.taints, ["example.com/dedicated", NOT_READY_TAINT.key]);
+  assert.equal(record.wish, "closed");
   await gate.observe(report(["b"], ["c"]));
   await gate.observe(report(["b"], [], ["c"]));
-  assert.equal(node.writes, 1, "tainted once, not rewritten every heartbeat");
+  assert.equal(record.writes, 1, "closed once, not rewritten every heartbeat");
   assert.equal(gate.open, false);
   await gate.observe(report(["b", "c"], []));
-  assert.deepEqual(node.taints, ["example.com/dedicated"]);
+  assert.equal(record.wish, "open");
   assert.equal(gate.open, true);
   // A tunnel failing later is reported, not gated (one broken peer would taint every node).
   await gate.observe(report(["b"], [], ["c"]));
-  assert.deepEqual(node.taints, ["example.com/dedicated"]);
-  assert.equal(node.writes, 2);
+  assert.equal(record.wish, "open");
+  assert.equal(record.writes, 2);
 });
 
 test("gate: encryption off opens it; no live peer (an empty report) opens it", async () => {
   for (const view of [{ kind: "plaintext" } as const, report([], [])]) {
-    const node = new FakeNode();
-    node.taints.push(NOT_READY_TAINT.key);
-    const gate = new WorkloadGate(node, logger);
+    const record = new FakeRecord();
+    record.wish = "closed";
+    const gate = new WorkloadGate(record, logger);
     await gate.observe(view);
-    assert.deepEqual(node.taints, ["example.com/dedicated"]);
+    assert.equal(record.wish, "open");
     assert.equal(gate.open, true);
   }
 });
 
 test("gate: a failed write is tried again at the next observation", async () => {
-  const node = new FakeNode();
-  const gate = new WorkloadGate(node, logger);
-  node.failNext = new Error("HTTP 503");
+  const record = new FakeRecord();
+  const gate = new WorkloadGate(record, logger);
+  record.failNext = new Error("HTTP 503");
   await gate.observe(report([], ["b"]));
-  assert.deepEqual(node.taints, ["example.com/dedicated"]);
+  assert.equal(record.wish, undefined);
   await gate.observe(report([], ["b"]));
-  assert.deepEqual(node.taints, ["example.com/dedicated", NOT_READY_TAINT.key]);
-  node.failNext = new Error("HTTP 503");
+  assert.equal(record.wish, "closed");
+  record.failNext = new Error("HTTP 503");
   await gate.observe(report(["b"], []));
-  assert.equal(gate.open, false, "not open while the taint could not be removed");
-  assert.ok(node.taints.includes(NOT_READY_TAINT.key));
+  assert.equal(gate.open, false, "not open while the record could not say so");
+  assert.equal(record.wish, "closed");
   await gate.observe(report(["b"], []));
   assert.equal(gate.open, true);
-  assert.deepEqual(node.taints, ["example.com/dedicated"]);
+  assert.equal(record.wish, "open");
 });

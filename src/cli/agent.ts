@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Command, Option } from "commander";
 import { Agent, type EpochKeys } from "../agent/agent.js";
-import { NOT_READY_TAINT, WorkloadGate } from "../agent/gate.js";
+import { NOT_READY_TAINT } from "../agent/gate.js";
 import type { RefusedClaim } from "../agent/claims.js";
 import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import { systemClock } from "../clock.js";
@@ -79,17 +79,15 @@ interface AgentFlags {
 }
 
 /**
- * The workload gate of `--not-ready-taint` (src/agent/gate.ts): it taints the Kubernetes Node of
- * this agent, so it needs the kubernetes datastore.
+ * Checks `--not-ready-taint` (src/agent/gate.ts): the agent's wish is applied to its Kubernetes
+ * Node by the controller, so it means something only on the kubernetes datastore.
  */
-function workloadGate(store: Datastore, node: string, logger: ReturnType<typeof createLogger>): WorkloadGate {
+function checkWorkloadGate(store: Datastore): void {
   if (store.backend !== "kubernetes")
     throw new ValidationError(
       "--not-ready-taint",
-      `needs the kubernetes datastore (it taints this node's Kubernetes Node), not ${store.backend}: pass --no-not-ready-taint or set agent.notReadyTaint: false`,
+      `needs the kubernetes datastore (the controller taints this node's Kubernetes Node), not ${store.backend}: pass --no-not-ready-taint or set agent.notReadyTaint: false`,
     );
-  const k8s = store as KubernetesDatastore;
-  return new WorkloadGate({ set: (present) => k8s.setNodeTaint(node, NOT_READY_TAINT, present) }, logger);
 }
 
 /**
@@ -165,7 +163,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
       expireLeases: false,
     });
     closers.push(() => raw.close());
-    const gate = set.notReadyTaint ? workloadGate(raw, node, logger) : undefined;
+    if (set.notReadyTaint) checkWorkloadGate(raw);
     const net = await resolveNodeNetwork(raw, node, { underlayIp: o.underlayIp, podCidr: o.podCidr });
     const underlayIf = set.underlayIf ?? (await underlayInterfaceOf(net.underlayIp));
     // With --dataplane kernel on a kernel without the modules the agent stops here, saying what is missing.
@@ -272,7 +270,7 @@ async function runAgent(o: AgentFlags): Promise<void> {
       clock: systemClock,
       logger,
       heartbeatMs: heartbeatSeconds * 1000,
-      ...(gate === undefined ? {} : { gate }),
+      workloadGate: set.notReadyTaint,
       // Kubernetes is the authority on what each node was assigned: peers are believed only there.
       ...(raw.backend === "kubernetes"
         ? { authority: (onChange: () => void) => (raw as KubernetesDatastore).watchNodeAuthorities(onChange) }
@@ -391,9 +389,9 @@ export function registerAgent(program: Command): void {
     )
     .option(
       "--not-ready-taint",
-      `keep the NoSchedule taint ${NOT_READY_TAINT.key} on this node's Kubernetes Node until its tunnels to every live peer are up, then remove it (kubernetes datastore; config: agent.notReadyTaint; default ${d.notReadyTaint ? "on" : "off"}, on in the manifests)`,
+      `ask for the NoSchedule taint ${NOT_READY_TAINT.key} on this node's Kubernetes Node until its tunnels to every live peer are up, then for its removal: the wish is published in this node's record (status.workloadGate) and the controller writes the Node (kubernetes datastore; config: agent.notReadyTaint; default ${d.notReadyTaint ? "on" : "off"}, on in the manifests)`,
     )
-    .option("--no-not-ready-taint", "never taint this node's Node")
+    .option("--no-not-ready-taint", "never ask for this node's Node to be tainted")
     .addOption(logLevelOption(d.logLevel))
     .action(async (o: AgentFlags) => {
       await runAgent(o);

@@ -115,8 +115,9 @@ const agentSchema = z.strictObject({
   /** `--wireguard-port`. */
   wireguardPort: z.number().int().min(1).max(65534).optional(),
   /**
-   * `--not-ready-taint`: keep the NoSchedule taint `podcrypt.io/not-ready` on this node's Node
-   * until its tunnels to every live peer are up (kubernetes datastore only; src/agent/gate.ts).
+   * `--not-ready-taint`: ask for the NoSchedule taint `podcrypt.io/not-ready` on this node's Node
+   * until its tunnels to every live peer are up; the wish is published in the node's record and
+   * the controller writes the Node (kubernetes datastore only; src/agent/gate.ts).
    */
   notReadyTaint: z.boolean().optional(),
 });

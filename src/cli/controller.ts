@@ -1,5 +1,7 @@
 import { hostname } from "node:os";
 import { Command } from "commander";
+import { NOT_READY_TAINT } from "../agent/gate.js";
+import type { KubernetesDatastore } from "../datastore/kubernetes/datastore.js";
 import { systemClock } from "../clock.js";
 import { Controller } from "../controller/controller.js";
 import { allOf, controllerLiveness, controllerReadiness, HEALTH_TIMING } from "../health/checks.js";
@@ -74,6 +76,14 @@ async function runController(o: ControllerFlags): Promise<void> {
       electionName,
       leaseTtlSeconds: set.leaseTtlSeconds,
       ...(set.seed === undefined ? {} : { seed: set.seed }),
+      // Workload gating: agents ask for their Node's not-ready taint in their records, and the
+      // controller writes the Node (agents have no write on Nodes); only Kubernetes has Nodes.
+      ...(raw.backend === "kubernetes"
+        ? {
+            nodeTaint: (node: string, present: boolean) =>
+              (raw as KubernetesDatastore).setNodeTaint(node, NOT_READY_TAINT, present),
+          }
+        : {}),
     });
     if (listen !== undefined) {
       const health = await HealthServer.start({
@@ -113,7 +123,8 @@ export function registerController(program: Command): void {
     .command("controller")
     .description(
       "the leader-elected controller: drives enable, disable and key rotation through prepare → switch → retire, " +
-        "and writes policy status (Accepted, Programmed on N of M nodes). Settings come from the flags, else the " +
+        "writes policy status (Accepted, Programmed on N of M nodes) and, on Kubernetes, the not-ready taint of " +
+        "each Node as its agent asks (workload gating). Settings come from the flags, else the " +
         "--config file, else the defaults shown; the file's cluster section seeds ClusterEncryption default when " +
         "the leader finds none",
     )

@@ -12,6 +12,7 @@ import {
 import { DEFAULT_TIMING, type PhaseTiming } from "../protocol/index.js";
 import { decide, MAX_BLIND_MS, type Sight } from "./phases.js";
 import { PolicyStatusController } from "./policy-status.js";
+import { WorkloadGateController, type NodeTaintWriter } from "./workload-gate.js";
 
 /** Default name of the controller's leader election. */
 export const CONTROLLER_ELECTION = "podcrypt-controller";
@@ -33,6 +34,12 @@ export interface ControllerOptions {
   seed?: Omit<ClusterEncryptionInput, "name">;
   /** Write policy status (Accepted, Programmed) while leader. Default true. */
   policyStatus?: boolean;
+  /**
+   * Workload gating (src/controller/workload-gate.ts): writes the not-ready taint of a Kubernetes
+   * Node as its agent's record asks. Only the kubernetes datastore has Nodes: without it (the
+   * default) the records' wishes are not applied.
+   */
+  nodeTaint?: NodeTaintWriter;
 }
 
 /** What the controller's health endpoints look at. */
@@ -75,6 +82,7 @@ export class Controller {
   private dirty = false;
   private stopped = false;
   private policyStatus: PolicyStatusController | undefined;
+  private gates: WorkloadGateController | undefined;
   private lastStepOkAt: number | undefined;
   private failingSince: number | undefined;
   private stepFailures = 0;
@@ -146,6 +154,8 @@ export class Controller {
   private async unwatch(): Promise<void> {
     const ws = this.watches.splice(0);
     this.liveness = undefined;
+    this.gates?.stop();
+    this.gates = undefined;
     const ps = this.policyStatus;
     this.policyStatus = undefined;
     if (ps !== undefined) {
@@ -183,6 +193,7 @@ export class Controller {
             if (e.type === "DELETED") this.nodes.delete(e.key);
             else if (e.type !== "INVALID") this.nodes.set(e.key, e.object.value);
             this.kick();
+            this.gates?.kick();
           },
           gone: () => void mirrorNodes(),
           error: (err) => this.o.logger.warn({ kind: "nodes", err }, "watch problem; retrying"),
@@ -190,6 +201,15 @@ export class Controller {
       );
     };
     await mirrorNodes();
+    if (this.o.nodeTaint !== undefined && this.isLeader && !this.stopped) {
+      this.gates?.stop();
+      this.gates = new WorkloadGateController({
+        write: this.o.nodeTaint,
+        nodes: () => this.nodes.values(),
+        logger: this.o.logger.child({ part: "workload-gate" }),
+      });
+      this.gates.kick();
+    }
     const clusters = this.o.store.collection("clusterencryptions");
     const watchClusters = async (): Promise<void> => {
       const list = await clusters.list();

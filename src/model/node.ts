@@ -48,6 +48,15 @@ export const refusedClaimSchema = z.strictObject({
   with: objectName.optional(),
 });
 
+/**
+ * Workload gating (docs/design.md#workload-gating): what a node's agent asks of its Kubernetes
+ * Node's taint `podcrypt.io/not-ready:NoSchedule`. `closed`: keep workloads off (taint on), its
+ * tunnels are not all up yet; `open`: they were up once, workloads may come (taint off).
+ */
+export const workloadGateWish = z.enum(["closed", "open"]);
+/** What a node's agent asks of its Node's not-ready taint. */
+export type WorkloadGateWish = z.infer<typeof workloadGateWish>;
+
 /** What the agent has installed, for `podcrypt status`. Optional; agents fill what they know. */
 export const nodeStatusSchema = z.strictObject({
   /** Epoch whose keys the node currently sends with. */
@@ -90,7 +99,7 @@ export const nodeStatusSchema = z.strictObject({
    * last (src/agent/tunnels.ts): `up` (handshake done / SA pair installed, and what it sends is
    * answered), `pending` (not yet), `failing` (it sends and nothing comes back). Absent while
    * encryption is off. The controller's status page draws its pair matrix from these; on
-   * Kubernetes the agent keeps its Node tainted until no peer is pending or failing.
+   * Kubernetes the agent keeps its workload gate closed until no peer is pending or failing.
    */
   tunnels: z
     .strictObject({
@@ -135,6 +144,12 @@ export const nodeStatusSchema = z.strictObject({
    * (src/agent/claims.ts): `podcrypt status` shows what the agents refuse from these reports.
    */
   refusedClaims: z.array(refusedClaimSchema).max(256).optional(),
+  /**
+   * Workload gating: the agent's wish for its Node's not-ready taint, which the leader controller
+   * applies on the kubernetes datastore (agents have no write on Node objects). Absent: the agent
+   * does not gate (`agent.notReadyTaint` off), and the controller leaves the Node alone.
+   */
+  workloadGate: workloadGateWish.optional(),
 });
 
 /** Epoch numbers as decimal strings, the record key of `Node.publicKeys`. */

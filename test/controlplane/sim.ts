@@ -4,7 +4,6 @@
  */
 import { Agent } from "../../src/agent/agent.js";
 import type { AuthoritySource } from "../../src/agent/claims.js";
-import type { WorkloadGate } from "../../src/agent/gate.js";
 import type { AgentSettings } from "../../src/agent/desired.js";
 import { systemClock, type Clock } from "../../src/clock.js";
 import { Controller } from "../../src/controller/controller.js";
@@ -55,8 +54,8 @@ export interface SimNodeOptions {
   underlay?: string;
   /** The authority peers' claims are vetted against (the Kubernetes datastore's Nodes). */
   authority?: (onChange: () => void) => Promise<AuthoritySource>;
-  /** Workload gating: the gate told of every heartbeat's tunnel report. */
-  gate?: WorkloadGate;
+  /** Workload gating: the agent publishes its wish for its Node's not-ready taint in its record. */
+  workloadGate?: boolean;
 }
 
 /** A logger that writes nothing unless PODCRYPT_TEST_LOG is set (to a pino level). */
@@ -93,7 +92,7 @@ export function simNode(store: Datastore, index: number, o: SimNodeOptions = {})
     ...(o.heartbeatMs === undefined ? {} : { heartbeatMs: o.heartbeatMs }),
     ...(o.resyncMs === undefined ? {} : { resyncMs: o.resyncMs }),
     ...(o.authority === undefined ? {} : { authority: o.authority }),
-    ...(o.gate === undefined ? {} : { gate: o.gate }),
+    ...(o.workloadGate === undefined ? {} : { workloadGate: o.workloadGate }),
   });
   return { index, name, agent, backend, keys, store };
 }

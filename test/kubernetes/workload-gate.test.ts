@@ -1,25 +1,26 @@
 /**
  * Workload gating on the Kubernetes datastore, against the test API server with the generated
- * RBAC and ValidatingAdmissionPolicies (a CEL evaluator), each agent with its own node-bound
- * token: real Agents (fake data planes on one fake network) and the Controller. A node that joins
- * while its path to one peer loses every handshake stays tainted `podcrypt.io/not-ready:NoSchedule`
- * (its tunnel report says which peer is pending) and loses the taint once the path works; the
- * taints others put on its Node stay. The nodes already up are not tainted again meanwhile (their
- * tunnel to the new node pending). Then the policy: an agent may not patch another Node's taints,
- * nor its own Node's other taints or other fields; people may.
+ * RBAC and ValidatingAdmissionPolicies, each agent with its own node-bound token: real Agents
+ * (fake data planes on one fake network) and the Controller with its own token. An agent asks for
+ * the taint in its own record (`status.workloadGate`), and the controller writes the Node: a node
+ * that joins while its path to one peer loses every handshake stays tainted
+ * `podcrypt.io/not-ready:NoSchedule` (its record says closed, its tunnel report says which peer is
+ * pending) and loses the taint once the path works; the taints others put on its Node stay. The
+ * nodes already up are not tainted again meanwhile. Then RBAC: an agent's token may not patch any
+ * Node, its own included (agents have no write on Node objects).
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
-import { NOT_READY_TAINT, WorkloadGate } from "../../src/agent/gate.js";
-import type { Controller } from "../../src/controller/controller.js";
+import { NOT_READY_TAINT } from "../../src/agent/gate.js";
+import { systemClock } from "../../src/clock.js";
+import { Controller } from "../../src/controller/controller.js";
 import { FakeFabric } from "../support/fake-dataplane/index.js";
 import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
 import { installPodcrypt } from "../support/kube-apiserver/rbac.js";
 import type { KubeApiServer } from "../support/kube-apiserver/server.js";
 import {
   readCluster,
-  simController,
   simNode,
   simNodeName,
   simPodCidr,
@@ -72,20 +73,26 @@ describe("workload gating: a new node stays tainted until its tunnels are up (ku
   const nodeObject = (name: string) => server.store.get(server.store.lookup("", "v1", "nodes")!, "", name);
   const taints = (name: string): Taint[] => (nodeObject(name)["spec"] as { taints?: Taint[] }).taints ?? [];
   const gated = (name: string): boolean => taints(name).some((t) => t.key === NOT_READY_TAINT.key);
+  /** What node `name`'s agent asks for in its record. */
+  const wish = (name: string): unknown => {
+    const t = server.store.lookup("podcrypt.io", "v1", "podcryptnodes")!;
+    let rec: Record<string, unknown> | undefined;
+    try {
+      rec = server.store.get(t, "", name);
+    } catch {
+      return undefined; // not published yet
+    }
+    return (rec["status"] as { workloadGate?: string } | undefined)?.workloadGate;
+  };
 
   /** Starts node `i`'s agent with its own token and the workload gate. */
   const startAgent = async (i: number): Promise<SimNode> => {
     const store = await connect(agentToken(i));
-    const name = simNodeName(i);
-    const gate = new WorkloadGate(
-      { set: (present) => store.setNodeTaint(name, NOT_READY_TAINT, present) },
-      testLogger("gate"),
-    );
     const n = simNode(store, i, {
       heartbeatMs: 300,
       resyncMs: 2_000,
       fabric,
-      gate,
+      workloadGate: true,
       authority: (onChange) => store.watchNodeAuthorities(onChange),
     });
     nodes.push(n);
@@ -108,7 +115,14 @@ describe("workload gating: a new node stays tainted until its tunnels are up (ku
     const dedicated = await mergePatch(TOKENS.admin, simNodeName(3), { spec: { taints: [DEDICATED] } });
     assert.equal(dedicated.code, 200);
     const cstore = await connect(TOKENS.controller);
-    controller = simController(cstore, "controller-a", TIMING);
+    controller = new Controller({
+      store: cstore,
+      identity: "controller-a",
+      clock: systemClock,
+      logger: testLogger("controller"),
+      timing: TIMING,
+      nodeTaint: (node, present) => cstore.setNodeTaint(node, NOT_READY_TAINT, present),
+    });
     await controller.start();
     await waitUntil(
       async () => (await readCluster(cstore))?.applied !== undefined,
@@ -138,6 +152,11 @@ describe("workload gating: a new node stays tainted until its tunnels are up (ku
       15_000,
       "node-0001 and node-0002 up with each other",
     );
+    await waitUntil(
+      () => [1, 2].every((i) => wish(simNodeName(i)) === "open"),
+      5_000,
+      "both records say open",
+    );
     await waitUntil(() => !gated(simNodeName(1)) && !gated(simNodeName(2)), 5_000, "both untainted");
   });
 
@@ -147,7 +166,8 @@ describe("workload gating: a new node stays tainted until its tunnels are up (ku
     // Every handshake between the new node and node-0001 is lost until the path is repaired.
     fabric.block(name, n1.name);
     const n3 = await startAgent(3);
-    await waitUntil(() => gated(name), 10_000, "node-0003 tainted");
+    await waitUntil(() => wish(name) === "closed", 10_000, "node-0003's record says closed");
+    await waitUntil(() => gated(name), 10_000, "node-0003 tainted (by the controller)");
     await waitUntil(
       () => n3.agent.tunnelReport?.families[0]?.up.includes(n2.name) === true,
       10_000,
@@ -158,9 +178,10 @@ describe("workload gating: a new node stays tainted until its tunnels are up (ku
     const report = n3.agent.tunnelReport!.families[0]!;
     assert.deepEqual(report.up, [n2.name]);
     assert.deepEqual([...report.pending, ...report.failing], [n1.name]);
+    assert.equal(wish(name), "closed");
     assert.deepEqual(taints(name), [DEDICATED, { ...NOT_READY_TAINT }]);
     t.diagnostic(
-      `tunnels up ${report.up.join(",")}, not up ${n1.name}: taints ${JSON.stringify(taints(name))}`,
+      `tunnels up ${report.up.join(",")}, not up ${n1.name}: record ${String(wish(name))}, taints ${JSON.stringify(taints(name))}`,
     );
     // The nodes already up are not gated again by their pending tunnel to the new node.
     assert.equal(gated(n1.name), false);
@@ -168,67 +189,35 @@ describe("workload gating: a new node stays tainted until its tunnels are up (ku
 
     fabric.unblock(name, n1.name);
     await waitUntil(() => !gated(name), 15_000, "node-0003 untainted");
+    assert.equal(wish(name), "open");
     assert.deepEqual(n3.agent.tunnelReport?.families[0]?.up, [n1.name, n2.name]);
     assert.deepEqual(taints(name), [DEDICATED]);
     t.diagnostic(
-      `tunnels up ${n3.agent.tunnelReport!.families[0]!.up.join(",")}: taints ${JSON.stringify(taints(name))}`,
+      `tunnels up ${n3.agent.tunnelReport!.families[0]!.up.join(",")}: record ${String(wish(name))}, taints ${JSON.stringify(taints(name))}`,
     );
   });
 
-  it("the policy: an agent patches only the not-ready taint of its own Node", async () => {
+  it("RBAC: an agent's token may not patch any Node, its own included; people may", async () => {
     const own = simNodeName(1);
     const other = simNodeName(3);
     const ours = { key: NOT_READY_TAINT.key, effect: NOT_READY_TAINT.effect };
-    const denied = async (res: Promise<{ code: number; body: { message?: string } }>, message: RegExp) => {
+    const denied = async (res: Promise<{ code: number; body: { message?: string } }>, node: string) => {
       const r = await res;
       assert.equal(r.code, 403, JSON.stringify(r.body));
-      assert.match(r.body.message ?? "", /ValidatingAdmissionPolicy 'podcrypt-agent-own-node-taint'/);
-      assert.match(r.body.message ?? "", message);
+      assert.match(
+        r.body.message ?? "",
+        new RegExp(`nodes "${node}" is forbidden: User ".*" cannot patch resource "nodes"`),
+      );
     };
-    const before = JSON.stringify(nodeObject(other));
-    // Another node's taints: neither adding ours nor removing someone else's.
-    await denied(
-      jsonPatch(agentToken(1), other, [{ op: "add", path: "/spec/taints/-", value: ours }]),
-      /bound to node node-0001, the Node is node-0003/,
-    );
-    await denied(
-      jsonPatch(agentToken(1), other, [{ op: "remove", path: "/spec/taints/0" }]),
-      /bound to node node-0001, the Node is node-0003/,
-    );
-    await denied(mergePatch(TOKENS.agent, own, { spec: { taints: [ours] } }), /bound to node none/);
-    assert.equal(JSON.stringify(nodeObject(other)), before, "node-0003 unchanged");
-    // Its own Node: no other taint, no other field.
-    await denied(
-      jsonPatch(agentToken(1), own, [{ op: "add", path: "/spec/taints", value: [DEDICATED] }]),
-      /no other taint/,
-    );
-    await denied(
-      jsonPatch(agentToken(1), own, [
-        { op: "add", path: "/spec/taints", value: [{ ...ours, effect: "NoExecute" }] },
-      ]),
-      /no other taint/,
-    );
-    await denied(
-      mergePatch(agentToken(1), own, { metadata: { labels: { "node-role.kubernetes.io/gpu": "" } } }),
-      /none of its other fields/,
-    );
-    await denied(
-      mergePatch(agentToken(1), own, { spec: { taints: [ours], unschedulable: true } }),
-      /none of its other fields/,
-    );
-    await denied(
-      mergePatch(agentToken(1), own, { spec: { podCIDRs: ["10.0.0.0/8"] } }),
-      /none of its other fields/,
-    );
-    assert.equal(gated(own), false);
-    // What the gate does is allowed: add and remove exactly that taint.
-    assert.equal(
-      (await jsonPatch(agentToken(1), own, [{ op: "add", path: "/spec/taints", value: [ours] }])).code,
-      200,
-    );
-    assert.equal(gated(own), true);
-    assert.equal((await jsonPatch(agentToken(1), own, [{ op: "remove", path: "/spec/taints/0" }])).code, 200);
-    assert.equal(gated(own), false);
+    const before = { own: JSON.stringify(nodeObject(own)), other: JSON.stringify(nodeObject(other)) };
+    for (const token of [agentToken(1), TOKENS.agent]) {
+      await denied(jsonPatch(token, own, [{ op: "add", path: "/spec/taints", value: [ours] }]), own);
+      await denied(mergePatch(token, own, { spec: { taints: [] } }), own);
+      await denied(jsonPatch(token, other, [{ op: "remove", path: "/spec/taints/0" }]), other);
+      await denied(mergePatch(token, other, { spec: { unschedulable: true } }), other);
+    }
+    assert.equal(JSON.stringify(nodeObject(own)), before.own, "node-0001 unchanged");
+    assert.equal(JSON.stringify(nodeObject(other)), before.other, "node-0003 unchanged");
     // People are not limited by it.
     assert.equal((await mergePatch(TOKENS.admin, own, { spec: { unschedulable: true } })).code, 200);
   });

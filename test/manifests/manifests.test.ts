@@ -72,7 +72,7 @@ describe("every manifest validates against the Kubernetes OpenAPI schemas", () =
   ] as const)
     it(what, () => {
       const objects = manifestObjects(opts);
-      assert.equal(objects.length, 27); // with the own-Lease admission policy and its binding
+      assert.equal(objects.length, 25); // three admission policies (own record, own Lease, own report) and their bindings
       assert.equal(new Set(objects.map(id)).size, objects.length, "no object twice");
       for (const o of objects) {
         const V = VALIDATORS[`${String(o["apiVersion"])}/${String(o["kind"])}`];
@@ -382,70 +382,20 @@ describe("admission: an agent writes only its own node's PodcryptNode", () => {
   }
 });
 
-describe("admission: an agent patches only the not-ready taint of its own Node", () => {
-  const objects = manifestObjects(ipsecOpts);
-  const named = (kind: string) =>
-    objects.find(
-      (o) =>
-        o["kind"] === kind && (o["metadata"] as { name: string }).name === "podcrypt-agent-own-node-taint",
-    )!;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const spec = named("ValidatingAdmissionPolicy")["spec"] as any;
-  const agentUser = `system:serviceaccount:${ipsecOpts.namespace}:podcrypt-agent`;
-  const ours = { key: "podcrypt.io/not-ready", effect: "NoSchedule" };
-  const other = { key: "example.com/dedicated", value: "gpu", effect: "NoSchedule" };
-  const node = (taints: object[] | undefined, extra: Record<string, unknown> = {}) => ({
-    metadata: { name: "node-1", labels: { "kubernetes.io/hostname": "node-1" } },
-    spec: { podCIDRs: ["10.244.1.0/24"], ...(taints === undefined ? {} : { taints }), ...extra },
-  });
-  const allowed = (name: string, object: object, oldObject: object, bound = ["node-1"]) =>
-    spec.validations.every(
-      (v: { expression: string }) =>
-        evaluateCel(v.expression, {
-          request: {
-            name,
-            userInfo: { username: agentUser, extra: { "authentication.kubernetes.io/node-name": bound } },
-          },
-          object,
-          oldObject,
-        }) === true,
-    );
-
-  it("matches Node updates (patches) by the agents' service account only, fails closed, is bound with Deny", () => {
-    assert.equal(spec.failurePolicy, "Fail");
-    assert.deepEqual(spec.matchConstraints.resourceRules, [
-      { apiGroups: [""], apiVersions: ["v1"], operations: ["UPDATE"], resources: ["nodes"] },
+describe("admission: the policies are the agents' own record, own Lease and own verify report, none on Nodes", () => {
+  it("no policy matches Nodes (agents cannot write them at all: RBAC is read only)", () => {
+    const objects = manifestObjects(ipsecOpts);
+    const policies = objects.filter((o) => o["kind"] === "ValidatingAdmissionPolicy");
+    assert.deepEqual(policies.map((p) => (p["metadata"] as { name: string }).name).sort(), [
+      "podcrypt-agent-own-lease",
+      "podcrypt-agent-own-node",
+      "podcrypt-agent-own-report",
     ]);
-    assert.equal(spec.matchConditions[0].expression, `request.userInfo.username == '${agentUser}'`);
-    assert.deepEqual(named("ValidatingAdmissionPolicyBinding")["spec"], {
-      policyName: "podcrypt-agent-own-node-taint",
-      validationActions: ["Deny"],
-    });
-    for (const v of spec.validations) assert.doesNotThrow(() => parseCel(v.expression), v.expression);
-  });
-
-  it("the CEL decides as intended", () => {
-    const rows: [string, boolean, object, object, string[]?][] = [
-      ["add ours, no taints before", true, node([ours]), node(undefined)],
-      ["add ours after another", true, node([other, ours]), node([other])],
-      ["remove ours", true, node([other]), node([other, ours])],
-      ["remove the last (ours)", true, node(undefined), node([ours])],
-      ["on another node", false, node([ours]), node(undefined), ["node-2"]],
-      ["bound to two nodes", false, node([ours]), node(undefined), ["node-1", "node-2"]],
-      ["remove another taint", false, node([ours]), node([other, ours])],
-      ["add another taint", false, node([other]), node(undefined)],
-      ["ours as NoExecute", false, node([{ ...ours, effect: "NoExecute" }]), node(undefined)],
-      [
-        "change a label",
-        false,
-        { ...node([ours]), metadata: { name: "node-1", labels: {} } },
-        node(undefined),
-      ],
-      ["cordon", false, node([ours], { unschedulable: true }), node(undefined)],
-      ["change pod CIDRs", false, node([ours], { podCIDRs: ["10.0.0.0/8"] }), node(undefined)],
-    ];
-    for (const [what, want, object, oldObject, bound] of rows)
-      assert.equal(allowed("node-1", object, oldObject, bound), want, what);
+    for (const p of policies) {
+      const rules = (p["spec"] as { matchConstraints: { resourceRules: { resources: string[] }[] } })
+        .matchConstraints.resourceRules;
+      assert.ok(!rules.some((r) => r.resources.includes("nodes")), JSON.stringify(rules));
+    }
   });
 });
 

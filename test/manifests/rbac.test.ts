@@ -102,12 +102,11 @@ describe("RBAC grants exactly what the client layer calls", () => {
     assert.ok(![...granted].some((g) => g.includes("/secrets ")));
     assert.ok(![...granted].some((g) => /\/(services|endpoints) (create|update|patch|delete)$/.test(g)));
   });
-  it("agents write only PodcryptNodes, their liveness Lease (no Lease delete), verify reports and Node patches (the taint)", () => {
+  it("agents write only PodcryptNodes, their liveness Lease (no Lease delete) and verify reports", () => {
     const agentWrites = [...granted].filter(
       (g) => g.startsWith("agent ") && /(create|update|patch|delete|deletecollection)$/.test(g),
     );
     assert.deepEqual(agentWrites.sort(), [
-      "agent cluster /nodes patch",
       "agent cluster podcrypt.io/podcryptnodes create",
       "agent cluster podcrypt.io/podcryptnodes update",
       "agent cluster podcrypt.io/verifyruns/status patch",
@@ -119,6 +118,19 @@ describe("RBAC grants exactly what the client layer calls", () => {
       granted.has("agent cluster /nodes get") && granted.has("agent own coordination.k8s.io/leases watch"),
     );
     assert.ok(granted.has("controller own coordination.k8s.io/leases update"));
+  });
+  it("agents need no write on Node objects; the controller's only Node write is patch (the workload taint)", () => {
+    const nodeGrants = (component: string) =>
+      [...granted].filter((g) => g.startsWith(`${component} `) && /\/nodes(\/[a-z]+)? /.test(g)).sort();
+    assert.deepEqual(nodeGrants("agent"), [
+      "agent cluster /nodes get",
+      "agent cluster /nodes list",
+      "agent cluster /nodes watch",
+    ]);
+    assert.deepEqual(nodeGrants("controller"), [
+      "controller cluster /nodes get",
+      "controller cluster /nodes patch",
+    ]);
   });
   it("the comparison notices a missing grant and an extra one", () => {
     const objects = rbacObjects(defaultManifestOptions("0"));

@@ -46,16 +46,18 @@ export const COMPONENT_CALLS: readonly ComponentCall[] = [
   ...grant("controller", "", "services", READ),
   ...grant("controller", "", "endpoints", READ),
   ...grant("controller", "coordination.k8s.io", "leases", LEASE, "own"),
+  // Workload gating: the not-ready taint of a Node, as its agent's record asks (setNodeTaint:
+  // reads the Node, patches spec.taints). The only Node write of any podcrypt component.
+  ...grant("controller", "", "nodes", ["get", "patch"]),
   // agent: publishes its node's record (a PodcryptNode: the admission policy limits it to its own
   // node's), reads the Nodes (its own address and pod CIDRs, and what peers were assigned), reads
   // the rest. Leases: read (the datastore's lease tracking), and the agent's own node's liveness
   // Lease created and renewed (the admission policy limits it to that one: the controller's leader
   // Lease is not the agents' to write, and the controller expires leases).
   ...grant("agent", "podcrypt.io", "podcryptnodes", [...READ, "create", "update"]),
+  // Nodes are only read: an agent has no write on any Node (workload gating's taint is the
+  // controller's to write, as the agent's record asks).
   ...grant("agent", "", "nodes", READ),
-  // Workload gating: adds and removes the not-ready taint of its own Node (the admission policy
-  // limits the patch to that taint on that Node).
-  ...grant("agent", "", "nodes", ["patch"]),
   ...grant("agent", "podcrypt.io", "clusterencryptions", READ),
   ...grant("agent", "podcrypt.io", "encryptionpolicies", READ),
   ...grant("agent", "starlingx.io", "ipsecpolicies", READ),

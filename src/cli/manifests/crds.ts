@@ -427,6 +427,10 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
           ["node", "field", "value", "reason"],
         ),
       },
+      workloadGate: str(
+        "Workload gating: closed asks for the NoSchedule taint podcrypt.io/not-ready on this node's Node (tunnels not all up yet), open for none; the controller applies it.",
+        { enum: ["closed", "open"] },
+      ),
     }),
   },
   ["spec"],

@@ -2,10 +2,12 @@
  * Least-privilege RBAC for the controller and the agent. Written out rule by rule (not derived from
  * the call list) so that test/manifests/rbac.test.ts can compare the two and catch drift either way.
  *
- * Agents write no Kubernetes object but their node's PodcryptNode, their node's liveness Lease and
- * their Node's workload taint: RBAC cannot name "the node this pod runs on", so the
- * ValidatingAdmissionPolicies of ./admission.ts do (and limit the Node patch to that one taint).
- * They only read the other Leases (the controller's leader Lease included).
+ * Agents write no Kubernetes object but their node's PodcryptNode and their node's liveness Lease
+ * (and their node's report in a verify run): RBAC cannot name "the node this pod runs on", so the
+ * ValidatingAdmissionPolicies of ./admission.ts do. They only read the other Leases (the
+ * controller's leader Lease included) and Nodes: no agent has any write on Node objects. Workload
+ * gating's taint is written by the controller, as each agent's record asks
+ * (src/controller/workload-gate.ts).
  */
 import { COMPONENT_NAMES, type ManifestOptions } from "./options.js";
 
@@ -37,10 +39,12 @@ export const CLUSTER_RULES: Readonly<Record<"controller" | "agent", readonly Rul
     // Policy conditions (Accepted, Programmed): the status subresource only, never the spec.
     { apiGroups: ["podcrypt.io"], resources: ["encryptionpolicies/status"], verbs: ["patch"] },
     { apiGroups: ["starlingx.io"], resources: ["ipsecpolicies/status"], verbs: ["patch"] },
+    // Workload gating: reads a Node and patches its podcrypt.io/not-ready taint (a JSON patch of
+    // spec.taints tested on resourceVersion) as the node's record asks.
+    { apiGroups: [""], resources: ["nodes"], verbs: ["get", "patch"] },
   ],
   agent: [
-    // patch: workload gating, the taint podcrypt.io/not-ready on its own Node only (admission).
-    { apiGroups: [""], resources: ["nodes"], verbs: [...READ, "patch"] },
+    { apiGroups: [""], resources: ["nodes"], verbs: READ },
     { apiGroups: ["podcrypt.io"], resources: ["podcryptnodes"], verbs: [...READ, "create", "update"] },
     { apiGroups: [""], resources: ["services", "endpoints"], verbs: READ },
     { apiGroups: ["podcrypt.io"], resources: ["clusterencryptions", "encryptionpolicies"], verbs: READ },

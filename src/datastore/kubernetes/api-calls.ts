@@ -38,7 +38,7 @@ const call = (
 /** The calls, grouped by resource. */
 export const API_CALLS: readonly ApiCall[] = [
   // Kubernetes Nodes are read (what Kubernetes assigned each node: addresses, pod CIDRs) and
-  // patched for one thing only: the workload-gating taint of the agent's own node.
+  // patched for one thing only: the workload-gating taint, by the controller as a node's record asks.
   call("", "nodes", "get", "nodeNetwork(), setNodeTaint()"),
   call("", "nodes", "list", "watchNodeAuthorities()"),
   call("", "nodes", "watch", "watchNodeAuthorities()"),

@@ -107,7 +107,8 @@ interface TrackedLease {
 /**
  * The `kubernetes` datastore (docs/design.md#datastores): CRDs ClusterEncryption, EncryptionPolicy and
  * StarlingX's IPsecPolicy (the cluster-wide policies), node records as PodcryptNodes (one per
- * node, named after it; Nodes themselves are only read), Services and Endpoints, coordination
+ * node, named after it; Nodes are read, and only the controller patches their workload-gating
+ * taint), Services and Endpoints, coordination
  * Leases for liveness and leadership; policy status through the policies' status subresource. See
  * mapping.ts for the object mapping.
  *

@@ -5,8 +5,9 @@
  *   model field but `name` and `status` in `spec`, the model's `status` in `.status` (an ordinary
  *   field: no status subresource, so a record is one write). Not annotations of the Node: an agent
  *   then needs no write on Nodes, and the admission policy of the manifests lets an agent write
- *   only the PodcryptNode of its own node. The Node itself is only read (its `spec.podCIDRs` and
- *   `status.addresses`, what agents vet peers' claims against).
+ *   only the PodcryptNode of its own node. Agents only read the Node (its `spec.podCIDRs` and
+ *   `status.addresses`, what agents vet peers' claims against); its one write, the workload
+ *   gating taint an agent asks for in its record's `status.workloadGate`, is the controller's.
  * - clusterencryptions: podcrypt.io/v1 ClusterEncryption (cluster-scoped); every model field but
  *   `name` in `spec`. The protocol state (phase, epoch, target) is in spec too, because the
  *   controller changes it with compare-and-swap together with the configuration; `status` is left
@@ -97,7 +98,7 @@ export const REFS: { readonly [K in ResourceKind]: ResourceRef } = {
 
 /**
  * The core Kubernetes Node: read for what Kubernetes assigned a node; written only to add or remove
- * the agent's workload-gating taint on its own node ({@link taintPatch}).
+ * the workload-gating taint, by the controller as the node's record asks ({@link taintPatch}).
  */
 export const KUBE_NODE_REF: ResourceRef = {
   group: "",
