@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { espSocketPath } from "../dataplane/esp-userspace/control.js";
@@ -25,7 +25,7 @@ import {
   type PlannedNode,
   type PlannedPod,
 } from "./plan.js";
-import { alive, startDaemon, stopProcesses } from "./processes.js";
+import { alive, startDaemon, stopProcesses, waitForLog } from "./processes.js";
 import { datastoreRelay, type RelayTarget } from "./relay.js";
 import {
   clusterHome,
@@ -246,7 +246,7 @@ export async function clusterUp(
   await waitSettled(state, openStore, progress, started + timeoutMs);
   if (extras.prometheus === true) {
     progress(`starting Prometheus at ${PROMETHEUS_ADDRESS} in namespace ${PROMETHEUS_NETNS}`);
-    await startPrometheus(home, plan.nodes, metricsPorts, add, waitForLog);
+    await startPrometheus(home, plan.nodes, metricsPorts, add);
   }
   progress(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return state;
@@ -392,18 +392,6 @@ export async function waitSettled(
       );
     }
     await sleep(pause);
-  }
-}
-
-/** Resolves once `p`'s log holds `text`; throws if it exits or `timeoutMs` passes first. */
-async function waitForLog(p: ClusterProcess, text: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const log = existsSync(p.log) ? readFileSync(p.log, "utf8") : "";
-    if (log.includes(text)) return;
-    if (!alive(p.pid) || Date.now() > deadline)
-      throw new PodcryptError("EUP", `${p.name} did not start: ${log.trim().slice(-500) || "no output"}`);
-    await sleep(100);
   }
 }
 

@@ -23,6 +23,7 @@ import {
 import type { NodeSpec } from "./config.js";
 import { nodeEspIfname, nodeWgIfname, planCluster, type PlannedNode } from "./plan.js";
 import { stopProcesses } from "./processes.js";
+import { scrapeAddedNode, unscrapeRemovedNode } from "./prometheus.js";
 import { datastoreRelay } from "./relay.js";
 import { collectStatus } from "./status.js";
 import {
@@ -114,6 +115,7 @@ export async function addNode(
   const started = Date.now();
   add(startAgent(home, agentUrl, added));
   for (const p of addedPods) add(startPod(home, p));
+  await scrapeAddedNode(home, added, add);
   progress("waiting until every node has a session with it");
   const convergedMs = await until(`every node has a session with ${name}`, started + timeoutMs, async () => {
     const s = await collectStatus(state, openStore);
@@ -160,6 +162,7 @@ export async function removeNode(
     (p) => (p.netns !== undefined && netns.has(p.netns)) || p.name === `relay-${name}`,
   );
   progress(`removing ${name}: stopping its agent and ${pods.length} pods`);
+  unscrapeRemovedNode(home, name);
   // Out of cluster.json first, so the supervisor does not restart them.
   state.processes = state.processes.filter((p) => !mine.includes(p));
   writeClusterState(state, home);

@@ -1,6 +1,8 @@
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { PodcryptError } from "../errors/index.js";
 import { projectRoot } from "../paths.js";
 import type { ClusterProcess } from "./state.js";
 
@@ -88,5 +90,17 @@ export async function stopProcesses(pids: number[], graceMs = 2000): Promise<voi
     } catch {
       // gone
     }
+  }
+}
+
+/** Resolves once `p`'s log holds `text`; throws if it exits or `timeoutMs` passes first. */
+export async function waitForLog(p: ClusterProcess, text: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = existsSync(p.log) ? readFileSync(p.log, "utf8") : "";
+    if (log.includes(text)) return;
+    if (!alive(p.pid) || Date.now() > deadline)
+      throw new PodcryptError("EUP", `${p.name} did not start: ${log.trim().slice(-500) || "no output"}`);
+    await sleep(100);
   }
 }

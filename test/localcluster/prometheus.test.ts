@@ -3,6 +3,7 @@
  * (`cluster up --prometheus`):
  * - every metric deploy/monitoring's rules name is exported by a running agent or controller
  *   (scraped through the relays Prometheus itself uses), and every daemon is scraped (`up` 1);
+ * - a node added with `cluster add-node` is scraped without a restart, and dropped on `remove-node`;
  * - with node-1's tunnel daemon stopped under traffic to node-2, node-1's strict-mode drop
  *   counter for node-2 grows, no pod packet crosses the underlay in plaintext (tshark on the
  *   fabric), and PodcryptPlaintextDropped fires in that Prometheus.
@@ -89,8 +90,12 @@ describe(
           name,
         );
       assert.equal(upTargets.filter((t) => t.metric["job"] === "podcrypt-controller").length, 2);
-      const config = readFileSync(join(home, "prometheus", "prometheus.yml"), "utf8");
+      // The controllers' targets are in the configuration, the agents' in the file it watches.
+      const config = ["prometheus.yml", "agents.json"]
+        .map((f) => readFileSync(join(home, "prometheus", f), "utf8"))
+        .join("\n");
       const ports = [...config.matchAll(/127\.0\.0\.1:(\d+)/g)].map((m) => m[1]!);
+      assert.equal(ports.length, expected.length, "one target per agent and controller");
       const texts = await Promise.all(ports.map((p) => getIn(`http://127.0.0.1:${p}/metrics`)));
       const exported = new Set(texts.flatMap((t) => [...t.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!)));
       const named = [
@@ -101,6 +106,26 @@ describe(
         [],
         "metrics the rules name that no running daemon exports",
       );
+    });
+
+    it("a node added later is scraped without a restart, and a removed one no more", async () => {
+      const agentUp = async (name: string) =>
+        (await query(`up{job="podcrypt-agent",instance="${name}"}`))[0]?.value[1];
+      const added = await podcrypt(["cluster", "add-node", "--timeout", "120"]);
+      assert.equal(added.code, 0, added.stderr);
+      const state = readClusterState(home)!;
+      const name = state.plan.nodes.at(-1)!.name;
+      await until(`${name}'s agent scraped`, 30_000, async () =>
+        (await agentUp(name)) === "1" ? true : undefined,
+      );
+      const removed = await podcrypt(["cluster", "remove-node", name, "--timeout", "120"]);
+      assert.equal(removed.code, 0, removed.stderr);
+      await until(`${name} no longer a target`, 30_000, async () => {
+        const targets = JSON.parse(await prometheusGet("/api/v1/targets?state=active")) as {
+          data: { activeTargets: Array<{ labels: Record<string, string> }> };
+        };
+        return targets.data.activeTargets.some((t) => t.labels["instance"] === name) ? undefined : true;
+      });
     });
 
     it("a node's tunnel daemon stopped under traffic: drops grow, nothing crosses in plaintext, the alert fires", async () => {
