@@ -30,9 +30,15 @@ import { execFileSync, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { basename } from "node:path";
-import { espPair, installEpoch } from "../test/esp-dataplane/lab.js";
-import { NetnsGroup } from "../test/helpers/netns.js";
-import { configureEnd, pingUntilUp, startDaemon, wgKeyPair, type TunnelEnd } from "../test/wireguard/lab.js";
+import { espPair, installEpoch } from "../test/support/esp-lab.js";
+import { NetnsGroup } from "../test/support/netns.js";
+import {
+  configureEnd,
+  pingUntilUp,
+  startDaemon,
+  wgKeyPair,
+  type TunnelEnd,
+} from "../test/support/wireguard-lab.js";
 import { projectRoot } from "../src/paths.js";
 import { runIn } from "../src/platform/netns/netns.js";
 import { renderChart, type ChartPanel } from "./chart.js";

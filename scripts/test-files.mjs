@@ -24,7 +24,7 @@ const MARKER = /^\s*\/\/\s*test-tier:\s*(\S+)/;
 const LONG_MARKER = /^\s*\/\/\s*test-runs-long\b/;
 const HEADER_LINES = 30;
 const NAMESPACE_TOOLING =
-  /from "(?:\.\.?\/)+(?:test\/)?(?:helpers\/netns|localcluster\/run-cli|faults\/harness|run-cli|harness|netns)\.js"/;
+  /from "(?:\.\.?\/)+(?:test\/)?(?:support\/netns|localcluster\/run-cli|faults\/harness|run-cli|harness|netns)\.js"/;
 
 const repo = join(import.meta.dirname, "..");
 const wanted = process.argv[2];

@@ -52,7 +52,7 @@ for tier in $tiers; do
       ;;
     netns)
       tier_files netns
-      node dist/test/helpers/sweep.js
+      node dist/test/support/sweep.js
       run_tier netns 1 "${f[@]}"
       ;;
     vm)

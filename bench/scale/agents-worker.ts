@@ -8,8 +8,8 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parentPort, workerData } from "node:worker_threads";
 import { EtcdDatastore } from "../../src/datastore/etcd/index.js";
-import { SharedWatchStore } from "../../test/controlplane/shared-watch.js";
-import { simNode, waitUntil, type SimNode } from "../../test/controlplane/sim.js";
+import { SharedWatchStore } from "../../test/support/shared-watch.js";
+import { simNode, waitUntil, type SimNode } from "../../test/support/sim.js";
 import { startProfile, type Profile } from "./profile.js";
 import type { Condition, Reply, Request, WorkerSetup } from "./protocol.js";
 

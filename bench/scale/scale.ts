@@ -13,7 +13,7 @@
  *
  * The agents run in worker threads (agents-worker.ts, one per core by default), each worker with
  * its own etcd clients; the controller and the measurements run in the main thread. By default the
- * agents of one etcd client share its watch of each kind (test/controlplane/shared-watch.ts): each
+ * agents of one etcd client share its watch of each kind (test/support/shared-watch.ts): each
  * event is received and decoded once per client and handed to each of its agents, as each agent on
  * a real node would decode it once on its own core. Every agent still reads and writes its own
  * Node through etcd, and handles, reconciles and acknowledges on its own. `watchPerAgent` gives
@@ -28,7 +28,7 @@ import { DEFAULT_TIMING, type PhaseTiming } from "../../src/protocol/index.js";
 import { EtcdDatastore } from "../../src/datastore/etcd/index.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { findAcknowledgement, type ClusterEncryption } from "../../src/model/index.js";
-import { EtcdTestServer } from "../../test/datastore/etcd-server.js";
+import { EtcdTestServer } from "../../test/support/etcd-server.js";
 import {
   idleAt,
   publishedKeys,
@@ -37,7 +37,7 @@ import {
   simController,
   simNodeName,
   waitUntil,
-} from "../../test/controlplane/sim.js";
+} from "../../test/support/sim.js";
 import { startProfile } from "./profile.js";
 import type { Condition, Reply, Request, WorkerSetup } from "./protocol.js";
 

@@ -166,9 +166,15 @@ export class Controller {
   }
 
   private async lead(): Promise<void> {
-    // A new leader cannot know what it missed: it gives the nodes time to report first.
+    // A new leader cannot know what it missed: it gives the nodes time to report first. A leader
+    // elected again (its campaign lapsed in a datastore outage) knows which nodes were live at its
+    // last good step; one that never led waits for every node with a record (phases.ts Sight).
     const now = this.o.clock.wallNow();
-    this.sight = { since: now, lostAt: now - MAX_BLIND_MS };
+    this.sight = {
+      since: now,
+      lostAt: this.lastStepOkAt ?? now - MAX_BLIND_MS,
+      ...(this.liveAtLastStep === undefined ? {} : { liveAtLoss: this.liveAtLastStep }),
+    };
     const seedClusters = this.o.store.collection("clusterencryptions");
     if ((await seedClusters.get(CLUSTER_ENCRYPTION_NAME)) === undefined) {
       await seedClusters

@@ -130,6 +130,30 @@ describe("controller phases", () => {
     assert.equal(decide(c, [stale[0]!, dead], back + 100, DEFAULT_TIMING, sight).next?.phase, "switch");
   });
 
+  it("a leader that never saw the nodes waits for every node with a record during its first window", () => {
+    // A standby took over as the datastore came back; b's liveness record lapsed in the outage.
+    const c = cluster({
+      epoch: 1,
+      applied: { enabled: true, mode: "wireguard" },
+      lastCompletedAt: iso(T0 - 60_000),
+      phase: "prepare",
+      target: { epoch: 2, enabled: true, mode: "wireguard" },
+      phaseStartedAt: { prepare: iso(T0) },
+    });
+    const back = T0 + 35_000;
+    const nodes = [node("a", back + 200, [[2, "prepare", back + 200]]), node("b", T0 + 500)];
+    const live = new Set(["a"]);
+    const newLeader = { since: back, lostAt: back - 300_000 };
+    // Without a window b is not live and the run goes on without it (the failure this prevents).
+    assert.equal(decideLive(c, nodes, live, back + 300, DEFAULT_TIMING).next?.phase, "switch");
+    let d = decideLive(c, nodes, live, back + 300, DEFAULT_TIMING, newLeader);
+    assert.equal(d.next, undefined, "b is waited for");
+    assert.equal(d.recheckInMs, DEFAULT_TIMING.phaseTimeoutMs - 300);
+    // Once the window has passed, a node still without a liveness record is not waited for.
+    d = decideLive(c, nodes, live, back + DEFAULT_TIMING.phaseTimeoutMs, DEFAULT_TIMING, newLeader);
+    assert.equal(d.next?.phase, "switch");
+  });
+
   it("starts enable and disable runs when the desired state differs from the applied one", () => {
     const off = cluster({
       epoch: 3,

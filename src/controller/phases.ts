@@ -24,9 +24,12 @@ export interface Sight {
   /** Wall-clock ms since which the controller's steps succeed. */
   since: number;
   /**
-   * The nodes that were live at `lostAt`, as the controller last saw them; absent for a new
-   * leader, which saw nothing (etcd keeps leases across its own restarts, so the liveness records
-   * mostly outlive an outage anyway).
+   * The nodes that were live at `lostAt`, as the controller last saw them. Absent for a leader
+   * that never saw the nodes (a standby that takes over): then every node with a record counts as
+   * live during the window. A liveness record does not outlive an outage reliably: etcd keeps
+   * leases across its own restarts but counts their TTL again from there, and an agent whose
+   * client reconnects later than that (8-18 s measured after a 30 s outage, against a 15 s TTL)
+   * comes back with a new record only after its old one expired.
    */
   liveAtLoss?: Liveness;
   /**
@@ -152,7 +155,7 @@ export function decide(
   const regaining = sight !== undefined && now - sight.since < timing.phaseTimeoutMs;
   const live = nodes.filter(
     (n) =>
-      isLive(n, liveNodes) || (regaining && sight.liveAtLoss !== undefined && isLive(n, sight.liveAtLoss)),
+      isLive(n, liveNodes) || (regaining && (sight.liveAtLoss === undefined || isLive(n, sight.liveAtLoss))),
   );
   const waiting = live.filter((n) => findAcknowledgement(n, target.epoch, c.phase) === undefined);
   const alreadyTimedOut = new Set(

@@ -9,7 +9,7 @@ import { COALESCE_MS, RETRY_AFTER_FAILURE_MS } from "../../src/agent/decide.js";
 import { ManualClock } from "../../src/clock.js";
 import { MemoryDatastore } from "../support/memory-datastore/index.js";
 import { fakeErrno } from "../support/fake-dataplane/index.js";
-import { simNode, waitUntil } from "./sim.js";
+import { simNode, waitUntil } from "../support/sim.js";
 
 /** Lets pending promise chains and I/O callbacks of the memory datastore run (no time passes on the clock). */
 async function settle(): Promise<void> {

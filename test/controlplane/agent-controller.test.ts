@@ -23,7 +23,7 @@ import {
   updateCluster,
   waitUntil,
   type SimNode,
-} from "./sim.js";
+} from "../support/sim.js";
 
 const TIMING: PhaseTiming = { phaseTimeoutMs: 5_000, retireGraceMs: 300, livenessMs: 15_000 };
 const AGENT = { heartbeatMs: 500, resyncMs: 2_000 };

@@ -9,8 +9,8 @@ import { MemoryDatastore } from "../support/memory-datastore/index.js";
 import type { WatchEvent } from "../../src/datastore/types.js";
 import type { Node } from "../../src/model/index.js";
 import { sampleNode } from "../datastore/conformance.js";
-import { waitUntil } from "./sim.js";
-import { SharedWatchStore } from "./shared-watch.js";
+import { waitUntil } from "../support/sim.js";
+import { SharedWatchStore } from "../support/shared-watch.js";
 
 function recorder(): { events: string[]; listener: { event(e: WatchEvent<Node>): void; gone(): void } } {
   const events: string[] = [];

@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import { openDatastore } from "../../src/cli/datastore.js";
 import type { EtcdDatastore } from "../../src/datastore/etcd/index.js";
 import { projectRoot } from "../../src/paths.js";
-import { EtcdTestServer } from "./etcd-server.js";
+import { EtcdTestServer } from "../support/etcd-server.js";
 
 const execFileP = promisify(execFile);
 

@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { nodeUser } from "../../src/datastore/etcd/auth.js";
 import { sampleNode } from "./conformance.js";
 import { startAuthEtcd, type AuthEtcd } from "./etcd-auth-lab.js";
-import type { EtcdTestServer } from "./etcd-server.js";
+import type { EtcdTestServer } from "../support/etcd-server.js";
 
 let lab: AuthEtcd;
 let server: EtcdTestServer;

@@ -20,7 +20,7 @@ import {
 import { isValidationError } from "../../src/errors/index.js";
 import { runConformance, sampleNode } from "./conformance.js";
 import { podcrypt, startAuthEtcd, type AuthEtcd } from "./etcd-auth-lab.js";
-import type { EtcdTestServer } from "./etcd-server.js";
+import type { EtcdTestServer } from "../support/etcd-server.js";
 
 let lab: AuthEtcd;
 let server: EtcdTestServer;

@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { isRevisionGoneError } from "../../src/datastore/index.js";
 import { EtcdDatastore } from "../../src/datastore/etcd/index.js";
 import { runConformance, sampleNode, waitFor } from "./conformance.js";
-import { EtcdTestServer } from "./etcd-server.js";
+import { EtcdTestServer } from "../support/etcd-server.js";
 
 let server: EtcdTestServer | undefined;
 before(async () => {

@@ -5,7 +5,7 @@
  */
 import { EtcdDatastore } from "../../src/datastore/etcd/index.js";
 import { sampleNode } from "./conformance.js";
-import { EtcdTestServer } from "./etcd-server.js";
+import { EtcdTestServer } from "../support/etcd-server.js";
 
 const n = Number(process.argv[2] ?? 500);
 const rounds = Number(process.argv[3] ?? 5);

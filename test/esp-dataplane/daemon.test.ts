@@ -15,10 +15,10 @@ import { after, before, describe, it } from "node:test";
 import { espSet } from "../../src/dataplane/esp-userspace/control.js";
 import { run, runIn } from "../../src/platform/netns/netns.js";
 import { projectRoot } from "../../src/paths.js";
-import { NetnsLab } from "../helpers/netns.js";
-import { iperf3 } from "../wireguard/lab.js";
-import { espPair, installEpoch, podcryptCommand, status, type EspPair } from "./lab.js";
-import { tsharkCapturing } from "../helpers/tshark.js";
+import { NetnsLab } from "../support/netns.js";
+import { iperf3 } from "../support/wireguard-lab.js";
+import { espPair, installEpoch, podcryptCommand, status, type EspPair } from "../support/esp-lab.js";
+import { tsharkCapturing } from "../support/tshark.js";
 
 const execFileP = promisify(execFile);
 const lab = new NetnsLab();

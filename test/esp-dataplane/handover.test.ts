@@ -15,10 +15,10 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
-import { NetnsLab } from "../helpers/netns.js";
-import { paced, receiveDuring } from "../helpers/udp-blast.js";
-import { espPair, installEpoch, startEspDaemon, status, type EspPair } from "./lab.js";
-import { tsharkCapturing } from "../helpers/tshark.js";
+import { NetnsLab } from "../support/netns.js";
+import { paced, receiveDuring } from "../support/udp-blast.js";
+import { espPair, installEpoch, startEspDaemon, status, type EspPair } from "../support/esp-lab.js";
+import { tsharkCapturing } from "../support/tshark.js";
 
 const execFileP = promisify(execFile);
 const lab = new NetnsLab();

@@ -11,9 +11,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
-import { NetnsLab } from "../helpers/netns.js";
-import { blast, receiveDuring } from "../helpers/udp-blast.js";
-import { espPair, installEpoch, status, type EspPair } from "./lab.js";
+import { NetnsLab } from "../support/netns.js";
+import { blast, receiveDuring } from "../support/udp-blast.js";
+import { espPair, installEpoch, status, type EspPair } from "../support/esp-lab.js";
 
 const lab = new NetnsLab();
 let p!: EspPair;

@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openDatastore } from "../../src/cli/datastore.js";
 import { CLUSTER_ENCRYPTION_NAME, type Phase } from "../../src/model/index.js";
-import { EtcdTestServer } from "../datastore/etcd-server.js";
+import { EtcdTestServer } from "../support/etcd-server.js";
 import { clusterCli } from "../localcluster/run-cli.js";
 import { assertTraffic, faultSuite, sleep, type FaultCluster, waitUntil } from "./harness.js";
 

@@ -16,7 +16,7 @@ import { spawnForegroundDaemon } from "../../src/dataplane/node/spawn-daemon.js"
 import { alive } from "../../src/localcluster/processes.js";
 import { runIn } from "../../src/platform/netns/netns.js";
 import { projectRoot } from "../../src/paths.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { NetnsLab } from "../support/netns.js";
 import { waitUntil } from "./harness.js";
 
 const lab = new NetnsLab();

@@ -30,7 +30,7 @@ import {
   updateCluster,
   waitUntil,
   type SimNode,
-} from "../controlplane/sim.js";
+} from "../support/sim.js";
 
 const TOKENS = { controller: "controller-token", admin: "admin-token" };
 /** Each agent's token, bound to its node (the admission policy lets it write its own record only). */

@@ -29,7 +29,7 @@ import {
   updateCluster,
   waitUntil,
   type SimNode,
-} from "../controlplane/sim.js";
+} from "../support/sim.js";
 
 const TOKENS = { controller: "controller-token", agent: "unbound-agent-token", admin: "admin-token" };
 const agentToken = (i: number): string => `agent-${i}-token`;

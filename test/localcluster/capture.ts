@@ -1,7 +1,7 @@
 /** Captures of the local cluster's underlay for the suites that read what crossed it. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { FABRIC_BRIDGE, FABRIC_NETNS } from "../../src/localcluster/plan.js";
-import { tsharkCapturing } from "../helpers/tshark.js";
+import { tsharkCapturing } from "../support/tshark.js";
 
 /**
  * Starts tshark on the fabric bridge (the underlay every node shares), ESP in UDP only, writing

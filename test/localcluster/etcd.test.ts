@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { EtcdTestServer } from "../datastore/etcd-server.js";
+import { EtcdTestServer } from "../support/etcd-server.js";
 import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
 
 const { podcrypt, remove } = clusterCli("etcd");

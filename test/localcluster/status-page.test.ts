@@ -17,8 +17,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { projectRoot } from "../../src/paths.js";
 import { runIn } from "../../src/platform/netns/netns.js";
-import { Chromium, chromiumMissing } from "../helpers/chromium.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { Chromium, chromiumMissing } from "../support/chromium.js";
+import { NetnsLab } from "../support/netns.js";
 import { clusterBusy, clusterCli } from "./run-cli.js";
 
 const { home, podcrypt, remove } = clusterCli("statuspage");

@@ -15,7 +15,7 @@ import { run } from "../../src/platform/netns/netns.js";
 import { alive, startDaemon } from "../../src/localcluster/processes.js";
 import { writeClusterState, type ClusterState } from "../../src/localcluster/state.js";
 import { readSupervisorRecord, runSupervisor } from "../../src/localcluster/supervisor.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { NetnsLab } from "../support/netns.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -21,8 +21,8 @@ import { MemoryDatastore } from "../support/memory-datastore/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import type { NodeInput } from "../../src/model/index.js";
 import { readStatusView } from "../../src/statuspage/read.js";
-import { Chromium, chromiumMissing } from "../helpers/chromium.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { Chromium, chromiumMissing } from "../support/chromium.js";
+import { NetnsLab } from "../support/netns.js";
 
 const TOKEN = "page-test-token";
 const NAMES = ["node-a", "node-b", "node-c"];

@@ -8,7 +8,7 @@ import { describe, it } from "node:test";
 import { parseStrictDrops, strictRuleset, type StrictDrop } from "../../src/dataplane/node/nft.js";
 import type { DesiredStrict } from "../../src/dataplane/types.js";
 import { runIn } from "../../src/platform/netns/netns.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { NetnsLab } from "../support/netns.js";
 
 const packets = (drops: StrictDrop[], peer: string, direction: "out" | "in"): number =>
   drops.find((d) => d.peer === peer && d.direction === direction)?.packets ?? 0;

@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { EtcdTestServer } from "../datastore/etcd-server.js";
+import { EtcdTestServer } from "../support/etcd-server.js";
 import { XFRM_REQID_BASE } from "../../src/dataplane/xfrm/generations.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { parseWgDump } from "../../src/platform/netlink/wg-dump.js";

@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runIn } from "../../src/platform/netns/netns.js";
-import type { NetnsLab } from "../helpers/netns.js";
+import type { NetnsLab } from "../support/netns.js";
 
 /** Linux UDP socket option numbers (include/uapi/linux/udp.h). */
 const SOL_UDP = 17;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
 import { run, runIn } from "../../src/platform/netns/netns.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { NetnsLab } from "../support/netns.js";
 import { holdEspInUdpSocket, withKeyFile, xfrmStateCounters } from "./kernel-helpers.js";
 import { vmOnly } from "./vm-env.js";
 

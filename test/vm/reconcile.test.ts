@@ -24,9 +24,9 @@ import { generateKeyPair } from "../../src/keys/x25519.js";
 import { createLogger } from "../../src/log/logger.js";
 import { ProcessKernelCommands } from "../../src/platform/netlink/kernel-commands.js";
 import { runIn } from "../../src/platform/netns/netns.js";
-import { startEspDaemon } from "../esp-dataplane/lab.js";
-import { startDaemon, wgSet } from "../wireguard/lab.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { startEspDaemon } from "../support/esp-lab.js";
+import { startDaemon, wgSet } from "../support/wireguard-lab.js";
+import { NetnsLab } from "../support/netns.js";
 import { holdEspInUdpSocket, xfrmStateCounters } from "./kernel-helpers.js";
 import { vmOnly } from "./vm-env.js";
 

@@ -131,7 +131,7 @@ if (process.env.PODCRYPT_INTEROP_CHILD !== undefined) {
     "handshake and transport interop with Debian wireguard-go, either side initiating",
     { timeout: 60_000 },
     async () => {
-      const { NetnsLab } = await import("../helpers/netns.js");
+      const { NetnsLab } = await import("../support/netns.js");
       const { runIn } = await import("../../src/platform/netns/netns.js");
       const lab = new NetnsLab();
       try {

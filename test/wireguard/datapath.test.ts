@@ -6,7 +6,7 @@ import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
 import { projectRoot } from "../../src/paths.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { NetnsLab } from "../support/netns.js";
 
 /** A datapath-peer.ts child process in a namespace, driven over JSON lines. */
 class Peer {

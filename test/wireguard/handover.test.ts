@@ -16,11 +16,11 @@ import { promisify } from "node:util";
 import { after, test } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
 import { projectRoot } from "../../src/paths.js";
-import { NetnsLab } from "../helpers/netns.js";
-import { paced, receiveDuring } from "../helpers/udp-blast.js";
+import { NetnsLab } from "../support/netns.js";
+import { paced, receiveDuring } from "../support/udp-blast.js";
 import { INNER_IP, setupPair, stopDaemons, wgDump, type Pair } from "./helpers.js";
-import { pingUntilUp, podcryptCommand } from "./lab.js";
-import { tsharkCapturing } from "../helpers/tshark.js";
+import { pingUntilUp, podcryptCommand } from "../support/wireguard-lab.js";
+import { tsharkCapturing } from "../support/tshark.js";
 
 const execFileP = promisify(execFile);
 const running: ChildProcess[] = [];

@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { NetnsLab } from "../helpers/netns.js";
+import { NetnsLab } from "../support/netns.js";
 import { INNER_IP, setupPair, stopDaemons, wgDump, type Pair } from "./helpers.js";
-import { iperf3, ping, pingUntilUp, type Impl } from "./lab.js";
+import { iperf3, ping, pingUntilUp, type Impl } from "../support/wireguard-lab.js";
 
 const running: Pair[] = [];
 after(() => stopDaemons(running.flatMap((p) => p.daemons)));

@@ -9,10 +9,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
-import { NetnsLab } from "../helpers/netns.js";
-import { blast, receiveDuring } from "../helpers/udp-blast.js";
+import { NetnsLab } from "../support/netns.js";
+import { blast, receiveDuring } from "../support/udp-blast.js";
 import { INNER_IP, setupPair, stopDaemons, type Pair } from "./helpers.js";
-import { pingUntilUp } from "./lab.js";
+import { pingUntilUp } from "../support/wireguard-lab.js";
 
 const lab = new NetnsLab();
 let p!: Pair;

@@ -8,9 +8,9 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { NetnsLab } from "../support/netns.js";
 import { INNER_IP, setupPair, stopDaemons, wgDump, type Pair } from "./helpers.js";
-import { pingUntilUp, type Impl } from "./lab.js";
+import { pingUntilUp, type Impl } from "../support/wireguard-lab.js";
 
 const slow = process.env["PODCRYPT_SLOW"] === "1";
 const running: Pair[] = [];

@@ -10,7 +10,7 @@ import { spawn as spawnChild } from "node:child_process";
 import { connect } from "node:net";
 import { after, test } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { NetnsLab } from "../support/netns.js";
 import { INNER_IP, setupPair, stopDaemons, uapiSocketExists, wgDump, type Pair } from "./helpers.js";
 import {
   hostPort,
@@ -21,7 +21,7 @@ import {
   waitForUapi,
   wgKeyPair,
   wgSet,
-} from "./lab.js";
+} from "../support/wireguard-lab.js";
 
 const running: Pair[] = [];
 const forked: number[] = [];

@@ -13,10 +13,10 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
 import type { DaemonStatus } from "../../src/dataplane/wireguard-userspace/daemon.js";
-import { NetnsLab } from "../helpers/netns.js";
+import { NetnsLab } from "../support/netns.js";
 import { INNER_IP, readStatus, setupPair, stopDaemons, wgDump, type Pair } from "./helpers.js";
-import { iperf3, ping, pingUntilUp, type TunnelEnd } from "./lab.js";
-import { tsharkCapturing } from "../helpers/tshark.js";
+import { iperf3, ping, pingUntilUp, type TunnelEnd } from "../support/wireguard-lab.js";
+import { tsharkCapturing } from "../support/tshark.js";
 
 const running: Pair[] = [];
 const dir = mkdtempSync(join(tmpdir(), "pc-wire-"));

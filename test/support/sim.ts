@@ -8,7 +8,7 @@ import type { AgentSettings } from "../../src/agent/desired.js";
 import { systemClock, type Clock } from "../../src/clock.js";
 import { Controller } from "../../src/controller/controller.js";
 import type { PhaseTiming } from "../../src/protocol/index.js";
-import { FakeDataplane, FakeFabric, MemoryEpochKeys } from "../support/fake-dataplane/index.js";
+import { FakeDataplane, FakeFabric, MemoryEpochKeys } from "./fake-dataplane/index.js";
 import { isConflictError } from "../../src/datastore/errors.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { createLogger, type Logger } from "../../src/log/logger.js";
