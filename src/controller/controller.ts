@@ -65,6 +65,9 @@ export interface ControllerHealth {
   phaseTimeouts: number;
 }
 
+/** The longest the leader goes without looking at the cluster (one read and a pure decision). */
+const RESYNC_MS = 5_000;
+
 /**
  * The controller (docs/design.md#components): leader-elected; drives enable, disable and rotation
  * through prepare → switch → retire. It holds no keys: it only reads nodes' acknowledgements and
@@ -344,6 +347,10 @@ export class Controller {
       this.dirty = true;
       return;
     }
-    if (d.recheckInMs !== undefined) this.schedule(d.recheckInMs);
+    // Look again within RESYNC_MS even when nothing is due: a change whose event was missed (a
+    // watch that lapsed and was not yet re-established) is acted on all the same, as a Kubernetes
+    // informer's resync does. Heartbeats used to wake the controller every few seconds; liveness on
+    // leases writes nothing, so nothing else would.
+    this.schedule(Math.min(d.recheckInMs ?? RESYNC_MS, RESYNC_MS));
   }
 }
