@@ -18,6 +18,7 @@ import { controllerRegistry } from "../../src/health/metrics.js";
 import { HealthServer } from "../../src/health/server.js";
 import type { ControllerHealth } from "../../src/controller/controller.js";
 import { MemoryDatastore } from "../support/memory-datastore/index.js";
+import type { LivenessHold } from "../../src/datastore/types.js";
 import { createLogger } from "../../src/log/logger.js";
 import type { NodeInput } from "../../src/model/index.js";
 import { readStatusView } from "../../src/statuspage/read.js";
@@ -48,6 +49,7 @@ describe("status page in headless Chromium (no cluster)", { skip: chromiumMissin
   const lab = new NetnsLab();
   const dir = mkdtempSync(join(tmpdir(), "podcrypt-statuspage-"));
   const store = new MemoryDatastore();
+  const holds: LivenessHold[] = [];
   let server: HealthServer | undefined;
   let relay: ChildProcess | undefined;
   let browser: Chromium | undefined;
@@ -60,6 +62,7 @@ describe("status page in headless Chromium (no cluster)", { skip: chromiumMissin
     relay?.kill("SIGKILL");
     await server?.close();
     await lab.cleanup();
+    for (const h of holds) h.release();
     await store.close();
     if (failed) process.stdout.write(`# screenshots kept in ${dir}\n`);
     else rmSync(dir, { recursive: true, force: true });
@@ -86,7 +89,11 @@ describe("status page in headless Chromium (no cluster)", { skip: chromiumMissin
       applied: { enabled: true, mode: "wireguard" },
       epoch: 1,
     });
-    for (const n of NAMES) await store.collection("nodes").create(record(n));
+    for (const n of NAMES) {
+      await store.collection("nodes").create(record(n));
+      // Live as a running agent makes its node: a liveness record it renews (one minute is the test).
+      holds.push(await store.holdLiveness(n, 60));
+    }
     server = await HealthServer.start({
       host: "127.0.0.1",
       port: 0,
