@@ -50,6 +50,17 @@ function decide(
   );
 }
 
+/** A run to epoch 2 whose prepare began at T0 (the outage tests' starting point). */
+const preparingAtT0 = (): ClusterEncryption =>
+  cluster({
+    epoch: 1,
+    applied: { enabled: true, mode: "wireguard" },
+    lastCompletedAt: iso(T0 - 60_000),
+    phase: "prepare",
+    target: { epoch: 2, enabled: true, mode: "wireguard" },
+    phaseStartedAt: { prepare: iso(T0) },
+  });
+
 describe("controller phases", () => {
   it("initialises a new cluster as applied, epoch 1", () => {
     const d = decide(cluster(), [], T0);
@@ -99,14 +110,7 @@ describe("controller phases", () => {
 
   it("a datastore outage in a phase neither times nodes out nor leaves them behind", () => {
     // prepare began at T0; the datastore went away at T0 + 1 s and answers again at T0 + 35 s.
-    const c = cluster({
-      epoch: 1,
-      applied: { enabled: true, mode: "wireguard" },
-      lastCompletedAt: iso(T0 - 60_000),
-      phase: "prepare",
-      target: { epoch: 2, enabled: true, mode: "wireguard" },
-      phaseStartedAt: { prepare: iso(T0) },
-    });
+    const c = preparingAtT0();
     const back = T0 + 35_000;
     const sight = { since: back, lostAt: T0 + 1000 };
     // Nobody could write meanwhile: node a acknowledged before, b had not yet.
@@ -132,14 +136,7 @@ describe("controller phases", () => {
 
   it("a leader that never saw the nodes waits for every node with a record during its first window", () => {
     // A standby took over as the datastore came back; b's liveness record lapsed in the outage.
-    const c = cluster({
-      epoch: 1,
-      applied: { enabled: true, mode: "wireguard" },
-      lastCompletedAt: iso(T0 - 60_000),
-      phase: "prepare",
-      target: { epoch: 2, enabled: true, mode: "wireguard" },
-      phaseStartedAt: { prepare: iso(T0) },
-    });
+    const c = preparingAtT0();
     const back = T0 + 35_000;
     const nodes = [node("a", back + 200, [[2, "prepare", back + 200]]), node("b", T0 + 500)];
     const live = new Set(["a"]);
