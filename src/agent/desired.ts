@@ -2,15 +2,18 @@ import { applied } from "../protocol/index.js";
 import type { ClusterEncryption, EncryptionMode, LaggingNode, Node } from "../model/index.js";
 import type {
   DesiredGeneration,
+  DesiredHost,
   DesiredNodeState,
   DesiredPeer,
   DesiredRoute,
+  HostExclusion,
   ObservedPeer,
   SelectorMatch,
 } from "../dataplane/types.js";
 import { sameList } from "../lists.js";
 import { cidrsOverlap } from "./claims.js";
 import type { Selector } from "../policy/types.js";
+import { ESP_IN_UDP_PORT } from "../esp/udp.js";
 
 /** Node-local settings of the agent. */
 export interface AgentSettings {
@@ -27,6 +30,12 @@ export interface AgentSettings {
    * traffic selective encryption marks as the node's pods'. Default none.
    */
   probeEndpoint?: string;
+  /**
+   * With host encryption: traffic that stays outside the tunnels besides their own UDP ports (which
+   * {@link desiredState} adds): the agent's datastore connection and the operator's exclusions
+   * (src/cli/host-exclusions.ts). Default none.
+   */
+  hostExclude?: readonly HostExclusion[];
 }
 
 interface Gen {
@@ -149,6 +158,14 @@ function plainGateway(n: Node, dst: string): string | undefined {
 }
 
 /**
+ * Node `n`'s host address as a tunnel's allowed IP and host route (`/32`) when `host` encryption
+ * is on: its IPv4 underlay address (host encryption covers IPv4 host traffic only).
+ */
+function hostAddress(n: Node, host: boolean): string | undefined {
+  return host && n.underlay.ipv4 !== undefined ? `${n.underlay.ipv4}/32` : undefined;
+}
+
+/**
  * What passes derived from one node: valid while the latest version (`node`) has the address and
  * pod CIDRs of the version it was made from.
  */
@@ -157,7 +174,12 @@ interface Derived {
   /** By `epoch * 65536 + port`: the key and SA instance the entry was made for, and the entry. */
   peers: Map<
     number,
-    { publicKey: string | undefined; saInstance: string | undefined; entry: DesiredPeer | undefined }
+    {
+      publicKey: string | undefined;
+      saInstance: string | undefined;
+      host: boolean;
+      entry: DesiredPeer | undefined;
+    }
   >;
   /** By route shape (see {@link DesiredMemo.routesTo}). */
   routes: Map<string, readonly DesiredRoute[]>;
@@ -189,9 +211,10 @@ export class DesiredMemo {
 
   /**
    * Node `n`'s peer entry in the generation of `epoch` listening on `port`, if it published a key;
-   * reached at its IPv6 address first when `ipv6` (see {@link addressOf}).
+   * reached at its IPv6 address first when `ipv6` (see {@link addressOf}). With `host` (host
+   * encryption) its allowed IPs hold its IPv4 host address too.
    */
-  peer(n: Node, epoch: number, port: number, ipv6 = false): DesiredPeer | undefined {
+  peer(n: Node, epoch: number, port: number, ipv6 = false, host = false): DesiredPeer | undefined {
     const d = this.derived(n);
     const k = epoch * 65_536 + port;
     const publicKey = n.publicKeys[String(epoch)];
@@ -202,6 +225,7 @@ export class DesiredMemo {
       p === undefined ||
       p.publicKey !== publicKey ||
       p.saInstance !== saInstance ||
+      p.host !== host ||
       (p.entry !== undefined && p.entry.endpoint.address !== address)
     ) {
       const entry: DesiredPeer | undefined =
@@ -212,9 +236,10 @@ export class DesiredMemo {
               publicKey,
               ...(saInstance === undefined ? {} : { saInstance }),
               endpoint: { address, port },
-              allowedIps: [...n.podCIDRs],
+              allowedIps:
+                hostAddress(n, host) === undefined ? [...n.podCIDRs] : [...n.podCIDRs, hostAddress(n, host)!],
             };
-      d.peers.set(k, (p = { publicKey, saInstance, entry }));
+      d.peers.set(k, (p = { publicKey, saInstance, host, entry }));
     }
     return p.entry;
   }
@@ -223,7 +248,9 @@ export class DesiredMemo {
    * The routes to node `n`'s pods. The tunnel way is through interface `via`, or a blackhole when
    * `via` is null (nothing to encrypt with yet, so never plaintext); without `encrypting` traffic
    * goes in plaintext over `underlayIf`. Selective encryption routes in plaintext in the main table
-   * and the tunnel way in the `selected` table.
+   * and the tunnel way in the `selected` table. With `src` (host encryption: this node's IPv4 host
+   * address) the tunnel routes to IPv4 pod CIDRs name it as the source of the node's own packets,
+   * an address the peer's tunnel accepts and routes back through the tunnel.
    */
   routesTo(
     n: Node,
@@ -231,9 +258,10 @@ export class DesiredMemo {
     encrypting: boolean,
     selective: boolean,
     underlayIf: string,
+    src?: string,
   ): readonly DesiredRoute[] {
     const d = this.derived(n);
-    const k = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}`;
+    const k = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}|${src ?? ""}`;
     let out = d.routes.get(k);
     if (out === undefined) {
       out = n.podCIDRs.flatMap((dst): DesiredRoute[] => {
@@ -241,7 +269,11 @@ export class DesiredMemo {
         const plain: DesiredRoute[] =
           gw === undefined ? [] : [{ dst, kind: "plain", via: gw, dev: underlayIf }];
         const tunnel: DesiredRoute[] =
-          via !== null ? [{ dst, kind: "tunnel", dev: via }] : encrypting ? [{ dst, kind: "blackhole" }] : [];
+          via !== null
+            ? [{ dst, kind: "tunnel", dev: via, ...(src === undefined || dst.includes(":") ? {} : { src }) }]
+            : encrypting
+              ? [{ dst, kind: "blackhole" }]
+              : [];
         if (!selective) return encrypting ? tunnel : plain;
         return [...plain, ...tunnel.map((r) => ({ ...r, table: "selected" as const }))];
       });
@@ -304,8 +336,10 @@ export function desiredState(
   // IPsec keys bind both nodes' SA instances: a peer that published none yet gets no SA.
   // A node with only an IPv6 underlay address reaches its peers at theirs.
   const ipv6 = self !== undefined && self.underlay.ipv4 === undefined;
+  // Host encryption (docs/design.md#host-encryption) needs an IPv4 host address at both ends.
+  const host = c.hostEncryption && self?.underlay.ipv4 !== undefined;
   const peerIn = (g: { epoch: number; mode: EncryptionMode }, n: Node, port: number) => {
-    const p = memo.peer(n, g.epoch, port, ipv6);
+    const p = memo.peer(n, g.epoch, port, ipv6, host);
     return g.mode === "ipsec" && p?.saInstance === undefined ? undefined : p;
   };
   const generations: DesiredGeneration[] = installed.map((g) => {
@@ -348,9 +382,17 @@ export function desiredState(
   const routes: DesiredRoute[] = [];
   for (const n of others) {
     const via = carrier(n)?.ifname ?? null;
-    for (const r of memo.routesTo(n, via, sending !== undefined, selective, settings.underlayIf))
+    const src = host ? self!.underlay.ipv4 : undefined;
+    for (const r of memo.routesTo(n, via, sending !== undefined, selective, settings.underlayIf, src))
       routes.push(r);
+    // Host traffic goes through the tunnel that carries the peer's pods; with none up it goes as
+    // before, in plaintext: strict mode does not cover host traffic (a node must never lock itself
+    // out of its datastore or its operators).
+    const dst = hostAddress(n, host);
+    if (dst !== undefined && via !== null && sending !== undefined)
+      routes.push({ dst, kind: "tunnel", dev: via, src: self!.underlay.ipv4!, table: "host" });
   }
+  const hostState = host ? { host: hostRouting(settings, generations) } : {};
   const strict = {
     ...strictFor(c),
     underlayIf: settings.underlayIf,
@@ -375,6 +417,7 @@ export function desiredState(
     return {
       generations,
       routes,
+      ...hostState,
       strict: {
         ...strict,
         selection: {
@@ -388,7 +431,28 @@ export function desiredState(
       ...instanceOf(self),
     };
   }
-  return { generations, routes, strict, mtu: settings.mtu, ...instanceOf(self) };
+  return { generations, routes, ...hostState, strict, mtu: settings.mtu, ...instanceOf(self) };
+}
+
+/**
+ * What host encryption must leave outside the tunnels (docs/design.md#host-encryption): the
+ * tunnels' own UDP datagrams, which run between the very host addresses the host table routes
+ * into the tunnels (both ways: the WireGuard ports of every generation, this node's and its peers',
+ * and ESP in UDP), then the agent's datastore connection and the operator's exclusions.
+ */
+function hostRouting(settings: AgentSettings, generations: readonly DesiredGeneration[]): DesiredHost {
+  const ports = new Set<number>([settings.wireguardPort, settings.wireguardPort + 1, ESP_IN_UDP_PORT]);
+  for (const g of generations) {
+    ports.add(g.listenPort);
+    for (const p of g.peers) ports.add(p.endpoint.port);
+  }
+  const exclude: HostExclusion[] = [...ports]
+    .sort((a, b) => a - b)
+    .flatMap((port) => [
+      { protocol: "udp" as const, sport: port },
+      { protocol: "udp" as const, dport: port },
+    ]);
+  return { exclude: [...exclude, ...(settings.hostExclude ?? [])] };
 }
 
 /**

@@ -32,6 +32,7 @@ import { ensureProbeAddress, probeEndpointAddress, serveProbeEcho } from "../age
 import { VERIFY_BLIND_FILE, VerifyRunner } from "../agent/verify/runner.js";
 import { join } from "node:path";
 import { parseIntFlag } from "./flags.js";
+import { hostExclusions } from "./host-exclusions.js";
 
 /** EpochKeys over the 0600 key files of src/keys. */
 function epochKeys(store: KeyStore): EpochKeys {
@@ -258,6 +259,13 @@ async function runAgent(o: AgentFlags): Promise<void> {
         underlayIf,
         mtu,
         ...(probeEndpoint === undefined ? {} : { probeEndpoint }),
+        hostExclude: hostExclusions(
+          set.datastore,
+          set.hostExclude,
+          set.datastore.startsWith("kubernetes")
+            ? (await import("../datastore/kubernetes/kubeconfig.js")).kubeServer(set.datastore)
+            : undefined,
+        ),
       },
       self: {
         underlay: net.underlay,

@@ -20,7 +20,13 @@ import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
 /** `cluster up`'s flags. */
-type UpFlags = ClusterFlags & { config?: string; timeout: number; disabled: boolean; prometheus: boolean };
+type UpFlags = ClusterFlags & {
+  config?: string;
+  timeout: number;
+  disabled: boolean;
+  hostEncryption: boolean;
+  prometheus: boolean;
+};
 
 export function registerCluster(program: Command): void {
   const cluster = program
@@ -55,6 +61,11 @@ export function registerCluster(program: Command): void {
     .option("--config <file>", "cluster YAML (docs/design.md#the-local-cluster)")
     .option("--disabled", "start with encryption switched off (plaintext)", false)
     .option(
+      "--host-encryption",
+      "encrypt node-to-node traffic too: between the nodes' addresses, and a node reaching another node's pods (config hostEncryption; docs/design.md#host-encryption)",
+      false,
+    )
+    .option(
       "--prometheus",
       "also run a Prometheus (Debian package prometheus) scraping every agent and controller, with deploy/monitoring's alert rules, at 127.0.0.1:9090 inside namespace pc-prom",
       false,
@@ -78,7 +89,11 @@ export function registerCluster(program: Command): void {
         }
         doc = parseClusterConfigText(text, o.config);
       }
-      const flags: ClusterFlags = { ...o, ...(o.disabled ? { disabled: true } : {}) };
+      const flags: ClusterFlags = {
+        ...o,
+        ...(o.disabled ? { disabled: true } : {}),
+        ...(o.hostEncryption ? { hostEncryption: true } : {}),
+      };
       const config = resolveClusterConfig(doc, flags);
       const state = await clusterUp(
         config,
@@ -97,7 +112,7 @@ export function registerCluster(program: Command): void {
       const p = state.plan;
       process.stdout.write(
         `local cluster up: ${p.nodes.length} nodes, ${p.pods.length} pods, mode ${config.mode}, ` +
-          `encryption ${config.enabled ? "on" : "off"}, pods ${config.ipFamily} over an ${config.underlayFamily} underlay, datastore ${config.datastore}\n` +
+          `encryption ${config.enabled ? "on" : "off"}${config.hostEncryption === true ? ", host encryption on" : ""}, pods ${config.ipFamily} over an ${config.underlayFamily} underlay, datastore ${config.datastore}\n` +
           `next: podcrypt verify · podcrypt status · podcrypt rotate --wait · podcrypt cluster down\n`,
       );
     });

@@ -12,6 +12,8 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { ValidationError } from "../errors/index.js";
 import { invalidYaml } from "../errors/yaml.js";
+import { parsePortEntry } from "../policy/ports.js";
+import type { OperatorExclusions } from "./host-exclusions.js";
 import { cidr, duration, encryptionMode, namespaceName, objectName, parseWith } from "../model/index.js";
 
 /** A `HOST:PORT` (`[v6]:PORT`) listen address, or `off`. Port 0 takes any free port. */
@@ -83,7 +85,42 @@ const clusterSchema = z.strictObject({
   encryption: z.enum(["all", "selective"]).optional(),
   strict: z.boolean().optional(),
   rotationInterval: duration.optional(),
-  // hostEncryption is not offered: no data plane encrypts host-to-host traffic yet.
+  /** Node-to-node encryption (docs/design.md#host-encryption). */
+  hostEncryption: z.boolean().optional(),
+});
+
+/** An IPv4 CIDR whose host bits are zero (as `ip rule` keeps it). */
+const canonicalCidrV4 = z.cidrv4({ message: "must be an IPv4 CIDR" }).refine(
+  (c) => {
+    const [addr, len] = c.split("/") as [string, string];
+    const n = addr.split(".").reduce((a, o) => a * 256 + Number(o), 0);
+    const size = 2 ** (32 - Number(len));
+    return n % size === 0;
+  },
+  { message: "has host bits set (write the network address, e.g. 10.0.0.0/8)" },
+);
+
+/** What host encryption leaves outside the tunnels (src/cli/host-exclusions.ts). */
+const hostExcludeSchema = z.strictObject({
+  /** IPv4 CIDRs: host traffic to or from them is never tunnelled. */
+  cidrs: z.array(canonicalCidrV4).max(64).optional(),
+  /** Ports as `tcp/22`: host traffic from or to them is never tunnelled. */
+  ports: z
+    .array(
+      z.string().refine(
+        (p) => {
+          try {
+            parsePortEntry(p, "port");
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { message: "must be PROTOCOL/PORT, e.g. tcp/22" },
+      ),
+    )
+    .max(64)
+    .optional(),
 });
 
 const agentSchema = z.strictObject({
@@ -114,6 +151,11 @@ const agentSchema = z.strictObject({
   clusterCIDRs: z.array(cidr).optional(),
   /** `--wireguard-port`. */
   wireguardPort: z.number().int().min(1).max(65534).optional(),
+  /**
+   * With host encryption: host traffic never tunnelled besides the tunnels' own ports and the
+   * datastore connection (docs/design.md#host-encryption).
+   */
+  hostEncryptionExclude: hostExcludeSchema.optional(),
   /**
    * `--not-ready-taint`: ask for the NoSchedule taint `podcrypt.io/not-ready` on this node's Node
    * until its tunnels to every live peer are up; the wish is published in the node's record and
@@ -247,6 +289,8 @@ export interface AgentSettings {
   logLevel: string;
   /** Workload gating: taint the node until its tunnels are up (src/agent/gate.ts). */
   notReadyTaint: boolean;
+  /** Host encryption's exclusions of the operator (`agent.hostEncryptionExclude`); default none. */
+  hostExclude: OperatorExclusions;
 }
 
 function health(address: string): { host: string; port: number } | undefined {
@@ -278,6 +322,12 @@ export function agentSettings(
     metricsTokenFile: o.metricsTokenFile ?? cfg.metricsTokenFile,
     logLevel: pick(o.logLevel, file.log?.level, d.logLevel),
     notReadyTaint: pick(o.notReadyTaint, cfg.notReadyTaint, d.notReadyTaint),
+    hostExclude: {
+      cidrs: cfg.hostEncryptionExclude?.cidrs ?? [],
+      ports: (cfg.hostEncryptionExclude?.ports ?? []).map((p, i) =>
+        parsePortEntry(p, `agent.hostEncryptionExclude.ports[${i}]`),
+      ),
+    },
   };
 }
 

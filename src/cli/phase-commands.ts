@@ -160,6 +160,29 @@ const waitOptions = (c: Command): Command =>
       parseIntFlag("--timeout", 1, 3600),
     );
 
+/**
+ * The ClusterEncryption `enable` writes: enabled, the mode if given, and host encryption if
+ * `--host`/`--no-host` was given. A change of host encryption alone starts no run, so it requests a
+ * rotation (at `now`): its phases are acknowledged by every node only after a pass with the new
+ * configuration, which is what `--wait` waits for.
+ */
+export function enableEdit(
+  c: ClusterEncryption,
+  o: { mode?: EncryptionMode | undefined; host?: boolean | undefined },
+  now: Date,
+): ClusterEncryption {
+  const next: ClusterEncryption = {
+    ...c,
+    enabled: true,
+    ...(o.mode ? { mode: o.mode } : {}),
+    ...(o.host === undefined ? {} : { hostEncryption: o.host }),
+  };
+  const runStarts = !c.enabled || next.mode !== c.mode || c.applied?.enabled !== true;
+  if (o.host !== undefined && o.host !== c.hostEncryption && !runStarts)
+    next.rotateRequestedAt = now.toISOString();
+  return next;
+}
+
 export function registerPhaseCommands(program: Command): void {
   waitOptions(
     program
@@ -180,9 +203,16 @@ export function registerPhaseCommands(program: Command): void {
     program
       .command("enable")
       .description("switch encryption on (make before break: plaintext accepted until every node encrypts)")
-      .addOption(new Option("--mode <mode>", "encryption mode").choices(["wireguard", "ipsec"])),
-  ).action((o: { wait: boolean; timeout?: number; datastore?: string; mode?: EncryptionMode }) =>
-    runPhaseCommand("enable", (c) => ({ ...c, enabled: true, ...(o.mode ? { mode: o.mode } : {}) }), o),
+      .addOption(new Option("--mode <mode>", "encryption mode").choices(["wireguard", "ipsec"]))
+      .option(
+        "--host",
+        "encrypt node-to-node traffic too (ClusterEncryption hostEncryption; docs/design.md#host-encryption); " +
+          "on a cluster that encrypts already this also rotates the keys, so that --wait returns once every node acknowledged it",
+      )
+      .option("--no-host", "stop encrypting node-to-node traffic (pod traffic stays encrypted)"),
+  ).action(
+    (o: { wait: boolean; timeout?: number; datastore?: string; mode?: EncryptionMode; host?: boolean }) =>
+      runPhaseCommand("enable", (c) => enableEdit(c, o, new Date()), o),
   );
   waitOptions(program.command("disable").description("switch encryption off (no packet lost)")).action(
     (o: { wait: boolean; timeout?: number; datastore?: string }) =>

@@ -6,7 +6,7 @@ import { verifyViaAgents } from "./verify-agents.js";
 import { parseIntFlag } from "./flags.js";
 
 function describe(p: PairResult): string {
-  const what = `${p.from} → ${p.to} ${p.family} ${p.protocol}/${p.port}${p.service === undefined ? "" : ` (${p.service})`}`;
+  const what = `${p.from} → ${p.to}${p.host ? " node-to-node" : ""} ${p.family} ${p.protocol}/${p.port}${p.service === undefined ? "" : ` (${p.service})`}`;
   const where = p.losses
     .slice(0, 3)
     .map((l) => `${l.packets} at ${(l.atMs / 1000).toFixed(1)}-${(l.untilMs / 1000).toFixed(1)} s`)
@@ -37,7 +37,7 @@ export function registerVerify(program: Command): void {
     )
     .option(
       "--json",
-      "machine-readable: {ok, encrypted, selective, pairs: [{from, to, delivered, plaintextSeen, family, protocol, port, selected, sent, echoed, losses}]}",
+      "machine-readable: {ok, encrypted, selective, pairs: [{from, to, delivered, plaintextSeen, family, protocol, port, selected, host (node-to-node checks, with host encryption), sent, echoed, losses}]}",
       false,
     )
     .option(
@@ -98,7 +98,7 @@ export function registerVerify(program: Command): void {
           // The family is named whenever a run had both, so a failure says which family failed.
           const dual = new Set(r.pairs.map((p) => p.family)).size > 1;
           const name = (p: PairResult) =>
-            `${p.from}→${p.to}${dual ? ` ${p.family}` : ""}${p.selected && !r.selective ? "" : ` ${p.protocol}/${p.port}`}`;
+            `${p.from}→${p.to}${p.host ? " node-to-node" : ""}${dual ? ` ${p.family}` : ""}${p.selected && !r.selective && !p.host ? "" : ` ${p.protocol}/${p.port}`}`;
           const plain = r.pairs.filter((p) => p.selected && p.plaintextSeen).map(name);
           const lost = r.pairs.filter((p) => !p.delivered).map(name);
           const blind = r.pairs.filter((p) => p.captureBlind === true).map(name);

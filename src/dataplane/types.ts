@@ -9,7 +9,10 @@ export interface DesiredPeer {
   /** IPsec: the peer's SA instance (`Node.saInstance`); ipsec generations hold only peers with one. */
   saInstance?: string;
   endpoint: { address: string; port: number };
-  /** The peer's pod CIDRs (and host address with host encryption). */
+  /**
+   * The peer's pod CIDRs, and with host encryption its host (IPv4 underlay) address as a /32
+   * (docs/design.md#host-encryption).
+   */
   allowedIps: string[];
 }
 
@@ -31,14 +34,39 @@ export interface DesiredGeneration {
 /**
  * Where traffic to a remote node's pods goes. Routes live in the main table, or with `table:
  * "selected"` in podcrypt's own table, which only packets marked as selected (selective
- * encryption) look up first.
+ * encryption) look up first, or with `table: "host"` in the table of host encryption, which every
+ * packet not excluded from it looks up first (docs/design.md#host-encryption).
  */
-export type DesiredRoute = (
-  | { dst: string; kind: "tunnel"; dev: string }
-  | { dst: string; kind: "plain"; via: string; dev: string }
-  /** Selected traffic with no usable tunnel yet: dropped (strict mode), never sent in plaintext. */
-  | { dst: string; kind: "blackhole" }
-) & { table?: "selected" };
+export type DesiredRoute =
+  /** `src`: the source address the kernel picks for the node's own packets (host routes). */
+  (
+    | { dst: string; kind: "tunnel"; dev: string; src?: string }
+    | { dst: string; kind: "plain"; via: string; dev: string }
+    /** Selected traffic with no usable tunnel yet: dropped (strict mode), never sent in plaintext. */
+    | { dst: string; kind: "blackhole" }
+  ) & { table?: "selected" | "host" };
+
+/**
+ * Traffic that never takes the host-encryption table, whatever its address: an `ip rule` that
+ * sends it to the main table ahead of the host table's rule. Every field given must match; `to`
+ * and `from` are CIDRs, `sport`/`dport` need `protocol`.
+ */
+export interface HostExclusion {
+  to?: string;
+  from?: string;
+  protocol?: "tcp" | "udp" | "sctp";
+  sport?: number;
+  dport?: number;
+}
+
+/**
+ * Host encryption on this node (docs/design.md#host-encryption): the `host` routes are looked up
+ * by everything but `exclude` (the tunnels' own UDP ports, the datastore, the operator's
+ * exclusions).
+ */
+export interface DesiredHost {
+  exclude: HostExclusion[];
+}
 
 /** Transport protocols a selector names. */
 export type SelectorProtocol = "tcp" | "udp" | "sctp";
@@ -115,6 +143,8 @@ export interface DesiredNodeState {
    */
   saInstance?: string;
   routes: DesiredRoute[];
+  /** Host encryption's exclusions; absent when host encryption is off (no host rules). */
+  host?: DesiredHost;
   strict: DesiredStrict;
   /** MTU of the tunnel interfaces. */
   mtu: number;

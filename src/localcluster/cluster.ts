@@ -201,6 +201,7 @@ export async function clusterUp(
         enabled: config.enabled,
         mode: config.mode,
         encryption: config.encryption,
+        ...(config.hostEncryption === true ? { hostEncryption: true } : {}),
       });
     }
     await publishServices(store, plan);

@@ -48,6 +48,11 @@ export const clusterConfigSchema = z.strictObject({
     .strictObject({ controller: z.string().min(1).optional(), agent: z.string().min(1).optional() })
     .optional(),
   enabled: z.boolean().default(true),
+  /**
+   * Node-to-node encryption: traffic between the nodes' (IPv4 underlay) addresses goes through the
+   * tunnels too (docs/design.md#host-encryption). Default false.
+   */
+  hostEncryption: z.boolean().default(false),
   /** Address families of the pods (see {@link IpFamily}). */
   ipFamily: z.enum(["ipv4", "ipv6", "dual"]).default("ipv4"),
   /** Family of the underlay (the nodes' addresses the tunnels run over); default: see {@link UnderlayFamily}. */
@@ -106,6 +111,8 @@ export interface ClusterConfig {
   /** Per-role datastore URLs, when they differ from `datastore`. */
   datastores?: { controller?: string; agent?: string };
   enabled: boolean;
+  /** Node-to-node encryption (docs/design.md#host-encryption); absent: off. */
+  hostEncryption?: boolean;
   ipFamily: IpFamily;
   underlayFamily: UnderlayFamily;
   nodes: NodeSpec[];
@@ -121,6 +128,8 @@ export interface ClusterFlags {
   dataplane?: "auto" | "kernel" | "userspace";
   datastore?: string;
   disabled?: boolean;
+  /** `--host-encryption`: switch node-to-node encryption on (config `hostEncryption`). */
+  hostEncryption?: boolean;
   ipFamily?: IpFamily;
   underlayFamily?: UnderlayFamily;
 }
@@ -200,6 +209,7 @@ export function resolveClusterConfig(input: unknown, flags: ClusterFlags = {}): 
     datastore: flags.datastore ?? c.datastore,
     ...(c.datastores === undefined ? {} : { datastores: c.datastores }),
     enabled: flags.disabled === true ? false : c.enabled,
+    ...(flags.hostEncryption === true || c.hostEncryption ? { hostEncryption: true } : {}),
     ipFamily,
     underlayFamily: flags.underlayFamily ?? c.underlayFamily ?? (ipFamily === "ipv6" ? "ipv6" : "ipv4"),
     nodes,

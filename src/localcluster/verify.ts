@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PodcryptError } from "../errors/index.js";
@@ -11,10 +12,11 @@ import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
 import { fromStored, resolveSelectors } from "../policy/index.js";
 import type { Selector } from "../policy/types.js";
 import { podMtu } from "../mtu/mtu.js";
+import { native } from "../native.js";
 import { formatIp } from "../wireguard/ip.js";
 import { parsePortRef, VERIFY_PORT } from "./echo.js";
 import { FABRIC_MTU } from "./topology.js";
-import { servicePods, type ClusterPlan, type PlannedPod } from "./plan.js";
+import { servicePods, type ClusterPlan, type PlannedNode, type PlannedPod } from "./plan.js";
 import type { ProbeResult } from "./probe.js";
 import type { ClusterState } from "./state.js";
 
@@ -40,6 +42,11 @@ export interface PairResult {
   service?: string;
   /** Whether this traffic must be encrypted: always when encrypting all, by policy when selective. */
   selected: boolean;
+  /**
+   * Host encryption: a node-to-node check, from node `from`'s namespace to node `to`'s address
+   * (`fromPod` and `toPod` then name the nodes). Absent for pod checks.
+   */
+  host?: true;
   sent: number;
   echoed: number;
   /**
@@ -105,6 +112,77 @@ export interface PlannedCheck {
   port: number;
   service?: string;
   selected: boolean;
+  /** A node-to-node check (`src` and `dst` stand for the nodes: {@link nodeEndpoint}). */
+  host?: true;
+}
+
+/** Node `n` as the end of a node-to-node check: its namespace and its IPv4 underlay address. */
+export function nodeEndpoint(n: PlannedNode): PlannedPod {
+  return {
+    name: n.name,
+    namespace: "",
+    node: n.name,
+    netns: n.netns,
+    ip: n.underlayIPv4,
+    ips: [n.underlayIPv4],
+    labels: {},
+    hostIf: "",
+    ports: [],
+  };
+}
+
+/**
+ * Host encryption's checks, pure: every ordered node pair, TCP to the verify port of the other
+ * node's IPv4 underlay address (served by {@link serveHostEcho} during the run), always selected.
+ * None on an IPv6 underlay: host encryption covers IPv4 host addresses only.
+ */
+export function planHostChecks(plan: ClusterPlan): PlannedCheck[] {
+  if (plan.config.underlayFamily !== "ipv4") return [];
+  return plan.nodes.flatMap((a) =>
+    plan.nodes
+      .filter((b) => b.name !== a.name)
+      .map((b): PlannedCheck => ({
+        from: a.name,
+        to: b.name,
+        src: nodeEndpoint(a),
+        dst: nodeEndpoint(b),
+        family: "ipv4",
+        dstIp: b.underlayIPv4,
+        protocol: "tcp",
+        port: VERIFY_PORT,
+        selected: true,
+        host: true,
+      })),
+  );
+}
+
+/**
+ * TCP echo on the verify port of every node's IPv4 underlay address, inside the node's namespace
+ * (a socket made there through the native addon, served by this process) for the run of a verify.
+ */
+async function serveHostEcho(plan: ClusterPlan): Promise<() => Promise<void>> {
+  const servers: Server[] = [];
+  const close = () => Promise.all(servers.map((s) => new Promise((r) => s.close(r)))).then(() => undefined);
+  try {
+    for (const n of plan.nodes) {
+      const fd = native().listenTcpInNetns(`/run/netns/${n.netns}`, n.underlayIPv4, VERIFY_PORT);
+      const server = createServer({ noDelay: true }, (conn) => {
+        conn.on("error", () => undefined);
+        conn.pipe(conn);
+      });
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen({ fd }, () => resolve());
+      });
+    }
+  } catch (e) {
+    await close();
+    throw new PodcryptError("EVERIFY", `cannot serve the node-to-node echo: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  return close;
 }
 
 /**
@@ -184,7 +262,8 @@ async function selection(state: ClusterState, openStore: (url: string) => Promis
   const store = await openStore(state.datastore);
   try {
     const c = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
-    if (c?.encryption !== "selective") return { selective: false, selectors: [] };
+    const host = c?.hostEncryption === true;
+    if (c?.encryption !== "selective") return { selective: false, selectors: [], host };
     const [policies, services, endpoints] = await Promise.all([
       store.collection("encryptionpolicies").list(),
       store.collection("services").list(),
@@ -196,7 +275,7 @@ async function selection(state: ClusterState, openStore: (url: string) => Promis
       endpoints: endpoints.items.map((x) => x.value),
       pods: [],
     });
-    return { selective: true, selectors };
+    return { selective: true, selectors, host };
   } finally {
     await store.close();
   }
@@ -269,12 +348,20 @@ export async function verifyCluster(
   guard: <T>(reads: Promise<T>) => Promise<T> = (reads) => reads,
 ): Promise<VerifyResult> {
   const nonce = randomBytes(6).toString("hex");
-  const { selective, selectors } = await guard(selection(state, openStore));
-  const checks = planChecks(state.plan, selective, selectors);
+  const { selective, selectors, host } = await guard(selection(state, openStore));
+  const checks = [
+    ...planChecks(state.plan, selective, selectors),
+    ...(host ? planHostChecks(state.plan) : []),
+  ];
   const marker = (c: PlannedCheck): string =>
-    `PODCRYPT-VERIFY-${nonce}-${c.from}-${c.to}-${c.protocol}${c.port}-${c.dst.name}${c.family === "ipv6" ? "-v6" : ""}`;
+    `PODCRYPT-VERIFY-${nonce}-${c.from}-${c.to}-${c.protocol}${c.port}-${c.host ? "host" : c.dst.name}${c.family === "ipv6" ? "-v6" : ""}`;
   const file = join(tmpdir(), `podcrypt-verify-${nonce}.pcap`);
-  const stop = await startCapture(state, file);
+  const stopEcho =
+    host && checks.some((c) => c.host) ? await serveHostEcho(state.plan) : async () => undefined;
+  const stop = await startCapture(state, file).catch(async (e: unknown) => {
+    await stopEcho();
+    throw e;
+  });
   const pairs: PairResult[] = checks.map((c) => ({
     from: c.from,
     to: c.to,
@@ -287,6 +374,7 @@ export async function verifyCluster(
     port: c.port,
     ...(c.service === undefined ? {} : { service: c.service }),
     selected: c.selected,
+    ...(c.host ? { host: true as const } : {}),
     sent: count,
     echoed: 0,
     losses: [],
@@ -363,6 +451,7 @@ export async function verifyCluster(
     );
   } finally {
     await stop();
+    await stopEcho();
   }
   const capture = readFileSync(file);
   rmSync(file, { force: true });

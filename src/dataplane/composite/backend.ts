@@ -5,6 +5,7 @@ import { loosenUnderlay } from "../node/rpf.js";
 import { reconcileRoutes } from "../node/routes.js";
 import type {
   DataplaneBackend,
+  DesiredHost,
   DesiredNodeState,
   DesiredRoute,
   DesiredStrict,
@@ -23,8 +24,15 @@ export interface NodePorts {
    * to it through a tunnel, which strict filtering (a distribution default, e.g. RHEL's) drops.
    */
   loosenUnderlay(ifname: string): Promise<unknown>;
-  /** Replaces the cluster routes with `routes` (only destinations `managed` accepts are pruned). */
-  reconcileRoutes(routes: DesiredRoute[], managed: (dst: string) => boolean): Promise<unknown>;
+  /**
+   * Replaces the cluster routes with `routes` (only destinations `managed` accepts are pruned), and
+   * host encryption's rules with `host`'s (none when undefined).
+   */
+  reconcileRoutes(
+    routes: DesiredRoute[],
+    managed: (dst: string) => boolean,
+    host: DesiredHost | undefined,
+  ): Promise<unknown>;
   strict: {
     /** Lifts the drops `s` no longer wants, keeping every other one (before routes move). */
     relax(s: DesiredStrict): Promise<unknown>;
@@ -118,7 +126,7 @@ export class CompositeBackend implements DataplaneBackend {
         }
         return { ...r, dev };
       });
-      await this.ports.reconcileRoutes(routes, this.o.managedRoute);
+      await this.ports.reconcileRoutes(routes, this.o.managedRoute, desired.host);
       await this.ports.strict.reconcile(desired.strict);
       for (const mode of MODES) await this.o.backends[mode]?.retireGenerations(byMode(mode), ctx);
       const sending = desired.routes.find((r) => r.kind === "tunnel");

@@ -1,6 +1,6 @@
 import { PodcryptError } from "../../errors/index.js";
 import { run } from "../../platform/netns/netns.js";
-import type { DesiredRoute } from "../types.js";
+import type { DesiredHost, DesiredRoute, HostExclusion } from "../types.js";
 import { SELECT_MARK } from "./nft.js";
 
 /**
@@ -11,6 +11,15 @@ import { SELECT_MARK } from "./nft.js";
 export const SELECTED_TABLE = 5040;
 export const SELECTED_RULE_PRIORITY = 5040;
 
+/**
+ * Host encryption (docs/design.md#host-encryption): the table of the routes that send peers' host
+ * addresses into the tunnels, looked up by every packet (rule priority {@link HOST_RULE_PRIORITY})
+ * except what the rules of priority {@link HOST_EXCLUDE_PRIORITY} send to the main table first.
+ */
+export const HOST_TABLE = 5041;
+export const HOST_EXCLUDE_PRIORITY = 5030;
+export const HOST_RULE_PRIORITY = 5031;
+
 interface IpRoute {
   dst: string;
   /** Absent for the main table. */
@@ -20,6 +29,7 @@ interface IpRoute {
   /** A gateway of the other family (an IPv4 route via an IPv6 next hop). */
   via?: { family?: string; host?: string };
   dev?: string;
+  prefsrc?: string;
 }
 
 interface IpRule {
@@ -27,6 +37,13 @@ interface IpRule {
   fwmark?: string;
   fwmask?: string;
   table?: string;
+  src?: string;
+  srclen?: number;
+  dst?: string;
+  dstlen?: number;
+  ipproto?: string;
+  sport?: number | string;
+  dport?: number | string;
 }
 
 function normalise(dst: string): string {
@@ -38,7 +55,12 @@ function same(want: DesiredRoute, have: IpRoute): boolean {
     case "blackhole":
       return have.type === "blackhole";
     case "tunnel":
-      return have.type !== "blackhole" && have.dev === want.dev && have.gateway === undefined;
+      return (
+        have.type !== "blackhole" &&
+        have.dev === want.dev &&
+        have.gateway === undefined &&
+        have.prefsrc === want.src
+      );
     case "plain":
       return (
         have.type !== "blackhole" && have.dev === want.dev && (have.gateway ?? have.via?.host) === want.via
@@ -47,12 +69,13 @@ function same(want: DesiredRoute, have: IpRoute): boolean {
 }
 
 function command(r: DesiredRoute): string {
-  const table = r.table === "selected" ? ` table ${SELECTED_TABLE}` : "";
+  const table =
+    r.table === "selected" ? ` table ${SELECTED_TABLE}` : r.table === "host" ? ` table ${HOST_TABLE}` : "";
   switch (r.kind) {
     case "blackhole":
       return `route replace blackhole ${r.dst}${table}`;
     case "tunnel":
-      return `route replace ${r.dst} dev ${r.dev}${table}`;
+      return `route replace ${r.dst} dev ${r.dev}${r.src === undefined ? "" : ` src ${r.src}`}${table}`;
     case "plain": {
       // An IPv4 route through an IPv6 next hop (IPv4 pods over an IPv6-only underlay) names its family.
       const via = r.via.includes(":") && !r.dst.includes(":") ? `inet6 ${r.via}` : r.via;
@@ -67,18 +90,95 @@ function isSelectedRule(r: IpRule): boolean {
   return r.priority === SELECTED_RULE_PRIORITY && r.table === String(SELECTED_TABLE);
 }
 
+/** The selector of an `ip rule` (`from`, `to`, `ipproto`, ports), the same text for a wanted and a read rule. */
+function selectorOf(x: {
+  from?: string | undefined;
+  to?: string | undefined;
+  protocol?: string | undefined;
+  sport?: number | string | undefined;
+  dport?: number | string | undefined;
+}): string {
+  const parts: string[] = [];
+  if (x.from !== undefined) parts.push(`from ${x.from}`);
+  if (x.to !== undefined) parts.push(`to ${x.to}`);
+  if (x.protocol !== undefined) parts.push(`ipproto ${x.protocol}`);
+  if (x.sport !== undefined) parts.push(`sport ${x.sport}`);
+  if (x.dport !== undefined) parts.push(`dport ${x.dport}`);
+  return parts.join(" ");
+}
+
+const cidrOf = (addr: string | undefined, len: number | undefined): string | undefined =>
+  addr === undefined || addr === "all" ? undefined : `${addr}/${len ?? (addr.includes(":") ? 128 : 32)}`;
+
+/** The selector of an installed rule, as {@link selectorOf} writes a wanted one. */
+function installedSelector(r: IpRule): string {
+  return selectorOf({
+    from: cidrOf(r.src, r.srclen),
+    to: cidrOf(r.dst, r.dstlen),
+    protocol: r.ipproto,
+    sport: r.sport,
+    dport: r.dport,
+  });
+}
+
+/** The selector of a wanted exclusion (CIDRs normalised to carry their length). */
+function exclusionSelector(e: HostExclusion): string {
+  return selectorOf({
+    from: e.from === undefined ? undefined : normalise(e.from),
+    to: e.to === undefined ? undefined : normalise(e.to),
+    protocol: e.protocol,
+    sport: e.sport,
+    dport: e.dport,
+  });
+}
+
+/**
+ * The commands that bring host encryption's rules to `host` (none at all when undefined): the
+ * exclusions to the main table first, then the rule of the host table. When anything differs the
+ * host table's rule goes first and comes back last, so the tunnels' own datagrams are never routed
+ * into a tunnel, not even between two commands.
+ */
+function hostRuleCommands(rules: readonly IpRule[], host: DesiredHost | undefined): string[] {
+  const haveExcl = rules
+    .filter((r) => r.priority === HOST_EXCLUDE_PRIORITY && r.table === "main")
+    .map(installedSelector)
+    .sort();
+  const haveHost = rules.filter((r) => r.priority === HOST_RULE_PRIORITY);
+  const wantExcl = host === undefined ? [] : [...new Set(host.exclude.map(exclusionSelector))].sort();
+  const hostOk =
+    host === undefined
+      ? haveHost.length === 0
+      : haveHost.length === 1 &&
+        haveHost[0]!.table === String(HOST_TABLE) &&
+        installedSelector(haveHost[0]!) === "";
+  const exclOk =
+    haveExcl.length === wantExcl.length &&
+    haveExcl.every((x, i) => x === wantExcl[i]) &&
+    rules.filter((r) => r.priority === HOST_EXCLUDE_PRIORITY).length === haveExcl.length;
+  if (hostOk && exclOk) return [];
+  const out: string[] = haveHost.map(() => `rule del priority ${HOST_RULE_PRIORITY}`);
+  if (!exclOk) {
+    for (const r of rules)
+      if (r.priority === HOST_EXCLUDE_PRIORITY) out.push(`rule del priority ${HOST_EXCLUDE_PRIORITY}`);
+    for (const x of wantExcl) out.push(`rule add priority ${HOST_EXCLUDE_PRIORITY} ${x} lookup main`);
+  }
+  if (host !== undefined) out.push(`rule add priority ${HOST_RULE_PRIORITY} lookup ${HOST_TABLE}`);
+  return out;
+}
+
 /**
  * Routes to other nodes' pod CIDRs: reads the installed ones (the main table, podcrypt's `selected`
- * table and the rules, in one `ip -j -batch` process), replaces what differs and deletes routes
- * that are no longer wanted (in main only those `managed` accepts, the cluster pod CIDRs; in the
- * selected table all), and keeps the `ip rule` of marked packets exactly when some route wants the
- * selected table, all in one `ip -batch` process. `ip route replace` swaps a route atomically, so
- * moving traffic from one generation's interface to the next loses nothing. Returns the number of
- * changes.
+ * and `host` tables and the rules, in one `ip -j -batch` process), replaces what differs and
+ * deletes routes that are no longer wanted (in main only those `managed` accepts, the cluster pod
+ * CIDRs; in podcrypt's tables all), keeps the `ip rule` of marked packets exactly when some route
+ * wants the selected table and host encryption's rules exactly when `host` is given, all in one
+ * `ip -batch` process. `ip route replace` swaps a route atomically, so moving traffic from one
+ * generation's interface to the next loses nothing. Returns the number of changes.
  */
 export async function reconcileRoutes(
   desired: DesiredRoute[],
   managed: (dst: string) => boolean,
+  host?: DesiredHost,
 ): Promise<number> {
   // Both reads in one process (each prints one line of JSON; neither fails on a missing table): a
   // pass runs every few seconds on every node, and a process start is what costs there. `table
@@ -95,9 +195,13 @@ export async function reconcileRoutes(
   const routes = JSON.parse(routesJson) as IpRoute[];
   const inTable = (...names: Array<string | undefined>): Map<string, IpRoute> =>
     new Map(routes.filter((r) => names.includes(r.table)).map((r) => [normalise(r.dst), r]));
-  const tables = { main: inTable(undefined, "main"), selected: inTable(String(SELECTED_TABLE)) };
+  const tables = {
+    main: inTable(undefined, "main"),
+    selected: inTable(String(SELECTED_TABLE)),
+    host: inTable(String(HOST_TABLE)),
+  };
   const commands: string[] = [];
-  const wanted = { main: new Set<string>(), selected: new Set<string>() };
+  const wanted = { main: new Set<string>(), selected: new Set<string>(), host: new Set<string>() };
   for (const r of desired) {
     const t = r.table ?? "main";
     wanted[t].add(r.dst);
@@ -112,7 +216,11 @@ export async function reconcileRoutes(
     if (!wanted.selected.has(dst))
       commands.push(`route del ${r.type === "blackhole" ? "blackhole " : ""}${dst} table ${SELECTED_TABLE}`);
   }
-  const rules = (JSON.parse(rulesJson) as IpRule[]).filter(isSelectedRule);
+  for (const dst of tables.host.keys())
+    if (!wanted.host.has(dst)) commands.push(`route del ${dst} table ${HOST_TABLE}`);
+  const allRules = JSON.parse(rulesJson) as IpRule[];
+  commands.push(...hostRuleCommands(allRules, host));
+  const rules = allRules.filter(isSelectedRule);
   const wantRule = wanted.selected.size > 0;
   const ruleOk = rules.length === 1 && rules[0]!.fwmark === `0x${SELECT_MARK.toString(16)}`;
   if (!wantRule || !ruleOk)
