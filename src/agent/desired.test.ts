@@ -225,6 +225,83 @@ describe("desiredState", () => {
   });
 });
 
+describe("desiredState, host encryption", () => {
+  const nodes = [
+    node(1, { "4": KEY("a"), "5": KEY("b") }),
+    node(2, { "4": KEY("c"), "5": KEY("d") }),
+    node(3, { "4": KEY("e") }), // has not published epoch 5 yet
+  ];
+  const host = (c: ClusterEncryption): ClusterEncryption => ({ ...c, hostEncryption: true });
+  const settings: AgentSettings = { ...SETTINGS, hostExclude: [{ protocol: "tcp", dport: 2379 }] };
+
+  it("off (the default): no host address in any tunnel, no host route, no host rules", () => {
+    const d = desiredState(settings, cluster("idle", ON), nodes, ALL_UP);
+    assert.equal(d.host, undefined);
+    assert.ok(d.routes.every((r) => r.table === undefined && !("src" in r)));
+    for (const g of d.generations)
+      for (const p of g.peers) assert.ok(!p.allowedIps.some((ip) => ip.startsWith("172.30.")));
+  });
+
+  it("on: every peer's host address is an allowed IP of its tunnel, routed in the host table through the generation that carries its pods", () => {
+    const d = desiredState(settings, host(cluster("switch", ON)), nodes, ALL_UP);
+    assert.deepEqual(
+      d.generations.map((g) => g.peers.map((p) => [p.node, p.allowedIps])),
+      [
+        [
+          ["node-2", ["10.244.2.0/24", "172.30.0.12/32"]],
+          ["node-3", ["10.244.3.0/24", "172.30.0.13/32"]],
+        ],
+        [["node-2", ["10.244.2.0/24", "172.30.0.12/32"]]],
+      ],
+    );
+    // The node's own packets to other nodes' pods leave from its host address, which the peers accept.
+    assert.deepEqual(d.routes, [
+      { dst: "10.244.2.0/24", kind: "tunnel", dev: "podcrypt1", src: "172.30.0.11" },
+      { dst: "172.30.0.12/32", kind: "tunnel", dev: "podcrypt1", src: "172.30.0.11", table: "host" },
+      { dst: "10.244.3.0/24", kind: "tunnel", dev: "podcrypt0", src: "172.30.0.11" },
+      { dst: "172.30.0.13/32", kind: "tunnel", dev: "podcrypt0", src: "172.30.0.11", table: "host" },
+    ]);
+  });
+
+  it("on: the tunnels' own UDP ports (both WireGuard slots, every peer's port, ESP in UDP) and the agent's exclusions stay outside", () => {
+    const d = desiredState({ ...settings, wireguardPort: 40000 }, host(cluster("idle", ON)), nodes, ALL_UP);
+    assert.deepEqual(d.host?.exclude, [
+      { protocol: "udp", sport: 4500 },
+      { protocol: "udp", dport: 4500 },
+      { protocol: "udp", sport: 40000 },
+      { protocol: "udp", dport: 40000 },
+      { protocol: "udp", sport: 40001 },
+      { protocol: "udp", dport: 40001 },
+      { protocol: "tcp", dport: 2379 },
+    ]);
+  });
+
+  it("a peer with no tunnel yet, and encryption not sending (enable prepare), keep host traffic in plaintext: strict mode does not cover it", () => {
+    const retire = desiredState(settings, host(cluster("retire", ON)), nodes, ALL_UP);
+    assert.deepEqual(
+      retire.routes.filter((r) => r.dst.startsWith("172.30.")),
+      [{ dst: "172.30.0.12/32", kind: "tunnel", dev: "podcrypt1", src: "172.30.0.11", table: "host" }],
+    );
+    assert.deepEqual(retire.routes[2], { dst: "10.244.3.0/24", kind: "blackhole" });
+    const prepare = desiredState(settings, host(cluster("prepare", OFF, ON)), nodes, ALL_UP);
+    assert.deepEqual(
+      prepare.routes.filter((r) => r.table === "host"),
+      [],
+    );
+    // The receive side is ready already: the new generation accepts the peers' host addresses.
+    assert.deepEqual(prepare.generations[0]!.peers[0]!.allowedIps, ["10.244.2.0/24", "172.30.0.12/32"]);
+  });
+
+  it("a node without an IPv4 host address has no host encryption (IPv4 only)", () => {
+    const v6 = nodes.map((n) =>
+      parseResource("nodes", { ...n, underlay: { ipv6: `fd30::${n.name.slice(-1)}` } }),
+    );
+    const d = desiredState(settings, host(cluster("idle", ON)), v6, ALL_UP);
+    assert.equal(d.host, undefined);
+    assert.ok(d.routes.every((r) => r.table === undefined));
+  });
+});
+
 describe("desiredState, selective encryption", () => {
   const nodes = [node(1, { "4": KEY("a"), "5": KEY("b") }), node(2, { "4": KEY("c"), "5": KEY("d") })];
   const selective = (c: ClusterEncryption): ClusterEncryption => ({ ...c, encryption: "selective" });

@@ -65,6 +65,30 @@ describe("daemon configuration file", () => {
       /DNS-1123/,
     ],
     ["bad cluster CIDR", "agent:\n  clusterCIDRs: [10.0.0.0/33]\n", "agent.clusterCIDRs.0", /CIDR/],
+    [
+      "bad host encryption flag",
+      "cluster:\n  hostEncryption: yes please\n",
+      "cluster.hostEncryption",
+      /boolean/,
+    ],
+    [
+      "an IPv6 host exclusion",
+      "agent:\n  hostEncryptionExclude:\n    cidrs: [fd00::/8]\n",
+      "agent.hostEncryptionExclude.cidrs.0",
+      /IPv4 CIDR/,
+    ],
+    [
+      "a host exclusion with host bits set",
+      "agent:\n  hostEncryptionExclude:\n    cidrs: [10.1.2.3/8]\n",
+      "agent.hostEncryptionExclude.cidrs.0",
+      /host bits/,
+    ],
+    [
+      "a host exclusion port without protocol",
+      "agent:\n  hostEncryptionExclude:\n    ports: ['22']\n",
+      "agent.hostEncryptionExclude.ports.0",
+      /tcp\/22/,
+    ],
   ];
   for (const [what, text, field, message] of cases)
     it(`refuses ${what}, naming ${field}`, () => rejects(text, field, message));
@@ -142,6 +166,7 @@ describe("daemon configuration file", () => {
       logLevel: "info",
       // The manifests gate workloads on the tunnels (src/agent/gate.ts).
       notReadyTaint: true,
+      hostExclude: { cidrs: [], ports: [] },
     });
     const flags = {
       datastore: "local:/tmp/x",
@@ -170,6 +195,7 @@ describe("daemon configuration file", () => {
       metricsTokenFile: "/run/secrets/token",
       logLevel: "debug",
       notReadyTaint: false,
+      hostExclude: { cidrs: [], ports: [] },
     });
     // No file: the defaults (no taint: only a Kubernetes Node carries one), and the pod's namespace.
     const none = agentSettings({}, {}, { POD_NAMESPACE: "enc" });
@@ -181,6 +207,20 @@ describe("daemon configuration file", () => {
       () => agentSettings({ healthAddress: "9809" }, {}, {}),
       /--health-address: "9809" is not HOST:PORT/,
     );
+  });
+
+  it("agent: host encryption's exclusions from the file", () => {
+    const file = parseDaemonConfig(
+      "agent:\n  hostEncryptionExclude:\n    cidrs: [10.0.0.0/8, 192.168.1.7/32]\n    ports: [tcp/22, udp/53]\n",
+    );
+    assert.deepEqual(agentSettings({}, file, {}).hostExclude, {
+      cidrs: ["10.0.0.0/8", "192.168.1.7/32"],
+      ports: [
+        { protocol: "tcp", port: 22 },
+        { protocol: "udp", port: 53 },
+      ],
+    });
+    assert.equal(parseDaemonConfig("cluster:\n  hostEncryption: true\n").cluster?.hostEncryption, true);
   });
 
   it("controller: every field of the generated file is used, and each flag beats it", () => {

@@ -32,7 +32,8 @@ interface IpRoute {
   prefsrc?: string;
 }
 
-interface IpRule {
+/** An IPv4 rule as `ip -j rule show` prints it (the fields podcrypt's rules use). */
+export interface IpRule {
   priority?: number;
   fwmark?: string;
   fwmask?: string;
@@ -138,7 +139,7 @@ function exclusionSelector(e: HostExclusion): string {
  * host table's rule goes first and comes back last, so the tunnels' own datagrams are never routed
  * into a tunnel, not even between two commands.
  */
-function hostRuleCommands(rules: readonly IpRule[], host: DesiredHost | undefined): string[] {
+export function hostRuleCommands(rules: readonly IpRule[], host: DesiredHost | undefined): string[] {
   const haveExcl = rules
     .filter((r) => r.priority === HOST_EXCLUDE_PRIORITY && r.table === "main")
     .map(installedSelector)

@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { hostRuleCommands, type IpRule } from "./routes.js";
+
+/** The rules `ip -j rule show` prints for the commands `add` (the subset host encryption uses). */
+function installed(add: readonly string[]): IpRule[] {
+  return add.map((c) => {
+    const w = c.split(" ");
+    const arg = (k: string) => (w.includes(k) ? w[w.indexOf(k) + 1] : undefined);
+    const to = arg("to")?.split("/");
+    const from = arg("from")?.split("/");
+    const r: IpRule = { priority: Number(arg("priority")), table: arg("lookup")!, src: from?.[0] ?? "all" };
+    if (from !== undefined && from[1] !== "32") r.srclen = Number(from[1]);
+    if (to !== undefined) {
+      r.dst = to[0]!;
+      if (to[1] !== "32") r.dstlen = Number(to[1]);
+    }
+    if (arg("ipproto") !== undefined) r.ipproto = arg("ipproto")!;
+    if (arg("sport") !== undefined) r.sport = Number(arg("sport"));
+    if (arg("dport") !== undefined) r.dport = Number(arg("dport"));
+    return r;
+  });
+}
+
+const HOST = {
+  exclude: [
+    { protocol: "udp" as const, sport: 51820 },
+    { protocol: "udp" as const, dport: 51820 },
+    { to: "10.9.0.0/16" },
+    { from: "192.168.1.7" },
+  ],
+};
+
+describe("host encryption's ip rules", () => {
+  it("from none: the exclusions first, the host table's rule last", () => {
+    const cmds = hostRuleCommands([], HOST);
+    assert.equal(cmds.at(-1), "rule add priority 5031 lookup 5041");
+    assert.deepEqual(cmds.slice(0, -1).sort(), [
+      "rule add priority 5030 from 192.168.1.7/32 lookup main",
+      "rule add priority 5030 ipproto udp dport 51820 lookup main",
+      "rule add priority 5030 ipproto udp sport 51820 lookup main",
+      "rule add priority 5030 to 10.9.0.0/16 lookup main",
+    ]);
+  });
+
+  it("installed as wanted: nothing to do (a pass changes nothing)", () => {
+    const rules = installed(hostRuleCommands([], HOST));
+    assert.deepEqual(hostRuleCommands(rules, HOST), []);
+  });
+
+  it("an exclusion changed: the host table's rule goes first and comes back last", () => {
+    const rules = installed(hostRuleCommands([], HOST));
+    const cmds = hostRuleCommands(rules, { exclude: [...HOST.exclude, { protocol: "tcp", dport: 2379 }] });
+    assert.equal(cmds[0], "rule del priority 5031");
+    assert.equal(cmds.at(-1), "rule add priority 5031 lookup 5041");
+    assert.equal(cmds.filter((c) => c === "rule del priority 5030").length, 4);
+    assert.ok(cmds.includes("rule add priority 5030 ipproto tcp dport 2379 lookup main"));
+  });
+
+  it("host encryption off: every rule of it removed, the host table's first", () => {
+    const rules = installed(hostRuleCommands([], HOST));
+    assert.deepEqual(hostRuleCommands(rules, undefined), [
+      "rule del priority 5031",
+      ...Array<string>(4).fill("rule del priority 5030"),
+    ]);
+    assert.deepEqual(hostRuleCommands([{ priority: 0, src: "all", table: "local" }], undefined), []);
+  });
+});
