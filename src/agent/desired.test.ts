@@ -272,6 +272,7 @@ describe("desiredState, host encryption", () => {
       { protocol: "udp", dport: 40000 },
       { protocol: "udp", sport: 40001 },
       { protocol: "udp", dport: 40001 },
+      { protocol: "udp", dport: 9 },
       { protocol: "tcp", dport: 2379 },
     ]);
   });

@@ -14,6 +14,7 @@ import { sameList } from "../lists.js";
 import { cidrsOverlap } from "./claims.js";
 import type { Selector } from "../policy/types.js";
 import { ESP_IN_UDP_PORT } from "../esp/udp.js";
+import { CONTROL_PORT } from "./verify/runner.js";
 
 /** Node-local settings of the agent. */
 export interface AgentSettings {
@@ -438,7 +439,9 @@ export function desiredState(
  * What host encryption must leave outside the tunnels (docs/design.md#host-encryption): the
  * tunnels' own UDP datagrams, which run between the very host addresses the host table routes
  * into the tunnels (both ways: the WireGuard ports of every generation, this node's and its peers',
- * and ESP in UDP), then the agent's datastore connection and the operator's exclusions.
+ * and ESP in UDP), UDP to the discard port (the negative control of `verify --via-agents`, which
+ * must cross outside every tunnel: src/agent/verify/runner.ts), then the agent's datastore
+ * connection and the operator's exclusions.
  */
 function hostRouting(settings: AgentSettings, generations: readonly DesiredGeneration[]): DesiredHost {
   const ports = new Set<number>([settings.wireguardPort, settings.wireguardPort + 1, ESP_IN_UDP_PORT]);
@@ -452,7 +455,8 @@ function hostRouting(settings: AgentSettings, generations: readonly DesiredGener
       { protocol: "udp" as const, sport: port },
       { protocol: "udp" as const, dport: port },
     ]);
-  return { exclude: [...exclude, ...(settings.hostExclude ?? [])] };
+  const control: HostExclusion = { protocol: "udp", dport: CONTROL_PORT };
+  return { exclude: [...exclude, control, ...(settings.hostExclude ?? [])] };
 }
 
 /**

@@ -125,8 +125,8 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         const toNode = `HOSTENC-NODE-${nonce}`;
         const stop = await capture(`/tmp/podcrypt-host-enc-${nonce}.pcap`, children);
         const echoed = await probeFrom(n1!.netns, `udp:${pod.ip}:7`, toPod);
-        // Nothing listens on the discard port: what matters is what crossed the underlay.
-        await probeFrom(n1!.netns, `udp:${n2!.underlayIPv4}:9`, toNode);
+        // Nothing listens there: what matters is what crossed the underlay.
+        await probeFrom(n1!.netns, `udp:${n2!.underlayIPv4}:5009`, toNode);
         const pcap = await stop();
         assert.equal(echoed, 5, "node-1 → a pod of node-2: every message echoed");
         assert.equal(pcap.includes(toPod), false, "node → pod marker seen in plaintext");
@@ -156,7 +156,7 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         assert.equal(off.code, 0, off.stderr);
         const nonce = randomBytes(4).toString("hex");
         let stop = await capture(`/tmp/podcrypt-host-enc-off-${nonce}.pcap`, children);
-        await probeFrom(n1!.netns, `udp:${n2!.underlayIPv4}:9`, `HOSTENC-OFF-${nonce}`);
+        await probeFrom(n1!.netns, `udp:${n2!.underlayIPv4}:5009`, `HOSTENC-OFF-${nonce}`);
         let pcap = await stop();
         assert.equal(
           pcap.includes(`HOSTENC-OFF-${nonce}`),
@@ -173,7 +173,7 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         const on = await podcrypt(["enable", "--host", "--wait"]);
         assert.equal(on.code, 0, on.stderr);
         stop = await capture(`/tmp/podcrypt-host-enc-on-${nonce}.pcap`, children);
-        await probeFrom(n1!.netns, `udp:${n2!.underlayIPv4}:9`, `HOSTENC-ON-${nonce}`);
+        await probeFrom(n1!.netns, `udp:${n2!.underlayIPv4}:5009`, `HOSTENC-ON-${nonce}`);
         pcap = await stop();
         assert.equal(
           pcap.includes(`HOSTENC-ON-${nonce}`),
