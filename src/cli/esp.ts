@@ -18,6 +18,7 @@ import {
   type DaemonModeEnv,
 } from "./daemonize.js";
 import { checkIfname, parseIntFlag } from "./flags.js";
+import { tuneForLonePackets } from "../dataplane/userspace/latency.js";
 
 /** Set in the re-spawned child (or by the agent): stay in the foreground. */
 export const ENV_ESP_FOREGROUND = SPAWN_ENV.esp.foreground;
@@ -39,6 +40,7 @@ interface EspFlags {
 
 async function runForeground(ifname: string, o: EspFlags): Promise<void> {
   const logger = createLogger("esp").child({ ifname });
+  tuneForLonePackets(logger);
   const daemon = new EspDaemon({
     ifname,
     logger,

@@ -16,6 +16,7 @@ import {
   type DaemonModeEnv,
 } from "./daemonize.js";
 import { checkIfname } from "./flags.js";
+import { tuneForLonePackets } from "../dataplane/userspace/latency.js";
 
 /** wireguard-go's variable: when "1", the daemon stays in the foreground (set in the re-spawned child). */
 export const ENV_FOREGROUND = SPAWN_ENV.wireguard.foreground;
@@ -29,6 +30,7 @@ const DAEMON_ENV: DaemonModeEnv = {
 /** Runs the daemon in this process until SIGTERM/SIGINT or the interface is deleted. */
 async function runForeground(ifname: string, persistent: boolean, takeOver: boolean): Promise<void> {
   const logger = createLogger("wireguard").child({ ifname });
+  tuneForLonePackets(logger);
   const daemon = new WireguardDaemon({ ifname, logger, persistent, takeOver });
   await startReporting(DAEMON_ENV, () => daemon.start());
   logger.info(
