@@ -12,7 +12,16 @@ import {
 import { ExponentialBackoff } from "cockatiel";
 import { connect } from "node:net";
 import type { PolicyStatus, ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
-import { decodeObject, encodeObject, withPolicyStatus } from "../codec.js";
+import {
+  changeEvent,
+  decodeObject,
+  encodeObject,
+  listResult,
+  storedOrThrow,
+  storedRecord,
+  withPolicyStatus,
+  type Decoded,
+} from "../codec.js";
 import { Campaign, type ElectionPort } from "../election.js";
 import {
   AlreadyExistsError,
@@ -36,7 +45,6 @@ import type {
   Collection,
   Datastore,
   DeleteOptions,
-  InvalidObject,
   LeaderElection,
   Lease,
   LeaseOptions,
@@ -500,7 +508,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
     return this.ds.keyOf(this.kind, "");
   }
 
-  /** @internal */ decode(kv: IKeyValue): ReturnType<typeof decodeObject<K>> {
+  /** @internal */ decode(kv: IKeyValue): Decoded<K> {
     const key = kv.key.toString().slice(this.kindPrefix.length);
     const lease = kv.lease !== undefined && String(kv.lease) !== "0" ? String(kv.lease) : undefined;
     let raw: unknown;
@@ -517,9 +525,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
     const res = await this.ds.wrap(() => this.ds.client.get(this.ds.keyOf(this.kind, key)).exec());
     const kv = res.kvs[0];
     if (kv === undefined) return undefined;
-    const d = this.decode(kv);
-    if (!d.ok) throw d.invalid.error;
-    return d.stored;
+    return storedOrThrow(this.decode(kv));
   }
 
   async list(): Promise<ListResult<ResourceByKind[K]>> {
@@ -527,14 +533,10 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
     const res = await this.ds.wrap(() =>
       this.ds.client.getAll().prefix(this.kindPrefix).sort("Key", "Ascend").exec(),
     );
-    const items: Stored<ResourceByKind[K]>[] = [];
-    const invalid: InvalidObject[] = [];
-    for (const kv of res.kvs) {
-      const d = this.decode(kv);
-      if (d.ok) items.push(d.stored);
-      else invalid.push(d.invalid);
-    }
-    return { items, invalid, revision: String(res.header.revision) };
+    return listResult(
+      res.kvs.map((kv) => this.decode(kv)),
+      String(res.header.revision),
+    );
   }
 
   private put(etcdKey: string, value: unknown, lease: string | null | undefined) {
@@ -542,15 +544,6 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
     if (lease === undefined) return p.ignoreLease();
     if (lease === null) return p;
     return p.lease(lease);
-  }
-
-  private stored(
-    key: string,
-    value: ResourceByKind[K],
-    revision: string,
-    lease: string | undefined,
-  ): Stored<ResourceByKind[K]> {
-    return lease === undefined ? { key, value, revision } : { key, value, revision, lease };
   }
 
   async create(
@@ -570,7 +563,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
       lease,
     );
     if (!r.succeeded) throw new AlreadyExistsError(this.kind, key);
-    return this.stored(key, value, String(r.header.revision), lease);
+    return storedRecord(key, value, String(r.header.revision), lease);
   }
 
   async update(
@@ -606,7 +599,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
           ? String(kv.lease)
           : undefined;
     } else lease = options.lease ?? undefined;
-    return this.stored(key, value, String(r.header.revision), lease);
+    return storedRecord(key, value, String(r.header.revision), lease);
   }
 
   async delete(key: string, options: DeleteOptions = {}): Promise<void> {
@@ -727,10 +720,8 @@ class EtcdWatch<T> implements Watch {
     const key = kv.key.toString().slice(this.prefix.length);
     const revision = String(kv.mod_revision);
     if (type === "Delete") return { type: "DELETED", key, revision };
-    const d = this.coll.decode(kv);
-    if (!d.ok) return { ...d.invalid, type: "INVALID", key, revision };
     const added = String(kv.create_revision) === String(kv.mod_revision);
-    return { type: added ? "ADDED" : "MODIFIED", key, revision, object: d.stored as Stored<T> };
+    return changeEvent(this.coll.decode(kv), key, revision, added) as WatchEvent<T>;
   }
 
   async close(): Promise<void> {

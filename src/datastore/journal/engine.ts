@@ -1,7 +1,16 @@
 import { randomBytes } from "node:crypto";
 import { systemClock, type Clock } from "../../clock.js";
 import type { PolicyStatus, ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
-import { decodeObject, encodeObject, withPolicyStatus } from "../codec.js";
+import {
+  changeEvent,
+  decodeObject,
+  encodeObject,
+  listResult,
+  storedOrThrow,
+  storedRecord,
+  withPolicyStatus,
+  type Decoded,
+} from "../codec.js";
 import { Campaign, type ElectionPort } from "../election.js";
 import {
   AlreadyExistsError,
@@ -315,7 +324,7 @@ export class JournalDatastore implements Datastore {
   }
 }
 
-function toStored<K extends ResourceKind>(kind: K, r: RawRecord): ReturnType<typeof decodeObject<K>> {
+function toStored<K extends ResourceKind>(kind: K, r: RawRecord): Decoded<K> {
   return decodeObject(kind, r.key, r.value, String(r.revision), r.lease);
 }
 
@@ -329,9 +338,7 @@ class JournalCollection<K extends ResourceKind> implements Collection<K> {
     this.ds.assertOpen();
     const r = await this.ds.backing.getRecord(this.kind, key);
     if (r === undefined) return undefined;
-    const d = toStored(this.kind, r);
-    if (!d.ok) throw d.invalid.error;
-    return d.stored;
+    return storedOrThrow(toStored(this.kind, r));
   }
 
   async list(): Promise<ListResult<ResourceByKind[K]>> {
@@ -340,19 +347,10 @@ class JournalCollection<K extends ResourceKind> implements Collection<K> {
       records: await tx.list(this.kind),
       revision: tx.revision,
     }));
-    const items: Stored<ResourceByKind[K]>[] = [];
-    const invalid: ListResult<ResourceByKind[K]>["invalid"][number][] = [];
-    for (const r of records.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
-      const d = toStored(this.kind, r);
-      if (d.ok) items.push(d.stored);
-      else invalid.push(d.invalid);
-    }
-    return { items, invalid, revision: String(revision) };
-  }
-
-  private stored(r: RawRecord, value: ResourceByKind[K]): Stored<ResourceByKind[K]> {
-    const base = { key: r.key, value, revision: String(r.revision) };
-    return r.lease === undefined ? base : { ...base, lease: r.lease };
+    return listResult(
+      records.map((r) => toStored(this.kind, r)),
+      String(revision),
+    );
   }
 
   async create(
@@ -365,7 +363,7 @@ class JournalCollection<K extends ResourceKind> implements Collection<K> {
       if ((await tx.get(this.kind, key)) !== undefined) throw new AlreadyExistsError(this.kind, key);
       return tx.put(this.kind, key, value, await this.ds.leaseFor(tx, options.lease ?? undefined, undefined));
     });
-    return this.stored(r, value);
+    return storedRecord(r.key, value, String(r.revision), r.lease);
   }
 
   async update(
@@ -385,7 +383,7 @@ class JournalCollection<K extends ResourceKind> implements Collection<K> {
         throw new ConflictError(this.kind, key, options.revision, String(cur.revision));
       return tx.put(this.kind, key, value, await this.ds.leaseFor(tx, options.lease, cur.lease));
     });
-    return this.stored(r, value);
+    return storedRecord(r.key, value, String(r.revision), r.lease);
   }
 
   async delete(key: string, options: DeleteOptions = {}): Promise<void> {
@@ -492,8 +490,7 @@ class JournalWatch<T> implements Watch {
     const revision = String(e.rev);
     if (e.type === "DELETE") return { type: "DELETED", key: e.key, revision };
     const d = decodeObject(this.kind, e.key, e.value, revision, e.lease);
-    if (!d.ok) return { ...d.invalid, type: "INVALID", key: e.key, revision };
-    return { type: e.created ? "ADDED" : "MODIFIED", key: e.key, revision, object: d.stored as Stored<T> };
+    return changeEvent(d, e.key, revision, e.created === true) as WatchEvent<T>;
   }
 
   async close(): Promise<void> {
