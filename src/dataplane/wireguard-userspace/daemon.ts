@@ -13,8 +13,7 @@
  * test can watch several re-keys in a short run. Wall-clock handshake times are not scaled.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, unlinkSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { z } from "zod";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
@@ -25,7 +24,7 @@ import { Device } from "../../wireguard/device.js";
 import type { DropReason } from "../../wireguard/contract.js";
 import { UapiErrno, UapiError } from "../../wireguard/uapi/errors.js";
 import { formatEndpoint, formatPrefix, parsePrefix, type IpPrefix } from "../../wireguard/uapi/ip.js";
-import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
+import { OwnerOnlySocketServer } from "../../platform/unix/listen.js";
 import { handedFdsSchema, type HandedFds } from "../../platform/handover/fds.js";
 import { requestHandover } from "../../platform/handover/client.js";
 import { deviceHandoverSchema } from "../../wireguard/handover.js";
@@ -216,9 +215,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
   readonly device: Device;
   readonly datapath: WireguardDatapath;
   readonly uapi: UapiServer;
-  readonly statusPath: string;
-  private readonly status: Server;
-  private statusListening = false;
+  private readonly status: OwnerOnlySocketServer;
   private closed = false;
   private readonly clock: Clock;
 
@@ -243,11 +240,15 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
       ...(options.socketDir !== undefined ? { socketDir: options.socketDir } : {}),
       onHandover: (socket) => this.handOver(socket),
     });
-    this.statusPath = statusSocketPath(options.ifname, options.statusDir);
-    this.status = createServer((socket) => {
+    this.status = new OwnerOnlySocketServer(statusSocketPath(options.ifname, options.statusDir), (socket) => {
       socket.on("error", () => socket.destroy());
       socket.end(JSON.stringify(this.snapshot()) + "\n");
     });
+  }
+
+  /** The status socket's path (`/var/run/podcrypt/wireguard/IFNAME.sock` by default). */
+  get statusPath(): string {
+    return this.status.path;
   }
 
   /**
@@ -286,9 +287,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
       }
       this.device.listenPort = this.datapath.listenPort;
       await this.uapi.listen();
-      mkdirSync(this.options.statusDir ?? DEFAULT_STATUS_DIR, { recursive: true, mode: 0o755 });
-      await listenUnixOwnerOnly(this.status, this.statusPath);
-      this.statusListening = true;
+      await this.status.listen();
     } catch (e) {
       await this.close();
       throw e;
@@ -313,15 +312,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
     }
     const device = this.device.handOver(this.clock.now());
     this.uapi.stopListening();
-    if (this.statusListening) {
-      this.statusListening = false;
-      this.status.close();
-      try {
-        unlinkSync(this.statusPath);
-      } catch {
-        // already removed
-      }
-    }
+    this.status.stopListening();
     this.options.logger.info({ peers: device.peers.length }, "handing over to a successor daemon");
     socket.once("close", () => this.emit("handed-over"));
     socket.write(JSON.stringify({ ok: true, handover: { fds, device } }) + "\n");
@@ -355,15 +346,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
     if (this.closed) return;
     this.closed = true;
     await this.uapi.close();
-    if (this.statusListening) {
-      this.statusListening = false;
-      await new Promise<void>((resolve) => this.status.close(() => resolve()));
-      try {
-        unlinkSync(this.statusPath);
-      } catch {
-        // already removed
-      }
-    }
+    await this.status.close();
     this.datapath.close();
   }
 }
