@@ -27,8 +27,36 @@ export interface StoppableDaemon {
   once(event: "interface-gone" | "handed-over", listener: () => void): unknown;
 }
 
+/** A daemon as {@link serveInForeground} runs it: started, then closed when it is told to stop. */
+export interface ForegroundDaemon extends StoppableDaemon {
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs `daemon` in this process: starts it (telling the parent why, on one line, when that fails),
+ * calls `announce` (to log where it serves), reports "ready" to the parent, and resolves once the
+ * daemon is closed after SIGTERM, SIGINT, the deletion of its interface or a handover. An error
+ * while closing is logged, not thrown.
+ */
+export async function serveInForeground(
+  env: DaemonModeEnv,
+  daemon: ForegroundDaemon,
+  logger: Logger,
+  announce: () => void,
+): Promise<void> {
+  await startReporting(env, () => daemon.start());
+  announce();
+  reportToParent(env, "ready");
+  await runUntilStopped(daemon, logger, () =>
+    daemon.close().catch((e: unknown) => {
+      logger.error({ err: e instanceof Error ? e.message : String(e) }, "error while shutting down");
+    }),
+  );
+}
+
 /** Writes one line ("ready" or "error ...") to the parent, once; a no-op when not re-spawned. */
-export function reportToParent(env: DaemonModeEnv, line: string): void {
+function reportToParent(env: DaemonModeEnv, line: string): void {
   const fd = Number(process.env[env.readyFd]);
   if (!Number.isInteger(fd) || fd < env.minReadyFd) return;
   try {
@@ -41,7 +69,7 @@ export function reportToParent(env: DaemonModeEnv, line: string): void {
 }
 
 /** Runs `start`; when it fails, tells the parent why (on one line) before rethrowing. */
-export async function startReporting(env: DaemonModeEnv, start: () => Promise<void>): Promise<void> {
+async function startReporting(env: DaemonModeEnv, start: () => Promise<void>): Promise<void> {
   try {
     await start();
   } catch (e) {
@@ -54,7 +82,7 @@ export async function startReporting(env: DaemonModeEnv, start: () => Promise<vo
  * Resolves once the daemon is closed after SIGTERM, SIGINT or the deletion of its interface,
  * whichever comes first. A failing `close` still resolves; it handles (or logs) its own error.
  */
-export async function runUntilStopped(
+async function runUntilStopped(
   daemon: StoppableDaemon,
   logger: Logger,
   close: () => Promise<void>,

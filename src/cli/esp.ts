@@ -10,23 +10,11 @@ import { DEFAULT_ESP_MTU } from "../dataplane/esp-userspace/datapath.js";
 import { DAEMON_ENV as SPAWN_ENV } from "../dataplane/node/spawn-daemon.js";
 import { ESP_IN_UDP_PORT } from "../esp/udp.js";
 import { createLogger } from "../log/logger.js";
-import {
-  daemonizeUnlessForeground,
-  reportToParent,
-  runUntilStopped,
-  startReporting,
-  type DaemonModeEnv,
-} from "./daemonize.js";
+import { daemonizeUnlessForeground, serveInForeground, type DaemonModeEnv } from "./daemonize.js";
 import { checkIfname, parseIntFlag } from "./flags.js";
 
-/** Set in the re-spawned child (or by the agent): stay in the foreground. */
-export const ENV_ESP_FOREGROUND = SPAWN_ENV.esp.foreground;
-/** The fd on which the child reports "ready" (or "error ...") to its parent (src/dataplane/node/spawn-daemon.ts). */
-const DAEMON_ENV: DaemonModeEnv = {
-  foreground: ENV_ESP_FOREGROUND,
-  readyFd: SPAWN_ENV.esp.readyFd,
-  minReadyFd: 1,
-};
+/** The variables of the re-spawned child (or of the agent's, src/dataplane/node/spawn-daemon.ts). */
+const DAEMON_ENV: DaemonModeEnv = { ...SPAWN_ENV.esp, minReadyFd: 1 };
 
 interface EspFlags {
   foreground: boolean;
@@ -48,10 +36,9 @@ async function runForeground(ifname: string, o: EspFlags): Promise<void> {
     persistent: o.persistent,
     takeOver: o.takeOver,
   });
-  await startReporting(DAEMON_ENV, () => daemon.start());
-  logger.info({ control: daemon.socketPath, port: daemon.datapath.port }, "ESP daemon ready");
-  reportToParent(DAEMON_ENV, "ready");
-  await runUntilStopped(daemon, logger, () => daemon.close());
+  await serveInForeground(DAEMON_ENV, daemon, logger, () =>
+    logger.info({ control: daemon.socketPath, port: daemon.datapath.port }, "ESP daemon ready"),
+  );
 }
 
 function formatStatus(s: EspStatus): string {
