@@ -22,7 +22,7 @@ import {
   withPolicyStatus,
   type Decoded,
 } from "../codec.js";
-import { Campaign, type ElectionPort } from "../election.js";
+import { Campaigns, type ElectionPort } from "../election.js";
 import {
   AlreadyExistsError,
   ClosedError,
@@ -176,7 +176,7 @@ export class EtcdDatastore implements Datastore {
   private readonly collections = new Map<ResourceKind, EtcdCollection<ResourceKind>>();
   private readonly watches = new Set<EtcdWatch<unknown>>();
   private readonly leases = new Set<EtcdLeaseHandle>();
-  private readonly campaigns = new Set<Campaign>();
+  private readonly campaigns = new Campaigns();
   private readonly livenessWatchers = new Set<{ close(): Promise<void> }>();
   private closed = false;
 
@@ -444,10 +444,7 @@ export class EtcdDatastore implements Datastore {
 
   async campaign(name: string, identity: string, options: CampaignOptions): Promise<LeaderElection> {
     this.assertOpen();
-    const c = new Campaign(this.electionPort(), name, identity, options.ttlSeconds);
-    this.campaigns.add(c);
-    c.start();
-    return c;
+    return this.campaigns.start(this.electionPort(), name, identity, options.ttlSeconds);
   }
 
   async leader(name: string): Promise<string | undefined> {
@@ -490,7 +487,7 @@ export class EtcdDatastore implements Datastore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.campaigns].map((c) => c.stop(false)));
+    await this.campaigns.stopAll();
     for (const l of this.leases) l.release();
     await Promise.all([...this.watches].map((w) => w.close()));
     await Promise.all([...this.livenessWatchers].map((w) => w.close()));

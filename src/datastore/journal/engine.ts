@@ -11,7 +11,7 @@ import {
   withPolicyStatus,
   type Decoded,
 } from "../codec.js";
-import { Campaign, type ElectionPort } from "../election.js";
+import { Campaigns, type ElectionPort } from "../election.js";
 import {
   AlreadyExistsError,
   ClosedError,
@@ -67,7 +67,7 @@ export class JournalDatastore implements Datastore {
   private readonly collections = new Map<ResourceKind, JournalCollection<ResourceKind>>();
   private readonly watches = new Set<JournalWatch<unknown>>();
   private readonly leases = new Set<JournalLease>();
-  private readonly campaigns = new Set<Campaign>();
+  private readonly campaigns = new Campaigns();
   private readonly sweepTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /** @internal */ readonly pollIntervalMs: number;
@@ -278,10 +278,7 @@ export class JournalDatastore implements Datastore {
 
   async campaign(name: string, identity: string, options: CampaignOptions): Promise<LeaderElection> {
     this.assertOpen();
-    const c = new Campaign(this.electionPort(), name, identity, options.ttlSeconds);
-    this.campaigns.add(c);
-    c.start();
-    return c;
+    return this.campaigns.start(this.electionPort(), name, identity, options.ttlSeconds);
   }
 
   async leader(name: string): Promise<string | undefined> {
@@ -317,11 +314,31 @@ export class JournalDatastore implements Datastore {
     if (this.closed) return;
     this.closed = true;
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
-    await Promise.all([...this.campaigns].map((c) => c.stop(false)));
+    await this.campaigns.stopAll();
     for (const l of this.leases) l.release();
     await Promise.all([...this.watches].map((w) => w.close()));
     await this.backing.close();
   }
+}
+
+/**
+ * The record a write of `key` changes: NotFoundError when there is none, ConflictError when
+ * `revision` is given and the record is absent or was written since.
+ */
+async function existing(
+  tx: Tx,
+  kind: ResourceKind,
+  key: string,
+  revision: string | undefined,
+): Promise<RawRecord> {
+  const cur = await tx.get(kind, key);
+  if (cur === undefined) {
+    if (revision !== undefined) throw new ConflictError(kind, key, revision, undefined);
+    throw new NotFoundError(kind, key);
+  }
+  if (revision !== undefined && String(cur.revision) !== revision)
+    throw new ConflictError(kind, key, revision, String(cur.revision));
+  return cur;
 }
 
 function toStored<K extends ResourceKind>(kind: K, r: RawRecord): Decoded<K> {
@@ -373,14 +390,7 @@ class JournalCollection<K extends ResourceKind> implements Collection<K> {
     this.ds.assertOpen();
     const { key, value } = encodeObject(this.kind, input);
     const r = await this.ds.backing.transaction(async (tx) => {
-      const cur = await tx.get(this.kind, key);
-      if (cur === undefined) {
-        if (options.revision !== undefined)
-          throw new ConflictError(this.kind, key, options.revision, undefined);
-        throw new NotFoundError(this.kind, key);
-      }
-      if (options.revision !== undefined && String(cur.revision) !== options.revision)
-        throw new ConflictError(this.kind, key, options.revision, String(cur.revision));
+      const cur = await existing(tx, this.kind, key, options.revision);
       return tx.put(this.kind, key, value, await this.ds.leaseFor(tx, options.lease, cur.lease));
     });
     return storedRecord(r.key, value, String(r.revision), r.lease);
@@ -389,14 +399,7 @@ class JournalCollection<K extends ResourceKind> implements Collection<K> {
   async delete(key: string, options: DeleteOptions = {}): Promise<void> {
     this.ds.assertOpen();
     await this.ds.backing.transaction(async (tx) => {
-      const cur = await tx.get(this.kind, key);
-      if (cur === undefined) {
-        if (options.revision !== undefined)
-          throw new ConflictError(this.kind, key, options.revision, undefined);
-        throw new NotFoundError(this.kind, key);
-      }
-      if (options.revision !== undefined && String(cur.revision) !== options.revision)
-        throw new ConflictError(this.kind, key, options.revision, String(cur.revision));
+      await existing(tx, this.kind, key, options.revision);
       await tx.delete(this.kind, key);
     });
   }
