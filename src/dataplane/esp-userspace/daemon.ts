@@ -9,7 +9,7 @@ import { systemClock, type Clock } from "../../clock.js";
 import { z } from "zod";
 import { isPodcryptError, PodcryptError } from "../../errors/index.js";
 import { handedFdsSchema, type HandedFds } from "../../platform/handover/fds.js";
-import { requestHandover } from "../../platform/handover/client.js";
+import { startOrTakeOver } from "../../platform/handover/client.js";
 import type { Logger } from "../../log/logger.js";
 import { OwnerOnlySocketServer } from "../../platform/unix/listen.js";
 import { espRequestSchema, espSocketPath, type EspResponse, type EspStatus } from "./control.js";
@@ -103,15 +103,14 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
    */
   async start(): Promise<void> {
     this.datapath.on("interface-gone", () => this.emit("interface-gone"));
-    const session =
-      this.o.takeOver === true
-        ? await requestHandover(this.socketPath, JSON.stringify({ op: "handover" }) + "\n")
-        : undefined;
-    try {
-      if (session !== undefined) {
-        const r = handoverAnswerSchema.safeParse(session.answer);
+    await startOrTakeOver({
+      takeOver: this.o.takeOver === true,
+      path: this.socketPath,
+      request: JSON.stringify({ op: "handover" }) + "\n",
+      resume: (answer) => {
+        const r = handoverAnswerSchema.safeParse(answer);
         if (!r.success) {
-          const e = errorAnswerSchema.safeParse(session.answer);
+          const e = errorAnswerSchema.safeParse(answer);
           throw new PodcryptError(
             "EHANDOVER",
             `the ESP daemon at ${this.socketPath} refused to hand over: ${e.success ? `${e.data.error.code} ${e.data.error.message}` : "unexpected answer"}`,
@@ -128,16 +127,11 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
           },
           "took over the interface, socket and SAs of the previous daemon",
         );
-      } else {
-        this.datapath.start();
-      }
-      await this.control.listen();
-    } catch (e) {
-      await this.close();
-      throw e;
-    } finally {
-      session?.release();
-    }
+      },
+      fresh: () => this.datapath.start(),
+      listen: () => this.control.listen(),
+      close: () => this.close(),
+    });
   }
 
   /**

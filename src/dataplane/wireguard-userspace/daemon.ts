@@ -26,7 +26,7 @@ import { UapiErrno, UapiError } from "../../wireguard/uapi/errors.js";
 import { formatEndpoint, formatPrefix, parsePrefix, type IpPrefix } from "../../wireguard/uapi/ip.js";
 import { OwnerOnlySocketServer } from "../../platform/unix/listen.js";
 import { handedFdsSchema, type HandedFds } from "../../platform/handover/fds.js";
-import { requestHandover } from "../../platform/handover/client.js";
+import { startOrTakeOver } from "../../platform/handover/client.js";
 import { deviceHandoverSchema } from "../../wireguard/handover.js";
 import { UapiServer } from "./uapi-server.js";
 import type { UapiDevice, UapiDeviceState, UapiPeerUpdate } from "../../wireguard/uapi/types.js";
@@ -264,15 +264,16 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
    */
   async start(): Promise<void> {
     this.datapath.on("interface-gone", () => this.emit("interface-gone"));
-    const session =
-      this.options.takeOver === true ? await requestHandover(this.uapi.path, "handover=1\n") : undefined;
-    try {
-      if (session !== undefined) {
-        const r = handoverAnswerSchema.safeParse(session.answer);
+    await startOrTakeOver({
+      takeOver: this.options.takeOver === true,
+      path: this.uapi.path,
+      request: "handover=1\n",
+      resume: (answer) => {
+        const r = handoverAnswerSchema.safeParse(answer);
         if (!r.success)
           throw new PodcryptError(
             "EHANDOVER",
-            `the WireGuard daemon at ${this.uapi.path} refused to hand over: ${JSON.stringify(session.answer).slice(0, 200)}`,
+            `the WireGuard daemon at ${this.uapi.path} refused to hand over: ${JSON.stringify(answer).slice(0, 200)}`,
           );
         const clock = this.clock;
         this.datapath.start(r.data.handover.fds);
@@ -282,18 +283,15 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
           { from: r.data.handover.fds.pid, peers: r.data.handover.device.peers.length },
           "took over the interface, socket and sessions of the previous daemon",
         );
-      } else {
-        this.datapath.start();
-      }
-      this.device.listenPort = this.datapath.listenPort;
-      await this.uapi.listen();
-      await this.status.listen();
-    } catch (e) {
-      await this.close();
-      throw e;
-    } finally {
-      session?.release();
-    }
+      },
+      fresh: () => this.datapath.start(),
+      listen: async () => {
+        this.device.listenPort = this.datapath.listenPort;
+        await this.uapi.listen();
+        await this.status.listen();
+      },
+      close: () => this.close(),
+    });
   }
 
   /**
