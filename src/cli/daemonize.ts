@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { Option } from "commander";
 import { closeSync, writeSync } from "node:fs";
 import { PodcryptError } from "../errors/index.js";
 import type { Logger } from "../log/logger.js";
@@ -17,6 +18,14 @@ export interface DaemonModeEnv {
    * 0 (stdin) as well, `podcrypt wireguard` has always accepted it.
    */
   readonly minReadyFd: 0 | 1;
+}
+
+/** The `--persistent` flag of the daemon commands (default off). */
+export function persistentOption(): Option {
+  return new Option(
+    "--persistent",
+    "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
+  ).default(false);
 }
 
 /**

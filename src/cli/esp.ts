@@ -10,7 +10,12 @@ import { DEFAULT_ESP_MTU } from "../dataplane/esp-userspace/datapath.js";
 import { DAEMON_ENV as SPAWN_ENV } from "../dataplane/node/spawn-daemon.js";
 import { ESP_IN_UDP_PORT } from "../esp/udp.js";
 import { createLogger } from "../log/logger.js";
-import { daemonizeUnlessForeground, serveInForeground, type DaemonModeEnv } from "./daemonize.js";
+import {
+  daemonizeUnlessForeground,
+  persistentOption,
+  serveInForeground,
+  type DaemonModeEnv,
+} from "./daemonize.js";
 import { checkIfname, parseIntFlag } from "./flags.js";
 
 /** The variables of the re-spawned child (or of the agent's, src/dataplane/node/spawn-daemon.ts). */
@@ -74,11 +79,7 @@ export function registerEsp(program: Command): void {
     .option("--port <port>", "UDP port of ESP in UDP", parseIntFlag("--port", 1, 65535), ESP_IN_UDP_PORT)
     .option("--mtu <mtu>", "tunnel MTU", parseIntFlag("--mtu", 576, 9000), DEFAULT_ESP_MTU)
     .option("--socket-dir <dir>", "control socket directory", DEFAULT_ESP_SOCKET_DIR)
-    .option(
-      "--persistent",
-      "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
-      false,
-    )
+    .addOption(persistentOption())
     .option(
       "--take-over",
       "a planned restart without loss: take the interface, UDP socket and SAs (keys, sequence numbers, replay windows, " +

@@ -8,7 +8,12 @@ import {
 import { DAEMON_ENV as SPAWN_ENV } from "../dataplane/node/spawn-daemon.js";
 import { PodcryptError } from "../errors/index.js";
 import { createLogger } from "../log/logger.js";
-import { daemonizeUnlessForeground, serveInForeground, type DaemonModeEnv } from "./daemonize.js";
+import {
+  daemonizeUnlessForeground,
+  persistentOption,
+  serveInForeground,
+  type DaemonModeEnv,
+} from "./daemonize.js";
 import { checkIfname } from "./flags.js";
 
 /**
@@ -86,11 +91,7 @@ export function registerWireguard(program: Command): void {
     )
     .argument("<ifname>", "TUN interface to create; UAPI socket at /var/run/wireguard/IFNAME.sock")
     .option("-f, --foreground", "stay in the foreground instead of daemonizing", false)
-    .option(
-      "--persistent",
-      "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
-      false,
-    )
+    .addOption(persistentOption())
     .option(
       "--take-over",
       "a planned restart without loss: take the interface, UDP socket and sessions (keys, counters, replay windows, " +
