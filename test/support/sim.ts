@@ -28,6 +28,11 @@ export function simNodeName(i: number): string {
   return `node-${String(i).padStart(4, "0")}`;
 }
 
+/** Simulated node `i` as its kubelet and the node IPAM controller register it on Kubernetes. */
+export function simNodeRegistration(i: number): { name: string; internalIP: string; podCIDRs: string[] } {
+  return { name: simNodeName(i), internalIP: simUnderlay(i), podCIDRs: [simPodCidr(i)] };
+}
+
 /** One simulated node. */
 export interface SimNode {
   readonly index: number;
