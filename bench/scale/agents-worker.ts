@@ -14,8 +14,16 @@ import { startProfile, type Profile } from "./profile.js";
 import type { Condition, Reply, Request, WorkerSetup } from "./protocol.js";
 
 const setup = workerData as WorkerSetup;
+// One connection carries the calls of hundreds of agents, each of which on a node of its own
+// would have a connection and HTTP/2 windows of its own: with grpc's default 64 KiB connection
+// window, the node lists of the agents starting in one round (hundreds of KiB each) crossed it a
+// window at a time, each update waiting for this thread's busy event loop, and passed their 30 s
+// deadline. The window is the sum of the agents' own.
 const stores = Array.from({ length: setup.clients }, () => {
-  const s = new EtcdDatastore({ hosts: setup.endpoint });
+  const s = new EtcdDatastore({
+    hosts: setup.endpoint,
+    client: { grpcOptions: { "grpc-node.flow_control_window": setup.flowControlWindow } },
+  });
   return setup.sharedWatches ? new SharedWatchStore(s) : s;
 });
 const nodes: SimNode[] = [];

@@ -228,6 +228,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       endpoint: server.endpoint,
       clients: clientsN,
       sharedWatches: o.watchPerAgent !== true,
+      // grpc's default window (64 KiB) per agent sharing a connection; see agents-worker.ts.
+      flowControlWindow: 65_535 * Math.ceil((n + 1) / (workersN * clientsN)),
       heartbeatMs,
       ...(o.resyncMs === undefined ? {} : { resyncMs: o.resyncMs }),
     };
