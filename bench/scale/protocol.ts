@@ -42,5 +42,7 @@ export interface Reply {
   at?: number;
   reconciles?: number;
   agents?: number;
+  /** Agents that failed to start and were replaced by fresh ones (agents-worker.ts). */
+  restarts?: number;
   loopDelayMs?: { p50: number; p99: number; max: number };
 }

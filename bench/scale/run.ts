@@ -56,6 +56,7 @@ function rows(sizes: readonly SizeRun[], rotations: number): Array<[string, ...s
     ["agents (+1 joining)", ...sizes.map((s) => String(s.agents))],
     ["load average before (1 / 5 / 15 min)", ...sizes.map((s) => s.loadBefore.replace(/ /g, " / "))],
     row("start, all peers everywhere (s)", (r) => s1(r.startMs)),
+    row("agents started afresh after a failed start", (r) => String(r.startRestarts)),
     row("join → every agent holds the new peer (s)", (r) => s1(r.join.ms)),
     row("join → the new node holds every peer (s)", (r) => s1(r.join.joinerMs)),
   ];

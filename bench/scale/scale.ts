@@ -104,6 +104,8 @@ export interface ScaleResult {
   startBatch: number;
   /** Until all agents ran and every data plane held every peer. */
   startMs: number;
+  /** Agents that failed to start (an etcd call past its deadline) and were started afresh. */
+  startRestarts: number;
   join: { ms: number; joinerMs: number };
   rotations: ScaleRotation[];
   /** Event-loop delay while measuring (ms): the main thread (controller) and the worst worker. */
@@ -369,6 +371,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       heartbeatMs,
       startBatch,
       startMs,
+      startRestarts: ends.reduce((a, r) => a + (r.restarts ?? 0), 0),
       join: { ms: joinMs, joinerMs },
       rotations,
       loopDelay: {
