@@ -27,7 +27,7 @@ import {
   MAX_HEARTBEAT_SECONDS,
   readMetricsToken,
 } from "./config.js";
-import { openDatastore } from "./datastore.js";
+import { daemonDatastoreOption, leaseNamespaceOption, openDatastore } from "./datastore.js";
 import { ensureProbeAddress, probeEndpointAddress, serveProbeEcho } from "../agent/verify/endpoint.js";
 import { VERIFY_BLIND_FILE, VerifyRunner } from "../agent/verify/runner.js";
 import { join } from "node:path";
@@ -317,14 +317,8 @@ export function registerAgent(program: Command): void {
       "configuration file: the podcrypt-config ConfigMap's config.yaml (sections agent, log)",
     )
     .option("--node <name>", "this node's name (default $NODE_NAME)")
-    .option(
-      "--datastore <url>",
-      `datastore: local, local:DIR, etcd://HOST:PORT, kubernetes or kubernetes:KUBECONFIG (config: datastore; default ${d.datastore})`,
-    )
-    .option(
-      "--namespace <ns>",
-      "kubernetes datastore: namespace of podcrypt's Leases (config: namespace; default $POD_NAMESPACE, else podcrypt-system)",
-    )
+    .addOption(daemonDatastoreOption(d.datastore))
+    .addOption(leaseNamespaceOption())
     .option(
       "--state-dir <dir>",
       `where private keys live, 0600 files (config: agent.stateDir; default ${d.stateDir})`,

@@ -19,6 +19,11 @@ import {
 import { openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
+/** How the cluster commands report their progress: one line each on stderr (stdout keeps the result). */
+function progress(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
 /** `cluster up`'s flags. */
 type UpFlags = ClusterFlags & { config?: string; timeout: number; disabled: boolean; prometheus: boolean };
 
@@ -80,13 +85,9 @@ export function registerCluster(program: Command): void {
       }
       const flags: ClusterFlags = { ...o, ...(o.disabled ? { disabled: true } : {}) };
       const config = resolveClusterConfig(doc, flags);
-      const state = await clusterUp(
-        config,
-        openDatastore,
-        (line) => process.stderr.write(`${line}\n`),
-        o.timeout * 1000,
-        { prometheus: o.prometheus },
-      ).catch((e: unknown) => {
+      const state = await clusterUp(config, openDatastore, progress, o.timeout * 1000, {
+        prometheus: o.prometheus,
+      }).catch((e: unknown) => {
         // A cluster that runs already is not touched: say so plainly (the error does).
         if (isPodcryptError(e, "ECLUSTEREXISTS")) throw e;
         // What was built stays for a look (logs, status); say how to remove it.
@@ -174,7 +175,7 @@ export function registerCluster(program: Command): void {
       }) => {
         const r = await addNode(
           openDatastore,
-          (line) => process.stderr.write(`${line}\n`),
+          progress,
           { ...(o.name === undefined ? {} : { name: o.name }), pods: o.pods, dataplane: o.dataplane },
           o.timeout * 1000,
         );
@@ -190,12 +191,7 @@ export function registerCluster(program: Command): void {
     .argument("<name>", "the node to remove")
     .option("--timeout <seconds>", "how long to wait", parseIntFlag("--timeout", 1, 3600), 90)
     .action(async (name: string, o: { timeout: number }) => {
-      const r = await removeNode(
-        openDatastore,
-        (line) => process.stderr.write(`${line}\n`),
-        name,
-        o.timeout * 1000,
-      );
+      const r = await removeNode(openDatastore, progress, name, o.timeout * 1000);
       process.stdout.write(
         `node ${name} removed; every node dropped it in ${(r.convergedMs / 1000).toFixed(1)} s\n`,
       );
@@ -212,12 +208,7 @@ export function registerCluster(program: Command): void {
     .argument("<name>", "the node to upgrade")
     .option("--timeout <seconds>", "how long each step may take", parseIntFlag("--timeout", 1, 3600), 90)
     .action(async (name: string, o: { timeout: number }) => {
-      const r = await upgradeNode(
-        openDatastore,
-        (line) => process.stderr.write(`${line}\n`),
-        name,
-        o.timeout * 1000,
-      );
+      const r = await upgradeNode(openDatastore, progress, name, o.timeout * 1000);
       process.stdout.write(
         `node ${name} upgraded: new agent reporting after ${(r.agentMs / 1000).toFixed(1)} s, ` +
           `${r.daemons.length} data-plane daemon(s) handed over in ${(r.daemonsMs / 1000).toFixed(1)} s\n`,

@@ -8,10 +8,9 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { Option } from "commander";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { ValidationError } from "../errors/index.js";
-import { invalidYaml } from "../errors/yaml.js";
+import { parseYamlText } from "../errors/yaml.js";
 import { cidr, duration, encryptionMode, namespaceName, objectName, parseWith } from "../model/index.js";
 
 /** A `HOST:PORT` (`[v6]:PORT`) listen address, or `off`. Port 0 takes any free port. */
@@ -192,12 +191,7 @@ export function loadDaemonConfig(file: string): DaemonConfig {
 
 /** Validates the text of a configuration file (`source` names it in errors). */
 export function parseDaemonConfig(text: string, source = "config"): DaemonConfig {
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (cause) {
-    throw invalidYaml(source, cause);
-  }
+  const doc = parseYamlText(text, source);
   try {
     return parseWith(daemonConfigSchema, doc ?? {});
   } catch (e) {

@@ -19,7 +19,7 @@ import {
   logLevelOption,
   readMetricsToken,
 } from "./config.js";
-import { openDatastore } from "./datastore.js";
+import { daemonDatastoreOption, leaseNamespaceOption, openDatastore } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
 
 /** The flags of `podcrypt controller`; undefined when not given. */
@@ -132,14 +132,8 @@ export function registerController(program: Command): void {
       "--config <file>",
       "configuration file: the podcrypt-config ConfigMap's config.yaml (sections controller, cluster, log)",
     )
-    .option(
-      "--datastore <url>",
-      `datastore: local, local:DIR, etcd://HOST:PORT, kubernetes or kubernetes:KUBECONFIG (config: datastore; default ${d.datastore})`,
-    )
-    .option(
-      "--namespace <ns>",
-      "kubernetes datastore: namespace of podcrypt's Leases (config: namespace; default $POD_NAMESPACE, else podcrypt-system)",
-    )
+    .addOption(daemonDatastoreOption(d.datastore))
+    .addOption(leaseNamespaceOption())
     .option(
       "--identity <id>",
       "this controller's identity in the leader election (default $POD_NAME, else HOST-PID)",

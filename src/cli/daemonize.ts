@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { Option } from "commander";
 import { closeSync, writeSync } from "node:fs";
 import { PodcryptError } from "../errors/index.js";
 import type { Logger } from "../log/logger.js";
@@ -19,6 +20,14 @@ export interface DaemonModeEnv {
   readonly minReadyFd: 0 | 1;
 }
 
+/** The `--persistent` flag of the daemon commands (default off). */
+export function persistentOption(): Option {
+  return new Option(
+    "--persistent",
+    "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
+  ).default(false);
+}
+
 /**
  * A daemon that emits "interface-gone" when its TUN interface is deleted under it, and
  * "handed-over" when a successor took its interface, socket and state (a planned restart).
@@ -27,8 +36,36 @@ export interface StoppableDaemon {
   once(event: "interface-gone" | "handed-over", listener: () => void): unknown;
 }
 
+/** A daemon as {@link serveInForeground} runs it: started, then closed when it is told to stop. */
+export interface ForegroundDaemon extends StoppableDaemon {
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs `daemon` in this process: starts it (telling the parent why, on one line, when that fails),
+ * calls `announce` (to log where it serves), reports "ready" to the parent, and resolves once the
+ * daemon is closed after SIGTERM, SIGINT, the deletion of its interface or a handover. An error
+ * while closing is logged, not thrown.
+ */
+export async function serveInForeground(
+  env: DaemonModeEnv,
+  daemon: ForegroundDaemon,
+  logger: Logger,
+  announce: () => void,
+): Promise<void> {
+  await startReporting(env, () => daemon.start());
+  announce();
+  reportToParent(env, "ready");
+  await runUntilStopped(daemon, logger, () =>
+    daemon.close().catch((e: unknown) => {
+      logger.error({ err: e instanceof Error ? e.message : String(e) }, "error while shutting down");
+    }),
+  );
+}
+
 /** Writes one line ("ready" or "error ...") to the parent, once; a no-op when not re-spawned. */
-export function reportToParent(env: DaemonModeEnv, line: string): void {
+function reportToParent(env: DaemonModeEnv, line: string): void {
   const fd = Number(process.env[env.readyFd]);
   if (!Number.isInteger(fd) || fd < env.minReadyFd) return;
   try {
@@ -41,7 +78,7 @@ export function reportToParent(env: DaemonModeEnv, line: string): void {
 }
 
 /** Runs `start`; when it fails, tells the parent why (on one line) before rethrowing. */
-export async function startReporting(env: DaemonModeEnv, start: () => Promise<void>): Promise<void> {
+async function startReporting(env: DaemonModeEnv, start: () => Promise<void>): Promise<void> {
   try {
     await start();
   } catch (e) {
@@ -54,7 +91,7 @@ export async function startReporting(env: DaemonModeEnv, start: () => Promise<vo
  * Resolves once the daemon is closed after SIGTERM, SIGINT or the deletion of its interface,
  * whichever comes first. A failing `close` still resolves; it handles (or logs) its own error.
  */
-export async function runUntilStopped(
+async function runUntilStopped(
   daemon: StoppableDaemon,
   logger: Logger,
   close: () => Promise<void>,

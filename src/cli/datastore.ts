@@ -25,6 +25,22 @@ export function clusterDatastoreOption(): Option {
   );
 }
 
+/** The `--datastore` flag of the long-running commands (agent, controller), its default from their config. */
+export function daemonDatastoreOption(defaultDatastore: string): Option {
+  return new Option(
+    "--datastore <url>",
+    `datastore: local, local:DIR, etcd://HOST:PORT, kubernetes or kubernetes:KUBECONFIG (config: datastore; default ${defaultDatastore})`,
+  );
+}
+
+/** The `--namespace` flag of the long-running commands: where their Leases live on Kubernetes. */
+export function leaseNamespaceOption(): Option {
+  return new Option(
+    "--namespace <ns>",
+    "kubernetes datastore: namespace of podcrypt's Leases (config: namespace; default $POD_NAMESPACE, else podcrypt-system)",
+  );
+}
+
 /** Opens the datastore of a cluster-operating command: `--datastore` when given, else the local cluster's. */
 export async function openClusterDatastore(flag: string | undefined): Promise<Datastore> {
   if (flag !== undefined) return openDatastore(flag);

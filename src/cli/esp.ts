@@ -12,21 +12,14 @@ import { ESP_IN_UDP_PORT } from "../esp/udp.js";
 import { createLogger } from "../log/logger.js";
 import {
   daemonizeUnlessForeground,
-  reportToParent,
-  runUntilStopped,
-  startReporting,
+  persistentOption,
+  serveInForeground,
   type DaemonModeEnv,
 } from "./daemonize.js";
 import { checkIfname, parseIntFlag } from "./flags.js";
 
-/** Set in the re-spawned child (or by the agent): stay in the foreground. */
-export const ENV_ESP_FOREGROUND = SPAWN_ENV.esp.foreground;
-/** The fd on which the child reports "ready" (or "error ...") to its parent (src/dataplane/node/spawn-daemon.ts). */
-const DAEMON_ENV: DaemonModeEnv = {
-  foreground: ENV_ESP_FOREGROUND,
-  readyFd: SPAWN_ENV.esp.readyFd,
-  minReadyFd: 1,
-};
+/** The variables of the re-spawned child (or of the agent's, src/dataplane/node/spawn-daemon.ts). */
+const DAEMON_ENV: DaemonModeEnv = { ...SPAWN_ENV.esp, minReadyFd: 1 };
 
 interface EspFlags {
   foreground: boolean;
@@ -48,10 +41,9 @@ async function runForeground(ifname: string, o: EspFlags): Promise<void> {
     persistent: o.persistent,
     takeOver: o.takeOver,
   });
-  await startReporting(DAEMON_ENV, () => daemon.start());
-  logger.info({ control: daemon.socketPath, port: daemon.datapath.port }, "ESP daemon ready");
-  reportToParent(DAEMON_ENV, "ready");
-  await runUntilStopped(daemon, logger, () => daemon.close());
+  await serveInForeground(DAEMON_ENV, daemon, logger, () =>
+    logger.info({ control: daemon.socketPath, port: daemon.datapath.port }, "ESP daemon ready"),
+  );
 }
 
 function formatStatus(s: EspStatus): string {
@@ -87,11 +79,7 @@ export function registerEsp(program: Command): void {
     .option("--port <port>", "UDP port of ESP in UDP", parseIntFlag("--port", 1, 65535), ESP_IN_UDP_PORT)
     .option("--mtu <mtu>", "tunnel MTU", parseIntFlag("--mtu", 576, 9000), DEFAULT_ESP_MTU)
     .option("--socket-dir <dir>", "control socket directory", DEFAULT_ESP_SOCKET_DIR)
-    .option(
-      "--persistent",
-      "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
-      false,
-    )
+    .addOption(persistentOption())
     .option(
       "--take-over",
       "a planned restart without loss: take the interface, UDP socket and SAs (keys, sequence numbers, replay windows, " +

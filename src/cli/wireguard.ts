@@ -10,36 +10,27 @@ import { PodcryptError } from "../errors/index.js";
 import { createLogger } from "../log/logger.js";
 import {
   daemonizeUnlessForeground,
-  reportToParent,
-  runUntilStopped,
-  startReporting,
+  persistentOption,
+  serveInForeground,
   type DaemonModeEnv,
 } from "./daemonize.js";
 import { checkIfname } from "./flags.js";
 
-/** wireguard-go's variable: when "1", the daemon stays in the foreground (set in the re-spawned child). */
-export const ENV_FOREGROUND = SPAWN_ENV.wireguard.foreground;
-/** The fd on which the child reports "ready" (or "error ...") to its parent (src/dataplane/node/spawn-daemon.ts). */
-const DAEMON_ENV: DaemonModeEnv = {
-  foreground: ENV_FOREGROUND,
-  readyFd: SPAWN_ENV.wireguard.readyFd,
-  minReadyFd: 0,
-};
+/**
+ * The variables of the re-spawned child (or of the agent's, src/dataplane/node/spawn-daemon.ts);
+ * the foreground one is wireguard-go's WG_PROCESS_FOREGROUND.
+ */
+const DAEMON_ENV: DaemonModeEnv = { ...SPAWN_ENV.wireguard, minReadyFd: 0 };
 
 /** Runs the daemon in this process until SIGTERM/SIGINT or the interface is deleted. */
 async function runForeground(ifname: string, persistent: boolean, takeOver: boolean): Promise<void> {
   const logger = createLogger("wireguard").child({ ifname });
   const daemon = new WireguardDaemon({ ifname, logger, persistent, takeOver });
-  await startReporting(DAEMON_ENV, () => daemon.start());
-  logger.info(
-    { uapi: daemon.uapi.path, status: daemon.statusPath, port: daemon.datapath.listenPort },
-    "UAPI listener started",
-  );
-  reportToParent(DAEMON_ENV, "ready");
-  await runUntilStopped(daemon, logger, () =>
-    daemon.close().catch((e: unknown) => {
-      logger.error({ err: e instanceof Error ? e.message : String(e) }, "error while shutting down");
-    }),
+  await serveInForeground(DAEMON_ENV, daemon, logger, () =>
+    logger.info(
+      { uapi: daemon.uapi.path, status: daemon.statusPath, port: daemon.datapath.listenPort },
+      "UAPI listener started",
+    ),
   );
 }
 
@@ -100,11 +91,7 @@ export function registerWireguard(program: Command): void {
     )
     .argument("<ifname>", "TUN interface to create; UAPI socket at /var/run/wireguard/IFNAME.sock")
     .option("-f, --foreground", "stay in the foreground instead of daemonizing", false)
-    .option(
-      "--persistent",
-      "keep the TUN device (addresses, routes) when the daemon ends, however it ends; a new daemon for the interface re-attaches to it; `ip link del` removes it",
-      false,
-    )
+    .addOption(persistentOption())
     .option(
       "--take-over",
       "a planned restart without loss: take the interface, UDP socket and sessions (keys, counters, replay windows, " +

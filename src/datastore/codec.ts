@@ -8,7 +8,11 @@ import {
   type ResourceByKind,
   type ResourceKind,
 } from "../model/index.js";
-import type { InvalidObject, Stored } from "./types.js";
+import type { InvalidObject, ListResult, Stored, WatchEvent } from "./types.js";
+
+/** What {@link decodeObject} makes of one stored object: the object, or why it no longer validates. */
+export type Decoded<K extends ResourceKind> =
+  { ok: true; stored: Stored<ResourceByKind[K]> } | { ok: false; invalid: InvalidObject };
 
 /**
  * Validates `input` as a `kind` object and returns its key and stored value. The key is derived
@@ -37,14 +41,12 @@ export function decodeObject<K extends ResourceKind>(
   revision: string,
   lease: string | undefined,
   generation?: number,
-): { ok: true; stored: Stored<ResourceByKind[K]> } | { ok: false; invalid: InvalidObject } {
+): Decoded<K> {
   const gen = generation === undefined ? {} : { generation };
   try {
     const { key: k, value } = encodeObject(kind, raw);
     if (k !== key) throw new ValidationError("name", `object "${k}" is stored under key "${key}"`);
-    const stored: Stored<ResourceByKind[K]> =
-      lease === undefined ? { key, value, revision, ...gen } : { key, value, revision, lease, ...gen };
-    return { ok: true, stored };
+    return { ok: true, stored: { ...storedRecord(key, value, revision, lease), ...gen } };
   } catch (e) {
     if (!isValidationError(e)) throw e;
     const status =
@@ -62,6 +64,58 @@ export function decodeObject<K extends ResourceKind>(
       },
     };
   }
+}
+
+/** A Stored record, with `lease` only when the object has one. */
+export function storedRecord<T>(
+  key: string,
+  value: T,
+  revision: string,
+  lease: string | undefined,
+): Stored<T> {
+  return lease === undefined ? { key, value, revision } : { key, value, revision, lease };
+}
+
+/** The object `Collection.get` returns: the decoded one, or the ValidationError of one that no longer validates. */
+export function storedOrThrow<K extends ResourceKind>(d: Decoded<K>): Stored<ResourceByKind[K]> {
+  if (!d.ok) throw d.invalid.error;
+  return d.stored;
+}
+
+/** Orders stored objects (or invalid ones) by key, as every backend lists them. */
+function byKey(a: { key: string }, b: { key: string }): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+/**
+ * What `Collection.list` returns for the decoded objects of one read at `revision`: those that
+ * validate and those that no longer do, each in key order.
+ */
+export function listResult<K extends ResourceKind>(
+  decoded: Iterable<Decoded<K>>,
+  revision: string,
+): ListResult<ResourceByKind[K]> {
+  const items: Stored<ResourceByKind[K]>[] = [];
+  const invalid: InvalidObject[] = [];
+  for (const d of decoded) {
+    if (d.ok) items.push(d.stored);
+    else invalid.push(d.invalid);
+  }
+  return { items: items.sort(byKey), invalid: invalid.sort(byKey), revision };
+}
+
+/**
+ * The watch event of an object written at `revision`: INVALID when it no longer validates, else
+ * ADDED when the write created it (`added`), MODIFIED when it changed it.
+ */
+export function changeEvent<K extends ResourceKind>(
+  d: Decoded<K>,
+  key: string,
+  revision: string,
+  added: boolean,
+): WatchEvent<ResourceByKind[K]> {
+  if (!d.ok) return { ...d.invalid, type: "INVALID", key, revision };
+  return { type: added ? "ADDED" : "MODIFIED", key, revision, object: d.stored };
 }
 
 /**

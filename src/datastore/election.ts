@@ -133,6 +133,27 @@ export class Campaign implements LeaderElection {
   }
 }
 
+/** A datastore's campaigns: each started through it, all stopped (without resigning) when the datastore closes. */
+export class Campaigns {
+  private readonly all = new Set<Campaign>();
+
+  /** Starts campaigning in the background for `name` as `identity`, on leases of `ttlSeconds`. */
+  start(port: ElectionPort, name: string, identity: string, ttlSeconds: number): Campaign {
+    const c = new Campaign(port, name, identity, ttlSeconds);
+    this.all.add(c);
+    c.start();
+    return c;
+  }
+
+  /**
+   * Stops every campaign, leaving the leader records to their leases (a successor takes over when
+   * they expire). Never rejects: a campaign failing to stop does not keep the datastore open.
+   */
+  async stopAll(): Promise<void> {
+    await Promise.allSettled([...this.all].map((c) => c.stop(false)));
+  }
+}
+
 /** Sleeps `ms`, returning early when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

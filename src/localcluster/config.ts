@@ -1,7 +1,6 @@
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { ValidationError } from "../errors/index.js";
-import { invalidYaml } from "../errors/yaml.js";
+import { parseYamlText } from "../errors/yaml.js";
 
 const NAME = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
 const PORT = /^(tcp|udp)\/([0-9]{1,5})$/;
@@ -130,13 +129,7 @@ export const DEFAULT_PODS_PER_NODE = 2;
 
 /** Parses the YAML text of a config file; errors name the field (`nodes[1].name: ...`). */
 export function parseClusterConfigText(text: string, source = "config"): ClusterConfigInput {
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (cause) {
-    throw invalidYaml(source, cause);
-  }
-  return (doc ?? {}) as ClusterConfigInput;
+  return (parseYamlText(text, source) ?? {}) as ClusterConfigInput;
 }
 
 /** Validates a config document, applies flags and defaults, and checks cross references. */

@@ -11,7 +11,7 @@ import { ProcessKernelCommands, type KernelCommands } from "../platform/netlink/
 import { WireguardKernelReconciler } from "../dataplane/wireguard-kernel/reconciler.js";
 import { XFRM_IF_ID_BASE, XFRM_REQID_BASE } from "../dataplane/xfrm/generations.js";
 import { XfrmReconciler } from "../dataplane/xfrm/reconciler.js";
-import type { PeerStatus } from "./peer-status.js";
+import { wireguardPeerRow, type PeerStatus } from "./peer-status.js";
 import { nodeWgIfname, type PlannedNode } from "./plan.js";
 
 /** One row per peer of the node's kernel WireGuard generation interfaces. */
@@ -24,26 +24,8 @@ export async function kernelWireguardRows(
   const rows: PeerStatus[] = [];
   for (const slot of [0, 1]) {
     const ifname = nodeWgIfname(pn.index, slot);
-    for (const p of devices.get(ifname)?.peers ?? []) {
-      let owner: { node: string; epoch: number } | undefined;
-      for (const n of nodes)
-        for (const [e, k] of Object.entries(n.publicKeys))
-          if (k === p.publicKey) owner = { node: n.name, epoch: Number(e) };
-      rows.push({
-        node: owner?.node ?? "?",
-        state: p.latestHandshake > 0 ? "established" : "connecting",
-        keyId: null,
-        txBytes: p.txBytes,
-        rxBytes: p.rxBytes,
-        txPackets: null,
-        rxPackets: null,
-        epoch: owner?.epoch ?? -1,
-        ifname,
-        publicKey: p.publicKey,
-        ...(p.endpoint === undefined ? {} : { endpoint: p.endpoint }),
-        ...(p.latestHandshake > 0 ? { latestHandshake: p.latestHandshake * 1000 } : {}),
-      });
-    }
+    for (const p of devices.get(ifname)?.peers ?? [])
+      rows.push(wireguardPeerRow(nodes, ifname, { ...p, latestHandshakeMs: p.latestHandshake * 1000 }));
   }
   return rows;
 }

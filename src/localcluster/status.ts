@@ -10,7 +10,7 @@ import { CLUSTER_ENCRYPTION_NAME, type Node } from "../model/index.js";
 import { kernelWireguardRows, kernelXfrmRows } from "./kernel-status.js";
 import { nodeEspIfname, nodeWgIfname } from "./plan.js";
 import { alive } from "./processes.js";
-import type { PeerStatus } from "./peer-status.js";
+import { wireguardPeerRow, type PeerStatus } from "./peer-status.js";
 import type { ClusterState } from "./state.js";
 
 export interface NodeStatus {
@@ -108,13 +108,6 @@ export function reportedRefusals(nodes: readonly Node[], live: Liveness): Report
   return [...merged.values()]
     .map((r) => ({ ...r, by: r.by.sort() }))
     .sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
-}
-
-function keyOwner(nodes: Node[], key: string): { node: string; epoch: number } | undefined {
-  for (const n of nodes)
-    for (const [e, k] of Object.entries(n.publicKeys))
-      if (k === key) return { node: n.name, epoch: Number(e) };
-  return undefined;
 }
 
 /**
@@ -246,23 +239,8 @@ export async function collectStatus(
       const ifname = nodeWgIfname(pn.index, slot);
       if (!existsSync(uapiSocketPath(ifname))) continue;
       const dev = await uapiGet(ifname).catch(() => undefined);
-      for (const p of dev?.peers ?? []) {
-        const owner = keyOwner(nodes, p.publicKey);
-        peers.push({
-          node: owner?.node ?? "?",
-          state: p.lastHandshake > 0 ? "established" : "connecting",
-          keyId: null,
-          txBytes: p.txBytes,
-          rxBytes: p.rxBytes,
-          txPackets: null,
-          rxPackets: null,
-          epoch: owner?.epoch ?? -1,
-          ifname,
-          publicKey: p.publicKey,
-          ...(p.endpoint === undefined ? {} : { endpoint: p.endpoint }),
-          ...(p.lastHandshake > 0 ? { latestHandshake: p.lastHandshake } : {}),
-        });
-      }
+      for (const p of dev?.peers ?? [])
+        peers.push(wireguardPeerRow(nodes, ifname, { ...p, latestHandshakeMs: p.lastHandshake }));
     }
     const esp = espSocketPath(nodeEspIfname(pn.index));
     if (existsSync(esp)) {

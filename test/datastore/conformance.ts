@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { after, describe, it } from "node:test";
 import { isValidationError } from "../../src/errors/index.js";
 import type { NodeInput } from "../../src/model/index.js";
+import { waitUntil } from "../support/wait.js";
 import {
   isAlreadyExistsError,
   isConflictError,
@@ -54,17 +55,11 @@ export function sampleNode(name: string, ipv4 = "192.0.2.10"): NodeInput {
 }
 
 /** Polls `cond` every 20 ms until it holds; fails after `timeoutMs`. */
-export async function waitFor(
+export const waitFor = (
   cond: () => boolean | Promise<boolean>,
   timeoutMs: number,
   what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+): Promise<void> => waitUntil(cond, timeoutMs, what, 20);
 
 /** Retries `fn` until it succeeds (the backend may be restarting). */
 async function retry<T>(fn: () => Promise<T>, timeoutMs: number): Promise<T> {

@@ -18,7 +18,7 @@ import { projectRoot } from "../../src/paths.js";
 import { NetnsLab } from "../support/netns.js";
 import { iperf3 } from "../support/wireguard-lab.js";
 import { espPair, installEpoch, podcryptCommand, status, type EspPair } from "../support/esp-lab.js";
-import { tsharkCapturing } from "../support/tshark.js";
+import { startCapture, stopCapture, tsharkFields } from "../support/tshark.js";
 
 const execFileP = promisify(execFile);
 const lab = new NetnsLab();
@@ -63,29 +63,11 @@ async function ping(
 /** Captures UDP 4500 on `ns`'s eth0 while `during` runs; returns the pcap path. */
 async function capture(ns: string, name: string, during: () => Promise<void>): Promise<string> {
   const pcap = join(work, `${name}.pcap`);
-  const t = lab.spawn(ns, "tshark", ["-n", "-i", "eth0", "-f", "udp port 4500", "-w", pcap], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  await tsharkCapturing(t);
+  const t = await startCapture(ns, pcap, { filter: "udp port 4500", lab });
   await during();
   await new Promise((r) => setTimeout(r, 500));
-  const exited = new Promise((r) => t.once("exit", r));
-  t.kill("SIGINT");
-  await exited;
+  await stopCapture(t);
   return pcap;
-}
-
-async function tsharkFields(pcap: string, options: string[], fields: string[]): Promise<string[][]> {
-  const { stdout } = await execFileP(
-    "tshark",
-    ["-n", "-r", pcap, ...options, "-T", "fields", "-E", "separator=|", ...fields.flatMap((f) => ["-e", f])],
-    { maxBuffer: 64 * 1024 * 1024, timeout: 120_000 },
-  );
-  return stdout
-    .trim()
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => l.split("|"));
 }
 
 describe("podcrypt esp between two namespaces", () => {

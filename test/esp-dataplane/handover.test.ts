@@ -8,19 +8,17 @@
  * counts no replay, and the old daemon exits. All traffic stays inside the two namespaces.
  */
 import assert from "node:assert/strict";
-import { execFile, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
 import { NetnsLab } from "../support/netns.js";
 import { paced, receiveDuring } from "../support/udp-blast.js";
 import { espPair, installEpoch, startEspDaemon, status, type EspPair } from "../support/esp-lab.js";
-import { tsharkCapturing } from "../support/tshark.js";
+import { startCapture, stopCapture, tsharkFields } from "../support/tshark.js";
 
-const execFileP = promisify(execFile);
 const lab = new NetnsLab();
 after(() => lab.cleanup());
 const work = mkdtempSync(join(tmpdir(), "podcrypt-esp-handover-"));
@@ -36,21 +34,16 @@ before(async () => {
   await runIn(p.a.ns, "ip", ["link", "set", "eth0", "gso_max_segs", "1"]);
 });
 
-async function startCapture(ns: string, pcap: string): Promise<ChildProcess> {
-  const t = lab.spawn(ns, "tshark", ["-n", "-i", "eth0", "-f", "udp port 4500", "-w", pcap], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  await tsharkCapturing(t);
-  return t;
-}
-
 describe("a planned restart of the ESP daemon (--take-over)", () => {
   it("loses no datagram, repeats no (SPI, sequence), keeps the SAs and instance; the old daemon exits", async () => {
     const before0 = await status(p.a);
     const out0 = before0.sas.find((s) => s.direction === "out" && s.active === true);
     assert.ok(out0 !== undefined, "node-a sends on an active SA");
     const pcap = join(work, "handover.pcap");
-    const capture = await startCapture(p.b.ns, pcap);
+    const capture = await startCapture(p.b.ns, pcap, {
+      filter: "udp port 4500",
+      lab,
+    });
     const old = p.a.daemon;
     const count = 3000;
     let successor: ChildProcess | undefined;
@@ -72,8 +65,7 @@ describe("a planned restart of the ESP daemon (--take-over)", () => {
       handoverMs = Date.now() - at;
       await sending;
     });
-    capture.kill("SIGINT");
-    await new Promise((r) => (capture.exitCode === null ? capture.once("exit", r) : r(null)));
+    await stopCapture(capture);
     assert.equal(old.exitCode, 0, "the old daemon exited by itself, cleanly");
     p.a.daemon = successor!;
 
@@ -95,30 +87,11 @@ describe("a planned restart of the ESP daemon (--take-over)", () => {
       JSON.stringify(b.sas),
     );
 
-    const { stdout } = await execFileP(
-      "tshark",
-      [
-        "-n",
-        "-r",
-        pcap,
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-        "-e",
-        "ip.src",
-        "-e",
-        "esp.spi",
-        "-e",
-        "esp.sequence",
-      ],
-      { maxBuffer: 64 * 1024 * 1024, timeout: 120_000 },
-    );
+    const rows = await tsharkFields(pcap, [], ["ip.src", "esp.spi", "esp.sequence"]);
     const seen = new Set<string>();
     const dups: string[] = [];
     let fromA = 0;
-    for (const line of stdout.split("\n")) {
-      const [src, spi, seq] = line.split("|");
+    for (const [src, spi, seq] of rows) {
       if (spi === undefined || spi === "" || seq === undefined || seq === "") continue;
       if (src === p.a.underlay) fromA++;
       const k = `${spi}|${seq}`;

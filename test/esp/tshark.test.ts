@@ -19,6 +19,7 @@ import { tsharkEspSaFile, tsharkEspSaLine, tsharkOptions } from "../../src/esp/t
 import { ESP_IN_UDP_PORT } from "../../src/esp/udp.js";
 import { deriveEspKey, keyIdForEpoch, spiFor } from "../../src/keys/derive.js";
 import { generateKeyPair } from "../../src/keys/x25519.js";
+import { tsharkFields } from "../support/tshark.js";
 import { pcapFile } from "./pcap.js";
 
 const run = promisify(execFile);
@@ -70,25 +71,6 @@ function espInUdp(sa: OutboundSa, inner: Buffer): Buffer {
   return udpOverIpv4(A, B, ESP_IN_UDP_PORT, ESP_IN_UDP_PORT, e.packet);
 }
 
-async function tshark(pcap: string, options: string[], fields: string[]): Promise<string[][]> {
-  const args = [
-    "-n",
-    "-r",
-    pcap,
-    ...options,
-    "-T",
-    "fields",
-    "-E",
-    "separator=|",
-    ...fields.flatMap((f) => ["-e", f]),
-  ];
-  const { stdout } = await run("tshark", args, { timeout: 60_000 });
-  return stdout
-    .trim()
-    .split("\n")
-    .map((l) => l.split("|"));
-}
-
 describe("tshark decrypts podcrypt ESP", { skip: tsharkMissing ? "tshark not installed" : false }, () => {
   it("dissects ESP in UDP 4500 and decrypts every packet to the inner IPv4/IPv6 packet with the marker", async () => {
     const sa = saFor(16, { esn: false }); // key ID 1 after wrapping
@@ -121,7 +103,7 @@ describe("tshark decrypts podcrypt ESP", { skip: tsharkMissing ? "tshark not ins
       "esp.icv_good",
     ];
     // Without SAs: ESP in UDP, nothing decrypted.
-    const blind = await tshark(pcap, [], fields);
+    const blind = await tsharkFields(pcap, [], fields);
     assert.equal(blind.length, 5);
     for (const row of blind) {
       assert.equal(row[1], "4500");
@@ -130,7 +112,7 @@ describe("tshark decrypts podcrypt ESP", { skip: tsharkMissing ? "tshark not ins
       assert.equal(row[7] ?? "", "", "no ICV verdict without keys");
     }
 
-    const rows = await tshark(pcap, tsharkOptions([sa, sa2]), fields);
+    const rows = await tsharkFields(pcap, tsharkOptions([sa, sa2]), fields);
     assert.equal(rows.length, 5);
     rows.forEach((row, i) => {
       const spi = i === 3 ? sa2.spi : sa.spi;
@@ -150,7 +132,11 @@ describe("tshark decrypts podcrypt ESP", { skip: tsharkMissing ? "tshark not ins
     const pcap = path.join(dir, "wrong.pcap");
     await fs.writeFile(pcap, pcapFile([espInUdp(sa, inner)]));
     const wrong = new OutboundSa({ ...sa, key: Buffer.alloc(16, 9), salt: sa.salt, peer: "b", createdAt: 0 });
-    const rows = await tshark(pcap, tsharkOptions([wrong]), ["data.data", "esp.icv_good", "esp.icv_bad"]);
+    const rows = await tsharkFields(pcap, tsharkOptions([wrong]), [
+      "data.data",
+      "esp.icv_good",
+      "esp.icv_bad",
+    ]);
     const out = Buffer.from(rows[0]?.[0] ?? "", "hex").toString("latin1");
     assert.equal(out.includes(marker), false);
     // tshark never vouches for the packet: with a wrong key the ICV is never "good". Whether it

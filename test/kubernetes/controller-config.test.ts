@@ -15,21 +15,18 @@ import { parse, stringify } from "yaml";
 import { defaultManifestOptions } from "../../src/cli/manifests/options.js";
 import { configFile } from "../../src/cli/manifests/workloads.js";
 import { projectRoot } from "../../src/paths.js";
-import { installPodcrypt, kubeconfigYaml, SERVICE_ACCOUNT_USERS } from "../support/kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../support/kube-apiserver/server.js";
+import { PodcryptApi } from "../support/kube-apiserver/fixture.js";
+import { SERVICE_ACCOUNT_USERS } from "../support/kube-apiserver/rbac.js";
 
 const root = projectRoot();
 const TOKENS = { controller: "ctl-token", admin: "root-token" };
 
 describe("podcrypt controller --config (the generated ConfigMap) on the kubernetes datastore", () => {
   const dir = mkdtempSync(join(tmpdir(), "podcrypt-controller-config-"));
-  let server: KubeApiServer;
+  let api: PodcryptApi;
   let child: ChildProcess | undefined;
   let logs = "";
-  const api = async (path: string) => {
-    const r = await fetch(`${server.url}${path}`, { headers: { Authorization: `Bearer ${TOKENS.admin}` } });
-    return { status: r.status, body: (await r.json()) as Record<string, unknown> };
-  };
+  const get = (path: string) => api.call(TOKENS.admin, "GET", path);
   const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> => {
     const deadline = Date.now() + ms;
     for (;;) {
@@ -42,9 +39,8 @@ describe("podcrypt controller --config (the generated ConfigMap) on the kubernet
   };
 
   before(async () => {
-    server = await installPodcrypt({ tokens: TOKENS });
-    const kubeconfig = join(dir, "controller.kubeconfig");
-    writeFileSync(kubeconfig, kubeconfigYaml(server.url, "controller", TOKENS.controller), { mode: 0o600 });
+    api = await PodcryptApi.start({ tokens: TOKENS });
+    const kubeconfig = api.writeKubeconfig(dir, "controller", TOKENS.controller);
     // The generated file, with what a pod has and this test has not: the in-cluster service
     // account (here a kubeconfig) and a free port instead of 9808.
     const config = configFile({ ...defaultManifestOptions("test"), mode: "ipsec" });
@@ -68,7 +64,7 @@ describe("podcrypt controller --config (the generated ConfigMap) on the kubernet
         child.kill("SIGKILL");
         await exited;
       }
-      await server?.close();
+      await api?.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -76,8 +72,8 @@ describe("podcrypt controller --config (the generated ConfigMap) on the kubernet
 
   it("seeds ClusterEncryption from the cluster section and leads under its election name and TTL", async () => {
     const ce = await until("ClusterEncryption default", async () => {
-      const r = await api("/apis/podcrypt.io/v1/clusterencryptions/default");
-      return r.status === 200 ? r.body : undefined;
+      const r = await get("/apis/podcrypt.io/v1/clusterencryptions/default");
+      return r.code === 200 ? r.body : undefined;
     });
     const spec = ce["spec"] as Record<string, unknown>;
     assert.deepEqual(
@@ -85,10 +81,10 @@ describe("podcrypt controller --config (the generated ConfigMap) on the kubernet
       ["ipsec", "selective", "45m", true, true],
     );
     const lease = await until("the leader Lease", async () => {
-      const r = await api(
+      const r = await get(
         "/apis/coordination.k8s.io/v1/namespaces/podcrypt-system/leases/podcrypt-leader-podcrypt-controller",
       );
-      return r.status === 200 ? r.body : undefined;
+      return r.code === 200 ? r.body : undefined;
     });
     const ls = lease["spec"] as { holderIdentity: string; leaseDurationSeconds: number };
     assert.equal(ls.holderIdentity, "podcrypt-controller-abc12", "identity from $POD_NAME");
@@ -99,19 +95,20 @@ describe("podcrypt controller --config (the generated ConfigMap) on the kubernet
   });
 
   it("writes the status of a policy through the status subresource; health and metrics answer", async () => {
-    const created = await fetch(`${server.url}/apis/podcrypt.io/v1/namespaces/default/encryptionpolicies`, {
-      method: "POST",
-      headers: { Authorization: `Bearer ${TOKENS.admin}`, "Content-Type": "application/json" },
-      body: JSON.stringify({
+    const created = await api.call(
+      TOKENS.admin,
+      "POST",
+      "/apis/podcrypt.io/v1/namespaces/default/encryptionpolicies",
+      {
         apiVersion: "podcrypt.io/v1",
         kind: "EncryptionPolicy",
         metadata: { name: "web" },
         spec: { policies: [{ name: "web", service: "web", namespace: "default", ports: "tcp/80" }] },
-      }),
-    });
-    assert.equal(created.status, 201);
+      },
+    );
+    assert.equal(created.code, 201, JSON.stringify(created.body));
     const status = await until("policy status", async () => {
-      const r = await api("/apis/podcrypt.io/v1/namespaces/default/encryptionpolicies/web");
+      const r = await get("/apis/podcrypt.io/v1/namespaces/default/encryptionpolicies/web");
       return (r.body["status"] as { conditions?: unknown[] } | undefined)?.conditions === undefined
         ? undefined
         : (r.body["status"] as {
@@ -139,7 +136,7 @@ describe("podcrypt controller --config (the generated ConfigMap) on the kubernet
     const metrics = await (await fetch(`http://${address}/metrics`)).text();
     assert.match(metrics, /^podcrypt_controller_leader 1$/m);
     assert.match(metrics, /^podcrypt_cluster_epoch 1$/m);
-    const mine = server.requests.filter((r) => r.user === SERVICE_ACCOUNT_USERS.controller);
+    const mine = api.server.requests.filter((r) => r.user === SERVICE_ACCOUNT_USERS.controller);
     assert.ok(
       mine.some(
         (r) => r.resource === "encryptionpolicies" && r.subresource === "status" && r.verb === "patch",
@@ -155,10 +152,10 @@ describe("podcrypt controller --config (the generated ConfigMap) on the kubernet
     child!.kill("SIGTERM");
     const code = await new Promise<number | null>((r) => child!.once("exit", r));
     assert.equal(code, 0, logs.slice(-2000));
-    const r = await api(
+    const r = await get(
       "/apis/coordination.k8s.io/v1/namespaces/podcrypt-system/leases/podcrypt-leader-podcrypt-controller",
     );
-    assert.equal(r.status, 404);
+    assert.equal(r.code, 404);
   });
 
   it("a file field that does not validate stops it, naming the field", async () => {

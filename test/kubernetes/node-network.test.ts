@@ -5,23 +5,22 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { KubeConfig } from "@kubernetes/client-node";
 import { resolveNodeNetwork } from "../../src/cli/agent-node.js";
-import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
+import type { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
 import { isValidationError } from "../../src/errors/index.js";
-import { KubeApiServer } from "../support/kube-apiserver/index.js";
-import { installPodcrypt, SERVICE_ACCOUNT_USERS } from "../support/kube-apiserver/rbac.js";
+import { PodcryptApi } from "../support/kube-apiserver/fixture.js";
+import { SERVICE_ACCOUNT_USERS } from "../support/kube-apiserver/rbac.js";
 
 const field = (f: string, re: RegExp) => (e: unknown) =>
   isValidationError(e) && e.field === f && re.test(e.message);
 
 describe("agent node network from the Node object (kubernetes datastore)", () => {
-  let server: KubeApiServer;
+  let api: PodcryptApi;
   let store: KubernetesDatastore;
   before(async () => {
-    server = await installPodcrypt({ tokens: { agent: "agent-token", admin: "admin-token" } });
-    const nodes = server.store.lookup("", "v1", "nodes")!;
-    server.store.create(nodes, "", {
+    api = await PodcryptApi.start({ tokens: { agent: "agent-token", admin: "admin-token" } });
+    const nodes = api.server.store.lookup("", "v1", "nodes")!;
+    api.server.store.create(nodes, "", {
       metadata: { name: "dual" },
       spec: { podCIDRs: ["10.244.4.0/24", "fd00:4::/64"] },
       status: {
@@ -32,21 +31,18 @@ describe("agent node network from the Node object (kubernetes datastore)", () =>
         ],
       },
     });
-    server.store.create(nodes, "", {
+    api.server.store.create(nodes, "", {
       metadata: { name: "bare" },
       status: { addresses: [{ type: "Hostname", address: "bare" }] },
     });
-    server.store.create(nodes, "", {
+    api.server.store.create(nodes, "", {
       metadata: { name: "no-cidr" },
       status: { addresses: [{ type: "InternalIP", address: "172.30.0.15" }] },
     });
-    const kc = new KubeConfig();
-    kc.loadFromOptions(server.kubeconfig("agent-token"));
-    store = await KubernetesDatastore.connect({ kubeConfig: kc, namespace: "podcrypt-system" });
+    store = await api.connect("agent-token");
   });
   after(async () => {
-    await store?.close();
-    await server?.close();
+    await api?.close();
   });
 
   it("both families' InternalIPs (the tunnels on the IPv4 one) and spec.podCIDRs, as the kubelet and node IPAM publish them", async () => {
@@ -71,8 +67,8 @@ describe("agent node network from the Node object (kubernetes datastore)", () =>
   });
 
   it("an IPv6-only Node: its IPv6 InternalIP carries the tunnels", async () => {
-    const nodes = server.store.lookup("", "v1", "nodes")!;
-    server.store.create(nodes, "", {
+    const nodes = api.server.store.lookup("", "v1", "nodes")!;
+    api.server.store.create(nodes, "", {
       metadata: { name: "v6only" },
       spec: { podCIDRs: ["10.244.6.0/24", "fd00:6::/64"] },
       status: { addresses: [{ type: "InternalIP", address: "fd30::16" }] },
@@ -97,7 +93,7 @@ describe("agent node network from the Node object (kubernetes datastore)", () =>
   });
 
   it("with the agent's token: only `get nodes` (and the datastore's lease tracking), none refused", () => {
-    const agent = server.requests.filter((r) => r.user === SERVICE_ACCOUNT_USERS.agent);
+    const agent = api.server.requests.filter((r) => r.user === SERVICE_ACCOUNT_USERS.agent);
     assert.ok(agent.some((r) => r.verb === "get" && r.resource === "nodes"));
     assert.deepEqual(
       agent.filter((r) => r.code === 403),

@@ -11,12 +11,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { KubeConfig } from "@kubernetes/client-node";
 import { planRun } from "../../src/cli/verify-agents.js";
-import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
+import type { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
 import type { NodeInput } from "../../src/model/index.js";
-import { installPodcrypt } from "../support/kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../support/kube-apiserver/server.js";
+import { PodcryptApi } from "../support/kube-apiserver/fixture.js";
 
 const TOKENS = { controller: "controller-token", agent: "unbound-agent-token", admin: "admin-token" };
 const AGENT_NODES = { "agent-1-token": "node-1", "agent-2-token": "node-2" };
@@ -32,33 +30,15 @@ const LEASES = "/apis/coordination.k8s.io/v1/namespaces/podcrypt-system/leases";
 const LEADER = `${LEASES}/podcrypt-leader-controller`;
 
 describe("an agent writes only its own node's record (kubernetes)", () => {
-  let server: KubeApiServer;
-  const stores: KubernetesDatastore[] = [];
-  const connect = async (token: string, expireLeases = false): Promise<KubernetesDatastore> => {
-    const kc = new KubeConfig();
-    kc.loadFromOptions(server.kubeconfig(token));
-    const s = await KubernetesDatastore.connect({
-      kubeConfig: kc,
-      namespace: "podcrypt-system",
-      expireLeases,
-    });
-    stores.push(s);
-    return s;
-  };
-  const call = async (token: string, method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${server.url}${path}`, {
-      method,
-      headers: {
-        Authorization: `Bearer ${token}`,
-        "Content-Type": method === "PATCH" ? "application/merge-patch+json" : "application/json",
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { code: res.status, body: (await res.json()) as { message?: string } };
-  };
+  let api: PodcryptApi;
+  /** A datastore as `token`; only the controller's and people's expire Leases, as in a cluster. */
+  const connect = (token: string, expireLeases = false): Promise<KubernetesDatastore> =>
+    api.connect(token, { expireLeases });
+  const call = (token: string, method: string, path: string, body?: unknown) =>
+    api.call(token, method, path, body);
 
   before(async () => {
-    server = await installPodcrypt({ tokens: TOKENS, agentNodes: AGENT_NODES });
+    api = await PodcryptApi.start({ tokens: TOKENS, agentNodes: AGENT_NODES });
     const admin = await connect(TOKENS.admin, true);
     for (const [i, name] of ["node-1", "node-2"].entries())
       await admin.registerNode({
@@ -68,8 +48,7 @@ describe("an agent writes only its own node's record (kubernetes)", () => {
       });
   });
   after(async () => {
-    for (const s of stores) await s.close().catch(() => {});
-    await server?.close();
+    await api?.close();
   });
 
   it("writes its own record through the datastore", async () => {

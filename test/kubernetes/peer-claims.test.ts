@@ -10,13 +10,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { KubeConfig } from "@kubernetes/client-node";
 import type { Controller } from "../../src/controller/controller.js";
-import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
+import type { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
 import { reportedRefusals } from "../../src/localcluster/status.js";
 import { liveFromHeartbeats } from "../../src/protocol/index.js";
-import { installPodcrypt } from "../support/kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../support/kube-apiserver/server.js";
+import { PodcryptApi } from "../support/kube-apiserver/fixture.js";
 import {
   converged,
   publishedKeys,
@@ -25,6 +23,7 @@ import {
   simController,
   simNode,
   simNodeName,
+  simNodeRegistration,
   simPodCidr,
   simUnderlay,
   updateCluster,
@@ -39,35 +38,21 @@ const TIMING = { phaseTimeoutMs: 10_000, retireGraceMs: 300, livenessMs: 15_000 
 const LIE = "10.0.2.128/25"; // a more specific prefix of node-0002's 10.0.2.0/24
 
 describe("peers' claims on the kubernetes datastore", () => {
-  let server: KubeApiServer;
-  const stores: KubernetesDatastore[] = [];
+  let api: PodcryptApi;
+  /** The admin's datastore, which reads the cluster's state for the assertions. */
+  let admin: KubernetesDatastore;
   const nodes: SimNode[] = [];
   let controller: Controller | undefined;
 
-  const connect = async (token: string): Promise<KubernetesDatastore> => {
-    const kc = new KubeConfig();
-    kc.loadFromOptions(server.kubeconfig(token));
-    const s = await KubernetesDatastore.connect({
-      kubeConfig: kc,
-      namespace: "podcrypt-system",
-      leaseCheckMs: 100,
-    });
-    stores.push(s);
-    return s;
-  };
+  const connect = (token: string): Promise<KubernetesDatastore> => api.connect(token, { leaseCheckMs: 100 });
 
   before(async () => {
-    server = await installPodcrypt({
+    api = await PodcryptApi.start({
       tokens: TOKENS,
       agentNodes: Object.fromEntries([1, 2, 3].map((i) => [agentToken(i), simNodeName(i)])),
     });
-    const admin = await connect(TOKENS.admin);
-    for (const i of [1, 2, 3])
-      await admin.registerNode({
-        name: simNodeName(i),
-        internalIP: simUnderlay(i),
-        podCIDRs: [simPodCidr(i)],
-      });
+    admin = await connect(TOKENS.admin);
+    for (const i of [1, 2, 3]) await admin.registerNode(simNodeRegistration(i));
     const cstore = await connect(TOKENS.controller);
     controller = simController(cstore, "controller-a", TIMING);
     await controller.start();
@@ -94,13 +79,12 @@ describe("peers' claims on the kubernetes datastore", () => {
   after(async () => {
     for (const n of nodes) await n.agent.stop().catch(() => {});
     await controller?.stop().catch(() => {});
-    for (const s of stores) await s.close().catch(() => {});
-    await server?.close();
+    await api?.close();
   });
 
   it("the honest nodes refuse the lie and keep routing node-0002's pods to node-0002", async () => {
     const [n1, n2, n3] = nodes as [SimNode, SimNode, SimNode];
-    const store = stores[0]!;
+    const store = admin;
     await waitUntil(
       async () => {
         const c = await readCluster(store);
@@ -173,7 +157,7 @@ describe("peers' claims on the kubernetes datastore", () => {
   });
 
   it("a rotation still completes with the liar in the cluster", async () => {
-    const store = stores[0]!;
+    const store = admin;
     const before = (await readCluster(store))!.epoch;
     await requestRotation(store);
     await waitUntil(

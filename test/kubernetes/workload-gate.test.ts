@@ -11,20 +11,17 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { KubeConfig } from "@kubernetes/client-node";
 import { NOT_READY_TAINT } from "../../src/agent/gate.js";
 import { systemClock } from "../../src/clock.js";
 import { Controller } from "../../src/controller/controller.js";
 import { FakeFabric } from "../support/fake-dataplane/index.js";
-import { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
-import { installPodcrypt } from "../support/kube-apiserver/rbac.js";
-import type { KubeApiServer } from "../support/kube-apiserver/server.js";
+import type { KubernetesDatastore } from "../../src/datastore/kubernetes/index.js";
+import { PodcryptApi } from "../support/kube-apiserver/fixture.js";
 import {
   readCluster,
   simNode,
   simNodeName,
-  simPodCidr,
-  simUnderlay,
+  simNodeRegistration,
   testLogger,
   updateCluster,
   waitUntil,
@@ -41,44 +38,26 @@ const NODES = "/api/v1/nodes";
 type Taint = { key: string; value?: string; effect: string };
 
 describe("workload gating: a new node stays tainted until its tunnels are up (kubernetes)", () => {
-  let server: KubeApiServer;
-  const stores: KubernetesDatastore[] = [];
+  let api: PodcryptApi;
   const nodes: SimNode[] = [];
   const fabric = new FakeFabric();
   let controller: Controller | undefined;
 
-  const connect = async (token: string): Promise<KubernetesDatastore> => {
-    const kc = new KubeConfig();
-    kc.loadFromOptions(server.kubeconfig(token));
-    const s = await KubernetesDatastore.connect({
-      kubeConfig: kc,
-      namespace: "podcrypt-system",
-      leaseCheckMs: 100,
-    });
-    stores.push(s);
-    return s;
-  };
-  const call = async (token: string, method: string, path: string, body: unknown, type: string) => {
-    const res = await fetch(`${server.url}${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": type },
-      body: JSON.stringify(body),
-    });
-    return { code: res.status, body: (await res.json()) as { message?: string } };
-  };
+  const connect = (token: string): Promise<KubernetesDatastore> => api.connect(token, { leaseCheckMs: 100 });
   const jsonPatch = (token: string, node: string, ops: unknown) =>
-    call(token, "PATCH", `${NODES}/${node}`, ops, "application/json-patch+json");
+    api.call(token, "PATCH", `${NODES}/${node}`, ops, "application/json-patch+json");
   const mergePatch = (token: string, node: string, patch: unknown) =>
-    call(token, "PATCH", `${NODES}/${node}`, patch, "application/merge-patch+json");
-  const nodeObject = (name: string) => server.store.get(server.store.lookup("", "v1", "nodes")!, "", name);
+    api.call(token, "PATCH", `${NODES}/${node}`, patch);
+  const nodeObject = (name: string) =>
+    api.server.store.get(api.server.store.lookup("", "v1", "nodes")!, "", name);
   const taints = (name: string): Taint[] => (nodeObject(name)["spec"] as { taints?: Taint[] }).taints ?? [];
   const gated = (name: string): boolean => taints(name).some((t) => t.key === NOT_READY_TAINT.key);
   /** What node `name`'s agent asks for in its record. */
   const wish = (name: string): unknown => {
-    const t = server.store.lookup("podcrypt.io", "v1", "podcryptnodes")!;
+    const t = api.server.store.lookup("podcrypt.io", "v1", "podcryptnodes")!;
     let rec: Record<string, unknown> | undefined;
     try {
-      rec = server.store.get(t, "", name);
+      rec = api.server.store.get(t, "", name);
     } catch {
       return undefined; // not published yet
     }
@@ -101,17 +80,12 @@ describe("workload gating: a new node stays tainted until its tunnels are up (ku
   };
 
   before(async () => {
-    server = await installPodcrypt({
+    api = await PodcryptApi.start({
       tokens: TOKENS,
       agentNodes: Object.fromEntries([1, 2, 3].map((i) => [agentToken(i), simNodeName(i)])),
     });
     const admin = await connect(TOKENS.admin);
-    for (const i of [1, 2, 3])
-      await admin.registerNode({
-        name: simNodeName(i),
-        internalIP: simUnderlay(i),
-        podCIDRs: [simPodCidr(i)],
-      });
+    for (const i of [1, 2, 3]) await admin.registerNode(simNodeRegistration(i));
     const dedicated = await mergePatch(TOKENS.admin, simNodeName(3), { spec: { taints: [DEDICATED] } });
     assert.equal(dedicated.code, 200);
     const cstore = await connect(TOKENS.controller);
@@ -140,8 +114,7 @@ describe("workload gating: a new node stays tainted until its tunnels are up (ku
   after(async () => {
     for (const n of nodes) await n.agent.stop().catch(() => {});
     await controller?.stop().catch(() => {});
-    for (const s of stores) await s.close().catch(() => {});
-    await server?.close();
+    await api?.close();
   });
 
   it("the first nodes lose the taint once their tunnels are up", async () => {

@@ -29,6 +29,7 @@ import { alive } from "../../src/localcluster/processes.js";
 import { readClusterState, type ClusterProcess } from "../../src/localcluster/state.js";
 import { readSupervisorRecord } from "../../src/localcluster/supervisor.js";
 import { startEspCapture } from "./capture.js";
+import { stopCapture, tsharkFields } from "../support/tshark.js";
 import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
 
 const execFileP = promisify(execFile);
@@ -233,8 +234,7 @@ describe(
 
       const v = JSON.parse((await traffic).stdout) as VerifyJson;
       await sleep(500);
-      capture.kill("SIGINT");
-      await new Promise((r) => (capture.exitCode === null ? capture.once("exit", r) : r(null)));
+      await stopCapture(capture);
       children.delete(capture);
 
       for (const p of v.pairs)
@@ -244,16 +244,11 @@ describe(
       // Every SPI names one key.
       for (const [spi, k] of keys) assert.equal(k.size, 1, `SPI ${spi} under ${k.size} keys`);
       // No (SPI, sequence) twice: no GCM nonce twice under one key.
-      const { stdout } = await execFileP(
-        "tshark",
-        ["-n", "-r", pcap, "-T", "fields", "-E", "separator=|", "-e", "esp.spi", "-e", "esp.sequence"],
-        { maxBuffer: 256 * 1024 * 1024, timeout: 180_000 },
-      );
+      const rows = await tsharkFields(pcap, [], ["esp.spi", "esp.sequence"]);
       const seen = new Set<string>();
       const dups: string[] = [];
       let packets = 0;
-      for (const line of stdout.split("\n")) {
-        const [spi, seq] = line.split("|");
+      for (const [spi, seq] of rows) {
         if (spi === undefined || spi === "" || seq === undefined || seq === "") continue;
         packets++;
         const k = `${spi}|${seq}`;

@@ -1,18 +1,16 @@
 // test-tier: netns (root: network namespaces)
 import assert from "node:assert/strict";
-import { execFile, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { promisify } from "node:util";
 import { keyIdForEpoch } from "../../src/keys/derive.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { bulkBetweenNodes } from "./bulk.js";
 import { startEspCapture } from "./capture.js";
+import { stopCapture, tsharkFields } from "../support/tshark.js";
 import { clusterCli, type VerifyJson } from "./run-cli.js";
-
-const execFileP = promisify(execFile);
 
 const { home, podcrypt } = clusterCli("ipsec-test");
 
@@ -52,31 +50,6 @@ async function ours(): Promise<string[]> {
 }
 
 const startCapture = (pcap: string): Promise<ChildProcess> => startEspCapture(pcap, children);
-
-async function stopCapture(t: ChildProcess): Promise<void> {
-  if (t.exitCode === null) {
-    const exited = new Promise((r) => t.once("exit", r));
-    t.kill("SIGINT");
-    await exited;
-  }
-  children.delete(t);
-}
-
-/** tshark's fields per packet. Its options may hold SA keys: a failure reports stderr only, never the command. */
-async function tsharkFields(pcap: string, options: string[], fields: string[]): Promise<string[][]> {
-  const { stdout } = await execFileP(
-    "tshark",
-    ["-n", "-r", pcap, ...options, "-T", "fields", "-E", "separator=|", ...fields.flatMap((f) => ["-e", f])],
-    { maxBuffer: 64 * 1024 * 1024, timeout: 120_000 },
-  ).catch((e: { code?: number; stderr?: string }) => {
-    throw new Error(`tshark failed (${e.code}): ${(e.stderr ?? "").slice(0, 2000)}`);
-  });
-  return stdout
-    .trim()
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => l.split("|"));
-}
 
 const children = new Set<ChildProcess>();
 // The local cluster owns the `pc-` namespaces: never disturb one a person is running.
@@ -162,6 +135,7 @@ describe(
         await new Promise((res) => setTimeout(res, 500));
       } finally {
         await stopCapture(t);
+        children.delete(t);
       }
       const fields = ["ip.src", "udp.dstport", "esp.spi", "esp.icv_good", "udp.payload"];
       const blind = await tsharkFields(pcap, [], fields);

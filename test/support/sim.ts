@@ -14,6 +14,8 @@ import type { Datastore } from "../../src/datastore/types.js";
 import { createLogger, type Logger } from "../../src/log/logger.js";
 import { CLUSTER_ENCRYPTION_NAME, type ClusterEncryption } from "../../src/model/index.js";
 
+export { waitUntil } from "./wait.js";
+
 /** Underlay IPv4 of simulated node `i` (never used for traffic: only a value in the datastore). */
 export function simUnderlay(i: number): string {
   return `172.${16 + ((i >> 16) & 15)}.${(i >> 8) & 255}.${i & 255}`;
@@ -26,6 +28,11 @@ export function simPodCidr(i: number): string {
 
 export function simNodeName(i: number): string {
   return `node-${String(i).padStart(4, "0")}`;
+}
+
+/** Simulated node `i` as its kubelet and the node IPAM controller register it on Kubernetes. */
+export function simNodeRegistration(i: number): { name: string; internalIP: string; podCIDRs: string[] } {
+  return { name: simNodeName(i), internalIP: simUnderlay(i), podCIDRs: [simPodCidr(i)] };
 }
 
 /** One simulated node. */
@@ -142,20 +149,6 @@ export async function requestRotation(store: Datastore): Promise<ClusterEncrypti
   // rotateRequestedAt must be strictly later than lastCompletedAt (millisecond timestamps).
   await new Promise((r) => setTimeout(r, 2));
   return updateCluster(store, (c) => ({ ...c, rotateRequestedAt: new Date().toISOString() }));
-}
-
-/** Polls `cond` every `everyMs` until true; throws naming `what` after `timeoutMs`. */
-export async function waitUntil(
-  cond: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-  everyMs = 10,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 /** The cluster's idle state at `epoch` (a run finished), or false. */

@@ -1,5 +1,9 @@
-/** What the suites share about tshark captures. */
-import type { ChildProcess } from "node:child_process";
+/** What the suites share about tshark: starting and stopping captures, reading fields back. */
+import { execFile, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { promisify } from "node:util";
+import { spawnIn } from "../../src/platform/netns/netns.js";
+
+const execFileP = promisify(execFile);
 
 /**
  * Resolves once `t` (a tshark started with its stderr piped) says "Capturing on"; rejects when it
@@ -25,4 +29,76 @@ export function tsharkCapturing(t: ChildProcess, timeoutMs = 30_000): Promise<vo
     t.stderr!.on("data", onData);
     t.once("exit", onExit);
   });
+}
+
+/** Starts a command inside a network namespace, as `spawnIn` and NetnsLab's `spawn` do. */
+export type SpawnInNetns = (
+  ns: string,
+  cmd: string,
+  args: readonly string[],
+  options: SpawnOptions,
+) => ChildProcess;
+
+/** Where and what {@link startCapture} captures. */
+export interface CaptureOptions {
+  /** The interface inside the namespace; default eth0. */
+  readonly iface?: string;
+  /** A capture filter (pcap-filter syntax), such as "udp port 4500". */
+  readonly filter: string;
+  /**
+   * What starts tshark in the namespace: a NetnsLab, which kills it at cleanup, or another owner
+   * of the processes a suite starts; default `spawnIn` (the caller alone stops it).
+   */
+  readonly lab?: { readonly spawn: SpawnInNetns };
+}
+
+/**
+ * Starts tshark in `ns` writing what passes `o.iface` through `o.filter` to `pcap`, without name
+ * resolution; resolves with the process once it captures (see {@link tsharkCapturing}), rejects
+ * with its stderr when it does not start. Stop it with {@link stopCapture}.
+ */
+export async function startCapture(ns: string, pcap: string, o: CaptureOptions): Promise<ChildProcess> {
+  const args = ["-n", "-i", o.iface ?? "eth0", "-f", o.filter, "-w", pcap];
+  const options: SpawnOptions = { stdio: ["ignore", "ignore", "pipe"] };
+  const t =
+    o.lab === undefined ? spawnIn(ns, "tshark", args, options) : o.lab.spawn(ns, "tshark", args, options);
+  await tsharkCapturing(t);
+  return t;
+}
+
+/**
+ * Stops a capture with SIGINT, on which tshark writes out what it holds, and resolves once it has
+ * exited (at once when it already has).
+ */
+export async function stopCapture(t: ChildProcess): Promise<void> {
+  if (t.exitCode !== null || t.signalCode !== null) return;
+  const exited = new Promise((r) => t.once("exit", r));
+  t.kill("SIGINT");
+  await exited;
+}
+
+/**
+ * The `fields` (tshark `-e` names) of every packet in the capture file `pcap`, read with `options`
+ * (`-Y` display filter, `-d` decode-as, `-o` preferences such as ESP SAs): one row a packet in
+ * capture order, one string a field ("" where the packet has none; tshark joins a field's several
+ * values with ","). Large captures are fine (up to 256 MiB of fields, 180 s). The options may hold
+ * SA keys: a failure reports tshark's exit code and stderr only, never the command line.
+ */
+export async function tsharkFields(
+  pcap: string,
+  options: readonly string[],
+  fields: readonly string[],
+): Promise<string[][]> {
+  const { stdout } = await execFileP(
+    "tshark",
+    ["-n", "-r", pcap, ...options, "-T", "fields", "-E", "separator=|", ...fields.flatMap((f) => ["-e", f])],
+    { maxBuffer: 256 * 1024 * 1024, timeout: 180_000 },
+  ).catch((e: { code?: number | string; stderr?: string }) => {
+    throw new Error(`tshark failed (${e.code}) reading ${pcap}: ${(e.stderr ?? "").slice(0, 2000)}`);
+  });
+  if (stdout === "") return [];
+  return stdout
+    .replace(/\n$/, "")
+    .split("\n")
+    .map((l) => l.split("|"));
 }

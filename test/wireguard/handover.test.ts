@@ -8,11 +8,10 @@
  * traffic stays inside the two namespaces.
  */
 import assert from "node:assert/strict";
-import { execFile, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { after, test } from "node:test";
 import { runIn } from "../../src/platform/netns/netns.js";
 import { projectRoot } from "../../src/paths.js";
@@ -20,23 +19,14 @@ import { NetnsLab } from "../support/netns.js";
 import { paced, receiveDuring } from "../support/udp-blast.js";
 import { INNER_IP, setupPair, stopDaemons, wgDump, type Pair } from "./helpers.js";
 import { pingUntilUp, podcryptCommand } from "../support/wireguard-lab.js";
-import { tsharkCapturing } from "../support/tshark.js";
+import { startCapture, stopCapture, tsharkFields } from "../support/tshark.js";
 
-const execFileP = promisify(execFile);
 const running: ChildProcess[] = [];
 after(() => stopDaemons(running));
 // Created after our `after` hook so daemons get SIGTERM (and remove their sockets) before the lab SIGKILLs.
 const lab = new NetnsLab();
 const work = mkdtempSync(join(tmpdir(), "podcrypt-wg-handover-"));
 after(() => rmSync(work, { recursive: true, force: true }));
-
-async function startCapture(ns: string, pcap: string): Promise<ChildProcess> {
-  const t = lab.spawn(ns, "tshark", ["-n", "-i", "eth0", "-f", "udp", "-w", pcap], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  await tsharkCapturing(t);
-  return t;
-}
 
 test("a planned restart of the WireGuard daemon (--take-over) loses nothing and needs no handshake", async () => {
   const p: Pair = await setupPair(lab, "podcrypt", "podcrypt");
@@ -47,7 +37,7 @@ test("a planned restart of the WireGuard daemon (--take-over) loses nothing and 
   const [before] = await wgDump(p.a);
   assert.ok(before !== undefined && before.latestHandshake > 0, "a session is up");
   const pcap = join(work, "wg.pcap");
-  const capture = await startCapture(p.b.ns, pcap);
+  const capture = await startCapture(p.b.ns, pcap, { filter: "udp", lab });
   const old = p.daemons[0]!;
   const count = 3000;
   let successor: ChildProcess | undefined;
@@ -75,8 +65,7 @@ test("a planned restart of the WireGuard daemon (--take-over) loses nothing and 
     handoverMs = Date.now() - at;
     await sending;
   });
-  capture.kill("SIGINT");
-  await new Promise((r) => (capture.exitCode === null ? capture.once("exit", r) : r(null)));
+  await stopCapture(capture);
   assert.equal(old.exitCode, 0, "the old daemon exited by itself, cleanly");
 
   const got = received.get(64) ?? 0;
@@ -84,37 +73,16 @@ test("a planned restart of the WireGuard daemon (--take-over) loses nothing and 
   const [after1] = await wgDump(p.a);
   assert.equal(after1?.latestHandshake, before.latestHandshake, "the same session: no new handshake");
 
-  const { stdout } = await execFileP(
-    "tshark",
-    [
-      "-n",
-      "-r",
-      pcap,
-      "-d",
-      `udp.port==${p.b.port},wg`,
-      "-T",
-      "fields",
-      "-E",
-      "separator=|",
-      "-e",
-      "frame.time_epoch",
-      "-e",
-      "ip.src",
-      "-e",
-      "wg.type",
-      "-e",
-      "wg.receiver",
-      "-e",
-      "wg.counter",
-    ],
-    { maxBuffer: 64 * 1024 * 1024, timeout: 120_000 },
+  const rows = await tsharkFields(
+    pcap,
+    ["-d", `udp.port==${p.b.port},wg`],
+    ["frame.time_epoch", "ip.src", "wg.type", "wg.receiver", "wg.counter"],
   );
   const seen = new Set<string>();
   const dups: string[] = [];
   let initiationsAfter = 0;
   let fromA = 0;
-  for (const line of stdout.split("\n")) {
-    const [time, src, type, receiver, counter] = line.split("|");
+  for (const [time, src, type, receiver, counter] of rows) {
     if (type === "1" && Number(time) >= takeoverAt) initiationsAfter++;
     if (type !== "4" || src !== p.a.underlay) continue;
     fromA++;

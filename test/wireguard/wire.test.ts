@@ -16,7 +16,7 @@ import type { DaemonStatus } from "../../src/dataplane/wireguard-userspace/daemo
 import { NetnsLab } from "../support/netns.js";
 import { INNER_IP, readStatus, setupPair, stopDaemons, wgDump, type Pair } from "./helpers.js";
 import { iperf3, ping, pingUntilUp, type TunnelEnd } from "../support/wireguard-lab.js";
-import { tsharkCapturing } from "../support/tshark.js";
+import { startCapture, stopCapture, tsharkFields } from "../support/tshark.js";
 
 const running: Pair[] = [];
 const dir = mkdtempSync(join(tmpdir(), "pc-wire-"));
@@ -50,18 +50,12 @@ async function sendDatagrams(
 }
 
 /** Starts capturing UDP on `ns`'s eth0; the returned function stops it and gives the pcap path. */
-async function startCapture(ns: string, name: string): Promise<() => Promise<string>> {
+async function startUdpCapture(ns: string, name: string): Promise<() => Promise<string>> {
   const file = join(dir, `${name}.pcap`);
-  const t = spawn(ns, "tshark", ["-i", "eth0", "-f", "udp", "-w", file], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  await tsharkCapturing(t, 20_000);
+  const t = await startCapture(ns, file, { filter: "udp", lab });
   return async () => {
     await new Promise((r) => setTimeout(r, 500));
-    await new Promise<void>((resolve) => {
-      t.once("exit", () => resolve());
-      t.kill("SIGINT");
-    });
+    await stopCapture(t);
     return file;
   };
 }
@@ -76,7 +70,7 @@ test("the underlay carries only valid WireGuard; replays and garbage are dropped
   const p = await setupPair(lab, "podcrypt", "podcrypt", {
     endpoints: "a-only",
     beforeConfigure: async (_a, b) => {
-      stop = await startCapture(b.ns, "tunnel");
+      stop = await startUdpCapture(b.ns, "tunnel");
     },
   });
   running.push(p);
@@ -92,21 +86,7 @@ test("the underlay carries only valid WireGuard; replays and garbage are dropped
   }
 
   const decode = ["-d", `udp.port==${b.port},wg`];
-  const fields = await runIn(b.ns, "tshark", [
-    "-r",
-    pcap,
-    ...decode,
-    "-T",
-    "fields",
-    "-e",
-    "udp.srcport",
-    "-e",
-    "wg.type",
-  ]);
-  const rows = fields
-    .trim()
-    .split("\n")
-    .map((l) => l.split("\t"));
+  const rows = await tsharkFields(pcap, decode, ["udp.srcport", "wg.type"]);
   assert.ok(rows.length > 100, `captured ${rows.length} frames`);
   const types = new Map<string, number>();
   for (const [, type] of rows) types.set(type ?? "", (types.get(type ?? "") ?? 0) + 1);
@@ -117,9 +97,7 @@ test("the underlay carries only valid WireGuard; replays and garbage are dropped
   );
   assert.ok(types.has("1") && types.has("2") && (types.get("4") ?? 0) > 100, JSON.stringify([...types]));
   const count = async (filter: string): Promise<number> =>
-    (await runIn(b.ns, "tshark", ["-r", pcap, ...decode, "-Y", filter, "-T", "fields", "-e", "frame.number"]))
-      .split("\n")
-      .filter((l) => l !== "").length;
+    (await tsharkFields(pcap, [...decode, "-Y", filter], ["frame.number"])).length;
   assert.equal(await count("_ws.malformed || _ws.expert.severity >= error"), 0, "no malformed frames");
   assert.equal(await count("icmp || icmpv6 || tcp || ip.addr == 10.66.0.0/24"), 0, "no inner plaintext");
   // The initiation is 148 bytes, the response 92, as the protocol fixes them.
@@ -128,23 +106,15 @@ test("the underlay carries only valid WireGuard; replays and garbage are dropped
 
   // Replay: resend data messages a sent to b (they authenticate, their counters were seen).
   const data = (
-    await runIn(b.ns, "tshark", [
-      "-r",
+    await tsharkFields(
       pcap,
-      ...decode,
-      "-Y",
       // Small ones only (pings): bulk data messages are many and GSO-sized.
-      `wg.type == 4 && udp.dstport == ${b.port} && udp.length > 100 && udp.length < 400`,
-      "-T",
-      "fields",
-      "-e",
-      "udp.payload",
-    ])
+      [...decode, "-Y", `wg.type == 4 && udp.dstport == ${b.port} && udp.length > 100 && udp.length < 400`],
+      ["udp.payload"],
+    )
   )
-    .trim()
-    .split("\n")
     .slice(0, 10)
-    .map((h) => Buffer.from(h.replace(/:/g, ""), "hex"));
+    .map(([h]) => Buffer.from((h ?? "").replace(/:/g, ""), "hex"));
   assert.equal(data.length, 10);
   const before = await stats(b);
   await sendDatagrams(a.ns, b.underlay, b.port, data);

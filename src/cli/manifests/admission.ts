@@ -23,6 +23,19 @@ import { NODE_LEASE_PREFIX } from "../../datastore/kubernetes/datastore.js";
 /** The user-info extra key holding the node a bound service-account token belongs to. */
 export const NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name";
 
+/**
+ * The terms both agent policies match on, in CEL: the agents' service account (`user`), the
+ * name of the node-name extra of a bound token (`key`, quoted) and that extra's values (`extra`).
+ */
+function agentToken(o: ManifestOptions): { user: string; key: string; extra: string } {
+  const key = `'${NODE_NAME_EXTRA}'`;
+  return {
+    user: `system:serviceaccount:${o.namespace}:${COMPONENT_NAMES.agent}`,
+    key,
+    extra: `request.userInfo.extra[${key}]`,
+  };
+}
+
 /** Name of the record policy and of its binding. */
 export const OWN_NODE_POLICY = "podcrypt-agent-own-node";
 
@@ -32,9 +45,7 @@ export function ownNodeExpressions(o: ManifestOptions): {
   validation: string;
   message: string;
 } {
-  const user = `system:serviceaccount:${o.namespace}:${COMPONENT_NAMES.agent}`;
-  const key = `'${NODE_NAME_EXTRA}'`;
-  const extra = `request.userInfo.extra[${key}]`;
+  const { user, key, extra } = agentToken(o);
   return {
     // Only the agents' service account is restricted: people and the controller are not matched.
     match: `request.userInfo.username == '${user}'`,
@@ -60,9 +71,7 @@ export function ownLeaseExpressions(o: ManifestOptions): {
   validation: string;
   message: string;
 } {
-  const user = `system:serviceaccount:${o.namespace}:${COMPONENT_NAMES.agent}`;
-  const key = `'${NODE_NAME_EXTRA}'`;
-  const extra = `request.userInfo.extra[${key}]`;
+  const { user, key, extra } = agentToken(o);
   return {
     match: `request.userInfo.username == '${user}'`,
     validation:

@@ -146,16 +146,19 @@ export interface EspStatus {
   peers: EspPeerStatus[];
   sas: EspSaStatus[];
   drops: Record<EspDropReason | EspDatapathDropReason, number>;
-  counters: {
-    txPackets: number;
-    txBytes: number;
-    rxPackets: number;
-    rxBytes: number;
-    sendErrors: number;
-    tunWriteErrors: number;
-    /** Exceptions caught in the packet path's readiness callbacks (each lost its batch, never the daemon). */
-    callbackErrors: number;
-  };
+  counters: EspCounters;
+}
+
+/** The daemon's packet counters (kept beside its configuration, updated by the packet path). */
+export interface EspCounters {
+  txPackets: number;
+  txBytes: number;
+  rxPackets: number;
+  rxBytes: number;
+  sendErrors: number;
+  tunWriteErrors: number;
+  /** Exceptions caught in the packet path's readiness callbacks (each lost its batch, never the daemon). */
+  callbackErrors: number;
 }
 
 /** An SA with its key material and outer addresses, for `podcrypt debug esp-sa --tshark` only. */

@@ -3,23 +3,16 @@
  * {@link EspState}, configured over the JSON control socket of control.ts
  * (`/var/run/podcrypt/esp/IFNAME.sock`, mode 0600). `close()` removes the socket and the interface.
  */
-import { mkdirSync, unlinkSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { EventEmitter } from "node:events";
 import { systemClock, type Clock } from "../../clock.js";
 import { z } from "zod";
 import { isPodcryptError, PodcryptError } from "../../errors/index.js";
 import { handedFdsSchema, type HandedFds } from "../../platform/handover/fds.js";
-import { requestHandover } from "../../platform/handover/client.js";
+import { startOrTakeOver } from "../../platform/handover/client.js";
 import type { Logger } from "../../log/logger.js";
-import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
-import {
-  DEFAULT_ESP_SOCKET_DIR,
-  espRequestSchema,
-  espSocketPath,
-  type EspResponse,
-  type EspStatus,
-} from "./control.js";
+import { OwnerOnlySocketServer } from "../../platform/unix/listen.js";
+import { espRequestSchema, espSocketPath, type EspResponse, type EspStatus } from "./control.js";
 import { EspDatapath } from "./datapath.js";
 import { espHandoverSchema, EspState } from "./state.js";
 
@@ -70,12 +63,9 @@ const MAX_LINE = 4 * 1024 * 1024;
 export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over": [] }> {
   readonly state = new EspState();
   readonly datapath: EspDatapath;
-  readonly socketPath: string;
   private readonly clock: Clock;
-  private readonly server: Server;
-  private listening = false;
+  private readonly control: OwnerOnlySocketServer;
   private closed = false;
-  private readonly sockets = new Set<Socket>();
   private handedOver = false;
 
   constructor(private readonly o: EspDaemonOptions) {
@@ -90,8 +80,14 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
       ...(o.mtu !== undefined ? { mtu: o.mtu } : {}),
       ...(o.persistent === true ? { persistent: true } : {}),
     });
-    this.socketPath = espSocketPath(o.ifname, o.socketDir);
-    this.server = createServer((socket) => this.serve(socket));
+    this.control = new OwnerOnlySocketServer(espSocketPath(o.ifname, o.socketDir), (socket) =>
+      this.serve(socket),
+    );
+  }
+
+  /** The control socket's path (`/var/run/podcrypt/esp/IFNAME.sock` by default). */
+  get socketPath(): string {
+    return this.control.path;
   }
 
   /**
@@ -107,15 +103,14 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
    */
   async start(): Promise<void> {
     this.datapath.on("interface-gone", () => this.emit("interface-gone"));
-    const session =
-      this.o.takeOver === true
-        ? await requestHandover(this.socketPath, JSON.stringify({ op: "handover" }) + "\n")
-        : undefined;
-    try {
-      if (session !== undefined) {
-        const r = handoverAnswerSchema.safeParse(session.answer);
+    await startOrTakeOver({
+      takeOver: this.o.takeOver === true,
+      path: this.socketPath,
+      request: JSON.stringify({ op: "handover" }) + "\n",
+      resume: (answer) => {
+        const r = handoverAnswerSchema.safeParse(answer);
         if (!r.success) {
-          const e = errorAnswerSchema.safeParse(session.answer);
+          const e = errorAnswerSchema.safeParse(answer);
           throw new PodcryptError(
             "EHANDOVER",
             `the ESP daemon at ${this.socketPath} refused to hand over: ${e.success ? `${e.data.error.code} ${e.data.error.message}` : "unexpected answer"}`,
@@ -132,18 +127,11 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
           },
           "took over the interface, socket and SAs of the previous daemon",
         );
-      } else {
-        this.datapath.start();
-      }
-      mkdirSync(this.o.socketDir ?? DEFAULT_ESP_SOCKET_DIR, { recursive: true, mode: 0o755 });
-      await listenUnixOwnerOnly(this.server, this.socketPath);
-      this.listening = true;
-    } catch (e) {
-      await this.close();
-      throw e;
-    } finally {
-      session?.release();
-    }
+      },
+      fresh: () => this.datapath.start(),
+      listen: () => this.control.listen(),
+      close: () => this.close(),
+    });
   }
 
   /**
@@ -153,7 +141,7 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
    * `handed-over` when the successor closes the connection, having taken the fds.
    */
   private handOver(socket: Socket): void {
-    if (this.handedOver || !this.listening) {
+    if (this.handedOver || !this.control.isListening) {
       socket.write(
         JSON.stringify({ ok: false, error: { code: "ESTATE", message: "already handed over" } }) + "\n",
       );
@@ -173,13 +161,7 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
     }
     this.handedOver = true;
     const state = this.state.handOver(this.clock.now());
-    this.listening = false;
-    this.server.close();
-    try {
-      unlinkSync(this.socketPath);
-    } catch {
-      // already removed
-    }
+    this.control.stopListening();
     this.o.logger.info(
       { peers: state.peers.length, sas: state.sas.length },
       "handing over to a successor daemon",
@@ -254,8 +236,6 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
 
   private serve(socket: Socket): void {
     let buf = "";
-    this.sockets.add(socket);
-    socket.on("close", () => this.sockets.delete(socket));
     socket.setEncoding("utf8");
     socket.on("error", () => socket.destroy());
     socket.on("data", (d: string) => {
@@ -284,16 +264,7 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const s of this.sockets) s.destroy();
-    if (this.listening) {
-      this.listening = false;
-      await new Promise<void>((resolve) => this.server.close(() => resolve()));
-      try {
-        unlinkSync(this.socketPath);
-      } catch {
-        // already removed
-      }
-    }
+    await this.control.close();
     this.datapath.close();
   }
 }

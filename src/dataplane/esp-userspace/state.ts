@@ -11,6 +11,7 @@ import { InboundSa, OutboundSa, describeSa, formatSpi, type Sa } from "../../esp
 import { SaDatabase } from "../../esp/sadb.js";
 import { AllowedIps, parseAllowedIp } from "../../wireguard/allowed-ips.js";
 import type {
+  EspCounters,
   EspDatapathDropReason,
   EspExportedSa,
   EspPeerConfig,
@@ -36,18 +37,6 @@ export interface EspPeer {
   txPackets: number;
   rxBytes: number;
   rxPackets: number;
-}
-
-/** Datapath counters that live beside the configuration (updated by the packet path). */
-export interface EspCounters {
-  txPackets: number;
-  txBytes: number;
-  rxPackets: number;
-  rxBytes: number;
-  sendErrors: number;
-  tunWriteErrors: number;
-  /** Exceptions caught in the packet path's readiness callbacks (each lost its batch, never the daemon). */
-  callbackErrors: number;
 }
 
 /** Identity, peers and SAs of one ESP interface. */

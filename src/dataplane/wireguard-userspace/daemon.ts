@@ -13,8 +13,7 @@
  * test can watch several re-keys in a short run. Wall-clock handshake times are not scaled.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, unlinkSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { z } from "zod";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
@@ -25,9 +24,9 @@ import { Device } from "../../wireguard/device.js";
 import type { DropReason } from "../../wireguard/contract.js";
 import { UapiErrno, UapiError } from "../../wireguard/uapi/errors.js";
 import { formatEndpoint, formatPrefix, parsePrefix, type IpPrefix } from "../../wireguard/uapi/ip.js";
-import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
+import { OwnerOnlySocketServer } from "../../platform/unix/listen.js";
 import { handedFdsSchema, type HandedFds } from "../../platform/handover/fds.js";
-import { requestHandover } from "../../platform/handover/client.js";
+import { startOrTakeOver } from "../../platform/handover/client.js";
 import { deviceHandoverSchema } from "../../wireguard/handover.js";
 import { UapiServer } from "./uapi-server.js";
 import type { UapiDevice, UapiDeviceState, UapiPeerUpdate } from "../../wireguard/uapi/types.js";
@@ -216,9 +215,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
   readonly device: Device;
   readonly datapath: WireguardDatapath;
   readonly uapi: UapiServer;
-  readonly statusPath: string;
-  private readonly status: Server;
-  private statusListening = false;
+  private readonly status: OwnerOnlySocketServer;
   private closed = false;
   private readonly clock: Clock;
 
@@ -243,11 +240,15 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
       ...(options.socketDir !== undefined ? { socketDir: options.socketDir } : {}),
       onHandover: (socket) => this.handOver(socket),
     });
-    this.statusPath = statusSocketPath(options.ifname, options.statusDir);
-    this.status = createServer((socket) => {
+    this.status = new OwnerOnlySocketServer(statusSocketPath(options.ifname, options.statusDir), (socket) => {
       socket.on("error", () => socket.destroy());
       socket.end(JSON.stringify(this.snapshot()) + "\n");
     });
+  }
+
+  /** The status socket's path (`/var/run/podcrypt/wireguard/IFNAME.sock` by default). */
+  get statusPath(): string {
+    return this.status.path;
   }
 
   /**
@@ -263,15 +264,16 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
    */
   async start(): Promise<void> {
     this.datapath.on("interface-gone", () => this.emit("interface-gone"));
-    const session =
-      this.options.takeOver === true ? await requestHandover(this.uapi.path, "handover=1\n") : undefined;
-    try {
-      if (session !== undefined) {
-        const r = handoverAnswerSchema.safeParse(session.answer);
+    await startOrTakeOver({
+      takeOver: this.options.takeOver === true,
+      path: this.uapi.path,
+      request: "handover=1\n",
+      resume: (answer) => {
+        const r = handoverAnswerSchema.safeParse(answer);
         if (!r.success)
           throw new PodcryptError(
             "EHANDOVER",
-            `the WireGuard daemon at ${this.uapi.path} refused to hand over: ${JSON.stringify(session.answer).slice(0, 200)}`,
+            `the WireGuard daemon at ${this.uapi.path} refused to hand over: ${JSON.stringify(answer).slice(0, 200)}`,
           );
         const clock = this.clock;
         this.datapath.start(r.data.handover.fds);
@@ -281,20 +283,15 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
           { from: r.data.handover.fds.pid, peers: r.data.handover.device.peers.length },
           "took over the interface, socket and sessions of the previous daemon",
         );
-      } else {
-        this.datapath.start();
-      }
-      this.device.listenPort = this.datapath.listenPort;
-      await this.uapi.listen();
-      mkdirSync(this.options.statusDir ?? DEFAULT_STATUS_DIR, { recursive: true, mode: 0o755 });
-      await listenUnixOwnerOnly(this.status, this.statusPath);
-      this.statusListening = true;
-    } catch (e) {
-      await this.close();
-      throw e;
-    } finally {
-      session?.release();
-    }
+      },
+      fresh: () => this.datapath.start(),
+      listen: async () => {
+        this.device.listenPort = this.datapath.listenPort;
+        await this.uapi.listen();
+        await this.status.listen();
+      },
+      close: () => this.close(),
+    });
   }
 
   /**
@@ -313,15 +310,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
     }
     const device = this.device.handOver(this.clock.now());
     this.uapi.stopListening();
-    if (this.statusListening) {
-      this.statusListening = false;
-      this.status.close();
-      try {
-        unlinkSync(this.statusPath);
-      } catch {
-        // already removed
-      }
-    }
+    this.status.stopListening();
     this.options.logger.info({ peers: device.peers.length }, "handing over to a successor daemon");
     socket.once("close", () => this.emit("handed-over"));
     socket.write(JSON.stringify({ ok: true, handover: { fds, device } }) + "\n");
@@ -355,15 +344,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
     if (this.closed) return;
     this.closed = true;
     await this.uapi.close();
-    if (this.statusListening) {
-      this.statusListening = false;
-      await new Promise<void>((resolve) => this.status.close(() => resolve()));
-      try {
-        unlinkSync(this.statusPath);
-      } catch {
-        // already removed
-      }
-    }
+    await this.status.close();
     this.datapath.close();
   }
 }

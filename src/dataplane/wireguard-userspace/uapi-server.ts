@@ -1,8 +1,7 @@
-import { mkdirSync, unlinkSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import type { Logger } from "../../log/logger.js";
-import { listenUnixOwnerOnly } from "../../platform/unix/listen.js";
+import { OwnerOnlySocketServer } from "../../platform/unix/listen.js";
 import { executeGet, executeSet, type UapiResult } from "../../wireguard/uapi/apply.js";
 import { UapiErrno } from "../../wireguard/uapi/errors.js";
 import { errnoTrailer } from "../../wireguard/uapi/protocol.js";
@@ -42,37 +41,31 @@ export interface UapiServerOptions {
  * time across connections. An unknown operation line closes the connection.
  */
 export class UapiServer {
-  readonly path: string;
-  private readonly server: Server;
-  private readonly connections = new Set<Socket>();
+  private readonly server: OwnerOnlySocketServer;
   private queue: Promise<unknown> = Promise.resolve();
-  private listening = false;
 
   constructor(private readonly options: UapiServerOptions) {
-    this.path = uapiSocketPath(options.ifname, options.socketDir);
-    this.server = createServer({ allowHalfOpen: true }, (socket) => this.handle(socket));
+    this.server = new OwnerOnlySocketServer(
+      uapiSocketPath(options.ifname, options.socketDir),
+      (socket) => this.handle(socket),
+      { allowHalfOpen: true },
+    );
+  }
+
+  /** The socket's path, `DIR/IFNAME.sock`. */
+  get path(): string {
+    return this.server.path;
   }
 
   /** Creates the socket directory (0755, as wireguard-go) and starts listening. */
   async listen(): Promise<void> {
-    mkdirSync(this.options.socketDir ?? DEFAULT_SOCKET_DIR, { recursive: true, mode: 0o755 });
-    await listenUnixOwnerOnly(this.server, this.path);
-    this.listening = true;
+    await this.server.listen();
     this.options.logger.info({ socket: this.path }, "UAPI listening");
   }
 
   /** Stops accepting, drops open connections and removes the socket file. Idempotent. */
   async close(): Promise<void> {
-    for (const c of this.connections) c.destroy();
-    if (!this.listening) return;
-    this.listening = false;
-    // net.Server.close unlinks the socket file it created.
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    try {
-      unlinkSync(this.path);
-    } catch {
-      // already removed
-    }
+    await this.server.close();
   }
 
   /**
@@ -81,14 +74,7 @@ export class UapiServer {
    * handover connection).
    */
   stopListening(): void {
-    if (!this.listening) return;
-    this.listening = false;
-    this.server.close();
-    try {
-      unlinkSync(this.path);
-    } catch {
-      // already removed
-    }
+    this.server.stopListening();
   }
 
   private serialized<T>(fn: () => Promise<T> | T): Promise<T> {
@@ -103,8 +89,6 @@ export class UapiServer {
   }
 
   private handle(socket: Socket): void {
-    this.connections.add(socket);
-    socket.on("close", () => this.connections.delete(socket));
     socket.on("error", () => socket.destroy());
     let buf = "";
     let ended = false;

@@ -14,8 +14,17 @@ import {
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen } from "cockatiel";
 import { connect } from "node:net";
 import type { PolicyStatus, ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
-import { decodeObject, encodeObject, withPolicyStatus } from "../codec.js";
-import { Campaign, type ElectionPort } from "../election.js";
+import {
+  changeEvent,
+  decodeObject,
+  encodeObject,
+  listResult,
+  storedOrThrow,
+  storedRecord,
+  withPolicyStatus,
+  type Decoded,
+} from "../codec.js";
+import { Campaigns, type ElectionPort } from "../election.js";
 import {
   AlreadyExistsError,
   ClosedError,
@@ -38,7 +47,6 @@ import type {
   Collection,
   Datastore,
   DeleteOptions,
-  InvalidObject,
   LeaderElection,
   Lease,
   LeaseOptions,
@@ -198,7 +206,7 @@ export class EtcdDatastore implements Datastore {
   private readonly collections = new Map<ResourceKind, EtcdCollection<ResourceKind>>();
   private readonly watches = new Set<EtcdWatch<unknown>>();
   private readonly leases = new Set<EtcdLeaseHandle>();
-  private readonly campaigns = new Set<Campaign>();
+  private readonly campaigns = new Campaigns();
   private readonly livenessWatchers = new Set<{ close(): Promise<void> }>();
   private closed = false;
 
@@ -509,10 +517,7 @@ export class EtcdDatastore implements Datastore {
 
   async campaign(name: string, identity: string, options: CampaignOptions): Promise<LeaderElection> {
     this.assertOpen();
-    const c = new Campaign(this.electionPort(), name, identity, options.ttlSeconds);
-    this.campaigns.add(c);
-    c.start();
-    return c;
+    return this.campaigns.start(this.electionPort(), name, identity, options.ttlSeconds);
   }
 
   async leader(name: string): Promise<string | undefined> {
@@ -555,7 +560,7 @@ export class EtcdDatastore implements Datastore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.campaigns].map((c) => c.stop(false)));
+    await this.campaigns.stopAll();
     for (const l of this.leases) l.release();
     await Promise.all([...this.watches].map((w) => w.close()));
     await Promise.all([...this.livenessWatchers].map((w) => w.close()));
@@ -573,7 +578,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
     return this.ds.keyOf(this.kind, "");
   }
 
-  /** @internal */ decode(kv: IKeyValue): ReturnType<typeof decodeObject<K>> {
+  /** @internal */ decode(kv: IKeyValue): Decoded<K> {
     const key = kv.key.toString().slice(this.kindPrefix.length);
     const lease = kv.lease !== undefined && String(kv.lease) !== "0" ? String(kv.lease) : undefined;
     let raw: unknown;
@@ -590,9 +595,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
     const res = await this.ds.wrap(() => this.ds.client.get(this.ds.keyOf(this.kind, key)).exec());
     const kv = res.kvs[0];
     if (kv === undefined) return undefined;
-    const d = this.decode(kv);
-    if (!d.ok) throw d.invalid.error;
-    return d.stored;
+    return storedOrThrow(this.decode(kv));
   }
 
   async list(): Promise<ListResult<ResourceByKind[K]>> {
@@ -600,14 +603,10 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
     const res = await this.ds.wrap(() =>
       this.ds.client.getAll().prefix(this.kindPrefix).sort("Key", "Ascend").exec(),
     );
-    const items: Stored<ResourceByKind[K]>[] = [];
-    const invalid: InvalidObject[] = [];
-    for (const kv of res.kvs) {
-      const d = this.decode(kv);
-      if (d.ok) items.push(d.stored);
-      else invalid.push(d.invalid);
-    }
-    return { items, invalid, revision: String(res.header.revision) };
+    return listResult(
+      res.kvs.map((kv) => this.decode(kv)),
+      String(res.header.revision),
+    );
   }
 
   private put(etcdKey: string, value: unknown, lease: string | null | undefined) {
@@ -615,15 +614,6 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
     if (lease === undefined) return p.ignoreLease();
     if (lease === null) return p;
     return p.lease(lease);
-  }
-
-  private stored(
-    key: string,
-    value: ResourceByKind[K],
-    revision: string,
-    lease: string | undefined,
-  ): Stored<ResourceByKind[K]> {
-    return lease === undefined ? { key, value, revision } : { key, value, revision, lease };
   }
 
   async create(
@@ -643,7 +633,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
       lease,
     );
     if (!r.succeeded) throw new AlreadyExistsError(this.kind, key);
-    return this.stored(key, value, String(r.header.revision), lease);
+    return storedRecord(key, value, String(r.header.revision), lease);
   }
 
   async update(
@@ -682,7 +672,7 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
           ? String(kv.lease)
           : undefined;
     } else lease = options.lease ?? undefined;
-    return this.stored(key, value, String(r.header.revision), lease);
+    return storedRecord(key, value, String(r.header.revision), lease);
   }
 
   async delete(key: string, options: DeleteOptions = {}): Promise<void> {
@@ -803,10 +793,8 @@ class EtcdWatch<T> implements Watch {
     const key = kv.key.toString().slice(this.prefix.length);
     const revision = String(kv.mod_revision);
     if (type === "Delete") return { type: "DELETED", key, revision };
-    const d = this.coll.decode(kv);
-    if (!d.ok) return { ...d.invalid, type: "INVALID", key, revision };
     const added = String(kv.create_revision) === String(kv.mod_revision);
-    return { type: added ? "ADDED" : "MODIFIED", key, revision, object: d.stored as Stored<T> };
+    return changeEvent(this.coll.decode(kv), key, revision, added) as WatchEvent<T>;
   }
 
   async close(): Promise<void> {

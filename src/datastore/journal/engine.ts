@@ -1,8 +1,17 @@
 import { randomBytes } from "node:crypto";
 import { systemClock, type Clock } from "../../clock.js";
 import type { PolicyStatus, ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
-import { decodeObject, encodeObject, withPolicyStatus } from "../codec.js";
-import { Campaign, type ElectionPort } from "../election.js";
+import {
+  changeEvent,
+  decodeObject,
+  encodeObject,
+  listResult,
+  storedOrThrow,
+  storedRecord,
+  withPolicyStatus,
+  type Decoded,
+} from "../codec.js";
+import { Campaigns, type ElectionPort } from "../election.js";
 import {
   AlreadyExistsError,
   ClosedError,
@@ -58,7 +67,7 @@ export class JournalDatastore implements Datastore {
   private readonly collections = new Map<ResourceKind, JournalCollection<ResourceKind>>();
   private readonly watches = new Set<JournalWatch<unknown>>();
   private readonly leases = new Set<JournalLease>();
-  private readonly campaigns = new Set<Campaign>();
+  private readonly campaigns = new Campaigns();
   private readonly sweepTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /** @internal */ readonly pollIntervalMs: number;
@@ -269,10 +278,7 @@ export class JournalDatastore implements Datastore {
 
   async campaign(name: string, identity: string, options: CampaignOptions): Promise<LeaderElection> {
     this.assertOpen();
-    const c = new Campaign(this.electionPort(), name, identity, options.ttlSeconds);
-    this.campaigns.add(c);
-    c.start();
-    return c;
+    return this.campaigns.start(this.electionPort(), name, identity, options.ttlSeconds);
   }
 
   async leader(name: string): Promise<string | undefined> {
@@ -308,14 +314,34 @@ export class JournalDatastore implements Datastore {
     if (this.closed) return;
     this.closed = true;
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
-    await Promise.all([...this.campaigns].map((c) => c.stop(false)));
+    await this.campaigns.stopAll();
     for (const l of this.leases) l.release();
     await Promise.all([...this.watches].map((w) => w.close()));
     await this.backing.close();
   }
 }
 
-function toStored<K extends ResourceKind>(kind: K, r: RawRecord): ReturnType<typeof decodeObject<K>> {
+/**
+ * The record a write of `key` changes: NotFoundError when there is none, ConflictError when
+ * `revision` is given and the record is absent or was written since.
+ */
+async function existing(
+  tx: Tx,
+  kind: ResourceKind,
+  key: string,
+  revision: string | undefined,
+): Promise<RawRecord> {
+  const cur = await tx.get(kind, key);
+  if (cur === undefined) {
+    if (revision !== undefined) throw new ConflictError(kind, key, revision, undefined);
+    throw new NotFoundError(kind, key);
+  }
+  if (revision !== undefined && String(cur.revision) !== revision)
+    throw new ConflictError(kind, key, revision, String(cur.revision));
+  return cur;
+}
+
+function toStored<K extends ResourceKind>(kind: K, r: RawRecord): Decoded<K> {
   return decodeObject(kind, r.key, r.value, String(r.revision), r.lease);
 }
 
@@ -329,9 +355,7 @@ class JournalCollection<K extends ResourceKind> implements Collection<K> {
     this.ds.assertOpen();
     const r = await this.ds.backing.getRecord(this.kind, key);
     if (r === undefined) return undefined;
-    const d = toStored(this.kind, r);
-    if (!d.ok) throw d.invalid.error;
-    return d.stored;
+    return storedOrThrow(toStored(this.kind, r));
   }
 
   async list(): Promise<ListResult<ResourceByKind[K]>> {
@@ -340,19 +364,10 @@ class JournalCollection<K extends ResourceKind> implements Collection<K> {
       records: await tx.list(this.kind),
       revision: tx.revision,
     }));
-    const items: Stored<ResourceByKind[K]>[] = [];
-    const invalid: ListResult<ResourceByKind[K]>["invalid"][number][] = [];
-    for (const r of records.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
-      const d = toStored(this.kind, r);
-      if (d.ok) items.push(d.stored);
-      else invalid.push(d.invalid);
-    }
-    return { items, invalid, revision: String(revision) };
-  }
-
-  private stored(r: RawRecord, value: ResourceByKind[K]): Stored<ResourceByKind[K]> {
-    const base = { key: r.key, value, revision: String(r.revision) };
-    return r.lease === undefined ? base : { ...base, lease: r.lease };
+    return listResult(
+      records.map((r) => toStored(this.kind, r)),
+      String(revision),
+    );
   }
 
   async create(
@@ -365,7 +380,7 @@ class JournalCollection<K extends ResourceKind> implements Collection<K> {
       if ((await tx.get(this.kind, key)) !== undefined) throw new AlreadyExistsError(this.kind, key);
       return tx.put(this.kind, key, value, await this.ds.leaseFor(tx, options.lease ?? undefined, undefined));
     });
-    return this.stored(r, value);
+    return storedRecord(r.key, value, String(r.revision), r.lease);
   }
 
   async update(
@@ -375,30 +390,16 @@ class JournalCollection<K extends ResourceKind> implements Collection<K> {
     this.ds.assertOpen();
     const { key, value } = encodeObject(this.kind, input);
     const r = await this.ds.backing.transaction(async (tx) => {
-      const cur = await tx.get(this.kind, key);
-      if (cur === undefined) {
-        if (options.revision !== undefined)
-          throw new ConflictError(this.kind, key, options.revision, undefined);
-        throw new NotFoundError(this.kind, key);
-      }
-      if (options.revision !== undefined && String(cur.revision) !== options.revision)
-        throw new ConflictError(this.kind, key, options.revision, String(cur.revision));
+      const cur = await existing(tx, this.kind, key, options.revision);
       return tx.put(this.kind, key, value, await this.ds.leaseFor(tx, options.lease, cur.lease));
     });
-    return this.stored(r, value);
+    return storedRecord(r.key, value, String(r.revision), r.lease);
   }
 
   async delete(key: string, options: DeleteOptions = {}): Promise<void> {
     this.ds.assertOpen();
     await this.ds.backing.transaction(async (tx) => {
-      const cur = await tx.get(this.kind, key);
-      if (cur === undefined) {
-        if (options.revision !== undefined)
-          throw new ConflictError(this.kind, key, options.revision, undefined);
-        throw new NotFoundError(this.kind, key);
-      }
-      if (options.revision !== undefined && String(cur.revision) !== options.revision)
-        throw new ConflictError(this.kind, key, options.revision, String(cur.revision));
+      await existing(tx, this.kind, key, options.revision);
       await tx.delete(this.kind, key);
     });
   }
@@ -492,8 +493,7 @@ class JournalWatch<T> implements Watch {
     const revision = String(e.rev);
     if (e.type === "DELETE") return { type: "DELETED", key: e.key, revision };
     const d = decodeObject(this.kind, e.key, e.value, revision, e.lease);
-    if (!d.ok) return { ...d.invalid, type: "INVALID", key: e.key, revision };
-    return { type: e.created ? "ADDED" : "MODIFIED", key: e.key, revision, object: d.stored as Stored<T> };
+    return changeEvent(d, e.key, revision, e.created === true) as WatchEvent<T>;
   }
 
   async close(): Promise<void> {

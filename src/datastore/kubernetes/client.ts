@@ -63,6 +63,15 @@ function plain(o: unknown): KubeObject {
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 const jsonPatch = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);
 
+/** `body` with the apiVersion and kind of `ref`, as a create or replace sends it. */
+function withTypeMeta(ref: ResourceRef, body: KubeObject): KubeObject {
+  return {
+    apiVersion: ref.group === "" ? ref.version : `${ref.group}/${ref.version}`,
+    kind: ref.kind,
+    ...body,
+  };
+}
+
 /**
  * The calls the Kubernetes datastore makes, through CoreV1Api, CustomObjectsApi and
  * CoordinationV1Api, on plain JSON objects. Errors are KubeApiError. Every call it can make is in
@@ -154,11 +163,7 @@ export class KubeClient {
 
   /** POST. */
   async create(ref: ResourceRef, namespace: string, body: KubeObject): Promise<KubeObject> {
-    const full = {
-      apiVersion: ref.group === "" ? ref.version : `${ref.group}/${ref.version}`,
-      kind: ref.kind,
-      ...body,
-    };
+    const full = withTypeMeta(ref, body);
     return plain(
       await this.run((): Promise<unknown> => {
         switch (ref.plural) {
@@ -181,11 +186,7 @@ export class KubeClient {
 
   /** PUT; `body.metadata.resourceVersion` makes it conditional (409 on mismatch). */
   async replace(ref: ResourceRef, namespace: string, name: string, body: KubeObject): Promise<KubeObject> {
-    const full = {
-      apiVersion: ref.group === "" ? ref.version : `${ref.group}/${ref.version}`,
-      kind: ref.kind,
-      ...body,
-    };
+    const full = withTypeMeta(ref, body);
     return plain(
       await this.run((): Promise<unknown> => {
         switch (ref.plural) {

@@ -2,7 +2,14 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type ResourceByKind, type ResourceInputByKind, type ResourceKind } from "../../model/index.js";
 import { ValidationError } from "../../errors/index.js";
-import { decodeObject, encodeObject } from "../codec.js";
+import {
+  changeEvent,
+  decodeObject,
+  encodeObject,
+  listResult,
+  storedOrThrow,
+  type Decoded,
+} from "../codec.js";
 import {
   AlreadyExistsError,
   ConflictError,
@@ -91,7 +98,7 @@ export class KubeCollection<K extends ResourceKind> implements Collection<K> {
   }
 
   /** The object's record, or an InvalidObject. */
-  decodeAny(obj: KubeObject, ref: ResourceRef): ReturnType<typeof decodeObject<K>> {
+  decodeAny(obj: KubeObject, ref: ResourceRef): Decoded<K> {
     const rec = fromKube(this.kind, obj, ref);
     const meta = obj.metadata ?? {};
     const generation = typeof meta["generation"] === "number" ? meta["generation"] : undefined;
@@ -108,9 +115,7 @@ export class KubeCollection<K extends ResourceKind> implements Collection<K> {
   }
 
   private decode(obj: KubeObject, ref: ResourceRef): Stored<ResourceByKind[K]> {
-    const d = this.decodeAny(obj, ref);
-    if (!d.ok) throw d.invalid.error;
-    return d.stored;
+    return storedOrThrow(this.decodeAny(obj, ref));
   }
 
   private async fetch(key: string): Promise<KubeObject | undefined> {
@@ -135,23 +140,16 @@ export class KubeCollection<K extends ResourceKind> implements Collection<K> {
    */
   async list(): Promise<ListResult<ResourceByKind[K]>> {
     this.ds.checkOpen();
-    const out: Stored<ResourceByKind[K]>[] = [];
-    const invalid: ListResult<ResourceByKind[K]>["invalid"] = [];
+    const decoded: Decoded<K>[] = [];
     let revision: string | undefined;
     for (const ref of this.refs) {
       const res = await this.ds.client.list(ref, "").catch((e: unknown) => {
         throw unavailable(e);
       });
       revision ??= res.resourceVersion;
-      for (const o of res.items) {
-        const d = this.decodeAny(o, ref);
-        if (d.ok) out.push(d.stored);
-        else invalid.push(d.invalid);
-      }
+      for (const o of res.items) decoded.push(this.decodeAny(o, ref));
     }
-    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    invalid.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    return { items: out, invalid, revision: revision ?? "" };
+    return listResult(decoded, revision ?? "");
   }
 
   private async leaseValue(
@@ -266,9 +264,7 @@ export class KubeCollection<K extends ResourceKind> implements Collection<K> {
       if (prev === json) return;
       known.set(rec.key, json);
       const fresh = prev === null || (prev === undefined && type === "ADDED");
-      const d = this.decodeAny(obj, ref);
-      if (!d.ok) emit({ ...d.invalid, type: "INVALID", key: rec.key, revision });
-      else emit({ type: fresh ? "ADDED" : "MODIFIED", key: rec.key, revision, object: d.stored });
+      emit(changeEvent(this.decodeAny(obj, ref), rec.key, revision, fresh));
     };
     const streams: ResumableWatch[] = [];
     let goneOnce = false;

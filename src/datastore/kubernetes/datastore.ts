@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { parseWith, policyStatusSchema, type PolicyStatus, type ResourceKind } from "../../model/index.js";
 import type { AuthoritySource, NodeAuthority } from "../../agent/claims.js";
-import { Campaign, type ElectionPort } from "../election.js";
+import { Campaigns, type ElectionPort } from "../election.js";
 import { ClosedError, ConflictError, LeaseExpiredError, NotFoundError } from "../errors.js";
 import type {
   CampaignOptions,
@@ -138,7 +138,7 @@ export class KubernetesDatastore implements Datastore {
   private readonly tracked = new Map<string, TrackedLease>();
   private readonly leaseWaiters = new Map<string, Set<() => void>>();
   private readonly leases = new Set<KubeLease>();
-  private readonly campaigns = new Set<Campaign>();
+  private readonly campaigns = new Campaigns();
   /** Open watches, closed with the store. */
   readonly watches = new Set<{ close(): Promise<void> }>();
   private informer: Informer | undefined;
@@ -643,10 +643,7 @@ export class KubernetesDatastore implements Datastore {
       },
       waitForChange: (n, maxWaitMs, signal) => this.waitForLease(this.leaderRecord(n), maxWaitMs, signal),
     };
-    const c = new Campaign(port, name, identity, options.ttlSeconds);
-    this.campaigns.add(c);
-    c.start();
-    return c;
+    return this.campaigns.start(port, name, identity, options.ttlSeconds);
   }
 
   async leader(name: string): Promise<string | undefined> {
@@ -663,7 +660,7 @@ export class KubernetesDatastore implements Datastore {
     if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
     this.informer?.close();
     for (const l of this.leases) l.release();
-    await Promise.allSettled([...this.campaigns].map((c) => c.stop(false)));
+    await this.campaigns.stopAll();
     await Promise.allSettled([...this.watches].map((w) => w.close()));
   }
 }

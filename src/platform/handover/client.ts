@@ -67,3 +67,40 @@ export async function requestHandover(
     });
   });
 }
+
+/** How {@link startOrTakeOver} starts one daemon. */
+export interface DaemonStart {
+  /** Whether to take over from the daemon serving `path` (a planned restart). */
+  readonly takeOver: boolean;
+  /** The old daemon's control socket. */
+  readonly path: string;
+  /** The handover request, ending with a newline. */
+  readonly request: string;
+  /** Takes over from the old daemon's answer (its fds and state); throws EHANDOVER when it refused. */
+  resume(answer: unknown): void;
+  /** Opens the interface and socket afresh. */
+  fresh(): void;
+  /** Starts serving the control socket(s). */
+  listen(): Promise<void>;
+  /** Closes whatever was opened, after a failure. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a daemon, with `takeOver` from the answer of the daemon serving `path`, and then listens.
+ * The old daemon is let go (and exits) only once this one listens or has failed, so the socket is
+ * never without a daemon that answers; on failure what was opened is closed and the error rethrown.
+ */
+export async function startOrTakeOver(o: DaemonStart): Promise<void> {
+  const session = o.takeOver ? await requestHandover(o.path, o.request) : undefined;
+  try {
+    if (session !== undefined) o.resume(session.answer);
+    else o.fresh();
+    await o.listen();
+  } catch (e) {
+    await o.close();
+    throw e;
+  } finally {
+    session?.release();
+  }
+}
