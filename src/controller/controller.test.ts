@@ -10,14 +10,10 @@ import {
   type ResourceKind,
 } from "../model/index.js";
 import { MemoryDatastore } from "../../test/support/memory-datastore/index.js";
+import { waitUntil } from "../../test/support/wait.js";
 import { Controller } from "./controller.js";
 
 const KEY = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-
-/** Polls `cond` until it holds (no deadline of its own: the test runner's timeout bounds it). */
-async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await cond())) await new Promise((r) => setTimeout(r, 10));
-}
 
 describe("controller taking over", () => {
   const holds: LivenessHold[] = [];
@@ -81,13 +77,17 @@ describe("controller taking over", () => {
     });
     controllers.push(controller);
     const started = controller.start();
-    await until(() => controller.isLeader && controller.health().lastStepOkAt !== undefined);
+    await waitUntil(
+      () => controller.isLeader && controller.health().lastStepOkAt !== undefined,
+      10_000,
+      "the standby to lead and step",
+    );
     const first = controller.health().lastStepOkAt!;
     // node-3's agent is back (a new liveness lease) while the standby still reads the nodes: the
     // change wakes its loop for another step.
     await new Promise((r) => setTimeout(r, 5));
     holds.push(await store.holdLiveness("node-3", 15));
-    await until(() => controller.health().lastStepOkAt! > first);
+    await waitUntil(() => controller.health().lastStepOkAt! > first, 10_000, "another step");
     const read = async (): Promise<ClusterEncryption> =>
       (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))!.value;
     assert.equal((await read()).phase, "prepare", "the run moved on before the nodes were even read");
@@ -103,7 +103,7 @@ describe("controller taking over", () => {
         { ...node3.value, acknowledgements: [{ epoch: 2, phase: "prepare", at: ackedAt }] },
         { revision: node3.revision },
       );
-    await until(async () => (await read()).phase === "switch");
+    await waitUntil(async () => (await read()).phase === "switch", 10_000, "the run to move on to switch");
     const c = await read();
     assert.ok(
       Date.parse(c.phaseStartedAt.switch!) >= Date.parse(ackedAt),
