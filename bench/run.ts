@@ -26,9 +26,8 @@
  * end, on failure and on Ctrl-C. A row that fails reports its error and the others still run; the
  * exit status is non-zero then.
  */
-import { execFileSync, type ChildProcess } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
-import { cpus, release } from "node:os";
+import type { ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { basename } from "node:path";
 import { espPair, installEpoch } from "../test/support/esp-lab.js";
 import { NetnsGroup } from "../test/support/netns.js";
@@ -39,9 +38,9 @@ import {
   wgKeyPair,
   type TunnelEnd,
 } from "../test/support/wireguard-lab.js";
-import { projectRoot } from "../src/paths.js";
 import { runIn } from "../src/platform/netns/netns.js";
 import { renderChart, type ChartPanel } from "./chart.js";
+import { loadAverage, machine, processCpuSeconds, toolVersion } from "./machine.js";
 
 const ROWS = ["podcrypt-wg", "podcrypt-esp", "wireguard-go", "veth"] as const;
 type RowName = (typeof ROWS)[number];
@@ -166,19 +165,6 @@ function parseArgs(argv: string[]): BenchOptions & { json?: string; svg?: string
   };
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat; 0 once it is gone. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return 0;
-  }
-}
-
 interface IperfJson {
   error?: string;
   end?: {
@@ -257,7 +243,7 @@ class Row {
     if (server === undefined) server = await this.iperfServer();
     if (server === undefined) throw new Error("iperf3 server did not start");
     try {
-      const before = this.daemons.reduce((s, d) => s + cpuSeconds(d.pid), 0);
+      const before = this.daemons.reduce((s, d) => s + (processCpuSeconds(d.pid) ?? 0), 0);
       const out = await runIn(this.a, "iperf3", ["-c", this.target, "-t", String(seconds), "-J", ...args], {
         timeoutMs: (seconds + 30) * 1000,
       }).catch((e: unknown) => {
@@ -265,7 +251,7 @@ class Row {
         if (stdout.startsWith("{")) return stdout;
         throw e;
       });
-      const daemonCpu = this.daemons.reduce((s, d) => s + cpuSeconds(d.pid), 0) - before;
+      const daemonCpu = this.daemons.reduce((s, d) => s + (processCpuSeconds(d.pid) ?? 0), 0) - before;
       const r = JSON.parse(out) as IperfJson;
       if (r.error !== undefined) throw new Error(`iperf3 ${args.join(" ")}: ${r.error}`);
       return { r, daemonCpu };
@@ -528,41 +514,6 @@ export function chartPanels(rows: readonly BenchRow[]): ChartPanel[] {
   ];
 }
 
-function tool(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
-      .split("\n")[0]!
-      .trim();
-  } catch {
-    return `${cmd} (version unknown)`;
-  }
-}
-
-function machine(): Record<string, string> {
-  let commit = "";
-  try {
-    commit = execFileSync("git", ["-C", projectRoot(), "rev-parse", "--short", "HEAD"], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "ignore"],
-    }).trim();
-  } catch {
-    // not a git checkout: the version alone
-  }
-  const version = (JSON.parse(readFileSync(`${projectRoot()}/package.json`, "utf8")) as { version: string })
-    .version;
-  return {
-    cpu: cpus()[0]?.model.trim() ?? "unknown CPU",
-    cores: String(cpus().length),
-    kernel: release(),
-    node: process.version,
-    "wireguard-go": tool("wireguard-go", ["--version"]),
-    iperf3: tool("iperf3", ["--version"]).replace(/ \(.*\)$/, ""),
-    podcrypt: commit === "" ? version : `${version} (${commit})`,
-  };
-}
-
-const loadAverage = (): string => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   const loadBefore = loadAverage();
@@ -570,7 +521,10 @@ async function main(): Promise<void> {
   const rows = await runBench(options, (line) => process.stderr.write(`bench: ${line}\n`));
   const result: BenchResult = {
     date,
-    machine: machine(),
+    machine: machine({
+      "wireguard-go": toolVersion("wireguard-go", ["--version"]),
+      iperf3: toolVersion("iperf3", ["--version"]).replace(/ \(.*\)$/, ""),
+    }),
     options: {
       seconds: options.seconds,
       rounds: options.rounds,

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { ENDPOINT_ENTRY_SIZE, native } from "./native.js";
+import { projectRoot } from "./paths.js";
 
 /** The WireGuard data message for `plaintext`, built with an independent implementation. */
 function reference(key: Buffer, receiver: number, counter: bigint, plaintext: Buffer, mtu: number): Buffer {
@@ -193,5 +196,31 @@ describe("native bound checks at the uint32 boundary", () => {
         ),
       { name: "RangeError", message: /outside the arena/ },
     );
+  });
+});
+
+describe("native setSchedSlice", () => {
+  const addon = native();
+
+  it("sets the calling thread's slice and keeps its nice value, in a child so the runner's thread is untouched", () => {
+    const script = `
+      const { getPriority, setPriority } = require("node:os");
+      const addon = require(${JSON.stringify(join(projectRoot(), "build", "Release", "podcrypt_native.node"))});
+      setPriority(0, 3);
+      const slice = addon.setSchedSlice(300000);
+      process.stdout.write(JSON.stringify({ slice, nice: getPriority(0) }));
+    `;
+    const out = JSON.parse(execFileSync(process.execPath, ["-e", script]).toString()) as {
+      slice: number;
+      nice: number;
+    };
+    // 0 on a kernel without custom slices (before Linux 6.12): the request is ignored there.
+    assert.ok(out.slice === 300000 || out.slice === 0, `slice ${out.slice}`);
+    assert.equal(out.nice, 3);
+  });
+
+  it("refuses slices outside the kernel's 0.1-100 ms", () => {
+    assert.throws(() => addon.setSchedSlice(99_999), /100000\.\.100000000/);
+    assert.throws(() => addon.setSchedSlice(100_000_001), /100000\.\.100000000/);
   });
 });

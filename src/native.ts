@@ -33,6 +33,14 @@ export interface NativeAddon {
    * Throws naming the syscall and errno.
    */
   takeFd(pid: number, fd: number): number;
+  /**
+   * Asks the scheduler for a time slice of `ns` (100 000..100 000 000) nanoseconds for the calling
+   * thread (sched_setattr sched_runtime on SCHED_OTHER / SCHED_BATCH: EEVDF custom slices, Linux
+   * 6.12), keeping its policy and nice value. Returns the slice in effect as the kernel reports it
+   * (0: the kernel has no custom slices), -1 when the thread has a realtime or deadline policy (left
+   * alone). Throws naming the syscall and errno.
+   */
+  setSchedSlice(ns: number): number;
 
   /** See {@link FdWatcher}. */
   FdWatcher: new (fd: number, callback: (status: number, events: number) => void) => FdWatcher;

@@ -7,6 +7,7 @@
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parentPort, workerData } from "node:worker_threads";
+import { noop } from "cockatiel";
 import { EtcdDatastore } from "../../src/datastore/etcd/index.js";
 import { SharedWatchStore } from "../../test/support/shared-watch.js";
 import { simNode, waitUntil, type SimNode } from "../../test/support/sim.js";
@@ -14,12 +15,61 @@ import { startProfile, type Profile } from "./profile.js";
 import type { Condition, Reply, Request, WorkerSetup } from "./protocol.js";
 
 const setup = workerData as WorkerSetup;
+// One connection carries the calls of hundreds of agents, each of which on a node of its own
+// would have a connection and HTTP/2 windows of its own: with grpc's default 64 KiB connection
+// window, the node lists of the agents starting in one round (hundreds of KiB each) crossed it a
+// window at a time, each update waiting for this thread's busy event loop, and passed their 30 s
+// deadline. The window is the sum of the agents' own. Nor does the client break its circuit
+// (etcd3 refuses every call for 5 s after three failed in a row): on a node the three would be one
+// agent's own, here they are any three of the hundreds of agents sharing the client, whose calls
+// would all fail because of them.
 const stores = Array.from({ length: setup.clients }, () => {
-  const s = new EtcdDatastore({ hosts: setup.endpoint });
+  const s = new EtcdDatastore({
+    hosts: setup.endpoint,
+    client: {
+      grpcOptions: { "grpc-node.flow_control_window": setup.flowControlWindow },
+      faultHandling: { host: () => noop },
+    },
+  });
   return setup.sharedWatches ? new SharedWatchStore(s) : s;
 });
 const nodes: SimNode[] = [];
 const starting: Promise<void>[] = [];
+/** Times an agent that failed to start was replaced by a fresh one, as its pod would be restarted. */
+let restarts = 0;
+/** The last agent start that failed {@link MAX_STARTS} times. */
+let startFailure: Error | undefined;
+const MAX_STARTS = 3;
+
+const makeNode = (index: number): SimNode =>
+  simNode(stores[index % stores.length]!, index, {
+    heartbeatMs: setup.heartbeatMs,
+    ...(setup.resyncMs === undefined ? {} : { resyncMs: setup.resyncMs }),
+  });
+
+/**
+ * Starts the agent in `nodes[slot]`. An agent whose start fails (an etcd call past its deadline
+ * while the machine is swamped) exits on a node and its pod is restarted: here it is stopped and a
+ * fresh agent of the same node started, up to {@link MAX_STARTS} times.
+ */
+async function startAgent(slot: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await nodes[slot]!.agent.start();
+      return;
+    } catch (e) {
+      await nodes[slot]!.agent.stop().catch(() => {});
+      if (attempt === MAX_STARTS) {
+        startFailure = new Error(
+          `${nodes[slot]!.name} failed to start ${MAX_STARTS} times: ${(e as Error).message}`,
+        );
+        return;
+      }
+      restarts++;
+      nodes[slot] = makeNode(nodes[slot]!.index);
+    }
+  }
+}
 const delay = monitorEventLoopDelay({ resolution: 10 });
 let profile: Profile | undefined;
 
@@ -49,18 +99,17 @@ async function handle(r: Request): Promise<Reply> {
     case "start": {
       // Batches of 25: each agent's first reconcile before the next batch, as nodes booting.
       for (let i = 0; i < r.indices.length; i += 25) {
-        const batch = r.indices.slice(i, i + 25).map((index) =>
-          simNode(stores[index % stores.length]!, index, {
-            heartbeatMs: setup.heartbeatMs,
-            ...(setup.resyncMs === undefined ? {} : { resyncMs: setup.resyncMs }),
-          }),
-        );
-        nodes.push(...batch);
+        const first = nodes.length;
+        nodes.push(...r.indices.slice(i, i + 25).map(makeNode));
+        const slots = Array.from({ length: nodes.length - first }, (_, k) => first + k);
         // start() resolves when its apply loop drains, which under the event stream of hundreds of
         // agents may take long: its first reconcile is what counts.
-        for (const b of batch) starting.push(b.agent.start());
+        for (const slot of slots) starting.push(startAgent(slot));
         await waitUntil(
-          () => batch.every((b) => holds({ kind: "started" }, b)),
+          () => {
+            if (startFailure !== undefined) throw startFailure;
+            return slots.every((slot) => holds({ kind: "started" }, nodes[slot]!));
+          },
           r.timeoutMs,
           "agents starting",
           5,
@@ -102,6 +151,7 @@ async function handle(r: Request): Promise<Reply> {
         id: r.id,
         reconciles: nodes.reduce((a, s) => a + s.backend.stats.reconciles, 0),
         agents: nodes.length,
+        restarts,
         loopDelayMs: {
           p50: delay.percentile(50) / 1e6,
           p99: delay.percentile(99) / 1e6,

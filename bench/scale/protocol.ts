@@ -6,6 +6,8 @@ export interface WorkerSetup {
   /** etcd clients of this worker; agent i uses client i mod clients. */
   clients: number;
   sharedWatches: boolean;
+  /** HTTP/2 flow-control window of each etcd client's connection, bytes (see agents-worker.ts). */
+  flowControlWindow: number;
   heartbeatMs: number;
   resyncMs?: number;
 }
@@ -40,5 +42,7 @@ export interface Reply {
   at?: number;
   reconciles?: number;
   agents?: number;
+  /** Agents that failed to start and were replaced by fresh ones (agents-worker.ts). */
+  restarts?: number;
   loopDelayMs?: { p50: number; p99: number; max: number };
 }

@@ -38,6 +38,7 @@ import {
   simNodeName,
   waitUntil,
 } from "../../test/support/sim.js";
+import { processCpuSeconds } from "../machine.js";
 import { startProfile } from "./profile.js";
 import type { Condition, Reply, Request, WorkerSetup } from "./protocol.js";
 
@@ -48,6 +49,11 @@ export interface ScaleOptions {
   workers?: number;
   /** etcd clients per worker, shared by its agents. Default 2. */
   clients?: number;
+  /**
+   * Agents started per round; each round waits until every running agent holds every started
+   * peer. Default 100.
+   */
+  startBatch?: number;
   /** Every agent with etcd watches of its own instead of its client's shared ones. Default false. */
   watchPerAgent?: boolean;
   /** Rotations to time. Default 1. */
@@ -94,9 +100,12 @@ export interface ScaleResult {
   /** Whether the agents of a client shared its watches (see the module comment). */
   sharedWatches: boolean;
   heartbeatMs: number;
+  /** Agents started per round. */
+  startBatch: number;
+  /** Until all agents ran and every data plane held every peer. */
   startMs: number;
-  /** After start, until every data plane holds every peer. */
-  initialConvergeMs: number;
+  /** Agents that failed to start (an etcd call past its deadline) and were started afresh. */
+  startRestarts: number;
   join: { ms: number; joinerMs: number };
   rotations: ScaleRotation[];
   /** Event-loop delay while measuring (ms): the main thread (controller) and the worst worker. */
@@ -106,6 +115,8 @@ export interface ScaleResult {
   passesPerAgent: number;
   /** CPU time of this process (all threads: every agent and the controller) during the measurements. */
   cpuSeconds: number;
+  /** CPU time of etcd during the measurements. */
+  etcdCpuSeconds: number;
   rssMb: number;
 }
 
@@ -187,6 +198,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   const timing = o.timing ?? DEFAULT_TIMING;
   const timeoutMs = o.timeoutMs ?? 120_000;
   const heartbeatMs = o.heartbeatMs ?? 5_000;
+  const startBatch = Math.max(1, o.startBatch ?? 100);
   const server = await EtcdTestServer.start();
   // Ctrl-C / SIGTERM: etcd is our child and would outlive us; stop it and remove its data first.
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -218,6 +230,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       endpoint: server.endpoint,
       clients: clientsN,
       sharedWatches: o.watchPerAgent !== true,
+      // grpc's default window (64 KiB) per agent sharing a connection; see agents-worker.ts.
+      flowControlWindow: 65_535 * Math.ceil((n + 1) / (workersN * clientsN)),
       heartbeatMs,
       ...(o.resyncMs === undefined ? {} : { resyncMs: o.resyncMs }),
     };
@@ -234,22 +248,34 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     log(
       `starting ${n} agents in ${workersN} worker threads, ${clientsN} etcd clients each` +
-        (setup.sharedWatches ? " (watches shared per client)" : ""),
+        (setup.sharedWatches ? " (watches shared per client)" : "") +
+        `, ${startBatch} at a time`,
     );
     const t0 = Date.now();
-    await Promise.all(
-      workers.map((w, k) =>
-        w.call({
-          op: "start",
-          indices: Array.from({ length: n }, (_, i) => i + 1).filter((i) => (i - 1) % workersN === k),
-          timeoutMs,
-        }),
-      ),
-    );
+    // Nodes join a cluster over time, not a thousand in the same instant: the agents start in
+    // rounds, and each round waits for every running agent to hold every started peer. Started
+    // all at once, every running agent passes again for each new node while hundreds of others
+    // list the nodes, all on this machine's few cores instead of a core each: the event loops
+    // fall so far behind that etcd calls pass their 30 s deadline (at 500 agents on a loaded
+    // machine, at 1000 always).
+    for (let from = 1; from <= n; from += startBatch) {
+      const to = Math.min(n, from + startBatch - 1);
+      await Promise.all(
+        workers.map((w, k) =>
+          w.call({
+            op: "start",
+            indices: Array.from({ length: to - from + 1 }, (_, i) => from + i).filter(
+              (i) => (i - 1) % workersN === k,
+            ),
+            timeoutMs,
+          }),
+        ),
+      );
+      await everywhere({ kind: "peers", epoch: 1, count: to - 1 }, `${to} agents to hold every peer`);
+      if (to < n) log(`${to} agents running, ${Math.round((Date.now() - t0) / 1000)} s`);
+    }
     const startMs = Date.now() - t0;
-    await everywhere({ kind: "peers", epoch: 1, count: n - 1 }, "initial convergence");
-    const initialConvergeMs = Date.now() - t0;
-    log(`started in ${startMs} ms, converged after ${initialConvergeMs} ms`);
+    log(`${n} agents started and converged in ${startMs} ms`);
 
     const profile = (k: number | undefined): string | undefined =>
       o.cpuProfile === undefined
@@ -260,6 +286,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     delay.enable();
     const mainProfile = o.cpuProfile === undefined ? undefined : await startProfile();
     const cpu0 = process.cpuUsage();
+    const etcdCpu0 = processCpuSeconds(server.pid) ?? NaN;
     const passes0 = (
       await Promise.all(workers.map((w, k) => w.call({ op: "measure", ...opt("profile", profile(k)) })))
     ).reduce((a, r) => a + r.reconciles!, 0);
@@ -332,6 +359,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       workers.map((w, k) => w.call({ op: "measured", ...opt("profile", profile(k)) })),
     );
     const cpu = process.cpuUsage(cpu0);
+    const etcdCpuSeconds = (processCpuSeconds(server.pid) ?? NaN) - etcdCpu0;
     if (mainProfile !== undefined) await mainProfile.stop(profile(undefined)!);
     const passes = ends.reduce((a, r) => a + r.reconciles!, 0) - passes0;
     const worst = (f: "p50" | "p99" | "max") => Math.max(...ends.map((r) => r.loopDelayMs![f]));
@@ -341,8 +369,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       clients: clientsN,
       sharedWatches: setup.sharedWatches,
       heartbeatMs,
+      startBatch,
       startMs,
-      initialConvergeMs,
+      startRestarts: ends.reduce((a, r) => a + (r.restarts ?? 0), 0),
       join: { ms: joinMs, joinerMs },
       rotations,
       loopDelay: {
@@ -353,6 +382,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       workerLoopDelay: { p50: worst("p50"), p99: worst("p99"), max: worst("max") },
       passesPerAgent: passes / (n + 1),
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      etcdCpuSeconds,
       rssMb: Math.round(process.memoryUsage().rss / 2 ** 20),
     };
   } finally {

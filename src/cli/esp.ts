@@ -17,6 +17,7 @@ import {
   type DaemonModeEnv,
 } from "./daemonize.js";
 import { checkIfname, parseIntFlag } from "./flags.js";
+import { tuneForLonePackets } from "../dataplane/userspace/latency.js";
 
 /** The variables of the re-spawned child (or of the agent's, src/dataplane/node/spawn-daemon.ts). */
 const DAEMON_ENV: DaemonModeEnv = { ...SPAWN_ENV.esp, minReadyFd: 1 };
@@ -32,6 +33,7 @@ interface EspFlags {
 
 async function runForeground(ifname: string, o: EspFlags): Promise<void> {
   const logger = createLogger("esp").child({ ifname });
+  tuneForLonePackets(logger);
   const daemon = new EspDaemon({
     ifname,
     logger,

@@ -15,6 +15,7 @@ import {
   type DaemonModeEnv,
 } from "./daemonize.js";
 import { checkIfname } from "./flags.js";
+import { tuneForLonePackets } from "../dataplane/userspace/latency.js";
 
 /**
  * The variables of the re-spawned child (or of the agent's, src/dataplane/node/spawn-daemon.ts);
@@ -25,6 +26,7 @@ const DAEMON_ENV: DaemonModeEnv = { ...SPAWN_ENV.wireguard, minReadyFd: 0 };
 /** Runs the daemon in this process until SIGTERM/SIGINT or the interface is deleted. */
 async function runForeground(ifname: string, persistent: boolean, takeOver: boolean): Promise<void> {
   const logger = createLogger("wireguard").child({ ifname });
+  tuneForLonePackets(logger);
   const daemon = new WireguardDaemon({ ifname, logger, persistent, takeOver });
   await serveInForeground(DAEMON_ENV, daemon, logger, () =>
     logger.info(

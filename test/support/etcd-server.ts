@@ -242,6 +242,11 @@ export class EtcdTestServer {
     });
   }
 
+  /** The running etcd's process id (undefined while halted). */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   /** Kills etcd and starts it again on the same ports and data. */
   async restart(): Promise<void> {
     await this.halt();
