@@ -18,7 +18,7 @@ import { projectRoot } from "../../src/paths.js";
 import { NetnsLab } from "../support/netns.js";
 import { iperf3 } from "../support/wireguard-lab.js";
 import { espPair, installEpoch, podcryptCommand, status, type EspPair } from "../support/esp-lab.js";
-import { startCapture, stopCapture, tsharkFields } from "../support/tshark.js";
+import { espSaOptions, startCapture, stopCapture, tsharkFields } from "../support/tshark.js";
 
 const execFileP = promisify(execFile);
 const lab = new NetnsLab();
@@ -114,13 +114,7 @@ describe("podcrypt esp between two namespaces", () => {
     const lines = stdout.trim().split("\n");
     assert.equal(lines.length, 2, "one SA per direction, each once");
     assert.ok(lines.some((l) => l.startsWith(`"IPv4","${p.a.underlay}","${p.b.underlay}",`)));
-    const opts = [
-      "-o",
-      "esp.enable_encryption_decode:TRUE",
-      "-o",
-      "esp.enable_authentication_check:TRUE",
-      ...lines.flatMap((l) => ["-o", `uat:esp_sa:${l}`]),
-    ];
+    const opts = espSaOptions(lines);
     const rows = await tsharkFields(pcap, opts, fields);
     assert.equal(rows.length, blind.length);
     for (const row of rows) {

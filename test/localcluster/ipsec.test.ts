@@ -9,7 +9,7 @@ import { listNetns } from "../../src/platform/netns/netns.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { bulkBetweenNodes } from "./bulk.js";
 import { startEspCapture } from "./capture.js";
-import { stopCapture, tsharkFields } from "../support/tshark.js";
+import { espSaOptions, stopCapture, tsharkFields } from "../support/tshark.js";
 import { clusterCli, type VerifyJson } from "./run-cli.js";
 
 const { home, podcrypt } = clusterCli("ipsec-test");
@@ -151,13 +151,7 @@ describe(
       assert.match(sa.stderr, /WARNING: these lines contain ESP session keys/);
       const lines = sa.stdout.trim().split("\n");
       assert.equal(lines.length, 6, "one SA per ordered node pair, each once");
-      const opts = [
-        "-o",
-        "esp.enable_encryption_decode:TRUE",
-        "-o",
-        "esp.enable_authentication_check:TRUE",
-        ...lines.flatMap((l) => ["-o", `uat:esp_sa:${l}`]),
-      ];
+      const opts = espSaOptions(lines);
       // The explicit decode-as (RFC 3948 UDP encapsulation, then ESP) and tshark's built-in port
       // 4500 dissector must agree.
       for (const extra of [[], ["-d", "udp.port==4500,udpencap"]]) {

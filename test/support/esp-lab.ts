@@ -10,7 +10,7 @@
  * temporary directory of the run, not in /var/run/podcrypt/esp, so a running local cluster is
  * never touched.
  */
-import type { ChildProcess, SpawnOptions } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -21,13 +21,7 @@ import { peerSas } from "../../src/keys/sas.js";
 import { generateKeyPair, type NodeKeyPair } from "../../src/keys/x25519.js";
 import { projectRoot } from "../../src/paths.js";
 import { runIn } from "../../src/platform/netns/netns.js";
-
-export type SpawnInNs = (
-  ns: string,
-  cmd: string,
-  args: readonly string[],
-  options?: SpawnOptions,
-) => ChildProcess;
+import { spawnDaemon, type SpawnInNs } from "./daemon.js";
 
 /** What the lab needs from NetnsLab (or the bench's own namespace owner). */
 export interface NsOwner {
@@ -82,18 +76,16 @@ export async function startEspDaemon(
   extra: string[] = [],
 ): Promise<{ daemon: ChildProcess; stderr: string[] }> {
   const c = podcryptCommand();
-  const daemon = spawn(ns, c.cmd, [...c.args, "esp", "-f", ifname, "--socket-dir", socketDir, ...extra], {
-    stdio: ["ignore", "ignore", "pipe"],
-    cwd: projectRoot(),
-    env: { ...process.env, PODCRYPT_LOG_LEVEL: process.env["PODCRYPT_LOG_LEVEL"] ?? "warn" },
-  });
-  const stderr: string[] = [];
-  daemon.stderr?.on("data", (d: Buffer) => {
-    stderr.push(d.toString());
-    if (stderr.length > 50) stderr.shift();
-  });
-  let exited: string | undefined;
-  daemon.once("exit", (code, signal) => (exited = `exited ${code ?? signal}`));
+  const d = spawnDaemon(spawn, ns, c.cmd, [
+    ...c.args,
+    "esp",
+    "-f",
+    ifname,
+    "--socket-dir",
+    socketDir,
+    ...extra,
+  ]);
+  const { child: daemon, stderr } = d;
   const path = espSocketPath(ifname, socketDir);
   const deadline = Date.now() + 90_000;
   for (;;) {
@@ -105,9 +97,9 @@ export async function startEspDaemon(
         // not yet serving
       }
     }
-    if (exited !== undefined || Date.now() > deadline)
+    if (d.exited() !== undefined || Date.now() > deadline)
       throw new Error(
-        `esp daemon ${ifname} in ${ns}: ${exited ?? "no control socket"}; ${stderr.join("").slice(-2000)}`,
+        `esp daemon ${ifname} in ${ns}: ${d.exited() ?? "no control socket"}; ${stderr.join("").slice(-2000)}`,
       );
     await new Promise((r) => setTimeout(r, 100));
   }

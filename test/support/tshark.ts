@@ -2,6 +2,7 @@
 import { execFile, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { promisify } from "node:util";
 import { spawnIn } from "../../src/platform/netns/netns.js";
+import type { SpawnInNs } from "./daemon.js";
 
 const execFileP = promisify(execFile);
 
@@ -31,14 +32,6 @@ export function tsharkCapturing(t: ChildProcess, timeoutMs = 30_000): Promise<vo
   });
 }
 
-/** Starts a command inside a network namespace, as `spawnIn` and NetnsLab's `spawn` do. */
-export type SpawnInNetns = (
-  ns: string,
-  cmd: string,
-  args: readonly string[],
-  options: SpawnOptions,
-) => ChildProcess;
-
 /** Where and what {@link startCapture} captures. */
 export interface CaptureOptions {
   /** The interface inside the namespace; default eth0. */
@@ -49,7 +42,7 @@ export interface CaptureOptions {
    * What starts tshark in the namespace: a NetnsLab, which kills it at cleanup, or another owner
    * of the processes a suite starts; default `spawnIn` (the caller alone stops it).
    */
-  readonly lab?: { readonly spawn: SpawnInNetns };
+  readonly lab?: { readonly spawn: SpawnInNs };
 }
 
 /**
@@ -101,4 +94,19 @@ export async function tsharkFields(
     .replace(/\n$/, "")
     .split("\n")
     .map((l) => l.split("|"));
+}
+
+/**
+ * The tshark options that decrypt ESP with the SA lines `podcrypt debug esp-sa --tshark` prints
+ * (rows of tshark's esp_sa table, keys included), verifying every packet's ICV: with them
+ * `esp.icv_good` is 1 for a packet whose key is right.
+ */
+export function espSaOptions(lines: readonly string[]): string[] {
+  return [
+    "-o",
+    "esp.enable_encryption_decode:TRUE",
+    "-o",
+    "esp.enable_authentication_check:TRUE",
+    ...lines.flatMap((l) => ["-o", `uat:esp_sa:${l}`]),
+  ];
 }

@@ -4,23 +4,16 @@
  * interop tests (test/wireguard/*.test.ts) and the benchmark (bench/run.ts); it takes a spawn
  * function and does not manage namespaces, so both a NetnsLab and the bench can own them.
  */
-import { execFileSync, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runIn } from "../../src/platform/netns/netns.js";
 import { projectRoot } from "../../src/paths.js";
+import { spawnDaemon, type SpawnInNs } from "./daemon.js";
 
 /** Which implementation runs an end. */
 export type Impl = "podcrypt" | "wireguard-go";
-
-/** A spawner that runs a command inside a namespace and owns the process (kills it on cleanup). */
-export type SpawnInNs = (
-  ns: string,
-  cmd: string,
-  args: readonly string[],
-  options?: SpawnOptions,
-) => ChildProcess;
 
 /** A key pair in wg's base64 form. */
 export interface WgKeyPair {
@@ -82,26 +75,18 @@ export async function startDaemon(
           return { cmd: c.cmd, args: [...c.args, "wireguard", "-f", ifname] };
         })()
       : { cmd: "wireguard-go", args: ["-f", ifname] };
-  const child = spawn(ns, cmd, args, {
-    stdio: ["ignore", "ignore", "pipe"],
-    cwd: projectRoot(),
-    env: { ...process.env, PODCRYPT_LOG_LEVEL: process.env["PODCRYPT_LOG_LEVEL"] ?? "warn", ...env },
-  });
-  const stderr: string[] = [];
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr.push(d.toString());
-    if (stderr.length > 50) stderr.shift();
-  });
-  let exited: string | undefined;
-  child.once("exit", (code, signal) => (exited = `exited ${code ?? signal}`));
+  const d = spawnDaemon(spawn, ns, cmd, args, env);
   try {
     await waitForUapi(ns, ifname);
   } catch (e) {
-    throw new Error(`${impl} ${ifname}: ${exited ?? "running"}; stderr: ${stderr.join("").slice(-2000)}`, {
-      cause: e,
-    });
+    throw new Error(
+      `${impl} ${ifname}: ${d.exited() ?? "running"}; stderr: ${d.stderr.join("").slice(-2000)}`,
+      {
+        cause: e,
+      },
+    );
   }
-  return child;
+  return d.child;
 }
 
 /** `wg set IFNAME ...` in `ns`, with the private key (if any) passed on stdin, never in argv. */

@@ -8,15 +8,9 @@ import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { statusSocketPath, type DaemonStatus } from "../../src/dataplane/wireguard-userspace/daemon.js";
 import { runIn } from "../../src/platform/netns/netns.js";
+import type { SpawnInNs } from "../support/daemon.js";
 import type { NetnsLab } from "../support/netns.js";
-import {
-  configureEnd,
-  startDaemon,
-  wgKeyPair,
-  type Impl,
-  type SpawnInNs,
-  type TunnelEnd,
-} from "../support/wireguard-lab.js";
+import { configureEnd, startDaemon, wgKeyPair, type Impl, type TunnelEnd } from "../support/wireguard-lab.js";
 
 /** Inner (tunnel) addresses of end a and b. */
 export const INNER = { a: ["10.66.0.1/24", "fd66::1/64"], b: ["10.66.0.2/24", "fd66::2/64"] } as const;

@@ -24,15 +24,20 @@ import { NODE_LEASE_PREFIX } from "../../datastore/kubernetes/datastore.js";
 export const NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name";
 
 /**
- * The terms both agent policies match on, in CEL: the agents' service account (`user`), the
- * name of the node-name extra of a bound token (`key`, quoted) and that extra's values (`extra`).
+ * What both agent policies say in CEL: which requests they govern (`match`: the agents' service
+ * account only; people and the controller are not matched), whether the token is bound to exactly
+ * one node (`bound`), that node's name (`node`), and the end of the refusal message naming the
+ * token's node(s) and the object (`refusal`).
  */
-function agentToken(o: ManifestOptions): { user: string; key: string; extra: string } {
+function agentToken(o: ManifestOptions): { match: string; bound: string; node: string; refusal: string } {
+  const user = `system:serviceaccount:${o.namespace}:${COMPONENT_NAMES.agent}`;
   const key = `'${NODE_NAME_EXTRA}'`;
+  const extra = `request.userInfo.extra[${key}]`;
   return {
-    user: `system:serviceaccount:${o.namespace}:${COMPONENT_NAMES.agent}`,
-    key,
-    extra: `request.userInfo.extra[${key}]`,
+    match: `request.userInfo.username == '${user}'`,
+    bound: `${key} in request.userInfo.extra && size(${extra}) == 1`,
+    node: `${extra}[0]`,
+    refusal: `(${key} in request.userInfo.extra ? ${extra}.join(',') : 'none') + ', the object is ' + request.name`,
   };
 }
 
@@ -45,16 +50,13 @@ export function ownNodeExpressions(o: ManifestOptions): {
   validation: string;
   message: string;
 } {
-  const { user, key, extra } = agentToken(o);
+  const t = agentToken(o);
   return {
-    // Only the agents' service account is restricted: people and the controller are not matched.
-    match: `request.userInfo.username == '${user}'`,
+    match: t.match,
     // The node the token is bound to must be the record's name (request.name is set for CREATE
     // and UPDATE of a named object alike).
-    validation: `${key} in request.userInfo.extra && ` + `size(${extra}) == 1 && ${extra}[0] == request.name`,
-    message:
-      `'an agent may write only the PodcryptNode of its own node: the token is bound to node ' + ` +
-      `(${key} in request.userInfo.extra ? ${extra}.join(',') : 'none') + ', the object is ' + request.name`,
+    validation: `${t.bound} && ${t.node} == request.name`,
+    message: `'an agent may write only the PodcryptNode of its own node: the token is bound to node ' + ${t.refusal}`,
   };
 }
 
@@ -71,15 +73,11 @@ export function ownLeaseExpressions(o: ManifestOptions): {
   validation: string;
   message: string;
 } {
-  const { user, key, extra } = agentToken(o);
+  const t = agentToken(o);
   return {
-    match: `request.userInfo.username == '${user}'`,
-    validation:
-      `${key} in request.userInfo.extra && size(${extra}) == 1 && ` +
-      `request.name == '${NODE_LEASE_PREFIX}' + ${extra}[0]`,
-    message:
-      `'an agent may write only the Lease ${NODE_LEASE_PREFIX}<its node>: the token is bound to node ' + ` +
-      `(${key} in request.userInfo.extra ? ${extra}.join(',') : 'none') + ', the object is ' + request.name`,
+    match: t.match,
+    validation: `${t.bound} && request.name == '${NODE_LEASE_PREFIX}' + ${t.node}`,
+    message: `'an agent may write only the Lease ${NODE_LEASE_PREFIX}<its node>: the token is bound to node ' + ${t.refusal}`,
   };
 }
 
