@@ -186,9 +186,12 @@ export class Controller {
         .catch(() => undefined);
     }
     // Liveness records change only when a node starts or stops being live (renewals write none).
+    // Its first look already kicks the loop: steps see it (this.liveness) only once the nodes are
+    // mirrored below, or a step would judge the phase on no nodes (or on the mirror of an earlier
+    // leadership) and find nobody to wait for: a standby that took over after a datastore outage
+    // moved prepare on to switch with no node prepared.
     const liveness = await this.o.store.followLiveness(() => this.kick());
     this.watches.push(liveness);
-    this.liveness = liveness;
     // Nodes are mirrored from their watch: a step reads the mirror, not a list of every node
     // (on 1000 nodes, each phase's acknowledgements are 1000 events, and steps run back to back).
     const nodes = this.o.store.collection("nodes");
@@ -210,6 +213,7 @@ export class Controller {
       );
     };
     await mirrorNodes();
+    this.liveness = liveness;
     if (this.o.nodeTaint !== undefined && this.isLeader && !this.stopped) {
       this.gates?.stop();
       this.gates = new WorkloadGateController({

@@ -14,8 +14,8 @@ import { applied, DEFAULT_TIMING, isLive, type Liveness, type PhaseTiming } from
  * nothing about the nodes: while the datastore was down no agent could write its heartbeat or its
  * acknowledgement either, so on its return every node looks dead and every phase overdue. For
  * {@link PhaseTiming.phaseTimeoutMs} from `since` (as long as a node gets to acknowledge a phase:
- * time for every running agent's client to reconnect and report again, 4-16 s measured after a
- * 30 s etcd outage) a node still counts as live when it was live at `lostAt`; and a phase's
+ * time for every running agent's client to reconnect and report again, 1-2 s measured after a
+ * 30 s etcd outage, then a phase's work) a node still counts as live when it was live at `lostAt`; and a phase's
  * timeout counts from `since` at the earliest. Without this, a datastore outage during a run made the controller skip
  * the nodes (not live, or timed out) and leave them lagging behind the run, which then "completed
  * except for the lagging nodes".
@@ -28,8 +28,9 @@ export interface Sight {
    * that never saw the nodes (a standby that takes over): then every node with a record counts as
    * live during the window. A liveness record does not outlive an outage reliably: etcd keeps
    * leases across its own restarts but counts their TTL again from there, and an agent whose
-   * client reconnects later than that (8-18 s measured after a 30 s outage, against a 15 s TTL)
-   * comes back with a new record only after its old one expired.
+   * client reconnects later than that (etcd's clients took 6-18 s after a 30 s outage before they
+   * fetched their auth token over their own channel, against a 15 s TTL) comes back with a new
+   * record only after its old one expired.
    */
   liveAtLoss?: Liveness;
   /**

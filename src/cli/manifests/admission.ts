@@ -23,16 +23,28 @@ import { NODE_LEASE_PREFIX } from "../../datastore/kubernetes/datastore.js";
 /** The user-info extra key holding the node a bound service-account token belongs to. */
 export const NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name";
 
+/** The CEL of one agent policy: which requests it governs, what they must satisfy, the refusal message. */
+export interface AgentPolicyExpressions {
+  match: string;
+  validation: string;
+  message: string;
+}
+
 /**
- * The terms both agent policies match on, in CEL: the agents' service account (`user`), the
- * name of the node-name extra of a bound token (`key`, quoted) and that extra's values (`extra`).
+ * What both agent policies say in CEL: which requests they govern (`match`: the agents' service
+ * account only; people and the controller are not matched), whether the token is bound to exactly
+ * one node (`bound`), that node's name (`node`), and the end of the refusal message naming the
+ * token's node(s) and the object (`refusal`).
  */
-function agentToken(o: ManifestOptions): { user: string; key: string; extra: string } {
+function agentToken(o: ManifestOptions): { match: string; bound: string; node: string; refusal: string } {
+  const user = `system:serviceaccount:${o.namespace}:${COMPONENT_NAMES.agent}`;
   const key = `'${NODE_NAME_EXTRA}'`;
+  const extra = `request.userInfo.extra[${key}]`;
   return {
-    user: `system:serviceaccount:${o.namespace}:${COMPONENT_NAMES.agent}`,
-    key,
-    extra: `request.userInfo.extra[${key}]`,
+    match: `request.userInfo.username == '${user}'`,
+    bound: `${key} in request.userInfo.extra && size(${extra}) == 1`,
+    node: `${extra}[0]`,
+    refusal: `(${key} in request.userInfo.extra ? ${extra}.join(',') : 'none') + ', the object is ' + request.name`,
   };
 }
 
@@ -40,21 +52,14 @@ function agentToken(o: ManifestOptions): { user: string; key: string; extra: str
 export const OWN_NODE_POLICY = "podcrypt-agent-own-node";
 
 /** The CEL expressions of the policy (also read by the tests). */
-export function ownNodeExpressions(o: ManifestOptions): {
-  match: string;
-  validation: string;
-  message: string;
-} {
-  const { user, key, extra } = agentToken(o);
+export function ownNodeExpressions(o: ManifestOptions): AgentPolicyExpressions {
+  const t = agentToken(o);
   return {
-    // Only the agents' service account is restricted: people and the controller are not matched.
-    match: `request.userInfo.username == '${user}'`,
+    match: t.match,
     // The node the token is bound to must be the record's name (request.name is set for CREATE
     // and UPDATE of a named object alike).
-    validation: `${key} in request.userInfo.extra && ` + `size(${extra}) == 1 && ${extra}[0] == request.name`,
-    message:
-      `'an agent may write only the PodcryptNode of its own node: the token is bound to node ' + ` +
-      `(${key} in request.userInfo.extra ? ${extra}.join(',') : 'none') + ', the object is ' + request.name`,
+    validation: `${t.bound} && ${t.node} == request.name`,
+    message: `'an agent may write only the PodcryptNode of its own node: the token is bound to node ' + ${t.refusal}`,
   };
 }
 
@@ -66,20 +71,12 @@ export const OWN_LEASE_POLICY = "podcrypt-agent-own-lease";
  * `podcrypt-node-<its node>` (src/datastore/kubernetes/datastore.ts holdLiveness), never the
  * controller's leader Lease nor another node's liveness, under the same token binding as above.
  */
-export function ownLeaseExpressions(o: ManifestOptions): {
-  match: string;
-  validation: string;
-  message: string;
-} {
-  const { user, key, extra } = agentToken(o);
+export function ownLeaseExpressions(o: ManifestOptions): AgentPolicyExpressions {
+  const t = agentToken(o);
   return {
-    match: `request.userInfo.username == '${user}'`,
-    validation:
-      `${key} in request.userInfo.extra && size(${extra}) == 1 && ` +
-      `request.name == '${NODE_LEASE_PREFIX}' + ${extra}[0]`,
-    message:
-      `'an agent may write only the Lease ${NODE_LEASE_PREFIX}<its node>: the token is bound to node ' + ` +
-      `(${key} in request.userInfo.extra ? ${extra}.join(',') : 'none') + ', the object is ' + request.name`,
+    match: t.match,
+    validation: `${t.bound} && request.name == '${NODE_LEASE_PREFIX}' + ${t.node}`,
+    message: `'an agent may write only the Lease ${NODE_LEASE_PREFIX}<its node>: the token is bound to node ' + ${t.refusal}`,
   };
 }
 
@@ -88,7 +85,7 @@ function agentPolicy(
   name: string,
   apiGroup: string,
   resource: string,
-  e: { match: string; validation: string; message: string },
+  e: AgentPolicyExpressions,
 ): Record<string, unknown>[] {
   const labels = { "app.kubernetes.io/part-of": "podcrypt" };
   return [

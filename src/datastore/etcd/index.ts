@@ -1,15 +1,17 @@
 import {
+  castGrpcError,
   Etcd3,
   EtcdAuthenticationFailedError,
   EtcdInvalidAuthTokenError,
   EtcdLeaseInvalidError,
   EtcdPermissionDeniedError,
+  isRecoverableError,
   type IKeyValue,
   type IOptions,
   type Lease as EtcdLease,
   type Watcher,
 } from "etcd3";
-import { ExponentialBackoff } from "cockatiel";
+import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen } from "cockatiel";
 import { connect } from "node:net";
 import type { PolicyStatus, ResourceByKind, ResourceInputByKind, ResourceKind } from "../../model/index.js";
 import {
@@ -83,6 +85,34 @@ export const LEADER_KIND = "__leaders";
  * attached to its node's lease (the record says nothing more than that the lease is alive).
  */
 export const LIVENESS_KIND = "__liveness";
+
+/**
+ * The parts of etcd3's connection pool this client reaches into (etcd3 1.1 keeps them private):
+ * its hosts, each with its gRPC service clients made with the client's channel options, and the
+ * authenticator that fetches and caches the token.
+ */
+interface PoolInternals {
+  hosts?: Array<{ host: string; getServiceClient(service: "Auth"): AuthServiceClient }>;
+  authenticator?: {
+    invalidateMetadata?: () => void;
+    getCredentialsFromHost?: (
+      address: string,
+      name: string,
+      password: string,
+      callOptions: object | undefined,
+      credentials: unknown,
+    ) => Promise<string>;
+  };
+}
+
+/** etcd's Auth service as grpc-js generates it: the one call used here. */
+interface AuthServiceClient {
+  authenticate(
+    req: { name: string; password: string },
+    options: object,
+    done: (err: Error | null, res?: { token: string }) => void,
+  ): void;
+}
 
 /** Who the client is, for errors that must name it. */
 interface ErrorContext {
@@ -201,6 +231,14 @@ export class EtcdDatastore implements Datastore {
       faultHandling: {
         // The default backoff grows to 30 s: a watch would come back that long after etcd did.
         watchBackoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 2000 }).next(),
+        // etcd3's breaker fails every call at once for 5 s after three failed in a row, then lets
+        // one through: a client found etcd back up to 5 s late (4 s measured after a 30 s outage).
+        // It serves to skip a failed host of several; one trial a second does that as well.
+        host: () =>
+          circuitBreaker(handleWhen(isRecoverableError), {
+            halfOpenAfter: 1000,
+            breaker: new ConsecutiveBreaker(3),
+          }),
         ...options.client?.faultHandling,
       },
       hosts: options.hosts,
@@ -212,6 +250,43 @@ export class EtcdDatastore implements Datastore {
       user: options.client?.auth?.username,
       tls: options.client?.credentials !== undefined || hosts.some((h) => h.startsWith("https:")),
     };
+    if (options.client?.auth !== undefined) this.authenticateOnPoolChannels();
+  }
+
+  /**
+   * Makes etcd3 fetch its authentication token over the host's own channel. etcd3 opens a new
+   * channel for every token instead, without the channel options above, so with grpc's default
+   * reconnect backoff (1 s growing to 120 s); channels to one address with the same options share
+   * one connection (grpc's subchannel pool), and this one is used only to authenticate. Each call
+   * made while etcd is away fetches a token ({@link wrap} drops it), so after a 30 s outage that
+   * connection was backing off for seconds at a time, and every call failed with "No connection
+   * established" for 6-18 s after etcd was back (measured: nodes' liveness renewals). On the host's
+   * channel, authentication reconnects as every other call does, within 2 s.
+   */
+  private authenticateOnPoolChannels(): void {
+    const pool = (this.client as unknown as { pool?: PoolInternals }).pool;
+    const authenticator = pool?.authenticator;
+    const hosts = pool?.hosts;
+    // Present in every etcd3 this project accepts (package.json); checked so an upgrade that moves
+    // them fails loudly here rather than bringing the slow reconnects back unnoticed.
+    if (authenticator?.getCredentialsFromHost === undefined || hosts === undefined || hosts.length === 0)
+      throw new Error("etcd3's connection pool has no authenticator or hosts to configure (etcd3 upgraded?)");
+    authenticator.getCredentialsFromHost = (address, name, password, callOptions) =>
+      new Promise<string>((resolve, reject) => {
+        const host = hosts.find((h) => h.host === address) ?? hosts[0]!;
+        let auth: AuthServiceClient;
+        try {
+          auth = host.getServiceClient("Auth");
+        } catch (e) {
+          reject(e instanceof Error ? e : new Error(String(e)));
+          return;
+        }
+        auth.authenticate({ name, password }, callOptions ?? {}, (err, res) => {
+          if (err !== null) reject(castGrpcError(err));
+          else if (res === undefined) reject(new Error("etcd: authenticate returned no token"));
+          else resolve(res.token);
+        });
+      });
   }
 
   /** @internal Maps an etcd3/grpc failure to a datastore error naming this client's user. */
@@ -258,9 +333,7 @@ export class EtcdDatastore implements Datastore {
    * invalid (`invalidateMetadata`).
    */
   private forgetToken(): void {
-    const pool = (
-      this.client as unknown as { pool?: { authenticator?: { invalidateMetadata?: () => void } } }
-    ).pool;
+    const pool = (this.client as unknown as { pool?: PoolInternals }).pool;
     pool?.authenticator?.invalidateMetadata?.();
   }
 
@@ -574,10 +647,14 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
       options.revision !== undefined
         ? this.ds.client.if(ek, "Mod", "==", options.revision)
         : this.ds.client.if(ek, "Create", ">", 0);
+    // A kept lease is read back in the same transaction, after the put: a read of its own could
+    // fail (etcd gone a moment later) after the write succeeded, and the caller would take the
+    // update for failed (`rotate --wait` exited 1 with its request written).
+    const keepsLease = options.lease === undefined;
     const r = await this.ds.wrap(
       () =>
         cmp
-          .then(this.put(ek, value, options.lease))
+          .then(this.put(ek, value, options.lease), ...(keepsLease ? [this.ds.client.get(ek)] : []))
           .else(this.ds.client.get(ek))
           .commit(),
       options.lease ?? undefined,
@@ -588,9 +665,8 @@ class EtcdCollection<K extends ResourceKind> implements Collection<K> {
       throw new ConflictError(this.kind, key, options.revision, kv ? String(kv.mod_revision) : undefined);
     }
     let lease: string | undefined;
-    if (options.lease === undefined) {
-      // The lease was kept: read it back cheaply from the revision we wrote.
-      const kv = (await this.ds.wrap(() => this.ds.client.get(ek).exec())).kvs[0];
+    if (keepsLease) {
+      const kv = r.responses[1]?.response_range?.kvs[0];
       lease =
         kv && String(kv.lease) !== "0" && String(kv.mod_revision) === String(r.header.revision)
           ? String(kv.lease)
