@@ -136,7 +136,7 @@ function drawLines(out: string[], panel: LinePanel, x0: number, y0: number): voi
   );
   for (const f of [0, 0.5, 1]) {
     out.push(
-      `<text x="${left - 4}" y="${py(f * yMax) + 4}" text-anchor="end" fill="#57606a" font-size="10">${escape(format(f * yMax, 0))}</text>`,
+      `<text x="${left - 4}" y="${py(f * yMax) + 4}" text-anchor="end" fill="#57606a" font-size="10">${escape(format(f * yMax, yMax < 10 ? 1 : 0))}</text>`,
       `<text x="${px(f * xMax)}" y="${top + PLOT_H + 14}" text-anchor="middle" fill="#57606a" font-size="10">${escape(format(f * xMax, 0))}</text>`,
     );
   }
@@ -147,7 +147,7 @@ function drawLines(out: string[], panel: LinePanel, x0: number, y0: number): voi
     const y = py(panel.target.y);
     out.push(
       `<path d="M${left} ${y} h${w}" stroke="#cf222e" stroke-dasharray="4 3"/>`,
-      `<text x="${left + 4}" y="${y - 3}" fill="#cf222e" font-size="10">${escape(panel.target.label)}</text>`,
+      `<text x="${left + w - 4}" y="${y + 12}" text-anchor="end" fill="#cf222e" font-size="10">${escape(panel.target.label)}</text>`,
     );
   }
   panel.series.forEach((s, j) => {

@@ -29,10 +29,12 @@ run_tier() {
   echo "== tier $tier (${#files[@]} files)"
   # --test-force-exit: a test file whose tests all finished must not hang on a handle a client
   # library left open (etcd3 reconnect timers); the hooks still clean up first.
+  # It ends a file's process with process.exit(), so scripts/test-stdio.mjs makes every test
+  # process's stdout blocking: no report still queued for the runner is lost.
   # The spec report goes to the terminal and to a file whose closing lines are counted below (a
   # second reporter writing to a file is not flushed before --test-force-exit ends the run).
-  node --test --test-force-exit --test-timeout=600000 --test-concurrency="$concurrency" \
-    --test-reporter=spec "${files[@]}" | tee "$results/$tier.out"
+  node --test --test-force-exit --import ./scripts/test-stdio.mjs --test-timeout=600000 \
+    --test-concurrency="$concurrency" --test-reporter=spec "${files[@]}" | tee "$results/$tier.out"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
 

@@ -237,6 +237,21 @@ const program = new Command("node dist/bench/scale/run.js")
   .showHelpAfterError("(--help lists the options)")
   .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2));
 
+/** Writes the files of `--json`, `--svg` and `--markdown` that were asked for. */
+function writeOutputs(run: ScaleRun, o: CliOptions): void {
+  if (o.json !== undefined) writeFileSync(o.json, JSON.stringify(run, null, 2) + "\n");
+  if (o.svg !== undefined) {
+    const m = run.machine;
+    const subtitle = `${run.date} · ${m["cpu"]} (${m["cores"]} cores, shared) · ${m["etcd"]} · podcrypt ${m["podcrypt"]}`;
+    writeFileSync(
+      o.svg,
+      renderChart("podcrypt control plane against node count, one run", subtitle, chartPanels(run)),
+    );
+  }
+  if (o.markdown !== undefined)
+    writeFileSync(o.markdown, formatMarkdown(run, o.svg === undefined ? undefined : basename(o.svg)));
+}
+
 async function main(): Promise<void> {
   const o = program.parse().opts<CliOptions>();
   const progress = (l: string): void => void process.stderr.write(`# ${l}\n`);
@@ -271,19 +286,10 @@ async function main(): Promise<void> {
       progress(`${agents} agents failed: ${(e as Error).stack ?? String(e)}`);
     }
     size.loadAfter = loadAverage();
+    // After every size, so that a run stopped at a later size keeps the sizes it measured.
+    writeOutputs(run, o);
   }
   process.stdout.write(`${run.date}\n` + formatTable(run));
-  if (o.json !== undefined) writeFileSync(o.json, JSON.stringify(run, null, 2) + "\n");
-  if (o.svg !== undefined) {
-    const m = run.machine;
-    const subtitle = `${run.date} · ${m["cpu"]} (${m["cores"]} cores, shared) · ${m["etcd"]} · podcrypt ${m["podcrypt"]}`;
-    writeFileSync(
-      o.svg,
-      renderChart("podcrypt control plane against node count, one run", subtitle, chartPanels(run)),
-    );
-  }
-  if (o.markdown !== undefined)
-    writeFileSync(o.markdown, formatMarkdown(run, o.svg === undefined ? undefined : basename(o.svg)));
   process.exit(run.sizes.every((s) => met(s.result)) ? 0 : 1);
 }
 

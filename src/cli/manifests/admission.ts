@@ -23,6 +23,13 @@ import { NODE_LEASE_PREFIX } from "../../datastore/kubernetes/datastore.js";
 /** The user-info extra key holding the node a bound service-account token belongs to. */
 export const NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name";
 
+/** The CEL of one agent policy: which requests it governs, what they must satisfy, the refusal message. */
+export interface AgentPolicyExpressions {
+  match: string;
+  validation: string;
+  message: string;
+}
+
 /**
  * What both agent policies say in CEL: which requests they govern (`match`: the agents' service
  * account only; people and the controller are not matched), whether the token is bound to exactly
@@ -45,11 +52,7 @@ function agentToken(o: ManifestOptions): { match: string; bound: string; node: s
 export const OWN_NODE_POLICY = "podcrypt-agent-own-node";
 
 /** The CEL expressions of the policy (also read by the tests). */
-export function ownNodeExpressions(o: ManifestOptions): {
-  match: string;
-  validation: string;
-  message: string;
-} {
+export function ownNodeExpressions(o: ManifestOptions): AgentPolicyExpressions {
   const t = agentToken(o);
   return {
     match: t.match,
@@ -68,11 +71,7 @@ export const OWN_LEASE_POLICY = "podcrypt-agent-own-lease";
  * `podcrypt-node-<its node>` (src/datastore/kubernetes/datastore.ts holdLiveness), never the
  * controller's leader Lease nor another node's liveness, under the same token binding as above.
  */
-export function ownLeaseExpressions(o: ManifestOptions): {
-  match: string;
-  validation: string;
-  message: string;
-} {
+export function ownLeaseExpressions(o: ManifestOptions): AgentPolicyExpressions {
   const t = agentToken(o);
   return {
     match: t.match,
@@ -86,7 +85,7 @@ function agentPolicy(
   name: string,
   apiGroup: string,
   resource: string,
-  e: { match: string; validation: string; message: string },
+  e: AgentPolicyExpressions,
 ): Record<string, unknown>[] {
   const labels = { "app.kubernetes.io/part-of": "podcrypt" };
   return [
