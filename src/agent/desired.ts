@@ -14,7 +14,7 @@ import { sameList } from "../lists.js";
 import { cidrsOverlap } from "./claims.js";
 import type { Selector } from "../policy/types.js";
 import { ESP_IN_UDP_PORT } from "../esp/udp.js";
-import { CONTROL_PORT } from "./verify/runner.js";
+import { CONTROL_PORT } from "./control-port.js";
 
 /** Node-local settings of the agent. */
 export interface AgentSettings {

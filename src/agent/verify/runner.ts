@@ -12,12 +12,8 @@ import {
   type VerifyRun,
 } from "../../model/index.js";
 import { UnderlayCapture } from "./capture.js";
+import { CONTROL_PORT } from "../control-port.js";
 
-/**
- * The negative control's port: a datagram straight to a peer's underlay address, outside every
- * tunnel (discard, RFC 863; nothing of podcrypt listens there, and the datagram needs no answer).
- */
-export const CONTROL_PORT = 9;
 /**
  * The fault-injection knob's file name in the agent's state directory: while it exists, the
  * agent's verify captures are left closed (docs/design.md, "Verify through the agents"; for tests).

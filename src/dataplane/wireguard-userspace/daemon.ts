@@ -93,6 +93,20 @@ const handoverAnswerSchema = z.object({
   handover: z.object({ fds: handedFdsSchema, device: deviceHandoverSchema }),
 });
 
+const refusalSchema = z.object({ ok: z.literal(false), error: z.string() });
+
+/**
+ * Why a handover answer was not taken, without any of its values: an answer that is not a refusal
+ * may still carry the device's private key and session keys, so only the refusal's own message or
+ * the paths of the fields that did not match are named.
+ */
+export function handoverFailure(answer: unknown, error: z.ZodError): string {
+  const refusal = refusalSchema.safeParse(answer);
+  if (refusal.success) return refusal.data.error;
+  const paths = error.issues.slice(0, 3).map((i) => i.path.join(".") || "(answer)");
+  return `unexpected answer (fields ${paths.join(", ")} do not match)`;
+}
+
 /**
  * Maps the UAPI port onto a {@link Device} and its {@link WireguardDatapath}: the device keeps the
  * configuration, the data path owns the socket (listen port and fwmark are applied there first,
@@ -273,7 +287,7 @@ export class WireguardDaemon extends EventEmitter<WireguardDaemonEvents> {
         if (!r.success)
           throw new PodcryptError(
             "EHANDOVER",
-            `the WireGuard daemon at ${this.uapi.path} refused to hand over: ${JSON.stringify(answer).slice(0, 200)}`,
+            `the WireGuard daemon at ${this.uapi.path} refused to hand over: ${handoverFailure(answer, r.error)}`,
           );
         const clock = this.clock;
         this.datapath.start(r.data.handover.fds);
