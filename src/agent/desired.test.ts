@@ -266,12 +266,12 @@ describe("desiredState, host encryption", () => {
   it("on: the tunnels' own UDP ports (both WireGuard slots, every peer's port, ESP in UDP) and the agent's exclusions stay outside", () => {
     const d = desiredState({ ...settings, wireguardPort: 40000 }, host(cluster("idle", ON)), nodes, ALL_UP);
     assert.deepEqual(d.host?.exclude, [
-      { protocol: "udp", sport: 4500 },
       { protocol: "udp", dport: 4500 },
-      { protocol: "udp", sport: 40000 },
+      { protocol: "udp", sport: 4500 },
       { protocol: "udp", dport: 40000 },
-      { protocol: "udp", sport: 40001 },
+      { protocol: "udp", sport: 40000 },
       { protocol: "udp", dport: 40001 },
+      { protocol: "udp", sport: 40001 },
       { protocol: "udp", dport: 9 },
       { protocol: "tcp", dport: 2379 },
     ]);

@@ -229,6 +229,7 @@ export class DesiredMemo {
       p.host !== host ||
       (p.entry !== undefined && p.entry.endpoint.address !== address)
     ) {
+      const hostIp = hostAddress(n, host);
       const entry: DesiredPeer | undefined =
         publicKey === undefined || address === undefined
           ? undefined
@@ -237,8 +238,7 @@ export class DesiredMemo {
               publicKey,
               ...(saInstance === undefined ? {} : { saInstance }),
               endpoint: { address, port },
-              allowedIps:
-                hostAddress(n, host) === undefined ? [...n.podCIDRs] : [...n.podCIDRs, hostAddress(n, host)!],
+              allowedIps: hostIp === undefined ? [...n.podCIDRs] : [...n.podCIDRs, hostIp],
             };
       d.peers.set(k, (p = { publicKey, saInstance, host, entry }));
     }
@@ -381,17 +381,17 @@ export function desiredState(
   };
   const selective = c.encryption === "selective";
   const routes: DesiredRoute[] = [];
+  const src = host ? self!.underlay.ipv4 : undefined;
   for (const n of others) {
     const via = carrier(n)?.ifname ?? null;
-    const src = host ? self!.underlay.ipv4 : undefined;
     for (const r of memo.routesTo(n, via, sending !== undefined, selective, settings.underlayIf, src))
       routes.push(r);
     // Host traffic goes through the tunnel that carries the peer's pods; with none up it goes as
     // before, in plaintext: strict mode does not cover host traffic (a node must never lock itself
     // out of its datastore or its operators).
     const dst = hostAddress(n, host);
-    if (dst !== undefined && via !== null && sending !== undefined)
-      routes.push({ dst, kind: "tunnel", dev: via, src: self!.underlay.ipv4!, table: "host" });
+    if (dst !== undefined && src !== undefined && via !== null && sending !== undefined)
+      routes.push({ dst, kind: "tunnel", dev: via, src, table: "host" });
   }
   const hostState = host ? { host: hostRouting(settings, generations) } : {};
   const strict = {
@@ -449,14 +449,17 @@ function hostRouting(settings: AgentSettings, generations: readonly DesiredGener
     ports.add(g.listenPort);
     for (const p of g.peers) ports.add(p.endpoint.port);
   }
-  const exclude: HostExclusion[] = [...ports]
-    .sort((a, b) => a - b)
-    .flatMap((port) => [
-      { protocol: "udp" as const, sport: port },
-      { protocol: "udp" as const, dport: port },
-    ]);
+  const exclude = [...ports].sort((a, b) => a - b).flatMap((port) => bothWays("udp", port));
   const control: HostExclusion = { protocol: "udp", dport: CONTROL_PORT };
   return { exclude: [...exclude, control, ...(settings.hostExclude ?? [])] };
+}
+
+/** Host encryption leaves `port` outside both ways: as the destination (requests) and the source (answers). */
+export function bothWays(protocol: NonNullable<HostExclusion["protocol"]>, port: number): HostExclusion[] {
+  return [
+    { protocol, dport: port },
+    { protocol, sport: port },
+  ];
 }
 
 /**

@@ -4,6 +4,7 @@
  * not up can still reach it, and what the operator excludes in the agent's configuration
  * (`agent.hostEncryptionExclude`). docs/design.md#host-encryption.
  */
+import { bothWays } from "../agent/desired.js";
 import { isEtcdUrl, parseEtcdUrl } from "../datastore/etcd/url.js";
 import type { HostExclusion } from "../dataplane/types.js";
 import type { PortSpec } from "../policy/types.js";
@@ -12,14 +13,6 @@ import type { PortSpec } from "../policy/types.js";
 export interface OperatorExclusions {
   cidrs: readonly string[];
   ports: readonly PortSpec[];
-}
-
-/** A port excluded both ways: as the destination (requests) and as the source (answers). */
-function bothWays(protocol: PortSpec["protocol"], port: number): HostExclusion[] {
-  return [
-    { protocol, dport: port },
-    { protocol, sport: port },
-  ];
 }
 
 /** The TCP port of `url`'s datastore (etcd: every endpoint's; Kubernetes: its API server's), if it has one. */

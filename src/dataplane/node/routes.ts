@@ -213,12 +213,15 @@ export async function reconcileRoutes(
     if (!wanted.main.has(dst) && managed(dst) && r.dev?.startsWith("pcp") !== true)
       commands.push(`route del ${r.type === "blackhole" ? "blackhole " : ""}${dst}`);
   }
-  for (const [dst, r] of tables.selected) {
-    if (!wanted.selected.has(dst))
-      commands.push(`route del ${r.type === "blackhole" ? "blackhole " : ""}${dst} table ${SELECTED_TABLE}`);
+  // podcrypt's own tables hold only what it wants there.
+  for (const [t, id] of [
+    ["selected", SELECTED_TABLE],
+    ["host", HOST_TABLE],
+  ] as const) {
+    for (const [dst, r] of tables[t])
+      if (!wanted[t].has(dst))
+        commands.push(`route del ${r.type === "blackhole" ? "blackhole " : ""}${dst} table ${id}`);
   }
-  for (const dst of tables.host.keys())
-    if (!wanted.host.has(dst)) commands.push(`route del ${dst} table ${HOST_TABLE}`);
   const allRules = JSON.parse(rulesJson) as IpRule[];
   commands.push(...hostRuleCommands(allRules, host));
   const rules = allRules.filter(isSelectedRule);
