@@ -301,6 +301,32 @@ describe("desiredState, host encryption", () => {
     assert.equal(d.host, undefined);
     assert.ok(d.routes.every((r) => r.table === undefined));
   });
+
+  it("strict host mode guards every known peer's host address, tunnel up or not, and lets the exclusions pass", () => {
+    const strictHost = (c: ClusterEncryption): ClusterEncryption => ({ ...host(c), strictHost: true });
+    // Retire: node-3 published no key of epoch 5, so it has no tunnel and no host route; its
+    // host address is guarded all the same (plaintext to it is dropped, not sent).
+    const d = desiredState(settings, strictHost(cluster("retire", ON)), nodes, ALL_UP);
+    assert.deepEqual(d.strict.host, {
+      peers: [
+        { node: "node-2", addresses: ["172.30.0.12/32"] },
+        { node: "node-3", addresses: ["172.30.0.13/32"] },
+      ],
+      exclude: d.host!.exclude,
+    });
+    assert.deepEqual([d.strict.dropOutbound, d.strict.dropInbound], [true, true]);
+    assert.ok(
+      d.host!.exclude.some((e) => e.protocol === "tcp" && e.dport === 2379),
+      "the datastore's port",
+    );
+    // Not without host encryption, and not when off (the default).
+    assert.equal(desiredState(settings, host(cluster("retire", ON)), nodes, ALL_UP).strict.host, undefined);
+    const noHost: ClusterEncryption = { ...cluster("retire", ON), strictHost: true };
+    assert.equal(desiredState(settings, noHost, nodes, ALL_UP).strict.host, undefined);
+    // It follows strict mode's phases: disabling (prepare) accepts plaintext coming in from now on.
+    const disabling = desiredState(settings, strictHost(cluster("prepare", ON, OFF)), nodes, ALL_UP).strict;
+    assert.deepEqual([disabling.dropOutbound, disabling.dropInbound], [true, false]);
+  });
 });
 
 describe("desiredState, selective encryption", () => {

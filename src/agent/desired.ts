@@ -404,6 +404,20 @@ export function desiredState(
       self?.podCIDRs ?? [],
     ),
     peers: others.map((n) => ({ node: n.name, podCidrs: [...n.podCIDRs] })),
+    // Strict host mode: every known peer's host address is guarded, whether or not its tunnel is
+    // up (that is the point: no plaintext meanwhile); a node not known yet is not. What host
+    // encryption leaves outside the tunnels (the datastore above all) passes.
+    ...(hostState.host !== undefined && c.strictHost
+      ? {
+          host: {
+            peers: others.flatMap((n) => {
+              const a = hostAddress(n, host);
+              return a === undefined ? [] : [{ node: n.name, addresses: [a] }];
+            }),
+            exclude: hostState.host.exclude,
+          },
+        }
+      : {}),
   };
   if (selective) {
     // verify --via-agents probes selected ports from this address: marked as this node's pods are.

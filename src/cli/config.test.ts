@@ -72,6 +72,12 @@ describe("daemon configuration file", () => {
       /boolean/,
     ],
     [
+      "strict host mode without host encryption",
+      "cluster:\n  strictHost: true\n",
+      "cluster.strictHost",
+      /needs hostEncryption: true/,
+    ],
+    [
       "an IPv6 host exclusion",
       "agent:\n  hostEncryptionExclude:\n    cidrs: [fd00::/8]\n",
       "agent.hostEncryptionExclude.cidrs.0",
@@ -221,6 +227,10 @@ describe("daemon configuration file", () => {
       ],
     });
     assert.equal(parseDaemonConfig("cluster:\n  hostEncryption: true\n").cluster?.hostEncryption, true);
+    assert.deepEqual(parseDaemonConfig("cluster:\n  hostEncryption: true\n  strictHost: true\n").cluster, {
+      hostEncryption: true,
+      strictHost: true,
+    });
   });
 
   it("controller: every field of the generated file is used, and each flag beats it", () => {

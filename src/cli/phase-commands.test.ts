@@ -40,6 +40,19 @@ describe("enable: what it writes", () => {
     assert.equal(ipsec.rotateRequestedAt, undefined);
   });
 
+  it("--strict-host needs host encryption; --no-host switches it off too; a change asks for a rotation", () => {
+    const c = cluster({ enabled: true, applied: { enabled: true, mode: "wireguard" } });
+    assert.throws(() => enableEdit(c, { strictHost: true }, NOW), /--strict-host: needs host encryption/);
+    const both = enableEdit(c, { host: true, strictHost: true }, NOW);
+    assert.deepEqual([both.hostEncryption, both.strictHost], [true, true]);
+    const strictOnly = enableEdit({ ...both, rotateRequestedAt: undefined }, { strictHost: false }, NOW);
+    assert.deepEqual([strictOnly.hostEncryption, strictOnly.strictHost], [true, false]);
+    assert.equal(strictOnly.rotateRequestedAt, NOW.toISOString());
+    const off = enableEdit(both, { host: false }, NOW);
+    assert.deepEqual([off.hostEncryption, off.strictHost], [false, false]);
+    assert.equal(enableEdit({ ...both, rotateRequestedAt: undefined }, {}, NOW).rotateRequestedAt, undefined);
+  });
+
   it("--host when host encryption is on already changes nothing else", () => {
     const c = cluster({ enabled: true, hostEncryption: true, applied: { enabled: true, mode: "wireguard" } });
     assert.equal(enableEdit(c, { host: true }, NOW).rotateRequestedAt, undefined);

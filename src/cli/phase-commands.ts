@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Command, Option } from "commander";
 import { isConflictError, isUnavailableError } from "../datastore/errors.js";
 import type { Datastore } from "../datastore/types.js";
-import { PodcryptError } from "../errors/index.js";
+import { PodcryptError, ValidationError } from "../errors/index.js";
 import { CLUSTER_ENCRYPTION_NAME, type ClusterEncryption, type EncryptionMode } from "../model/index.js";
 import {
   answered,
@@ -161,25 +161,34 @@ const waitOptions = (c: Command): Command =>
     );
 
 /**
- * The ClusterEncryption `enable` writes: enabled, the mode if given, and host encryption if
- * `--host`/`--no-host` was given. A change of host encryption alone starts no run, so it requests a
- * rotation (at `now`): its phases are acknowledged by every node only after a pass with the new
- * configuration, which is what `--wait` waits for.
+ * The ClusterEncryption `enable` writes: enabled, the mode if given, host encryption if
+ * `--host`/`--no-host` was given and strict host mode if `--strict-host`/`--no-strict-host` was
+ * (`--no-host` switches strict host mode off too; `--strict-host` needs host encryption on). A
+ * change of either alone starts no run, so it requests a rotation (at `now`): its phases are
+ * acknowledged by every node only after a pass with the new configuration, which is what `--wait`
+ * waits for.
  */
 export function enableEdit(
   c: ClusterEncryption,
-  o: { mode?: EncryptionMode | undefined; host?: boolean | undefined },
+  o: { mode?: EncryptionMode | undefined; host?: boolean | undefined; strictHost?: boolean | undefined },
   now: Date,
 ): ClusterEncryption {
+  const strictHost = o.strictHost ?? (o.host === false ? false : undefined);
   const next: ClusterEncryption = {
     ...c,
     enabled: true,
     ...(o.mode ? { mode: o.mode } : {}),
     ...(o.host === undefined ? {} : { hostEncryption: o.host }),
+    ...(strictHost === undefined ? {} : { strictHost }),
   };
+  if (next.strictHost && !next.hostEncryption)
+    throw new ValidationError(
+      "--strict-host",
+      "needs host encryption (add --host): strict host mode guards the host traffic host encryption tunnels",
+    );
   const runStarts = !c.enabled || next.mode !== c.mode || c.applied?.enabled !== true;
-  if (o.host !== undefined && o.host !== c.hostEncryption && !runStarts)
-    next.rotateRequestedAt = now.toISOString();
+  const changed = next.hostEncryption !== c.hostEncryption || next.strictHost !== c.strictHost;
+  if (changed && !runStarts) next.rotateRequestedAt = now.toISOString();
   return next;
 }
 
@@ -209,10 +218,25 @@ export function registerPhaseCommands(program: Command): void {
         "encrypt node-to-node traffic too (ClusterEncryption hostEncryption; docs/design.md#host-encryption); " +
           "on a cluster that encrypts already this also rotates the keys, so that --wait returns once every node acknowledged it",
       )
-      .option("--no-host", "stop encrypting node-to-node traffic (pod traffic stays encrypted)"),
+      .option(
+        "--no-host",
+        "stop encrypting node-to-node traffic (pod traffic stays encrypted; strict host mode goes off too)",
+      )
+      .option(
+        "--strict-host",
+        "with host encryption and strict mode: drop plaintext host traffic between the nodes too, except what " +
+          "host encryption leaves outside the tunnels (ClusterEncryption strictHost; docs/design.md#host-encryption)",
+      )
+      .option("--no-strict-host", "stop dropping plaintext host traffic (host traffic stays encrypted)"),
   ).action(
-    (o: { wait: boolean; timeout?: number; datastore?: string; mode?: EncryptionMode; host?: boolean }) =>
-      runPhaseCommand("enable", (c) => enableEdit(c, o, new Date()), o),
+    (o: {
+      wait: boolean;
+      timeout?: number;
+      datastore?: string;
+      mode?: EncryptionMode;
+      host?: boolean;
+      strictHost?: boolean;
+    }) => runPhaseCommand("enable", (c) => enableEdit(c, o, new Date()), o),
   );
   waitOptions(program.command("disable").description("switch encryption off (no packet lost)")).action(
     (o: { wait: boolean; timeout?: number; datastore?: string }) =>
