@@ -133,15 +133,19 @@ export interface DesiredStrict {
    */
   selection?: DesiredSelection;
   /**
-   * Strict host mode (docs/design.md#host-encryption): with the drops above on, plaintext to and
-   * from the peers' host addresses on the underlay is dropped too, except what host encryption
-   * leaves outside the tunnels. Absent when off (host traffic is never dropped).
+   * Strict host mode (docs/design.md#host-encryption): plaintext to and from the peers' host
+   * addresses on the underlay is dropped too, except what host encryption leaves outside the
+   * tunnels. Absent when off (host traffic is never dropped).
    */
   host?: DesiredStrictHost;
 }
 
 /** What strict host mode drops and what it lets pass. */
 export interface DesiredStrictHost {
+  /** Drop host traffic leaving through the underlay unencrypted (to the peers' host addresses). */
+  dropOutbound: boolean;
+  /** Drop host traffic arriving from the underlay unencrypted (from the peers' host addresses). */
+  dropInbound: boolean;
   /**
    * The other nodes and their host addresses (`/32`, `/128`, either family): a drop is counted
    * against the peer whose address the packet goes to or comes from. Nodes not listed (not known

@@ -103,6 +103,8 @@ describe("strict host mode's drops (nftables, in a namespace)", () => {
       remotePodCidrs: ["10.244.2.0/24"],
       peers: [{ node: "node-b", podCidrs: ["10.244.2.0/24"] }],
       host: {
+        dropOutbound: true,
+        dropInbound: true,
         peers: [{ node: "node-b", addresses: ["192.168.78.2/32", "fd78::2/128"] }],
         // As the agent's desired state has them: the tunnels' ports, the discard port one way,
         // the datastore's port both ways, the operator's ports both ways.

@@ -246,6 +246,8 @@ describe("strict host mode", () => {
     { node: "node-c", podCidrs: ["10.244.3.0/24"] },
   ];
   const host = {
+    dropOutbound: true,
+    dropInbound: true,
     peers: [
       { node: "node-b", addresses: ["172.30.0.12/32", "fd30::12/128"] },
       { node: "node-c", addresses: ["172.30.0.13/32"] },
@@ -302,13 +304,25 @@ describe("strict host mode", () => {
     ]);
   });
 
-  it("follows strict mode's drops: none, none of host traffic either; no peers known, nothing guarded", () => {
-    const off = strictRuleset({ ...base, peers, host, dropOutbound: false, dropInbound: false });
+  it("drops host traffic in the directions it is told, whatever the pods' drops; no peers known, nothing guarded", () => {
+    const off = strictRuleset({ ...base, peers, host: { ...host, dropOutbound: false, dropInbound: false } });
     assert.doesNotMatch(off, /host-(out|in)/);
-    const inOnly = strictRuleset({ ...base, peers, host, dropOutbound: false });
+    const inOnly = strictRuleset({ ...base, peers, host: { ...host, dropOutbound: false } });
     assert.doesNotMatch(inOnly, /host-out/);
     assert.match(inOnly, /jump host-in/);
-    assert.doesNotMatch(strictRuleset({ ...base, host: { peers: [], exclude: host.exclude } }), /host-/);
+    const hostOnly = strictRuleset({ ...base, peers, dropOutbound: false, dropInbound: false, host });
+    assert.deepEqual(
+      ruleLines(hostOnly)
+        .filter((l) => l.includes("jump"))
+        .map((l) => l.replace(/ \{.*\}/, "")),
+      [
+        'oifname "eth0" ip daddr rt ipsec missing jump host-out',
+        'oifname "eth0" ip6 daddr rt ipsec missing jump host-out',
+        'iifname "eth0" ip saddr jump host-in',
+        'iifname "eth0" ip6 saddr jump host-in',
+      ],
+    );
+    assert.doesNotMatch(strictRuleset({ ...base, host: { ...host, peers: [] } }), /host-/);
   });
 
   it("counts host drops as the peer's strict drops (the shared rules of the host chains as no peer's)", () => {
@@ -330,8 +344,11 @@ describe("strict host mode", () => {
     const r = new StrictReconciler({ read: async () => [], apply: async (t) => void applied.push(t) });
     await r.reconcile({ ...base, peers });
     await r.relax({ ...base, peers, host });
-    assert.doesNotMatch(applied.at(-1)!, /host-out/, "coming on: not before the routes move");
+    assert.doesNotMatch(applied.at(-1)!, /host-(out|in)/, "coming on: not before the routes move");
     await r.reconcile({ ...base, peers, host });
+    assert.match(applied.at(-1)!, /jump host-out/);
+    await r.relax({ ...base, peers, host: { ...host, dropInbound: false } });
+    assert.doesNotMatch(applied.at(-1)!, /host-in/, "inbound going off: at once");
     assert.match(applied.at(-1)!, /jump host-out/);
     await r.relax({ ...base, peers });
     assert.doesNotMatch(applied.at(-1)!, /host-out/, "going off: at once");

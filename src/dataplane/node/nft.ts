@@ -230,7 +230,8 @@ export function strictRuleset(s: DesiredStrict): string {
       ],
       ["in", inBody, "host-in", (f: "ip" | "ip6") => `iifname "${s.underlayIf}" ${f} saddr ${addrs(f)}`],
     ] as const) {
-      if (!(direction === "out" ? s.dropOutbound : s.dropInbound) || hostFamilies.length === 0) continue;
+      if (!(direction === "out" ? s.host.dropOutbound : s.host.dropInbound) || hostFamilies.length === 0)
+        continue;
       used.add(direction);
       body.push(...hostFamilies.map((f) => `    ${match(f)} jump ${name}`));
       hostChains.push(
@@ -342,13 +343,20 @@ export class StrictReconciler {
   async relax(s: DesiredStrict): Promise<boolean> {
     const cur = this.current;
     if (cur === undefined) return this.reconcile(s);
-    // Strict host mode coming on waits for the pass's host routes like any drop that comes.
     const { host, ...rest } = s;
     return this.reconcile({
       ...rest,
       dropOutbound: s.dropOutbound && cur.dropOutbound,
       dropInbound: s.dropInbound && cur.dropInbound,
-      ...(host !== undefined && cur.host !== undefined ? { host } : {}),
+      ...(host === undefined
+        ? {}
+        : {
+            host: {
+              ...host,
+              dropOutbound: host.dropOutbound && cur.host?.dropOutbound === true,
+              dropInbound: host.dropInbound && cur.host?.dropInbound === true,
+            },
+          }),
     });
   }
 
