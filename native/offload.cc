@@ -1,13 +1,15 @@
 // TUN offloads (Linux): a TUN opened with IFF_VNET_HDR and TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 |
 // TUN_F_TSO6) hands each read a struct virtio_net_hdr followed by either one packet (its transport
-// checksum maybe left partial: VIRTIO_NET_HDR_F_NEEDS_CSUM) or a TCP "super-segment" of up to 64 KiB
-// that the kernel's TCP did not cut (gso_type TCPV4 / TCPV6, gso_size = the MSS). Here it is cut
-// the way the kernel's own TCP segmentation would (tcp_gso_segment): each segment gets the headers
-// of the super-segment with its own sequence number, IPv4 total length / identification / header
-// checksum or IPv6 payload length, FIN and PSH only on the last segment, CWR only on the first, and
-// a full TCP checksum. One read then carries tens of packets: the sender's TCP stack works in
-// 64 KiB units and the daemon makes one syscall where it made tens. Writes carry a virtio_net_hdr
-// too (all zero: a plain, fully checksummed packet).
+// checksum maybe left partial: VIRTIO_NET_HDR_F_NEEDS_CSUM) or a TCP "super-segment" of up to 64
+// KiB that the kernel's TCP did not cut (gso_type TCPV4 / TCPV6, gso_size = the MSS). Here it is
+// cut the way the kernel's own TCP segmentation would (tcp_gso_segment): each segment gets the
+// headers of the super-segment with its own sequence number, IPv4 total length / identification /
+// header checksum or IPv6 payload length, FIN and PSH only on the last segment, CWR only on the
+// first, and a full TCP checksum. One read then carries tens of packets: the sender's TCP stack
+// works in 64 KiB units and the daemon makes one syscall where it made tens. Writes carry a
+// virtio_net_hdr too (all zero: a plain, fully checksummed packet).
+#include "offload.h"
+
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
@@ -17,9 +19,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "batch.h"
-#include "offload.h"
 
 namespace podcrypt {
 
@@ -98,7 +100,8 @@ void StoreChecksum(uint8_t* at, uint64_t acc, bool zeroIsFfff) {
 
 // The TCP checksum of `tcpLen` bytes at `ip + tcpOff` (IPv4 or IPv6 pseudo-header, RFC 9293 3.1 /
 // RFC 8200 8.1), its field zeroed first.
-void TcpChecksum(uint8_t* ip, bool v6, size_t tcpOff, size_t tcpLen) {
+// The sum of the TCP pseudo-header of packet `ip` (addresses, protocol 6, `tcpLen`).
+uint64_t PseudoSum(const uint8_t* ip, bool v6, size_t tcpLen) {
   uint8_t pseudo[40];
   size_t plen;
   if (v6) {
@@ -114,9 +117,18 @@ void TcpChecksum(uint8_t* ip, bool v6, size_t tcpOff, size_t tcpLen) {
     Put16(pseudo + 10, static_cast<uint16_t>(tcpLen));
     plen = 12;
   }
+  return Sum(pseudo, plen, 0);
+}
+
+uint16_t Fold(uint64_t acc) {
+  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  return static_cast<uint16_t>(acc);
+}
+
+void TcpChecksum(uint8_t* ip, bool v6, size_t tcpOff, size_t tcpLen) {
   uint8_t* tcp = ip + tcpOff;
   tcp[16] = tcp[17] = 0;
-  StoreChecksum(tcp + 16, Sum(tcp, tcpLen, Sum(pseudo, plen, 0)), false);
+  StoreChecksum(tcp + 16, Sum(tcp, tcpLen, PseudoSum(ip, v6, tcpLen)), false);
 }
 
 void Ipv4HeaderChecksum(uint8_t* ip) {
@@ -156,8 +168,7 @@ SplitResult SplitVnetPacket(const uint8_t* in, size_t len, uint32_t first, uint8
         return {1, true};
       }
       // The field holds the pseudo-header sum; the sum from csum_start on completes it.
-      StoreChecksum(out + csumStart + csumOffset, Sum(out + csumStart, plen - csumStart, 0),
-                    true);
+      StoreChecksum(out + csumStart + csumOffset, Sum(out + csumStart, plen - csumStart, 0), true);
     }
     return {1, true};
   }
@@ -214,17 +225,127 @@ SplitResult SplitVnetPacket(const uint8_t* in, size_t len, uint32_t first, uint8
 
 namespace {
 
+// The TCP segment of an IPv4 (no options, not a fragment) or IPv6 (TCP right after the fixed
+// header) packet that may be coalesced, or nullptr. Sets the IP header length and payload length.
+const uint8_t* CoalescableTcp(const uint8_t* p, size_t len, size_t* ipLen, size_t* payload) {
+  if (len < 40) return nullptr;
+  size_t ip;
+  if ((p[0] >> 4) == 4) {
+    if (p[0] != 0x45 || p[9] != 6 || Get16(p + 2) != len || (Get16(p + 6) & 0x3fff) != 0)
+      return nullptr;  // options, not TCP, a length that does not match, MF or a fragment offset
+    ip = 20;
+  } else if ((p[0] >> 4) == 6) {
+    if (len < 60 || p[6] != 6 || Get16(p + 4) + 40u != len) return nullptr;
+    ip = 40;
+  } else {
+    return nullptr;
+  }
+  const uint8_t* tcp = p + ip;
+  const size_t tcpLen = static_cast<size_t>(tcp[12] >> 4) * 4;
+  if (tcpLen < 20 || ip + tcpLen > len) return nullptr;
+  // Only ACK and PSH: SYN, FIN, RST, URG, ECE and CWR segments go as they are.
+  if ((tcp[13] & ~kTcpPsh) != 0x10) return nullptr;
+  *ipLen = ip;
+  *payload = len - ip - tcpLen;
+  return tcp;
+}
+
+// Whether the TCP checksum of packet `p` (its TCP segment at `ipLen`) verifies: a segment that
+// arrived damaged must reach the kernel as it is, to be dropped there, not inside a super-packet
+// whose checksum is taken on trust.
+bool TcpChecksumValid(const uint8_t* p, size_t len, size_t ipLen) {
+  const size_t tcpLen = len - ipLen;
+  return Fold(Sum(p + ipLen, tcpLen, PseudoSum(p, ipLen == 40, tcpLen))) == 0xffff;
+}
+
+}  // namespace
+
+size_t CoalesceTcp(const uint8_t* arena, const uint32_t* offsets, const uint32_t* lengths,
+                   uint32_t count, uint32_t start, uint8_t* out, uint32_t* used) {
+  *used = 1;
+  const uint8_t* p0 = arena + offsets[start];
+  const size_t len0 = lengths[start];
+  size_t ipLen, mss;
+  const uint8_t* t0 = CoalescableTcp(p0, len0, &ipLen, &mss);
+  if (t0 == nullptr || mss == 0 || (t0[13] & kTcpPsh) || start + 1 >= count) return 0;
+  const size_t hdrLen = len0 - mss;
+  const bool v6 = ipLen == 40;
+  uint32_t next = Get32(t0 + 4) + static_cast<uint32_t>(mss);
+  size_t total = len0;
+  bool push = false;
+  uint32_t j = start + 1;
+  for (; j < count && !push; j++) {
+    const uint8_t* q = arena + offsets[j];
+    const size_t lenQ = lengths[j];
+    size_t ipQ, payQ;
+    const uint8_t* tq = CoalescableTcp(q, lenQ, &ipQ, &payQ);
+    if (tq == nullptr || ipQ != ipLen || payQ == 0 || payQ > mss || lenQ - payQ != hdrLen ||
+        total + payQ > 65535 || Get32(tq + 4) != next)
+      break;
+    // The same flow, ack, window and options; IPv4: TOS, DF, TTL; IPv6: class, flow, hop limit.
+    if (v6 ? memcmp(p0, q, 4) != 0 || p0[7] != q[7] || memcmp(p0 + 8, q + 8, 32) != 0
+           : p0[1] != q[1] || p0[6] != q[6] || p0[8] != q[8] || memcmp(p0 + 12, q + 12, 8) != 0)
+      break;
+    if (memcmp(t0, tq, 4) != 0 || memcmp(t0 + 8, tq + 8, 5) != 0 || t0[14] != tq[14] ||
+        t0[15] != tq[15] || memcmp(t0 + 20, tq + 20, hdrLen - ipLen - 20) != 0)
+      break;
+    if (!TcpChecksumValid(q, lenQ, ipLen)) break;
+    if (j == start + 1 && !TcpChecksumValid(p0, len0, ipLen)) return 0;
+    push = (tq[13] & kTcpPsh) != 0;
+    next += static_cast<uint32_t>(payQ);
+    total += payQ;
+    if (payQ < mss) {
+      j++;
+      break;  // a short segment ends the run
+    }
+  }
+  if (j == start + 1) return 0;
+  *used = j - start;
+  // The super-packet: p0's headers (PSH from the last segment), then every payload in order.
+  VnetHdr h{kNeedsCsum,
+            static_cast<uint8_t>(v6 ? kGsoTcpV6 : kGsoTcpV4),
+            static_cast<uint16_t>(hdrLen),
+            static_cast<uint16_t>(mss),
+            static_cast<uint16_t>(ipLen),
+            16};
+  memcpy(out, &h, kVnetHdr);
+  uint8_t* o = out + kVnetHdr;
+  memcpy(o, p0, len0);
+  size_t at = len0;
+  for (uint32_t k = start + 1; k < j; k++) {
+    const size_t pay = lengths[k] - hdrLen;
+    memcpy(o + at, arena + offsets[k] + hdrLen, pay);
+    at += pay;
+  }
+  uint8_t* tcp = o + ipLen;
+  if (push) tcp[13] |= kTcpPsh;
+  if (v6) {
+    Put16(o + 4, static_cast<uint16_t>(total - 40));
+  } else {
+    Put16(o + 2, static_cast<uint16_t>(total));
+    Ipv4HeaderChecksum(o);
+  }
+  // CHECKSUM_PARTIAL: the field holds the pseudo-header sum, the kernel (or nobody: the stack
+  // trusts it) completes the rest.
+  const uint16_t partial = Fold(PseudoSum(o, v6, total - ipLen));
+  memcpy(tcp + 16, &partial, 2);
+  return kVnetHdr + total;
+}
+
+namespace {
+
 // tunReadOffload(fd, arena, slotSize, headroom, capacity, max, lengths, scratch, state): number
 // tunRead for a TUN with IFF_VNET_HDR: each read lands in `scratch` (at least 64 KiB + the header)
 // and is split into arena slots as tunRead places packets. A super-segment that does not fit in the
 // slots left stays in `scratch`, `state` (Uint32Array(3): its length, the next segment, and a count
-// of the super-segments read) remembering it, and the next call continues it before reading again. Returns the count, or a negated errno
-// when the first read fails with anything but EAGAIN.
+// of the super-segments read) remembering it, and the next call continues it before reading again.
+// Returns the count, or a negated errno when the first read fails with anything but EAGAIN.
 Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 9 || !info[1].IsBuffer() || !info[7].IsBuffer()) {
     throw Napi::TypeError::New(
-        env, "tunReadOffload(fd, arena, slotSize, headroom, capacity, max, lengths, scratch, state)");
+        env,
+        "tunReadOffload(fd, arena, slotSize, headroom, capacity, max, lengths, scratch, state)");
   }
   RecvSlots args = RecvSlotArgs(info);
   if (!args.Fit()) throw Napi::RangeError::New(env, "tunReadOffload: slots do not fit the arena");
@@ -249,12 +370,12 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
       }
       state[0] = static_cast<uint32_t>(r);
       state[1] = 0;
-      if (r >= static_cast<ssize_t>(kVnetHdr) && (scratch.Data()[1] & ~kGsoEcn) != kGsoNone) state[2]++;
+      if (r >= static_cast<ssize_t>(kVnetHdr) && (scratch.Data()[1] & ~kGsoEcn) != kGsoNone)
+        state[2]++;
     }
-    SplitResult s =
-        SplitVnetPacket(scratch.Data(), state[0], state[1],
-                        arena.Data() + static_cast<size_t>(n) * slot + headroom, slot, capacity,
-                        max - n, lengths + n);
+    SplitResult s = SplitVnetPacket(scratch.Data(), state[0], state[1],
+                                    arena.Data() + static_cast<size_t>(n) * slot + headroom, slot,
+                                    capacity, max - n, lengths + n);
     n += s.count;
     if (s.done) {
       state[0] = 0;
@@ -272,7 +393,8 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
 Napi::Value TunSplit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 7 || !info[0].IsBuffer() || !info[1].IsBuffer()) {
-    throw Napi::TypeError::New(env, "tunSplit(packet, arena, slotSize, headroom, capacity, max, lengths)");
+    throw Napi::TypeError::New(
+        env, "tunSplit(packet, arena, slotSize, headroom, capacity, max, lengths)");
   }
   auto packet = info[0].As<Napi::Buffer<uint8_t>>();
   RecvSlots args;
@@ -285,10 +407,38 @@ Napi::Value TunSplit(const Napi::CallbackInfo& info) {
   args.lengths = TypedArg<uint32_t>(info[6], "lengths", args.max);
   if (!args.Fit()) throw Napi::RangeError::New(env, "tunSplit: slots do not fit the arena");
   const uint32_t first = info.Length() > 7 ? info[7].As<Napi::Number>().Uint32Value() : 0;
-  SplitResult s = SplitVnetPacket(packet.Data(), packet.Length(), first,
-                                  args.arena.Data() + args.headroom, args.slot, args.capacity,
-                                  args.max, args.lengths);
+  SplitResult s =
+      SplitVnetPacket(packet.Data(), packet.Length(), first, args.arena.Data() + args.headroom,
+                      args.slot, args.capacity, args.max, args.lengths);
   return Napi::Number::New(env, s.count);
+}
+
+// tunCoalesce(arena, offsets, lengths, count, start, out): [length, used]
+// CoalesceTcp of packets start.. into `out` (at least 65 545 bytes): the super-packet's length with
+// its virtio_net_hdr (0: packet `start` goes alone) and how many packets it holds.
+Napi::Value TunCoalesce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 6 || !info[0].IsBuffer() || !info[5].IsBuffer()) {
+    throw Napi::TypeError::New(env, "tunCoalesce(arena, offsets, lengths, count, start, out)");
+  }
+  auto arena = info[0].As<Napi::Buffer<uint8_t>>();
+  const uint32_t count = info[3].As<Napi::Number>().Uint32Value();
+  const uint32_t start = info[4].As<Napi::Number>().Uint32Value();
+  auto out = info[5].As<Napi::Buffer<uint8_t>>();
+  uint32_t* offsets = TypedArg<uint32_t>(info[1], "offsets", count);
+  uint32_t* lengths = TypedArg<uint32_t>(info[2], "lengths", count);
+  if (start >= count || out.Length() < kVnetHdr + 65535)
+    throw Napi::RangeError::New(env, "tunCoalesce: start past count or out too small");
+  for (uint32_t i = 0; i < count; i++) {
+    if (static_cast<size_t>(offsets[i]) + lengths[i] > arena.Length())
+      throw Napi::RangeError::New(env, "tunCoalesce: packet outside the arena");
+  }
+  uint32_t used;
+  const size_t n = CoalesceTcp(arena.Data(), offsets, lengths, count, start, out.Data(), &used);
+  Napi::Array r = Napi::Array::New(env, 2);
+  r.Set(0u, Napi::Number::New(env, static_cast<double>(n)));
+  r.Set(1u, Napi::Number::New(env, used));
+  return r;
 }
 
 // tunVnetHdr(fd): whether the TUN fd was opened with IFF_VNET_HDR (TUNGETIFF): a device handed
@@ -322,10 +472,32 @@ ssize_t WriteVnet(int fd, const uint8_t* packet, size_t len) {
   return writev(fd, iov, 2);
 }
 
+int64_t WriteVnetBatch(int fd, const uint8_t* arena, const uint32_t* offsets,
+                       const uint32_t* lengths, uint32_t count) {
+  thread_local std::vector<uint8_t> super(kVnetHdr + 65535);
+  int64_t written = 0;
+  for (uint32_t i = 0; i < count;) {
+    uint32_t used;
+    const size_t n = CoalesceTcp(arena, offsets, lengths, count, i, super.data(), &used);
+    ssize_t r;
+    do {
+      r = n > 0 ? write(fd, super.data(), n) : WriteVnet(fd, arena + offsets[i], lengths[i]);
+    } while (r < 0 && errno == EINTR);
+    if (r >= 0) {
+      written += used;
+    } else if (errno == EBADFD || errno == EIO || errno == EBADF) {
+      return -errno;
+    }
+    i += used;
+  }
+  return written;
+}
+
 void InitOffload(Napi::Env env, Napi::Object exports) {
   exports.Set("tunReadOffload", Napi::Function::New(env, TunReadOffload));
   exports.Set("tunSplit", Napi::Function::New(env, TunSplit));
   exports.Set("tunVnetHdr", Napi::Function::New(env, TunVnetHdr));
+  exports.Set("tunCoalesce", Napi::Function::New(env, TunCoalesce));
 }
 
 }  // namespace podcrypt

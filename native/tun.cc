@@ -82,9 +82,10 @@ Napi::Value TunRead(const Napi::CallbackInfo& info) {
 }
 
 // tunWrite(fd, arena, offsets: Uint32Array, lengths: Uint32Array, count, vnetHdr?): number
-// Writes each packet (with `vnetHdr`, behind a virtio_net_hdr: the fd has IFF_VNET_HDR); returns
-// how many the kernel took. A packet it rejects (EINVAL: not an IP
-// packet) is skipped; a dead fd (EBADFD, EIO, EBADF) returns a negated errno.
+// Writes each packet (with `vnetHdr`, the fd has IFF_VNET_HDR: behind a virtio_net_hdr, runs of
+// one TCP flow coalesced into one write, native/offload.cc); returns how many the kernel took. A
+// packet it rejects (EINVAL: not an IP packet) is skipped; a dead fd (EBADFD, EIO, EBADF) returns a
+// negated errno.
 Napi::Value TunWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[1].IsBuffer()) {
@@ -96,6 +97,15 @@ Napi::Value TunWrite(const Napi::CallbackInfo& info) {
   uint32_t* offsets = TypedArg<uint32_t>(info[2], "offsets", count);
   uint32_t* lengths = TypedArg<uint32_t>(info[3], "lengths", count);
   const bool vnet = info.Length() > 5 && info[5].ToBoolean().Value();
+  if (vnet) {
+    for (uint32_t i = 0; i < count; i++) {
+      if (static_cast<size_t>(offsets[i]) + lengths[i] > arena.Length()) {
+        throw Napi::RangeError::New(env, "tunWrite: packet outside the arena");
+      }
+    }
+    return Napi::Number::New(
+        env, static_cast<double>(WriteVnetBatch(fd, arena.Data(), offsets, lengths, count)));
+  }
   uint32_t written = 0;
   for (uint32_t i = 0; i < count; i++) {
     if (static_cast<size_t>(offsets[i]) + lengths[i] > arena.Length()) {
@@ -103,8 +113,7 @@ Napi::Value TunWrite(const Napi::CallbackInfo& info) {
     }
     ssize_t r;
     do {
-      r = vnet ? WriteVnet(fd, arena.Data() + offsets[i], lengths[i])
-               : write(fd, arena.Data() + offsets[i], lengths[i]);
+      r = write(fd, arena.Data() + offsets[i], lengths[i]);
     } while (r < 0 && errno == EINTR);
     if (r >= 0) {
       written++;

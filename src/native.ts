@@ -99,6 +99,20 @@ export interface NativeAddon {
     lengths: Uint32Array,
     first?: number,
   ): number;
+  /**
+   * Coalesces the TCP packets `arena[offsets[start..]]` that continue one another (one flow, ack,
+   * window, options; full segments but the last; checksums valid; up to 64 KiB) into one
+   * virtio_net_hdr + super-packet in `out` (at least 65 545 bytes), as tunWrite with `vnetHdr`
+   * writes them. Returns [its length (0: packet `start` goes alone), the packets it holds].
+   */
+  tunCoalesce(
+    arena: Buffer,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    count: number,
+    start: number,
+    out: Buffer,
+  ): [number, number];
   /** Whether a TUN fd has IFF_VNET_HDR (TUNGETIFF). */
   tunVnetHdr(fd: number): boolean;
   /**

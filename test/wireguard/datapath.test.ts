@@ -371,6 +371,11 @@ describe("WireguardDatapath with TUN offloads, against a peer without them", () 
       want,
     );
     assert.equal(await transfer(nsF, nsE, "TCP4-LISTEN:5003,bind=10.66.0.1", "TCP4:10.66.0.1:5003"), want);
+    // E writes what it receives coalesced (one write per run of a flow's segments).
+    assert.equal(
+      await transfer(nsF, nsE, "TCP6-LISTEN:5004,bind=[fd00:66::1]", "TCP6:[fd00:66::1]:5004"),
+      want,
+    );
     const ec = (await e.counters()).counters;
     const fc = (await f.counters()).counters;
     assert.equal(ec.tunOffload, true);

@@ -292,3 +292,142 @@ test("garbage fills one slot of length 0 (dropped as malformed), never more", ()
   );
   assert.equal(lengths[0], CAPACITY);
 });
+
+/** The segments of `t` as tunSplit makes them, in one arena, with their offsets and lengths. */
+function segmentArena(t: Tcp): { arena: Buffer; offsets: Uint32Array; lengths: Uint32Array; count: number } {
+  const max = 64;
+  const arena = Buffer.alloc(SLOT * max);
+  const lengths = new Uint32Array(max);
+  const count = native().tunSplit(superSegment(t).read, arena, SLOT, HEADROOM, CAPACITY, max, lengths);
+  const offsets = new Uint32Array(max);
+  for (let i = 0; i < count; i++) offsets[i] = i * SLOT + HEADROOM;
+  return { arena, offsets, lengths, count };
+}
+
+function coalesce(
+  s: { arena: Buffer; offsets: Uint32Array; lengths: Uint32Array; count: number },
+  start = 0,
+): { out: Buffer; used: number } {
+  const out = Buffer.alloc(10 + 65535);
+  const [length, used] = native().tunCoalesce(s.arena, s.offsets, s.lengths, s.count, start, out);
+  return { out: out.subarray(0, length), used };
+}
+
+/** Checks a coalesced super-packet against the super-segment it was cut from. */
+function checkSuperPacket(t: Tcp, out: Buffer, segments: number): void {
+  const { read, l4, hdrLen } = superSegment(t);
+  const wantPayload = read.subarray(10 + hdrLen, 10 + hdrLen + Math.min(t.payload, segments * t.mss));
+  assert.equal(out[0], 1, "NEEDS_CSUM");
+  assert.equal(out[1], t.v6 ? 4 : 1, "gso_type");
+  assert.equal(out.readUInt16LE(2), hdrLen, "hdr_len");
+  assert.equal(out.readUInt16LE(4), t.mss, "gso_size");
+  assert.equal(out.readUInt16LE(6), l4, "csum_start");
+  assert.equal(out.readUInt16LE(8), 16, "csum_offset");
+  const ip = out.subarray(10);
+  assert.equal(ip.length, hdrLen + wantPayload.length);
+  assert.deepEqual(ip.subarray(hdrLen), wantPayload);
+  if (t.v6) assert.equal(ip.readUInt16BE(4), ip.length - 40);
+  else {
+    assert.equal(ip.readUInt16BE(2), ip.length);
+    assert.equal(onesSum(ip.subarray(0, 20)), 0xffff, "IPv4 header checksum");
+  }
+  assert.equal(ip.readUInt32BE(l4 + 4), t.seq ?? 0xfffff000, "the first segment's sequence number");
+  // CHECKSUM_PARTIAL: the field holds the pseudo-header sum; with the rest summed in, it verifies.
+  const field = ip.readUInt16BE(l4 + 16);
+  const check = Buffer.from(ip);
+  check.writeUInt16BE(0, l4 + 16);
+  const seg = check.subarray(l4);
+  const pseudo = t.v6 ? Buffer.alloc(40) : Buffer.alloc(12);
+  if (t.v6) {
+    check.copy(pseudo, 0, 8, 40);
+    pseudo.writeUInt32BE(seg.length, 32);
+    pseudo[39] = 6;
+  } else {
+    check.copy(pseudo, 0, 12, 20);
+    pseudo[9] = 6;
+    pseudo.writeUInt16BE(seg.length, 10);
+  }
+  assert.equal(field, onesSum(pseudo), "partial checksum: the pseudo-header sum");
+}
+
+test("segments of one flow coalesce back into the super-segment (IPv4, PSH from the last)", () => {
+  const t: Tcp = { payload: 1380 * 10 + 517, mss: 1380, flags: ACK | PSH };
+  const s = segmentArena(t);
+  assert.equal(s.count, 11);
+  const { out, used } = coalesce(s);
+  assert.equal(used, 11);
+  checkSuperPacket(t, out, 11);
+  assert.equal(out[10 + 20 + 13], ACK | PSH);
+});
+
+test("IPv6 segments with options coalesce; a lone packet goes as it is", () => {
+  const t: Tcp = { v6: true, payload: 1348 * 4, mss: 1348, options: 12 };
+  const s = segmentArena(t);
+  const { out, used } = coalesce(s);
+  assert.equal(used, 4);
+  checkSuperPacket(t, out, 4);
+  assert.deepEqual(coalesce(s, 3), { out: Buffer.alloc(0), used: 1 });
+});
+
+test("a run ends at PSH, at a short segment, at 64 KiB, and before a gap, another flow, a bad checksum, FIN", () => {
+  const t: Tcp = { payload: 1000 * 8, mss: 1000 };
+  const fresh = (): ReturnType<typeof segmentArena> => segmentArena(t);
+  const tcpAt = (s: ReturnType<typeof segmentArena>, i: number): number => s.offsets[i]! + 20;
+  // Recomputes the TCP checksum of IPv4 segment i.
+  const refresh = (s: ReturnType<typeof segmentArena>, i: number): void => {
+    const ip = s.arena.subarray(s.offsets[i]!, s.offsets[i]! + s.lengths[i]!);
+    ip.writeUInt16BE(0, 36);
+    const pseudo = Buffer.alloc(12);
+    ip.copy(pseudo, 0, 12, 20);
+    pseudo[9] = 6;
+    pseudo.writeUInt16BE(ip.length - 20, 10);
+    ip.writeUInt16BE(~onesSum(pseudo, ip.subarray(20)) & 0xffff, 36);
+  };
+  // PSH on segment 2 (checksum fixed): it ends the run, included.
+  let s = fresh();
+  s.arena[tcpAt(s, 2) + 13] = ACK | PSH;
+  refresh(s, 2);
+  assert.equal(coalesce(s).used, 3);
+  // A shorter segment 3: it ends the run, included.
+  s = segmentArena({ payload: 1000 * 3 + 10, mss: 1000 });
+  assert.equal(s.count, 4);
+  assert.equal(coalesce(s).used, 4);
+  // A gap in the sequence (segment 4 moved on), another port, a corrupted byte, FIN on segment 4.
+  const breaks: Array<[string, (s: ReturnType<typeof segmentArena>) => void]> = [
+    [
+      "sequence gap",
+      (s) => s.arena.writeUInt32BE(s.arena.readUInt32BE(tcpAt(s, 4) + 4) + 1, tcpAt(s, 4) + 4),
+    ],
+    ["another flow", (s) => s.arena.writeUInt16BE(40001, tcpAt(s, 4))],
+    ["FIN", (s) => (s.arena[tcpAt(s, 4) + 13] = ACK | FIN)],
+    ["another ack", (s) => s.arena.writeUInt32BE(778, tcpAt(s, 4) + 8)],
+  ];
+  breaks.push(["bad checksum", (s) => (s.arena[tcpAt(s, 4) + 25] = s.arena[tcpAt(s, 4) + 25]! ^ 0xff)]);
+  for (const [name, breakIt] of breaks) {
+    s = fresh();
+    breakIt(s);
+    if (name !== "bad checksum") refresh(s, 4); // breaks the run by its own rule, not by its checksum
+    const { out, used } = coalesce(s);
+    assert.equal(used, 4, name);
+    checkSuperPacket(t, out, 4);
+  }
+  // A bad checksum on the first packet: it goes alone.
+  s = fresh();
+  s.arena[tcpAt(s, 0) + 20] = s.arena[tcpAt(s, 0) + 20]! ^ 1;
+  assert.deepEqual(coalesce(s), { out: Buffer.alloc(0), used: 1 });
+  // 64 KiB: 60 segments of 1400 bytes (two super-segments, one sequence) make runs of 46 and 14.
+  const s1 = segmentArena({ payload: 1400 * 40, mss: 1400 });
+  const s2 = segmentArena({ payload: 1400 * 20, mss: 1400, seq: (0xfffff000 + 1400 * 40) >>> 0 });
+  const b = {
+    arena: Buffer.concat([s1.arena, s2.arena]),
+    offsets: new Uint32Array(60).map((_, i) =>
+      i < 40 ? s1.offsets[i]! : s1.arena.length + s2.offsets[i - 40]!,
+    ),
+    lengths: new Uint32Array(60).map((_, i) => (i < 40 ? s1.lengths[i]! : s2.lengths[i - 40]!)),
+    count: 60,
+  };
+  const first = coalesce(b);
+  assert.equal(first.used, 46);
+  assert.equal(first.out.length, 10 + 40 + 46 * 1400);
+  assert.equal(coalesce(b, 46).used, 14);
+});
