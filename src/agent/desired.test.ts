@@ -472,6 +472,30 @@ describe("desiredState, selective encryption", () => {
     assert.deepEqual(sw.strict.selection?.localSources, ["10.244.1.1"]);
   });
 
+  it("dual-stack pods: both families' pod CIDRs in the selected table, IPv6 selectors marked alike", () => {
+    const dual = nodes.map((n, i) =>
+      parseResource("nodes", {
+        ...n,
+        underlay: { ...n.underlay, ipv6: `fd30::${i + 1}` },
+        podCIDRs: [...n.podCIDRs, `fd00:10:244:${i + 1}::/64`],
+      }),
+    );
+    const dns6 = { ...dns, podIPs: ["10.244.2.5", "fd00:10:244:2::5"] };
+    const d = desiredState(SETTINGS, selective(cluster("idle", ON)), dual, ALL_UP, {
+      encrypt: [dns6],
+      expectEncrypted: [dns6],
+    });
+    assert.deepEqual(d.routes, [
+      { dst: "10.244.2.0/24", kind: "plain", via: "172.30.0.12", dev: "eth0" },
+      { dst: "10.244.2.0/24", kind: "tunnel", dev: "podcrypt0", table: "selected" },
+      { dst: "fd00:10:244:2::/64", kind: "plain", via: "fd30::2", dev: "eth0" },
+      { dst: "fd00:10:244:2::/64", kind: "tunnel", dev: "podcrypt0", table: "selected" },
+    ]);
+    assert.deepEqual(d.strict.selection?.encrypt, [
+      { protocol: "udp", port: 53, podIPs: ["10.244.2.5", "fd00:10:244:2::5"], local: false },
+    ]);
+  });
+
   it("encryption off: plaintext routes only, nothing in the selected table", () => {
     const d = desiredState(SETTINGS, selective(cluster("idle", OFF)), nodes, ALL_UP);
     assert.deepEqual(d.routes, [{ dst: "10.244.2.0/24", kind: "plain", via: "172.30.0.12", dev: "eth0" }]);
