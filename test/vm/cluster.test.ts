@@ -52,7 +52,8 @@ interface Status {
   nodes: Array<{ name: string; backend: string; errors: string[]; peers: Peer[] }>;
 }
 
-type Verify = VerifyJson;
+/** verify's JSON; node-to-node checks (host encryption on) carry `host: true`. */
+type Verify = Omit<VerifyJson, "pairs"> & { pairs: Array<VerifyJson["pairs"][number] & { host?: true }> };
 
 /** One local cluster in its own PODCRYPT_HOME, driven through the CLI. */
 class Cluster {
@@ -113,18 +114,29 @@ class Cluster {
     return JSON.parse(r.stdout) as Status;
   }
 
-  async verify(t: TestContext, extra: string[] = []): Promise<Verify> {
+  /**
+   * `verify --json` must pass on every check: with `dualHost` (see config()) every ordered pair of
+   * the 3 nodes once per pod family and once node to node, else once (IPv4 pods).
+   */
+  async verify(t: TestContext, dualHost: boolean, extra: string[] = []): Promise<Verify> {
     const r = await this.podcrypt(["verify", "--json", "--timeout", "120", ...extra], t);
     const v = JSON.parse(r.stdout || "{}") as Verify;
     for (const p of v.pairs ?? [])
       assert.deepEqual(
         [p.delivered, p.plaintextSeen, p.error],
         [true, false, undefined],
-        `${p.from}->${p.to}: ${JSON.stringify(p)}\n${this.logTail()}`,
+        `${p.from}->${p.to} ${p.family}${p.host === true ? " host" : ""}: ${JSON.stringify(p)}\n${this.logTail()}`,
       );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(v.ok, true);
-    assert.equal(v.pairs.length, 6, "every ordered pair of the 3 nodes");
+    const kinds = dualHost ? ["ipv4", "ipv6", "ipv4 host"] : ["ipv4"];
+    assert.deepEqual(
+      v.pairs.map((p) => `${p.from}>${p.to} ${p.family}${p.host === true ? " host" : ""}`).sort(),
+      NODES.flatMap((a) =>
+        NODES.filter((b) => b !== a).flatMap((b) => kinds.map((k) => `${a}>${b} ${k}`)),
+      ).sort(),
+      "every ordered pair of the 3 nodes, in each family checked",
+    );
     return v;
   }
 
@@ -175,10 +187,15 @@ class Cluster {
   }
 }
 
-/** Three nodes with one pod each (every pod start costs seconds here); `dataplane` per node. */
-function config(mode: "wireguard" | "ipsec", node3: "kernel" | "userspace"): string {
+/**
+ * Three nodes with one pod each (every pod start costs seconds here); `dataplane` per node. The
+ * kernel-only clusters (`dualHost`) run dual-stack pods (IPv4 underlay) with host encryption on, so
+ * that the kernel backends carry IPv6 pod CIDRs and the host routes of table 5041 too.
+ */
+function config(mode: "wireguard" | "ipsec", node3: "kernel" | "userspace", dualHost = false): string {
   return [
     `mode: ${mode}`,
+    ...(dualHost ? ["ipFamily: dual", "hostEncryption: true"] : []),
     "nodes:",
     "  - {name: node-1, pods: 1}",
     "  - {name: node-2, pods: 1}",
@@ -276,11 +293,13 @@ describe(
   { skip: skipUnless("kernel-wireguard") },
   () => {
     const c = new Cluster("kernel-wireguard");
-    before(async (t) => c.up(config("wireguard", "kernel"), ["--dataplane", "kernel"], t as TestContext));
+    before(async (t) =>
+      c.up(config("wireguard", "kernel", true), ["--dataplane", "kernel"], t as TestContext),
+    );
     after(() => c.down());
 
     it("verify passes and every node runs kernel WireGuard", async (t) => {
-      await c.verify(t);
+      await c.verify(t, true);
       const s = await c.status(t);
       assert.deepEqual(
         s.nodes.map((n) => [n.name, n.backend]),
@@ -332,7 +351,7 @@ describe(
         );
       });
       assert.ok(c.changes("node-1").length > before, "the repair is logged");
-      await c.verify(t);
+      await c.verify(t, true);
     });
 
     it("5 rotations under continuous traffic lose 0 packets", async (t) => rotationsUnderTraffic(c, t));
@@ -345,12 +364,12 @@ describe(
   () => {
     const c = new Cluster("kernel-ipsec");
     before(async (t) =>
-      c.up(config("ipsec", "kernel"), ["--dataplane", "kernel", "--mode", "ipsec"], t as TestContext),
+      c.up(config("ipsec", "kernel", true), ["--dataplane", "kernel", "--mode", "ipsec"], t as TestContext),
     );
     after(() => c.down());
 
     it("verify passes and every node runs kernel XFRM", async (t) => {
-      await c.verify(t);
+      await c.verify(t, true);
       const s = await c.status(t);
       assert.deepEqual(
         s.nodes.map((n) => [n.name, n.backend]),
@@ -433,7 +452,7 @@ describe(
         return now.some((x) => x.spi === Number(inSpi)) && link !== "";
       });
       assert.ok(c.changes("node-1").length > before, "the repair is logged");
-      await c.verify(t);
+      await c.verify(t, true);
     });
 
     it("5 rotations under continuous traffic lose 0 packets", async (t) => rotationsUnderTraffic(c, t));
@@ -449,7 +468,7 @@ describe(
     after(() => c.down());
 
     it("every pair is encrypted and verify passes", async (t) => {
-      await c.verify(t);
+      await c.verify(t, false);
       const s = await c.status(t);
       assert.deepEqual(
         s.nodes.map((n) => n.backend),
@@ -475,7 +494,7 @@ describe(
     after(() => c.down());
 
     it("every pair is encrypted and verify passes", async (t) => {
-      await c.verify(t);
+      await c.verify(t, false);
       const s = await c.status(t);
       assert.deepEqual(
         s.nodes.map((n) => n.backend),
