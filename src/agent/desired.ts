@@ -112,6 +112,29 @@ export function strictFor(c: ClusterEncryption): { dropOutbound: boolean; dropIn
 }
 
 /**
+ * Host encryption in the phase (docs/design.md#host-encryption), make before break like
+ * {@link strictFor}: `accept`, the peers' host addresses in every generation's peer entries (the
+ * receive side); `route`, this node's own host traffic into the tunnels. Switched on, a run accepts
+ * from prepare and routes from switch, once every node accepts; switched off, it stops routing at
+ * switch and stops accepting at retire, once no node routes. Pure in the cluster's state, so an
+ * agent restarted in any phase installs what that phase wants.
+ */
+export function hostFor(c: ClusterEncryption): { accept: boolean; route: boolean } {
+  const a = applied(c).host;
+  const t = c.target?.host ?? a;
+  switch (c.phase) {
+    case "idle":
+      return { accept: a, route: a };
+    case "prepare":
+      return { accept: a || t, route: a };
+    case "switch":
+      return { accept: a || t, route: t };
+    case "retire":
+      return { accept: t, route: t };
+  }
+}
+
+/**
  * Whether a WireGuard session of generation `epoch` with the peer whose key is `publicKey` is up
  * (a handshake completed), as the data plane reports it.
  */
@@ -338,9 +361,11 @@ export function desiredState(
   // A node with only an IPv6 underlay address reaches its peers at theirs.
   const ipv6 = self !== undefined && self.underlay.ipv4 === undefined;
   // Host encryption (docs/design.md#host-encryption) needs an IPv4 host address at both ends.
-  const host = c.hostEncryption && self?.underlay.ipv4 !== undefined;
+  const hostPhase = hostFor(c);
+  const hostAccept = hostPhase.accept && self?.underlay.ipv4 !== undefined;
+  const hostRoute = hostPhase.route && self?.underlay.ipv4 !== undefined;
   const peerIn = (g: { epoch: number; mode: EncryptionMode }, n: Node, port: number) => {
-    const p = memo.peer(n, g.epoch, port, ipv6, host);
+    const p = memo.peer(n, g.epoch, port, ipv6, hostAccept);
     return g.mode === "ipsec" && p?.saInstance === undefined ? undefined : p;
   };
   const generations: DesiredGeneration[] = installed.map((g) => {
@@ -381,7 +406,9 @@ export function desiredState(
   };
   const selective = c.encryption === "selective";
   const routes: DesiredRoute[] = [];
-  const src = host ? self!.underlay.ipv4 : undefined;
+  // The source address of the node's own packets is one the peers accept only while they do: it
+  // follows the routing of host traffic, which starts after every node accepts and ends before.
+  const src = hostRoute ? self!.underlay.ipv4 : undefined;
   for (const n of others) {
     const via = carrier(n)?.ifname ?? null;
     for (const r of memo.routesTo(n, via, sending !== undefined, selective, settings.underlayIf, src))
@@ -389,11 +416,11 @@ export function desiredState(
     // Host traffic goes through the tunnel that carries the peer's pods; with none up it goes as
     // before, in plaintext: strict mode does not cover host traffic (a node must never lock itself
     // out of its datastore or its operators).
-    const dst = hostAddress(n, host);
+    const dst = hostAddress(n, hostRoute);
     if (dst !== undefined && src !== undefined && via !== null && sending !== undefined)
       routes.push({ dst, kind: "tunnel", dev: via, src, table: "host" });
   }
-  const hostState = host ? { host: hostRouting(settings, generations) } : {};
+  const hostState = hostRoute ? { host: hostRouting(settings, generations) } : {};
   const strict = {
     ...strictFor(c),
     underlayIf: settings.underlayIf,

@@ -134,6 +134,22 @@ function exclusionSelector(e: HostExclusion): string {
 }
 
 /**
+ * The commands that keep the rule of marked packets (selective encryption: `fwmark` of
+ * {@link SELECT_MARK} looks up the selected table) in `rules`, the installed rules of one family
+ * (`ip rule` or `ip -6 rule`, which the commands are for): exactly one when `want`, none otherwise.
+ */
+export function selectedRuleCommands(rules: readonly IpRule[], want: boolean): string[] {
+  const have = rules.filter(isSelectedRule);
+  const ok = have.length === 1 && have[0]!.fwmark === `0x${SELECT_MARK.toString(16)}`;
+  const out: string[] = [];
+  if (!want || !ok)
+    for (let i = 0; i < have.length; i++) out.push(`rule del priority ${SELECTED_RULE_PRIORITY}`);
+  if (want && !ok)
+    out.push(`rule add priority ${SELECTED_RULE_PRIORITY} fwmark ${markArg} lookup ${SELECTED_TABLE}`);
+  return out;
+}
+
+/**
  * The commands that bring host encryption's rules to `host` (none at all when undefined): the
  * exclusions to the main table first, then the rule of the host table. When anything differs the
  * host table's rule goes first and comes back last, so the tunnels' own datagrams are never routed
@@ -171,9 +187,9 @@ export function hostRuleCommands(rules: readonly IpRule[], host: DesiredHost | u
  * Routes to other nodes' pod CIDRs: reads the installed ones (the main table, podcrypt's `selected`
  * and `host` tables and the rules, in one `ip -j -batch` process), replaces what differs and
  * deletes routes that are no longer wanted (in main only those `managed` accepts, the cluster pod
- * CIDRs; in podcrypt's tables all), keeps the `ip rule` of marked packets exactly when some route
- * wants the selected table and host encryption's rules exactly when `host` is given, all in one
- * `ip -batch` process. `ip route replace` swaps a route atomically, so moving traffic from one
+ * CIDRs; in podcrypt's tables all), keeps the `ip rule` of marked packets of each family exactly
+ * when some route of that family wants the selected table and host encryption's rules exactly when
+ * `host` is given, all in one `ip -batch` process (IPv6 rules in one of their own: see below). `ip route replace` swaps a route atomically, so moving traffic from one
  * generation's interface to the next loses nothing. Returns the number of changes.
  */
 export async function reconcileRoutes(
@@ -224,14 +240,32 @@ export async function reconcileRoutes(
   }
   const allRules = JSON.parse(rulesJson) as IpRule[];
   commands.push(...hostRuleCommands(allRules, host));
-  const rules = allRules.filter(isSelectedRule);
-  const wantRule = wanted.selected.size > 0;
-  const ruleOk = rules.length === 1 && rules[0]!.fwmark === `0x${SELECT_MARK.toString(16)}`;
-  if (!wantRule || !ruleOk)
-    for (let i = 0; i < rules.length; i++) commands.push(`rule del priority ${SELECTED_RULE_PRIORITY}`);
-  // The rule is added after the routes it leads to exist (the batch runs in order).
-  if (wantRule && !ruleOk)
-    commands.push(`rule add priority ${SELECTED_RULE_PRIORITY} fwmark ${markArg} lookup ${SELECTED_TABLE}`);
+  // The rule of marked packets, per family: each wanted while the selected table routes that
+  // family's pod CIDRs. The rule is added after the routes it leads to exist (the batch runs in
+  // order): a marked packet the rule sends to a table without its route would leave in plaintext.
+  const selectedV6 = (dst: string): boolean => dst.includes(":");
+  const want6 = [...wanted.selected].some(selectedV6);
+  commands.push(
+    ...selectedRuleCommands(
+      allRules,
+      [...wanted.selected].some((d) => !selectedV6(d)),
+    ),
+  );
+  // IPv6 rules are another family's list (`ip -6 rule`), which a batch of the default family can
+  // neither read nor write: read in a process of its own, only when the selected table routes
+  // IPv6 pods or is to stop doing so, so a node without selected IPv6 pods starts no more
+  // processes than before. Removed before the routes go, added after they came.
+  let commands6: string[] = [];
+  if (want6 || [...tables.selected.keys()].some(selectedV6))
+    commands6 = selectedRuleCommands(
+      JSON.parse(await run("ip", ["-6", "-j", "rule", "show"])) as IpRule[],
+      want6,
+    );
+  const batch6 = async (): Promise<void> => {
+    if (commands6.length > 0) await run("ip", ["-6", "-batch", "-"], { input: commands6.join("\n") + "\n" });
+  };
+  if (!want6) await batch6();
   if (commands.length > 0) await run("ip", ["-batch", "-"], { input: commands.join("\n") + "\n" });
-  return commands.length;
+  if (want6) await batch6();
+  return commands.length + commands6.length;
 }
