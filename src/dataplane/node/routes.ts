@@ -1,6 +1,6 @@
 import { PodcryptError } from "../../errors/index.js";
 import { run } from "../../platform/netns/netns.js";
-import type { DesiredHost, DesiredRoute, HostExclusion } from "../types.js";
+import type { DesiredHost, DesiredRoute, HostExclusion, HostFamily } from "../types.js";
 import { SELECT_MARK } from "./nft.js";
 
 /**
@@ -32,7 +32,7 @@ interface IpRoute {
   prefsrc?: string;
 }
 
-/** An IPv4 rule as `ip -j rule show` prints it (the fields podcrypt's rules use). */
+/** A rule as `ip -j rule show` (IPv4) or `ip -6 -j rule show` prints it (the fields podcrypt's rules use). */
 export interface IpRule {
   priority?: number;
   fwmark?: string;
@@ -133,19 +133,34 @@ function exclusionSelector(e: HostExclusion): string {
   });
 }
 
+/** Whether exclusion `e` belongs to `family`'s rules: one by CIDR to its CIDR's family only, one by port to both. */
+function inFamily(e: HostExclusion, family: HostFamily): boolean {
+  const cidr = e.to ?? e.from;
+  return cidr === undefined || cidr.includes(":") === (family === "ipv6");
+}
+
 /**
- * The commands that bring host encryption's rules to `host` (none at all when undefined): the
- * exclusions to the main table first, then the rule of the host table. When anything differs the
- * host table's rule goes first and comes back last, so the tunnels' own datagrams are never routed
- * into a tunnel, not even between two commands.
+ * The commands that bring host encryption's rules of `family` (`rules` are the installed ones of
+ * that family: `ip rule` or `ip -6 rule`, which the commands are for) to `host` (none at all when
+ * undefined or `host` does not cover the family): the exclusions to the main table first, then the
+ * rule of the host table. When anything differs the host table's rule goes first and comes back
+ * last, so the tunnels' own datagrams are never routed into a tunnel, not even between two commands.
  */
-export function hostRuleCommands(rules: readonly IpRule[], host: DesiredHost | undefined): string[] {
+export function hostRuleCommands(
+  rules: readonly IpRule[],
+  host: DesiredHost | undefined,
+  family: HostFamily = "ipv4",
+): string[] {
+  if (host !== undefined && !host.families.includes(family)) host = undefined;
   const haveExcl = rules
     .filter((r) => r.priority === HOST_EXCLUDE_PRIORITY && r.table === "main")
     .map(installedSelector)
     .sort();
   const haveHost = rules.filter((r) => r.priority === HOST_RULE_PRIORITY);
-  const wantExcl = host === undefined ? [] : [...new Set(host.exclude.map(exclusionSelector))].sort();
+  const wantExcl =
+    host === undefined
+      ? []
+      : [...new Set(host.exclude.filter((e) => inFamily(e, family)).map(exclusionSelector))].sort();
   const hostOk =
     host === undefined
       ? haveHost.length === 0
@@ -172,8 +187,9 @@ export function hostRuleCommands(rules: readonly IpRule[], host: DesiredHost | u
  * and `host` tables and the rules, in one `ip -j -batch` process), replaces what differs and
  * deletes routes that are no longer wanted (in main only those `managed` accepts, the cluster pod
  * CIDRs; in podcrypt's tables all), keeps the `ip rule` of marked packets exactly when some route
- * wants the selected table and host encryption's rules exactly when `host` is given, all in one
- * `ip -batch` process. `ip route replace` swaps a route atomically, so moving traffic from one
+ * wants the selected table and host encryption's rules exactly when `host` is given (of each
+ * family it covers), all in one `ip -batch` process (IPv6 rules in one of their own: see below).
+ * `ip route replace` swaps a route atomically, so moving traffic from one
  * generation's interface to the next loses nothing. Returns the number of changes.
  */
 export async function reconcileRoutes(
@@ -223,7 +239,7 @@ export async function reconcileRoutes(
         commands.push(`route del ${r.type === "blackhole" ? "blackhole " : ""}${dst} table ${id}`);
   }
   const allRules = JSON.parse(rulesJson) as IpRule[];
-  commands.push(...hostRuleCommands(allRules, host));
+  commands.push(...hostRuleCommands(allRules, host, "ipv4"));
   const rules = allRules.filter(isSelectedRule);
   const wantRule = wanted.selected.size > 0;
   const ruleOk = rules.length === 1 && rules[0]!.fwmark === `0x${SELECT_MARK.toString(16)}`;
@@ -232,6 +248,20 @@ export async function reconcileRoutes(
   // The rule is added after the routes it leads to exist (the batch runs in order).
   if (wantRule && !ruleOk)
     commands.push(`rule add priority ${SELECTED_RULE_PRIORITY} fwmark ${markArg} lookup ${SELECTED_TABLE}`);
+  // IPv6 rules are another family's list (`ip -6 rule`), which a batch of the default family can
+  // neither read nor write: read in a process of its own, only when host encryption covers IPv6 or
+  // the host table still holds IPv6 routes (rules left behind without them route nothing), so a
+  // node without IPv6 host addresses starts no more processes than before. Changed before the
+  // routes, which is safe both ways: the rules of a table that holds no route yet route nothing,
+  // and when host encryption goes off its rules go before its routes.
+  const v6Routes = [...tables.host.keys()].some((dst) => dst.includes(":"));
+  let v6 = 0;
+  if (v6Routes || host?.families.includes("ipv6") === true) {
+    const rules6 = JSON.parse(await run("ip", ["-6", "-j", "rule", "show"])) as IpRule[];
+    const commands6 = hostRuleCommands(rules6, host, "ipv6");
+    if (commands6.length > 0) await run("ip", ["-6", "-batch", "-"], { input: commands6.join("\n") + "\n" });
+    v6 = commands6.length;
+  }
   if (commands.length > 0) await run("ip", ["-batch", "-"], { input: commands.join("\n") + "\n" });
-  return commands.length;
+  return commands.length + v6;
 }
