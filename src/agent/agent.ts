@@ -37,6 +37,7 @@ import { TunnelTracker, type TunnelReport } from "./tunnels.js";
 import { WorkloadGate, type TunnelView } from "./gate.js";
 import { chainText } from "../errors/describe.js";
 import { FailureTracker } from "./failures.js";
+import { hostReport } from "./host-report.js";
 import {
   describeRefusal,
   standingClaims,
@@ -156,6 +157,8 @@ export class Agent {
   private readonly selection = new SelectionTracker();
   /** The selector-set hash this node last published. */
   private publishedSelection: string | undefined;
+  /** The host-encryption report this node last published (JSON of src/agent/host-report.ts). */
+  private publishedHost: string | undefined;
   /** Data-plane daemons replaced since this agent started, and the last time (for status). */
   private daemonRestarts: { count: number; last?: string } = { count: 0 };
   private authority: AuthoritySource | undefined;
@@ -663,6 +666,17 @@ export class Agent {
         );
         this.publishedSelection = selective.hash;
         this.o.logger.info({ selection: selective.hash }, "selected traffic installed");
+      }
+      // What `podcrypt status` shows of host encryption: what this pass installed, written on change.
+      const host = hostReport(desired, nodes);
+      const hostJson = JSON.stringify(host);
+      if (this.publishedHost !== hostJson) {
+        await this.publish((n) =>
+          JSON.stringify(n.status?.hostEncryption) === hostJson
+            ? undefined
+            : { ...n, status: { ...n.status, errors: n.status?.errors ?? [], hostEncryption: host } },
+        );
+        this.publishedHost = hostJson;
       }
       const now = this.o.clock.wallNow();
       const live = nodes.filter((n) => n.name !== this.name && isLive(n, this.live));

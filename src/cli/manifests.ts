@@ -69,6 +69,11 @@ export function registerManifests(program: Command): void {
       parseIntFlag("--controller-replicas", 1, 10),
       2,
     )
+    .option(
+      "--host-encryption",
+      "seed ClusterEncryption with node-to-node encryption on (config cluster.hostEncryption; `podcrypt enable --host|--no-host` switches it later)",
+      false,
+    )
     .option("--json", "print a JSON List instead of YAML", false)
     .option("--kustomize-dir <dir>", "write the kustomize base (kustomization.yaml + files) into DIR instead")
     .option("--check", "with --kustomize-dir: fail if DIR is not what would be written", false)
@@ -78,6 +83,7 @@ export function registerManifests(program: Command): void {
         namespace: string;
         image?: string;
         controllerReplicas: number;
+        hostEncryption: boolean;
         json: boolean;
         kustomizeDir?: string;
         check: boolean;
@@ -88,6 +94,7 @@ export function registerManifests(program: Command): void {
           namespace: o.namespace,
           image: o.image ?? defaults.image,
           controllerReplicas: o.controllerReplicas,
+          hostEncryption: o.hostEncryption,
         };
         if (o.check && o.kustomizeDir === undefined)
           throw new PodcryptError("EUSAGE", "--check needs --kustomize-dir DIR");

@@ -30,7 +30,7 @@ function ago(ms: number | undefined): string {
 /** The human form of `podcrypt status`: `swanctl --list-sa` and `wg show` combined. */
 export function renderStatus(s: ClusterStatus): string {
   const lines = [
-    `encryption: ${s.enabled ? "on" : "off"} · mode ${s.mode} · ${s.encryption === "selective" ? "selective (what policies select)" : "all pod traffic"} · epoch ${s.epoch} · phase ${s.phase}` +
+    `encryption: ${s.enabled ? "on" : "off"} · mode ${s.mode} · ${s.encryption === "selective" ? "selective (what policies select)" : "all pod traffic"} · host encryption ${s.hostEncryption ? "on" : "off"} · epoch ${s.epoch} · phase ${s.phase}` +
       (s.target ? ` → epoch ${s.target.epoch} (${s.target.enabled ? s.target.mode : "off"})` : ""),
   ];
   for (const c of s.controllers)
@@ -61,6 +61,17 @@ export function renderStatus(s: ClusterStatus): string {
         `, data plane ${n.restarts.dataplane}` +
         (n.restarts.lastDataplane ? ` (last ${n.restarts.lastDataplane})` : ""),
     );
+    const h = n.hostEncryption;
+    // Host encryption per node: shown when the cluster asks for it or the node still applies it.
+    if (s.hostEncryption || h?.applied === true)
+      lines.push(
+        h === undefined
+          ? "  host encryption: not reported yet"
+          : h.applied
+            ? `  host encryption: applied · ${h.routes} host ${h.routes === 1 ? "route" : "routes"}` +
+              (h.peers.length > 0 ? ` (to ${h.peers.join(", ")})` : "")
+            : "  host encryption: NOT APPLIED by this node (no host address it can tunnel, or no pass since the switch)",
+      );
     for (const e of n.errors) lines.push(`  error: ${e}`);
     const drops = n.plaintextDrops ?? [];
     if (drops.length > 0)

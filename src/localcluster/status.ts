@@ -40,6 +40,12 @@ export interface NodeStatus {
    * plaintext although it should have been encrypted. `peer` "" is an address no node owns.
    */
   plaintextDrops?: Array<{ peer: string; direction: "out" | "in"; packets: number }>;
+  /**
+   * Host encryption as the node's agent installed it last (Node `status.hostEncryption`):
+   * `applied` when it routes host traffic through its tunnels, how many host routes, to which
+   * peers. Absent before the agent's first pass.
+   */
+  hostEncryption?: { applied: boolean; routes: number; peers: string[] };
   peers: PeerStatus[];
 }
 
@@ -61,6 +67,11 @@ export interface ClusterStatus {
   mode: string;
   /** `all` inter-node pod traffic, or `selective` (only what policies select). */
   encryption: "all" | "selective";
+  /**
+   * Node-to-node encryption (docs/design.md#host-encryption) as the cluster asks for it; whether
+   * each node applies it is in its `hostEncryption`.
+   */
+  hostEncryption: boolean;
   phase: string;
   epoch: number;
   target?: { epoch: number; enabled: boolean; mode: string };
@@ -182,6 +193,7 @@ export async function collectStatus(
     enabled: a.enabled,
     mode: a.mode,
     encryption: cluster?.encryption ?? "all",
+    hostEncryption: cluster?.hostEncryption ?? false,
     phase: cluster?.phase ?? "idle",
     epoch: cluster?.epoch ?? 0,
     ...(cluster?.target === undefined ? {} : { target: cluster.target }),
@@ -281,6 +293,9 @@ export async function collectStatus(
         ...(daemons?.last === undefined ? {} : { lastDataplane: daemons.last }),
       },
       plaintextDrops: (n?.status?.plaintextDrops ?? []).map((d) => ({ ...d })),
+      ...(n?.status?.hostEncryption === undefined
+        ? {}
+        : { hostEncryption: { ...n.status.hostEncryption, peers: [...n.status.hostEncryption.peers] } }),
       peers: peers.sort((x, y) => x.node.localeCompare(y.node) || x.epoch - y.epoch),
     });
   }

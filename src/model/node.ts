@@ -118,6 +118,20 @@ export const nodeStatusSchema = z.strictObject({
     })
     .optional(),
   /**
+   * Host encryption as the node's last pass installed it (docs/design.md#host-encryption):
+   * `applied` when it routes host traffic through its tunnels (the cluster asks for it and the
+   * node has a host address), `routes` how many host routes it holds and `peers` the nodes whose
+   * host addresses those routes send into a tunnel (only peers whose tunnel is up). Absent until
+   * the agent's first pass (and from agents that predate it).
+   */
+  hostEncryption: z
+    .strictObject({
+      applied: z.boolean(),
+      routes: z.number().int().min(0),
+      peers: z.array(objectName).max(4096).default([]),
+    })
+    .optional(),
+  /**
    * The agent's reconcile failure going on (or the last one, with `clearedAt`): the error and its
    * causes outermost first (a failed command with its command line, exit code and stderr, secrets
    * redacted), when it began, how many passes failed that way and when last.

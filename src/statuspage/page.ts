@@ -89,9 +89,11 @@ function drawRotations(v) {
 function drawNodes(v) {
   const t = $("nodes"); t.replaceChildren();
   const keys = [...new Set(v.nodes.flatMap((n) => Object.keys(n.counters)))].sort();
-  t.append(row(["node", "agent", "backend", "key epochs", "tunnels judged", ...keys, "errors"], true));
+  t.append(row(["node", "agent", "backend", "key epochs", "tunnels judged", "host encryption", ...keys, "errors"], true));
+  const host = (h) => !h ? (v.cluster.hostEncryption ? "not reported" : "\\u2014") : !h.applied ? (v.cluster.hostEncryption ? "NOT APPLIED" : "off") :
+    h.routes + (h.routes === 1 ? " route" : " routes") + (h.peers.length ? " (to " + h.peers.join(", ") + ")" : "");
   for (const n of v.nodes) {
-    const tr = row([n.name, n.live ? "live" : "NOT REPORTING", n.backend, n.epochs.join(", ") || "\\u2014", n.tunnelsAt || "\\u2014", ...keys.map((k) => n.counters[k] ?? 0), n.errors.join("; ") || "\\u2014"]);
+    const tr = row([n.name, n.live ? "live" : "NOT REPORTING", n.backend, n.epochs.join(", ") || "\\u2014", n.tunnelsAt || "\\u2014", host(n.hostEncryption), ...keys.map((k) => n.counters[k] ?? 0), n.errors.join("; ") || "\\u2014"]);
     tr.dataset.node = n.name;
     if (!n.live) tr.className = "failing";
     t.append(tr);
@@ -101,7 +103,7 @@ function draw(v) {
   for (const f of FIELDS) if (!(f in v)) throw new Error("status.json lacks " + f);
   const c = v.cluster;
   $("cluster").textContent = "encryption " + (c.enabled ? "on" : "off") + " \\u00b7 mode " + c.mode + " \\u00b7 " +
-    (c.encryption === "selective" ? "selective" : "all pod traffic") + (c.strict ? " \\u00b7 strict" : "") +
+    (c.encryption === "selective" ? "selective" : "all pod traffic") + (c.strict ? " \\u00b7 strict" : "") + (c.hostEncryption ? " \\u00b7 host encryption" : "") +
     " \\u00b7 epoch " + c.epoch + " \\u00b7 phase " + c.phase + (c.target ? " \\u2192 epoch " + c.target.epoch : "") +
     (c.lastCompletedAt ? " \\u00b7 last run finished " + c.lastCompletedAt : "") +
     (c.timeouts.length ? " \\u00b7 timeouts: " + c.timeouts.join(", ") : "") + (c.lagging.length ? " \\u00b7 lagging: " + c.lagging.join(", ") : "");

@@ -1,4 +1,4 @@
-import type { PairState, PhaseView, StatusView } from "./view.js";
+import type { NodeView, PairState, PhaseView, StatusView } from "./view.js";
 
 /** The matrix cell of each pair state in a terminal (fixed width). */
 const CELL: Record<PairState, string> = {
@@ -13,6 +13,14 @@ function phase(p: PhaseView): string {
   return `${p.started === undefined ? "" : `started ${p.started}, `}${p.acks} acks${p.lastAck === undefined ? "" : ` (last ${p.lastAck})`}`;
 }
 
+/** A node's host encryption, when the cluster asks for it or the node still applies it. */
+function hostText(h: NodeView["hostEncryption"], wanted: boolean): string {
+  if (!wanted && h?.applied !== true) return "";
+  if (h === undefined) return " · host encryption not reported yet";
+  if (!h.applied) return " · host encryption NOT APPLIED";
+  return ` · host encryption: ${h.routes} ${h.routes === 1 ? "route" : "routes"}${h.peers.length > 0 ? ` (to ${h.peers.join(", ")})` : ""}`;
+}
+
 /**
  * The status page as text, for `podcrypt status --watch`: the same view (src/statuspage/view.ts)
  * as the controller's page, one matrix per underlay family (row: from, column: to).
@@ -21,7 +29,8 @@ export function renderStatusView(v: StatusView): string {
   const c = v.cluster;
   const lines = [
     `podcrypt at ${v.generatedAt}: encryption ${c.enabled ? "on" : "off"} · mode ${c.mode} · ` +
-      `${c.encryption === "selective" ? "selective" : "all pod traffic"}${c.strict ? " · strict" : ""} · epoch ${c.epoch} · phase ${c.phase}` +
+      `${c.encryption === "selective" ? "selective" : "all pod traffic"}${c.strict ? " · strict" : ""}` +
+      `${c.hostEncryption ? " · host encryption" : ""} · epoch ${c.epoch} · phase ${c.phase}` +
       (c.target === undefined ? "" : ` → epoch ${c.target.epoch}`),
     `pairs: ${Object.entries(v.summary)
       .map(([k, n]) => `${k} ${n}`)
@@ -55,6 +64,7 @@ export function renderStatusView(v: StatusView): string {
         Object.entries(n.counters)
           .map(([k, x]) => `${k} ${x}`)
           .join(" · ") +
+        hostText(n.hostEncryption, c.hostEncryption) +
         (n.errors.length > 0 ? ` · errors: ${n.errors.join("; ")}` : ""),
     );
   return lines.join("\n") + "\n";

@@ -127,3 +127,26 @@ test("status view: the rotation timeline from acknowledgements and the run's pha
     [0, 2],
   );
 });
+
+test("status view: host encryption cluster-wide and per node (applied, routes, peers; not applied; not reported)", () => {
+  const host = clusterEncryptionSchema.parse({ ...on, hostEncryption: true });
+  const report = (applied: boolean, peers: string[]) => ({
+    status: { errors: [], hostEncryption: { applied, routes: peers.length, peers } },
+  });
+  const nodes = [node("a", report(true, ["b"])), node("b", report(false, [])), node("c")];
+  const v = statusView(host, nodes, heartbeatsOf(nodes), NOW);
+  assert.equal(v.cluster.hostEncryption, true);
+  assert.deepEqual(
+    v.nodes.map((n) => n.hostEncryption),
+    [{ applied: true, routes: 1, peers: ["b"] }, { applied: false, routes: 0, peers: [] }, undefined],
+  );
+  const text = renderStatusView(v);
+  assert.match(text, /^podcrypt at .* · strict · host encryption · epoch 2/m);
+  assert.match(text, /^ {2}a: .* · host encryption: 1 route \(to b\)$/m);
+  assert.match(text, /^ {2}b: .* · host encryption NOT APPLIED$/m);
+  assert.match(text, /^ {2}c: .* · host encryption not reported yet$/m);
+  // Off, and no node applies it any more: neither the header nor the nodes mention it.
+  const off = statusView(on, [node("a", report(false, []))], new Map(), NOW);
+  assert.equal(off.cluster.hostEncryption, false);
+  assert.doesNotMatch(renderStatusView(off), /host encryption/);
+});

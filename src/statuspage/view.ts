@@ -41,6 +41,11 @@ export interface NodeView {
   /** When the agent last judged its tunnels. */
   tunnelsAt?: string;
   /**
+   * Host encryption as the node's agent installed it last (Node `status.hostEncryption`): applied
+   * or not, its host routes and the peers they tunnel to. Absent before the agent's first pass.
+   */
+  hostEncryption?: { applied: boolean; routes: number; peers: string[] };
+  /**
    * Counters the node's record carries, by name: `daemonRestarts` (data-plane daemons the agent
    * started again) today; every numeric counter the agents add to their status is listed here.
    */
@@ -74,6 +79,8 @@ export interface StatusView {
     mode: string;
     encryption: "all" | "selective";
     strict: boolean;
+    /** Node-to-node encryption as the cluster asks for it (each node's `hostEncryption`: what it applies). */
+    hostEncryption: boolean;
     epoch: number;
     phase: string;
     target?: { epoch: number; enabled: boolean; mode: string };
@@ -202,6 +209,7 @@ export function statusView(
       mode: a.mode,
       encryption: c?.encryption ?? "all",
       strict: c?.strict ?? true,
+      hostEncryption: c?.hostEncryption ?? false,
       epoch: c?.epoch ?? 0,
       phase: c?.phase ?? "idle",
       ...(c?.target === undefined ? {} : { target: { ...c.target } }),
@@ -220,6 +228,9 @@ export function statusView(
         .sort((x, y) => x - y),
       errors: [...(n.status?.errors ?? [])],
       ...(n.status?.tunnels === undefined ? {} : { tunnelsAt: n.status.tunnels.at }),
+      ...(n.status?.hostEncryption === undefined
+        ? {}
+        : { hostEncryption: { ...n.status.hostEncryption, peers: [...n.status.hostEncryption.peers] } }),
       counters: counters(n),
     })),
     pairs,

@@ -566,6 +566,28 @@ describe("workloads", () => {
     assert.equal(config.namespace, "enc");
   });
 
+  it("hostEncryption lands in the ConfigMap (off by default, on with --host-encryption) and seeds a ClusterEncryption that carries it", () => {
+    for (const [opts, want] of [
+      [defaults, false],
+      [{ ...ipsecOpts, hostEncryption: true }, true],
+    ] as const) {
+      const cm = manifestObjects(opts).find((o) => o["kind"] === "ConfigMap") as {
+        data: Record<string, string>;
+      };
+      assert.ok(new ConfigMap(cm).validate() === undefined);
+      // As the controller reads it: the file's cluster section is the seed of ClusterEncryption "default".
+      const config = parseDaemonConfig(cm.data["config.yaml"]!, "config.yaml");
+      assert.equal(config.cluster?.hostEncryption, want);
+      const seeded = clusterEncryptionSchema.parse({ ...config.cluster, name: "default" });
+      assert.equal(seeded.hostEncryption, want);
+    }
+    // A value of the wrong type in the ConfigMap is refused by name.
+    assert.throws(
+      () => parseDaemonConfig('cluster:\n  hostEncryption: "yes"\n', "config.yaml"),
+      /config\.yaml: cluster\.hostEncryption: /,
+    );
+  });
+
   it("images follow --image", () => {
     const objs = manifestObjects({ ...defaults, image: "registry.local/podcrypt:dev" });
     const images = objs.flatMap((o) => {

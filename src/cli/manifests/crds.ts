@@ -365,6 +365,15 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
         },
         ["at", "families"],
       ),
+      hostEncryption: obj(
+        "Host encryption as the node's last pass installed it: applied or not, its host routes, the peers they tunnel to.",
+        {
+          applied: bool("The node routes host traffic through its tunnels."),
+          routes: int("Host routes installed.", { minimum: 0 }),
+          peers: names("Peers whose host address is routed into a tunnel."),
+        },
+        ["applied", "routes"],
+      ),
       reconcileError: obj(
         "The reconcile failure going on (or the last one, with clearedAt): the error, its causes, when it began, how many passes failed so.",
         {

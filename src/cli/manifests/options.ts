@@ -8,6 +8,11 @@ export interface ManifestOptions {
   readonly image: string;
   /** Controller replicas (leader-elected; 2 gives a warm standby). Default 2. */
   readonly controllerReplicas: number;
+  /**
+   * Node-to-node encryption (docs/design.md#host-encryption) the controller seeds
+   * ClusterEncryption with (config `cluster.hostEncryption`). Default false.
+   */
+  readonly hostEncryption: boolean;
 }
 
 /** Names of the two components' objects (ServiceAccount, roles, workloads). */
@@ -26,5 +31,6 @@ export function defaultManifestOptions(version: string): ManifestOptions {
     namespace: "podcrypt-system",
     image: `podcrypt/podcrypt:${version}`,
     controllerReplicas: 2,
+    hostEncryption: false,
   };
 }

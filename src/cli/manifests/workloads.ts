@@ -28,7 +28,14 @@ export function configFile(o: ManifestOptions): DaemonConfig {
     datastore: "kubernetes",
     namespace: o.namespace,
     // Seeds the ClusterEncryption "default" object when the controller first finds none.
-    cluster: { enabled: true, mode: o.mode, encryption: "all", strict: true, rotationInterval: "1h" },
+    cluster: {
+      enabled: true,
+      mode: o.mode,
+      encryption: "all",
+      strict: true,
+      rotationInterval: "1h",
+      hostEncryption: o.hostEncryption,
+    },
     agent: {
       dataplane: "auto",
       stateDir: STATE_DIR,
