@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { resolveClusterConfig } from "./config.js";
 import { planCluster } from "./plan.js";
-import { planChecks, planHostChecks } from "./verify.js";
+import { probePayload } from "./probe.js";
+import { markerFrames, planChecks, planHostChecks } from "./verify.js";
 
 const plan = planCluster(
   resolveClusterConfig({
@@ -118,5 +119,15 @@ describe("planHostChecks", () => {
       "a>b ipv6 tcp/7 fd30::c host",
       "b>a ipv6 tcp/7 fd30::b host",
     ]);
+  });
+});
+
+describe("markerFrames", () => {
+  it("finds a check's own probes only, not those of a check whose marker continues it (its IPv6 twin's)", () => {
+    const frame = (text: string) => ({ at: 0, data: Buffer.concat([Buffer.alloc(42), Buffer.from(text)]) });
+    const v4 = "PODCRYPT-VERIFY-ab-node-1-node-2-tcp7-host";
+    const records = [frame(probePayload(`${v4}-v6`, 0, 200)), frame(probePayload("other", 1))];
+    assert.equal(markerFrames(records, v4).length, 0);
+    assert.deepEqual(markerFrames(records, `${v4}-v6`), [records[0]]);
   });
 });

@@ -90,6 +90,17 @@ export function pcapRecords(pcap: Buffer): Array<{ at: number; data: Buffer }> {
   return out;
 }
 
+/**
+ * The frames among `records` that carry a probe of `marker` (src/localcluster/probe.ts's payload:
+ * the marker, then `#`). With the `#`: a marker is a prefix of others (an IPv4 check's of its
+ * IPv6 twin's, which ends in `-v6`; a pod's of one whose name continues it), whose plaintext must
+ * not count as its own.
+ */
+export function markerFrames<R extends { data: Buffer }>(records: readonly R[], marker: string): R[] {
+  const m = `${marker}#`;
+  return records.filter((r) => r.data.includes(m));
+}
+
 export interface VerifyResult {
   ok: boolean;
   /** No selected traffic was seen in plaintext. */
@@ -466,8 +477,7 @@ export async function verifyCluster(
   rmSync(file, { force: true });
   const records = pcapRecords(capture);
   checks.forEach((c, i) => {
-    const m = marker(c);
-    const seen = records.filter((r) => r.data.includes(m));
+    const seen = markerFrames(records, marker(c));
     const p = pairs[i]!;
     p.plaintextSeen = seen.length > 0;
     if (seen.length === 0) return;
