@@ -294,7 +294,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     // Join: node n+1 starts; every data plane must hold it.
     const joiner = simNodeName(n + 1);
     const tj = Date.now();
-    const reached = everywhere({ kind: "has-peer", node: joiner, epoch: 1 }, "the join to reach every agent");
+    const reached = handled(
+      everywhere({ kind: "has-peer", node: joiner, epoch: 1 }, "the join to reach every agent"),
+    );
     await hostOf(n + 1).call({ op: "start", indices: [n + 1], timeoutMs });
     const joinMs = (await reached) - tj;
     const joinerMs =
@@ -315,7 +317,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       const next = before + 1;
       const tr = Date.now();
       await requestRotation(observer);
-      const done = everywhere({ kind: "only", epoch: next, count: n }, `rotation to epoch ${next}`);
+      const done = handled(everywhere({ kind: "only", epoch: next, count: n }, `rotation to epoch ${next}`));
       let idleSeen = 0;
       await waitUntil(
         async () => {
@@ -390,16 +392,31 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     process.off("SIGTERM", onSignal);
     delay.disable();
     log("cleaning up");
-    // A wedged worker must not keep the bench (and etcd) alive: terminate after 30 s regardless.
-    await Promise.race([
-      Promise.allSettled(workers.map((w) => w.call({ op: "stop" }))),
-      new Promise((r) => setTimeout(r, 30_000).unref()),
-    ]);
+    // Each step is given a time and then abandoned: with etcd gone (killed, or failed) the agents'
+    // and the controller's last calls (a resignation, a watch's cancel) wait for an answer that
+    // never comes, and the bench hung here instead of stopping etcd and going on to the next size.
+    const step = async (what: string, ms: number, p: Promise<unknown>): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), ms)));
+      if ((await Promise.race([p.catch(() => {}), late]).finally(() => clearTimeout(timer))) === "late")
+        log(`cleaning up: ${what} did not end within ${ms / 1000} s, going on`);
+    };
+    await step("stopping the agents", 30_000, Promise.allSettled(workers.map((w) => w.call({ op: "stop" }))));
     await Promise.allSettled(workers.map((w) => w.terminate()));
-    await controllerStop?.().catch(() => {});
-    await Promise.all(stores.map((s) => s.close().catch(() => {})));
+    await step("stopping the controller", 10_000, controllerStop?.() ?? Promise.resolve());
+    await step("closing the etcd clients", 10_000, Promise.all(stores.map((s) => s.close())));
     await server.stop();
   }
+}
+
+/**
+ * `p`, marked as handled: a measurement that fails before awaiting it (etcd gone) must not leave
+ * it to reject unhandled when the cleanup terminates the workers, which ended the process before
+ * the cleanup stopped etcd and before the other sizes ran. Awaiting it later still throws.
+ */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }
 
 /** `{ [key]: value }`, or nothing when `value` is undefined (exactOptionalPropertyTypes). */

@@ -10,6 +10,7 @@ import {
   decideAfterReconcile,
   needsSessions,
   planKeys,
+  stillAwaited,
   wakeFor,
   type AfterReconcileDecision,
   type KeyPlan,
@@ -288,6 +289,21 @@ describe("decideAfterReconcile: the acknowledgement to write and when to look ag
       const got = decideAfterReconcile({ cluster: c, self, me, live, desired, takeover: needsSessions(c) });
       assert.deepEqual(got, want);
     });
+});
+
+describe("stillAwaited: the keys a pass found missing, less those that arrived during it", () => {
+  const now = (...ns: Node[]): Map<string, Node> => new Map(ns.map((n) => [n.name, n]));
+  const cases: Array<[string, string[], Map<string, Node>, string[], boolean]> = [
+    ["none arrived", ["node-2", "node-3"], now(node(2, K4), node(3, K4)), ["node-2", "node-3"], false],
+    ["one of two arrived", ["node-2", "node-3"], now(node(2, K45), node(3, K4)), ["node-3"], false],
+    ["the last ones arrived: a pass is due", ["node-2", "node-3"], now(node(2, K45), node(3, K45)), [], true],
+    ["a peer gone meanwhile is still awaited (liveness decides)", ["node-2"], now(), ["node-2"], false],
+    ["nothing was awaited", [], now(node(2, K45)), [], false],
+  ];
+  for (const [name, awaiting, nodes, left, complete] of cases)
+    it(name, () =>
+      assert.deepEqual(stillAwaited(new Set(awaiting), 5, nodes), { awaiting: new Set(left), complete }),
+    );
 });
 
 describe("coalesceDelay", () => {

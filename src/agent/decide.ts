@@ -117,6 +117,24 @@ export function wakeFor(
   return { wake: prepared(a) === prepared(b) ? "none" : "now" };
 }
 
+/**
+ * The peers a pass found without their key for `epoch`, less those whose key arrived while the
+ * pass ran (`nodes`: the watch's view now). Their events came while the agent still awaited the
+ * previous pass's set, so they did not count as arrivals: kept, they would never be crossed off,
+ * the last key would not be recognised as the last, and the acknowledgement would wait for the
+ * {@link KEY_BATCH_MS} batch (on hundreds of nodes, whose passes take long, every rotation).
+ * `complete`: keys arrived meanwhile and none is awaited now, so a pass (which acknowledges) is due.
+ */
+export function stillAwaited(
+  awaiting: ReadonlySet<string>,
+  epoch: number,
+  nodes: ReadonlyMap<string, Node>,
+): { awaiting: Set<string>; complete: boolean } {
+  const key = String(epoch);
+  const left = new Set([...awaiting].filter((n) => nodes.get(n)?.publicKeys[key] === undefined));
+  return { awaiting: left, complete: left.size === 0 && awaiting.size > 0 };
+}
+
 /** When a pass writes this node's public keys (see {@link planKeys}). */
 export interface KeyPlan {
   /**

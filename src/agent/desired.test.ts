@@ -8,6 +8,7 @@ import {
   desiredState,
   epochsNeeded,
   generationsFor,
+  hostFor,
   readyToAcknowledge,
   sessionsFrom,
   strictFor,
@@ -293,6 +294,86 @@ describe("desiredState, host encryption", () => {
     assert.deepEqual(prepare.generations[0]!.peers[0]!.allowedIps, ["10.244.2.0/24", "172.30.0.12/32"]);
   });
 
+  /** A rotation at `phase` that switches host encryption from `from` to `to`. */
+  const switching = (phase: Phase, from: boolean, to: boolean): ClusterEncryption => {
+    const c = cluster(phase, ON);
+    return {
+      ...c,
+      hostEncryption: to,
+      applied: { enabled: true, mode: "wireguard", host: from },
+      ...(c.target === undefined ? {} : { target: { ...c.target, host: to } }),
+    };
+  };
+
+  it("switched by a run, make before break: every node accepts before any routes into a tunnel, and stops routing before any stops accepting", () => {
+    const table = (from: boolean, to: boolean) =>
+      (["idle", "prepare", "switch", "retire"] as const).map((p) => {
+        const h = hostFor(switching(p, from, to));
+        return `${p} ${h.accept ? "accept" : "-"} ${h.route ? "route" : "-"}`;
+      });
+    assert.deepEqual(table(false, true), [
+      "idle - -",
+      "prepare accept -",
+      "switch accept route",
+      "retire accept route",
+    ]);
+    assert.deepEqual(table(true, false), [
+      "idle accept route",
+      "prepare accept route",
+      "switch accept -",
+      "retire - -",
+    ]);
+    // A rotation with it on, and one that does not touch it (no `host` in the target).
+    assert.ok(table(true, true).every((l) => l.endsWith("accept route")));
+    assert.deepEqual(hostFor(host(cluster("switch", ON))), { accept: true, route: true });
+    assert.deepEqual(hostFor(cluster("switch", ON)), { accept: false, route: false });
+  });
+
+  it("switched on: prepare installs the receive side only (no host route, no source address, no rules); switch routes through the new generation", () => {
+    const hostIps = (d: ReturnType<typeof desiredState>) =>
+      d.generations.map((g) => g.peers.map((p) => p.allowedIps.filter((ip) => ip.startsWith("172.30."))));
+    const idle = desiredState(settings, switching("idle", false, true), nodes, ALL_UP);
+    assert.deepEqual(hostIps(idle), [[[], []]], "not before the run");
+    const prepare = desiredState(settings, switching("prepare", false, true), nodes, ALL_UP);
+    assert.deepEqual(hostIps(prepare), [[["172.30.0.12/32"], ["172.30.0.13/32"]], [["172.30.0.12/32"]]]);
+    assert.equal(prepare.host, undefined);
+    assert.ok(
+      prepare.routes.every((r) => r.table === undefined && !("src" in r)),
+      "nothing sent from or to host addresses",
+    );
+    const sw = desiredState(settings, switching("switch", false, true), nodes, ALL_UP);
+    assert.ok(sw.host !== undefined);
+    assert.deepEqual(
+      sw.routes.filter((r) => r.table === "host"),
+      [
+        { dst: "172.30.0.12/32", kind: "tunnel", dev: "podcrypt1", src: "172.30.0.11", table: "host" },
+        { dst: "172.30.0.13/32", kind: "tunnel", dev: "podcrypt0", src: "172.30.0.11", table: "host" },
+      ],
+    );
+    // WireGuard: a peer stays on the old generation, host traffic with it, until the new session is up.
+    const waiting = desiredState(settings, switching("switch", false, true), nodes, NONE_UP);
+    assert.deepEqual(
+      waiting.routes.filter((r) => r.table === "host").map((r) => [r.dst, r.kind === "tunnel" && r.dev]),
+      [
+        ["172.30.0.12/32", "podcrypt0"],
+        ["172.30.0.13/32", "podcrypt0"],
+      ],
+    );
+  });
+
+  it("switched off: switch stops routing host traffic and keeps accepting it; retire stops accepting", () => {
+    const sw = desiredState(settings, switching("switch", true, false), nodes, ALL_UP);
+    assert.equal(sw.host, undefined);
+    assert.ok(sw.routes.every((r) => r.table === undefined && !("src" in r)));
+    assert.deepEqual(
+      sw.generations.map((g) => g.peers.map((p) => p.allowedIps.at(-1))),
+      [["172.30.0.12/32", "172.30.0.13/32"], ["172.30.0.12/32"]],
+    );
+    const retire = desiredState(settings, switching("retire", true, false), nodes, ALL_UP);
+    for (const g of retire.generations)
+      for (const p of g.peers) assert.ok(!p.allowedIps.some((ip) => ip.startsWith("172.30.")));
+  });
+
   it("an IPv6-only underlay: each peer's IPv6 host address as a /128, routed from this node's, the IPv6 rules only", () => {
     const v6 = nodes.map((n) =>
       parseResource("nodes", {
@@ -389,6 +470,30 @@ describe("desiredState, selective encryption", () => {
     const sw = desiredState(settings, selective(cluster("switch", OFF, ON)), nodes, ALL_UP, sel);
     assert.equal(sw.strict.selection?.encrypt.length, 1);
     assert.deepEqual(sw.strict.selection?.localSources, ["10.244.1.1"]);
+  });
+
+  it("dual-stack pods: both families' pod CIDRs in the selected table, IPv6 selectors marked alike", () => {
+    const dual = nodes.map((n, i) =>
+      parseResource("nodes", {
+        ...n,
+        underlay: { ...n.underlay, ipv6: `fd30::${i + 1}` },
+        podCIDRs: [...n.podCIDRs, `fd00:10:244:${i + 1}::/64`],
+      }),
+    );
+    const dns6 = { ...dns, podIPs: ["10.244.2.5", "fd00:10:244:2::5"] };
+    const d = desiredState(SETTINGS, selective(cluster("idle", ON)), dual, ALL_UP, {
+      encrypt: [dns6],
+      expectEncrypted: [dns6],
+    });
+    assert.deepEqual(d.routes, [
+      { dst: "10.244.2.0/24", kind: "plain", via: "172.30.0.12", dev: "eth0" },
+      { dst: "10.244.2.0/24", kind: "tunnel", dev: "podcrypt0", table: "selected" },
+      { dst: "fd00:10:244:2::/64", kind: "plain", via: "fd30::2", dev: "eth0" },
+      { dst: "fd00:10:244:2::/64", kind: "tunnel", dev: "podcrypt0", table: "selected" },
+    ]);
+    assert.deepEqual(d.strict.selection?.encrypt, [
+      { protocol: "udp", port: 53, podIPs: ["10.244.2.5", "fd00:10:244:2::5"], local: false },
+    ]);
   });
 
   it("encryption off: plaintext routes only, nothing in the selected table", () => {

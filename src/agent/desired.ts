@@ -113,6 +113,29 @@ export function strictFor(c: ClusterEncryption): { dropOutbound: boolean; dropIn
 }
 
 /**
+ * Host encryption in the phase (docs/design.md#host-encryption), make before break like
+ * {@link strictFor}: `accept`, the peers' host addresses in every generation's peer entries (the
+ * receive side); `route`, this node's own host traffic into the tunnels. Switched on, a run accepts
+ * from prepare and routes from switch, once every node accepts; switched off, it stops routing at
+ * switch and stops accepting at retire, once no node routes. Pure in the cluster's state, so an
+ * agent restarted in any phase installs what that phase wants.
+ */
+export function hostFor(c: ClusterEncryption): { accept: boolean; route: boolean } {
+  const a = applied(c).host;
+  const t = c.target?.host ?? a;
+  switch (c.phase) {
+    case "idle":
+      return { accept: a, route: a };
+    case "prepare":
+      return { accept: a || t, route: a };
+    case "switch":
+      return { accept: a || t, route: t };
+    case "retire":
+      return { accept: t, route: t };
+  }
+}
+
+/**
  * Whether a WireGuard session of generation `epoch` with the peer whose key is `publicKey` is up
  * (a handshake completed), as the data plane reports it.
  */
@@ -362,10 +385,13 @@ export function desiredState(
   // A node with only an IPv6 underlay address reaches its peers at theirs.
   const ipv6 = self !== undefined && self.underlay.ipv4 === undefined;
   // Host encryption (docs/design.md#host-encryption) covers each family this node has a host
-  // address of, toward peers with an address of that family.
-  const host = hostFamilies(self, c.hostEncryption);
+  // address of, toward peers with an address of that family: accepted from them and routed to
+  // them as the phase of a switch says (hostFor).
+  const hostPhase = hostFor(c);
+  const hostAccept = hostFamilies(self, hostPhase.accept);
+  const hostRoute = hostFamilies(self, hostPhase.route);
   const peerIn = (g: { epoch: number; mode: EncryptionMode }, n: Node, port: number) => {
-    const p = memo.peer(n, g.epoch, port, ipv6, host);
+    const p = memo.peer(n, g.epoch, port, ipv6, hostAccept);
     return g.mode === "ipsec" && p?.saInstance === undefined ? undefined : p;
   };
   const generations: DesiredGeneration[] = installed.map((g) => {
@@ -406,8 +432,10 @@ export function desiredState(
   };
   const selective = c.encryption === "selective";
   const routes: DesiredRoute[] = [];
+  // The source address of the node's own packets is one the peers accept only while they do: it
+  // follows the routing of host traffic, which starts after every node accepts and ends before.
   const src: Partial<Record<HostFamily, string>> = {};
-  for (const f of host) src[f] = self!.underlay[f];
+  for (const f of hostRoute) src[f] = self!.underlay[f];
   for (const n of others) {
     const via = carrier(n)?.ifname ?? null;
     for (const r of memo.routesTo(n, via, sending !== undefined, selective, settings.underlayIf, src))
@@ -416,10 +444,10 @@ export function desiredState(
     // before, in plaintext: strict mode does not cover host traffic (a node must never lock itself
     // out of its datastore or its operators).
     if (via !== null && sending !== undefined)
-      for (const { family, dst } of hostAddresses(n, host))
+      for (const { family, dst } of hostAddresses(n, hostRoute))
         routes.push({ dst, kind: "tunnel", dev: via, src: src[family]!, table: "host" });
   }
-  const hostState = host.length > 0 ? { host: hostRouting(settings, generations, host) } : {};
+  const hostState = hostRoute.length > 0 ? { host: hostRouting(settings, generations, hostRoute) } : {};
   const strict = {
     ...strictFor(c),
     underlayIf: settings.underlayIf,

@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseResource, type ClusterEncryption } from "../model/index.js";
-import { enableEdit } from "./phase-commands.js";
-
-const NOW = new Date("2026-12-06T12:00:00.000Z");
+import { enableEdit, enableSettled } from "./phase-commands.js";
 
 function cluster(fields: Record<string, unknown>): ClusterEncryption {
   return parseResource("clusterencryptions", { name: "default", ...fields });
@@ -14,34 +12,45 @@ describe("enable: what it writes", () => {
     const c = cluster({
       enabled: false,
       hostEncryption: true,
-      applied: { enabled: false, mode: "wireguard" },
+      applied: { enabled: false, mode: "wireguard", host: true },
     });
-    const e = enableEdit(c, {}, NOW);
+    const e = enableEdit(c, {});
     assert.equal(e.enabled, true);
     assert.equal(e.hostEncryption, true);
     assert.equal(e.rotateRequestedAt, undefined);
   });
 
-  it("--host on a cluster that encrypts already asks for a rotation, so that --wait has a run to wait for", () => {
-    const c = cluster({ enabled: true, applied: { enabled: true, mode: "wireguard" } });
-    const e = enableEdit(c, { host: true }, NOW);
+  it("--host and --no-host write the desired state only: the controller's run switches it", () => {
+    const c = cluster({ enabled: true, applied: { enabled: true, mode: "wireguard", host: false } });
+    const e = enableEdit(c, { host: true });
     assert.equal(e.hostEncryption, true);
-    assert.equal(e.rotateRequestedAt, NOW.toISOString());
-    const back = enableEdit(e, { host: false }, NOW);
-    assert.equal(back.hostEncryption, false);
+    assert.deepEqual(e.applied, c.applied);
+    assert.equal(e.rotateRequestedAt, undefined);
+    assert.equal(enableEdit(e, { host: false }).hostEncryption, false);
+    assert.equal(enableEdit(c, { host: true, mode: "ipsec" }).mode, "ipsec");
+  });
+});
+
+describe("enable --wait: when it is done", () => {
+  it("with --host, only once host encryption runs as configured", () => {
+    const pending = cluster({
+      enabled: true,
+      hostEncryption: true,
+      epoch: 4,
+      applied: { enabled: true, mode: "wireguard", host: false },
+    });
+    assert.equal(enableSettled(pending, { host: true }), false, "a run that ended with the old setting");
+    assert.equal(enableSettled(pending, {}), true, "without --host the setting is not waited for");
+    const done = { ...pending, applied: { enabled: true, mode: "wireguard" as const, host: true } };
+    assert.equal(enableSettled(done, { host: true }), true);
   });
 
-  it("--host with a run that starts anyway (encryption off, or a new mode) asks for no rotation", () => {
-    const off = cluster({ enabled: false, applied: { enabled: false, mode: "wireguard" } });
-    assert.equal(enableEdit(off, { host: true }, NOW).rotateRequestedAt, undefined);
-    const on = cluster({ enabled: true, applied: { enabled: true, mode: "wireguard" } });
-    const ipsec = enableEdit(on, { host: true, mode: "ipsec" }, NOW);
-    assert.equal(ipsec.mode, "ipsec");
-    assert.equal(ipsec.rotateRequestedAt, undefined);
-  });
-
-  it("--host when host encryption is on already changes nothing else", () => {
-    const c = cluster({ enabled: true, hostEncryption: true, applied: { enabled: true, mode: "wireguard" } });
-    assert.equal(enableEdit(c, { host: true }, NOW).rotateRequestedAt, undefined);
+  it("encryption off by the time it looks: nothing to wait for", () => {
+    const off = cluster({
+      enabled: false,
+      hostEncryption: true,
+      applied: { enabled: false, mode: "wireguard", host: false },
+    });
+    assert.equal(enableSettled(off, { host: true }), true);
   });
 });

@@ -12,6 +12,7 @@ import {
   openClusterDatastore,
 } from "./datastore.js";
 import { parseIntFlag } from "./flags.js";
+import { applied } from "../protocol/index.js";
 
 async function change(
   store: Datastore,
@@ -34,7 +35,10 @@ async function change(
   throw new PodcryptError("ECONFLICT", "the cluster configuration kept changing under us; try again");
 }
 
-/** Waits until a run that started after `fromEpoch` completed (phase idle, epoch advanced), until `deadline`. */
+/**
+ * Waits until a run that started after `fromEpoch` completed (phase idle, epoch advanced) and the
+ * cluster is `settled`, until `deadline`.
+ */
 async function waitIdle(
   store: Datastore,
   fromEpoch: number,
@@ -42,6 +46,7 @@ async function waitIdle(
   timeoutS: number,
   ask: <T>(what: string, p: Promise<T>) => Promise<T>,
   say: (l: string) => void,
+  settled: (c: ClusterEncryption) => boolean,
 ): Promise<ClusterEncryption> {
   let last = "";
   let unavailable: { since: number; error: string } | undefined;
@@ -75,7 +80,7 @@ async function waitIdle(
       c.phase === "idle" ? `idle at epoch ${c.epoch}${waiting}` : `${c.phase} → epoch ${c.target?.epoch}`;
     if (line !== last) say(`  ${line}`);
     last = line;
-    if (c.phase === "idle" && c.epoch > fromEpoch) return c;
+    if (c.phase === "idle" && c.epoch > fromEpoch && settled(c)) return c;
     if (Date.now() + 200 >= deadline)
       throw new PodcryptError("ETIMEOUT", `not complete after ${timeoutS} s (${line}); see podcrypt status`);
     await sleep(Math.min(200, deadline - Date.now() - 200));
@@ -91,6 +96,7 @@ async function runPhaseCommand(
   what: string,
   edit: (c: ClusterEncryption) => ClusterEncryption,
   o: { wait: boolean; timeout?: number; datastore?: string },
+  settled: (c: ClusterEncryption) => boolean = () => true,
 ): Promise<void> {
   // Without --wait the timeout bounds only the request; with it, the whole wait, exactly.
   const timeoutS = o.timeout ?? (o.wait ? DEFAULT_WAIT_S : DEFAULT_DATASTORE_TIMEOUT_S);
@@ -115,8 +121,14 @@ async function runPhaseCommand(
     process.stdout.write(`${what} requested\n`);
     if (!o.wait) return;
     const started = Date.now();
-    const done = await waitIdle(store, fromEpoch, deadline, timeoutS, ask, (l) =>
-      process.stderr.write(l + "\n"),
+    const done = await waitIdle(
+      store,
+      fromEpoch,
+      deadline,
+      timeoutS,
+      ask,
+      (l) => process.stderr.write(l + "\n"),
+      settled,
     );
     const timeouts = done.timeouts.filter((t) => t.epoch === done.epoch);
     const lagging = done.lagging.filter((l) => l.epoch < done.epoch);
@@ -162,25 +174,28 @@ const waitOptions = (c: Command): Command =>
 
 /**
  * The ClusterEncryption `enable` writes: enabled, the mode if given, and host encryption if
- * `--host`/`--no-host` was given. A change of host encryption alone starts no run, so it requests a
- * rotation (at `now`): its phases are acknowledged by every node only after a pass with the new
- * configuration, which is what `--wait` waits for.
+ * `--host`/`--no-host` was given. A change of host encryption alone makes the controller start a
+ * run (a rotation) that switches it make-before-break (docs/design.md#host-encryption).
  */
 export function enableEdit(
   c: ClusterEncryption,
   o: { mode?: EncryptionMode | undefined; host?: boolean | undefined },
-  now: Date,
 ): ClusterEncryption {
-  const next: ClusterEncryption = {
+  return {
     ...c,
     enabled: true,
     ...(o.mode ? { mode: o.mode } : {}),
     ...(o.host === undefined ? {} : { hostEncryption: o.host }),
   };
-  const runStarts = !c.enabled || next.mode !== c.mode || c.applied?.enabled !== true;
-  if (o.host !== undefined && o.host !== c.hostEncryption && !runStarts)
-    next.rotateRequestedAt = now.toISOString();
-  return next;
+}
+
+/**
+ * Whether `enable`'s run is done once the cluster is idle past the epoch it started from: with
+ * `--host`/`--no-host`, once host encryption runs as configured (a run already going when it was
+ * asked for ends with the old setting, and the controller starts one more).
+ */
+export function enableSettled(c: ClusterEncryption, o: { host?: boolean | undefined }): boolean {
+  return o.host === undefined || !c.enabled || applied(c).host === c.hostEncryption;
 }
 
 export function registerPhaseCommands(program: Command): void {
@@ -212,7 +227,12 @@ export function registerPhaseCommands(program: Command): void {
       .option("--no-host", "stop encrypting node-to-node traffic (pod traffic stays encrypted)"),
   ).action(
     (o: { wait: boolean; timeout?: number; datastore?: string; mode?: EncryptionMode; host?: boolean }) =>
-      runPhaseCommand("enable", (c) => enableEdit(c, o, new Date()), o),
+      runPhaseCommand(
+        "enable",
+        (c) => enableEdit(c, o),
+        o,
+        (c) => enableSettled(c, o),
+      ),
   );
   waitOptions(program.command("disable").description("switch encryption off (no packet lost)")).action(
     (o: { wait: boolean; timeout?: number; datastore?: string }) =>

@@ -65,8 +65,75 @@ describe("controller phases", () => {
   it("initialises a new cluster as applied, epoch 1", () => {
     const d = decide(cluster(), [], T0);
     assert.equal(d.next?.epoch, 1);
-    assert.deepEqual(d.next?.applied, { enabled: true, mode: "wireguard" });
+    assert.deepEqual(d.next?.applied, { enabled: true, mode: "wireguard", host: false });
     assert.equal(d.next?.phase, "idle");
+  });
+
+  it("switches host encryption on and off by a run: the target carries it, the end of the run applies it", () => {
+    const applied = { enabled: true, mode: "wireguard" as const, host: false };
+    let c = cluster({ epoch: 1, applied, lastCompletedAt: iso(T0), hostEncryption: true });
+    let d = decide(c, [node("a", T0)], T0);
+    assert.equal(d.reason, "host-change");
+    assert.deepEqual(d.next?.target, { epoch: 2, enabled: true, mode: "wireguard", host: true });
+    c = d.next!;
+    const acked = (phases: Array<"prepare" | "switch">, now: number) =>
+      node(
+        "a",
+        now,
+        phases.map((p) => [2, p, now - 10]),
+      );
+    d = decide(c, [acked(["prepare"], T0 + 1000)], T0 + 1000);
+    c = d.next!;
+    assert.equal(c.phase, "switch");
+    d = decide(c, [acked(["prepare", "switch"], T0 + 2000)], T0 + 2000 + DEFAULT_TIMING.retireGraceMs);
+    c = d.next!;
+    assert.equal(c.phase, "retire");
+    assert.equal(c.applied?.host, false, "applied only at the end of the run");
+    d = decide(c, [node("a", T0 + 5000, [[2, "retire", T0 + 4900]])], T0 + 5000);
+    assert.deepEqual(d.next?.applied, { enabled: true, mode: "wireguard", host: true });
+    assert.equal(d.next?.target, undefined);
+    // Done: no further run; switched off again, another.
+    assert.equal(decide(d.next!, [node("a", T0 + 6000)], T0 + 6000).next, undefined);
+    const off = decide({ ...d.next!, hostEncryption: false }, [node("a", T0 + 7000)], T0 + 7000);
+    assert.equal(off.reason, "host-change");
+    assert.equal(off.next?.target?.host, false);
+  });
+
+  it("host encryption changed during a run: that run keeps its target, the next one switches it", () => {
+    const c = cluster({
+      ...preparingAtT0(),
+      applied: { enabled: true, mode: "wireguard", host: false },
+      hostEncryption: true,
+    });
+    const acks: Array<[number, "prepare" | "switch" | "retire", number]> = [
+      [2, "prepare", T0 + 100],
+      [2, "switch", T0 + 200],
+      [2, "retire", T0 + 300],
+    ];
+    const retiring = {
+      ...c,
+      phase: "retire" as const,
+      phaseStartedAt: { prepare: iso(T0), retire: iso(T0 + 250) },
+    };
+    const end = decide(retiring, [node("a", T0 + 400, acks)], T0 + 400).next!;
+    assert.deepEqual(end.applied, { enabled: true, mode: "wireguard", host: false });
+    const next = decide(end, [node("a", T0 + 500, acks)], T0 + 500);
+    assert.equal(next.reason, "host-change");
+    assert.equal(next.next?.target?.host, true);
+  });
+
+  it("a disabled cluster starts no run for host encryption: enable's run takes it along", () => {
+    const c = cluster({
+      enabled: false,
+      epoch: 1,
+      applied: { enabled: false, mode: "wireguard", host: false },
+      lastCompletedAt: iso(T0),
+      hostEncryption: true,
+    });
+    assert.equal(decide(c, [node("a", T0)], T0).next, undefined);
+    const d = decide({ ...c, enabled: true }, [node("a", T0)], T0);
+    assert.equal(d.reason, "enable");
+    assert.deepEqual(d.next?.target, { epoch: 2, enabled: true, mode: "wireguard", host: true });
   });
 
   it("runs a requested rotation through prepare, switch, grace, retire", () => {

@@ -48,7 +48,13 @@ export const MAX_BLIND_MS = 5 * 60_000;
 
 /** Why a run started. */
 export type RunReason =
-  "enable" | "disable" | "mode-change" | "rotation-requested" | "rotation-early" | "rotation-scheduled";
+  | "enable"
+  | "disable"
+  | "mode-change"
+  | "host-change"
+  | "rotation-requested"
+  | "rotation-early"
+  | "rotation-scheduled";
 
 /** The controller's decision for one look at the cluster: the new ClusterEncryption, or nothing to do. */
 export interface Decision {
@@ -73,6 +79,9 @@ function startReason(
   if (a.enabled !== c.enabled) return c.enabled ? "enable" : "disable";
   if (c.enabled && a.mode !== c.mode) return "mode-change";
   if (!c.enabled) return undefined;
+  // Host encryption is switched by a run too, so that every node accepts before any sends
+  // (docs/design.md#host-encryption).
+  if (a.host !== c.hostEncryption) return "host-change";
   const last = c.lastCompletedAt === undefined ? undefined : Date.parse(c.lastCompletedAt);
   if (c.rotateRequestedAt !== undefined && (last === undefined || Date.parse(c.rotateRequestedAt) > last)) {
     return "rotation-requested";
@@ -93,7 +102,7 @@ const NEXT_PHASE: Record<Exclude<Phase, "idle">, Phase> = {
 
 /**
  * One step of the make-before-break state machine, pure. `idle` starts a run when the desired
- * state (enabled/mode) differs from the applied one, a rotation was requested, or the rotation
+ * state (enabled/mode/host encryption) differs from the applied one, a rotation was requested, or the rotation
  * interval passed; each phase advances once every live node acknowledged it (or timed out, which
  * is recorded so the cluster never stalls); `switch` → `retire` waits the grace period.
  */
@@ -112,7 +121,7 @@ export function decide(
       return {
         next: {
           ...c,
-          applied: { enabled: c.enabled, mode: c.mode },
+          applied: { enabled: c.enabled, mode: c.mode, host: c.hostEncryption },
           lastCompletedAt: iso,
           epoch: Math.max(c.epoch, 1),
         },
@@ -142,7 +151,12 @@ export function decide(
       next: {
         ...c,
         phase: "prepare",
-        target: { epoch: c.epoch + 1, enabled: c.enabled, mode: c.mode },
+        target: {
+          epoch: c.epoch + 1,
+          enabled: c.enabled,
+          mode: c.mode,
+          ...(c.hostEncryption === applied(c).host ? {} : { host: c.hostEncryption }),
+        },
         phaseStartedAt: { prepare: iso },
         timeouts: [],
       },
@@ -213,7 +227,7 @@ export function decide(
         ...c,
         phase: "idle",
         epoch: target.epoch,
-        applied: { enabled: target.enabled, mode: target.mode },
+        applied: { enabled: target.enabled, mode: target.mode, host: target.host ?? applied(c).host },
         target: undefined,
         lastCompletedAt: iso,
       },

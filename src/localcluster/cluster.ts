@@ -255,7 +255,9 @@ export async function clusterUp(
 
 /**
  * Creates or updates the services of `plan` and their endpoints, as Kubernetes' endpoints
- * controller would publish them: the pods each service selects.
+ * controller would publish them: the pods each service selects, each with every address it has
+ * (dual-stack pods one of each family, as a dual-stack Service's EndpointSlices list them), so
+ * selective encryption selects a service's IPv6 traffic as well as its IPv4 traffic.
  */
 export async function publishServices(store: Datastore, plan: ClusterPlan): Promise<void> {
   for (const s of plan.services) {
@@ -266,7 +268,7 @@ export async function publishServices(store: Datastore, plan: ClusterPlan): Prom
     const endpoints = {
       name: s.name,
       namespace: s.namespace,
-      addresses: servicePods(plan, s).map((p) => ({ ip: p.ip, pod: p.name, node: p.node })),
+      addresses: servicePods(plan, s).flatMap((p) => p.ips.map((ip) => ({ ip, pod: p.name, node: p.node }))),
     };
     const col = store.collection("endpoints");
     const cur = await col.get(`${s.namespace}/${s.name}`);

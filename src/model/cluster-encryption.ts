@@ -12,6 +12,8 @@ export const targetSchema = z.strictObject({
   epoch: epochNumber,
   mode: encryptionMode,
   enabled: z.boolean(),
+  /** Host encryption at the end of the run (`hostEncryption` when it started). Absent: unchanged. */
+  host: z.boolean().optional(),
 });
 
 /** A node that did not acknowledge a phase in time; the run went on without it. */
@@ -81,7 +83,18 @@ export const clusterEncryptionSchema = z
      * `mode` above are the desired state: when they differ from this, the controller starts a run.
      * Absent until the controller first saw the cluster.
      */
-    applied: z.strictObject({ enabled: z.boolean(), mode: encryptionMode }).optional(),
+    applied: z
+      .strictObject({
+        enabled: z.boolean(),
+        mode: encryptionMode,
+        /**
+         * Whether host encryption runs. `hostEncryption` above is the desired state: when it
+         * differs, the controller starts a run that switches it make-before-break
+         * (docs/design.md#host-encryption). Absent (written before it existed): `hostEncryption`.
+         */
+        host: z.boolean().optional(),
+      })
+      .optional(),
     /** Set by `podcrypt rotate`: a rotation is wanted if this is later than `lastCompletedAt`. */
     rotateRequestedAt: timestamp.optional(),
     /** Current protocol phase; `idle` when no run is in progress. */

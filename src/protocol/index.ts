@@ -61,9 +61,14 @@ export function liveFromHeartbeats(
   };
 }
 
-/** What the cluster runs now: the applied state, which only the end of a run changes. */
-export function applied(c: ClusterEncryption): { enabled: boolean; mode: EncryptionMode } {
-  return c.applied ?? { enabled: c.enabled, mode: c.mode };
+/**
+ * What the cluster runs now: the applied state, which only the end of a run changes. Before the
+ * controller first saw the cluster, and for host encryption in an `applied` written before it was
+ * recorded there, the configured state.
+ */
+export function applied(c: ClusterEncryption): { enabled: boolean; mode: EncryptionMode; host: boolean } {
+  const a = c.applied ?? { enabled: c.enabled, mode: c.mode };
+  return { enabled: a.enabled, mode: a.mode, host: a.host ?? c.hostEncryption };
 }
 
 /** One (node, protocol, port, pod IP) of a selector set. */

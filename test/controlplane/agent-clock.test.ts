@@ -63,3 +63,36 @@ describe("the agent's timers run on its clock", () => {
     assert.equal(node.backend.stats.failures, 2);
   });
 });
+
+describe("the agent's own record", () => {
+  const root = new MemoryDatastore();
+  after(() => root.close());
+
+  it("changed behind the agent's back, is read again and repaired (not judged by the copy the agent last wrote)", async () => {
+    await root.collection("clusterencryptions").create({
+      name: "default",
+      enabled: true,
+      mode: "wireguard",
+      applied: { enabled: true, mode: "wireguard" },
+      epoch: 1,
+      phase: "idle",
+    });
+    const clock = new ManualClock(0, Date.parse("2026-12-01T00:00:00Z"));
+    const node = simNode(root.connect(), 1, { clock, heartbeatMs: 5_000, resyncMs: 60_000 });
+    after(() => node.agent.stop());
+    await node.agent.start();
+    const nodes = root.collection("nodes");
+    const key = async (): Promise<string | undefined> => (await nodes.get(node.name))?.value.publicKeys["1"];
+    clock.advance(COALESCE_MS);
+    await waitUntil(async () => (await key()) !== undefined, 10_000, "the agent to publish its key");
+    const published = await key();
+
+    // Someone else drops the key from the record; the agent's next full pass publishes it again.
+    const stored = (await nodes.get(node.name))!;
+    await nodes.update({ ...stored.value, publicKeys: {} }, { revision: stored.revision });
+    await settle();
+    clock.advance(60_000);
+    await waitUntil(async () => (await key()) !== undefined, 10_000, "the resync to publish the key again");
+    assert.equal(await key(), published);
+  });
+});

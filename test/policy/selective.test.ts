@@ -22,6 +22,7 @@ const SEED = fixture("starlingx-ipsecpolicy.yaml");
 const SEED_UPDATED = fixture("starlingx-ipsecpolicy-updated.yaml");
 
 interface Check {
+  family: "ipv4" | "ipv6";
   from: string;
   to: string;
   protocol: string;
@@ -39,8 +40,9 @@ interface Verify {
   pairs: Check[];
 }
 
-const CONFIG = (mode: string): string => `mode: ${mode}
+const CONFIG = (mode: string, ipFamily = "ipv4"): string => `mode: ${mode}
 encryption: selective
+ipFamily: ${ipFamily}
 nodes:
   - {name: node-1, pods: 1}
   - {name: node-2, pods: 1}
@@ -293,3 +295,71 @@ for (const mode of ["wireguard", "ipsec"] as const) {
     },
   );
 }
+
+// Dual-stack pods: the selected table routes both families' pod CIDRs, and marked packets of
+// either family must look it up (`ip rule` and `ip -6 rule`): without the IPv6 rule, the selected
+// ports' IPv6 traffic would leave in plaintext (and strict mode would drop it).
+describe(
+  "selective encryption of dual-stack pods in the local cluster (wireguard)",
+  { skip: busy ? "a local cluster is already running on this machine" : false },
+  () => {
+    const { home, podcrypt } = clusterCli("selective-dual");
+    after(async () => {
+      await podcrypt(["cluster", "down"]);
+      rmSync(home, { recursive: true, force: true });
+    });
+
+    it("the seed's IPsecPolicy: kube-dns only as ciphertext and web in plaintext, in both families", async () => {
+      const config = join(home, "cluster.yaml");
+      writeFileSync(config, CONFIG("wireguard", "dual"));
+      const up = await podcrypt(["cluster", "up", "--config", config, "--timeout", "150"]);
+      assert.equal(up.code, 0, `cluster up failed: ${up.stderr}`);
+      const hashes = async (): Promise<string[]> =>
+        (
+          JSON.parse((await podcrypt(["status", "--json"])).stdout) as {
+            nodes: Array<{ selection?: string }>;
+          }
+        ).nodes.map((n) => n.selection ?? "");
+      const before = (await hashes())[0] ?? "";
+      const a = await podcrypt(["policy", "apply", "-f", SEED]);
+      assert.equal(a.code, 0, a.stderr);
+      for (const deadline = Date.now() + 30_000; ;) {
+        const h = await hashes();
+        if (h.every((x) => x === h[0] && x !== before && x !== "")) break;
+        if (Date.now() > deadline) throw new Error(`selection did not settle: ${h.join(", ")}`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      const r = await podcrypt(["verify", "--json", "--seconds", "2", "--count", "5"]);
+      const v = JSON.parse(r.stdout) as Verify;
+      for (const family of ["ipv4", "ipv6"] as const) {
+        const of = (protocol: string, port: number) =>
+          v.pairs.filter((p) => p.family === family && p.protocol === protocol && p.port === port);
+        for (const [protocol, port] of [
+          ["udp", 53],
+          ["tcp", 53],
+          ["tcp", 9153],
+        ] as const) {
+          assert.equal(
+            of(protocol, port).length,
+            4,
+            `${family} ${protocol}/${port}: every node to the others' dns pods`,
+          );
+          for (const c of of(protocol, port))
+            assert.deepEqual(
+              [c.selected, c.delivered, c.plaintextSeen],
+              [true, true, false],
+              JSON.stringify(c),
+            );
+        }
+        assert.equal(of("tcp", 80).length, 2, `${family} tcp/80`);
+        for (const c of of("tcp", 80))
+          assert.deepEqual(
+            [c.selected, c.delivered, c.plaintextSeen],
+            [false, true, true],
+            JSON.stringify(c),
+          );
+      }
+      assert.equal(v.ok, true, r.stdout);
+    });
+  },
+);

@@ -235,7 +235,10 @@ export class EtcdTestServer {
   private async kill(): Promise<void> {
     const p = this.proc;
     this.proc = undefined;
-    if (p === undefined || p.exitCode !== null) return;
+    // Already gone: killed by a signal from elsewhere (exitCode stays null then, signalCode is
+    // set), its "exit" event past; waiting for it left nothing in the event loop and the process
+    // ended mid-cleanup (status 13, the bench's "hang" with etcd killed).
+    if (p === undefined || p.exitCode !== null || p.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       p.once("exit", () => resolve());
       p.kill("SIGKILL");

@@ -163,7 +163,11 @@ const clusterEncryptionSchema: JSONSchemaProps = obj(
       rotateRequestedAt: time("Set by `podcrypt rotate`: rotate if later than lastCompletedAt."),
       applied: obj(
         "What the cluster runs now.",
-        { enabled: bool("Encrypted."), mode: str("Mode.", { enum: MODES }) },
+        {
+          enabled: bool("Encrypted."),
+          mode: str("Mode.", { enum: MODES }),
+          host: bool("Host encryption runs (absent: as hostEncryption)."),
+        },
         ["enabled", "mode"],
       ),
       phase: str("Current phase; idle between runs.", { enum: PHASES }),
@@ -174,6 +178,7 @@ const clusterEncryptionSchema: JSONSchemaProps = obj(
           epoch: int("Target epoch.", { minimum: 0 }),
           mode: str("Target mode.", { enum: MODES }),
           enabled: bool("Target enabled."),
+          host: bool("Host encryption at the end of the run (absent: unchanged)."),
         },
         ["epoch", "mode", "enabled"],
       ),

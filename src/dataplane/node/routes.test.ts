@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { hostRuleCommands, type IpRule } from "./routes.js";
+import { SELECT_MARK } from "./nft.js";
+import { hostRuleCommands, selectedRuleCommands, type IpRule } from "./routes.js";
 
 /** The rules `ip -j rule show` prints for the commands `add` (the subset host encryption uses). */
 function installed(add: readonly string[]): IpRule[] {
@@ -98,6 +99,37 @@ describe("host encryption's ip rules", () => {
     assert.deepEqual(hostRuleCommands(v6, HOST, "ipv6"), [
       "rule del priority 5031",
       ...Array<string>(4).fill("rule del priority 5030"),
+    ]);
+  });
+});
+
+describe("selective encryption's ip rule of marked packets (per family: ip rule, ip -6 rule)", () => {
+  const mark = `0x${SELECT_MARK.toString(16)}`;
+  const rule: IpRule = { priority: 5040, src: "all", fwmark: mark, fwmask: mark, table: "5040" };
+  const ADD = `rule add priority 5040 fwmark ${mark}/${mark} lookup 5040`;
+
+  it("wanted and missing: added; wanted and there: nothing to do", () => {
+    assert.deepEqual(selectedRuleCommands([{ priority: 0, src: "all", table: "local" }], true), [ADD]);
+    assert.deepEqual(selectedRuleCommands([rule], true), []);
+  });
+
+  it("not wanted: removed, however many there are; none there: nothing to do", () => {
+    assert.deepEqual(selectedRuleCommands([rule, rule], false), [
+      "rule del priority 5040",
+      "rule del priority 5040",
+    ]);
+    assert.deepEqual(selectedRuleCommands([], false), []);
+  });
+
+  it("one with another mark, or two: replaced by the one wanted", () => {
+    assert.deepEqual(selectedRuleCommands([{ ...rule, fwmark: "0x8" }], true), [
+      "rule del priority 5040",
+      ADD,
+    ]);
+    assert.deepEqual(selectedRuleCommands([rule, rule], true), [
+      "rule del priority 5040",
+      "rule del priority 5040",
+      ADD,
     ]);
   });
 });

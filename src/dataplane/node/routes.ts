@@ -140,6 +140,22 @@ function inFamily(e: HostExclusion, family: HostFamily): boolean {
 }
 
 /**
+ * The commands that keep the rule of marked packets (selective encryption: `fwmark` of
+ * {@link SELECT_MARK} looks up the selected table) in `rules`, the installed rules of one family
+ * (`ip rule` or `ip -6 rule`, which the commands are for): exactly one when `want`, none otherwise.
+ */
+export function selectedRuleCommands(rules: readonly IpRule[], want: boolean): string[] {
+  const have = rules.filter(isSelectedRule);
+  const ok = have.length === 1 && have[0]!.fwmark === `0x${SELECT_MARK.toString(16)}`;
+  const out: string[] = [];
+  if (!want || !ok)
+    for (let i = 0; i < have.length; i++) out.push(`rule del priority ${SELECTED_RULE_PRIORITY}`);
+  if (want && !ok)
+    out.push(`rule add priority ${SELECTED_RULE_PRIORITY} fwmark ${markArg} lookup ${SELECTED_TABLE}`);
+  return out;
+}
+
+/**
  * The commands that bring host encryption's rules of `family` (`rules` are the installed ones of
  * that family: `ip rule` or `ip -6 rule`, which the commands are for) to `host` (none at all when
  * undefined or `host` does not cover the family): the exclusions to the main table first, then the
@@ -186,10 +202,10 @@ export function hostRuleCommands(
  * Routes to other nodes' pod CIDRs: reads the installed ones (the main table, podcrypt's `selected`
  * and `host` tables and the rules, in one `ip -j -batch` process), replaces what differs and
  * deletes routes that are no longer wanted (in main only those `managed` accepts, the cluster pod
- * CIDRs; in podcrypt's tables all), keeps the `ip rule` of marked packets exactly when some route
- * wants the selected table and host encryption's rules exactly when `host` is given (of each
- * family it covers), all in one `ip -batch` process (IPv6 rules in one of their own: see below).
- * `ip route replace` swaps a route atomically, so moving traffic from one
+ * CIDRs; in podcrypt's tables all), keeps the `ip rule` of marked packets of each family exactly
+ * when some route of that family wants the selected table and host encryption's rules exactly when
+ * `host` is given (of each family it covers), all in one `ip -batch` process (IPv6 rules in one of
+ * their own: see below). `ip route replace` swaps a route atomically, so moving traffic from one
  * generation's interface to the next loses nothing. Returns the number of changes.
  */
 export async function reconcileRoutes(
@@ -240,28 +256,42 @@ export async function reconcileRoutes(
   }
   const allRules = JSON.parse(rulesJson) as IpRule[];
   commands.push(...hostRuleCommands(allRules, host, "ipv4"));
-  const rules = allRules.filter(isSelectedRule);
-  const wantRule = wanted.selected.size > 0;
-  const ruleOk = rules.length === 1 && rules[0]!.fwmark === `0x${SELECT_MARK.toString(16)}`;
-  if (!wantRule || !ruleOk)
-    for (let i = 0; i < rules.length; i++) commands.push(`rule del priority ${SELECTED_RULE_PRIORITY}`);
-  // The rule is added after the routes it leads to exist (the batch runs in order).
-  if (wantRule && !ruleOk)
-    commands.push(`rule add priority ${SELECTED_RULE_PRIORITY} fwmark ${markArg} lookup ${SELECTED_TABLE}`);
+  // The rule of marked packets, per family: each wanted while the selected table routes that
+  // family's pod CIDRs. The rule is added after the routes it leads to exist (the batch runs in
+  // order): a marked packet the rule sends to a table without its route would leave in plaintext.
+  const isV6 = (dst: string): boolean => dst.includes(":");
+  const want6 = [...wanted.selected].some(isV6);
+  commands.push(
+    ...selectedRuleCommands(
+      allRules,
+      [...wanted.selected].some((d) => !isV6(d)),
+    ),
+  );
   // IPv6 rules are another family's list (`ip -6 rule`), which a batch of the default family can
-  // neither read nor write: read in a process of its own, only when host encryption covers IPv6 or
-  // the host table still holds IPv6 routes (rules left behind without them route nothing), so a
-  // node without IPv6 host addresses starts no more processes than before. Changed before the
-  // routes, which is safe both ways: the rules of a table that holds no route yet route nothing,
-  // and when host encryption goes off its rules go before its routes.
-  const v6Routes = [...tables.host.keys()].some((dst) => dst.includes(":"));
-  let v6 = 0;
-  if (v6Routes || host?.families.includes("ipv6") === true) {
+  // neither read nor write: read in a process of its own, only when the selected table routes
+  // IPv6 pods, host encryption covers IPv6, or either table still holds IPv6 routes (rules left
+  // behind without them route nothing), so a node with neither starts no more processes than
+  // before. The selected rule is removed before its routes go and added after they came. Host
+  // encryption's rules change before the routes, which is safe both ways: the rules of a table
+  // that holds no route yet route nothing, and when host encryption goes off its rules go before
+  // its routes.
+  let before6: string[] = [];
+  let after6: string[] = [];
+  if (
+    want6 ||
+    host?.families.includes("ipv6") === true ||
+    [...tables.selected.keys(), ...tables.host.keys()].some(isV6)
+  ) {
     const rules6 = JSON.parse(await run("ip", ["-6", "-j", "rule", "show"])) as IpRule[];
-    const commands6 = hostRuleCommands(rules6, host, "ipv6");
-    if (commands6.length > 0) await run("ip", ["-6", "-batch", "-"], { input: commands6.join("\n") + "\n" });
-    v6 = commands6.length;
+    const selected6 = selectedRuleCommands(rules6, want6);
+    before6 = [...hostRuleCommands(rules6, host, "ipv6"), ...(want6 ? [] : selected6)];
+    after6 = want6 ? selected6 : [];
   }
+  const batch6 = async (c: readonly string[]): Promise<void> => {
+    if (c.length > 0) await run("ip", ["-6", "-batch", "-"], { input: c.join("\n") + "\n" });
+  };
+  await batch6(before6);
   if (commands.length > 0) await run("ip", ["-batch", "-"], { input: commands.join("\n") + "\n" });
-  return commands.length + v6;
+  await batch6(after6);
+  return commands.length + before6.length + after6.length;
 }
