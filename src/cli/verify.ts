@@ -42,7 +42,7 @@ export function registerVerify(program: Command): void {
     )
     .option(
       "--via-agents",
-      "ask the agents through the datastore: each sends marked probes from its probe endpoint (in its pod CIDR) to every other node's, captures its own underlay, and sends a negative control outside the tunnels (default when there is no local cluster, or --datastore names another)",
+      "ask the agents through the datastore: each sends marked probes from its probe endpoints (in its pod CIDRs, IPv4 and IPv6) to every other node's, with host encryption also from its host address to every other node's, captures its own underlay, and sends a negative control outside the tunnels (default when there is no local cluster, or --datastore names another)",
       false,
     )
     .addOption(clusterDatastoreOption())
