@@ -241,7 +241,14 @@ describe("daemon configuration file", () => {
       health: { host: "127.0.0.1", port: 9808 },
       metricsTokenFile: undefined,
       logLevel: "info",
-      seed: { enabled: true, mode: "wireguard", encryption: "all", strict: true, rotationInterval: "1h" },
+      seed: {
+        enabled: true,
+        mode: "wireguard",
+        encryption: "all",
+        strict: true,
+        rotationInterval: "1h",
+        hostEncryption: false,
+      },
     });
     const f = controllerSettings(
       { identity: "c-2", election: "other", leaseTtl: 3, healthAddress: "127.0.0.1:0", logLevel: "warn" },
