@@ -383,7 +383,8 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         const v = JSON.parse(r.stdout) as Verify;
         assert.equal(r.code, 0, r.stderr + r.stdout);
         assert.equal(v.ok, true);
-        assert.equal(v.pairs.filter((p) => p.host === true).length, 6);
+        // Every ordered node pair, in both families (the nodes have IPv4 and IPv6 host addresses).
+        assert.equal(v.pairs.filter((p) => p.host === true).length, 12);
       });
 
       it("a node's tunnel daemon stopped: no pod packet of either family and no host packet leaves it in plaintext; dropped, counted, published", async () => {
