@@ -14,6 +14,7 @@
 #include "capture.h"
 #include "esp.h"
 #include "netns.h"
+#include "offload.h"
 #include "poll.h"
 #include "tun.h"
 
@@ -22,14 +23,24 @@ namespace {
 Napi::Value OpenTun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) {
-    throw Napi::TypeError::New(env, "openTun(name: string)");
+    throw Napi::TypeError::New(env, "openTun(name: string, offload?: boolean)");
   }
-  std::string actual, error;
-  int fd = podcrypt::OpenTun(info[0].As<Napi::String>().Utf8Value(), &actual, &error);
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  const bool offload = info.Length() > 1 && info[1].ToBoolean().Value();
+  std::string actual, error, offloadError;
+  int fd = podcrypt::OpenTun(name, offload, &actual, &error);
+  if (fd >= 0 && offload && !podcrypt::EnableTunOffload(fd, &offloadError)) {
+    // The kernel refuses the offloads: the plain device instead (TUNSETIFF of the same name again
+    // sets its flags anew, a persistent device included).
+    close(fd);
+    fd = podcrypt::OpenTun(name, false, &actual, &error);
+  }
   if (fd < 0) throw Napi::Error::New(env, error);
   Napi::Object out = Napi::Object::New(env);
   out.Set("fd", Napi::Number::New(env, fd));
   out.Set("name", Napi::String::New(env, actual));
+  out.Set("vnetHdr", Napi::Boolean::New(env, offload && offloadError.empty()));
+  if (!offloadError.empty()) out.Set("offloadError", Napi::String::New(env, offloadError));
   return out;
 }
 
@@ -131,6 +142,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   podcrypt::InitEsp(env, exports);
   podcrypt::InitNetns(env, exports);
   podcrypt::InitCapture(env, exports);
+  podcrypt::InitOffload(env, exports);
   return exports;
 }
 

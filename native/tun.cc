@@ -12,7 +12,7 @@
 
 namespace podcrypt {
 
-int OpenTun(const std::string& requested, std::string* actual, std::string* error) {
+int OpenTun(const std::string& requested, bool vnetHdr, std::string* actual, std::string* error) {
   int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     *error = std::string("open /dev/net/tun: ") + strerror(errno);
@@ -20,7 +20,7 @@ int OpenTun(const std::string& requested, std::string* actual, std::string* erro
   }
   struct ifreq ifr;
   memset(&ifr, 0, sizeof(ifr));
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (vnetHdr ? IFF_VNET_HDR : 0);
   if (requested.size() >= IFNAMSIZ) {
     close(fd);
     *error = "interface name too long: " + requested;
@@ -46,6 +46,7 @@ int OpenTun(const std::string& requested, std::string* actual, std::string* erro
 extern "C" unsigned int if_nametoindex(const char* ifname);
 
 #include "batch.h"
+#include "offload.h"
 
 namespace podcrypt {
 namespace {
@@ -80,9 +81,11 @@ Napi::Value TunRead(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n);
 }
 
-// tunWrite(fd, arena, offsets: Uint32Array, lengths: Uint32Array, count): number
-// Writes each packet; returns how many the kernel took. A packet it rejects (EINVAL: not an IP
-// packet) is skipped; a dead fd (EBADFD, EIO, EBADF) returns a negated errno.
+// tunWrite(fd, arena, offsets: Uint32Array, lengths: Uint32Array, count, vnetHdr?): number
+// Writes each packet (with `vnetHdr`, the fd has IFF_VNET_HDR: behind a virtio_net_hdr, runs of
+// one TCP flow coalesced into one write, native/offload.cc); returns how many the kernel took. A
+// packet it rejects (EINVAL: not an IP packet) is skipped; a dead fd (EBADFD, EIO, EBADF) returns a
+// negated errno.
 Napi::Value TunWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[1].IsBuffer()) {
@@ -93,6 +96,16 @@ Napi::Value TunWrite(const Napi::CallbackInfo& info) {
   uint32_t count = info[4].As<Napi::Number>().Uint32Value();
   uint32_t* offsets = TypedArg<uint32_t>(info[2], "offsets", count);
   uint32_t* lengths = TypedArg<uint32_t>(info[3], "lengths", count);
+  const bool vnet = info.Length() > 5 && info[5].ToBoolean().Value();
+  if (vnet) {
+    for (uint32_t i = 0; i < count; i++) {
+      if (static_cast<size_t>(offsets[i]) + lengths[i] > arena.Length()) {
+        throw Napi::RangeError::New(env, "tunWrite: packet outside the arena");
+      }
+    }
+    return Napi::Number::New(
+        env, static_cast<double>(WriteVnetBatch(fd, arena.Data(), offsets, lengths, count)));
+  }
   uint32_t written = 0;
   for (uint32_t i = 0; i < count; i++) {
     if (static_cast<size_t>(offsets[i]) + lengths[i] > arena.Length()) {

@@ -23,8 +23,16 @@ export const ENDPOINT_ENTRY_SIZE = 20;
 
 /** The functions of native/ (addon.cc, tun.cc, poll.cc, udp.cc, aead.cc, esp.cc, netns.cc, capture.cc). */
 export interface NativeAddon {
-  /** Opens (creating if needed) TUN interface `name`, non-blocking, without packet information. */
-  openTun(name: string): { fd: number; name: string };
+  /**
+   * Opens (creating if needed) TUN interface `name`, non-blocking, without packet information.
+   * With `offload`, with IFF_VNET_HDR and TUNSETOFFLOAD (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6):
+   * `vnetHdr` says whether it got them; when the kernel refused the offloads the device is opened
+   * plain and `offloadError` says why.
+   */
+  openTun(
+    name: string,
+    offload?: boolean,
+  ): { fd: number; name: string; vnetHdr: boolean; offloadError?: string };
   /** Closes a file descriptor this addon returned. */
   closeFd(fd: number): void;
   /**
@@ -59,8 +67,66 @@ export interface NativeAddon {
     max: number,
     lengths: Uint32Array,
   ): number;
-  /** Writes packets `arena[offsets[i]]`, `lengths[i]` bytes each; returns how many were taken, or a negated errno. */
-  tunWrite(fd: number, arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
+  /**
+   * tunRead for a TUN fd with IFF_VNET_HDR: each read goes to `scratch` (at least 65 545 bytes) and
+   * is split into the slots (a TCP super-segment into MSS-sized packets, headers and checksums
+   * fixed; a partial checksum completed; garbage as one slot of length 0). What does not fit stays
+   * in `scratch`, `state` (its length, the next segment; 0 0 when none) remembering it for the
+   * next call, which continues it before reading; `state[2]` counts the super-segments read.
+   */
+  tunReadOffload(
+    fd: number,
+    arena: Buffer,
+    slotSize: number,
+    headroom: number,
+    capacity: number,
+    max: number,
+    lengths: Uint32Array,
+    scratch: Buffer,
+    state: Uint32Array,
+  ): number;
+  /**
+   * Splits one read of a TUN with IFF_VNET_HDR (`packet`: virtio_net_hdr + packet) into slots as
+   * tunReadOffload does, from segment `first` (default 0); returns the slots filled (at most `max`).
+   */
+  tunSplit(
+    packet: Buffer,
+    arena: Buffer,
+    slotSize: number,
+    headroom: number,
+    capacity: number,
+    max: number,
+    lengths: Uint32Array,
+    first?: number,
+  ): number;
+  /**
+   * Coalesces the TCP packets `arena[offsets[start..]]` that continue one another (one flow, ack,
+   * window, options; full segments but the last; checksums valid; up to 64 KiB) into one
+   * virtio_net_hdr + super-packet in `out` (at least 65 545 bytes), as tunWrite with `vnetHdr`
+   * writes them. Returns [its length (0: packet `start` goes alone), the packets it holds].
+   */
+  tunCoalesce(
+    arena: Buffer,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    count: number,
+    start: number,
+    out: Buffer,
+  ): [number, number];
+  /** Whether a TUN fd has IFF_VNET_HDR (TUNGETIFF). */
+  tunVnetHdr(fd: number): boolean;
+  /**
+   * Writes packets `arena[offsets[i]]`, `lengths[i]` bytes each (with `vnetHdr`, behind an all-zero
+   * virtio_net_hdr: the fd has IFF_VNET_HDR); returns how many were taken, or a negated errno.
+   */
+  tunWrite(
+    fd: number,
+    arena: Buffer,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    count: number,
+    vnetHdr?: boolean,
+  ): number;
   /** Sets the MTU of an interface (SIOCSIFMTU) in the calling thread's namespace. */
   setMtu(ifname: string, mtu: number): void;
   /** The MTU of an interface (SIOCGIFMTU). */

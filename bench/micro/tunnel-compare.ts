@@ -4,7 +4,7 @@
 //   veth      - the plain underlay,
 // each between two fresh network namespaces. Prints a table with ratios (`--json`: JSON).
 //
-//   npx tsx bench/micro/tunnel-compare.ts [--seconds S] [--json] [--no-gso] [--gro]
+//   npx tsx bench/micro/tunnel-compare.ts [--seconds S] [--json] [--no-gso] [--gro] [--no-offload]
 // Set PODCRYPT_PROFILE=DIR to run the podcrypt peers under `node --cpu-prof --cpu-prof-dir=DIR`.
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -18,6 +18,7 @@ const seconds = Number(args[args.indexOf("--seconds") + 1] ?? "") || 5;
 const json = args.includes("--json");
 const gso = !args.includes("--no-gso");
 const gro = args.includes("--gro");
+const offload = !args.includes("--no-offload");
 const id = randomBytes(3).toString("hex");
 const namespaces: string[] = [];
 const children: ChildProcess[] = [];
@@ -62,7 +63,12 @@ async function startPodcrypt(ns: string, argv: string[]): Promise<void> {
   const child = spawnIn(ns, process.execPath, [...nodeArgs, script, ...argv], {
     stdio: ["pipe", "pipe", "inherit"],
     cwd: projectRoot(),
-    env: { ...process.env, PODCRYPT_GSO: gso ? "1" : "0", PODCRYPT_GRO: gro ? "1" : "0" },
+    env: {
+      ...process.env,
+      PODCRYPT_GSO: gso ? "1" : "0",
+      PODCRYPT_GRO: gro ? "1" : "0",
+      PODCRYPT_OFFLOAD: offload ? "1" : "0",
+    },
   });
   children.push(child);
   await new Promise<void>((resolve, reject) => {
@@ -154,7 +160,7 @@ async function main(): Promise<void> {
     await inner(a, b, "pcw0");
     const rttMs = await ping(a, "10.66.0.2");
     results.push({
-      name: `podcrypt${gso ? "" : " -gso"}${gro ? " +gro" : ""}`,
+      name: `podcrypt${gso ? "" : " -gso"}${gro ? " +gro" : ""}${offload ? "" : " -offload"}`,
       mbps: await iperf(a, b, "10.66.0.2"),
       rttMs,
     });

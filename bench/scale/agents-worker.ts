@@ -39,7 +39,9 @@ const starting: Promise<void>[] = [];
 let restarts = 0;
 /** The last agent start that failed {@link MAX_STARTS} times. */
 let startFailure: Error | undefined;
-const MAX_STARTS = 3;
+const MAX_STARTS = 6;
+/** The pause before a restart, times the failed attempts (kubelet backs a crashing pod off too). */
+const RESTART_BACKOFF_MS = 5_000;
 
 const makeNode = (index: number): SimNode =>
   simNode(stores[index % stores.length]!, index, {
@@ -50,7 +52,9 @@ const makeNode = (index: number): SimNode =>
 /**
  * Starts the agent in `nodes[slot]`. An agent whose start fails (an etcd call past its deadline
  * while the machine is swamped) exits on a node and its pod is restarted: here it is stopped and a
- * fresh agent of the same node started, up to {@link MAX_STARTS} times.
+ * fresh agent of the same node started after a pause that grows with each failure, up to
+ * {@link MAX_STARTS} times (at load 17-24, three attempts without a pause were not enough for
+ * the 400th agent: its restarts came while the others still listed).
  */
 async function startAgent(slot: number): Promise<void> {
   for (let attempt = 1; ; attempt++) {
@@ -66,6 +70,7 @@ async function startAgent(slot: number): Promise<void> {
         return;
       }
       restarts++;
+      await new Promise((r) => setTimeout(r, attempt * RESTART_BACKOFF_MS));
       nodes[slot] = makeNode(nodes[slot]!.index);
     }
   }

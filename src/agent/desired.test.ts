@@ -374,13 +374,56 @@ describe("desiredState, host encryption", () => {
       for (const p of g.peers) assert.ok(!p.allowedIps.some((ip) => ip.startsWith("172.30.")));
   });
 
-  it("a node without an IPv4 host address has no host encryption (IPv4 only)", () => {
+  it("an IPv6-only underlay: each peer's IPv6 host address as a /128, routed from this node's, the IPv6 rules only", () => {
     const v6 = nodes.map((n) =>
-      parseResource("nodes", { ...n, underlay: { ipv6: `fd30::${n.name.slice(-1)}` } }),
+      parseResource("nodes", {
+        ...n,
+        underlay: { ipv6: `fd30::${n.name.slice(-1)}` },
+        podCIDRs: [...n.podCIDRs, `fd00:10:244:${n.name.slice(-1)}::/64`],
+      }),
     );
     const d = desiredState(settings, host(cluster("idle", ON)), v6, ALL_UP);
-    assert.equal(d.host, undefined);
-    assert.ok(d.routes.every((r) => r.table === undefined));
+    assert.deepEqual(d.host?.families, ["ipv6"]);
+    assert.deepEqual(d.generations[0]!.peers[0]!.allowedIps, [
+      "10.244.2.0/24",
+      "fd00:10:244:2::/64",
+      "fd30::2/128",
+    ]);
+    // No IPv4 host address here: the node's own IPv4 packets name no source.
+    assert.deepEqual(d.routes.slice(0, 3), [
+      { dst: "10.244.2.0/24", kind: "tunnel", dev: "podcrypt0" },
+      { dst: "fd00:10:244:2::/64", kind: "tunnel", dev: "podcrypt0", src: "fd30::1" },
+      { dst: "fd30::2/128", kind: "tunnel", dev: "podcrypt0", src: "fd30::1", table: "host" },
+    ]);
+  });
+
+  it("a dual-stack node: both families' host addresses of every peer with both, each from this node's of its family", () => {
+    const dual = nodes.map((n, i) =>
+      parseResource("nodes", {
+        ...n,
+        // node-3 has an IPv4 address only: it gets no IPv6 host route.
+        underlay: { ...n.underlay, ...(i < 2 ? { ipv6: `fd30::${n.name.slice(-1)}` } : {}) },
+        podCIDRs: [...n.podCIDRs, `fd00:10:244:${n.name.slice(-1)}::/64`],
+      }),
+    );
+    const d = desiredState(settings, host(cluster("idle", ON)), dual, ALL_UP);
+    assert.deepEqual(d.host?.families, ["ipv4", "ipv6"]);
+    assert.deepEqual(
+      d.generations[0]!.peers.map((p) => p.allowedIps),
+      [
+        ["10.244.2.0/24", "fd00:10:244:2::/64", "172.30.0.12/32", "fd30::2/128"],
+        ["10.244.3.0/24", "fd00:10:244:3::/64", "172.30.0.13/32"],
+      ],
+    );
+    assert.deepEqual(d.routes, [
+      { dst: "10.244.2.0/24", kind: "tunnel", dev: "podcrypt0", src: "172.30.0.11" },
+      { dst: "fd00:10:244:2::/64", kind: "tunnel", dev: "podcrypt0", src: "fd30::1" },
+      { dst: "172.30.0.12/32", kind: "tunnel", dev: "podcrypt0", src: "172.30.0.11", table: "host" },
+      { dst: "fd30::2/128", kind: "tunnel", dev: "podcrypt0", src: "fd30::1", table: "host" },
+      { dst: "10.244.3.0/24", kind: "tunnel", dev: "podcrypt0", src: "172.30.0.11" },
+      { dst: "fd00:10:244:3::/64", kind: "tunnel", dev: "podcrypt0", src: "fd30::1" },
+      { dst: "172.30.0.13/32", kind: "tunnel", dev: "podcrypt0", src: "172.30.0.11", table: "host" },
+    ]);
   });
 });
 

@@ -7,6 +7,7 @@ import type {
   DesiredPeer,
   DesiredRoute,
   HostExclusion,
+  HostFamily,
   ObservedPeer,
   SelectorMatch,
 } from "../dataplane/types.js";
@@ -182,11 +183,24 @@ function plainGateway(n: Node, dst: string): string | undefined {
 }
 
 /**
- * Node `n`'s host address as a tunnel's allowed IP and host route (`/32`) when `host` encryption
- * is on: its IPv4 underlay address (host encryption covers IPv4 host traffic only).
+ * The families host encryption covers at a node whose own underlay addresses are `self`'s
+ * (docs/design.md#host-encryption): each family it has an address of, IPv4 first; none when host
+ * encryption is off.
  */
-function hostAddress(n: Node, host: boolean): string | undefined {
-  return host && n.underlay.ipv4 !== undefined ? `${n.underlay.ipv4}/32` : undefined;
+function hostFamilies(self: Node | undefined, on: boolean): HostFamily[] {
+  if (!on || self === undefined) return [];
+  return (["ipv4", "ipv6"] as const).filter((f) => self.underlay[f] !== undefined);
+}
+
+/**
+ * Node `n`'s host addresses of `families` as a tunnel's allowed IPs and host routes: its IPv4
+ * underlay address as a `/32`, its IPv6 one as a `/128`.
+ */
+function hostAddresses(n: Node, families: readonly HostFamily[]): Array<{ family: HostFamily; dst: string }> {
+  return families.flatMap((family) => {
+    const ip = n.underlay[family];
+    return ip === undefined ? [] : [{ family, dst: `${ip}/${family === "ipv4" ? 32 : 128}` }];
+  });
 }
 
 /**
@@ -201,7 +215,8 @@ interface Derived {
     {
       publicKey: string | undefined;
       saInstance: string | undefined;
-      host: boolean;
+      /** The host families the entry was made for, joined by commas. */
+      host: string;
       entry: DesiredPeer | undefined;
     }
   >;
@@ -235,24 +250,31 @@ export class DesiredMemo {
 
   /**
    * Node `n`'s peer entry in the generation of `epoch` listening on `port`, if it published a key;
-   * reached at its IPv6 address first when `ipv6` (see {@link addressOf}). With `host` (host
-   * encryption) its allowed IPs hold its IPv4 host address too.
+   * reached at its IPv6 address first when `ipv6` (see {@link addressOf}). With `host` (the
+   * families host encryption covers) its allowed IPs hold its host addresses of those families too.
    */
-  peer(n: Node, epoch: number, port: number, ipv6 = false, host = false): DesiredPeer | undefined {
+  peer(
+    n: Node,
+    epoch: number,
+    port: number,
+    ipv6 = false,
+    host: readonly HostFamily[] = [],
+  ): DesiredPeer | undefined {
     const d = this.derived(n);
     const k = epoch * 65_536 + port;
     const publicKey = n.publicKeys[String(epoch)];
     const saInstance = n.saInstance;
     const address = addressOf(n, ipv6);
+    const hostKey = host.join(",");
     let p = d.peers.get(k);
     if (
       p === undefined ||
       p.publicKey !== publicKey ||
       p.saInstance !== saInstance ||
-      p.host !== host ||
+      p.host !== hostKey ||
       (p.entry !== undefined && p.entry.endpoint.address !== address)
     ) {
-      const hostIp = hostAddress(n, host);
+      const hostIps = hostAddresses(n, host).map((h) => h.dst);
       const entry: DesiredPeer | undefined =
         publicKey === undefined || address === undefined
           ? undefined
@@ -261,9 +283,9 @@ export class DesiredMemo {
               publicKey,
               ...(saInstance === undefined ? {} : { saInstance }),
               endpoint: { address, port },
-              allowedIps: hostIp === undefined ? [...n.podCIDRs] : [...n.podCIDRs, hostIp],
+              allowedIps: [...n.podCIDRs, ...hostIps],
             };
-      d.peers.set(k, (p = { publicKey, saInstance, host, entry }));
+      d.peers.set(k, (p = { publicKey, saInstance, host: hostKey, entry }));
     }
     return p.entry;
   }
@@ -272,9 +294,10 @@ export class DesiredMemo {
    * The routes to node `n`'s pods. The tunnel way is through interface `via`, or a blackhole when
    * `via` is null (nothing to encrypt with yet, so never plaintext); without `encrypting` traffic
    * goes in plaintext over `underlayIf`. Selective encryption routes in plaintext in the main table
-   * and the tunnel way in the `selected` table. With `src` (host encryption: this node's IPv4 host
-   * address) the tunnel routes to IPv4 pod CIDRs name it as the source of the node's own packets,
-   * an address the peer's tunnel accepts and routes back through the tunnel.
+   * and the tunnel way in the `selected` table. With `src` (host encryption: this node's host
+   * addresses by family) the tunnel routes to pod CIDRs of each family name the address of that
+   * family as the source of the node's own packets, an address the peer's tunnel accepts and
+   * routes back through the tunnel.
    */
   routesTo(
     n: Node,
@@ -282,19 +305,20 @@ export class DesiredMemo {
     encrypting: boolean,
     selective: boolean,
     underlayIf: string,
-    src?: string,
+    src: Partial<Record<HostFamily, string>> = {},
   ): readonly DesiredRoute[] {
     const d = this.derived(n);
-    const k = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}|${src ?? ""}`;
+    const k = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}|${src.ipv4 ?? ""}|${src.ipv6 ?? ""}`;
     let out = d.routes.get(k);
     if (out === undefined) {
       out = n.podCIDRs.flatMap((dst): DesiredRoute[] => {
         const gw = plainGateway(n, dst);
         const plain: DesiredRoute[] =
           gw === undefined ? [] : [{ dst, kind: "plain", via: gw, dev: underlayIf }];
+        const from = src[dst.includes(":") ? "ipv6" : "ipv4"];
         const tunnel: DesiredRoute[] =
           via !== null
-            ? [{ dst, kind: "tunnel", dev: via, ...(src === undefined || dst.includes(":") ? {} : { src }) }]
+            ? [{ dst, kind: "tunnel", dev: via, ...(from === undefined ? {} : { src: from }) }]
             : encrypting
               ? [{ dst, kind: "blackhole" }]
               : [];
@@ -360,10 +384,12 @@ export function desiredState(
   // IPsec keys bind both nodes' SA instances: a peer that published none yet gets no SA.
   // A node with only an IPv6 underlay address reaches its peers at theirs.
   const ipv6 = self !== undefined && self.underlay.ipv4 === undefined;
-  // Host encryption (docs/design.md#host-encryption) needs an IPv4 host address at both ends.
+  // Host encryption (docs/design.md#host-encryption) covers each family this node has a host
+  // address of, toward peers with an address of that family: accepted from them and routed to
+  // them as the phase of a switch says (hostFor).
   const hostPhase = hostFor(c);
-  const hostAccept = hostPhase.accept && self?.underlay.ipv4 !== undefined;
-  const hostRoute = hostPhase.route && self?.underlay.ipv4 !== undefined;
+  const hostAccept = hostFamilies(self, hostPhase.accept);
+  const hostRoute = hostFamilies(self, hostPhase.route);
   const peerIn = (g: { epoch: number; mode: EncryptionMode }, n: Node, port: number) => {
     const p = memo.peer(n, g.epoch, port, ipv6, hostAccept);
     return g.mode === "ipsec" && p?.saInstance === undefined ? undefined : p;
@@ -408,7 +434,8 @@ export function desiredState(
   const routes: DesiredRoute[] = [];
   // The source address of the node's own packets is one the peers accept only while they do: it
   // follows the routing of host traffic, which starts after every node accepts and ends before.
-  const src = hostRoute ? self!.underlay.ipv4 : undefined;
+  const src: Partial<Record<HostFamily, string>> = {};
+  for (const f of hostRoute) src[f] = self!.underlay[f];
   for (const n of others) {
     const via = carrier(n)?.ifname ?? null;
     for (const r of memo.routesTo(n, via, sending !== undefined, selective, settings.underlayIf, src))
@@ -416,11 +443,11 @@ export function desiredState(
     // Host traffic goes through the tunnel that carries the peer's pods; with none up it goes as
     // before, in plaintext: strict mode does not cover host traffic (a node must never lock itself
     // out of its datastore or its operators).
-    const dst = hostAddress(n, hostRoute);
-    if (dst !== undefined && src !== undefined && via !== null && sending !== undefined)
-      routes.push({ dst, kind: "tunnel", dev: via, src, table: "host" });
+    if (via !== null && sending !== undefined)
+      for (const { family, dst } of hostAddresses(n, hostRoute))
+        routes.push({ dst, kind: "tunnel", dev: via, src: src[family]!, table: "host" });
   }
-  const hostState = hostRoute ? { host: hostRouting(settings, generations) } : {};
+  const hostState = hostRoute.length > 0 ? { host: hostRouting(settings, generations, hostRoute) } : {};
   const strict = {
     ...strictFor(c),
     underlayIf: settings.underlayIf,
@@ -470,7 +497,11 @@ export function desiredState(
  * must cross outside every tunnel: src/agent/verify/runner.ts), then the agent's datastore
  * connection and the operator's exclusions.
  */
-function hostRouting(settings: AgentSettings, generations: readonly DesiredGeneration[]): DesiredHost {
+function hostRouting(
+  settings: AgentSettings,
+  generations: readonly DesiredGeneration[],
+  families: HostFamily[],
+): DesiredHost {
   const ports = new Set<number>([settings.wireguardPort, settings.wireguardPort + 1, ESP_IN_UDP_PORT]);
   for (const g of generations) {
     ports.add(g.listenPort);
@@ -478,7 +509,7 @@ function hostRouting(settings: AgentSettings, generations: readonly DesiredGener
   }
   const exclude = [...ports].sort((a, b) => a - b).flatMap((port) => bothWays("udp", port));
   const control: HostExclusion = { protocol: "udp", dport: CONTROL_PORT };
-  return { exclude: [...exclude, control, ...(settings.hostExclude ?? [])] };
+  return { families, exclude: [...exclude, control, ...(settings.hostExclude ?? [])] };
 }
 
 /** Host encryption leaves `port` outside both ways: as the destination (requests) and the source (answers). */

@@ -28,7 +28,12 @@ import {
   readMetricsToken,
 } from "./config.js";
 import { daemonDatastoreOption, leaseNamespaceOption, openDatastore } from "./datastore.js";
-import { ensureProbeAddress, probeEndpointAddress, serveProbeEcho } from "../agent/verify/endpoint.js";
+import {
+  ensureProbeAddress,
+  probeEndpointAddress,
+  probeEndpointAddress6,
+  serveProbeEcho,
+} from "../agent/verify/endpoint.js";
 import { VERIFY_BLIND_FILE, VerifyRunner } from "../agent/verify/runner.js";
 import { join } from "node:path";
 import { parseIntFlag } from "./flags.js";
@@ -118,18 +123,30 @@ async function startVerify(o: {
     await ensureProbeAddress(endpoint);
     const echo = await serveProbeEcho(endpoint);
     o.closers.push(async () => void echo.close());
+    // IPv6 pods: an IPv6 endpoint too; without it (an error) the IPv4 one still serves.
+    let endpoint6 = probeEndpointAddress6(o.podCIDRs);
+    if (endpoint6 !== undefined)
+      try {
+        await ensureProbeAddress(endpoint6);
+        const echo6 = await serveProbeEcho(endpoint6);
+        o.closers.push(async () => void echo6.close());
+      } catch (e) {
+        o.logger.warn({ endpoint6, err: (e as Error).message }, "IPv6 probe endpoint failed to start");
+        endpoint6 = undefined;
+      }
     const runner = new VerifyRunner({
       node: o.node,
       store: o.store,
       underlayIf: o.underlayIf,
       endpoint,
+      ...(endpoint6 === undefined ? {} : { endpoint6 }),
       underlay: o.underlay,
       blindFile: join(o.stateDir, VERIFY_BLIND_FILE),
       logger: o.logger,
     });
     await runner.start();
     o.closers.push(() => runner.stop());
-    o.logger.info({ endpoint }, "probe endpoint serving; taking part in verify runs");
+    o.logger.info({ endpoint, endpoint6 }, "probe endpoint serving; taking part in verify runs");
   } catch (e) {
     o.logger.warn({ endpoint, err: (e as Error).message }, "probe endpoint or verify runner failed to start");
   }

@@ -72,10 +72,16 @@ describe("daemon configuration file", () => {
       /boolean/,
     ],
     [
-      "an IPv6 host exclusion",
-      "agent:\n  hostEncryptionExclude:\n    cidrs: [fd00::/8]\n",
+      "a host exclusion that is no CIDR",
+      "agent:\n  hostEncryptionExclude:\n    cidrs: [10.0.0.0/8, fd00::/129]\n",
+      "agent.hostEncryptionExclude.cidrs.1",
+      /must be an IPv4 or IPv6 CIDR/,
+    ],
+    [
+      "an IPv6 host exclusion with host bits set",
+      "agent:\n  hostEncryptionExclude:\n    cidrs: [fd00::1/8]\n",
       "agent.hostEncryptionExclude.cidrs.0",
-      /IPv4 CIDR/,
+      /host bits set \(write the network address, fd00::\/8\)/,
     ],
     [
       "a host exclusion with host bits set",
@@ -211,10 +217,11 @@ describe("daemon configuration file", () => {
 
   it("agent: host encryption's exclusions from the file", () => {
     const file = parseDaemonConfig(
-      "agent:\n  hostEncryptionExclude:\n    cidrs: [10.0.0.0/8, 192.168.1.7/32]\n    ports: [tcp/22, udp/53]\n",
+      "agent:\n  hostEncryptionExclude:\n    cidrs: [10.0.0.0/8, 192.168.1.7/32, 'FD00:0:0::/48', '2001:db8::7/128']\n    ports: [tcp/22, udp/53]\n",
     );
+    // IPv6 CIDRs in the text ip -6 rule prints them in, so a pass finds its rules as it wanted them.
     assert.deepEqual(agentSettings({}, file, {}).hostExclude, {
-      cidrs: ["10.0.0.0/8", "192.168.1.7/32"],
+      cidrs: ["10.0.0.0/8", "192.168.1.7/32", "fd00::/48", "2001:db8::7/128"],
       ports: [
         { protocol: "tcp", port: 22 },
         { protocol: "udp", port: 53 },

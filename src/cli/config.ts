@@ -14,6 +14,7 @@ import { parseYamlText } from "../errors/yaml.js";
 import { parsePortEntry } from "../policy/ports.js";
 import type { OperatorExclusions } from "./host-exclusions.js";
 import { cidr, duration, encryptionMode, namespaceName, objectName, parseWith } from "../model/index.js";
+import { canonicalCidr, canonicalIp } from "../platform/netlink/addr.js";
 
 /** A `HOST:PORT` (`[v6]:PORT`) listen address, or `off`. Port 0 takes any free port. */
 export const listenAddress = z
@@ -88,21 +89,31 @@ const clusterSchema = z.strictObject({
   hostEncryption: z.boolean().optional(),
 });
 
-/** An IPv4 CIDR whose host bits are zero (as `ip rule` keeps it). */
-const canonicalCidrV4 = z.cidrv4({ message: "must be an IPv4 CIDR" }).refine(
-  (c) => {
+/**
+ * An IPv4 or IPv6 CIDR whose host bits are zero (as `ip rule` keeps it), in the text `ip rule`
+ * prints (IPv6 compressed, lower case), so the rules the agent wants and reads compare as equal.
+ */
+const hostExcludeCidr = z
+  .string()
+  .superRefine((c, ctx) => {
+    const v4 = z.cidrv4().safeParse(c).success;
+    if (!v4 && !z.cidrv6().safeParse(c).success) {
+      ctx.addIssue({ code: "custom", message: "must be an IPv4 or IPv6 CIDR, e.g. 10.0.0.0/8 or fd00::/8" });
+      return;
+    }
     const [addr, len] = c.split("/") as [string, string];
-    const n = addr.split(".").reduce((a, o) => a * 256 + Number(o), 0);
-    const size = 2 ** (32 - Number(len));
-    return n % size === 0;
-  },
-  { message: "has host bits set (write the network address, e.g. 10.0.0.0/8)" },
-);
+    if (canonicalCidr(c) !== `${canonicalIp(addr)}/${len}`)
+      ctx.addIssue({
+        code: "custom",
+        message: `has host bits set (write the network address, ${canonicalCidr(c)})`,
+      });
+  })
+  .transform((c) => canonicalCidr(c));
 
 /** What host encryption leaves outside the tunnels (src/cli/host-exclusions.ts). */
 const hostExcludeSchema = z.strictObject({
-  /** IPv4 CIDRs: host traffic to or from them is never tunnelled. */
-  cidrs: z.array(canonicalCidrV4).max(64).optional(),
+  /** IPv4 and IPv6 CIDRs: host traffic to or from them is never tunnelled. */
+  cidrs: z.array(hostExcludeCidr).max(64).optional(),
   /** Ports as `tcp/22`: host traffic from or to them is never tunnelled. */
   ports: z
     .array(

@@ -9,7 +9,7 @@ import { isEtcdUrl, parseEtcdUrl } from "../datastore/etcd/url.js";
 import type { HostExclusion } from "../dataplane/types.js";
 import type { PortSpec } from "../policy/types.js";
 
-/** The operator's exclusions: IPv4 CIDRs (either direction) and ports (source or destination). */
+/** The operator's exclusions: IPv4 and IPv6 CIDRs (either direction) and ports (source or destination). */
 export interface OperatorExclusions {
   cidrs: readonly string[];
   ports: readonly PortSpec[];

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { probeEndpointAddress, PROBE_PORT } from "../agent/verify/endpoint.js";
+import { probeEndpointAddress, probeEndpointAddress6, PROBE_PORT } from "../agent/verify/endpoint.js";
 import type { Datastore } from "../datastore/types.js";
 import { PodcryptError } from "../errors/index.js";
 import { parsePortRef } from "../localcluster/echo.js";
@@ -36,19 +36,55 @@ export interface SelectiveTargets {
  * address), `selected` when the policies select it (the agent marks its endpoint's traffic as its
  * pods': src/dataplane/node/nft.ts), so both a selected port (must be encrypted) and unselected
  * ones (plaintext allowed, reported as such) are probed; the endpoints' own echo is never
- * selected. Pure.
+ * selected. Nodes that both have IPv6 pods also get the echo between their IPv6 endpoints; with
+ * `host` (host encryption on) every pair of nodes with IPv4 host addresses gets a node-to-node
+ * echo between those addresses (`host: true`), which must be encrypted. Pure.
  */
 export function planRun(
   nodes: ReadonlyArray<{ name: string; podCIDRs: string[]; underlay: { ipv4?: string; ipv6?: string } }>,
-  o: { nonce: string; now: number; seconds: number; count: number; selective?: SelectiveTargets },
+  o: {
+    nonce: string;
+    now: number;
+    seconds: number;
+    count: number;
+    selective?: SelectiveTargets;
+    /** Host encryption is on: add the node-to-node checks. */
+    host?: boolean;
+  },
 ): Omit<VerifyRun, "status"> {
   const usable = nodes.flatMap((n) => {
     const endpoint = probeEndpointAddress(n.podCIDRs);
     const underlay = n.underlay.ipv4 ?? n.underlay.ipv6;
     return endpoint === undefined || underlay === undefined
       ? []
-      : [{ name: n.name, endpoint, underlay, podCIDRs: n.podCIDRs }];
+      : [
+          {
+            name: n.name,
+            endpoint,
+            endpoint6: probeEndpointAddress6(n.podCIDRs),
+            underlay,
+            hostIPv4: n.underlay.ipv4,
+            podCIDRs: n.podCIDRs,
+          },
+        ];
   });
+  // Host encryption tunnels the nodes' IPv4 host addresses (docs/design.md#host-encryption): one
+  // node-to-node echo per ordered pair of nodes that both have one, which must not be seen in
+  // plaintext. The sender's source is its underlay address, the run's node entry.
+  const hostCheck = (a: (typeof usable)[number], b: (typeof usable)[number]): VerifyCheck[] =>
+    o.host === true && a.hostIPv4 !== undefined && a.underlay === a.hostIPv4 && b.hostIPv4 !== undefined
+      ? [
+          {
+            from: a.name,
+            to: b.name,
+            address: b.hostIPv4,
+            protocol: "udp",
+            port: PROBE_PORT,
+            selected: true,
+            host: true,
+          },
+        ]
+      : [];
   const sel = o.selective;
   const onNode = (b: (typeof usable)[number], a: Endpoints["addresses"][number]): boolean =>
     a.node !== undefined
@@ -87,7 +123,21 @@ export function planRun(
           // The endpoints are no pods of any policy: selective encryption leaves them in plaintext.
           selected: sel === undefined,
         },
+        // Dual-stack pods: the endpoints' echo over IPv6 too, when both nodes have IPv6 pods.
+        ...(a.endpoint6 === undefined || b.endpoint6 === undefined
+          ? []
+          : [
+              {
+                from: a.name,
+                to: b.name,
+                address: b.endpoint6,
+                protocol: "udp" as const,
+                port: PROBE_PORT,
+                selected: sel === undefined,
+              },
+            ]),
         ...serviceChecks(a.name, b),
+        ...hostCheck(a, b),
       ]),
   );
   return {
@@ -97,7 +147,12 @@ export function planRun(
     seconds: o.seconds,
     count: o.count,
     size: 0,
-    nodes: usable.map(({ name, endpoint, underlay }) => ({ name, endpoint, underlay })),
+    nodes: usable.map(({ name, endpoint, endpoint6, underlay }) => ({
+      name,
+      endpoint,
+      ...(endpoint6 === undefined ? {} : { endpoint6 }),
+      underlay,
+    })),
     checks,
   };
 }
@@ -123,13 +178,22 @@ export function runResult(run: VerifyRun, selective: boolean): VerifyResult {
       to: c.to,
       delivered: probe !== undefined && probe.echoed === run.count,
       plaintextSeen: seen.length > 0,
-      fromPod: `probe-endpoint/${run.nodes.find((n) => n.name === c.from)?.endpoint ?? "?"}`,
-      toPod: c.service === undefined ? `probe-endpoint/${c.address}` : `${c.service}/${c.address}`,
+      fromPod:
+        c.host === true
+          ? `host/${run.nodes.find((n) => n.name === c.from)?.underlay ?? "?"}`
+          : `probe-endpoint/${(c.address.includes(":") ? run.nodes.find((n) => n.name === c.from)?.endpoint6 : run.nodes.find((n) => n.name === c.from)?.endpoint) ?? "?"}`,
+      toPod:
+        c.host === true
+          ? `host/${c.address}`
+          : c.service === undefined
+            ? `probe-endpoint/${c.address}`
+            : `${c.service}/${c.address}`,
       family: c.address.includes(":") ? "ipv6" : "ipv4",
       protocol: c.protocol,
       port: c.port,
       ...(c.service === undefined ? {} : { service: c.service }),
       selected: c.selected,
+      ...(c.host === true ? { host: true as const } : {}),
       sent: run.count,
       echoed: probe?.echoed ?? 0,
       losses: lost.map(([a, b]) => ({
@@ -201,12 +265,14 @@ export async function verifyViaAgents(
 ): Promise<VerifyResult> {
   const c = (await store.collection("clusterencryptions").get(CLUSTER_ENCRYPTION_NAME))?.value;
   const selective = c?.encryption === "selective";
+  const host = c?.hostEncryption === true;
   const nodes = (await store.collection("nodes").list()).items.map((n) => n.value);
   const plan = planRun(nodes, {
     nonce: randomBytes(6).toString("hex"),
     now: Date.now(),
     seconds,
     count,
+    host,
     ...(selective ? { selective: await selectiveTargets(store) } : {}),
   });
   if (plan.nodes.length < 2)

@@ -37,12 +37,12 @@ export function registerVerify(program: Command): void {
     )
     .option(
       "--json",
-      "machine-readable: {ok, encrypted, selective, pairs: [{from, to, delivered, plaintextSeen, family, protocol, port, selected, host (node-to-node checks, with host encryption), sent, echoed, losses}]}",
+      "machine-readable: {ok, encrypted, selective, pairs: [{from, to, delivered, plaintextSeen, family, protocol, port, selected, host (node-to-node checks, with host encryption, one per family both nodes have a host address of), sent, echoed, losses}]}",
       false,
     )
     .option(
       "--via-agents",
-      "ask the agents through the datastore: each sends marked probes from its probe endpoint (in its pod CIDR) to every other node's, captures its own underlay, and sends a negative control outside the tunnels (default when there is no local cluster, or --datastore names another)",
+      "ask the agents through the datastore: each sends marked probes from its probe endpoints (in its pod CIDRs, IPv4 and IPv6) to every other node's, with host encryption also from its host address to every other node's, captures its own underlay, and sends a negative control outside the tunnels (default when there is no local cluster, or --datastore names another)",
       false,
     )
     .addOption(clusterDatastoreOption())
@@ -95,10 +95,11 @@ export function registerVerify(program: Command): void {
           );
         }
         if (!r.ok) {
-          // The family is named whenever a run had both, so a failure says which family failed.
+          // The family is named whenever a run had both or the pair is IPv6 (an IPv6 underlay's
+          // node-to-node pairs), so a failure says which family failed.
           const dual = new Set(r.pairs.map((p) => p.family)).size > 1;
           const name = (p: PairResult) =>
-            `${p.from}→${p.to}${p.host ? " node-to-node" : ""}${dual ? ` ${p.family}` : ""}${p.selected && !r.selective && !p.host ? "" : ` ${p.protocol}/${p.port}`}`;
+            `${p.from}→${p.to}${p.host ? " node-to-node" : ""}${dual || p.family === "ipv6" ? ` ${p.family}` : ""}${p.selected && !r.selective && !p.host ? "" : ` ${p.protocol}/${p.port}`}`;
           const plain = r.pairs.filter((p) => p.selected && p.plaintextSeen).map(name);
           const lost = r.pairs.filter((p) => !p.delivered).map(name);
           const blind = r.pairs.filter((p) => p.captureBlind === true).map(name);

@@ -10,8 +10,8 @@ export interface DesiredPeer {
   saInstance?: string;
   endpoint: { address: string; port: number };
   /**
-   * The peer's pod CIDRs, and with host encryption its host (IPv4 underlay) address as a /32
-   * (docs/design.md#host-encryption).
+   * The peer's pod CIDRs, and with host encryption its host (underlay) addresses, IPv4 as a /32
+   * and IPv6 as a /128, of the families this node has one of (docs/design.md#host-encryption).
    */
   allowedIps: string[];
 }
@@ -59,12 +59,17 @@ export interface HostExclusion {
   dport?: number;
 }
 
+/** An address family of host addresses (and of `ip rule`'s tables of rules). */
+export type HostFamily = "ipv4" | "ipv6";
+
 /**
  * Host encryption on this node (docs/design.md#host-encryption): the `host` routes are looked up
  * by everything but `exclude` (the tunnels' own UDP ports, the datastore, the operator's
- * exclusions).
+ * exclusions), in each of `families` (the families this node has a host address of: each has its
+ * own rules, `ip rule` and `ip -6 rule`; an exclusion by CIDR belongs to its CIDR's family only).
  */
 export interface DesiredHost {
+  families: HostFamily[];
   exclude: HostExclusion[];
 }
 

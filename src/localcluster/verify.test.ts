@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { resolveClusterConfig } from "./config.js";
 import { planCluster } from "./plan.js";
-import { planChecks } from "./verify.js";
+import { probePayload } from "./probe.js";
+import { markerFrames, planChecks, planHostChecks } from "./verify.js";
 
 const plan = planCluster(
   resolveClusterConfig({
@@ -81,5 +82,52 @@ describe("planChecks", () => {
     );
     assert.equal(v6.nodes[1]!.underlayIP, "fd30::c");
     assert.equal(v6.config.underlayFamily, "ipv6");
+  });
+});
+
+describe("planHostChecks", () => {
+  const hostRows = (ipFamily: "ipv4" | "ipv6" | "dual", underlayFamily?: "ipv4" | "ipv6"): string[] =>
+    planHostChecks(
+      planCluster(
+        resolveClusterConfig({
+          ipFamily,
+          ...(underlayFamily === undefined ? {} : { underlayFamily }),
+          nodes: [
+            { name: "a", pods: 1 },
+            { name: "b", pods: 1 },
+          ],
+        }),
+      ),
+    ).map(
+      (c) => `${c.from}>${c.to} ${c.family} ${c.protocol}/${c.port} ${c.dstIp} ${c.host ? "host" : "pod"}`,
+    );
+
+  it("one node-to-node check per ordered pair and family both nodes have a host address of", () => {
+    assert.deepEqual(hostRows("ipv4"), [
+      "a>b ipv4 tcp/7 172.30.0.12 host",
+      "b>a ipv4 tcp/7 172.30.0.11 host",
+    ]);
+    // An IPv4 underlay with IPv6 pods: the nodes publish their IPv6 fabric addresses too.
+    assert.deepEqual(hostRows("dual"), [
+      "a>b ipv4 tcp/7 172.30.0.12 host",
+      "a>b ipv6 tcp/7 fd30::c host",
+      "b>a ipv4 tcp/7 172.30.0.11 host",
+      "b>a ipv6 tcp/7 fd30::b host",
+    ]);
+    // An IPv6-only underlay: IPv6 host addresses only, whatever the pods' families.
+    assert.deepEqual(hostRows("dual", "ipv6"), [
+      "a>b ipv6 tcp/7 fd30::c host",
+      "b>a ipv6 tcp/7 fd30::b host",
+    ]);
+  });
+});
+
+describe("markerFrames", () => {
+  it("finds a check's own probes only, not those of a check whose marker continues it (its IPv6 twin's)", () => {
+    const frame = (text: string) => ({ at: 0, data: Buffer.concat([Buffer.alloc(42), Buffer.from(text)]) });
+    const v4 = "PODCRYPT-VERIFY-ab-node-1-node-2-tcp7-host";
+    const records = [frame(probePayload(`${v4}-v6`, 0, 200)), frame(probePayload("other", 1))];
+    assert.equal(markerFrames(records, v4).length, 0);
+    assert.deepEqual(markerFrames(records, `${v4}-v6`), [records[0]]);
   });
 });

@@ -90,6 +90,17 @@ export function pcapRecords(pcap: Buffer): Array<{ at: number; data: Buffer }> {
   return out;
 }
 
+/**
+ * The frames among `records` that carry a probe of `marker` (src/localcluster/probe.ts's payload:
+ * the marker, then `#`). With the `#`: a marker is a prefix of others (an IPv4 check's of its
+ * IPv6 twin's, which ends in `-v6`; a pod's of one whose name continues it), whose plaintext must
+ * not count as its own.
+ */
+export function markerFrames<R extends { data: Buffer }>(records: readonly R[], marker: string): R[] {
+  const m = `${marker}#`;
+  return records.filter((r) => r.data.includes(m));
+}
+
 export interface VerifyResult {
   ok: boolean;
   /** No selected traffic was seen in plaintext. */
@@ -116,15 +127,18 @@ export interface PlannedCheck {
   host?: true;
 }
 
-/** Node `n` as the end of a node-to-node check: its namespace and its IPv4 underlay address. */
+/**
+ * Node `n` as the end of a node-to-node check: its namespace and the host addresses it publishes
+ * (`underlayIPs`: one per family it has, IPv4 first).
+ */
 export function nodeEndpoint(n: PlannedNode): PlannedPod {
   return {
     name: n.name,
     namespace: "",
     node: n.name,
     netns: n.netns,
-    ip: n.underlayIPv4,
-    ips: [n.underlayIPv4],
+    ip: n.underlayIPs[0]!,
+    ips: [...n.underlayIPs],
     labels: {},
     hostIf: "",
     ports: [],
@@ -132,50 +146,56 @@ export function nodeEndpoint(n: PlannedNode): PlannedPod {
 }
 
 /**
- * Host encryption's checks, pure: every ordered node pair, TCP to the verify port of the other
- * node's IPv4 underlay address (served by {@link serveHostEcho} during the run), always selected.
- * None on an IPv6 underlay: host encryption covers IPv4 host addresses only.
+ * Host encryption's checks, pure: every ordered node pair in every family both nodes have a host
+ * address of (the addresses they publish: IPv4 on an IPv4 underlay, IPv6 too with IPv6 pods,
+ * IPv6 only on an IPv6 underlay), IPv4 first, TCP to the verify port of the other node's address
+ * (served by {@link serveHostEcho} during the run), always selected.
  */
 export function planHostChecks(plan: ClusterPlan): PlannedCheck[] {
-  if (plan.config.underlayFamily !== "ipv4") return [];
   return plan.nodes.flatMap((a) =>
     plan.nodes
       .filter((b) => b.name !== a.name)
-      .map((b): PlannedCheck => ({
-        from: a.name,
-        to: b.name,
-        src: nodeEndpoint(a),
-        dst: nodeEndpoint(b),
-        family: "ipv4",
-        dstIp: b.underlayIPv4,
-        protocol: "tcp",
-        port: VERIFY_PORT,
-        selected: true,
-        host: true,
-      })),
+      .flatMap((b) => {
+        const src = nodeEndpoint(a);
+        const dst = nodeEndpoint(b);
+        return commonFamilies(src, dst).map(([family, dstIp]): PlannedCheck => ({
+          from: a.name,
+          to: b.name,
+          src,
+          dst,
+          family,
+          dstIp,
+          protocol: "tcp",
+          port: VERIFY_PORT,
+          selected: true,
+          host: true,
+        }));
+      }),
   );
 }
 
 /**
- * TCP echo on the verify port of every node's IPv4 underlay address, inside the node's namespace
- * (a socket made there through the native addon, served by this process) for the run of a verify.
+ * TCP echo on the verify port of every host address of every node (see {@link nodeEndpoint}),
+ * inside the node's namespace (a socket made there through the native addon, served by this
+ * process) for the run of a verify.
  */
 async function serveHostEcho(plan: ClusterPlan): Promise<() => Promise<void>> {
   const servers: Server[] = [];
   const close = () => Promise.all(servers.map((s) => new Promise((r) => s.close(r)))).then(() => undefined);
   try {
-    for (const n of plan.nodes) {
-      const fd = native().listenTcpInNetns(`/run/netns/${n.netns}`, n.underlayIPv4, VERIFY_PORT);
-      const server = createServer({ noDelay: true }, (conn) => {
-        conn.on("error", () => undefined);
-        conn.pipe(conn);
-      });
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen({ fd }, () => resolve());
-      });
-    }
+    for (const n of plan.nodes)
+      for (const ip of n.underlayIPs) {
+        const fd = native().listenTcpInNetns(`/run/netns/${n.netns}`, ip, VERIFY_PORT);
+        const server = createServer({ noDelay: true }, (conn) => {
+          conn.on("error", () => undefined);
+          conn.pipe(conn);
+        });
+        servers.push(server);
+        await new Promise<void>((resolve, reject) => {
+          server.once("error", reject);
+          server.listen({ fd }, () => resolve());
+        });
+      }
   } catch (e) {
     await close();
     throw new PodcryptError("EVERIFY", `cannot serve the node-to-node echo: ${(e as Error).message}`, {
@@ -457,8 +477,7 @@ export async function verifyCluster(
   rmSync(file, { force: true });
   const records = pcapRecords(capture);
   checks.forEach((c, i) => {
-    const m = marker(c);
-    const seen = records.filter((r) => r.data.includes(m));
+    const seen = markerFrames(records, marker(c));
     const p = pairs[i]!;
     p.plaintextSeen = seen.length > 0;
     if (seen.length === 0) return;

@@ -8,14 +8,19 @@ import { ipAddress, objectName, timestamp } from "./common.js";
  * subresource); elsewhere the object under `verifyruns/<name>`.
  */
 
-/** The most checks one run may hold (every ordered pair of 64 nodes). */
-export const MAX_VERIFY_CHECKS = 64 * 63;
+/**
+ * The most checks one run may hold: every ordered pair of 64 nodes, with room for a few checks
+ * each (the endpoints' echo, host encryption's node-to-node echo, service ports when selective).
+ */
+export const MAX_VERIFY_CHECKS = 64 * 63 * 4;
 
 /** One node of a run: where its probe endpoint is, and its underlay address (the negative control's target). */
 export const verifyNodeSchema = z.strictObject({
   name: objectName,
   /** The node's probe endpoint: an address of its pod CIDR (see src/agent/verify/endpoint.ts). */
   endpoint: ipAddress,
+  /** The node's IPv6 probe endpoint, when it has IPv6 pods: an address of its IPv6 pod CIDR. */
+  endpoint6: ipAddress.optional(),
   underlay: ipAddress,
 });
 
@@ -30,6 +35,12 @@ export const verifyCheckSchema = z.strictObject({
   selected: z.boolean(),
   /** `namespace/name` of the service whose port this is (selective encryption); absent for the probe endpoints' echo. */
   service: z.string().min(1).max(320).optional(),
+  /**
+   * Host encryption: a node-to-node check, sent from `from`'s underlay (host) address to
+   * `address`, `to`'s underlay address, where `to`'s agent echoes it for the run. Absent for
+   * checks between probe endpoints and pods.
+   */
+  host: z.literal(true).optional(),
 });
 
 /** What one probed marker got back. */

@@ -1,11 +1,17 @@
 // test-tier: netns (root: network namespaces)
 /**
- * Dual-stack pods on the local cluster, userspace data planes, both modes, over either underlay:
- * - `--ip-family dual` (IPv4 underlay) and `--ip-family dual --underlay-family ipv6` (an IPv6-only
- *   underlay carrying IPv4 and IPv6 pods): `verify` passes for every ordered pair in both
- *   families, and a capture of the fabric of its own (tcpdump, not verify's) sees no marker of
- *   either family, the tunnels' packets only of the underlay's family, and on the IPv6 underlay
+ * Dual-stack pods with host encryption on the local cluster, userspace data planes, both modes,
+ * over either underlay:
+ * - `--ip-family dual --host-encryption` (IPv4 underlay; the nodes publish IPv6 fabric addresses
+ *   too) and `--ip-family dual --underlay-family ipv6 --host-encryption` (an IPv6-only underlay
+ *   carrying IPv4 and IPv6 pods): `verify` passes for every ordered pod pair in both families and
+ *   every node-to-node pair in each family the nodes have host addresses of (both, IPv6 only), and
+ *   a capture of the fabric of its own (tcpdump, not verify's) sees no marker of either family and
+ *   no host marker, the tunnels' packets only of the underlay's family, and on the IPv6 underlay
  *   no IPv4 frame at all;
+ * - host traffic of each family: a node's marked datagrams to another node's address do not cross
+ *   the fabric in plaintext, while the same to the discard port (which host encryption leaves
+ *   outside the tunnels) do: the capture sees host traffic of that family;
  * - strict mode: with one node's tunnel daemon stopped (SIGSTOP, its interface held down, as in
  *   the Prometheus test, and a default route of each family on the underlay as a real node has),
  *   IPv6 and then IPv4 pod traffic toward another node is dropped by that node's rules (the
@@ -17,6 +23,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, afterEach, describe, it } from "node:test";
+import { randomBytes } from "node:crypto";
+import { projectRoot } from "../../src/paths.js";
 import { readClusterState } from "../../src/localcluster/state.js";
 import { pcapRecords } from "../../src/localcluster/verify.js";
 import { run, runIn } from "../../src/platform/netns/netns.js";
@@ -126,7 +134,10 @@ for (const s of setups) {
         remove();
       });
 
-      it("verify passes in both families; an independent capture sees no marker and the tunnels on the underlay's family only", async () => {
+      // The families of the nodes' host addresses: an IPv4 underlay with IPv6 pods has both.
+      const hostFamilies = s.underlay === "ipv4" ? ["ipv4", "ipv6"] : ["ipv6"];
+
+      it("verify passes in both families and node to node; an independent capture sees no marker and the tunnels on the underlay's family only", async () => {
         const r = await podcrypt([
           "cluster",
           "up",
@@ -138,6 +149,7 @@ for (const s of setups) {
           s.mode,
           "--dataplane",
           "userspace",
+          "--host-encryption",
           "--timeout",
           "150",
         ]);
@@ -150,23 +162,31 @@ for (const s of setups) {
         assert.equal(v.code, 0, `verify failed: ${v.stderr}\n${v.stdout}`);
         const result = JSON.parse(v.stdout) as VerifyJson;
         assert.equal(result.ok, true);
-        // 3 nodes: 6 ordered pairs, each in both families.
+        // 3 nodes: 6 ordered pairs, each in both families for the pods and in each host family node to node.
         assert.deepEqual(
-          result.pairs.map((p) => `${p.from}>${p.to} ${p.family}`).sort(),
+          result.pairs.map((p) => `${p.from}>${p.to} ${p.host === true ? "host" : "pod"} ${p.family}`).sort(),
           ["node-1", "node-2", "node-3"]
             .flatMap((a) =>
               ["node-1", "node-2", "node-3"]
                 .filter((b) => b !== a)
-                .flatMap((b) => [`${a}>${b} ipv4`, `${a}>${b} ipv6`]),
+                .flatMap((b) => [
+                  `${a}>${b} pod ipv4`,
+                  `${a}>${b} pod ipv6`,
+                  ...hostFamilies.map((f) => `${a}>${b} host ${f}`),
+                ]),
             )
             .sort(),
         );
         for (const p of result.pairs)
-          assert.deepEqual([p.delivered, p.plaintextSeen], [true, false], `${p.from}>${p.to} ${p.family}`);
+          assert.deepEqual(
+            [p.delivered, p.plaintextSeen],
+            [true, false],
+            `${p.from}>${p.to} ${p.family}${p.host === true ? " node-to-node" : ""}`,
+          );
         assert.equal(
           frames.filter((f) => f.data.includes("PODCRYPT-VERIFY")).length,
           0,
-          "no verify marker of either family on the fabric",
+          "no verify marker (pod of either family, or host) on the fabric",
         );
         const tunnel = frames
           .map((f) => udpPort(f.data))
@@ -183,6 +203,46 @@ for (const s of setups) {
             0,
             "an IPv6-only underlay: no IPv4 or ARP frame on the fabric",
           );
+      });
+
+      it("host traffic of each host family goes through the tunnels; to the discard port, left outside them, it crosses in plaintext", async () => {
+        const state = readClusterState(home);
+        assert.ok(state !== undefined, "the cluster of the test before runs");
+        const [n1, n2] = state.plan.nodes;
+        const nonce = randomBytes(4).toString("hex");
+        const stop = await capture(state.plan.fabric, join(home, "host.pcap"));
+        const sent: Array<{ family: string; tunnelled: string; outside: string }> = [];
+        for (const family of hostFamilies) {
+          const ip = family === "ipv4" ? n2!.underlayIPv4 : `[${n2!.underlayIPv6}]`;
+          const tunnelled = `HOSTV6-IN-${family}-${nonce}`;
+          const outside = `HOSTV6-OUT-${family}-${nonce}`;
+          // Nothing listens at either port: what matters is what crosses the fabric.
+          await runIn(n1!.netns, process.execPath, [
+            join(projectRoot(), "bin", "podcrypt"),
+            "debug",
+            "probe",
+            "--targets",
+            `udp:${ip}:5009:${tunnelled},udp:${ip}:9:${outside}`,
+            "--count",
+            "3",
+            "--seconds",
+            "1",
+          ]);
+          sent.push({ family, tunnelled, outside });
+        }
+        const frames = await stop();
+        for (const x of sent) {
+          assert.equal(
+            frames.some((f) => f.data.includes(x.outside)),
+            true,
+            `${x.family}: the capture sees host traffic left outside the tunnels`,
+          );
+          assert.equal(
+            frames.some((f) => f.data.includes(x.tunnelled)),
+            false,
+            `${x.family}: node-to-node marker in plaintext`,
+          );
+        }
       });
 
       it("strict mode, a node's tunnel daemon stopped: IPv6 and IPv4 pod packets dropped at the node, none on the fabric", async () => {

@@ -73,6 +73,8 @@ export interface VerifyJson {
     protocol: string;
     port: number;
     selected: boolean;
+    /** A node-to-node check (host encryption). */
+    host?: boolean;
     sent: number;
     echoed: number;
     /** Runs of lost datagrams: when, and how many. */

@@ -31,14 +31,22 @@ interface Pair {
   delivered: boolean;
   plaintextSeen: boolean;
   port: number;
+  family: "ipv4" | "ipv6";
+  host?: true;
   captureBlind?: boolean;
 }
 
-/** The verdict of every ordered node pair of a verify's JSON (its echo-port checks). */
-function verdicts(v: { pairs: Pair[] }): Record<string, { delivered: boolean; plaintext: boolean }> {
+/**
+ * The verdict of every ordered node pair of a verify's JSON (its echo-port checks between pods or
+ * probe endpoints of `family`).
+ */
+function verdicts(
+  v: { pairs: Pair[] },
+  family: "ipv4" | "ipv6" = "ipv4",
+): Record<string, { delivered: boolean; plaintext: boolean }> {
   return Object.fromEntries(
     v.pairs
-      .filter((p) => p.port === 7)
+      .filter((p) => p.port === 7 && p.host !== true && p.family === family)
       .map((p) => [`${p.from}->${p.to}`, { delivered: p.delivered, plaintext: p.plaintextSeen }]),
   );
 }
@@ -205,3 +213,125 @@ for (const datastore of ["local", "kubernetes"] as const)
         });
       },
     );
+
+describe(
+  "verify --via-agents with host encryption and dual-stack pods: node-to-node checks and IPv6 pod pairs beside the IPv4 ones (3 nodes, wireguard)",
+  { skip: busy },
+  () => {
+    const { home, podcrypt } = clusterCli("verify-agents-host");
+    const viaAgents = async (): Promise<{ code: number; pairs: Pair[]; stdout: string; stderr: string }> => {
+      const r = await podcrypt(["verify", "--json", "--via-agents"]);
+      assert.ok(r.stdout.trim().startsWith("{"), `verify printed no JSON: ${r.stderr}`);
+      return {
+        code: r.code,
+        pairs: (JSON.parse(r.stdout) as { pairs: Pair[] }).pairs,
+        stdout: r.stdout,
+        stderr: r.stderr,
+      };
+    };
+    const hostPairs = (pairs: Pair[]) =>
+      Object.fromEntries(
+        pairs
+          .filter((p) => p.host === true)
+          .map((p) => [`${p.from}->${p.to}`, [p.family, p.delivered, p.plaintextSeen, p.captureBlind]]),
+      );
+    before(async () => {
+      const config = join(home, "cluster.yaml");
+      writeFileSync(
+        config,
+        `mode: wireguard\nhostEncryption: true\nipFamily: dual\nnodes:\n${[1, 2, 3].map((i) => `  - {name: node-${i}, pods: 1}`).join("\n")}\n`,
+      );
+      const up = await podcrypt(["cluster", "up", "--config", config, "--timeout", "150"]);
+      assert.equal(up.code, 0, `cluster up failed: ${up.stderr}`);
+    });
+    after(async () => {
+      try {
+        await podcrypt(["cluster", "down"]);
+      } finally {
+        rmSync(home, { recursive: true, force: true });
+      }
+    });
+
+    it("status shows host encryption on, and every node applying it to both peers", async () => {
+      const s = JSON.parse((await podcrypt(["status", "--json"])).stdout) as {
+        hostEncryption: boolean;
+        nodes: Array<{
+          name: string;
+          hostEncryption?: { applied: boolean; routes: number; peers: string[] };
+        }>;
+      };
+      assert.equal(s.hostEncryption, true);
+      for (const n of s.nodes)
+        assert.deepEqual(
+          n.hostEncryption,
+          { applied: true, routes: 2, peers: ["node-1", "node-2", "node-3"].filter((x) => x !== n.name) },
+          n.name,
+        );
+      const text = (await podcrypt(["status"])).stdout;
+      assert.match(text, /host encryption on/);
+      assert.match(text, /^ {2}host encryption: applied · 2 host routes \(to node-2, node-3\)$/m);
+    });
+
+    it("healthy: one encrypted node-to-node check (ipv4) and one pod echo of each family per ordered pair, all OK, as the namespace verify sees them", async () => {
+      const r = await viaAgents();
+      assert.equal(r.code, 0, r.stderr);
+      const all = ["node-1", "node-2", "node-3"].flatMap((a) =>
+        ["node-1", "node-2", "node-3"].filter((b) => b !== a).map((b) => `${a}->${b}`),
+      );
+      assert.deepEqual(
+        hostPairs(r.pairs),
+        Object.fromEntries(all.map((k) => [k, ["ipv4", true, false, false]])),
+      );
+      const ns = JSON.parse((await podcrypt(["verify", "--json"])).stdout) as { pairs: Pair[] };
+      for (const family of ["ipv4", "ipv6"] as const) {
+        const v = verdicts({ pairs: r.pairs }, family);
+        assert.equal(Object.keys(v).length, 6, family);
+        for (const [pair, x] of Object.entries(v))
+          assert.deepEqual(x, { delivered: true, plaintext: false }, `${family} ${pair}`);
+        assert.deepEqual(v, verdicts(ns, family), `${family}: the namespace verify's verdicts`);
+      }
+      const text = await podcrypt(["verify", "--via-agents"]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /node-1 → node-2 node-to-node ipv4 udp\/7/);
+      assert.match(text.stdout, /node-1 → node-2 ipv6 udp\/7/);
+    });
+
+    it("node-1's host traffic bypassing the tunnels (a foreign rule ahead of podcrypt's): its node-to-node checks are seen in plaintext, the others are not", async () => {
+      // Another component's rule ahead of host encryption's: node-1's packets to the other nodes'
+      // addresses take the main table, straight over the underlay. The answers come back encrypted
+      // (the peers' rules are intact), so only node-1's requests cross in plaintext.
+      await run("ip", [
+        "-n",
+        "pc-node-1",
+        "rule",
+        "add",
+        "priority",
+        "100",
+        "to",
+        "172.30.0.0/24",
+        "ipproto",
+        "udp",
+        "dport",
+        "7",
+        "lookup",
+        "main",
+      ]);
+      try {
+        const r = await viaAgents();
+        assert.equal(r.code, 1, r.stdout);
+        for (const [pair, [family, delivered, plaintext, blind]] of Object.entries(
+          hostPairs(r.pairs),
+        ) as Array<[string, [string, boolean, boolean, boolean]]>) {
+          assert.deepEqual([family, delivered, blind], ["ipv4", true, false], pair);
+          assert.equal(plaintext, pair.startsWith("node-1->"), `${pair}: plaintext ${plaintext}`);
+        }
+        // The pods' pairs are untouched, in both families.
+        for (const family of ["ipv4", "ipv6"] as const)
+          for (const [pair, v] of Object.entries(verdicts({ pairs: r.pairs }, family)))
+            assert.deepEqual(v, { delivered: true, plaintext: false }, `${family} ${pair}`);
+      } finally {
+        await run("ip", ["-n", "pc-node-1", "rule", "del", "priority", "100"]);
+      }
+    });
+  },
+);

@@ -1,9 +1,10 @@
 // test-tier: vm (the kernel data planes, inside the qemu VM: test/vm/run.sh)
 /**
- * The local cluster on kernel data planes, test VM only: `podcrypt cluster up --dataplane kernel` in both modes, `podcrypt verify`, `wg
- * show` and `ip xfrm state` against `podcrypt status --json`, idempotence and repair behind the
- * agents' backs, 5 rotations under continuous traffic without a lost packet, and mixed clusters
- * (one node forced to userspace by the config file) in both modes.
+ * The local cluster on kernel data planes, test VM only: `podcrypt cluster up --dataplane kernel` in both modes, with dual-stack pods and
+ * host encryption on, `podcrypt verify` in both families and node to node, `wg show`, `ip xfrm
+ * state` and `policy` and the host table against `podcrypt status --json`, idempotence and repair
+ * behind the agents' backs, 5 rotations under continuous traffic without a lost packet, and mixed
+ * clusters (one node forced to userspace by the config file, IPv4 only) in both modes.
  *
  * PODCRYPT_VM_CLUSTERS (see run.sh) picks the clusters, all four by default; test/vm/README.md has
  * the figures.
@@ -20,7 +21,10 @@ import { EtcdTestServer } from "../support/etcd-server.js";
 import { XFRM_REQID_BASE } from "../../src/dataplane/xfrm/generations.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { parseWgDump } from "../../src/platform/netlink/wg-dump.js";
-import { parseXfrmStates } from "../../src/platform/netlink/xfrm-text.js";
+import { HOST_TABLE } from "../../src/dataplane/node/routes.js";
+import type { PlannedNode } from "../../src/localcluster/plan.js";
+import { readClusterState } from "../../src/localcluster/state.js";
+import { parseXfrmPolicies, parseXfrmStates } from "../../src/platform/netlink/xfrm-text.js";
 import { listNetns, run, runIn } from "../../src/platform/netns/netns.js";
 import { clusterCli, type CliResult, type VerifyJson } from "../localcluster/run-cli.js";
 import { vmOnly } from "./vm-env.js";
@@ -49,10 +53,18 @@ interface Status {
   mode: string;
   phase: string;
   epoch: number;
-  nodes: Array<{ name: string; backend: string; errors: string[]; peers: Peer[] }>;
+  nodes: Array<{
+    name: string;
+    backend: string;
+    errors: string[];
+    peers: Peer[];
+    /** What the node's last pass installed of host encryption. */
+    hostEncryption?: { applied: boolean; routes: number; peers: string[] };
+  }>;
 }
 
-type Verify = VerifyJson;
+/** verify's JSON; node-to-node checks (host encryption on) carry `host: true`. */
+type Verify = Omit<VerifyJson, "pairs"> & { pairs: Array<VerifyJson["pairs"][number] & { host?: true }> };
 
 /** One local cluster in its own PODCRYPT_HOME, driven through the CLI. */
 class Cluster {
@@ -108,23 +120,36 @@ class Cluster {
 
   async status(t?: TestContext): Promise<Status> {
     // The emulated CPU reads the cluster slower than status's default 10 s allow.
-    const r = await this.podcrypt(["status", "--json", "--timeout", "120"], t);
+    const r = await this.podcrypt(["status", "--json", "--timeout", "300"], t);
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.stdout) as Status;
   }
 
-  async verify(t: TestContext, extra: string[] = []): Promise<Verify> {
-    const r = await this.podcrypt(["verify", "--json", "--timeout", "120", ...extra], t);
+  /**
+   * `verify --json` must pass on every check: with `dualHost` (see config()) every ordered pair of
+   * the 3 nodes once per pod family and once node to node per family, else once (IPv4 pods).
+   */
+  async verify(t: TestContext, dualHost: boolean, extra: string[] = []): Promise<Verify> {
+    const r = await this.podcrypt(["verify", "--json", "--timeout", "300", ...extra], t);
     const v = JSON.parse(r.stdout || "{}") as Verify;
     for (const p of v.pairs ?? [])
       assert.deepEqual(
         [p.delivered, p.plaintextSeen, p.error],
         [true, false, undefined],
-        `${p.from}->${p.to}: ${JSON.stringify(p)}\n${this.logTail()}`,
+        `${p.from}->${p.to} ${p.family}${p.host === true ? " host" : ""}: ${JSON.stringify(p)}\n${this.logTail()}`,
       );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(v.ok, true);
-    assert.equal(v.pairs.length, 6, "every ordered pair of the 3 nodes");
+    // Node to node in both families: on an IPv4 underlay with IPv6 pods the nodes publish their
+    // IPv6 addresses too, which host encryption covers as well.
+    const kinds = dualHost ? ["ipv4", "ipv6", "ipv4 host", "ipv6 host"] : ["ipv4"];
+    assert.deepEqual(
+      v.pairs.map((p) => `${p.from}>${p.to} ${p.family}${p.host === true ? " host" : ""}`).sort(),
+      NODES.flatMap((a) =>
+        NODES.filter((b) => b !== a).flatMap((b) => kinds.map((k) => `${a}>${b} ${k}`)),
+      ).sort(),
+      "every ordered pair of the 3 nodes, in each family checked",
+    );
     return v;
   }
 
@@ -175,10 +200,15 @@ class Cluster {
   }
 }
 
-/** Three nodes with one pod each (every pod start costs seconds here); `dataplane` per node. */
-function config(mode: "wireguard" | "ipsec", node3: "kernel" | "userspace"): string {
+/**
+ * Three nodes with one pod each (every pod start costs seconds here); `dataplane` per node. The
+ * kernel-only clusters (`dualHost`) run dual-stack pods (IPv4 underlay) with host encryption on, so
+ * that the kernel backends carry IPv6 pod CIDRs and the host routes of table 5041 too.
+ */
+function config(mode: "wireguard" | "ipsec", node3: "kernel" | "userspace", dualHost = false): string {
   return [
     `mode: ${mode}`,
+    ...(dualHost ? ["ipFamily: dual", "hostEncryption: true"] : []),
     "nodes:",
     "  - {name: node-1, pods: 1}",
     "  - {name: node-2, pods: 1}",
@@ -189,6 +219,62 @@ function config(mode: "wireguard" | "ipsec", node3: "kernel" | "userspace"): str
 
 const NODES = ["node-1", "node-2", "node-3"] as const;
 const nsOf = (node: string): string => `${NETNS_PREFIX}${node}`;
+
+/** The planned nodes of the cluster in `home` (pod CIDRs of both families, underlay addresses). */
+function plannedNodes(home: string): Map<string, PlannedNode> {
+  const state = readClusterState(home);
+  assert.ok(state !== undefined, "the cluster runs");
+  return new Map(state.plan.nodes.map((n) => [n.name, n]));
+}
+
+/**
+ * What a peer's tunnel must carry with dual-stack pods and host encryption: its pod CIDRs of both
+ * families and its host (IPv4 underlay) address.
+ */
+function carried(peer: PlannedNode): string[] {
+  assert.equal(peer.podCIDRs.length, 2, `${peer.name}: pod CIDRs of both families`);
+  return [...peer.podCIDRs, `${peer.underlayIPv4}/32`];
+}
+
+/**
+ * Host encryption in the kernel: every node's table 5041 routes each other node's address through
+ * the kernel device status names for that peer, and status's host report counts those routes.
+ */
+async function hostRoutesAgree(s: Status, nodes: Map<string, PlannedNode>): Promise<void> {
+  for (const n of s.nodes) {
+    const table = async (family: "-4" | "-6") => {
+      const text = await runIn(nsOf(n.name), "ip", [
+        family,
+        "-j",
+        "route",
+        "show",
+        "table",
+        String(HOST_TABLE),
+      ]);
+      return (text.trim() === "" ? [] : JSON.parse(text)) as Array<{
+        dst: string;
+        dev: string;
+        prefsrc?: string;
+      }>;
+    };
+    const routes = await table("-4");
+    // IPv6 host addresses, where nodes have them, are routed the same way: counted by status too.
+    const routes6 = await table("-6");
+    const want = n.peers
+      .map((p) => `${nodes.get(p.node)!.underlayIPv4} dev ${p.ifname} src ${nodes.get(n.name)!.underlayIPv4}`)
+      .sort();
+    assert.deepEqual(
+      routes.map((r) => `${r.dst} dev ${r.dev} src ${r.prefsrc}`).sort(),
+      want,
+      `${n.name}: table ${HOST_TABLE}, a route to each peer's address through its tunnel`,
+    );
+    assert.deepEqual(
+      n.hostEncryption,
+      { applied: true, routes: routes.length + routes6.length, peers: n.peers.map((p) => p.node).sort() },
+      `${n.name}: status reports the host routes installed`,
+    );
+  }
+}
 
 async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + ms;
@@ -208,7 +294,7 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
   // other (test/vm/README.md); PODCRYPT_VM_TRAFFIC_S lengthens the window on a busier host.
   const seconds = Number(process.env["PODCRYPT_VM_TRAFFIC_S"] || 300);
   const traffic = c.podcrypt(
-    ["verify", "--json", "--timeout", "120", "--seconds", String(seconds), "--count", String(seconds * 10)],
+    ["verify", "--json", "--timeout", "300", "--seconds", String(seconds), "--count", String(seconds * 10)],
     t,
     (seconds + 300) * 1000,
   );
@@ -276,11 +362,13 @@ describe(
   { skip: skipUnless("kernel-wireguard") },
   () => {
     const c = new Cluster("kernel-wireguard");
-    before(async (t) => c.up(config("wireguard", "kernel"), ["--dataplane", "kernel"], t as TestContext));
+    before(async (t) =>
+      c.up(config("wireguard", "kernel", true), ["--dataplane", "kernel"], t as TestContext),
+    );
     after(() => c.down());
 
     it("verify passes and every node runs kernel WireGuard", async (t) => {
-      await c.verify(t);
+      await c.verify(t, true);
       const s = await c.status(t);
       assert.deepEqual(
         s.nodes.map((n) => [n.name, n.backend]),
@@ -288,8 +376,9 @@ describe(
       );
     });
 
-    it("wg show agrees with podcrypt status --json", async (t) => {
+    it("wg show and table 5041 agree with podcrypt status --json", async (t) => {
       const s = await c.status(t);
+      const nodes = plannedNodes(c.home);
       for (const n of s.nodes) {
         const dump = parseWgDump(await runIn(nsOf(n.name), "wg", ["show", "all", "dump"]));
         const ours = [...dump.values()].filter((d) => /^pc\dw[01]$/.test(d.ifname));
@@ -305,12 +394,16 @@ describe(
         assert.equal(fromWg.length, 2, `${n.name}: one peer per other node`);
         for (const p of n.peers) {
           const w = ours.flatMap((d) => d.peers).find((q) => q.publicKey === p.publicKey)!;
+          // Both pod families and the host address (IPv6 host addresses too, once nodes have them).
+          const missing = carried(nodes.get(p.node)!).filter((cidr) => !w.allowedIps.includes(cidr));
+          assert.deepEqual(missing, [], `${n.name}→${p.node}: allowed IPs ${w.allowedIps.join(",")}`);
           assert.ok(w.txBytes >= p.txBytes && w.rxBytes >= p.rxBytes, `${n.name}→${p.node}: counters`);
           // Handshakes happen every 2 minutes: the later read may be one newer.
           assert.ok(w.latestHandshake * 1000 >= (p.latestHandshake ?? 0), `${n.name}→${p.node}: handshake`);
           assert.equal(p.state, "established");
         }
       }
+      await hostRoutesAgree(s, nodes);
     });
 
     it("a resync changes nothing, and what is removed behind its back is restored", async (t) => {
@@ -332,7 +425,7 @@ describe(
         );
       });
       assert.ok(c.changes("node-1").length > before, "the repair is logged");
-      await c.verify(t);
+      await c.verify(t, true);
     });
 
     it("5 rotations under continuous traffic lose 0 packets", async (t) => rotationsUnderTraffic(c, t));
@@ -345,12 +438,12 @@ describe(
   () => {
     const c = new Cluster("kernel-ipsec");
     before(async (t) =>
-      c.up(config("ipsec", "kernel"), ["--dataplane", "kernel", "--mode", "ipsec"], t as TestContext),
+      c.up(config("ipsec", "kernel", true), ["--dataplane", "kernel", "--mode", "ipsec"], t as TestContext),
     );
     after(() => c.down());
 
     it("verify passes and every node runs kernel XFRM", async (t) => {
-      await c.verify(t);
+      await c.verify(t, true);
       const s = await c.status(t);
       assert.deepEqual(
         s.nodes.map((n) => [n.name, n.backend]),
@@ -358,12 +451,34 @@ describe(
       );
     });
 
-    it("ip xfrm state agrees with podcrypt status --json", async (t) => {
+    it("ip xfrm state and policy and table 5041 agree with podcrypt status --json", async (t) => {
       const s = await c.status(t);
+      const nodes = plannedNodes(c.home);
+      const ours = (reqid: number): boolean => reqid >= XFRM_REQID_BASE && reqid <= XFRM_REQID_BASE + 0xffff;
       for (const n of s.nodes) {
-        const states = parseXfrmStates(await runIn(nsOf(n.name), "ip", ["-s", "xfrm", "state"])).filter(
-          (x) => x.reqid >= XFRM_REQID_BASE && x.reqid <= XFRM_REQID_BASE + 0xffff,
+        const states = parseXfrmStates(await runIn(nsOf(n.name), "ip", ["-s", "xfrm", "state"])).filter((x) =>
+          ours(x.reqid),
         );
+        const policies = parseXfrmPolicies(await runIn(nsOf(n.name), "ip", ["xfrm", "policy"])).filter((x) =>
+          x.tmpls.some((tm) => ours(tm.reqid)),
+        );
+        // One tunnel carries both families: its SAs have no selector family of their own.
+        assert.deepEqual(
+          states.filter((x) => x.afUnspec !== true).map((x) => x.spi),
+          [],
+          `${n.name}: every SA af-unspec`,
+        );
+        for (const p of n.peers) {
+          const peer = nodes.get(p.node)!;
+          const out = policies
+            .filter((x) => x.dir === "out" && x.tmpls[0]!.dst === peer.underlayIP)
+            .map((x) => `${x.src} ${x.dst}`);
+          for (const cidr of carried(peer))
+            assert.ok(
+              out.includes(`${cidr.includes(":") ? "::/0" : "0.0.0.0/0"} ${cidr}`),
+              `${n.name}→${p.node}: an outbound policy for ${cidr} (${out.join(", ")})`,
+            );
+        }
         const spi = (x: number): string => `0x${x.toString(16).padStart(8, "0")}`;
         assert.deepEqual(
           n.peers.flatMap((p) => [p.spiIn, p.spiOut]).sort(),
@@ -391,6 +506,7 @@ describe(
           assert.equal(out.aead?.name, "rfc4106(gcm(aes))");
         }
       }
+      await hostRoutesAgree(s, nodes);
     });
 
     it("a resync changes nothing, and what is removed behind its back is restored", async (t) => {
@@ -433,7 +549,7 @@ describe(
         return now.some((x) => x.spi === Number(inSpi)) && link !== "";
       });
       assert.ok(c.changes("node-1").length > before, "the repair is logged");
-      await c.verify(t);
+      await c.verify(t, true);
     });
 
     it("5 rotations under continuous traffic lose 0 packets", async (t) => rotationsUnderTraffic(c, t));
@@ -449,7 +565,7 @@ describe(
     after(() => c.down());
 
     it("every pair is encrypted and verify passes", async (t) => {
-      await c.verify(t);
+      await c.verify(t, false);
       const s = await c.status(t);
       assert.deepEqual(
         s.nodes.map((n) => n.backend),
@@ -475,7 +591,7 @@ describe(
     after(() => c.down());
 
     it("every pair is encrypted and verify passes", async (t) => {
-      await c.verify(t);
+      await c.verify(t, false);
       const s = await c.status(t);
       assert.deepEqual(
         s.nodes.map((n) => n.backend),

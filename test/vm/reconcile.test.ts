@@ -45,6 +45,9 @@ interface Side {
   address: string;
   pods: string;
   podIp: string;
+  /** The IPv6 pod CIDR and address: one tunnel carries both families. */
+  pods6: string;
+  podIp6: string;
   keys: Map<number, ReturnType<typeof generateKeyPair>>;
   /** The SA instance the side's data plane holds, once it runs (what its agent would publish). */
   instance?: string;
@@ -64,7 +67,7 @@ function generation(mode: "wireguard" | "ipsec", self: Side, peer: Side, epoch: 
         publicKey: peer.keys.get(epoch)!.publicKey.toString("base64"),
         ...(peer.instance === undefined ? {} : { saInstance: peer.instance }),
         endpoint: { address: peer.address, port: 51820 + slot },
-        allowedIps: [peer.pods],
+        allowedIps: [peer.pods, peer.pods6],
       },
     ],
   };
@@ -87,6 +90,8 @@ async function twoNodes(lab: NetnsLab, tag: string): Promise<[Side, Side]> {
       address: `10.93.0.${i}`,
       pods: `10.92.${i}.0/24`,
       podIp: `10.92.${i}.1`,
+      pods6: `fd92:${i}::/64`,
+      podIp6: `fd92:${i}::1`,
       keys: new Map([1, 2].map((e) => [e, generateKeyPair(rnd)])),
     });
   }
@@ -96,6 +101,7 @@ async function twoNodes(lab: NetnsLab, tag: string): Promise<[Side, Side]> {
     await kernel.ipBatch(s.ns, [
       "link add pod0 type dummy",
       `addr add ${s.podIp}/24 dev pod0`,
+      `addr add ${s.podIp6}/64 dev pod0 nodad`,
       "link set pod0 up",
     ]);
   return [a, b];
@@ -107,6 +113,16 @@ const route = (s: Side, peer: Side, dev: string): Promise<string> =>
 
 const ping = (s: Side, peer: Side): Promise<string> =>
   runIn(s.ns, "ping", ["-c", "2", "-i", "0.2", "-W", "5", "-I", s.podIp, peer.podIp]);
+
+/** IPv6 pods through the same tunnel, both ways (over the IPv4 underlay). */
+async function ping6Both(a: Side, b: Side, dev: string): Promise<void> {
+  for (const [s, peer] of [
+    [a, b],
+    [b, a],
+  ] as const)
+    await kernel.ip(s.ns, ["-6", "route", "replace", peer.pods6, "dev", dev, "src", s.podIp6]);
+  await runIn(a.ns, "ping", ["-6", "-c", "2", "-i", "0.2", "-W", "5", "-I", a.podIp6, b.podIp6]);
+}
 
 describe("kernel WireGuard backend", () => {
   it("brings a generation up, is idempotent, repairs, rotates and retires", { skip: vmOnly }, async () => {
@@ -127,6 +143,7 @@ describe("kernel WireGuard backend", () => {
       await route(a, b, "pct1");
       await route(b, a, "pct1");
       await ping(a, b);
+      await ping6Both(a, b, "pct1");
       const rows = await ba.observe();
       assert.equal(rows.length, 1);
       assert.equal(rows[0]?.publicKey, b.keys.get(1)!.publicKey.toString("base64"));
@@ -214,6 +231,8 @@ describe("kernel XFRM backend", () => {
         await route(a, b, "pct1");
         await route(b, a, "pct1");
         await ping(a, b);
+        // IPv6 pods through the IPv4 tunnel: only SAs without a selector family (af-unspec) carry them.
+        await ping6Both(a, b, "pct1");
         const outSpi = `0x${spiFor(keyIdForEpoch(1), a.name, b.name, ia, ib).toString(16).padStart(8, "0")}`;
         assert.ok(((await xfrmStateCounters(a.ns)).get(outSpi)?.packets ?? 0) >= 2, "sent through the SA");
         const [row] = await ba.observe();

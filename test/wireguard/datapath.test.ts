@@ -1,6 +1,9 @@
 // test-tier: netns (root: network namespaces)
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
@@ -65,6 +68,8 @@ class Peer {
       keepalivesReceived: number;
       staged: number;
       groBuffers: number;
+      tunOffload: boolean;
+      tunSuperSegments: number;
       drops: Record<string, number>;
     };
     core: {
@@ -303,5 +308,85 @@ describe("WireguardDatapath over an IPv6 underlay, carrying IPv6 and IPv4", () =
     assert.equal(dc.counters.drops["no-endpoint"], 0);
     assert.equal(dc.counters.drops["auth-failed"], 0);
     await c.request("close");
+  });
+});
+
+describe("WireguardDatapath with TUN offloads, against a peer without them", () => {
+  const lab = new NetnsLab();
+  let dir = "";
+
+  after(async () => {
+    await lab.cleanup();
+    if (dir !== "") rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("cuts TCP super-segments into packets that arrive intact, IPv4 and IPv6, both ways", async () => {
+    const nsE = await lab.netns("dpe");
+    const nsF = await lab.netns("dpf");
+    await lab.veth(nsE, "eth0", nsF, "eth0", ["10.78.0.1/24"], ["10.78.0.2/24"]);
+    const spawnPeer = async (ns: string, args: string[], env: Record<string, string>): Promise<Peer> => {
+      const child = lab.spawn(ns, process.execPath, ["--import", "tsx", SCRIPT, ...args], {
+        stdio: ["pipe", "pipe", "inherit"],
+        cwd: projectRoot(),
+        env: { ...process.env, ...env },
+      });
+      const peer = new Peer(child);
+      await peer.event("started");
+      return peer;
+    };
+    // E reads its TUN with offloads (the default), F one packet per read.
+    const e = await spawnPeer(
+      nsE,
+      ["a", "wgo0", "51821", SECRET, "10.66.0.2/32,fd00:66::2/128", "10.78.0.2:51820", "ready"],
+      {},
+    );
+    const f = await spawnPeer(
+      nsF,
+      ["b", "wgo0", "51820", SECRET, "10.66.0.1/32,fd00:66::1/128", "10.78.0.1:51821", "ready"],
+      { PODCRYPT_OFFLOAD: "0" },
+    );
+    for (const [ns, addrs] of [
+      [nsE, ["10.66.0.1/24", "fd00:66::1/64"]],
+      [nsF, ["10.66.0.2/24", "fd00:66::2/64"]],
+    ] as const) {
+      for (const addr of addrs)
+        await runIn(ns, "ip", ["addr", "add", addr, "dev", "wgo0", ...(addr.includes(":") ? ["nodad"] : [])]);
+      await runIn(ns, "ip", ["link", "set", "wgo0", "up"]);
+    }
+    dir = mkdtempSync(join(tmpdir(), "podcrypt-offload-"));
+    const file = join(dir, "payload");
+    const data = randomBytes(24 * 1024 * 1024 + 777);
+    writeFileSync(file, data);
+    const want = createHash("sha256").update(data).digest("hex");
+    // Receives one connection on `listen` in `to`, sends the file from `from` with `connect`.
+    const transfer = async (from: string, to: string, listen: string, connect: string): Promise<string> => {
+      const received = runIn(to, "sh", ["-c", `socat -u ${listen} - | sha256sum`], { timeoutMs: 60_000 });
+      await new Promise((r) => setTimeout(r, 300));
+      await runIn(from, "socat", ["-u", `OPEN:${file}`, connect], { timeoutMs: 60_000 });
+      return (await received).split(" ")[0]!;
+    };
+    assert.equal(await transfer(nsE, nsF, "TCP4-LISTEN:5001,bind=10.66.0.2", "TCP4:10.66.0.2:5001"), want);
+    assert.equal(
+      await transfer(nsE, nsF, "TCP6-LISTEN:5002,bind=[fd00:66::2]", "TCP6:[fd00:66::2]:5002"),
+      want,
+    );
+    assert.equal(await transfer(nsF, nsE, "TCP4-LISTEN:5003,bind=10.66.0.1", "TCP4:10.66.0.1:5003"), want);
+    // E writes what it receives coalesced (one write per run of a flow's segments).
+    assert.equal(
+      await transfer(nsF, nsE, "TCP6-LISTEN:5004,bind=[fd00:66::1]", "TCP6:[fd00:66::1]:5004"),
+      want,
+    );
+    const ec = (await e.counters()).counters;
+    const fc = (await f.counters()).counters;
+    assert.equal(ec.tunOffload, true);
+    assert.equal(fc.tunOffload, false);
+    // The kernel handed E super-segments (TSO), which E cut into packets F took as they were.
+    assert.ok(ec.tunSuperSegments > 0, "no TCP super-segment was read");
+    assert.equal(fc.tunSuperSegments, 0);
+    for (const c of [ec, fc]) {
+      assert.equal(c.drops["malformed"], 0);
+      assert.equal(c.drops["auth-failed"], 0);
+      assert.equal(c.drops["replay"], 0);
+    }
   });
 });

@@ -1,4 +1,6 @@
 import { createSocket, type Socket } from "node:dgram";
+import { isIP } from "node:net";
+import { canonicalIp, cidrRange } from "../../platform/netlink/addr.js";
 import { run } from "../../platform/netns/netns.js";
 import { PROBE_SOCKET_BUFFER } from "../../localcluster/probe.js";
 
@@ -27,30 +29,81 @@ export function probeEndpointAddress(podCidrs: readonly string[]): string | unde
   return [24, 16, 8, 0].map((s) => (first >>> s) & 255).join(".");
 }
 
+/**
+ * The IPv6 probe endpoint of a node with `podCidrs` (dual-stack or IPv6 pods): the first address
+ * after the network address of its first IPv6 pod CIDR (`fd00:10:244:1::/64` → `fd00:10:244:1::1`);
+ * undefined when it has none (or one of a single address). Pure.
+ */
+export function probeEndpointAddress6(podCidrs: readonly string[]): string | undefined {
+  const v6 = podCidrs.find((c) => c.includes(":"));
+  if (v6 === undefined) return undefined;
+  const { first, last } = cidrRange(v6);
+  if (last - first < 2n) return undefined;
+  const n = first + 1n;
+  return canonicalIp(
+    Array.from({ length: 8 }, (_, i) => ((n >> BigInt(112 - 16 * i)) & 0xffffn).toString(16)).join(":"),
+  );
+}
+
 /** Puts `address` on the node (see {@link PROBE_IFNAME}) unless it is local already. */
 export async function ensureProbeAddress(address: string): Promise<void> {
-  const local = JSON.parse(await run("ip", ["-4", "-j", "addr", "show"])) as Array<{
+  const v6 = address.includes(":");
+  const local = JSON.parse(await run("ip", [v6 ? "-6" : "-4", "-j", "addr", "show"])) as Array<{
     addr_info?: Array<{ local?: string }>;
   }>;
   if (local.some((l) => (l.addr_info ?? []).some((a) => a.local === address))) return;
   const links = JSON.parse(await run("ip", ["-j", "link", "show"])) as Array<{ ifname: string }>;
   const dummy = [
     ...(links.some((l) => l.ifname === PROBE_IFNAME) ? [] : [`link add ${PROBE_IFNAME} type dummy`]),
-    `addr replace ${address}/32 dev ${PROBE_IFNAME}`,
+    // IPv6: no duplicate address detection, or the address stays tentative and cannot be bound.
+    v6
+      ? `addr replace ${address}/128 dev ${PROBE_IFNAME} nodad`
+      : `addr replace ${address}/32 dev ${PROBE_IFNAME}`,
     `link set ${PROBE_IFNAME} up`,
   ];
   try {
     await run("ip", ["-batch", "-"], { input: dummy.join("\n") + "\n" });
   } catch {
     // A kernel without the dummy driver: loopback holds a /32 just as well.
-    await run("ip", ["addr", "replace", `${address}/32`, "dev", "lo"]);
+    await run("ip", ["addr", "replace", `${address}/${v6 ? 128 : 32}`, "dev", "lo"]);
   }
 }
 
 /** Serves UDP echo on `address`:{@link PROBE_PORT}; resolves with the socket once bound. */
 export async function serveProbeEcho(address: string): Promise<Socket> {
-  const s = createSocket({ type: "udp4", recvBufferSize: PROBE_SOCKET_BUFFER });
+  const s = createSocket({
+    type: isIP(address) === 6 ? "udp6" : "udp4",
+    recvBufferSize: PROBE_SOCKET_BUFFER,
+  });
   s.on("message", (msg, rinfo) => s.send(msg, rinfo.port, rinfo.address));
+  await new Promise<void>((resolve, reject) => {
+    s.once("error", reject);
+    s.bind(PROBE_PORT, address, () => {
+      s.off("error", reject);
+      resolve();
+    });
+  });
+  s.on("error", () => undefined);
+  return s;
+}
+
+/**
+ * Host encryption's node-to-node checks: UDP echo on the node's host (underlay) `address`, port
+ * {@link PROBE_PORT}, open only for one verify run. Answers only what `accept` takes (the run's
+ * markers from the run's nodes) and nothing from port 7 itself, so two echo services can never be
+ * made to answer each other in a loop by a forged source. Resolves with the socket once bound.
+ */
+export async function serveHostEcho(
+  address: string,
+  accept: (message: Buffer, from: string) => boolean,
+): Promise<Socket> {
+  const s = createSocket({
+    type: isIP(address) === 6 ? "udp6" : "udp4",
+    recvBufferSize: PROBE_SOCKET_BUFFER,
+  });
+  s.on("message", (msg, rinfo) => {
+    if (rinfo.port !== PROBE_PORT && accept(msg, rinfo.address)) s.send(msg, rinfo.port, rinfo.address);
+  });
   await new Promise<void>((resolve, reject) => {
     s.once("error", reject);
     s.bind(PROBE_PORT, address, () => {

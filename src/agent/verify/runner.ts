@@ -13,6 +13,7 @@ import {
 } from "../../model/index.js";
 import { UnderlayCapture } from "./capture.js";
 import { CONTROL_PORT } from "../control-port.js";
+import { serveHostEcho } from "./endpoint.js";
 
 /**
  * The fault-injection knob's file name in the agent's state directory: while it exists, the
@@ -32,6 +33,8 @@ export interface VerifyRunnerOptions {
   underlayIf: string;
   /** This node's probe endpoint address (probes are sent from it). */
   endpoint: string;
+  /** This node's IPv6 probe endpoint, when it has IPv6 pods (IPv6 probes are sent from it). */
+  endpoint6?: string;
   /** This node's underlay address (the negative control's source). */
   underlay: string;
   /**
@@ -45,7 +48,8 @@ export interface VerifyRunnerOptions {
 /**
  * Carries out `verify --via-agents` runs on one node: for each run naming this node that it has
  * not reported yet, captures its underlay from now until the run's end, sends the run's checks
- * from this node (marked messages from its probe endpoint to the other nodes' ones) and one
+ * from this node (marked messages from its probe endpoints to the other nodes' ones, and with host
+ * encryption from its host address to theirs, echoed by theirs for the run) and one
  * negative control to every peer's underlay address, and writes its report into the run's status.
  */
 export class VerifyRunner {
@@ -108,6 +112,18 @@ export class VerifyRunner {
     const peers = r.nodes.filter((n) => n.name !== self);
     const mine = r.checks.filter((c) => c.from === self);
     const controls = createSocket("udp4");
+    // Host encryption's node-to-node checks to this node: echoed on its host address for the run,
+    // only the run's markers from the run's nodes.
+    const senders = new Set(peers.map((p) => p.underlay));
+    const echo = r.checks.some((c) => c.host === true && c.to === self)
+      ? await serveHostEcho(
+          this.o.underlay,
+          (msg, from) => senders.has(from) && msg.subarray(0, prefix.length).toString("latin1") === prefix,
+        ).catch((e: Error) => {
+          error = `echo on ${this.o.underlay} failed: ${e.message}`;
+          return undefined;
+        })
+      : undefined;
     try {
       await new Promise<void>((resolve) => controls.bind(0, this.o.underlay, resolve));
       const wait = r.startAt - Date.now();
@@ -120,19 +136,29 @@ export class VerifyRunner {
       sendControls();
       const spread = setInterval(sendControls, Math.max(200, (r.seconds * 1000) / 3));
       let results: Awaited<ReturnType<typeof probe>> = {};
+      // Pod checks leave from the probe endpoint of their family, node-to-node checks from the
+      // host address.
+      const send = async (
+        which: (c: (typeof mine)[number]) => boolean,
+        source: string | undefined,
+      ): Promise<Awaited<ReturnType<typeof probe>>> => {
+        const targets = mine
+          .filter(which)
+          .map((c) => ({ protocol: c.protocol, ip: c.address, port: c.port, marker: verifyMarker(r, c) }));
+        // No source of the family (no IPv6 endpoint here): nothing sent, the checks count as lost.
+        return targets.length === 0 || source === undefined
+          ? {}
+          : probe(targets, r.count, r.seconds, r.size, source);
+      };
+      const pod = (v6: boolean) => (c: (typeof mine)[number]) =>
+        c.host !== true && c.address.includes(":") === v6;
       try {
-        results = await probe(
-          mine.map((c) => ({
-            protocol: c.protocol,
-            ip: c.address,
-            port: c.port,
-            marker: verifyMarker(r, c),
-          })),
-          r.count,
-          r.seconds,
-          r.size,
-          this.o.endpoint,
-        );
+        const all = await Promise.all([
+          send(pod(false), this.o.endpoint),
+          send(pod(true), this.o.endpoint6),
+          send((c) => c.host === true, this.o.underlay),
+        ]);
+        results = Object.assign({}, ...all) as Awaited<ReturnType<typeof probe>>;
       } finally {
         clearInterval(spread);
       }
@@ -156,6 +182,7 @@ export class VerifyRunner {
     } finally {
       capture?.close();
       controls.close();
+      echo?.close();
     }
   }
 

@@ -11,10 +11,12 @@ function installed(add: readonly string[]): IpRule[] {
     const to = arg("to")?.split("/");
     const from = arg("from")?.split("/");
     const r: IpRule = { priority: Number(arg("priority")), table: arg("lookup")!, src: from?.[0] ?? "all" };
-    if (from !== undefined && from[1] !== "32") r.srclen = Number(from[1]);
+    // ip prints a prefix length only when it is not the address's full length.
+    const full = (addr: string) => (addr.includes(":") ? "128" : "32");
+    if (from !== undefined && from[1] !== full(from[0]!)) r.srclen = Number(from[1]);
     if (to !== undefined) {
       r.dst = to[0]!;
-      if (to[1] !== "32") r.dstlen = Number(to[1]);
+      if (to[1] !== full(to[0]!)) r.dstlen = Number(to[1]);
     }
     if (arg("ipproto") !== undefined) r.ipproto = arg("ipproto")!;
     if (arg("sport") !== undefined) r.sport = Number(arg("sport"));
@@ -24,6 +26,7 @@ function installed(add: readonly string[]): IpRule[] {
 }
 
 const HOST = {
+  families: ["ipv4" as const],
   exclude: [
     { protocol: "udp" as const, sport: 51820 },
     { protocol: "udp" as const, dport: 51820 },
@@ -51,7 +54,10 @@ describe("host encryption's ip rules", () => {
 
   it("an exclusion changed: the host table's rule goes first and comes back last", () => {
     const rules = installed(hostRuleCommands([], HOST));
-    const cmds = hostRuleCommands(rules, { exclude: [...HOST.exclude, { protocol: "tcp", dport: 2379 }] });
+    const cmds = hostRuleCommands(rules, {
+      ...HOST,
+      exclude: [...HOST.exclude, { protocol: "tcp", dport: 2379 }],
+    });
     assert.equal(cmds[0], "rule del priority 5031");
     assert.equal(cmds.at(-1), "rule add priority 5031 lookup 5041");
     assert.equal(cmds.filter((c) => c === "rule del priority 5030").length, 4);
@@ -65,6 +71,35 @@ describe("host encryption's ip rules", () => {
       ...Array<string>(4).fill("rule del priority 5030"),
     ]);
     assert.deepEqual(hostRuleCommands([{ priority: 0, src: "all", table: "local" }], undefined), []);
+  });
+
+  const DUAL = {
+    families: ["ipv4" as const, "ipv6" as const],
+    exclude: [...HOST.exclude, { to: "fd00:9::/32" }, { from: "fd30::7" }],
+  };
+
+  it("IPv6 (ip -6 rule): the ports both families share, the CIDRs of its own family only", () => {
+    const cmds = hostRuleCommands([], DUAL, "ipv6");
+    assert.equal(cmds.at(-1), "rule add priority 5031 lookup 5041");
+    assert.deepEqual(cmds.slice(0, -1).sort(), [
+      "rule add priority 5030 from fd30::7/128 lookup main",
+      "rule add priority 5030 ipproto udp dport 51820 lookup main",
+      "rule add priority 5030 ipproto udp sport 51820 lookup main",
+      "rule add priority 5030 to fd00:9::/32 lookup main",
+    ]);
+    const v4 = hostRuleCommands([], DUAL, "ipv4");
+    assert.equal(v4.filter((c) => c.includes(":")).length, 0, v4.join("\n"));
+    assert.equal(v4.length, 5);
+    assert.deepEqual(hostRuleCommands(installed(cmds), DUAL, "ipv6"), [], "installed as wanted");
+  });
+
+  it("a family host encryption does not cover keeps no rule of it (its rules removed)", () => {
+    const v6 = installed(hostRuleCommands([], DUAL, "ipv6"));
+    assert.deepEqual(hostRuleCommands([], HOST, "ipv6"), []);
+    assert.deepEqual(hostRuleCommands(v6, HOST, "ipv6"), [
+      "rule del priority 5031",
+      ...Array<string>(4).fill("rule del priority 5030"),
+    ]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { PodcryptError } from "../../errors/index.js";
 import { run } from "../../platform/netns/netns.js";
-import type { DesiredHost, DesiredRoute, HostExclusion } from "../types.js";
+import type { DesiredHost, DesiredRoute, HostExclusion, HostFamily } from "../types.js";
 import { SELECT_MARK } from "./nft.js";
 
 /**
@@ -32,7 +32,7 @@ interface IpRoute {
   prefsrc?: string;
 }
 
-/** An IPv4 rule as `ip -j rule show` prints it (the fields podcrypt's rules use). */
+/** A rule as `ip -j rule show` (IPv4) or `ip -6 -j rule show` prints it (the fields podcrypt's rules use). */
 export interface IpRule {
   priority?: number;
   fwmark?: string;
@@ -133,6 +133,12 @@ function exclusionSelector(e: HostExclusion): string {
   });
 }
 
+/** Whether exclusion `e` belongs to `family`'s rules: one by CIDR to its CIDR's family only, one by port to both. */
+function inFamily(e: HostExclusion, family: HostFamily): boolean {
+  const cidr = e.to ?? e.from;
+  return cidr === undefined || cidr.includes(":") === (family === "ipv6");
+}
+
 /**
  * The commands that keep the rule of marked packets (selective encryption: `fwmark` of
  * {@link SELECT_MARK} looks up the selected table) in `rules`, the installed rules of one family
@@ -150,18 +156,27 @@ export function selectedRuleCommands(rules: readonly IpRule[], want: boolean): s
 }
 
 /**
- * The commands that bring host encryption's rules to `host` (none at all when undefined): the
- * exclusions to the main table first, then the rule of the host table. When anything differs the
- * host table's rule goes first and comes back last, so the tunnels' own datagrams are never routed
- * into a tunnel, not even between two commands.
+ * The commands that bring host encryption's rules of `family` (`rules` are the installed ones of
+ * that family: `ip rule` or `ip -6 rule`, which the commands are for) to `host` (none at all when
+ * undefined or `host` does not cover the family): the exclusions to the main table first, then the
+ * rule of the host table. When anything differs the host table's rule goes first and comes back
+ * last, so the tunnels' own datagrams are never routed into a tunnel, not even between two commands.
  */
-export function hostRuleCommands(rules: readonly IpRule[], host: DesiredHost | undefined): string[] {
+export function hostRuleCommands(
+  rules: readonly IpRule[],
+  host: DesiredHost | undefined,
+  family: HostFamily = "ipv4",
+): string[] {
+  if (host !== undefined && !host.families.includes(family)) host = undefined;
   const haveExcl = rules
     .filter((r) => r.priority === HOST_EXCLUDE_PRIORITY && r.table === "main")
     .map(installedSelector)
     .sort();
   const haveHost = rules.filter((r) => r.priority === HOST_RULE_PRIORITY);
-  const wantExcl = host === undefined ? [] : [...new Set(host.exclude.map(exclusionSelector))].sort();
+  const wantExcl =
+    host === undefined
+      ? []
+      : [...new Set(host.exclude.filter((e) => inFamily(e, family)).map(exclusionSelector))].sort();
   const hostOk =
     host === undefined
       ? haveHost.length === 0
@@ -189,7 +204,8 @@ export function hostRuleCommands(rules: readonly IpRule[], host: DesiredHost | u
  * deletes routes that are no longer wanted (in main only those `managed` accepts, the cluster pod
  * CIDRs; in podcrypt's tables all), keeps the `ip rule` of marked packets of each family exactly
  * when some route of that family wants the selected table and host encryption's rules exactly when
- * `host` is given, all in one `ip -batch` process (IPv6 rules in one of their own: see below). `ip route replace` swaps a route atomically, so moving traffic from one
+ * `host` is given (of each family it covers), all in one `ip -batch` process (IPv6 rules in one of
+ * their own: see below). `ip route replace` swaps a route atomically, so moving traffic from one
  * generation's interface to the next loses nothing. Returns the number of changes.
  */
 export async function reconcileRoutes(
@@ -239,33 +255,43 @@ export async function reconcileRoutes(
         commands.push(`route del ${r.type === "blackhole" ? "blackhole " : ""}${dst} table ${id}`);
   }
   const allRules = JSON.parse(rulesJson) as IpRule[];
-  commands.push(...hostRuleCommands(allRules, host));
+  commands.push(...hostRuleCommands(allRules, host, "ipv4"));
   // The rule of marked packets, per family: each wanted while the selected table routes that
   // family's pod CIDRs. The rule is added after the routes it leads to exist (the batch runs in
   // order): a marked packet the rule sends to a table without its route would leave in plaintext.
-  const selectedV6 = (dst: string): boolean => dst.includes(":");
-  const want6 = [...wanted.selected].some(selectedV6);
+  const isV6 = (dst: string): boolean => dst.includes(":");
+  const want6 = [...wanted.selected].some(isV6);
   commands.push(
     ...selectedRuleCommands(
       allRules,
-      [...wanted.selected].some((d) => !selectedV6(d)),
+      [...wanted.selected].some((d) => !isV6(d)),
     ),
   );
   // IPv6 rules are another family's list (`ip -6 rule`), which a batch of the default family can
   // neither read nor write: read in a process of its own, only when the selected table routes
-  // IPv6 pods or is to stop doing so, so a node without selected IPv6 pods starts no more
-  // processes than before. Removed before the routes go, added after they came.
-  let commands6: string[] = [];
-  if (want6 || [...tables.selected.keys()].some(selectedV6))
-    commands6 = selectedRuleCommands(
-      JSON.parse(await run("ip", ["-6", "-j", "rule", "show"])) as IpRule[],
-      want6,
-    );
-  const batch6 = async (): Promise<void> => {
-    if (commands6.length > 0) await run("ip", ["-6", "-batch", "-"], { input: commands6.join("\n") + "\n" });
+  // IPv6 pods, host encryption covers IPv6, or either table still holds IPv6 routes (rules left
+  // behind without them route nothing), so a node with neither starts no more processes than
+  // before. The selected rule is removed before its routes go and added after they came. Host
+  // encryption's rules change before the routes, which is safe both ways: the rules of a table
+  // that holds no route yet route nothing, and when host encryption goes off its rules go before
+  // its routes.
+  let before6: string[] = [];
+  let after6: string[] = [];
+  if (
+    want6 ||
+    host?.families.includes("ipv6") === true ||
+    [...tables.selected.keys(), ...tables.host.keys()].some(isV6)
+  ) {
+    const rules6 = JSON.parse(await run("ip", ["-6", "-j", "rule", "show"])) as IpRule[];
+    const selected6 = selectedRuleCommands(rules6, want6);
+    before6 = [...hostRuleCommands(rules6, host, "ipv6"), ...(want6 ? [] : selected6)];
+    after6 = want6 ? selected6 : [];
+  }
+  const batch6 = async (c: readonly string[]): Promise<void> => {
+    if (c.length > 0) await run("ip", ["-6", "-batch", "-"], { input: c.join("\n") + "\n" });
   };
-  if (!want6) await batch6();
+  await batch6(before6);
   if (commands.length > 0) await run("ip", ["-batch", "-"], { input: commands.join("\n") + "\n" });
-  if (want6) await batch6();
-  return commands.length + commands6.length;
+  await batch6(after6);
+  return commands.length + before6.length + after6.length;
 }

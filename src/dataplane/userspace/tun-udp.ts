@@ -45,6 +45,8 @@ export interface TunSetup {
   up: boolean;
   /** Make the TUN device persistent (TUNSETPERSIST): it outlives the daemon. */
   persistent: boolean;
+  /** Open it with IFF_VNET_HDR and TSO (TunDevice.open); default false. */
+  offload?: boolean;
 }
 
 /**
@@ -56,7 +58,7 @@ export function openTunUdp(
   setup: TunSetup,
   openUdp: () => BatchUdpSocket,
 ): { tun: TunDevice; udp: BatchUdpSocket } {
-  const tun = TunDevice.open(ifname);
+  const tun = TunDevice.open(ifname, setup.offload ?? false);
   try {
     tun.setMtu(setup.mtu);
     if (setup.up) tun.setUp(true);

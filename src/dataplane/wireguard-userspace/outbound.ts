@@ -28,6 +28,8 @@ export class Outbound {
   private readonly groups: Group[] = [];
   /** True while a batch is in the TX arena (a keypair-ready flush must wait for it). */
   private busy = false;
+  /** True while a continuation of a TUN read left pending is queued. */
+  private resumeQueued = false;
 
   // Single-datagram path (core transmit, keepalives).
   private readonly ctlArena = Buffer.alloc(RX_CAPACITY + HEADER + TAILROOM);
@@ -70,6 +72,15 @@ export class Outbound {
       if (isInterfaceGoneErrno(failed)) path.interfaceGone(failed);
       else path.logger.warn({ errno: -failed }, "TUN read failed");
       return;
+    }
+    // Segments of a super-segment read already (TUN offloads) wait in the device, not in the
+    // kernel: the fd may not wake the watcher again for them.
+    if (tun.pending() && !this.resumeQueued) {
+      this.resumeQueued = true;
+      setImmediate(() => {
+        this.resumeQueued = false;
+        this.onTunReadable(0);
+      });
     }
     path.core.tick(path.clock.now());
   }

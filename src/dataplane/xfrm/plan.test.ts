@@ -61,7 +61,7 @@ function installed(): { states: InstalledXfrmState[]; policies: InstalledXfrmPol
 
 const ADD_STATE =
   `xfrm state add src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x1001 reqid ${R} mode tunnel` +
-  ` aead rfc4106(gcm(aes)) 0x${KEY.toString("hex")} 128 encap espinudp 4500 4500 0.0.0.0`;
+  ` aead rfc4106(gcm(aes)) 0x${KEY.toString("hex")} 128 encap espinudp 4500 4500 0.0.0.0 flag af-unspec`;
 const ADD_POLICY = `xfrm policy add src 10.1.0.0/24 dst 10.2.0.0/24 dir out priority 0 tmpl src 10.0.0.1 dst 10.0.0.2 proto esp reqid ${R} mode tunnel`;
 const DEL_STATE = "xfrm state delete src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x1001";
 
@@ -79,6 +79,43 @@ describe("planXfrm", () => {
     const s = installed();
     s.states[0]!.aead!.keyHex = "00".repeat(20);
     assert.deepEqual(planXfrm(desired, s, DEFAULT_OWNED_REQIDS), [DEL_STATE, ADD_STATE]);
+  });
+  it("makes SAs of either inner family (af-unspec), with the original address of the outer family", () => {
+    const six = normaliseXfrm(
+      {
+        states: [{ ...desired.states[0]!, src: "fd30::1", dst: "fd30::2" }],
+        policies: [
+          {
+            dir: "out",
+            src: "0.0.0.0/0",
+            dst: "10.244.2.0/24",
+            tmpl: { src: "fd30::1", dst: "fd30::2", reqid: R },
+          },
+          {
+            dir: "out",
+            src: "::/0",
+            dst: "fd00:10:244:2::/64",
+            tmpl: { src: "fd30::1", dst: "fd30::2", reqid: R },
+          },
+        ],
+      },
+      DEFAULT_OWNED_REQIDS,
+    );
+    const lines = planXfrm(six, { states: [], policies: [] }, DEFAULT_OWNED_REQIDS);
+    assert.equal(
+      lines[0],
+      `xfrm state add src fd30::1 dst fd30::2 proto esp spi 0x1001 reqid ${R} mode tunnel` +
+        ` aead rfc4106(gcm(aes)) 0x${KEY.toString("hex")} 128 encap espinudp 4500 4500 :: flag af-unspec`,
+    );
+    assert.deepEqual(lines.slice(1), [
+      `xfrm policy add src 0.0.0.0/0 dst 10.244.2.0/24 dir out priority 0 tmpl src fd30::1 dst fd30::2 proto esp reqid ${R} mode tunnel`,
+      `xfrm policy add src ::/0 dst fd00:10:244:2::/64 dir out priority 0 tmpl src fd30::1 dst fd30::2 proto esp reqid ${R} mode tunnel`,
+    ]);
+  });
+  it("keeps an installed SA without af-unspec (re-adding it under the same key would restart its sequence numbers)", () => {
+    const s = installed();
+    assert.equal(s.states[0]!.afUnspec, undefined);
+    assert.deepEqual(planXfrm(desired, s, DEFAULT_OWNED_REQIDS), []);
   });
   it("replaces an SA that lost its encapsulation", () => {
     const s = installed();
@@ -154,7 +191,7 @@ describe("planXfrm", () => {
       "link set dev pc0 mtu 1400",
       "link set dev pc0 up",
     ]);
-    assert.match(first[3]!, / if_id 0x50430010$/);
+    assert.match(first[3]!, / if_id 0x50430010 flag af-unspec$/);
     assert.equal(
       first[4],
       `xfrm policy add src 0.0.0.0/0 dst 10.2.0.0/24 dir out if_id 0x50430010 priority 0 tmpl src 10.0.0.1 dst 10.0.0.2 proto esp reqid ${R} mode tunnel`,

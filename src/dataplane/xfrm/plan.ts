@@ -171,15 +171,25 @@ function selector(p: XfrmPolicySpec | InstalledXfrmPolicy): string {
   return s;
 }
 
-/** The `ip xfrm state add` line of an SA. Contains key material: only ever fed to `ip -batch` on stdin. */
+/**
+ * The `ip xfrm state add` line of an SA. Contains key material: only ever fed to `ip -batch` on stdin.
+ *
+ * Every SA is made with `flag af-unspec`: one tunnel carries the pods (and host addresses) of both
+ * families over one underlay family, and without the flag the kernel gives the state a selector of
+ * its outer family (xfrm_user's copy_from_user_state), so an outbound IPv6 packet of an IPv4
+ * tunnel finds no state (XfrmOutNoStates) and an inbound one cannot be decapsulated. With it the
+ * selector stays AF_UNSPEC: the policies (by `if_id` and CIDR) select, and the inner family is
+ * taken from each packet. The original-address argument of `encap` is of the outer family.
+ */
 export function stateAddLine(s: XfrmSaSpec): string {
   let line = `xfrm state add src ${s.src} dst ${s.dst} proto esp spi ${hex(s.spi)} reqid ${s.reqid} mode tunnel`;
   if (s.replayWindow !== undefined && s.replayWindow > 0) line += ` replay-window ${s.replayWindow}`;
   line += ` aead ${AEAD_NAME} 0x${s.key.toString("hex")} ${s.icvBits ?? 128}`;
-  if (s.encap) line += ` encap espinudp ${s.encap.sport} ${s.encap.dport} 0.0.0.0`;
+  if (s.encap)
+    line += ` encap espinudp ${s.encap.sport} ${s.encap.dport} ${s.dst.includes(":") ? "::" : "0.0.0.0"}`;
   if (s.mark) line += ` mark ${hex(s.mark.value)} mask ${hex(s.mark.mask)}`;
   if (s.ifId !== undefined) line += ` if_id ${hex(s.ifId)}`;
-  return line;
+  return `${line} flag af-unspec`;
 }
 
 function stateDeleteLine(s: { src: string; dst: string; spi: number }): string {

@@ -126,6 +126,12 @@ describe("XFRM interface IDs", () => {
     assert.equal(p?.tmpls[0]?.reqid, 0x50430002);
     assert.equal(parseXfrmStates(STATES_S)[0]?.ifId, undefined);
   });
+  it("reads flag af-unspec (states of either inner family), absent otherwise", () => {
+    const unspec = IF_ID_STATE.replace("flag  (0x00000000)", "flag af-unspec (0x00000020)");
+    assert.equal(parseXfrmStates(unspec)[0]?.afUnspec, true);
+    assert.equal(parseXfrmStates(IF_ID_STATE)[0]?.afUnspec, undefined);
+    assert.equal(parseXfrmStates(STATES_S)[1]?.afUnspec, undefined);
+  });
 });
 
 describe("parseWgDump", () => {

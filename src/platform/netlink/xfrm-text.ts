@@ -18,6 +18,8 @@ export interface InstalledXfrmState {
   mark?: { value: number; mask: number };
   /** XFRM interface ID (`if_id`), when the state has one (route-based IPsec). */
   ifId?: number;
+  /** `flag af-unspec`: the state carries inner packets of either family (src/dataplane/xfrm/plan.ts). */
+  afUnspec?: true;
   /** Counters from `lifetime current` (only with `ip -s`). */
   bytes?: number;
   packets?: number;
@@ -84,6 +86,7 @@ export function parseXfrmStates(text: string): InstalledXfrmState[] {
     if (mark) state.mark = mark;
     const ifId = parseIfId(body);
     if (ifId !== undefined && ifId !== 0) state.ifId = ifId;
+    if (/\bflag [^\n(]*\baf-unspec\b/.test(body)) state.afUnspec = true;
     const cur = /lifetime current:\s*\n\s*(\d+)\(bytes\), (\d+)\(packets\)/.exec(body);
     if (cur) {
       state.bytes = Number(cur[1]);

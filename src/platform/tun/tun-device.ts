@@ -10,26 +10,48 @@ export function isInterfaceGoneErrno(negErrno: number): boolean {
   return GONE_ERRNOS.has(-negErrno);
 }
 
+/** Bytes of one read of a TUN with offloads: a virtio_net_hdr (10) and up to 64 KiB of packet. */
+const OFFLOAD_SCRATCH = 10 + 65535;
+
 /**
  * A Linux TUN interface (IFF_TUN | IFF_NO_PI, non-blocking) with batched packet I/O through the
  * native addon. Created in the network namespace of the calling thread. Closing the fd removes a
  * non-persistent interface.
+ *
+ * Opened with `offload`, it has IFF_VNET_HDR and TCP segmentation offload (TSO): the kernel hands
+ * a TCP stream over in super-segments of up to 64 KiB and leaves checksums partial, and
+ * {@link readBatch} cuts them into MTU-sized packets with complete checksums (native/offload.cc),
+ * so one read brings tens of packets (wireguard-go's tun/offload_linux.go does the same). Callers
+ * see the same packets either way.
  */
 export class TunDevice {
   private closed = false;
+  /** With IFF_VNET_HDR: the read buffer and what of it is still to be split (length, next segment). */
+  private readonly scratch: Buffer | undefined;
+  private readonly splitState = new Uint32Array(3);
 
   private constructor(
     /** The interface name the kernel gave (the requested one, or `tun%d` expanded). */
     readonly name: string,
     /** The TUN file descriptor. */
     readonly fd: number,
-  ) {}
+    /** Whether the fd has IFF_VNET_HDR with the TSO offloads (reads split, writes carry a header). */
+    readonly vnetHdr: boolean,
+    /** Why the offloads asked for are missing (the kernel refused them), else undefined. */
+    readonly offloadError?: string,
+  ) {
+    if (vnetHdr) this.scratch = Buffer.alloc(OFFLOAD_SCRATCH);
+  }
 
-  /** Opens (creating if needed) interface `ifname`. Throws PodcryptError ETUN on failure. */
-  static open(ifname: string): TunDevice {
+  /**
+   * Opens (creating if needed) interface `ifname`; with `offload`, with IFF_VNET_HDR and TSO (falls
+   * back to the plain device when the kernel refuses: see {@link offloadError}). Throws
+   * PodcryptError ETUN on failure.
+   */
+  static open(ifname: string, offload = false): TunDevice {
     try {
-      const { fd, name } = native().openTun(ifname);
-      return new TunDevice(name, fd);
+      const { fd, name, vnetHdr, offloadError } = native().openTun(ifname, offload);
+      return new TunDevice(name, fd, vnetHdr, offloadError);
     } catch (cause) {
       throw new PodcryptError("ETUN", `cannot open TUN interface ${ifname}: ${(cause as Error).message}`, {
         cause,
@@ -43,9 +65,13 @@ export class TunDevice {
    * successor): a duplicate of the same open file. Throws PodcryptError ETUN.
    */
   static take(pid: number, fd: number, name: string): TunDevice {
+    let taken: number | undefined;
     try {
-      return new TunDevice(name, native().takeFd(pid, fd));
+      taken = native().takeFd(pid, fd);
+      // The open file keeps the mode its opener chose (IFF_VNET_HDR or not).
+      return new TunDevice(name, taken, native().tunVnetHdr(taken));
     } catch (cause) {
+      if (taken !== undefined) native().closeFd(taken);
       throw new PodcryptError(
         "ETUN",
         `cannot take TUN interface ${name} from pid ${pid}: ${(cause as Error).message}`,
@@ -70,12 +96,38 @@ export class TunDevice {
     max: number,
     lengths: Uint32Array,
   ): number {
+    if (this.scratch !== undefined)
+      return native().tunReadOffload(
+        this.fd,
+        arena,
+        slotSize,
+        headroom,
+        capacity,
+        max,
+        lengths,
+        this.scratch,
+        this.splitState,
+      );
     return native().tunRead(this.fd, arena, slotSize, headroom, capacity, max, lengths);
+  }
+
+  /**
+   * Whether packets of a super-segment read earlier are still waiting to be split (the slots of
+   * the last {@link readBatch} ran out): the next readBatch returns them, although the fd may not
+   * be readable.
+   */
+  pending(): boolean {
+    return this.splitState[0] !== 0;
+  }
+
+  /** TCP super-segments read (and split) so far: 0 without offloads; wraps at 2^32. */
+  superSegments(): number {
+    return this.splitState[2]!;
   }
 
   /** Writes `count` packets (`arena[offsets[i]]`, `lengths[i]` bytes); returns how many the kernel took or a negated errno. */
   writeBatch(arena: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number {
-    return native().tunWrite(this.fd, arena, offsets, lengths, count);
+    return native().tunWrite(this.fd, arena, offsets, lengths, count, this.vnetHdr);
   }
 
   /**
