@@ -9,6 +9,7 @@ import {
   epochsNeeded,
   generationsFor,
   hostFor,
+  strictHostFor,
   readyToAcknowledge,
   sessionsFrom,
   strictFor,
@@ -424,6 +425,48 @@ describe("desiredState, host encryption", () => {
       { dst: "fd00:10:244:3::/64", kind: "tunnel", dev: "podcrypt0", src: "fd30::1" },
       { dst: "172.30.0.13/32", kind: "tunnel", dev: "podcrypt0", src: "172.30.0.11", table: "host" },
     ]);
+  });
+
+  it("strict host mode guards every known peer's host address, tunnel up or not, and lets the exclusions pass", () => {
+    const strictHost = (c: ClusterEncryption): ClusterEncryption => ({ ...host(c), strictHost: true });
+    // Retire: node-3 published no key of epoch 5, so it has no tunnel and no host route; its
+    // host address is guarded all the same (plaintext to it is dropped, not sent).
+    const d = desiredState(settings, strictHost(cluster("retire", ON)), nodes, ALL_UP);
+    assert.deepEqual(d.strict.host, {
+      dropOutbound: true,
+      dropInbound: true,
+      peers: [
+        { node: "node-2", addresses: ["172.30.0.12/32"] },
+        { node: "node-3", addresses: ["172.30.0.13/32"] },
+      ],
+      exclude: d.host!.exclude,
+    });
+    assert.deepEqual([d.strict.dropOutbound, d.strict.dropInbound], [true, true]);
+    assert.ok(
+      d.host!.exclude.some((e) => e.protocol === "tcp" && e.dport === 2379),
+      "the datastore's port",
+    );
+    // Not without host encryption, and not when off (the default).
+    assert.equal(desiredState(settings, host(cluster("retire", ON)), nodes, ALL_UP).strict.host, undefined);
+    const noHost: ClusterEncryption = { ...cluster("retire", ON), strictHost: true };
+    assert.equal(desiredState(settings, noHost, nodes, ALL_UP).strict.host, undefined);
+    // It follows strict mode's phases: disabling (prepare) accepts plaintext coming in from now on.
+    const disabling = desiredState(settings, strictHost(cluster("prepare", ON, OFF)), nodes, ALL_UP).strict;
+    assert.deepEqual([disabling.host?.dropOutbound, disabling.host?.dropInbound], [true, false]);
+    // And host encryption's: out while this node routes host traffic into the tunnels, in while
+    // every node does.
+    const table = (from: boolean, to: boolean) =>
+      (["idle", "prepare", "switch", "retire"] as const).map((p) => {
+        const h = strictHostFor({ ...switching(p, from, to), strictHost: true });
+        return `${p} ${h.dropOutbound ? "out" : "-"} ${h.dropInbound ? "in" : "-"}`;
+      });
+    assert.deepEqual(table(false, true), ["idle - -", "prepare - -", "switch out -", "retire out in"]);
+    assert.deepEqual(table(true, false), ["idle out in", "prepare out -", "switch - -", "retire - -"]);
+    assert.ok(table(true, true).every((l) => l.endsWith("out in")));
+    assert.deepEqual(strictHostFor({ ...switching("idle", true, true), strict: false, strictHost: true }), {
+      dropOutbound: false,
+      dropInbound: false,
+    });
   });
 });
 

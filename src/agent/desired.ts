@@ -136,6 +136,28 @@ export function hostFor(c: ClusterEncryption): { accept: boolean; route: boolean
 }
 
 /**
+ * Strict host mode's drops for the phase (docs/design.md#host-encryption): strict mode's
+ * ({@link strictFor}) while host traffic is routed into the tunnels, make before break like
+ * {@link hostFor}. Out: while this node routes its host traffic into the tunnels. In: while every
+ * node does (switched on, from retire; switched off, no more from prepare).
+ */
+export function strictHostFor(c: ClusterEncryption): { dropOutbound: boolean; dropInbound: boolean } {
+  if (!c.strictHost) return { dropOutbound: false, dropInbound: false };
+  const s = strictFor(c);
+  const a = applied(c).host;
+  const t = c.target?.host ?? a;
+  const h =
+    c.phase === "idle"
+      ? { out: a, in: a }
+      : c.phase === "prepare"
+        ? { out: a, in: a && t }
+        : c.phase === "switch"
+          ? { out: t, in: a && t }
+          : { out: t, in: t };
+  return { dropOutbound: s.dropOutbound && h.out, dropInbound: s.dropInbound && h.in };
+}
+
+/**
  * Whether a WireGuard session of generation `epoch` with the peer whose key is `publicKey` is up
  * (a handshake completed), as the data plane reports it.
  */
@@ -441,13 +463,14 @@ export function desiredState(
     for (const r of memo.routesTo(n, via, sending !== undefined, selective, settings.underlayIf, src))
       routes.push(r);
     // Host traffic goes through the tunnel that carries the peer's pods; with none up it goes as
-    // before, in plaintext: strict mode does not cover host traffic (a node must never lock itself
-    // out of its datastore or its operators).
+    // before, in plaintext, which only strict host mode drops (strictHostFor; its exclusions keep
+    // the datastore and the operators reachable).
     if (via !== null && sending !== undefined)
       for (const { family, dst } of hostAddresses(n, hostRoute))
         routes.push({ dst, kind: "tunnel", dev: via, src: src[family]!, table: "host" });
   }
   const hostState = hostRoute.length > 0 ? { host: hostRouting(settings, generations, hostRoute) } : {};
+  const hostDrops = strictHostFor(c);
   const strict = {
     ...strictFor(c),
     underlayIf: settings.underlayIf,
@@ -458,6 +481,21 @@ export function desiredState(
       self?.podCIDRs ?? [],
     ),
     peers: others.map((n) => ({ node: n.name, podCidrs: [...n.podCIDRs] })),
+    // Strict host mode: every known peer's host address is guarded, whether or not its tunnel is
+    // up (that is the point: no plaintext meanwhile); a node not known yet is not. What host
+    // encryption leaves outside the tunnels (the datastore above all) passes.
+    ...(hostState.host !== undefined && (hostDrops.dropOutbound || hostDrops.dropInbound)
+      ? {
+          host: {
+            ...hostDrops,
+            peers: others.flatMap((n) => {
+              const addresses = hostAddresses(n, hostRoute).map((a) => a.dst);
+              return addresses.length === 0 ? [] : [{ node: n.name, addresses }];
+            }),
+            exclude: hostState.host.exclude,
+          },
+        }
+      : {}),
   };
   if (selective) {
     // verify --via-agents probes selected ports from this address: marked as this node's pods are.

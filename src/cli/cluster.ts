@@ -30,6 +30,7 @@ type UpFlags = ClusterFlags & {
   timeout: number;
   disabled: boolean;
   hostEncryption: boolean;
+  strictHost: boolean;
   prometheus: boolean;
 };
 
@@ -71,6 +72,11 @@ export function registerCluster(program: Command): void {
       false,
     )
     .option(
+      "--strict-host",
+      "with --host-encryption: drop plaintext host traffic between the nodes too, except what host encryption leaves outside the tunnels (config strictHost; docs/design.md#host-encryption)",
+      false,
+    )
+    .option(
       "--prometheus",
       "also run a Prometheus (Debian package prometheus) scraping every agent and controller, with deploy/monitoring's alert rules, at 127.0.0.1:9090 inside namespace pc-prom",
       false,
@@ -98,6 +104,7 @@ export function registerCluster(program: Command): void {
         ...o,
         ...(o.disabled ? { disabled: true } : {}),
         ...(o.hostEncryption ? { hostEncryption: true } : {}),
+        ...(o.strictHost ? { strictHost: true } : {}),
       };
       const config = resolveClusterConfig(doc, flags);
       const state = await clusterUp(config, openDatastore, progress, o.timeout * 1000, {
@@ -113,7 +120,7 @@ export function registerCluster(program: Command): void {
       const p = state.plan;
       process.stdout.write(
         `local cluster up: ${p.nodes.length} nodes, ${p.pods.length} pods, mode ${config.mode}, ` +
-          `encryption ${config.enabled ? "on" : "off"}${config.hostEncryption === true ? ", host encryption on" : ""}, pods ${config.ipFamily} over an ${config.underlayFamily} underlay, datastore ${config.datastore}\n` +
+          `encryption ${config.enabled ? "on" : "off"}${config.hostEncryption === true ? `, host encryption on${config.strictHost === true ? " (strict)" : ""}` : ""}, pods ${config.ipFamily} over an ${config.underlayFamily} underlay, datastore ${config.datastore}\n` +
           `next: podcrypt verify · podcrypt status · podcrypt rotate --wait · podcrypt cluster down\n`,
       );
     });

@@ -72,6 +72,12 @@ describe("daemon configuration file", () => {
       /boolean/,
     ],
     [
+      "strict host mode without host encryption",
+      "cluster:\n  strictHost: true\n",
+      "cluster.strictHost",
+      /needs hostEncryption: true/,
+    ],
+    [
       "a host exclusion that is no CIDR",
       "agent:\n  hostEncryptionExclude:\n    cidrs: [10.0.0.0/8, fd00::/129]\n",
       "agent.hostEncryptionExclude.cidrs.1",
@@ -228,6 +234,10 @@ describe("daemon configuration file", () => {
       ],
     });
     assert.equal(parseDaemonConfig("cluster:\n  hostEncryption: true\n").cluster?.hostEncryption, true);
+    assert.deepEqual(parseDaemonConfig("cluster:\n  hostEncryption: true\n  strictHost: true\n").cluster, {
+      hostEncryption: true,
+      strictHost: true,
+    });
   });
 
   it("controller: every field of the generated file is used, and each flag beats it", () => {
@@ -241,7 +251,14 @@ describe("daemon configuration file", () => {
       health: { host: "127.0.0.1", port: 9808 },
       metricsTokenFile: undefined,
       logLevel: "info",
-      seed: { enabled: true, mode: "wireguard", encryption: "all", strict: true, rotationInterval: "1h" },
+      seed: {
+        enabled: true,
+        mode: "wireguard",
+        encryption: "all",
+        strict: true,
+        rotationInterval: "1h",
+        hostEncryption: false,
+      },
     });
     const f = controllerSettings(
       { identity: "c-2", election: "other", leaseTtl: 3, healthAddress: "127.0.0.1:0", logLevel: "warn" },

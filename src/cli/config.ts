@@ -79,15 +79,22 @@ export function logLevelOption(dflt: string): Option {
  * What the controller creates as ClusterEncryption "default" when it finds none (later changes
  * are made with `podcrypt enable|disable|rotate` or by editing the object, not here).
  */
-const clusterSchema = z.strictObject({
-  enabled: z.boolean().optional(),
-  mode: encryptionMode.optional(),
-  encryption: z.enum(["all", "selective"]).optional(),
-  strict: z.boolean().optional(),
-  rotationInterval: duration.optional(),
-  /** Node-to-node encryption (docs/design.md#host-encryption). */
-  hostEncryption: z.boolean().optional(),
-});
+const clusterSchema = z
+  .strictObject({
+    enabled: z.boolean().optional(),
+    mode: encryptionMode.optional(),
+    encryption: z.enum(["all", "selective"]).optional(),
+    strict: z.boolean().optional(),
+    rotationInterval: duration.optional(),
+    /** Node-to-node encryption (docs/design.md#host-encryption). */
+    hostEncryption: z.boolean().optional(),
+    /** Strict host mode (docs/design.md#host-encryption); needs `hostEncryption: true`. */
+    strictHost: z.boolean().optional(),
+  })
+  .refine((c) => c.strictHost !== true || c.hostEncryption === true, {
+    path: ["strictHost"],
+    message: "needs hostEncryption: true (strict host mode guards the host traffic host encryption tunnels)",
+  });
 
 /**
  * An IPv4 or IPv6 CIDR whose host bits are zero (as `ip rule` keeps it), in the text `ip rule`

@@ -31,6 +31,29 @@ describe("enable: what it writes", () => {
   });
 });
 
+describe("enable: strict host mode", () => {
+  const NOW = new Date("2026-12-06T12:00:00.000Z");
+  it("--strict-host needs host encryption; --no-host switches it off too; a change alone asks for a rotation", () => {
+    const c = cluster({ enabled: true, applied: { enabled: true, mode: "wireguard", host: false } });
+    assert.throws(() => enableEdit(c, { strictHost: true }, NOW), /--strict-host: needs host encryption/);
+    // With --host: the controller's run for host encryption is the run; no rotation besides.
+    const both = enableEdit(c, { host: true, strictHost: true }, NOW);
+    assert.deepEqual([both.hostEncryption, both.strictHost, both.rotateRequestedAt], [true, true, undefined]);
+    const on = cluster({
+      enabled: true,
+      hostEncryption: true,
+      strictHost: true,
+      applied: { enabled: true, mode: "wireguard", host: true },
+    });
+    const strictOff = enableEdit(on, { strictHost: false }, NOW);
+    assert.deepEqual([strictOff.hostEncryption, strictOff.strictHost], [true, false]);
+    assert.equal(strictOff.rotateRequestedAt, NOW.toISOString());
+    const off = enableEdit(on, { host: false }, NOW);
+    assert.deepEqual([off.hostEncryption, off.strictHost, off.rotateRequestedAt], [false, false, undefined]);
+    assert.equal(enableEdit(on, {}, NOW).rotateRequestedAt, undefined, "unchanged: nothing requested");
+  });
+});
+
 describe("enable --wait: when it is done", () => {
   it("with --host, only once host encryption runs as configured", () => {
     const pending = cluster({

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Command, Option } from "commander";
 import { isConflictError, isUnavailableError } from "../datastore/errors.js";
 import type { Datastore } from "../datastore/types.js";
-import { PodcryptError } from "../errors/index.js";
+import { PodcryptError, ValidationError } from "../errors/index.js";
 import { CLUSTER_ENCRYPTION_NAME, type ClusterEncryption, type EncryptionMode } from "../model/index.js";
 import {
   answered,
@@ -173,20 +173,39 @@ const waitOptions = (c: Command): Command =>
     );
 
 /**
- * The ClusterEncryption `enable` writes: enabled, the mode if given, and host encryption if
- * `--host`/`--no-host` was given. A change of host encryption alone makes the controller start a
- * run (a rotation) that switches it make-before-break (docs/design.md#host-encryption).
+ * The ClusterEncryption `enable` writes: enabled, the mode if given, host encryption if
+ * `--host`/`--no-host` was given, and strict host mode if `--strict-host`/`--no-strict-host` was
+ * (`--no-host` switches strict host mode off too; `--strict-host` needs host encryption). A change
+ * of host encryption alone makes the controller start a run (a rotation) that switches it
+ * make-before-break (docs/design.md#host-encryption). A change of strict host mode alone starts no
+ * run, so it requests a rotation (at `now`): its phases are acknowledged by every node only after a
+ * pass with the new setting, which is what `--wait` waits for.
  */
 export function enableEdit(
   c: ClusterEncryption,
-  o: { mode?: EncryptionMode | undefined; host?: boolean | undefined },
+  o: { mode?: EncryptionMode | undefined; host?: boolean | undefined; strictHost?: boolean | undefined },
+  now: Date = new Date(),
 ): ClusterEncryption {
-  return {
+  const strictHost = o.strictHost ?? (o.host === false ? false : undefined);
+  const next: ClusterEncryption = {
     ...c,
     enabled: true,
     ...(o.mode ? { mode: o.mode } : {}),
     ...(o.host === undefined ? {} : { hostEncryption: o.host }),
+    ...(strictHost === undefined ? {} : { strictHost }),
   };
+  if (next.strictHost && !next.hostEncryption)
+    throw new ValidationError(
+      "--strict-host",
+      "needs host encryption (add --host): strict host mode guards the host traffic host encryption tunnels",
+    );
+  const runStarts =
+    !c.enabled ||
+    next.mode !== c.mode ||
+    c.applied?.enabled !== true ||
+    next.hostEncryption !== applied(c).host;
+  if (next.strictHost !== c.strictHost && !runStarts) next.rotateRequestedAt = now.toISOString();
+  return next;
 }
 
 /**
@@ -224,9 +243,25 @@ export function registerPhaseCommands(program: Command): void {
         "encrypt node-to-node traffic too (ClusterEncryption hostEncryption; docs/design.md#host-encryption); " +
           "on a cluster that encrypts already this also rotates the keys, so that --wait returns once every node acknowledged it",
       )
-      .option("--no-host", "stop encrypting node-to-node traffic (pod traffic stays encrypted)"),
+      .option(
+        "--no-host",
+        "stop encrypting node-to-node traffic (pod traffic stays encrypted; strict host mode goes off too)",
+      )
+      .option(
+        "--strict-host",
+        "with host encryption and strict mode: drop plaintext host traffic between the nodes too, except what " +
+          "host encryption leaves outside the tunnels (ClusterEncryption strictHost; docs/design.md#host-encryption)",
+      )
+      .option("--no-strict-host", "stop dropping plaintext host traffic (host traffic stays encrypted)"),
   ).action(
-    (o: { wait: boolean; timeout?: number; datastore?: string; mode?: EncryptionMode; host?: boolean }) =>
+    (o: {
+      wait: boolean;
+      timeout?: number;
+      datastore?: string;
+      mode?: EncryptionMode;
+      host?: boolean;
+      strictHost?: boolean;
+    }) =>
       runPhaseCommand(
         "enable",
         (c) => enableEdit(c, o),

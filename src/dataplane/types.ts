@@ -137,6 +137,28 @@ export interface DesiredStrict {
    * all pod traffic). Absent when all inter-node pod traffic is encrypted.
    */
   selection?: DesiredSelection;
+  /**
+   * Strict host mode (docs/design.md#host-encryption): plaintext to and from the peers' host
+   * addresses on the underlay is dropped too, except what host encryption leaves outside the
+   * tunnels. Absent when off (host traffic is never dropped).
+   */
+  host?: DesiredStrictHost;
+}
+
+/** What strict host mode drops and what it lets pass. */
+export interface DesiredStrictHost {
+  /** Drop host traffic leaving through the underlay unencrypted (to the peers' host addresses). */
+  dropOutbound: boolean;
+  /** Drop host traffic arriving from the underlay unencrypted (from the peers' host addresses). */
+  dropInbound: boolean;
+  /**
+   * The other nodes and their host addresses (`/32`, `/128`, either family): a drop is counted
+   * against the peer whose address the packet goes to or comes from. Nodes not listed (not known
+   * yet) are never dropped.
+   */
+  peers: Array<{ node: string; addresses: string[] }>;
+  /** What stays outside the tunnels (the host rules' exclusions): never dropped, in either direction. */
+  exclude: HostExclusion[];
 }
 
 /** Everything the agent wants installed on its node. */

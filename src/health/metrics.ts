@@ -253,7 +253,7 @@ export function agentRegistry(src: AgentMetricsSources): Registry {
     "counter",
     registry,
     "podcrypt_plaintext_dropped_packets_total",
-    'Pod packets strict mode dropped, per peer: direction "out" would have left for the peer\'s pods in plaintext, "in" arrived from the peer in plaintext although it should have been encrypted. peer "" is an address no node owns.',
+    'Pod packets strict mode dropped (and host packets, with strict host mode), per peer: direction "out" would have left for the peer\'s pods (or host address) in plaintext, "in" arrived from the peer in plaintext although it should have been encrypted. peer "" is an address no node owns.',
     ["peer", "direction"],
     async () => (await strictDrops()).map((d) => [{ peer: d.peer, direction: d.direction }, d.packets]),
   );

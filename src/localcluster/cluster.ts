@@ -202,6 +202,7 @@ export async function clusterUp(
         mode: config.mode,
         encryption: config.encryption,
         ...(config.hostEncryption === true ? { hostEncryption: true } : {}),
+        ...(config.strictHost === true ? { strictHost: true } : {}),
       });
     }
     await publishServices(store, plan);

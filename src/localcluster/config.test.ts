@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { parseClusterConfigText } from "./config.js";
+import { parseClusterConfigText, resolveClusterConfig } from "./config.js";
 
 describe("parseClusterConfigText", () => {
   it("refuses YAML with an unresolved alias as a ValidationError naming the file", () => {
@@ -14,6 +14,24 @@ describe("parseClusterConfigText", () => {
     assert.throws(() => parseClusterConfigText("nodes:\n  - name: a\n   bad: [\n", "cluster.yaml"), {
       name: "ValidationError",
       message: /^cluster\.yaml:3:1: not valid YAML: sequence item without - indicator$/,
+    });
+  });
+});
+
+describe("resolveClusterConfig: strict host mode", () => {
+  it("from the flag or the file, with host encryption; refused without it, naming what is missing", () => {
+    const on = resolveClusterConfig({}, { hostEncryption: true, strictHost: true });
+    assert.deepEqual([on.hostEncryption, on.strictHost], [true, true]);
+    const file = resolveClusterConfig({ hostEncryption: true, strictHost: true }, {});
+    assert.deepEqual([file.hostEncryption, file.strictHost], [true, true]);
+    assert.equal(resolveClusterConfig({ hostEncryption: true }, {}).strictHost, undefined);
+    assert.throws(() => resolveClusterConfig({}, { strictHost: true }), {
+      name: "ValidationError",
+      message: /--strict-host: needs host encryption/,
+    });
+    assert.throws(() => resolveClusterConfig({ strictHost: true }, {}), {
+      name: "ValidationError",
+      message: /strictHost: needs host encryption/,
     });
   });
 });

@@ -52,6 +52,12 @@ export const clusterConfigSchema = z.strictObject({
    * tunnels too (docs/design.md#host-encryption). Default false.
    */
   hostEncryption: z.boolean().default(false),
+  /**
+   * Strict host mode: plaintext host traffic between the nodes is dropped too, except what host
+   * encryption leaves outside the tunnels (docs/design.md#host-encryption). Needs
+   * `hostEncryption`. Default false.
+   */
+  strictHost: z.boolean().default(false),
   /** Address families of the pods (see {@link IpFamily}). */
   ipFamily: z.enum(["ipv4", "ipv6", "dual"]).default("ipv4"),
   /** Family of the underlay (the nodes' addresses the tunnels run over); default: see {@link UnderlayFamily}. */
@@ -112,6 +118,8 @@ export interface ClusterConfig {
   enabled: boolean;
   /** Node-to-node encryption (docs/design.md#host-encryption); absent: off. */
   hostEncryption?: boolean;
+  /** Strict host mode (docs/design.md#host-encryption); absent: off. */
+  strictHost?: boolean;
   ipFamily: IpFamily;
   underlayFamily: UnderlayFamily;
   nodes: NodeSpec[];
@@ -129,6 +137,8 @@ export interface ClusterFlags {
   disabled?: boolean;
   /** `--host-encryption`: switch node-to-node encryption on (config `hostEncryption`). */
   hostEncryption?: boolean;
+  /** `--strict-host`: switch strict host mode on (config `strictHost`; needs host encryption). */
+  strictHost?: boolean;
   ipFamily?: IpFamily;
   underlayFamily?: UnderlayFamily;
 }
@@ -196,13 +206,22 @@ export function resolveClusterConfig(input: unknown, flags: ClusterFlags = {}): 
   }
   pods.push(...c.pods);
   const ipFamily = flags.ipFamily ?? c.ipFamily;
+  const hostEncryption = flags.hostEncryption === true || c.hostEncryption;
+  const strictHost = flags.strictHost === true || c.strictHost;
+  // Strict host mode guards host traffic that host encryption tunnels: alone it would guard nothing.
+  if (strictHost && !hostEncryption)
+    throw new ValidationError(
+      flags.strictHost === true ? "--strict-host" : "strictHost",
+      "needs host encryption (--host-encryption, config hostEncryption: true)",
+    );
   return {
     mode: flags.mode ?? c.mode,
     encryption: c.encryption,
     datastore: flags.datastore ?? c.datastore,
     ...(c.datastores === undefined ? {} : { datastores: c.datastores }),
     enabled: flags.disabled === true ? false : c.enabled,
-    ...(flags.hostEncryption === true || c.hostEncryption ? { hostEncryption: true } : {}),
+    ...(hostEncryption ? { hostEncryption: true } : {}),
+    ...(strictHost ? { strictHost: true } : {}),
     ipFamily,
     underlayFamily: flags.underlayFamily ?? c.underlayFamily ?? (ipFamily === "ipv6" ? "ipv6" : "ipv4"),
     nodes,

@@ -76,6 +76,13 @@ export const clusterEncryptionSchema = z
     strict: z.boolean().default(true),
     /** Encrypt host-to-host traffic too. Default false. */
     hostEncryption: z.boolean().default(false),
+    /**
+     * Strict host mode (docs/design.md#host-encryption): with `strict` and `hostEncryption` on,
+     * plaintext host traffic to and from the other nodes' addresses is dropped too, except what
+     * host encryption leaves outside the tunnels (their own ports, the datastore connection, the
+     * operator's exclusions). Without `hostEncryption` it has no effect. Default false.
+     */
+    strictHost: z.boolean().default(false),
     /** `all` inter-node pod traffic (default) or only what EncryptionPolicy objects select. */
     encryption: z.enum(["all", "selective"]).default("all"),
     /**

@@ -4,7 +4,11 @@
 // up --host-encryption`, then verify's node-to-node pairs and an independent capture of the
 // underlay; a node reaching another node's pods; switched off (the capture sees the host marker:
 // the capture is not blind to it) and on again; the agents' datastore connection and the tunnels'
-// own UDP stay outside the tunnels throughout.
+// own UDP stay outside the tunnels throughout. Strict host mode on dual-stack pods (`cluster up
+// --strict-host`): with one node's tunnel daemon stopped, no IPv4 or IPv6 pod packet and no host
+// packet leaves that node in plaintext (a tcpdump capture of the fabric), the node's drop counter
+// grows and its agent, still reaching its datastore, publishes the drops; switched off, the same
+// host packets cross in plaintext (the capture is not blind to them).
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -12,8 +16,10 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { FABRIC_BRIDGE, FABRIC_NETNS, NETNS_PREFIX } from "../../src/localcluster/plan.js";
+import { readClusterState } from "../../src/localcluster/state.js";
+import { pcapRecords } from "../../src/localcluster/verify.js";
 import { projectRoot } from "../../src/paths.js";
-import { listNetns, run } from "../../src/platform/netns/netns.js";
+import { listNetns, run, runIn } from "../../src/platform/netns/netns.js";
 import { tsharkCapturing } from "../support/tshark.js";
 import { clusterCli } from "./run-cli.js";
 
@@ -199,6 +205,283 @@ for (const mode of ["wireguard", "ipsec"] as const) {
             `${n.name}'s peers`,
           );
         }
+      });
+    },
+  );
+}
+
+/** A tcpdump capture of the whole fabric into `file`, running once it listens; stopping it gives the frames. */
+async function tcpdumpFabric(file: string, children: Set<ChildProcess>): Promise<() => Promise<Buffer[]>> {
+  const t = spawn(
+    "ip",
+    ["netns", "exec", FABRIC_NETNS, "tcpdump", "-n", "-U", "-s", "0", "-i", FABRIC_BRIDGE, "-w", file],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  children.add(t);
+  await new Promise<void>((resolve, reject) => {
+    let err = "";
+    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 60_000);
+    t.stderr!.on("data", (d: Buffer) => {
+      err += d.toString();
+      if (err.includes("listening on")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    t.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`tcpdump exited with ${code}: ${err}`));
+    });
+  });
+  return async () => {
+    const done = new Promise((r) => t.once("exit", r));
+    t.kill("SIGINT");
+    await done;
+    children.delete(t);
+    const frames = pcapRecords(readFileSync(file)).map((r) => r.data);
+    rmSync(file, { force: true });
+    return frames;
+  };
+}
+
+/**
+ * What an Ethernet frame leaks in plaintext, if anything: a pod address of either family (10.244/16,
+ * fd00:10:244::/48), or a host packet of `from` (IPv4) other than UDP to or from a tunnel port.
+ */
+function leak(frame: Buffer, from: string, tunnelPorts: readonly number[]): string | undefined {
+  const type = frame.length >= 14 ? frame.readUInt16BE(12) : 0;
+  if (type === 0x0800 && frame.length >= 34) {
+    const src = [...frame.subarray(26, 30)].join(".");
+    const dst = [...frame.subarray(30, 34)].join(".");
+    if ([src, dst].some((a) => a.startsWith("10.244."))) return `IPv4 pod packet ${src} > ${dst}`;
+    if (src !== from) return undefined;
+    const proto = frame[23];
+    const ihl = (frame[14]! & 0x0f) * 4;
+    const ports = proto === 17 ? [frame.readUInt16BE(14 + ihl), frame.readUInt16BE(14 + ihl + 2)] : [];
+    return ports.some((p) => tunnelPorts.includes(p))
+      ? undefined
+      : `host packet ${src} > ${dst} protocol ${proto} ports ${ports.join(">")}`;
+  }
+  if (type === 0x86dd && frame.length >= 54) {
+    const pod = (off: number) => frame.subarray(off, off + 6).equals(Buffer.from("fd0000100244", "hex"));
+    if (pod(22) || pod(38)) return "IPv6 pod packet";
+  }
+  return undefined;
+}
+
+/** The packets node `netns`'s strict rules dropped on their way out to `peer` (its counting chain). */
+async function outDrops(netns: string, peer: string): Promise<number> {
+  const doc = JSON.parse(
+    await runIn(netns, "nft", ["-j", "list", "chain", "inet", "podcrypt", `out.${peer}`]),
+  ) as {
+    nftables: Array<{ rule?: { expr: Array<{ counter?: { packets: number } }> } }>;
+  };
+  return doc.nftables.reduce(
+    (sum, item) => sum + (item.rule?.expr.find((e) => e.counter !== undefined)?.counter?.packets ?? 0),
+    0,
+  );
+}
+
+for (const mode of ["wireguard", "ipsec"] as const) {
+  describe(
+    `strict host mode on the local cluster (3 nodes, dual-stack pods, userspace ${mode})`,
+    { skip: busy ? "a local cluster is already running on this machine" : false },
+    () => {
+      const { home, podcrypt, remove } = clusterCli(`strict-host-${mode}`);
+      const children = new Set<ChildProcess>();
+      const frozen = new Set<number>();
+      const tunnelPorts = mode === "ipsec" ? [4500] : [51820, 51821];
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+      before(async () => {
+        const up = await podcrypt([
+          "cluster",
+          "up",
+          "--nodes",
+          "3",
+          "--mode",
+          mode,
+          "--dataplane",
+          "userspace",
+          "--ip-family",
+          "dual",
+          "--host-encryption",
+          "--strict-host",
+          "--timeout",
+          "150",
+        ]);
+        assert.equal(up.code, 0, `cluster up failed: ${up.stderr}`);
+        assert.match(up.stdout, /host encryption on \(strict\)/);
+      });
+      after(async () => {
+        for (const pid of frozen) process.kill(pid, "SIGCONT");
+        for (const c of children) c.kill("SIGKILL");
+        await podcrypt(["cluster", "down"]);
+        remove();
+      });
+
+      /**
+       * Stops node-1's daemon of the tunnel that carries node-2's pods (SIGSTOP, its interface
+       * held down, a default route of each family on the underlay as a real node has), runs `fn`
+       * with a capture of the fabric, and resumes the daemon.
+       */
+      async function withStoppedDaemon(
+        tag: string,
+        fn: (n: { n1: string; n2: string; n1Ns: string; n2Addr: string }) => Promise<void>,
+      ): Promise<Buffer[]> {
+        const state = readClusterState(home)!;
+        const [n1, n2] = state.plan.nodes;
+        const to6 = state.plan.pods.find((p) => p.node === n2!.name)!.ips[1]!;
+        const dev = (
+          JSON.parse(await runIn(n1!.netns, "ip", ["-j", "route", "get", to6])) as Array<{ dev: string }>
+        )[0]!.dev;
+        assert.match(dev, /^pc\d+w[01e]$/, `node-1 routes ${to6} through a tunnel`);
+        const pids = (await run("ip", ["netns", "pids", n1!.netns])).split(/\s+/).filter(Boolean).map(Number);
+        const daemon = pids.find((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(dev);
+          } catch {
+            return false;
+          }
+        });
+        assert.ok(daemon !== undefined, `the daemon of ${dev} runs in ${n1!.netns}`);
+        for (const [family, via] of [
+          ["-4", n2!.underlayIPv4],
+          ["-6", n2!.underlayIPv6],
+        ] as const)
+          await runIn(n1!.netns, "ip", [family, "route", "replace", "default", "via", via, "dev", "eth0"]);
+        const stop = await tcpdumpFabric(join(home, `${tag}.pcap`), children);
+        process.kill(daemon, "SIGSTOP");
+        frozen.add(daemon);
+        const down = () => runIn(n1!.netns, "ip", ["link", "set", dev, "down"]).catch(() => "");
+        await down();
+        // The agent may set the interface up again on a pass (its daemon is there, only frozen).
+        const keepDown = setInterval(() => void down(), 200);
+        try {
+          await sleep(500);
+          await fn({ n1: n1!.name, n2: n2!.name, n1Ns: n1!.netns, n2Addr: n2!.underlayIPv4 });
+          await sleep(500);
+          return await stop();
+        } finally {
+          clearInterval(keepDown);
+          process.kill(daemon, "SIGCONT");
+          frozen.delete(daemon);
+          await runIn(n1!.netns, "ip", ["link", "set", dev, "up"]).catch(() => "");
+        }
+      }
+
+      /** Host packets from node `ns` to `addr`: `podcrypt debug probe` UDP messages with `marker`, and pings. */
+      async function hostPackets(ns: string, addr: string, marker: string): Promise<void> {
+        await probeFrom(ns, `udp:${addr}:5009`, marker);
+        await runIn(ns, "ping", ["-4", "-n", "-q", "-c", "10", "-i", "0.02", "-W", "1", addr]).catch(
+          () => "",
+        );
+      }
+
+      it("verify passes with it on: every pod pair of both families and every node pair, none in plaintext", async () => {
+        const r = await podcrypt(["verify", "--json"]);
+        const v = JSON.parse(r.stdout) as Verify;
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        assert.equal(v.ok, true);
+        assert.equal(v.pairs.filter((p) => p.host === true).length, 6);
+      });
+
+      it("a node's tunnel daemon stopped: no pod packet of either family and no host packet leaves it in plaintext; dropped, counted, published", async () => {
+        const nonce = randomBytes(4).toString("hex");
+        const marker = `STRICTHOST-ON-${nonce}`;
+        const counts = { before: 0, pods: 0, host: 0 };
+        let names = { n1: "", n2: "" };
+        const frames = await withStoppedDaemon(`strict-on-${nonce}`, async ({ n1, n2, n1Ns, n2Addr }) => {
+          names = { n1, n2 };
+          const state = readClusterState(home)!;
+          const from = state.plan.pods.find((p) => p.node === n1)!;
+          const [to4, to6] = state.plan.pods.find((p) => p.node === n2)!.ips;
+          counts.before = await outDrops(n1Ns, n2);
+          for (const [family, ip] of [
+            ["-6", to6!],
+            ["-4", to4!],
+          ] as const)
+            await runIn(from.netns, "ping", [
+              family,
+              "-n",
+              "-q",
+              "-c",
+              "20",
+              "-i",
+              "0.02",
+              "-W",
+              "1",
+              ip,
+            ]).catch(() => "");
+          counts.pods = await outDrops(n1Ns, n2);
+          await hostPackets(n1Ns, n2Addr, marker);
+          counts.host = await outDrops(n1Ns, n2);
+        });
+        const from = readClusterState(home)!.plan.nodes[0]!.underlayIPv4;
+        assert.deepEqual(
+          frames.map((f) => leak(f, from, tunnelPorts)).filter((l) => l !== undefined),
+          [],
+          "nothing of node-1's pods or of its host crossed the fabric in plaintext",
+        );
+        assert.equal(
+          frames.some((f) => f.includes(marker)),
+          false,
+          "the host marker crossed in plaintext",
+        );
+        assert.ok(counts.pods - counts.before >= 40, `pod packets dropped: ${counts.pods - counts.before}`);
+        assert.ok(counts.host - counts.pods >= 15, `host packets dropped: ${counts.host - counts.pods}`);
+        // The agent kept its datastore: node-1 stays live and publishes the drops it counted.
+        let published = 0;
+        for (let i = 0; i < 60 && published < counts.host; i++) {
+          if (i > 0) await sleep(500);
+          const s = JSON.parse((await podcrypt(["status", "--json"])).stdout) as {
+            nodes: Array<{
+              name: string;
+              live: boolean;
+              plaintextDrops?: Array<{ peer: string; direction: string; packets: number }>;
+            }>;
+          };
+          const n = s.nodes.find((x) => x.name === names.n1)!;
+          assert.equal(n.live, true, `${names.n1} live`);
+          published =
+            n.plaintextDrops?.find((d) => d.peer === names.n2 && d.direction === "out")?.packets ?? 0;
+        }
+        assert.ok(published >= counts.host, `node-1 published ${published} drops, counted ${counts.host}`);
+        process.stdout.write(
+          `# ${mode}: daemon stopped, strict host on: dropped ${counts.pods - counts.before} pod and ${counts.host - counts.pods} host packets, 0 in plaintext on the fabric (${frames.length} frames)\n`,
+        );
+      });
+
+      it("switched off (--no-strict-host), the same host packets cross in plaintext: the capture is not blind", async () => {
+        // The daemon runs again: wait until every pair passes, then switch (a rotation, acknowledged by every node).
+        let v: Verify | undefined;
+        for (let i = 0; i < 20 && v?.ok !== true; i++) {
+          if (i > 0) await sleep(1000);
+          v = JSON.parse((await podcrypt(["verify", "--json"])).stdout) as Verify;
+        }
+        assert.equal(v?.ok, true, "the cluster recovers once the daemon runs again");
+        const off = await podcrypt(["enable", "--no-strict-host", "--wait"]);
+        assert.equal(off.code, 0, off.stderr);
+        const nonce = randomBytes(4).toString("hex");
+        const marker = `STRICTHOST-OFF-${nonce}`;
+        let dropped = 0;
+        const frames = await withStoppedDaemon(`strict-off-${nonce}`, async ({ n1Ns, n2, n2Addr }) => {
+          const before = await outDrops(n1Ns, n2);
+          await hostPackets(n1Ns, n2Addr, marker);
+          dropped = (await outDrops(n1Ns, n2)) - before;
+        });
+        const from = readClusterState(home)!.plan.nodes[0]!.underlayIPv4;
+        assert.equal(
+          frames.some((f) => f.includes(marker)),
+          true,
+          "strict host mode off: the host marker crosses in plaintext",
+        );
+        const leaks = frames.map((f) => leak(f, from, tunnelPorts)).filter((l) => l !== undefined);
+        assert.ok(
+          leaks.filter((l) => l.includes("protocol 1 ")).length >= 10,
+          `the pings cross in plaintext: ${leaks.join("; ")}`,
+        );
+        assert.equal(dropped, 0, "no host packet dropped");
       });
     },
   );

@@ -1,10 +1,14 @@
 /**
  * Strict mode's leak counters against the real kernel: the ruleset of src/dataplane/node/nft.ts
  * installed in a namespace, plaintext pod traffic sent out of it and into it, and the drops read
- * back per peer and direction as the agent reads them (`nft -j list table inet podcrypt`).
+ * back per peer and direction as the agent reads them (`nft -j list table inet podcrypt`). Strict
+ * host mode the same way with host traffic of both families, and what host encryption leaves
+ * outside the tunnels (the datastore's port, the operator's SSH) passing both ways.
  */
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { describe, it } from "node:test";
+import { bothWays } from "../../src/agent/desired.js";
 import { parseStrictDrops, strictRuleset, type StrictDrop } from "../../src/dataplane/node/nft.js";
 import type { DesiredStrict } from "../../src/dataplane/types.js";
 import { runIn } from "../../src/platform/netns/netns.js";
@@ -69,5 +73,87 @@ describe("strict mode's drop counters (nftables, in a namespace)", () => {
     assert.equal(packets(drops, "node-c", "out"), 0);
     assert.equal(packets(drops, "node-b", "in"), 0);
     assert.equal(packets(drops, "", "out") + packets(drops, "", "in"), 0, "every drop has its peer");
+  });
+});
+
+describe("strict host mode's drops (nftables, in a namespace)", () => {
+  it("drops host traffic of both families to and from a peer, counted against it; the exclusions pass both ways", async () => {
+    const lab = new NetnsLab();
+    const node = await lab.netns("shost-node");
+    const peer = await lab.netns("shost-peer");
+    await lab.veth(
+      node,
+      "eth0",
+      peer,
+      "eth0",
+      ["192.168.78.1/24", "fd78::1/64"],
+      ["192.168.78.2/24", "fd78::2/64"],
+    );
+    // The peer answers on the datastore's port and on SSH's, in both families.
+    for (const port of [2379, 22]) {
+      const l = lab.spawn(peer, "socat", [`TCP6-LISTEN:${port},ipv6only=0,reuseaddr,fork`, "SYSTEM:echo ok"]);
+      l.on("error", () => undefined);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const strict: DesiredStrict = {
+      dropOutbound: true,
+      dropInbound: true,
+      underlayIf: "eth0",
+      localPodCidrs: ["10.244.1.0/24"],
+      remotePodCidrs: ["10.244.2.0/24"],
+      peers: [{ node: "node-b", podCidrs: ["10.244.2.0/24"] }],
+      host: {
+        dropOutbound: true,
+        dropInbound: true,
+        peers: [{ node: "node-b", addresses: ["192.168.78.2/32", "fd78::2/128"] }],
+        // As the agent's desired state has them: the tunnels' ports, the discard port one way,
+        // the datastore's port both ways, the operator's ports both ways.
+        exclude: [
+          ...bothWays("udp", 51820),
+          { protocol: "udp", dport: 9 },
+          ...bothWays("tcp", 2379),
+          ...bothWays("tcp", 22),
+        ],
+      },
+    };
+    await runIn(node, "nft", ["-f", "-"], { input: strictRuleset(strict) });
+    const read = async (): Promise<StrictDrop[]> =>
+      parseStrictDrops(await runIn(node, "nft", ["-j", "list", "table", "inet", "podcrypt"]));
+    const ping = (ns: string, to: string, count: number) =>
+      runIn(ns, "ping", ["-n", "-q", "-c", String(count), "-i", "0.01", "-W", "1", to]).catch(() => "");
+    await ping(node, "192.168.78.2", 4); // out, IPv4
+    await ping(node, "fd78::2", 3); // out, IPv6 (neighbour discovery passes, the echo requests do not)
+    const out = packets(await read(), "node-b", "out");
+    assert.equal(out, 7, JSON.stringify(await read()));
+    await ping(peer, "192.168.78.1", 2); // in, IPv4
+    await ping(peer, "fd78::1", 5); // in, IPv6
+    const drops = await read();
+    assert.equal(packets(drops, "node-b", "in"), 7, JSON.stringify(drops));
+    assert.equal(packets(drops, "", "out") + packets(drops, "", "in"), 0, "every drop has its peer");
+    // The datastore's port and SSH: requests out, answers in, both families; nothing more dropped.
+    const ask = async (target: string): Promise<string> => {
+      const c = lab.spawn(node, "socat", ["-T", "3", "-", target], { stdio: ["ignore", "pipe", "pipe"] });
+      let text = "";
+      c.stdout!.on("data", (d: Buffer) => (text += d.toString()));
+      await once(c, "exit");
+      return text.trim();
+    };
+    for (const target of [
+      "TCP:192.168.78.2:2379",
+      "TCP:[fd78::2]:2379",
+      "TCP:192.168.78.2:22",
+      "TCP:[fd78::2]:22",
+    ])
+      assert.equal(await ask(target), "ok", target);
+    const after = await read();
+    assert.equal(packets(after, "node-b", "out"), 7, JSON.stringify(after));
+    assert.equal(packets(after, "node-b", "in"), 7, JSON.stringify(after));
+    // Strict host mode off (the same drops of pod traffic): host traffic passes.
+    const { host: _host, ...podsOnly } = strict;
+    await runIn(node, "nft", ["-f", "-"], { input: strictRuleset(podsOnly) });
+    assert.match(
+      await runIn(node, "ping", ["-n", "-q", "-c", "2", "-i", "0.01", "-W", "1", "fd78::2"]),
+      / 0% packet loss/,
+    );
   });
 });

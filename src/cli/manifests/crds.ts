@@ -156,6 +156,10 @@ const clusterEncryptionSchema: JSONSchemaProps = obj(
       }),
       strict: bool("Fail closed: selected traffic never leaves a node in plaintext.", true),
       hostEncryption: bool("Encrypt host-to-host traffic too.", false),
+      strictHost: bool(
+        "With strict and hostEncryption: drop plaintext host traffic between the nodes too (what host encryption leaves outside the tunnels passes).",
+        false,
+      ),
       encryption: str("all inter-node pod traffic, or only what policies select.", {
         enum: ["all", "selective"],
         default: "all",

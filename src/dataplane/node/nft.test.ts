@@ -239,3 +239,118 @@ describe("strict drops per peer", () => {
     assert.equal((await r.drops()).find((d) => d.peer === "node-b")?.packets, 7);
   });
 });
+
+describe("strict host mode", () => {
+  const peers = [
+    { node: "node-b", podCidrs: ["10.244.2.0/24"] },
+    { node: "node-c", podCidrs: ["10.244.3.0/24"] },
+  ];
+  const host = {
+    dropOutbound: true,
+    dropInbound: true,
+    peers: [
+      { node: "node-b", addresses: ["172.30.0.12/32", "fd30::12/128"] },
+      { node: "node-c", addresses: ["172.30.0.13/32"] },
+    ],
+    exclude: [
+      { protocol: "udp" as const, dport: 51820 },
+      { protocol: "tcp" as const, dport: 2379 },
+      { to: "10.9.0.0/16" },
+    ],
+  };
+  const chainBody = (text: string, name: string): string[] => {
+    const start = text.indexOf(`  chain ${name} {`);
+    assert.notEqual(start, -1, `chain ${name}`);
+    return text
+      .slice(start)
+      .split("\n")
+      .slice(1, text.slice(start).split("\n").indexOf("  }"))
+      .map((l) => l.trim());
+  };
+
+  it("sends plaintext to and from the peers' host addresses, of both families, through chains that let the exclusions pass", () => {
+    const text = strictRuleset({ ...base, peers, host });
+    assert.deepEqual(
+      ruleLines(text).filter((l) => l.includes("jump host-")),
+      [
+        'oifname "eth0" ip daddr { 172.30.0.12/32, 172.30.0.13/32 } rt ipsec missing jump host-out',
+        'oifname "eth0" ip6 daddr { fd30::12/128 } rt ipsec missing jump host-out',
+        'iifname "eth0" ip saddr { 172.30.0.12/32, 172.30.0.13/32 } jump host-in',
+        'iifname "eth0" ip6 saddr { fd30::12/128 } jump host-in',
+      ],
+    );
+    const passes = [
+      // Each exclusion as written and mirrored (the answer to it), in both directions.
+      "meta l4proto udp th dport 51820 return",
+      "meta l4proto udp th sport 51820 return",
+      "meta l4proto tcp th dport 2379 return",
+      "meta l4proto tcp th sport 2379 return",
+      "ip daddr 10.9.0.0/16 return",
+      "ip saddr 10.9.0.0/16 return",
+      "meta l4proto esp return",
+      "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return",
+    ];
+    assert.deepEqual(chainBody(text, "host-out"), [
+      ...passes,
+      "ip daddr vmap { 172.30.0.12/32 : goto out.node-b, 172.30.0.13/32 : goto out.node-c }",
+      "ip6 daddr vmap { fd30::12/128 : goto out.node-b }",
+      'counter drop comment "podcrypt: plaintext out"',
+    ]);
+    assert.deepEqual(chainBody(text, "host-in"), [
+      ...passes,
+      "ip saddr vmap { 172.30.0.12/32 : goto in.node-b, 172.30.0.13/32 : goto in.node-c }",
+      "ip6 saddr vmap { fd30::12/128 : goto in.node-b }",
+      'counter drop comment "podcrypt: plaintext in"',
+    ]);
+  });
+
+  it("drops host traffic in the directions it is told, whatever the pods' drops; no peers known, nothing guarded", () => {
+    const off = strictRuleset({ ...base, peers, host: { ...host, dropOutbound: false, dropInbound: false } });
+    assert.doesNotMatch(off, /host-(out|in)/);
+    const inOnly = strictRuleset({ ...base, peers, host: { ...host, dropOutbound: false } });
+    assert.doesNotMatch(inOnly, /host-out/);
+    assert.match(inOnly, /jump host-in/);
+    const hostOnly = strictRuleset({ ...base, peers, dropOutbound: false, dropInbound: false, host });
+    assert.deepEqual(
+      ruleLines(hostOnly)
+        .filter((l) => l.includes("jump"))
+        .map((l) => l.replace(/ \{.*\}/, "")),
+      [
+        'oifname "eth0" ip daddr rt ipsec missing jump host-out',
+        'oifname "eth0" ip6 daddr rt ipsec missing jump host-out',
+        'iifname "eth0" ip saddr jump host-in',
+        'iifname "eth0" ip6 saddr jump host-in',
+      ],
+    );
+    assert.doesNotMatch(strictRuleset({ ...base, host: { ...host, peers: [] } }), /host-/);
+  });
+
+  it("counts host drops as the peer's strict drops (the shared rules of the host chains as no peer's)", () => {
+    const rule = (chain: string, packets: number) => ({
+      rule: { family: "inet", table: "podcrypt", chain, expr: [{ counter: { packets } }, { drop: null }] },
+    });
+    const json = JSON.stringify({
+      nftables: [rule("out.node-b", 3), rule("host-out", 1), rule("host-in", 2)],
+    });
+    assert.deepEqual(parseStrictDrops(json), [
+      { peer: "node-b", direction: "out", packets: 3 },
+      { peer: "", direction: "out", packets: 1 },
+      { peer: "", direction: "in", packets: 2 },
+    ]);
+  });
+
+  it("relax keeps strict host mode off until the pass that routes host traffic, and lifts it at once", async () => {
+    const applied: string[] = [];
+    const r = new StrictReconciler({ read: async () => [], apply: async (t) => void applied.push(t) });
+    await r.reconcile({ ...base, peers });
+    await r.relax({ ...base, peers, host });
+    assert.doesNotMatch(applied.at(-1)!, /host-(out|in)/, "coming on: not before the routes move");
+    await r.reconcile({ ...base, peers, host });
+    assert.match(applied.at(-1)!, /jump host-out/);
+    await r.relax({ ...base, peers, host: { ...host, dropInbound: false } });
+    assert.doesNotMatch(applied.at(-1)!, /host-in/, "inbound going off: at once");
+    assert.match(applied.at(-1)!, /jump host-out/);
+    await r.relax({ ...base, peers });
+    assert.doesNotMatch(applied.at(-1)!, /host-out/, "going off: at once");
+  });
+});

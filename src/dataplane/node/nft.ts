@@ -1,6 +1,6 @@
 import { cidrContains } from "../../platform/netlink/addr.js";
 import { run } from "../../platform/netns/netns.js";
-import type { DesiredStrict, SelectorMatch, StrictPeer } from "../types.js";
+import type { DesiredStrict, HostExclusion, SelectorMatch } from "../types.js";
 
 /** nftables table that holds podcrypt's fail-closed rules and its selective-encryption marks. */
 export const NFT_TABLE = "podcrypt";
@@ -73,7 +73,7 @@ function peerChain(direction: StrictDirection, node: string): string | undefined
  * (`daddr` going out, `saddr` coming in), for `family`; "" when no peer has a CIDR of it.
  */
 function peerDispatch(
-  peers: readonly StrictPeer[],
+  peers: ReadonlyArray<{ node: string; cidrs: readonly string[] }>,
   direction: StrictDirection,
   family: "ip" | "ip6",
 ): string {
@@ -83,7 +83,7 @@ function peerDispatch(
   const elements = peers.flatMap((p) => {
     const chain = peerChain(direction, p.node);
     if (chain === undefined) return [];
-    return p.podCidrs
+    return p.cidrs
       .filter((c) => c.includes(":") === (family === "ip6"))
       .filter((c) => {
         if (taken.some((t) => cidrContains(t, c) || cidrContains(c, t))) return false;
@@ -106,32 +106,41 @@ function peerDispatch(
  * Selective: chain `select` marks the selected traffic ({@link SELECT_MARK}) so policy routing
  * sends it into the tunnel; strict mode drops marked packets leaving through the underlay, and
  * selected traffic arriving from it in plaintext.
+ *
+ * Strict host mode (`s.host`, docs/design.md#host-encryption): plaintext to and from the peers'
+ * host addresses on the underlay goes through chains `host-out` and `host-in`, which let pass what
+ * host encryption leaves outside the tunnels and drop the rest, counted against the peer.
  */
 export function strictRuleset(s: DesiredStrict): string {
-  const set = (cidrs: string[]): string => `{ ${cidrs.join(", ")} }`;
+  const set = (cidrs: readonly string[]): string => `{ ${cidrs.join(", ")} }`;
   const families = ["ip", "ip6"] as const;
   const ofFamily = (cidrs: readonly string[], f: "ip" | "ip6"): string[] =>
     cidrs.filter((c) => c.includes(":") === (f === "ip6"));
-  const peers = s.peers ?? [];
+  const podPeers = (s.peers ?? []).map((p) => ({ node: p.node, cidrs: p.podCidrs }));
+  const hostPeers = (s.host?.peers ?? []).map((p) => ({ node: p.node, cidrs: p.addresses }));
   const chain = (name: string, hook: string, priority: string, body: string[], type = "filter"): string[] =>
     body.length === 0
       ? []
       : [`  chain ${name} { type ${type} hook ${hook} priority ${priority}; policy accept;`, ...body, "  }"];
   // Packets matching `match` are dropped: first through their peer's counting chain (a verdict
-  // map on the remote pod address), the rest (no peer owns the address) by the shared rule.
+  // map on the remote address), the rest (no peer owns the address) by the shared rule.
   const drops = (
     direction: StrictDirection,
     match: string,
     families: ReadonlyArray<"ip" | "ip6">,
+    peers: ReadonlyArray<{ node: string; cidrs: readonly string[] }> = podPeers,
   ): string[] => [
     ...families.flatMap((f) => {
       const d = peerDispatch(peers, direction, f);
-      return d === "" ? [] : [`    ${match} ${d}`];
+      return d === "" ? [] : [`    ${match}${match === "" ? "" : " "}${d}`];
     }),
-    `    ${match} counter drop comment "${DROP_COMMENT[direction]}"`,
+    `    ${match}${match === "" ? "" : " "}counter drop comment "${DROP_COMMENT[direction]}"`,
   ];
   const rules: string[] = [];
   const used = new Set<StrictDirection>();
+  // The base chains' rules: pod traffic's drops, then the jumps to the host chains.
+  const outBody: string[] = [];
+  const inBody: string[] = [];
   const sel = s.selection;
   if (sel !== undefined) {
     const mark = `meta mark set meta mark | ${hex(SELECT_MARK)} counter`;
@@ -162,20 +171,13 @@ export function strictRuleset(s: DesiredStrict): string {
         "route",
       ),
     );
-    if (s.dropOutbound) {
-      used.add("out");
-      rules.push(
-        ...chain(
-          "out",
-          "postrouting",
-          "0",
-          drops("out", `oifname "${s.underlayIf}" meta mark & ${hex(SELECT_MARK)} != 0 ${NOT_IPSEC}`, [
-            "ip",
-            "ip6",
-          ]),
-        ),
+    if (s.dropOutbound)
+      outBody.push(
+        ...drops("out", `oifname "${s.underlayIf}" meta mark & ${hex(SELECT_MARK)} != 0 ${NOT_IPSEC}`, [
+          "ip",
+          "ip6",
+        ]),
       );
-    }
     if (s.dropInbound) {
       const iif = `iifname "${s.underlayIf}" `;
       const expect = (l: boolean) => sel.expectEncrypted.filter((m) => m.local === l);
@@ -183,15 +185,7 @@ export function strictRuleset(s: DesiredStrict): string {
         ...selectorMatches(expect(true), "to", iif),
         ...selectorMatches(expect(false), "from", iif),
       ];
-      if (body.length > 0) used.add("in");
-      rules.push(
-        ...chain(
-          "in",
-          "prerouting",
-          "0",
-          body.flatMap((m) => drops("in", m.match, [m.family])),
-        ),
-      );
+      inBody.push(...body.flatMap((m) => drops("in", m.match, [m.family])));
     }
   } else {
     // Per family: a pair of families (an IPv4 pod to an IPv6 one) never routes, so each family's
@@ -201,28 +195,59 @@ export function strictRuleset(s: DesiredStrict): string {
       const remote = ofFamily(s.remotePodCidrs, f);
       return local.length > 0 && remote.length > 0 ? [{ f, local, remote }] : [];
     });
-    const out = s.dropOutbound
-      ? byFamily.flatMap(({ f, local, remote }) =>
+    if (s.dropOutbound)
+      outBody.push(
+        ...byFamily.flatMap(({ f, local, remote }) =>
           drops(
             "out",
             `oifname "${s.underlayIf}" ${f} saddr ${set(local)} ${f} daddr ${set(remote)} ${NOT_IPSEC}`,
             [f],
           ),
-        )
-      : [];
-    const inbound = s.dropInbound
-      ? byFamily.flatMap(({ f, local, remote }) =>
+        ),
+      );
+    if (s.dropInbound)
+      inBody.push(
+        ...byFamily.flatMap(({ f, local, remote }) =>
           drops("in", `iifname "${s.underlayIf}" ${f} saddr ${set(remote)} ${f} daddr ${set(local)}`, [f]),
-        )
-      : [];
-    if (out.length > 0) used.add("out");
-    if (inbound.length > 0) used.add("in");
-    rules.push(...chain("out", "postrouting", "0", out), ...chain("in", "prerouting", "0", inbound));
+        ),
+      );
   }
+  if (outBody.length > 0) used.add("out");
+  if (inBody.length > 0) used.add("in");
+  // Strict host mode: plaintext to or from a peer's host address, except what stays outside the
+  // tunnels (which returns to the base chain, and so passes), goes to the peer's counting chain.
+  const hostChains: string[] = [];
+  if (s.host !== undefined) {
+    const passes = hostPasses(s.host.exclude);
+    const hostFamilies = families.filter((f) => hostPeers.some((p) => ofFamily(p.cidrs, f).length > 0));
+    const addrs = (f: "ip" | "ip6") => set([...new Set(hostPeers.flatMap((p) => ofFamily(p.cidrs, f)))]);
+    for (const [direction, body, name, match] of [
+      [
+        "out",
+        outBody,
+        "host-out",
+        (f: "ip" | "ip6") => `oifname "${s.underlayIf}" ${f} daddr ${addrs(f)} ${NOT_IPSEC}`,
+      ],
+      ["in", inBody, "host-in", (f: "ip" | "ip6") => `iifname "${s.underlayIf}" ${f} saddr ${addrs(f)}`],
+    ] as const) {
+      if (!(direction === "out" ? s.host.dropOutbound : s.host.dropInbound) || hostFamilies.length === 0)
+        continue;
+      used.add(direction);
+      body.push(...hostFamilies.map((f) => `    ${match(f)} jump ${name}`));
+      hostChains.push(
+        `  chain ${name} {`,
+        ...passes.map((p) => `    ${p} return`),
+        ...drops(direction, "", hostFamilies, hostPeers),
+        "  }",
+      );
+    }
+  }
+  rules.push(...chain("out", "postrouting", "0", outBody), ...chain("in", "prerouting", "0", inBody));
   // The peers' counting chains, defined before the rules that jump to them.
+  const names = [...new Set([...podPeers, ...hostPeers].map((p) => p.node))];
   const peerChains = [...used].flatMap((direction) =>
-    peers.flatMap((p) => {
-      const name = peerChain(direction, p.node);
+    names.flatMap((node) => {
+      const name = peerChain(direction, node);
       return name === undefined
         ? []
         : [`  chain ${name} {`, `    counter drop comment "${DROP_COMMENT[direction]}"`, "  }"];
@@ -234,10 +259,47 @@ export function strictRuleset(s: DesiredStrict): string {
     `delete table inet ${NFT_TABLE}`,
     `table inet ${NFT_TABLE} {`,
     ...peerChains,
+    ...hostChains,
     ...rules,
     `}`,
     "",
   ].join("\n");
+}
+
+/**
+ * The matches of what strict host mode lets pass (each ends a rule with `return`): what host
+ * encryption leaves outside the tunnels, `exclude`, each both as written (this node's request, or
+ * the peer's with the same exclusion) and mirrored (the answer to it: addresses and ports
+ * swapped), then ESP (kernel IPsec's own packets; they are encrypted) and IPv6 neighbour
+ * discovery, without which no IPv6 host address on the underlay would resolve.
+ */
+function hostPasses(exclude: readonly HostExclusion[]): string[] {
+  const one = (e: HostExclusion): string => {
+    const parts: string[] = [];
+    const addr = (cidr: string | undefined, side: "saddr" | "daddr") => {
+      if (cidr !== undefined) parts.push(`${cidr.includes(":") ? "ip6" : "ip"} ${side} ${cidr}`);
+    };
+    addr(e.from, "saddr");
+    addr(e.to, "daddr");
+    if (e.sport !== undefined || e.dport !== undefined || e.protocol !== undefined)
+      parts.push(`meta l4proto ${e.protocol ?? "{ tcp, udp, sctp }"}`);
+    if (e.sport !== undefined) parts.push(`th sport ${e.sport}`);
+    if (e.dport !== undefined) parts.push(`th dport ${e.dport}`);
+    return parts.join(" ");
+  };
+  const mirror = (e: HostExclusion): HostExclusion => ({
+    ...(e.protocol === undefined ? {} : { protocol: e.protocol }),
+    ...(e.to === undefined ? {} : { from: e.to }),
+    ...(e.from === undefined ? {} : { to: e.from }),
+    ...(e.dport === undefined ? {} : { sport: e.dport }),
+    ...(e.sport === undefined ? {} : { dport: e.sport }),
+  });
+  const matches = exclude.flatMap((e) => [one(e), one(mirror(e))]).filter((m) => m !== "");
+  return [
+    ...new Set(matches),
+    "meta l4proto esp",
+    "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect }",
+  ];
 }
 
 /** Applies the strict ruleset atomically (`nft -f`), skipping it when unchanged since the last call. */
@@ -281,10 +343,20 @@ export class StrictReconciler {
   async relax(s: DesiredStrict): Promise<boolean> {
     const cur = this.current;
     if (cur === undefined) return this.reconcile(s);
+    const { host, ...rest } = s;
     return this.reconcile({
-      ...s,
+      ...rest,
       dropOutbound: s.dropOutbound && cur.dropOutbound,
       dropInbound: s.dropInbound && cur.dropInbound,
+      ...(host === undefined
+        ? {}
+        : {
+            host: {
+              ...host,
+              dropOutbound: host.dropOutbound && cur.host?.dropOutbound === true,
+              dropInbound: host.dropInbound && cur.host?.dropInbound === true,
+            },
+          }),
     });
   }
 
@@ -362,7 +434,8 @@ export function parseStrictDrops(text: string): StrictDrop[] {
     // Only drop rules: the select chain's counters count marked packets, not drops.
     if (r === undefined || !r.expr.some((e) => "drop" in e)) continue;
     const packets = r.expr.find((e) => e.counter !== undefined)?.counter?.packets ?? 0;
-    const m = /^(out|in)(?:\.(.+))?$/.exec(r.chain);
+    // `host-out`/`host-in` (strict host mode) hold the shared drop rules of host traffic.
+    const m = /^(?:host-)?(out|in)(?:\.(.+))?$/.exec(r.chain);
     if (m === null) continue;
     const direction = m[1] as StrictDirection;
     const peer = m[2] ?? "";
