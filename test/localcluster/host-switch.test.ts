@@ -3,8 +3,9 @@
 // Host encryption switched and rotated under continuous traffic, 3 dual-stack nodes (IPv4
 // underlay), userspace data planes, both modes: with host encryption on, 5 rotations; then host
 // encryption off, on and off again. Throughout, every node sends sequence-numbered UDP to a pod of
-// every other node over IPv4 and over IPv6, and from its own address to every other node's address
-// (host traffic), 100 datagrams per second each. Nothing may be lost, and an independent capture of
+// every other node over IPv4 and over IPv6, and from its own addresses to every other node's
+// address of each family (host traffic: the nodes have IPv6 fabric addresses besides the IPv4
+// underlay), 100 datagrams per second each. Nothing may be lost, and an independent capture of
 // the underlay (tcpdump on the fabric bridge) may show no pod marker at all and no host marker
 // while host encryption is on; while it is off the host marker crosses in plaintext (so the capture
 // is not blind to it).
@@ -83,7 +84,7 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         remove();
       });
 
-      it("5 rotations with it on, then off → on → off: 0 lost of IPv4 pod, IPv6 pod and host traffic; no marker in plaintext while on", async () => {
+      it("5 rotations with it on, then off → on → off: 0 lost of IPv4 pod, IPv6 pod, IPv4 host and IPv6 host traffic; no marker in plaintext while on", async () => {
         const r = await podcrypt([
           "cluster",
           "up",
@@ -135,7 +136,7 @@ for (const mode of ["wireguard", "ipsec"] as const) {
               host: await sequencedSender(
                 spawnTracked,
                 n.netns,
-                others.map((o) => o.underlayIPv4),
+                others.flatMap((o) => [o.underlayIPv4, o.underlayIPv6]),
                 hostMarker,
               ),
             };
@@ -191,7 +192,12 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         const frames = await stopCapture();
 
         // Loss, per kind and pair.
-        const kinds = { ipv4: { sent: 0, lost: 0 }, ipv6: { sent: 0, lost: 0 }, host: { sent: 0, lost: 0 } };
+        const kinds = {
+          ipv4: { sent: 0, lost: 0 },
+          ipv6: { sent: 0, lost: 0 },
+          host: { sent: 0, lost: 0 },
+          host6: { sent: 0, lost: 0 },
+        };
         const failures: string[] = [];
         const count = (
           kind: keyof typeof kinds,
@@ -224,6 +230,14 @@ for (const mode of ["wireguard", "ipsec"] as const) {
               s.host.get(x.node.underlayIPv4),
               x.host,
               s.node.underlayIPv4,
+            );
+            count(
+              "host6",
+              s.node.name,
+              x.node.name,
+              s.host.get(x.node.underlayIPv6),
+              x.host,
+              s.node.underlayIPv6,
             );
           }
 

@@ -64,8 +64,19 @@ export async function ensureProbeAddress(address: string): Promise<void> {
   try {
     await run("ip", ["-batch", "-"], { input: dummy.join("\n") + "\n" });
   } catch {
-    // A kernel without the dummy driver: loopback holds a /32 just as well.
-    await run("ip", ["addr", "replace", `${address}/${v6 ? 128 : 32}`, "dev", "lo"]);
+    // A kernel without the dummy driver: loopback holds a /32 (/128) just as well. IPv6 needs
+    // `nodad` here too: even on loopback, or with accept_dad 0, an address added without it is
+    // tentative until the kernel's address work runs, and a bind in that window fails with
+    // EADDRNOTAVAIL (about one bind in five on a busy machine), leaving the node without its IPv6
+    // endpoint for the agent's whole life.
+    await run("ip", [
+      "addr",
+      "replace",
+      `${address}/${v6 ? 128 : 32}`,
+      "dev",
+      "lo",
+      ...(v6 ? ["nodad"] : []),
+    ]);
   }
 }
 
