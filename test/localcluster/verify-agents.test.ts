@@ -252,7 +252,7 @@ describe(
       }
     });
 
-    it("status shows host encryption on, and every node applying it to both peers", async () => {
+    it("status shows host encryption on, and every node applying it to both peers (a host route of each family to each)", async () => {
       const s = JSON.parse((await podcrypt(["status", "--json"])).stdout) as {
         hostEncryption: boolean;
         nodes: Array<{
@@ -264,12 +264,12 @@ describe(
       for (const n of s.nodes)
         assert.deepEqual(
           n.hostEncryption,
-          { applied: true, routes: 2, peers: ["node-1", "node-2", "node-3"].filter((x) => x !== n.name) },
+          { applied: true, routes: 4, peers: ["node-1", "node-2", "node-3"].filter((x) => x !== n.name) },
           n.name,
         );
       const text = (await podcrypt(["status"])).stdout;
       assert.match(text, /host encryption on/);
-      assert.match(text, /^ {2}host encryption: applied · 2 host routes \(to node-2, node-3\)$/m);
+      assert.match(text, /^ {2}host encryption: applied · 4 host routes \(to node-2, node-3\)$/m);
     });
 
     it("healthy: one encrypted node-to-node check (ipv4) and one pod echo of each family per ordered pair, all OK, as the namespace verify sees them", async () => {
