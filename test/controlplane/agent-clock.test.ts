@@ -16,22 +16,32 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
 }
 
+/**
+ * Node 1's agent on a ManualClock over `root` (heartbeat every 5 s, full resync every 60 s, not
+ * started), the cluster encrypting with WireGuard at epoch 1, idle; the agent is stopped in an
+ * `after` hook.
+ */
+async function agentOnClock(root: MemoryDatastore) {
+  await root.collection("clusterencryptions").create({
+    name: "default",
+    enabled: true,
+    mode: "wireguard",
+    applied: { enabled: true, mode: "wireguard" },
+    epoch: 1,
+    phase: "idle",
+  });
+  const clock = new ManualClock(0, Date.parse("2026-12-01T00:00:00Z"));
+  const node = simNode(root.connect(), 1, { clock, heartbeatMs: 5_000, resyncMs: 60_000 });
+  after(() => node.agent.stop());
+  return { clock, node };
+}
+
 describe("the agent's timers run on its clock", () => {
   const root = new MemoryDatastore();
   after(() => root.close());
 
   it("a failed pass is retried once the clock passes the pause, not before, and its end is published", async () => {
-    await root.collection("clusterencryptions").create({
-      name: "default",
-      enabled: true,
-      mode: "wireguard",
-      applied: { enabled: true, mode: "wireguard" },
-      epoch: 1,
-      phase: "idle",
-    });
-    const clock = new ManualClock(0, Date.parse("2026-12-01T00:00:00Z"));
-    const node = simNode(root.connect(), 1, { clock, heartbeatMs: 5_000, resyncMs: 60_000 });
-    after(() => node.agent.stop());
+    const { clock, node } = await agentOnClock(root);
     node.backend.failAlways(fakeErrno("EIO"));
     await node.agent.start();
     await settle();
@@ -69,17 +79,7 @@ describe("the agent's own record", () => {
   after(() => root.close());
 
   it("changed behind the agent's back, is read again and repaired (not judged by the copy the agent last wrote)", async () => {
-    await root.collection("clusterencryptions").create({
-      name: "default",
-      enabled: true,
-      mode: "wireguard",
-      applied: { enabled: true, mode: "wireguard" },
-      epoch: 1,
-      phase: "idle",
-    });
-    const clock = new ManualClock(0, Date.parse("2026-12-01T00:00:00Z"));
-    const node = simNode(root.connect(), 1, { clock, heartbeatMs: 5_000, resyncMs: 60_000 });
-    after(() => node.agent.stop());
+    const { clock, node } = await agentOnClock(root);
     await node.agent.start();
     const nodes = root.collection("nodes");
     const key = async (): Promise<string | undefined> => (await nodes.get(node.name))?.value.publicKeys["1"];

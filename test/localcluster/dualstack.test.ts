@@ -19,67 +19,21 @@
  *   family crosses the fabric.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { after, afterEach, describe, it } from "node:test";
 import { randomBytes } from "node:crypto";
 import { projectRoot } from "../../src/paths.js";
 import { readClusterState } from "../../src/localcluster/state.js";
-import { pcapRecords } from "../../src/localcluster/verify.js";
-import { run, runIn } from "../../src/platform/netns/netns.js";
+import { runIn } from "../../src/platform/netns/netns.js";
+import { tcpdumpFabric } from "./capture.js";
+import { freezeTunnel, outDrops, tunnelDaemon } from "./strict-node.js";
 import { clusterBusy, clusterCli, type VerifyJson } from "./run-cli.js";
 
 const busy = await clusterBusy();
 const children = new Set<ChildProcess>();
 const frozen = new Set<number>();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** tcpdump on the fabric bridge writing `pcap` (optionally with a filter); resolves once it listens. */
-async function capture(fabric: { netns: string; bridge: string }, pcap: string, filter: string[] = []) {
-  const t = spawn(
-    "ip",
-    [
-      "netns",
-      "exec",
-      fabric.netns,
-      "tcpdump",
-      "-n",
-      "-U",
-      "-s",
-      "0",
-      "-i",
-      fabric.bridge,
-      "-w",
-      pcap,
-      ...filter,
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  children.add(t);
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 60_000);
-    t.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("listening on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    t.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`tcpdump exited with ${code}: ${err}`));
-    });
-  });
-  return async (): Promise<Array<{ at: number; data: Buffer }>> => {
-    const done = new Promise((r) => t.once("exit", r));
-    t.kill("SIGINT");
-    await done;
-    children.delete(t);
-    return pcapRecords(readFileSync(pcap));
-  };
-}
 
 /** The UDP destination port of an Ethernet frame carrying UDP over IPv4 or IPv6 (no extension headers), if any. */
 function udpPort(frame: Buffer): { family: "ipv4" | "ipv6"; port: number } | undefined {
@@ -91,18 +45,6 @@ function udpPort(frame: Buffer): { family: "ipv4" | "ipv6"; port: number } | und
   if (type === 0x86dd && frame.length >= 58 && frame[20] === 17)
     return { family: "ipv6", port: frame.readUInt16BE(56) };
   return undefined;
-}
-
-/** The nft drop counter of node `netns`'s strict rules for `peer`, outbound. */
-async function outDrops(netns: string, peer: string): Promise<number> {
-  const text = await runIn(netns, "nft", ["-j", "list", "chain", "inet", "podcrypt", `out.${peer}`]);
-  const doc = JSON.parse(text) as {
-    nftables: Array<{ rule?: { expr: Array<{ counter?: { packets: number } }> } }>;
-  };
-  return doc.nftables.reduce(
-    (sum, item) => sum + (item.rule?.expr.find((e) => e.counter !== undefined)?.counter?.packets ?? 0),
-    0,
-  );
 }
 
 after(() => {
@@ -155,8 +97,7 @@ for (const s of setups) {
         ]);
         up = true;
         assert.equal(r.code, 0, `cluster up failed: ${r.stderr}`);
-        const state = readClusterState(home)!;
-        const stop = await capture(state.plan.fabric, join(home, "fabric.pcap"));
+        const stop = await tcpdumpFabric(join(home, "fabric.pcap"), children);
         const v = await podcrypt(["verify", "--json"]);
         const frames = await stop();
         assert.equal(v.code, 0, `verify failed: ${v.stderr}\n${v.stdout}`);
@@ -210,7 +151,7 @@ for (const s of setups) {
         assert.ok(state !== undefined, "the cluster of the test before runs");
         const [n1, n2] = state.plan.nodes;
         const nonce = randomBytes(4).toString("hex");
-        const stop = await capture(state.plan.fabric, join(home, "host.pcap"));
+        const stop = await tcpdumpFabric(join(home, "host.pcap"), children);
         const sent: Array<{ family: string; tunnelled: string; outside: string }> = [];
         for (const family of hostFamilies) {
           const ip = family === "ipv4" ? n2!.underlayIPv4 : `[${n2!.underlayIPv6}]`;
@@ -253,20 +194,7 @@ for (const s of setups) {
         const to = state.plan.pods.find((p) => p.node === n2!.name)!;
         const [to4, to6] = to.ips;
         assert.ok(to4 !== undefined && to6 !== undefined && to6.includes(":"), JSON.stringify(to.ips));
-        const route = JSON.parse(await runIn(n1!.netns, "ip", ["-j", "route", "get", to6])) as Array<{
-          dev: string;
-        }>;
-        const dev = route[0]!.dev;
-        assert.match(dev, /^pc\d+w[01e]$/, `node-1 routes ${to6} through a tunnel`);
-        const pids = (await run("ip", ["netns", "pids", n1!.netns])).split(/\s+/).filter(Boolean).map(Number);
-        const daemon = pids.find((pid) => {
-          try {
-            return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(dev);
-          } catch {
-            return false;
-          }
-        });
-        assert.ok(daemon !== undefined, `the daemon of ${dev} runs in ${n1!.netns}`);
+        const { dev, pid: daemon } = await tunnelDaemon(n1!.netns, to6);
         // As on a real node: default routes of both families on the underlay, the way plaintext
         // would leave once the tunnel's routes are gone; through node-2's fabric addresses, which
         // answer ARP and neighbour solicitations, so that a packet not dropped does cross.
@@ -282,19 +210,10 @@ for (const s of setups) {
           "dev",
           "eth0",
         ]);
-        const stop = await capture(state.plan.fabric, join(home, "strict.pcap"), [
-          "net",
-          "10.244.0.0/16",
-          "or",
-          "net",
-          "fd00:10:244::/48",
-        ]);
-        process.kill(daemon, "SIGSTOP");
-        frozen.add(daemon);
-        const down = () => runIn(n1!.netns, "ip", ["link", "set", dev, "down"]).catch(() => "");
-        await down();
-        // The agent may set the interface up again on a pass (its daemon is there, only frozen).
-        const keepDown = setInterval(() => void down(), 200);
+        const stop = await tcpdumpFabric(join(home, "strict.pcap"), children, {
+          filter: "net 10.244.0.0/16 or net fd00:10:244::/48",
+        });
+        const release = await freezeTunnel(n1!.netns, dev, daemon, frozen);
         try {
           await sleep(500);
           const before = await outDrops(n1!.netns, n2!.name);
@@ -325,7 +244,7 @@ for (const s of setups) {
             `# ${s.mode}/${s.underlay} underlay, ${dev} stopped: dropped ${after6 - before} IPv6 and ${after4 - after6} IPv4 pod packets, 0 on the fabric\n`,
           );
         } finally {
-          clearInterval(keepDown);
+          release();
         }
       });
     },

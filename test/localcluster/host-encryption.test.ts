@@ -17,10 +17,11 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { FABRIC_BRIDGE, FABRIC_NETNS, NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { readClusterState } from "../../src/localcluster/state.js";
-import { pcapRecords } from "../../src/localcluster/verify.js";
 import { projectRoot } from "../../src/paths.js";
 import { listNetns, run, runIn } from "../../src/platform/netns/netns.js";
 import { tsharkCapturing } from "../support/tshark.js";
+import { tcpdumpFabric } from "./capture.js";
+import { freezeTunnel, outDrops, tunnelDaemon } from "./strict-node.js";
 import { clusterCli } from "./run-cli.js";
 
 const busy = (await listNetns()).some((n) => n.startsWith(NETNS_PREFIX));
@@ -210,40 +211,6 @@ for (const mode of ["wireguard", "ipsec"] as const) {
   );
 }
 
-/** A tcpdump capture of the whole fabric into `file`, running once it listens; stopping it gives the frames. */
-async function tcpdumpFabric(file: string, children: Set<ChildProcess>): Promise<() => Promise<Buffer[]>> {
-  const t = spawn(
-    "ip",
-    ["netns", "exec", FABRIC_NETNS, "tcpdump", "-n", "-U", "-s", "0", "-i", FABRIC_BRIDGE, "-w", file],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  children.add(t);
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 60_000);
-    t.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("listening on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    t.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`tcpdump exited with ${code}: ${err}`));
-    });
-  });
-  return async () => {
-    const done = new Promise((r) => t.once("exit", r));
-    t.kill("SIGINT");
-    await done;
-    children.delete(t);
-    const frames = pcapRecords(readFileSync(file)).map((r) => r.data);
-    rmSync(file, { force: true });
-    return frames;
-  };
-}
-
 /**
  * What an Ethernet frame leaks in plaintext, if anything: a pod address of either family (10.244/16,
  * fd00:10:244::/48), or a host packet of `from` (IPv4) other than UDP to or from a tunnel port.
@@ -267,19 +234,6 @@ function leak(frame: Buffer, from: string, tunnelPorts: readonly number[]): stri
     if (pod(22) || pod(38)) return "IPv6 pod packet";
   }
   return undefined;
-}
-
-/** The packets node `netns`'s strict rules dropped on their way out to `peer` (its counting chain). */
-async function outDrops(netns: string, peer: string): Promise<number> {
-  const doc = JSON.parse(
-    await runIn(netns, "nft", ["-j", "list", "chain", "inet", "podcrypt", `out.${peer}`]),
-  ) as {
-    nftables: Array<{ rule?: { expr: Array<{ counter?: { packets: number } }> } }>;
-  };
-  return doc.nftables.reduce(
-    (sum, item) => sum + (item.rule?.expr.find((e) => e.counter !== undefined)?.counter?.packets ?? 0),
-    0,
-  );
 }
 
 for (const mode of ["wireguard", "ipsec"] as const) {
@@ -332,38 +286,21 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         const state = readClusterState(home)!;
         const [n1, n2] = state.plan.nodes;
         const to6 = state.plan.pods.find((p) => p.node === n2!.name)!.ips[1]!;
-        const dev = (
-          JSON.parse(await runIn(n1!.netns, "ip", ["-j", "route", "get", to6])) as Array<{ dev: string }>
-        )[0]!.dev;
-        assert.match(dev, /^pc\d+w[01e]$/, `node-1 routes ${to6} through a tunnel`);
-        const pids = (await run("ip", ["netns", "pids", n1!.netns])).split(/\s+/).filter(Boolean).map(Number);
-        const daemon = pids.find((pid) => {
-          try {
-            return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(dev);
-          } catch {
-            return false;
-          }
-        });
-        assert.ok(daemon !== undefined, `the daemon of ${dev} runs in ${n1!.netns}`);
+        const { dev, pid: daemon } = await tunnelDaemon(n1!.netns, to6);
         for (const [family, via] of [
           ["-4", n2!.underlayIPv4],
           ["-6", n2!.underlayIPv6],
         ] as const)
           await runIn(n1!.netns, "ip", [family, "route", "replace", "default", "via", via, "dev", "eth0"]);
-        const stop = await tcpdumpFabric(join(home, `${tag}.pcap`), children);
-        process.kill(daemon, "SIGSTOP");
-        frozen.add(daemon);
-        const down = () => runIn(n1!.netns, "ip", ["link", "set", dev, "down"]).catch(() => "");
-        await down();
-        // The agent may set the interface up again on a pass (its daemon is there, only frozen).
-        const keepDown = setInterval(() => void down(), 200);
+        const stop = await tcpdumpFabric(join(home, `${tag}.pcap`), children, { remove: true });
+        const release = await freezeTunnel(n1!.netns, dev, daemon, frozen);
         try {
           await sleep(500);
           await fn({ n1: n1!.name, n2: n2!.name, n1Ns: n1!.netns, n2Addr: n2!.underlayIPv4 });
           await sleep(500);
-          return await stop();
+          return (await stop()).map((r) => r.data);
         } finally {
-          clearInterval(keepDown);
+          release();
           process.kill(daemon, "SIGCONT");
           frozen.delete(daemon);
           await runIn(n1!.netns, "ip", ["link", "set", dev, "up"]).catch(() => "");

@@ -10,13 +10,11 @@
 // while host encryption is on; while it is off the host marker crosses in plaintext (so the capture
 // is not blind to it).
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { readClusterState } from "../../src/localcluster/state.js";
-import { pcapRecords } from "../../src/localcluster/verify.js";
 import { run, spawnIn } from "../../src/platform/netns/netns.js";
 import {
   sequencedSender,
@@ -24,46 +22,11 @@ import {
   type SequenceCount,
   type SequenceSent,
 } from "../support/udp-blast.js";
+import { tcpdumpFabric } from "./capture.js";
 import { clusterBusy, clusterCli } from "./run-cli.js";
 
 const busy = await clusterBusy();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** tcpdump on the fabric bridge into `pcap` (enough of each frame for the markers); resolves once it listens. */
-async function capture(
-  fabric: { netns: string; bridge: string },
-  pcap: string,
-  children: Set<ChildProcess>,
-): Promise<() => Promise<Array<{ at: number; data: Buffer }>>> {
-  const t = spawn(
-    "ip",
-    ["netns", "exec", fabric.netns, "tcpdump", "-n", "-U", "-s", "200", "-i", fabric.bridge, "-w", pcap],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  children.add(t);
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 60_000);
-    t.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("listening on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    t.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`tcpdump exited with ${code}: ${err}`));
-    });
-  });
-  return async () => {
-    const done = new Promise((r) => t.once("exit", r));
-    t.kill("SIGINT");
-    await done;
-    children.delete(t);
-    return pcapRecords(readFileSync(pcap));
-  };
-}
 
 for (const mode of ["wireguard", "ipsec"] as const) {
   describe(
@@ -121,7 +84,8 @@ for (const mode of ["wireguard", "ipsec"] as const) {
             host: await sequenceReceiver(spawnTracked, n.netns),
           })),
         );
-        const stopCapture = await capture(plan.fabric, join(home, "fabric.pcap"), children);
+        // Enough of each frame for the markers.
+        const stopCapture = await tcpdumpFabric(join(home, "fabric.pcap"), children, { snaplen: 200 });
         const senders = await Promise.all(
           nodes.map(async (n) => {
             const others = nodes.filter((o) => o !== n);

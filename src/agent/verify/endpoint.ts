@@ -80,45 +80,34 @@ export async function ensureProbeAddress(address: string): Promise<void> {
   }
 }
 
-/** Serves UDP echo on `address`:{@link PROBE_PORT}; resolves with the socket once bound. */
-export async function serveProbeEcho(address: string): Promise<Socket> {
-  const s = createSocket({
-    type: isIP(address) === 6 ? "udp6" : "udp4",
-    recvBufferSize: PROBE_SOCKET_BUFFER,
-  });
-  s.on("message", (msg, rinfo) => s.send(msg, rinfo.port, rinfo.address));
-  await new Promise<void>((resolve, reject) => {
-    s.once("error", reject);
-    s.bind(PROBE_PORT, address, () => {
-      s.off("error", reject);
-      resolve();
-    });
-  });
-  s.on("error", () => undefined);
-  return s;
-}
-
 /**
- * Host encryption's node-to-node checks: UDP echo on the node's host (underlay) `address`, port
- * {@link PROBE_PORT}, open only for one verify run. Answers only what `accept` takes (the run's
- * markers from the run's nodes) and nothing from port 7 itself, so two echo services can never be
- * made to answer each other in a loop by a forged source. Resolves with the socket once bound.
+ * Serves UDP echo on `address`:{@link PROBE_PORT}; resolves with the socket once bound, rejects
+ * with the bind's error (the socket closed). Without `accept` it answers every datagram (the
+ * agent's probe endpoint, for the agents' lifetime). With `accept` (host encryption's node-to-node
+ * checks on the node's host address, open only for one verify run) it answers only what `accept`
+ * takes (the run's markers from the run's nodes) and nothing from port 7 itself, so two echo
+ * services can never be made to answer each other in a loop by a forged source.
  */
-export async function serveHostEcho(
+export async function serveProbeEcho(
   address: string,
-  accept: (message: Buffer, from: string) => boolean,
+  accept?: (message: Buffer, from: string) => boolean,
 ): Promise<Socket> {
   const s = createSocket({
     type: isIP(address) === 6 ? "udp6" : "udp4",
     recvBufferSize: PROBE_SOCKET_BUFFER,
   });
   s.on("message", (msg, rinfo) => {
-    if (rinfo.port !== PROBE_PORT && accept(msg, rinfo.address)) s.send(msg, rinfo.port, rinfo.address);
+    if (accept === undefined || (rinfo.port !== PROBE_PORT && accept(msg, rinfo.address)))
+      s.send(msg, rinfo.port, rinfo.address);
   });
   await new Promise<void>((resolve, reject) => {
-    s.once("error", reject);
+    const failed = (e: Error): void => {
+      // dgram leaves the socket's descriptor open when a bind fails.
+      s.close(() => reject(e));
+    };
+    s.once("error", failed);
     s.bind(PROBE_PORT, address, () => {
-      s.off("error", reject);
+      s.off("error", failed);
       resolve();
     });
   });
