@@ -6,7 +6,7 @@
 // the capture is not blind to it) and on again; the agents' datastore connection and the tunnels'
 // own UDP stay outside the tunnels throughout. Strict host mode on dual-stack pods (`cluster up
 // --strict-host`): with one node's tunnel daemon stopped, no IPv4 or IPv6 pod packet and no host
-// packet leaves that node in plaintext (a tcpdump capture of the fabric), the node's drop counter
+// packet of either family leaves that node in plaintext (a tcpdump capture of the fabric), the node's drop counter
 // grows and its agent, still reaching its datastore, publishes the drops; switched off, the same
 // host packets cross in plaintext (the capture is not blind to them).
 import assert from "node:assert/strict";
@@ -18,6 +18,7 @@ import { after, before, describe, it } from "node:test";
 import { FABRIC_BRIDGE, FABRIC_NETNS, NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { readClusterState } from "../../src/localcluster/state.js";
 import { projectRoot } from "../../src/paths.js";
+import { canonicalIp } from "../../src/platform/netlink/addr.js";
 import { listNetns, run, runIn } from "../../src/platform/netns/netns.js";
 import { tsharkCapturing } from "../support/tshark.js";
 import { tcpdumpFabric } from "./capture.js";
@@ -213,15 +214,20 @@ for (const mode of ["wireguard", "ipsec"] as const) {
 
 /**
  * What an Ethernet frame leaks in plaintext, if anything: a pod address of either family (10.244/16,
- * fd00:10:244::/48), or a host packet of `from` (IPv4) other than UDP to or from a tunnel port.
+ * fd00:10:244::/48), or a host packet of `from` (either family) other than UDP to or from a tunnel
+ * port (or IPv6 neighbour discovery).
  */
-function leak(frame: Buffer, from: string, tunnelPorts: readonly number[]): string | undefined {
+function leak(
+  frame: Buffer,
+  from: { v4: string; v6: string },
+  tunnelPorts: readonly number[],
+): string | undefined {
   const type = frame.length >= 14 ? frame.readUInt16BE(12) : 0;
   if (type === 0x0800 && frame.length >= 34) {
     const src = [...frame.subarray(26, 30)].join(".");
     const dst = [...frame.subarray(30, 34)].join(".");
     if ([src, dst].some((a) => a.startsWith("10.244."))) return `IPv4 pod packet ${src} > ${dst}`;
-    if (src !== from) return undefined;
+    if (src !== from.v4) return undefined;
     const proto = frame[23];
     const ihl = (frame[14]! & 0x0f) * 4;
     const ports = proto === 17 ? [frame.readUInt16BE(14 + ihl), frame.readUInt16BE(14 + ihl + 2)] : [];
@@ -232,6 +238,20 @@ function leak(frame: Buffer, from: string, tunnelPorts: readonly number[]): stri
   if (type === 0x86dd && frame.length >= 54) {
     const pod = (off: number) => frame.subarray(off, off + 6).equals(Buffer.from("fd0000100244", "hex"));
     if (pod(22) || pod(38)) return "IPv6 pod packet";
+    const src = canonicalIp(
+      frame
+        .subarray(22, 38)
+        .toString("hex")
+        .replace(/(.{4})(?!$)/g, "$1:"),
+    );
+    if (src !== canonicalIp(from.v6)) return undefined;
+    const next = frame[20];
+    const ports = next === 17 ? [frame.readUInt16BE(54), frame.readUInt16BE(56)] : [];
+    // Neighbour discovery (ICMPv6 133-137) is how the node finds its next hop: not host traffic.
+    if (next === 58 && frame[54]! >= 133 && frame[54]! <= 137) return undefined;
+    return ports.some((p) => tunnelPorts.includes(p))
+      ? undefined
+      : `host packet ${src} protocol ${next} ports ${ports.join(">")}`;
   }
   return undefined;
 }
@@ -281,7 +301,12 @@ for (const mode of ["wireguard", "ipsec"] as const) {
        */
       async function withStoppedDaemon(
         tag: string,
-        fn: (n: { n1: string; n2: string; n1Ns: string; n2Addr: string }) => Promise<void>,
+        fn: (n: {
+          n1: string;
+          n2: string;
+          n1Ns: string;
+          n2Addr: { v4: string; v6: string };
+        }) => Promise<void>,
       ): Promise<Buffer[]> {
         const state = readClusterState(home)!;
         const [n1, n2] = state.plan.nodes;
@@ -296,7 +321,12 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         const release = await freezeTunnel(n1!.netns, dev, daemon, frozen);
         try {
           await sleep(500);
-          await fn({ n1: n1!.name, n2: n2!.name, n1Ns: n1!.netns, n2Addr: n2!.underlayIPv4 });
+          await fn({
+            n1: n1!.name,
+            n2: n2!.name,
+            n1Ns: n1!.netns,
+            n2Addr: { v4: n2!.underlayIPv4, v6: n2!.underlayIPv6 },
+          });
           await sleep(500);
           return (await stop()).map((r) => r.data);
         } finally {
@@ -307,13 +337,40 @@ for (const mode of ["wireguard", "ipsec"] as const) {
         }
       }
 
-      /** Host packets from node `ns` to `addr`: `podcrypt debug probe` UDP messages with `marker`, and pings. */
-      async function hostPackets(ns: string, addr: string, marker: string): Promise<void> {
-        await probeFrom(ns, `udp:${addr}:5009`, marker);
-        await runIn(ns, "ping", ["-4", "-n", "-q", "-c", "10", "-i", "0.02", "-W", "1", addr]).catch(
-          () => "",
-        );
+      /**
+       * Host packets from node `ns` to both of a node's addresses: `podcrypt debug probe` UDP
+       * messages with `marker`-v4 and `marker`-v6, and 10 pings of each family.
+       */
+      async function hostPackets(
+        ns: string,
+        addr: { v4: string; v6: string },
+        marker: string,
+      ): Promise<void> {
+        for (const [family, target, tag] of [
+          ["-4", addr.v4, "v4"],
+          ["-6", `[${addr.v6}]`, "v6"],
+        ] as const) {
+          await probeFrom(ns, `udp:${target}:5009`, `${marker}-${tag}`);
+          await runIn(ns, "ping", [
+            family,
+            "-n",
+            "-q",
+            "-c",
+            "10",
+            "-i",
+            "0.02",
+            "-W",
+            "1",
+            family === "-4" ? addr.v4 : addr.v6,
+          ]).catch(() => "");
+        }
       }
+
+      /** node-1's host addresses, the sources of what `leak` looks for. */
+      const node1 = (): { v4: string; v6: string } => {
+        const n = readClusterState(home)!.plan.nodes[0]!;
+        return { v4: n.underlayIPv4, v6: n.underlayIPv6 };
+      };
 
       it("verify passes with it on: every pod pair of both families and every node pair, none in plaintext", async () => {
         const r = await podcrypt(["verify", "--json"]);
@@ -355,7 +412,7 @@ for (const mode of ["wireguard", "ipsec"] as const) {
           await hostPackets(n1Ns, n2Addr, marker);
           counts.host = await outDrops(n1Ns, n2);
         });
-        const from = readClusterState(home)!.plan.nodes[0]!.underlayIPv4;
+        const from = node1();
         assert.deepEqual(
           frames.map((f) => leak(f, from, tunnelPorts)).filter((l) => l !== undefined),
           [],
@@ -367,7 +424,7 @@ for (const mode of ["wireguard", "ipsec"] as const) {
           "the host marker crossed in plaintext",
         );
         assert.ok(counts.pods - counts.before >= 40, `pod packets dropped: ${counts.pods - counts.before}`);
-        assert.ok(counts.host - counts.pods >= 15, `host packets dropped: ${counts.host - counts.pods}`);
+        assert.ok(counts.host - counts.pods >= 30, `host packets dropped: ${counts.host - counts.pods}`);
         // The agent kept its datastore: node-1 stays live and publishes the drops it counted.
         let published = 0;
         for (let i = 0; i < 60 && published < counts.host; i++) {
@@ -408,17 +465,19 @@ for (const mode of ["wireguard", "ipsec"] as const) {
           await hostPackets(n1Ns, n2Addr, marker);
           dropped = (await outDrops(n1Ns, n2)) - before;
         });
-        const from = readClusterState(home)!.plan.nodes[0]!.underlayIPv4;
-        assert.equal(
-          frames.some((f) => f.includes(marker)),
-          true,
-          "strict host mode off: the host marker crosses in plaintext",
-        );
+        const from = node1();
+        for (const tag of ["v4", "v6"])
+          assert.equal(
+            frames.some((f) => f.includes(`${marker}-${tag}`)),
+            true,
+            `strict host mode off: the ${tag} host marker crosses in plaintext`,
+          );
         const leaks = frames.map((f) => leak(f, from, tunnelPorts)).filter((l) => l !== undefined);
-        assert.ok(
-          leaks.filter((l) => l.includes("protocol 1 ")).length >= 10,
-          `the pings cross in plaintext: ${leaks.join("; ")}`,
-        );
+        for (const proto of ["protocol 1 ", "protocol 58 "])
+          assert.ok(
+            leaks.filter((l) => l.includes(proto)).length >= 10,
+            `the pings (${proto.trim()}) cross in plaintext: ${leaks.join("; ")}`,
+          );
         assert.equal(dropped, 0, "no host packet dropped");
       });
     },

@@ -82,11 +82,12 @@ export async function ensureProbeAddress(address: string): Promise<void> {
 
 /**
  * Serves UDP echo on `address`:{@link PROBE_PORT}; resolves with the socket once bound, rejects
- * with the bind's error (the socket closed). Without `accept` it answers every datagram (the
- * agent's probe endpoint, for the agents' lifetime). With `accept` (host encryption's node-to-node
- * checks on the node's host address, open only for one verify run) it answers only what `accept`
- * takes (the run's markers from the run's nodes) and nothing from port 7 itself, so two echo
- * services can never be made to answer each other in a loop by a forged source.
+ * with the bind's error (the socket closed). It never answers a datagram from port 7 itself, so
+ * two echo services (ours or any other) can never be made to answer each other in a loop by a
+ * forged source. Without `accept` it answers every other datagram (the agent's probe endpoint, for
+ * the agent's lifetime); with `accept` (host encryption's node-to-node checks on the node's host
+ * address, open only for one verify run) only what `accept` takes (the run's markers from the
+ * run's nodes).
  */
 export async function serveProbeEcho(
   address: string,
@@ -97,7 +98,7 @@ export async function serveProbeEcho(
     recvBufferSize: PROBE_SOCKET_BUFFER,
   });
   s.on("message", (msg, rinfo) => {
-    if (accept === undefined || (rinfo.port !== PROBE_PORT && accept(msg, rinfo.address)))
+    if (rinfo.port !== PROBE_PORT && (accept === undefined || accept(msg, rinfo.address)))
       s.send(msg, rinfo.port, rinfo.address);
   });
   await new Promise<void>((resolve, reject) => {
