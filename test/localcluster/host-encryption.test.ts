@@ -6,9 +6,9 @@
 // the capture is not blind to it) and on again; the agents' datastore connection and the tunnels'
 // own UDP stay outside the tunnels throughout. Strict host mode on dual-stack pods (`cluster up
 // --strict-host`): with one node's tunnel daemon stopped, no IPv4 or IPv6 pod packet and no host
-// packet of either family leaves that node in plaintext (a tcpdump capture of the fabric), the node's drop counter
-// grows and its agent, still reaching its datastore, publishes the drops; switched off, the same
-// host packets cross in plaintext (the capture is not blind to them).
+// packet of either family leaves that node in plaintext (a tcpdump capture of the fabric), the
+// node's drop counter grows and its agent, still reaching its datastore, publishes the drops;
+// switched off, the same host packets cross in plaintext (the capture is not blind to them).
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
