@@ -80,13 +80,17 @@ export async function ensureProbeAddress(address: string): Promise<void> {
   }
 }
 
-/** Serves UDP echo on `address`:{@link PROBE_PORT}; resolves with the socket once bound. */
+/** Serves UDP echo on `address`:{@link PROBE_PORT} (never to port 7 itself); resolves with the socket once bound. */
 export async function serveProbeEcho(address: string): Promise<Socket> {
   const s = createSocket({
     type: isIP(address) === 6 ? "udp6" : "udp4",
     recvBufferSize: PROBE_SOCKET_BUFFER,
   });
-  s.on("message", (msg, rinfo) => s.send(msg, rinfo.port, rinfo.address));
+  // Never an answer to port 7 itself: a forged datagram from another echo service's address
+  // would otherwise make the two answer each other forever.
+  s.on("message", (msg, rinfo) => {
+    if (rinfo.port !== PROBE_PORT) s.send(msg, rinfo.port, rinfo.address);
+  });
   await new Promise<void>((resolve, reject) => {
     s.once("error", reject);
     s.bind(PROBE_PORT, address, () => {
