@@ -80,49 +80,35 @@ export async function ensureProbeAddress(address: string): Promise<void> {
   }
 }
 
-/** Serves UDP echo on `address`:{@link PROBE_PORT} (never to port 7 itself); resolves with the socket once bound. */
-export async function serveProbeEcho(address: string): Promise<Socket> {
-  const s = createSocket({
-    type: isIP(address) === 6 ? "udp6" : "udp4",
-    recvBufferSize: PROBE_SOCKET_BUFFER,
-  });
-  // Never an answer to port 7 itself: a forged datagram from another echo service's address
-  // would otherwise make the two answer each other forever.
-  s.on("message", (msg, rinfo) => {
-    if (rinfo.port !== PROBE_PORT) s.send(msg, rinfo.port, rinfo.address);
-  });
-  await new Promise<void>((resolve, reject) => {
-    s.once("error", reject);
-    s.bind(PROBE_PORT, address, () => {
-      s.off("error", reject);
-      resolve();
-    });
-  });
-  s.on("error", () => undefined);
-  return s;
-}
-
 /**
- * Host encryption's node-to-node checks: UDP echo on the node's host (underlay) `address`, port
- * {@link PROBE_PORT}, open only for one verify run. Answers only what `accept` takes (the run's
- * markers from the run's nodes) and nothing from port 7 itself, so two echo services can never be
- * made to answer each other in a loop by a forged source. Resolves with the socket once bound.
+ * Serves UDP echo on `address`:{@link PROBE_PORT}; resolves with the socket once bound, rejects
+ * with the bind's error (the socket closed). It never answers a datagram from port 7 itself, so
+ * two echo services (ours or any other) can never be made to answer each other in a loop by a
+ * forged source. Without `accept` it answers every other datagram (the agent's probe endpoint, for
+ * the agent's lifetime); with `accept` (host encryption's node-to-node checks on the node's host
+ * address, open only for one verify run) only what `accept` takes (the run's markers from the
+ * run's nodes).
  */
-export async function serveHostEcho(
+export async function serveProbeEcho(
   address: string,
-  accept: (message: Buffer, from: string) => boolean,
+  accept?: (message: Buffer, from: string) => boolean,
 ): Promise<Socket> {
   const s = createSocket({
     type: isIP(address) === 6 ? "udp6" : "udp4",
     recvBufferSize: PROBE_SOCKET_BUFFER,
   });
   s.on("message", (msg, rinfo) => {
-    if (rinfo.port !== PROBE_PORT && accept(msg, rinfo.address)) s.send(msg, rinfo.port, rinfo.address);
+    if (rinfo.port !== PROBE_PORT && (accept === undefined || accept(msg, rinfo.address)))
+      s.send(msg, rinfo.port, rinfo.address);
   });
   await new Promise<void>((resolve, reject) => {
-    s.once("error", reject);
+    const failed = (e: Error): void => {
+      // dgram leaves the socket's descriptor open when a bind fails.
+      s.close(() => reject(e));
+    };
+    s.once("error", failed);
     s.bind(PROBE_PORT, address, () => {
-      s.off("error", reject);
+      s.off("error", failed);
       resolve();
     });
   });

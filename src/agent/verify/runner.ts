@@ -13,7 +13,7 @@ import {
 } from "../../model/index.js";
 import { UnderlayCapture } from "./capture.js";
 import { CONTROL_PORT } from "../control-port.js";
-import { serveHostEcho } from "./endpoint.js";
+import { serveProbeEcho } from "./endpoint.js";
 
 /**
  * The fault-injection knob's file name in the agent's state directory: while it exists, the
@@ -116,7 +116,7 @@ export class VerifyRunner {
     // only the run's markers from the run's nodes.
     const senders = new Set(peers.map((p) => p.underlay));
     const echo = r.checks.some((c) => c.host === true && c.to === self)
-      ? await serveHostEcho(
+      ? await serveProbeEcho(
           this.o.underlay,
           (msg, from) => senders.has(from) && msg.subarray(0, prefix.length).toString("latin1") === prefix,
         ).catch((e: Error) => {
