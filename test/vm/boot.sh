@@ -8,7 +8,8 @@
 #   env:   PODCRYPT_VM_TIMEOUT  seconds before the VM is killed (default 2700: the whole tier with all clusters takes about 20 minutes)
 #          PODCRYPT_VM_KERNEL   kernel image (default: newest /boot/vmlinuz-*-amd64 with modules)
 #          PODCRYPT_VM_VERBOSE  1: copy the console to stderr as it runs
-#          PODCRYPT_VM_MEM / PODCRYPT_VM_SMP  guest memory in MiB (1024) and CPUs (2)
+#          PODCRYPT_VM_MEM / PODCRYPT_VM_SMP  guest memory in MiB (3072) and CPUs (2); a dual-stack
+#                               cluster under traffic left 30 MiB of 1024 free (README.md, "Memory")
 #          PODCRYPT_VM_REPO     a checkout to share on its own, seen at its path (run.sh sets it)
 # Exit status: the script's, or 124 on timeout, or 125 when the VM died before the script ended.
 set -euo pipefail
@@ -37,7 +38,7 @@ status=0
 # No network device (-nic none): the guest's traffic stays inside its own namespaces.
 # -no-reboot turns a guest panic or reboot into a qemu exit instead of a loop.
 qemu=(
-  qemu-system-x86_64 -machine accel=tcg -cpu max -m "${PODCRYPT_VM_MEM:-1024}" -smp "${PODCRYPT_VM_SMP:-2}"
+  qemu-system-x86_64 -machine accel=tcg -cpu max -m "${PODCRYPT_VM_MEM:-3072}" -smp "${PODCRYPT_VM_SMP:-2}"
   -nographic -no-reboot -nic none -monitor none -serial stdio
   -kernel "$kernel" -initrd "$initrd"
   -append "console=ttyS0 quiet loglevel=3 panic=-1 no_timer_check random.trust_cpu=on cryptomgr.notests=1 modprobe.blacklist=jitterentropy_rng"

@@ -285,6 +285,15 @@ async function until(what: string, ms: number, check: () => Promise<boolean>): P
   }
 }
 
+/** The guest's load average, available memory and tmpfs use now, as one line. */
+function guestLoad(): string {
+  const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  const mem = readFileSync("/proc/meminfo", "utf8");
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(mem)?.[1] ?? NaN);
+  const mib = (key: string) => `${Math.round(kb(key) / 1024)}`;
+  return `${new Date().toISOString()} load ${load}, MemAvailable ${mib("MemAvailable")} MiB of ${mib("MemTotal")}, Shmem ${mib("Shmem")} MiB`;
+}
+
 /** 5 rotations while every pair exchanges datagrams: 0 lost, none in plaintext, epochs advanced. */
 async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> {
   const rotations = 5;
@@ -312,13 +321,21 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
     t,
     (seconds + 300) * 1000,
   );
+  // The guest's load and free memory every 15 s: a rotation that times out says what starved it.
+  const samples: string[] = [];
+  const sampler = setInterval(() => samples.push(guestLoad()), 15_000);
   // The probes start in their own processes: let them send before the first rotation.
   await new Promise((r) => setTimeout(r, 30_000));
   const started = Date.now();
-  for (let i = 0; i < rotations; i++) {
-    const r = await c.podcrypt(["rotate", "--wait", "--timeout", "240"], t);
-    assert.equal(r.code, 0, `rotation ${i + 1}: ${r.stderr}\n${c.logTail()}`);
+  try {
+    for (let i = 0; i < rotations; i++) {
+      const r = await c.podcrypt(["rotate", "--wait", "--timeout", "240"], t);
+      assert.equal(r.code, 0, `rotation ${i + 1}: ${r.stderr}\n${samples.join("\n")}\n${c.logTail()}`);
+    }
+  } finally {
+    clearInterval(sampler);
   }
+  for (const l of samples) t.diagnostic(l);
   const rotatedS = (Date.now() - started) / 1000;
   const v = JSON.parse((await traffic).stdout) as Verify;
   // The controller's phase changes (with any node timed out), for placing a loss in the protocol.
