@@ -24,17 +24,26 @@ export async function tunnelDaemon(netns: string, to: string): Promise<{ dev: st
   return { dev, pid };
 }
 
-/** The packets node `netns`'s strict rules dropped on their way out to `peer` (its counting chain). */
+/**
+ * The packets node `netns`'s strict rules dropped on their way out to `peer`, as its agent counts
+ * them (`podcrypt_plaintext_dropped_packets_total` on 127.0.0.1:9809 in the node's namespace):
+ * nft's own counters restart whenever the agent replaces its table (a pass after a failed one
+ * re-applies it, as one does while a tunnel daemon is stopped), the agent's count carries them over.
+ * The agent reads nft at most once a second: the read waits that long first.
+ */
 export async function outDrops(netns: string, peer: string): Promise<number> {
-  const doc = JSON.parse(
-    await runIn(netns, "nft", ["-j", "list", "chain", "inet", "podcrypt", `out.${peer}`]),
-  ) as {
-    nftables: Array<{ rule?: { expr: Array<{ counter?: { packets: number } }> } }>;
-  };
-  return doc.nftables.reduce(
-    (sum, item) => sum + (item.rule?.expr.find((e) => e.counter !== undefined)?.counter?.packets ?? 0),
-    0,
-  );
+  await new Promise((r) => setTimeout(r, 1100));
+  const script = `fetch("http://127.0.0.1:9809/metrics").then(async (r) => process.stdout.write(await r.text()))`;
+  const text = await runIn(netns, process.execPath, ["-e", script]);
+  const line = text
+    .split("\n")
+    .find(
+      (l) =>
+        l.startsWith("podcrypt_plaintext_dropped_packets_total{") &&
+        l.includes(`peer="${peer}"`) &&
+        l.includes('direction="out"'),
+    );
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
 /**
