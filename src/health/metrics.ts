@@ -40,8 +40,11 @@ import { readDrops, type DropSample, type DropSources } from "./drops.js";
 
 const PHASES = ["idle", "prepare", "switch", "retire"] as const;
 
+/** How long one read of the data plane serves the metrics of every scrape (ms). */
+export const SHARED_READ_TTL_MS = 1000;
+
 /** `fn`'s result, shared by every metric of one scrape (reused for `ttlMs`). */
-function sharedRead<T>(fn: () => Promise<T>, clock: Clock, ttlMs = 1000): () => Promise<T> {
+function sharedRead<T>(fn: () => Promise<T>, clock: Clock, ttlMs = SHARED_READ_TTL_MS): () => Promise<T> {
   let at = -Infinity;
   let value: Promise<T> | undefined;
   return () => {

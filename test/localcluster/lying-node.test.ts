@@ -22,7 +22,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { after, it } from "node:test";
 import { openDatastore } from "../../src/cli/datastore.js";
 import { readClusterState } from "../../src/localcluster/state.js";
-import { runIn } from "../../src/platform/netns/netns.js";
+import { agentMetrics } from "./agent-metrics.js";
 import { assertTraffic, faultSuite, sleep, waitUntil, type FaultCluster } from "../faults/harness.js";
 
 const LIAR = "node-2";
@@ -94,12 +94,6 @@ async function countDiverted(netns: string): Promise<{ stop: () => Promise<numbe
       return out.split("\n").filter((l) => l.trim() !== "").length;
     },
   };
-}
-
-/** The agent's metrics, read inside its node's namespace (it listens on 127.0.0.1:9809 there). */
-async function agentMetrics(netns: string): Promise<string> {
-  const script = `fetch("http://127.0.0.1:9809/metrics").then(async (r) => process.stdout.write(await r.text()))`;
-  return runIn(netns, process.execPath, ["-e", script]);
 }
 
 async function lyingNode(c: FaultCluster): Promise<void> {

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { run, runIn } from "../../src/platform/netns/netns.js";
+import { agentMetrics } from "./agent-metrics.js";
 
 /**
  * The tunnel interface node namespace `netns` routes `to` through and the pid of the daemon behind
@@ -26,15 +27,12 @@ export async function tunnelDaemon(netns: string, to: string): Promise<{ dev: st
 
 /**
  * The packets node `netns`'s strict rules dropped on their way out to `peer`, as its agent counts
- * them (`podcrypt_plaintext_dropped_packets_total` on 127.0.0.1:9809 in the node's namespace):
- * nft's own counters restart whenever the agent replaces its table (a pass after a failed one
- * re-applies it, as one does while a tunnel daemon is stopped), the agent's count carries them over.
- * The agent reads nft at most once a second: the read waits that long first.
+ * them (`podcrypt_plaintext_dropped_packets_total`): nft's own counters restart whenever the agent
+ * replaces its table (a pass after a failed one re-applies it, as one does while a tunnel daemon
+ * is stopped), the agent's count carries them over.
  */
 export async function outDrops(netns: string, peer: string): Promise<number> {
-  await new Promise((r) => setTimeout(r, 1100));
-  const script = `fetch("http://127.0.0.1:9809/metrics").then(async (r) => process.stdout.write(await r.text()))`;
-  const text = await runIn(netns, process.execPath, ["-e", script]);
+  const text = await agentMetrics(netns, { fresh: true });
   const line = text
     .split("\n")
     .find(

@@ -301,9 +301,8 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
   // 60 full-sized datagrams/s in all across all the rotations, shared by verify's checks (6 pod
   // pairs, 24 checks with dual-stack pods and host encryption: 2.5/s each then); the five take
   // 90-130 s in the VM with the host to itself, as in CI, where the tiers run one after the other
-  // (test/vm/README.md); PODCRYPT_VM_TRAFFIC_S lengthens the window on a busier host. Every check
-  // at 10/s (240 datagrams/s, each encrypted by the emulated CPU and captured) starved the VM's
-  // etcd until a rotation timed out.
+  // (test/vm/README.md); PODCRYPT_VM_TRAFFIC_S lengthens the window on a busier host. (A guest
+  // etcd that stopped answering in CI was short of memory, not of this traffic: README.md, "Memory".)
   const seconds = Number(process.env["PODCRYPT_VM_TRAFFIC_S"] || 300);
   // Both callers run dual-stack pods with host encryption: 4 checks per ordered pair (see verify()).
   const checks = NODES.length * (NODES.length - 1) * 4;
