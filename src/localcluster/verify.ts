@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
@@ -304,27 +304,37 @@ async function selection(state: ClusterState, openStore: (url: string) => Promis
 /** How long tcpdump may take to start listening. */
 const CAPTURE_START_S = 120;
 
-/** Starts tcpdump on the fabric bridge; resolves once it listens. */
-async function startCapture(state: ClusterState, file: string): Promise<() => Promise<void>> {
+/** What {@link startTcpdump} captures. */
+export interface TcpdumpOptions {
+  /** A capture filter (pcap-filter syntax), such as "udp port 4500"; default none: every frame. */
+  readonly filter?: string;
+  /** The bytes kept of each frame (tcpdump -s); default 0, the whole frame. */
+  readonly snaplen?: number;
+  /** Told of the process as soon as it is spawned (for a caller that kills what is left on failure). */
+  readonly spawned?: (child: ChildProcess) => void;
+}
+
+/**
+ * Starts tcpdump in `netns` on `iface` writing `file`, without name resolution, each frame written
+ * as it comes, and resolves with the process once it listens. It rejects with what tcpdump printed
+ * when tcpdump exits first or does not listen within {@link CAPTURE_START_S} s (then it is killed).
+ * SIGINT stops it, and tcpdump writes out what it holds.
+ */
+export async function startTcpdump(
+  netns: string,
+  iface: string,
+  file: string,
+  o: TcpdumpOptions = {},
+): Promise<ChildProcess> {
+  const args = ["-n", "-U", "-s", String(o.snaplen ?? 0), "-i", iface, "-w", file];
   const child = spawn(
     "ip",
-    [
-      "netns",
-      "exec",
-      state.plan.fabric.netns,
-      "tcpdump",
-      "-i",
-      state.plan.fabric.bridge,
-      "-U",
-      "-s",
-      "0",
-      "-w",
-      file,
-    ],
+    ["netns", "exec", netns, "tcpdump", ...args, ...(o.filter === undefined ? [] : [o.filter])],
     {
       stdio: ["ignore", "ignore", "pipe"],
     },
   );
+  o.spawned?.(child);
   await new Promise<void>((resolve, reject) => {
     let err = "";
     // A start-up allowance, not a check: on an emulated or overloaded machine starting tcpdump in
@@ -346,6 +356,12 @@ async function startCapture(state: ClusterState, file: string): Promise<() => Pr
       reject(new PodcryptError("ECAPTURE", `tcpdump exited with ${code}: ${err.trim()}`));
     });
   });
+  return child;
+}
+
+/** Starts tcpdump on the fabric bridge; resolves once it listens, with the function that stops it. */
+async function startCapture(state: ClusterState, file: string): Promise<() => Promise<void>> {
+  const child = await startTcpdump(state.plan.fabric.netns, state.plan.fabric.bridge, file);
   return async () => {
     const done = new Promise((r) => child.once("exit", r));
     child.kill("SIGINT");

@@ -2,7 +2,7 @@
 import type { ChildProcess } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { FABRIC_BRIDGE, FABRIC_NETNS } from "../../src/localcluster/plan.js";
-import { pcapRecords } from "../../src/localcluster/verify.js";
+import { pcapRecords, startTcpdump, type TcpdumpOptions } from "../../src/localcluster/verify.js";
 import { spawnIn } from "../../src/platform/netns/netns.js";
 import { startCapture, stopCapture } from "../support/tshark.js";
 
@@ -25,49 +25,20 @@ export function startEspCapture(pcap: string, children: Set<ChildProcess>): Prom
   });
 }
 
-/** What {@link tcpdumpFabric} captures and what it leaves behind. */
-export interface FabricTcpdumpOptions {
-  /** A capture filter (pcap-filter syntax), such as "net 10.244.0.0/16"; default none: every frame. */
-  readonly filter?: string;
-  /** The bytes kept of each frame (tcpdump -s); default 0, the whole frame. */
-  readonly snaplen?: number;
-  /** Deletes the capture file once read; default false (it stays for the caller to remove). */
-  readonly remove?: boolean;
-}
-
 /**
- * Starts tcpdump on the fabric bridge (the underlay every node shares) writing `pcap`, without
- * name resolution, each frame written as it comes; resolves once it listens (it rejects with what
- * tcpdump printed when it exits first or does not listen within 60 s). The process is in
- * `children` until stopped; the caller kills what is left there in its cleanup hooks. The function
- * it resolves with stops the capture (SIGINT: tcpdump writes out what it holds) and returns its
- * records in capture order: the time in ms and the frame bytes.
+ * Starts tcpdump on the fabric bridge (the underlay every node shares) writing `pcap`, as
+ * `podcrypt verify` does (src/localcluster/verify.ts startTcpdump), and resolves once it listens.
+ * The process is in `children` from its spawn until stopped; the caller kills what is left there in
+ * its cleanup hooks. The function it resolves with stops the capture (SIGINT: tcpdump writes out
+ * what it holds) and returns its records in capture order: the time in ms and the frame bytes;
+ * with `remove` it deletes the capture file once read (else it stays for the caller to remove).
  */
 export async function tcpdumpFabric(
   pcap: string,
   children: Set<ChildProcess>,
-  o: FabricTcpdumpOptions = {},
+  o: Omit<TcpdumpOptions, "spawned"> & { readonly remove?: boolean } = {},
 ): Promise<() => Promise<Array<{ at: number; data: Buffer }>>> {
-  const args = ["-n", "-U", "-s", String(o.snaplen ?? 0), "-i", FABRIC_BRIDGE, "-w", pcap];
-  const t = spawnIn(FABRIC_NETNS, "tcpdump", o.filter === undefined ? args : [...args, o.filter], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  children.add(t);
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 60_000);
-    t.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (err.includes("listening on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    t.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`tcpdump exited with ${code}: ${err}`));
-    });
-  });
+  const t = await startTcpdump(FABRIC_NETNS, FABRIC_BRIDGE, pcap, { ...o, spawned: (c) => children.add(c) });
   return async () => {
     await stopCapture(t);
     children.delete(t);
