@@ -31,7 +31,7 @@ const KEY = (c: string): string => Buffer.alloc(32, c).toString("base64");
 function node(
   i: number,
   keys: Record<string, string>,
-  more: { acks?: Array<[number, Phase]>; saInstance?: string; heartbeat?: string } = {},
+  more: { acks?: Array<[number, Phase]>; saInstance?: string; heartbeat?: string; status?: object } = {},
 ): Node {
   return parseResource("nodes", {
     name: `node-${i}`,
@@ -40,6 +40,7 @@ function node(
     publicKeys: keys,
     saInstance: more.saInstance ?? `${i}`.padStart(32, "0"),
     ...(more.heartbeat === undefined ? {} : { heartbeat: more.heartbeat }),
+    ...(more.status === undefined ? {} : { status: more.status }),
     acknowledgements: (more.acks ?? []).map(([epoch, phase]) => ({ epoch, phase, at: AT })),
   });
 }
@@ -85,9 +86,8 @@ const K4 = { "4": KEY("a") };
 const K45 = { "4": KEY("a"), "5": KEY("b") };
 
 describe("wakeFor: how soon a Node change needs a pass", () => {
-  const cases: Array<
-    [string, Node | undefined, Node | undefined, ClusterEncryption, string[], Wake, string?]
-  > = [
+  type WakeCase = [string, Node | undefined, Node | undefined, ClusterEncryption, string[], Wake, string?];
+  const cases: WakeCase[] = [
     ["a new node", undefined, node(2, K4), cluster("idle"), [], "now"],
     ["a deleted node", node(2, K4), undefined, cluster("idle"), [], "now"],
     [
@@ -107,6 +107,34 @@ describe("wakeFor: how soon a Node change needs a pass", () => {
       "now",
     ],
     ["a heartbeat only", node(2, K4), node(2, K4, { heartbeat: AT }), cluster("idle"), [], "none"],
+    // A peer's status that no pass reads: its tunnel report (after a join every node's changes
+    // twice, each an event at every agent), errors, MTU, drops, gate wish.
+    ...(["idle", "prepare", "switch", "retire"] as const).map((phase): WakeCase => [
+      `a peer's tunnel report, errors, MTU and gate wish in ${phase}`,
+      node(2, K45, {
+        status: { errors: [], tunnels: { at: AT, families: [{ family: "ipv4", pending: ["node-9"] }] } },
+      }),
+      node(2, K45, {
+        status: {
+          errors: ["boom"],
+          mtu: 1380,
+          workloadGate: "open",
+          plaintextDrops: [{ peer: "node-1", direction: "in", packets: 3 }],
+          tunnels: { at: AT, families: [{ family: "ipv4", upCount: 9 }] },
+        },
+      }),
+      cluster(phase),
+      [],
+      "none",
+    ]),
+    [
+      "a peer's selector set hash (a pass installs what it selects)",
+      node(2, K4, { status: { errors: [], selection: "0".repeat(16) } }),
+      node(2, K4, { status: { errors: [], selection: "1".repeat(16) } }),
+      cluster("idle"),
+      [],
+      "now",
+    ],
     ["this node's own key", node(1, K4), node(1, K45), cluster("prepare"), [], "none"],
     [
       "an awaited key, others still awaited",

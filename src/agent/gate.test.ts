@@ -27,7 +27,7 @@ const report = (up: string[], pending: string[], failing: string[] = []): Tunnel
   kind: "report",
   report: {
     at: "2026-12-06T00:00:00Z",
-    families: [{ family: "ipv4", up, pending, failing }],
+    families: [{ family: "ipv4", upCount: up.length, pending, failing }],
   } satisfies TunnelReport,
 });
 const logger = createLogger("test", { level: "silent" });

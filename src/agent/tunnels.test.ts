@@ -27,17 +27,20 @@ test("tunnels: pending before a handshake, up after, failing once sending goes u
     return r.families;
   };
   assert.deepEqual(states([wg("b", 0, 0, 0)]), [
-    { family: "ipv4", up: [], pending: ["b", "c"], failing: [] },
+    { family: "ipv4", upCount: 0, pending: ["b", "c"], failing: [] },
   ]);
+  // Up peers are counted, not named: the report does not grow with the peers that are up.
   assert.deepEqual(states([wg("b", 100, 100), wg("c", 10, 10)]), [
-    { family: "ipv4", up: ["b", "c"], pending: [], failing: [] },
+    { family: "ipv4", upCount: 2, pending: [], failing: [] },
   ]);
   // b stops answering: 15 s of sending without receiving.
   const seq = [200, 300, 400, 500];
   const seen = seq.map((tx) => states([wg("b", tx, 100), wg("c", 10, 10)])[0]!.failing);
   assert.deepEqual(seen, [[], [], [], ["b"]]);
   // An answer again: up.
-  assert.deepEqual(states([wg("b", 600, 200), wg("c", 10, 10)])[0]!.up, ["b", "c"]);
+  assert.deepEqual(states([wg("b", 600, 200), wg("c", 10, 10)]), [
+    { family: "ipv4", upCount: 2, pending: [], failing: [] },
+  ]);
 });
 
 test("tunnels: an idle tunnel stays up; counters that go back (a new daemon) start afresh", () => {
@@ -67,10 +70,49 @@ test("tunnels: IPsec needs both SAs; families from the endpoint or the peer's un
   });
   const peers = [node("b", true), node("c", true)];
   assert.deepEqual(t.observe([esp()], peers, 0).families, [
-    { family: "ipv6", up: [], pending: ["b", "c"], failing: [] },
+    { family: "ipv6", upCount: 0, pending: ["b", "c"], failing: [] },
   ]);
-  assert.deepEqual(t.observe([esp("0x00000002")], peers, 5000).families[0]!.up, ["b"]);
+  assert.deepEqual(t.observe([esp("0x00000002")], peers, 5000).families, [
+    { family: "ipv6", upCount: 1, pending: ["c"], failing: [] },
+  ]);
   assert.deepEqual(t.observe([], [node("d")], 10000).families, [
-    { family: "ipv4", up: [], pending: ["d"], failing: [] },
+    { family: "ipv4", upCount: 0, pending: ["d"], failing: [] },
   ]);
+});
+
+test("tunnels: the published report names only the peers not up, and validates in a Node's status", () => {
+  const many = Array.from({ length: 1000 }, (_, i) => `n${String(i).padStart(4, "0")}`);
+  const t = new TunnelTracker();
+  const report = t.observe(
+    many.map((n) => ({ ...wg(n, 10, 10), node: n })),
+    [...many.map((n) => node(n)), node("late")],
+    0,
+  );
+  assert.deepEqual(report.families, [{ family: "ipv4", upCount: 1000, pending: ["late"], failing: [] }]);
+  assert.ok(JSON.stringify(report).length < 200, `${JSON.stringify(report).length} bytes for 1001 peers`);
+  const parsed = nodeSchema.parse({
+    name: "a",
+    underlay: { ipv4: "192.0.2.1" },
+    status: { tunnels: report },
+  });
+  assert.deepEqual(parsed.status?.tunnels, report);
+  // A record an earlier agent wrote (up peers by name, no count) still validates.
+  const old = { at: report.at, families: [{ family: "ipv4", up: ["b"], pending: ["c"] }] };
+  const oldParsed = nodeSchema.parse({
+    name: "a",
+    underlay: { ipv4: "192.0.2.1" },
+    status: { tunnels: old },
+  });
+  assert.deepEqual(oldParsed.status?.tunnels?.families, [
+    { family: "ipv4", up: ["b"], pending: ["c"], failing: [] },
+  ]);
+  assert.throws(
+    () =>
+      nodeSchema.parse({
+        name: "a",
+        underlay: { ipv4: "192.0.2.1" },
+        status: { tunnels: { ...report, families: [{ family: "ipv4", upCount: -1 }] } },
+      }),
+    /upCount/,
+  );
 });

@@ -8,10 +8,15 @@ export type TunnelState = "up" | "pending" | "failing";
 /** An underlay address family. */
 export type Family = "ipv4" | "ipv6";
 
-/** The node's tunnels by family and state, as published in `Node.status.tunnels`. */
+/**
+ * The node's tunnels by family, as published in `Node.status.tunnels`: how many peers' tunnels
+ * are up, and the names of the peers whose tunnel is pending or failing. The up peers are counted,
+ * not named: named, every record grew with the cluster (a list of the nodes O(N²) bytes) and every
+ * join changed every record by a name (src/model/node.ts nodeStatusSchema.tunnels).
+ */
 export interface TunnelReport {
   at: string;
-  families: { family: Family; up: string[]; pending: string[]; failing: string[] }[];
+  families: { family: Family; upCount: number; pending: string[]; failing: string[] }[];
 }
 
 /**
@@ -52,7 +57,7 @@ export class TunnelTracker {
       if (list === undefined) byNode.set(o.node, [o]);
       else list.push(o);
     }
-    const families = new Map<Family, { up: string[]; pending: string[]; failing: string[] }>();
+    const families = new Map<Family, { upCount: number; pending: string[]; failing: string[] }>();
     const seen = new Set<string>();
     for (const peer of [...peers].sort((a, b) => a.name.localeCompare(b.name))) {
       seen.add(peer.name);
@@ -60,15 +65,16 @@ export class TunnelTracker {
       const state = this.judge(peer.name, rows, now);
       const family = familyOf(rows, peer);
       let f = families.get(family);
-      if (f === undefined) families.set(family, (f = { up: [], pending: [], failing: [] }));
-      f[state].push(peer.name);
+      if (f === undefined) families.set(family, (f = { upCount: 0, pending: [], failing: [] }));
+      if (state === "up") f.upCount++;
+      else f[state].push(peer.name);
     }
     for (const name of this.tracks.keys()) if (!seen.has(name)) this.tracks.delete(name);
     return {
       at: new Date(now).toISOString(),
       families: [...families.entries()]
         .sort(([a], [b]) => a.localeCompare(b))
-        .map(([family, f]) => ({ family, ...f })),
+        .map(([family, f]) => ({ family, upCount: f.upCount, pending: f.pending, failing: f.failing })),
     };
   }
 

@@ -96,10 +96,11 @@ export const nodeStatusSchema = z.strictObject({
     .optional(),
   /**
    * The node's tunnels to its live peers, per underlay address family, as the agent judged them
-   * last (src/agent/tunnels.ts): `up` (handshake done / SA pair installed, and what it sends is
-   * answered), `pending` (not yet), `failing` (it sends and nothing comes back). Absent while
-   * encryption is off. The controller's status page draws its pair matrix from these; on
-   * Kubernetes the agent keeps its workload gate closed until no peer is pending or failing.
+   * last (src/agent/tunnels.ts): `upCount` peers up (handshake done / SA pair installed, and what
+   * it sends is answered), the peers `pending` (not yet) and `failing` (it sends and nothing comes
+   * back) by name. A live peer named in neither is up. Absent while encryption is off. The
+   * controller's status page draws its pair matrix from these; on Kubernetes the agent keeps its
+   * workload gate closed until no peer is pending or failing.
    */
   tunnels: z
     .strictObject({
@@ -109,7 +110,13 @@ export const nodeStatusSchema = z.strictObject({
         .array(
           z.strictObject({
             family: z.enum(["ipv4", "ipv6"]),
-            up: z.array(objectName).max(4096).default([]),
+            /** How many peers' tunnels of this family are up. */
+            upCount: z.number().int().min(0).optional(),
+            /**
+             * The up peers by name, as agents of earlier versions wrote them (a record O(nodes)
+             * long): still read; agents now write `upCount` instead.
+             */
+            up: z.array(objectName).max(4096).optional(),
             pending: z.array(objectName).max(4096).default([]),
             failing: z.array(objectName).max(4096).default([]),
           }),

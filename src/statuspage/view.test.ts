@@ -23,10 +23,11 @@ const heartbeatsOf = (nodes: readonly Node[]): Map<string, string> =>
     nodes.flatMap((n) => (n.heartbeat === undefined ? [] : [[n.name, n.heartbeat] as [string, string]])),
   );
 
+/** A report as agents write it: the up peers counted, the others named. */
 const tunnels = (up: string[], pending: string[] = [], failing: string[] = []) => ({
   status: {
     errors: [],
-    tunnels: { at: at(28), families: [{ family: "ipv4" as const, up, pending, failing }] },
+    tunnels: { at: at(28), families: [{ family: "ipv4" as const, upCount: up.length, pending, failing }] },
   },
 });
 
@@ -62,6 +63,83 @@ test("status view: each ordered pair from the reporting node's tunnels; silence 
   assert.match(text, /^a {6}- {6}enc {4}FAIL {3}FAIL/m);
 });
 
+test("status view: up peers by count need a report covering every live peer; earlier agents' names still read", () => {
+  // a judged b and c; a fourth node joined since (d): which of the three a counts as up it
+  // cannot tell, so none counts as reported until a's next judgement covers d.
+  const stale = [node("a", tunnels(["b"], ["c"])), node("b"), node("c"), node("d")];
+  const v = statusView(on, stale, heartbeatsOf(stale), NOW);
+  const state = (from: string, to: string) => v.pairs.find((p) => p.from === from && p.to === to);
+  assert.deepEqual(
+    ["b", "c", "d"].map((to) => [to, state("a", to)?.state, state("a", to)?.reason]),
+    [
+      ["b", "pending", "not reported yet"],
+      ["c", "pending", "no handshake or SA pair yet"],
+      ["d", "pending", "not reported yet"],
+    ],
+  );
+  // Covered again: b, c and d are two up and one pending; a dead node does not count.
+  const fresh = [
+    node("a", tunnels(["b", "d"], ["c"])),
+    node("b"),
+    node("c"),
+    node("d"),
+    node("e", { heartbeat: at(0) }),
+  ];
+  const w = statusView(on, fresh, heartbeatsOf(fresh), NOW);
+  assert.deepEqual(
+    w.pairs.filter((p) => p.from === "a").map((p) => [p.to, p.state]),
+    [
+      ["b", "encrypted"],
+      ["c", "pending"],
+      ["d", "encrypted"],
+      ["e", "failing"],
+    ],
+  );
+  // A record of an earlier agent: the up peers by name, whatever the count.
+  const old = {
+    status: {
+      errors: [],
+      tunnels: { at: at(28), families: [{ family: "ipv4" as const, up: ["b"], pending: [], failing: [] }] },
+    },
+  };
+  const legacy = [node("a", old), node("b"), node("c")];
+  const x = statusView(on, legacy, heartbeatsOf(legacy), NOW);
+  assert.deepEqual(
+    x.pairs.filter((p) => p.from === "a").map((p) => [p.to, p.state, p.reason]),
+    [
+      ["b", "encrypted", undefined],
+      ["c", "pending", "not reported yet"],
+    ],
+  );
+  // Up peers in both families: each peer's is the one a's tunnel to it uses (IPv4 when the
+  // peer has it, a being an IPv4 node), an IPv6-only peer's is IPv6.
+  const both = {
+    status: {
+      errors: [],
+      tunnels: {
+        at: at(28),
+        families: [
+          { family: "ipv4" as const, upCount: 1, pending: [], failing: [] },
+          { family: "ipv6" as const, upCount: 1, pending: [], failing: [] },
+        ],
+      },
+    },
+  };
+  const mixed = [
+    node("a", both),
+    node("b", { underlay: { ipv4: "192.0.2.2", ipv6: "fd00::2" } }),
+    node("c", { underlay: { ipv6: "fd00::3" } }),
+  ];
+  const y = statusView(on, mixed, heartbeatsOf(mixed), NOW);
+  assert.deepEqual(
+    y.pairs.filter((p) => p.from === "a").map((p) => [p.to, p.family, p.state]),
+    [
+      ["b", "ipv4", "encrypted"],
+      ["c", "ipv6", "encrypted"],
+    ],
+  );
+});
+
 test("status view: encryption off allows plaintext; an IPv6 tunnel is its own family", () => {
   const off = clusterEncryptionSchema.parse({
     name: "default",
@@ -77,7 +155,7 @@ test("status view: encryption off allows plaintext; an IPv6 tunnel is its own fa
   const six = {
     status: {
       errors: [],
-      tunnels: { at: at(28), families: [{ family: "ipv6" as const, up: ["b"], pending: [], failing: [] }] },
+      tunnels: { at: at(28), families: [{ family: "ipv6" as const, upCount: 1, pending: [], failing: [] }] },
     },
   };
   const sixNodes = [node("a", six), node("b", tunnels(["a"]))];

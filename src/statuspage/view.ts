@@ -104,25 +104,56 @@ export const MAX_ROTATIONS = 5;
 
 const PHASES = ["prepare", "switch", "retire"] as const;
 
-/** The family `from` reports `to` in, if it does, with the state it reports. */
+/**
+ * The family `from` reports `to` in, if it does, with the state it reports. A report names the
+ * peers that are not up and counts the others (src/agent/tunnels.ts): a peer named in neither is
+ * up, in the family `from` reaches it over, when the report covers as many peers as `from` has
+ * live ones (`livePeers`; fewer: it predates some of them, which of them it cannot tell, so
+ * none counts as reported). An up peer's family: the only family that counts up peers, else the
+ * one `from` reaches it over. Reports of earlier agents name the up peers too (`up`).
+ */
 function reported(
   from: Node,
-  to: string,
+  to: Node,
+  livePeers: number,
 ): { family: Family; state: "up" | "pending" | "failing" } | undefined {
-  for (const f of from.status?.tunnels?.families ?? []) {
-    if (f.up.includes(to)) return { family: f.family, state: "up" };
-    if (f.failing.includes(to)) return { family: f.family, state: "failing" };
-    if (f.pending.includes(to)) return { family: f.family, state: "pending" };
+  const families = from.status?.tunnels?.families;
+  if (families === undefined) return undefined;
+  let judged = 0;
+  let named = true;
+  for (const f of families) {
+    if (f.up?.includes(to.name) === true) return { family: f.family, state: "up" };
+    if (f.failing.includes(to.name)) return { family: f.family, state: "failing" };
+    if (f.pending.includes(to.name)) return { family: f.family, state: "pending" };
+    if (f.up === undefined) named = false;
+    judged += (f.up?.length ?? f.upCount ?? 0) + f.pending.length + f.failing.length;
   }
-  return undefined;
+  if (named || judged < livePeers) return undefined;
+  const counted = families.filter((f) => (f.upCount ?? 0) > 0);
+  return { family: counted.length === 1 ? counted[0]!.family : reachedOver(from, to), state: "up" };
+}
+
+/**
+ * The family of the underlay `from`'s tunnel to `to` runs over: `from`'s own (IPv6 when it has
+ * only an IPv6 address) when `to` has an address of it, else the other (src/agent/desired.ts).
+ */
+function reachedOver(from: Node, to: Node): Family {
+  if (from.underlay.ipv4 === undefined) return to.underlay.ipv6 !== undefined ? "ipv6" : "ipv4";
+  return to.underlay.ipv4 !== undefined ? "ipv4" : "ipv6";
 }
 
 function preferredFamily(n: Node): Family {
   return n.underlay.ipv4 !== undefined ? "ipv4" : "ipv6";
 }
 
-function pairView(from: Node, to: Node, live: (n: Node) => boolean, enabled: boolean): PairView {
-  const r = reported(from, to.name);
+function pairView(
+  from: Node,
+  to: Node,
+  live: (n: Node) => boolean,
+  livePeers: number,
+  enabled: boolean,
+): PairView {
+  const r = reported(from, to, livePeers);
   const base = { from: from.name, to: to.name, family: r?.family ?? preferredFamily(to) };
   if (!enabled) return { ...base, state: "plaintext-allowed", reason: "encryption is off" };
   if (!live(from)) return { ...base, state: "failing", reason: `${from.name}'s agent is not reporting` };
@@ -197,8 +228,12 @@ export function statusView(
   const live = (n: Node): boolean => isLive(n, liveness);
   const a = c === undefined ? { enabled: false, mode: "wireguard" } : applied(c);
   const pairs: PairView[] = [];
-  for (const from of nodes)
-    for (const to of nodes) if (from.name !== to.name) pairs.push(pairView(from, to, live, a.enabled));
+  const liveCount = nodes.filter(live).length;
+  for (const from of nodes) {
+    const livePeers = liveCount - (live(from) ? 1 : 0);
+    for (const to of nodes)
+      if (from.name !== to.name) pairs.push(pairView(from, to, live, livePeers, a.enabled));
+  }
   const summary: Record<PairState, number> = { encrypted: 0, pending: 0, "plaintext-allowed": 0, failing: 0 };
   for (const p of pairs) summary[p.state]++;
   const families = [...new Set<Family>(pairs.map((p) => p.family))].sort();

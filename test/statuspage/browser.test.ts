@@ -39,7 +39,14 @@ function record(name: string, failing: string[] = []): NodeInput {
       errors: [],
       tunnels: {
         at: new Date().toISOString(),
-        families: [{ family: "ipv4", up: others.filter((o) => !failing.includes(o)), pending: [], failing }],
+        families: [
+          {
+            family: "ipv4",
+            upCount: others.filter((o) => !failing.includes(o)).length,
+            pending: [],
+            failing,
+          },
+        ],
       },
     },
   };

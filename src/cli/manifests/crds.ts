@@ -364,7 +364,13 @@ const podcryptNodeSchema: JSONSchemaProps = obj(
               "The peers of one family by state.",
               {
                 family: str("ipv4 or ipv6.", { enum: ["ipv4", "ipv6"] }),
-                up: names("Peers whose tunnel is up."),
+                upCount: int(
+                  "How many peers' tunnels are up (live peers named neither pending nor failing).",
+                  {
+                    minimum: 0,
+                  },
+                ),
+                up: names("Peers whose tunnel is up, by name (written by agents of earlier versions)."),
                 pending: names("Peers whose tunnel is not up yet."),
                 failing: names("Peers that do not answer through the tunnel."),
               },
