@@ -59,7 +59,7 @@ export class TunnelTracker {
     }
     const families = new Map<Family, { upCount: number; pending: string[]; failing: string[] }>();
     const seen = new Set<string>();
-    for (const peer of [...peers].sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const peer of peers) {
       seen.add(peer.name);
       const rows = byNode.get(peer.name) ?? [];
       const state = this.judge(peer.name, rows, now);
@@ -74,7 +74,13 @@ export class TunnelTracker {
       at: new Date(now).toISOString(),
       families: [...families.entries()]
         .sort(([a], [b]) => a.localeCompare(b))
-        .map(([family, f]) => ({ family, upCount: f.upCount, pending: f.pending, failing: f.failing })),
+        // Only the few peers not up are named, sorted: not the peers, every heartbeat of every node.
+        .map(([family, f]) => ({
+          family,
+          upCount: f.upCount,
+          pending: f.pending.sort(),
+          failing: f.failing.sort(),
+        })),
     };
   }
 
