@@ -32,6 +32,7 @@ import {
   planKeys,
   stillAwaited,
   wakeFor,
+  livenessWakes,
 } from "./decide.js";
 import { SelectionTracker } from "./selection.js";
 import { TunnelTracker, type TunnelReport } from "./tunnels.js";
@@ -223,8 +224,11 @@ export class Agent {
     // Live before the record is (re)published: whoever sees the record sees a live node.
     this.hold = await this.o.store.holdLiveness(this.name, DEFAULT_TIMING.livenessMs / 1000);
     await this.publish((n) => n);
-    // A node starting or ceasing to be live changes what passes wait for; renewals change nothing.
-    this.live = await this.o.store.followLiveness(() => this.changed());
+    // A node starting or ceasing to be live changes what passes wait for (only then a pass:
+    // decide.ts livenessWakes); renewals change nothing.
+    this.live = await this.o.store.followLiveness(() => {
+      if (livenessWakes(this.cluster, this.name)) this.changed();
+    });
     this.watches.push(this.live);
     for (const kind of WATCHED) await this.mirror(kind);
     const beat = this.o.clock.after(this.o.heartbeatMs ?? 5000, () => {

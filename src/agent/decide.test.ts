@@ -8,6 +8,7 @@ import {
   RECHECK_MS,
   coalesceDelay,
   decideAfterReconcile,
+  livenessWakes,
   needsSessions,
   planKeys,
   stillAwaited,
@@ -317,6 +318,48 @@ describe("decideAfterReconcile: the acknowledgement to write and when to look ag
       const got = decideAfterReconcile({ cluster: c, self, me, live, desired, takeover: needsSessions(c) });
       assert.deepEqual(got, want);
     });
+  it("a liveness change wakes a pass wherever what it decides depends on the live peers", () => {
+    let depends = 0;
+    for (const [what, c, self, live, me, sessionsUp] of cases) {
+      const desired = desiredState(
+        { ...SETTINGS, node: self },
+        c,
+        [...live, ...(me ? [me] : [])],
+        sessionsUp,
+      );
+      const decide = (l: Node[]) =>
+        decideAfterReconcile({ cluster: c, self, me, live: l, desired, takeover: needsSessions(c) });
+      // Every peer gone (its lease ran out) or every peer there: the same decision, or a pass.
+      if (JSON.stringify(decide([])) === JSON.stringify(decide(live))) continue;
+      depends++;
+      assert.ok(livenessWakes(c, self), what);
+    }
+    assert.ok(depends >= 3, `${depends} cases depend on liveness`);
+  });
+});
+
+describe("livenessWakes: whether a node starting or ceasing to be live needs a pass", () => {
+  const cases: Array<[string, ClusterEncryption | undefined, string, boolean]> = [
+    ["no cluster yet", undefined, "node-1", false],
+    ["idle: desired state does not depend on liveness", cluster("idle"), "node-1", false],
+    ["idle, another node lagging", lagging(), "node-1", false],
+    ["idle, this node lagging (its catch-up waits for the live peers)", lagging(), "node-3", true],
+    [
+      "idle, selective (every live node's selector set)",
+      cluster("idle", "wireguard", { encryption: "selective" }),
+      "node-1",
+      true,
+    ],
+    ...(["prepare", "switch", "retire"] as const).map(
+      (phase): [string, ClusterEncryption, string, boolean] => [
+        `${phase}: the peers it waits for`,
+        cluster(phase),
+        "node-1",
+        true,
+      ],
+    ),
+  ];
+  for (const [what, c, self, want] of cases) it(what, () => assert.equal(livenessWakes(c, self), want));
 });
 
 describe("stillAwaited: the keys a pass found missing, less those that arrived during it", () => {

@@ -58,6 +58,25 @@ function shapeKey(n: Node): string {
   return k;
 }
 
+/**
+ * Whether a node starting or ceasing to be live needs a pass of this node (`self`): a pass reads
+ * the peers' liveness only for which peers a phase waits for (keys, acknowledgements), for its
+ * own catch-up while the controller lists it as lagging, and with selective encryption (whether
+ * every live node installed the selector set). Outside those a pass would install what it
+ * installed (desired state does not depend on liveness): on 1000 nodes whose leases ran late, a
+ * pass at every agent for every lease that went or came fed the delays that made more of them go.
+ * The liveness is kept current regardless: the pass a phase's start runs reads it as it is then.
+ */
+export function livenessWakes(c: ClusterEncryption | undefined, self: string): boolean {
+  if (c === undefined) return false;
+  return (
+    c.phase !== "idle" ||
+    c.target !== undefined ||
+    c.encryption === "selective" ||
+    c.lagging.some((l) => l.node === self)
+  );
+}
+
 /** How soon a Node change needs a pass: at once, after the coalescing delay, within KEY_BATCH_MS, never. */
 export type Wake = "urgent" | "now" | "batch" | "none";
 
