@@ -4,7 +4,7 @@
 //   veth      - the plain underlay,
 // each between two fresh network namespaces. Prints a table with ratios (`--json`: JSON).
 //
-//   npx tsx bench/micro/tunnel-compare.ts [--seconds S] [--json] [--no-gso] [--gro] [--no-offload]
+//   npx tsx bench/micro/tunnel-compare.ts [--seconds S] [--json] [--no-gso] [--no-gro] [--no-offload]
 // Set PODCRYPT_PROFILE=DIR to run the podcrypt peers under `node --cpu-prof --cpu-prof-dir=DIR`.
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -17,7 +17,7 @@ const args = process.argv.slice(2);
 const seconds = Number(args[args.indexOf("--seconds") + 1] ?? "") || 5;
 const json = args.includes("--json");
 const gso = !args.includes("--no-gso");
-const gro = args.includes("--gro");
+const gro = !args.includes("--no-gro");
 const offload = !args.includes("--no-offload");
 const id = randomBytes(3).toString("hex");
 const namespaces: string[] = [];
@@ -160,7 +160,7 @@ async function main(): Promise<void> {
     await inner(a, b, "pcw0");
     const rttMs = await ping(a, "10.66.0.2");
     results.push({
-      name: `podcrypt${gso ? "" : " -gso"}${gro ? " +gro" : ""}${offload ? "" : " -offload"}`,
+      name: `podcrypt${gso ? "" : " -gso"}${gro ? "" : " -gro"}${offload ? "" : " -offload"}`,
       mbps: await iperf(a, b, "10.66.0.2"),
       rttMs,
     });

@@ -62,8 +62,10 @@ export interface WireguardDatapathOptions {
   gso?: boolean;
   /**
    * Receive with UDP GRO (coalesced runs of datagrams, split here without copying): fewer socket
-   * buffers and syscalls on the receiving side. Default false until measured on a quiet machine
-   * (tested for correctness; bench/micro/tunnel-compare.ts --gro compares).
+   * buffers and syscalls on the receiving side; with the TUN offloads one stream went from a median
+   * of 1,503 to 1,891 Mbit/s in five interleaved pairs of runs (bench/micro/tunnel-compare.ts
+   * `--no-gro` compares). Falls back to one datagram per buffer, saying so once in the log, when the
+   * kernel refuses it. Default true.
    */
   gro?: boolean;
   /**
@@ -192,7 +194,7 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
       new BatchSender(options.gso ?? true, options.logger),
       batch,
     );
-    this.gro = options.gro ?? false;
+    this.gro = options.gro ?? true;
     this.offload = options.offload ?? true;
     this.inbound = new Inbound(this.path, batch, this.gro);
   }
@@ -230,6 +232,8 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
         { ifname: tun.name, error: tun.offloadError },
         "TUN offloads refused by the kernel: one packet per read",
       );
+    if (handed === undefined && this.gro && !udp.gro)
+      path.logger.warn({ port: udp.port }, "UDP GRO refused by the kernel: one datagram per receive buffer");
     if (handed !== undefined) path.mtu = tun.mtu();
     this.started = true;
     path.tun = tun;
