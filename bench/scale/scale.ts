@@ -291,70 +291,84 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       await Promise.all(workers.map((w, k) => w.call({ op: "measure", ...opt("profile", profile(k)) })))
     ).reduce((a, r) => a + r.reconciles!, 0);
 
-    // Join: node n+1 starts; every data plane must hold it.
-    const joiner = simNodeName(n + 1);
-    const tj = Date.now();
-    const reached = handled(
-      everywhere({ kind: "has-peer", node: joiner, epoch: 1 }, "the join to reach every agent"),
-    );
-    await hostOf(n + 1).call({ op: "start", indices: [n + 1], timeoutMs });
-    const joinMs = (await reached) - tj;
-    const joinerMs =
-      (
-        await hostOf(n + 1).call({
-          op: "until",
-          condition: { kind: "peers", epoch: 1, count: n },
-          names: [joiner],
-          what: "the joiner to hold every peer",
-          timeoutMs,
-        })
-      ).at! - tj;
-    log(`join reached all ${n} agents in ${joinMs} ms (the joiner had all peers after ${joinerMs} ms)`);
-
+    // A measurement that fails (the 1000-agent size's rotations did) keeps its profiles: they
+    // show what the agents did instead.
     const rotations: ScaleRotation[] = [];
-    for (let r = 0; r < (o.rotations ?? 1); r++) {
-      const before = (await readCluster(observer))!.epoch;
-      const next = before + 1;
-      const tr = Date.now();
-      await requestRotation(observer);
-      const done = handled(everywhere({ kind: "only", epoch: next, count: n }, `rotation to epoch ${next}`));
-      let idleSeen = 0;
-      await waitUntil(
-        async () => {
-          if (idleAt(await readCluster(observer), next)) idleSeen = Date.now();
-          return idleSeen !== 0;
-        },
-        timeoutMs,
-        `the controller to finish epoch ${next}`,
-        10,
+    let joinMs = NaN;
+    let joinerMs = NaN;
+    try {
+      // Join: node n+1 starts; every data plane must hold it.
+      const joiner = simNodeName(n + 1);
+      const tj = Date.now();
+      const reached = handled(
+        everywhere({ kind: "has-peer", node: joiner, epoch: 1 }, "the join to reach every agent"),
       );
-      const allDone = await done.catch(async (e: unknown) => {
-        const c = await readCluster(observer);
-        throw new Error(
-          `${(e as Error).message}: cluster ${c?.phase} (epoch ${c?.epoch}, ${c?.timeouts.length} timeouts)`,
+      await hostOf(n + 1).call({ op: "start", indices: [n + 1], timeoutMs });
+      joinMs = (await reached) - tj;
+      joinerMs =
+        (
+          await hostOf(n + 1).call({
+            op: "until",
+            condition: { kind: "peers", epoch: 1, count: n },
+            names: [joiner],
+            what: "the joiner to hold every peer",
+            timeoutMs,
+          })
+        ).at! - tj;
+      log(`join reached all ${n} agents in ${joinMs} ms (the joiner had all peers after ${joinerMs} ms)`);
+
+      for (let r = 0; r < (o.rotations ?? 1); r++) {
+        const before = (await readCluster(observer))!.epoch;
+        const next = before + 1;
+        const tr = Date.now();
+        await requestRotation(observer);
+        const done = handled(
+          everywhere({ kind: "only", epoch: next, count: n }, `rotation to epoch ${next}`),
         );
-      });
-      const ms = Math.max(idleSeen, allDone) - tr;
-      const c = (await readCluster(observer))!;
-      const keys = [...(await publishedKeys(observer))]
-        .filter(([k]) => k.endsWith(`/${next}`))
-        .map(([k, v]): [string, string] => [k.slice(0, k.lastIndexOf("/")), v]);
-      await Promise.all(workers.map((w) => w.call({ op: "check-keys", epoch: next, keys })));
-      const at = (x: string | undefined): number => (x === undefined ? NaN : Date.parse(x));
-      const ps = c.phaseStartedAt;
-      rotations.push({
-        ms,
-        phasesMs: {
-          request: at(ps.prepare) - tr,
-          prepare: at(ps.switch) - at(ps.prepare),
-          switch: at(ps.retire) - at(ps.switch),
-          retire: at(c.lastCompletedAt) - at(ps.retire),
-        },
-        tailMs: Math.max(0, allDone - idleSeen),
-        ...(await ackStats(observer, next, c)),
-        timeouts: c.timeouts.filter((t) => t.epoch === next).length,
-      });
-      log(`rotation ${before}→${next} in ${ms} ms`);
+        let idleSeen = 0;
+        await waitUntil(
+          async () => {
+            if (idleAt(await readCluster(observer), next)) idleSeen = Date.now();
+            return idleSeen !== 0;
+          },
+          timeoutMs,
+          `the controller to finish epoch ${next}`,
+          10,
+        );
+        const allDone = await done.catch(async (e: unknown) => {
+          const c = await readCluster(observer);
+          throw new Error(
+            `${(e as Error).message}: cluster ${c?.phase} (epoch ${c?.epoch}, ${c?.timeouts.length} timeouts)`,
+          );
+        });
+        const ms = Math.max(idleSeen, allDone) - tr;
+        const c = (await readCluster(observer))!;
+        const keys = [...(await publishedKeys(observer))]
+          .filter(([k]) => k.endsWith(`/${next}`))
+          .map(([k, v]): [string, string] => [k.slice(0, k.lastIndexOf("/")), v]);
+        await Promise.all(workers.map((w) => w.call({ op: "check-keys", epoch: next, keys })));
+        const at = (x: string | undefined): number => (x === undefined ? NaN : Date.parse(x));
+        const ps = c.phaseStartedAt;
+        rotations.push({
+          ms,
+          phasesMs: {
+            request: at(ps.prepare) - tr,
+            prepare: at(ps.switch) - at(ps.prepare),
+            switch: at(ps.retire) - at(ps.switch),
+            retire: at(c.lastCompletedAt) - at(ps.retire),
+          },
+          tailMs: Math.max(0, allDone - idleSeen),
+          ...(await ackStats(observer, next, c)),
+          timeouts: c.timeouts.filter((t) => t.epoch === next).length,
+        });
+        log(`rotation ${before}→${next} in ${ms} ms`);
+      }
+    } catch (e) {
+      await Promise.allSettled(
+        workers.map((w, k) => w.call({ op: "measured", ...opt("profile", profile(k)) })),
+      );
+      await mainProfile?.stop(profile(undefined)!).catch(() => {});
+      throw e;
     }
     delay.disable();
     const ends = await Promise.all(
