@@ -29,6 +29,7 @@ interface EspFlags {
   mtu: number;
   socketDir: string;
   takeOver: boolean;
+  offload: boolean;
 }
 
 async function runForeground(ifname: string, o: EspFlags): Promise<void> {
@@ -42,6 +43,7 @@ async function runForeground(ifname: string, o: EspFlags): Promise<void> {
     socketDir: o.socketDir,
     persistent: o.persistent,
     takeOver: o.takeOver,
+    offload: o.offload,
   });
   await serveInForeground(DAEMON_ENV, daemon, logger, () =>
     logger.info({ control: daemon.socketPath, port: daemon.datapath.port }, "ESP daemon ready"),
@@ -82,6 +84,11 @@ export function registerEsp(program: Command): void {
     .option("--mtu <mtu>", "tunnel MTU", parseIntFlag("--mtu", 576, 9000), DEFAULT_ESP_MTU)
     .option("--socket-dir <dir>", "control socket directory", DEFAULT_ESP_SOCKET_DIR)
     .addOption(persistentOption())
+    .option(
+      "--no-offload",
+      "read and write the TUN interface one packet at a time, without IFF_VNET_HDR (TCP segmentation offload on " +
+        "reads, coalesced TCP writes); the default asks for the offloads and falls back by itself when the kernel refuses",
+    )
     .option(
       "--take-over",
       "a planned restart without loss: take the interface, UDP socket and SAs (keys, sequence numbers, replay windows, " +

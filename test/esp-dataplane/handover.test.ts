@@ -17,7 +17,7 @@ import { runIn } from "../../src/platform/netns/netns.js";
 import { NetnsLab } from "../support/netns.js";
 import { paced, receiveDuring } from "../support/udp-blast.js";
 import { espPair, installEpoch, startEspDaemon, status, type EspPair } from "../support/esp-lab.js";
-import { startCapture, stopCapture, tsharkFields } from "../support/tshark.js";
+import { espSequences, startCapture, stopCapture } from "../support/tshark.js";
 
 const lab = new NetnsLab();
 after(() => lab.cleanup());
@@ -87,17 +87,7 @@ describe("a planned restart of the ESP daemon (--take-over)", () => {
       JSON.stringify(b.sas),
     );
 
-    const rows = await tsharkFields(pcap, [], ["ip.src", "esp.spi", "esp.sequence"]);
-    const seen = new Set<string>();
-    const dups: string[] = [];
-    let fromA = 0;
-    for (const [src, spi, seq] of rows) {
-      if (spi === undefined || spi === "" || seq === undefined || seq === "") continue;
-      if (src === p.a.underlay) fromA++;
-      const k = `${spi}|${seq}`;
-      if (seen.has(k)) dups.push(k);
-      seen.add(k);
-    }
+    const { fromSrc: fromA, repeated: dups } = await espSequences(pcap, p.a.underlay);
     assert.ok(fromA >= count, `captured ${fromA} ESP packets from node-a`);
     assert.deepEqual(dups.slice(0, 10), [], `${dups.length} (SPI, sequence) pairs seen twice`);
     process.stdout.write(

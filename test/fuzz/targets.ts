@@ -374,7 +374,7 @@ function espControlSeeds(): Buffer[] {
 export function espControlTarget(): FuzzTarget {
   let state = espPair(9).a;
   let runs = 0;
-  const meta = { ifname: "pce", pid: 1, port: 4500, mtu: 1420 };
+  const meta = { ifname: "pce", pid: 1, port: 4500, mtu: 1420, tun: { offload: true, superSegments: 0 } };
   return {
     name: "esp-control",
     bounded: 8000,

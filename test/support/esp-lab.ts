@@ -105,8 +105,15 @@ export async function startEspDaemon(
   }
 }
 
-/** Two namespaces with an ESP daemon each, peers configured (no SAs yet: see `installEpoch`). */
-export async function espPair(lab: NsOwner, tag = ""): Promise<EspPair> {
+/**
+ * Two namespaces with an ESP daemon each, peers configured (no SAs yet: see `installEpoch`);
+ * `flags` are extra command-line flags of each end's daemon (e.g. `--no-offload`).
+ */
+export async function espPair(
+  lab: NsOwner,
+  tag = "",
+  flags: { a?: string[]; b?: string[] } = {},
+): Promise<EspPair> {
   const socketDir = mkdtempSync(join(tmpdir(), "podcrypt-esp-"));
   const nsA = await lab.netns(`${tag}a`);
   const nsB = await lab.netns(`${tag}b`);
@@ -117,7 +124,13 @@ export async function espPair(lab: NsOwner, tag = ""): Promise<EspPair> {
     ["node-b", nsB, "10.78.0.2", "10.68.2.1", "10.68.2.0/24", "b"],
   ] as const) {
     const ifname = `pce${lab.id}${tag}${suffix}`.slice(0, 15);
-    const { daemon, stderr } = await startEspDaemon((...a) => lab.spawn(...a), ns, ifname, socketDir);
+    const { daemon, stderr } = await startEspDaemon(
+      (...a) => lab.spawn(...a),
+      ns,
+      ifname,
+      socketDir,
+      flags[suffix] ?? [],
+    );
     await runIn(ns, "ip", ["addr", "add", `${inner}/32`, "dev", ifname]);
     ends.push({
       name,

@@ -110,3 +110,26 @@ export function espSaOptions(lines: readonly string[]): string[] {
     ...lines.flatMap((l) => ["-o", `uat:esp_sa:${l}`]),
   ];
 }
+
+/**
+ * The ESP packets of the capture file `pcap` by (SPI, sequence number), the GCM nonce of their
+ * SA's key: how many came from `src` (an outer source address), how many distinct pairs the capture
+ * holds, and every pair seen more than once (each repeat listed).
+ */
+export async function espSequences(
+  pcap: string,
+  src: string,
+): Promise<{ fromSrc: number; distinct: number; repeated: string[] }> {
+  const rows = await tsharkFields(pcap, [], ["ip.src", "esp.spi", "esp.sequence"]);
+  const seen = new Set<string>();
+  const repeated: string[] = [];
+  let fromSrc = 0;
+  for (const [from, spi, seq] of rows) {
+    if (spi === undefined || spi === "" || seq === undefined || seq === "") continue;
+    if (from === src) fromSrc++;
+    const k = `${spi}|${seq}`;
+    if (seen.has(k)) repeated.push(k);
+    seen.add(k);
+  }
+  return { fromSrc, distinct: seen.size, repeated };
+}

@@ -147,6 +147,11 @@ export interface EspStatus {
   sas: EspSaStatus[];
   drops: Record<EspDropReason | EspDatapathDropReason, number>;
   counters: EspCounters;
+  /**
+   * The TUN device's offloads (IFF_VNET_HDR with TSO): whether it has them, and the TCP
+   * super-segments read and cut into packets so far (0 without them; wraps at 2^32).
+   */
+  tun: { offload: boolean; superSegments: number };
 }
 
 /** The daemon's packet counters (kept beside its configuration, updated by the packet path). */

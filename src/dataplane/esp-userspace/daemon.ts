@@ -51,6 +51,8 @@ export interface EspDaemonOptions {
    * instead of opening the interface and socket. Default false.
    */
   takeOver?: boolean;
+  /** TUN offloads (see EspDatapathOptions.offload). Default true. */
+  offload?: boolean;
 }
 
 /** Longest request line accepted (a set with hundreds of peers fits easily). */
@@ -79,6 +81,7 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
       ...(o.port !== undefined ? { port: o.port } : {}),
       ...(o.mtu !== undefined ? { mtu: o.mtu } : {}),
       ...(o.persistent === true ? { persistent: true } : {}),
+      ...(o.offload === false ? { offload: false } : {}),
     });
     this.control = new OwnerOnlySocketServer(espSocketPath(o.ifname, o.socketDir), (socket) =>
       this.serve(socket),
@@ -176,6 +179,7 @@ export class EspDaemon extends EventEmitter<{ "interface-gone": []; "handed-over
       pid: process.pid,
       port: this.datapath.port,
       mtu: this.datapath.mtu,
+      tun: this.datapath.tunOffload(),
     });
   }
 

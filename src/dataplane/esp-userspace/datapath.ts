@@ -3,16 +3,29 @@
  * default, RFC 3948), batched I/O through the native addon, and the pure ESP core (src/esp) for
  * every decision.
  *
- * Outbound: TUN batch (each packet read 16 bytes into its slot, room for the ESP header) -> peer
- * owning the inner destination (longest prefix match) -> the peer's active outbound SA and its
- * next sequence number -> one native AES-GCM call seals the whole batch in place
- * (native/esp.cc) -> sendmmsg (UDP GSO for runs to one peer) to the peer's endpoint. No peer or
- * no active SA: the packet is dropped and counted, never sent in plaintext.
+ * The TUN device has offloads unless `offload` is false or the kernel refuses them (logged once):
+ * IFF_VNET_HDR with TSO, as the WireGuard data path has it, through the same shared code
+ * (TunDevice, ../userspace/tun-udp.ts, native/offload.cc). The kernel hands a TCP stream over in
+ * super-segments of up to 64 KiB, which the read cuts into MTU-sized packets (headers and checksums
+ * as the kernel's own segmentation makes them), so one read brings tens of packets; the TUN write
+ * joins each run of one flow's segments back into one GRO super-packet. Everything between sees
+ * single IP packets, with or without offloads.
+ *
+ * Outbound: TUN batch (each packet, or segment of a super-segment, 16 bytes into its slot, room for
+ * the ESP header; the rest of a super-segment the slots had no room for comes first in the next
+ * batch) -> peer owning the inner destination (longest prefix match) -> the peer's active outbound
+ * SA and its next sequence number, one per packet, taken before sealing and never given back (a
+ * packet dropped or not sent after that leaves a gap, never a repeat) -> one native AES-GCM call
+ * seals the whole batch in place (native/esp.cc) -> sendmmsg (UDP GSO for runs to one peer) to the
+ * peer's endpoint. No peer or no active SA: the packet is dropped and counted, never sent in
+ * plaintext.
  * Inbound: recvmmsg -> RFC 3948 classification, SA by SPI, replay check (before the ICV, RFC 4303
- * section 3.4.3) -> one native call verifies and decrypts the batch in place -> replay window
- * update, trailer checks (`openTrailer`) -> the inner source must lie in the allowed CIDRs of the
- * SA's peer -> TUN write batch straight from the receive buffers. An SPI shared by several SAs
- * (a collision across key generations) goes through `receiveDatagram`, which lets the ICV choose.
+ * section 3.4.3) -> one native call verifies and decrypts the batch in place -> per packet: ICV
+ * failures dropped and counted, replay window update, trailer checks (`openTrailer`), the inner
+ * source must lie in the allowed CIDRs of the SA's peer -> only the packets that passed are queued
+ * for the TUN write batch, straight from the receive buffers (with offloads, runs of one TCP flow
+ * coalesced into one write). An SPI shared by several SAs (a collision across key generations)
+ * goes through `receiveDatagram`, which lets the ICV choose.
  */
 import { EventEmitter } from "node:events";
 import { systemClock, type Clock } from "../../clock.js";
@@ -37,6 +50,7 @@ import {
   checkBatchSize,
   followTunMtu,
   openTunUdp,
+  TunContinuation,
   roundUp,
   runBatches,
   takeTunUdp,
@@ -46,8 +60,11 @@ import type { EspPeer, EspState } from "./state.js";
 
 /** Default tunnel MTU: 1500 minus outer IPv4 (20), UDP (8), ESP header+IV (16), trailer (<= 5), ICV (16), rounded down. */
 export const DEFAULT_ESP_MTU = 1420;
-/** Packets per TUN read / recvmmsg / sendmmsg batch. */
-export const DEFAULT_ESP_BATCH = 64;
+/**
+ * Packets per TUN read / recvmmsg / sendmmsg batch: as the WireGuard data path's, room for the
+ * segments of a whole 64 KiB super-segment (46 at MTU 1420) with some to spare.
+ */
+export const DEFAULT_ESP_BATCH = 128;
 /** Period of the interface-deleted check. */
 export const ESP_TICK_MS = 100;
 /** SPI, sequence number and IV before the encrypted payload. */
@@ -70,6 +87,12 @@ export interface EspDatapathOptions {
   batchSize?: number;
   /** UDP GSO for runs of equal-sized datagrams to one peer. Default true (off by itself when refused). */
   gso?: boolean;
+  /**
+   * Open the TUN device with IFF_VNET_HDR and TCP segmentation offload (reads split, writes
+   * coalesced: see the file comment). Falls back to the plain device, saying so once in the log,
+   * when the kernel refuses the offloads. Default true.
+   */
+  offload?: boolean;
   /**
    * Make the TUN device persistent (TUNSETPERSIST): when the daemon ends, however (kill -9, a crash,
    * SIGTERM for a restart), the device stays with its addresses, routes and link state, the kernel
@@ -105,6 +128,9 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   private frozen = false;
   private gone = false;
   private readonly persistent: boolean;
+  private readonly offload: boolean;
+  /** The rest of a super-segment the last batch had no room for: read on the next turn. */
+  private readonly continuation = new TunContinuation(() => this.onTunReadable(0));
 
   // TUN reads land at slot i + ESP_HEADER (READ_CAPACITY each whatever the MTU) and are sealed
   // there in place, the ESP header written in front and the trailer and ICV after them.
@@ -155,6 +181,7 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     this.clock = o.clock ?? systemClock;
     this.batch = o.batchSize ?? DEFAULT_ESP_BATCH;
     this.persistent = o.persistent ?? false;
+    this.offload = o.offload ?? true;
     this.sender = new BatchSender(o.gso ?? true, this.logger);
     this.mtuValue = o.mtu ?? DEFAULT_ESP_MTU;
     this.portValue = o.port ?? ESP_IN_UDP_PORT;
@@ -198,6 +225,15 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
   }
 
   /**
+   * The TUN device's offloads: whether it has them (false before `start()`) and the TCP
+   * super-segments read and cut into packets so far.
+   */
+  tunOffload(): { offload: boolean; superSegments: number } {
+    const tun = this.tun;
+    return { offload: tun?.vnetHdr ?? false, superSegments: tun?.superSegments() ?? 0 };
+  }
+
+  /**
    * Opens the TUN interface (up, with the MTU) and the UDP socket; nothing stays open on failure.
    * With `handed` (a planned restart) it takes the old daemon's TUN device and UDP socket instead
    * (the same open files, their queues included: src/platform/handover/fds.ts); the device keeps
@@ -209,8 +245,11 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
     const { tun, udp } =
       handed !== undefined
         ? takeTunUdp(handed)
-        : openTunUdp(this.ifname, { mtu: this.mtuValue, up: true, persistent: this.persistent }, () =>
-            BatchUdpSocket.open(this.portValue),
+        : openTunUdp(
+            this.ifname,
+            { mtu: this.mtuValue, up: true, persistent: this.persistent, offload: this.offload },
+            () => BatchUdpSocket.open(this.portValue),
+            this.logger,
           );
     if (handed !== undefined) this.mtuValue = tun.mtu();
     this.tun = tun;
@@ -224,7 +263,10 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
       else this.followMtu();
     }, ESP_TICK_MS);
     this.timer.unref();
-    this.logger.info({ ifname: tun.name, port: this.portValue, mtu: this.mtuValue }, "ESP datapath started");
+    this.logger.info(
+      { ifname: tun.name, port: this.portValue, mtu: this.mtuValue, tunOffload: tun.vnetHdr },
+      "ESP datapath started",
+    );
   }
 
   /**
@@ -293,7 +335,10 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
       () => tun.readBatch(this.txArena, this.txSlot, ESP_HEADER, READ_CAPACITY, this.batch, this.readLengths),
       (n) => this.outbound(n),
     );
-    if (failed >= 0) return;
+    if (failed >= 0) {
+      this.continuation.after(tun);
+      return;
+    }
     if (isInterfaceGoneErrno(failed)) this.interfaceGone(failed);
     else this.logger.warn({ errno: -failed }, "TUN read failed");
   }
@@ -318,7 +363,12 @@ export class EspDatapath extends EventEmitter<EspDatapathEvents> {
         state.drops.oversize++;
         continue;
       }
-      const peer = len > 0 ? state.routes.lookupPacket(arena, off + ESP_HEADER, len, "dst") : undefined;
+      if (len === 0) {
+        // A TUN read with offloads that made no sense (native/offload.cc): nothing to send.
+        state.db.drops.count("malformed");
+        continue;
+      }
+      const peer = state.routes.lookupPacket(arena, off + ESP_HEADER, len, "dst");
       if (peer === undefined) {
         state.drops["no-route"]++;
         continue;

@@ -44,7 +44,7 @@ function routesTo(g: DesiredGeneration): DesiredRoute[] {
   return g.peers.flatMap((p) => p.allowedIps.map((dst) => ({ dst, kind: "tunnel" as const, dev: g.ifname })));
 }
 
-const meta = { ifname: "pc1we", pid: 1, port: 4500, mtu: 1400 };
+const meta = { ifname: "pc1we", pid: 1, port: 4500, mtu: 1400, tun: { offload: true, superSegments: 0 } };
 
 /** Plans against a real EspState, applies, and returns the plan (the daemon's logic without I/O). */
 function step(

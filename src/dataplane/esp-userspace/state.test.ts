@@ -14,7 +14,7 @@ const sa = (over: Partial<EspSaConfig> = {}): EspSaConfig => ({
   ...over,
 });
 const peer = { name: "b", endpoint: { address: "10.0.0.2", port: 4500 }, allowedIps: ["10.244.2.0/24"] };
-const meta = { ifname: "e0", pid: 1, port: 4500, mtu: 1400 };
+const meta = { ifname: "e0", pid: 1, port: 4500, mtu: 1400, tun: { offload: true, superSegments: 0 } };
 
 describe("EspState.apply", () => {
   it("installs peers and SAs, activates, and reports without key material", () => {

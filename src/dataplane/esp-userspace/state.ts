@@ -148,7 +148,7 @@ export class EspState {
   }
 
   /** The status document (no key material). */
-  status(now: number, meta: { ifname: string; pid: number; port: number; mtu: number }): EspStatus {
+  status(now: number, meta: Pick<EspStatus, "ifname" | "pid" | "port" | "mtu" | "tun">): EspStatus {
     const drops = { ...this.db.drops.snapshot(), ...this.drops } as EspStatus["drops"];
     return {
       ...meta,

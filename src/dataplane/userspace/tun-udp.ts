@@ -1,7 +1,9 @@
 /**
  * What the two userspace daemons' data paths (`wireguard-userspace/`, `esp-userspace/`) share: a
- * TUN interface and a UDP socket opened together, the batch loop run on every readiness wake-up,
- * and following an MTU set on the interface from outside.
+ * TUN interface and a UDP socket opened together (the TUN with its offloads when asked: IFF_VNET_HDR
+ * with TSO, reads split and writes coalesced in native/offload.cc), the batch loop run on every
+ * readiness wake-up, the continuation of a super-segment whose segments did not fit one batch, and
+ * following an MTU set on the interface from outside.
  *
  * The batch loop, in order:
  *   1. the TUN fd or the UDP socket is readable (an FdWatcher wake-up);
@@ -51,14 +53,22 @@ export interface TunSetup {
 
 /**
  * Opens (or attaches to) TUN interface `ifname`, prepares it as `setup` says, then opens the UDP
- * socket with `openUdp`. Throws PodcryptError ETUN / EUDP; nothing stays open on failure.
+ * socket with `openUdp`. When the kernel refuses the offloads asked for, the device is opened
+ * without them and `logger` hears it once. Throws PodcryptError ETUN / EUDP; nothing stays open on
+ * failure.
  */
 export function openTunUdp(
   ifname: string,
   setup: TunSetup,
   openUdp: () => BatchUdpSocket,
+  logger: Logger,
 ): { tun: TunDevice; udp: BatchUdpSocket } {
   const tun = TunDevice.open(ifname, setup.offload ?? false);
+  if (tun.offloadError !== undefined)
+    logger.warn(
+      { ifname: tun.name, error: tun.offloadError },
+      "TUN offloads refused by the kernel: one packet per read",
+    );
   try {
     tun.setMtu(setup.mtu);
     if (setup.up) tun.setUp(true);
@@ -117,6 +127,28 @@ export function runBatches(
     if (n < batch) break;
   }
   return 0;
+}
+
+/**
+ * Continues a TUN device's super-segments (TUN offloads): when the slots of a read ran out before
+ * the last segment of one, the rest waits in the device's scratch buffer, not in the kernel, so the
+ * fd may never wake the watcher for it. After each wake-up's batches, {@link after} queues one
+ * `resume` (the data path's TUN readiness handler) for the next event-loop turn while any is left.
+ */
+export class TunContinuation {
+  private queued = false;
+
+  constructor(private readonly resume: () => void) {}
+
+  /** Queues `resume` when `tun` still holds segments and none is queued yet. */
+  after(tun: Pick<TunDevice, "pending">): void {
+    if (this.queued || !tun.pending()) return;
+    this.queued = true;
+    setImmediate(() => {
+      this.queued = false;
+      this.resume();
+    });
+  }
 }
 
 /** Checks a batch size (packets per TUN read / recvmmsg / sendmmsg): 1..1024. Throws PodcryptError EINVAL. */

@@ -226,12 +226,8 @@ export class WireguardDatapath extends EventEmitter<WireguardDatapathEvents> {
             this.ifname,
             { mtu: path.mtu, up: this.linkUp, persistent: this.persistent, offload: this.offload },
             () => BatchUdpSocket.open(this.port, this.fwmark, this.gro),
+            path.logger,
           );
-    if (tun.offloadError !== undefined)
-      path.logger.warn(
-        { ifname: tun.name, error: tun.offloadError },
-        "TUN offloads refused by the kernel: one packet per read",
-      );
     if (handed === undefined && this.gro && !udp.gro)
       path.logger.warn({ port: udp.port }, "UDP GRO refused by the kernel: one datagram per receive buffer");
     if (handed !== undefined) path.mtu = tun.mtu();

@@ -17,7 +17,7 @@
 import { isInterfaceGoneErrno } from "../../platform/tun/tun-device.js";
 import { BatchSender, ENDPOINT_ENTRY_SIZE, encodeEndpoint } from "../../platform/udp/batch-udp-socket.js";
 import type { DatapathPeer, Endpoint, TransportKeypair } from "../../wireguard/contract.js";
-import { READ_CAPACITY, RX_CAPACITY, runBatches } from "../userspace/tun-udp.js";
+import { READ_CAPACITY, RX_CAPACITY, TunContinuation, runBatches } from "../userspace/tun-udp.js";
 import { HEADER, TAILROOM, TxBuffers, findGroup, nativeAddon, nativeSealOne, type Group } from "./buffers.js";
 import type { PathState } from "./path.js";
 import type { StagedQueue } from "./staged.js";
@@ -28,8 +28,8 @@ export class Outbound {
   private readonly groups: Group[] = [];
   /** True while a batch is in the TX arena (a keypair-ready flush must wait for it). */
   private busy = false;
-  /** True while a continuation of a TUN read left pending is queued. */
-  private resumeQueued = false;
+  /** The rest of a super-segment the last batch had no room for: read on the next turn. */
+  private readonly continuation = new TunContinuation(() => this.onTunReadable(0));
 
   // Single-datagram path (core transmit, keepalives).
   private readonly ctlArena = Buffer.alloc(RX_CAPACITY + HEADER + TAILROOM);
@@ -73,15 +73,7 @@ export class Outbound {
       else path.logger.warn({ errno: -failed }, "TUN read failed");
       return;
     }
-    // Segments of a super-segment read already (TUN offloads) wait in the device, not in the
-    // kernel: the fd may not wake the watcher again for them.
-    if (tun.pending() && !this.resumeQueued) {
-      this.resumeQueued = true;
-      setImmediate(() => {
-        this.resumeQueued = false;
-        this.onTunReadable(0);
-      });
-    }
+    this.continuation.after(tun);
     path.core.tick(path.clock.now());
   }
 
