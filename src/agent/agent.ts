@@ -129,6 +129,10 @@ export class Agent {
   private live: LiveNodes = { has: () => false, close: async () => {} };
   /** The heartbeat timer, re-armed after each beat. */
   private beat: Timer | undefined;
+  /** The heartbeat under way, if any: one at a time (see {@link Agent.heartbeat}). */
+  private beating: Promise<void> | undefined;
+  /** A heartbeat was asked for while one was under way: one more follows it. */
+  private beatAgain = false;
   private dirty = true;
   private running = false;
   /** Settles when the running loop (or hand-over) ends. */
@@ -490,7 +494,31 @@ export class Agent {
     this.coalesce = undefined;
   }
 
-  private async heartbeat(): Promise<void> {
+  /**
+   * One heartbeat at a time: renews the node's liveness, publishes its status and tunnel report
+   * and tells the workload gate. Asked for while one is under way (the timer's next beat on a slow
+   * store, or a change to report at once), it runs once more after that one, with what is new by
+   * then: heartbeats never overlap, so a store that answers slowly is not sent more of them.
+   */
+  private heartbeat(): Promise<void> {
+    if (this.beating !== undefined) {
+      this.beatAgain = true;
+      return this.beating;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.beatAgain = false;
+        await this.beatOnce();
+      } while (this.beatAgain && !this.stopped);
+    };
+    const beating = run().finally(() => {
+      this.beating = undefined;
+    });
+    this.beating = beating;
+    return beating;
+  }
+
+  private async beatOnce(): Promise<void> {
     const restarts = this.daemonRestarts.count === 0 ? {} : { daemonRestarts: { ...this.daemonRestarts } };
     const dropped = ((await this.o.backend.strictDrops?.().catch(() => undefined)) ?? [])
       .filter((d) => d.packets > 0)

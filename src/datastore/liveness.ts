@@ -7,9 +7,19 @@
 import { isLeaseExpiredError } from "./errors.js";
 import type { Lease, LivenessHold } from "./types.js";
 
-/** A liveness record on a lease: `grant` makes a lease and attaches the node's record to it. */
+/**
+ * A liveness record on a lease: `grant` makes a lease and attaches the node's record to it.
+ *
+ * One renewal at a time, by construction: a renewal asked for while one is under way joins it.
+ * Two renewals that both found the lease ended would each grant a lease and write the record,
+ * and the hold could keep (and go on renewing) the one whose write the store applied first, while
+ * the record sits on the other, which nobody renews: when that one ran out the record went with
+ * it, and the node stayed dead to every peer while its agent renewed a lease that held nothing.
+ */
 export class LeaseLivenessHold implements LivenessHold {
   private released = false;
+  /** The renewal under way, if any (see the class comment). */
+  private renewing: Promise<void> | undefined;
 
   private constructor(
     readonly node: string,
@@ -22,7 +32,16 @@ export class LeaseLivenessHold implements LivenessHold {
     return new LeaseLivenessHold(node, grant, await grant());
   }
 
-  async renew(): Promise<void> {
+  renew(): Promise<void> {
+    if (this.renewing !== undefined) return this.renewing;
+    const renewal = this.renewOnce().finally(() => {
+      if (this.renewing === renewal) this.renewing = undefined;
+    });
+    this.renewing = renewal;
+    return renewal;
+  }
+
+  private async renewOnce(): Promise<void> {
     if (this.released) return;
     try {
       await this.lease.keepAlive();

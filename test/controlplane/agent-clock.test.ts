@@ -8,7 +8,8 @@ import { after, describe, it } from "node:test";
 import { COALESCE_MS, RETRY_AFTER_FAILURE_MS } from "../../src/agent/decide.js";
 import { ManualClock } from "../../src/clock.js";
 import { MemoryDatastore } from "../support/memory-datastore/index.js";
-import { fakeErrno } from "../support/fake-dataplane/index.js";
+import type { StrictDrop } from "../../src/dataplane/node/nft.js";
+import { fakeErrno, type FakeDataplane } from "../support/fake-dataplane/index.js";
 import { simNode, waitUntil } from "../support/sim.js";
 
 /** Lets pending promise chains and I/O callbacks of the memory datastore run (no time passes on the clock). */
@@ -71,6 +72,45 @@ describe("the agent's timers run on its clock", () => {
     );
     assert.equal(await clearedAt(), new Date(clock.wallNow()).toISOString());
     assert.equal(node.backend.stats.failures, 2);
+  });
+});
+
+describe("the agent's heartbeats", () => {
+  const root = new MemoryDatastore();
+  after(() => root.close());
+
+  it("never overlap: the beats due while one is under way run once, after it", async () => {
+    const { clock, node } = await agentOnClock(root);
+    // The data plane's drop counters answer only when let go: the beat that reads them waits.
+    let calls = 0;
+    let inFlight = 0;
+    let most = 0;
+    let letGo!: () => void;
+    const held = new Promise<void>((r) => (letGo = r));
+    const backend = node.backend as FakeDataplane & { strictDrops?: () => Promise<StrictDrop[]> };
+    backend.strictDrops = async () => {
+      calls++;
+      most = Math.max(most, ++inFlight);
+      await held;
+      inFlight--;
+      return [];
+    };
+    await node.agent.start();
+    clock.advance(COALESCE_MS);
+    await settle();
+    clock.advance(5_000);
+    await waitUntil(() => calls === 1, 10_000, "the first timed heartbeat");
+    // Three more beats fall due while the first one waits (a store or data plane answering slowly).
+    for (let i = 0; i < 3; i++) {
+      clock.advance(5_000);
+      await settle();
+    }
+    assert.equal(calls, 1, "no heartbeat starts while one is under way");
+    letGo();
+    await waitUntil(() => calls === 2, 10_000, "the heartbeat asked for meanwhile");
+    await settle();
+    assert.equal(calls, 2, "the beats due meanwhile ran as one");
+    assert.equal(most, 1);
   });
 });
 
