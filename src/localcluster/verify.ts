@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PodcryptError } from "../errors/index.js";
 import { projectRoot } from "../paths.js";
-import { run } from "../platform/netns/netns.js";
+import { run, spawnIn } from "../platform/netns/netns.js";
 import type { Datastore } from "../datastore/types.js";
 import { CLUSTER_ENCRYPTION_NAME } from "../model/index.js";
 import { fromStored, resolveSelectors } from "../policy/index.js";
@@ -327,13 +327,9 @@ export async function startTcpdump(
   o: TcpdumpOptions = {},
 ): Promise<ChildProcess> {
   const args = ["-n", "-U", "-s", String(o.snaplen ?? 0), "-i", iface, "-w", file];
-  const child = spawn(
-    "ip",
-    ["netns", "exec", netns, "tcpdump", ...args, ...(o.filter === undefined ? [] : [o.filter])],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
+  const child = spawnIn(netns, "tcpdump", [...args, ...(o.filter === undefined ? [] : [o.filter])], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   o.spawned?.(child);
   await new Promise<void>((resolve, reject) => {
     let err = "";
