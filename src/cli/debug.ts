@@ -53,7 +53,7 @@ export function registerDebug(program: Command): void {
   debug
     .command("probe")
     .description(
-      "send marked UDP datagrams or TCP lines to echo services and print how many came back (what verify runs in pods)",
+      "send marked UDP datagrams or TCP lines to echo services and print how many came back (what verify runs in pods); SIGINT ends the sending early and still prints the report",
     )
     .requiredOption(
       "--targets <list>",
@@ -82,6 +82,10 @@ export function registerDebug(program: Command): void {
           throw new ValidationError("--targets", `"${t}" is not udp:IP:PORT:MARKER or tcp:IP:PORT:MARKER`);
         return { protocol: protocol as "udp" | "tcp", ip, port: n, marker };
       });
-      process.stdout.write(JSON.stringify(await probe(targets, o.count, o.seconds, o.size)) + "\n");
+      // SIGINT (Ctrl-C, or verify ending its traffic early) stops the sending; the report still comes.
+      const stop = new AbortController();
+      process.once("SIGINT", () => stop.abort());
+      const result = await probe(targets, o.count, o.seconds, o.size, undefined, stop.signal);
+      process.stdout.write(JSON.stringify(result) + "\n");
     });
 }

@@ -26,7 +26,7 @@ export function registerVerify(program: Command): void {
   program
     .command("verify")
     .description(
-      "send marked traffic between pods of every ordered node pair (and to every service port when encryption is selective), capture the underlay, fail on selected plaintext or any message lost",
+      "send marked traffic between pods of every ordered node pair (and to every service port when encryption is selective), capture the underlay, fail on selected plaintext or any message lost; on a local cluster Ctrl-C (SIGINT) ends the traffic early and reports what was sent",
     )
     .option("--seconds <s>", "how long to send per check", parseIntFlag("--seconds", 1, 600), 2)
     .option(
@@ -37,7 +37,7 @@ export function registerVerify(program: Command): void {
     )
     .option(
       "--json",
-      "machine-readable: {ok, encrypted, selective, pairs: [{from, to, delivered, plaintextSeen, family, protocol, port, selected, host (node-to-node checks, with host encryption, one per family both nodes have a host address of), sent, echoed, losses}]}",
+      "machine-readable: {ok, encrypted, selective, stoppedEarly (true when SIGINT ended the traffic), pairs: [{from, to, delivered, plaintextSeen, family, protocol, port, selected, host (node-to-node checks, with host encryption, one per family both nodes have a host address of), sent, echoed, losses}]}",
       false,
     )
     .option(
@@ -76,9 +76,26 @@ export function registerVerify(program: Command): void {
           }
         } else {
           const state = requireClusterState();
-          r = await verifyCluster(state, openDatastore, o.seconds, o.count, (reads) =>
-            answered(state.datastore, "reading the cluster configuration", o.timeout * 1000, reads),
-          );
+          // The first SIGINT (Ctrl-C) ends the traffic early and still reports what was sent.
+          const stop = new AbortController();
+          const early = (): void => {
+            process.stderr.write("verify: ending the traffic early; waiting for the echoes in flight\n");
+            stop.abort();
+          };
+          process.once("SIGINT", early);
+          try {
+            r = await verifyCluster(
+              state,
+              openDatastore,
+              o.seconds,
+              o.count,
+              (reads) =>
+                answered(state.datastore, "reading the cluster configuration", o.timeout * 1000, reads),
+              stop.signal,
+            );
+          } finally {
+            process.removeListener("SIGINT", early);
+          }
         }
         if (o.json) {
           process.stdout.write(JSON.stringify(r, null, 2) + "\n");
@@ -86,7 +103,7 @@ export function registerVerify(program: Command): void {
           const selected = r.pairs.filter((p) => p.selected).length;
           process.stdout.write(
             [
-              `verify: ${r.pairs.length} checks (${selected} selected for encryption${r.selective ? " by policy" : ""}), ${r.capture.packets} packets captured on the ${viaAgents ? "nodes' underlays" : "fabric"}`,
+              `verify: ${r.pairs.length} checks (${selected} selected for encryption${r.selective ? " by policy" : ""}), ${r.capture.packets} packets captured on the ${viaAgents ? "nodes' underlays" : "fabric"}${r.stoppedEarly === true ? "; traffic ended early (SIGINT)" : ""}`,
               ...r.pairs.map(describe),
               r.ok ? "verify: OK" : "",
             ]

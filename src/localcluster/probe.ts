@@ -1,5 +1,6 @@
 import { createSocket, type Socket } from "node:dgram";
 import { connect, isIP } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 
 /** Receive buffer of the probe's and the echo servers' UDP sockets, in bytes. */
 export const PROBE_SOCKET_BUFFER = 4 << 20;
@@ -17,6 +18,8 @@ export interface ProbeTarget {
 
 /** What came back for one target. */
 export interface ProbeResult {
+  /** How many messages went out: the run's count, or fewer when it was stopped early. */
+  sent: number;
   echoed: number;
   /**
    * Runs of consecutive datagrams that never came back, as `[first, last]` sequence numbers
@@ -87,6 +90,8 @@ function tcpProbe(
  * spread over `seconds` (UDP: one datagram each; TCP: one line each on a connection per target), and reports
  * for each marker how many distinct ones were echoed back and which were not. Runs inside a pod's
  * namespace, or in an agent bound to its probe endpoint (`localAddress`: the source of every message).
+ * When `stop` fires the run ends early: nothing more is sent, what was sent still gets its time to
+ * come back, and the report covers only what was sent.
  */
 export async function probe(
   targets: ProbeTarget[],
@@ -94,6 +99,7 @@ export async function probe(
   seconds: number,
   size = 0,
   localAddress?: string,
+  stop?: AbortSignal,
 ): Promise<Record<string, ProbeResult>> {
   // A measuring socket must not lose what the network delivered: a deep receive queue rides out
   // a starved process (the kernel caps it at net.core.rmem_max).
@@ -115,24 +121,31 @@ export async function probe(
   );
   const gap = (seconds * 1000) / Math.max(1, count);
   const start = Date.now();
-  for (let i = 0; i < count; i++) {
+  let sent = 0;
+  while (sent < count && stop?.aborted !== true) {
     for (const t of targets) {
       if (t.protocol === "udp")
-        sockets.get(isIP(t.ip) === 6 ? 6 : 4)!.send(probePayload(t.marker, i, size), t.port, t.ip);
-      else tcp.get(t.marker)!.send(i);
+        sockets.get(isIP(t.ip) === 6 ? 6 : 4)!.send(probePayload(t.marker, sent, size), t.port, t.ip);
+      else tcp.get(t.marker)!.send(sent);
     }
-    // Paced against the start, so a slow wake-up does not stretch the run.
-    const wait = start + (i + 1) * gap - Date.now();
-    await new Promise((r) => setTimeout(r, Math.max(0, wait)));
+    sent++;
+    // Paced against the start, so a slow wake-up does not stretch the run; `stop` cuts the wait short.
+    const wait = start + sent * gap - Date.now();
+    await sleep(Math.max(0, wait), undefined, stop === undefined ? {} : { signal: stop }).catch(
+      () => undefined,
+    );
   }
   // Echoes still in flight (a handshake in progress, a loaded machine) get two seconds to return.
-  await new Promise((r) => setTimeout(r, 2000));
+  await sleep(2000);
   for (const s of sockets.values()) s.close();
   for (const c of tcp.values()) c.close();
   return Object.fromEntries(
-    [...seen].map(([marker, got]) => [
-      marker,
-      { echoed: got.reduce((a, b) => a + b, 0), lost: missingRuns(got), startedAt: start },
-    ]),
+    [...seen].map(([marker, all]) => {
+      const got = all.subarray(0, sent);
+      return [
+        marker,
+        { sent, echoed: got.reduce((a, b) => a + b, 0), lost: missingRuns(got), startedAt: start },
+      ];
+    }),
   );
 }

@@ -108,6 +108,8 @@ export interface VerifyResult {
   selective: boolean;
   pairs: PairResult[];
   capture: { packets: number; bytes: number };
+  /** The traffic was ended early (SIGINT): each pair's `sent` is what went out before. */
+  stoppedEarly?: true;
 }
 
 /** What to check, before anything is sent. */
@@ -359,6 +361,8 @@ export async function startTcpdump(
 async function startCapture(state: ClusterState, file: string): Promise<() => Promise<void>> {
   const child = await startTcpdump(state.plan.fabric.netns, state.plan.fabric.bridge, file);
   return async () => {
+    // A Ctrl-C at a terminal reaches tcpdump too (one process group): it may have ended already.
+    if (child.exitCode !== null || child.signalCode !== null) return;
     const done = new Promise((r) => child.once("exit", r));
     child.kill("SIGINT");
     await done;
@@ -378,6 +382,11 @@ export async function verifyCluster(
   count = 5,
   /** Bounds the datastore reads (what is selected), e.g. with a timeout. Default: unbounded. */
   guard: <T>(reads: Promise<T>) => Promise<T> = (reads) => reads,
+  /**
+   * Ends the traffic early when it fires: every sender stops, waits for its echoes in flight and
+   * reports what it sent (the capture runs until they are done).
+   */
+  stop?: AbortSignal,
 ): Promise<VerifyResult> {
   const nonce = randomBytes(6).toString("hex");
   const { selective, selectors, host } = await guard(selection(state, openStore));
@@ -390,7 +399,7 @@ export async function verifyCluster(
   const file = join(tmpdir(), `podcrypt-verify-${nonce}.pcap`);
   const stopEcho =
     host && checks.some((c) => c.host) ? await serveHostEcho(state.plan) : async () => undefined;
-  const stop = await startCapture(state, file).catch(async (e: unknown) => {
+  const stopCapture = await startCapture(state, file).catch(async (e: unknown) => {
     await stopEcho();
     throw e;
   });
@@ -411,6 +420,11 @@ export async function verifyCluster(
     echoed: 0,
     losses: [],
   }));
+  const senders = new Set<ChildProcess>();
+  const endEarly = (): void => {
+    for (const c of senders) c.kill("SIGINT");
+  };
+  stop?.addEventListener("abort", endEarly, { once: true });
   try {
     // One sender per pod and family: the datagrams are full-sized, and an IPv6 header is 20 bytes longer.
     const bySource = new Map<string, number[]>();
@@ -455,7 +469,10 @@ export async function verifyCluster(
             ],
             // Its run plus a start-up allowance: a node process takes tens of seconds to start
             // on an emulated or overloaded machine.
-            { timeoutMs: (seconds + 120) * 1000 },
+            {
+              timeoutMs: (seconds + 120) * 1000,
+              spawned: (c) => (stop?.aborted === true ? c.kill("SIGINT") : senders.add(c)),
+            },
           );
         } catch (e) {
           for (const i of indices)
@@ -465,13 +482,15 @@ export async function verifyCluster(
         const results = JSON.parse(out) as Record<string, ProbeResult>;
         for (const i of indices) {
           const r = results[marker(checks[i]!)] ?? {
+            sent: count,
             echoed: 0,
             lost: [[0, count - 1]],
             startedAt: Date.now(),
           };
           const p = pairs[i]!;
+          p.sent = r.sent;
           p.echoed = r.echoed;
-          p.delivered = r.echoed === count;
+          p.delivered = r.echoed === r.sent;
           p.losses = r.lost.map(([a, b]) => ({
             atMs: Math.round(a * gapMs),
             untilMs: Math.round(b * gapMs),
@@ -482,7 +501,8 @@ export async function verifyCluster(
       }),
     );
   } finally {
-    await stop();
+    stop?.removeEventListener("abort", endEarly);
+    await stopCapture();
     await stopEcho();
   }
   const capture = readFileSync(file);
@@ -507,5 +527,6 @@ export async function verifyCluster(
     selective,
     pairs,
     capture: { packets, bytes: capture.length },
+    ...(stop?.aborted === true ? { stoppedEarly: true as const } : {}),
   };
 }

@@ -3,12 +3,9 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { projectRoot } from "../../src/paths.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
-
-const execFileP = promisify(execFile);
 
 export interface CliResult {
   code: number;
@@ -19,37 +16,36 @@ export interface CliResult {
 /**
  * A PODCRYPT_HOME of its own and the CLI run in it, with `options.env` on top of this process's
  * environment (the daemons `cluster up` starts inherit it) and `options.timeoutMs` as the default
- * limit of a command (180 s). `remove()` deletes the directory.
+ * limit of a command (180 s); `interrupt` sends the command SIGINT when it fires (what Ctrl-C does:
+ * verify then ends its traffic early). `remove()` deletes the directory.
  */
 export function clusterCli(
   tag: string,
   options: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): {
   home: string;
-  podcrypt: (args: string[], timeoutMs?: number) => Promise<CliResult>;
+  podcrypt: (args: string[], timeoutMs?: number, interrupt?: AbortSignal) => Promise<CliResult>;
   remove: () => void;
 } {
   const home = mkdtempSync(join(tmpdir(), `podcrypt-${tag}-`));
   const env = { ...process.env, ...options.env, PODCRYPT_HOME: home };
   return {
     home,
-    podcrypt: async (args, timeoutMs = options.timeoutMs ?? 180_000) => {
-      try {
-        const r = await execFileP(process.execPath, [join(projectRoot(), "bin", "podcrypt"), ...args], {
-          env,
-          timeout: timeoutMs,
-          maxBuffer: 16 << 20,
-        });
-        return { code: 0, stdout: r.stdout, stderr: r.stderr };
-      } catch (e) {
-        const x = e as { code?: number; stdout?: string; stderr?: string };
-        return {
-          code: typeof x.code === "number" ? x.code : 1,
-          stdout: x.stdout ?? "",
-          stderr: x.stderr ?? "",
-        };
-      }
-    },
+    podcrypt: (args, timeoutMs = options.timeoutMs ?? 180_000, interrupt) =>
+      new Promise<CliResult>((resolve) => {
+        const child = execFile(
+          process.execPath,
+          [join(projectRoot(), "bin", "podcrypt"), ...args],
+          { env, timeout: timeoutMs, maxBuffer: 16 << 20 },
+          (e, stdout, stderr) => {
+            interrupt?.removeEventListener("abort", sigint);
+            const code = e === null ? 0 : typeof e.code === "number" ? e.code : 1;
+            resolve({ code, stdout, stderr });
+          },
+        );
+        const sigint = (): void => void child.kill("SIGINT");
+        interrupt?.addEventListener("abort", sigint, { once: true });
+      }),
     remove: () => rmSync(home, { recursive: true, force: true }),
   };
 }
@@ -64,6 +60,8 @@ export async function clusterBusy(): Promise<string | false> {
 /** verify's JSON, as the tests read it. */
 export interface VerifyJson {
   ok: boolean;
+  /** SIGINT ended the traffic early: each pair's `sent` is what went out before. */
+  stoppedEarly?: true;
   pairs: Array<{
     from: string;
     to: string;

@@ -9,10 +9,16 @@ const execFileP = promisify(execFile);
 export async function run(
   cmd: string,
   args: readonly string[],
-  options: { input?: string; timeoutMs?: number } = {},
+  options: {
+    input?: string;
+    timeoutMs?: number;
+    /** Told of the process once it is spawned (a caller that signals it: verify's early end). */
+    spawned?: (child: ChildProcess) => void;
+  } = {},
 ): Promise<string> {
   try {
     const child = execFileP(cmd, args, { timeout: options.timeoutMs ?? 30_000, maxBuffer: 64 * 1024 * 1024 });
+    options.spawned?.(child.child);
     if (options.input !== undefined) {
       // A command that exits without reading all of its input (it failed early) closes the pipe:
       // its exit status reports that, not an EPIPE thrown from here.
