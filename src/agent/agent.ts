@@ -33,6 +33,8 @@ import {
   stillAwaited,
   wakeFor,
   livenessWakes,
+  RESYNC_MS,
+  resyncDelay,
 } from "./decide.js";
 import { SelectionTracker } from "./selection.js";
 import { TunnelTracker, type TunnelReport } from "./tunnels.js";
@@ -95,7 +97,8 @@ export interface AgentOptions {
   heartbeatMs?: number;
   /**
    * A full pass runs at least this often even without changes (repairs what was altered behind
-   * our back): this long after the last pass, whatever started it. Default 10 s.
+   * our back): this long after the last pass, whatever started it, or longer after a slow pass
+   * (decide.ts resyncDelay). Default {@link RESYNC_MS}.
    */
   resyncMs?: number;
   /** How long a watch event waits for others before the pass it asks for. Default {@link COALESCE_MS}. */
@@ -242,11 +245,17 @@ export class Agent {
     this.beat = beat;
     // Every pass is a full reconcile: the periodic one is due only after a quiet period (on 500
     // nodes, a rotation's event-driven passes are enough, and a resync on top is one more each).
-    this.resync = this.o.clock.after(this.o.resyncMs ?? 10_000, () => {
+    this.armResync();
+    await this.loop();
+  }
+
+  /** The periodic resync, due {@link resyncDelay} after the last pass. */
+  private armResync(): void {
+    this.resync?.cancel();
+    this.resync = this.o.clock.after(resyncDelay(this.o.resyncMs ?? RESYNC_MS, this.lastPassMs), () => {
       this.dirty = true;
       void this.loop();
     });
-    await this.loop();
   }
 
   async stop(): Promise<void> {
@@ -678,7 +687,7 @@ export class Agent {
         const started = this.o.clock.now();
         await this.pass();
         this.lastPassMs = this.o.clock.now() - started;
-        if (!this.stopped) this.resync?.refresh();
+        if (!this.stopped) this.armResync();
       }
     } finally {
       this.running = false;

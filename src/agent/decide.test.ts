@@ -5,12 +5,15 @@ import {
   COALESCE_MS,
   KEY_BATCH_MS,
   MAX_COALESCE_MS,
+  MAX_RESYNC_MS,
   RECHECK_MS,
+  RESYNC_MS,
   coalesceDelay,
   decideAfterReconcile,
   livenessWakes,
   needsSessions,
   planKeys,
+  resyncDelay,
   stillAwaited,
   wakeFor,
   type AfterReconcileDecision,
@@ -387,4 +390,17 @@ describe("coalesceDelay", () => {
   for (const [least, lastPass, want] of cases)
     it(`least ${least} ms, last pass ${lastPass} ms: ${want} ms`, () =>
       assert.equal(coalesceDelay(least, lastPass), want));
+});
+
+describe("resyncDelay", () => {
+  const cases: Array<[number, number, number]> = [
+    [RESYNC_MS, 0, RESYNC_MS],
+    [RESYNC_MS, 50, RESYNC_MS],
+    [RESYNC_MS, 15_000, 150_000],
+    [RESYNC_MS, 120_000, MAX_RESYNC_MS],
+    [MAX_RESYNC_MS * 2, 120_000, MAX_RESYNC_MS * 2],
+  ];
+  for (const [least, lastPass, want] of cases)
+    it(`least ${least} ms, last pass ${lastPass} ms: ${want} ms`, () =>
+      assert.equal(resyncDelay(least, lastPass), want));
 });

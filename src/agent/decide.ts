@@ -39,6 +39,24 @@ export const KEY_BATCH_MS = 5000;
 export const COALESCE_MS = 20;
 export const MAX_COALESCE_MS = 1000;
 
+/** The periodic full pass (resync): this long after the last pass at least. */
+export const RESYNC_MS = 10_000;
+/** And at least this many times as long as the last pass took (see {@link resyncDelay}). */
+export const RESYNC_SPAN = 10;
+/** And at most this long after it, whatever a pass took. */
+export const MAX_RESYNC_MS = 300_000;
+
+/**
+ * How long after a pass the periodic resync runs: `least`, or {@link RESYNC_SPAN} times as long
+ * as the pass took, at most {@link MAX_RESYNC_MS}. Resyncs then take at most about a tenth of the
+ * agent's time: a node whose passes are slow (many peers, a starved or emulated machine) does not
+ * spend it repairing what nobody changed, nor make the pass a phase needs wait behind one. A pass
+ * of 50 ms keeps the 10 s; one of 15 s waits 150 s.
+ */
+export function resyncDelay(least: number, lastPassMs: number): number {
+  return Math.max(least, Math.min(MAX_RESYNC_MS, RESYNC_SPAN * lastPassMs));
+}
+
 /** How long after a failed pass the next one runs (a full resync). */
 export const RETRY_AFTER_FAILURE_MS = 1000;
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { COALESCE_MS, RETRY_AFTER_FAILURE_MS } from "../../src/agent/decide.js";
+import { COALESCE_MS, RESYNC_SPAN, RETRY_AFTER_FAILURE_MS } from "../../src/agent/decide.js";
 import { ManualClock } from "../../src/clock.js";
 import { MemoryDatastore } from "../support/memory-datastore/index.js";
 import type { StrictDrop } from "../../src/dataplane/node/nft.js";
@@ -134,5 +134,39 @@ describe("the agent's own record", () => {
     clock.advance(60_000);
     await waitUntil(async () => (await key()) !== undefined, 10_000, "the resync to publish the key again");
     assert.equal(await key(), published);
+  });
+});
+
+describe("the agent's periodic resync", () => {
+  const root = new MemoryDatastore();
+  after(() => root.close());
+
+  it("after a slow pass waits ten times as long as the pass took, not the usual interval", async () => {
+    const { clock, node } = await agentOnClock(root);
+    // Every pass takes 15 s of the clock's time (a starved or emulated machine).
+    const passMs = 15_000;
+    const reconcile = node.backend.reconcile.bind(node.backend);
+    node.backend.reconcile = async (desired, privateKey) => {
+      clock.advance(passMs);
+      return reconcile(desired, privateKey);
+    };
+    await node.agent.start();
+    clock.advance(COALESCE_MS);
+    await waitUntil(() => node.backend.stats.reconciles >= 1, 10_000, "the first pass");
+    // The passes that the agent's own writes ask for, until none is left.
+    for (let quiet = 0; quiet < 3;) {
+      const before = node.backend.stats.reconciles;
+      clock.advance(1_000);
+      await settle();
+      quiet = node.backend.stats.reconciles === before ? quiet + 1 : 0;
+    }
+    const settled = node.backend.stats.reconciles;
+    // The usual interval (60 s here) passes without a resync...
+    clock.advance(60_000);
+    await settle();
+    assert.equal(node.backend.stats.reconciles, settled, "no resync at the usual interval after a slow pass");
+    // ...which comes once RESYNC_SPAN times the pass's duration has gone by since it ended.
+    clock.advance(RESYNC_SPAN * passMs - 60_000);
+    await waitUntil(() => node.backend.stats.reconciles === settled + 1, 10_000, "the resync");
   });
 });

@@ -10,6 +10,7 @@
 #          picks the local clusters cluster.test.ts brings up (default: all four; none for no
 #          cluster; see README.md "Local clusters");
 #          PODCRYPT_VM_DATASTORE=local runs them on the local datastore instead of etcd;
+#          PODCRYPT_VM_TRAFFIC_S sets the rotation test's traffic window (cluster.test.ts);
 #          PODCRYPT_VM_KEEP_LOGS=DIR keeps each cluster's controller and agent logs in DIR/<cluster>
 # Cost (2-core host, TCG): about 4 s from qemu start to the suite, about 10 s for an empty run.
 set -euo pipefail
@@ -41,8 +42,8 @@ node scripts/bundle.mjs
 work=$(mktemp -d /tmp/podcrypt-vm.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cp "$here/stage2-tests.sh" "$work/stage2.sh"
-printf 'PODCRYPT_REPO=%q\nPODCRYPT_VM_FILES=%q\nPODCRYPT_VM_PATTERN=%q\nexport PODCRYPT_VM_CLUSTERS=%q PODCRYPT_VM_DATASTORE=%q\n' \
-  "$repo" "${files[*]}" "${PODCRYPT_VM_PATTERN:-}" "${PODCRYPT_VM_CLUSTERS:-}" "${PODCRYPT_VM_DATASTORE:-}" >"$work/env.sh"
+printf 'PODCRYPT_REPO=%q\nPODCRYPT_VM_FILES=%q\nPODCRYPT_VM_PATTERN=%q\nexport PODCRYPT_VM_CLUSTERS=%q PODCRYPT_VM_DATASTORE=%q PODCRYPT_VM_TRAFFIC_S=%q\n' \
+  "$repo" "${files[*]}" "${PODCRYPT_VM_PATTERN:-}" "${PODCRYPT_VM_CLUSTERS:-}" "${PODCRYPT_VM_DATASTORE:-}" "${PODCRYPT_VM_TRAFFIC_S:-}" >"$work/env.sh"
 # The clusters' logs go to the results share (mounted at /run/podcrypt-vm inside), then to the host.
 keep_logs=${PODCRYPT_VM_KEEP_LOGS:-}
 if [ -n "$keep_logs" ]; then
