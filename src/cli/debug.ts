@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import { Command } from "commander";
 import { parsePortRef, serveEcho } from "../localcluster/echo.js";
-import { probe } from "../localcluster/probe.js";
+import { probe, PROBE_SENDING } from "../localcluster/probe.js";
 import { relayTarget, startRelay } from "../localcluster/relay.js";
 import { ValidationError } from "../errors/index.js";
 import { parseIntFlag } from "./flags.js";
@@ -53,7 +53,7 @@ export function registerDebug(program: Command): void {
   debug
     .command("probe")
     .description(
-      "send marked UDP datagrams or TCP lines to echo services and print how many came back (what verify runs in pods); SIGINT ends the sending early and still prints the report",
+      'send marked UDP datagrams or TCP lines to echo services and print how many came back (what verify runs in pods); prints "sending" on stderr once its first messages are out; SIGINT ends the sending early and still prints the report',
     )
     .requiredOption(
       "--targets <list>",
@@ -82,10 +82,15 @@ export function registerDebug(program: Command): void {
           throw new ValidationError("--targets", `"${t}" is not udp:IP:PORT:MARKER or tcp:IP:PORT:MARKER`);
         return { protocol: protocol as "udp" | "tcp", ip, port: n, marker };
       });
-      // SIGINT (Ctrl-C, or verify ending its traffic early) stops the sending; the report still comes.
+      // SIGINT (Ctrl-C, or verify ending its traffic early) stops the sending; the report still
+      // comes. "sending" on stderr tells verify that this sender's traffic flows.
       const stop = new AbortController();
       process.once("SIGINT", () => stop.abort());
-      const result = await probe(targets, o.count, o.seconds, o.size, undefined, stop.signal);
+      const result = await probe(targets, o.count, o.seconds, {
+        size: o.size,
+        stop: stop.signal,
+        sending: () => process.stderr.write(`${PROBE_SENDING}\n`),
+      });
       process.stdout.write(JSON.stringify(result) + "\n");
     });
 }

@@ -84,15 +84,14 @@ export function registerVerify(program: Command): void {
           };
           process.once("SIGINT", early);
           try {
-            r = await verifyCluster(
-              state,
-              openDatastore,
-              o.seconds,
-              o.count,
-              (reads) =>
+            r = await verifyCluster(state, openDatastore, o.seconds, o.count, {
+              guard: (reads) =>
                 answered(state.datastore, "reading the cluster configuration", o.timeout * 1000, reads),
-              stop.signal,
-            );
+              stop: stop.signal,
+              // For whoever drives a soak test: the traffic flows now (and how to end it).
+              sending: (n) =>
+                process.stderr.write(`verify: traffic flowing from ${n} senders; Ctrl-C ends it early\n`),
+            });
           } finally {
             process.removeListener("SIGINT", early);
           }

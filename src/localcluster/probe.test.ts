@@ -43,7 +43,9 @@ describe("probe", () => {
     setTimeout(() => stop.abort(), 500);
     const marker = "M";
     const target = { protocol: "udp" as const, ip: "127.0.0.1", port: echo.address().port, marker };
-    const r = (await probe([target], 1000, 100, 0, undefined, stop.signal))[marker]!;
+    let sending = 0;
+    const r = (await probe([target], 1000, 100, { stop: stop.signal, sending: () => sending++ }))[marker]!;
+    assert.equal(sending, 1, "told once that its messages are on their way");
     assert.ok(r.sent >= 4 && r.sent <= 10, `sent ${r.sent}`);
     assert.equal(r.echoed, 3);
     assert.deepEqual(r.lost, [[3, r.sent - 1]], "the unsent are not counted as lost");

@@ -2,6 +2,9 @@ import { createSocket, type Socket } from "node:dgram";
 import { connect, isIP } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 
+/** What `podcrypt debug probe` prints on stderr once its first messages are out (verify waits for it). */
+export const PROBE_SENDING = "sending";
+
 /** Receive buffer of the probe's and the echo servers' UDP sockets, in bytes. */
 export const PROBE_SOCKET_BUFFER = 4 << 20;
 
@@ -85,22 +88,33 @@ function tcpProbe(
   };
 }
 
+/** How {@link probe} sends, besides what and how many. */
+export interface ProbeOptions {
+  /** Pad each message to this many bytes (default 0: no padding). */
+  size?: number;
+  /** The source address of every message (an agent's probe endpoint); default any. */
+  localAddress?: string;
+  /** Ends the run early when it fires: see {@link probe}. */
+  stop?: AbortSignal;
+  /** Called once the first messages are on their way. */
+  sending?: () => void;
+}
+
 /**
- * Sends `count` messages of `size` bytes carrying each target's marker and a sequence number,
- * spread over `seconds` (UDP: one datagram each; TCP: one line each on a connection per target), and reports
+ * Sends `count` messages carrying each target's marker and a sequence number, spread over
+ * `seconds` (UDP: one datagram each; TCP: one line each on a connection per target), and reports
  * for each marker how many distinct ones were echoed back and which were not. Runs inside a pod's
- * namespace, or in an agent bound to its probe endpoint (`localAddress`: the source of every message).
- * When `stop` fires the run ends early: nothing more is sent, what was sent still gets its time to
- * come back, and the report covers only what was sent.
+ * namespace, or in an agent bound to its probe endpoint (`localAddress`). When `stop` fires the
+ * run ends early: nothing more is sent, what was sent still gets its time to come back, and the
+ * report covers only what was sent.
  */
 export async function probe(
   targets: ProbeTarget[],
   count: number,
   seconds: number,
-  size = 0,
-  localAddress?: string,
-  stop?: AbortSignal,
+  o: ProbeOptions = {},
 ): Promise<Record<string, ProbeResult>> {
+  const { size = 0, localAddress, stop } = o;
   // A measuring socket must not lose what the network delivered: a deep receive queue rides out
   // a starved process (the kernel caps it at net.core.rmem_max).
   const seen = new Map(targets.map((t) => [t.marker, new Uint8Array(count)]));
@@ -128,7 +142,7 @@ export async function probe(
         sockets.get(isIP(t.ip) === 6 ? 6 : 4)!.send(probePayload(t.marker, sent, size), t.port, t.ip);
       else tcp.get(t.marker)!.send(sent);
     }
-    sent++;
+    if (sent++ === 0) o.sending?.();
     // Paced against the start, so a slow wake-up does not stretch the run; `stop` cuts the wait short.
     const wait = start + sent * gap - Date.now();
     await sleep(Math.max(0, wait), undefined, stop === undefined ? {} : { signal: stop }).catch(

@@ -17,7 +17,7 @@ import { formatIp } from "../wireguard/ip.js";
 import { parsePortRef, VERIFY_PORT } from "./echo.js";
 import { FABRIC_MTU } from "./topology.js";
 import { servicePods, type ClusterPlan, type PlannedNode, type PlannedPod } from "./plan.js";
-import type { ProbeResult } from "./probe.js";
+import { PROBE_SENDING, type ProbeResult } from "./probe.js";
 import type { ClusterState } from "./state.js";
 
 /**
@@ -369,6 +369,19 @@ async function startCapture(state: ClusterState, file: string): Promise<() => Pr
   };
 }
 
+/** How {@link verifyCluster} runs, besides how long and how much. */
+export interface VerifyOptions {
+  /** Bounds the datastore reads (what is selected), e.g. with a timeout. Default: unbounded. */
+  guard?: <T>(reads: Promise<T>) => Promise<T>;
+  /**
+   * Ends the traffic early when it fires: every sender stops, waits for its echoes in flight and
+   * reports what it sent (the capture runs until they are done).
+   */
+  stop?: AbortSignal;
+  /** Called once every sender has its first messages out, with how many senders there are. */
+  sending?: (senders: number) => void;
+}
+
 /**
  * `podcrypt verify`: runs the checks of {@link planChecks} (marked messages from a pod on one
  * node to a pod on another, which echoes them) while the fabric bridge is captured. A check fails
@@ -380,14 +393,9 @@ export async function verifyCluster(
   openStore: (url: string) => Promise<Datastore>,
   seconds: number,
   count = 5,
-  /** Bounds the datastore reads (what is selected), e.g. with a timeout. Default: unbounded. */
-  guard: <T>(reads: Promise<T>) => Promise<T> = (reads) => reads,
-  /**
-   * Ends the traffic early when it fires: every sender stops, waits for its echoes in flight and
-   * reports what it sent (the capture runs until they are done).
-   */
-  stop?: AbortSignal,
+  o: VerifyOptions = {},
 ): Promise<VerifyResult> {
+  const { guard = (reads) => reads, stop } = o;
   const nonce = randomBytes(6).toString("hex");
   const { selective, selectors, host } = await guard(selection(state, openStore));
   const checks = [
@@ -421,6 +429,7 @@ export async function verifyCluster(
     losses: [],
   }));
   const senders = new Set<ChildProcess>();
+  let flowing = 0;
   const endEarly = (): void => {
     for (const c of senders) c.kill("SIGINT");
   };
@@ -471,7 +480,18 @@ export async function verifyCluster(
             // on an emulated or overloaded machine.
             {
               timeoutMs: (seconds + 120) * 1000,
-              spawned: (c) => (stop?.aborted === true ? c.kill("SIGINT") : senders.add(c)),
+              spawned: (c) => {
+                if (stop?.aborted === true) c.kill("SIGINT");
+                senders.add(c);
+                let said = "";
+                const onErr = (d: Buffer | string): void => {
+                  said += String(d);
+                  if (!said.split("\n").includes(PROBE_SENDING)) return;
+                  c.stderr?.off("data", onErr);
+                  if (++flowing === bySource.size) o.sending?.(flowing);
+                };
+                c.stderr?.on("data", onErr);
+              },
             },
           );
         } catch (e) {

@@ -7,7 +7,7 @@ import { LocalDatastore } from "../../src/datastore/local/index.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { bulkBetweenNodes } from "./bulk.js";
-import { clusterCli, type VerifyJson } from "./run-cli.js";
+import { clusterCli, verifyUnderTraffic, type VerifyJson } from "./run-cli.js";
 
 const { home, podcrypt } = clusterCli("cluster-test");
 
@@ -103,16 +103,15 @@ describe(
       const rotations = 10;
       // 100 datagrams/s to every other node from one pod per node, from before the first
       // rotation until 3 s after the last, when the test ends it (SIGINT); at most 400 s.
-      const end = new AbortController();
-      const traffic = podcrypt(
-        ["verify", "--json", "--seconds", "400", "--count", "40000"],
+      const traffic = verifyUnderTraffic(
+        podcrypt,
+        ["--json", "--seconds", "400", "--count", "40000"],
         600_000,
-        end.signal,
       );
-      await new Promise((r) => setTimeout(r, 3000));
-      const started = Date.now();
       let rotatedMs = 0;
       try {
+        await traffic.flowing;
+        const started = Date.now();
         for (let i = 0; i < rotations; i++) {
           const rot = await podcrypt(["rotate", "--wait", "--timeout", "120"]);
           assert.equal(rot.code, 0, `rotation ${i + 1}: ${rot.stderr}`);
@@ -120,9 +119,9 @@ describe(
         rotatedMs = Date.now() - started;
         await new Promise((r) => setTimeout(r, 3000));
       } finally {
-        end.abort();
+        traffic.end();
       }
-      const v = JSON.parse((await traffic).stdout) as VerifyJson;
+      const v = JSON.parse((await traffic.result).stdout) as VerifyJson;
       assert.equal(v.stoppedEarly, true, `rotations (${rotatedMs} ms) ended inside the traffic`);
       for (const p of v.pairs) {
         assert.equal(p.plaintextSeen, false, `${p.from}->${p.to} plaintext`);

@@ -10,7 +10,7 @@ import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { bulkBetweenNodes } from "./bulk.js";
 import { startEspCapture } from "./capture.js";
 import { espSaOptions, stopCapture, tsharkFields } from "../support/tshark.js";
-import { clusterCli, type VerifyJson } from "./run-cli.js";
+import { clusterCli, verifyUnderTraffic, type VerifyJson } from "./run-cli.js";
 
 const { home, podcrypt } = clusterCli("ipsec-test");
 
@@ -182,17 +182,16 @@ describe(
       // rotation until 3 s after the last, when the test ends it (SIGINT; one rotation takes 5-13
       // s here); 40 s per rotation bounds them, asserted below.
       const seconds = 40 * rotations;
-      const end = new AbortController();
-      const traffic = podcrypt(
-        ["verify", "--json", "--seconds", String(seconds), "--count", String(seconds * 100)],
+      const traffic = verifyUnderTraffic(
+        podcrypt,
+        ["--json", "--seconds", String(seconds), "--count", String(seconds * 100)],
         (seconds + 60) * 1000,
-        end.signal,
       );
-      await new Promise((r) => setTimeout(r, 2000));
-      const started = Date.now();
       const keyIds: number[] = [];
       let rotatedMs = 0;
       try {
+        await traffic.flowing;
+        const started = Date.now();
         for (let i = 0; i < rotations; i++) {
           const rot = await podcrypt(["rotate", "--wait", "--timeout", "120"]);
           assert.equal(rot.code, 0, `rotation ${i + 1}: ${rot.stderr}`);
@@ -208,9 +207,9 @@ describe(
         rotatedMs = Date.now() - started;
         await new Promise((r) => setTimeout(r, 3000));
       } finally {
-        end.abort();
+        traffic.end();
       }
-      const r = await traffic;
+      const r = await traffic.result;
       const v = JSON.parse(r.stdout) as Verify;
       assert.equal(v.stoppedEarly, true, `rotations (${rotatedMs} ms) ended inside the traffic`);
       for (const p of v.pairs) {

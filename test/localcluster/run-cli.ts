@@ -13,25 +13,32 @@ export interface CliResult {
   stderr: string;
 }
 
+/** How one command runs, besides its arguments and time limit. */
+export interface RunOptions {
+  /** Sends the command SIGINT when it fires (what Ctrl-C does: verify then ends its traffic early). */
+  interrupt?: AbortSignal;
+  /** Told of the command's stderr as it comes (verify's "traffic flowing"). */
+  stderr?: (chunk: string) => void;
+}
+
 /**
  * A PODCRYPT_HOME of its own and the CLI run in it, with `options.env` on top of this process's
  * environment (the daemons `cluster up` starts inherit it) and `options.timeoutMs` as the default
- * limit of a command (180 s); `interrupt` sends the command SIGINT when it fires (what Ctrl-C does:
- * verify then ends its traffic early). `remove()` deletes the directory.
+ * limit of a command (180 s). `remove()` deletes the directory.
  */
 export function clusterCli(
   tag: string,
   options: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): {
   home: string;
-  podcrypt: (args: string[], timeoutMs?: number, interrupt?: AbortSignal) => Promise<CliResult>;
+  podcrypt: (args: string[], timeoutMs?: number, o?: RunOptions) => Promise<CliResult>;
   remove: () => void;
 } {
   const home = mkdtempSync(join(tmpdir(), `podcrypt-${tag}-`));
   const env = { ...process.env, ...options.env, PODCRYPT_HOME: home };
   return {
     home,
-    podcrypt: (args, timeoutMs = options.timeoutMs ?? 180_000, interrupt) =>
+    podcrypt: (args, timeoutMs = options.timeoutMs ?? 180_000, { interrupt, stderr } = {}) =>
       new Promise<CliResult>((resolve) => {
         const child = execFile(
           process.execPath,
@@ -45,6 +52,7 @@ export function clusterCli(
         );
         const sigint = (): void => void child.kill("SIGINT");
         interrupt?.addEventListener("abort", sigint, { once: true });
+        if (stderr !== undefined) child.stderr?.on("data", (d: Buffer | string) => stderr(String(d)));
       }),
     remove: () => rmSync(home, { recursive: true, force: true }),
   };
@@ -79,4 +87,39 @@ export interface VerifyJson {
     losses: Array<{ atMs: number; untilMs: number; at: string; packets: number }>;
     error?: string;
   }>;
+}
+
+/**
+ * `podcrypt verify` with SIGINT for its end, for a test that does something under its traffic:
+ * `flowing` settles once every sender's traffic flows (verify says so on stderr; it rejects when
+ * verify ended first), `end()` ends the traffic, and `result` is verify's outcome.
+ */
+export function verifyUnderTraffic(
+  podcrypt: ReturnType<typeof clusterCli>["podcrypt"],
+  args: string[],
+  timeoutMs: number,
+): { flowing: Promise<void>; end: () => void; result: Promise<CliResult> } {
+  const end = new AbortController();
+  let said = "";
+  let flows!: () => void;
+  const flowing = new Promise<void>((r) => (flows = r));
+  const result = podcrypt(["verify", ...args], timeoutMs, {
+    interrupt: end.signal,
+    stderr: (chunk) => {
+      said += chunk;
+      if (said.includes("verify: traffic flowing")) flows();
+    },
+  });
+  return {
+    flowing: Promise.race([
+      flowing,
+      result.then((r) => {
+        throw new Error(
+          `verify ended before its traffic flowed (exit ${r.code}): ${r.stderr.slice(0, 2000)}`,
+        );
+      }),
+    ]),
+    end: () => end.abort(),
+    result,
+  };
 }

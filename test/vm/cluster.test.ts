@@ -26,7 +26,7 @@ import type { PlannedNode } from "../../src/localcluster/plan.js";
 import { readClusterState } from "../../src/localcluster/state.js";
 import { parseXfrmPolicies, parseXfrmStates } from "../../src/platform/netlink/xfrm-text.js";
 import { listNetns, run, runIn } from "../../src/platform/netns/netns.js";
-import { clusterCli, type CliResult, type VerifyJson } from "../localcluster/run-cli.js";
+import { clusterCli, verifyUnderTraffic, type CliResult, type VerifyJson } from "../localcluster/run-cli.js";
 import { vmOnly } from "./vm-env.js";
 
 type Result = CliResult;
@@ -79,19 +79,19 @@ class Cluster {
     return this.cli;
   }
 
+  /** `podcrypt verify ARGS` whose traffic the caller ends (run-cli.ts verifyUnderTraffic). */
+  verifyUnderTraffic(args: string[], timeoutMs: number): ReturnType<typeof verifyUnderTraffic> {
+    return verifyUnderTraffic(this.run.podcrypt, args, timeoutMs);
+  }
+
   get home(): string {
     return this.run.home;
   }
 
-  /** Runs the real CLI (`interrupt`: SIGINT when it fires); `t` gets the duration as a diagnostic. */
-  async podcrypt(
-    args: string[],
-    t?: TestContext,
-    timeoutMs?: number,
-    interrupt?: AbortSignal,
-  ): Promise<Result> {
+  /** Runs the real CLI; `t` gets the duration as a diagnostic. */
+  async podcrypt(args: string[], t?: TestContext, timeoutMs?: number): Promise<Result> {
     const started = Date.now();
-    const r = await this.run.podcrypt(args, timeoutMs, interrupt);
+    const r = await this.run.podcrypt(args, timeoutMs);
     // Test hooks have no diagnostic(): there the timings go to stdout, which the runner reports.
     const line = `podcrypt ${args.join(" ")}: exit ${r.code} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
     if (t !== undefined && typeof t.diagnostic === "function") t.diagnostic(line);
@@ -355,49 +355,50 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
   const rotations = 5;
   const epochBefore = (await c.status()).epoch;
   // 60 full-sized datagrams/s in all, shared by verify's checks (6 pod pairs, 24 checks with
-  // dual-stack pods and host encryption: 2.5/s each), from before the first rotation until 15 s
-  // after the last, when the test ends the traffic (SIGINT: verify reports what was sent). The
-  // five took 140-193 s in the VM with the host to itself on 2026-12-06 and 289-312 s in the
-  // clean-clone run of 2026-12-07; verify's own limit, 600 s, bounds them (test/vm/README.md).
-  // (A guest etcd that stopped answering in CI was short of memory, not of this traffic: README.md,
-  // "Memory".)
+  // dual-stack pods and host encryption: 2.5/s each), from once every sender's traffic flows
+  // (verify says so) until 15 s after the last rotation, when the test ends it (SIGINT: verify
+  // reports what was sent). The five took 140-193 s in the VM with the host to itself on
+  // 2026-12-06 and 289-312 s in the clean-clone run of 2026-12-07; verify's own limit, 600 s,
+  // bounds them (test/vm/README.md). (A guest etcd that stopped answering in CI was short of
+  // memory, not of this traffic: README.md, "Memory".)
   const seconds = Number(process.env["PODCRYPT_VM_TRAFFIC_S"] || 600);
   // Both callers run dual-stack pods with host encryption: 4 checks per ordered pair (see verify()).
   const checks = NODES.length * (NODES.length - 1) * 4;
   const count = Math.max(1, Math.floor((seconds * 60) / checks));
-  const end = new AbortController();
-  const traffic = c.podcrypt(
-    ["verify", "--json", "--timeout", "300", "--seconds", String(seconds), "--count", String(count)],
-    t,
+  const verifyStarted = Date.now();
+  const traffic = c.verifyUnderTraffic(
+    ["--json", "--timeout", "300", "--seconds", String(seconds), "--count", String(count)],
     (seconds + 300) * 1000,
-    end.signal,
   );
   // The guest's load and free memory every 15 s: a rotation that times out says what starved it.
   const samples: string[] = [];
   const sampler = setInterval(() => samples.push(guestLoad()), 15_000);
-  // The probes start in their own processes: let them send before the first rotation.
-  await new Promise((r) => setTimeout(r, 30_000));
-  const started = Date.now();
+  let started = Date.now();
+  let rotatedS = 0;
   const cpuBefore = guestCpu();
   try {
+    await traffic.flowing;
+    started = Date.now();
+    t.diagnostic(`verify's traffic flows ${((started - verifyStarted) / 1000).toFixed(1)} s after its start`);
     for (let i = 0; i < rotations; i++) {
       const r = await c.podcrypt(["rotate", "--wait", "--timeout", "240"], t);
-      const cpu = guestCpuSpent(cpuBefore, (Date.now() - started) / 1000);
+      const cpu = guestCpuSpent(cpuBefore, (Date.now() - verifyStarted) / 1000);
       assert.equal(
         r.code,
         0,
         `rotation ${i + 1}: ${r.stderr}\n${samples.join("\n")}\n${cpu.join("\n")}\n${c.logTail()}`,
       );
     }
+    rotatedS = (Date.now() - started) / 1000;
     // Traffic after the last switch and retire, then the end of it.
     await new Promise((r) => setTimeout(r, 15_000));
   } finally {
     clearInterval(sampler);
-    end.abort();
+    traffic.end();
   }
-  const rotatedS = (Date.now() - started) / 1000 - 15;
-  for (const l of [...samples, ...guestCpuSpent(cpuBefore, rotatedS)]) t.diagnostic(l);
-  const v = JSON.parse((await traffic).stdout) as Verify;
+  for (const l of [...samples, ...guestCpuSpent(cpuBefore, (Date.now() - verifyStarted) / 1000)])
+    t.diagnostic(l);
+  const v = JSON.parse((await traffic.result).stdout) as Verify;
   // The controller's phase changes (with any node timed out), for placing a loss in the protocol.
   for (const l of c.timeline(["controller"], /"msg":"cluster phase"/)) t.diagnostic(l);
   let sent = 0;
@@ -426,8 +427,9 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
     "no datagram lost",
   );
   assert.equal((await c.status()).epoch, epochBefore + rotations);
-  // The traffic spanned the rotations: every check sent for at least as long as they took (at
-  // its pace of `seconds / count` apart), and was ended by the test, not by running out.
+  // The traffic spanned the rotations: it flowed before the first, every check sent for at least
+  // as long as they took (at its pace of `seconds / count` apart), and the test ended it, not
+  // its running out.
   assert.equal(v.stoppedEarly, true, `the rotations (${rotatedS} s) outlasted the traffic (${seconds} s)`);
   for (const p of v.pairs)
     assert.ok(

@@ -148,7 +148,7 @@ export class VerifyRunner {
         // No source of the family (no IPv6 endpoint here): nothing sent, the checks count as lost.
         return targets.length === 0 || source === undefined
           ? {}
-          : probe(targets, r.count, r.seconds, r.size, source);
+          : probe(targets, r.count, r.seconds, { size: r.size, localAddress: source });
       };
       const pod = (v6: boolean) => (c: (typeof mine)[number]) =>
         c.host !== true && c.address.includes(":") === v6;
