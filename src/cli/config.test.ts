@@ -248,6 +248,7 @@ describe("daemon configuration file", () => {
       identity: "podcrypt-controller-7d9f",
       electionName: "podcrypt-controller",
       leaseTtlSeconds: 15,
+      phaseTimeoutSeconds: 30,
       health: { host: "127.0.0.1", port: 9808 },
       metricsTokenFile: undefined,
       logLevel: "info",
@@ -272,5 +273,16 @@ describe("daemon configuration file", () => {
     );
     assert.equal(controllerSettings({}, {}, {}, "host-1").identity, "host-1");
     assert.equal(controllerSettings({}, {}, {}, "host-1").leaseTtlSeconds, 5);
+  });
+
+  it("takes the phase timeout from the flag, else the file, else 30 s; the file's is checked", () => {
+    const file = parseDaemonConfig("controller:\n  phaseTimeoutSeconds: 120\n");
+    assert.equal(controllerSettings({}, {}, {}, "h").phaseTimeoutSeconds, 30);
+    assert.equal(controllerSettings({}, file, {}, "h").phaseTimeoutSeconds, 120);
+    assert.equal(controllerSettings({ phaseTimeout: 60 }, file, {}, "h").phaseTimeoutSeconds, 60);
+    assert.throws(() => parseDaemonConfig("controller:\n  phaseTimeoutSeconds: 1\n", "config.yaml"), {
+      name: "ValidationError",
+      message: /config\.yaml: controller\.phaseTimeoutSeconds: /,
+    });
   });
 });

@@ -15,6 +15,7 @@ import { parsePortEntry } from "../policy/ports.js";
 import type { OperatorExclusions } from "./host-exclusions.js";
 import { cidr, duration, encryptionMode, namespaceName, objectName, parseWith } from "../model/index.js";
 import { canonicalCidr, canonicalIp } from "../platform/netlink/addr.js";
+import { DEFAULT_TIMING } from "../protocol/index.js";
 
 /** A `HOST:PORT` (`[v6]:PORT`) listen address, or `off`. Port 0 takes any free port. */
 export const listenAddress = z
@@ -194,6 +195,8 @@ const controllerSchema = z.strictObject({
   healthAddress: listenAddress.optional(),
   /** `--metrics-token-file`. */
   metricsTokenFile: z.string().startsWith("/", "must be an absolute path").optional(),
+  /** `--phase-timeout`. */
+  phaseTimeoutSeconds: z.number().int().min(5).max(3600).optional(),
 });
 
 /** The configuration file. Every field is optional. */
@@ -231,6 +234,7 @@ export const CONTROLLER_DEFAULTS = {
   datastore: "local",
   electionName: "podcrypt-controller",
   leaseTtlSeconds: 5,
+  phaseTimeoutSeconds: DEFAULT_TIMING.phaseTimeoutMs / 1000,
   healthAddress: "127.0.0.1:9808",
   logLevel: "info",
 } as const;
@@ -350,6 +354,7 @@ export interface ControllerSettingFlags {
   identity?: string | undefined;
   election?: string | undefined;
   leaseTtl?: number | undefined;
+  phaseTimeout?: number | undefined;
   healthAddress?: string | undefined;
   metricsTokenFile?: string | undefined;
   logLevel?: string | undefined;
@@ -363,6 +368,8 @@ export interface ControllerSettings {
   identity: string;
   electionName: string;
   leaseTtlSeconds: number;
+  /** How long a live node may take to acknowledge a phase before it is skipped (and lags). */
+  phaseTimeoutSeconds: number;
   health: { host: string; port: number } | undefined;
   /** Undefined: /metrics open, /statusz for loopback clients only. */
   metricsTokenFile: string | undefined;
@@ -387,6 +394,7 @@ export function controllerSettings(
     identity: o.identity ?? (env["POD_NAME"] || fallbackIdentity),
     electionName: pick(o.election, cfg.leaderElection?.name, d.electionName),
     leaseTtlSeconds: pick(o.leaseTtl, cfg.leaderElection?.ttlSeconds, d.leaseTtlSeconds),
+    phaseTimeoutSeconds: pick(o.phaseTimeout, cfg.phaseTimeoutSeconds, d.phaseTimeoutSeconds),
     health: health(pick(o.healthAddress, cfg.healthAddress, d.healthAddress)),
     metricsTokenFile: o.metricsTokenFile ?? cfg.metricsTokenFile,
     logLevel: pick(o.logLevel, file.log?.level, d.logLevel),

@@ -11,6 +11,7 @@ import { HealthServer } from "../health/server.js";
 import type { Datastore } from "../datastore/types.js";
 import { createLogger } from "../log/logger.js";
 import { readStatusView } from "../statuspage/read.js";
+import { DEFAULT_TIMING } from "../protocol/index.js";
 import type { StatusView } from "../statuspage/view.js";
 import {
   CONTROLLER_DEFAULTS,
@@ -30,6 +31,7 @@ interface ControllerFlags {
   identity?: string;
   election?: string;
   leaseTtl?: number;
+  phaseTimeout?: number;
   healthAddress?: string;
   metricsTokenFile?: string;
   logLevel?: string;
@@ -75,6 +77,7 @@ async function runController(o: ControllerFlags): Promise<void> {
       logger,
       electionName,
       leaseTtlSeconds: set.leaseTtlSeconds,
+      timing: { ...DEFAULT_TIMING, phaseTimeoutMs: set.phaseTimeoutSeconds * 1000 },
       ...(set.seed === undefined ? {} : { seed: set.seed }),
       // Workload gating: agents ask for their Node's not-ready taint in their records, and the
       // controller writes the Node (agents have no write on Nodes); only Kubernetes has Nodes.
@@ -146,6 +149,11 @@ export function registerController(program: Command): void {
       "--lease-ttl <seconds>",
       `leadership lease TTL: a crashed leader is replaced within about this (config: controller.leaderElection.ttlSeconds; default ${d.leaseTtlSeconds})`,
       parseIntFlag("--lease-ttl", 1, 3600),
+    )
+    .option(
+      "--phase-timeout <seconds>",
+      `how long a live node may take to acknowledge a rotation or switch phase before the cluster moves on without it (it lags, keeping its pairs on the old epoch, until it catches up); raise it for slow or emulated nodes (config: controller.phaseTimeoutSeconds; default ${d.phaseTimeoutSeconds})`,
+      parseIntFlag("--phase-timeout", 5, 3600),
     )
     .option(
       "--health-address <host:port>",

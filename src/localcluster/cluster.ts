@@ -234,6 +234,9 @@ export async function clusterUp(
         identity,
         "--health-address",
         `127.0.0.1:${port}`,
+        ...(config.phaseTimeoutSeconds === undefined
+          ? []
+          : ["--phase-timeout", String(config.phaseTimeoutSeconds)]),
       ]),
     );
   }

@@ -35,3 +35,18 @@ describe("resolveClusterConfig: strict host mode", () => {
     });
   });
 });
+
+describe("resolveClusterConfig: the controllers' phase timeout", () => {
+  it("comes from the file when set, is absent otherwise, and a value out of range is refused by name", () => {
+    const c = resolveClusterConfig(parseClusterConfigText("phaseTimeoutSeconds: 120\n", "cluster.yaml"), {});
+    assert.equal(c.phaseTimeoutSeconds, 120);
+    assert.equal(resolveClusterConfig({}, {}).phaseTimeoutSeconds, undefined);
+    assert.throws(
+      () => resolveClusterConfig(parseClusterConfigText("phaseTimeoutSeconds: 2\n", "cluster.yaml")),
+      {
+        name: "ValidationError",
+        message: /phaseTimeoutSeconds/,
+      },
+    );
+  });
+});

@@ -48,6 +48,12 @@ export const clusterConfigSchema = z.strictObject({
     .optional(),
   enabled: z.boolean().default(true),
   /**
+   * The controllers' `--phase-timeout`: how long a live node may take to acknowledge a phase
+   * before the cluster moves on without it (default the controller's, 30 s). Raise it where the
+   * nodes are slow, as under emulation.
+   */
+  phaseTimeoutSeconds: z.number().int().min(5).max(3600).optional(),
+  /**
    * Node-to-node encryption: traffic between the nodes' (IPv4 underlay) addresses goes through the
    * tunnels too (docs/design.md#host-encryption). Default false.
    */
@@ -120,6 +126,8 @@ export interface ClusterConfig {
   hostEncryption?: boolean;
   /** Strict host mode (docs/design.md#host-encryption); absent: off. */
   strictHost?: boolean;
+  /** The controllers' `--phase-timeout`; absent: their default. */
+  phaseTimeoutSeconds?: number;
   ipFamily: IpFamily;
   underlayFamily: UnderlayFamily;
   nodes: NodeSpec[];
@@ -222,6 +230,7 @@ export function resolveClusterConfig(input: unknown, flags: ClusterFlags = {}): 
     enabled: flags.disabled === true ? false : c.enabled,
     ...(hostEncryption ? { hostEncryption: true } : {}),
     ...(strictHost ? { strictHost: true } : {}),
+    ...(c.phaseTimeoutSeconds === undefined ? {} : { phaseTimeoutSeconds: c.phaseTimeoutSeconds }),
     ipFamily,
     underlayFamily: flags.underlayFamily ?? c.underlayFamily ?? (ipFamily === "ipv6" ? "ipv6" : "ipv4"),
     nodes,

@@ -213,6 +213,10 @@ class Cluster {
 function config(mode: "wireguard" | "ipsec", node3: "kernel" | "userspace", dualHost = false): string {
   return [
     `mode: ${mode}`,
+    // An agent's pass takes seconds to tens of seconds under emulation, where it takes milliseconds
+    // on a real node; with the controllers' default of 30 s a live node could miss a phase and lag
+    // (CI, 2026-12-07: a 33 s prepare on a guest at load 10-15).
+    "phaseTimeoutSeconds: 120",
     ...(dualHost ? ["ipFamily: dual", "hostEncryption: true"] : []),
     "nodes:",
     "  - {name: node-1, pods: 1}",

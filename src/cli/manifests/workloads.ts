@@ -45,6 +45,8 @@ export function configFile(o: ManifestOptions): DaemonConfig {
     },
     controller: {
       leaderElection: { name: COMPONENT_NAMES.controller, ttlSeconds: 15 },
+      // How long a live node may take to acknowledge a phase before the cluster moves on without it.
+      phaseTimeoutSeconds: 30,
     },
     log: { level: "info" },
   };
