@@ -10,7 +10,7 @@ import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { bulkBetweenNodes } from "./bulk.js";
 import { startEspCapture } from "./capture.js";
 import { espSaOptions, stopCapture, tsharkFields } from "../support/tshark.js";
-import { clusterCli, verifyUnderTraffic, type VerifyJson } from "./run-cli.js";
+import { clusterCli, rotateUnderTraffic, type VerifyJson } from "./run-cli.js";
 
 const { home, podcrypt } = clusterCli("ipsec-test");
 
@@ -180,38 +180,25 @@ describe(
       const before = await status();
       // 100 datagrams/s to every other node from one pod per node, from before the first
       // rotation until 3 s after the last, when the test ends it (SIGINT; one rotation takes 5-13
-      // s here); 40 s per rotation bounds them, asserted below.
+      // s here); 40 s per rotation bounds them (rotateUnderTraffic checks the test ended it).
       const seconds = 40 * rotations;
-      const traffic = verifyUnderTraffic(
-        podcrypt,
-        ["--json", "--seconds", String(seconds), "--count", String(seconds * 100)],
-        (seconds + 60) * 1000,
-      );
       const keyIds: number[] = [];
-      let rotatedMs = 0;
-      try {
-        await traffic.flowing;
-        const started = Date.now();
-        for (let i = 0; i < rotations; i++) {
-          const rot = await podcrypt(["rotate", "--wait", "--timeout", "120"]);
-          assert.equal(rot.code, 0, `rotation ${i + 1}: ${rot.stderr}`);
+      // After retire every peer holds exactly the new key ID's SA pair.
+      const { verify: v, rotatedMs } = await rotateUnderTraffic(
+        podcrypt,
+        ["--seconds", String(seconds), "--count", String(seconds * 100)],
+        (seconds + 60) * 1000,
+        rotations,
+        async (i) => {
           const s = await status();
           assert.equal(s.epoch, before.epoch + i + 1);
-          // After retire every peer holds exactly the new key ID's SA pair.
           for (const n of s.nodes) {
             assert.equal(n.peers.length, 2, `${n.name}: ${JSON.stringify(n.peers.map((p) => p.keyId))}`);
             for (const p of n.peers) assert.equal(p.keyId, keyIdForEpoch(s.epoch), `${n.name}->${p.node}`);
           }
           keyIds.push(keyIdForEpoch(s.epoch));
-        }
-        rotatedMs = Date.now() - started;
-        await new Promise((r) => setTimeout(r, 3000));
-      } finally {
-        traffic.end();
-      }
-      const r = await traffic.result;
-      const v = JSON.parse(r.stdout) as Verify;
-      assert.equal(v.stoppedEarly, true, `rotations (${rotatedMs} ms) ended inside the traffic`);
+        },
+      );
       for (const p of v.pairs) {
         assert.equal(p.plaintextSeen, false, `${p.from}->${p.to} plaintext`);
         assert.equal(p.echoed, p.sent, `${p.from}->${p.to} lost ${p.sent - p.echoed} of ${p.sent}`);

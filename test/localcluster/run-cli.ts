@@ -1,4 +1,5 @@
 /** The real CLI as a user runs it, against a local cluster kept in its own PODCRYPT_HOME. */
+import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -122,4 +123,38 @@ export function verifyUnderTraffic(
     end: () => end.abort(),
     result,
   };
+}
+
+/**
+ * `rotations` rotations (`rotate --wait`) under `podcrypt verify ARGS`'s traffic: the first starts
+ * once the traffic flows, `each(i)` runs after rotation i, and the traffic ends `tailMs` after
+ * the last (or at once when one fails). Resolves with verify's report, which must have been ended
+ * by the test rather than have run out, and how long the rotations took.
+ */
+export async function rotateUnderTraffic(
+  podcrypt: ReturnType<typeof clusterCli>["podcrypt"],
+  verifyArgs: string[],
+  timeoutMs: number,
+  rotations: number,
+  each: (i: number) => Promise<void> = async () => undefined,
+  tailMs = 3000,
+): Promise<{ verify: VerifyJson; rotatedMs: number }> {
+  const traffic = verifyUnderTraffic(podcrypt, ["--json", ...verifyArgs], timeoutMs);
+  let rotatedMs = 0;
+  try {
+    await traffic.flowing;
+    const started = Date.now();
+    for (let i = 0; i < rotations; i++) {
+      const rot = await podcrypt(["rotate", "--wait", "--timeout", "120"]);
+      assert.equal(rot.code, 0, `rotation ${i + 1}: ${rot.stderr}`);
+      await each(i);
+    }
+    rotatedMs = Date.now() - started;
+    await new Promise((r) => setTimeout(r, tailMs));
+  } finally {
+    traffic.end();
+  }
+  const verify = JSON.parse((await traffic.result).stdout) as VerifyJson;
+  assert.equal(verify.stoppedEarly, true, `rotations (${rotatedMs} ms) ended inside the traffic`);
+  return { verify, rotatedMs };
 }
