@@ -97,8 +97,8 @@ export interface AgentOptions {
   heartbeatMs?: number;
   /**
    * A full pass runs at least this often even without changes (repairs what was altered behind
-   * our back): this long after the last pass, whatever started it, or longer after a slow pass
-   * (decide.ts resyncDelay). Default {@link RESYNC_MS}.
+   * our back): this long after the last pass, whatever started it, or between phases longer after
+   * a slow pass (decide.ts resyncDelay). Default {@link RESYNC_MS}.
    */
   resyncMs?: number;
   /** How long a watch event waits for others before the pass it asks for. Default {@link COALESCE_MS}. */
@@ -249,13 +249,17 @@ export class Agent {
     await this.loop();
   }
 
-  /** The periodic resync, due {@link resyncDelay} after the last pass. */
+  /** The periodic resync, due {@link resyncDelay} after the last pass (sooner in a phase). */
   private armResync(): void {
     this.resync?.cancel();
-    this.resync = this.o.clock.after(resyncDelay(this.o.resyncMs ?? RESYNC_MS, this.lastPassMs), () => {
-      this.dirty = true;
-      void this.loop();
-    });
+    const inPhase = this.cluster !== undefined && this.cluster.phase !== "idle";
+    this.resync = this.o.clock.after(
+      resyncDelay(this.o.resyncMs ?? RESYNC_MS, this.lastPassMs, inPhase),
+      () => {
+        this.dirty = true;
+        void this.loop();
+      },
+    );
   }
 
   async stop(): Promise<void> {

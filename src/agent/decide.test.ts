@@ -393,14 +393,15 @@ describe("coalesceDelay", () => {
 });
 
 describe("resyncDelay", () => {
-  const cases: Array<[number, number, number]> = [
-    [RESYNC_MS, 0, RESYNC_MS],
-    [RESYNC_MS, 50, RESYNC_MS],
-    [RESYNC_MS, 15_000, 150_000],
-    [RESYNC_MS, 120_000, MAX_RESYNC_MS],
-    [MAX_RESYNC_MS * 2, 120_000, MAX_RESYNC_MS * 2],
+  const cases: Array<[number, number, boolean, number]> = [
+    [RESYNC_MS, 0, false, RESYNC_MS],
+    [RESYNC_MS, 50, false, RESYNC_MS],
+    [RESYNC_MS, 15_000, false, 150_000],
+    [RESYNC_MS, 15_000, true, RESYNC_MS],
+    [RESYNC_MS, 120_000, false, MAX_RESYNC_MS],
+    [MAX_RESYNC_MS * 2, 120_000, false, MAX_RESYNC_MS * 2],
   ];
-  for (const [least, lastPass, want] of cases)
-    it(`least ${least} ms, last pass ${lastPass} ms: ${want} ms`, () =>
-      assert.equal(resyncDelay(least, lastPass), want));
+  for (const [least, lastPass, inPhase, want] of cases)
+    it(`least ${least} ms, last pass ${lastPass} ms${inPhase ? ", in a phase" : ""}: ${want} ms`, () =>
+      assert.equal(resyncDelay(least, lastPass, inPhase), want));
 });

@@ -47,13 +47,16 @@ export const RESYNC_SPAN = 10;
 export const MAX_RESYNC_MS = 300_000;
 
 /**
- * How long after a pass the periodic resync runs: `least`, or {@link RESYNC_SPAN} times as long
- * as the pass took, at most {@link MAX_RESYNC_MS}. Resyncs then take at most about a tenth of the
- * agent's time: a node whose passes are slow (many peers, a starved or emulated machine) does not
- * spend it repairing what nobody changed, nor make the pass a phase needs wait behind one. A pass
- * of 50 ms keeps the 10 s; one of 15 s waits 150 s.
+ * How long after a pass the periodic resync runs: `least` while a phase is under way (`inPhase`:
+ * the controller waits at most its phase timeout for this node, and a pass that no event started
+ * must not come later than that), else `least` or {@link RESYNC_SPAN} times as long as the last
+ * pass took, at most {@link MAX_RESYNC_MS}. Between phases resyncs then take at most about a tenth
+ * of the agent's time: a node whose passes are slow (many peers, a starved or emulated machine)
+ * does not spend it repairing what nobody changed. A pass of 50 ms keeps the 10 s; one of 15 s
+ * waits 150 s.
  */
-export function resyncDelay(least: number, lastPassMs: number): number {
+export function resyncDelay(least: number, lastPassMs: number, inPhase: boolean): number {
+  if (inPhase) return least;
   return Math.max(least, Math.min(MAX_RESYNC_MS, RESYNC_SPAN * lastPassMs));
 }
 
