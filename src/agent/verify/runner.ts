@@ -175,7 +175,14 @@ export class VerifyRunner {
           packets: capture?.packets ?? 0,
           bytes: capture?.bytes ?? 0,
         },
-        probes: Object.entries(results).map(([marker, p]) => ({ marker, ...p })),
+        // An agent's run is never ended early: each probe sent the run's count, which the run
+        // states; the report keeps the shape every version of the CLI reads.
+        probes: Object.entries(results).map(([marker, { echoed, lost, startedAt }]) => ({
+          marker,
+          echoed,
+          lost,
+          startedAt,
+        })),
         seen: seen.filter((s) => !s.marker.startsWith(`${prefix}control-`)),
         controls: peers.map((p) => ({ to: p.name, seen: seenSet.has(controlMarker(r, self, p.name)) })),
       };
