@@ -128,6 +128,8 @@ export class Agent {
   private readonly watches: Array<Pick<Watch, "close">> = [];
   /** This node's liveness record, renewed every heartbeat. */
   private hold: LivenessHold | undefined;
+  /** The renewal of {@link Agent.hold} under way, if any: one at a time. */
+  private renewing: Promise<void> | undefined;
   /** Which nodes are live (their liveness records). */
   private live: LiveNodes = { has: () => false, close: async () => {} };
   /** The heartbeat timer, re-armed after each beat. */
@@ -240,6 +242,7 @@ export class Agent {
     for (const kind of WATCHED) await this.mirror(kind);
     const beat = this.o.clock.after(this.o.heartbeatMs ?? 5000, () => {
       beat.refresh();
+      this.renewLiveness();
       void this.heartbeat();
     });
     this.beat = beat;
@@ -531,7 +534,32 @@ export class Agent {
     return beating;
   }
 
+  /**
+   * Renews the node's liveness, on every beat of the clock and apart from the heartbeat's status:
+   * that one waits for a pass under way, and a slow pass must not let the liveness lapse. A
+   * renewal still under way when the next is due (a slow store) is not joined by another.
+   */
+  private renewLiveness(): void {
+    const hold = this.hold;
+    if (hold === undefined || this.renewing !== undefined) return;
+    // Renewing the lease writes no record (on etcd): no watch anywhere sees it.
+    this.renewing = hold
+      .renew()
+      .catch((e: unknown) => this.o.logger.warn({ err: e }, "renewing the node's liveness failed"))
+      .finally(() => {
+        this.renewing = undefined;
+      });
+  }
+
+  /**
+   * Publishes the node's status as the last pass left it. A pass under way is waited for first:
+   * while it runs, the data plane holds part of its changes (peers set, routes not yet), and a
+   * status read then would show tunnels up beside no failure although the pass is about to fail;
+   * `cluster up` took that for a settled node.
+   */
   private async beatOnce(): Promise<void> {
+    while (this.running && !this.stopped) await this.idle;
+    if (this.stopped) return;
     const restarts = this.daemonRestarts.count === 0 ? {} : { daemonRestarts: { ...this.daemonRestarts } };
     const dropped = ((await this.o.backend.strictDrops?.().catch(() => undefined)) ?? [])
       .filter((d) => d.packets > 0)
@@ -542,12 +570,6 @@ export class Agent {
     // What `podcrypt status` shows as refused is what the agents report here (at most 256).
     const refusedNow = this.refused.slice(0, 256).map((r) => ({ ...r }));
     const refused = refusedNow.length === 0 ? {} : { refusedClaims: refusedNow };
-    try {
-      // Renewing the lease writes no record (on etcd): no watch anywhere sees it.
-      await this.hold?.renew();
-    } catch (e) {
-      this.o.logger.warn({ err: e }, "renewing the node's liveness failed");
-    }
     try {
       const tunnels = await this.judgeTunnels();
       await this.publish((n) => {

@@ -114,6 +114,65 @@ describe("the agent's heartbeats", () => {
   });
 });
 
+describe("the agent's status during a pass", () => {
+  const root = new MemoryDatastore();
+  after(() => root.close());
+
+  it("is published once the pass has ended, with its outcome; the liveness is renewed meanwhile", async () => {
+    await root.collection("clusterencryptions").create({
+      name: "default",
+      enabled: true,
+      mode: "wireguard",
+      applied: { enabled: true, mode: "wireguard" },
+      epoch: 1,
+      phase: "idle",
+    });
+    const clock = new ManualClock(0, Date.parse("2026-12-01T00:00:00Z"));
+    // Every renewal of the node's liveness, counted.
+    const store = root.connect();
+    let renewals = 0;
+    const holdLiveness = store.holdLiveness.bind(store);
+    store.holdLiveness = async (name, ttl) => {
+      const hold = await holdLiveness(name, ttl);
+      const renew = hold.renew.bind(hold);
+      return { node: hold.node, release: () => hold.release(), renew: () => (renewals++, renew()) };
+    };
+    const node = simNode(store, 1, { clock, heartbeatMs: 5_000, resyncMs: 60_000 });
+    after(() => node.agent.stop());
+    // The first pass programs the data plane, then stalls until let go and fails (as a route write
+    // after the peers were set would).
+    let letGo!: () => void;
+    const held = new Promise<void>((r) => (letGo = r));
+    let passes = 0;
+    const reconcile = node.backend.reconcile.bind(node.backend);
+    node.backend.reconcile = async (desired, privateKey) => {
+      await reconcile(desired, privateKey);
+      if (++passes > 1) return;
+      await held;
+      throw fakeErrno("EPERM");
+    };
+    const status = async () => (await root.collection("nodes").get(node.name))?.value.status;
+    await node.agent.start();
+    clock.advance(COALESCE_MS);
+    await waitUntil(() => passes === 1, 10_000, "the first pass to program the data plane");
+    const before = await status();
+    // Two heartbeats fall due while the pass is under way.
+    for (let i = 0; i < 2; i++) {
+      clock.advance(5_000);
+      await settle();
+    }
+    assert.equal(renewals, 2, "the liveness is renewed on every beat, pass or no pass");
+    assert.deepEqual(await status(), before, "no status is published while a pass is under way");
+    letGo();
+    await waitUntil(
+      async () => (await status())?.reconcileError !== undefined,
+      10_000,
+      "the status after the pass, with its failure",
+    );
+    assert.equal((await status())?.reconcileError?.code, "EPERM");
+  });
+});
+
 describe("the agent's own record", () => {
   const root = new MemoryDatastore();
   after(() => root.close());
