@@ -5,6 +5,9 @@ import { answered, clusterDatastoreOption, openClusterDatastore, openDatastore }
 import { verifyViaAgents } from "./verify-agents.js";
 import { parseIntFlag } from "./flags.js";
 
+/** What verify prints on stderr once its traffic flows (a soak test's cue to start its faults). */
+export const TRAFFIC_FLOWING = "verify: traffic flowing";
+
 function describe(p: PairResult): string {
   const what = `${p.from} → ${p.to}${p.host ? " node-to-node" : ""} ${p.family} ${p.protocol}/${p.port}${p.service === undefined ? "" : ` (${p.service})`}`;
   const where = p.losses
@@ -90,7 +93,7 @@ export function registerVerify(program: Command): void {
               stop: stop.signal,
               // For whoever drives a soak test: the traffic flows now (and how to end it).
               sending: (n) =>
-                process.stderr.write(`verify: traffic flowing from ${n} senders; Ctrl-C ends it early\n`),
+                process.stderr.write(`${TRAFFIC_FLOWING} from ${n} senders; Ctrl-C ends it early\n`),
             });
           } finally {
             process.removeListener("SIGINT", early);

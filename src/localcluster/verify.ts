@@ -382,6 +382,18 @@ export interface VerifyOptions {
   sending?: (senders: number) => void;
 }
 
+/** Calls `then` once the probe process `child` says on its stderr that its traffic flows. */
+function whenSending(child: ChildProcess, then: () => void): void {
+  let said = "";
+  const onErr = (d: Buffer | string): void => {
+    said += String(d);
+    if (!said.split("\n").includes(PROBE_SENDING)) return;
+    child.stderr?.off("data", onErr);
+    then();
+  };
+  child.stderr?.on("data", onErr);
+}
+
 /**
  * `podcrypt verify`: runs the checks of {@link planChecks} (marked messages from a pod on one
  * node to a pod on another, which echoes them) while the fabric bridge is captured. A check fails
@@ -483,14 +495,9 @@ export async function verifyCluster(
               spawned: (c) => {
                 if (stop?.aborted === true) c.kill("SIGINT");
                 senders.add(c);
-                let said = "";
-                const onErr = (d: Buffer | string): void => {
-                  said += String(d);
-                  if (!said.split("\n").includes(PROBE_SENDING)) return;
-                  c.stderr?.off("data", onErr);
+                whenSending(c, () => {
                   if (++flowing === bySource.size) o.sending?.(flowing);
-                };
-                c.stderr?.on("data", onErr);
+                });
               },
             },
           );

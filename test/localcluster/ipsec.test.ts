@@ -189,14 +189,16 @@ describe(
         ["--seconds", String(seconds), "--count", String(seconds * 100)],
         (seconds + 60) * 1000,
         rotations,
-        async (i) => {
-          const s = await status();
-          assert.equal(s.epoch, before.epoch + i + 1);
-          for (const n of s.nodes) {
-            assert.equal(n.peers.length, 2, `${n.name}: ${JSON.stringify(n.peers.map((p) => p.keyId))}`);
-            for (const p of n.peers) assert.equal(p.keyId, keyIdForEpoch(s.epoch), `${n.name}->${p.node}`);
-          }
-          keyIds.push(keyIdForEpoch(s.epoch));
+        {
+          each: async (i) => {
+            const s = await status();
+            assert.equal(s.epoch, before.epoch + i + 1);
+            for (const n of s.nodes) {
+              assert.equal(n.peers.length, 2, `${n.name}: ${JSON.stringify(n.peers.map((p) => p.keyId))}`);
+              for (const p of n.peers) assert.equal(p.keyId, keyIdForEpoch(s.epoch), `${n.name}->${p.node}`);
+            }
+            keyIds.push(keyIdForEpoch(s.epoch));
+          },
         },
       );
       for (const p of v.pairs) {

@@ -4,6 +4,7 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { TRAFFIC_FLOWING } from "../../src/cli/verify.js";
 import { NETNS_PREFIX } from "../../src/localcluster/plan.js";
 import { projectRoot } from "../../src/paths.js";
 import { listNetns } from "../../src/platform/netns/netns.js";
@@ -18,7 +19,7 @@ export interface CliResult {
 export interface RunOptions {
   /** Sends the command SIGINT when it fires (what Ctrl-C does: verify then ends its traffic early). */
   interrupt?: AbortSignal;
-  /** Told of the command's stderr as it comes (verify's "traffic flowing"). */
+  /** Told of the command's stderr as it comes (verify's {@link TRAFFIC_FLOWING}). */
   stderr?: (chunk: string) => void;
 }
 
@@ -108,7 +109,7 @@ export function verifyUnderTraffic(
     interrupt: end.signal,
     stderr: (chunk) => {
       said += chunk;
-      if (said.includes("verify: traffic flowing")) flows();
+      if (said.includes(TRAFFIC_FLOWING)) flows();
     },
   });
   return {
@@ -125,9 +126,25 @@ export function verifyUnderTraffic(
   };
 }
 
+/** How {@link rotateUnderTraffic} rotates, besides how many times. */
+export interface RotateOptions {
+  /** Runs after rotation i (checks of the state it left). */
+  each?: (i: number) => Promise<void>;
+  /** The traffic after the last rotation, before the test ends it (default 3 s). */
+  tailMs?: number;
+  /** `rotate --wait --timeout` (default 120 s). */
+  rotateTimeoutS?: number;
+  /** Runs `rotate` (default: the same CLI as verify), e.g. to record how long each took. */
+  rotate?: (args: string[]) => Promise<CliResult>;
+  /** Told once the traffic flows, before the first rotation. */
+  flowing?: () => void;
+  /** More for a failed rotation's message (the machine's load, the daemons' logs). */
+  failure?: () => string;
+}
+
 /**
  * `rotations` rotations (`rotate --wait`) under `podcrypt verify ARGS`'s traffic: the first starts
- * once the traffic flows, `each(i)` runs after rotation i, and the traffic ends `tailMs` after
+ * once the traffic flows, `o.each(i)` runs after rotation i, and the traffic ends `o.tailMs` after
  * the last (or at once when one fails). Resolves with verify's report, which must have been ended
  * by the test rather than have run out, and how long the rotations took.
  */
@@ -136,21 +153,25 @@ export async function rotateUnderTraffic(
   verifyArgs: string[],
   timeoutMs: number,
   rotations: number,
-  each: (i: number) => Promise<void> = async () => undefined,
-  tailMs = 3000,
+  o: RotateOptions = {},
 ): Promise<{ verify: VerifyJson; rotatedMs: number }> {
   const traffic = verifyUnderTraffic(podcrypt, ["--json", ...verifyArgs], timeoutMs);
+  const rotate = o.rotate ?? ((args: string[]) => podcrypt(args));
   let rotatedMs = 0;
   try {
     await traffic.flowing;
+    o.flowing?.();
     const started = Date.now();
     for (let i = 0; i < rotations; i++) {
-      const rot = await podcrypt(["rotate", "--wait", "--timeout", "120"]);
-      assert.equal(rot.code, 0, `rotation ${i + 1}: ${rot.stderr}`);
-      await each(i);
+      const rot = await rotate(["rotate", "--wait", "--timeout", String(o.rotateTimeoutS ?? 120)]);
+      if (rot.code !== 0)
+        assert.fail(
+          `rotation ${i + 1}: exit ${rot.code}: ${rot.stderr}${o.failure === undefined ? "" : `\n${o.failure()}`}`,
+        );
+      await o.each?.(i);
     }
     rotatedMs = Date.now() - started;
-    await new Promise((r) => setTimeout(r, tailMs));
+    await new Promise((r) => setTimeout(r, o.tailMs ?? 3000));
   } finally {
     traffic.end();
   }

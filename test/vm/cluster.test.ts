@@ -26,7 +26,7 @@ import type { PlannedNode } from "../../src/localcluster/plan.js";
 import { readClusterState } from "../../src/localcluster/state.js";
 import { parseXfrmPolicies, parseXfrmStates } from "../../src/platform/netlink/xfrm-text.js";
 import { listNetns, run, runIn } from "../../src/platform/netns/netns.js";
-import { clusterCli, verifyUnderTraffic, type CliResult, type VerifyJson } from "../localcluster/run-cli.js";
+import { clusterCli, rotateUnderTraffic, type CliResult, type VerifyJson } from "../localcluster/run-cli.js";
 import { vmOnly } from "./vm-env.js";
 
 type Result = CliResult;
@@ -79,9 +79,9 @@ class Cluster {
     return this.cli;
   }
 
-  /** `podcrypt verify ARGS` whose traffic the caller ends (run-cli.ts verifyUnderTraffic). */
-  verifyUnderTraffic(args: string[], timeoutMs: number): ReturnType<typeof verifyUnderTraffic> {
-    return verifyUnderTraffic(this.run.podcrypt, args, timeoutMs);
+  /** The CLI in the cluster's home as run-cli.ts runs it (no diagnostics). */
+  get cliPodcrypt(): ReturnType<typeof clusterCli>["podcrypt"] {
+    return this.run.podcrypt;
   }
 
   get home(): string {
@@ -362,7 +362,7 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
   // dual-stack pods and host encryption: 2.5/s each), from once every sender's traffic flows
   // (verify says so) until 15 s after the last rotation, when the test ends it (SIGINT: verify
   // reports what was sent). The five took 140-193 s in the VM with the host to itself on
-  // 2026-12-06 and 289-312 s in the clean-clone run of 2026-12-07; verify's own limit, 600 s,
+  // 2026-12-06, 289-312 s in a clean-clone run of 2026-12-07 and 256 s in CI the same day; verify's own limit, 600 s,
   // bounds them (test/vm/README.md). (A guest etcd that stopped answering in CI was short of
   // memory, not of this traffic: README.md, "Memory".)
   const seconds = Number(process.env["PODCRYPT_VM_TRAFFIC_S"] || 600);
@@ -370,40 +370,40 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
   const checks = NODES.length * (NODES.length - 1) * 4;
   const count = Math.max(1, Math.floor((seconds * 60) / checks));
   const verifyStarted = Date.now();
-  const traffic = c.verifyUnderTraffic(
-    ["--json", "--timeout", "300", "--seconds", String(seconds), "--count", String(count)],
-    (seconds + 300) * 1000,
-  );
   // The guest's load and free memory every 15 s: a rotation that times out says what starved it.
   const samples: string[] = [];
   const sampler = setInterval(() => samples.push(guestLoad()), 15_000);
-  let started = Date.now();
-  let rotatedS = 0;
   const cpuBefore = guestCpu();
+  let rotated: Awaited<ReturnType<typeof rotateUnderTraffic>>;
   try {
-    await traffic.flowing;
-    started = Date.now();
-    t.diagnostic(`verify's traffic flows ${((started - verifyStarted) / 1000).toFixed(1)} s after its start`);
-    for (let i = 0; i < rotations; i++) {
-      const r = await c.podcrypt(["rotate", "--wait", "--timeout", "240"], t);
-      // Where the guest's CPU went, read only for a failure's message (it walks all of /proc).
-      if (r.code !== 0) {
-        const cpu = guestCpuSpent(cpuBefore, (Date.now() - verifyStarted) / 1000);
-        assert.fail(
-          `rotation ${i + 1}: exit ${r.code}: ${r.stderr}\n${samples.join("\n")}\n${cpu.join("\n")}\n${c.logTail()}`,
-        );
-      }
-    }
-    rotatedS = (Date.now() - started) / 1000;
-    // Traffic after the last switch and retire, then the end of it.
-    await new Promise((r) => setTimeout(r, 15_000));
+    rotated = await rotateUnderTraffic(
+      c.cliPodcrypt,
+      ["--timeout", "300", "--seconds", String(seconds), "--count", String(count)],
+      (seconds + 300) * 1000,
+      rotations,
+      {
+        rotateTimeoutS: 240,
+        // Traffic after the last switch and retire, then the end of it.
+        tailMs: 15_000,
+        rotate: (args) => c.podcrypt(args, t),
+        flowing: () =>
+          t.diagnostic(
+            `verify's traffic flows ${((Date.now() - verifyStarted) / 1000).toFixed(1)} s after its start`,
+          ),
+        // Where the guest's CPU went, read only for a failure's message (it walks all of /proc).
+        failure: () =>
+          [...samples, ...guestCpuSpent(cpuBefore, (Date.now() - verifyStarted) / 1000), c.logTail()].join(
+            "\n",
+          ),
+      },
+    );
   } finally {
     clearInterval(sampler);
-    traffic.end();
   }
   for (const l of [...samples, ...guestCpuSpent(cpuBefore, (Date.now() - verifyStarted) / 1000)])
     t.diagnostic(l);
-  const v = JSON.parse((await traffic.result).stdout) as Verify;
+  const v = rotated.verify as Verify;
+  const rotatedS = rotated.rotatedMs / 1000;
   // The controller's phase changes (with any node timed out), for placing a loss in the protocol.
   for (const l of c.timeline(["controller"], /"msg":"cluster phase"/)) t.diagnostic(l);
   let sent = 0;
@@ -433,9 +433,8 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
   );
   assert.equal((await c.status()).epoch, epochBefore + rotations);
   // The traffic spanned the rotations: it flowed before the first, every check sent for at least
-  // as long as they took (at its pace of `seconds / count` apart), and the test ended it, not
-  // its running out.
-  assert.equal(v.stoppedEarly, true, `the rotations (${rotatedS} s) outlasted the traffic (${seconds} s)`);
+  // as long as they took (at its pace of `seconds / count` apart), and the test ended it, not its
+  // running out (rotateUnderTraffic checks that).
   for (const p of v.pairs)
     assert.ok(
       (p.sent * seconds) / count >= rotatedS,
