@@ -76,7 +76,7 @@ export interface EpochKeys {
   /** The private key of `epoch` (throws if absent). */
   privateKey(epoch: number): Buffer;
   /** Deletes the key files of every epoch not in `keep`. */
-  retain(keep: number[]): Promise<void>;
+  retain(keep: readonly number[]): Promise<void>;
 }
 
 export interface AgentOptions {

@@ -50,20 +50,34 @@ interface Gen {
  * `installed`) are the older generations kept for lagging nodes (see `laggingNodeSchema`): in
  * retire and idle, one per epoch a lagging node still uses, never in the sending generation's slot.
  */
-export function generationsFor(c: ClusterEncryption): {
-  installed: Gen[];
-  sending: Gen | undefined;
-  lagged: Gen[];
-} {
+export function generationsFor(c: ClusterEncryption): Generations {
+  // The cluster's record is immutable once read (every version is a new object), and every Node
+  // event at every agent asks (decide.ts wakeFor via epochsNeeded): worked out once per version.
+  let g = generationsOf.get(c);
+  if (g === undefined) generationsOf.set(c, (g = workOutGenerations(c)));
+  return g;
+}
+
+/** What {@link generationsFor} returns; shared between its callers, so read-only. */
+interface Generations {
+  readonly installed: readonly Gen[];
+  readonly sending: Gen | undefined;
+  readonly lagged: readonly Gen[];
+  /** The installed generations' epochs ({@link epochsNeeded}). */
+  readonly epochs: readonly number[];
+}
+const generationsOf = new WeakMap<ClusterEncryption, Generations>();
+
+function workOutGenerations(c: ClusterEncryption): Generations {
   const { installed, sending } = phaseGenerations(c);
-  if (sending === undefined || c.lagging.length === 0 || (c.phase !== "idle" && c.phase !== "retire"))
-    return { installed, sending, lagged: [] };
   const lagged: Gen[] = [];
-  for (const l of c.lagging) {
-    if (l.epoch >= sending.epoch || l.epoch % 2 === sending.epoch % 2) continue;
-    if (!lagged.some((g) => g.epoch === l.epoch)) lagged.push({ epoch: l.epoch, mode: sending.mode });
-  }
-  return { installed: [...lagged, ...installed], sending, lagged };
+  if (sending !== undefined && (c.phase === "idle" || c.phase === "retire"))
+    for (const l of c.lagging) {
+      if (l.epoch >= sending.epoch || l.epoch % 2 === sending.epoch % 2) continue;
+      if (!lagged.some((g) => g.epoch === l.epoch)) lagged.push({ epoch: l.epoch, mode: sending.mode });
+    }
+  const all = [...lagged, ...installed];
+  return { installed: all, sending, lagged, epochs: all.map((g) => g.epoch) };
 }
 
 /** The lag entries that have a generation kept for them, by node. */
@@ -89,8 +103,8 @@ function phaseGenerations(c: ClusterEncryption): { installed: Gen[]; sending: Ge
 }
 
 /** Epochs whose private keys the node must hold now; keys of every other epoch can be deleted. */
-export function epochsNeeded(c: ClusterEncryption): number[] {
-  return generationsFor(c).installed.map((g) => g.epoch);
+export function epochsNeeded(c: ClusterEncryption): readonly number[] {
+  return generationsFor(c).epochs;
 }
 
 /** Strict-mode drops for the phase (docs/design.md#keys-and-rotation and #strict-mode). */
@@ -416,41 +430,50 @@ export function desiredState(
     const p = memo.peer(n, g.epoch, port, ipv6, hostAccept);
     return g.mode === "ipsec" && p?.saInstance === undefined ? undefined : p;
   };
-  const generations: DesiredGeneration[] = installed.map((g) => {
+  const portOf = (epoch: number): number => settings.wireguardPort + (epoch % 2);
+  // Every peer's entry in every installed generation (by the peer's index in `others`), looked up
+  // once a pass: the peer lists and the choice of each peer's carrier below both read them.
+  const entries = installed.map((g) => others.map((n) => peerIn(g, n, portOf(g.epoch))));
+  const generations: DesiredGeneration[] = installed.map((g, gi) => {
     const slot = (g.epoch % 2) as 0 | 1;
-    const listenPort = settings.wireguardPort + slot;
     const kept = keptOnly(g.epoch);
+    const peers: DesiredPeer[] = [];
+    others.forEach((n, i) => {
+      const p = entries[gi]![i];
+      if (p !== undefined && (!kept || lagging.get(n.name)?.epoch === g.epoch)) peers.push(p);
+    });
     return {
       epoch: g.epoch,
       mode: g.mode,
       slot,
       ifname: `${settings.ifPrefix}${slot}`,
-      listenPort,
-      peers: others
-        .filter((n) => !kept || lagging.get(n.name)?.epoch === g.epoch)
-        .map((n) => peerIn(g, n, listenPort))
-        .filter((p) => p !== undefined),
+      listenPort: portOf(g.epoch),
+      peers,
     };
   });
-  const carrier = (n: Node): DesiredGeneration | undefined => {
-    const peerOf = (g: DesiredGeneration) => peerIn(g, n, g.listenPort);
-    const holds = (g: DesiredGeneration): boolean =>
-      peerOf(g) !== undefined && (!keptOnly(g.epoch) || lagging.get(n.name)?.epoch === g.epoch);
-    if (sending === undefined) return generations.find(holds);
+  // The generation that carries the pods' traffic to `others[i]`, if any.
+  const carrier = (i: number): DesiredGeneration | undefined => {
+    const n = others[i]!;
+    // The generations that hold the peer (in installation order).
+    const holding = generations.filter(
+      (g, gi) =>
+        entries[gi]![i] !== undefined && (!keptOnly(g.epoch) || lagging.get(n.name)?.epoch === g.epoch),
+    );
+    if (sending === undefined) return holding[0];
     // A pair with a lagging node stays on the kept generation until the controller switches it.
     const lag = selfLag ?? lagging.get(n.name);
     if (lag !== undefined && lag.switchAt === undefined) {
-      const kept = generations.find((g) => g.epoch === lag.epoch && holds(g));
+      const kept = holding.find((g) => g.epoch === lag.epoch);
       if (kept !== undefined) return kept;
     }
-    const next = generations.find((g) => g.epoch === sending.epoch && holds(g));
+    const next = holding.find((g) => g.epoch === sending.epoch);
     // A peer the sending generation does not know yet is reached through any that does.
-    if (next === undefined) return generations.find(holds);
+    if (next === undefined) return holding[0];
     // Only an *older* generation keeps a peer until the sending one's session is up (switch); a
     // newer one (prepare) never takes traffic before its run switches.
-    const older = generations.find((g) => g.epoch < sending.epoch && holds(g));
+    const older = holding.find((g) => g.epoch < sending.epoch);
     if (older === undefined || next.mode !== "wireguard") return next;
-    return sessions(next.epoch, peerOf(next)!.publicKey) ? next : older;
+    return sessions(next.epoch, entries[generations.indexOf(next)]![i]!.publicKey) ? next : older;
   };
   const selective = c.encryption === "selective";
   const routes: DesiredRoute[] = [];
@@ -458,8 +481,8 @@ export function desiredState(
   // follows the routing of host traffic, which starts after every node accepts and ends before.
   const src: Partial<Record<HostFamily, string>> = {};
   for (const f of hostRoute) src[f] = self!.underlay[f];
-  for (const n of others) {
-    const via = carrier(n)?.ifname ?? null;
+  for (const [i, n] of others.entries()) {
+    const via = carrier(i)?.ifname ?? null;
     for (const r of memo.routesTo(n, via, sending !== undefined, selective, settings.underlayIf, src))
       routes.push(r);
     // Host traffic goes through the tunnel that carries the peer's pods; with none up it goes as

@@ -31,7 +31,7 @@ export class MemoryEpochKeys implements EpochKeys {
     return p.privateKey;
   }
 
-  async retain(keep: number[]): Promise<void> {
+  async retain(keep: readonly number[]): Promise<void> {
     for (const e of [...this.pairs.keys()]) {
       if (!keep.includes(e)) {
         this.pairs.delete(e);
