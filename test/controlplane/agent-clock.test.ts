@@ -19,10 +19,10 @@ async function settle(): Promise<void> {
 
 /**
  * Node 1's agent on a ManualClock over `root` (heartbeat every 5 s, full resync every 60 s, not
- * started), the cluster encrypting with WireGuard at epoch 1, idle; the agent is stopped in an
- * `after` hook.
+ * started), through `store` (a connection to `root`), the cluster encrypting with WireGuard at
+ * epoch 1, idle; the agent is stopped in an `after` hook.
  */
-async function agentOnClock(root: MemoryDatastore) {
+async function agentOnClock(root: MemoryDatastore, store = root.connect()) {
   await root.collection("clusterencryptions").create({
     name: "default",
     enabled: true,
@@ -32,7 +32,7 @@ async function agentOnClock(root: MemoryDatastore) {
     phase: "idle",
   });
   const clock = new ManualClock(0, Date.parse("2026-12-01T00:00:00Z"));
-  const node = simNode(root.connect(), 1, { clock, heartbeatMs: 5_000, resyncMs: 60_000 });
+  const node = simNode(store, 1, { clock, heartbeatMs: 5_000, resyncMs: 60_000 });
   after(() => node.agent.stop());
   return { clock, node };
 }
@@ -119,15 +119,6 @@ describe("the agent's status during a pass", () => {
   after(() => root.close());
 
   it("is published once the pass has ended, with its outcome; the liveness is renewed meanwhile", async () => {
-    await root.collection("clusterencryptions").create({
-      name: "default",
-      enabled: true,
-      mode: "wireguard",
-      applied: { enabled: true, mode: "wireguard" },
-      epoch: 1,
-      phase: "idle",
-    });
-    const clock = new ManualClock(0, Date.parse("2026-12-01T00:00:00Z"));
     // Every renewal of the node's liveness, counted.
     const store = root.connect();
     let renewals = 0;
@@ -137,8 +128,7 @@ describe("the agent's status during a pass", () => {
       const renew = hold.renew.bind(hold);
       return { node: hold.node, release: () => hold.release(), renew: () => (renewals++, renew()) };
     };
-    const node = simNode(store, 1, { clock, heartbeatMs: 5_000, resyncMs: 60_000 });
-    after(() => node.agent.stop());
+    const { clock, node } = await agentOnClock(root, store);
     // The first pass programs the data plane, then stalls until let go and fails (as a route write
     // after the peers were set would).
     let letGo!: () => void;
