@@ -126,7 +126,7 @@ export interface AgentOptions {
  */
 export class Agent {
   private readonly watches: Array<Pick<Watch, "close">> = [];
-  /** This node's liveness record, renewed every heartbeat. */
+  /** This node's liveness record, renewed on every beat of the heartbeat timer. */
   private hold: LivenessHold | undefined;
   /** The renewal of {@link Agent.hold} under way, if any: one at a time. */
   private renewing: Promise<void> | undefined;

@@ -434,31 +434,28 @@ export function desiredState(
   // Every peer's entry in every installed generation (by the peer's index in `others`), looked up
   // once a pass: the peer lists and the choice of each peer's carrier below both read them.
   const entries = installed.map((g) => others.map((n) => peerIn(g, n, portOf(g.epoch))));
+  const kept = installed.map((g) => keptOnly(g.epoch));
+  // Whether installed generation `gi` holds `others[i]`: it has the peer's entry, and a generation
+  // kept for lagging nodes holds only them.
+  const holds = (gi: number, i: number): boolean =>
+    entries[gi]![i] !== undefined &&
+    (!kept[gi] || lagging.get(others[i]!.name)?.epoch === installed[gi]!.epoch);
   const generations: DesiredGeneration[] = installed.map((g, gi) => {
     const slot = (g.epoch % 2) as 0 | 1;
-    const kept = keptOnly(g.epoch);
-    const peers: DesiredPeer[] = [];
-    others.forEach((n, i) => {
-      const p = entries[gi]![i];
-      if (p !== undefined && (!kept || lagging.get(n.name)?.epoch === g.epoch)) peers.push(p);
-    });
     return {
       epoch: g.epoch,
       mode: g.mode,
       slot,
       ifname: `${settings.ifPrefix}${slot}`,
       listenPort: portOf(g.epoch),
-      peers,
+      peers: others.flatMap((_, i) => (holds(gi, i) ? [entries[gi]![i]!] : [])),
     };
   });
   // The generation that carries the pods' traffic to `others[i]`, if any.
   const carrier = (i: number): DesiredGeneration | undefined => {
     const n = others[i]!;
     // The generations that hold the peer (in installation order).
-    const holding = generations.filter(
-      (g, gi) =>
-        entries[gi]![i] !== undefined && (!keptOnly(g.epoch) || lagging.get(n.name)?.epoch === g.epoch),
-    );
+    const holding = generations.filter((_, gi) => holds(gi, i));
     if (sending === undefined) return holding[0];
     // A pair with a lagging node stays on the kept generation until the controller switches it.
     const lag = selfLag ?? lagging.get(n.name);

@@ -96,7 +96,7 @@ export interface VerifyJson {
  * `flowing` settles once every sender's traffic flows (verify says so on stderr; it rejects when
  * verify ended first), `end()` ends the traffic, and `result` is verify's outcome.
  */
-export function verifyUnderTraffic(
+function verifyUnderTraffic(
   podcrypt: ReturnType<typeof clusterCli>["podcrypt"],
   args: string[],
   timeoutMs: number,
@@ -176,6 +176,10 @@ export async function rotateUnderTraffic(
     traffic.end();
   }
   const verify = JSON.parse((await traffic.result).stdout) as VerifyJson;
-  assert.equal(verify.stoppedEarly, true, `rotations (${rotatedMs} ms) ended inside the traffic`);
+  assert.equal(
+    verify.stoppedEarly,
+    true,
+    `the rotations (${rotatedMs} ms) outlasted the traffic: verify ran out before the test ended it`,
+  );
   return { verify, rotatedMs };
 }

@@ -362,8 +362,8 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
   // dual-stack pods and host encryption: 2.5/s each), from once every sender's traffic flows
   // (verify says so) until 15 s after the last rotation, when the test ends it (SIGINT: verify
   // reports what was sent). The five took 140-193 s in the VM with the host to itself on
-  // 2026-12-06, 289-312 s in a clean-clone run of 2026-12-07 and 256 s in CI the same day; verify's own limit, 600 s,
-  // bounds them (test/vm/README.md). (A guest etcd that stopped answering in CI was short of
+  // 2026-12-06, 289-312 s in a clean-clone run of 2026-12-07 and 256 s in CI the same day;
+  // verify's own limit, 600 s, bounds them (test/vm/README.md). (A guest etcd that stopped answering in CI was short of
   // memory, not of this traffic: README.md, "Memory".)
   const seconds = Number(process.env["PODCRYPT_VM_TRAFFIC_S"] || 600);
   // Both callers run dual-stack pods with host encryption: 4 checks per ordered pair (see verify()).
@@ -374,6 +374,7 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
   const samples: string[] = [];
   const sampler = setInterval(() => samples.push(guestLoad()), 15_000);
   const cpuBefore = guestCpu();
+  const cpuSpent = (): string[] => guestCpuSpent(cpuBefore, (Date.now() - verifyStarted) / 1000);
   let rotated: Awaited<ReturnType<typeof rotateUnderTraffic>>;
   try {
     rotated = await rotateUnderTraffic(
@@ -391,17 +392,13 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
             `verify's traffic flows ${((Date.now() - verifyStarted) / 1000).toFixed(1)} s after its start`,
           ),
         // Where the guest's CPU went, read only for a failure's message (it walks all of /proc).
-        failure: () =>
-          [...samples, ...guestCpuSpent(cpuBefore, (Date.now() - verifyStarted) / 1000), c.logTail()].join(
-            "\n",
-          ),
+        failure: () => [...samples, ...cpuSpent(), c.logTail()].join("\n"),
       },
     );
   } finally {
     clearInterval(sampler);
   }
-  for (const l of [...samples, ...guestCpuSpent(cpuBefore, (Date.now() - verifyStarted) / 1000)])
-    t.diagnostic(l);
+  for (const l of [...samples, ...cpuSpent()]) t.diagnostic(l);
   const v = rotated.verify as Verify;
   const rotatedS = rotated.rotatedMs / 1000;
   // The controller's phase changes (with any node timed out), for placing a loss in the protocol.
