@@ -143,13 +143,16 @@ export function wakeFor(
   for (const e of epochsNeeded(c)) {
     const k = String(e);
     if (a.publicKeys[k] === b.publicKeys[k]) continue;
-    if (
-      c.phase === "prepare" &&
-      e === target?.epoch &&
-      a.publicKeys[k] === undefined &&
-      view.awaitingKeys.has(b.name)
-    )
-      return { wake: view.awaitingKeys.size === 1 ? "now" : "batch", keyArrived: b.name };
+    if (c.phase === "prepare" && e === target?.epoch && a.publicKeys[k] === undefined) {
+      if (view.awaitingKeys.has(b.name))
+        return { wake: view.awaitingKeys.size === 1 ? "now" : "batch", keyArrived: b.name };
+      // Not awaited: before this node's first pass of the phase (which is on its way, and then
+      // finds the key), or from a peer that was not live at the last one (its liveness coming
+      // back starts a pass). At "now", the keys that arrived before an agent's first pass of the
+      // phase ran a pass every coalescing delay (at 500 agents, 300 such wakes per agent and
+      // rotation; now 1).
+      return { wake: "batch" };
+    }
     return { wake: "now" };
   }
   if (c.phase !== "switch" || target === undefined) return { wake: "none" };
@@ -272,8 +275,12 @@ export function decideAfterReconcile(i: AfterReconcile): AfterReconcileDecision 
       )
     )
       out.acknowledge = { epoch: target.epoch, phase: c.phase };
+    // Sessions come up by themselves only with peers that prepared (their end of the generation
+    // exists): for a live peer that never did (the controller timed it out) every node would look
+    // again every RECHECK_MS for the rest of the phase, on a cluster already slow enough to time
+    // nodes out. Its acknowledgement, should it come, is a Node event that wakes a pass (wakeFor).
     const gen = desired.generations.find((g) => g.epoch === target.epoch);
-    if (i.takeover && gen !== undefined && unswitched(desired, gen, live).length > 0)
+    if (i.takeover && gen !== undefined && unswitched(desired, gen, prepared).length > 0)
       out.recheckInMs = RECHECK_MS;
   }
   const lag = c.lagging.find((l) => l.node === i.self);
