@@ -93,6 +93,25 @@ function holds(c: Condition, s: SimNode): boolean {
   }
 }
 
+/**
+ * What the agents that fail `c` hold, for a measurement that timed out: how many hold which
+ * epochs with how many peers in `c`'s epoch (the most common first).
+ */
+function holding(c: Condition, agents: readonly SimNode[]): string {
+  if (c.kind === "started") return "";
+  const counts = new Map<string, number>();
+  for (const s of agents) {
+    if (holds(c, s)) continue;
+    const k = `epochs [${s.backend.epochs().join(",")}] with ${peersOf(s, c.epoch)} peers in ${c.epoch}`;
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  return [...counts]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 4)
+    .map(([k, v]) => `${v} hold ${k}`)
+    .join("; ");
+}
+
 function among(names: readonly string[] | undefined): SimNode[] {
   if (names === undefined) return nodes;
   const want = new Set(names);
@@ -127,7 +146,9 @@ async function handle(r: Request): Promise<Reply> {
       await waitUntil(() => who().every((s) => holds(r.condition, s)), r.timeoutMs, r.what, 5).catch(
         (e: unknown) => {
           const k = who().filter((s) => holds(r.condition, s)).length;
-          throw new Error(`${(e as Error).message}: ${k}/${who().length} agents of this worker`);
+          throw new Error(
+            `${(e as Error).message}: ${k}/${who().length} agents of this worker; ${holding(r.condition, who())}`,
+          );
         },
       );
       return { id: r.id, at: Date.now() };

@@ -42,6 +42,24 @@ import { processCpuSeconds } from "../machine.js";
 import { startProfile } from "./profile.js";
 import type { Condition, Reply, Request, WorkerSetup } from "./protocol.js";
 
+/**
+ * For a rotation that did not complete: the nodes that published no key for `epoch` (every agent
+ * waits for them, and none holds only the new generation with every peer), and which of them
+ * the datastore holds no liveness record for.
+ */
+async function unkeyed(store: Datastore, epoch: number): Promise<string> {
+  const nodes = (await store.collection("nodes").list()).items;
+  const without = nodes.filter((n) => n.value.publicKeys[String(epoch)] === undefined).map((n) => n.key);
+  if (without.length === 0) return `every node of ${nodes.length} published a key for epoch ${epoch}`;
+  const live = await store.heartbeats();
+  const dead = without.filter((n) => !live.has(n));
+  return (
+    `${without.length} of ${nodes.length} nodes published no key for epoch ${epoch}: ` +
+    `${without.slice(0, 10).join(", ")}${without.length > 10 ? ", ..." : ""}` +
+    ` (${dead.length} of them without a liveness record)`
+  );
+}
+
 export interface ScaleOptions {
   /** Simulated agents before the join. Default 500. */
   agents: number;
@@ -338,7 +356,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         const allDone = await done.catch(async (e: unknown) => {
           const c = await readCluster(observer);
           throw new Error(
-            `${(e as Error).message}: cluster ${c?.phase} (epoch ${c?.epoch}, ${c?.timeouts.length} timeouts)`,
+            `${(e as Error).message}: cluster ${c?.phase} (epoch ${c?.epoch}, ${c?.timeouts.length} timeouts); ${await unkeyed(observer, next)}`,
           );
         });
         const ms = Math.max(idleSeen, allDone) - tr;
