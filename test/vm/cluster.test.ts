@@ -363,8 +363,8 @@ async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> 
   // (verify says so) until 15 s after the last rotation, when the test ends it (SIGINT: verify
   // reports what was sent). The five took 140-193 s in the VM with the host to itself on
   // 2026-12-06, 289-312 s in a clean-clone run of 2026-12-07 and 256 s in CI the same day;
-  // verify's own limit, 600 s, bounds them (test/vm/README.md). (A guest etcd that stopped answering in CI was short of
-  // memory, not of this traffic: README.md, "Memory".)
+  // verify's own limit, 600 s, bounds them (test/vm/README.md). (A guest etcd that stopped
+  // answering in CI was short of memory, not of this traffic: README.md, "Memory".)
   const seconds = Number(process.env["PODCRYPT_VM_TRAFFIC_S"] || 600);
   // Both callers run dual-stack pods with host encryption: 4 checks per ordered pair (see verify()).
   const checks = NODES.length * (NODES.length - 1) * 4;
