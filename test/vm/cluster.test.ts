@@ -3,7 +3,7 @@
  * The local cluster on kernel data planes, test VM only: `podcrypt cluster up --dataplane kernel` in both modes, with dual-stack pods and
  * host encryption on, `podcrypt verify` in both families and node to node, `wg show`, `ip xfrm
  * state` and `policy` and the host table against `podcrypt status --json`, idempotence and repair
- * behind the agents' backs, 5 rotations under continuous traffic without a lost packet, and mixed
+ * behind the agents' backs, 3 rotations under continuous traffic without a lost packet, and mixed
  * clusters (one node forced to userspace by the config file, IPv4 only) in both modes.
  *
  * PODCRYPT_VM_CLUSTERS (see run.sh) picks the clusters, all four by default; test/vm/README.md has
@@ -354,14 +354,18 @@ function guestCpuSpent(before: ReturnType<typeof guestCpu>, seconds: number): st
   ];
 }
 
-/** 5 rotations while every pair exchanges datagrams: 0 lost, none in plaintext, epochs advanced. */
+/**
+ * 3 rotations while every pair exchanges datagrams: 0 lost, none in plaintext, epochs advanced.
+ * Three, not more: each takes 40-90 s in the emulated guest, and the losses this test has found
+ * (test/vm/README.md) showed in every rotation. The netns tier runs 10-15 per mode.
+ */
 async function rotationsUnderTraffic(c: Cluster, t: TestContext): Promise<void> {
-  const rotations = 5;
+  const rotations = 3;
   const epochBefore = (await c.status()).epoch;
   // 60 full-sized datagrams/s in all, shared by verify's checks (6 pod pairs, 24 checks with
   // dual-stack pods and host encryption: 2.5/s each), from once every sender's traffic flows
   // (verify says so) until 15 s after the last rotation, when the test ends it (SIGINT: verify
-  // reports what was sent). The five took 140-193 s in the VM with the host to itself on
+  // reports what was sent). Five rotations took 140-193 s in the VM with the host to itself on
   // 2026-12-06, 289-312 s in a clean-clone run of 2026-12-07 and 256 s in CI the same day;
   // verify's own limit, 600 s, bounds them (test/vm/README.md). (A guest etcd that stopped
   // answering in CI was short of memory, not of this traffic: README.md, "Memory".)
@@ -530,7 +534,7 @@ describe(
       await c.verify(t, true);
     });
 
-    it("5 rotations under continuous traffic lose 0 packets", async (t) => rotationsUnderTraffic(c, t));
+    it("3 rotations under continuous traffic lose 0 packets", async (t) => rotationsUnderTraffic(c, t));
   },
 );
 
@@ -656,7 +660,7 @@ describe(
       await c.verify(t, true);
     });
 
-    it("5 rotations under continuous traffic lose 0 packets", async (t) => rotationsUnderTraffic(c, t));
+    it("3 rotations under continuous traffic lose 0 packets", async (t) => rotationsUnderTraffic(c, t));
   },
 );
 
