@@ -7,10 +7,10 @@ import type { Logger } from "../log/logger.js";
 import {
   CLUSTER_ENCRYPTION_NAME,
   nodeSchema,
+  type Acknowledgement,
   type ClusterEncryption,
   type Node,
   type NodeInput,
-  type Phase,
   type ResourceByKind,
 } from "../model/index.js";
 import { fromStored, resolveSelectors } from "../policy/index.js";
@@ -35,6 +35,7 @@ import {
   livenessWakes,
   RESYNC_MS,
   resyncDelay,
+  type AfterReconcileDecision,
 } from "./decide.js";
 import { SelectionTracker } from "./selection.js";
 import { TunnelTracker, type TunnelReport } from "./tunnels.js";
@@ -784,16 +785,20 @@ export class Agent {
       }
       const now = this.o.clock.wallNow();
       const live = nodes.filter((n) => n.name !== this.name && isLive(n, this.live));
-      const acknowledge = async (epoch: number, phase: Phase): Promise<void> => {
-        const ack = { epoch, phase, at: new Date(now).toISOString() };
+      const acknowledge = async (a: NonNullable<AfterReconcileDecision["acknowledge"]>): Promise<void> => {
+        const from = a.notBefore === undefined ? -Infinity : Date.parse(a.notBefore);
+        const ack = { epoch: a.epoch, phase: a.phase, at: new Date(Math.max(now, from)).toISOString() };
+        const same = (x: Acknowledgement) => x.epoch === ack.epoch && x.phase === ack.phase;
         // The watch cache may not show our own last write yet: judge by the node as just read, so
-        // an acknowledgement is written once (duplicates would push older ones out of the history).
+        // an acknowledgement is written once (duplicates would push older ones out of the history);
+        // one from before `notBefore` is replaced.
         let acknowledging = false;
         const wrote = await this.publish((n) => {
           const keyed = pruneLater ? (keysChange(n) ?? n) : n;
           const acks = n.acknowledgements ?? [];
-          acknowledging = !acks.some((a) => a.epoch === ack.epoch && a.phase === ack.phase);
-          if (acknowledging) return { ...keyed, acknowledgements: [...acks, ack].slice(-16) };
+          acknowledging = !acks.some((x) => same(x) && Date.parse(x.at) >= from);
+          if (acknowledging)
+            return { ...keyed, acknowledgements: [...acks.filter((x) => !same(x)), ack].slice(-16) };
           return keyed === n ? undefined : keyed;
         });
         if (wrote) pruneLater = false;
@@ -813,7 +818,7 @@ export class Agent {
         this.awaitingKeys = awaiting;
         if (complete) this.changed();
       }
-      if (next.acknowledge !== undefined) await acknowledge(next.acknowledge.epoch, next.acknowledge.phase);
+      if (next.acknowledge !== undefined) await acknowledge(next.acknowledge);
       if (next.recheckInMs !== undefined) this.passWithin(next.recheckInMs);
       if (pruneLater) await this.publish(keysChange);
       await this.askForEarlyRotation(c);

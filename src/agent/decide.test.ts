@@ -35,7 +35,12 @@ const KEY = (c: string): string => Buffer.alloc(32, c).toString("base64");
 function node(
   i: number,
   keys: Record<string, string>,
-  more: { acks?: Array<[number, Phase]>; saInstance?: string; heartbeat?: string; status?: object } = {},
+  more: {
+    acks?: Array<[number, Phase, string?]>;
+    saInstance?: string;
+    heartbeat?: string;
+    status?: object;
+  } = {},
 ): Node {
   return parseResource("nodes", {
     name: `node-${i}`,
@@ -45,7 +50,7 @@ function node(
     saInstance: more.saInstance ?? `${i}`.padStart(32, "0"),
     ...(more.heartbeat === undefined ? {} : { heartbeat: more.heartbeat }),
     ...(more.status === undefined ? {} : { status: more.status }),
-    acknowledgements: (more.acks ?? []).map(([epoch, phase]) => ({ epoch, phase, at: AT })),
+    acknowledgements: (more.acks ?? []).map(([epoch, phase, at]) => ({ epoch, phase, at: at ?? AT })),
   });
 }
 
@@ -334,7 +339,37 @@ describe("decideAfterReconcile: the acknowledgement to write and when to look ag
       [node(1, K45), node(2, K45)],
       node(3, K45),
       up,
-      { acknowledge: { epoch: 5, phase: "switch" } },
+      { acknowledge: { epoch: 5, phase: "switch", notBefore: switchAt } },
+    ],
+    [
+      // Its switch of the run came after the controller had moved on without it: the controller
+      // counts only a switch from the switch time on, so the node acknowledges again.
+      "idle, this node lagging and the others switched, its switch acknowledged before that",
+      lagging(switchAt),
+      "node-3",
+      [node(1, K45), node(2, K45)],
+      node(3, K45, {
+        acks: [
+          [5, "prepare"],
+          [5, "switch"],
+        ],
+      }),
+      up,
+      { acknowledge: { epoch: 5, phase: "switch", notBefore: switchAt } },
+    ],
+    [
+      "idle, this node lagging and the others switched, its switch acknowledged since",
+      lagging(switchAt),
+      "node-3",
+      [node(1, K45), node(2, K45)],
+      node(3, K45, {
+        acks: [
+          [5, "prepare"],
+          [5, "switch", "2026-12-01T00:10:01.000Z"],
+        ],
+      }),
+      up,
+      {},
     ],
   ];
   for (const [what, c, self, live, me, sessionsUp, want] of cases)

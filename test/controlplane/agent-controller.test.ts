@@ -280,6 +280,44 @@ describe("agent + controller over the memory datastore (fake data planes)", () =
     );
   });
 
+  it("a node whose switch was acknowledged after the run went on without it catches up", async () => {
+    const l = lab();
+    const timing = { ...TIMING, phaseTimeoutMs: 1_500 };
+    await l.startController("controller-1", timing);
+    for (let i = 1; i <= 4; i++) await l.addNode(i);
+    await settle(l, 1);
+    const late = l.nodes[3]!;
+    // Its pass of the switch (the first to route through epoch 2's interface) answers late: the
+    // controller times it out in switch, retires without it (lagging) and only then gets the
+    // switch acknowledgement of that pass, from before the switch time the controller gives its
+    // pairs once idle.
+    const { held, release } = late.backend.holdWhen((d) =>
+      d.routes.some((r) => r.kind === "tunnel" && r.dev === "podcrypt0"),
+    );
+    await requestRotation(l.root);
+    await held;
+    await waitUntil(
+      async () => {
+        const c = await readCluster(l.root);
+        return c?.phase === "retire" && c.lagging.some((g) => g.node === late.name);
+      },
+      10_000,
+      "the run to retire with the late node lagging",
+    );
+    release();
+    await waitUntil(async () => idleAt(await readCluster(l.root), 2), 10_000, "rotation to finish");
+    const acked = async () => (await l.root.collection("nodes").get(late.name))!.value;
+    assert.ok(findAcknowledgement(await acked(), 2, "switch"), "the late switch acknowledgement was written");
+    // It catches up: acknowledges the switch again after its switch time, and every node retires
+    // epoch 1 (without that it stayed lagging for maxNodeLag, an hour).
+    await waitUntil(
+      async () => (await readCluster(l.root))!.lagging.length === 0,
+      10_000,
+      "the late node to catch up",
+    );
+    await waitUntil(() => allConverged(l, 2), 10_000, "every node on epoch 2 alone");
+  });
+
   it("IPsec: SAs running out of sequence numbers make their node ask, and the cluster rotates early", async () => {
     const l = lab();
     await l.startController("controller-1");

@@ -157,6 +157,8 @@ export class FakeDataplane implements DataplaneBackend {
   private closed = false;
   private readonly faults: Fault[] = [];
   private persistent: Fault | undefined;
+  private hold:
+    { when: (d: DesiredNodeState) => boolean; gate: Promise<void>; reached: () => void } | undefined;
   private readonly listeners = new Set<() => void>();
   readonly stats: FakeStats = {
     reconciles: 0,
@@ -197,6 +199,19 @@ export class FakeDataplane implements DataplaneBackend {
   /** From now on, the IPsec SAs of `epoch` report `rekeySoon` (their sequence numbers near the end). */
   exhaustSequence(epoch: number): void {
     this.exhausting.add(epoch);
+  }
+
+  /**
+   * Holds the first pass whose desired state matches `when` at its start until `release()` (a data
+   * plane that answers late); `held` settles once a pass waits there.
+   */
+  holdWhen(when: (desired: DesiredNodeState) => boolean): { held: Promise<void>; release: () => void } {
+    let release!: () => void;
+    let reached!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const held = new Promise<void>((r) => (reached = r));
+    this.hold = { when, gate, reached };
+    return { held, release };
   }
 
   /** Ends `failAlways`. */
@@ -265,6 +280,12 @@ export class FakeDataplane implements DataplaneBackend {
 
   async reconcile(desired: DesiredNodeState, privateKey: (epoch: number) => Buffer): Promise<void> {
     if (this.closed) throw new PodcryptError("ECLOSED", "fake data plane is closed");
+    const hold = this.hold;
+    if (hold?.when(desired)) {
+      this.hold = undefined;
+      hold.reached();
+      await hold.gate;
+    }
     this.stats.reconciles++;
     const fullResync = !this.inSync;
     if (fullResync && this.stats.reconciles > 1) this.stats.fullResyncs++;
