@@ -60,6 +60,36 @@ async function unkeyed(store: Datastore, epoch: number): Promise<string> {
   );
 }
 
+/**
+ * For a rotation that did not complete with the controller idle: the nodes it left lagging (every
+ * agent keeps the old generation for them), how far each got in catching up (acknowledged prepare
+ * and switch of the current epoch, a switch time set for its pairs, a switch acknowledged after
+ * it) and which of them have no liveness record.
+ */
+async function laggingNow(store: Datastore, c: ClusterEncryption | undefined): Promise<string> {
+  if (c === undefined || c.lagging.length === 0) return "none lagging";
+  const nodes = new Map((await store.collection("nodes").list()).items.map((n) => [n.key, n.value]));
+  const live = await store.heartbeats();
+  const count = (f: (l: ClusterEncryption["lagging"][number]) => boolean): number =>
+    c.lagging.filter(f).length;
+  const acked = (node: string, phase: "prepare" | "switch") => {
+    const n = nodes.get(node);
+    return n === undefined ? undefined : findAcknowledgement(n, c.epoch, phase);
+  };
+  const until = Math.min(...c.lagging.map((l) => Date.parse(l.until)));
+  return (
+    `${c.lagging.length} lagging (${c.lagging
+      .slice(0, 5)
+      .map((l) => l.node)
+      .join(", ")}${c.lagging.length > 5 ? ", ..." : ""}): ` +
+    `${count((l) => acked(l.node, "prepare") !== undefined)} acknowledged prepare of epoch ${c.epoch}, ` +
+    `${count((l) => l.switchAt !== undefined)} have a switch time, ` +
+    `${count((l) => acked(l.node, "switch") !== undefined)} acknowledged switch ` +
+    `(${count((l) => l.switchAt !== undefined && (acked(l.node, "switch")?.at ?? "") >= l.switchAt)} after their switch time), ` +
+    `${count((l) => !live.has(l.node))} without a liveness record; the first lag ends ${new Date(until).toISOString()}`
+  );
+}
+
 export interface ScaleOptions {
   /** Simulated agents before the join. Default 500. */
   agents: number;
@@ -353,12 +383,26 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
           `the controller to finish epoch ${next}`,
           10,
         );
-        const allDone = await done.catch(async (e: unknown) => {
-          const c = await readCluster(observer);
-          throw new Error(
-            `${(e as Error).message}: cluster ${c?.phase} (epoch ${c?.epoch}, ${c?.timeouts.length} timeouts); ${await unkeyed(observer, next)}`,
-          );
-        });
+        // A rotation that outlasts the controller's run says every 30 s how the lagging nodes, if
+        // any, are catching up: slow progress and a stall look alike at the end.
+        const watch = setInterval(() => {
+          void readCluster(observer)
+            .then(async (c) =>
+              log(
+                `rotation to epoch ${next}, ${Math.round((Date.now() - tr) / 1000)} s: cluster ${c?.phase} ` +
+                  `(epoch ${c?.epoch}); ${await laggingNow(observer, c)}`,
+              ),
+            )
+            .catch(() => undefined);
+        }, 30_000);
+        const allDone = await done
+          .finally(() => clearInterval(watch))
+          .catch(async (e: unknown) => {
+            const c = await readCluster(observer);
+            throw new Error(
+              `${(e as Error).message}: cluster ${c?.phase} (epoch ${c?.epoch}, ${c?.timeouts.length} timeouts); ${await unkeyed(observer, next)}; ${await laggingNow(observer, c)}`,
+            );
+          });
         const ms = Math.max(idleSeen, allDone) - tr;
         const c = (await readCluster(observer))!;
         const keys = [...(await publishedKeys(observer))]
