@@ -237,10 +237,32 @@ describe("decideAfterReconcile: the acknowledgement to write and when to look ag
   const up = (): boolean => true;
   const down = (): boolean => false;
   const switchAt = "2026-12-01T00:10:00.000Z";
+  type Case = [
+    string,
+    ClusterEncryption,
+    string,
+    Node[],
+    Node | undefined,
+    () => boolean,
+    AfterReconcileDecision,
+  ];
+  /** Node 3 lagging, the others having switched its pairs (`switchAt`), its record `me`. */
+  const laggingSwitched = (
+    what: string,
+    me: Node,
+    sessionsUp: () => boolean,
+    want: AfterReconcileDecision,
+  ): Case => [
+    `idle, this node lagging and the others switched, ${what}`,
+    lagging(switchAt),
+    "node-3",
+    [node(1, K45), node(2, K45)],
+    me,
+    sessionsUp,
+    want,
+  ];
   const peers = [node(2, K45, { acks: [[5, "prepare"]] })];
-  const cases: Array<
-    [string, ClusterEncryption, string, Node[], Node | undefined, () => boolean, AfterReconcileDecision]
-  > = [
+  const cases: Case[] = [
     [
       "prepare, every live peer's key held",
       cluster("prepare"),
@@ -323,31 +345,14 @@ describe("decideAfterReconcile: the acknowledgement to write and when to look ag
       up,
       { acknowledge: { epoch: 5, phase: "prepare" } },
     ],
-    [
-      "idle, this node lagging and the others switched, its sessions not up",
-      lagging(switchAt),
-      "node-3",
-      [node(1, K45), node(2, K45)],
-      node(3, K45),
-      down,
-      { recheckInMs: RECHECK_MS },
-    ],
-    [
-      "idle, this node lagging and the others switched, its sessions up",
-      lagging(switchAt),
-      "node-3",
-      [node(1, K45), node(2, K45)],
-      node(3, K45),
-      up,
-      { acknowledge: { epoch: 5, phase: "switch", notBefore: switchAt } },
-    ],
-    [
-      // Its switch of the run came after the controller had moved on without it: the controller
-      // counts only a switch from the switch time on, so the node acknowledges again.
-      "idle, this node lagging and the others switched, its switch acknowledged before that",
-      lagging(switchAt),
-      "node-3",
-      [node(1, K45), node(2, K45)],
+    laggingSwitched("its sessions not up", node(3, K45), down, { recheckInMs: RECHECK_MS }),
+    laggingSwitched("its sessions up", node(3, K45), up, {
+      acknowledge: { epoch: 5, phase: "switch", notBefore: switchAt },
+    }),
+    // Its switch of the run came after the controller had moved on without it: the controller
+    // counts only a switch from the switch time on, so the node acknowledges again.
+    laggingSwitched(
+      "its switch acknowledged before that",
       node(3, K45, {
         acks: [
           [5, "prepare"],
@@ -356,12 +361,9 @@ describe("decideAfterReconcile: the acknowledgement to write and when to look ag
       }),
       up,
       { acknowledge: { epoch: 5, phase: "switch", notBefore: switchAt } },
-    ],
-    [
-      "idle, this node lagging and the others switched, its switch acknowledged since",
-      lagging(switchAt),
-      "node-3",
-      [node(1, K45), node(2, K45)],
+    ),
+    laggingSwitched(
+      "its switch acknowledged since",
       node(3, K45, {
         acks: [
           [5, "prepare"],
@@ -370,7 +372,7 @@ describe("decideAfterReconcile: the acknowledgement to write and when to look ag
       }),
       up,
       {},
-    ],
+    ),
   ];
   for (const [what, c, self, live, me, sessionsUp, want] of cases)
     it(what, () => {
