@@ -72,9 +72,9 @@ async function laggingNow(store: Datastore, c: ClusterEncryption | undefined): P
   const live = await store.heartbeats();
   const count = (f: (l: ClusterEncryption["lagging"][number]) => boolean): number =>
     c.lagging.filter(f).length;
-  const acked = (node: string, phase: "prepare" | "switch") => {
+  const acked = (node: string, phase: "prepare" | "switch", notBefore?: string) => {
     const n = nodes.get(node);
-    return n === undefined ? undefined : findAcknowledgement(n, c.epoch, phase);
+    return n === undefined ? undefined : findAcknowledgement(n, c.epoch, phase, notBefore);
   };
   const until = Math.min(...c.lagging.map((l) => Date.parse(l.until)));
   return (
@@ -85,7 +85,7 @@ async function laggingNow(store: Datastore, c: ClusterEncryption | undefined): P
     `${count((l) => acked(l.node, "prepare") !== undefined)} acknowledged prepare of epoch ${c.epoch}, ` +
     `${count((l) => l.switchAt !== undefined)} have a switch time, ` +
     `${count((l) => acked(l.node, "switch") !== undefined)} acknowledged switch ` +
-    `(${count((l) => l.switchAt !== undefined && (acked(l.node, "switch")?.at ?? "") >= l.switchAt)} after their switch time), ` +
+    `(${count((l) => l.switchAt !== undefined && acked(l.node, "switch", l.switchAt) !== undefined)} after their switch time), ` +
     `${count((l) => !live.has(l.node))} without a liveness record; the first lag ends ${new Date(until).toISOString()}`
   );
 }

@@ -6,6 +6,7 @@ import type { Datastore, LiveNodes, LivenessHold, Stored, Watch } from "../datas
 import type { Logger } from "../log/logger.js";
 import {
   CLUSTER_ENCRYPTION_NAME,
+  findAcknowledgement,
   nodeSchema,
   type Acknowledgement,
   type ClusterEncryption,
@@ -795,10 +796,12 @@ export class Agent {
         let acknowledging = false;
         const wrote = await this.publish((n) => {
           const keyed = pruneLater ? (keysChange(n) ?? n) : n;
-          const acks = n.acknowledgements ?? [];
-          acknowledging = !acks.some((x) => same(x) && Date.parse(x.at) >= from);
+          acknowledging = findAcknowledgement(n, ack.epoch, ack.phase, a.notBefore) === undefined;
           if (acknowledging)
-            return { ...keyed, acknowledgements: [...acks.filter((x) => !same(x)), ack].slice(-16) };
+            return {
+              ...keyed,
+              acknowledgements: [...(n.acknowledgements ?? []).filter((x) => !same(x)), ack].slice(-16),
+            };
           return keyed === n ? undefined : keyed;
         });
         if (wrote) pruneLater = false;

@@ -297,11 +297,9 @@ export function decideAfterReconcile(i: AfterReconcile): AfterReconcileDecision 
     // default; 174 of 1000 simulated nodes on 2026-12-07). The time is the switch time at the
     // earliest: this node saw it before switching, whatever its clock says.
     const notBefore = phase === "switch" ? lag.switchAt : undefined;
-    const have =
-      phase === undefined || me === undefined ? undefined : findAcknowledgement(me, c.epoch, phase);
     if (
       phase !== undefined &&
-      (have === undefined || (notBefore !== undefined && Date.parse(have.at) < Date.parse(notBefore)))
+      (me === undefined || findAcknowledgement(me, c.epoch, phase, notBefore) === undefined)
     )
       out.acknowledge = { epoch: c.epoch, phase, ...(notBefore === undefined ? {} : { notBefore }) };
     else if (phase === undefined && lag.switchAt !== undefined) out.recheckInMs = RECHECK_MS;

@@ -231,15 +231,21 @@ export type Node = z.output<typeof nodeSchema>;
 /** A Node as written by callers: fields with defaults may be left out. */
 export type NodeInput = z.input<typeof nodeSchema>;
 
-/** The newest acknowledgement of `node` for `epoch`/`phase`, if any. */
+/**
+ * The newest acknowledgement of `node` for `epoch`/`phase`, if any; with `notBefore` (an ISO
+ * time), only if it was written then or later (a lagging node's switch counts from its switch time).
+ */
 export function findAcknowledgement(
-  node: Node,
+  node: Pick<NodeInput, "acknowledgements">,
   epoch: number,
   ph: Acknowledgement["phase"],
+  notBefore?: string,
 ): Acknowledgement | undefined {
-  for (let i = node.acknowledgements.length - 1; i >= 0; i--) {
-    const a = node.acknowledgements[i]!;
-    if (a.epoch === epoch && a.phase === ph) return a;
+  const acks = node.acknowledgements ?? [];
+  for (let i = acks.length - 1; i >= 0; i--) {
+    const a = acks[i]!;
+    if (a.epoch !== epoch || a.phase !== ph) continue;
+    return notBefore === undefined || Date.parse(a.at) >= Date.parse(notBefore) ? a : undefined;
   }
   return undefined;
 }
