@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { DesiredStrict } from "../types.js";
 import {
-  parseStrictDrops,
+  parseStrictTable,
   SELECT_MARK,
   StrictReconciler,
+  strictReplacement,
   strictRuleset,
-  type StrictDrop,
-  type StrictDirection,
+  type InstalledStrict,
 } from "./nft.js";
 
 const base: DesiredStrict = {
@@ -25,15 +25,36 @@ const ruleLines = (text: string): string[] =>
     .filter((l) => /^(ip|ip6|oifname|iifname) /.test(l));
 
 describe("strictRuleset", () => {
-  it("replaces the table atomically (create, delete, define in one transaction)", () => {
-    const text = strictRuleset(base);
-    assert.match(text, /^table inet podcrypt \{\}\ndelete table inet podcrypt\ntable inet podcrypt \{\n/);
+  it("replaces the table's rules and chains in one transaction, adds the counters missing, keeps the rest", () => {
+    const table = strictRuleset({ ...base, peers: [{ node: "node-b", podCidrs: ["10.244.2.0/24"] }] });
+    assert.match(table, /^table inet podcrypt \{\n/);
+    const installed = {
+      chains: [
+        { name: "out", handle: 4 },
+        { name: "out.node-b", handle: 7 },
+      ],
+      counters: ["out", "out.node-b", "out.node-gone"],
+    };
+    assert.equal(
+      strictReplacement(table, installed),
+      [
+        "table inet podcrypt {}",
+        "flush table inet podcrypt",
+        "delete chain inet podcrypt handle 4",
+        "delete chain inet podcrypt handle 7",
+        "add counter inet podcrypt in",
+        "add counter inet podcrypt in.node-b",
+        table,
+      ].join("\n"),
+    );
+    // Nothing in it deletes the table or a counter: the counters keep what they counted.
+    assert.doesNotMatch(strictReplacement(table, installed), /delete (table|counter)/);
   });
 
   it("encrypting all traffic: drops pod-to-pod plaintext on the underlay both ways", () => {
     assert.deepEqual(ruleLines(strictRuleset(base)), [
-      'oifname "eth0" ip saddr { 10.244.1.0/24 } ip daddr { 10.244.2.0/24, 10.244.3.0/24 } rt ipsec missing counter drop comment "podcrypt: plaintext out"',
-      'iifname "eth0" ip saddr { 10.244.2.0/24, 10.244.3.0/24 } ip daddr { 10.244.1.0/24 } counter drop comment "podcrypt: plaintext in"',
+      'oifname "eth0" ip saddr { 10.244.1.0/24 } ip daddr { 10.244.2.0/24, 10.244.3.0/24 } rt ipsec missing counter name "out" drop comment "podcrypt: plaintext out"',
+      'iifname "eth0" ip saddr { 10.244.2.0/24, 10.244.3.0/24 } ip daddr { 10.244.1.0/24 } counter name "in" drop comment "podcrypt: plaintext in"',
     ]);
     assert.deepEqual(ruleLines(strictRuleset({ ...base, dropOutbound: false, dropInbound: false })), []);
   });
@@ -45,10 +66,10 @@ describe("strictRuleset", () => {
       remotePodCidrs: ["10.244.2.0/24", "fd00:10:244:2::/64"],
     });
     assert.deepEqual(ruleLines(text), [
-      'oifname "eth0" ip saddr { 10.244.1.0/24 } ip daddr { 10.244.2.0/24 } rt ipsec missing counter drop comment "podcrypt: plaintext out"',
-      'oifname "eth0" ip6 saddr { fd00:10:244:1::/64 } ip6 daddr { fd00:10:244:2::/64 } rt ipsec missing counter drop comment "podcrypt: plaintext out"',
-      'iifname "eth0" ip saddr { 10.244.2.0/24 } ip daddr { 10.244.1.0/24 } counter drop comment "podcrypt: plaintext in"',
-      'iifname "eth0" ip6 saddr { fd00:10:244:2::/64 } ip6 daddr { fd00:10:244:1::/64 } counter drop comment "podcrypt: plaintext in"',
+      'oifname "eth0" ip saddr { 10.244.1.0/24 } ip daddr { 10.244.2.0/24 } rt ipsec missing counter name "out" drop comment "podcrypt: plaintext out"',
+      'oifname "eth0" ip6 saddr { fd00:10:244:1::/64 } ip6 daddr { fd00:10:244:2::/64 } rt ipsec missing counter name "out" drop comment "podcrypt: plaintext out"',
+      'iifname "eth0" ip saddr { 10.244.2.0/24 } ip daddr { 10.244.1.0/24 } counter name "in" drop comment "podcrypt: plaintext in"',
+      'iifname "eth0" ip6 saddr { fd00:10:244:2::/64 } ip6 daddr { fd00:10:244:1::/64 } counter name "in" drop comment "podcrypt: plaintext in"',
     ]);
     // IPv6-only pods are guarded as well (before, only IPv4 CIDRs made rules).
     const v6only = strictRuleset({
@@ -76,8 +97,8 @@ describe("strictRuleset", () => {
       `ip daddr . meta l4proto . th dport { 10.244.2.5 . udp . 53 } ${mark}`,
       `ip6 daddr . meta l4proto . th dport { fd00::5 . udp . 53 } ${mark}`,
       `ip saddr . meta l4proto . th sport { 10.244.1.7 . tcp . 80 } ${mark}`,
-      'oifname "eth0" meta mark & 0x00100000 != 0 rt ipsec missing counter drop comment "podcrypt: plaintext out"',
-      'iifname "eth0" ip saddr . meta l4proto . th sport { 10.244.2.5 . udp . 53 } counter drop comment "podcrypt: plaintext in"',
+      'oifname "eth0" meta mark & 0x00100000 != 0 rt ipsec missing counter name "out" drop comment "podcrypt: plaintext out"',
+      'iifname "eth0" ip saddr . meta l4proto . th sport { 10.244.2.5 . udp . 53 } counter name "in" drop comment "podcrypt: plaintext in"',
     ]);
     assert.match(text, /chain select \{ type filter hook prerouting priority mangle;/);
   });
@@ -134,12 +155,15 @@ describe("strict drops per peer", () => {
     const inn = 'iifname "eth0" ip saddr { 10.244.2.0/24, 10.244.3.0/24 } ip daddr { 10.244.1.0/24 }';
     assert.deepEqual(ruleLines(text), [
       `${out} ip daddr vmap { 10.244.2.0/24 : goto out.node-b, 10.244.3.0/24 : goto out.node-c }`,
-      `${out} counter drop comment "podcrypt: plaintext out"`,
+      `${out} counter name "out" drop comment "podcrypt: plaintext out"`,
       `${inn} ip saddr vmap { 10.244.2.0/24 : goto in.node-b, 10.244.3.0/24 : goto in.node-c }`,
-      `${inn} counter drop comment "podcrypt: plaintext in"`,
+      `${inn} counter name "in" drop comment "podcrypt: plaintext in"`,
     ]);
     for (const chain of ["out.node-b", "out.node-c", "in.node-b", "in.node-c"])
-      assert.match(text, new RegExp(`chain ${chain.replace(".", "\\.")} \\{\\n    counter drop comment`));
+      assert.match(
+        text,
+        new RegExp(`chain ${chain.replace(".", "\\.")} \\{\\n    counter name "${chain}" drop comment`),
+      );
     // No drops, no counting chains.
     assert.doesNotMatch(
       strictRuleset({ ...base, peers, dropOutbound: false, dropInbound: false }),
@@ -182,61 +206,83 @@ describe("strict drops per peer", () => {
     );
   });
 
-  it("reads the counters of each peer's chain and of the shared rules from nft's JSON", () => {
-    const rule = (chain: string, packets: number, drop = true) => ({
-      rule: {
-        family: "inet",
-        table: "podcrypt",
-        chain,
-        expr: [{ counter: { packets, bytes: packets * 100 } }, ...(drop ? [{ drop: null }] : [])],
-      },
-    });
+  it("reads the table's chains and its named drop counters from nft's JSON", () => {
     const json = JSON.stringify({
       nftables: [
         { metainfo: { version: "1.0.6" } },
-        { chain: { family: "inet", table: "podcrypt", name: "out.node-b" } },
-        rule("out.node-b", 7),
-        rule("in.node-b", 2),
-        rule("out", 1),
-        rule("select", 50, false),
+        { table: { family: "inet", name: "podcrypt", handle: 2 } },
+        {
+          counter: {
+            family: "inet",
+            table: "podcrypt",
+            name: "out.node-b",
+            handle: 3,
+            packets: 7,
+            bytes: 700,
+          },
+        },
+        {
+          counter: {
+            family: "inet",
+            table: "podcrypt",
+            name: "in.node-b",
+            handle: 4,
+            packets: 2,
+            bytes: 200,
+          },
+        },
+        { counter: { family: "inet", table: "podcrypt", name: "out", handle: 5, packets: 1, bytes: 100 } },
+        { chain: { family: "inet", table: "podcrypt", name: "out.node-b", handle: 6 } },
+        { chain: { family: "inet", table: "podcrypt", name: "select", handle: 8, hook: "prerouting" } },
+        {
+          rule: {
+            family: "inet",
+            table: "podcrypt",
+            chain: "out.node-b",
+            handle: 9,
+            expr: [{ counter: "out.node-b" }, { drop: null }],
+          },
+        },
       ],
     });
-    assert.deepEqual(parseStrictDrops(json), [
-      { peer: "node-b", direction: "out", packets: 7 },
-      { peer: "node-b", direction: "in", packets: 2 },
-      { peer: "", direction: "out", packets: 1 },
-    ]);
+    assert.deepEqual(parseStrictTable(json), {
+      chains: [
+        { name: "out.node-b", handle: 6 },
+        { name: "select", handle: 8 },
+      ],
+      counters: ["out.node-b", "in.node-b", "out"],
+      counted: [
+        { peer: "node-b", direction: "out", packets: 7 },
+        { peer: "node-b", direction: "in", packets: 2 },
+        { peer: "", direction: "out", packets: 1 },
+      ],
+    });
   });
 
-  it("keeps the totals across table replacements, which zero the kernel's counters", async () => {
-    // A stateful stand-in for the kernel table: replacing it zeroes its counters.
-    let table = new Map<string, number>();
-    const nft = {
-      read: async (): Promise<StrictDrop[]> =>
-        [...table].map(([k, packets]) => {
-          const [direction, peer] = k.split("|") as [StrictDirection, string];
-          return { peer, direction, packets };
-        }),
-      apply: async (): Promise<void> => {
-        table = new Map();
-      },
+  it("replaces the table it reads, only when the ruleset changed or a pass failed; reports its counters", async () => {
+    const installed: InstalledStrict = {
+      chains: [{ name: "out", handle: 11 }],
+      counters: ["out.node-c", "in.node-b"],
+      counted: [
+        { peer: "node-c", direction: "out", packets: 3 },
+        { peer: "node-b", direction: "in", packets: 5 },
+      ],
     };
-    const drop = (k: string, n: number): void => void table.set(k, (table.get(k) ?? 0) + n);
-    const r = new StrictReconciler(nft);
-    await r.reconcile({ ...base, peers });
-    drop("out|node-b", 5);
-    assert.deepEqual(await r.drops(), [{ peer: "node-b", direction: "out", packets: 5 }]);
-    // A new peer replaces the table: node-b's 5 are kept, and later drops add to them.
-    await r.reconcile({ ...base, peers: [...peers, { node: "node-d", podCidrs: ["10.244.4.0/24"] }] });
-    drop("out|node-b", 2);
-    drop("in|node-d", 1);
+    const applied: string[] = [];
+    const r = new StrictReconciler({ read: async () => installed, apply: async (t) => void applied.push(t) });
+    assert.equal(await r.reconcile({ ...base, peers }), true);
+    assert.equal(applied.length, 1);
+    assert.match(
+      applied[0]!,
+      /\nflush table inet podcrypt\ndelete chain inet podcrypt handle 11\nadd counter inet podcrypt in\nadd counter inet podcrypt in.node-c\nadd counter inet podcrypt out\nadd counter inet podcrypt out.node-b\ntable inet podcrypt \{\n/,
+    );
+    assert.equal(await r.reconcile({ ...base, peers }), false, "unchanged: not re-applied");
+    r.invalidate();
+    assert.equal(await r.reconcile({ ...base, peers }), true, "after a failure: re-applied");
     assert.deepEqual(await r.drops(), [
-      { peer: "node-b", direction: "out", packets: 7 },
-      { peer: "node-d", direction: "in", packets: 1 },
+      { peer: "node-b", direction: "in", packets: 5 },
+      { peer: "node-c", direction: "out", packets: 3 },
     ]);
-    // An unchanged ruleset is not re-applied, so nothing is carried twice.
-    await r.reconcile({ ...base, peers: [...peers, { node: "node-d", podCidrs: ["10.244.4.0/24"] }] });
-    assert.equal((await r.drops()).find((d) => d.peer === "node-b")?.packets, 7);
   });
 });
 
@@ -294,13 +340,13 @@ describe("strict host mode", () => {
       ...passes,
       "ip daddr vmap { 172.30.0.12/32 : goto out.node-b, 172.30.0.13/32 : goto out.node-c }",
       "ip6 daddr vmap { fd30::12/128 : goto out.node-b }",
-      'counter drop comment "podcrypt: plaintext out"',
+      'counter name "out" drop comment "podcrypt: plaintext out"',
     ]);
     assert.deepEqual(chainBody(text, "host-in"), [
       ...passes,
       "ip saddr vmap { 172.30.0.12/32 : goto in.node-b, 172.30.0.13/32 : goto in.node-c }",
       "ip6 saddr vmap { fd30::12/128 : goto in.node-b }",
-      'counter drop comment "podcrypt: plaintext in"',
+      'counter name "in" drop comment "podcrypt: plaintext in"',
     ]);
   });
 
@@ -325,23 +371,12 @@ describe("strict host mode", () => {
     assert.doesNotMatch(strictRuleset({ ...base, host: { ...host, peers: [] } }), /host-/);
   });
 
-  it("counts host drops as the peer's strict drops (the shared rules of the host chains as no peer's)", () => {
-    const rule = (chain: string, packets: number) => ({
-      rule: { family: "inet", table: "podcrypt", chain, expr: [{ counter: { packets } }, { drop: null }] },
-    });
-    const json = JSON.stringify({
-      nftables: [rule("out.node-b", 3), rule("host-out", 1), rule("host-in", 2)],
-    });
-    assert.deepEqual(parseStrictDrops(json), [
-      { peer: "node-b", direction: "out", packets: 3 },
-      { peer: "", direction: "out", packets: 1 },
-      { peer: "", direction: "in", packets: 2 },
-    ]);
-  });
-
   it("relax keeps strict host mode off until the pass that routes host traffic, and lifts it at once", async () => {
     const applied: string[] = [];
-    const r = new StrictReconciler({ read: async () => [], apply: async (t) => void applied.push(t) });
+    const r = new StrictReconciler({
+      read: async () => ({ chains: [], counters: [], counted: [] }),
+      apply: async (t) => void applied.push(t),
+    });
     await r.reconcile({ ...base, peers });
     await r.relax({ ...base, peers, host });
     assert.doesNotMatch(applied.at(-1)!, /host-(out|in)/, "coming on: not before the routes move");

@@ -1,5 +1,5 @@
 import { cidrContains } from "../../platform/netlink/addr.js";
-import { run } from "../../platform/netns/netns.js";
+import { run, runIn } from "../../platform/netns/netns.js";
 import type { DesiredStrict, HostExclusion, SelectorMatch } from "../types.js";
 
 /** nftables table that holds podcrypt's fail-closed rules and its selective-encryption marks. */
@@ -134,7 +134,7 @@ export function strictRuleset(s: DesiredStrict): string {
       const d = peerDispatch(peers, direction, f);
       return d === "" ? [] : [`    ${match}${match === "" ? "" : " "}${d}`];
     }),
-    `    ${match}${match === "" ? "" : " "}counter drop comment "${DROP_COMMENT[direction]}"`,
+    `    ${match}${match === "" ? "" : " "}${countDrop(direction)}`,
   ];
   const rules: string[] = [];
   const used = new Set<StrictDirection>();
@@ -248,21 +248,45 @@ export function strictRuleset(s: DesiredStrict): string {
   const peerChains = [...used].flatMap((direction) =>
     names.flatMap((node) => {
       const name = peerChain(direction, node);
-      return name === undefined
-        ? []
-        : [`  chain ${name} {`, `    counter drop comment "${DROP_COMMENT[direction]}"`, "  }"];
+      return name === undefined ? [] : [`  chain ${name} {`, `    ${countDrop(direction, name)}`, "  }"];
     }),
   );
-  // Create-then-delete makes the replacement one atomic transaction whether or not the table exists.
+  return [`table inet ${NFT_TABLE} {`, ...peerChains, ...hostChains, ...rules, `}`, ""].join("\n");
+}
+
+/**
+ * The rule end that counts a drop in the named counter `counter` (the direction's shared one, or a
+ * peer's, named as its chain) and drops it. Named counters live in the table apart from its rules,
+ * so replacing the rules keeps what they counted ({@link strictReplacement} adds the missing ones).
+ */
+function countDrop(direction: StrictDirection, counter: string = direction): string {
+  return `counter name "${counter}" drop comment "${DROP_COMMENT[direction]}"`;
+}
+
+/**
+ * The transaction that replaces the table's rules and chains with `table` ({@link strictRuleset})
+ * and keeps its counters, `installed` being the table as it is: it creates the table if it is not
+ * there, flushes its rules, deletes its chains (by handle, whatever their names), adds the
+ * counters the new rules name that are not there yet, and defines the table anew. One `nft -f`:
+ * the kernel applies all of it or nothing, and no packet meets the table half replaced. Counters
+ * are never deleted nor declared again, so no drop goes uncounted while a pass re-applies the
+ * table, and an agent that starts again continues from what the table counted.
+ */
+export function strictReplacement(
+  table: string,
+  installed: Pick<InstalledStrict, "chains" | "counters">,
+): string {
+  const have = new Set(installed.counters);
+  const named = new Set([...table.matchAll(/counter name "([^"]+)"/g)].map((m) => m[1]!));
   return [
     `table inet ${NFT_TABLE} {}`,
-    `delete table inet ${NFT_TABLE}`,
-    `table inet ${NFT_TABLE} {`,
-    ...peerChains,
-    ...hostChains,
-    ...rules,
-    `}`,
-    "",
+    `flush table inet ${NFT_TABLE}`,
+    ...installed.chains.map((c) => `delete chain inet ${NFT_TABLE} handle ${c.handle}`),
+    ...[...named]
+      .filter((n) => !have.has(n))
+      .sort()
+      .map((n) => `add counter inet ${NFT_TABLE} ${n}`),
+    table,
   ].join("\n");
 }
 
@@ -306,31 +330,18 @@ function hostPasses(exclude: readonly HostExclusion[]): string[] {
 export class StrictReconciler {
   private applied: string | undefined;
   private current: DesiredStrict | undefined;
-  /** Drops counted by tables this reconciler replaced, so the totals never go back (`direction|peer`). */
-  private readonly carried = new Map<string, StrictDrop>();
-  /** Serializes replacing the table with reading its counters, so no read sees a drop twice or not at all. */
+  /** Serializes replacing the table with reading it: a replacement needs the chains it deletes. */
   private lock: Promise<unknown> = Promise.resolve();
 
-  /** `nft` reads the installed table's drop counters and replaces the table (default: the `nft` tool). */
-  constructor(
-    private readonly nft: { read(): Promise<StrictDrop[]>; apply(text: string): Promise<unknown> } = {
-      read: readStrictDrops,
-      apply: (text) => run("nft", ["-f", "-"], { input: text }),
-    },
-  ) {}
+  /** `nft` reads the installed table and applies a transaction (default: the `nft` tool). */
+  constructor(private readonly nft: StrictNft = nftTool()) {}
 
   async reconcile(s: DesiredStrict): Promise<boolean> {
-    const text = strictRuleset(s);
-    if (text === this.applied) return false;
+    const table = strictRuleset(s);
+    if (table === this.applied) return false;
     this.applied = undefined;
-    // Replacing the table zeroes its counters: keep what they counted (also a table an earlier
-    // agent installed). Drops in the instant between this read and the replacement are not counted.
-    await this.locked(async () => {
-      const counted = await this.nft.read().catch((): StrictDrop[] => []);
-      await this.nft.apply(text);
-      this.carry(counted);
-    });
-    this.applied = text;
+    await this.locked(async () => this.nft.apply(strictReplacement(table, await this.nft.read())));
+    this.applied = table;
     this.current = s;
     return true;
   }
@@ -366,24 +377,12 @@ export class StrictReconciler {
   }
 
   /**
-   * Packets strict mode dropped, per peer and direction, since this reconciler started (and what
-   * the table held when it first replaced it): monotonic across table replacements.
+   * Packets strict mode dropped, per peer and direction, since the table was created (by this
+   * agent or an earlier one): monotonic, as replacing the table keeps its counters.
    */
   async drops(): Promise<StrictDrop[]> {
-    const totals = new Map<string, StrictDrop>();
-    const add = (list: Iterable<StrictDrop>): void => {
-      for (const d of list) {
-        const key = `${d.direction}|${d.peer}`;
-        const t = totals.get(key) ?? { peer: d.peer, direction: d.direction, packets: 0 };
-        t.packets += d.packets;
-        totals.set(key, t);
-      }
-    };
-    await this.locked(async () => {
-      add(await this.nft.read().catch((): StrictDrop[] => []));
-      add(this.carried.values());
-    });
-    return [...totals.values()].sort(
+    const { counted } = await this.locked(() => this.nft.read());
+    return [...counted].sort(
       (a, b) => a.peer.localeCompare(b.peer) || a.direction.localeCompare(b.direction),
     );
   }
@@ -392,15 +391,6 @@ export class StrictReconciler {
     const next = this.lock.then(fn, fn);
     this.lock = next.catch(() => undefined);
     return next;
-  }
-
-  private carry(list: readonly StrictDrop[]): void {
-    for (const d of list) {
-      const key = `${d.direction}|${d.peer}`;
-      const c = this.carried.get(key) ?? { peer: d.peer, direction: d.direction, packets: 0 };
-      c.packets += d.packets;
-      this.carried.set(key, c);
-    }
   }
 }
 
@@ -411,38 +401,57 @@ export interface StrictDrop {
   packets: number;
 }
 
-/**
- * The strict rules' drop counters as the installed table holds them (counted since the table was
- * last replaced): per peer from the `out.NODE`/`in.NODE` chains, the rest from the shared drop
- * rules of `out` and `in`. Empty when the table is not there.
- */
-export async function readStrictDrops(): Promise<StrictDrop[]> {
-  const text = await run("nft", ["-j", "list", "table", "inet", NFT_TABLE]).catch(() => "");
-  return text === "" ? [] : parseStrictDrops(text);
+/** The table as installed: what a replacement deletes, and what its counters hold. */
+export interface InstalledStrict {
+  /** Its chains, by name and handle (none when the table is not there). */
+  chains: Array<{ name: string; handle: number }>;
+  /** The names of its counters. */
+  counters: string[];
+  /** Its drop counters, per peer from the `out.NODE`/`in.NODE` counters, the rest from `out` and `in`. */
+  counted: StrictDrop[];
 }
 
-/** The drop counters of `nft -j list table inet podcrypt` output (see {@link readStrictDrops}). */
-export function parseStrictDrops(text: string): StrictDrop[] {
+/** What the reconciler needs of nftables: the installed table, and applying a transaction. */
+export interface StrictNft {
+  read(): Promise<InstalledStrict>;
+  apply(text: string): Promise<unknown>;
+}
+
+/**
+ * The `nft` tool, in network namespace `netns` (default: the caller's). Its `read` lists the table
+ * (`nft -j list table inet podcrypt`), empty when the table is not there.
+ */
+export function nftTool(netns?: string): StrictNft {
+  const nft = (args: readonly string[], o: { input?: string } = {}): Promise<string> =>
+    netns === undefined ? run("nft", args, o) : runIn(netns, "nft", args, o);
+  return {
+    read: async () => {
+      const text = await nft(["-j", "list", "table", "inet", NFT_TABLE]).catch(() => "");
+      return text === "" ? { chains: [], counters: [], counted: [] } : parseStrictTable(text);
+    },
+    apply: (text) => nft(["-f", "-"], { input: text }),
+  };
+}
+
+/** The chains and drop counters of `nft -j list table inet podcrypt` output (see {@link nftTool}). */
+export function parseStrictTable(text: string): InstalledStrict {
   const doc = JSON.parse(text) as {
     nftables: Array<{
-      rule?: { chain: string; expr: Array<{ counter?: { packets: number }; drop?: null }> };
+      chain?: { name: string; handle: number };
+      counter?: { name: string; packets: number };
     }>;
   };
-  const sums = new Map<string, StrictDrop>();
+  const chains: InstalledStrict["chains"] = [];
+  const counters: string[] = [];
+  const counted: StrictDrop[] = [];
   for (const item of doc.nftables) {
-    const r = item.rule;
-    // Only drop rules: the select chain's counters count marked packets, not drops.
-    if (r === undefined || !r.expr.some((e) => "drop" in e)) continue;
-    const packets = r.expr.find((e) => e.counter !== undefined)?.counter?.packets ?? 0;
-    // `host-out`/`host-in` (strict host mode) hold the shared drop rules of host traffic.
-    const m = /^(?:host-)?(out|in)(?:\.(.+))?$/.exec(r.chain);
-    if (m === null) continue;
-    const direction = m[1] as StrictDirection;
-    const peer = m[2] ?? "";
-    const key = `${direction}|${peer}`;
-    const d = sums.get(key) ?? { peer, direction, packets: 0 };
-    d.packets += packets;
-    sums.set(key, d);
+    if (item.chain !== undefined) chains.push({ name: item.chain.name, handle: item.chain.handle });
+    const c = item.counter;
+    if (c === undefined) continue;
+    counters.push(c.name);
+    const m = /^(out|in)(?:\.(.+))?$/.exec(c.name);
+    if (m !== null)
+      counted.push({ peer: m[2] ?? "", direction: m[1] as StrictDirection, packets: c.packets });
   }
-  return [...sums.values()];
+  return { chains, counters, counted };
 }
