@@ -193,16 +193,13 @@ describe("strict host mode's drops (nftables, in a namespace)", () => {
     };
     const r = new StrictReconciler(nftTool(node));
     await r.reconcile(strict);
-    const read = (): Promise<StrictDrop[]> => r.drops();
-    const hostPing = (ns: string, to: string, count: number) =>
-      runIn(ns, "ping", ["-n", "-q", "-c", String(count), "-i", "0.01", "-W", "1", to]).catch(() => "");
-    await hostPing(node, "192.168.78.2", 4); // out, IPv4
-    await hostPing(node, "fd78::2", 3); // out, IPv6 (neighbour discovery passes, the echo requests do not)
-    const out = packets(await read(), "node-b", "out");
-    assert.equal(out, 7, JSON.stringify(await read()));
-    await hostPing(peer, "192.168.78.1", 2); // in, IPv4
-    await hostPing(peer, "fd78::1", 5); // in, IPv6
-    const drops = await read();
+    await ping(node, "192.168.78.1", "192.168.78.2", 4); // out, IPv4
+    await ping(node, "fd78::1", "fd78::2", 3); // out, IPv6 (neighbour discovery passes, the echo requests do not)
+    const out = packets(await r.drops(), "node-b", "out");
+    assert.equal(out, 7, JSON.stringify(await r.drops()));
+    await ping(peer, "192.168.78.2", "192.168.78.1", 2); // in, IPv4
+    await ping(peer, "fd78::2", "fd78::1", 5); // in, IPv6
+    const drops = await r.drops();
     assert.equal(packets(drops, "node-b", "in"), 7, JSON.stringify(drops));
     assert.equal(packets(drops, "", "out") + packets(drops, "", "in"), 0, "every drop has its peer");
     // The datastore's port and SSH: requests out, answers in, both families; nothing more dropped.
@@ -220,7 +217,7 @@ describe("strict host mode's drops (nftables, in a namespace)", () => {
       "TCP:[fd78::2]:22",
     ])
       assert.equal(await ask(target), "ok", target);
-    const after = await read();
+    const after = await r.drops();
     assert.equal(packets(after, "node-b", "out"), 7, JSON.stringify(after));
     assert.equal(packets(after, "node-b", "in"), 7, JSON.stringify(after));
     // Strict host mode off (the same drops of pod traffic): host traffic passes.
