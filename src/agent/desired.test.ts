@@ -225,6 +225,37 @@ describe("desiredState", () => {
     );
     assert.equal(later.generations[0]?.peers[0]?.saInstance, "ab".repeat(16));
   });
+
+  it("the memo: an unchanged peer's entries, routes and strict entry are the last pass's objects; a change makes new ones", () => {
+    const memo = new DesiredMemo();
+    const nodes = [node(1, { "4": KEY("a"), "5": KEY("b") }), node(2, { "4": KEY("c"), "5": KEY("d") })];
+    const strict = { ...cluster("switch", ON), strict: true };
+    const pass = (ns: Node[], c = strict, up = ALL_UP) => desiredState(SETTINGS, c, ns, up, undefined, memo);
+    const first = pass(nodes);
+    // A heartbeat's new version of the peer's record, same address, CIDRs and keys.
+    const again = pass([
+      nodes[0]!,
+      parseResource("nodes", { ...nodes[1]!, status: { errors: [], mtu: 1400 } }),
+    ]);
+    for (const gi of [0, 1]) assert.equal(again.generations[gi]!.peers[0], first.generations[gi]!.peers[0]);
+    assert.equal(again.routes[0], first.routes[0]);
+    assert.deepEqual(first.strict.peers?.[0], { node: "node-2", podCidrs: ["10.244.2.0/24"] });
+    assert.equal(again.strict.peers?.[0], first.strict.peers?.[0]);
+    assert.deepEqual(again, first);
+    // The session not up: the route moves back to the older generation, a route of another shape.
+    const back = pass(nodes, strict, NONE_UP);
+    assert.deepEqual(back.routes, [{ dst: "10.244.2.0/24", kind: "tunnel", dev: "podcrypt0" }]);
+    assert.equal(pass(nodes).routes[0], first.routes[0], "each shape's routes are kept");
+    // Host encryption on: entries with the host address, then off again.
+    const host = pass(nodes, { ...strict, hostEncryption: true });
+    assert.deepEqual(host.generations[1]!.peers[0]!.allowedIps, ["10.244.2.0/24", "172.30.0.12/32"]);
+    assert.deepEqual(pass(nodes).generations[1]!.peers[0]!.allowedIps, ["10.244.2.0/24"]);
+    // A new address: new entries and a new strict entry.
+    const moved = parseResource("nodes", { ...nodes[1]!, underlay: { ipv4: "172.30.0.99" } });
+    const after = pass([nodes[0]!, moved]);
+    assert.notEqual(after.strict.peers?.[0], first.strict.peers?.[0]);
+    assert.equal(after.generations[1]!.peers[0]!.endpoint.address, "172.30.0.99");
+  });
 });
 
 describe("desiredState, host encryption", () => {

@@ -256,8 +256,35 @@ interface Derived {
       entry: DesiredPeer | undefined;
     }
   >;
-  /** By route shape (see {@link DesiredMemo.routesTo}). */
+  /** By route shape ({@link RouteShape.key}). */
   routes: Map<string, readonly DesiredRoute[]>;
+  /** The node's entry in strict mode's peer list. */
+  strict?: { node: string; podCidrs: string[] };
+}
+
+/**
+ * How the routes to a peer's pods are made in a pass (see {@link DesiredMemo.routesTo}), with the
+ * key its routes are kept under: a pass makes one per tunnel interface, not one per peer.
+ */
+export interface RouteShape {
+  via: string | null;
+  encrypting: boolean;
+  selective: boolean;
+  underlayIf: string;
+  src: Partial<Record<HostFamily, string>>;
+  key: string;
+}
+
+/** The {@link RouteShape} of these settings. */
+function routeShape(
+  via: string | null,
+  encrypting: boolean,
+  selective: boolean,
+  underlayIf: string,
+  src: Partial<Record<HostFamily, string>> = {},
+): RouteShape {
+  const key = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}|${src.ipv4 ?? ""}|${src.ipv6 ?? ""}`;
+  return { via, encrypting, selective, underlayIf, src, key };
 }
 
 /**
@@ -268,10 +295,17 @@ interface Derived {
  */
 export class DesiredMemo {
   private readonly byName = new Map<string, Derived>();
+  /** The host families {@link peer} was last called with, joined (a pass passes one array). */
+  private hostFamilies: readonly HostFamily[] = [];
+  private hostKey = "";
+
+  /** The last node {@link derived} was asked for: a pass asks for each node a few times in a row. */
+  private last: Derived | undefined;
 
   private derived(n: Node): Derived {
+    if (this.last?.node === n) return this.last;
     let d = this.byName.get(n.name);
-    if (d !== undefined && d.node === n) return d;
+    if (d !== undefined && d.node === n) return (this.last = d);
     if (
       d === undefined ||
       d.node.underlay.ipv4 !== n.underlay.ipv4 ||
@@ -281,7 +315,7 @@ export class DesiredMemo {
       d = { node: n, peers: new Map(), routes: new Map() };
       this.byName.set(n.name, d);
     } else d.node = n;
-    return d;
+    return (this.last = d);
   }
 
   /**
@@ -301,7 +335,11 @@ export class DesiredMemo {
     const publicKey = n.publicKeys[String(epoch)];
     const saInstance = n.saInstance;
     const address = addressOf(n, ipv6);
-    const hostKey = host.join(",");
+    if (host !== this.hostFamilies) {
+      this.hostFamilies = host;
+      this.hostKey = host.join(",");
+    }
+    const hostKey = this.hostKey;
     let p = d.peers.get(k);
     if (
       p === undefined ||
@@ -327,26 +365,19 @@ export class DesiredMemo {
   }
 
   /**
-   * The routes to node `n`'s pods. The tunnel way is through interface `via`, or a blackhole when
-   * `via` is null (nothing to encrypt with yet, so never plaintext); without `encrypting` traffic
-   * goes in plaintext over `underlayIf`. Selective encryption routes in plaintext in the main table
-   * and the tunnel way in the `selected` table. With `src` (host encryption: this node's host
-   * addresses by family) the tunnel routes to pod CIDRs of each family name the address of that
-   * family as the source of the node's own packets, an address the peer's tunnel accepts and
+   * The routes to node `n`'s pods. The tunnel way is through interface `shape.via`, or a blackhole
+   * when `via` is null (nothing to encrypt with yet, so never plaintext); without `encrypting`
+   * traffic goes in plaintext over `underlayIf`. Selective encryption routes in plaintext in the
+   * main table and the tunnel way in the `selected` table. With `src` (host encryption: this node's
+   * host addresses by family) the tunnel routes to pod CIDRs of each family name the address of
+   * that family as the source of the node's own packets, an address the peer's tunnel accepts and
    * routes back through the tunnel.
    */
-  routesTo(
-    n: Node,
-    via: string | null,
-    encrypting: boolean,
-    selective: boolean,
-    underlayIf: string,
-    src: Partial<Record<HostFamily, string>> = {},
-  ): readonly DesiredRoute[] {
+  routesTo(n: Node, shape: RouteShape): readonly DesiredRoute[] {
     const d = this.derived(n);
-    const k = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}|${src.ipv4 ?? ""}|${src.ipv6 ?? ""}`;
-    let out = d.routes.get(k);
+    let out = d.routes.get(shape.key);
     if (out === undefined) {
+      const { via, encrypting, selective, underlayIf, src } = shape;
       out = n.podCIDRs.flatMap((dst): DesiredRoute[] => {
         const gw = plainGateway(n, dst);
         const plain: DesiredRoute[] =
@@ -361,9 +392,15 @@ export class DesiredMemo {
         if (!selective) return encrypting ? tunnel : plain;
         return [...plain, ...tunnel.map((r) => ({ ...r, table: "selected" as const }))];
       });
-      d.routes.set(k, out);
+      d.routes.set(shape.key, out);
     }
     return out;
+  }
+
+  /** Node `n`'s entry in strict mode's peer list: its name and pod CIDRs. */
+  strictPeer(n: Node): { node: string; podCidrs: string[] } {
+    const d = this.derived(n);
+    return (d.strict ??= { node: n.name, podCidrs: [...n.podCIDRs] });
   }
 
   /** Forgets the nodes not in `nodes` once it holds more than them. */
@@ -371,6 +408,7 @@ export class DesiredMemo {
     if (this.byName.size <= nodes.length) return;
     const names = new Set(nodes.map((n) => n.name));
     for (const name of this.byName.keys()) if (!names.has(name)) this.byName.delete(name);
+    this.last = undefined;
   }
 }
 
@@ -433,44 +471,56 @@ export function desiredState(
   const portOf = (epoch: number): number => settings.wireguardPort + (epoch % 2);
   // Every peer's entry in every installed generation (by the peer's index in `others`), looked up
   // once a pass: the peer lists and the choice of each peer's carrier below both read them.
-  const entries = installed.map((g) => others.map((n) => peerIn(g, n, portOf(g.epoch))));
-  const kept = installed.map((g) => keptOnly(g.epoch));
+  const entries = installed.map((): Array<DesiredPeer | undefined> => new Array(others.length));
+  for (const [i, n] of others.entries())
+    for (const [gi, g] of installed.entries()) entries[gi]![i] = peerIn(g, n, portOf(g.epoch));
   // Whether installed generation `gi` holds `others[i]`: it has the peer's entry, and a generation
   // kept for lagging nodes holds only them.
-  const holds = (gi: number, i: number): boolean =>
-    entries[gi]![i] !== undefined &&
-    (!kept[gi] || lagging.get(others[i]!.name)?.epoch === installed[gi]!.epoch);
+  const held = installed.map((g, gi) => {
+    const kept = keptOnly(g.epoch);
+    return others.map(
+      (n, i) => entries[gi]![i] !== undefined && (!kept || lagging.get(n.name)?.epoch === g.epoch),
+    );
+  });
   const generations: DesiredGeneration[] = installed.map((g, gi) => {
     const slot = (g.epoch % 2) as 0 | 1;
+    const peers: DesiredPeer[] = [];
+    for (let i = 0; i < others.length; i++) if (held[gi]![i]) peers.push(entries[gi]![i]!);
     return {
       epoch: g.epoch,
       mode: g.mode,
       slot,
       ifname: `${settings.ifPrefix}${slot}`,
       listenPort: portOf(g.epoch),
-      peers: others.flatMap((_, i) => (holds(gi, i) ? [entries[gi]![i]!] : [])),
+      peers,
     };
   });
-  // The generation that carries the pods' traffic to `others[i]`, if any.
-  const carrier = (i: number): DesiredGeneration | undefined => {
-    const n = others[i]!;
-    // The generations that hold the peer (in installation order).
-    const holding = generations.filter((_, gi) => holds(gi, i));
-    if (sending === undefined) return holding[0];
-    // A pair with a lagging node stays on the kept generation until the controller switches it.
-    const lag = selfLag ?? lagging.get(n.name);
-    if (lag !== undefined && lag.switchAt === undefined) {
-      const kept = holding.find((g) => g.epoch === lag.epoch);
-      if (kept !== undefined) return kept;
+  // The installed generation (its index) that carries the pods' traffic to `others[i]`, or -1.
+  const carrier = (i: number): number => {
+    // The first generation (in installation order) that holds the peer, then the first of the
+    // sending epoch, of an older one, and of the epoch a lagging pair stays on.
+    const lag = sending === undefined ? undefined : (selfLag ?? lagging.get(others[i]!.name));
+    let first = -1;
+    let next = -1;
+    let older = -1;
+    let kept = -1;
+    for (let gi = 0; gi < installed.length; gi++) {
+      if (!held[gi]![i]) continue;
+      const epoch = installed[gi]!.epoch;
+      if (first < 0) first = gi;
+      if (next < 0 && epoch === sending?.epoch) next = gi;
+      if (older < 0 && sending !== undefined && epoch < sending.epoch) older = gi;
+      if (kept < 0 && epoch === lag?.epoch) kept = gi;
     }
-    const next = holding.find((g) => g.epoch === sending.epoch);
+    if (sending === undefined) return first;
+    // A pair with a lagging node stays on the kept generation until the controller switches it.
+    if (lag !== undefined && lag.switchAt === undefined && kept >= 0) return kept;
     // A peer the sending generation does not know yet is reached through any that does.
-    if (next === undefined) return holding[0];
+    if (next < 0) return first;
     // Only an *older* generation keeps a peer until the sending one's session is up (switch); a
     // newer one (prepare) never takes traffic before its run switches.
-    const older = holding.find((g) => g.epoch < sending.epoch);
-    if (older === undefined || next.mode !== "wireguard") return next;
-    return sessions(next.epoch, entries[generations.indexOf(next)]![i]!.publicKey) ? next : older;
+    if (older < 0 || installed[next]!.mode !== "wireguard") return next;
+    return sessions(installed[next]!.epoch, entries[next]![i]!.publicKey) ? next : older;
   };
   const selective = c.encryption === "selective";
   const routes: DesiredRoute[] = [];
@@ -478,13 +528,22 @@ export function desiredState(
   // follows the routing of host traffic, which starts after every node accepts and ends before.
   const src: Partial<Record<HostFamily, string>> = {};
   for (const f of hostRoute) src[f] = self!.underlay[f];
+  // The routes' shape through each generation's interface (by index), and with none (last).
+  const shapes = [...generations.map((g) => g.ifname), null].map((via) =>
+    routeShape(via, sending !== undefined, selective, settings.underlayIf, src),
+  );
+  // Strict mode's peers and the pod CIDRs it guards, as the routes go.
+  const strictPeers: Array<{ node: string; podCidrs: string[] }> = [];
+  const believedCidrs: string[] = [];
   for (const [i, n] of others.entries()) {
-    const via = carrier(i)?.ifname ?? null;
-    for (const r of memo.routesTo(n, via, sending !== undefined, selective, settings.underlayIf, src))
-      routes.push(r);
+    const gi = carrier(i);
+    for (const r of memo.routesTo(n, shapes.at(gi)!)) routes.push(r);
+    strictPeers.push(memo.strictPeer(n));
+    for (const cidr of n.podCIDRs) believedCidrs.push(cidr);
     // Host traffic goes through the tunnel that carries the peer's pods; with none up it goes as
     // before, in plaintext, which only strict host mode drops (strictHostFor; its exclusions keep
     // the datastore and the operators reachable).
+    const via = shapes.at(gi)!.via;
     if (via !== null && sending !== undefined)
       for (const { family, dst } of hostAddresses(n, hostRoute))
         routes.push({ dst, kind: "tunnel", dev: via, src: src[family]!, table: "host" });
@@ -495,12 +554,8 @@ export function desiredState(
     ...strictFor(c),
     underlayIf: settings.underlayIf,
     localPodCidrs: [...(self?.podCIDRs ?? [])],
-    remotePodCidrs: remoteDrops(
-      others.flatMap((n) => n.podCIDRs),
-      refusedPodCidrs,
-      self?.podCIDRs ?? [],
-    ),
-    peers: others.map((n) => ({ node: n.name, podCidrs: [...n.podCIDRs] })),
+    remotePodCidrs: remoteDrops(believedCidrs, refusedPodCidrs, self?.podCIDRs ?? []),
+    peers: strictPeers,
     // Strict host mode: every known peer's host address is guarded, whether or not its tunnel is
     // up (that is the point: no plaintext meanwhile); a node not known yet is not. What host
     // encryption leaves outside the tunnels (the datastore above all) passes.
