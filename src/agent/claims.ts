@@ -92,7 +92,8 @@ export type StandingClaims = ReadonlyMap<string, readonly string[]>;
 
 /** The pod CIDRs `vetted` believes, by node, as {@link vetClaims} takes them back as `standing`. */
 export function standingClaims(vetted: VettedNodes): StandingClaims {
-  return new Map(vetted.nodes.map((n) => [n.name, [...n.podCIDRs]]));
+  // Records are never modified once read (every version is a new object): kept, not copied.
+  return new Map(vetted.nodes.map((n) => [n.name, n.podCIDRs]));
 }
 
 /**
@@ -108,10 +109,13 @@ export function vetClaims(
 ): VettedNodes {
   const refused: RefusedClaim[] = [];
   // Step 1: the authority.
-  const believed = new Map<string, { node: Node; podCIDRs: string[]; ipv4: boolean; ipv6: boolean }>();
+  const believed = new Map<
+    string,
+    { node: Node; podCIDRs: readonly string[]; ipv4: boolean; ipv6: boolean }
+  >();
   for (const n of nodes) {
     if (n.name === self || authority === undefined) {
-      believed.set(n.name, { node: n, podCIDRs: [...n.podCIDRs], ipv4: true, ipv6: true });
+      believed.set(n.name, { node: n, podCIDRs: n.podCIDRs, ipv4: true, ipv6: true });
       continue;
     }
     const a = authority(n.name);
@@ -146,7 +150,7 @@ export function vetClaims(
   // Which claims overlap which, found once for all (on 1000 nodes, comparing every claim with
   // every other was a million CIDR comparisons per pass, most of an agent's time).
   const overlapping = overlapsAmong(all.map((b) => b.podCIDRs));
-  for (const [bi, b] of all.entries()) {
+  for (const [bi, b] of overlapping.size === 0 ? [] : all.entries()) {
     if (b.node.name === self) continue;
     for (const c of b.podCIDRs) {
       const hits = overlapping.get(`${bi}|${c}`);
@@ -181,7 +185,7 @@ export function vetClaims(
       ...(b.ipv4 && n.underlay.ipv4 !== undefined ? { ipv4: n.underlay.ipv4 } : {}),
       ...(b.ipv6 && n.underlay.ipv6 !== undefined ? { ipv6: n.underlay.ipv6 } : {}),
     };
-    return { ...n, underlay, podCIDRs };
+    return { ...n, underlay, podCIDRs: [...podCIDRs] };
   });
   refused.sort(
     (x, y) =>
@@ -220,7 +224,7 @@ function overlapsAmong(owners: ReadonlyArray<readonly string[]>): Map<string, Ma
   for (const [owner, cidrs] of owners.entries())
     for (const cidr of cidrs) {
       const r = rangeOf(cidr);
-      if (r !== null) entries.push({ owner, cidr, ...r });
+      if (r !== null) entries.push({ owner, cidr, bits: r.bits, first: r.first, last: r.last });
     }
   entries.sort((x, y) => x.bits - y.bits || (x.first < y.first ? -1 : x.first > y.first ? 1 : 0));
   const out = new Map<string, Map<number, Set<string>>>();

@@ -110,12 +110,26 @@ function established(o: ObservedPeer): boolean {
 /** The family of the underlay the tunnel runs over: the endpoint's, else what the peer publishes. */
 function familyOf(rows: readonly ObservedPeer[], peer: Node): Family {
   for (const r of rows) {
-    const host = r.endpoint?.replace(/^\[/, "").replace(/\]?:\d+$/, "");
-    if (host !== undefined && isIP(host) === 6) return "ipv6";
-    if (host !== undefined && isIP(host) === 4) return "ipv4";
+    const family = r.endpoint === undefined ? undefined : endpointFamily(r.endpoint);
+    if (family !== undefined) return family;
   }
   return peer.underlay.ipv4 !== undefined ? "ipv4" : "ipv6";
 }
+
+/**
+ * The family of an endpoint `host:port` / `[host]:port`, undefined when it is no address. Judged
+ * once per endpoint: every heartbeat asks for every peer's.
+ */
+function endpointFamily(endpoint: string): Family | undefined {
+  if (endpointFamilies.has(endpoint)) return endpointFamilies.get(endpoint);
+  const host = endpoint.replace(/^\[/, "").replace(/\]?:\d+$/, "");
+  const v = isIP(host);
+  const family = v === 6 ? "ipv6" : v === 4 ? "ipv4" : undefined;
+  if (endpointFamilies.size >= 100_000) endpointFamilies.clear();
+  endpointFamilies.set(endpoint, family);
+  return family;
+}
+const endpointFamilies = new Map<string, Family | undefined>();
 
 /** Whether every peer in `report` is up (none pending or failing). */
 export function allUp(report: TunnelReport): boolean {
