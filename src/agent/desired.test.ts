@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { ObservedPeer } from "../dataplane/types.js";
+import type { DesiredPeer, ObservedPeer } from "../dataplane/types.js";
 import { parseResource, type ClusterEncryption, type Node, type Phase } from "../model/index.js";
 import {
   catchUpAcknowledgement,
@@ -255,6 +255,32 @@ describe("desiredState", () => {
     const after = pass([nodes[0]!, moved]);
     assert.notEqual(after.strict.peers?.[0], first.strict.peers?.[0]);
     assert.equal(after.generations[1]!.peers[0]!.endpoint.address, "172.30.0.99");
+  });
+
+  it("the memo over many rotations: each rotation's entries are made once and kept while asked for", () => {
+    const memo = new DesiredMemo();
+    const keyOf = (epoch: number): string => KEY(String.fromCharCode(97 + (epoch % 26)));
+    let previous: DesiredPeer | undefined;
+    for (let epoch = 4; epoch < 40; epoch++) {
+      const keys = { [epoch]: keyOf(epoch), [epoch + 1]: keyOf(epoch + 1) };
+      const ns = [node(1, keys), node(2, keys)];
+      const c = {
+        ...cluster("prepare", ON),
+        epoch,
+        target: { epoch: epoch + 1, enabled: true, mode: "wireguard" as const },
+      };
+      const first = desiredState(SETTINGS, c, ns, ALL_UP, undefined, memo);
+      const again = desiredState(SETTINGS, c, [ns[0]!, node(2, { ...keys })], ALL_UP, undefined, memo);
+      assert.deepEqual(
+        first.generations.map((g) => g.epoch),
+        [epoch, epoch + 1],
+      );
+      assert.equal(again.generations[1]!.peers[0], first.generations[1]!.peers[0]);
+      assert.equal(first.generations[1]!.peers[0]!.publicKey, keys[epoch + 1]);
+      // The entry made as the next epoch in the rotation before is the current one's now.
+      if (previous !== undefined) assert.equal(first.generations[0]!.peers[0], previous);
+      previous = first.generations[1]!.peers[0];
+    }
   });
 });
 

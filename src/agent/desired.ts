@@ -245,21 +245,38 @@ function hostAddresses(n: Node, families: readonly HostFamily[]): Array<{ family
  */
 interface Derived {
   node: Node;
-  /** By `epoch * 65536 + port`: the key and SA instance the entry was made for, and the entry. */
-  peers: Map<
-    number,
-    {
-      publicKey: string | undefined;
-      saInstance: string | undefined;
-      /** The host families the entry was made for, joined by commas. */
-      host: string;
-      entry: DesiredPeer | undefined;
-    }
-  >;
-  /** By route shape ({@link RouteShape.key}). */
-  routes: Map<string, readonly DesiredRoute[]>;
+  /**
+   * By `epoch * 65536 + port` (`k`): the key and SA instance the entry was made for, and the entry;
+   * the last {@link KEPT_PER_NODE} asked for.
+   */
+  peers: Array<{
+    k: number;
+    publicKey: string | undefined;
+    saInstance: string | undefined;
+    /** The host families the entry was made for, joined by commas. */
+    host: string;
+    entry: DesiredPeer | undefined;
+  }>;
+  /** By route shape ({@link RouteShape.key}), the last {@link KEPT_PER_NODE} asked for. */
+  routes: Array<{ key: string; routes: readonly DesiredRoute[] }>;
   /** The node's entry in strict mode's peer list. */
   strict?: { node: string; podCidrs: string[] };
+}
+
+/**
+ * Entries and route lists kept per node: a pass asks for one per installed generation (two in a
+ * rotation, more with lagging nodes) and one route shape, so these hold what the next pass asks
+ * for, while the generations of past rotations are let go (kept by epoch, an agent rotating daily
+ * for a year held 365 entries per peer). Small lists, searched in order: with hundreds of agents
+ * on one thread (the scale bench) a map per node was most of the memo's cost, in cache misses.
+ */
+const KEPT_PER_NODE = 8;
+
+/** Adds `item` to a memo list, letting go of the oldest beyond {@link KEPT_PER_NODE}. */
+function keep<T>(list: T[], item: T): T {
+  if (list.length >= KEPT_PER_NODE) list.shift();
+  list.push(item);
+  return item;
 }
 
 /**
@@ -312,7 +329,7 @@ export class DesiredMemo {
       d.node.underlay.ipv6 !== n.underlay.ipv6 ||
       !sameList(d.node.podCIDRs, n.podCIDRs)
     ) {
-      d = { node: n, peers: new Map(), routes: new Map() };
+      d = { node: n, peers: [], routes: [] };
       this.byName.set(n.name, d);
     } else d.node = n;
     return (this.last = d);
@@ -340,7 +357,7 @@ export class DesiredMemo {
       this.hostKey = host.join(",");
     }
     const hostKey = this.hostKey;
-    let p = d.peers.get(k);
+    let p = d.peers.find((x) => x.k === k);
     if (
       p === undefined ||
       p.publicKey !== publicKey ||
@@ -359,7 +376,9 @@ export class DesiredMemo {
               endpoint: { address, port },
               allowedIps: [...n.podCIDRs, ...hostIps],
             };
-      d.peers.set(k, (p = { publicKey, saInstance, host: hostKey, entry }));
+      const made = { publicKey, saInstance, host: hostKey, entry };
+      if (p === undefined) p = keep(d.peers, { k, ...made });
+      else Object.assign(p, made);
     }
     return p.entry;
   }
@@ -375,7 +394,7 @@ export class DesiredMemo {
    */
   routesTo(n: Node, shape: RouteShape): readonly DesiredRoute[] {
     const d = this.derived(n);
-    let out = d.routes.get(shape.key);
+    let out = d.routes.find((x) => x.key === shape.key)?.routes;
     if (out === undefined) {
       const { via, encrypting, selective, underlayIf, src } = shape;
       out = n.podCIDRs.flatMap((dst): DesiredRoute[] => {
@@ -392,7 +411,7 @@ export class DesiredMemo {
         if (!selective) return encrypting ? tunnel : plain;
         return [...plain, ...tunnel.map((r) => ({ ...r, table: "selected" as const }))];
       });
-      d.routes.set(shape.key, out);
+      keep(d.routes, { key: shape.key, routes: out });
     }
     return out;
   }
