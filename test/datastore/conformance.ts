@@ -290,14 +290,20 @@ export function runConformance(
       const p = uniq("resume");
       const start = await nodes.list();
       const seen: string[] = [];
+      // What the watch reported, by ms since the test's start: a failure says how far it got.
+      const t0 = Date.now();
+      const trail: string[] = [];
+      const note = (what: string): void => void trail.push(`${Date.now() - t0} ms ${what}`);
       const w = await nodes.watch(start.revision, {
         event: (e) => void (e.key.startsWith(p) && seen.push(summary(e))),
         gone: () => assert.fail("unexpected gone"),
+        error: (e) => note(`watch error: ${e.message}`),
       });
       await nodes.create(sampleNode(`${p}-1`));
       await waitFor(() => seen.length === 1, 10_000, "first event");
       if (client.restart) {
         await client.restart();
+        note("backend restarted");
       } else {
         // No server to restart: a second client's watcher from the same revision must see the
         // same history, then both see what follows.
@@ -316,7 +322,10 @@ export function runConformance(
         if ((await nodes.get(`${p}-2`)) === undefined) await nodes.create(sampleNode(`${p}-2`));
       }, 20_000);
       await nodes.create(sampleNode(`${p}-3`));
-      await waitFor(() => seen.length >= 3, 20_000, "events after reconnect");
+      note("written after the restart");
+      await waitFor(() => seen.length >= 3, 20_000, "events after reconnect").catch((e: Error) => {
+        throw new Error(`${e.message}; seen ${JSON.stringify(seen)}; ${trail.join("; ")}`);
+      });
       await new Promise((r) => setTimeout(r, 300));
       assert.deepEqual(seen, [`ADDED ${p}-1`, `ADDED ${p}-2`, `ADDED ${p}-3`]);
       await w.close();
