@@ -8,7 +8,7 @@
  * reaches nothing but what the test relays into it), with background networking, updates, sync
  * and extensions off.
  */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
@@ -52,6 +52,10 @@ export class Chromium {
   /** Starts the browser in `ns` (killed by `lab`'s cleanup too) and attaches to its first page. */
   static async launch(lab: NetnsGroup, ns: string): Promise<Chromium> {
     const profile = mkdtempSync(join(tmpdir(), "podcrypt-chromium-"));
+    // Chromium keeps its process-singleton socket in a directory of its own under TMPDIR, which a
+    // killed browser leaves behind: under the profile, it goes with the profile.
+    const tmp = join(profile, "tmp");
+    mkdirSync(tmp);
     const child = lab.spawn(
       ns,
       CHROMIUM,
@@ -73,7 +77,7 @@ export class Chromium {
         "--window-size=1280,900",
         "about:blank",
       ],
-      { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] },
+      { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"], env: { ...process.env, TMPDIR: tmp } },
     );
     let err = "";
     child.stderr?.on("data", (d: Buffer) => {
