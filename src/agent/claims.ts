@@ -24,6 +24,7 @@
  */
 import { cidrContains, cidrRange } from "../platform/netlink/addr.js";
 import type { Node } from "../model/index.js";
+import { textMemo } from "../text-memo.js";
 
 /** What the cluster's authority (Kubernetes) says a node was given. */
 export interface NodeAuthority {
@@ -196,21 +197,14 @@ export function vetClaims(
   return { nodes: out, refused };
 }
 
-/** Parsed CIDRs by text (null: garbage, which overlaps nothing); cleared when it grows large. */
-const ranges = new Map<string, ReturnType<typeof cidrRange> | null>();
-function rangeOf(cidr: string): ReturnType<typeof cidrRange> | null {
-  let r = ranges.get(cidr);
-  if (r === undefined) {
-    try {
-      r = cidrRange(cidr);
-    } catch {
-      r = null;
-    }
-    if (ranges.size > 100_000) ranges.clear();
-    ranges.set(cidr, r);
+/** Parsed CIDRs by text (null: garbage, which overlaps nothing). */
+const rangeOf = textMemo((cidr): ReturnType<typeof cidrRange> | null => {
+  try {
+    return cidrRange(cidr);
+  } catch {
+    return null;
   }
-  return r;
-}
+});
 
 /**
  * For the claims of `owners` (owner index → CIDRs), which claims of other owners overlap each:

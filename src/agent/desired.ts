@@ -298,7 +298,7 @@ function routeShape(
   encrypting: boolean,
   selective: boolean,
   underlayIf: string,
-  src: Partial<Record<HostFamily, string>> = {},
+  src: Partial<Record<HostFamily, string>>,
 ): RouteShape {
   const key = `${via ?? ""}|${encrypting ? 1 : 0}|${selective ? 1 : 0}|${underlayIf}|${src.ipv4 ?? ""}|${src.ipv6 ?? ""}`;
   return { via, encrypting, selective, underlayIf, src, key };
@@ -555,14 +555,14 @@ export function desiredState(
   const strictPeers: Array<{ node: string; podCidrs: string[] }> = [];
   const believedCidrs: string[] = [];
   for (const [i, n] of others.entries()) {
-    const gi = carrier(i);
-    for (const r of memo.routesTo(n, shapes.at(gi)!)) routes.push(r);
+    const shape = shapes.at(carrier(i))!;
+    for (const r of memo.routesTo(n, shape)) routes.push(r);
     strictPeers.push(memo.strictPeer(n));
     for (const cidr of n.podCIDRs) believedCidrs.push(cidr);
     // Host traffic goes through the tunnel that carries the peer's pods; with none up it goes as
     // before, in plaintext, which only strict host mode drops (strictHostFor; its exclusions keep
     // the datastore and the operators reachable).
-    const via = shapes.at(gi)!.via;
+    const via = shape.via;
     if (via !== null && sending !== undefined)
       for (const { family, dst } of hostAddresses(n, hostRoute))
         routes.push({ dst, kind: "tunnel", dev: via, src: src[family]!, table: "host" });

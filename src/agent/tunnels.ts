@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import type { ObservedPeer } from "../dataplane/types.js";
 import type { Node } from "../model/index.js";
+import { textMemo } from "../text-memo.js";
 
 /** The state of this node's tunnel to one peer. */
 export type TunnelState = "up" | "pending" | "failing";
@@ -120,16 +121,10 @@ function familyOf(rows: readonly ObservedPeer[], peer: Node): Family {
  * The family of an endpoint `host:port` / `[host]:port`, undefined when it is no address. Judged
  * once per endpoint: every heartbeat asks for every peer's.
  */
-function endpointFamily(endpoint: string): Family | undefined {
-  if (endpointFamilies.has(endpoint)) return endpointFamilies.get(endpoint);
-  const host = endpoint.replace(/^\[/, "").replace(/\]?:\d+$/, "");
-  const v = isIP(host);
-  const family = v === 6 ? "ipv6" : v === 4 ? "ipv4" : undefined;
-  if (endpointFamilies.size >= 100_000) endpointFamilies.clear();
-  endpointFamilies.set(endpoint, family);
-  return family;
-}
-const endpointFamilies = new Map<string, Family | undefined>();
+const endpointFamily = textMemo((endpoint): Family | undefined => {
+  const v = isIP(endpoint.replace(/^\[/, "").replace(/\]?:\d+$/, ""));
+  return v === 6 ? "ipv6" : v === 4 ? "ipv4" : undefined;
+});
 
 /** Whether every peer in `report` is up (none pending or failing). */
 export function allUp(report: TunnelReport): boolean {
